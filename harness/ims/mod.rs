@@ -1,0 +1,29 @@
+//! The reference model of Exchange 5.5 IMS as an ETRN client. No I/O: configuration in, plan out.
+//!
+//! - [`config`]: what the administrator configured (registry, Routing, Connections, Dial-up pages).
+//! - [`site_address`] and [`routing`]: the two places the ETRN domains come from.
+//! - [`peer`]: what the EHLO exchange told IMS about its peer.
+//! - [`plan()`]: the pure decision function, each decision naming a [`Rule`].
+//! - [`reaction`]: what IMS does after each ETRN reply.
+//! - [`run()`]: a plan walked against a peer's replies, still without sockets.
+//! - [`rules`]: every rule with its basis (KB article, RFC section) and grade.
+
+pub mod config;
+pub mod peer;
+pub mod plan;
+pub mod reaction;
+pub mod routing;
+pub mod rules;
+pub mod run;
+pub mod site_address;
+
+pub use config::{
+    Credentials, Delivery, DialUp, ExchangeVersion, ImsConfig, Registry, RegistryFlag, RoutingMode,
+};
+pub use peer::PeerEhlo;
+pub use plan::{ConnectionTarget, Decision, Dequeue, DequeuePlan, Greeting, PlannedEtrn, plan};
+pub use reaction::{Reaction, react};
+pub use routing::{MatchKind, RoutingAction, RoutingRow, SentTo};
+pub use rules::{Grade, Rule};
+pub use run::{ConnectionRun, EtrnExchange, run};
+pub use site_address::SiteAddress;

@@ -1,0 +1,162 @@
+//! The Routing property page's table: `Sent To | Route To` rows (KB169683, KB264557).
+//!
+//! Under "Reroute incoming SMTP mail", AlwaysUseETRN sends ETRN for every domain of this table
+//! (KB269771). A `Sent To` entry written `#x.com` matches `x.com` only (5.0 SP2+); a plain entry
+//! matches the domain and its subdomains.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Domain;
+
+/// How a `Sent To` entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchKind {
+    /// `x.com`: the domain and all its subdomains.
+    DomainAndSubdomains,
+    /// `#x.com`: this domain only.
+    Exact,
+}
+
+/// The `Sent To` column: a domain (or IP address, KB249100) with its match kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentTo {
+    pub matching: MatchKind,
+    pub domain: Domain,
+}
+
+impl SentTo {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (matching, rest) = match text.strip_prefix('#') {
+            Some(rest) => (MatchKind::Exact, rest),
+            None => (MatchKind::DomainAndSubdomains, text),
+        };
+        let domain = Domain::parse(rest).map_err(|e| crate::hint(&e, e.fix()))?;
+        Ok(SentTo { matching, domain })
+    }
+}
+
+impl fmt::Display for SentTo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.matching == MatchKind::Exact {
+            f.write_str("#")?;
+        }
+        f.write_str(self.domain.raw())
+    }
+}
+
+/// What the row does with mail for its domain ("Edit Routing Table Entry", KB264557).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingAction {
+    /// "Should be accepted as \"inbound\"".
+    Inbound,
+    /// "Should be rerouted to this domain:" a domain or host.
+    Reroute(Domain),
+    /// "Override relay restrictions. Always \"relay\"" (5.5 SP2+).
+    Relay,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RoutingRowFile", into = "RoutingRowFile")]
+pub struct RoutingRow {
+    pub sent_to: SentTo,
+    pub action: RoutingAction,
+}
+
+impl RoutingRow {
+    pub fn inbound(sent_to: &str) -> Result<Self, String> {
+        Ok(RoutingRow {
+            sent_to: SentTo::parse(sent_to)?,
+            action: RoutingAction::Inbound,
+        })
+    }
+}
+
+/// The action's name in a scenario file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActionName {
+    Inbound,
+    Reroute,
+    Relay,
+}
+
+/// A row as written in a scenario file:
+/// `{ sent_to = "c.com", action = "reroute", route_to = "host1.c.net" }`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRowFile {
+    /// The "Sent To" column: a domain, `#domain` for an exact match, or an IP address.
+    pub sent_to: String,
+    /// What the row does: `inbound`, `reroute` (needs `route_to`) or `relay`.
+    pub action: ActionName,
+    /// The "Route To" host or domain; only with `action = "reroute"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_to: Option<String>,
+}
+
+impl TryFrom<RoutingRowFile> for RoutingRow {
+    type Error = String;
+    fn try_from(file: RoutingRowFile) -> Result<Self, String> {
+        let sent_to = SentTo::parse(&file.sent_to)?;
+        let action = match (file.action, file.route_to) {
+            (ActionName::Reroute, Some(to)) => RoutingAction::Reroute(
+                Domain::parse(&to).map_err(|e| crate::hint(&e, e.fix()))?,
+            ),
+            (ActionName::Reroute, None) => {
+                return Err(crate::hint(
+                    &format!("routing row {:?}: action \"reroute\" needs route_to", file.sent_to),
+                    "add route_to = \"host.example\", or use action = \"inbound\"",
+                ));
+            }
+            (other, Some(to)) => {
+                return Err(crate::hint(
+                    &format!(
+                        "routing row {:?}: route_to = {to:?} contradicts action \"{}\"",
+                        file.sent_to,
+                        serde_name(other)
+                    ),
+                    "remove route_to, or set action = \"reroute\"",
+                ));
+            }
+            (ActionName::Inbound, None) => RoutingAction::Inbound,
+            (ActionName::Relay, None) => RoutingAction::Relay,
+        };
+        Ok(RoutingRow { sent_to, action })
+    }
+}
+
+fn serde_name(a: ActionName) -> &'static str {
+    match a {
+        ActionName::Inbound => "inbound",
+        ActionName::Reroute => "reroute",
+        ActionName::Relay => "relay",
+    }
+}
+
+impl From<RoutingRow> for RoutingRowFile {
+    fn from(row: RoutingRow) -> Self {
+        let (action, route_to) = match row.action {
+            RoutingAction::Inbound => (ActionName::Inbound, None),
+            RoutingAction::Reroute(d) => (ActionName::Reroute, Some(d.raw().to_owned())),
+            RoutingAction::Relay => (ActionName::Relay, None),
+        };
+        RoutingRowFile {
+            sent_to: row.sent_to.to_string(),
+            action,
+            route_to,
+        }
+    }
+}
+
+impl schemars::JsonSchema for RoutingRow {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        RoutingRowFile::schema_name()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        RoutingRowFile::json_schema(g)
+    }
+}

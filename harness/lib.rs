@@ -1,0 +1,14 @@
+//! placeholder
+pub mod domain;
+pub mod ims;
+pub mod reply;
+
+/// Joins an error message and a suggested fix the way every scenario diagnostic shows them.
+/// Errors raised inside serde can only carry a string; [`scenario`] splits it again at
+/// [`HELP_SEPARATOR`] so the fix becomes the diagnostic's `help`.
+pub(crate) fn hint(message: &dyn std::fmt::Display, fix: &str) -> String {
+    format!("{message}{HELP_SEPARATOR}{fix}")
+}
+
+/// Separates a message from its fix inside a serde error string.
+pub const HELP_SEPARATOR: &str = "\nhelp: ";

@@ -1,0 +1,266 @@
+//! SMTP reply codes and replies: the server's half of the wire vocabulary.
+//!
+//! A scenario writes a reply as one string, `"250 OK, queuing for node {node} started"`; a
+//! multi-line reply separates its lines with `\n` (`"250 first\nsecond"` goes on the wire as
+//! `250-first` / `250 second`). `{node}` in the text stands for the node name the client sent,
+//! which lets one default reply serve every domain.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A three-digit SMTP reply code (RFC 5321 §4.2), 200 to 599.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ReplyCode(u16);
+
+impl ReplyCode {
+    pub const OK: ReplyCode = ReplyCode(250);
+    pub const CLOSING: ReplyCode = ReplyCode(421);
+
+    /// A code in 200..=599 with a second digit of 0 to 5 (RFC 5321 §4.2.1).
+    pub fn new(code: u16) -> Option<Self> {
+        ((200..=599).contains(&code) && (code / 10) % 10 <= 5).then_some(ReplyCode(code))
+    }
+
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// 2yz: positive completion.
+    pub fn is_positive(self) -> bool {
+        self.0 / 100 == 2
+    }
+}
+
+impl fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Why a reply text is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    #[error("reply {text:?} does not start with a three-digit code")]
+    NoCode { text: String },
+    #[error("reply code {code} is outside 200..=599 (RFC 5321 §4.2.1)")]
+    BadCode { code: u16 },
+    #[error("reply {text:?}: the code must be followed by a space")]
+    NoSpace { text: String },
+    #[error("reply {text:?} contains a carriage return or a control character")]
+    Control { text: String },
+    #[error("reply {text:?} uses placeholder {{{name}}}; only {{node}} is known")]
+    UnknownPlaceholder { text: String, name: String },
+}
+
+impl ReplyError {
+    pub fn fix(&self) -> &'static str {
+        match self {
+            ReplyError::NoCode { .. } | ReplyError::NoSpace { .. } => {
+                "write the code, a space and the text, e.g. \"250 OK, queuing for node {node} started\""
+            }
+            ReplyError::BadCode { .. } => "use a reply code from 200 to 599, e.g. 250, 458, 501",
+            ReplyError::Control { .. } => {
+                "separate the lines of a multi-line reply with \\n only; the server adds CRLF"
+            }
+            ReplyError::UnknownPlaceholder { .. } => {
+                "write {node} for the node name the client sent, or remove the braces"
+            }
+        }
+    }
+}
+
+/// A complete reply: a code and one or more lines of text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Reply {
+    code: ReplyCode,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
+        Reply {
+            code,
+            lines: vec![text.into()],
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ReplyError> {
+        let digits = text.get(..3).filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+        let Some(digits) = digits else {
+            return Err(ReplyError::NoCode { text: text.into() });
+        };
+        let number: u16 = digits
+            .parse()
+            .map_err(|_| ReplyError::NoCode { text: text.into() })?;
+        let code = ReplyCode::new(number).ok_or(ReplyError::BadCode { code: number })?;
+        let rest = &text[3..];
+        let first = match rest.strip_prefix(' ') {
+            Some(r) => r,
+            None if rest.is_empty() => "",
+            None => return Err(ReplyError::NoSpace { text: text.into() }),
+        };
+        if text.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(ReplyError::Control { text: text.into() });
+        }
+        let mut braces = first;
+        while let Some(start) = braces.find('{') {
+            let after = &braces[start + 1..];
+            let end = after.find('}').unwrap_or(after.len());
+            let name = &after[..end];
+            if name != "node" {
+                return Err(ReplyError::UnknownPlaceholder {
+                    text: text.into(),
+                    name: name.into(),
+                });
+            }
+            braces = &after[end..];
+        }
+        Ok(Reply {
+            code,
+            lines: first.split('\n').map(str::to_owned).collect(),
+        })
+    }
+
+    pub fn code(&self) -> ReplyCode {
+        self.code
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    pub fn is_multiline(&self) -> bool {
+        self.lines.len() > 1
+    }
+
+    /// The reply with `{node}` filled in.
+    pub fn for_node(&self, node: &str) -> Reply {
+        Reply {
+            code: self.code,
+            lines: self
+                .lines
+                .iter()
+                .map(|l| l.replace("{node}", node))
+                .collect(),
+        }
+    }
+
+    /// The bytes on the wire: `250-a\r\n250 b\r\n`.
+    pub fn to_wire(&self) -> String {
+        let mut out = String::new();
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            if line.is_empty() && i == last {
+                out.push_str(&format!("{}\r\n", self.code));
+            } else {
+                out.push_str(&format!("{}{sep}{line}\r\n", self.code));
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        let text = self.lines.join("\n");
+        if !text.is_empty() {
+            write!(f, " {text}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Reply({:?})", self.to_string())
+    }
+}
+
+impl FromStr for Reply {
+    type Err = ReplyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Reply::parse(s)
+    }
+}
+
+impl Serialize for Reply {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Reply {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Reply::parse(&s).map_err(|e| serde::de::Error::custom(crate::hint(&e, e.fix())))
+    }
+}
+
+impl schemars::JsonSchema for Reply {
+    fn schema_name() -> Cow<'static, str> {
+        "Reply".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[2-5][0-5][0-9]( .*)?$",
+            "description": "An SMTP reply: a code, a space and the text; lines of a multi-line reply separated by \\n; {node} stands for the node name sent"
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_renders_single_and_multi_line() {
+        let r = Reply::parse("250 OK").unwrap();
+        assert_eq!(r.code().get(), 250);
+        assert_eq!(r.to_wire(), "250 OK\r\n");
+        let m = Reply::parse("250 first\nsecond").unwrap();
+        assert!(m.is_multiline());
+        assert_eq!(m.to_wire(), "250-first\r\n250 second\r\n");
+        assert_eq!(Reply::parse("221").unwrap().to_wire(), "221\r\n");
+    }
+
+    #[test]
+    fn fills_in_the_node() {
+        let r = Reply::parse("459 <{node}>: service unavailable").unwrap();
+        assert_eq!(
+            r.for_node("a.com").to_string(),
+            "459 <a.com>: service unavailable"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_replies() {
+        assert!(matches!(Reply::parse("OK"), Err(ReplyError::NoCode { .. })));
+        assert_eq!(
+            Reply::parse("199 x"),
+            Err(ReplyError::BadCode { code: 199 })
+        );
+        assert_eq!(
+            Reply::parse("260 x"),
+            Err(ReplyError::BadCode { code: 260 })
+        );
+        assert!(matches!(
+            Reply::parse("250OK"),
+            Err(ReplyError::NoSpace { .. })
+        ));
+        assert!(matches!(
+            Reply::parse("250 a\r\nb"),
+            Err(ReplyError::Control { .. })
+        ));
+        assert!(matches!(
+            Reply::parse("250 {domain}"),
+            Err(ReplyError::UnknownPlaceholder { .. })
+        ));
+    }
+}
