@@ -2,6 +2,8 @@
 pub mod domain;
 pub mod ims;
 pub mod reply;
+pub mod scenario;
+pub mod smarthost;
 
 /// Joins an error message and a suggested fix the way every scenario diagnostic shows them.
 /// Errors raised inside serde can only carry a string; [`scenario`] splits it again at

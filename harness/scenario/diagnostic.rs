@@ -1,0 +1,206 @@
+//! Errors in scenario files, located and explained.
+//!
+//! Every error names the file, line and column, shows the offending value and suggests a fix. The
+//! CLI renders them through miette (a rustc-style pointer into the file); [`fmt::Display`] gives the
+//! same facts on one line for logs and grep.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+
+/// The class of a scenario error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The file could not be read.
+    Unreadable,
+    /// Not valid TOML.
+    Syntax,
+    /// A key the format does not have (often a typo).
+    UnknownKey,
+    /// A required key is missing.
+    MissingKey,
+    /// A value of the wrong TOML type.
+    WrongType,
+    /// A value of the right type that is not allowed: a bad domain, reply, registry value, name.
+    InvalidValue,
+    /// Settings that contradict each other.
+    Contradiction,
+    /// Two files share one `id`.
+    DuplicateId,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Unreadable => "scenario::unreadable",
+            ErrorKind::Syntax => "scenario::syntax",
+            ErrorKind::UnknownKey => "scenario::unknown-key",
+            ErrorKind::MissingKey => "scenario::missing-key",
+            ErrorKind::WrongType => "scenario::wrong-type",
+            ErrorKind::InvalidValue => "scenario::invalid-value",
+            ErrorKind::Contradiction => "scenario::contradiction",
+            ErrorKind::DuplicateId => "scenario::duplicate-id",
+        }
+    }
+}
+
+/// One problem in one scenario file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ScenarioError {
+    pub kind: ErrorKind,
+    /// The file as given on the command line or found in a folder.
+    pub file: String,
+    /// 1-based line and column of the offending value; 0 when the error concerns the whole file.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The offending text, as written in the file.
+    pub value: Option<String>,
+    /// What to write instead.
+    pub help: Option<String>,
+    source_text: Option<NamedSource<String>>,
+    span: Option<SourceSpan>,
+    label: String,
+}
+
+impl ScenarioError {
+    /// An error at `span` (byte offsets) of `text`.
+    pub fn at(
+        kind: ErrorKind,
+        file: &Path,
+        text: &str,
+        span: Option<Range<usize>>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
+        let file_name = file.display().to_string();
+        let (line, column, value, span) = match span {
+            Some(r) => {
+                let start = r.start.min(text.len());
+                let end = r.end.clamp(start, text.len());
+                let (line, column) = line_column(text, start);
+                let value = text.get(start..end).map(|v| shorten(v.trim_end()));
+                (line, column, value.filter(|v| !v.is_empty()), Some(SourceSpan::from(start..end)))
+            }
+            None => (0, 0, None, None),
+        };
+        let label = match kind {
+            ErrorKind::UnknownKey => "not a key of this table",
+            ErrorKind::MissingKey => "in this table",
+            ErrorKind::WrongType => "wrong type",
+            ErrorKind::Syntax => "here",
+            ErrorKind::Contradiction => "contradicts another setting",
+            ErrorKind::DuplicateId => "used by another file",
+            _ => "not allowed",
+        };
+        ScenarioError {
+            kind,
+            file: file_name.clone(),
+            line,
+            column,
+            message: message.into(),
+            value,
+            help,
+            source_text: Some(NamedSource::new(file_name, text.to_owned())),
+            span,
+            label: label.into(),
+        }
+    }
+
+    /// The file itself could not be read.
+    pub fn unreadable(file: &Path, error: &std::io::Error) -> Self {
+        ScenarioError {
+            kind: ErrorKind::Unreadable,
+            file: file.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {error}"),
+            value: None,
+            help: Some("check the path and its permissions".into()),
+            source_text: None,
+            span: None,
+            label: String::new(),
+        }
+    }
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        } else {
+            write!(f, "{}: {}", self.file, self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ScenarioError {
+    /// Everything on one line, the fix included: for logs, CI output and grep.
+    pub fn one_line(&self) -> String {
+        match &self.help {
+            Some(h) => format!("{self} (help: {h})"),
+            None => self.to_string(),
+        }
+    }
+}
+
+impl Diagnostic for ScenarioError {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.kind.code()))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source_text.as_ref().map(|s| s as &dyn SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let span = self.span?;
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
+            Some(self.label.clone()),
+            span,
+        ))))
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..floor_char_boundary(text, offset)];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// The first line of a value, at most 60 characters.
+fn shorten(v: &str) -> String {
+    let first = v.lines().next().unwrap_or("");
+    if first.chars().count() > 60 || v.contains('\n') {
+        let cut: String = first.chars().take(60).collect();
+        format!("{cut}...")
+    } else {
+        first.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column_are_one_based_and_count_characters() {
+        let text = "a = 1\nbü = \"x\"\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        let x = text.find("\"x\"").unwrap();
+        assert_eq!(line_column(text, x), (2, 6));
+    }
+}

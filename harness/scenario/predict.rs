@@ -1,0 +1,66 @@
+//! The model's prediction for a scenario: its plan, walked against the scenario's smart host.
+
+use serde::Serialize;
+
+use crate::ims::{self, ConnectionRun, DequeuePlan, Dequeue, PeerEhlo};
+use crate::smarthost::profile::ProfileError;
+
+use super::expect::Observed;
+use super::file::Scenario;
+
+/// What the reference model expects to happen in a scenario.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Prediction {
+    /// What the client learns from the smart host's EHLO reply.
+    pub peer: PeerEhlo,
+    /// True when the smart host refuses the session in its greeting (e.g. `421` at connect).
+    pub refused_at_greeting: bool,
+    pub plan: DequeuePlan,
+    /// One entry per connection of the plan.
+    pub runs: Vec<ConnectionRun>,
+}
+
+impl Prediction {
+    /// The prediction in the shape expectations judge.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            connections: self
+                .runs
+                .iter()
+                .map(|r| r.exchanges.iter().map(|e| e.arg.clone()).collect())
+                .collect(),
+            turn: !self.refused_at_greeting
+                && !self.runs.is_empty()
+                && self.plan.session.dequeue == Dequeue::Turn,
+            local_command: self.plan.local_command.clone(),
+        }
+    }
+}
+
+/// Runs the model on a scenario.
+pub fn predict(scenario: &Scenario) -> Result<Prediction, ProfileError> {
+    let profile = scenario.smarthost.profile()?;
+    let peer = scenario.smarthost.peer_ehlo(&profile);
+    let greeting = scenario.smarthost.greeting.as_ref().unwrap_or(&profile.greeting);
+    let refused_at_greeting = !greeting.code().is_positive();
+    let plan = ims::plan(&scenario.ims, &peer);
+    let mut responder = scenario.smarthost.responder()?;
+    let runs = if refused_at_greeting {
+        plan.connections
+            .iter()
+            .map(|_| ConnectionRun {
+                exchanges: Vec::new(),
+                not_sent: plan.etrn_args().into_iter().cloned().collect(),
+                quits: true,
+            })
+            .collect()
+    } else {
+        ims::run(&plan, |arg| responder.reply_to(arg).code())
+    };
+    Ok(Prediction {
+        peer,
+        refused_at_greeting,
+        plan,
+        runs,
+    })
+}
