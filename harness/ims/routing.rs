@@ -38,6 +38,31 @@ impl SentTo {
     }
 }
 
+impl Serialize for SentTo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SentTo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        SentTo::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for SentTo {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SentTo".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A routing-table domain; a leading '#' makes it an exact match (KB169683)"
+        })
+    }
+}
+
 impl fmt::Display for SentTo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.matching == MatchKind::Exact {
@@ -90,33 +115,30 @@ pub enum ActionName {
 #[serde(deny_unknown_fields)]
 pub struct RoutingRowFile {
     /// The "Sent To" column: a domain, `#domain` for an exact match, or an IP address.
-    pub sent_to: String,
+    pub sent_to: SentTo,
     /// What the row does: `inbound`, `reroute` (needs `route_to`) or `relay`.
     pub action: ActionName,
     /// The "Route To" host or domain; only with `action = "reroute"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub route_to: Option<String>,
+    pub route_to: Option<Domain>,
 }
 
 impl TryFrom<RoutingRowFile> for RoutingRow {
     type Error = String;
     fn try_from(file: RoutingRowFile) -> Result<Self, String> {
-        let sent_to = SentTo::parse(&file.sent_to)?;
+        let sent_to = file.sent_to;
         let action = match (file.action, file.route_to) {
-            (ActionName::Reroute, Some(to)) => RoutingAction::Reroute(
-                Domain::parse(&to).map_err(|e| crate::hint(&e, e.fix()))?,
-            ),
+            (ActionName::Reroute, Some(to)) => RoutingAction::Reroute(to),
             (ActionName::Reroute, None) => {
-                return Err(crate::hint(
-                    &format!("routing row {:?}: action \"reroute\" needs route_to", file.sent_to),
+                return Err(crate::contradiction(
+                    &format!("routing row \"{sent_to}\": action \"reroute\" needs route_to"),
                     "add route_to = \"host.example\", or use action = \"inbound\"",
                 ));
             }
             (other, Some(to)) => {
-                return Err(crate::hint(
+                return Err(crate::contradiction(
                     &format!(
-                        "routing row {:?}: route_to = {to:?} contradicts action \"{}\"",
-                        file.sent_to,
+                        "routing row \"{sent_to}\": route_to = \"{to}\" contradicts action \"{}\"",
                         serde_name(other)
                     ),
                     "remove route_to, or set action = \"reroute\"",
@@ -141,11 +163,11 @@ impl From<RoutingRow> for RoutingRowFile {
     fn from(row: RoutingRow) -> Self {
         let (action, route_to) = match row.action {
             RoutingAction::Inbound => (ActionName::Inbound, None),
-            RoutingAction::Reroute(d) => (ActionName::Reroute, Some(d.raw().to_owned())),
+            RoutingAction::Reroute(d) => (ActionName::Reroute, Some(d)),
             RoutingAction::Relay => (ActionName::Relay, None),
         };
         RoutingRowFile {
-            sent_to: row.sent_to.to_string(),
+            sent_to: row.sent_to,
             action,
             route_to,
         }

@@ -81,8 +81,15 @@ impl ScenarioError {
                 let start = r.start.min(text.len());
                 let end = r.end.clamp(start, text.len());
                 let (line, column) = line_column(text, start);
-                let value = text.get(start..end).map(|v| shorten(v.trim_end()));
-                (line, column, value.filter(|v| !v.is_empty()), Some(SourceSpan::from(start..end)))
+                let value = match text.get(start..end).map(|v| shorten(v.trim_end())) {
+                    Some(v) if !v.is_empty() => v,
+                    // An empty span (a syntax error at a position): show the rest of the line.
+                    _ => match text[floor_char_boundary(text, start)..].lines().next() {
+                        Some(rest) if !rest.trim().is_empty() => shorten(rest.trim_end()),
+                        _ => "end of file".to_owned(),
+                    },
+                };
+                (line, column, Some(value), Some(SourceSpan::from(start..end)))
             }
             None => (0, 0, None, None),
         };

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::HELP_SEPARATOR;
+use crate::{CONTRADICTION_SEPARATOR, HELP_SEPARATOR};
 
 use super::diagnostic::{ErrorKind, ScenarioError};
 use super::file::Scenario;
@@ -70,7 +70,9 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
 /// Turns a serde/TOML error into a located error with a fix.
 fn format_error(file: &Path, text: &str, e: &toml::de::Error) -> ScenarioError {
     let raw = e.message().trim_end();
-    let (message, help, kind) = if let Some((msg, fix)) = raw.split_once(HELP_SEPARATOR) {
+    let (message, help, kind) = if let Some((msg, fix)) = raw.split_once(CONTRADICTION_SEPARATOR) {
+        (msg.to_owned(), fix.to_owned(), ErrorKind::Contradiction)
+    } else if let Some((msg, fix)) = raw.split_once(HELP_SEPARATOR) {
         (msg.to_owned(), fix.to_owned(), ErrorKind::InvalidValue)
     } else if raw.starts_with("unknown field") {
         (
@@ -91,8 +93,12 @@ fn format_error(file: &Path, text: &str, e: &toml::de::Error) -> ScenarioError {
             ErrorKind::InvalidValue,
         )
     } else if raw.starts_with("invalid type") || raw.starts_with("invalid value") {
+        // serde names Rust types; a scenario author thinks in TOML types.
+        let readable = ["u32", "u64", "i64", "u16", "u8"]
+            .iter()
+            .fold(raw.to_owned(), |m, t| m.replace(&format!("expected {t}"), "expected a whole number"));
         (
-            raw.to_owned(),
+            readable,
             "write a value of the expected type; `etrn-harness schema` gives each key's type".to_owned(),
             ErrorKind::WrongType,
         )

@@ -16,37 +16,60 @@ use super::profile::{Profile, ProfileError, ProfileName};
 
 /// One reply, or replies by occurrence: `["458 busy", "250 OK"]` answers the first matching ETRN
 /// with 458 and every later one with 250 (the last entry repeats).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(try_from = "OneOrMany", into = "OneOrMany")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplySequence(Vec<Reply>);
 
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(Reply),
-    Many(Vec<Reply>),
-}
-
-impl TryFrom<OneOrMany> for ReplySequence {
-    type Error = String;
-    fn try_from(v: OneOrMany) -> Result<Self, String> {
-        match v {
-            OneOrMany::One(r) => Ok(ReplySequence(vec![r])),
-            OneOrMany::Many(list) if list.is_empty() => Err(crate::hint(
-                &"an empty list of replies",
-                "give at least one reply, e.g. \"250 OK\"",
-            )),
-            OneOrMany::Many(list) => Ok(ReplySequence(list)),
+impl Serialize for ReplySequence {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
         }
     }
 }
 
-impl From<ReplySequence> for OneOrMany {
-    fn from(s: ReplySequence) -> Self {
-        match <[Reply; 1]>::try_from(s.0) {
-            Ok([one]) => OneOrMany::One(one),
-            Err(many) => OneOrMany::Many(many),
+// A string or a list of strings. Written by hand because an untagged enum would hide a bad reply
+// behind "data did not match any variant".
+impl<'de> Deserialize<'de> for ReplySequence {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ReplySequence;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a reply such as \"250 OK\" or a list of replies by occurrence")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ReplySequence, E> {
+                Reply::parse(s)
+                    .map(ReplySequence::single)
+                    .map_err(|e| E::custom(crate::hint(&e, e.fix())))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ReplySequence, A::Error> {
+                let mut list = Vec::new();
+                while let Some(r) = seq.next_element::<Reply>()? {
+                    list.push(r);
+                }
+                ReplySequence::new(list).ok_or_else(|| {
+                    serde::de::Error::custom(crate::hint(
+                        &"an empty list of replies",
+                        "give at least one reply, e.g. \"250 OK\"",
+                    ))
+                })
+            }
         }
+        d.deserialize_any(V)
+    }
+}
+
+impl schemars::JsonSchema for ReplySequence {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReplySequence".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let reply = g.subschema_for::<Reply>();
+        schemars::json_schema!({
+            "description": "A reply, or a list of replies by occurrence (the last repeats)",
+            "anyOf": [reply, { "type": "array", "items": reply, "minItems": 1 }]
+        })
     }
 }
 
