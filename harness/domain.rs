@@ -35,13 +35,17 @@ pub enum DomainError {
     TooLong { text: String, octets: usize },
     #[error("{text:?} has an empty label (two dots in a row, or a leading dot)")]
     EmptyLabel { text: String },
-    #[error("label {label:?} of {text:?} is {octets} octets long; a label has at most {MAX_LABEL_OCTETS}")]
+    #[error(
+        "label {label:?} of {text:?} is {octets} octets long; a label has at most {MAX_LABEL_OCTETS}"
+    )]
     LabelTooLong {
         text: String,
         label: String,
         octets: usize,
     },
-    #[error("label {label:?} of {text:?} contains {character:?}, which is not a letter, digit or hyphen")]
+    #[error(
+        "label {label:?} of {text:?} contains {character:?}, which is not a letter, digit or hyphen"
+    )]
     BadCharacter {
         text: String,
         label: String,
@@ -64,11 +68,15 @@ impl DomainError {
             DomainError::TooLong { .. } | DomainError::LabelTooLong { .. } => {
                 "shorten the name; DNS (RFC 1035 §2.3.4) limits labels to 63 and names to 253 octets"
             }
-            DomainError::EmptyLabel { .. } => "remove the extra dot, e.g. \"a..b.com\" -> \"a.b.com\"",
+            DomainError::EmptyLabel { .. } => {
+                "remove the extra dot, e.g. \"a..b.com\" -> \"a.b.com\""
+            }
             DomainError::BadCharacter { .. } => {
                 "use letters, digits and hyphens only (RFC 5321 §4.1.2), or a U-label such as \"bücher.example\""
             }
-            DomainError::Hyphen { .. } => "move or remove the hyphen at the start or end of the label",
+            DomainError::Hyphen { .. } => {
+                "move or remove the hyphen at the start or end of the label"
+            }
             DomainError::Idna { .. } => {
                 "write the domain as an A-label (xn--...) or as a valid U-label"
             }
@@ -270,7 +278,9 @@ pub enum EtrnArgError {
     Empty,
     #[error("ETRN argument {raw:?} has an option character but no node name")]
     OptionOnly { raw: String },
-    #[error("ETRN argument {raw:?} contains whitespace; RFC 1985 §5 allows one node name per command")]
+    #[error(
+        "ETRN argument {raw:?} contains whitespace; RFC 1985 §5 allows one node name per command"
+    )]
     Whitespace { raw: String },
     #[error("ETRN argument {raw:?}: {source}")]
     Domain { raw: String, source: DomainError },

@@ -1,4 +1,40 @@
-//! placeholder
+//! etrn-harness: an SMTP test harness for ETRN (RFC 1985) dequeuing.
+//!
+//! A mail server behind a part-time link asks its upstream smart host to flush the mail queued for
+//! it with `ETRN <domain>`. This crate models which domains Microsoft Exchange 5.5's Internet Mail
+//! Service asks for (KB269771, KB175494), describes conformance cases as scenario files, and (in
+//! later layers) plays the smart host that records what a client sends.
+//!
+//! # Layout
+//!
+//! Dependencies point one way, from the bottom of this list to the top: the model knows nothing of
+//! files or sockets, the scenario format knows nothing of sockets.
+//!
+//! - [`domain`]: `Domain` and `EtrnArg`: parse, validate (RFC 5321, IDNA), normalise for
+//!   comparison, keep the raw text for the wire.
+//! - [`reply`]: `ReplyCode` and `Reply`: the server's half of the wire vocabulary.
+//! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
+//!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
+//!   basis (KB article or RFC section) and grade (must / should / informational).
+//! - [`smarthost`]: the fake smart host's script (how it answers ETRN) and the shipped server
+//!   profiles (`rfc1985`, `postfix`, `exim`, `sendmail`, `exchange-ims`).
+//! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
+//!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
+//! - `main.rs`: the `etrn-harness` command line (`check`, `expect`, `schema`).
+//!
+//! # Example
+//!
+//! ```
+//! use etrn_harness::ims::{self, ImsConfig, PeerEhlo, RegistryFlag, RoutingMode, SiteAddress};
+//!
+//! let mut config = ImsConfig::new(SiteAddress::parse("@site.org.com").unwrap());
+//! config.registry.always_use_etrn = Some(RegistryFlag::Enabled);
+//! config.routing = RoutingMode::DoNotReroute;
+//!
+//! let plan = ims::plan(&config, &PeerEhlo::esmtp(["ETRN", "PIPELINING"]));
+//! let args: Vec<&str> = plan.etrn_args().iter().map(|a| a.raw()).collect();
+//! assert_eq!(args, ["site.org.com"]);
+//! ```
 pub mod domain;
 pub mod ims;
 pub mod reply;

@@ -144,7 +144,11 @@ fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
                 .first()
                 .map(|c| c.iter().map(|a| a.raw().to_owned()).collect())
                 .unwrap_or_default();
-            let verdict = if deviations.is_empty() { "agrees" } else { "DISAGREES" };
+            let verdict = if deviations.is_empty() {
+                "agrees"
+            } else {
+                "DISAGREES"
+            };
             println!(
                 "{:<48} {:<9} connections={} etrn=[{}]",
                 s.id,

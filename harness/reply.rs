@@ -89,7 +89,9 @@ impl Reply {
     }
 
     pub fn parse(text: &str) -> Result<Self, ReplyError> {
-        let digits = text.get(..3).filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+        let digits = text
+            .get(..3)
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
         let Some(digits) = digits else {
             return Err(ReplyError::NoCode { text: text.into() });
         };

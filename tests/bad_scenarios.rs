@@ -15,31 +15,59 @@ fn errors_of(relative: &str) -> Vec<ScenarioError> {
 }
 
 fn render(errors: &[ScenarioError]) -> String {
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
+    let handler =
+        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
     let mut out = String::new();
     for e in errors {
         out.push_str(&e.one_line());
         out.push_str("\n\n");
-        handler.render_report(&mut out, e).expect("render to a String");
+        handler
+            .render_report(&mut out, e)
+            .expect("render to a String");
         out.push('\n');
     }
     out
 }
 
 /// (fixture, class, line, column) for the first error of each file.
-const CASES: &[(&str, ErrorKind, usize, usize)] = &[
+const CASES: &[(&str, ErrorKind, u32, u32)] = &[
     ("syntax-unclosed-array", ErrorKind::Syntax, 12, 23),
     ("unknown-key-typo", ErrorKind::UnknownKey, 12, 1),
     ("missing-site-address", ErrorKind::MissingKey, 6, 1),
     ("wrong-type-count", ErrorKind::WrongType, 8, 21),
     ("invalid-domain", ErrorKind::InvalidValue, 12, 15),
-    ("registry-value-out-of-range", ErrorKind::InvalidValue, 9, 30),
+    (
+        "registry-value-out-of-range",
+        ErrorKind::InvalidValue,
+        9,
+        30,
+    ),
     ("invalid-reply", ErrorKind::InvalidValue, 13, 34),
     ("unknown-routing-mode", ErrorKind::InvalidValue, 9, 11),
-    ("contradiction-route-to-inbound", ErrorKind::Contradiction, 9, 17),
-    ("contradiction-helo-only-with-keywords", ErrorKind::Contradiction, 12, 17),
-    ("contradiction-expected-and-absent", ErrorKind::Contradiction, 14, 11),
-    ("contradiction-turn-on-old-version", ErrorKind::Contradiction, 10, 30),
+    (
+        "contradiction-route-to-inbound",
+        ErrorKind::Contradiction,
+        9,
+        17,
+    ),
+    (
+        "contradiction-helo-only-with-keywords",
+        ErrorKind::Contradiction,
+        12,
+        17,
+    ),
+    (
+        "contradiction-expected-and-absent",
+        ErrorKind::Contradiction,
+        14,
+        11,
+    ),
+    (
+        "contradiction-turn-on-old-version",
+        ErrorKind::Contradiction,
+        10,
+        30,
+    ),
     ("invalid-id", ErrorKind::InvalidValue, 1, 6),
     ("site-address-without-at", ErrorKind::InvalidValue, 7, 16),
 ];
@@ -67,7 +95,14 @@ fn each_class_of_error_is_located_and_classified() {
 fn every_fixture_is_in_the_table() {
     let mut names: Vec<String> = std::fs::read_dir("tests/fixtures/bad")
         .expect("fixture folder")
-        .map(|e| e.expect("entry").path().file_stem().expect("stem").to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     names.sort();
     let mut listed: Vec<String> = CASES.iter().map(|c| c.0.to_string()).collect();

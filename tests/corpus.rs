@@ -13,8 +13,16 @@ fn corpus() -> Corpus {
 fn every_shipped_scenario_is_valid_and_there_are_at_least_45() {
     let c = corpus();
     let errors: Vec<String> = c.errors.iter().map(|e| e.one_line()).collect();
-    assert!(errors.is_empty(), "invalid scenarios:\n{}", errors.join("\n"));
-    assert!(c.scenarios.len() >= 45, "only {} scenarios", c.scenarios.len());
+    assert!(
+        errors.is_empty(),
+        "invalid scenarios:\n{}",
+        errors.join("\n")
+    );
+    assert!(
+        c.scenarios.len() >= 45,
+        "only {} scenarios",
+        c.scenarios.len()
+    );
 }
 
 #[test]
@@ -44,7 +52,10 @@ fn every_expressible_edge_case_of_ims_etrn_md_is_covered() {
         .map(|n| format!("E{n:02}"))
         .filter(|e| !covered.contains(e))
         .collect();
-    assert!(missing.is_empty(), "edge cases without a scenario: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "edge cases without a scenario: {missing:?}"
+    );
 }
 
 #[test]
@@ -57,7 +68,10 @@ fn every_rfc1985_reply_code_and_421_is_exercised() {
         }
     }
     for code in [250, 251, 252, 253, 458, 459, 500, 501, 421, 502] {
-        assert!(codes.contains(&code), "no scenario answers an ETRN with {code}");
+        assert!(
+            codes.contains(&code),
+            "no scenario answers an ETRN with {code}"
+        );
     }
 }
 

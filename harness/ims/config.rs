@@ -14,7 +14,18 @@ use super::site_address::SiteAddress;
 
 /// The Exchange release (KB184185: ETRN needs 5.0 SP1 or later).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum ExchangeVersion {
     /// Exchange 4.0 Internet Mail Connector.
@@ -94,13 +105,25 @@ impl schemars::JsonSchema for RegistryFlag {
 #[serde(deny_unknown_fields)]
 pub struct Registry {
     /// `AlwaysUseETRN` (KB175494): send ETRN to every ESMTP host that advertises it.
-    #[serde(rename = "AlwaysUseETRN", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AlwaysUseETRN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub always_use_etrn: Option<RegistryFlag>,
     /// `AlwaysUseTURN` (KB257979, 5.5 SP3+): TURN instead of ETRN.
-    #[serde(rename = "AlwaysUseTURN", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AlwaysUseTURN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub always_use_turn: Option<RegistryFlag>,
     /// `DisableETRN` (KB258292): the server role's switch.
-    #[serde(rename = "DisableETRN", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "DisableETRN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_etrn: Option<RegistryFlag>,
 }
 
@@ -117,7 +140,9 @@ impl Registry {
 }
 
 /// The Routing property page's two options (KB255695). Rerouting is the default (KB193922).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingMode {
     /// "Reroute incoming SMTP mail (Required for POP3/IMAP4 Support)".

@@ -286,7 +286,10 @@ impl Planner<'_> {
         }
         self.decide(
             Rule::OneDomainPerCommand,
-            format!("{} ETRN command(s), one node each, no option character", etrn.len()),
+            format!(
+                "{} ETRN command(s), one node each, no option character",
+                etrn.len()
+            ),
         );
         if c.outbound_messages > 0 {
             self.decide(
@@ -306,10 +309,7 @@ impl Planner<'_> {
 
     /// T12, O-14: AlwaysUseTURN.
     fn turn(&mut self, peer: &PeerEhlo) -> Dequeue {
-        self.decide(
-            Rule::TurnInsteadOfEtrn,
-            "AlwaysUseTURN=1: no ETRN is sent",
-        );
+        self.decide(Rule::TurnInsteadOfEtrn, "AlwaysUseTURN=1: no ETRN is sent");
         if self.config.turn_credentials.is_none() {
             self.decide(
                 Rule::TurnForm,
@@ -324,10 +324,7 @@ impl Planner<'_> {
             );
             return Dequeue::Nothing;
         }
-        self.decide(
-            Rule::TurnForm,
-            "AUTH, then TURN, after the outbound mail",
-        );
+        self.decide(Rule::TurnForm, "AUTH, then TURN, after the outbound mail");
         Dequeue::Turn
     }
 
@@ -353,10 +350,7 @@ impl Planner<'_> {
                 {
                     self.decide(
                         Rule::SiteDomainSplit,
-                        format!(
-                            "{:?} split after its last '@'",
-                            c.site_address.raw()
-                        ),
+                        format!("{:?} split after its last '@'", c.site_address.raw()),
                     );
                 }
                 vec![PlannedEtrn {
@@ -374,14 +368,21 @@ impl Planner<'_> {
             RoutingMode::Reroute => {
                 self.decide(
                     Rule::RoutingTable,
-                    format!("\"Reroute\": all {} routing-table rows", c.routing_table.len()),
+                    format!(
+                        "\"Reroute\": all {} routing-table rows",
+                        c.routing_table.len()
+                    ),
                 );
                 let mut out = Vec::new();
                 for row in &c.routing_table {
                     if row.sent_to.matching == MatchKind::Exact {
                         self.decide(
                             Rule::ExactEntryStripped,
-                            format!("\"{}\" is sent as {:?}", row.sent_to, row.sent_to.domain.raw()),
+                            format!(
+                                "\"{}\" is sent as {:?}",
+                                row.sent_to,
+                                row.sent_to.domain.raw()
+                            ),
                         );
                     }
                     let rule = match row.action {

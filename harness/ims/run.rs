@@ -41,7 +41,10 @@ impl ConnectionRun {
 
 /// Runs every connection of the plan in order. `reply_to` is asked for each ETRN that is sent and
 /// may keep state (replies by occurrence).
-pub fn run(plan: &DequeuePlan, mut reply_to: impl FnMut(&EtrnArg) -> ReplyCode) -> Vec<ConnectionRun> {
+pub fn run(
+    plan: &DequeuePlan,
+    mut reply_to: impl FnMut(&EtrnArg) -> ReplyCode,
+) -> Vec<ConnectionRun> {
     plan.connections
         .iter()
         .map(|_| {

@@ -25,7 +25,9 @@ pub enum SiteAddressError {
 impl SiteAddressError {
     pub fn fix(&self) -> &'static str {
         match self {
-            SiteAddressError::NoAt { .. } => "write \"@site.example.com\" or \"%g.%s@site.example.com\"",
+            SiteAddressError::NoAt { .. } => {
+                "write \"@site.example.com\" or \"%g.%s@site.example.com\""
+            }
             SiteAddressError::Domain { source, .. } => source.fix(),
             SiteAddressError::Substitution { .. } => {
                 "use %%, %s, %g, %i, %d, %m, %rxy or %n<field> with n from 1 to 99 (KB153270)"
@@ -171,16 +173,38 @@ mod tests {
 
     #[test]
     fn substitutions() {
-        for ok in ["@a.com", "%m@a.com", "%g%2s@a.com", "%r.x%m@a.com", "%%x@a.com", "%99d@a.com"] {
+        for ok in [
+            "@a.com",
+            "%m@a.com",
+            "%g%2s@a.com",
+            "%r.x%m@a.com",
+            "%%x@a.com",
+            "%99d@a.com",
+        ] {
             assert!(SiteAddress::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["%q@a.com", "%0s@a.com", "%100s@a.com", "%r.@a.com", "%@a.com"] {
+        for bad in [
+            "%q@a.com",
+            "%0s@a.com",
+            "%100s@a.com",
+            "%r.@a.com",
+            "%@a.com",
+        ] {
             assert!(
-                matches!(SiteAddress::parse(bad), Err(SiteAddressError::Substitution { .. })),
+                matches!(
+                    SiteAddress::parse(bad),
+                    Err(SiteAddressError::Substitution { .. })
+                ),
                 "{bad}"
             );
         }
-        assert!(matches!(SiteAddress::parse("site.com"), Err(SiteAddressError::NoAt { .. })));
-        assert!(matches!(SiteAddress::parse("@bad_x.com"), Err(SiteAddressError::Domain { .. })));
+        assert!(matches!(
+            SiteAddress::parse("site.com"),
+            Err(SiteAddressError::NoAt { .. })
+        ));
+        assert!(matches!(
+            SiteAddress::parse("@bad_x.com"),
+            Err(SiteAddressError::Domain { .. })
+        ));
     }
 }

@@ -53,16 +53,23 @@ pub struct ScenarioError {
     /// The file as given on the command line or found in a folder.
     pub file: String,
     /// 1-based line and column of the offending value; 0 when the error concerns the whole file.
-    pub line: usize,
-    pub column: usize,
+    pub line: u32,
+    pub column: u32,
     pub message: String,
     /// The offending text, as written in the file.
     pub value: Option<String>,
     /// What to write instead.
     pub help: Option<String>,
-    source_text: Option<NamedSource<String>>,
-    span: Option<SourceSpan>,
-    label: String,
+    /// The excerpt miette draws; boxed because most errors are passed around, few are drawn.
+    excerpt: Option<Box<Excerpt>>,
+}
+
+/// The file text and where in it the error points.
+#[derive(Debug, Clone)]
+struct Excerpt {
+    source: NamedSource<String>,
+    span: SourceSpan,
+    label: &'static str,
 }
 
 impl ScenarioError {
@@ -89,10 +96,16 @@ impl ScenarioError {
                         _ => "end of file".to_owned(),
                     },
                 };
-                (line, column, Some(value), Some(SourceSpan::from(start..end)))
+                (
+                    line,
+                    column,
+                    Some(value),
+                    Some(SourceSpan::from(start..end)),
+                )
             }
             None => (0, 0, None, None),
         };
+        let (line, column) = (saturate(line), saturate(column));
         let label = match kind {
             ErrorKind::UnknownKey => "not a key of this table",
             ErrorKind::MissingKey => "in this table",
@@ -110,9 +123,13 @@ impl ScenarioError {
             message: message.into(),
             value,
             help,
-            source_text: Some(NamedSource::new(file_name, text.to_owned())),
-            span,
-            label: label.into(),
+            excerpt: span.map(|span| {
+                Box::new(Excerpt {
+                    source: NamedSource::new(file_name, text.to_owned()),
+                    span,
+                    label,
+                })
+            }),
         }
     }
 
@@ -126,9 +143,7 @@ impl ScenarioError {
             message: format!("cannot read the file: {error}"),
             value: None,
             help: Some("check the path and its permissions".into()),
-            source_text: None,
-            span: None,
-            label: String::new(),
+            excerpt: None,
         }
     }
 }
@@ -136,7 +151,11 @@ impl ScenarioError {
 impl fmt::Display for ScenarioError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )?;
         } else {
             write!(f, "{}: {}", self.file, self.message)?;
         }
@@ -159,18 +178,24 @@ impl Diagnostic for ScenarioError {
         Some(Box::new(self.kind.code()))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source_text.as_ref().map(|s| s as &dyn SourceCode)
+        self.excerpt.as_ref().map(|e| &e.source as &dyn SourceCode)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = self.span?;
+        let e = self.excerpt.as_ref()?;
         Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some(self.label.clone()),
-            span,
+            Some(e.label.to_owned()),
+            e.span,
         ))))
     }
+}
+
+fn saturate(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// 1-based line and column (in characters) of a byte offset.

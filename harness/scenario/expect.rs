@@ -15,20 +15,36 @@ use crate::domain::EtrnArg;
 use crate::ims::Grade;
 
 /// One expected (or forbidden) ETRN argument, with its own grade if it differs from the scenario's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectedEtrn {
     pub arg: EtrnArg,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grade: Option<Grade>,
 }
 
-#[derive(Deserialize)]
+/// The table form of an expected argument.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExpectedEtrnTable {
+    /// The ETRN argument.
     arg: EtrnArg,
+    /// The grade of this expectation, when it differs from the scenario's.
     #[serde(default)]
     grade: Option<Grade>,
+}
+
+impl schemars::JsonSchema for ExpectedEtrn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ExpectedEtrn".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let arg = g.subschema_for::<EtrnArg>();
+        let table = g.subschema_for::<ExpectedEtrnTable>();
+        schemars::json_schema!({
+            "description": "An ETRN argument, or { arg, grade } to grade it apart from the scenario",
+            "anyOf": [arg, table]
+        })
+    }
 }
 
 // A string or a table: `"a.com"` or `{ arg = "a.com", grade = "should" }`. Written by hand because
@@ -99,14 +115,34 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Difference {
-    Missing { arg: String },
-    Unexpected { arg: String },
-    Duplicated { arg: String, times: usize },
-    Forbidden { arg: String },
-    Order { expected: Vec<String>, actual: Vec<String> },
-    Connections { expected: u32, actual: usize },
-    Turn { expected: bool },
-    LocalCommand { expected: Option<String>, actual: Option<String> },
+    Missing {
+        arg: String,
+    },
+    Unexpected {
+        arg: String,
+    },
+    Duplicated {
+        arg: String,
+        times: usize,
+    },
+    Forbidden {
+        arg: String,
+    },
+    Order {
+        expected: Vec<String>,
+        actual: Vec<String>,
+    },
+    Connections {
+        expected: u32,
+        actual: usize,
+    },
+    Turn {
+        expected: bool,
+    },
+    LocalCommand {
+        expected: Option<String>,
+        actual: Option<String>,
+    },
 }
 
 impl fmt::Display for Difference {
@@ -114,10 +150,17 @@ impl fmt::Display for Difference {
         match self {
             Difference::Missing { arg } => write!(f, "ETRN {arg} expected but not sent"),
             Difference::Unexpected { arg } => write!(f, "ETRN {arg} sent but not expected"),
-            Difference::Duplicated { arg, times } => write!(f, "ETRN {arg} sent {times} times on one connection"),
+            Difference::Duplicated { arg, times } => {
+                write!(f, "ETRN {arg} sent {times} times on one connection")
+            }
             Difference::Forbidden { arg } => write!(f, "ETRN {arg} sent although it must not be"),
             Difference::Order { expected, actual } => {
-                write!(f, "order differs: expected [{}], sent [{}]", expected.join(", "), actual.join(", "))
+                write!(
+                    f,
+                    "order differs: expected [{}], sent [{}]",
+                    expected.join(", "),
+                    actual.join(", ")
+                )
             }
             Difference::Connections { expected, actual } => {
                 write!(f, "{actual} connection(s) made, {expected} expected")
@@ -173,7 +216,12 @@ impl Expectations {
             };
             for e in &self.etrn {
                 if !counts.contains_key(&e.arg) {
-                    push(grade_of(e), Difference::Missing { arg: e.arg.raw().into() });
+                    push(
+                        grade_of(e),
+                        Difference::Missing {
+                            arg: e.arg.raw().into(),
+                        },
+                    );
                 }
             }
             let mut reported = std::collections::HashSet::new();
@@ -182,21 +230,40 @@ impl Expectations {
                     continue;
                 }
                 if let Some(f) = self.absent.iter().find(|f| &f.arg == a) {
-                    push(grade_of(f), Difference::Forbidden { arg: a.raw().into() });
+                    push(
+                        grade_of(f),
+                        Difference::Forbidden {
+                            arg: a.raw().into(),
+                        },
+                    );
                 } else if !self.etrn.iter().any(|e| &e.arg == a) {
-                    push(default, Difference::Unexpected { arg: a.raw().into() });
+                    push(
+                        default,
+                        Difference::Unexpected {
+                            arg: a.raw().into(),
+                        },
+                    );
                 }
                 let times = counts[a];
                 if times > 1 {
                     // Whether IMS collapses duplicates is open (O-7): report, never fail.
-                    push(Grade::Informational, Difference::Duplicated { arg: a.raw().into(), times });
+                    push(
+                        Grade::Informational,
+                        Difference::Duplicated {
+                            arg: a.raw().into(),
+                            times,
+                        },
+                    );
                 }
             }
             if let Some(order) = self.order {
                 let expected: Vec<&EtrnArg> = self.etrn.iter().map(|e| &e.arg).collect();
                 let common: Vec<&EtrnArg> = sent.iter().filter(|a| expected.contains(a)).collect();
-                let expected_common: Vec<&EtrnArg> =
-                    expected.iter().copied().filter(|a| common.contains(a)).collect();
+                let expected_common: Vec<&EtrnArg> = expected
+                    .iter()
+                    .copied()
+                    .filter(|a| common.contains(a))
+                    .collect();
                 let mut dedup = Vec::new();
                 for a in common {
                     if !dedup.contains(&a) {
@@ -218,7 +285,9 @@ impl Expectations {
             out.push(Deviation {
                 grade: self.turn_grade.unwrap_or(default),
                 connection: None,
-                difference: Difference::Turn { expected: self.turn },
+                difference: Difference::Turn {
+                    expected: self.turn,
+                },
             });
         }
         if self.local_command != observed.local_command {
@@ -258,7 +327,10 @@ mod tests {
             ..Default::default()
         };
         let d = e.judge(&observed, Grade::Must);
-        let summary: Vec<String> = d.iter().map(|d| format!("{} {}", d.grade, d.difference)).collect();
+        let summary: Vec<String> = d
+            .iter()
+            .map(|d| format!("{} {}", d.grade, d.difference))
+            .collect();
         assert_eq!(
             summary,
             [
@@ -276,8 +348,13 @@ mod tests {
             connections: vec![args(&["b.com", "a.com"])],
             ..Default::default()
         };
-        assert!(expect(r#"etrn = ["a.com", "b.com"]"#).judge(&observed, Grade::Must).is_empty());
-        let d = expect("etrn = [\"a.com\", \"b.com\"]\norder = \"informational\"").judge(&observed, Grade::Must);
+        assert!(
+            expect(r#"etrn = ["a.com", "b.com"]"#)
+                .judge(&observed, Grade::Must)
+                .is_empty()
+        );
+        let d = expect("etrn = [\"a.com\", \"b.com\"]\norder = \"informational\"")
+            .judge(&observed, Grade::Must);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].grade, Grade::Informational);
         assert!(matches!(d[0].difference, Difference::Order { .. }));
@@ -286,13 +363,25 @@ mod tests {
     #[test]
     fn connections_turn_and_command() {
         let e = expect("etrn = []\nconnections = 2\nturn = true\nturn_grade = \"informational\"");
-        let d = e.judge(&Observed { connections: vec![vec![]], ..Default::default() }, Grade::Must);
-        let kinds: Vec<_> = d.iter().map(|d| (d.grade, d.difference.to_string())).collect();
+        let d = e.judge(
+            &Observed {
+                connections: vec![vec![]],
+                ..Default::default()
+            },
+            Grade::Must,
+        );
+        let kinds: Vec<_> = d
+            .iter()
+            .map(|d| (d.grade, d.difference.to_string()))
+            .collect();
         assert_eq!(
             kinds,
             [
                 (Grade::Must, "1 connection(s) made, 2 expected".to_string()),
-                (Grade::Informational, "TURN expected but not sent".to_string()),
+                (
+                    Grade::Informational,
+                    "TURN expected but not sent".to_string()
+                ),
             ]
         );
     }

@@ -14,10 +14,18 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
     let mut o = String::new();
     let p = &prediction.plan;
     let _ = writeln!(o, "scenario {}: {}", scenario.id, scenario.title);
-    let _ = writeln!(o, "basis: {} (grade {})", scenario.basis.join(", "), scenario.grade);
+    let _ = writeln!(
+        o,
+        "basis: {} (grade {})",
+        scenario.basis.join(", "),
+        scenario.grade
+    );
     let _ = writeln!(o, "peer: {}", peer_line(&prediction.peer));
     if prediction.refused_at_greeting {
-        let _ = writeln!(o, "the smart host refuses the session in its greeting: nothing is sent");
+        let _ = writeln!(
+            o,
+            "the smart host refuses the session in its greeting: nothing is sent"
+        );
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "decisions:");
@@ -51,7 +59,11 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
             Dequeue::Nothing => {}
             Dequeue::Turn => {
                 let _ = writeln!(o, "  AUTH");
-                let _ = writeln!(o, "  TURN                          [{}]", rule_tag(Rule::TurnForm));
+                let _ = writeln!(
+                    o,
+                    "  TURN                          [{}]",
+                    rule_tag(Rule::TurnForm)
+                );
             }
             Dequeue::Etrn(list) => {
                 for e in list {
@@ -66,19 +78,35 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
         let _ = writeln!(o, "reply handling:");
         for (label, code) in ims::reaction::REPLY_CLASSES {
             let (reaction, rule) = ims::react(ReplyCode::new(*code).unwrap_or(ReplyCode::OK));
-            let _ = writeln!(o, "  {:<32} {:<30} [{}]", label, reaction.label(), rule_tag(rule));
+            let _ = writeln!(
+                o,
+                "  {:<32} {:<30} [{}]",
+                label,
+                reaction.label(),
+                rule_tag(rule)
+            );
         }
     }
     if !prediction.runs.is_empty() && !prediction.refused_at_greeting {
         let _ = writeln!(o);
-        let _ = writeln!(o, "against this scenario's smart host ({}):", scenario.smarthost.profile);
+        let _ = writeln!(
+            o,
+            "against this scenario's smart host ({}):",
+            scenario.smarthost.profile
+        );
         for (i, run) in prediction.runs.iter().enumerate() {
             let _ = writeln!(o, "  connection {}:", i + 1);
             if run.exchanges.is_empty() {
                 let _ = writeln!(o, "    no ETRN");
             }
             for x in &run.exchanges {
-                let _ = writeln!(o, "    ETRN {} -> {} -> {}", x.arg.raw(), x.reply, reaction_word(x.reaction));
+                let _ = writeln!(
+                    o,
+                    "    ETRN {} -> {} -> {}",
+                    x.arg.raw(),
+                    x.reply,
+                    reaction_word(x.reaction)
+                );
             }
             for n in &run.not_sent {
                 let _ = writeln!(o, "    (ETRN {} not sent)", n.raw());

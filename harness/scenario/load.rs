@@ -37,10 +37,14 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioE
             text,
             e.span(),
             format!("not valid TOML: {}", e.message().trim_end()),
-            Some("fix the TOML syntax; strings need double quotes, tables [name], arrays [a, b]".into()),
+            Some(
+                "fix the TOML syntax; strings need double quotes, tables [name], arrays [a, b]"
+                    .into(),
+            ),
         )]
     })?;
-    let scenario: Scenario = toml::from_str(text).map_err(|e| vec![format_error(file, text, &e)])?;
+    let scenario: Scenario =
+        toml::from_str(text).map_err(|e| vec![format_error(file, text, &e)])?;
     let problems = validate(&scenario);
     if problems.is_empty() {
         return Ok(scenario);
@@ -63,7 +67,8 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioE
 
 /// Reads and parses one file.
 pub fn load_scenario(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
-    let text = std::fs::read_to_string(path).map_err(|e| vec![ScenarioError::unreadable(path, &e)])?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| vec![ScenarioError::unreadable(path, &e)])?;
     parse_scenario(path, &text)
 }
 
@@ -77,7 +82,8 @@ fn format_error(file: &Path, text: &str, e: &toml::de::Error) -> ScenarioError {
     } else if raw.starts_with("unknown field") {
         (
             raw.to_owned(),
-            "remove the key or correct its spelling; `etrn-harness schema` lists every key".to_owned(),
+            "remove the key or correct its spelling; `etrn-harness schema` lists every key"
+                .to_owned(),
             ErrorKind::UnknownKey,
         )
     } else if raw.starts_with("missing field") {
@@ -96,10 +102,13 @@ fn format_error(file: &Path, text: &str, e: &toml::de::Error) -> ScenarioError {
         // serde names Rust types; a scenario author thinks in TOML types.
         let readable = ["u32", "u64", "i64", "u16", "u8"]
             .iter()
-            .fold(raw.to_owned(), |m, t| m.replace(&format!("expected {t}"), "expected a whole number"));
+            .fold(raw.to_owned(), |m, t| {
+                m.replace(&format!("expected {t}"), "expected a whole number")
+            });
         (
             readable,
-            "write a value of the expected type; `etrn-harness schema` gives each key's type".to_owned(),
+            "write a value of the expected type; `etrn-harness schema` gives each key's type"
+                .to_owned(),
             ErrorKind::WrongType,
         )
     } else {
@@ -126,7 +135,10 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
     let p = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
 
     if s.id.is_empty()
-        || !s.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || !s
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         || s.id.starts_with('-')
     {
         problem(
@@ -281,7 +293,7 @@ pub fn locate(document: &Spanned<DeTable<'_>>, path: &[String]) -> Option<Range<
                 .iter()
                 .find(|(k, _)| k.get_ref().as_ref() == segment.as_str())
                 .map(|(_, v)| v),
-            (None, Some(DeValue::Array(a))) => segment.parse::<usize>().ok().and_then(|i| a.iter().nth(i)),
+            (None, Some(DeValue::Array(a))) => segment.parse::<usize>().ok().and_then(|i| a.get(i)),
             _ => None,
         };
         let Some(next) = next else { break };
@@ -356,7 +368,9 @@ pub fn load_corpus(paths: &[PathBuf]) -> Corpus {
         match parse_scenario(&file, &text) {
             Ok(s) => {
                 if let Some(other) = ids.get(&s.id) {
-                    let span = DeTable::parse(&text).ok().and_then(|d| locate(&d, &["id".into()]));
+                    let span = DeTable::parse(&text)
+                        .ok()
+                        .and_then(|d| locate(&d, &["id".into()]));
                     corpus.errors.push(ScenarioError::at(
                         ErrorKind::DuplicateId,
                         &file,

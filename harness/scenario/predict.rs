@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::ims::{self, ConnectionRun, DequeuePlan, Dequeue, PeerEhlo};
+use crate::ims::{self, ConnectionRun, Dequeue, DequeuePlan, PeerEhlo};
 use crate::smarthost::profile::ProfileError;
 
 use super::expect::Observed;
@@ -41,7 +41,11 @@ impl Prediction {
 pub fn predict(scenario: &Scenario) -> Result<Prediction, ProfileError> {
     let profile = scenario.smarthost.profile()?;
     let peer = scenario.smarthost.peer_ehlo(&profile);
-    let greeting = scenario.smarthost.greeting.as_ref().unwrap_or(&profile.greeting);
+    let greeting = scenario
+        .smarthost
+        .greeting
+        .as_ref()
+        .unwrap_or(&profile.greeting);
     let refused_at_greeting = !greeting.code().is_positive();
     let plan = ims::plan(&scenario.ims, &peer);
     let mut responder = scenario.smarthost.responder()?;

@@ -43,7 +43,10 @@ impl<'de> Deserialize<'de> for ReplySequence {
                     .map(ReplySequence::single)
                     .map_err(|e| E::custom(crate::hint(&e, e.fix())))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<ReplySequence, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ReplySequence, A::Error> {
                 let mut list = Vec::new();
                 while let Some(r) = seq.next_element::<Reply>()? {
                     list.push(r);
@@ -154,7 +157,9 @@ impl SmartHostScript {
             let word = k.split(' ').next().unwrap_or("");
             let valid = !word.is_empty()
                 && word.as_bytes()[0].is_ascii_alphanumeric()
-                && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'=');
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'=');
             if !valid || k.chars().any(|c| c.is_control()) {
                 out.push(ScriptProblem {
                     path: vec!["ehlo_keywords".into(), i.to_string()],
@@ -231,7 +236,12 @@ impl EtrnResponder<'_> {
         let reply = if let Some(i) = self.script.etrn.iter().position(|r| &r.arg == arg) {
             let n = self.bump(Source::Rule(i));
             self.script.etrn[i].reply.nth(n).clone()
-        } else if self.script.served.iter().any(|s| s == arg || s.domain().is_some() && s.domain() == arg.domain()) {
+        } else if self
+            .script
+            .served
+            .iter()
+            .any(|s| s == arg || s.domain().is_some() && s.domain() == arg.domain())
+        {
             self.profile.etrn_served.clone()
         } else if let (EtrnOption::Queue, Some(q)) = (arg.option(), &self.profile.etrn_queue) {
             q.clone()
@@ -261,10 +271,9 @@ mod tests {
 
     #[test]
     fn replies_by_occurrence_repeat_the_last() {
-        let script: SmartHostScript = toml::from_str(
-            r#"etrn = [{ arg = "a.com", reply = ["458 busy", "250 OK"] }]"#,
-        )
-        .unwrap();
+        let script: SmartHostScript =
+            toml::from_str(r#"etrn = [{ arg = "a.com", reply = ["458 busy", "250 OK"] }]"#)
+                .unwrap();
         let mut r = script.responder().unwrap();
         assert_eq!(r.reply_to(&arg("A.com")).code().get(), 458);
         assert_eq!(r.reply_to(&arg("a.com")).code().get(), 250);
@@ -302,7 +311,11 @@ mod tests {
             "helo_only = true\nehlo_keywords = [\"ETRN\", \"bad!word\"]\netrn = [{ arg = \"a.com\", reply = \"250 x\" }, { arg = \"A.COM\", reply = \"458 y\" }]",
         )
         .unwrap();
-        let paths: Vec<_> = script.problems().into_iter().map(|p| p.path.join(".")).collect();
+        let paths: Vec<_> = script
+            .problems()
+            .into_iter()
+            .map(|p| p.path.join("."))
+            .collect();
         assert_eq!(paths, ["ehlo_keywords", "ehlo_keywords.1", "etrn.1.arg"]);
     }
 }

@@ -1,0 +1,135 @@
+//! The command line as a user runs it: exit codes, output, and errors on stderr.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_the_shipped_corpus_by_default() {
+    let out = run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("scenario file(s) valid"));
+}
+
+#[test]
+fn check_exits_2_and_names_file_line_column_value_and_fix() {
+    let out = run(&["check", "--short", "tests/fixtures/bad"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("tests/fixtures/bad/invalid-domain.toml:12:15: label \"bad_domain!\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("(help: use letters, digits and hyphens only"),
+        "{err}"
+    );
+    // Every bad file is reported, not only the first.
+    assert_eq!(err.lines().count(), 14, "{err}");
+    assert!(text(&out.stdout).contains("0 scenario file(s) valid, 14 invalid"));
+}
+
+#[test]
+fn check_renders_annotated_excerpts_without_short() {
+    let out = run(&["check", "tests/fixtures/bad/unknown-key-typo.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("scenario::unknown-key"), "{err}");
+    assert!(err.contains("orderd = \"informational\""), "{err}");
+}
+
+#[test]
+fn check_reports_a_missing_path() {
+    let out = run(&["check", "no/such/folder"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/folder"));
+}
+
+#[test]
+fn expect_prints_each_etrn_with_its_rule_and_the_reply_handling() {
+    let out = run(&["expect", "scenarios/replies/e26-500-stops-etrn.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(
+        o.contains("ETRN a.com                     [routing-table, must, KB269771]"),
+        "{o}"
+    );
+    assert!(
+        o.contains("500 501                          stop sending ETRN, then QUIT"),
+        "{o}"
+    );
+    assert!(o.contains("ETRN a.com -> 500 -> stop"), "{o}");
+    assert!(o.contains("(ETRN b.com not sent)"), "{o}");
+    assert!(o.contains("[expect]: the model agrees"), "{o}");
+}
+
+#[test]
+fn expect_exits_1_when_the_model_disagrees() {
+    let out = run(&["expect", "tests/fixtures/disagree/wrong-expectation.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let o = text(&out.stdout);
+    assert!(o.contains("must ETRN a.com expected but not sent"), "{o}");
+    assert!(
+        o.contains("must ETRN site.org.com sent but not expected"),
+        "{o}"
+    );
+}
+
+#[test]
+fn expect_brief_summarises_the_corpus() {
+    let out = run(&["expect", "--brief"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    assert!(o.contains("e03-no-reroute-site-domain"), "{o}");
+    assert!(o.contains("disagrees with 0"), "{o}");
+}
+
+#[test]
+fn schema_is_json_schema_generated_from_the_types() {
+    let out = run(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(schema["title"], "Scenario");
+    let props = &schema["properties"];
+    for key in [
+        "id",
+        "title",
+        "basis",
+        "grade",
+        "ims",
+        "smarthost",
+        "expect",
+    ] {
+        assert!(props.get(key).is_some(), "no {key} in {props}");
+    }
+    assert_eq!(schema["additionalProperties"], false);
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .expect("required list")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(
+        required.contains(&"ims") && required.contains(&"expect"),
+        "{required:?}"
+    );
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let out = run(&["--help"]);
+    let o = text(&out.stdout);
+    for cmd in ["check", "expect", "schema"] {
+        assert!(o.contains(cmd), "{o}");
+    }
+}
