@@ -35,11 +35,14 @@
 //! let args: Vec<&str> = plan.etrn_args().iter().map(|a| a.raw()).collect();
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
+pub mod answer;
 pub mod domain;
+pub mod escape;
 pub mod ims;
 pub mod reply;
 pub mod scenario;
 pub mod smarthost;
+pub mod smtp;
 
 /// Joins an error message and a suggested fix the way every scenario diagnostic shows them.
 /// Errors raised inside serde can only carry a string; [`scenario`] splits it again at

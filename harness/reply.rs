@@ -127,6 +127,12 @@ impl Reply {
         })
     }
 
+    /// The reply with one more line.
+    pub fn with_line(mut self, line: impl Into<String>) -> Self {
+        self.lines.push(line.into());
+        self
+    }
+
     pub fn code(&self) -> ReplyCode {
         self.code
     }

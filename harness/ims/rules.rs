@@ -150,6 +150,9 @@ rules! {
     /// 421: the server is closing the connection.
     ReplyClosing = ("reply-closing", Must, "RFC 5321 §3.8",
         "after 421 the connection is closing: send nothing further"),
+    /// O-11 baseline: no reply means the connection is gone.
+    NoReply = ("no-reply", Informational, "ims-etrn.md §9 (O-11)",
+        "no reply (the server hung up or timed out): drop the connection, no further ETRN"),
     /// O-11 baseline: other codes refuse this node only.
     ReplyOther = ("reply-other", Informational, "ims-etrn.md §9 (O-11)",
         "any other code (450, 451, 502, 503, 554, ...) fails this node only: continue"),

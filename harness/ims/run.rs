@@ -17,7 +17,8 @@ use super::rules::Rule;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EtrnExchange {
     pub arg: EtrnArg,
-    pub reply: ReplyCode,
+    /// `None`: the server hung up without replying.
+    pub reply: Option<ReplyCode>,
     pub reaction: Reaction,
     pub rule: Rule,
 }
@@ -43,7 +44,7 @@ impl ConnectionRun {
 /// may keep state (replies by occurrence).
 pub fn run(
     plan: &DequeuePlan,
-    mut reply_to: impl FnMut(&EtrnArg) -> ReplyCode,
+    mut reply_to: impl FnMut(&EtrnArg) -> Option<ReplyCode>,
 ) -> Vec<ConnectionRun> {
     plan.connections
         .iter()
@@ -64,7 +65,10 @@ pub fn run(
                     continue;
                 }
                 let reply = reply_to(&p.arg);
-                let (reaction, rule) = react(reply);
+                let (reaction, rule) = match reply {
+                    Some(code) => react(code),
+                    None => (Reaction::Disconnect, Rule::NoReply),
+                };
                 run.exchanges.push(EtrnExchange {
                     arg: p.arg.clone(),
                     reply,

@@ -100,11 +100,11 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
                 let _ = writeln!(o, "    no ETRN");
             }
             for x in &run.exchanges {
+                let reply = x.reply.map_or("no reply".to_owned(), |c| c.to_string());
                 let _ = writeln!(
                     o,
-                    "    ETRN {} -> {} -> {}",
+                    "    ETRN {} -> {reply} -> {}",
                     x.arg.raw(),
-                    x.reply,
                     reaction_word(x.reaction)
                 );
             }

@@ -1,5 +1,7 @@
 //! The model's prediction for a scenario: its plan, walked against the scenario's smart host.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::ims::{self, ConnectionRun, Dequeue, DequeuePlan, PeerEhlo};
@@ -41,14 +43,14 @@ impl Prediction {
 pub fn predict(scenario: &Scenario) -> Result<Prediction, ProfileError> {
     let profile = scenario.smarthost.profile()?;
     let peer = scenario.smarthost.peer_ehlo(&profile);
-    let greeting = scenario
-        .smarthost
-        .greeting
+    let greeting = scenario.smarthost.greeting(&profile);
+    let refused_at_greeting = greeting
+        .reply
         .as_ref()
-        .unwrap_or(&profile.greeting);
-    let refused_at_greeting = !greeting.code().is_positive();
+        .is_none_or(|r| !r.code().is_positive());
     let plan = ims::plan(&scenario.ims, &peer);
-    let mut responder = scenario.smarthost.responder()?;
+    // The same behaviour the smart host answers with, so prediction and server agree.
+    let behaviour = Arc::new(scenario.smarthost.clone()).behaviour()?;
     let runs = if refused_at_greeting {
         plan.connections
             .iter()
@@ -59,7 +61,12 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, ProfileError> {
             })
             .collect()
     } else {
-        ims::run(&plan, |arg| responder.reply_to(arg).code())
+        ims::run(&plan, |arg| {
+            behaviour
+                .etrn_answer(arg)
+                .reply
+                .map(|r| r.code())
+        })
     };
     Ok(Prediction {
         peer,

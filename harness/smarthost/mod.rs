@@ -8,4 +8,4 @@ pub mod profile;
 pub mod script;
 
 pub use profile::{Profile, ProfileName};
-pub use script::{EtrnResponder, EtrnRule, ReplySequence, SmartHostScript};
+pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};

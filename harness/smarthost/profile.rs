@@ -104,6 +104,9 @@ pub struct Profile {
     /// The reply to ETRN inside MAIL...DATA; `None` means the server processes it as usual.
     #[serde(default)]
     pub etrn_in_transaction: Option<Reply>,
+    /// The reply to ETRN before EHLO/HELO; `None` means the server processes it as usual.
+    #[serde(default)]
+    pub etrn_before_hello: Option<Reply>,
 }
 
 #[cfg(test)]

@@ -1,108 +1,33 @@
 //! A smart host's script: how it answers, as a scenario's `[smarthost]` table says.
 //!
-//! The script is data plus one pure decision, [`EtrnResponder::reply_to`], which picks the reply to
-//! each ETRN. The model uses it to predict what a client sends; the server (a later layer) uses the
-//! same responder on the wire, so prediction and behaviour cannot drift apart.
+//! The script is data; [`SmartHostScript::behaviour`] makes it the [`Behaviour`] that the protocol
+//! core consults. The model predicts a client's ETRNs with the same [`ScriptBehaviour`] the server
+//! answers with, so prediction and behaviour cannot drift apart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{EtrnArg, EtrnOption};
+use crate::answer::{Answer, Answers};
+use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::PeerEhlo;
-use crate::reply::Reply;
+use crate::reply::{Reply, ReplyCode};
+use crate::smtp::Behaviour;
 
 use super::profile::{Profile, ProfileError, ProfileName};
 
-/// One reply, or replies by occurrence: `["458 busy", "250 OK"]` answers the first matching ETRN
-/// with 458 and every later one with 250 (the last entry repeats).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplySequence(Vec<Reply>);
+/// The server name used when a script gives none.
+pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
 
-impl Serialize for ReplySequence {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.0.as_slice() {
-            [one] => one.serialize(s),
-            many => many.serialize(s),
-        }
-    }
-}
-
-// A string or a list of strings. Written by hand because an untagged enum would hide a bad reply
-// behind "data did not match any variant".
-impl<'de> Deserialize<'de> for ReplySequence {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = ReplySequence;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a reply such as \"250 OK\" or a list of replies by occurrence")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ReplySequence, E> {
-                Reply::parse(s)
-                    .map(ReplySequence::single)
-                    .map_err(|e| E::custom(crate::hint(&e, e.fix())))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ReplySequence, A::Error> {
-                let mut list = Vec::new();
-                while let Some(r) = seq.next_element::<Reply>()? {
-                    list.push(r);
-                }
-                ReplySequence::new(list).ok_or_else(|| {
-                    serde::de::Error::custom(crate::hint(
-                        &"an empty list of replies",
-                        "give at least one reply, e.g. \"250 OK\"",
-                    ))
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl schemars::JsonSchema for ReplySequence {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "ReplySequence".into()
-    }
-    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let reply = g.subschema_for::<Reply>();
-        schemars::json_schema!({
-            "description": "A reply, or a list of replies by occurrence (the last repeats)",
-            "anyOf": [reply, { "type": "array", "items": reply, "minItems": 1 }]
-        })
-    }
-}
-
-impl ReplySequence {
-    pub fn single(reply: Reply) -> Self {
-        ReplySequence(vec![reply])
-    }
-
-    pub fn new(replies: Vec<Reply>) -> Option<Self> {
-        (!replies.is_empty()).then_some(ReplySequence(replies))
-    }
-
-    /// The reply for the `n`th use (0-based); the last one repeats.
-    pub fn nth(&self, n: usize) -> &Reply {
-        &self.0[n.min(self.0.len() - 1)]
-    }
-
-    pub fn replies(&self) -> &[Reply] {
-        &self.0
-    }
-}
-
-/// A reply rule for one ETRN argument.
+/// An answer rule for one ETRN argument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EtrnRule {
     /// The argument this rule answers, compared case-insensitively (`a.com`, `@a.com`, `#q1`).
     pub arg: EtrnArg,
-    /// The reply, or replies by occurrence.
-    pub reply: ReplySequence,
+    /// The answer, or answers by occurrence.
+    pub reply: Answers,
 }
 
 /// The `[smarthost]` table of a scenario.
@@ -112,9 +37,12 @@ pub struct SmartHostScript {
     /// The server profile that supplies every reply not given here; default "rfc1985".
     #[serde(default)]
     pub profile: ProfileName,
+    /// The server's name in the EHLO reply; default "smarthost.example".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// The greeting, e.g. "220 isp.example ESMTP" or "421 busy" to refuse at connect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub greeting: Option<Reply>,
+    pub greeting: Option<Answer>,
     /// The EHLO reply's keyword lines, verbatim ("ETRN", "SIZE 1000", "etrn"); default: the profile's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ehlo_keywords: Option<Vec<String>>,
@@ -125,12 +53,17 @@ pub struct SmartHostScript {
     /// fast_flush_domains).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub served: Vec<EtrnArg>,
-    /// The reply to every ETRN no other rule answers; default: the profile's.
+    /// The answer to every ETRN no other rule answers; default: the profile's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etrn_default: Option<ReplySequence>,
-    /// Replies for particular arguments.
+    pub etrn_default: Option<Answers>,
+    /// Answers for particular arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub etrn: Vec<EtrnRule>,
+    /// Answers that override the normal one for a verb, e.g. `MAIL = "451 4.3.0 try later"`. A
+    /// 4xx/5xx answer refuses the command; a 2xx/3xx answer keeps the command's effect and replaces
+    /// the reply.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, Answers>,
 }
 
 /// A script problem that parsing alone cannot catch. `path` is relative to `[smarthost]`.
@@ -142,16 +75,24 @@ pub struct ScriptProblem {
 }
 
 impl SmartHostScript {
-    /// Finds contradictions: a HELO-only peer with EHLO keywords, a bad keyword, two rules for one
-    /// argument.
+    /// Finds contradictions and bad names: a HELO-only peer with EHLO keywords, a bad keyword or
+    /// verb, two rules for one argument.
     pub fn problems(&self) -> Vec<ScriptProblem> {
         let mut out = Vec::new();
-        if self.helo_only && self.ehlo_keywords.is_some() {
+        let mut problem = |path: Vec<String>, message: String, fix: &str| {
             out.push(ScriptProblem {
-                path: vec!["ehlo_keywords".into()],
-                message: "ehlo_keywords contradicts helo_only = true: a HELO-only peer answers EHLO with 502".into(),
-                fix: "remove ehlo_keywords, or remove helo_only".into(),
-            });
+                path,
+                message,
+                fix: fix.into(),
+            })
+        };
+        if self.helo_only && self.ehlo_keywords.is_some() {
+            problem(
+                vec!["ehlo_keywords".into()],
+                "ehlo_keywords contradicts helo_only = true: a HELO-only peer answers EHLO with 502"
+                    .into(),
+                "remove ehlo_keywords, or remove helo_only",
+            );
         }
         for (i, k) in self.ehlo_keywords.iter().flatten().enumerate() {
             let word = k.split(' ').next().unwrap_or("");
@@ -161,24 +102,42 @@ impl SmartHostScript {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'=');
             if !valid || k.chars().any(|c| c.is_control()) {
-                out.push(ScriptProblem {
-                    path: vec!["ehlo_keywords".into(), i.to_string()],
-                    message: format!("{k:?} is not an EHLO keyword line (RFC 5321 §4.1.1.1)"),
-                    fix: "start with a letter or digit, then letters, digits or hyphens, e.g. \"ETRN\" or \"SIZE 1000\"".into(),
-                });
+                problem(
+                    vec!["ehlo_keywords".into(), i.to_string()],
+                    format!("{k:?} is not an EHLO keyword line (RFC 5321 §4.1.1.1)"),
+                    "start with a letter or digit, then letters, digits or hyphens, e.g. \"ETRN\" or \"SIZE 1000\"",
+                );
             }
+        }
+        for verb in self.commands.keys() {
+            if verb.is_empty() || !verb.bytes().all(|b| b.is_ascii_uppercase()) {
+                problem(
+                    vec!["commands".into(), verb.clone()],
+                    format!("{verb:?} is not an SMTP verb in upper case"),
+                    "write the verb in capitals, e.g. MAIL, RCPT, DATA, EHLO, ETRN",
+                );
+            }
+        }
+        if let Some(h) = &self.hostname
+            && Domain::parse(h).is_err()
+        {
+            problem(
+                vec!["hostname".into()],
+                format!("{h:?} is not a host name"),
+                "write a domain such as \"smarthost.example\"",
+            );
         }
         let mut seen: HashMap<&EtrnArg, usize> = HashMap::new();
         for (i, rule) in self.etrn.iter().enumerate() {
             if let Some(first) = seen.insert(&rule.arg, i) {
-                out.push(ScriptProblem {
-                    path: vec!["etrn".into(), i.to_string(), "arg".into()],
-                    message: format!(
+                problem(
+                    vec!["etrn".into(), i.to_string(), "arg".into()],
+                    format!(
                         "ETRN {:?} already has a reply rule (etrn[{first}])",
                         rule.arg.raw()
                     ),
-                    fix: "merge the two rules; for replies by occurrence write reply = [\"458 ...\", \"250 ...\"]".into(),
-                });
+                    "merge the two rules; for answers by occurrence write reply = [\"458 ...\", \"250 ...\"]",
+                );
             }
         }
         out
@@ -189,75 +148,139 @@ impl SmartHostScript {
         self.profile.load()
     }
 
-    /// What the client learns from EHLO.
+    /// What a client learns from EHLO: a HELO-only peer when EHLO is refused.
     pub fn peer_ehlo(&self, profile: &Profile) -> PeerEhlo {
-        if self.helo_only {
+        let ehlo_refused = self
+            .commands
+            .get("EHLO")
+            .and_then(|a| a.nth(0).reply.as_ref())
+            .is_some_and(|r| !r.code().is_positive());
+        if self.helo_only || ehlo_refused {
             PeerEhlo::HeloOnly
         } else {
             PeerEhlo::Esmtp {
-                keywords: self
-                    .ehlo_keywords
-                    .clone()
-                    .unwrap_or_else(|| profile.ehlo_keywords.clone()),
+                keywords: self.keywords(profile),
             }
         }
     }
 
-    /// A stateful responder for ETRN replies over the life of one smart host.
-    pub fn responder(&self) -> Result<EtrnResponder<'_>, ProfileError> {
-        Ok(EtrnResponder {
-            script: self,
-            profile: self.profile()?,
-            used: HashMap::new(),
+    fn keywords(&self, profile: &Profile) -> Vec<String> {
+        self.ehlo_keywords
+            .clone()
+            .unwrap_or_else(|| profile.ehlo_keywords.clone())
+    }
+
+    /// The greeting this script opens with.
+    pub fn greeting(&self, profile: &Profile) -> Answer {
+        self.greeting
+            .clone()
+            .unwrap_or_else(|| Answer::reply(profile.greeting.clone()))
+    }
+
+    /// The script made executable: the [`Behaviour`] a smart host runs, with occurrence counters
+    /// shared by all its sessions.
+    pub fn behaviour(self: &Arc<Self>) -> Result<ScriptBehaviour, ProfileError> {
+        let profile = self.profile()?;
+        Ok(ScriptBehaviour {
+            keywords: self.keywords(&profile),
+            script: Arc::clone(self),
+            profile,
+            used: Mutex::new(HashMap::new()),
         })
     }
 }
 
-/// Which reply source answered, for counting occurrences.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which answer list answered, for counting occurrences.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Source {
     Rule(usize),
-    Default,
+    EtrnDefault,
+    Command(String),
 }
 
-/// Picks ETRN replies, counting occurrences per rule across every session of the smart host.
+/// A script plus its profile, answering as the smart host. Thread-safe: one per server.
 #[derive(Debug)]
-pub struct EtrnResponder<'a> {
-    script: &'a SmartHostScript,
+pub struct ScriptBehaviour {
+    script: Arc<SmartHostScript>,
     profile: Profile,
-    used: HashMap<Source, usize>,
+    keywords: Vec<String>,
+    used: Mutex<HashMap<Source, usize>>,
 }
 
-impl EtrnResponder<'_> {
-    /// The reply to `ETRN <arg>`, `{node}` filled in. Precedence: a rule for this argument, the
-    /// profile's served reply for a `served` node, the profile's queue reply for `#` arguments,
-    /// the script's default, the profile's default.
-    pub fn reply_to(&mut self, arg: &EtrnArg) -> Reply {
-        let reply = if let Some(i) = self.script.etrn.iter().position(|r| &r.arg == arg) {
-            let n = self.bump(Source::Rule(i));
-            self.script.etrn[i].reply.nth(n).clone()
-        } else if self
-            .script
-            .served
-            .iter()
-            .any(|s| s == arg || s.domain().is_some() && s.domain() == arg.domain())
-        {
-            self.profile.etrn_served.clone()
-        } else if let (EtrnOption::Queue, Some(q)) = (arg.option(), &self.profile.etrn_queue) {
-            q.clone()
-        } else if let Some(seq) = &self.script.etrn_default {
-            let n = self.bump(Source::Default);
-            seq.nth(n).clone()
-        } else {
-            self.profile.etrn_default.clone()
-        };
-        reply.for_node(arg.raw())
+impl ScriptBehaviour {
+    fn next(&self, source: Source, answers: &Answers) -> Answer {
+        // A poisoned lock only means another session panicked mid-count; the count is still usable.
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = used.entry(source).or_insert(0);
+        *n += 1;
+        answers.nth(*n - 1).clone()
     }
 
-    fn bump(&mut self, source: Source) -> usize {
-        let n = self.used.entry(source).or_insert(0);
-        *n += 1;
-        *n - 1
+    /// The answer to `ETRN <arg>`, `{node}` filled in. Precedence: a rule for this argument, the
+    /// profile's served reply for a `served` node, the profile's queue reply for `#` arguments, the
+    /// script's default, the profile's default.
+    pub fn etrn_answer(&self, arg: &EtrnArg) -> Answer {
+        let script = &self.script;
+        let mut answer = if let Some(i) = script.etrn.iter().position(|r| &r.arg == arg) {
+            self.next(Source::Rule(i), &script.etrn[i].reply)
+        } else if script
+            .served
+            .iter()
+            .any(|s| s == arg || (s.domain().is_some() && s.domain() == arg.domain()))
+        {
+            Answer::reply(self.profile.etrn_served.clone())
+        } else if let (EtrnOption::Queue, Some(q)) = (arg.option(), &self.profile.etrn_queue) {
+            Answer::reply(q.clone())
+        } else if let Some(answers) = &script.etrn_default {
+            self.next(Source::EtrnDefault, answers)
+        } else {
+            Answer::reply(self.profile.etrn_default.clone())
+        };
+        answer.reply = answer.reply.map(|r| r.for_node(arg.raw()));
+        answer
+    }
+}
+
+impl Behaviour for ScriptBehaviour {
+    fn hostname(&self) -> &str {
+        self.script.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME)
+    }
+
+    fn greeting(&self) -> Answer {
+        self.script.greeting(&self.profile)
+    }
+
+    fn ehlo(&self) -> Result<Vec<String>, Answer> {
+        if self.script.helo_only {
+            let code = ReplyCode::new(502).unwrap_or(ReplyCode::OK);
+            Err(Answer::reply(Reply::new(
+                code,
+                "5.5.1 Error: command not implemented",
+            )))
+        } else {
+            Ok(self.keywords.clone())
+        }
+    }
+
+    fn command(&self, verb: &str) -> Option<Answer> {
+        let answers = self.script.commands.get(verb)?;
+        Some(self.next(Source::Command(verb.to_owned()), answers))
+    }
+
+    fn etrn(&self, arg: &EtrnArg) -> Answer {
+        self.etrn_answer(arg)
+    }
+
+    fn etrn_missing_argument(&self) -> Answer {
+        Answer::reply(self.profile.etrn_missing_argument.clone())
+    }
+
+    fn etrn_in_transaction(&self) -> Option<Answer> {
+        self.profile.etrn_in_transaction.clone().map(Answer::reply)
+    }
+
+    fn etrn_before_hello(&self) -> Option<Answer> {
+        self.profile.etrn_before_hello.clone().map(Answer::reply)
     }
 }
 
@@ -269,46 +292,57 @@ mod tests {
         EtrnArg::parse(s).unwrap()
     }
 
+    fn behaviour(toml_text: &str) -> ScriptBehaviour {
+        let script: SmartHostScript = toml::from_str(toml_text).unwrap();
+        Arc::new(script).behaviour().unwrap()
+    }
+
+    fn said(a: Answer) -> String {
+        a.reply.map(|r| r.to_string()).unwrap_or_default()
+    }
+
     #[test]
-    fn replies_by_occurrence_repeat_the_last() {
-        let script: SmartHostScript =
-            toml::from_str(r#"etrn = [{ arg = "a.com", reply = ["458 busy", "250 OK"] }]"#)
-                .unwrap();
-        let mut r = script.responder().unwrap();
-        assert_eq!(r.reply_to(&arg("A.com")).code().get(), 458);
-        assert_eq!(r.reply_to(&arg("a.com")).code().get(), 250);
-        assert_eq!(r.reply_to(&arg("a.com")).code().get(), 250);
+    fn answers_by_occurrence_repeat_the_last() {
+        let b = behaviour(r#"etrn = [{ arg = "a.com", reply = ["458 busy", "250 OK"] }]"#);
+        assert_eq!(said(b.etrn_answer(&arg("A.com"))), "458 busy");
+        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 OK");
+        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 OK");
         // Not the rule: the rfc1985 profile's default.
         assert_eq!(
-            r.reply_to(&arg("b.com")).to_string(),
+            said(b.etrn_answer(&arg("b.com"))),
             "250 OK, queuing for node b.com started"
         );
     }
 
     #[test]
     fn postfix_profile_serves_only_listed_domains() {
-        let script: SmartHostScript =
-            toml::from_str("profile = \"postfix\"\nserved = [\"a.com\"]").unwrap();
-        let mut r = script.responder().unwrap();
-        assert_eq!(r.reply_to(&arg("a.com")).to_string(), "250 Queuing started");
+        let b = behaviour("profile = \"postfix\"\nserved = [\"a.com\"]");
+        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 Queuing started");
         assert_eq!(
-            r.reply_to(&arg("b.com")).to_string(),
+            said(b.etrn_answer(&arg("b.com"))),
             "459 <b.com>: service unavailable"
         );
     }
 
     #[test]
     fn exim_profile_accepts_only_queue_arguments() {
-        let script: SmartHostScript = toml::from_str("profile = \"exim\"").unwrap();
-        let mut r = script.responder().unwrap();
-        assert_eq!(r.reply_to(&arg("a.com")).code().get(), 501);
-        assert_eq!(r.reply_to(&arg("#q1")).code().get(), 250);
+        let b = behaviour("profile = \"exim\"");
+        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "501 argument must begin with #");
+        assert_eq!(said(b.etrn_answer(&arg("#q1"))), "250 OK");
+    }
+
+    #[test]
+    fn command_overrides_count_per_verb() {
+        let b = behaviour("[commands]\nMAIL = [\"451 4.3.0 later\", \"250 OK\"]");
+        assert_eq!(said(b.command("MAIL").unwrap()), "451 4.3.0 later");
+        assert_eq!(said(b.command("MAIL").unwrap()), "250 OK");
+        assert!(b.command("RCPT").is_none());
     }
 
     #[test]
     fn contradictions_are_found() {
         let script: SmartHostScript = toml::from_str(
-            "helo_only = true\nehlo_keywords = [\"ETRN\", \"bad!word\"]\netrn = [{ arg = \"a.com\", reply = \"250 x\" }, { arg = \"A.COM\", reply = \"458 y\" }]",
+            "helo_only = true\nehlo_keywords = [\"ETRN\", \"bad!word\"]\nhostname = \"bad host\"\netrn = [{ arg = \"a.com\", reply = \"250 x\" }, { arg = \"A.COM\", reply = \"458 y\" }]\n[commands]\nmail = \"250 x\"",
         )
         .unwrap();
         let paths: Vec<_> = script
@@ -316,6 +350,9 @@ mod tests {
             .into_iter()
             .map(|p| p.path.join("."))
             .collect();
-        assert_eq!(paths, ["ehlo_keywords", "ehlo_keywords.1", "etrn.1.arg"]);
+        assert_eq!(
+            paths,
+            ["ehlo_keywords", "ehlo_keywords.1", "commands.mail", "hostname", "etrn.1.arg"]
+        );
     }
 }

@@ -1,0 +1,90 @@
+//! Bytes as readable text: what transcripts, recordings and cassettes show of the wire.
+//!
+//! Valid UTF-8 stays as it is, so `ETRN bücher.example` reads naturally; CR, LF, TAB, backslash and
+//! every other control character or invalid byte become escapes (`\r`, `\n`, `\t`, `\\`, `\xNN`),
+//! so a transcript line never breaks and [`unescape`] gives back the exact bytes.
+
+/// Escapes bytes for a one-line text rendering.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\r' => out.push_str("\\r"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Why an escaped text cannot be turned back into bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad escape at character {position}: {detail}")]
+pub struct UnescapeError {
+    pub position: usize,
+    pub detail: &'static str,
+}
+
+/// Reverses [`escape`].
+pub fn unescape(text: &str) -> Result<Vec<u8>, UnescapeError> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let err = |detail| UnescapeError { position: i, detail };
+        match chars.next().map(|(_, c)| c) {
+            Some('r') => out.push(b'\r'),
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('\\') => out.push(b'\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).map(|(_, c)| c).collect();
+                let byte = u8::from_str_radix(&hex, 16).map_err(|_| err("\\x needs two hex digits"))?;
+                if hex.len() != 2 {
+                    return Err(err("\\x needs two hex digits"));
+                }
+                out.push(byte);
+            }
+            Some(_) => return Err(err("unknown escape; use \\r \\n \\t \\\\ or \\xNN")),
+            None => return Err(err("a lone backslash at the end")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_any_bytes() {
+        let bytes = b"ETRN b\xc3\xbccher.example\r\n\xff\xfe\x00\\x\t".to_vec();
+        let text = escape(&bytes);
+        assert_eq!(text, "ETRN bücher.example\\r\\n\\xff\\xfe\\x00\\\\x\\t");
+        assert_eq!(unescape(&text).unwrap(), bytes);
+    }
+
+    #[test]
+    fn rejects_broken_escapes() {
+        assert!(unescape("a\\q").is_err());
+        assert!(unescape("a\\x4").is_err());
+        assert!(unescape("a\\").is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! What a session reports: every command, reply and ETRN, as data.
+
+use serde::Serialize;
+
+use crate::domain::EtrnOption;
+use crate::escape::escape;
+
+/// Something that happened in a session, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
+pub enum Event {
+    /// A complete command line as received (credentials replaced when `redacted`).
+    Command(CommandLine),
+    /// A reply sent.
+    Reply { code: u16, lines: Vec<String> },
+    /// An ETRN command and its outcome.
+    Etrn(EtrnRecord),
+    /// `ATRN d1,d2` (RFC 2645).
+    Atrn { domains: Vec<String>, reply: Option<u16> },
+    /// `TURN` (RFC 821).
+    Turn { reply: Option<u16> },
+    /// A successful AUTH; the password is never kept.
+    Auth { mechanism: String, username: String },
+    /// A mail transaction that reached the end of DATA.
+    Message(MessageRecord),
+    /// A command line over the limit, answered with 500 and discarded.
+    LineTooLong { octets: usize },
+    /// STARTTLS accepted; the TLS handshake follows.
+    StartTls,
+    /// Plaintext pipelined after STARTTLS, discarded unread (the CVE-2011-0411 class).
+    DiscardedAfterStartTls { octets: usize },
+}
+
+/// One command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandLine {
+    /// The bytes as received, line end included; not UTF-8 safe, see [`CommandLine::text`].
+    #[serde(serialize_with = "escaped")]
+    pub raw: Vec<u8>,
+    /// The verb in upper case, as far as it could be read.
+    pub verb: String,
+    /// Ended by a bare LF instead of CRLF (RFC 5321 §2.3.8 forbids it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bare_lf: bool,
+    /// The line held credentials, replaced by `[redacted]`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
+}
+
+impl CommandLine {
+    /// The line without its line end, escaped for display.
+    pub fn text(&self) -> String {
+        let trimmed = self
+            .raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(&self.raw);
+        escape(trimmed)
+    }
+}
+
+fn escaped<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&escape(raw))
+}
+
+/// One ETRN, as the conformance runner judges it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EtrnRecord {
+    /// The argument as sent (escaped if not valid UTF-8), without the verb.
+    pub raw: String,
+    /// The option character, when the argument parsed.
+    pub option: Option<EtrnOption>,
+    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
+    pub domain: Option<String>,
+    /// The reply code sent; `None` when the server hung up without replying.
+    pub reply: Option<u16>,
+    /// Facts about the command that a conformance check may care about.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<EtrnFlag>,
+}
+
+/// Something unusual about one ETRN command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EtrnFlag {
+    /// Sent before EHLO/HELO was answered.
+    BeforeHello,
+    /// Sent in a session greeted with HELO, or one whose EHLO reply did not advertise ETRN.
+    NotAdvertised,
+    /// Sent between MAIL and the end of DATA.
+    InTransaction,
+    /// The line ended with a bare LF.
+    BareLf,
+    /// More than one node in one command (spaces or commas).
+    SeveralNodes,
+    /// The argument is not a valid node name.
+    Invalid,
+    /// The verb was not in upper case.
+    LowerCaseVerb,
+}
+
+/// A mail transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRecord {
+    pub from: String,
+    pub recipients: Vec<String>,
+    /// Octets of the message after dot-unstuffing.
+    pub size: usize,
+    /// The reply code at the end of DATA (250, or 552 when too big).
+    pub reply: u16,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "reason", content = "detail")]
+pub enum CloseReason {
+    /// The client sent QUIT.
+    Quit,
+    /// The script told the server to hang up (or to answer 421).
+    Scripted,
+    /// The greeting refused the session with 421.
+    RefusedAtGreeting,
+    /// No command within the idle timeout; 421 sent.
+    IdleTimeout,
+    /// Too many connections; 421 sent at connect.
+    ConnectionLimit,
+    /// The client closed the connection.
+    PeerClosed,
+    /// The server was shut down.
+    Shutdown,
+    /// The TLS handshake failed.
+    TlsFailed(String),
+    /// A socket error.
+    Io(String),
+}

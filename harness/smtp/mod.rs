@@ -1,0 +1,16 @@
+//! The SMTP server protocol core, sans I/O: no sockets, no tokio, no clock.
+//!
+//! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
+//! - [`behaviour`]: the trait through which a script decides what the server says.
+//! - [`event`]: what a session reports (commands, replies, ETRNs, messages, why it closed).
+//! - [`transcript`]: `C:`/`S:` text from events.
+
+pub mod behaviour;
+pub mod event;
+pub mod session;
+pub mod transcript;
+
+pub use behaviour::Behaviour;
+pub use event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
+pub use session::{Output, Session, SessionLimits};
+pub use transcript::transcript;

@@ -1,0 +1,765 @@
+//! The sans-IO SMTP server session: bytes in, replies and events out.
+//!
+//! A [`Session`] owns no socket and no clock. The driver feeds it whatever bytes arrive
+//! ([`Session::receive`]), tells it about the world ([`Session::tls_established`],
+//! [`Session::idle_timeout`]) and carries out what [`Session::poll_output`] returns, in order:
+//! send these bytes (after a scripted delay), start TLS, close. Events report what happened.
+//!
+//! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
+//! cap and no DATA handling we can use (`crates.md` §4), so the session cuts lines at LF, enforces the
+//! limit, and reads DATA line by line until CRLF.CRLF.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
+
+use crate::answer::Answer;
+use crate::domain::EtrnArg;
+use crate::escape::escape;
+use crate::reply::{Reply, ReplyCode};
+
+use super::behaviour::Behaviour;
+use super::event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
+
+/// Limits of one session.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4: 512).
+    pub max_line_octets: usize,
+    /// Largest message accepted at the end of DATA; larger ones get 552.
+    pub max_message_octets: usize,
+    /// Whether STARTTLS is offered (the driver must be able to do the handshake).
+    pub starttls: bool,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            max_line_octets: 512,
+            max_message_octets: 10 * 1024 * 1024,
+            starttls: false,
+        }
+    }
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Report this event.
+    Event(Event),
+    /// Wait `delay` (if any), then write these bytes.
+    Send { bytes: Vec<u8>, delay: Option<Duration> },
+    /// Everything before this has been written: do the TLS handshake now, then call
+    /// [`Session::tls_established`].
+    StartTls,
+    /// Close the connection after writing everything before this.
+    Close(CloseReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hello {
+    None,
+    Ehlo { etrn_advertised: bool },
+    Helo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    /// Reading commands.
+    Command,
+    /// Inside DATA.
+    Data,
+    /// AUTH PLAIN waiting for the initial response.
+    AuthPlain,
+    /// AUTH LOGIN waiting for the user name.
+    AuthLoginUser,
+    /// AUTH LOGIN waiting for the password.
+    AuthLoginPassword { username: String },
+    /// STARTTLS accepted; input is discarded until the handshake is done.
+    TlsPending,
+    /// The greeting refused the session (non-2xx, not 421): only QUIT is served.
+    Refused,
+    /// Closed: input is ignored.
+    Closed,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Transaction {
+    from: String,
+    recipients: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct DataState {
+    size: usize,
+    /// The previous data line ended with CRLF (DATA's own CRLF counts): a following ".\r\n" ends.
+    after_crlf: bool,
+    /// The buffer was flushed in the middle of a very long line: the next LF ends that line.
+    mid_line: bool,
+}
+
+/// Longest partial data line kept in the buffer before it is counted and dropped.
+const DATA_CHUNK: usize = 64 * 1024;
+
+/// One SMTP server session.
+pub struct Session {
+    behaviour: Arc<dyn Behaviour>,
+    limits: SessionLimits,
+    mode: Mode,
+    hello: Hello,
+    tls_active: bool,
+    authenticated: bool,
+    transaction: Option<Transaction>,
+    data: DataState,
+    buffer: Vec<u8>,
+    /// Octets of an over-long line discarded so far; `Some` while discarding up to its LF.
+    overlong: Option<usize>,
+    out: VecDeque<Output>,
+}
+
+impl Session {
+    /// A new session; the greeting is the first output.
+    pub fn new(behaviour: Arc<dyn Behaviour>, limits: SessionLimits) -> Self {
+        let mut s = Session {
+            behaviour,
+            limits,
+            mode: Mode::Command,
+            hello: Hello::None,
+            tls_active: false,
+            authenticated: false,
+            transaction: None,
+            data: DataState::default(),
+            buffer: Vec::new(),
+            overlong: None,
+            out: VecDeque::new(),
+        };
+        let greeting = s.behaviour.greeting();
+        let refused = greeting
+            .reply
+            .as_ref()
+            .is_some_and(|r| !r.code().is_positive());
+        let closes = greeting.closes();
+        s.answer(greeting);
+        if closes {
+            s.close(CloseReason::RefusedAtGreeting);
+        } else if refused {
+            s.mode = Mode::Refused;
+        }
+        s
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// True once the session has asked to close; the driver stops reading.
+    pub fn is_closed(&self) -> bool {
+        self.mode == Mode::Closed
+    }
+
+    /// Bytes from the client. Complete lines are processed at once, in order (pipelining).
+    pub fn receive(&mut self, bytes: &[u8]) {
+        match self.mode {
+            Mode::Closed => return,
+            Mode::TlsPending => {
+                self.out.push_back(Output::Event(Event::DiscardedAfterStartTls {
+                    octets: bytes.len(),
+                }));
+                return;
+            }
+            _ => {}
+        }
+        self.buffer.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(pos) = self.buffer[start..].iter().position(|&b| b == b'\n') {
+            let end = start + pos + 1;
+            let line = self.buffer[start..end].to_vec();
+            start = end;
+            self.line(&line);
+            match self.mode {
+                Mode::Closed => {
+                    self.buffer.clear();
+                    return;
+                }
+                Mode::TlsPending => {
+                    // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
+                    let rest = self.buffer.len() - start;
+                    if rest > 0 {
+                        self.out.push_back(Output::Event(Event::DiscardedAfterStartTls { octets: rest }));
+                    }
+                    self.buffer.clear();
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.buffer.drain(..start);
+        self.bound_partial_line();
+    }
+
+    /// Keeps an unterminated line from growing without bound.
+    fn bound_partial_line(&mut self) {
+        if self.mode == Mode::Data {
+            if self.buffer.len() > DATA_CHUNK {
+                self.data.size += self.buffer.len();
+                self.data.mid_line = true;
+                self.buffer.clear();
+            }
+        } else if self.buffer.len() > self.limits.max_line_octets {
+            *self.overlong.get_or_insert(0) += self.buffer.len();
+            self.buffer.clear();
+        }
+    }
+
+    /// The TLS handshake finished: the session starts over (RFC 3207 §4.2).
+    pub fn tls_established(&mut self) {
+        if self.mode == Mode::TlsPending {
+            self.tls_active = true;
+            self.hello = Hello::None;
+            self.authenticated = false;
+            self.transaction = None;
+            self.mode = Mode::Command;
+        }
+    }
+
+    /// The client was idle too long: 421 and close.
+    pub fn idle_timeout(&mut self) {
+        if self.mode == Mode::Closed {
+            return;
+        }
+        let host = self.behaviour.hostname().to_owned();
+        self.reply_text(421, &format!("4.4.2 {host} Error: timeout exceeded"));
+        self.close(CloseReason::IdleTimeout);
+    }
+
+    /// The client closed its side; nothing more will arrive.
+    pub fn peer_closed(&mut self) {
+        if self.mode != Mode::Closed {
+            self.close(CloseReason::PeerClosed);
+        }
+    }
+
+    // ----- framing -----
+
+    fn line(&mut self, line: &[u8]) {
+        if let Some(discarded) = self.overlong.take() {
+            let octets = discarded + line.len();
+            self.out.push_back(Output::Event(Event::LineTooLong { octets }));
+            self.reply_text(500, "5.5.6 Line too long");
+            return;
+        }
+        match &self.mode {
+            Mode::Data => self.data_line(line),
+            Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword { .. } => {
+                self.record_command(b"[redacted]\r\n".to_vec(), String::new(), line, true);
+                self.auth_continuation(line);
+            }
+            _ if line.len() > self.limits.max_line_octets => {
+                self.out.push_back(Output::Event(Event::LineTooLong { octets: line.len() }));
+                self.reply_text(500, "5.5.6 Line too long");
+            }
+            _ => self.command(line),
+        }
+    }
+
+    fn data_line(&mut self, line: &[u8]) {
+        let crlf = line.ends_with(b"\r\n");
+        if line == b".\r\n" && self.data.after_crlf && !self.data.mid_line {
+            self.end_of_data();
+            return;
+        }
+        let content = if !self.data.mid_line && line.starts_with(b".") {
+            &line[1..] // dot-unstuffing (RFC 5321 §4.5.2)
+        } else {
+            line
+        };
+        self.data.size += content.len();
+        self.data.after_crlf = crlf;
+        self.data.mid_line = false;
+    }
+
+    fn end_of_data(&mut self) {
+        let size = self.data.size;
+        let t = self.transaction.take().unwrap_or_default();
+        self.mode = Mode::Command;
+        self.data = DataState::default();
+        let code = if size > self.limits.max_message_octets {
+            self.reply_text(552, "5.3.4 Message size exceeds fixed limit");
+            552
+        } else {
+            self.reply_text(250, "2.0.0 OK: queued");
+            250
+        };
+        self.out.push_back(Output::Event(Event::Message(MessageRecord {
+            from: t.from,
+            recipients: t.recipients,
+            size,
+            reply: code,
+        })));
+    }
+
+    // ----- commands -----
+
+    fn record_command(&mut self, raw: Vec<u8>, verb: String, original: &[u8], redacted: bool) {
+        let bare_lf = !original.ends_with(b"\r\n");
+        self.out.push_back(Output::Event(Event::Command(CommandLine {
+            raw,
+            verb,
+            bare_lf,
+            redacted,
+        })));
+    }
+
+    fn command(&mut self, line: &[u8]) {
+        let text = trim_line_end(line);
+        let verb_bytes = text.split(|b| *b == b' ').next().unwrap_or(&[]);
+        let verb = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
+        let is_auth = verb == "AUTH";
+        let raw = if is_auth && text.split(|b| *b == b' ').count() > 2 {
+            // Keep the mechanism, hide the initial response.
+            let mut r = text.splitn(3, |b| *b == b' ').take(2).collect::<Vec<_>>().join(&b' ');
+            r.extend_from_slice(b" [redacted]\r\n");
+            r
+        } else {
+            line.to_vec()
+        };
+        let redacted = raw != line;
+        self.record_command(raw, verb.clone(), line, redacted);
+
+        if self.mode == Mode::Refused {
+            if verb == "QUIT" {
+                self.reply_text(221, "2.0.0 Bye");
+                self.close(CloseReason::Quit);
+            } else {
+                self.reply_text(503, "5.5.0 No service, only QUIT");
+            }
+            return;
+        }
+
+        let scripted = self.behaviour.command(&verb);
+        if let Some(answer) = &scripted {
+            let positive = answer.reply.as_ref().is_some_and(|r| r.code().get() < 400);
+            if !positive {
+                // A refusal or a hang-up: no state changes.
+                self.answer(answer.clone());
+                return;
+            }
+        }
+        let normal = self.dispatch(&verb, line, text);
+        let answer = match (scripted, normal) {
+            // A positive scripted reply keeps the command's effect but replaces what is said.
+            (Some(s), Some(_)) => Some(s),
+            (_, n) => n,
+        };
+        if let Some(a) = answer {
+            let closes = a.closes() && self.mode != Mode::Closed;
+            self.answer(a);
+            if closes {
+                self.close(CloseReason::Scripted);
+            }
+        }
+        if verb == "QUIT" && self.mode != Mode::Closed {
+            self.close(CloseReason::Quit);
+        }
+        if verb == "STARTTLS" && self.mode == Mode::TlsPending {
+            self.out.push_back(Output::Event(Event::StartTls));
+            self.out.push_back(Output::StartTls);
+        }
+    }
+
+    /// The normal handling of one command; returns the answer to send (None when it was sent).
+    fn dispatch(&mut self, verb: &str, line: &[u8], text: &[u8]) -> Option<Answer> {
+        if verb == "TURN" {
+            let a = plain(502, "5.5.1 TURN is not supported");
+            self.out.push_back(Output::Event(Event::Turn { reply: Some(502) }));
+            return Some(a);
+        }
+        if verb == "ETRN" {
+            // Read the argument ourselves: smtp-proto keeps only the first token and unquotes it,
+            // which would hide a second node packed into one command.
+            return Some(self.etrn(line, text));
+        }
+        // smtp-proto needs the line end; CRLF and a bare LF both work.
+        let request = Request::parse(&mut line.iter());
+        match request {
+            Ok(Request::Ehlo { host }) => Some(self.ehlo(&host)),
+            Ok(Request::Helo { host }) => {
+                self.hello = Hello::Helo;
+                self.transaction = None;
+                Some(plain(250, &format!("{} Hello {host}", self.behaviour.hostname())))
+            }
+            Ok(Request::Lhlo { .. }) => Some(plain(500, "5.5.1 LHLO is for LMTP, not SMTP")),
+            Ok(Request::Mail { from }) => Some(self.mail(from.address.as_ref(), from.size)),
+            Ok(Request::Rcpt { to }) => Some(self.rcpt(to.address.as_ref())),
+            Ok(Request::Data) => Some(self.data_command()),
+            Ok(Request::Bdat { .. }) => Some(plain(502, "5.5.1 BDAT is not supported (no CHUNKING)")),
+            Ok(Request::Burl { .. }) => Some(plain(502, "5.5.1 BURL is not supported")),
+            Ok(Request::Rset) => {
+                self.transaction = None;
+                Some(plain(250, "2.0.0 OK"))
+            }
+            Ok(Request::Noop { .. }) => Some(plain(250, "2.0.0 OK")),
+            Ok(Request::Vrfy { .. }) => Some(plain(252, "2.5.2 Cannot VRFY user, but will accept message")),
+            Ok(Request::Expn { .. }) => Some(plain(502, "5.5.1 EXPN is not supported")),
+            Ok(Request::Help { .. }) => Some(plain(
+                214,
+                "2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT ETRN ATRN TURN AUTH STARTTLS",
+            )),
+            Ok(Request::Quit) => Some(plain(221, "2.0.0 Bye")),
+            Ok(Request::StartTls) => Some(self.starttls()),
+            Ok(Request::Auth { mechanism, initial_response }) => {
+                Some(self.auth(mechanism, initial_response.as_ref()))
+            }
+            Ok(Request::Atrn { domains }) => {
+                let answer = self.atrn_answer();
+                let code = answer.reply.as_ref().map(|r| r.code().get());
+                self.out.push_back(Output::Event(Event::Atrn {
+                    domains: domains.iter().map(|d| d.to_string()).collect(),
+                    reply: code,
+                }));
+                Some(answer)
+            }
+            // Handled above; kept for exhaustiveness.
+            Ok(Request::Etrn { .. }) => Some(self.etrn(line, text)),
+            Err(smtp_proto::Error::UnknownCommand) => Some(plain(500, "5.5.2 Error: command not recognized")),
+            Err(smtp_proto::Error::SyntaxError { syntax }) => {
+                Some(plain(501, &format!("5.5.4 Syntax: {syntax}")))
+            }
+            Err(smtp_proto::Error::InvalidSenderAddress) => Some(plain(501, "5.1.7 Bad sender address syntax")),
+            Err(smtp_proto::Error::InvalidRecipientAddress) => {
+                Some(plain(501, "5.1.3 Bad recipient address syntax"))
+            }
+            Err(smtp_proto::Error::InvalidParameter { param }) => {
+                Some(plain(501, &format!("5.5.4 Invalid parameter {param}")))
+            }
+            Err(smtp_proto::Error::UnsupportedParameter { param }) => {
+                Some(plain(555, &format!("5.5.4 Unsupported parameter {param}")))
+            }
+            Err(_) => Some(plain(500, "5.5.2 Error: bad syntax")),
+        }
+    }
+
+    fn keywords(&self) -> Option<Vec<String>> {
+        self.behaviour.ehlo().ok()
+    }
+
+    fn advertises(&self, keyword: &str) -> bool {
+        self.keywords().is_some_and(|k| {
+            k.iter().any(|l| {
+                l.split([' ', '='])
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case(keyword))
+            })
+        })
+    }
+
+    fn ehlo(&mut self, host: &str) -> Answer {
+        match self.behaviour.ehlo() {
+            Ok(keywords) => {
+                self.transaction = None;
+                let mut lines = vec![format!("{} greets {host}", self.behaviour.hostname())];
+                let mut etrn = false;
+                for k in keywords {
+                    let word = k.split(' ').next().unwrap_or("");
+                    if word.eq_ignore_ascii_case("STARTTLS") {
+                        continue; // offered below, only when TLS is possible
+                    }
+                    etrn |= word.eq_ignore_ascii_case("ETRN");
+                    lines.push(k);
+                }
+                if self.limits.starttls && !self.tls_active {
+                    lines.push("STARTTLS".into());
+                }
+                self.hello = Hello::Ehlo {
+                    etrn_advertised: etrn,
+                };
+                Answer::reply(multi(250, lines))
+            }
+            Err(refusal) => refusal,
+        }
+    }
+
+    fn mail(&mut self, from: &str, size: usize) -> Answer {
+        if self.hello == Hello::None {
+            return plain(503, "5.5.1 Error: send HELO/EHLO first");
+        }
+        if self.transaction.is_some() {
+            return plain(503, "5.5.1 Error: nested MAIL command");
+        }
+        if size != 0 && size != usize::MAX && size > self.limits.max_message_octets {
+            return plain(552, "5.3.4 Message size exceeds fixed limit");
+        }
+        self.transaction = Some(Transaction {
+            from: from.to_owned(),
+            recipients: Vec::new(),
+        });
+        plain(250, "2.1.0 OK")
+    }
+
+    fn rcpt(&mut self, to: &str) -> Answer {
+        match &mut self.transaction {
+            None => plain(503, "5.5.1 Error: need MAIL command"),
+            Some(t) => {
+                t.recipients.push(to.to_owned());
+                plain(250, "2.1.5 OK")
+            }
+        }
+    }
+
+    fn data_command(&mut self) -> Answer {
+        match &self.transaction {
+            None => plain(503, "5.5.1 Error: need MAIL command"),
+            Some(t) if t.recipients.is_empty() => plain(503, "5.5.1 Error: need RCPT command"),
+            Some(_) => {
+                self.mode = Mode::Data;
+                self.data = DataState {
+                    size: 0,
+                    after_crlf: true,
+                    mid_line: false,
+                };
+                plain(354, "End data with <CR><LF>.<CR><LF>")
+            }
+        }
+    }
+
+    fn starttls(&mut self) -> Answer {
+        if !self.limits.starttls {
+            return plain(502, "5.5.1 STARTTLS is not offered");
+        }
+        if self.tls_active {
+            return plain(503, "5.5.1 TLS is already active");
+        }
+        if self.transaction.is_some() {
+            return plain(503, "5.5.1 STARTTLS inside a mail transaction");
+        }
+        self.mode = Mode::TlsPending;
+        plain(220, "2.0.0 Ready to start TLS")
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: &str) -> Answer {
+        if !self.advertises("AUTH") {
+            return plain(502, "5.5.1 AUTH is not advertised");
+        }
+        if self.authenticated {
+            return plain(503, "5.5.1 Already authenticated");
+        }
+        if self.transaction.is_some() {
+            return plain(503, "5.5.1 AUTH inside a mail transaction");
+        }
+        match mechanism {
+            AUTH_PLAIN if initial.is_empty() => {
+                self.mode = Mode::AuthPlain;
+                plain(334, "")
+            }
+            AUTH_PLAIN => self.auth_plain(initial.as_bytes()),
+            AUTH_LOGIN if initial.is_empty() => {
+                self.mode = Mode::AuthLoginUser;
+                plain(334, "VXNlcm5hbWU6")
+            }
+            AUTH_LOGIN => match decode64(initial.as_bytes()) {
+                Some(user) => {
+                    self.mode = Mode::AuthLoginPassword {
+                        username: String::from_utf8_lossy(&user).into_owned(),
+                    };
+                    plain(334, "UGFzc3dvcmQ6")
+                }
+                None => plain(501, "5.5.2 Cannot decode the response"),
+            },
+            _ => plain(504, "5.5.4 Mechanism not supported; use PLAIN or LOGIN"),
+        }
+    }
+
+    fn auth_plain(&mut self, response: &[u8]) -> Answer {
+        self.mode = Mode::Command;
+        let Some(decoded) = decode64(response) else {
+            return plain(501, "5.5.2 Cannot decode the response");
+        };
+        // authzid NUL authcid NUL password (RFC 4616)
+        let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+        if parts.len() != 3 {
+            return plain(501, "5.5.2 Malformed PLAIN response");
+        }
+        let username = String::from_utf8_lossy(parts[1]).into_owned();
+        self.succeed_auth("PLAIN", username)
+    }
+
+    fn succeed_auth(&mut self, mechanism: &str, username: String) -> Answer {
+        self.authenticated = true;
+        self.out.push_back(Output::Event(Event::Auth {
+            mechanism: mechanism.into(),
+            username,
+        }));
+        plain(235, "2.7.0 Authentication successful")
+    }
+
+    fn auth_continuation(&mut self, line: &[u8]) {
+        let response = trim_line_end(line);
+        let mode = std::mem::replace(&mut self.mode, Mode::Command);
+        if response == b"*" {
+            self.reply_text(501, "5.7.0 Authentication cancelled");
+            return;
+        }
+        let answer = match mode {
+            Mode::AuthPlain => self.auth_plain(response),
+            Mode::AuthLoginUser => match decode64(response) {
+                Some(user) => {
+                    self.mode = Mode::AuthLoginPassword {
+                        username: String::from_utf8_lossy(&user).into_owned(),
+                    };
+                    plain(334, "UGFzc3dvcmQ6")
+                }
+                None => plain(501, "5.5.2 Cannot decode the response"),
+            },
+            Mode::AuthLoginPassword { username } => match decode64(response) {
+                Some(_) => self.succeed_auth("LOGIN", username),
+                None => plain(501, "5.5.2 Cannot decode the response"),
+            },
+            _ => return,
+        };
+        self.answer(answer);
+    }
+
+    fn atrn_answer(&self) -> Answer {
+        if !self.advertises("ATRN") {
+            plain(502, "5.5.1 ATRN is not advertised")
+        } else if !self.authenticated {
+            plain(530, "5.7.0 Authentication required")
+        } else {
+            plain(453, "You have no mail")
+        }
+    }
+
+    fn etrn(&mut self, line: &[u8], text: &[u8]) -> Answer {
+        let verb = text.split(|b| *b == b' ').next().unwrap_or(&[]);
+        let argument = trim_spaces(&text[verb.len()..]);
+        let mut flags = Vec::new();
+        if verb != b"ETRN" {
+            flags.push(EtrnFlag::LowerCaseVerb);
+        }
+        if !line.ends_with(b"\r\n") {
+            flags.push(EtrnFlag::BareLf);
+        }
+        match self.hello {
+            Hello::None => flags.push(EtrnFlag::BeforeHello),
+            Hello::Helo | Hello::Ehlo { etrn_advertised: false } => flags.push(EtrnFlag::NotAdvertised),
+            Hello::Ehlo { etrn_advertised: true } => {}
+        }
+        let in_transaction = self.transaction.is_some();
+        if in_transaction {
+            flags.push(EtrnFlag::InTransaction);
+        }
+        let raw = escape(argument);
+        let parsed = std::str::from_utf8(argument).ok().map(EtrnArg::parse);
+        if argument.iter().any(|b| *b == b' ' || *b == b',') {
+            flags.push(EtrnFlag::SeveralNodes);
+        }
+        let answer = if argument.is_empty() {
+            self.behaviour.etrn_missing_argument()
+        } else if let Some(a) = in_transaction.then(|| self.behaviour.etrn_in_transaction()).flatten() {
+            a
+        } else if let Some(a) = (self.hello == Hello::None)
+            .then(|| self.behaviour.etrn_before_hello())
+            .flatten()
+        {
+            a
+        } else {
+            match &parsed {
+                Some(Ok(arg)) => self.behaviour.etrn(arg),
+                _ => plain(501, "Syntax Error in Parameters"),
+            }
+        };
+        let (option, domain) = match &parsed {
+            Some(Ok(arg)) => (
+                Some(arg.option()),
+                arg.domain().map(|d| d.normalised().to_owned()),
+            ),
+            _ => {
+                if !argument.is_empty() {
+                    flags.push(EtrnFlag::Invalid);
+                }
+                (None, None)
+            }
+        };
+        self.out.push_back(Output::Event(Event::Etrn(EtrnRecord {
+            raw,
+            option,
+            domain,
+            reply: answer.reply.as_ref().map(|r| r.code().get()),
+            flags,
+        })));
+        answer
+    }
+
+    // ----- output -----
+
+    fn answer(&mut self, answer: Answer) {
+        let delay = answer.delay();
+        match &answer.reply {
+            Some(reply) => {
+                self.out.push_back(Output::Event(Event::Reply {
+                    code: reply.code().get(),
+                    lines: reply.lines().to_vec(),
+                }));
+                self.out.push_back(Output::Send {
+                    bytes: reply.to_wire().into_bytes(),
+                    delay,
+                });
+            }
+            None if delay.is_some() => self.out.push_back(Output::Send {
+                bytes: Vec::new(),
+                delay,
+            }),
+            None => {}
+        }
+        if answer.reply.is_none() && answer.close {
+            self.close(CloseReason::Scripted);
+        }
+    }
+
+    fn reply_text(&mut self, code: u16, text: &str) {
+        self.answer(plain(code, text));
+    }
+
+    fn close(&mut self, reason: CloseReason) {
+        if self.mode != Mode::Closed {
+            self.mode = Mode::Closed;
+            self.out.push_back(Output::Close(reason));
+        }
+    }
+}
+
+fn plain(code: u16, text: &str) -> Answer {
+    let code = ReplyCode::new(code).unwrap_or(ReplyCode::OK);
+    Answer::reply(Reply::new(code, text))
+}
+
+fn multi(code: u16, lines: Vec<String>) -> Reply {
+    let code = ReplyCode::new(code).unwrap_or(ReplyCode::OK);
+    let mut r = Reply::new(code, lines.first().cloned().unwrap_or_default());
+    for l in lines.into_iter().skip(1) {
+        r = r.with_line(l);
+    }
+    r
+}
+
+fn decode64(b: &[u8]) -> Option<Vec<u8>> {
+    if b == b"=" {
+        return Some(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD.decode(b).ok()
+}
+
+fn trim_line_end(line: &[u8]) -> &[u8] {
+    let l = line.strip_suffix(b"\n").unwrap_or(line);
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+fn trim_spaces(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| *c != b' ' && *c != b'\t').unwrap_or(b.len());
+    let end = b.iter().rposition(|c| *c != b' ' && *c != b'\t').map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}

@@ -1,0 +1,43 @@
+//! RFC-style transcripts: `C:` and `S:` lines from a session's events.
+//!
+//! Command lines are shown escaped (a bare LF or a non-UTF-8 byte stays visible) and credentials
+//! are already redacted by the session; reply lines are shown as they went on the wire, without
+//! CRLF.
+
+use super::event::Event;
+
+/// Renders the commands and replies among `events`, one line each.
+pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
+    let mut out = String::new();
+    for e in events {
+        match e {
+            Event::Command(c) => {
+                out.push_str("C: ");
+                out.push_str(&c.text());
+                if c.bare_lf {
+                    out.push_str("   [bare LF]");
+                }
+                out.push('\n');
+            }
+            Event::Reply { code, lines } => {
+                let last = lines.len().saturating_sub(1);
+                for (i, l) in lines.iter().enumerate() {
+                    let sep = if i == last { ' ' } else { '-' };
+                    if l.is_empty() && i == last {
+                        out.push_str(&format!("S: {code}\n"));
+                    } else {
+                        out.push_str(&format!("S: {code}{sep}{l}\n"));
+                    }
+                }
+            }
+            Event::DiscardedAfterStartTls { octets } => {
+                out.push_str(&format!("   [{octets} octets pipelined after STARTTLS discarded]\n"));
+            }
+            Event::LineTooLong { octets } => {
+                out.push_str(&format!("   [{octets}-octet line discarded]\n"));
+            }
+            _ => {}
+        }
+    }
+    out
+}
