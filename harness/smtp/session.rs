@@ -288,10 +288,8 @@ impl Session {
         self.mode = Mode::Command;
         self.data = DataState::default();
         let code = if size > self.limits.max_message_octets {
-            self.reply_text(552, "5.3.4 Message size exceeds fixed limit");
             552
         } else {
-            self.reply_text(250, "2.0.0 OK: queued");
             250
         };
         self.out.push_back(Output::Event(Event::Message(MessageRecord {
@@ -300,6 +298,11 @@ impl Session {
             size,
             reply: code,
         })));
+        if code == 552 {
+            self.reply_text(552, "5.3.4 Message size exceeds fixed limit");
+        } else {
+            self.reply_text(250, "2.0.0 OK: queued");
+        }
     }
 
     // ----- commands -----

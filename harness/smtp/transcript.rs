@@ -30,6 +30,9 @@ pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
                     }
                 }
             }
+            Event::Message(m) => {
+                out.push_str(&format!("C: [message data, {} octets]\nC: .\n", m.size));
+            }
             Event::DiscardedAfterStartTls { octets } => {
                 out.push_str(&format!("   [{octets} octets pipelined after STARTTLS discarded]\n"));
             }

@@ -1,0 +1,514 @@
+//! The sans-IO session, byte for byte: every command, every ETRN reply code, scripting and limits.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etrn_harness::domain::EtrnOption;
+use etrn_harness::smarthost::SmartHostScript;
+use etrn_harness::smtp::{
+    CloseReason, EtrnFlag, EtrnRecord, Event, Output, Session, SessionLimits, transcript,
+};
+use proptest::prelude::*;
+
+/// Everything one batch of input produced.
+#[derive(Debug, Default)]
+struct Step {
+    events: Vec<Event>,
+    sent: String,
+    delays: Vec<Duration>,
+    starttls: bool,
+    closed: Option<CloseReason>,
+}
+
+impl Step {
+    fn codes(&self) -> Vec<u16> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Reply { code, .. } => Some(*code),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn etrn(&self) -> Vec<EtrnRecord> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Etrn(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn session_with(script: &str, limits: SessionLimits) -> (Session, Step) {
+    let script: SmartHostScript = toml::from_str(script).expect("valid script");
+    let behaviour = Arc::new(script).behaviour().expect("profile loads");
+    let mut s = Session::new(Arc::new(behaviour), limits);
+    let greeting = drain(&mut s);
+    (s, greeting)
+}
+
+fn session(script: &str) -> (Session, Step) {
+    session_with(script, SessionLimits::default())
+}
+
+fn drain(s: &mut Session) -> Step {
+    let mut step = Step::default();
+    while let Some(o) = s.poll_output() {
+        match o {
+            Output::Event(e) => step.events.push(e),
+            Output::Send { bytes, delay } => {
+                step.sent.push_str(&String::from_utf8_lossy(&bytes));
+                step.delays.extend(delay);
+            }
+            Output::StartTls => step.starttls = true,
+            Output::Close(r) => step.closed = Some(r),
+        }
+    }
+    step
+}
+
+fn send(s: &mut Session, input: &[u8]) -> Step {
+    s.receive(input);
+    drain(s)
+}
+
+/// A session past EHLO.
+fn greeted(script: &str) -> Session {
+    let (mut s, _) = session(script);
+    let step = send(&mut s, b"EHLO client.example\r\n");
+    assert_eq!(step.codes(), [250]);
+    s
+}
+
+#[test]
+fn greeting_and_ehlo_advertise_the_scripted_keywords() {
+    let (mut s, greeting) = session("ehlo_keywords = [\"ETRN\", \"SIZE 1000\", \"AUTH PLAIN LOGIN\"]");
+    assert_eq!(greeting.sent, "220 smarthost.example ESMTP\r\n");
+    let step = send(&mut s, b"EHLO client.example\r\n");
+    assert_eq!(
+        step.sent,
+        "250-smarthost.example greets client.example\r\n250-ETRN\r\n250-SIZE 1000\r\n250 AUTH PLAIN LOGIN\r\n"
+    );
+}
+
+#[test]
+fn starttls_is_advertised_only_when_the_driver_can_do_it() {
+    let limits = SessionLimits {
+        starttls: true,
+        ..SessionLimits::default()
+    };
+    let (mut s, _) = session_with("", limits);
+    let step = send(&mut s, b"EHLO c\r\n");
+    assert!(step.sent.ends_with("250 STARTTLS\r\n"), "{}", step.sent);
+    let (mut plain, _) = session("ehlo_keywords = [\"ETRN\", \"STARTTLS\"]");
+    let step = send(&mut plain, b"EHLO c\r\nSTARTTLS\r\n");
+    assert!(!step.sent.contains("250 STARTTLS") && !step.sent.contains("250-STARTTLS"), "{}", step.sent);
+    assert_eq!(step.codes(), [250, 502]);
+}
+
+#[test]
+fn helo_mail_rcpt_data_rset_noop_vrfy_help_quit() {
+    let (mut s, _) = session("");
+    let step = send(
+        &mut s,
+        b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nDATA\r\n..leading dot\r\nbody\r\n.\r\nRSET\r\nNOOP\r\nVRFY x\r\nHELP\r\nQUIT\r\n",
+    );
+    assert_eq!(step.codes(), [250, 250, 250, 354, 250, 250, 250, 252, 214, 221]);
+    let message = step.events.iter().find_map(|e| match e {
+        Event::Message(m) => Some(m.clone()),
+        _ => None,
+    });
+    let m = message.expect("a message was recorded");
+    assert_eq!(m.from, "");
+    assert_eq!(m.recipients, ["a@b.example"]);
+    // ".leading dot\r\n" (unstuffed) + "body\r\n"
+    assert_eq!(m.size, 14 + 6);
+    assert_eq!(step.closed, Some(CloseReason::Quit));
+}
+
+#[test]
+fn mail_accepts_esmtp_parameters_and_data_ends_only_at_crlf_dot_crlf() {
+    let mut s = greeted("");
+    let step = send(
+        &mut s,
+        b"MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME\r\nRCPT TO:<c@d.example>\r\nDATA\r\nline\n.\nstill data\r\n.\r\n",
+    );
+    assert_eq!(step.codes(), [250, 250, 354, 250]);
+}
+
+#[test]
+fn commands_out_of_sequence_get_503() {
+    let (mut s, _) = session("");
+    let step = send(&mut s, b"MAIL FROM:<a@b.example>\r\nEHLO c\r\nRCPT TO:<x@y.example>\r\nDATA\r\nMAIL FROM:<a@b.example>\r\nMAIL FROM:<a@b.example>\r\nDATA\r\n");
+    assert_eq!(step.codes(), [503, 250, 503, 503, 250, 503, 503]);
+}
+
+#[test]
+fn unknown_verbs_get_500_and_the_session_goes_on() {
+    let mut s = greeted("");
+    let step = send(&mut s, b"FROB x\r\nNOOP\r\n");
+    assert_eq!(step.codes(), [500, 250]);
+    assert!(step.closed.is_none());
+}
+
+#[test]
+fn every_rfc1985_reply_code_is_sent_and_recorded() {
+    let script = r#"etrn = [
+        { arg = "a250.example", reply = "250 OK, queuing for node {node} started" },
+        { arg = "a251.example", reply = "251 OK, no messages waiting for node {node}" },
+        { arg = "a252.example", reply = "252 OK, pending messages for node {node} started" },
+        { arg = "a253.example", reply = "253 OK, 14 pending messages for node {node} started" },
+        { arg = "a458.example", reply = "458 Unable to queue messages for node {node}" },
+        { arg = "a459.example", reply = "459 Node {node} not allowed: Unable to resolve name." },
+        { arg = "a500.example", reply = "500 Syntax Error" },
+        { arg = "a501.example", reply = "501 Syntax Error in Parameters" },
+    ]"#;
+    let mut s = greeted(script);
+    for code in [250, 251, 252, 253, 458, 459, 500, 501] {
+        let step = send(&mut s, format!("ETRN a{code}.example\r\n").as_bytes());
+        assert_eq!(step.codes(), [code]);
+        let r = &step.etrn()[0];
+        assert_eq!(r.reply, Some(code));
+        assert_eq!(r.domain.as_deref(), Some(format!("a{code}.example").as_str()));
+        assert!(r.flags.is_empty(), "{:?}", r.flags);
+    }
+    let step = send(&mut s, b"ETRN a253.example\r\n");
+    assert_eq!(step.sent, "253 OK, 14 pending messages for node a253.example started\r\n");
+}
+
+#[test]
+fn a_421_reply_to_etrn_closes_the_connection() {
+    let mut s = greeted(r#"etrn_default = "421 4.3.0 closing""#);
+    let step = send(&mut s, b"ETRN a.example\r\nETRN b.example\r\n");
+    assert_eq!(step.codes(), [421]);
+    assert_eq!(step.closed, Some(CloseReason::Scripted));
+    assert_eq!(step.etrn().len(), 1, "nothing after 421 is processed");
+}
+
+#[test]
+fn etrn_keeps_the_raw_argument_and_recognises_option_characters() {
+    let mut s = greeted("");
+    let step = send(&mut s, "ETRN @Sub.Example.\r\nETRN #queue_1\r\nETRN bücher.example\r\netrn x.example\n".as_bytes());
+    let r = step.etrn();
+    assert_eq!(r[0].raw, "@Sub.Example.");
+    assert_eq!(r[0].option, Some(EtrnOption::Subdomains));
+    assert_eq!(r[0].domain.as_deref(), Some("sub.example"));
+    assert_eq!(r[1].option, Some(EtrnOption::Queue));
+    assert_eq!(r[1].domain, None);
+    assert_eq!(r[2].raw, "bücher.example");
+    assert_eq!(r[2].domain.as_deref(), Some("xn--bcher-kva.example"));
+    assert_eq!(r[3].flags, [EtrnFlag::LowerCaseVerb, EtrnFlag::BareLf]);
+}
+
+#[test]
+fn etrn_without_argument_gets_the_profiles_reply() {
+    let mut s = greeted("");
+    assert_eq!(send(&mut s, b"ETRN\r\n").sent, "501 Syntax Error in Parameters\r\n");
+    let mut p = greeted("profile = \"postfix\"");
+    assert_eq!(send(&mut p, b"ETRN \r\n").sent, "500 Syntax: ETRN domain\r\n");
+}
+
+#[test]
+fn etrn_inside_a_transaction_gets_503_unless_the_profile_allows_it() {
+    let mut s = greeted("");
+    let step = send(&mut s, b"MAIL FROM:<>\r\nETRN a.example\r\n");
+    assert_eq!(step.codes(), [250, 503]);
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::InTransaction]);
+    let mut sendmail = greeted("profile = \"sendmail\"");
+    let step = send(&mut sendmail, b"MAIL FROM:<>\r\nETRN a.example\r\n");
+    assert_eq!(step.codes(), [250, 250]);
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::InTransaction]);
+}
+
+#[test]
+fn etrn_before_ehlo_is_accepted_and_flagged() {
+    let (mut s, _) = session("");
+    let step = send(&mut s, b"ETRN a.example\r\n");
+    assert_eq!(step.codes(), [250]);
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::BeforeHello]);
+}
+
+#[test]
+fn etrn_that_was_not_advertised_is_flagged() {
+    let mut s = greeted("ehlo_keywords = [\"8BITMIME\"]");
+    let step = send(&mut s, b"ETRN a.example\r\n");
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::NotAdvertised]);
+    let (mut h, _) = session("");
+    let step = send(&mut h, b"HELO c\r\nETRN a.example\r\n");
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::NotAdvertised]);
+}
+
+#[test]
+fn two_nodes_in_one_etrn_are_refused_and_flagged() {
+    let mut s = greeted("");
+    let step = send(&mut s, b"ETRN a.example b.example\r\nETRN a.example,b.example\r\n");
+    assert_eq!(step.codes(), [501, 501]);
+    for r in step.etrn() {
+        assert_eq!(r.flags, [EtrnFlag::SeveralNodes, EtrnFlag::Invalid]);
+    }
+}
+
+#[test]
+fn turn_and_atrn() {
+    let mut s = greeted("");
+    let step = send(&mut s, b"TURN\r\nATRN a.example,b.example\r\n");
+    assert_eq!(step.codes(), [502, 502]);
+    assert!(step.events.contains(&Event::Atrn {
+        domains: vec!["a.example".into(), "b.example".into()],
+        reply: Some(502),
+    }));
+    let mut odmr = greeted("ehlo_keywords = [\"ATRN\", \"AUTH PLAIN\"]");
+    let step = send(&mut odmr, b"ATRN a.example\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nATRN a.example\r\n");
+    assert_eq!(step.codes(), [530, 235, 453]);
+    let mut scripted = greeted("[commands]\nTURN = \"250 OK, turning\"");
+    assert_eq!(send(&mut scripted, b"TURN\r\n").codes(), [250]);
+}
+
+#[test]
+fn auth_plain_and_login_accept_anything_and_redact() {
+    let mut s = greeted("ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]");
+    // "\0user\0secret"
+    let step = send(&mut s, b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\n");
+    assert_eq!(step.codes(), [235]);
+    assert!(step.events.contains(&Event::Auth {
+        mechanism: "PLAIN".into(),
+        username: "user".into()
+    }));
+    let text = transcript(&step.events);
+    assert!(text.contains("C: AUTH PLAIN [redacted]"), "{text}");
+    assert!(!text.contains("AHVzZXIAc2VjcmV0"), "{text}");
+
+    let mut l = greeted("ehlo_keywords = [\"AUTH LOGIN\"]");
+    let step = send(&mut l, b"AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\n");
+    assert_eq!(step.codes(), [334, 334, 235]);
+    let text = transcript(&step.events);
+    assert!(!text.contains("c2VjcmV0") && text.contains("C: [redacted]"), "{text}");
+
+    let mut none = greeted("");
+    assert_eq!(send(&mut none, b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\n").codes(), [502]);
+}
+
+#[test]
+fn pipelined_commands_are_answered_in_order() {
+    let (mut s, _) = session("etrn = [{ arg = \"b.example\", reply = \"458 no\" }]");
+    let step = send(&mut s, b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nNOOP\r\nQUIT\r\n");
+    assert_eq!(step.codes(), [250, 250, 458, 250, 221]);
+}
+
+#[test]
+fn a_line_split_across_reads_is_one_command() {
+    let mut s = greeted("");
+    assert!(send(&mut s, b"ETR").events.is_empty());
+    assert!(send(&mut s, b"N a.exa").events.is_empty());
+    assert_eq!(send(&mut s, b"mple\r\n").codes(), [250]);
+}
+
+#[test]
+fn an_overlong_line_gets_500_and_the_session_goes_on() {
+    let limits = SessionLimits {
+        max_line_octets: 64,
+        ..SessionLimits::default()
+    };
+    let (mut s, _) = session_with("", limits);
+    let long = format!("ETRN {}.example\r\n", "a".repeat(100));
+    let step = send(&mut s, long.as_bytes());
+    assert_eq!(step.codes(), [500]);
+    assert!(step.sent.contains("Line too long"));
+    assert!(step.etrn().is_empty());
+    // Over several reads, without a line end for a while.
+    s.receive(b"NOOP ");
+    for _ in 0..10 {
+        s.receive(&[b'x'; 50]);
+    }
+    let step = send(&mut s, b"\r\nNOOP\r\n");
+    assert_eq!(step.codes(), [500, 250]);
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_recorded_as_received() {
+    let mut s = greeted("");
+    let step = send(&mut s, b"ETRN \xff\xfe.example\r\nNOOP \x00\x80\r\n");
+    assert_eq!(step.codes(), [501, 250]);
+    assert_eq!(step.etrn()[0].raw, "\\xff\\xfe.example");
+    let Some(Event::Command(c)) = step.events.first() else {
+        panic!("first event is the command");
+    };
+    assert_eq!(c.raw, b"ETRN \xff\xfe.example\r\n");
+}
+
+#[test]
+fn bytes_pipelined_after_starttls_are_discarded() {
+    let limits = SessionLimits {
+        starttls: true,
+        ..SessionLimits::default()
+    };
+    let (mut s, _) = session_with("", limits);
+    let step = send(&mut s, b"EHLO c\r\nSTARTTLS\r\nETRN injected.example\r\n");
+    assert_eq!(step.codes(), [250, 220]);
+    assert!(step.starttls);
+    assert!(step.etrn().is_empty());
+    assert!(step.events.contains(&Event::DiscardedAfterStartTls { octets: 23 }));
+    // Anything else read before the handshake is discarded too.
+    let step = send(&mut s, b"ETRN late.example\r\n");
+    assert!(step.etrn().is_empty());
+    s.tls_established();
+    let step = send(&mut s, b"ETRN a.example\r\n");
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::BeforeHello], "TLS resets the session (RFC 3207)");
+}
+
+#[test]
+fn scripted_greeting_421_closes_at_once() {
+    let (_, greeting) = session("greeting = \"421 4.3.2 busy\"");
+    assert_eq!(greeting.sent, "421 4.3.2 busy\r\n");
+    assert_eq!(greeting.closed, Some(CloseReason::RefusedAtGreeting));
+}
+
+#[test]
+fn scripted_greeting_554_serves_only_quit() {
+    let (mut s, _) = session("greeting = \"554 no service\"");
+    let step = send(&mut s, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    assert_eq!(step.codes(), [503, 503, 221]);
+    assert!(step.etrn().is_empty());
+}
+
+#[test]
+fn helo_only_peer_refuses_ehlo_and_accepts_helo() {
+    let (mut s, _) = session("helo_only = true");
+    let step = send(&mut s, b"EHLO c\r\nHELO c\r\n");
+    assert_eq!(step.codes(), [502, 250]);
+}
+
+#[test]
+fn command_overrides_refuse_without_effect_or_replace_the_text() {
+    let mut s = greeted("[commands]\nMAIL = [\"451 4.3.0 try later\", \"250 2.1.0 fine\"]");
+    let step = send(&mut s, b"MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\n");
+    assert_eq!(step.codes(), [451, 503, 250, 250]);
+    assert!(step.sent.contains("250 2.1.0 fine\r\n"));
+}
+
+#[test]
+fn multi_line_delayed_and_silent_answers() {
+    let mut s = greeted(
+        r#"etrn = [
+            { arg = "multi.example", reply = "250 first line\nsecond line" },
+            { arg = "slow.example", reply = { reply = "250 OK", delay_ms = 40 } },
+            { arg = "gone.example", reply = { close = true } },
+        ]"#,
+    );
+    let step = send(&mut s, b"ETRN multi.example\r\nETRN slow.example\r\n");
+    assert_eq!(step.sent, "250-first line\r\n250 second line\r\n250 OK\r\n");
+    assert_eq!(step.delays, [Duration::from_millis(40)]);
+    let step = send(&mut s, b"ETRN gone.example\r\nNOOP\r\n");
+    assert_eq!(step.sent, "");
+    assert_eq!(step.closed, Some(CloseReason::Scripted));
+    assert_eq!(step.etrn()[0].reply, None);
+}
+
+#[test]
+fn a_message_over_the_size_limit_gets_552() {
+    let limits = SessionLimits {
+        max_message_octets: 10,
+        ..SessionLimits::default()
+    };
+    let (mut s, _) = session_with("", limits);
+    let step = send(&mut s, b"EHLO c\r\nMAIL FROM:<a@b.example> SIZE=11\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n0123456789abcdef\r\n.\r\n");
+    assert_eq!(step.codes(), [250, 552, 250, 250, 354, 552]);
+}
+
+#[test]
+fn idle_timeout_sends_421_and_closes() {
+    let mut s = greeted("");
+    s.idle_timeout();
+    let step = drain(&mut s);
+    assert_eq!(step.codes(), [421]);
+    assert_eq!(step.closed, Some(CloseReason::IdleTimeout));
+    s.receive(b"NOOP\r\n");
+    assert!(drain(&mut s).events.is_empty(), "a closed session ignores input");
+}
+
+#[test]
+fn transcript_of_an_ims_like_session_matches_its_snapshot() {
+    let (mut s, greeting) = session(
+        r#"etrn = [{ arg = "b.com", reply = "251 OK, no messages waiting for node {node}" }]"#,
+    );
+    let mut events = greeting.events;
+    for line in [
+        "EHLO ims.site.org.com\r\n",
+        "MAIL FROM:<user@site.org.com>\r\n",
+        "RCPT TO:<someone@remote.example>\r\n",
+        "DATA\r\n",
+        "Subject: test\r\n\r\nhello\r\n.\r\n",
+        "ETRN a.com\r\n",
+        "ETRN b.com\r\n",
+        "QUIT\r\n",
+    ] {
+        events.extend(send(&mut s, line.as_bytes()).events);
+    }
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("session_ims_transcript", transcript(&events)));
+}
+
+/// Lines of commands that always get exactly one reply and never change the framing.
+fn one_reply_command() -> impl Strategy<Value = Vec<u8>> {
+    let text = prop_oneof![
+        Just("NOOP".to_string()),
+        Just("RSET".to_string()),
+        Just("HELO c.example".to_string()),
+        Just("EHLO c.example".to_string()),
+        Just("VRFY x".to_string()),
+        Just("MAIL FROM:<a@b.example>".to_string()),
+        Just("RCPT TO:<c@d.example>".to_string()),
+        Just("TURN".to_string()),
+        Just("ETRN".to_string()),
+        "ETRN [@#]?[a-z0-9.]{1,20}",
+        "[A-Z]{1,8}( [ -~]{0,20})?",
+        "[ -~]{0,40}",
+    ];
+    (text, any::<bool>()).prop_filter_map("skip verbs that change the framing", |(t, crlf)| {
+        let verb = t.split(' ').next().unwrap_or("").to_ascii_uppercase();
+        if ["DATA", "AUTH", "STARTTLS", "QUIT", "BDAT"].contains(&verb.as_str()) {
+            return None;
+        }
+        let mut line = t.into_bytes();
+        line.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        Some(line)
+    })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20)) {
+        let (mut s, _) = session("ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]");
+        for c in &chunks {
+            s.receive(c);
+            drain(&mut s);
+        }
+        s.idle_timeout();
+        drain(&mut s);
+    }
+
+    #[test]
+    fn every_complete_command_line_gets_exactly_one_reply(
+        lines in prop::collection::vec(one_reply_command(), 1..30),
+        split in any::<prop::sample::Index>(),
+    ) {
+        let (mut s, _) = session("");
+        let input: Vec<u8> = lines.concat();
+        // Delivered in two reads at an arbitrary point: framing must not depend on it.
+        let at = split.index(input.len() + 1);
+        s.receive(&input[..at]);
+        let mut step = drain(&mut s);
+        s.receive(&input[at..]);
+        let rest = drain(&mut s);
+        step.events.extend(rest.events);
+        let commands = step.events.iter().filter(|e| matches!(e, Event::Command(_))).count();
+        prop_assert_eq!(commands, lines.len());
+        prop_assert_eq!(step.codes().len(), lines.len());
+    }
+}
