@@ -70,7 +70,9 @@ impl Answer {
     /// True when the string form `"250 OK"` says all there is.
     fn is_plain_reply(&self) -> bool {
         match &self.reply {
-            Some(r) => self.delay_ms == 0 && self.close == (r.code() == crate::reply::ReplyCode::CLOSING),
+            Some(r) => {
+                self.delay_ms == 0 && self.close == (r.code() == crate::reply::ReplyCode::CLOSING)
+            }
             None => false,
         }
     }
@@ -107,7 +109,10 @@ impl TryFrom<AnswerTable> for Answer {
         }
         if t.delay_ms > MAX_DELAY_MS {
             return Err(crate::hint(
-                &format!("delay_ms = {} is over {MAX_DELAY_MS} (10 minutes)", t.delay_ms),
+                &format!(
+                    "delay_ms = {} is over {MAX_DELAY_MS} (10 minutes)",
+                    t.delay_ms
+                ),
                 "use a shorter delay; to simulate a dead peer use close = true",
             ));
         }
@@ -258,7 +263,9 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Answers, String> {
-        toml::from_str::<T>(text).map(|t| t.a).map_err(|e| e.message().to_owned())
+        toml::from_str::<T>(text)
+            .map(|t| t.a)
+            .map_err(|e| e.message().to_owned())
     }
 
     #[test]

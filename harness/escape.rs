@@ -48,7 +48,10 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, UnescapeError> {
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             continue;
         }
-        let err = |detail| UnescapeError { position: i, detail };
+        let err = |detail| UnescapeError {
+            position: i,
+            detail,
+        };
         match chars.next().map(|(_, c)| c) {
             Some('r') => out.push(b'\r'),
             Some('n') => out.push(b'\n'),
@@ -56,7 +59,8 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, UnescapeError> {
             Some('\\') => out.push(b'\\'),
             Some('x') => {
                 let hex: String = chars.by_ref().take(2).map(|(_, c)| c).collect();
-                let byte = u8::from_str_radix(&hex, 16).map_err(|_| err("\\x needs two hex digits"))?;
+                let byte =
+                    u8::from_str_radix(&hex, 16).map_err(|_| err("\\x needs two hex digits"))?;
                 if hex.len() != 2 {
                     return Err(err("\\x needs two hex digits"));
                 }

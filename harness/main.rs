@@ -62,6 +62,59 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario file format.
     Schema,
+    /// Run the fake smart host: a scriptable ESMTP server that records every command.
+    ///
+    /// Prints one line per ETRN as it arrives. On Ctrl-C, SIGTERM or after --exit-after-sessions
+    /// it writes the recording as JSON to --record (schema in the README).
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    listen: std::net::SocketAddr,
+    /// Answer as this scenario's [smarthost] table says.
+    #[arg(long, conflicts_with = "profile")]
+    scenario: Option<PathBuf>,
+    /// Answer as this server profile (rfc1985, postfix, exim, sendmail, exchange-ims).
+    #[arg(long, value_parser = parse_profile)]
+    profile: Option<etrn_harness::smarthost::ProfileName>,
+    /// Write the recording as JSON here when the server stops.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Stop after this many sessions have closed.
+    #[arg(long)]
+    exit_after_sessions: Option<usize>,
+    /// Close sessions idle this many seconds with 421.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Refuse connections beyond this many with 421.
+    #[arg(long, default_value_t = 1000)]
+    max_connections: usize,
+    /// Longest command line in octets, CRLF included.
+    #[arg(long, default_value_t = 512)]
+    max_line_length: usize,
+    /// Largest message accepted, in octets; larger ones get 552.
+    #[arg(long, default_value_t = 10 * 1024 * 1024)]
+    max_message_size: usize,
+    /// Offer STARTTLS with a self-signed certificate made at start-up.
+    #[arg(long)]
+    starttls: bool,
+}
+
+fn parse_profile(s: &str) -> Result<etrn_harness::smarthost::ProfileName, String> {
+    etrn_harness::smarthost::ProfileName::ALL
+        .iter()
+        .copied()
+        .find(|p| p.as_str() == s)
+        .ok_or_else(|| {
+            let names: Vec<&str> = etrn_harness::smarthost::ProfileName::ALL
+                .iter()
+                .map(|p| p.as_str())
+                .collect();
+            format!("unknown profile {s:?}; use one of {}", names.join(", "))
+        })
 }
 
 fn main() -> ExitCode {
@@ -74,6 +127,169 @@ fn main() -> ExitCode {
             println!("{}", scenario::schema::json_schema());
             ExitCode::SUCCESS
         }
+        Command::Serve(args) => serve::run(args),
+    }
+}
+
+mod serve {
+    //! `etrn-harness serve`.
+
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    use etrn_harness::smarthost::{
+        LiveEvent, Recording, SmartHost, SmartHostConfig, SmartHostScript,
+    };
+    use etrn_harness::smtp::{Event, SessionLimits};
+
+    use super::{EXIT_INVALID, ServeArgs, report, scenario};
+
+    /// Long enough to mean "no timeout", short enough not to overflow the clock.
+    const FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+    pub fn run(args: ServeArgs) -> ExitCode {
+        let script = match (&args.scenario, args.profile) {
+            (Some(path), _) => match scenario::load_scenario(path) {
+                Ok(s) => s.smarthost,
+                Err(errors) => {
+                    report(&errors, false);
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            },
+            (None, Some(profile)) => SmartHostScript {
+                profile,
+                ..SmartHostScript::default()
+            },
+            (None, None) => SmartHostScript::default(),
+        };
+        let config = SmartHostConfig {
+            listen: args.listen,
+            script,
+            limits: SessionLimits {
+                max_line_octets: args.max_line_length,
+                max_message_octets: args.max_message_size,
+                starttls: args.starttls,
+            },
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_connections: args.max_connections,
+        };
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        runtime.block_on(serve(config, args.record, args.exit_after_sessions))
+    }
+
+    async fn serve(
+        config: SmartHostConfig,
+        record: Option<std::path::PathBuf>,
+        exit_after: Option<usize>,
+    ) -> ExitCode {
+        let host = match SmartHost::start(config).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("listening on {}", host.addr());
+        let mut live = host.recorder().subscribe();
+        let why = {
+            let stop = async {
+                match exit_after {
+                    Some(n) => {
+                        let _ = host
+                            .recorder()
+                            .wait_until(&format!("{n} sessions"), FOREVER, |r| {
+                                r.closed_sessions() >= n
+                            })
+                            .await;
+                        "session limit reached"
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    event = live.recv() => match event {
+                    Ok(e) => print_live(&e),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "live output fell behind; the recording is complete");
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
+                },
+                why = &mut stop => break why,
+                    _ = tokio::signal::ctrl_c() => break "interrupted",
+                    _ = terminated() => break "terminated",
+                }
+            }
+        };
+        while let Ok(e) = live.try_recv() {
+            print_live(&e);
+        }
+        tracing::info!(why, "stopping");
+        let recording = host.shutdown().await;
+        println!(
+            "stopped ({why}): {} session(s), {} ETRN",
+            recording.sessions.len(),
+            recording.etrn_domains().len()
+        );
+        match record {
+            Some(path) => match write_recording(&path, &recording) {
+                Ok(()) => {
+                    println!("recording written to {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot write the recording to {}: {e}",
+                        path.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            },
+            None => ExitCode::SUCCESS,
+        }
+    }
+
+    fn print_live(event: &LiveEvent) {
+        if let LiveEvent::Event {
+            session,
+            event: Event::Etrn(e),
+        } = event
+        {
+            let reply = e.reply.map_or("no reply".to_owned(), |c| c.to_string());
+            println!("session {session}: ETRN {} -> {reply}", e.raw);
+        }
+    }
+
+    #[cfg(unix)]
+    async fn terminated() {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn terminated() {
+        std::future::pending().await
+    }
+
+    /// Writes next to the target and renames, so a reader never sees half a recording.
+    fn write_recording(path: &std::path::Path, recording: &Recording) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(recording).map_err(std::io::Error::other)?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, path)
     }
 }
 

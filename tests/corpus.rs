@@ -64,7 +64,11 @@ fn every_rfc1985_reply_code_and_421_is_exercised() {
     for (_, s) in corpus().scenarios {
         let prediction = scenario::predict(&s).expect("shipped profiles load");
         for run in &prediction.runs {
-            codes.extend(run.exchanges.iter().filter_map(|x| x.reply.map(|c| c.get())));
+            codes.extend(
+                run.exchanges
+                    .iter()
+                    .filter_map(|x| x.reply.map(|c| c.get())),
+            );
         }
     }
     for code in [250, 251, 252, 253, 458, 459, 500, 501, 421, 502] {

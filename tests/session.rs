@@ -86,7 +86,8 @@ fn greeted(script: &str) -> Session {
 
 #[test]
 fn greeting_and_ehlo_advertise_the_scripted_keywords() {
-    let (mut s, greeting) = session("ehlo_keywords = [\"ETRN\", \"SIZE 1000\", \"AUTH PLAIN LOGIN\"]");
+    let (mut s, greeting) =
+        session("ehlo_keywords = [\"ETRN\", \"SIZE 1000\", \"AUTH PLAIN LOGIN\"]");
     assert_eq!(greeting.sent, "220 smarthost.example ESMTP\r\n");
     let step = send(&mut s, b"EHLO client.example\r\n");
     assert_eq!(
@@ -106,7 +107,11 @@ fn starttls_is_advertised_only_when_the_driver_can_do_it() {
     assert!(step.sent.ends_with("250 STARTTLS\r\n"), "{}", step.sent);
     let (mut plain, _) = session("ehlo_keywords = [\"ETRN\", \"STARTTLS\"]");
     let step = send(&mut plain, b"EHLO c\r\nSTARTTLS\r\n");
-    assert!(!step.sent.contains("250 STARTTLS") && !step.sent.contains("250-STARTTLS"), "{}", step.sent);
+    assert!(
+        !step.sent.contains("250 STARTTLS") && !step.sent.contains("250-STARTTLS"),
+        "{}",
+        step.sent
+    );
     assert_eq!(step.codes(), [250, 502]);
 }
 
@@ -117,7 +122,10 @@ fn helo_mail_rcpt_data_rset_noop_vrfy_help_quit() {
         &mut s,
         b"HELO c\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nDATA\r\n..leading dot\r\nbody\r\n.\r\nRSET\r\nNOOP\r\nVRFY x\r\nHELP\r\nQUIT\r\n",
     );
-    assert_eq!(step.codes(), [250, 250, 250, 354, 250, 250, 250, 252, 214, 221]);
+    assert_eq!(
+        step.codes(),
+        [250, 250, 250, 354, 250, 250, 250, 252, 214, 221]
+    );
     let message = step.events.iter().find_map(|e| match e {
         Event::Message(m) => Some(m.clone()),
         _ => None,
@@ -173,11 +181,17 @@ fn every_rfc1985_reply_code_is_sent_and_recorded() {
         assert_eq!(step.codes(), [code]);
         let r = &step.etrn()[0];
         assert_eq!(r.reply, Some(code));
-        assert_eq!(r.domain.as_deref(), Some(format!("a{code}.example").as_str()));
+        assert_eq!(
+            r.domain.as_deref(),
+            Some(format!("a{code}.example").as_str())
+        );
         assert!(r.flags.is_empty(), "{:?}", r.flags);
     }
     let step = send(&mut s, b"ETRN a253.example\r\n");
-    assert_eq!(step.sent, "253 OK, 14 pending messages for node a253.example started\r\n");
+    assert_eq!(
+        step.sent,
+        "253 OK, 14 pending messages for node a253.example started\r\n"
+    );
 }
 
 #[test]
@@ -192,7 +206,10 @@ fn a_421_reply_to_etrn_closes_the_connection() {
 #[test]
 fn etrn_keeps_the_raw_argument_and_recognises_option_characters() {
     let mut s = greeted("");
-    let step = send(&mut s, "ETRN @Sub.Example.\r\nETRN #queue_1\r\nETRN bücher.example\r\netrn x.example\n".as_bytes());
+    let step = send(
+        &mut s,
+        "ETRN @Sub.Example.\r\nETRN #queue_1\r\nETRN bücher.example\r\netrn x.example\n".as_bytes(),
+    );
     let r = step.etrn();
     assert_eq!(r[0].raw, "@Sub.Example.");
     assert_eq!(r[0].option, Some(EtrnOption::Subdomains));
@@ -207,9 +224,15 @@ fn etrn_keeps_the_raw_argument_and_recognises_option_characters() {
 #[test]
 fn etrn_without_argument_gets_the_profiles_reply() {
     let mut s = greeted("");
-    assert_eq!(send(&mut s, b"ETRN\r\n").sent, "501 Syntax Error in Parameters\r\n");
+    assert_eq!(
+        send(&mut s, b"ETRN\r\n").sent,
+        "501 Syntax Error in Parameters\r\n"
+    );
     let mut p = greeted("profile = \"postfix\"");
-    assert_eq!(send(&mut p, b"ETRN \r\n").sent, "500 Syntax: ETRN domain\r\n");
+    assert_eq!(
+        send(&mut p, b"ETRN \r\n").sent,
+        "500 Syntax: ETRN domain\r\n"
+    );
 }
 
 #[test]
@@ -245,7 +268,10 @@ fn etrn_that_was_not_advertised_is_flagged() {
 #[test]
 fn two_nodes_in_one_etrn_are_refused_and_flagged() {
     let mut s = greeted("");
-    let step = send(&mut s, b"ETRN a.example b.example\r\nETRN a.example,b.example\r\n");
+    let step = send(
+        &mut s,
+        b"ETRN a.example b.example\r\nETRN a.example,b.example\r\n",
+    );
     assert_eq!(step.codes(), [501, 501]);
     for r in step.etrn() {
         assert_eq!(r.flags, [EtrnFlag::SeveralNodes, EtrnFlag::Invalid]);
@@ -262,7 +288,10 @@ fn turn_and_atrn() {
         reply: Some(502),
     }));
     let mut odmr = greeted("ehlo_keywords = [\"ATRN\", \"AUTH PLAIN\"]");
-    let step = send(&mut odmr, b"ATRN a.example\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nATRN a.example\r\n");
+    let step = send(
+        &mut odmr,
+        b"ATRN a.example\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nATRN a.example\r\n",
+    );
     assert_eq!(step.codes(), [530, 235, 453]);
     let mut scripted = greeted("[commands]\nTURN = \"250 OK, turning\"");
     assert_eq!(send(&mut scripted, b"TURN\r\n").codes(), [250]);
@@ -286,16 +315,25 @@ fn auth_plain_and_login_accept_anything_and_redact() {
     let step = send(&mut l, b"AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\n");
     assert_eq!(step.codes(), [334, 334, 235]);
     let text = transcript(&step.events);
-    assert!(!text.contains("c2VjcmV0") && text.contains("C: [redacted]"), "{text}");
+    assert!(
+        !text.contains("c2VjcmV0") && text.contains("C: [redacted]"),
+        "{text}"
+    );
 
     let mut none = greeted("");
-    assert_eq!(send(&mut none, b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\n").codes(), [502]);
+    assert_eq!(
+        send(&mut none, b"AUTH PLAIN AHVzZXIAc2VjcmV0\r\n").codes(),
+        [502]
+    );
 }
 
 #[test]
 fn pipelined_commands_are_answered_in_order() {
     let (mut s, _) = session("etrn = [{ arg = \"b.example\", reply = \"458 no\" }]");
-    let step = send(&mut s, b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nNOOP\r\nQUIT\r\n");
+    let step = send(
+        &mut s,
+        b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nNOOP\r\nQUIT\r\n",
+    );
     assert_eq!(step.codes(), [250, 250, 458, 250, 221]);
 }
 
@@ -351,13 +389,20 @@ fn bytes_pipelined_after_starttls_are_discarded() {
     assert_eq!(step.codes(), [250, 220]);
     assert!(step.starttls);
     assert!(step.etrn().is_empty());
-    assert!(step.events.contains(&Event::DiscardedAfterStartTls { octets: 23 }));
+    assert!(
+        step.events
+            .contains(&Event::DiscardedAfterStartTls { octets: 23 })
+    );
     // Anything else read before the handshake is discarded too.
     let step = send(&mut s, b"ETRN late.example\r\n");
     assert!(step.etrn().is_empty());
     s.tls_established();
     let step = send(&mut s, b"ETRN a.example\r\n");
-    assert_eq!(step.etrn()[0].flags, [EtrnFlag::BeforeHello], "TLS resets the session (RFC 3207)");
+    assert_eq!(
+        step.etrn()[0].flags,
+        [EtrnFlag::BeforeHello],
+        "TLS resets the session (RFC 3207)"
+    );
 }
 
 #[test]
@@ -385,7 +430,10 @@ fn helo_only_peer_refuses_ehlo_and_accepts_helo() {
 #[test]
 fn command_overrides_refuse_without_effect_or_replace_the_text() {
     let mut s = greeted("[commands]\nMAIL = [\"451 4.3.0 try later\", \"250 2.1.0 fine\"]");
-    let step = send(&mut s, b"MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\n");
+    let step = send(
+        &mut s,
+        b"MAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\nMAIL FROM:<>\r\nRCPT TO:<a@b.example>\r\n",
+    );
     assert_eq!(step.codes(), [451, 503, 250, 250]);
     assert!(step.sent.contains("250 2.1.0 fine\r\n"));
 }
@@ -427,7 +475,10 @@ fn idle_timeout_sends_421_and_closes() {
     assert_eq!(step.codes(), [421]);
     assert_eq!(step.closed, Some(CloseReason::IdleTimeout));
     s.receive(b"NOOP\r\n");
-    assert!(drain(&mut s).events.is_empty(), "a closed session ignores input");
+    assert!(
+        drain(&mut s).events.is_empty(),
+        "a closed session ignores input"
+    );
 }
 
 #[test]

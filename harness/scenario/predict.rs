@@ -62,10 +62,7 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, ProfileError> {
             .collect()
     } else {
         ims::run(&plan, |arg| {
-            behaviour
-                .etrn_answer(arg)
-                .reply
-                .map(|r| r.code())
+            behaviour.etrn_answer(arg).reply.map(|r| r.code())
         })
     };
     Ok(Prediction {

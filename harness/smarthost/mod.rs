@@ -1,11 +1,39 @@
-//! The fake smart host. For now: its script and the server profiles, both pure data; the tokio
-//! server that executes them builds on these.
+//! The fake smart host: a scriptable ESMTP server that records what clients send.
 //!
-//! - [`script`]: a scenario's `[smarthost]` table and the ETRN reply decision.
+//! - [`script`]: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
 //! - [`profile`]: the shipped server profiles (`profiles/*.toml`).
+//! - [`server`]: the tokio driver around the sans-IO session: listener, limits, TLS.
+//! - [`recorder`]: every session's events, JSON recordings, event-driven waits.
+//! - [`tls`]: a self-signed certificate for STARTTLS, made at start-up.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let host = SmartHost::start(SmartHostConfig::default()).await?;
+//! let mut client = tokio::net::TcpStream::connect(host.addr()).await?;
+//! client.write_all(b"EHLO client.example\r\nETRN a.example\r\nQUIT\r\n").await?;
+//! let mut replies = String::new();
+//! client.read_to_string(&mut replies).await?;
+//!
+//! let recording = host.recorder().wait_for_closed_sessions(1, Duration::from_secs(5)).await?;
+//! assert_eq!(recording.etrn_domains(), ["a.example"]);
+//! assert!(replies.contains("250 OK, queuing for node a.example started"));
+//! host.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod profile;
+pub mod recorder;
 pub mod script;
+pub mod server;
+pub mod tls;
 
 pub use profile::{Profile, ProfileName};
+pub use recorder::{LiveEvent, Recorder, Recording, SessionRecording, WaitTimeout};
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
+pub use server::{SmartHost, SmartHostConfig, StartError};

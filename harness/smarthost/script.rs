@@ -327,7 +327,10 @@ mod tests {
     #[test]
     fn exim_profile_accepts_only_queue_arguments() {
         let b = behaviour("profile = \"exim\"");
-        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "501 argument must begin with #");
+        assert_eq!(
+            said(b.etrn_answer(&arg("a.com"))),
+            "501 argument must begin with #"
+        );
         assert_eq!(said(b.etrn_answer(&arg("#q1"))), "250 OK");
     }
 
@@ -352,7 +355,13 @@ mod tests {
             .collect();
         assert_eq!(
             paths,
-            ["ehlo_keywords", "ehlo_keywords.1", "commands.mail", "hostname", "etrn.1.arg"]
+            [
+                "ehlo_keywords",
+                "ehlo_keywords.1",
+                "commands.mail",
+                "hostname",
+                "etrn.1.arg"
+            ]
         );
     }
 }

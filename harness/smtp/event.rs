@@ -16,7 +16,10 @@ pub enum Event {
     /// An ETRN command and its outcome.
     Etrn(EtrnRecord),
     /// `ATRN d1,d2` (RFC 2645).
-    Atrn { domains: Vec<String>, reply: Option<u16> },
+    Atrn {
+        domains: Vec<String>,
+        reply: Option<u16>,
+    },
     /// `TURN` (RFC 821).
     Turn { reply: Option<u16> },
     /// A successful AUTH; the password is never kept.

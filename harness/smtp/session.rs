@@ -51,7 +51,10 @@ pub enum Output {
     /// Report this event.
     Event(Event),
     /// Wait `delay` (if any), then write these bytes.
-    Send { bytes: Vec<u8>, delay: Option<Duration> },
+    Send {
+        bytes: Vec<u8>,
+        delay: Option<Duration>,
+    },
     /// Everything before this has been written: do the TLS handshake now, then call
     /// [`Session::tls_established`].
     StartTls,
@@ -166,9 +169,10 @@ impl Session {
         match self.mode {
             Mode::Closed => return,
             Mode::TlsPending => {
-                self.out.push_back(Output::Event(Event::DiscardedAfterStartTls {
-                    octets: bytes.len(),
-                }));
+                self.out
+                    .push_back(Output::Event(Event::DiscardedAfterStartTls {
+                        octets: bytes.len(),
+                    }));
                 return;
             }
             _ => {}
@@ -189,7 +193,10 @@ impl Session {
                     // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
                     let rest = self.buffer.len() - start;
                     if rest > 0 {
-                        self.out.push_back(Output::Event(Event::DiscardedAfterStartTls { octets: rest }));
+                        self.out
+                            .push_back(Output::Event(Event::DiscardedAfterStartTls {
+                                octets: rest,
+                            }));
                     }
                     self.buffer.clear();
                     return;
@@ -248,7 +255,8 @@ impl Session {
     fn line(&mut self, line: &[u8]) {
         if let Some(discarded) = self.overlong.take() {
             let octets = discarded + line.len();
-            self.out.push_back(Output::Event(Event::LineTooLong { octets }));
+            self.out
+                .push_back(Output::Event(Event::LineTooLong { octets }));
             self.reply_text(500, "5.5.6 Line too long");
             return;
         }
@@ -259,7 +267,8 @@ impl Session {
                 self.auth_continuation(line);
             }
             _ if line.len() > self.limits.max_line_octets => {
-                self.out.push_back(Output::Event(Event::LineTooLong { octets: line.len() }));
+                self.out
+                    .push_back(Output::Event(Event::LineTooLong { octets: line.len() }));
                 self.reply_text(500, "5.5.6 Line too long");
             }
             _ => self.command(line),
@@ -292,12 +301,13 @@ impl Session {
         } else {
             250
         };
-        self.out.push_back(Output::Event(Event::Message(MessageRecord {
-            from: t.from,
-            recipients: t.recipients,
-            size,
-            reply: code,
-        })));
+        self.out
+            .push_back(Output::Event(Event::Message(MessageRecord {
+                from: t.from,
+                recipients: t.recipients,
+                size,
+                reply: code,
+            })));
         if code == 552 {
             self.reply_text(552, "5.3.4 Message size exceeds fixed limit");
         } else {
@@ -309,12 +319,13 @@ impl Session {
 
     fn record_command(&mut self, raw: Vec<u8>, verb: String, original: &[u8], redacted: bool) {
         let bare_lf = !original.ends_with(b"\r\n");
-        self.out.push_back(Output::Event(Event::Command(CommandLine {
-            raw,
-            verb,
-            bare_lf,
-            redacted,
-        })));
+        self.out
+            .push_back(Output::Event(Event::Command(CommandLine {
+                raw,
+                verb,
+                bare_lf,
+                redacted,
+            })));
     }
 
     fn command(&mut self, line: &[u8]) {
@@ -324,7 +335,11 @@ impl Session {
         let is_auth = verb == "AUTH";
         let raw = if is_auth && text.split(|b| *b == b' ').count() > 2 {
             // Keep the mechanism, hide the initial response.
-            let mut r = text.splitn(3, |b| *b == b' ').take(2).collect::<Vec<_>>().join(&b' ');
+            let mut r = text
+                .splitn(3, |b| *b == b' ')
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(&b' ');
             r.extend_from_slice(b" [redacted]\r\n");
             r
         } else {
@@ -378,7 +393,8 @@ impl Session {
     fn dispatch(&mut self, verb: &str, line: &[u8], text: &[u8]) -> Option<Answer> {
         if verb == "TURN" {
             let a = plain(502, "5.5.1 TURN is not supported");
-            self.out.push_back(Output::Event(Event::Turn { reply: Some(502) }));
+            self.out
+                .push_back(Output::Event(Event::Turn { reply: Some(502) }));
             return Some(a);
         }
         if verb == "ETRN" {
@@ -393,20 +409,28 @@ impl Session {
             Ok(Request::Helo { host }) => {
                 self.hello = Hello::Helo;
                 self.transaction = None;
-                Some(plain(250, &format!("{} Hello {host}", self.behaviour.hostname())))
+                Some(plain(
+                    250,
+                    &format!("{} Hello {host}", self.behaviour.hostname()),
+                ))
             }
             Ok(Request::Lhlo { .. }) => Some(plain(500, "5.5.1 LHLO is for LMTP, not SMTP")),
             Ok(Request::Mail { from }) => Some(self.mail(from.address.as_ref(), from.size)),
             Ok(Request::Rcpt { to }) => Some(self.rcpt(to.address.as_ref())),
             Ok(Request::Data) => Some(self.data_command()),
-            Ok(Request::Bdat { .. }) => Some(plain(502, "5.5.1 BDAT is not supported (no CHUNKING)")),
+            Ok(Request::Bdat { .. }) => {
+                Some(plain(502, "5.5.1 BDAT is not supported (no CHUNKING)"))
+            }
             Ok(Request::Burl { .. }) => Some(plain(502, "5.5.1 BURL is not supported")),
             Ok(Request::Rset) => {
                 self.transaction = None;
                 Some(plain(250, "2.0.0 OK"))
             }
             Ok(Request::Noop { .. }) => Some(plain(250, "2.0.0 OK")),
-            Ok(Request::Vrfy { .. }) => Some(plain(252, "2.5.2 Cannot VRFY user, but will accept message")),
+            Ok(Request::Vrfy { .. }) => Some(plain(
+                252,
+                "2.5.2 Cannot VRFY user, but will accept message",
+            )),
             Ok(Request::Expn { .. }) => Some(plain(502, "5.5.1 EXPN is not supported")),
             Ok(Request::Help { .. }) => Some(plain(
                 214,
@@ -414,9 +438,10 @@ impl Session {
             )),
             Ok(Request::Quit) => Some(plain(221, "2.0.0 Bye")),
             Ok(Request::StartTls) => Some(self.starttls()),
-            Ok(Request::Auth { mechanism, initial_response }) => {
-                Some(self.auth(mechanism, initial_response.as_ref()))
-            }
+            Ok(Request::Auth {
+                mechanism,
+                initial_response,
+            }) => Some(self.auth(mechanism, initial_response.as_ref())),
             Ok(Request::Atrn { domains }) => {
                 let answer = self.atrn_answer();
                 let code = answer.reply.as_ref().map(|r| r.code().get());
@@ -428,11 +453,15 @@ impl Session {
             }
             // Handled above; kept for exhaustiveness.
             Ok(Request::Etrn { .. }) => Some(self.etrn(line, text)),
-            Err(smtp_proto::Error::UnknownCommand) => Some(plain(500, "5.5.2 Error: command not recognized")),
+            Err(smtp_proto::Error::UnknownCommand) => {
+                Some(plain(500, "5.5.2 Error: command not recognized"))
+            }
             Err(smtp_proto::Error::SyntaxError { syntax }) => {
                 Some(plain(501, &format!("5.5.4 Syntax: {syntax}")))
             }
-            Err(smtp_proto::Error::InvalidSenderAddress) => Some(plain(501, "5.1.7 Bad sender address syntax")),
+            Err(smtp_proto::Error::InvalidSenderAddress) => {
+                Some(plain(501, "5.1.7 Bad sender address syntax"))
+            }
             Err(smtp_proto::Error::InvalidRecipientAddress) => {
                 Some(plain(501, "5.1.3 Bad recipient address syntax"))
             }
@@ -648,8 +677,13 @@ impl Session {
         }
         match self.hello {
             Hello::None => flags.push(EtrnFlag::BeforeHello),
-            Hello::Helo | Hello::Ehlo { etrn_advertised: false } => flags.push(EtrnFlag::NotAdvertised),
-            Hello::Ehlo { etrn_advertised: true } => {}
+            Hello::Helo
+            | Hello::Ehlo {
+                etrn_advertised: false,
+            } => flags.push(EtrnFlag::NotAdvertised),
+            Hello::Ehlo {
+                etrn_advertised: true,
+            } => {}
         }
         let in_transaction = self.transaction.is_some();
         if in_transaction {
@@ -662,7 +696,10 @@ impl Session {
         }
         let answer = if argument.is_empty() {
             self.behaviour.etrn_missing_argument()
-        } else if let Some(a) = in_transaction.then(|| self.behaviour.etrn_in_transaction()).flatten() {
+        } else if let Some(a) = in_transaction
+            .then(|| self.behaviour.etrn_in_transaction())
+            .flatten()
+        {
             a
         } else if let Some(a) = (self.hello == Hello::None)
             .then(|| self.behaviour.etrn_before_hello())
@@ -762,7 +799,13 @@ fn trim_line_end(line: &[u8]) -> &[u8] {
 }
 
 fn trim_spaces(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| *c != b' ' && *c != b'\t').unwrap_or(b.len());
-    let end = b.iter().rposition(|c| *c != b' ' && *c != b'\t').map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| *c != b' ' && *c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| *c != b' ' && *c != b'\t')
+        .map_or(start, |e| e + 1);
     &b[start..end.max(start)]
 }

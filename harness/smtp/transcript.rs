@@ -34,7 +34,9 @@ pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
                 out.push_str(&format!("C: [message data, {} octets]\nC: .\n", m.size));
             }
             Event::DiscardedAfterStartTls { octets } => {
-                out.push_str(&format!("   [{octets} octets pipelined after STARTTLS discarded]\n"));
+                out.push_str(&format!(
+                    "   [{octets} octets pipelined after STARTTLS discarded]\n"
+                ));
             }
             Event::LineTooLong { octets } => {
                 out.push_str(&format!("   [{octets}-octet line discarded]\n"));

@@ -1,0 +1,331 @@
+//! The smart host: a tokio TCP server around the sans-IO session.
+//!
+//! The driver is deliberately thin: it reads bytes into the [`Session`], carries out its outputs in
+//! order (write after a scripted delay, upgrade to TLS, close), applies the idle timeout and the
+//! connection cap, and hands every event to the [`Recorder`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::smtp::{Behaviour, CloseReason, Event, Output, Session, SessionLimits};
+
+use super::profile::ProfileError;
+use super::recorder::{Recorder, Recording};
+use super::script::SmartHostScript;
+use super::tls::{TlsSetupError, self_signed_acceptor};
+
+/// How to run a smart host.
+#[derive(Debug, Clone)]
+pub struct SmartHostConfig {
+    /// Where to listen; port 0 picks a free port. Default 127.0.0.1:0.
+    pub listen: SocketAddr,
+    /// How to answer.
+    pub script: SmartHostScript,
+    /// Line and message limits; `starttls` offers STARTTLS with a self-signed certificate.
+    pub limits: SessionLimits,
+    /// A session idle this long gets 421 and is closed. Default 300 s.
+    pub idle_timeout: Duration,
+    /// More simultaneous connections than this get 421 at connect. Default 1000.
+    pub max_connections: usize,
+}
+
+impl Default for SmartHostConfig {
+    fn default() -> Self {
+        SmartHostConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            script: SmartHostScript::default(),
+            limits: SessionLimits::default(),
+            idle_timeout: Duration::from_secs(300),
+            max_connections: 1000,
+        }
+    }
+}
+
+impl SmartHostConfig {
+    /// The default configuration answering as `script` says.
+    pub fn with_script(script: SmartHostScript) -> Self {
+        SmartHostConfig {
+            script,
+            ..SmartHostConfig::default()
+        }
+    }
+}
+
+/// Starting a smart host failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
+}
+
+/// A running smart host. Dropping it stops accepting; [`SmartHost::shutdown`] also ends open
+/// sessions and returns the recording.
+pub struct SmartHost {
+    addr: SocketAddr,
+    recorder: Arc<Recorder>,
+    shutdown: watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a connection task needs, shared by all of them.
+struct Shared {
+    behaviour: Arc<dyn Behaviour>,
+    limits: SessionLimits,
+    idle_timeout: Duration,
+    tls: Option<TlsAcceptor>,
+    recorder: Arc<Recorder>,
+}
+
+impl SmartHost {
+    /// Binds, and returns once the smart host accepts connections.
+    pub async fn start(config: SmartHostConfig) -> Result<SmartHost, StartError> {
+        let script = Arc::new(config.script);
+        let behaviour = script.behaviour()?;
+        let tls = if config.limits.starttls {
+            Some(self_signed_acceptor(behaviour.hostname())?)
+        } else {
+            None
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let recorder = Arc::new(Recorder::new());
+        let shared = Arc::new(Shared {
+            behaviour: Arc::new(behaviour),
+            limits: config.limits,
+            idle_timeout: config.idle_timeout,
+            tls,
+            recorder: Arc::clone(&recorder),
+        });
+        let (shutdown, watcher) = watch::channel(false);
+        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let server = tokio::spawn(
+            accept_loop(listener, shared, slots, watcher)
+                .instrument(info_span!("smarthost", %addr)),
+        );
+        info!(%addr, profile = %script.profile, "smart host listening");
+        Ok(SmartHost {
+            addr,
+            recorder,
+            shutdown,
+            server: Some(server),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The recorder: the recording so far, and event-driven waits.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// A copy of the recording so far.
+    pub fn recording(&self) -> Recording {
+        self.recorder.recording()
+    }
+
+    /// Stops accepting, closes every open session, and returns the recording.
+    pub async fn shutdown(mut self) -> Recording {
+        let _ = self.shutdown.send(true);
+        if let Some(server) = self.server.take()
+            && let Err(e) = server.await
+        {
+            warn!(error = %e, "the accept loop ended abnormally");
+        }
+        self.recorder.recording()
+    }
+}
+
+impl Drop for SmartHost {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let shared = Arc::clone(&shared);
+                    let watcher = shutdown.clone();
+                    let permit = Arc::clone(&slots).try_acquire_owned().ok();
+                    let id = shared.recorder.open(peer);
+                    let span = info_span!("session", id, %peer);
+                    connections.spawn(
+                        async move {
+                            let reason = match permit {
+                                Some(_permit) => serve(stream, id, &shared, watcher).await,
+                                None => refuse(stream).await,
+                            };
+                            debug!(?reason, "session closed");
+                            shared.recorder.close(id, reason);
+                        }
+                        .instrument(span),
+                    );
+                }
+                // Out of file descriptors and the like: keep serving the open sessions.
+                Err(e) => warn!(error = %e, "accept failed"),
+            },
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    warn!(error = %e, "a session task ended abnormally");
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Sessions see the same shutdown signal and close themselves; wait for them.
+    while let Some(done) = connections.join_next().await {
+        if let Err(e) = done {
+            warn!(error = %e, "a session task ended abnormally");
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream) -> CloseReason {
+    let _ = stream
+        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+        .await;
+    let _ = stream.shutdown().await;
+    CloseReason::ConnectionLimit
+}
+
+/// How a plaintext or TLS leg of a session ended.
+enum Leg<S> {
+    Closed(CloseReason),
+    StartTls(S),
+}
+
+async fn serve(
+    stream: TcpStream,
+    id: u64,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> CloseReason {
+    let _ = stream.set_nodelay(true);
+    let mut session = Session::new(Arc::clone(&shared.behaviour), shared.limits.clone());
+    let plain = match drive(stream, &mut session, id, shared, &mut shutdown).await {
+        Leg::Closed(reason) => return reason,
+        Leg::StartTls(s) => s,
+    };
+    let Some(acceptor) = &shared.tls else {
+        return CloseReason::TlsFailed("STARTTLS accepted without a TLS configuration".into());
+    };
+    let tls = match tokio::time::timeout(shared.idle_timeout, acceptor.accept(plain)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return CloseReason::TlsFailed(e.to_string()),
+        Err(_) => return CloseReason::TlsFailed("handshake timed out".into()),
+    };
+    debug!("TLS established");
+    session.tls_established();
+    shared.recorder.tls_established(id);
+    match drive(tls, &mut session, id, shared, &mut shutdown).await {
+        Leg::Closed(reason) => reason,
+        Leg::StartTls(_) => CloseReason::TlsFailed("STARTTLS inside TLS".into()),
+    }
+}
+
+/// Runs one leg of a session over `stream` until it closes or upgrades to TLS.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    session: &mut Session,
+    id: u64,
+    shared: &Shared,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Leg<S> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(output) = session.poll_output() {
+            match output {
+                Output::Event(event) => {
+                    log_event(&event);
+                    shared.recorder.event(id, event);
+                }
+                Output::Send { bytes, delay } => {
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
+                    if let Err(e) = stream.write_all(&bytes).await {
+                        return Leg::Closed(CloseReason::Io(e.to_string()));
+                    }
+                }
+                Output::StartTls => {
+                    if let Err(e) = stream.flush().await {
+                        return Leg::Closed(CloseReason::Io(e.to_string()));
+                    }
+                    return Leg::StartTls(stream);
+                }
+                Output::Close(reason) => {
+                    let _ = stream.flush().await;
+                    let _ = stream.shutdown().await;
+                    return Leg::Closed(reason);
+                }
+            }
+        }
+        if let Err(e) = stream.flush().await {
+            return Leg::Closed(CloseReason::Io(e.to_string()));
+        }
+        tokio::select! {
+            read = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => match read {
+                Err(_) => session.idle_timeout(),
+                Ok(Ok(0)) => {
+                    session.peer_closed();
+                }
+                Ok(Ok(n)) => session.receive(&buf[..n]),
+                Ok(Err(e)) => return Leg::Closed(CloseReason::Io(e.to_string())),
+            },
+            _ = shutdown.changed() => {
+                let _ = stream.shutdown().await;
+                return Leg::Closed(CloseReason::Shutdown);
+            }
+        }
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::Command(c) => debug!(line = %c.text(), "C:"),
+        Event::Reply { code, lines } => debug!(code, text = %lines.join(" / "), "S:"),
+        Event::Etrn(e) => info!(raw = %e.raw, reply = ?e.reply, flags = ?e.flags, "ETRN"),
+        Event::Message(m) => {
+            info!(from = %m.from, recipients = m.recipients.len(), size = m.size, "message")
+        }
+        Event::DiscardedAfterStartTls { octets } => {
+            warn!(octets, "plaintext pipelined after STARTTLS discarded")
+        }
+        other => debug!(?other, "event"),
+    }
+}
