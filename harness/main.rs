@@ -195,8 +195,9 @@ mod serve {
                 return ExitCode::FAILURE;
             }
         };
-        println!("listening on {}", host.addr());
+        // Subscribe before announcing the address: a client that connects at once is not missed.
         let mut live = host.recorder().subscribe();
+        println!("listening on {}", host.addr());
         let why = {
             let stop = async {
                 match exit_after {

@@ -1,0 +1,454 @@
+//! The smart host over real sockets: library API, real client libraries (mail-send over STARTTLS,
+//! Python's smtplib), limits, several servers at once, and the `serve` command.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::smtp::{CloseReason, EtrnFlag, SessionLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn script(text: &str) -> SmartHostScript {
+    toml::from_str(text).expect("valid script")
+}
+
+async fn start(text: &str) -> SmartHost {
+    SmartHost::start(SmartHostConfig::with_script(script(text)))
+        .await
+        .expect("smart host starts")
+}
+
+/// Sends `input` in one write and reads until the server closes.
+async fn converse(host: &SmartHost, input: &[u8]) -> String {
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(input).await.expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, c.read_to_string(&mut out))
+        .await
+        .expect("the server answers and closes in time")
+        .expect("read");
+    out
+}
+
+/// Whether a required peer program is present. Missing: a loud skip, or a failure under CI.
+fn peer_available(program: &str, probe: &[&str]) -> bool {
+    let found = Command::new(program)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "{program} is required under CI=true but is not installed");
+        eprintln!("SKIPPED: {program} is not installed; .ci/run installs it");
+    }
+    found
+}
+
+#[tokio::test]
+async fn records_etrn_domains_in_order_and_as_a_set() {
+    let host = start("").await;
+    converse(&host, b"EHLO c\r\nETRN b.example\r\nETRN A.example\r\nETRN b.example\r\nQUIT\r\n").await;
+    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("session closes");
+    assert_eq!(r.etrn_domains(), ["b.example", "a.example", "b.example"]);
+    assert_eq!(r.etrn_domain_set().into_iter().collect::<Vec<_>>(), ["a.example", "b.example"]);
+    assert_eq!(r.sessions[0].close, Some(CloseReason::Quit));
+    assert!(r.sessions[0].ended_us >= Some(r.sessions[0].started_us));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn several_smart_hosts_in_one_process_keep_their_recordings_apart() {
+    let hosts = [
+        start("").await,
+        start("profile = \"postfix\"").await,
+        start("profile = \"exim\"").await,
+    ];
+    let mut clients = Vec::new();
+    for (i, h) in hosts.iter().enumerate() {
+        for j in 0..5 {
+            let addr = h.addr();
+            clients.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(addr).await.expect("connect");
+                let input = format!("EHLO c\r\nETRN h{i}-c{j}.example\r\nQUIT\r\n");
+                c.write_all(input.as_bytes()).await.expect("write");
+                let mut out = String::new();
+                c.read_to_string(&mut out).await.expect("read");
+                out
+            }));
+        }
+    }
+    for c in clients {
+        tokio::time::timeout(WAIT, c).await.expect("in time").expect("client task");
+    }
+    let expected_codes = [250, 459, 501];
+    for (i, h) in hosts.iter().enumerate() {
+        let r = h.recorder().wait_for_closed_sessions(5, WAIT).await.expect("5 sessions");
+        assert_eq!(r.sessions.len(), 5);
+        let mut domains = r.etrn_domains();
+        domains.sort();
+        let expected: Vec<String> = (0..5).map(|j| format!("h{i}-c{j}.example")).collect();
+        assert_eq!(domains, expected);
+        for s in &r.sessions {
+            assert_eq!(s.etrn[0].record.reply, Some(expected_codes[i]));
+        }
+    }
+    for h in hosts {
+        h.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn waiting_for_a_domain_wakes_on_the_event_and_times_out_otherwise() {
+    let host = start("").await;
+    let addr = host.addr();
+    let client = tokio::spawn(async move {
+        let mut c = TcpStream::connect(addr).await.expect("connect");
+        c.write_all(b"EHLO c\r\nETRN wanted.example\r\n").await.expect("write");
+        // Keep the session open while the test waits.
+        let mut buf = [0u8; 1024];
+        let _ = c.read(&mut buf).await;
+        c
+    });
+    let r = host.recorder().wait_for_etrn("Wanted.Example", WAIT).await.expect("seen");
+    assert_eq!(r.closed_sessions(), 0, "the wait returned on the ETRN, not on the close");
+    let missing = host
+        .recorder()
+        .wait_for_etrn("never.example", Duration::from_millis(100))
+        .await;
+    assert!(missing.is_err());
+    drop(client);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_open_sessions_and_returns_the_recording() {
+    let host = start("").await;
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(b"EHLO c\r\nETRN a.example\r\n").await.expect("write");
+    host.recorder().wait_for_etrn("a.example", WAIT).await.expect("seen");
+    let r = host.shutdown().await;
+    assert_eq!(r.sessions[0].close, Some(CloseReason::Shutdown));
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, c.read_to_end(&mut rest)).await.expect("closed");
+}
+
+#[tokio::test]
+async fn connection_cap_answers_421_at_connect() {
+    let config = SmartHostConfig {
+        max_connections: 1,
+        ..SmartHostConfig::default()
+    };
+    let host = SmartHost::start(config).await.expect("starts");
+    let mut first = TcpStream::connect(host.addr()).await.expect("connect");
+    let mut greeting = [0u8; 64];
+    let n = first.read(&mut greeting).await.expect("greeting");
+    assert!(greeting[..n].starts_with(b"220 "));
+    let second = converse(&host, b"").await;
+    assert!(second.starts_with("421 4.7.0 Too many connections"), "{second}");
+    let r = host
+        .recorder()
+        .wait_until("the refused session", WAIT, |r| {
+            r.sessions.iter().any(|s| s.close == Some(CloseReason::ConnectionLimit))
+        })
+        .await
+        .expect("recorded");
+    assert_eq!(r.sessions.len(), 2);
+    drop(first);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_get_421_and_are_closed() {
+    let config = SmartHostConfig {
+        idle_timeout: Duration::from_millis(150),
+        ..SmartHostConfig::default()
+    };
+    let host = SmartHost::start(config).await.expect("starts");
+    let out = converse(&host, b"EHLO c\r\n").await;
+    assert!(out.ends_with("421 4.4.2 smarthost.example Error: timeout exceeded\r\n"), "{out}");
+    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    assert_eq!(r.sessions[0].close, Some(CloseReason::IdleTimeout));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn scripted_421_greeting_and_hang_up() {
+    let refusing = start("greeting = \"421 4.3.2 Service not available\"").await;
+    assert_eq!(converse(&refusing, b"").await, "421 4.3.2 Service not available\r\n");
+    let silent = start("etrn_default = { close = true }").await;
+    let out = converse(&silent, b"EHLO c\r\nETRN a.example\r\nNOOP\r\n").await;
+    assert!(out.ends_with("250 8BITMIME\r\n"), "no reply after the ETRN: {out}");
+    let r = silent.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    assert_eq!(r.sessions[0].etrn[0].record.reply, None);
+    assert_eq!(r.sessions[0].close, Some(CloseReason::Scripted));
+}
+
+#[tokio::test]
+async fn bare_lf_and_non_utf8_over_the_wire() {
+    let host = start("").await;
+    let out = converse(&host, b"EHLO c\nETRN \xffbad.example\nETRN ok.example\nQUIT\n").await;
+    assert!(out.contains("501 Syntax Error in Parameters"), "{out}");
+    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    let s = &r.sessions[0];
+    assert!(s.commands.iter().all(|c| c.bare_lf));
+    assert_eq!(s.commands[1].raw, "ETRN \\xffbad.example\\n");
+    assert!(s.etrn[1].record.flags.contains(&EtrnFlag::BareLf));
+    assert_eq!(s.etrn[1].record.domain.as_deref(), Some("ok.example"));
+}
+
+#[tokio::test]
+async fn starttls_with_a_rust_client_library_and_pipelined_etrn() {
+    let config = SmartHostConfig {
+        limits: SessionLimits {
+            starttls: true,
+            ..SessionLimits::default()
+        },
+        ..SmartHostConfig::default()
+    };
+    let host = SmartHost::start(config).await.expect("starts");
+    let mut client = mail_send::SmtpClientBuilder::new("localhost", host.addr().port())
+        .expect("builder")
+        .implicit_tls(false)
+        .allow_invalid_certs()
+        .helo_host("client.example")
+        .timeout(WAIT)
+        .connect()
+        .await
+        .expect("STARTTLS session");
+    let replies = client
+        .cmds([&b"ETRN a.example\r\n"[..], b"ETRN @b.example\r\n", b"ETRN #q1\r\n"])
+        .await
+        .expect("pipelined ETRN");
+    let codes: Vec<u16> = replies.iter().map(|r| r.code()).collect();
+    assert_eq!(codes, [250, 250, 250]);
+    client.quit().await.expect("quit");
+    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    let s = &r.sessions[0];
+    assert!(s.tls);
+    let raws: Vec<&str> = s.etrn.iter().map(|e| e.record.raw.as_str()).collect();
+    assert_eq!(raws, ["a.example", "@b.example", "#q1"]);
+    // After TLS the client said EHLO again, so no ETRN is flagged.
+    assert!(s.etrn.iter().all(|e| e.record.flags.is_empty()));
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn plaintext_injected_after_starttls_is_not_executed() {
+    let config = SmartHostConfig {
+        limits: SessionLimits {
+            starttls: true,
+            ..SessionLimits::default()
+        },
+        ..SmartHostConfig::default()
+    };
+    let host = SmartHost::start(config).await.expect("starts");
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(b"EHLO c\r\nSTARTTLS\r\nETRN injected.example\r\n").await.expect("write");
+    // The server now expects a TLS ClientHello; hang up instead.
+    let mut buf = vec![0u8; 4096];
+    let mut got = String::new();
+    while !got.contains("220 2.0.0") {
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf)).await.expect("in time").expect("read");
+        assert!(n > 0, "closed early: {got}");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    drop(c);
+    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    assert!(r.etrn_domains().is_empty(), "the injected ETRN was executed");
+    // Either the session saw the injected bytes with the STARTTLS line and discarded them, or
+    // they reached the TLS handshake, which refused them as a ClientHello.
+    let s = &r.sessions[0];
+    let discarded = s.transcript().contains("pipelined after STARTTLS discarded");
+    let refused = matches!(s.close, Some(CloseReason::TlsFailed(_)));
+    assert!(discarded || refused, "{:?}\n{}", s.close, s.transcript());
+}
+
+#[tokio::test]
+async fn python_smtplib_docmd_etrn() {
+    if !peer_available("python3", &["--version"]) {
+        return;
+    }
+    let host = start(r#"etrn = [{ arg = "b.example", reply = "458 Unable to queue messages for node {node}" }]"#).await;
+    let program = format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('127.0.0.1', {port}, timeout=10)\n\
+         s.ehlo()\n\
+         print(s.has_extn('etrn'))\n\
+         print(s.docmd('ETRN', 'a.example'))\n\
+         print(s.docmd('ETRN', 'b.example'))\n\
+         s.quit()\n",
+        port = host.addr().port()
+    );
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new("python3").arg("-c").arg(program).output(),
+    )
+    .await
+    .expect("python finishes in time")
+    .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        "True\n(250, b'OK, queuing for node a.example started')\n(458, b'Unable to queue messages for node b.example')\n"
+    );
+    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    let s = &r.sessions[0];
+    // smtplib sends a lower-case "ehlo" with an address literal, then upper-case ETRN.
+    assert!(s.commands[0].raw.starts_with("ehlo "), "{}", s.commands[0].raw);
+    assert_eq!(r.etrn_domains(), ["a.example", "b.example"]);
+    host.shutdown().await;
+}
+
+/// A running `etrn-harness serve`, its output lines arriving on a channel so every read is
+/// bounded in time.
+struct Serve {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Serve {
+    fn spawn(args: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut serve = Serve {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let first = serve.next_line();
+        serve.addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
+        serve
+    }
+
+    fn next_line(&mut self) -> String {
+        match self.lines.recv_timeout(WAIT) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = self.child.kill();
+                panic!("no output from serve within {WAIT:?}: {e}");
+            }
+        }
+    }
+
+    /// Reads lines until one starts with `prefix`; returns all of them.
+    fn lines_until(&mut self, prefix: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            let line = self.next_line();
+            let done = line.starts_with(prefix);
+            seen.push(line);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn talk(addr: &str, input: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(WAIT)).expect("timeout");
+    c.write_all(input).expect("write");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn serve_prints_each_etrn_and_writes_the_recording_after_n_sessions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("recording.json");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&[
+        "--profile",
+        "postfix",
+        "--exit-after-sessions",
+        "2",
+        "--record",
+        &record_arg,
+    ]);
+    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    talk(&serve.addr, b"EHLO c\r\nETRN @b.example\r\nQUIT\r\n");
+    let out = serve.lines_until("recording written").join("\n");
+    assert!(serve.child.wait().expect("serve exits").success());
+    assert!(out.contains("session 1: ETRN a.example -> 459\n"), "{out}");
+    assert!(out.contains("session 2: ETRN @b.example -> 459\n"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("recording written")).expect("JSON");
+    assert_eq!(json["version"], 1);
+    let etrn = &json["sessions"][1]["etrn"][0];
+    assert_eq!(etrn["raw"], "@b.example");
+    assert_eq!(etrn["domain"], "b.example");
+    assert_eq!(etrn["option"], "subdomains");
+    assert_eq!(etrn["reply"], 459);
+    let commands = json["sessions"][0]["commands"].as_array().expect("commands");
+    assert_eq!(commands[1]["raw"], "ETRN a.example\\r\\n");
+    assert_eq!(commands[1]["reply"]["code"], 459);
+    assert!(!dir.path().join("recording.json.partial").exists());
+}
+
+#[test]
+fn serve_writes_the_recording_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.json");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&["--record", &record_arg]);
+    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    // The live line proves the session is recorded before the signal.
+    assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = serve.lines_until("recording written").join("\n");
+    assert!(out.contains("stopped (terminated)"), "{out}");
+    assert!(serve.child.wait().expect("exits").success());
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("written")).expect("JSON");
+    assert_eq!(json["sessions"][0]["etrn"][0]["domain"], "a.example");
+}
+
+#[test]
+fn serve_rejects_an_invalid_scenario_with_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--scenario", "tests/fixtures/bad/invalid-reply.toml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("scenario::invalid-value") && err.contains("25O OK"), "{err}");
+}
