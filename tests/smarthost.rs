@@ -44,7 +44,10 @@ fn peer_available(program: &str, probe: &[&str]) -> bool {
         .is_ok();
     if !found {
         let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "{program} is required under CI=true but is not installed");
+        assert!(
+            !ci,
+            "{program} is required under CI=true but is not installed"
+        );
         eprintln!("SKIPPED: {program} is not installed; .ci/run installs it");
     }
     found
@@ -53,10 +56,21 @@ fn peer_available(program: &str, probe: &[&str]) -> bool {
 #[tokio::test]
 async fn records_etrn_domains_in_order_and_as_a_set() {
     let host = start("").await;
-    converse(&host, b"EHLO c\r\nETRN b.example\r\nETRN A.example\r\nETRN b.example\r\nQUIT\r\n").await;
-    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("session closes");
+    converse(
+        &host,
+        b"EHLO c\r\nETRN b.example\r\nETRN A.example\r\nETRN b.example\r\nQUIT\r\n",
+    )
+    .await;
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("session closes");
     assert_eq!(r.etrn_domains(), ["b.example", "a.example", "b.example"]);
-    assert_eq!(r.etrn_domain_set().into_iter().collect::<Vec<_>>(), ["a.example", "b.example"]);
+    assert_eq!(
+        r.etrn_domain_set().into_iter().collect::<Vec<_>>(),
+        ["a.example", "b.example"]
+    );
     assert_eq!(r.sessions[0].close, Some(CloseReason::Quit));
     assert!(r.sessions[0].ended_us >= Some(r.sessions[0].started_us));
     host.shutdown().await;
@@ -84,11 +98,18 @@ async fn several_smart_hosts_in_one_process_keep_their_recordings_apart() {
         }
     }
     for c in clients {
-        tokio::time::timeout(WAIT, c).await.expect("in time").expect("client task");
+        tokio::time::timeout(WAIT, c)
+            .await
+            .expect("in time")
+            .expect("client task");
     }
     let expected_codes = [250, 459, 501];
     for (i, h) in hosts.iter().enumerate() {
-        let r = h.recorder().wait_for_closed_sessions(5, WAIT).await.expect("5 sessions");
+        let r = h
+            .recorder()
+            .wait_for_closed_sessions(5, WAIT)
+            .await
+            .expect("5 sessions");
         assert_eq!(r.sessions.len(), 5);
         let mut domains = r.etrn_domains();
         domains.sort();
@@ -109,14 +130,24 @@ async fn waiting_for_a_domain_wakes_on_the_event_and_times_out_otherwise() {
     let addr = host.addr();
     let client = tokio::spawn(async move {
         let mut c = TcpStream::connect(addr).await.expect("connect");
-        c.write_all(b"EHLO c\r\nETRN wanted.example\r\n").await.expect("write");
+        c.write_all(b"EHLO c\r\nETRN wanted.example\r\n")
+            .await
+            .expect("write");
         // Keep the session open while the test waits.
         let mut buf = [0u8; 1024];
         let _ = c.read(&mut buf).await;
         c
     });
-    let r = host.recorder().wait_for_etrn("Wanted.Example", WAIT).await.expect("seen");
-    assert_eq!(r.closed_sessions(), 0, "the wait returned on the ETRN, not on the close");
+    let r = host
+        .recorder()
+        .wait_for_etrn("Wanted.Example", WAIT)
+        .await
+        .expect("seen");
+    assert_eq!(
+        r.closed_sessions(),
+        0,
+        "the wait returned on the ETRN, not on the close"
+    );
     let missing = host
         .recorder()
         .wait_for_etrn("never.example", Duration::from_millis(100))
@@ -130,12 +161,19 @@ async fn waiting_for_a_domain_wakes_on_the_event_and_times_out_otherwise() {
 async fn shutdown_closes_open_sessions_and_returns_the_recording() {
     let host = start("").await;
     let mut c = TcpStream::connect(host.addr()).await.expect("connect");
-    c.write_all(b"EHLO c\r\nETRN a.example\r\n").await.expect("write");
-    host.recorder().wait_for_etrn("a.example", WAIT).await.expect("seen");
+    c.write_all(b"EHLO c\r\nETRN a.example\r\n")
+        .await
+        .expect("write");
+    host.recorder()
+        .wait_for_etrn("a.example", WAIT)
+        .await
+        .expect("seen");
     let r = host.shutdown().await;
     assert_eq!(r.sessions[0].close, Some(CloseReason::Shutdown));
     let mut rest = Vec::new();
-    let _ = tokio::time::timeout(WAIT, c.read_to_end(&mut rest)).await.expect("closed");
+    let _ = tokio::time::timeout(WAIT, c.read_to_end(&mut rest))
+        .await
+        .expect("closed");
 }
 
 #[tokio::test]
@@ -150,11 +188,16 @@ async fn connection_cap_answers_421_at_connect() {
     let n = first.read(&mut greeting).await.expect("greeting");
     assert!(greeting[..n].starts_with(b"220 "));
     let second = converse(&host, b"").await;
-    assert!(second.starts_with("421 4.7.0 Too many connections"), "{second}");
+    assert!(
+        second.starts_with("421 4.7.0 Too many connections"),
+        "{second}"
+    );
     let r = host
         .recorder()
         .wait_until("the refused session", WAIT, |r| {
-            r.sessions.iter().any(|s| s.close == Some(CloseReason::ConnectionLimit))
+            r.sessions
+                .iter()
+                .any(|s| s.close == Some(CloseReason::ConnectionLimit))
         })
         .await
         .expect("recorded");
@@ -171,8 +214,15 @@ async fn idle_sessions_get_421_and_are_closed() {
     };
     let host = SmartHost::start(config).await.expect("starts");
     let out = converse(&host, b"EHLO c\r\n").await;
-    assert!(out.ends_with("421 4.4.2 smarthost.example Error: timeout exceeded\r\n"), "{out}");
-    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    assert!(
+        out.ends_with("421 4.4.2 smarthost.example Error: timeout exceeded\r\n"),
+        "{out}"
+    );
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
     assert_eq!(r.sessions[0].close, Some(CloseReason::IdleTimeout));
     host.shutdown().await;
 }
@@ -180,11 +230,21 @@ async fn idle_sessions_get_421_and_are_closed() {
 #[tokio::test]
 async fn scripted_421_greeting_and_hang_up() {
     let refusing = start("greeting = \"421 4.3.2 Service not available\"").await;
-    assert_eq!(converse(&refusing, b"").await, "421 4.3.2 Service not available\r\n");
+    assert_eq!(
+        converse(&refusing, b"").await,
+        "421 4.3.2 Service not available\r\n"
+    );
     let silent = start("etrn_default = { close = true }").await;
     let out = converse(&silent, b"EHLO c\r\nETRN a.example\r\nNOOP\r\n").await;
-    assert!(out.ends_with("250 8BITMIME\r\n"), "no reply after the ETRN: {out}");
-    let r = silent.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    assert!(
+        out.ends_with("250 8BITMIME\r\n"),
+        "no reply after the ETRN: {out}"
+    );
+    let r = silent
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
     assert_eq!(r.sessions[0].etrn[0].record.reply, None);
     assert_eq!(r.sessions[0].close, Some(CloseReason::Scripted));
 }
@@ -192,9 +252,17 @@ async fn scripted_421_greeting_and_hang_up() {
 #[tokio::test]
 async fn bare_lf_and_non_utf8_over_the_wire() {
     let host = start("").await;
-    let out = converse(&host, b"EHLO c\nETRN \xffbad.example\nETRN ok.example\nQUIT\n").await;
+    let out = converse(
+        &host,
+        b"EHLO c\nETRN \xffbad.example\nETRN ok.example\nQUIT\n",
+    )
+    .await;
     assert!(out.contains("501 Syntax Error in Parameters"), "{out}");
-    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
     let s = &r.sessions[0];
     assert!(s.commands.iter().all(|c| c.bare_lf));
     assert_eq!(s.commands[1].raw, "ETRN \\xffbad.example\\n");
@@ -222,13 +290,21 @@ async fn starttls_with_a_rust_client_library_and_pipelined_etrn() {
         .await
         .expect("STARTTLS session");
     let replies = client
-        .cmds([&b"ETRN a.example\r\n"[..], b"ETRN @b.example\r\n", b"ETRN #q1\r\n"])
+        .cmds([
+            &b"ETRN a.example\r\n"[..],
+            b"ETRN @b.example\r\n",
+            b"ETRN #q1\r\n",
+        ])
         .await
         .expect("pipelined ETRN");
     let codes: Vec<u16> = replies.iter().map(|r| r.code()).collect();
     assert_eq!(codes, [250, 250, 250]);
     client.quit().await.expect("quit");
-    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
     let s = &r.sessions[0];
     assert!(s.tls);
     let raws: Vec<&str> = s.etrn.iter().map(|e| e.record.raw.as_str()).collect();
@@ -249,22 +325,36 @@ async fn plaintext_injected_after_starttls_is_not_executed() {
     };
     let host = SmartHost::start(config).await.expect("starts");
     let mut c = TcpStream::connect(host.addr()).await.expect("connect");
-    c.write_all(b"EHLO c\r\nSTARTTLS\r\nETRN injected.example\r\n").await.expect("write");
+    c.write_all(b"EHLO c\r\nSTARTTLS\r\nETRN injected.example\r\n")
+        .await
+        .expect("write");
     // The server now expects a TLS ClientHello; hang up instead.
     let mut buf = vec![0u8; 4096];
     let mut got = String::new();
     while !got.contains("220 2.0.0") {
-        let n = tokio::time::timeout(WAIT, c.read(&mut buf)).await.expect("in time").expect("read");
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
         assert!(n > 0, "closed early: {got}");
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     drop(c);
-    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
-    assert!(r.etrn_domains().is_empty(), "the injected ETRN was executed");
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    assert!(
+        r.etrn_domains().is_empty(),
+        "the injected ETRN was executed"
+    );
     // Either the session saw the injected bytes with the STARTTLS line and discarded them, or
     // they reached the TLS handshake, which refused them as a ClientHello.
     let s = &r.sessions[0];
-    let discarded = s.transcript().contains("pipelined after STARTTLS discarded");
+    let discarded = s
+        .transcript()
+        .contains("pipelined after STARTTLS discarded");
     let refused = matches!(s.close, Some(CloseReason::TlsFailed(_)));
     assert!(discarded || refused, "{:?}\n{}", s.close, s.transcript());
 }
@@ -274,7 +364,10 @@ async fn python_smtplib_docmd_etrn() {
     if !peer_available("python3", &["--version"]) {
         return;
     }
-    let host = start(r#"etrn = [{ arg = "b.example", reply = "458 Unable to queue messages for node {node}" }]"#).await;
+    let host = start(
+        r#"etrn = [{ arg = "b.example", reply = "458 Unable to queue messages for node {node}" }]"#,
+    )
+    .await;
     let program = format!(
         "import smtplib\n\
          s = smtplib.SMTP('127.0.0.1', {port}, timeout=10)\n\
@@ -287,21 +380,36 @@ async fn python_smtplib_docmd_etrn() {
     );
     let out = tokio::time::timeout(
         WAIT,
-        tokio::process::Command::new("python3").arg("-c").arg(program).output(),
+        tokio::process::Command::new("python3")
+            .arg("-c")
+            .arg(program)
+            .output(),
     )
     .await
     .expect("python finishes in time")
     .expect("python runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         stdout,
         "True\n(250, b'OK, queuing for node a.example started')\n(458, b'Unable to queue messages for node b.example')\n"
     );
-    let r = host.recorder().wait_for_closed_sessions(1, WAIT).await.expect("closed");
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
     let s = &r.sessions[0];
     // smtplib sends a lower-case "ehlo" with an address literal, then upper-case ETRN.
-    assert!(s.commands[0].raw.starts_with("ehlo "), "{}", s.commands[0].raw);
+    assert!(
+        s.commands[0].raw.starts_with("ehlo "),
+        "{}",
+        s.commands[0].raw
+    );
     assert_eq!(r.etrn_domains(), ["a.example", "b.example"]);
     host.shutdown().await;
 }
@@ -414,7 +522,9 @@ fn serve_prints_each_etrn_and_writes_the_recording_after_n_sessions() {
     assert_eq!(etrn["domain"], "b.example");
     assert_eq!(etrn["option"], "subdomains");
     assert_eq!(etrn["reply"], 459);
-    let commands = json["sessions"][0]["commands"].as_array().expect("commands");
+    let commands = json["sessions"][0]["commands"]
+        .as_array()
+        .expect("commands");
     assert_eq!(commands[1]["raw"], "ETRN a.example\\r\\n");
     assert_eq!(commands[1]["reply"]["code"], 459);
     assert!(!dir.path().join("recording.json.partial").exists());
@@ -445,10 +555,17 @@ fn serve_writes_the_recording_on_sigterm() {
 #[test]
 fn serve_rejects_an_invalid_scenario_with_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["serve", "--scenario", "tests/fixtures/bad/invalid-reply.toml"])
+        .args([
+            "serve",
+            "--scenario",
+            "tests/fixtures/bad/invalid-reply.toml",
+        ])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("scenario::invalid-value") && err.contains("25O OK"), "{err}");
+    assert!(
+        err.contains("scenario::invalid-value") && err.contains("25O OK"),
+        "{err}"
+    );
 }
