@@ -7,20 +7,26 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way, from the bottom of this list to the top: the model knows nothing of
-//! files or sockets, the scenario format knows nothing of sockets.
+//! Dependencies point one way, from the top of this list to the bottom: the model knows nothing of
+//! files or sockets, the protocol session knows nothing of tokio, the scenario format knows nothing
+//! of sockets.
 //!
 //! - [`domain`]: `Domain` and `EtrnArg`: parse, validate (RFC 5321, IDNA), normalise for
 //!   comparison, keep the raw text for the wire.
 //! - [`reply`]: `ReplyCode` and `Reply`: the server's half of the wire vocabulary.
+//! - [`answer`]: what a scripted server does for one command: reply, delay, hang up; answers by
+//!   occurrence.
+//! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
 //! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
 //!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
 //!   basis (KB article or RFC section) and grade (must / should / informational).
-//! - [`smarthost`]: the fake smart host's script (how it answers ETRN) and the shipped server
-//!   profiles (`rfc1985`, `postfix`, `exim`, `sendmail`, `exchange-ims`).
+//! - [`smtp`]: the sans-IO SMTP server session (smtp-proto parses each line): bytes in, replies,
+//!   events, TLS and close requests out; the [`smtp::Behaviour`] trait a script implements.
+//! - [`smarthost`]: the fake smart host: the script and server profiles that decide what it says,
+//!   the thin tokio driver (listener, limits, STARTTLS), and the recorder with event-driven waits.
 //! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
 //!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
-//! - `main.rs`: the `etrn-harness` command line (`check`, `expect`, `schema`).
+//! - `main.rs`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`).
 //!
 //! # Example
 //!

@@ -195,8 +195,16 @@ mod serve {
                 return ExitCode::FAILURE;
             }
         };
-        // Subscribe before announcing the address: a client that connects at once is not missed.
+        // Subscribe and install the signal handlers before announcing the address: a client that
+        // connects at once, or a SIGTERM sent right after, is not missed.
         let mut live = host.recorder().subscribe();
+        let mut stop_signal = match StopSignal::install() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         println!("listening on {}", host.addr());
         let why = {
             let stop = async {
@@ -224,8 +232,7 @@ mod serve {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
                 },
                 why = &mut stop => break why,
-                    _ = tokio::signal::ctrl_c() => break "interrupted",
-                    _ = terminated() => break "terminated",
+                    why = stop_signal.received() => break why,
                 }
             }
         };
@@ -268,19 +275,42 @@ mod serve {
         }
     }
 
-    #[cfg(unix)]
-    async fn terminated() {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    /// Ctrl-C and SIGTERM, registered once so that no signal between two polls is lost.
+    struct StopSignal {
+        #[cfg(unix)]
+        interrupt: tokio::signal::unix::Signal,
+        #[cfg(unix)]
+        terminate: tokio::signal::unix::Signal,
     }
 
-    #[cfg(not(unix))]
-    async fn terminated() {
-        std::future::pending().await
+    impl StopSignal {
+        #[cfg(unix)]
+        fn install() -> std::io::Result<Self> {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignal {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+
+        #[cfg(not(unix))]
+        fn install() -> std::io::Result<Self> {
+            Ok(StopSignal {})
+        }
+
+        #[cfg(unix)]
+        async fn received(&mut self) -> &'static str {
+            tokio::select! {
+                _ = self.interrupt.recv() => "interrupted",
+                _ = self.terminate.recv() => "terminated",
+            }
+        }
+
+        #[cfg(not(unix))]
+        async fn received(&mut self) -> &'static str {
+            let _ = tokio::signal::ctrl_c().await;
+            "interrupted"
+        }
     }
 
     /// Writes next to the target and renames, so a reader never sees half a recording.

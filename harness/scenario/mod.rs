@@ -1,10 +1,10 @@
 //! Scenario files: one conformance case per TOML file under `scenarios/<topic>/<name>.toml`.
 //!
-//! - [`file`]: the format (`[ims]`, `[smarthost]`, `[expect]`).
+//! - [`file`](mod@file): the format (`[ims]`, `[smarthost]`, `[expect]`).
 //! - [`expect`]: graded expectations and [`Expectations::judge`].
 //! - [`load`]: strict parsing, validation, folder discovery, the corpus.
 //! - [`diagnostic`]: located errors with fixes.
-//! - [`predict`]: the reference model run on a scenario.
+//! - [`predict`](mod@predict): the reference model run on a scenario.
 //! - [`explain`]: a prediction rendered for people.
 //! - [`schema`]: the JSON Schema of the format.
 

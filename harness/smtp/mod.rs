@@ -3,7 +3,7 @@
 //! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
 //! - [`behaviour`]: the trait through which a script decides what the server says.
 //! - [`event`]: what a session reports (commands, replies, ETRNs, messages, why it closed).
-//! - [`transcript`]: `C:`/`S:` text from events.
+//! - [`transcript`](mod@transcript): `C:`/`S:` text from events.
 
 pub mod behaviour;
 pub mod event;
