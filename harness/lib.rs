@@ -42,6 +42,7 @@
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
 pub mod answer;
+pub mod conformance;
 pub mod domain;
 pub mod escape;
 pub mod ims;

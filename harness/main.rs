@@ -62,11 +62,62 @@ enum Command {
     },
     /// Print the JSON Schema of the scenario file format.
     Schema,
+    /// Run an implementation against the scenario corpus and judge it.
+    ///
+    /// Each scenario gets a fresh smart host on its own port; the target runs once against it;
+    /// the recording is judged. Exit 0 when nothing FAILed or ERRORed (with --strict, no
+    /// NON-STRICT either), 1 otherwise, 2 for usage or scenario errors.
+    Run(RunArgs),
     /// Run the fake smart host: a scriptable ESMTP server that records every command.
     ///
     /// Prints one line per ETRN as it arrives. On Ctrl-C, SIGTERM or after --exit-after-sessions
     /// it writes the recording as JSON to --record (schema in the README).
     Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenario files or folders; default: scenarios/
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// The built-in reference client (the only named target).
+    #[arg(long, value_parser = ["builtin"], default_value = "builtin", conflicts_with = "exec")]
+    target: String,
+    /// An external program to test, run once per scenario through `sh -c`. Placeholders {host},
+    /// {port}, {config}, {scenario}, {local_commands}; the same facts in ETRN_HARNESS_* variables.
+    #[arg(long, value_name = "CMD")]
+    exec: Option<String>,
+    /// Only scenarios whose id matches this glob (a plain word matches ids containing it).
+    #[arg(long, value_name = "GLOB")]
+    filter: Option<String>,
+    /// List the selected scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Count NON-STRICT as failing.
+    #[arg(long)]
+    strict: bool,
+    /// Known deviations of this implementation (TOML [[known]] scenario/reason tables).
+    #[arg(long, value_name = "FILE")]
+    known: Option<PathBuf>,
+    /// Cases at once; default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Seconds each case's target may run before its process group is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+    format: ReportFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Human,
+    Json,
+    Junit,
 }
 
 #[derive(clap::Args)]
@@ -128,6 +179,142 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => serve::run(args),
+        Command::Run(args) => run::run(args),
+    }
+}
+
+mod run {
+    //! `etrn-harness run`.
+
+    use std::io::{IsTerminal, Write};
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions, Target, report};
+
+    use super::{
+        EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, report as report_errors, scenario,
+    };
+
+    pub fn run(args: RunArgs) -> ExitCode {
+        let corpus = scenario::load_corpus(&args.paths);
+        if !corpus.errors.is_empty() {
+            report_errors(&corpus.errors, !std::io::stderr().is_terminal());
+            return ExitCode::from(EXIT_INVALID);
+        }
+        let mut cases: Vec<Case> = corpus
+            .scenarios
+            .into_iter()
+            .map(|(file, scenario)| Case { file, scenario })
+            .collect();
+        if let Some(pattern) = &args.filter {
+            cases = match conformance::filter(cases, pattern) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: --filter {pattern:?} is not a valid glob: {e}");
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            };
+        }
+        if args.list {
+            for c in &cases {
+                println!("{:<48} {}", c.scenario.id, c.scenario.title);
+            }
+            println!("{} scenario(s)", cases.len());
+            return ExitCode::SUCCESS;
+        }
+        let known = match &args.known {
+            Some(path) => match KnownDeviations::load(path) {
+                Ok(k) => k,
+                Err(e) => {
+                    report_errors(&[e], false);
+                    return ExitCode::from(EXIT_INVALID);
+                }
+            },
+            None => KnownDeviations::default(),
+        };
+        if !(args.timeout.is_finite() && args.timeout > 0.0) {
+            eprintln!("error: --timeout must be a positive number of seconds");
+            return ExitCode::from(EXIT_INVALID);
+        }
+        let target = match &args.exec {
+            Some(command) => Target::Exec {
+                command: command.clone(),
+            },
+            None => Target::Builtin,
+        };
+        let defaults = RunOptions::default();
+        let options = RunOptions {
+            target: target.clone(),
+            jobs: args.jobs.unwrap_or(defaults.jobs).max(1),
+            timeout: Duration::from_secs_f64(args.timeout),
+        };
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let human = args.format == ReportFormat::Human;
+        let to_stdout = args.output.is_none();
+        let live = human && to_stdout;
+        let progress = live && std::io::stdout().is_terminal();
+        if live {
+            println!("running {} case(s) against {}", cases.len(), target.name());
+        }
+        let results = runtime.block_on(conformance::run_all(
+            cases,
+            options,
+            known,
+            |r, done, total| {
+                if live {
+                    let mut out = std::io::stdout().lock();
+                    if progress {
+                        let _ = write!(out, "\r\x1b[2K");
+                    }
+                    let _ = writeln!(out, "{}", report::case_line(r));
+                    if progress {
+                        let _ = write!(out, "[{done}/{total}] running...");
+                        let _ = out.flush();
+                    }
+                }
+            },
+        ));
+        if progress {
+            print!("\r\x1b[2K");
+        }
+        let text = match args.format {
+            ReportFormat::Human => Ok(report::human(&results, args.strict)),
+            ReportFormat::Json => {
+                report::json(&results, &target.name(), args.strict).map_err(|e| e.to_string())
+            }
+            ReportFormat::Junit => {
+                report::junit(&results, &target.name(), args.strict).map_err(|e| e.to_string())
+            }
+        };
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: cannot render the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match &args.output {
+            Some(path) => {
+                if let Err(e) = std::fs::write(path, &text) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                eprintln!("{}", report::summary_line(&results, args.strict));
+            }
+            None => print!("{text}"),
+        }
+        if results.iter().any(|r| r.verdict.fails(args.strict)) {
+            ExitCode::from(EXIT_DISAGREES)
+        } else {
+            ExitCode::SUCCESS
+        }
     }
 }
 

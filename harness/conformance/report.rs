@@ -1,0 +1,232 @@
+//! Reports: human (like `cargo test`), JSON (with every transcript), JUnit XML (quick-junit).
+
+use std::fmt::Write;
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use serde::Serialize;
+
+use super::runner::summary;
+use super::target::TargetOutcome;
+use super::verdict::{CaseResult, Verdict};
+
+/// The one line printed as a case finishes.
+pub fn case_line(r: &CaseResult) -> String {
+    format!("case {} ... {}", r.id, r.verdict)
+}
+
+/// Why a case did not pass: the requirement, expected vs actual, and every deviation.
+pub fn case_details(r: &CaseResult) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "---- {} ({}) ----", r.id, r.verdict);
+    let _ = writeln!(o, "requirement: {}", r.title);
+    let _ = writeln!(o, "basis: {}", r.basis.join(", "));
+    let _ = writeln!(o, "file: {}", r.file);
+    if let Some(e) = &r.error {
+        let _ = writeln!(o, "error: {e}");
+    }
+    if let Some(k) = &r.known_reason {
+        let _ = writeln!(o, "known deviation: {k}");
+    }
+    let _ = writeln!(
+        o,
+        "expected ETRN on each connection: [{}]",
+        r.expected.join(", ")
+    );
+    if r.actual.is_empty() {
+        let _ = writeln!(o, "actual: no connection");
+    }
+    for (i, sent) in r.actual.iter().enumerate() {
+        let _ = writeln!(o, "actual, connection {}: [{}]", i + 1, sent.join(", "));
+    }
+    for d in &r.deviations {
+        let at = d
+            .connection
+            .map(|c| format!(" (connection {})", c + 1))
+            .unwrap_or_default();
+        let _ = writeln!(o, "  {}: {}{at}", d.grade, d.difference);
+    }
+    for v in &r.violations {
+        let _ = writeln!(
+            o,
+            "  {}: {} in session {}: {}",
+            v.grade,
+            v.kind.describe(),
+            v.session,
+            v.detail
+        );
+    }
+    match &r.outcome {
+        TargetOutcome::Finished { exit, stderr, .. } => {
+            let _ = writeln!(
+                o,
+                "target exit status: {}",
+                exit.map_or("none".into(), |c| c.to_string())
+            );
+            if !stderr.trim().is_empty() {
+                let _ = writeln!(o, "target stderr:\n{}", indent(stderr.trim_end()));
+            }
+        }
+        TargetOutcome::TimedOut { stderr, .. } | TargetOutcome::Crashed { stderr, .. } => {
+            if !stderr.trim().is_empty() {
+                let _ = writeln!(o, "target stderr:\n{}", indent(stderr.trim_end()));
+            }
+        }
+    }
+    let transcript = r.transcript();
+    if !transcript.is_empty() {
+        let _ = writeln!(o, "transcript:\n{}", indent(transcript.trim_end()));
+    }
+    o
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The closing summary: counts by verdict and whether the run passed.
+pub fn summary_line(results: &[CaseResult], strict: bool) -> String {
+    let counts: Vec<String> = summary(results)
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(v, n)| format!("{n} {v}"))
+        .collect();
+    let failed = results.iter().any(|r| r.verdict.fails(strict));
+    format!(
+        "conformance result: {}. {} case(s): {}{}",
+        if failed { "FAILED" } else { "ok" },
+        results.len(),
+        if counts.is_empty() {
+            "none".into()
+        } else {
+            counts.join(", ")
+        },
+        if strict { " (strict)" } else { "" }
+    )
+}
+
+/// The whole human report after the run: details of every case that did not pass, then the summary.
+pub fn human(results: &[CaseResult], strict: bool) -> String {
+    let mut o = String::new();
+    let not_passed: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.verdict != Verdict::Pass)
+        .collect();
+    if !not_passed.is_empty() {
+        o.push('\n');
+        for r in not_passed {
+            o.push_str(&case_details(r));
+            o.push('\n');
+        }
+    }
+    o.push_str(&summary_line(results, strict));
+    o.push('\n');
+    o
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    target: &'a str,
+    strict: bool,
+    passed: bool,
+    summary: Vec<(Verdict, usize)>,
+    cases: Vec<JsonCase<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonCase<'a> {
+    #[serde(flatten)]
+    result: &'a CaseResult,
+    transcript: String,
+}
+
+/// The JSON report: every case with its verdict, deviations, violations, recording and transcript.
+pub fn json(
+    results: &[CaseResult],
+    target: &str,
+    strict: bool,
+) -> Result<String, serde_json::Error> {
+    let report = JsonReport {
+        target,
+        strict,
+        passed: !results.iter().any(|r| r.verdict.fails(strict)),
+        summary: summary(results),
+        cases: results
+            .iter()
+            .map(|r| JsonCase {
+                result: r,
+                transcript: r.transcript(),
+            })
+            .collect(),
+    };
+    serde_json::to_string_pretty(&report)
+}
+
+/// JUnit XML: FAIL is a failure, ERROR an error, KNOWN a skip with its reason; NON-STRICT is a
+/// failure only in a strict run. The transcript goes to system-out.
+pub fn junit(
+    results: &[CaseResult],
+    target: &str,
+    strict: bool,
+) -> Result<String, quick_junit::SerializeError> {
+    let mut suite = TestSuite::new("etrn-conformance");
+    for r in results {
+        let status = match r.verdict {
+            Verdict::Fail => failure(NonSuccessKind::Failure, r),
+            Verdict::NonStrict if strict => failure(NonSuccessKind::Failure, r),
+            Verdict::Error => failure(NonSuccessKind::Error, r),
+            Verdict::Known => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(format!(
+                    "KNOWN: {}",
+                    r.known_reason.as_deref().unwrap_or("")
+                ));
+                s
+            }
+            Verdict::Pass | Verdict::NonStrict | Verdict::Informational => {
+                TestCaseStatus::success()
+            }
+        };
+        let mut case = TestCase::new(r.id.clone(), status);
+        case.set_classname(classname(&r.file));
+        case.set_time(std::time::Duration::from_millis(r.duration_ms));
+        case.set_system_out(format!("verdict: {}\n{}", r.verdict, case_details(r)));
+        suite.add_test_case(case);
+    }
+    let mut report = Report::new(format!("etrn-harness against {target}"));
+    report.add_test_suite(suite);
+    report.to_string()
+}
+
+fn failure(kind: NonSuccessKind, r: &CaseResult) -> TestCaseStatus {
+    let mut s = TestCaseStatus::non_success(kind);
+    let first = r
+        .error
+        .clone()
+        .or_else(|| {
+            r.deviations
+                .first()
+                .map(|d| format!("{}: {}", d.grade, d.difference))
+        })
+        .or_else(|| {
+            r.violations
+                .first()
+                .map(|v| format!("{}: {}", v.grade, v.kind.describe()))
+        })
+        .unwrap_or_default();
+    s.set_message(format!("{} {}: {first}", r.verdict, r.title));
+    s.set_type(r.verdict.label());
+    s.set_description(case_details(r));
+    s
+}
+
+/// `scenarios/replies/e26.toml` -> `scenarios.replies`.
+fn classname(file: &str) -> String {
+    let path = std::path::Path::new(file);
+    path.parent()
+        .map(|p| p.to_string_lossy().replace(['/', '\\'], "."))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "scenarios".into())
+}

@@ -1,0 +1,263 @@
+//! Running cases: a fresh smart host per scenario, the target against it, a verdict from the
+//! recording. Cases run in parallel, bounded by `jobs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use globset::Glob;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::scenario::{self, Scenario};
+use crate::smarthost::{Recording, SmartHost, SmartHostConfig};
+
+use super::known::KnownDeviations;
+use super::target::{CaseEnvironment, Target, TargetOutcome};
+use super::verdict::{CaseResult, Verdict, judge};
+
+/// A scenario to run, with the file it came from.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub file: PathBuf,
+    pub scenario: Scenario,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub target: Target,
+    /// Cases at once.
+    pub jobs: usize,
+    /// Per-case limit for the target.
+    pub timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            target: Target::Builtin,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Keeps the cases whose id matches `pattern` (a glob; a plain word matches ids containing it).
+pub fn filter(cases: Vec<Case>, pattern: &str) -> Result<Vec<Case>, globset::Error> {
+    let glob = if pattern.contains(['*', '?', '[']) {
+        pattern.to_owned()
+    } else {
+        format!("*{pattern}*")
+    };
+    let matcher = Glob::new(&glob)?.compile_matcher();
+    Ok(cases
+        .into_iter()
+        .filter(|c| matcher.is_match(&c.scenario.id))
+        .collect())
+}
+
+/// Runs one case.
+pub async fn run_case(case: &Case, options: &RunOptions, known: &KnownDeviations) -> CaseResult {
+    let started = Instant::now();
+    let s = &case.scenario;
+    let span = info_span!("case", id = %s.id);
+    async {
+        let result = |verdict, error: Option<String>, outcome, recording| CaseResult {
+            id: s.id.clone(),
+            title: s.title.clone(),
+            basis: s.basis.clone(),
+            file: case.file.display().to_string(),
+            verdict,
+            error,
+            deviations: Vec::new(),
+            violations: Vec::new(),
+            expected: Vec::new(),
+            actual: Vec::new(),
+            known_reason: None,
+            outcome,
+            duration_ms: elapsed_ms(started),
+            recording,
+        };
+        let crashed = |reason: String| TargetOutcome::Crashed {
+            reason,
+            stderr: String::new(),
+        };
+        let prediction = match scenario::predict(s) {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = e.to_string();
+                return result(
+                    Verdict::Error,
+                    Some(reason.clone()),
+                    crashed(reason),
+                    Recording::default(),
+                );
+            }
+        };
+        let config = SmartHostConfig {
+            // A target that stalls must not hold its session past the case's own limit.
+            idle_timeout: options.timeout,
+            ..SmartHostConfig::with_script(s.smarthost.clone())
+        };
+        let host = match SmartHost::start(config).await {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = format!("cannot start the smart host: {e}");
+                return result(
+                    Verdict::Error,
+                    Some(reason.clone()),
+                    crashed(reason),
+                    Recording::default(),
+                );
+            }
+        };
+        let work = match tempfile::Builder::new()
+            .prefix("etrn-harness-case-")
+            .tempdir()
+        {
+            Ok(w) => w,
+            Err(e) => {
+                let reason = format!("cannot create a work folder: {e}");
+                return result(
+                    Verdict::Error,
+                    Some(reason.clone()),
+                    crashed(reason),
+                    Recording::default(),
+                );
+            }
+        };
+        let env = CaseEnvironment {
+            smart_host: host.addr(),
+            config: &s.ims,
+            scenario_file: &case.file,
+            work_dir: work.path(),
+            timeout: options.timeout,
+        };
+        let outcome = options.target.run(&env).await;
+        // The target has exited; its sockets are closed or closing. Wait for the server side.
+        let settled = host
+            .recorder()
+            .wait_until("every session to close", Duration::from_secs(5), |r| {
+                r.sessions.iter().all(|x| x.close.is_some())
+            })
+            .await;
+        if let Err(e) = settled {
+            warn!(error = %e, "sessions still open after the target exited; closing them");
+        }
+        let recording = host.shutdown().await;
+        let known_reason = known.reason(&s.id);
+        let (verdict, error, deviations, violations) =
+            judge(s, &prediction, &recording, &outcome, known_reason);
+        info!(%verdict, "case done");
+        let expected = s
+            .expect
+            .etrn
+            .iter()
+            .map(|e| e.arg.raw().to_owned())
+            .collect();
+        let actual = recording
+            .sessions
+            .iter()
+            .map(|x| x.etrn.iter().map(|e| e.record.raw.clone()).collect())
+            .collect();
+        CaseResult {
+            deviations,
+            violations,
+            expected,
+            actual,
+            known_reason: (verdict == Verdict::Known)
+                .then(|| known_reason.unwrap_or_default().to_owned()),
+            duration_ms: elapsed_ms(started),
+            ..result(verdict, error, outcome, recording)
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs every case, at most `options.jobs` at once, calling `done` as each finishes. Results come
+/// back in the order of `cases`.
+pub async fn run_all(
+    cases: Vec<Case>,
+    options: RunOptions,
+    known: KnownDeviations,
+    mut done: impl FnMut(&CaseResult, usize, usize),
+) -> Vec<CaseResult> {
+    let total = cases.len();
+    let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let options = Arc::new(options);
+    let known = Arc::new(known);
+    let mut set = JoinSet::new();
+    let mut by_task = std::collections::HashMap::new();
+    for (index, case) in cases.into_iter().enumerate() {
+        let slots = Arc::clone(&slots);
+        let options = Arc::clone(&options);
+        let known = Arc::clone(&known);
+        let meta = case.clone();
+        let handle = set.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits for a free slot.
+            let _slot = slots.acquire_owned().await.ok();
+            run_case(&case, &options, &known).await
+        });
+        by_task.insert(handle.id(), (index, meta));
+    }
+    let mut results: Vec<Option<CaseResult>> = (0..total).map(|_| None).collect();
+    let mut finished = 0;
+    while let Some(joined) = set.join_next_with_id().await {
+        let (task, result) = match joined {
+            Ok((task, r)) => (task, r),
+            Err(e) => {
+                let task = e.id();
+                let Some((_, meta)) = by_task.get(&task) else {
+                    continue;
+                };
+                (task, panicked(meta, &e.to_string()))
+            }
+        };
+        let Some((index, _)) = by_task.get(&task) else {
+            continue;
+        };
+        finished += 1;
+        done(&result, finished, total);
+        results[*index] = Some(result);
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// The result of a case whose task panicked: an ERROR, so nothing goes missing from the report.
+fn panicked(case: &Case, why: &str) -> CaseResult {
+    let s = &case.scenario;
+    CaseResult {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        basis: s.basis.clone(),
+        file: case.file.display().to_string(),
+        verdict: Verdict::Error,
+        error: Some(format!("the harness failed on this case: {why}")),
+        deviations: Vec::new(),
+        violations: Vec::new(),
+        expected: Vec::new(),
+        actual: Vec::new(),
+        known_reason: None,
+        outcome: TargetOutcome::Crashed {
+            reason: why.to_owned(),
+            stderr: String::new(),
+        },
+        duration_ms: 0,
+        recording: Recording::default(),
+    }
+}
+
+/// Counts per verdict, in the order of [`Verdict::ALL`].
+pub fn summary(results: &[CaseResult]) -> Vec<(Verdict, usize)> {
+    Verdict::ALL
+        .iter()
+        .map(|v| (*v, results.iter().filter(|r| r.verdict == *v).count()))
+        .collect()
+}

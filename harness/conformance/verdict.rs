@@ -1,0 +1,179 @@
+//! Verdicts: what one case's recording means, graded.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::domain::EtrnArg;
+use crate::ims::Grade;
+use crate::scenario::{Deviation, Observed, Prediction, Scenario};
+use crate::smarthost::Recording;
+
+use super::target::TargetOutcome;
+use super::violation::{Violation, violations};
+
+/// The outcome of one case (h2spec and Autobahn|TestSuite use the same scale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "SCREAMING-KEBAB-CASE")]
+pub enum Verdict {
+    /// Everything as expected.
+    Pass,
+    /// Only informational-grade deviations.
+    Informational,
+    /// A should-grade deviation: fails only a strict run.
+    NonStrict,
+    /// A deviation listed in the `--known` file for this implementation.
+    Known,
+    /// A must-grade deviation.
+    Fail,
+    /// The target crashed, timed out or never connected.
+    Error,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::NonStrict,
+        Verdict::Informational,
+        Verdict::Error,
+        Verdict::Known,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::NonStrict => "NON-STRICT",
+            Verdict::Informational => "INFORMATIONAL",
+            Verdict::Error => "ERROR",
+            Verdict::Known => "KNOWN",
+        }
+    }
+
+    /// Whether this verdict makes the run fail.
+    pub fn fails(self, strict: bool) -> bool {
+        match self {
+            Verdict::Fail | Verdict::Error => true,
+            Verdict::NonStrict => strict,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Everything known about one case after it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    pub id: String,
+    pub title: String,
+    pub basis: Vec<String>,
+    pub file: String,
+    pub verdict: Verdict,
+    /// Why the case is an ERROR, when it is.
+    pub error: Option<String>,
+    /// Expectations the target did not meet.
+    pub deviations: Vec<Deviation>,
+    /// Protocol rules it broke.
+    pub violations: Vec<Violation>,
+    /// The ETRN arguments the model expects on each connection.
+    pub expected: Vec<String>,
+    /// What it sent, per connection.
+    pub actual: Vec<Vec<String>>,
+    /// The reason from the known-deviations file, for KNOWN.
+    pub known_reason: Option<String>,
+    pub outcome: TargetOutcome,
+    pub duration_ms: u64,
+    /// Every session of the case, as recorded.
+    pub recording: Recording,
+}
+
+impl CaseResult {
+    /// The `C:`/`S:` transcript of every session.
+    pub fn transcript(&self) -> String {
+        self.recording.transcript()
+    }
+}
+
+/// What a recording shows the target did, in the shape expectations judge.
+pub fn observe(recording: &Recording, outcome: &TargetOutcome) -> Observed {
+    Observed {
+        connections: recording
+            .sessions
+            .iter()
+            .map(|s| {
+                s.etrn
+                    .iter()
+                    .filter_map(|e| EtrnArg::parse(&e.record.raw).ok())
+                    .collect()
+            })
+            .collect(),
+        turn: recording
+            .sessions
+            .iter()
+            .any(|s| s.commands.iter().any(|c| c.verb == "TURN")),
+        local_command: match outcome {
+            TargetOutcome::Finished { local_commands, .. } => local_commands.first().cloned(),
+            _ => None,
+        },
+    }
+}
+
+/// Whether the model expects an ETRN or a TURN on some connection.
+fn expects_dequeue(prediction: &Prediction) -> bool {
+    let observed = prediction.observed();
+    observed.turn || observed.connections.iter().any(|c| !c.is_empty())
+}
+
+/// Judges one case.
+pub fn judge(
+    scenario: &Scenario,
+    prediction: &Prediction,
+    recording: &Recording,
+    outcome: &TargetOutcome,
+    known: Option<&str>,
+) -> (Verdict, Option<String>, Vec<Deviation>, Vec<Violation>) {
+    let observed = observe(recording, outcome);
+    let deviations = scenario.expect.judge(&observed, scenario.grade);
+    let graded: Vec<EtrnArg> = scenario
+        .expect
+        .etrn
+        .iter()
+        .chain(&scenario.expect.absent)
+        .map(|e| e.arg.clone())
+        .collect();
+    let violations = violations(recording, &graded);
+    let error = match outcome {
+        TargetOutcome::TimedOut { after_ms, .. } => Some(format!("timed out after {after_ms} ms")),
+        TargetOutcome::Crashed { reason, .. } => Some(reason.clone()),
+        // A target that sends nothing where nothing is expected need not connect at all (a
+        // client like fetchmail only connects to dequeue); one that should dequeue must.
+        TargetOutcome::Finished { .. }
+            if expects_dequeue(prediction) && recording.sessions.is_empty() =>
+        {
+            Some("the target never connected".into())
+        }
+        TargetOutcome::Finished { .. } => None,
+    };
+    if error.is_some() {
+        return (Verdict::Error, error, deviations, violations);
+    }
+    let worst = deviations
+        .iter()
+        .map(|d| d.grade)
+        .chain(violations.iter().map(|v| v.grade))
+        .max();
+    let verdict = match (worst, known) {
+        (None, _) => Verdict::Pass,
+        (Some(_), Some(_)) => Verdict::Known,
+        (Some(Grade::Must), None) => Verdict::Fail,
+        (Some(Grade::Should), None) => Verdict::NonStrict,
+        (Some(Grade::Informational), None) => Verdict::Informational,
+    };
+    (verdict, None, deviations, violations)
+}
