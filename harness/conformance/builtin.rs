@@ -105,7 +105,9 @@ impl Connection {
     async fn send(&mut self, line: &str) -> Result<(), ClientError> {
         debug!(line, "C:");
         // One write per line: the line and its CRLF in one segment.
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).await?;
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await?;
         Ok(())
     }
 

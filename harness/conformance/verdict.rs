@@ -160,8 +160,14 @@ pub fn judge(
         }
         TargetOutcome::Finished { .. } => None,
     };
-    if error.is_some() {
-        return (Verdict::Error, error, deviations, violations);
+    match (&error, known, outcome) {
+        // A client that cannot do what the case needs (fetchmail has no TURN) never connects:
+        // the known-deviations file may say so. A crash or a timeout is always an ERROR.
+        (Some(_), Some(_), TargetOutcome::Finished { .. }) => {
+            return (Verdict::Known, error, deviations, violations);
+        }
+        (Some(_), _, _) => return (Verdict::Error, error, deviations, violations),
+        (None, _, _) => {}
     }
     let worst = deviations
         .iter()
