@@ -26,7 +26,10 @@
 //!   the thin tokio driver (listener, limits, STARTTLS), and the recorder with event-driven waits.
 //! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
 //!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
-//! - `main.rs`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`).
+//! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
+//!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
+//! - `main.rs`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`, `run`).
+//! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).
 //!
 //! # Example
 //!
