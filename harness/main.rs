@@ -572,12 +572,7 @@ fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
             disagreements += 1;
         }
         if brief {
-            let sent: Vec<String> = prediction
-                .observed()
-                .connections
-                .first()
-                .map(|c| c.iter().map(|a| a.raw().to_owned()).collect())
-                .unwrap_or_default();
+            let sent = prediction.first_connection_etrn();
             let verdict = if deviations.is_empty() {
                 "agrees"
             } else {

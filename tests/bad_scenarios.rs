@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use etrn_harness::scenario::{self, ErrorKind, ScenarioError};
 use miette::{GraphicalReportHandler, GraphicalTheme};
 
+mod common;
+
 fn errors_of(relative: &str) -> Vec<ScenarioError> {
     let text = std::fs::read_to_string(relative).expect("fixture exists");
     match scenario::parse_scenario(Path::new(relative), &text) {
@@ -113,10 +115,7 @@ fn every_fixture_is_in_the_table() {
 #[test]
 fn rendered_errors_match_their_reviewed_snapshots() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(root.join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
+    common::snapshot_settings().bind(|| {
         insta::glob!("fixtures/bad", "*.toml", |path| {
             let relative = path.strip_prefix(root).expect("inside the crate");
             let errors = errors_of(&relative.to_string_lossy());

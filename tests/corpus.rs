@@ -1,9 +1,11 @@
 //! The shipped corpus against the reference model: the files and the model cannot drift apart.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use etrn_harness::scenario::{self, Corpus, explain::explain};
+
+mod common;
 
 fn corpus() -> Corpus {
     scenario::load_corpus(&[PathBuf::from("scenarios")])
@@ -88,11 +90,7 @@ fn every_scenario_cites_a_basis_and_an_edge_case_or_reply() {
 
 #[test]
 fn plan_of_every_scenario_matches_its_reviewed_snapshot() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(root.join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
+    common::snapshot_settings().bind(|| {
         insta::glob!("../scenarios", "**/*.toml", |path| {
             let s = scenario::load_scenario(path).expect("valid scenario");
             let prediction = scenario::predict(&s).expect("shipped profiles load");

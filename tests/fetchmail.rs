@@ -10,27 +10,13 @@ use std::time::Duration;
 
 use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
 
+mod common;
+
 const WAIT: Duration = Duration::from_secs(30);
 const DOMAINS: &str = "a.example,b.example,c.example";
 
 fn fetchmail_available() -> bool {
-    let found = std::process::Command::new("fetchmail")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(
-            !ci,
-            "fetchmail is required under CI=true but is not installed"
-        );
-        eprintln!(
-            "SKIPPED: fetchmail is not installed (apt-get install fetchmail); .ci/run installs it"
-        );
-    }
-    found
+    common::peer_available("fetchmail", &["--version"])
 }
 
 /// What one fetchmail run did.

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use etrn_harness::conformance::{
@@ -12,26 +12,10 @@ use etrn_harness::conformance::{
 };
 use etrn_harness::scenario;
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
+mod common;
 
-/// Whether `program` runs; if not, skip loudly, or fail under CI=true.
 fn available(program: &str) -> bool {
-    let found = Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            !ci(),
-            "{program} is required under CI=true but is not installed"
-        );
-        eprintln!("SKIPPED: {program} is not installed; .ci/run installs it");
-    }
-    found
+    common::peer_available(program, &["--version"])
 }
 
 fn corpus() -> Vec<Case> {
@@ -80,10 +64,7 @@ fn snapshot(name: &str, results: &[CaseResult]) {
         .into_iter()
         .map(|(id, v)| format!("{id}: {v}\n"))
         .collect();
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(name, text));
+    common::snapshot_settings().bind(|| insta::assert_snapshot!(name, text));
 }
 
 #[test]

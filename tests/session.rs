@@ -1,6 +1,5 @@
 //! The sans-IO session, byte for byte: every command, every ETRN reply code, scripting and limits.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,8 @@ use etrn_harness::smtp::{
     CloseReason, EtrnFlag, EtrnRecord, Event, Output, Session, SessionLimits, transcript,
 };
 use proptest::prelude::*;
+
+mod common;
 
 /// Everything one batch of input produced.
 #[derive(Debug, Default)]
@@ -499,10 +500,8 @@ fn transcript_of_an_ims_like_session_matches_its_snapshot() {
     ] {
         events.extend(send(&mut s, line.as_bytes()).events);
     }
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!("session_ims_transcript", transcript(&events)));
+    common::snapshot_settings()
+        .bind(|| insta::assert_snapshot!("session_ims_transcript", transcript(&events)));
 }
 
 /// Lines of commands that always get exactly one reply and never change the framing.

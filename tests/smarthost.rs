@@ -10,6 +10,8 @@ use etrn_harness::smtp::{CloseReason, EtrnFlag, SessionLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+mod common;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn script(text: &str) -> SmartHostScript {
@@ -22,6 +24,16 @@ async fn start(text: &str) -> SmartHost {
         .expect("smart host starts")
 }
 
+fn with_starttls() -> SmartHostConfig {
+    SmartHostConfig {
+        limits: SessionLimits {
+            starttls: true,
+            ..SessionLimits::default()
+        },
+        ..SmartHostConfig::default()
+    }
+}
+
 /// Sends `input` in one write and reads until the server closes.
 async fn converse(host: &SmartHost, input: &[u8]) -> String {
     let mut c = TcpStream::connect(host.addr()).await.expect("connect");
@@ -32,25 +44,6 @@ async fn converse(host: &SmartHost, input: &[u8]) -> String {
         .expect("the server answers and closes in time")
         .expect("read");
     out
-}
-
-/// Whether a required peer program is present. Missing: a loud skip, or a failure under CI.
-fn peer_available(program: &str, probe: &[&str]) -> bool {
-    let found = Command::new(program)
-        .args(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(
-            !ci,
-            "{program} is required under CI=true but is not installed"
-        );
-        eprintln!("SKIPPED: {program} is not installed; .ci/run installs it");
-    }
-    found
 }
 
 #[tokio::test]
@@ -272,14 +265,7 @@ async fn bare_lf_and_non_utf8_over_the_wire() {
 
 #[tokio::test]
 async fn starttls_with_a_rust_client_library_and_pipelined_etrn() {
-    let config = SmartHostConfig {
-        limits: SessionLimits {
-            starttls: true,
-            ..SessionLimits::default()
-        },
-        ..SmartHostConfig::default()
-    };
-    let host = SmartHost::start(config).await.expect("starts");
+    let host = SmartHost::start(with_starttls()).await.expect("starts");
     let mut client = mail_send::SmtpClientBuilder::new("localhost", host.addr().port())
         .expect("builder")
         .implicit_tls(false)
@@ -316,14 +302,7 @@ async fn starttls_with_a_rust_client_library_and_pipelined_etrn() {
 
 #[tokio::test]
 async fn plaintext_injected_after_starttls_is_not_executed() {
-    let config = SmartHostConfig {
-        limits: SessionLimits {
-            starttls: true,
-            ..SessionLimits::default()
-        },
-        ..SmartHostConfig::default()
-    };
-    let host = SmartHost::start(config).await.expect("starts");
+    let host = SmartHost::start(with_starttls()).await.expect("starts");
     let mut c = TcpStream::connect(host.addr()).await.expect("connect");
     c.write_all(b"EHLO c\r\nSTARTTLS\r\nETRN injected.example\r\n")
         .await
@@ -361,7 +340,7 @@ async fn plaintext_injected_after_starttls_is_not_executed() {
 
 #[tokio::test]
 async fn python_smtplib_docmd_etrn() {
-    if !peer_available("python3", &["--version"]) {
+    if !common::peer_available("python3", &["--version"]) {
         return;
     }
     let host = start(

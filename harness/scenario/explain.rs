@@ -117,12 +117,7 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
         }
     }
     let _ = writeln!(o);
-    let sent: Vec<String> = prediction
-        .observed()
-        .connections
-        .first()
-        .map(|c| c.iter().map(|a| a.raw().to_owned()).collect())
-        .unwrap_or_default();
+    let sent = prediction.first_connection_etrn();
     let _ = writeln!(o, "ETRN on each connection: [{}]", sent.join(", "));
     if deviations.is_empty() {
         let _ = writeln!(o, "[expect]: the model agrees");

@@ -23,6 +23,14 @@ pub struct Prediction {
 }
 
 impl Prediction {
+    /// The ETRN arguments the first connection sends, as on the wire.
+    pub fn first_connection_etrn(&self) -> Vec<String> {
+        self.runs
+            .first()
+            .map(|r| r.exchanges.iter().map(|e| e.arg.raw().to_owned()).collect())
+            .unwrap_or_default()
+    }
+
     /// The prediction in the shape expectations judge.
     pub fn observed(&self) -> Observed {
         Observed {

@@ -1,0 +1,37 @@
+//! Helpers shared by the integration tests. Each test crate uses a different subset.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// True under `CI=true` (or any CI value but "", "0" and "false", as insta reads it).
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Whether a real peer program runs (`program probe...`). Missing: a loud skip, or a failure
+/// under `CI=true`, where `.ci/run` has installed it.
+pub fn peer_available(program: &str, probe: &[&str]) -> bool {
+    let found = Command::new(program)
+        .args(probe)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            !ci(),
+            "{program} is required under CI=true but is not installed"
+        );
+        eprintln!("SKIPPED: {program} is not installed; .ci/run installs it");
+    }
+    found
+}
+
+/// insta settings that keep every snapshot in the top-level `snapshots/` folder.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
