@@ -257,6 +257,19 @@ fn etrn_before_ehlo_is_accepted_and_flagged() {
 }
 
 #[test]
+fn the_script_overrides_the_profiles_etrn_state_replies() {
+    let (mut s, _) = session(
+        "etrn_before_hello = \"503 5.5.1 Error: send HELO/EHLO first\"\netrn_in_transaction = \"250 fine\"\netrn_missing_argument = \"500 5.5.2 Parameter required\"",
+    );
+    let step = send(
+        &mut s,
+        b"ETRN a.example\r\nEHLO c\r\nMAIL FROM:<>\r\nETRN a.example\r\nRSET\r\nETRN\r\n",
+    );
+    assert_eq!(step.codes(), [503, 250, 250, 250, 250, 500]);
+    assert!(step.sent.contains("250 fine\r\n"));
+}
+
+#[test]
 fn etrn_that_was_not_advertised_is_flagged() {
     let mut s = greeted("ehlo_keywords = [\"8BITMIME\"]");
     let step = send(&mut s, b"ETRN a.example\r\n");

@@ -59,6 +59,17 @@ pub struct SmartHostScript {
     /// Answers for particular arguments.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub etrn: Vec<EtrnRule>,
+    /// The answer to `ETRN` without an argument; default: the profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etrn_missing_argument: Option<Answer>,
+    /// The answer to ETRN before EHLO/HELO; default: the profile's (usually none: processed as
+    /// usual and flagged in the recording, as Postfix and sendmail do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etrn_before_hello: Option<Answer>,
+    /// The answer to ETRN inside a mail transaction; default: the profile's (503, except sendmail,
+    /// which processes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etrn_in_transaction: Option<Answer>,
     /// Answers that override the normal one for a verb, e.g. `MAIL = "451 4.3.0 try later"`. A
     /// 4xx/5xx answer refuses the command; a 2xx/3xx answer keeps the command's effect and replaces
     /// the reply.
@@ -272,15 +283,24 @@ impl Behaviour for ScriptBehaviour {
     }
 
     fn etrn_missing_argument(&self) -> Answer {
-        Answer::reply(self.profile.etrn_missing_argument.clone())
+        self.script
+            .etrn_missing_argument
+            .clone()
+            .unwrap_or_else(|| Answer::reply(self.profile.etrn_missing_argument.clone()))
     }
 
     fn etrn_in_transaction(&self) -> Option<Answer> {
-        self.profile.etrn_in_transaction.clone().map(Answer::reply)
+        self.script
+            .etrn_in_transaction
+            .clone()
+            .or_else(|| self.profile.etrn_in_transaction.clone().map(Answer::reply))
     }
 
     fn etrn_before_hello(&self) -> Option<Answer> {
-        self.profile.etrn_before_hello.clone().map(Answer::reply)
+        self.script
+            .etrn_before_hello
+            .clone()
+            .or_else(|| self.profile.etrn_before_hello.clone().map(Answer::reply))
     }
 }
 
