@@ -28,7 +28,8 @@
 //!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
 //!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
-//! - `main.rs`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`, `run`).
+//! - `main.rs` and `cli/`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`,
+//!   `run`); only the binary compiles `cli/`.
 //! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).
 //!
 //! # Example

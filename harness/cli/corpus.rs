@@ -1,0 +1,87 @@
+//! `etrn-harness check` and `etrn-harness expect`: the corpus on its own, without a server.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use etrn_harness::scenario::{self, explain::explain};
+
+use super::{EXIT_DISAGREES, EXIT_INVALID, report_errors};
+
+pub fn check(paths: &[PathBuf], short: bool) -> ExitCode {
+    let corpus = scenario::load_corpus(paths);
+    report_errors(&corpus.errors, short);
+    let files: HashSet<&str> = corpus.errors.iter().map(|e| e.file.as_str()).collect();
+    if corpus.errors.is_empty() {
+        println!("{} scenario file(s) valid", corpus.scenarios.len());
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "{} scenario file(s) valid, {} invalid ({} error(s))",
+            corpus.scenarios.len(),
+            files.len(),
+            corpus.errors.len()
+        );
+        ExitCode::from(EXIT_INVALID)
+    }
+}
+
+pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
+    let corpus = scenario::load_corpus(paths);
+    if !corpus.errors.is_empty() {
+        report_errors(&corpus.errors, !std::io::stderr().is_terminal());
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let mut disagreements = 0;
+    for (path, s) in &corpus.scenarios {
+        let prediction = match scenario::predict(s) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        };
+        let deviations = s.expect.judge(&prediction.observed(), s.grade);
+        tracing::debug!(scenario = %s.id, deviations = deviations.len(), "judged");
+        if !deviations.is_empty() {
+            disagreements += 1;
+        }
+        if brief {
+            let sent = prediction.first_connection_etrn();
+            let verdict = if deviations.is_empty() {
+                "agrees"
+            } else {
+                "DISAGREES"
+            };
+            println!(
+                "{:<48} {:<9} connections={} etrn=[{}]",
+                s.id,
+                verdict,
+                prediction.runs.len(),
+                sent.join(", ")
+            );
+        } else {
+            if corpus.scenarios.len() > 1 {
+                println!("==> {}", path.display());
+            }
+            print!("{}", explain(s, &prediction, &deviations));
+            if corpus.scenarios.len() > 1 {
+                println!();
+            }
+        }
+    }
+    if corpus.scenarios.len() > 1 || brief {
+        println!(
+            "{} scenario(s): model agrees with {}, disagrees with {}",
+            corpus.scenarios.len(),
+            corpus.scenarios.len() - disagreements,
+            disagreements
+        );
+    }
+    if disagreements == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DISAGREES)
+    }
+}

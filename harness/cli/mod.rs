@@ -1,0 +1,8 @@
+//! The subcommands of the `etrn-harness` binary. Only the binary compiles this folder; the
+//! library (`lib.rs`) does not declare it.
+
+pub mod corpus;
+pub mod run;
+pub mod serve;
+
+use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, ServeArgs, report_errors};

@@ -1,0 +1,132 @@
+//! `etrn-harness run`: a conformance run, rendered as the chosen report.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions, Target, report};
+
+use etrn_harness::scenario;
+
+use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, report_errors};
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let corpus = scenario::load_corpus(&args.paths);
+    if !corpus.errors.is_empty() {
+        report_errors(&corpus.errors, !std::io::stderr().is_terminal());
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let mut cases: Vec<Case> = corpus
+        .scenarios
+        .into_iter()
+        .map(|(file, scenario)| Case { file, scenario })
+        .collect();
+    if let Some(pattern) = &args.filter {
+        cases = match conformance::filter(cases, pattern) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: --filter {pattern:?} is not a valid glob: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        };
+    }
+    if args.list {
+        for c in &cases {
+            println!("{:<48} {}", c.scenario.id, c.scenario.title);
+        }
+        println!("{} scenario(s)", cases.len());
+        return ExitCode::SUCCESS;
+    }
+    let known = match &args.known {
+        Some(path) => match KnownDeviations::load(path) {
+            Ok(k) => k,
+            Err(e) => {
+                report_errors(&[e], false);
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        None => KnownDeviations::default(),
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        eprintln!("error: --timeout must be a positive number of seconds");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let target = match &args.exec {
+        Some(command) => Target::Exec {
+            command: command.clone(),
+        },
+        None => Target::Builtin,
+    };
+    let defaults = RunOptions::default();
+    let options = RunOptions {
+        target: target.clone(),
+        jobs: args.jobs.unwrap_or(defaults.jobs).max(1),
+        timeout: Duration::from_secs_f64(args.timeout),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let human = args.format == ReportFormat::Human;
+    let to_stdout = args.output.is_none();
+    let live = human && to_stdout;
+    let progress = live && std::io::stdout().is_terminal();
+    if live {
+        println!("running {} case(s) against {}", cases.len(), target.name());
+    }
+    let results = runtime.block_on(conformance::run_all(
+        cases,
+        options,
+        known,
+        |r, done, total| {
+            if live {
+                let mut out = std::io::stdout().lock();
+                if progress {
+                    let _ = write!(out, "\r\x1b[2K");
+                }
+                let _ = writeln!(out, "{}", report::case_line(r));
+                if progress {
+                    let _ = write!(out, "[{done}/{total}] running...");
+                    let _ = out.flush();
+                }
+            }
+        },
+    ));
+    if progress {
+        print!("\r\x1b[2K");
+    }
+    let text = match args.format {
+        ReportFormat::Human => Ok(report::human(&results, args.strict)),
+        ReportFormat::Json => {
+            report::json(&results, &target.name(), args.strict).map_err(|e| e.to_string())
+        }
+        ReportFormat::Junit => {
+            report::junit(&results, &target.name(), args.strict).map_err(|e| e.to_string())
+        }
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: cannot render the report: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match &args.output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!("{}", report::summary_line(&results, args.strict));
+        }
+        None => print!("{text}"),
+    }
+    if results.iter().any(|r| r.verdict.fails(args.strict)) {
+        ExitCode::from(EXIT_DISAGREES)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
