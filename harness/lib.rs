@@ -16,6 +16,8 @@
 //! - [`reply`]: `ReplyCode` and `Reply`: the server's half of the wire vocabulary.
 //! - [`answer`]: what a scripted server does for one command: reply, delay, hang up; answers by
 //!   occurrence.
+//! - [`client`]: a minimal SMTP client (a line out, a complete reply in) for the built-in target
+//!   and the load generator.
 //! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
 //! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
 //!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
@@ -46,6 +48,7 @@
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
 pub mod answer;
+pub mod client;
 pub mod conformance;
 pub mod domain;
 pub mod escape;

@@ -9,112 +9,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tracing::{debug, instrument};
+use tracing::instrument;
 
+use crate::client::{ClientError, Connection};
 use crate::ims::{self, Dequeue, ImsConfig, PeerEhlo, Reaction};
 use crate::reply::ReplyCode;
-
-/// Longest reply line the client accepts (RFC 5321 §4.5.3.1.5 allows 512).
-const MAX_REPLY_LINE: u64 = 4096;
-
-/// Why the built-in client gave up.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the server closed the connection while a reply was expected")]
-    Closed,
-    #[error("malformed reply line {0:?}")]
-    BadReply(String),
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-}
 
 /// What the built-in client did besides SMTP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientReport {
     /// Dial-up retrieval commands it would have run.
     pub local_commands: Vec<String>,
-}
-
-/// A reply: its code and lines.
-#[derive(Debug, Clone)]
-struct Reply {
-    code: u16,
-    lines: Vec<String>,
-}
-
-struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: tokio::net::tcp::OwnedWriteHalf,
-    timeout: Duration,
-}
-
-impl Connection {
-    async fn open(addr: SocketAddr, timeout: Duration) -> Result<Self, ClientError> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|source| ClientError::Connect { addr, source })?;
-        // Commands are small and each waits for its reply: Nagle would only add delay.
-        stream.set_nodelay(true)?;
-        let (r, w) = stream.into_split();
-        Ok(Connection {
-            reader: BufReader::new(r),
-            writer: w,
-            timeout,
-        })
-    }
-
-    /// Reads one complete reply, multi-line included (E29: read to the final line).
-    async fn reply(&mut self) -> Result<Reply, ClientError> {
-        let mut lines = Vec::new();
-        loop {
-            let mut raw = Vec::new();
-            let read = tokio::time::timeout(self.timeout, async {
-                (&mut self.reader)
-                    .take(MAX_REPLY_LINE)
-                    .read_until(b'\n', &mut raw)
-                    .await
-            })
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
-            if read == 0 {
-                return Err(ClientError::Closed);
-            }
-            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| ClientError::BadReply(line.clone()))?;
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_owned());
-            if !more {
-                debug!(code, text = %lines.join(" / "), "S:");
-                return Ok(Reply { code, lines });
-            }
-        }
-    }
-
-    async fn send(&mut self, line: &str) -> Result<(), ClientError> {
-        debug!(line, "C:");
-        // One write per line: the line and its CRLF in one segment.
-        self.writer
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await?;
-        Ok(())
-    }
-
-    async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
-        self.send(line).await?;
-        self.reply().await
-    }
 }
 
 /// Runs the whole delivery cycle of `config` against the smart host at `addr`.
@@ -220,9 +125,5 @@ async fn deliver(c: &mut Connection, sender: &str, n: u32) -> Result<bool, Clien
 }
 
 async fn quit(c: &mut Connection) -> Result<(), ClientError> {
-    c.send("QUIT").await?;
-    // The reply is a courtesy; a server that just closes is fine.
-    let _ = c.reply().await;
-    let _ = c.writer.shutdown().await;
-    Ok(())
+    c.quit().await
 }
