@@ -30,6 +30,7 @@
 //!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
 //!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
+//! - [`bench`]: the load generator and the side-by-side comparison with Postfix's smtp-sink.
 //! - `main.rs` and `cli/`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`,
 //!   `run`); only the binary compiles `cli/`.
 //! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).
@@ -48,6 +49,7 @@
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
 pub mod answer;
+pub mod bench;
 pub mod client;
 pub mod conformance;
 pub mod domain;

@@ -71,6 +71,9 @@ enum Command {
     /// the recording is judged. Exit 0 when nothing FAILed or ERRORed (with --strict, no
     /// NON-STRICT either), 1 otherwise, 2 for usage or scenario errors.
     Run(RunArgs),
+    /// Measure the smart host (or any SMTP server) under load, alone or side by side with smtp-sink.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run the fake smart host: a scriptable ESMTP server that records every command.
     ///
     /// Prints one line per ETRN as it arrives. On Ctrl-C, SIGTERM or after --exit-after-sessions
@@ -123,8 +126,62 @@ enum ReportFormat {
     Junit,
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// One workload against one server; loopback addresses only.
+    Load(BenchLoadArgs),
+    /// The smart host (release build recommended) and Postfix's smtp-sink side by side.
+    Compare(BenchCompareArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchLoadArgs {
+    /// The server, e.g. 127.0.0.1:2525 (loopback only).
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    #[arg(long, value_enum)]
+    workload: etrn_harness::bench::Workload,
+    /// Sessions (etrn, mail), ETRN commands (pipelined) or connections (idle).
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Client tasks at once (etrn, mail) or connections opened at once (idle).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Stop after this many seconds whatever --count says.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// The server's process id, to report its RSS (idle) and peak RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchCompareArgs {
+    /// Rounds; each runs every workload against both servers, alternating which goes first.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Stop each workload run after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Also time a conformance run of this corpus with the builtin target.
+    #[arg(long, default_value = "scenarios")]
+    corpus: PathBuf,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// Do not print a line per ETRN (for benchmarks).
+    #[arg(long)]
+    quiet: bool,
     /// Address to listen on (port 0 picks a free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:2525")]
     listen: std::net::SocketAddr,
@@ -183,6 +240,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => cli::serve::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Bench(command) => cli::bench::run(command),
     }
 }
 

@@ -1,8 +1,12 @@
 //! The subcommands of the `etrn-harness` binary. Only the binary compiles this folder; the
 //! library (`lib.rs`) does not declare it.
 
+pub mod bench;
 pub mod corpus;
 pub mod run;
 pub mod serve;
 
-use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, ServeArgs, report_errors};
+use super::{
+    BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_DISAGREES, EXIT_INVALID, ReportFormat,
+    RunArgs, ServeArgs, report_errors,
+};

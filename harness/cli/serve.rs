@@ -46,13 +46,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config, args.record, args.exit_after_sessions))
+    runtime.block_on(serve(
+        config,
+        args.record,
+        args.exit_after_sessions,
+        args.quiet,
+    ))
 }
 
 async fn serve(
     config: SmartHostConfig,
     record: Option<std::path::PathBuf>,
     exit_after: Option<usize>,
+    quiet: bool,
 ) -> ExitCode {
     let host = match SmartHost::start(config).await {
         Ok(h) => h,
@@ -63,7 +69,8 @@ async fn serve(
     };
     // Subscribe and install the signal handlers before announcing the address: a client that
     // connects at once, or a SIGTERM sent right after, is not missed.
-    let mut live = host.recorder().subscribe();
+    // Quiet: no subscriber at all, so the recorder does not queue live events nobody prints.
+    let mut live = (!quiet).then(|| host.recorder().subscribe());
     let mut stop_signal = match StopSignal::install() {
         Ok(s) => s,
         Err(e) => {
@@ -90,8 +97,8 @@ async fn serve(
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                event = live.recv() => match event {
-                Ok(e) => print_live(&e),
+                event = next_live(&mut live) => match event {
+                Ok(e) => print_live(&e, quiet),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "live output fell behind; the recording is complete");
                 }
@@ -102,8 +109,8 @@ async fn serve(
             }
         }
     };
-    while let Ok(e) = live.try_recv() {
-        print_live(&e);
+    while let Some(Ok(e)) = live.as_mut().map(|l| l.try_recv()) {
+        print_live(&e, quiet);
     }
     tracing::info!(why, "stopping");
     let recording = host.shutdown().await;
@@ -130,7 +137,20 @@ async fn serve(
     }
 }
 
-fn print_live(event: &LiveEvent) {
+/// The next live event, or never when there is no subscriber.
+async fn next_live(
+    live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>,
+) -> Result<LiveEvent, tokio::sync::broadcast::error::RecvError> {
+    match live {
+        Some(l) => l.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn print_live(event: &LiveEvent, quiet: bool) {
+    if quiet {
+        return;
+    }
     if let LiveEvent::Event {
         session,
         event: Event::Etrn(e),

@@ -267,6 +267,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Leg<S> {
     let mut buf = vec![0u8; 16 * 1024];
+    // Replies to pipelined commands go out in one write, as a real server's would.
+    let mut pending: Vec<u8> = Vec::new();
     loop {
         while let Some(output) = session.poll_output() {
             match output {
@@ -274,28 +276,31 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     log_event(&event);
                     shared.recorder.event(id, event);
                 }
-                Output::Send { bytes, delay } => {
-                    if let Some(d) = delay {
-                        tokio::time::sleep(d).await;
-                    }
-                    if let Err(e) = stream.write_all(&bytes).await {
+                Output::Send { bytes, delay: None } => pending.extend_from_slice(&bytes),
+                Output::Send {
+                    bytes,
+                    delay: Some(d),
+                } => {
+                    if let Err(e) = write_pending(&mut stream, &mut pending).await {
                         return Leg::Closed(CloseReason::Io(e.to_string()));
                     }
+                    tokio::time::sleep(d).await;
+                    pending.extend_from_slice(&bytes);
                 }
                 Output::StartTls => {
-                    if let Err(e) = stream.flush().await {
+                    if let Err(e) = write_pending(&mut stream, &mut pending).await {
                         return Leg::Closed(CloseReason::Io(e.to_string()));
                     }
                     return Leg::StartTls(stream);
                 }
                 Output::Close(reason) => {
-                    let _ = stream.flush().await;
+                    let _ = write_pending(&mut stream, &mut pending).await;
                     let _ = stream.shutdown().await;
                     return Leg::Closed(reason);
                 }
             }
         }
-        if let Err(e) = stream.flush().await {
+        if let Err(e) = write_pending(&mut stream, &mut pending).await {
             return Leg::Closed(CloseReason::Io(e.to_string()));
         }
         tokio::select! {
@@ -313,6 +318,19 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// Writes and flushes what is pending, if anything.
+async fn write_pending<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    pending: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(pending).await?;
+    pending.clear();
+    stream.flush().await
 }
 
 fn log_event(event: &Event) {

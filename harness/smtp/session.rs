@@ -178,32 +178,31 @@ impl Session {
             _ => {}
         }
         self.buffer.extend_from_slice(bytes);
+        // Lines are handled as slices of the buffer, taken out of `self` meanwhile, so a DATA
+        // line costs no allocation.
+        let buffer = std::mem::take(&mut self.buffer);
         let mut start = 0;
-        while let Some(pos) = self.buffer[start..].iter().position(|&b| b == b'\n') {
+        while let Some(pos) = buffer[start..].iter().position(|&b| b == b'\n') {
             let end = start + pos + 1;
-            let line = self.buffer[start..end].to_vec();
+            self.line(&buffer[start..end]);
             start = end;
-            self.line(&line);
             match self.mode {
-                Mode::Closed => {
-                    self.buffer.clear();
-                    return;
-                }
+                Mode::Closed => return,
                 Mode::TlsPending => {
                     // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
-                    let rest = self.buffer.len() - start;
+                    let rest = buffer.len() - start;
                     if rest > 0 {
                         self.out
                             .push_back(Output::Event(Event::DiscardedAfterStartTls {
                                 octets: rest,
                             }));
                     }
-                    self.buffer.clear();
                     return;
                 }
                 _ => {}
             }
         }
+        self.buffer = buffer;
         self.buffer.drain(..start);
         self.bound_partial_line();
     }

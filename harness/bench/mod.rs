@@ -1,0 +1,14 @@
+//! Benchmarks: a bounded load generator and a side-by-side comparison with Postfix's smtp-sink.
+//!
+//! - [`load`]: four workloads (new session + ETRN, pipelined ETRN, mail sink, idle connections)
+//!   against any SMTP server, bounded in count and time, with hdrhistogram latencies.
+//! - [`compare`]: the smart host and smtp-sink as processes, the same workloads alternating over
+//!   several rounds, ratios per workload, and Postfix's own smtp-source as a second load tool.
+//! - [`rss`]: a server's memory from `/proc`.
+
+pub mod compare;
+pub mod load;
+pub mod rss;
+
+pub use compare::{CompareReport, CompareSpec, compare};
+pub use load::{LoadReport, LoadSpec, Workload};

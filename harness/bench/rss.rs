@@ -1,0 +1,35 @@
+//! A server's memory, read from `/proc` (Linux).
+
+/// Resident set size of process `pid` in KiB (`VmRSS`), or `None` where `/proc` cannot tell.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmRSS:")
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`).
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_field(pid, "VmHWM:")
+}
+
+fn status_field(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        let rss = rss_kib(me);
+        if std::path::Path::new("/proc/self/status").exists() {
+            let rss = rss.expect("VmRSS is in /proc/self/status");
+            assert!(rss > 0);
+            assert!(peak_rss_kib(me).expect("VmHWM") >= rss);
+        } else {
+            assert_eq!(rss, None);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! `etrn-harness bench`: the load generator alone, or the comparison with smtp-sink.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use etrn_harness::bench::{self, LoadSpec, compare::CompareSpec};
+use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions};
+use etrn_harness::scenario;
+
+use super::{BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_INVALID, report_errors};
+
+pub fn run(command: BenchCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match command {
+        BenchCommand::Load(args) => runtime.block_on(load(args)),
+        BenchCommand::Compare(args) => runtime.block_on(compare(args)),
+    }
+}
+
+fn seconds(s: f64, flag: &str) -> Result<Duration, ExitCode> {
+    if s.is_finite() && s > 0.0 {
+        Ok(Duration::from_secs_f64(s))
+    } else {
+        eprintln!("error: {flag} must be a positive number of seconds");
+        Err(ExitCode::from(EXIT_INVALID))
+    }
+}
+
+async fn load(args: BenchLoadArgs) -> ExitCode {
+    if !args.target.ip().is_loopback() {
+        eprintln!(
+            "error: --target {} is not a loopback address; load runs stay on this machine",
+            args.target
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let duration = match seconds(args.duration, "--duration") {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    bench::compare::raise_fd_limit();
+    let mut spec = LoadSpec::new(args.target, args.workload, args.count);
+    spec.concurrency = args.concurrency.max(1);
+    spec.max_duration = duration;
+    let pid = args.server_pid;
+    let report = bench::load::run_probing(&spec, &|| pid.and_then(bench::rss::rss_kib)).await;
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        println!("workload {:?} against {}", report.workload, args.target);
+        println!(
+            "sessions {} ({:.1}/s), commands {} ({:.1}/s), errors {}{}",
+            report.sessions,
+            report.sessions_per_sec(),
+            report.commands,
+            report.commands_per_sec(),
+            report.errors,
+            report
+                .first_error
+                .as_deref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        );
+        println!(
+            "latency p50 {} µs, p99 {} µs, max {} µs; elapsed {:.3} s{}",
+            report.latency_p50_us,
+            report.latency_p99_us,
+            report.latency_max_us,
+            report.elapsed_us as f64 / 1e6,
+            if report.stopped_by_time {
+                " (stopped by --duration)"
+            } else {
+                ""
+            }
+        );
+        let codes: Vec<String> = report
+            .replies
+            .iter()
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        println!("replies {}", codes.join(", "));
+        if let Some(pid) = pid {
+            println!(
+                "server RSS {} KiB{}, peak {} KiB",
+                bench::rss::rss_kib(pid).map_or("?".into(), |v| v.to_string()),
+                report
+                    .probe_while_held
+                    .map(|v| format!(" ({v} KiB while the connections were held)"))
+                    .unwrap_or_default(),
+                bench::rss::peak_rss_kib(pid).map_or("?".into(), |v| v.to_string())
+            );
+        }
+    }
+    if report.errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn compare(args: BenchCompareArgs) -> ExitCode {
+    let duration = match seconds(args.duration, "--duration") {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if !(args.scale.is_finite() && args.scale > 0.0) {
+        eprintln!("error: --scale must be a positive number");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find this program's path: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; for real numbers run `cargo run --release -- bench compare`"
+        );
+    }
+    let spec = CompareSpec {
+        smart_host_exe: exe,
+        rounds: args.rounds.max(1),
+        scale: args.scale,
+        max_duration: duration,
+    };
+    let report = match bench::compare(&spec).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", bench::compare::table(&report));
+    let conformance = match conformance_speed(&args.corpus, spec.rounds).await {
+        Ok(line) => line,
+        Err(code) => return code,
+    };
+    println!("{conformance}");
+    if let Some(path) = &args.json {
+        let written = serde_json::to_vec_pretty(&report)
+            .map_err(std::io::Error::other)
+            .and_then(|j| std::fs::write(path, j));
+        if let Err(e) = written {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Times whole conformance runs of the corpus with the builtin target.
+async fn conformance_speed(corpus: &PathBuf, rounds: usize) -> Result<String, ExitCode> {
+    let loaded = scenario::load_corpus(std::slice::from_ref(corpus));
+    if !loaded.errors.is_empty() {
+        report_errors(&loaded.errors, true);
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    let cases: Vec<Case> = loaded
+        .scenarios
+        .into_iter()
+        .map(|(file, scenario)| Case { file, scenario })
+        .collect();
+    let n = cases.len();
+    let mut per_case_ms = Vec::new();
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let results = conformance::run_all(
+            cases.clone(),
+            RunOptions::default(),
+            KnownDeviations::default(),
+            |_, _, _| {},
+        )
+        .await;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if results.len() == n && n > 0 {
+            per_case_ms.push(ms / n as f64);
+        }
+    }
+    let median = bench::compare::median_of(&per_case_ms);
+    Ok(format!(
+        "conformance run, builtin target: {n} cases, {median:.2} ms per case ({:.0} cases/s), median of {rounds} run(s)",
+        1e3 / median
+    ))
+}

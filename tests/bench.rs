@@ -1,0 +1,136 @@
+//! The load generator counts right: sessions, commands, replies by code and errors match what the
+//! smart host recorded. No timing is asserted; speed is for `etrn-harness bench compare`.
+
+use std::time::Duration;
+
+use etrn_harness::bench::load::{self, LoadSpec, Workload};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn host(script: &str) -> SmartHost {
+    let script: SmartHostScript = toml::from_str(script).expect("valid script");
+    SmartHost::start(SmartHostConfig::with_script(script))
+        .await
+        .expect("smart host starts")
+}
+
+fn spec(host: &SmartHost, workload: Workload, count: u64) -> LoadSpec {
+    let mut s = LoadSpec::new(host.addr(), workload, count);
+    s.concurrency = 4;
+    s.max_duration = WAIT;
+    s
+}
+
+#[tokio::test]
+async fn new_session_workload_counts_sessions_commands_and_replies() {
+    let h = host("").await;
+    let r = load::run(&spec(&h, Workload::Etrn, 40)).await;
+    assert_eq!((r.sessions, r.errors, r.stopped_by_time), (40, 0, false));
+    // EHLO, ETRN and QUIT per session.
+    assert_eq!(r.commands, 120);
+    assert_eq!(r.replies.get(&250), Some(&80));
+    assert_eq!(r.replies.get(&221), Some(&40));
+    let rec = h
+        .recorder()
+        .wait_for_closed_sessions(40, WAIT)
+        .await
+        .expect("all closed");
+    assert_eq!(rec.sessions.len(), 40);
+    assert_eq!(rec.etrn_domains().len(), 40);
+    assert!(r.latency_p50_us > 0 && r.latency_p99_us >= r.latency_p50_us);
+}
+
+#[tokio::test]
+async fn refusals_are_counted_by_code_and_hang_ups_as_errors() {
+    let refusing = host("etrn_default = \"458 busy\"").await;
+    let r = load::run(&spec(&refusing, Workload::Etrn, 10)).await;
+    assert_eq!(r.replies.get(&458), Some(&10));
+    assert_eq!(r.errors, 0, "a complete reply is not an error");
+    let hanging = host("etrn_default = { close = true }").await;
+    let r = load::run(&spec(&hanging, Workload::Etrn, 10)).await;
+    assert_eq!((r.sessions, r.errors), (0, 10));
+    assert!(r.first_error.is_some());
+}
+
+#[tokio::test]
+async fn pipelined_workload_sends_exactly_count_etrns_in_one_session() {
+    let h = host("").await;
+    let r = load::run(&spec(&h, Workload::Pipelined, 1000)).await;
+    assert_eq!((r.sessions, r.errors), (1, 0));
+    assert_eq!(r.commands, 1002, "EHLO, 1000 ETRN, QUIT");
+    let rec = h
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    assert_eq!(rec.sessions[0].etrn.len(), 1000);
+    // Without PIPELINING it still sends them all, one at a time.
+    let plain = host("ehlo_keywords = [\"ETRN\"]").await;
+    let r = load::run(&spec(&plain, Workload::Pipelined, 100)).await;
+    assert_eq!((r.commands, r.errors), (102, 0));
+}
+
+#[tokio::test]
+async fn mail_workload_delivers_messages_of_the_given_size() {
+    let h = host("").await;
+    let r = load::run(&spec(&h, Workload::Mail, 12)).await;
+    assert_eq!((r.sessions, r.errors, r.commands), (12, 0, 72));
+    let rec = h
+        .recorder()
+        .wait_for_closed_sessions(12, WAIT)
+        .await
+        .expect("closed");
+    for s in &rec.sessions {
+        assert_eq!(s.messages.len(), 1);
+        // 1024 octets of message data; the terminating "." line is not counted.
+        assert_eq!(s.messages[0].size, 1024);
+    }
+}
+
+#[tokio::test]
+async fn idle_workload_holds_every_connection_while_probing() {
+    let h = host("").await;
+    let recorder = h.recorder();
+    // The probe counts the sessions the server has open at that moment.
+    let r = load::run_probing(&spec(&h, Workload::Idle, 30), &|| {
+        let open = recorder
+            .recording()
+            .sessions
+            .iter()
+            .filter(|s| s.close.is_none())
+            .count();
+        Some(open as u64)
+    })
+    .await;
+    assert_eq!((r.sessions, r.errors), (30, 0));
+    assert_eq!(
+        r.probe_while_held,
+        Some(30),
+        "all 30 were open at the probe"
+    );
+    h.recorder()
+        .wait_for_closed_sessions(30, WAIT)
+        .await
+        .expect("closed afterwards");
+}
+
+#[tokio::test]
+async fn the_time_bound_stops_a_run_before_its_count() {
+    let h = host("etrn_default = { reply = \"250 OK\", delay_ms = 20 }").await;
+    let mut s = spec(&h, Workload::Etrn, 1_000_000);
+    s.max_duration = Duration::from_millis(300);
+    let r = load::run(&s).await;
+    assert!(r.stopped_by_time);
+    assert!(r.sessions < 1_000_000);
+}
+
+#[test]
+fn messages_have_the_requested_size() {
+    for size in [64, 1024, 4000] {
+        let m = load::message(size);
+        // `size` octets of data ending in CRLF, then the terminating ".\r\n".
+        assert_eq!(m.len(), size + 3);
+        assert!(m.ends_with(b"\r\n.\r\n"));
+    }
+}
