@@ -61,120 +61,108 @@ pub fn filter(cases: Vec<Case>, pattern: &str) -> Result<Vec<Case>, globset::Err
 /// Runs one case.
 pub async fn run_case(case: &Case, options: &RunOptions, known: &KnownDeviations) -> CaseResult {
     let started = Instant::now();
+    let span = info_span!("case", id = %case.scenario.id);
+    match judged(case, options, known, started).instrument(span).await {
+        Ok(result) => result,
+        Err(reason) => error_result(case, reason, elapsed_ms(started)),
+    }
+}
+
+/// Starts the smart host, runs the target, judges; `Err` when the harness itself could not.
+async fn judged(
+    case: &Case,
+    options: &RunOptions,
+    known: &KnownDeviations,
+    started: Instant,
+) -> Result<CaseResult, String> {
     let s = &case.scenario;
-    let span = info_span!("case", id = %s.id);
-    async {
-        let result = |verdict, error: Option<String>, outcome, recording| CaseResult {
-            id: s.id.clone(),
-            title: s.title.clone(),
-            basis: s.basis.clone(),
-            file: case.file.display().to_string(),
-            verdict,
-            error,
-            deviations: Vec::new(),
-            violations: Vec::new(),
-            expected: Vec::new(),
-            actual: Vec::new(),
-            known_reason: None,
-            outcome,
-            duration_ms: elapsed_ms(started),
-            recording,
-        };
-        let crashed = |reason: String| TargetOutcome::Crashed {
-            reason,
-            stderr: String::new(),
-        };
-        let prediction = match scenario::predict(s) {
-            Ok(p) => p,
-            Err(e) => {
-                let reason = e.to_string();
-                return result(
-                    Verdict::Error,
-                    Some(reason.clone()),
-                    crashed(reason),
-                    Recording::default(),
-                );
-            }
-        };
-        let config = SmartHostConfig {
-            // A target that stalls must not hold its session past the case's own limit.
-            idle_timeout: options.timeout,
-            ..SmartHostConfig::with_script(s.smarthost.clone())
-        };
-        let host = match SmartHost::start(config).await {
-            Ok(h) => h,
-            Err(e) => {
-                let reason = format!("cannot start the smart host: {e}");
-                return result(
-                    Verdict::Error,
-                    Some(reason.clone()),
-                    crashed(reason),
-                    Recording::default(),
-                );
-            }
-        };
-        let work = match tempfile::Builder::new()
-            .prefix("etrn-harness-case-")
-            .tempdir()
-        {
-            Ok(w) => w,
-            Err(e) => {
-                let reason = format!("cannot create a work folder: {e}");
-                return result(
-                    Verdict::Error,
-                    Some(reason.clone()),
-                    crashed(reason),
-                    Recording::default(),
-                );
-            }
-        };
-        let env = CaseEnvironment {
-            smart_host: host.addr(),
-            config: &s.ims,
-            scenario_file: &case.file,
-            work_dir: work.path(),
-            timeout: options.timeout,
-        };
-        let outcome = options.target.run(&env).await;
-        // The target has exited; its sockets are closed or closing. Wait for the server side.
-        let settled = host
-            .recorder()
-            .wait_until("every session to close", Duration::from_secs(5), |r| {
-                r.sessions.iter().all(|x| x.close.is_some())
-            })
-            .await;
-        if let Err(e) = settled {
-            warn!(error = %e, "sessions still open after the target exited; closing them");
-        }
-        let recording = host.shutdown().await;
-        let known_reason = known.reason(&s.id);
-        let (verdict, error, deviations, violations) =
-            judge(s, &prediction, &recording, &outcome, known_reason);
-        info!(%verdict, "case done");
-        let expected = s
+    let prediction = scenario::predict(s).map_err(|e| e.to_string())?;
+    let config = SmartHostConfig {
+        // A target that stalls must not hold its session past the case's own limit.
+        idle_timeout: options.timeout,
+        ..SmartHostConfig::with_script(s.smarthost.clone())
+    };
+    let host = SmartHost::start(config)
+        .await
+        .map_err(|e| format!("cannot start the smart host: {e}"))?;
+    let work = tempfile::Builder::new()
+        .prefix("etrn-harness-case-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a work folder: {e}"))?;
+    let env = CaseEnvironment {
+        smart_host: host.addr(),
+        config: &s.ims,
+        scenario_file: &case.file,
+        work_dir: work.path(),
+        timeout: options.timeout,
+    };
+    let outcome = options.target.run(&env).await;
+    // The target has exited; its sockets are closed or closing. Wait for the server side.
+    let settled = host
+        .recorder()
+        .wait_until("every session to close", Duration::from_secs(5), |r| {
+            r.sessions.iter().all(|x| x.close.is_some())
+        })
+        .await;
+    if let Err(e) = settled {
+        warn!(error = %e, "sessions still open after the target exited; closing them");
+    }
+    let recording = host.shutdown().await;
+    let known_reason = known.reason(&s.id);
+    let (verdict, error, deviations, violations) =
+        judge(s, &prediction, &recording, &outcome, known_reason);
+    info!(%verdict, "case done");
+    Ok(CaseResult {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        basis: s.basis.clone(),
+        file: case.file.display().to_string(),
+        verdict,
+        error,
+        deviations,
+        violations,
+        expected: s
             .expect
             .etrn
             .iter()
             .map(|e| e.arg.raw().to_owned())
-            .collect();
-        let actual = recording
+            .collect(),
+        actual: recording
             .sessions
             .iter()
             .map(|x| x.etrn.iter().map(|e| e.record.raw.clone()).collect())
-            .collect();
-        CaseResult {
-            deviations,
-            violations,
-            expected,
-            actual,
-            known_reason: (verdict == Verdict::Known)
-                .then(|| known_reason.unwrap_or_default().to_owned()),
-            duration_ms: elapsed_ms(started),
-            ..result(verdict, error, outcome, recording)
-        }
+            .collect(),
+        known_reason: (verdict == Verdict::Known)
+            .then(|| known_reason.unwrap_or_default().to_owned()),
+        outcome,
+        duration_ms: elapsed_ms(started),
+        recording,
+    })
+}
+
+/// An ERROR result for a case the harness could not run (or whose task panicked), so nothing goes
+/// missing from the report.
+fn error_result(case: &Case, reason: String, duration_ms: u64) -> CaseResult {
+    let s = &case.scenario;
+    CaseResult {
+        id: s.id.clone(),
+        title: s.title.clone(),
+        basis: s.basis.clone(),
+        file: case.file.display().to_string(),
+        verdict: Verdict::Error,
+        error: Some(reason.clone()),
+        deviations: Vec::new(),
+        violations: Vec::new(),
+        expected: Vec::new(),
+        actual: Vec::new(),
+        known_reason: None,
+        outcome: TargetOutcome::Crashed {
+            reason,
+            stderr: String::new(),
+        },
+        duration_ms,
+        recording: Recording::default(),
     }
-    .instrument(span)
-    .await
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
@@ -217,7 +205,10 @@ pub async fn run_all(
                 let Some((_, meta)) = by_task.get(&task) else {
                     continue;
                 };
-                (task, panicked(meta, &e.to_string()))
+                (
+                    task,
+                    error_result(meta, format!("the harness failed on this case: {e}"), 0),
+                )
             }
         };
         let Some((index, _)) = by_task.get(&task) else {
@@ -228,30 +219,6 @@ pub async fn run_all(
         results[*index] = Some(result);
     }
     results.into_iter().flatten().collect()
-}
-
-/// The result of a case whose task panicked: an ERROR, so nothing goes missing from the report.
-fn panicked(case: &Case, why: &str) -> CaseResult {
-    let s = &case.scenario;
-    CaseResult {
-        id: s.id.clone(),
-        title: s.title.clone(),
-        basis: s.basis.clone(),
-        file: case.file.display().to_string(),
-        verdict: Verdict::Error,
-        error: Some(format!("the harness failed on this case: {why}")),
-        deviations: Vec::new(),
-        violations: Vec::new(),
-        expected: Vec::new(),
-        actual: Vec::new(),
-        known_reason: None,
-        outcome: TargetOutcome::Crashed {
-            reason: why.to_owned(),
-            stderr: String::new(),
-        },
-        duration_ms: 0,
-        recording: Recording::default(),
-    }
 }
 
 /// Counts per verdict, in the order of [`Verdict::ALL`].
