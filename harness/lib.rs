@@ -50,6 +50,7 @@
 //! ```
 pub mod answer;
 pub mod bench;
+pub mod cassette;
 pub mod client;
 pub mod conformance;
 pub mod domain;

@@ -1,0 +1,406 @@
+//! The cassette text format: versioned, human-readable, diffable, written line by line.
+//!
+//! ```text
+//! etrn-harness cassette v1
+//! 1 session upstream=127.0.0.1:2547 client=127.0.0.1:50312 started=2026-11-29T00:30:00Z
+//! 1 S: 220 mx.test ESMTP Postfix (Debian/GNU)
+//! 1 C: EHLO client.example
+//! 1 S: 250-mx.test
+//! 1 S: 250 CHUNKING
+//! 1 C: DATA
+//! 1 S: 354 End data with <CR><LF>.<CR><LF>
+//! 1 D: Subject: test
+//! 1 D: .
+//! 1 S: 250 2.0.0 Ok: queued as 4F2A1
+//! 1 C: QUIT
+//! 1 S: 221 2.0.0 Bye
+//! 1 end quit
+//! ```
+//!
+//! Every line after the version starts with the session number, so sessions recorded in parallel
+//! interleave without mixing. `C:` is a client command line, `D:` a line of message data, `S:` a
+//! server reply line; their text is escaped (`\r`, `\n`, `\xNN`, `\\`) and stands for the line plus
+//! CRLF. A line that did not end in CRLF is written `C!`/`D!`/`S!` with its exact bytes escaped,
+//! line end included. `tls passthrough` marks STARTTLS: what follows was encrypted and not
+//! recorded. `end <reason>` closes a session. Credentials are written `[redacted]`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::escape::{escape, unescape};
+
+/// The first line of every cassette.
+pub const MAGIC: &str = "etrn-harness cassette v1";
+
+/// Who sent a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A command line from the client.
+    Client,
+    /// A line of message data from the client.
+    Data,
+    /// A reply line from the server.
+    Server,
+}
+
+impl Direction {
+    fn tag(self) -> char {
+        match self {
+            Direction::Client => 'C',
+            Direction::Data => 'D',
+            Direction::Server => 'S',
+        }
+    }
+}
+
+/// One line of a cassette, ready to write.
+pub fn line(session: u32, direction: Direction, bytes: &[u8]) -> String {
+    match bytes.strip_suffix(b"\r\n") {
+        Some(text) if !text.contains(&b'\r') && !text.contains(&b'\n') => {
+            format!("{session} {}: {}\n", direction.tag(), escape(text))
+        }
+        _ => format!("{session} {}! {}\n", direction.tag(), escape(bytes)),
+    }
+}
+
+/// The header line of a session.
+pub fn session_header(session: u32, fields: &[(&str, String)]) -> String {
+    let mut l = format!("{session} session");
+    for (k, v) in fields {
+        l.push_str(&format!(" {k}={}", v.replace(' ', "_")));
+    }
+    l.push('\n');
+    l
+}
+
+/// What the client sent for one exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Nothing: the greeting.
+    Greeting,
+    /// One command line, line end included.
+    Command(Vec<u8>),
+    /// Message data lines, the final "." line included.
+    Data(Vec<Vec<u8>>),
+}
+
+/// A request and the reply it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The cassette line the request starts on (the reply's first line for the greeting).
+    pub line: usize,
+    pub request: Request,
+    /// The reply lines, line ends included; empty when the server closed without replying.
+    pub reply: Vec<Vec<u8>>,
+}
+
+impl Exchange {
+    /// The reply code, if there is a reply.
+    pub fn reply_code(&self) -> Option<u16> {
+        self.reply.first()?.get(..3).and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+    }
+
+    /// The reply as it went on the wire.
+    pub fn reply_bytes(&self) -> Vec<u8> {
+        self.reply.concat()
+    }
+}
+
+/// One recorded session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CassetteSession {
+    pub id: u32,
+    /// `upstream`, `client`, `started` and whatever else the header holds.
+    pub fields: BTreeMap<String, String>,
+    pub exchanges: Vec<Exchange>,
+    /// STARTTLS was passed through; nothing after it was recorded.
+    pub tls: bool,
+    /// Why it ended; `None` when the recorder stopped first.
+    pub end: Option<String>,
+}
+
+/// A loaded cassette.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cassette {
+    pub sessions: Vec<CassetteSession>,
+    /// Where the file stopped in the middle of a line or an exchange (a killed recorder): the
+    /// line number; everything before it was loaded.
+    pub truncated_at: Option<usize>,
+}
+
+/// A malformed cassette.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct CassetteError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.tag())
+    }
+}
+
+/// A session being assembled while parsing.
+struct Building {
+    session: CassetteSession,
+    /// The request waiting for (the rest of) its reply.
+    open: Option<Exchange>,
+    /// Data lines since the last DATA reply.
+    data: Vec<Vec<u8>>,
+    data_line: usize,
+}
+
+impl Building {
+    fn reply_complete(e: &Exchange) -> bool {
+        e.reply.last().is_some_and(|l| l.get(3) != Some(&b'-'))
+    }
+
+    fn close_open(&mut self) {
+        if let Some(e) = self.open.take() {
+            self.session.exchanges.push(e);
+        }
+    }
+}
+
+impl Cassette {
+    /// Parses a cassette. Malformed lines are errors; a file that stops mid-way (no final line
+    /// end, or a request without its reply) loads up to its last complete exchange.
+    pub fn parse(text: &str) -> Result<Cassette, CassetteError> {
+        let mut lines: Vec<&str> = text.split('\n').collect();
+        let mut truncated_at = None;
+        // The text after the last '\n' is a partial line unless it is empty.
+        if let Some(last) = lines.pop()
+            && !last.is_empty()
+        {
+            truncated_at = Some(lines.len() + 1);
+        }
+        let err = |line: usize, message: String| CassetteError { line, message };
+        match lines.first() {
+            Some(first) if first.trim_end() == MAGIC => {}
+            Some(first) => {
+                return Err(err(1, format!("expected {MAGIC:?}, found {first:?}: not a cassette, or another version")));
+            }
+            None => return Err(err(1, "the file is empty; a cassette starts with its version line".into())),
+        }
+        let mut building: BTreeMap<u32, Building> = BTreeMap::new();
+        let mut order: Vec<u32> = Vec::new();
+        for (index, raw) in lines.iter().enumerate().skip(1) {
+            let n = index + 1;
+            let l = raw.strip_suffix('\r').unwrap_or(raw);
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let (id, rest) = l
+                .split_once(' ')
+                .ok_or_else(|| err(n, format!("{l:?} has no session number")))?;
+            let id: u32 = id
+                .parse()
+                .map_err(|_| err(n, format!("{id:?} is not a session number")))?;
+            if let Some(fields) = rest.strip_prefix("session") {
+                if building.contains_key(&id) {
+                    return Err(err(n, format!("session {id} starts twice")));
+                }
+                let mut map = BTreeMap::new();
+                for f in fields.split_whitespace() {
+                    let (k, v) = f
+                        .split_once('=')
+                        .ok_or_else(|| err(n, format!("header field {f:?} is not key=value")))?;
+                    map.insert(k.to_owned(), v.to_owned());
+                }
+                order.push(id);
+                building.insert(
+                    id,
+                    Building {
+                        session: CassetteSession {
+                            id,
+                            fields: map,
+                            exchanges: Vec::new(),
+                            tls: false,
+                            end: None,
+                        },
+                        open: None,
+                        data: Vec::new(),
+                        data_line: 0,
+                    },
+                );
+                continue;
+            }
+            let b = building
+                .get_mut(&id)
+                .ok_or_else(|| err(n, format!("session {id} is used before its `session` line")))?;
+            if b.session.end.is_some() {
+                return Err(err(n, format!("session {id} continues after its `end` line")));
+            }
+            if let Some(reason) = rest.strip_prefix("end") {
+                b.close_open();
+                b.session.end = Some(reason.trim().to_owned());
+                continue;
+            }
+            if rest == "tls passthrough" {
+                b.close_open();
+                b.session.tls = true;
+                continue;
+            }
+            let (tag, exact, text) = match rest.as_bytes() {
+                [t @ (b'C' | b'D' | b'S'), b':', b' ', ..] => (*t, false, &rest[3..]),
+                [t @ (b'C' | b'D' | b'S'), b':'] => (*t, false, ""),
+                [t @ (b'C' | b'D' | b'S'), b'!', b' ', ..] => (*t, true, &rest[3..]),
+                _ => {
+                    return Err(err(
+                        n,
+                        format!("{rest:?} is not a C:, D:, S:, session, tls or end line"),
+                    ));
+                }
+            };
+            let mut bytes = unescape(text).map_err(|e| err(n, e.to_string()))?;
+            if !exact {
+                bytes.extend_from_slice(b"\r\n");
+            }
+            match tag {
+                b'C' => {
+                    b.close_open();
+                    b.open = Some(Exchange {
+                        line: n,
+                        request: Request::Command(bytes),
+                        reply: Vec::new(),
+                    });
+                }
+                b'D' => {
+                    if b.data.is_empty() {
+                        b.close_open();
+                        b.data_line = n;
+                    }
+                    let last = bytes == b".\r\n";
+                    b.data.push(bytes);
+                    if last {
+                        b.open = Some(Exchange {
+                            line: b.data_line,
+                            request: Request::Data(std::mem::take(&mut b.data)),
+                            reply: Vec::new(),
+                        });
+                    }
+                }
+                _ => {
+                    if bytes.len() < 5 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+                        return Err(err(n, format!("reply line {text:?} does not start with a three-digit code")));
+                    }
+                    match &mut b.open {
+                        Some(e) if !Building::reply_complete(e) => e.reply.push(bytes),
+                        Some(_) => {
+                            // A reply with no request of its own (e.g. 421 at idle timeout).
+                            b.close_open();
+                            b.open = Some(Exchange {
+                                line: n,
+                                request: Request::Greeting,
+                                reply: vec![bytes],
+                            });
+                        }
+                        None => {
+                            b.open = Some(Exchange {
+                                line: n,
+                                request: Request::Greeting,
+                                reply: vec![bytes],
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let mut sessions = Vec::new();
+        for id in order {
+            let Some(mut b) = building.remove(&id) else {
+                continue;
+            };
+            match b.open.take() {
+                // Ended by the server without a (complete) reply: keep, the replay closes there.
+                Some(e) if b.session.end.is_some() => b.session.exchanges.push(e),
+                Some(e) if Building::reply_complete(&e) => b.session.exchanges.push(e),
+                Some(e) => {
+                    // The recorder stopped mid-exchange: load up to the last complete one.
+                    truncated_at.get_or_insert(e.line);
+                }
+                None => {}
+            }
+            sessions.push(b.session);
+        }
+        Ok(Cassette {
+            sessions,
+            truncated_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> String {
+        let mut t = format!("{MAGIC}\n");
+        t.push_str(&session_header(1, &[("upstream", "127.0.0.1:25".into())]));
+        for (d, l) in [
+            (Direction::Server, &b"220 mx.test ESMTP\r\n"[..]),
+            (Direction::Client, b"EHLO c\r\n"),
+            (Direction::Server, b"250-mx.test\r\n"),
+            (Direction::Server, b"250 ETRN\r\n"),
+            (Direction::Client, b"ETRN a.example\n"),
+            (Direction::Server, b"250 Queuing started\r\n"),
+            (Direction::Client, b"DATA\r\n"),
+            (Direction::Server, b"354 go\r\n"),
+            (Direction::Data, b"hello \xff\r\n"),
+            (Direction::Data, b".\r\n"),
+            (Direction::Server, b"250 Ok\r\n"),
+        ] {
+            t.push_str(&line(1, d, l));
+        }
+        t.push_str("1 end quit\n");
+        t
+    }
+
+    #[test]
+    fn writes_and_parses_back_byte_for_byte() {
+        let text = sample();
+        assert!(text.contains("1 C! ETRN a.example\\n\n"), "{text}");
+        assert!(text.contains("1 D: hello \\xff\n"), "{text}");
+        let c = Cassette::parse(&text).unwrap();
+        assert_eq!(c.truncated_at, None);
+        let s = &c.sessions[0];
+        assert_eq!(s.fields["upstream"], "127.0.0.1:25");
+        assert_eq!(s.exchanges.len(), 5);
+        assert_eq!(s.exchanges[0].request, Request::Greeting);
+        assert_eq!(s.exchanges[1].reply_bytes(), b"250-mx.test\r\n250 ETRN\r\n");
+        assert_eq!(s.exchanges[2].request, Request::Command(b"ETRN a.example\n".to_vec()));
+        assert_eq!(s.exchanges[4].request, Request::Data(vec![b"hello \xff\r\n".to_vec(), b".\r\n".to_vec()]));
+        assert_eq!(s.exchanges[4].reply_code(), Some(250));
+        assert_eq!(s.end.as_deref(), Some("quit"));
+    }
+
+    #[test]
+    fn a_cassette_cut_mid_line_or_mid_exchange_loads_up_to_the_last_complete_exchange() {
+        let text = sample();
+        let cut = &text[..text.find("1 S: 250 Queuing").unwrap() + 6];
+        let c = Cassette::parse(cut).unwrap();
+        assert_eq!(c.sessions[0].exchanges.len(), 2, "greeting and EHLO");
+        assert!(c.truncated_at.is_some());
+        let cut = &text[..text.find("1 S: 250 Queuing").unwrap()];
+        let c = Cassette::parse(cut).unwrap();
+        assert_eq!(c.sessions[0].exchanges.len(), 2);
+        assert_eq!(c.truncated_at, Some(7), "the ETRN without its reply");
+    }
+
+    #[test]
+    fn malformed_lines_name_their_line_number() {
+        assert_eq!(Cassette::parse("nope\n").unwrap_err().line, 1);
+        let bad = format!("{MAGIC}\n1 session\n1 X: what\n");
+        let e = Cassette::parse(&bad).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("not a C:, D:, S:"), "{e}");
+        let bad = format!("{MAGIC}\n2 C: EHLO x\n");
+        assert_eq!(Cassette::parse(&bad).unwrap_err().line, 2);
+        let bad = format!("{MAGIC}\n1 session\n1 S: OK\n");
+        assert!(Cassette::parse(&bad).unwrap_err().message.contains("three-digit"));
+        let bad = format!("{MAGIC}\n1 session\n1 C: a\\q\n");
+        assert_eq!(Cassette::parse(&bad).unwrap_err().line, 3);
+    }
+}
