@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::smtp::{Behaviour, CloseReason, Event, Output, Session, SessionLimits};
+use crate::smtp::{Behaviour, CloseReason, Conversation, Event, Output, Session, SessionLimits};
 
 use super::profile::ProfileError;
 use super::recorder::{Recorder, Recording};
@@ -82,10 +82,12 @@ pub struct SmartHost {
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Makes the conversation for each new connection (numbered from 0).
+pub type ConversationFactory = Arc<dyn Fn(u64) -> Box<dyn Conversation> + Send + Sync>;
+
 /// What a connection task needs, shared by all of them.
 struct Shared {
-    behaviour: Arc<dyn Behaviour>,
-    limits: SessionLimits,
+    conversations: ConversationFactory,
     idle_timeout: Duration,
     tls: Option<TlsAcceptor>,
     recorder: Arc<Recorder>,
@@ -95,38 +97,48 @@ impl SmartHost {
     /// Binds, and returns once the smart host accepts connections.
     pub async fn start(config: SmartHostConfig) -> Result<SmartHost, StartError> {
         let script = Arc::new(config.script);
-        let behaviour = script.behaviour()?;
+        let behaviour: Arc<dyn Behaviour> = Arc::new(script.behaviour()?);
         let tls = if config.limits.starttls {
             Some(self_signed_acceptor(behaviour.hostname())?)
         } else {
             None
         };
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let limits = config.limits;
+        let conversations: ConversationFactory = Arc::new(move |_| {
+            Box::new(Session::new(Arc::clone(&behaviour), limits.clone())) as Box<dyn Conversation>
+        });
+        info!(profile = %script.profile, "scripted smart host");
+        Self::start_with(config.listen, config.idle_timeout, config.max_connections, tls, conversations).await
+    }
+
+    /// Starts a server whose connections run the conversations `conversations` makes (a cassette
+    /// replay, for instance); `tls` is required if they ever ask for STARTTLS.
+    pub async fn start_with(
+        listen: SocketAddr,
+        idle_timeout: Duration,
+        max_connections: usize,
+        tls: Option<TlsAcceptor>,
+        conversations: ConversationFactory,
+    ) -> Result<SmartHost, StartError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Bind { addr: listen, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: listen, source })?;
         let recorder = Arc::new(Recorder::new());
         let shared = Arc::new(Shared {
-            behaviour: Arc::new(behaviour),
-            limits: config.limits,
-            idle_timeout: config.idle_timeout,
+            conversations,
+            idle_timeout,
             tls,
             recorder: Arc::clone(&recorder),
         });
         let (shutdown, watcher) = watch::channel(false);
-        let slots = Arc::new(Semaphore::new(config.max_connections));
+        let slots = Arc::new(Semaphore::new(max_connections));
         let server = tokio::spawn(
-            accept_loop(listener, shared, slots, watcher)
-                .instrument(info_span!("smarthost", %addr)),
+            accept_loop(listener, shared, slots, watcher).instrument(info_span!("smarthost", %addr)),
         );
-        info!(%addr, profile = %script.profile, "smart host listening");
+        info!(%addr, "smart host listening");
         Ok(SmartHost {
             addr,
             recorder,
@@ -183,11 +195,12 @@ async fn accept_loop(
                     let watcher = shutdown.clone();
                     let permit = Arc::clone(&slots).try_acquire_owned().ok();
                     let id = shared.recorder.open(peer);
+                    let index = id - 1;
                     let span = info_span!("session", id, %peer);
                     connections.spawn(
                         async move {
                             let reason = match permit {
-                                Some(_permit) => serve(stream, id, &shared, watcher).await,
+                                Some(_permit) => serve(stream, id, index, &shared, watcher).await,
                                 None => refuse(stream).await,
                             };
                             debug!(?reason, "session closed");
@@ -232,12 +245,13 @@ enum Leg<S> {
 async fn serve(
     stream: TcpStream,
     id: u64,
+    index: u64,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
 ) -> CloseReason {
     let _ = stream.set_nodelay(true);
-    let mut session = Session::new(Arc::clone(&shared.behaviour), shared.limits.clone());
-    let plain = match drive(stream, &mut session, id, shared, &mut shutdown).await {
+    let mut session = (shared.conversations)(index);
+    let plain = match drive(stream, session.as_mut(), id, shared, &mut shutdown).await {
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
     };
@@ -252,7 +266,7 @@ async fn serve(
     debug!("TLS established");
     session.tls_established();
     shared.recorder.tls_established(id);
-    match drive(tls, &mut session, id, shared, &mut shutdown).await {
+    match drive(tls, session.as_mut(), id, shared, &mut shutdown).await {
         Leg::Closed(reason) => reason,
         Leg::StartTls(_) => CloseReason::TlsFailed("STARTTLS inside TLS".into()),
     }
@@ -261,7 +275,7 @@ async fn serve(
 /// Runs one leg of a session over `stream` until it closes or upgrades to TLS.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    session: &mut Session,
+    session: &mut dyn Conversation,
     id: u64,
     shared: &Shared,
     shutdown: &mut watch::Receiver<bool>,

@@ -32,6 +32,13 @@ pub enum Event {
     StartTls,
     /// Plaintext pipelined after STARTTLS, discarded unread (the CVE-2011-0411 class).
     DiscardedAfterStartTls { octets: usize },
+    /// A cassette replay got a command it did not expect: the position (1-based exchange of the
+    /// recorded session), what the cassette holds there, and what came.
+    ReplayMismatch {
+        position: usize,
+        expected: String,
+        actual: String,
+    },
 }
 
 /// One command line.

@@ -2,15 +2,18 @@
 //!
 //! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
 //! - [`behaviour`]: the trait through which a script decides what the server says.
+//! - [`conversation`]: the trait a server driver runs: the session, or a cassette replay.
 //! - [`event`]: what a session reports (commands, replies, ETRNs, messages, why it closed).
 //! - [`transcript`](mod@transcript): `C:`/`S:` text from events.
 
 pub mod behaviour;
+pub mod conversation;
 pub mod event;
 pub mod session;
 pub mod transcript;
 
 pub use behaviour::Behaviour;
+pub use conversation::Conversation;
 pub use event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
 pub use session::{Output, Session, SessionLimits};
 pub use transcript::transcript;

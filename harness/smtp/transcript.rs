@@ -38,6 +38,15 @@ pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
                     "   [{octets} octets pipelined after STARTTLS discarded]\n"
                 ));
             }
+            Event::ReplayMismatch {
+                position,
+                expected,
+                actual,
+            } => {
+                out.push_str(&format!(
+                    "   [replay mismatch at exchange {position}: expected {expected}, got {actual}]\n"
+                ));
+            }
             Event::LineTooLong { octets } => {
                 out.push_str(&format!("   [{octets}-octet line discarded]\n"));
             }
