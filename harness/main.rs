@@ -74,6 +74,10 @@ enum Command {
     /// Measure the smart host (or any SMTP server) under load, alone or side by side with smtp-sink.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Proxy sessions to a real upstream and record them into a cassette.
+    Record(RecordArgs),
+    /// Answer from a cassette, as the recorded upstream did.
+    Replay(ReplayArgs),
     /// Run the fake smart host: a scriptable ESMTP server that records every command.
     ///
     /// Prints one line per ETRN as it arrives. On Ctrl-C, SIGTERM or after --exit-after-sessions
@@ -124,6 +128,49 @@ enum ReportFormat {
     Human,
     Json,
     Junit,
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Where clients connect.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    listen: std::net::SocketAddr,
+    /// The real SMTP server to record, e.g. 127.0.0.1:25.
+    #[arg(long)]
+    upstream: std::net::SocketAddr,
+    /// The cassette; new sessions are appended to an existing one.
+    #[arg(long)]
+    cassette: PathBuf,
+    /// Stop after this many sessions have ended.
+    #[arg(long)]
+    exit_after_sessions: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// The cassette to answer from.
+    #[arg(long)]
+    cassette: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    listen: std::net::SocketAddr,
+    /// How commands are matched to recorded exchanges.
+    #[arg(long = "match", value_enum, default_value_t = etrn_harness::cassette::MatchMode::Verb)]
+    match_mode: etrn_harness::cassette::MatchMode,
+    /// The reply to a command the cassette does not have.
+    #[arg(
+        long,
+        default_value = "451 4.3.0 etrn-harness replay: this command is not in the cassette"
+    )]
+    mismatch_reply: String,
+    /// Fetch what the cassette misses from --upstream and append it (VCR's new_episodes).
+    #[arg(long, requires = "upstream")]
+    record_on_miss: bool,
+    /// The real server for --record-on-miss.
+    #[arg(long)]
+    upstream: Option<std::net::SocketAddr>,
+    /// Stop after this many sessions have ended.
+    #[arg(long)]
+    exit_after_sessions: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -241,6 +288,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Bench(command) => cli::bench::run(command),
+        Command::Record(args) => cli::cassette::record(args),
+        Command::Replay(args) => cli::cassette::replay(args),
     }
 }
 

@@ -97,7 +97,10 @@ pub struct Exchange {
 impl Exchange {
     /// The reply code, if there is a reply.
     pub fn reply_code(&self) -> Option<u16> {
-        self.reply.first()?.get(..3).and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+        self.reply
+            .first()?
+            .get(..3)
+            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
     }
 
     /// The reply as it went on the wire.
@@ -180,9 +183,19 @@ impl Cassette {
         match lines.first() {
             Some(first) if first.trim_end() == MAGIC => {}
             Some(first) => {
-                return Err(err(1, format!("expected {MAGIC:?}, found {first:?}: not a cassette, or another version")));
+                return Err(err(
+                    1,
+                    format!(
+                        "expected {MAGIC:?}, found {first:?}: not a cassette, or another version"
+                    ),
+                ));
             }
-            None => return Err(err(1, "the file is empty; a cassette starts with its version line".into())),
+            None => {
+                return Err(err(
+                    1,
+                    "the file is empty; a cassette starts with its version line".into(),
+                ));
+            }
         }
         let mut building: BTreeMap<u32, Building> = BTreeMap::new();
         let mut order: Vec<u32> = Vec::new();
@@ -231,7 +244,10 @@ impl Cassette {
                 .get_mut(&id)
                 .ok_or_else(|| err(n, format!("session {id} is used before its `session` line")))?;
             if b.session.end.is_some() {
-                return Err(err(n, format!("session {id} continues after its `end` line")));
+                return Err(err(
+                    n,
+                    format!("session {id} continues after its `end` line"),
+                ));
             }
             if let Some(reason) = rest.strip_prefix("end") {
                 b.close_open();
@@ -284,7 +300,10 @@ impl Cassette {
                 }
                 _ => {
                     if bytes.len() < 5 || !bytes[..3].iter().all(u8::is_ascii_digit) {
-                        return Err(err(n, format!("reply line {text:?} does not start with a three-digit code")));
+                        return Err(err(
+                            n,
+                            format!("reply line {text:?} does not start with a three-digit code"),
+                        ));
                     }
                     match &mut b.open {
                         Some(e) if !Building::reply_complete(e) => e.reply.push(bytes),
@@ -370,8 +389,14 @@ mod tests {
         assert_eq!(s.exchanges.len(), 5);
         assert_eq!(s.exchanges[0].request, Request::Greeting);
         assert_eq!(s.exchanges[1].reply_bytes(), b"250-mx.test\r\n250 ETRN\r\n");
-        assert_eq!(s.exchanges[2].request, Request::Command(b"ETRN a.example\n".to_vec()));
-        assert_eq!(s.exchanges[4].request, Request::Data(vec![b"hello \xff\r\n".to_vec(), b".\r\n".to_vec()]));
+        assert_eq!(
+            s.exchanges[2].request,
+            Request::Command(b"ETRN a.example\n".to_vec())
+        );
+        assert_eq!(
+            s.exchanges[4].request,
+            Request::Data(vec![b"hello \xff\r\n".to_vec(), b".\r\n".to_vec()])
+        );
         assert_eq!(s.exchanges[4].reply_code(), Some(250));
         assert_eq!(s.end.as_deref(), Some("quit"));
     }
@@ -399,7 +424,12 @@ mod tests {
         let bad = format!("{MAGIC}\n2 C: EHLO x\n");
         assert_eq!(Cassette::parse(&bad).unwrap_err().line, 2);
         let bad = format!("{MAGIC}\n1 session\n1 S: OK\n");
-        assert!(Cassette::parse(&bad).unwrap_err().message.contains("three-digit"));
+        assert!(
+            Cassette::parse(&bad)
+                .unwrap_err()
+                .message
+                .contains("three-digit")
+        );
         let bad = format!("{MAGIC}\n1 session\n1 C: a\\q\n");
         assert_eq!(Cassette::parse(&bad).unwrap_err().line, 3);
     }

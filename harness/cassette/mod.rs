@@ -4,12 +4,15 @@
 //! - [`format`]: the cassette text format, its parser and its line writer.
 //! - [`record`]: the recording proxy.
 //! - [`replay`]: a conversation answering from a cassette, and the matching modes.
+//! - [`miss`]: replay that fetches and appends what the cassette misses (record on miss).
 
 pub mod format;
+pub mod miss;
 pub mod record;
 pub mod replay;
 
 pub use format::{Cassette, CassetteError, CassetteSession, Exchange, Request};
+pub use miss::MissRecordingReplay;
 pub use record::{CassetteWriter, RecordError, RecordingProxy};
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
 
@@ -31,7 +34,44 @@ pub async fn replay_server(
     let cassette = Arc::new(cassette);
     let factory: ConversationFactory = Arc::new(move |index| {
         let index = usize::try_from(index).unwrap_or(usize::MAX);
-        Box::new(ReplaySession::new(Arc::clone(&cassette), index, options.clone())) as Box<dyn Conversation>
+        Box::new(ReplaySession::new(
+            Arc::clone(&cassette),
+            index,
+            options.clone(),
+        )) as Box<dyn Conversation>
     });
     SmartHost::start_with(listen, idle_timeout, 1000, None, factory).await
+}
+
+/// Starting a smart host for a script that may name a cassette failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScriptHostError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("cassette {path}: {message}")]
+    Cassette { path: String, message: String },
+}
+
+/// The smart host a script asks for: a replay of its `cassette` if it names one, otherwise the
+/// scripted server.
+pub async fn start_for_script(
+    config: crate::smarthost::SmartHostConfig,
+) -> Result<SmartHost, ScriptHostError> {
+    let Some(path) = config.script.cassette.clone() else {
+        return Ok(SmartHost::start(config).await?);
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|e| ScriptHostError::Cassette {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    let cassette = Cassette::parse(&text).map_err(|e| ScriptHostError::Cassette {
+        path: shown,
+        message: e.to_string(),
+    })?;
+    let options = ReplayOptions {
+        mode: config.script.cassette_match.unwrap_or_default(),
+        ..ReplayOptions::default()
+    };
+    Ok(replay_server(cassette, options, config.listen, config.idle_timeout).await?)
 }

@@ -26,9 +26,15 @@ use super::format::{self, Cassette, Direction, MAGIC};
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open the cassette {path}: {source}")]
-    Cassette { path: PathBuf, source: std::io::Error },
+    Cassette {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} exists but is not a cassette ({source}); choose another file")]
     NotACassette {
         path: PathBuf,
@@ -48,10 +54,14 @@ impl CassetteWriter {
     /// its sessions and new ones are numbered after them.
     pub fn open(path: &Path) -> Result<Self, RecordError> {
         let existing = match std::fs::read_to_string(path) {
-            Ok(text) if !text.is_empty() => Some(Cassette::parse(&text).map_err(|source| RecordError::NotACassette {
-                path: path.to_owned(),
-                source,
-            })?),
+            Ok(text) if !text.is_empty() => {
+                Some(
+                    Cassette::parse(&text).map_err(|source| RecordError::NotACassette {
+                        path: path.to_owned(),
+                        source,
+                    })?,
+                )
+            }
             Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
@@ -130,7 +140,10 @@ impl Tracker {
         }
         if self.last_verb == "AUTH" && text.split_whitespace().count() > 2 {
             let mechanism = words.next().unwrap_or("");
-            return (Direction::Client, format!("AUTH {mechanism} [redacted]\r\n").into_bytes());
+            return (
+                Direction::Client,
+                format!("AUTH {mechanism} [redacted]\r\n").into_bytes(),
+            );
         }
         (Direction::Client, line.to_vec())
     }
@@ -141,7 +154,9 @@ impl Tracker {
         if !complete {
             return false;
         }
-        let code = std::str::from_utf8(line.get(..3).unwrap_or(b"")).ok().and_then(|c| c.parse::<u16>().ok());
+        let code = std::str::from_utf8(line.get(..3).unwrap_or(b""))
+            .ok()
+            .and_then(|c| c.parse::<u16>().ok());
         match code {
             Some(334) => self.in_auth = true,
             Some(354) if self.last_verb == "DATA" => self.in_data = true,
@@ -165,14 +180,22 @@ pub struct RecordingProxy {
 
 impl RecordingProxy {
     /// Listens on `listen`, relays each connection to `upstream`, records into `cassette`.
-    pub async fn start(listen: SocketAddr, upstream: SocketAddr, cassette: &Path) -> Result<Self, RecordError> {
+    pub async fn start(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        cassette: &Path,
+    ) -> Result<Self, RecordError> {
         let writer = CassetteWriter::open(cassette)?;
         let listener = TcpListener::bind(listen)
             .await
-            .map_err(|source| RecordError::Bind { addr: listen, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| RecordError::Bind { addr: listen, source })?;
+            .map_err(|source| RecordError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| RecordError::Bind {
+            addr: listen,
+            source,
+        })?;
         let (shutdown, watcher) = watch::channel(false);
         let closed = Arc::new((AtomicUsize::new(0), Notify::new()));
         let done = Arc::clone(&closed);
@@ -260,28 +283,98 @@ pub async fn relay(
     let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     writer.append(&format::session_header(
         id,
-        &[("upstream", upstream.to_string()), ("client", peer.to_string()), ("started", started)],
+        &[
+            ("upstream", upstream.to_string()),
+            ("client", peer.to_string()),
+            ("started", started),
+        ],
     ));
     let server = match TcpStream::connect(upstream).await {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "upstream unreachable");
             let mut client = client;
-            let _ = client.write_all(b"421 4.4.1 etrn-harness: the upstream is unreachable\r\n").await;
+            let _ = client
+                .write_all(b"421 4.4.1 etrn-harness: the upstream is unreachable\r\n")
+                .await;
             writer.append(&format!("{id} end upstream-unreachable\n"));
             return;
         }
     };
+    relay_streams(
+        client,
+        server,
+        Vec::new(),
+        Tracker::default(),
+        id,
+        writer,
+        stop,
+    )
+    .await;
+}
+
+/// Relays an already recorded session from here on: `first` (the client's bytes not yet sent up)
+/// goes to the upstream first; `in_data` says whether the client is inside message data.
+pub async fn relay_from(
+    client: TcpStream,
+    server: TcpStream,
+    first: Vec<u8>,
+    in_data: bool,
+    id: u32,
+    writer: &CassetteWriter,
+    stop: watch::Receiver<bool>,
+) {
+    let tracker = Tracker {
+        in_data,
+        ..Tracker::default()
+    };
+    relay_streams(client, server, first, tracker, id, writer, stop).await;
+}
+
+async fn relay_streams(
+    client: TcpStream,
+    mut server: TcpStream,
+    first: Vec<u8>,
+    tracker: Tracker,
+    id: u32,
+    writer: &CassetteWriter,
+    stop: watch::Receiver<bool>,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let tracker = Arc::new(Mutex::new(tracker));
+    if !first.is_empty() {
+        if server.write_all(&first).await.is_err() {
+            writer.append(&format!("{id} end upstream-closed\n"));
+            return;
+        }
+        let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        for line in first.split_inclusive(|b| *b == b'\n') {
+            let (d, recorded) = t.client(line);
+            writer.append(&format::line(id, d, &recorded));
+        }
+    }
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let up = pump(cr, sw, Direction::Client, id, writer, &tracker, stop.clone());
+    let up = pump(
+        cr,
+        sw,
+        Direction::Client,
+        id,
+        writer,
+        &tracker,
+        stop.clone(),
+    );
     let down = pump(sr, cw, Direction::Server, id, writer, &tracker, stop);
     let (up_end, down_end) = tokio::join!(up, down);
     let quit = tracker.lock().unwrap_or_else(PoisonError::into_inner).quit;
-    let reason = if quit { "quit" } else if down_end == End::Closed { "upstream-closed" } else { up_end.label() };
+    let reason = if quit {
+        "quit"
+    } else if down_end == End::Closed {
+        "upstream-closed"
+    } else {
+        up_end.label()
+    };
     writer.append(&format!("{id} end {reason}\n"));
 }
 

@@ -14,27 +14,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::escape::escape;
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
 
 use super::format::{Cassette, CassetteSession, Exchange, Request};
 
-/// How commands are matched to recorded exchanges.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema, clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum MatchMode {
-    /// The same command lines in the same order, byte for byte.
-    Strict,
-    /// The same verb and normalised argument, in order.
-    #[default]
-    Verb,
-    /// The next unused exchange with the same verb and argument, anywhere in the session.
-    Lenient,
-}
+pub use crate::smarthost::script::MatchMode;
 
 /// How a replay answers.
 #[derive(Debug, Clone)]
@@ -42,13 +27,18 @@ pub struct ReplayOptions {
     pub mode: MatchMode,
     /// The reply to a command the cassette does not have, CRLF included.
     pub mismatch_reply: Vec<u8>,
+    /// At a miss, stop and hand the session over ([`ReplaySession::take_miss`]) instead of
+    /// replying.
+    pub record_on_miss: bool,
 }
 
 impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             mode: MatchMode::Verb,
-            mismatch_reply: b"451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n".to_vec(),
+            mismatch_reply:
+                b"451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n".to_vec(),
+            record_on_miss: false,
         }
     }
 }
@@ -65,6 +55,10 @@ pub struct ReplaySession {
     data: Option<Vec<Vec<u8>>>,
     out: VecDeque<Output>,
     closed: bool,
+    /// Every client line so far, for a handover at a miss.
+    history: Vec<Vec<u8>>,
+    /// Set at a miss under `record_on_miss`: the history up to and including the missed line.
+    miss: Option<Vec<Vec<u8>>>,
 }
 
 /// The verb and normalised argument of a command line.
@@ -72,7 +66,10 @@ fn key(line: &[u8]) -> (String, String) {
     let text = String::from_utf8_lossy(line);
     let mut words = text.split_whitespace();
     let verb = words.next().unwrap_or("").to_ascii_uppercase();
-    let argument = words.map(str::to_ascii_lowercase).collect::<Vec<_>>().join(" ");
+    let argument = words
+        .map(str::to_ascii_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ");
     (verb, argument)
 }
 
@@ -98,7 +95,10 @@ impl ReplaySession {
     /// Replays recorded session `index` (the last one when `index` is past the end).
     pub fn new(cassette: Arc<Cassette>, index: usize, options: ReplayOptions) -> Self {
         let session = index.min(cassette.sessions.len().saturating_sub(1));
-        let count = cassette.sessions.get(session).map_or(0, |s| s.exchanges.len());
+        let count = cassette
+            .sessions
+            .get(session)
+            .map_or(0, |s| s.exchanges.len());
         let mut r = ReplaySession {
             cassette,
             session,
@@ -109,6 +109,8 @@ impl ReplaySession {
             data: None,
             out: VecDeque::new(),
             closed: false,
+            history: Vec::new(),
+            miss: None,
         };
         match r.recorded().and_then(|s| s.exchanges.first()).cloned() {
             Some(e) if e.request == Request::Greeting => r.answer(0, &e),
@@ -127,9 +129,13 @@ impl ReplaySession {
 
     fn send(&mut self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
-        let lines: Vec<String> = text.lines().map(|l| l.get(4..).unwrap_or("").to_owned()).collect();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| l.get(4..).unwrap_or("").to_owned())
+            .collect();
         let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        self.out.push_back(Output::Event(Event::Reply { code, lines }));
+        self.out
+            .push_back(Output::Event(Event::Reply { code, lines }));
         self.out.push_back(Output::Send {
             bytes: bytes.to_vec(),
             delay: None,
@@ -167,9 +173,10 @@ impl ReplaySession {
     fn find(&self, fits: impl Fn(&Request) -> bool) -> Option<usize> {
         let exchanges = &self.recorded()?.exchanges;
         match self.options.mode {
-            MatchMode::Strict | MatchMode::Verb => {
-                exchanges.get(self.next).filter(|e| fits(&e.request)).map(|_| self.next)
-            }
+            MatchMode::Strict | MatchMode::Verb => exchanges
+                .get(self.next)
+                .filter(|e| fits(&e.request))
+                .map(|_| self.next),
             MatchMode::Lenient => exchanges
                 .iter()
                 .enumerate()
@@ -178,7 +185,25 @@ impl ReplaySession {
         }
     }
 
+    /// After a miss under `record_on_miss`: the client's lines so far (the missed one last) and any
+    /// bytes it sent after them. The session answers nothing more.
+    pub fn take_miss(&mut self) -> Option<Vec<Vec<u8>>> {
+        let mut history = self.miss.take()?;
+        if !self.buffer.is_empty() {
+            let rest = std::mem::take(&mut self.buffer);
+            if let Some(last) = history.last_mut() {
+                last.extend_from_slice(&rest);
+            }
+        }
+        Some(history)
+    }
+
     fn mismatch(&mut self, actual: &[u8]) {
+        if self.options.record_on_miss {
+            self.miss = Some(self.history.clone());
+            self.closed = true;
+            return;
+        }
         let expected = match self.recorded().and_then(|s| s.exchanges.get(self.next)) {
             Some(Exchange {
                 request: Request::Command(c),
@@ -204,6 +229,7 @@ impl ReplaySession {
     }
 
     fn line(&mut self, line: &[u8]) {
+        self.history.push(line.to_vec());
         if let Some(data) = &mut self.data {
             data.push(line.to_vec());
             if line != b".\r\n" {
@@ -219,12 +245,13 @@ impl ReplaySession {
             return;
         }
         let (verb, _) = key(line);
-        self.out.push_back(Output::Event(Event::Command(CommandLine {
-            raw: line.to_vec(),
-            verb,
-            bare_lf: !line.ends_with(b"\r\n"),
-            redacted: false,
-        })));
+        self.out
+            .push_back(Output::Event(Event::Command(CommandLine {
+                raw: line.to_vec(),
+                verb,
+                bare_lf: !line.ends_with(b"\r\n"),
+                redacted: false,
+            })));
         let mode = self.options.mode;
         let found = self.find(|r| matches!(r, Request::Command(c) if matches(c, line, mode)));
         match found.and_then(|i| Some((i, self.recorded()?.exchanges.get(i)?.clone()))) {
@@ -244,7 +271,9 @@ impl Conversation for ReplaySession {
             let line: Vec<u8> = self.buffer.drain(..=pos).collect();
             self.line(&line);
             if self.closed {
-                self.buffer.clear();
+                if self.miss.is_none() {
+                    self.buffer.clear();
+                }
                 return;
             }
         }
@@ -283,7 +312,10 @@ mod tests {
             (Direction::Client, b"ETRN a.example\r\n"),
             (Direction::Server, b"250 Queuing started\r\n"),
             (Direction::Client, b"ETRN b.example\r\n"),
-            (Direction::Server, b"459 <b.example>: service unavailable\r\n"),
+            (
+                Direction::Server,
+                b"459 <b.example>: service unavailable\r\n",
+            ),
             (Direction::Client, b"QUIT\r\n"),
             (Direction::Server, b"221 2.0.0 Bye\r\n"),
         ] {
@@ -293,7 +325,14 @@ mod tests {
     }
 
     fn run(mode: MatchMode, input: &[u8]) -> (String, Vec<Event>) {
-        let mut s = ReplaySession::new(cassette(), 0, ReplayOptions { mode, ..ReplayOptions::default() });
+        let mut s = ReplaySession::new(
+            cassette(),
+            0,
+            ReplayOptions {
+                mode,
+                ..ReplayOptions::default()
+            },
+        );
         s.receive(input);
         let mut sent = String::new();
         let mut events = Vec::new();
@@ -309,7 +348,10 @@ mod tests {
 
     #[test]
     fn replays_recorded_replies_byte_for_byte() {
-        let (sent, _) = run(MatchMode::Strict, b"EHLO c.example\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n");
+        let (sent, _) = run(
+            MatchMode::Strict,
+            b"EHLO c.example\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n",
+        );
         assert_eq!(
             sent,
             "220 mx.test ESMTP Postfix\r\n250-mx.test\r\n250 ETRN\r\n250 Queuing started\r\n459 <b.example>: service unavailable\r\n221 2.0.0 Bye\r\n"
@@ -319,7 +361,11 @@ mod tests {
     #[test]
     fn strict_wants_the_same_bytes_verb_forgives_case() {
         let (sent, events) = run(MatchMode::Strict, b"ehlo C.example\r\n");
-        assert!(sent.ends_with("451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n"));
+        assert!(
+            sent.ends_with(
+                "451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n"
+            )
+        );
         assert!(events.contains(&Event::ReplayMismatch {
             position: 2,
             expected: "EHLO c.example\\r\\n".into(),
@@ -331,9 +377,19 @@ mod tests {
 
     #[test]
     fn lenient_takes_exchanges_out_of_order() {
-        let (sent, _) = run(MatchMode::Lenient, b"EHLO c.example\r\nETRN b.example\r\nETRN a.example\r\n");
-        assert!(sent.ends_with("459 <b.example>: service unavailable\r\n250 Queuing started\r\n"), "{sent}");
+        let (sent, _) = run(
+            MatchMode::Lenient,
+            b"EHLO c.example\r\nETRN b.example\r\nETRN a.example\r\n",
+        );
+        assert!(
+            sent.ends_with("459 <b.example>: service unavailable\r\n250 Queuing started\r\n"),
+            "{sent}"
+        );
         let (sent, _) = run(MatchMode::Verb, b"EHLO c.example\r\nETRN b.example\r\n");
-        assert!(sent.ends_with("451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n"));
+        assert!(
+            sent.ends_with(
+                "451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n"
+            )
+        );
     }
 }

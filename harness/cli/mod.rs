@@ -2,11 +2,12 @@
 //! library (`lib.rs`) does not declare it.
 
 pub mod bench;
+pub mod cassette;
 pub mod corpus;
 pub mod run;
 pub mod serve;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_DISAGREES, EXIT_INVALID, ReportFormat,
-    RunArgs, ServeArgs, report_errors,
+    BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_DISAGREES, EXIT_INVALID, RecordArgs,
+    ReplayArgs, ReportFormat, RunArgs, ServeArgs, report_errors,
 };

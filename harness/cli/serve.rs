@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use etrn_harness::smarthost::{LiveEvent, Recording, SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::smarthost::{LiveEvent, Recording, SmartHostConfig, SmartHostScript};
 use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
@@ -60,7 +60,7 @@ async fn serve(
     exit_after: Option<usize>,
     quiet: bool,
 ) -> ExitCode {
-    let host = match SmartHost::start(config).await {
+    let host = match etrn_harness::cassette::start_for_script(config).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::scenario::{self, Scenario};
-use crate::smarthost::{Recording, SmartHost, SmartHostConfig};
+use crate::smarthost::{Recording, SmartHostConfig};
 
 use super::known::KnownDeviations;
 use super::target::{CaseEnvironment, Target, TargetOutcome};
@@ -82,7 +82,7 @@ async fn judged(
         idle_timeout: options.timeout,
         ..SmartHostConfig::with_script(s.smarthost.clone())
     };
-    let host = SmartHost::start(config)
+    let host = crate::cassette::start_for_script(config)
         .await
         .map_err(|e| format!("cannot start the smart host: {e}"))?;
     let work = tempfile::Builder::new()

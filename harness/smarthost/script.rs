@@ -20,6 +20,30 @@ use super::profile::{Profile, ProfileError, ProfileName};
 /// The server name used when a script gives none.
 pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
 
+/// How a cassette replay matches commands to recorded exchanges (see `crate::cassette`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchMode {
+    /// The same command lines in the same order, byte for byte.
+    Strict,
+    /// The same verb and normalised argument, in order.
+    #[default]
+    Verb,
+    /// The next unused exchange with the same verb and argument, anywhere in the session.
+    Lenient,
+}
+
 /// An answer rule for one ETRN argument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +94,13 @@ pub struct SmartHostScript {
     /// which processes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etrn_in_transaction: Option<Answer>,
+    /// Answer from this cassette instead of the script (relative to the scenario file); the
+    /// model's prediction still follows the script's profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cassette: Option<std::path::PathBuf>,
+    /// How the cassette replay matches commands; default "verb".
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "match")]
+    pub cassette_match: Option<MatchMode>,
     /// Answers that override the normal one for a verb, e.g. `MAIL = "451 4.3.0 try later"`. A
     /// 4xx/5xx answer refuses the command; a 2xx/3xx answer keeps the command's effect and replaces
     /// the reply.

@@ -108,7 +108,14 @@ impl SmartHost {
             Box::new(Session::new(Arc::clone(&behaviour), limits.clone())) as Box<dyn Conversation>
         });
         info!(profile = %script.profile, "scripted smart host");
-        Self::start_with(config.listen, config.idle_timeout, config.max_connections, tls, conversations).await
+        Self::start_with(
+            config.listen,
+            config.idle_timeout,
+            config.max_connections,
+            tls,
+            conversations,
+        )
+        .await
     }
 
     /// Starts a server whose connections run the conversations `conversations` makes (a cassette
@@ -122,10 +129,14 @@ impl SmartHost {
     ) -> Result<SmartHost, StartError> {
         let listener = TcpListener::bind(listen)
             .await
-            .map_err(|source| StartError::Bind { addr: listen, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: listen, source })?;
+            .map_err(|source| StartError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
         let recorder = Arc::new(Recorder::new());
         let shared = Arc::new(Shared {
             conversations,
@@ -136,7 +147,8 @@ impl SmartHost {
         let (shutdown, watcher) = watch::channel(false);
         let slots = Arc::new(Semaphore::new(max_connections));
         let server = tokio::spawn(
-            accept_loop(listener, shared, slots, watcher).instrument(info_span!("smarthost", %addr)),
+            accept_loop(listener, shared, slots, watcher)
+                .instrument(info_span!("smarthost", %addr)),
         );
         info!(%addr, "smart host listening");
         Ok(SmartHost {

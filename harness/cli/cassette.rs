@@ -1,0 +1,173 @@
+//! `etrn-harness record` and `etrn-harness replay`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use etrn_harness::cassette::{
+    self, Cassette, CassetteWriter, MissRecordingReplay, RecordingProxy, ReplayOptions,
+};
+use etrn_harness::smarthost::LiveEvent;
+use etrn_harness::smtp::Event;
+
+use super::{EXIT_INVALID, RecordArgs, ReplayArgs};
+
+/// Long enough to mean "no timeout", short enough not to overflow the clock.
+const FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Runtime::new() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut i), Ok(mut t)) => tokio::select! {
+                _ = i.recv() => "interrupted",
+                _ = t.recv() => "terminated",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted"
+    }
+}
+
+pub fn record(args: RecordArgs) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        let proxy = match RecordingProxy::start(args.listen, args.upstream, &args.cassette).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("recording {} -> {} into {}", proxy.addr(), args.upstream, args.cassette.display());
+        let why = tokio::select! {
+            why = stop_signal() => why,
+            _ = proxy.wait_for_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
+                if args.exit_after_sessions.is_some() => "session limit reached",
+        };
+        proxy.shutdown().await;
+        println!("stopped ({why})");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Loads a cassette for replay: errors name the line; truncation is a warning.
+pub fn load(path: &std::path::Path) -> Result<Cassette, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read the cassette {}: {e}", path.display());
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    let cassette = Cassette::parse(&text).map_err(|e| {
+        eprintln!("error: {}:{e}", path.display());
+        ExitCode::from(EXIT_INVALID)
+    })?;
+    if let Some(line) = cassette.truncated_at {
+        eprintln!(
+            "warning: {}:{line}: the cassette stops in the middle of an exchange (a killed recorder?); replaying what comes before",
+            path.display()
+        );
+    }
+    Ok(cassette)
+}
+
+pub fn replay(args: ReplayArgs) -> ExitCode {
+    let cassette = match load(&args.cassette) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mismatch_reply = match etrn_harness::reply::Reply::parse(&args.mismatch_reply) {
+        Ok(r) => r.to_wire().into_bytes(),
+        Err(e) => {
+            eprintln!("error: --mismatch-reply: {e} ({})", e.fix());
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
+    let options = ReplayOptions {
+        mode: args.match_mode,
+        mismatch_reply,
+        record_on_miss: false,
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        if args.record_on_miss {
+            let Some(upstream) = args.upstream else {
+                eprintln!("error: --record-on-miss needs --upstream HOST:PORT");
+                return ExitCode::from(EXIT_INVALID);
+            };
+            let writer = match CassetteWriter::open(&args.cassette) {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let server = match MissRecordingReplay::start(cassette, options, args.listen, upstream, writer).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("replaying {} on {}; misses are fetched from {upstream}", args.cassette.display(), server.addr());
+            let why = stop_signal().await;
+            server.shutdown().await;
+            println!("stopped ({why})");
+            return ExitCode::SUCCESS;
+        }
+        let host = match cassette::replay_server(cassette, options, args.listen, Duration::from_secs(300)).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut live = host.recorder().subscribe();
+        println!("replaying {} on {}", args.cassette.display(), host.addr());
+        let mut mismatches = 0usize;
+        // Registered once: a signal between two turns of the loop is not lost.
+        let stop = stop_signal();
+        tokio::pin!(stop);
+        let why = loop {
+            tokio::select! {
+                biased;
+                event = live.recv() => match event {
+                    Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual } }) => {
+                        mismatches += 1;
+                        println!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}");
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
+                },
+                _ = host.recorder().wait_for_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
+                    if args.exit_after_sessions.is_some() => break "session limit reached",
+                why = &mut stop => break why,
+            }
+        };
+        let recording = host.shutdown().await;
+        println!("stopped ({why}): {} session(s), {mismatches} mismatch(es)", recording.sessions.len());
+        if mismatches > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+    })
+}
