@@ -1,0 +1,470 @@
+//! Record and replay against a real upstream: a private Postfix instance on loopback, started and
+//! stopped by the test (recipe in `peers.md` §3.1). Without Postfix or fetchmail the Postfix test
+//! skips loudly; under `CI=true` it fails. The other tests use the harness's own smart host as the
+//! upstream.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use etrn_harness::cassette::{
+    self, Cassette, CassetteWriter, MatchMode, MissRecordingReplay, RecordingProxy, ReplayOptions,
+};
+use etrn_harness::client::Connection;
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::smtp::Event;
+
+mod common;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A private Postfix instance; stopped when dropped.
+struct Postfix {
+    config: PathBuf,
+    addr: SocketAddr,
+}
+
+impl Postfix {
+    fn start(dir: &Path) -> Postfix {
+        let port = free_port();
+        let relay = free_port();
+        let etc = dir.join("etc");
+        for d in ["etc", "spool", "data"] {
+            std::fs::create_dir_all(dir.join(d)).expect("create folder");
+        }
+        std::fs::write(etc.join("main.cf"), "").expect("main.cf");
+        std::fs::copy("/usr/share/postfix/master.cf.dist", etc.join("master.cf"))
+            .expect("master.cf");
+        let d = dir.display();
+        let run = |args: &[&str]| {
+            let out = Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .expect("postfix tools run");
+            assert!(
+                out.status.success(),
+                "{args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["chown", "postfix", &format!("{d}/data")]);
+        let etc_s = etc.display().to_string();
+        let settings = [
+            format!("queue_directory = {d}/spool"),
+            format!("data_directory = {d}/data"),
+            format!("maillog_file_prefixes = /var, /dev/stdout, {d}"),
+            format!("maillog_file = {d}/postfix.log"),
+            format!("syslog_name = pfx-{port}"),
+            "compatibility_level = 3.6".into(),
+            "inet_interfaces = loopback-only".into(),
+            "inet_protocols = ipv4".into(),
+            "myhostname = mx.test".into(),
+            "mydestination =".into(),
+            "alias_maps =".into(),
+            "alias_database =".into(),
+            "mynetworks = 127.0.0.0/8".into(),
+            "relay_domains = etrn.example".into(),
+            "fast_flush_domains = $relay_domains".into(),
+            format!("relay_transport = smtp:[127.0.0.1]:{relay}"),
+            "default_transport = error".into(),
+            "smtp_tls_security_level = none".into(),
+            "smtpd_tls_security_level = none".into(),
+            "queue_run_delay = 1h".into(),
+            "minimal_backoff_time = 1h".into(),
+            "maximal_backoff_time = 2h".into(),
+        ];
+        let mut postconf = vec!["postconf", "-c", &etc_s, "-e"];
+        postconf.extend(settings.iter().map(String::as_str));
+        run(&postconf);
+        run(&["postconf", "-c", &etc_s, "-MX", "smtp/inet"]);
+        let service = format!("127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd");
+        run(&["postconf", "-c", &etc_s, "-M", &service]);
+        run(&["postconf", "-c", &etc_s, "-F", "*/*/chroot = n"]);
+        let _ = Command::new("postfix")
+            .args(["-c", &etc_s, "post-install", "create-missing"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        run(&["postfix", "-c", &etc_s, "start"]);
+        Postfix {
+            config: etc,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// Waits until Postfix accepts connections. Postfix announces readiness nowhere but in its
+    /// listening socket, so this probes it: at most 250 attempts, 20 ms apart.
+    async fn ready(&self) {
+        for _ in 0..250 {
+            if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = std::fs::read_to_string(self.config.parent().expect("dir").join("postfix.log"))
+            .unwrap_or_default();
+        panic!("Postfix did not listen on {} within 5 s:\n{log}", self.addr);
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("postfix")
+            .args(["-c", &self.config.display().to_string(), "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// fetchmail in ETRN mode against `addr`; returns its exit status.
+async fn fetchmail(addr: SocketAddr, domains: &str, home: &Path) -> Option<i32> {
+    let run = tokio::process::Command::new("fetchmail")
+        .env("HOME", home)
+        .arg("--pidfile")
+        .arg(home.join("fetchmail.pid"))
+        .args([
+            "--nosyslog",
+            "-p",
+            "ETRN",
+            "-t",
+            "10",
+            "-P",
+            &addr.port().to_string(),
+        ])
+        .args(["--fetchdomains", domains, "127.0.0.1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    tokio::time::timeout(WAIT, run)
+        .await
+        .expect("fetchmail ends in time")
+        .expect("fetchmail runs")
+        .code()
+}
+
+/// A message submitted through `addr` with the harness's client.
+async fn submit(addr: SocketAddr) -> Vec<u16> {
+    let mut c = Connection::open(addr, WAIT).await.expect("connect");
+    let mut codes = vec![c.reply().await.expect("greeting").code];
+    for line in [
+        "EHLO client.example",
+        "MAIL FROM:<sender@src.test>",
+        "RCPT TO:<user@etrn.example>",
+        "DATA",
+    ] {
+        codes.push(c.command(line).await.expect("reply").code);
+    }
+    c.send_raw(b"Subject: recorded\r\n\r\nhello\r\n.\r\n")
+        .await
+        .expect("data");
+    codes.push(c.reply().await.expect("queued").code);
+    codes.push(c.command("QUIT").await.expect("bye").code);
+    codes
+}
+
+/// The reply lines of a cassette session, as bytes.
+fn replies(c: &Cassette, session: usize) -> Vec<Vec<u8>> {
+    c.sessions[session]
+        .exchanges
+        .iter()
+        .flat_map(|e| e.reply.clone())
+        .collect()
+}
+
+/// The reply lines a replay sent, from its recording.
+fn replayed(r: &etrn_harness::smarthost::Recording, session: usize) -> Vec<Vec<u8>> {
+    r.sessions[session]
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Reply { code, lines } => Some(
+                etrn_harness::reply::Reply::parse(&format!("{code} {}", lines.join("\n")))
+                    .map(|r| r.to_wire().into_bytes())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        })
+        .flat_map(|wire| {
+            wire.split_inclusive(|b| *b == b'\n')
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn record_fetchmail_and_a_submission_through_postfix_then_replay_without_it() {
+    if !common::peer_available("postconf", &["-d", "mail_version"])
+        || !common::peer_available("fetchmail", &["--version"])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Postfix's own users must be able to reach the queue under it.
+    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+    let cassette_path = dir.path().join("postfix.cassette");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let postfix = Postfix::start(&dir.path().join("pfx"));
+    postfix.ready().await;
+
+    let proxy = RecordingProxy::start(
+        "127.0.0.1:0".parse().expect("addr"),
+        postfix.addr,
+        &cassette_path,
+    )
+    .await
+    .expect("recorder starts");
+    let recorded_exit = fetchmail(proxy.addr(), "etrn.example,unlisted.example", &home).await;
+    let codes = submit(proxy.addr()).await;
+    assert_eq!(codes, [220, 250, 250, 250, 354, 250, 221]);
+    assert!(
+        proxy.wait_for_closed_sessions(2, WAIT).await,
+        "both sessions end"
+    );
+    proxy.shutdown().await;
+    postfix.stop();
+    drop(postfix);
+
+    let text = std::fs::read_to_string(&cassette_path).expect("cassette written");
+    assert!(text.contains("S: 250 Queuing started"), "{text}");
+    assert!(
+        text.contains("S: 459 <unlisted.example>: service unavailable"),
+        "{text}"
+    );
+    // fetchmail stops after the 459: exit 3 (peers.md §7).
+    assert_eq!(recorded_exit, Some(3));
+    let cassette = Cassette::parse(&text).expect("the cassette loads");
+    assert_eq!(cassette.sessions.len(), 2);
+
+    // Replay with Postfix gone: the same client run sees the same replies, byte for byte.
+    let host = cassette::replay_server(
+        cassette.clone(),
+        ReplayOptions::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+        WAIT,
+    )
+    .await
+    .expect("replay starts");
+    let replay_exit = fetchmail(host.addr(), "etrn.example,unlisted.example", &home).await;
+    let codes = submit(host.addr()).await;
+    assert_eq!(codes, [220, 250, 250, 250, 354, 250, 221]);
+    let rec = host
+        .recorder()
+        .wait_for_closed_sessions(2, WAIT)
+        .await
+        .expect("replayed sessions end");
+    host.shutdown().await;
+    assert_eq!(replay_exit, recorded_exit);
+    assert_eq!(replayed(&rec, 0), replies(&cassette, 0));
+    assert_eq!(replayed(&rec, 1), replies(&cassette, 1));
+    assert!(!rec.sessions.iter().any(|s| {
+        s.events
+            .iter()
+            .any(|e| matches!(e.event, Event::ReplayMismatch { .. }))
+    }));
+
+    // The cassette as a reviewed snapshot, with what changes between runs redacted.
+    let mut settings = common::snapshot_settings();
+    settings.add_filter(r"started=\S+", "started=[time]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[port]");
+    settings.add_filter(r"queued as [0-9A-Za-z]+", "queued as [queue-id]");
+    settings.add_filter(r"(?m)^(\d+ C: EHLO) \S+$", "$1 [client-name]");
+    settings.bind(|| insta::assert_snapshot!("postfix_cassette", text));
+}
+
+async fn upstream() -> SmartHost {
+    let script: SmartHostScript =
+        toml::from_str("profile = \"postfix\"\nserved = [\"a.example\"]").expect("script");
+    SmartHost::start(SmartHostConfig::with_script(script))
+        .await
+        .expect("upstream starts")
+}
+
+async fn talk(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
+    let mut c = Connection::open(addr, WAIT).await.expect("connect");
+    let mut out = vec![format!("{}", c.reply().await.expect("greeting").code)];
+    for l in lines {
+        let r = c.command(l).await.expect("reply");
+        out.push(format!("{} {}", r.code, r.lines.join("/")));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_replay_mismatch_gets_451_and_names_position_expected_and_actual() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.cassette");
+    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
+        .await
+        .expect("starts");
+    talk(proxy.addr(), &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
+    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
+    proxy.shutdown().await;
+    let cassette = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    let options = ReplayOptions {
+        mode: MatchMode::Strict,
+        ..ReplayOptions::default()
+    };
+    let host = cassette::replay_server(
+        cassette,
+        options,
+        "127.0.0.1:0".parse().expect("addr"),
+        WAIT,
+    )
+    .await
+    .expect("replay");
+    let out = talk(
+        host.addr(),
+        &["EHLO c.example", "ETRN other.example", "QUIT"],
+    )
+    .await;
+    assert_eq!(
+        out[2],
+        "451 4.3.0 etrn-harness replay: this command is not in the cassette"
+    );
+    let rec = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    let mismatch = rec.sessions[0].events.iter().find_map(|e| match &e.event {
+        Event::ReplayMismatch {
+            position,
+            expected,
+            actual,
+        } => Some((*position, expected.clone(), actual.clone())),
+        _ => None,
+    });
+    assert_eq!(
+        mismatch,
+        Some((
+            3,
+            "ETRN a.example\\r\\n".to_string(),
+            "ETRN other.example\\r\\n".to_string()
+        ))
+    );
+}
+
+#[test]
+fn a_truncated_or_malformed_cassette_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cut = dir.path().join("cut.cassette");
+    std::fs::write(
+        &cut,
+        "etrn-harness cassette v1\n1 session upstream=x\n1 S: 220 mx.test\n1 C: EHLO c\n1 S: 250 mx.test\n1 C: ETRN a.exa",
+    )
+    .expect("write");
+    let bad = dir.path().join("bad.cassette");
+    std::fs::write(
+        &bad,
+        "etrn-harness cassette v1\n1 session\n1 S: 220 ok\n1 Z: ???\n",
+    )
+    .expect("write");
+    let run = |path: &Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .args(["replay", "--listen", "127.0.0.1:0", "--cassette"])
+            .arg(path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        // A loadable cassette starts a server: read its first line, then stop it.
+        let mut first = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first);
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("ends");
+        (
+            out.status.code(),
+            first,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (_, first, err) = run(&cut);
+    assert!(first.starts_with("replaying "), "{first}{err}");
+    assert!(
+        err.contains("cut.cassette:6: the cassette stops in the middle of an exchange"),
+        "{err}"
+    );
+    let (code, _, err) = run(&bad);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("bad.cassette:line 4:"), "{err}");
+    assert!(err.contains("not a C:, D:, S:"), "{err}");
+}
+
+#[tokio::test]
+async fn record_on_miss_fetches_the_rest_from_the_upstream_and_appends_it() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.cassette");
+    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
+        .await
+        .expect("starts");
+    talk(proxy.addr(), &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
+    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
+    proxy.shutdown().await;
+    let cassette = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    let writer = CassetteWriter::open(&path).expect("append");
+    let replay = MissRecordingReplay::start(
+        cassette,
+        ReplayOptions::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+        up.addr(),
+        writer,
+    )
+    .await
+    .expect("replay starts");
+    // a.example is in the cassette; new.example is not: the upstream answers it.
+    let out = talk(
+        replay.addr(),
+        &[
+            "EHLO c.example",
+            "ETRN a.example",
+            "ETRN new.example",
+            "QUIT",
+        ],
+    )
+    .await;
+    assert_eq!(out[2], "250 Queuing started");
+    assert_eq!(out[3], "459 <new.example>: service unavailable");
+    assert_eq!(out[4], "221 2.0.0 Bye");
+    replay.shutdown().await;
+    let upstream_seen = up
+        .recorder()
+        .wait_for_closed_sessions(2, WAIT)
+        .await
+        .expect("upstream sessions");
+    // The upstream was brought to the same point (EHLO, ETRN a.example) before the missed command.
+    assert_eq!(
+        upstream_seen.sessions[1].etrn_domains(),
+        ["a.example", "new.example"]
+    );
+    let grown = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    assert_eq!(grown.sessions.len(), 2);
+    assert_eq!(
+        grown.sessions[1].fields.get("recorded").map(String::as_str),
+        Some("on-miss")
+    );
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(
+        text.contains("2 C: ETRN new.example\n2 S: 459 <new.example>: service unavailable\n"),
+        "{text}"
+    );
+}
