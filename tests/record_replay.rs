@@ -468,3 +468,175 @@ async fn record_on_miss_fetches_the_rest_from_the_upstream_and_appends_it() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn parallel_sessions_are_kept_apart_and_credentials_redacted() {
+    let script: SmartHostScript =
+        toml::from_str("ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]").expect("script");
+    let up = SmartHost::start(SmartHostConfig::with_script(script))
+        .await
+        .expect("upstream");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("p.cassette");
+    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
+        .await
+        .expect("starts");
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            tokio::spawn(async move {
+                talk(
+                    addr,
+                    &[
+                        "EHLO c.example",
+                        "AUTH PLAIN AHVzZXIAc2VjcmV0",
+                        &format!("ETRN n{i}.example"),
+                        "QUIT",
+                    ],
+                )
+                .await
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client");
+    }
+    assert!(proxy.wait_for_closed_sessions(3, WAIT).await);
+    proxy.shutdown().await;
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(
+        !text.contains("AHVzZXIAc2VjcmV0"),
+        "credentials leaked:\n{text}"
+    );
+    assert_eq!(text.matches("C: AUTH PLAIN [redacted]").count(), 3);
+    let cassette = Cassette::parse(&text).expect("parse");
+    let mut etrn: Vec<String> = cassette
+        .sessions
+        .iter()
+        .map(|s| {
+            let lines: Vec<String> = s
+                .exchanges
+                .iter()
+                .filter_map(|e| match &e.request {
+                    etrn_harness::cassette::Request::Command(c) if c.starts_with(b"ETRN") => {
+                        Some(String::from_utf8_lossy(c).trim_end().to_owned())
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(lines.len(), 1, "one ETRN per session: {lines:?}");
+            lines[0].clone()
+        })
+        .collect();
+    etrn.sort();
+    assert_eq!(
+        etrn,
+        ["ETRN n0.example", "ETRN n1.example", "ETRN n2.example"]
+    );
+}
+
+#[tokio::test]
+async fn starttls_is_passed_through_and_marked() {
+    let config = SmartHostConfig {
+        limits: etrn_harness::smtp::SessionLimits {
+            starttls: true,
+            ..Default::default()
+        },
+        ..SmartHostConfig::default()
+    };
+    let up = SmartHost::start(config).await.expect("upstream");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("tls.cassette");
+    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
+        .await
+        .expect("starts");
+    let mut client = mail_send::SmtpClientBuilder::new("localhost", proxy.addr().port())
+        .expect("builder")
+        .implicit_tls(false)
+        .allow_invalid_certs()
+        .helo_host("client.example")
+        .timeout(WAIT)
+        .connect()
+        .await
+        .expect("STARTTLS through the proxy");
+    let r = client
+        .cmd(b"ETRN secret.example\r\n")
+        .await
+        .expect("ETRN over TLS");
+    assert_eq!(r.code(), 250);
+    client.quit().await.expect("quit");
+    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
+    proxy.shutdown().await;
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(
+        text.contains("1 C: STARTTLS\n1 S: 220 2.0.0 Ready to start TLS\n1 tls passthrough\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("secret.example"),
+        "nothing after STARTTLS is recorded:\n{text}"
+    );
+    // The upstream saw the ETRN, so the bytes really passed through.
+    let seen = up
+        .recorder()
+        .wait_for_etrn("secret.example", WAIT)
+        .await
+        .expect("upstream saw it");
+    assert!(seen.sessions[0].tls);
+}
+
+#[tokio::test]
+async fn a_scenario_can_answer_from_a_cassette() {
+    use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions, Verdict};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let scenario_text =
+        std::fs::read_to_string("scenarios/replies/e25-458-continue.toml").expect("scenario");
+    let scenario = etrn_harness::scenario::parse_scenario(Path::new("e25.toml"), &scenario_text)
+        .expect("valid");
+    // Record the builtin client against the scenario's own smart host.
+    let up = SmartHost::start(SmartHostConfig::with_script(scenario.smarthost.clone()))
+        .await
+        .expect("upstream");
+    let path = dir.path().join("e25.cassette");
+    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
+        .await
+        .expect("starts");
+    etrn_harness::conformance::builtin::run(&scenario.ims, proxy.addr(), WAIT)
+        .await
+        .expect("builtin runs");
+    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
+    proxy.shutdown().await;
+    drop(up);
+    // The same scenario, answered from the cassette (path relative to the scenario file).
+    let replayed_text = scenario_text.replace(
+        "[smarthost]",
+        "[smarthost]\ncassette = \"e25.cassette\"\nmatch = \"strict\"",
+    );
+    let file = dir.path().join("e25.toml");
+    std::fs::write(&file, &replayed_text).expect("write");
+    let replayed = etrn_harness::scenario::load_scenario(&file).expect("valid with a cassette");
+    assert_eq!(replayed.smarthost.cassette.as_deref(), Some(path.as_path()));
+    let result = conformance::run_case(
+        &Case {
+            file,
+            scenario: replayed,
+        },
+        &RunOptions {
+            jobs: 1,
+            ..RunOptions::default()
+        },
+        &KnownDeviations::default(),
+    )
+    .await;
+    assert_eq!(
+        result.verdict,
+        Verdict::Pass,
+        "{}",
+        conformance::report::case_details(&result)
+    );
+    assert!(
+        result
+            .transcript()
+            .contains("S: 458 Unable to queue messages for node a.com")
+    );
+}

@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crate::escape::escape;
+use crate::smtp::etrn::{Greeted, read_etrn};
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
 
 use super::format::{Cassette, CassetteSession, Exchange, Request};
@@ -59,6 +60,10 @@ pub struct ReplaySession {
     history: Vec<Vec<u8>>,
     /// Set at a miss under `record_on_miss`: the history up to and including the missed line.
     miss: Option<Vec<Vec<u8>>>,
+    /// What the replayed replies established, so ETRNs are recorded with the same flags as the
+    /// scripted server gives them.
+    greeted: Greeted,
+    in_transaction: bool,
 }
 
 /// The verb and normalised argument of a command line.
@@ -111,6 +116,8 @@ impl ReplaySession {
             closed: false,
             history: Vec::new(),
             miss: None,
+            greeted: Greeted::No,
+            in_transaction: false,
         };
         match r.recorded().and_then(|s| s.exchanges.first()).cloned() {
             Some(e) if e.request == Request::Greeting => r.answer(0, &e),
@@ -236,6 +243,7 @@ impl ReplaySession {
                 return;
             }
             let lines = self.data.take().unwrap_or_default();
+            self.in_transaction = false;
             let strict = self.options.mode == MatchMode::Strict;
             let found = self.find(|r| matches!(r, Request::Data(d) if !strict || *d == lines));
             match found.and_then(|i| Some((i, self.recorded()?.exchanges.get(i)?.clone()))) {
@@ -248,15 +256,58 @@ impl ReplaySession {
         self.out
             .push_back(Output::Event(Event::Command(CommandLine {
                 raw: line.to_vec(),
-                verb,
+                verb: verb.clone(),
                 bare_lf: !line.ends_with(b"\r\n"),
                 redacted: false,
             })));
+        let etrn = (verb == "ETRN").then(|| read_etrn(line, self.greeted, self.in_transaction));
         let mode = self.options.mode;
         let found = self.find(|r| matches!(r, Request::Command(c) if matches(c, line, mode)));
-        match found.and_then(|i| Some((i, self.recorded()?.exchanges.get(i)?.clone()))) {
-            Some((i, e)) => self.answer(i, &e),
+        let exchange = found.and_then(|i| Some((i, self.recorded()?.exchanges.get(i)?.clone())));
+        let code = match &exchange {
+            Some((_, e)) => e.reply_code(),
+            None => std::str::from_utf8(self.options.mismatch_reply.get(..3).unwrap_or(b""))
+                .ok()
+                .and_then(|c| c.parse().ok()),
+        };
+        if let Some(read) = etrn {
+            self.out
+                .push_back(Output::Event(Event::Etrn(read.record(code))));
+        }
+        match exchange {
+            Some((i, e)) => {
+                self.follow(&verb, &e);
+                self.answer(i, &e);
+            }
             None => self.mismatch(line),
+        }
+    }
+
+    /// Tracks greeting and transaction state from a replayed exchange.
+    fn follow(&mut self, verb: &str, e: &Exchange) {
+        let positive = e.reply_code().is_some_and(|c| (200..300).contains(&c));
+        match verb {
+            "EHLO" if positive => {
+                let etrn = e.reply.iter().skip(1).any(|l| {
+                    l.get(4..)
+                        .and_then(|k| std::str::from_utf8(k).ok())
+                        .and_then(|k| k.split_whitespace().next())
+                        .is_some_and(|w| w.eq_ignore_ascii_case("ETRN"))
+                });
+                self.greeted = if etrn {
+                    Greeted::EtrnAdvertised
+                } else {
+                    Greeted::EtrnNotAdvertised
+                };
+                self.in_transaction = false;
+            }
+            "HELO" if positive => {
+                self.greeted = Greeted::EtrnNotAdvertised;
+                self.in_transaction = false;
+            }
+            "MAIL" if positive => self.in_transaction = true,
+            "RSET" => self.in_transaction = false,
+            _ => {}
         }
     }
 }

@@ -43,8 +43,15 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioE
             ),
         )]
     })?;
-    let scenario: Scenario =
+    let mut scenario: Scenario =
         toml::from_str(text).map_err(|e| vec![format_error(file, text, &e)])?;
+    // A cassette path is relative to the scenario file.
+    if let Some(c) = &scenario.smarthost.cassette
+        && c.is_relative()
+        && let Some(dir) = file.parent()
+    {
+        scenario.smarthost.cassette = Some(dir.join(c));
+    }
     let problems = validate(&scenario);
     if problems.is_empty() {
         return Ok(scenario);

@@ -3,11 +3,13 @@
 //! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
 //! - [`behaviour`]: the trait through which a script decides what the server says.
 //! - [`conversation`]: the trait a server driver runs: the session, or a cassette replay.
+//! - [`etrn`]: reading an ETRN line into a record with its flags.
 //! - [`event`]: what a session reports (commands, replies, ETRNs, messages, why it closed).
 //! - [`transcript`](mod@transcript): `C:`/`S:` text from events.
 
 pub mod behaviour;
 pub mod conversation;
+pub mod etrn;
 pub mod event;
 pub mod session;
 pub mod transcript;

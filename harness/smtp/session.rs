@@ -17,12 +17,11 @@ use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
 
 use crate::answer::Answer;
-use crate::domain::EtrnArg;
-use crate::escape::escape;
 use crate::reply::{Reply, ReplyCode};
 
 use super::behaviour::Behaviour;
-use super::event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
+use super::etrn::{Greeted, read_etrn};
+use super::event::{CloseReason, CommandLine, Event, MessageRecord};
 
 /// Limits of one session.
 #[derive(Debug, Clone)]
@@ -366,7 +365,7 @@ impl Session {
                 return;
             }
         }
-        let normal = self.dispatch(&verb, line, text);
+        let normal = self.dispatch(&verb, line);
         let answer = match (scripted, normal) {
             // A positive scripted reply keeps the command's effect but replaces what is said.
             (Some(s), Some(_)) => Some(s),
@@ -389,7 +388,7 @@ impl Session {
     }
 
     /// The normal handling of one command; returns the answer to send (None when it was sent).
-    fn dispatch(&mut self, verb: &str, line: &[u8], text: &[u8]) -> Option<Answer> {
+    fn dispatch(&mut self, verb: &str, line: &[u8]) -> Option<Answer> {
         if verb == "TURN" {
             let a = plain(502, "5.5.1 TURN is not supported");
             self.out
@@ -399,7 +398,7 @@ impl Session {
         if verb == "ETRN" {
             // Read the argument ourselves: smtp-proto keeps only the first token and unquotes it,
             // which would hide a second node packed into one command.
-            return Some(self.etrn(line, text));
+            return Some(self.etrn(line));
         }
         // smtp-proto needs the line end; CRLF and a bare LF both work.
         let request = Request::parse(&mut line.iter());
@@ -451,7 +450,7 @@ impl Session {
                 Some(answer)
             }
             // Handled above; kept for exhaustiveness.
-            Ok(Request::Etrn { .. }) => Some(self.etrn(line, text)),
+            Ok(Request::Etrn { .. }) => Some(self.etrn(line)),
             Err(smtp_proto::Error::UnknownCommand) => {
                 Some(plain(500, "5.5.2 Error: command not recognized"))
             }
@@ -664,72 +663,36 @@ impl Session {
         }
     }
 
-    fn etrn(&mut self, line: &[u8], text: &[u8]) -> Answer {
-        let verb = text.split(|b| *b == b' ').next().unwrap_or(&[]);
-        let argument = trim_spaces(&text[verb.len()..]);
-        let mut flags = Vec::new();
-        if verb != b"ETRN" {
-            flags.push(EtrnFlag::LowerCaseVerb);
-        }
-        if !line.ends_with(b"\r\n") {
-            flags.push(EtrnFlag::BareLf);
-        }
-        match self.hello {
-            Hello::None => flags.push(EtrnFlag::BeforeHello),
-            Hello::Helo
-            | Hello::Ehlo {
-                etrn_advertised: false,
-            } => flags.push(EtrnFlag::NotAdvertised),
+    fn etrn(&mut self, line: &[u8]) -> Answer {
+        let greeted = match self.hello {
+            Hello::None => Greeted::No,
             Hello::Ehlo {
                 etrn_advertised: true,
-            } => {}
-        }
+            } => Greeted::EtrnAdvertised,
+            Hello::Helo | Hello::Ehlo { .. } => Greeted::EtrnNotAdvertised,
+        };
         let in_transaction = self.transaction.is_some();
-        if in_transaction {
-            flags.push(EtrnFlag::InTransaction);
-        }
-        let raw = escape(argument);
-        let parsed = std::str::from_utf8(argument).ok().map(EtrnArg::parse);
-        if argument.iter().any(|b| *b == b' ' || *b == b',') {
-            flags.push(EtrnFlag::SeveralNodes);
-        }
-        let answer = if argument.is_empty() {
+        let read = read_etrn(line, greeted, in_transaction);
+        let answer = if read.argument.is_empty() {
             self.behaviour.etrn_missing_argument()
         } else if let Some(a) = in_transaction
             .then(|| self.behaviour.etrn_in_transaction())
             .flatten()
         {
             a
-        } else if let Some(a) = (self.hello == Hello::None)
+        } else if let Some(a) = (greeted == Greeted::No)
             .then(|| self.behaviour.etrn_before_hello())
             .flatten()
         {
             a
         } else {
-            match &parsed {
+            match &read.parsed {
                 Some(Ok(arg)) => self.behaviour.etrn(arg),
                 _ => plain(501, "Syntax Error in Parameters"),
             }
         };
-        let (option, domain) = match &parsed {
-            Some(Ok(arg)) => (
-                Some(arg.option()),
-                arg.domain().map(|d| d.normalised().to_owned()),
-            ),
-            _ => {
-                if !argument.is_empty() {
-                    flags.push(EtrnFlag::Invalid);
-                }
-                (None, None)
-            }
-        };
-        self.out.push_back(Output::Event(Event::Etrn(EtrnRecord {
-            raw,
-            option,
-            domain,
-            reply: answer.reply.as_ref().map(|r| r.code().get()),
-            flags,
-        })));
+        let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
+        self.out.push_back(Output::Event(Event::Etrn(record)));
         answer
     }
 
@@ -795,16 +758,4 @@ fn decode64(b: &[u8]) -> Option<Vec<u8>> {
 fn trim_line_end(line: &[u8]) -> &[u8] {
     let l = line.strip_suffix(b"\n").unwrap_or(line);
     l.strip_suffix(b"\r").unwrap_or(l)
-}
-
-fn trim_spaces(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| *c != b' ' && *c != b'\t')
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| *c != b' ' && *c != b'\t')
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }

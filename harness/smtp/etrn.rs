@@ -1,0 +1,97 @@
+//! Reading one ETRN command line: the raw argument, its parsed form, and the flags a conformance
+//! check needs. Shared by the scripted session and the cassette replay, so both record ETRN alike.
+
+use crate::domain::{EtrnArg, EtrnArgError};
+use crate::escape::escape;
+
+use super::event::{EtrnFlag, EtrnRecord};
+
+/// Where the session stands when the ETRN arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeted {
+    /// No EHLO/HELO answered yet.
+    No,
+    /// EHLO answered, with the ETRN keyword.
+    EtrnAdvertised,
+    /// HELO, or an EHLO reply without ETRN.
+    EtrnNotAdvertised,
+}
+
+/// An ETRN line, read.
+#[derive(Debug)]
+pub struct EtrnLine<'a> {
+    /// The argument bytes, spaces trimmed; empty when there is none.
+    pub argument: &'a [u8],
+    /// The argument as an ETRN argument, when it is UTF-8.
+    pub parsed: Option<Result<EtrnArg, EtrnArgError>>,
+    flags: Vec<EtrnFlag>,
+}
+
+/// Reads `line` (line end included) as an ETRN command.
+pub fn read_etrn(line: &[u8], greeted: Greeted, in_transaction: bool) -> EtrnLine<'_> {
+    let text = line
+        .strip_suffix(b"\n")
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .unwrap_or(line);
+    let verb = text.split(|b| *b == b' ').next().unwrap_or(&[]);
+    let argument = trim_spaces(&text[verb.len()..]);
+    let mut flags = Vec::new();
+    if verb != b"ETRN" {
+        flags.push(EtrnFlag::LowerCaseVerb);
+    }
+    if !line.ends_with(b"\r\n") {
+        flags.push(EtrnFlag::BareLf);
+    }
+    match greeted {
+        Greeted::No => flags.push(EtrnFlag::BeforeHello),
+        Greeted::EtrnNotAdvertised => flags.push(EtrnFlag::NotAdvertised),
+        Greeted::EtrnAdvertised => {}
+    }
+    if in_transaction {
+        flags.push(EtrnFlag::InTransaction);
+    }
+    if argument.iter().any(|b| *b == b' ' || *b == b',') {
+        flags.push(EtrnFlag::SeveralNodes);
+    }
+    let parsed = std::str::from_utf8(argument).ok().map(EtrnArg::parse);
+    if !argument.is_empty() && !matches!(parsed, Some(Ok(_))) {
+        flags.push(EtrnFlag::Invalid);
+    }
+    EtrnLine {
+        argument,
+        parsed,
+        flags,
+    }
+}
+
+impl EtrnLine<'_> {
+    /// The record of this ETRN with the reply it got (`None`: no reply).
+    pub fn record(&self, reply: Option<u16>) -> EtrnRecord {
+        let (option, domain) = match &self.parsed {
+            Some(Ok(arg)) => (
+                Some(arg.option()),
+                arg.domain().map(|d| d.normalised().to_owned()),
+            ),
+            _ => (None, None),
+        };
+        EtrnRecord {
+            raw: escape(self.argument),
+            option,
+            domain,
+            reply,
+            flags: self.flags.clone(),
+        }
+    }
+}
+
+fn trim_spaces(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|c| *c != b' ' && *c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| *c != b' ' && *c != b'\t')
+        .map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}
