@@ -28,6 +28,8 @@
 //!   the thin tokio driver (listener, limits, STARTTLS), and the recorder with event-driven waits.
 //! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
 //!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
+//! - [`cassette`]: record (an SMTP-aware proxy to a real upstream) and replay (a conversation
+//!   answering from the cassette), the cassette text format, record-on-miss.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
 //!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
 //! - [`bench`]: the load generator and the side-by-side comparison with Postfix's smtp-sink.

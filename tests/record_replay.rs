@@ -640,3 +640,52 @@ async fn a_scenario_can_answer_from_a_cassette() {
             .contains("S: 458 Unable to queue messages for node a.com")
     );
 }
+
+#[tokio::test]
+async fn the_record_command_writes_a_cassette_and_stops_after_n_sessions() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("cli.cassette");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after-sessions",
+            "1",
+        ])
+        .args(["--upstream", &up.addr().to_string(), "--cassette"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("record starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("a first line");
+    let addr: SocketAddr = first
+        .strip_prefix("recording ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    talk(addr, &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("stops by itself")
+        .expect("exit");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&path).expect("written");
+    assert!(
+        text.starts_with("etrn-harness cassette v1\n1 session upstream="),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 C: ETRN a.example\n1 S: 250 Queuing started\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("1 end quit\n"), "{text}");
+}
