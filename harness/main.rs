@@ -135,8 +135,8 @@ struct RecordArgs {
     /// Where clients connect.
     #[arg(long, default_value = "127.0.0.1:2525")]
     listen: std::net::SocketAddr,
-    /// The real SMTP server to record, e.g. 127.0.0.1:25.
-    #[arg(long)]
+    /// The real SMTP server to record, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2547).
+    #[arg(long, value_parser = parse_host_port)]
     upstream: std::net::SocketAddr,
     /// The cassette; new sessions are appended to an existing one.
     #[arg(long)]
@@ -165,8 +165,8 @@ struct ReplayArgs {
     /// Fetch what the cassette misses from --upstream and append it (VCR's new_episodes).
     #[arg(long, requires = "upstream")]
     record_on_miss: bool,
-    /// The real server for --record-on-miss.
-    #[arg(long)]
+    /// The real server for --record-on-miss, HOST:PORT.
+    #[arg(long, value_parser = parse_host_port)]
     upstream: Option<std::net::SocketAddr>,
     /// Stop after this many sessions have ended.
     #[arg(long)]
@@ -259,6 +259,15 @@ struct ServeArgs {
     /// Offer STARTTLS with a self-signed certificate made at start-up.
     #[arg(long)]
     starttls: bool,
+}
+
+/// HOST:PORT, resolved now: an address literal or a name (the first address it resolves to).
+fn parse_host_port(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 fn parse_profile(s: &str) -> Result<etrn_harness::smarthost::ProfileName, String> {
