@@ -231,6 +231,11 @@ async fn record_fetchmail_and_a_submission_through_postfix_then_replay_without_i
     .await
     .expect("recorder starts");
     let recorded_exit = fetchmail(proxy.addr(), "etrn.example,unlisted.example", &home).await;
+    // One session after the other, so the cassette (and its snapshot) has a fixed order.
+    assert!(
+        proxy.wait_for_closed_sessions(1, WAIT).await,
+        "fetchmail's session ends"
+    );
     let codes = submit(proxy.addr()).await;
     assert_eq!(codes, [220, 250, 250, 250, 354, 250, 221]);
     assert!(

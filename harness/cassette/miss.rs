@@ -12,9 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
+
+use super::listener::{ProxyServer, bind};
 
 use crate::smtp::{Conversation, Output};
 
@@ -23,11 +25,7 @@ use super::record::{CassetteWriter, RecordError, relay_from};
 use super::replay::{ReplayOptions, ReplaySession};
 
 /// A replay server that records what it misses.
-pub struct MissRecordingReplay {
-    addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+pub struct MissRecordingReplay;
 
 impl MissRecordingReplay {
     /// Serves `cassette` on `listen`; misses go to `upstream` and are appended through `writer`.
@@ -37,74 +35,25 @@ impl MissRecordingReplay {
         listen: SocketAddr,
         upstream: SocketAddr,
         writer: CassetteWriter,
-    ) -> Result<Self, RecordError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| RecordError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| RecordError::Bind {
-            addr: listen,
-            source,
-        })?;
+    ) -> Result<ProxyServer, RecordError> {
+        let (listener, addr) = bind(listen).await?;
         let cassette = Arc::new(cassette);
-        let (shutdown, watcher) = watch::channel(false);
-        let task = tokio::spawn(
-            async move {
-                let mut watcher = watcher;
-                let mut sessions = tokio::task::JoinSet::new();
-                let mut index = 0usize;
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((client, peer)) => {
-                                let conversation = ReplaySession::new(Arc::clone(&cassette), index, ReplayOptions {
-                                    record_on_miss: true,
-                                    ..options.clone()
-                                });
-                                index += 1;
-                                let writer = writer.clone();
-                                let stop = watcher.clone();
-                                sessions.spawn(
-                                    connection(client, peer, conversation, upstream, writer, stop)
-                                        .instrument(info_span!("replay", %peer)),
-                                );
-                            }
-                            Err(e) => warn!(error = %e, "accept failed"),
-                        },
-                        Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-                        _ = watcher.changed() => break,
-                    }
-                }
-                while sessions.join_next().await.is_some() {}
-            }
-            .instrument(info_span!("replay with record-on-miss", %addr, %upstream)),
-        );
+        let options = ReplayOptions {
+            record_on_miss: true,
+            ..options
+        };
         info!(%addr, %upstream, "replaying; misses are recorded");
-        Ok(MissRecordingReplay {
+        Ok(ProxyServer::spawn(
+            listener,
             addr,
-            shutdown,
-            task: Some(task),
-        })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting and ends the open sessions.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for MissRecordingReplay {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+            info_span!("replay with record-on-miss", %addr, %upstream),
+            move |client, peer, index, stop| {
+                let conversation =
+                    ReplaySession::new(Arc::clone(&cassette), index, options.clone());
+                connection(client, peer, conversation, upstream, writer.clone(), stop)
+                    .instrument(info_span!("replay", %peer))
+            },
+        ))
     }
 }
 

@@ -3,15 +3,18 @@
 //!
 //! - [`format`]: the cassette text format, its parser and its line writer.
 //! - [`record`]: the recording proxy.
+//! - [`listener`]: the accept loop the recorder and the record-on-miss replay share.
 //! - [`replay`]: a conversation answering from a cassette, and the matching modes.
 //! - [`miss`]: replay that fetches and appends what the cassette misses (record on miss).
 
 pub mod format;
+pub mod listener;
 pub mod miss;
 pub mod record;
 pub mod replay;
 
 pub use format::{Cassette, CassetteError, CassetteSession, Exchange, Request};
+pub use listener::ProxyServer;
 pub use miss::MissRecordingReplay;
 pub use record::{CassetteWriter, RecordError, RecordingProxy};
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};

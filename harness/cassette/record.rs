@@ -11,16 +11,17 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use super::format::{self, Cassette, Direction, MAGIC};
+use super::listener::{ProxyServer, bind};
 
 /// Starting the recorder failed.
 #[derive(Debug, thiserror::Error)]
@@ -170,104 +171,30 @@ impl Tracker {
     }
 }
 
-/// A running recorder.
-pub struct RecordingProxy {
-    addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
-    closed: Arc<(AtomicUsize, Notify)>,
-}
+/// The recorder: listens on `listen`, relays each connection to `upstream`, records into
+/// `cassette`.
+pub struct RecordingProxy;
 
 impl RecordingProxy {
-    /// Listens on `listen`, relays each connection to `upstream`, records into `cassette`.
     pub async fn start(
         listen: SocketAddr,
         upstream: SocketAddr,
         cassette: &Path,
-    ) -> Result<Self, RecordError> {
+    ) -> Result<ProxyServer, RecordError> {
         let writer = CassetteWriter::open(cassette)?;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| RecordError::Bind {
-                addr: listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| RecordError::Bind {
-            addr: listen,
-            source,
-        })?;
-        let (shutdown, watcher) = watch::channel(false);
-        let closed = Arc::new((AtomicUsize::new(0), Notify::new()));
-        let done = Arc::clone(&closed);
-        let task = tokio::spawn(
-            async move {
-                let mut watcher = watcher;
-                let mut sessions = tokio::task::JoinSet::new();
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((client, peer)) => {
-                                let writer = writer.clone();
-                                let done = Arc::clone(&done);
-                                let stop = watcher.clone();
-                                let id = writer.next_session();
-                                sessions.spawn(async move {
-                                    relay(client, peer, upstream, &writer, id, stop).await;
-                                    done.0.fetch_add(1, Ordering::SeqCst);
-                                    done.1.notify_waiters();
-                                }.instrument(info_span!("recorded session", id, %peer)));
-                            }
-                            Err(e) => warn!(error = %e, "accept failed"),
-                        },
-                        Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-                        _ = watcher.changed() => break,
-                    }
-                }
-                while sessions.join_next().await.is_some() {}
-            }
-            .instrument(info_span!("recorder", %addr, %upstream)),
-        );
+        let (listener, addr) = bind(listen).await?;
         info!(%addr, %upstream, cassette = %cassette.display(), "recording");
-        Ok(RecordingProxy {
+        Ok(ProxyServer::spawn(
+            listener,
             addr,
-            shutdown,
-            task: Some(task),
-            closed,
-        })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Waits until `n` sessions have ended (and their last line is written).
-    pub async fn wait_for_closed_sessions(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let notified = self.closed.1.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.closed.0.load(Ordering::SeqCst) >= n {
-                return true;
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return false;
-            }
-        }
-    }
-
-    /// Stops accepting and ends the open sessions.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
-    }
-}
-
-impl Drop for RecordingProxy {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
+            info_span!("recorder", %addr, %upstream),
+            move |client, peer, _, stop| {
+                let writer = writer.clone();
+                let id = writer.next_session();
+                async move { relay(client, peer, upstream, &writer, id, stop).await }
+                    .instrument(info_span!("recorded session", id, %peer))
+            },
+        ))
     }
 }
 

@@ -9,10 +9,8 @@ use etrn_harness::cassette::{
 use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
 
+use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, RecordArgs, ReplayArgs};
-
-/// Long enough to mean "no timeout", short enough not to overflow the clock.
-const FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Runtime::new() {
@@ -24,27 +22,12 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-async fn stop_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut i), Ok(mut t)) => tokio::select! {
-                _ = i.recv() => "interrupted",
-                _ = t.recv() => "terminated",
-            },
-            _ => std::future::pending().await,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupted"
-    }
+/// Installs the stop signals, reporting a failure.
+fn stop_signal() -> Result<StopSignal, ExitCode> {
+    StopSignal::install().map_err(|e| {
+        eprintln!("error: cannot install signal handlers: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 pub fn record(args: RecordArgs) -> ExitCode {
@@ -59,9 +42,13 @@ pub fn record(args: RecordArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let mut signals = match stop_signal() {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         println!("recording {} -> {} into {}", proxy.addr(), args.upstream, args.cassette.display());
         let why = tokio::select! {
-            why = stop_signal() => why,
+            why = signals.received() => why,
             _ = proxy.wait_for_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
                 if args.exit_after_sessions.is_some() => "session limit reached",
         };
@@ -130,8 +117,12 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let mut signals = match stop_signal() {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
             println!("replaying {} on {}; misses are fetched from {upstream}", args.cassette.display(), server.addr());
-            let why = stop_signal().await;
+            let why = signals.received().await;
             server.shutdown().await;
             println!("stopped ({why})");
             return ExitCode::SUCCESS;
@@ -144,11 +135,12 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             }
         };
         let mut live = host.recorder().subscribe();
+        let mut signals = match stop_signal() {
+            Ok(s) => s,
+            Err(code) => return code,
+        };
         println!("replaying {} on {}", args.cassette.display(), host.addr());
         let mut mismatches = 0usize;
-        // Registered once: a signal between two turns of the loop is not lost.
-        let stop = stop_signal();
-        tokio::pin!(stop);
         let why = loop {
             tokio::select! {
                 biased;
@@ -163,7 +155,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 },
                 _ = host.recorder().wait_for_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
                     if args.exit_after_sessions.is_some() => break "session limit reached",
-                why = &mut stop => break why,
+                why = signals.received() => break why,
             }
         };
         let recording = host.shutdown().await;

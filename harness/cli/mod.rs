@@ -6,6 +6,7 @@ pub mod cassette;
 pub mod corpus;
 pub mod run;
 pub mod serve;
+pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_DISAGREES, EXIT_INVALID, RecordArgs,

@@ -8,10 +8,8 @@ use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
 
+use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, ServeArgs, report_errors};
-
-/// Long enough to mean "no timeout", short enough not to overflow the clock.
-const FOREVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let script = match (&args.scenario, args.profile) {
@@ -158,44 +156,6 @@ fn print_live(event: &LiveEvent, quiet: bool) {
     {
         let reply = e.reply.map_or("no reply".to_owned(), |c| c.to_string());
         println!("session {session}: ETRN {} -> {reply}", e.raw);
-    }
-}
-
-/// Ctrl-C and SIGTERM, registered once so that no signal between two polls is lost.
-struct StopSignal {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl StopSignal {
-    #[cfg(unix)]
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignal {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn install() -> std::io::Result<Self> {
-        Ok(StopSignal {})
-    }
-
-    #[cfg(unix)]
-    async fn received(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.interrupt.recv() => "interrupted",
-            _ = self.terminate.recv() => "terminated",
-        }
-    }
-
-    #[cfg(not(unix))]
-    async fn received(&mut self) -> &'static str {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupted"
     }
 }
 

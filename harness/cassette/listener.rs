@@ -1,0 +1,124 @@
+//! The accept loop the recorder and the record-on-miss replay share: one task per connection,
+//! a shutdown signal every task sees, and an event-driven count of ended sessions.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, Span, warn};
+
+/// A running proxy-style server.
+pub struct ProxyServer {
+    addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    ended: Arc<(AtomicUsize, Notify)>,
+}
+
+impl ProxyServer {
+    /// Serves `listener`: each connection runs `on_connection(stream, peer, index, stop)`, where
+    /// `index` counts connections from 0 and `stop` changes at shutdown.
+    pub fn spawn<F, Fut>(
+        listener: TcpListener,
+        addr: SocketAddr,
+        span: Span,
+        mut on_connection: F,
+    ) -> ProxyServer
+    where
+        F: FnMut(TcpStream, SocketAddr, usize, watch::Receiver<bool>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (shutdown, watcher) = watch::channel(false);
+        let ended = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let counter = Arc::clone(&ended);
+        let task = tokio::spawn(
+            async move {
+                let mut watcher = watcher;
+                let mut sessions = tokio::task::JoinSet::new();
+                let mut index = 0usize;
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, peer)) => {
+                                let session = on_connection(stream, peer, index, watcher.clone());
+                                index += 1;
+                                let counter = Arc::clone(&counter);
+                                sessions.spawn(async move {
+                                    session.await;
+                                    counter.0.fetch_add(1, Ordering::SeqCst);
+                                    counter.1.notify_waiters();
+                                });
+                            }
+                            Err(e) => warn!(error = %e, "accept failed"),
+                        },
+                        Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                        _ = watcher.changed() => break,
+                    }
+                }
+                while sessions.join_next().await.is_some() {}
+            }
+            .instrument(span),
+        );
+        ProxyServer {
+            addr,
+            shutdown,
+            task: Some(task),
+            ended,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Waits until `n` sessions have ended (their last cassette line written); false on timeout.
+    pub async fn wait_for_closed_sessions(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.ended.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.ended.0.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// Stops accepting and ends the open sessions.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for ProxyServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Binds `listen` for a proxy server.
+pub async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), super::RecordError> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| super::RecordError::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| super::RecordError::Bind {
+            addr: listen,
+            source,
+        })?;
+    Ok((listener, addr))
+}
