@@ -134,3 +134,13 @@ fn messages_have_the_requested_size() {
         assert!(m.ends_with(b"\r\n.\r\n"));
     }
 }
+
+#[test]
+fn bench_load_refuses_targets_off_this_machine() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "load", "--target", "192.0.2.1:25", "--workload", "etrn", "--count", "1"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+}
