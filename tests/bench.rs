@@ -138,7 +138,16 @@ fn messages_have_the_requested_size() {
 #[test]
 fn bench_load_refuses_targets_off_this_machine() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["bench", "load", "--target", "192.0.2.1:25", "--workload", "etrn", "--count", "1"])
+        .args([
+            "bench",
+            "load",
+            "--target",
+            "192.0.2.1:25",
+            "--workload",
+            "etrn",
+            "--count",
+            "1",
+        ])
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(2));
