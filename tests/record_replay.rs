@@ -311,18 +311,23 @@ async fn talk(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
     out
 }
 
-#[tokio::test]
-async fn a_replay_mismatch_gets_451_and_names_position_expected_and_actual() {
-    let up = upstream().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("c.cassette");
-    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
+/// Records EHLO, ETRN a.example, QUIT through the proxy to `up` into `path`, and loads it.
+async fn record_one_session(up: &SmartHost, path: &Path) -> Cassette {
+    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), path)
         .await
         .expect("starts");
     talk(proxy.addr(), &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
     assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
     proxy.shutdown().await;
-    let cassette = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    Cassette::parse(&std::fs::read_to_string(path).expect("read")).expect("parse")
+}
+
+#[tokio::test]
+async fn a_replay_mismatch_gets_451_and_names_position_expected_and_actual() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.cassette");
+    let cassette = record_one_session(&up, &path).await;
     let options = ReplayOptions {
         mode: MatchMode::Strict,
         ..ReplayOptions::default()
@@ -419,13 +424,7 @@ async fn record_on_miss_fetches_the_rest_from_the_upstream_and_appends_it() {
     let up = upstream().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("c.cassette");
-    let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
-        .await
-        .expect("starts");
-    talk(proxy.addr(), &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
-    let cassette = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
+    let cassette = record_one_session(&up, &path).await;
     let writer = CassetteWriter::open(&path).expect("append");
     let replay = MissRecordingReplay::start(
         cassette,
