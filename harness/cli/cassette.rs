@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use etrn_harness::cassette::{
-    self, Cassette, CassetteWriter, MissRecordingReplay, RecordingProxy, ReplayOptions,
+    self, Cassette, CassetteWriter, MissRecordingReplay, ProxyServer, RecordError, RecordingProxy,
+    ReplayOptions,
 };
 use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
@@ -35,27 +36,45 @@ pub fn record(args: RecordArgs) -> ExitCode {
         return ExitCode::FAILURE;
     };
     rt.block_on(async {
-        let proxy = match RecordingProxy::start(args.listen, args.upstream, &args.cassette).await {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
+        let started = RecordingProxy::start(args.listen, args.upstream, &args.cassette).await;
+        let banner = |addr| {
+            format!(
+                "recording {addr} -> {} into {}",
+                args.upstream,
+                args.cassette.display()
+            )
         };
-        let mut signals = match stop_signal() {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        println!("recording {} -> {} into {}", proxy.addr(), args.upstream, args.cassette.display());
-        let why = tokio::select! {
-            why = signals.received() => why,
-            _ = proxy.wait_for_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
-                if args.exit_after_sessions.is_some() => "session limit reached",
-        };
-        proxy.shutdown().await;
-        println!("stopped ({why})");
-        ExitCode::SUCCESS
+        run_until_stopped(started, banner, args.exit_after_sessions).await
     })
+}
+
+/// Announces a proxy server, runs it until a stop signal or until `exit_after` sessions have
+/// ended, and shuts it down.
+async fn run_until_stopped(
+    started: Result<ProxyServer, RecordError>,
+    banner: impl FnOnce(std::net::SocketAddr) -> String,
+    exit_after: Option<usize>,
+) -> ExitCode {
+    let server = match started {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match stop_signal() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    println!("{}", banner(server.addr()));
+    let why = tokio::select! {
+        why = signals.received() => why,
+        _ = server.wait_for_closed_sessions(exit_after.unwrap_or(usize::MAX), FOREVER),
+            if exit_after.is_some() => "session limit reached",
+    };
+    server.shutdown().await;
+    println!("stopped ({why})");
+    ExitCode::SUCCESS
 }
 
 /// Loads a cassette for replay: errors name the line; truncation is a warning.
@@ -110,22 +129,10 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let server = match MissRecordingReplay::start(cassette, options, args.listen, upstream, writer).await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let mut signals = match stop_signal() {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            println!("replaying {} on {}; misses are fetched from {upstream}", args.cassette.display(), server.addr());
-            let why = signals.received().await;
-            server.shutdown().await;
-            println!("stopped ({why})");
-            return ExitCode::SUCCESS;
+            let started = MissRecordingReplay::start(cassette, options, args.listen, upstream, writer).await;
+            let shown = args.cassette.display().to_string();
+            let banner = |addr| format!("replaying {shown} on {addr}; misses are fetched from {upstream}");
+            return run_until_stopped(started, banner, args.exit_after_sessions).await;
         }
         let host = match cassette::replay_server(cassette, options, args.listen, Duration::from_secs(300)).await {
             Ok(h) => h,
