@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::debug;
 
-/// Longest reply line the client accepts (RFC 5321 §4.5.3.1.5 allows 512).
-const MAX_REPLY_LINE: u64 = 4096;
+pub use crate::reply::Reply;
+use crate::reply::ReplyReader;
 
 /// Why a client conversation failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,28 +26,16 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("the server closed the connection while a reply was expected")]
     Closed,
-    #[error("malformed reply line {0:?}")]
+    #[error("{0}")]
     BadReply(String),
     #[error("no reply within {0:?}")]
     Timeout(Duration),
 }
 
-/// A complete reply: its code and the text of each line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-}
-
 /// One client connection.
 pub struct Connection {
-    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: tokio::net::tcp::OwnedReadHalf,
+    replies: ReplyReader,
     writer: tokio::net::tcp::OwnedWriteHalf,
     timeout: Duration,
 }
@@ -62,7 +50,8 @@ impl Connection {
         stream.set_nodelay(true)?;
         let (r, w) = stream.into_split();
         Ok(Connection {
-            reader: BufReader::new(r),
+            reader: r,
+            replies: ReplyReader::new(),
             writer: w,
             timeout,
         })
@@ -70,31 +59,20 @@ impl Connection {
 
     /// Reads one complete reply, multi-line included (E29: read to the final line).
     pub async fn reply(&mut self) -> Result<Reply, ClientError> {
-        let mut lines = Vec::new();
+        let mut buf = [0u8; 4096];
         loop {
-            let mut raw = Vec::new();
-            let read = tokio::time::timeout(self.timeout, async {
-                (&mut self.reader)
-                    .take(MAX_REPLY_LINE)
-                    .read_until(b'\n', &mut raw)
-                    .await
-            })
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
-            if read == 0 {
+            if let Some(reply) = self.replies.next_reply() {
+                let reply = reply.map_err(|e| ClientError::BadReply(e.to_string()))?;
+                debug!(%reply, "S:");
+                return Ok(reply);
+            }
+            let n = tokio::time::timeout(self.timeout, self.reader.read(&mut buf))
+                .await
+                .map_err(|_| ClientError::Timeout(self.timeout))??;
+            if n == 0 {
                 return Err(ClientError::Closed);
             }
-            let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| ClientError::BadReply(line.clone()))?;
-            let more = line.as_bytes().get(3) == Some(&b'-');
-            lines.push(line.get(4..).unwrap_or("").to_owned());
-            if !more {
-                debug!(code, text = %lines.join(" / "), "S:");
-                return Ok(Reply { code, lines });
-            }
+            self.replies.push(&buf[..n]);
         }
     }
 

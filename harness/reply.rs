@@ -223,6 +223,123 @@ impl schemars::JsonSchema for Reply {
     }
 }
 
+/// Longest reply line a [`ReplyReader`] accepts, CRLF included (RFC 5321 §4.5.3.1.5 allows 512;
+/// real servers send longer EHLO lines, so there is room, but not without bound).
+pub const MAX_REPLY_LINE: usize = 4096;
+
+/// Why bytes from a server are not a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyLineError {
+    #[error("malformed reply line {line:?}: {reason}")]
+    Malformed { line: String, reason: &'static str },
+    #[error("a reply line longer than {MAX_REPLY_LINE} octets")]
+    TooLong,
+    #[error("a multi-line reply changed its code from {first} to {then}")]
+    CodeChanged { first: u16, then: u16 },
+}
+
+/// Reads complete replies out of the bytes a server sends, sans I/O: push what arrives, take each
+/// complete (multi-line) reply. The client side of the wire, used by the built-in target over TCP
+/// and by the model's in-memory prediction alike, so both read replies the same way.
+#[derive(Debug, Default)]
+pub struct ReplyReader {
+    buffer: Vec<u8>,
+    /// Where the search for the next LF resumes: bytes before it hold none (linear scanning).
+    scanned: usize,
+    /// Lines of a multi-line reply read so far.
+    partial: Option<(ReplyCode, Vec<String>)>,
+    /// An error was returned: nothing more is read from this connection.
+    broken: bool,
+}
+
+impl ReplyReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes from the server.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// True when bytes of an unfinished reply are waiting.
+    pub fn has_partial(&self) -> bool {
+        !self.buffer.is_empty() || self.partial.is_some()
+    }
+
+    /// The next complete reply, if one has arrived. An error leaves the reader unusable for this
+    /// connection: a client cannot resynchronise with a server that breaks the reply syntax.
+    pub fn next_reply(&mut self) -> Option<Result<Reply, ReplyLineError>> {
+        if self.broken {
+            return None;
+        }
+        let next = self.read();
+        if matches!(next, Some(Err(_))) {
+            self.broken = true;
+            self.buffer = Vec::new();
+        }
+        next
+    }
+
+    fn read(&mut self) -> Option<Result<Reply, ReplyLineError>> {
+        loop {
+            let Some(pos) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') else {
+                self.scanned = self.buffer.len();
+                if self.buffer.len() > MAX_REPLY_LINE {
+                    return Some(Err(ReplyLineError::TooLong));
+                }
+                return None;
+            };
+            let end = self.scanned + pos + 1;
+            let line: Vec<u8> = self.buffer.drain(..end).collect();
+            self.scanned = 0;
+            if line.len() > MAX_REPLY_LINE {
+                return Some(Err(ReplyLineError::TooLong));
+            }
+            match self.line(&line) {
+                Ok(Some(reply)) => return Some(Ok(reply)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// One reply line: `Some` when it completes a reply.
+    fn line(&mut self, raw: &[u8]) -> Result<Option<Reply>, ReplyLineError> {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let malformed = |reason| ReplyLineError::Malformed {
+            line: text.to_owned(),
+            reason,
+        };
+        let number: u16 = text
+            .get(..3)
+            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| malformed("no three-digit code"))?;
+        let code = ReplyCode::new(number).ok_or_else(|| malformed("a code outside 200..=599"))?;
+        let (more, rest) = match text.as_bytes().get(3) {
+            None => (false, ""),
+            Some(b' ') => (false, &text[4..]),
+            Some(b'-') => (true, &text[4..]),
+            Some(_) => return Err(malformed("the code is not followed by a space or '-'")),
+        };
+        let (first, mut lines) = self.partial.take().unwrap_or((code, Vec::new()));
+        if first != code {
+            return Err(ReplyLineError::CodeChanged {
+                first: first.get(),
+                then: code.get(),
+            });
+        }
+        lines.push(rest.to_owned());
+        if more {
+            self.partial = Some((code, lines));
+            return Ok(None);
+        }
+        Ok(Some(Reply { code, lines }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,5 +387,48 @@ mod tests {
             Reply::parse("250 {domain}"),
             Err(ReplyError::UnknownPlaceholder { .. })
         ));
+    }
+
+    fn read_all(chunks: &[&[u8]]) -> Vec<Result<Reply, ReplyLineError>> {
+        let mut r = ReplyReader::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            r.push(c);
+            while let Some(reply) = r.next_reply() {
+                out.push(reply);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_reader_joins_multi_line_replies_across_any_split() {
+        let wire: &[u8] = b"220 hi\r\n250-mx greets\r\n250-ETRN\r\n250 SIZE 10\r\n221\r\n";
+        for cut in 0..wire.len() {
+            let got = read_all(&[&wire[..cut], &wire[cut..]]);
+            let got: Vec<String> = got.into_iter().map(|r| r.unwrap().to_string()).collect();
+            assert_eq!(
+                got,
+                ["220 hi", "250 mx greets\nETRN\nSIZE 10", "221"],
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reader_refuses_what_is_not_a_reply() {
+        assert!(matches!(
+            read_all(&[b"hello\r\n"])[..],
+            [Err(ReplyLineError::Malformed { .. })]
+        ));
+        assert_eq!(
+            read_all(&[b"250-a\r\n251 b\r\n"]),
+            [Err(ReplyLineError::CodeChanged {
+                first: 250,
+                then: 251
+            })]
+        );
+        let long = vec![b'2'; MAX_REPLY_LINE + 1];
+        assert_eq!(read_all(&[&long]), [Err(ReplyLineError::TooLong)]);
     }
 }

@@ -78,9 +78,12 @@ fn expect_exits_1_when_the_model_disagrees() {
     let out = run(&["expect", "tests/fixtures/disagree/wrong-expectation.toml"]);
     assert_eq!(out.status.code(), Some(1));
     let o = text(&out.stdout);
-    assert!(o.contains("must ETRN a.com expected but not sent"), "{o}");
     assert!(
-        o.contains("must ETRN site.org.com sent but not expected"),
+        o.contains("must: ETRN a.com expected but not sent (connection 1)"),
+        "{o}"
+    );
+    assert!(
+        o.contains("must: ETRN site.org.com sent but not expected (connection 1)"),
         "{o}"
     );
 }

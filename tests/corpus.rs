@@ -32,7 +32,7 @@ fn the_model_agrees_with_every_scenarios_expectations() {
     let mut disagreements = Vec::new();
     for (path, s) in corpus().scenarios {
         let prediction = scenario::predict(&s).expect("shipped profiles load");
-        let deviations = s.expect.judge(&prediction.observed(), s.grade);
+        let deviations = scenario::judge(&s, &prediction.observed());
         for d in deviations {
             disagreements.push(format!("{}: {} {}", path.display(), d.grade, d.difference));
         }
@@ -87,7 +87,7 @@ fn plan_of_every_scenario_matches_its_reviewed_snapshot() {
         insta::glob!("../scenarios", "**/*.toml", |path| {
             let s = scenario::load_scenario(path).expect("valid scenario");
             let prediction = scenario::predict(&s).expect("shipped profiles load");
-            let deviations = s.expect.judge(&prediction.observed(), s.grade);
+            let deviations = scenario::judge(&s, &prediction.observed());
             insta::assert_snapshot!(explain(&s, &prediction, &deviations));
         });
     });

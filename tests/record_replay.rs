@@ -160,20 +160,20 @@ async fn fetchmail(addr: SocketAddr, domains: &str, home: &Path) -> Option<i32> 
 /// A message submitted through `addr` with the harness's client.
 async fn submit(addr: SocketAddr) -> Vec<u16> {
     let mut c = Connection::open(addr, WAIT).await.expect("connect");
-    let mut codes = vec![c.reply().await.expect("greeting").code];
+    let mut codes = vec![c.reply().await.expect("greeting").code().get()];
     for line in [
         "EHLO client.example",
         "MAIL FROM:<sender@src.test>",
         "RCPT TO:<user@etrn.example>",
         "DATA",
     ] {
-        codes.push(c.command(line).await.expect("reply").code);
+        codes.push(c.command(line).await.expect("reply").code().get());
     }
     c.send_raw(b"Subject: recorded\r\n\r\nhello\r\n.\r\n")
         .await
         .expect("data");
-    codes.push(c.reply().await.expect("queued").code);
-    codes.push(c.command("QUIT").await.expect("bye").code);
+    codes.push(c.reply().await.expect("queued").code().get());
+    codes.push(c.command("QUIT").await.expect("bye").code().get());
     codes
 }
 
@@ -303,10 +303,10 @@ async fn upstream() -> SmartHost {
 
 async fn talk(addr: SocketAddr, lines: &[&str]) -> Vec<String> {
     let mut c = Connection::open(addr, WAIT).await.expect("connect");
-    let mut out = vec![format!("{}", c.reply().await.expect("greeting").code)];
+    let mut out = vec![format!("{}", c.reply().await.expect("greeting").code())];
     for l in lines {
         let r = c.command(l).await.expect("reply");
-        out.push(format!("{} {}", r.code, r.lines.join("/")));
+        out.push(format!("{} {}", r.code(), r.lines().join("/")));
     }
     out
 }

@@ -274,9 +274,10 @@ fn etrn_that_was_not_advertised_is_flagged() {
     let mut s = greeted("ehlo_keywords = [\"8BITMIME\"]");
     let step = send(&mut s, b"ETRN a.example\r\n");
     assert_eq!(step.etrn()[0].flags, [EtrnFlag::NotAdvertised]);
+    // After HELO there are no extensions at all: its own flag, graded by the HELO fallback rule.
     let (mut h, _) = session("");
     let step = send(&mut h, b"HELO c\r\nETRN a.example\r\n");
-    assert_eq!(step.etrn()[0].flags, [EtrnFlag::NotAdvertised]);
+    assert_eq!(step.etrn()[0].flags, [EtrnFlag::AfterHelo]);
 }
 
 #[test]

@@ -80,8 +80,9 @@ class Client:
         listed = dialup.get("domains", []) if dialup.get("retrieval") == "etrn" else None
         out = []
         if listed is not None:
+            # The O-13 baseline: a dial-up list replaces the AlwaysUseETRN set.
             out += listed if listed else self.always_use_etrn_domains()
-        if always and not (listed == []):
+        elif always:
             out += self.always_use_etrn_domains()
         seen, unique = set(), []
         for d in out:
@@ -173,7 +174,7 @@ class Client:
             return
         code, _ = smtp.ehlo(name)
         if code // 100 == 2:
-            keywords = set(smtp.esmtp_features)
+            keywords = self.ehlo_keywords(smtp)
         else:
             code, _ = smtp.helo(name)
             if code // 100 != 2:
@@ -196,6 +197,14 @@ class Client:
         elif plan[0] == "etrn":
             if not self.send_etrns(smtp, plan[1]):
                 return
+        self.finish(smtp)
+
+    def ehlo_keywords(self, smtp):
+        """RFC 5321 section 2.4: keywords compare case-insensitively (smtplib lower-cases them)."""
+        return set(smtp.esmtp_features)
+
+    def finish(self, smtp):
+        """QUIT; a server that closes without answering it is fine."""
         try:
             smtp.quit()
         except smtplib.SMTPServerDisconnected:

@@ -131,7 +131,7 @@ impl Tally {
     }
 
     fn reply(&mut self, r: &Reply) {
-        *self.replies.entry(r.code).or_default() += 1;
+        *self.replies.entry(r.code().get()).or_default() += 1;
         self.commands += 1;
     }
 
@@ -238,13 +238,13 @@ async fn sessions(
 
 /// Checks a reply is positive (or, for an ETRN to a server without ETRN, any complete reply).
 fn expect_positive(r: &Reply) -> Result<(), ClientError> {
-    if r.is_positive() || r.code == 354 {
+    if r.code().is_positive() || r.code().get() == 354 {
         Ok(())
     } else {
         Err(ClientError::BadReply(format!(
             "{} {}",
-            r.code,
-            r.lines.join(" / ")
+            r.code(),
+            r.lines().join(" / ")
         )))
     }
 }
@@ -307,7 +307,7 @@ async fn pipelined(
         let ehlo = c.command("EHLO bench.example").await?;
         expect_positive(&ehlo)?;
         let pipelining = ehlo
-            .lines
+            .lines()
             .iter()
             .any(|l| l.eq_ignore_ascii_case("PIPELINING"));
         tally.lock().await.reply(&ehlo);

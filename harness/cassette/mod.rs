@@ -20,12 +20,14 @@ pub use record::{CassetteWriter, RecordError, RecordingProxy};
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::smarthost::profile::ProfileError;
 use crate::smarthost::server::ConversationFactory;
-use crate::smarthost::{SmartHost, StartError};
-use crate::smtp::Conversation;
+use crate::smarthost::{SmartHost, SmartHostScript, StartError};
+use crate::smtp::{Behaviour, Conversation, Session, SessionLimits};
 
 /// A smart host that replays `cassette`: connection n replays recorded session n.
 pub async fn replay_server(
@@ -34,16 +36,21 @@ pub async fn replay_server(
     listen: SocketAddr,
     idle_timeout: Duration,
 ) -> Result<SmartHost, StartError> {
+    let factory = replay_factory(cassette, options);
+    SmartHost::start_with(listen, idle_timeout, 1000, None, factory).await
+}
+
+/// Conversations replaying `cassette`: connection n replays recorded session n.
+fn replay_factory(cassette: Cassette, options: ReplayOptions) -> ConversationFactory {
     let cassette = Arc::new(cassette);
-    let factory: ConversationFactory = Arc::new(move |index| {
+    Arc::new(move |index| {
         let index = usize::try_from(index).unwrap_or(usize::MAX);
         Box::new(ReplaySession::new(
             Arc::clone(&cassette),
             index,
             options.clone(),
         )) as Box<dyn Conversation>
-    });
-    SmartHost::start_with(listen, idle_timeout, 1000, None, factory).await
+    })
 }
 
 /// Starting a smart host for a script that may name a cassette failed.
@@ -51,8 +58,43 @@ pub async fn replay_server(
 pub enum ScriptHostError {
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     #[error("cassette {path}: {message}")]
     Cassette { path: String, message: String },
+}
+
+/// The conversations the smart host of `script` runs, one per connection: a replay of its
+/// `cassette` if it names one, otherwise the scripted session. Synchronous and socket-free, so the
+/// model's prediction runs in memory exactly the conversations [`start_for_script`] serves over TCP.
+pub fn conversations_for_script(
+    script: &SmartHostScript,
+    limits: &SessionLimits,
+) -> Result<ConversationFactory, ScriptHostError> {
+    if let Some(path) = &script.cassette {
+        let options = ReplayOptions {
+            mode: script.cassette_match.unwrap_or_default(),
+            ..ReplayOptions::default()
+        };
+        return Ok(replay_factory(load(path)?, options));
+    }
+    let behaviour: Arc<dyn Behaviour> = Arc::new(Arc::new(script.clone()).behaviour()?);
+    let limits = limits.clone();
+    Ok(Arc::new(move |_| {
+        Box::new(Session::new(Arc::clone(&behaviour), limits.clone())) as Box<dyn Conversation>
+    }))
+}
+
+fn load(path: &Path) -> Result<Cassette, ScriptHostError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScriptHostError::Cassette {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
+    Cassette::parse(&text).map_err(|e| ScriptHostError::Cassette {
+        path: shown,
+        message: e.to_string(),
+    })
 }
 
 /// The smart host a script asks for: a replay of its `cassette` if it names one, otherwise the
@@ -63,18 +105,9 @@ pub async fn start_for_script(
     let Some(path) = config.script.cassette.clone() else {
         return Ok(SmartHost::start(config).await?);
     };
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(&path).map_err(|e| ScriptHostError::Cassette {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
-    let cassette = Cassette::parse(&text).map_err(|e| ScriptHostError::Cassette {
-        path: shown,
-        message: e.to_string(),
-    })?;
     let options = ReplayOptions {
         mode: config.script.cassette_match.unwrap_or_default(),
         ..ReplayOptions::default()
     };
-    Ok(replay_server(cassette, options, config.listen, config.idle_timeout).await?)
+    Ok(replay_server(load(&path)?, options, config.listen, config.idle_timeout).await?)
 }

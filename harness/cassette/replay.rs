@@ -302,7 +302,7 @@ impl ReplaySession {
                 self.in_transaction = false;
             }
             "HELO" if positive => {
-                self.greeted = Greeted::EtrnNotAdvertised;
+                self.greeted = Greeted::Helo;
                 self.in_transaction = false;
             }
             "MAIL" if positive => self.in_transaction = true,

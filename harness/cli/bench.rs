@@ -187,7 +187,7 @@ async fn conformance_speed(corpus: &PathBuf, rounds: usize) -> Result<String, Ex
         )
         .await;
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        if results.len() == n && n > 0 {
+        if results.is_ok_and(|r| r.len() == n) && n > 0 {
             per_case_ms.push(ms / n as f64);
         }
     }

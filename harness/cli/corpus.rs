@@ -42,7 +42,7 @@ pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
                 return ExitCode::from(EXIT_INVALID);
             }
         };
-        let deviations = s.expect.judge(&prediction.observed(), s.grade);
+        let deviations = scenario::judge(s, &prediction.observed());
         tracing::debug!(scenario = %s.id, deviations = deviations.len(), "judged");
         if !deviations.is_empty() {
             disagreements += 1;

@@ -16,6 +16,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
         return ExitCode::from(EXIT_INVALID);
     }
+    let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
     let mut cases: Vec<Case> = corpus
         .scenarios
         .into_iter()
@@ -29,6 +30,17 @@ pub fn run(args: RunArgs) -> ExitCode {
                 return ExitCode::from(EXIT_INVALID);
             }
         };
+    }
+    if cases.is_empty() {
+        // Nothing selected is no pass: a CI job with a mistyped filter must not go green.
+        match &args.filter {
+            Some(pattern) => eprintln!(
+                "error: --filter {pattern:?} selects no scenario of {} (`etrn-harness run --list` shows the ids)",
+                corpus_ids.len()
+            ),
+            None => eprintln!("error: no scenario files found in the given paths"),
+        }
+        return ExitCode::from(EXIT_INVALID);
     }
     if args.list {
         for c in &cases {
@@ -77,10 +89,10 @@ pub fn run(args: RunArgs) -> ExitCode {
     if live {
         println!("running {} case(s) against {}", cases.len(), target.name());
     }
-    let results = runtime.block_on(conformance::run_all(
+    let results = match runtime.block_on(conformance::run_all(
         cases,
         options,
-        known,
+        known.clone(),
         |r, done, total| {
             if live {
                 let mut out = std::io::stdout().lock();
@@ -94,9 +106,24 @@ pub fn run(args: RunArgs) -> ExitCode {
                 }
             }
         },
-    ));
+    )) {
+        Ok(results) => results,
+        Err(aborted) => {
+            if progress {
+                print!("\r\x1b[2K");
+            }
+            eprintln!("error: {aborted}");
+            eprintln!("nothing was judged; check the --exec command line");
+            return ExitCode::from(EXIT_INVALID);
+        }
+    };
     if progress {
         print!("\r\x1b[2K");
+    }
+    let ids: Vec<&str> = corpus_ids.iter().map(String::as_str).collect();
+    let stale = known.stale(&ids, &results);
+    for entry in &stale {
+        eprintln!("warning: {entry}");
     }
     let text = match args.format {
         ReportFormat::Human => Ok(report::human(&results, args.strict)),
@@ -124,7 +151,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
         None => print!("{text}"),
     }
-    if results.iter().any(|r| r.verdict.fails(args.strict)) {
+    if results.iter().any(|r| r.verdict.fails(args.strict)) || (args.strict && !stale.is_empty()) {
         ExitCode::from(EXIT_DISAGREES)
     } else {
         ExitCode::SUCCESS

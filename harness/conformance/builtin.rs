@@ -1,129 +1,110 @@
-//! The built-in target: a reference implementation of the IMS dequeue client over real SMTP.
+//! The built-in target: the model's sans-IO IMS client ([`ImsClient`]) driven over real TCP.
 //!
-//! It does what the model plans, on the wire: connect, EHLO (HELO if EHLO is refused), deliver the
-//! queued outbound messages, send the planned ETRNs reacting to each reply as the model says, QUIT.
-//! It plans each connection with the EHLO answer it actually got, so a smart host that does not
-//! advertise ETRN gets none. A dial-up retrieval command is reported, never run.
+//! This file is only the I/O: connect, read bytes into a [`ReplyReader`], hand each complete reply
+//! to the client, write what it says to write, close when it says so. Every decision (EHLO or HELO,
+//! the outbound mail, which ETRNs, how to react to each reply, QUIT) is the client's, the same
+//! client the model's prediction runs in memory. A reply that does not come within the timeout
+//! counts as no reply, as the model's O-11 baseline says. A dial-up retrieval command is reported,
+//! never run.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
-use tracing::instrument;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tracing::{debug, instrument};
 
-use crate::client::{ClientError, Connection};
-use crate::ims::{self, Dequeue, ImsConfig, PeerEhlo, Reaction};
-use crate::reply::ReplyCode;
+use crate::client::ClientError;
+use crate::ims::{self, Action, ConnectionRun, ImsClient, ImsConfig};
+use crate::reply::{Reply, ReplyReader};
 
 /// What the built-in client did besides SMTP.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientReport {
     /// Dial-up retrieval commands it would have run.
     pub local_commands: Vec<String>,
+    /// What it did on each connection.
+    pub connections: Vec<ConnectionRun>,
 }
 
-/// Runs the whole delivery cycle of `config` against the smart host at `addr`.
+/// Runs the whole delivery cycle of `config` against the smart host at `addr`; each reply is
+/// awaited at most `reply_timeout`.
 #[instrument(skip(config), fields(site = %config.site_address))]
 pub async fn run(
     config: &ImsConfig,
     addr: SocketAddr,
-    timeout: Duration,
+    reply_timeout: Duration,
 ) -> Result<ClientReport, ClientError> {
-    // How many connections the cycle makes does not depend on the peer.
-    let cycle = ims::plan(config, &PeerEhlo::HeloOnly);
-    let report = ClientReport {
-        local_commands: cycle.local_command.iter().cloned().collect(),
+    let cycle = ims::cycle(config);
+    let mut report = ClientReport {
+        local_commands: cycle.local_command.into_iter().collect(),
+        connections: Vec::new(),
     };
-    for _ in &cycle.connections {
-        session(config, addr, timeout).await?;
+    for n in 0..cycle.connections {
+        debug!(connection = n + 1, "connecting");
+        report
+            .connections
+            .push(connection(config, addr, reply_timeout).await?);
     }
     Ok(report)
 }
 
 /// One connection of the cycle.
-async fn session(
+async fn connection(
     config: &ImsConfig,
     addr: SocketAddr,
-    timeout: Duration,
-) -> Result<(), ClientError> {
-    let mut c = Connection::open(addr, timeout).await?;
-    let greeting = c.reply().await?;
-    if greeting.code == 421 {
-        return Ok(());
-    }
-    if !(200..300).contains(&greeting.code) {
-        return quit(&mut c).await;
-    }
-    let name = config.ehlo_name().raw().to_owned();
-    let ehlo = c.command(&format!("EHLO {name}")).await?;
-    let peer = if (200..300).contains(&ehlo.code) {
-        PeerEhlo::Esmtp {
-            keywords: ehlo.lines.iter().skip(1).cloned().collect(),
-        }
-    } else {
-        let helo = c.command(&format!("HELO {name}")).await?;
-        if !(200..300).contains(&helo.code) {
-            return quit(&mut c).await;
-        }
-        PeerEhlo::HeloOnly
-    };
-    let plan = ims::plan(config, &peer);
-    let sender = format!("postmaster@{}", config.site_address.domain().raw());
-    for n in 0..plan.session.outbound_messages {
-        if !deliver(&mut c, &sender, n).await? {
+    reply_timeout: Duration,
+) -> Result<ConnectionRun, ClientError> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| ClientError::Connect { addr, source })?;
+    // Each command waits for its reply: Nagle would only add delay.
+    stream.set_nodelay(true)?;
+    let mut client = ImsClient::new(config);
+    let mut reader = ReplyReader::new();
+    loop {
+        let Some(reply) = next_reply(&mut stream, &mut reader, reply_timeout).await? else {
+            debug!("no reply: the server closed or stayed silent");
+            client.on_closed();
             break;
-        }
-    }
-    match &plan.session.dequeue {
-        Dequeue::Nothing => {}
-        Dequeue::Turn => {
-            if let Some(cred) = &config.turn_credentials {
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("\0{}\0{}", cred.username, cred.password));
-                let auth = c.command(&format!("AUTH PLAIN {token}")).await?;
-                if auth.code == 235 {
-                    let turn = c.command("TURN").await?;
-                    if turn.code == 421 {
-                        return Ok(());
-                    }
+        };
+        debug!(%reply, "S:");
+        match client.on_reply(&reply) {
+            Action::Send(bytes) => {
+                debug!(line = %String::from_utf8_lossy(&bytes).trim_end(), "C:");
+                if stream.write_all(&bytes).await.is_err() {
+                    // The server is gone; the read that follows would say so too.
+                    client.on_closed();
+                    break;
                 }
             }
-        }
-        Dequeue::Etrn(list) => {
-            for planned in list {
-                let reply = c.command(&format!("ETRN {}", planned.arg.raw())).await?;
-                let code = ReplyCode::new(reply.code).unwrap_or(ReplyCode::CLOSING);
-                match ims::react(code).0 {
-                    Reaction::Continue => {}
-                    Reaction::StopEtrn => break,
-                    Reaction::Disconnect => return Ok(()),
-                }
-            }
+            Action::Close => break,
         }
     }
-    quit(&mut c).await
+    let _ = stream.shutdown().await;
+    Ok(client.into_run())
 }
 
-/// One outbound message; false when the server refused the transaction.
-async fn deliver(c: &mut Connection, sender: &str, n: u32) -> Result<bool, ClientError> {
-    if c.command(&format!("MAIL FROM:<{sender}>")).await?.code != 250 {
-        return Ok(false);
+/// The next complete reply; `None` when the server closed or did not answer in time.
+async fn next_reply(
+    stream: &mut TcpStream,
+    reader: &mut ReplyReader,
+    reply_timeout: Duration,
+) -> Result<Option<Reply>, ClientError> {
+    let deadline = tokio::time::Instant::now() + reply_timeout;
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(reply) = reader.next_reply() {
+            return reply
+                .map(Some)
+                .map_err(|e| ClientError::BadReply(e.to_string()));
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) | Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(n)) => reader.push(&buf[..n]),
+            // A reset is the server hanging up, not a failure of the client.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+            Ok(Err(e)) => return Err(e.into()),
+        }
     }
-    if !(250..=251).contains(&c.command("RCPT TO:<someone@remote.example>").await?.code) {
-        c.command("RSET").await?;
-        return Ok(false);
-    }
-    if c.command("DATA").await?.code != 354 {
-        return Ok(false);
-    }
-    c.send(&format!(
-        "Subject: outbound message {}\r\n\r\nqueued by the IMS\r\n.",
-        n + 1
-    ))
-    .await?;
-    Ok(c.reply().await?.code == 250)
-}
-
-async fn quit(c: &mut Connection) -> Result<(), ClientError> {
-    c.quit().await
 }

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! A case whose id matches gets KNOWN instead of FAIL, NON-STRICT or INFORMATIONAL; a case that
-//! passes stays PASS, so a fixed deviation shows up.
+//! passes stays PASS, so a fixed deviation shows up. Entries that match no scenario, or only cases
+//! that now pass, are [`StaleEntry`]s: the run warns about them, and a strict run fails.
 
 use std::path::Path;
 
@@ -16,6 +17,8 @@ use globset::{Glob, GlobMatcher};
 use serde::Deserialize;
 
 use crate::scenario::ScenarioError;
+
+use super::verdict::{CaseResult, Verdict};
 use crate::scenario::diagnostic::ErrorKind;
 
 #[derive(Debug, Deserialize)]
@@ -33,9 +36,34 @@ struct KnownEntry {
 }
 
 /// The parsed file.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct KnownDeviations {
-    entries: Vec<(GlobMatcher, String)>,
+    /// Each entry's matcher, pattern as written, and reason.
+    entries: Vec<(GlobMatcher, String, String)>,
+}
+
+/// A known-deviations entry that describes nothing any more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaleEntry {
+    /// Its pattern matches no scenario of the corpus: a typo, or a renamed scenario.
+    MatchesNothing { pattern: String },
+    /// It matches a case that now passes: the deviation is fixed, or the entry hides nothing.
+    NowPasses { pattern: String, case: String },
+}
+
+impl std::fmt::Display for StaleEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StaleEntry::MatchesNothing { pattern } => write!(
+                f,
+                "known entry {pattern:?} matches no scenario; correct the id or remove the entry"
+            ),
+            StaleEntry::NowPasses { pattern, case } => write!(
+                f,
+                "known entry {pattern:?} matches {case}, which now passes; remove the entry"
+            ),
+        }
+    }
 }
 
 impl KnownDeviations {
@@ -73,7 +101,7 @@ impl KnownDeviations {
                     Some("use a scenario id, or * and ? as wildcards".into()),
                 )
             })?;
-            entries.push((glob.compile_matcher(), e.reason));
+            entries.push((glob.compile_matcher(), e.scenario, e.reason));
         }
         Ok(KnownDeviations { entries })
     }
@@ -82,8 +110,31 @@ impl KnownDeviations {
     pub fn reason(&self, id: &str) -> Option<&str> {
         self.entries
             .iter()
-            .find(|(m, _)| m.is_match(id))
-            .map(|(_, r)| r.as_str())
+            .find(|(m, _, _)| m.is_match(id))
+            .map(|(_, _, r)| r.as_str())
+    }
+
+    /// The entries that describe nothing: matching none of `corpus` (every scenario id loaded,
+    /// before any filter), or matching a case of `results` that passed.
+    pub fn stale(&self, corpus: &[&str], results: &[CaseResult]) -> Vec<StaleEntry> {
+        let mut out = Vec::new();
+        for (matcher, pattern, _) in &self.entries {
+            if !corpus.iter().any(|id| matcher.is_match(id)) {
+                out.push(StaleEntry::MatchesNothing {
+                    pattern: pattern.clone(),
+                });
+                continue;
+            }
+            for r in results {
+                if r.verdict == Verdict::Pass && matcher.is_match(&r.id) {
+                    out.push(StaleEntry::NowPasses {
+                        pattern: pattern.clone(),
+                        case: r.id.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 

@@ -17,8 +17,8 @@ pub mod target;
 pub mod verdict;
 pub mod violation;
 
-pub use known::KnownDeviations;
-pub use runner::{Case, RunOptions, filter, run_all, run_case};
+pub use known::{KnownDeviations, StaleEntry};
+pub use runner::{Case, RunAborted, RunOptions, filter, run_all, run_case};
 pub use target::{Target, TargetOutcome};
 pub use verdict::{CaseResult, Verdict};
 pub use violation::{Violation, ViolationKind};

@@ -27,23 +27,22 @@ pub fn case_details(r: &CaseResult) -> String {
     if let Some(k) = &r.known_reason {
         let _ = writeln!(o, "known deviation: {k}");
     }
-    let _ = writeln!(
-        o,
-        "expected ETRN on each connection: [{}]",
-        r.expected.join(", ")
-    );
-    if r.actual.is_empty() {
+    // A case the harness refused or could not run has nothing to compare.
+    let nothing_ran = r.error.is_some() && r.expected.is_empty() && r.actual.is_empty();
+    if r.expected.is_empty() && !nothing_ran {
+        let _ = writeln!(o, "expected: no connection");
+    }
+    for (i, sent) in r.expected.iter().enumerate() {
+        let _ = writeln!(o, "expected, connection {}: [{}]", i + 1, sent.join(", "));
+    }
+    if r.actual.is_empty() && !nothing_ran {
         let _ = writeln!(o, "actual: no connection");
     }
     for (i, sent) in r.actual.iter().enumerate() {
         let _ = writeln!(o, "actual, connection {}: [{}]", i + 1, sent.join(", "));
     }
     for d in &r.deviations {
-        let at = d
-            .connection
-            .map(|c| format!(" (connection {})", c + 1))
-            .unwrap_or_default();
-        let _ = writeln!(o, "  {}: {}{at}", d.grade, d.difference);
+        let _ = writeln!(o, "  {d}");
     }
     for v in &r.violations {
         let _ = writeln!(
@@ -71,6 +70,7 @@ pub fn case_details(r: &CaseResult) -> String {
                 let _ = writeln!(o, "target stderr:\n{}", indent(stderr.trim_end()));
             }
         }
+        TargetOutcome::NotStarted { .. } => {}
     }
     let transcript = r.transcript();
     if !transcript.is_empty() {

@@ -76,7 +76,17 @@ async fn judged(
     started: Instant,
 ) -> Result<CaseResult, String> {
     let s = &case.scenario;
-    let prediction = scenario::predict(s).map_err(|e| e.to_string())?;
+    let prediction = scenario::predict_with(s, options.timeout).map_err(|e| e.to_string())?;
+    // A case whose own expectations the model does not meet cannot grade anybody: refuse it.
+    let disagreement = scenario::judge(s, &prediction.observed());
+    if !disagreement.is_empty() {
+        let diff: Vec<String> = disagreement.iter().map(|d| format!("  {d}")).collect();
+        return Err(format!(
+            "scenario disagrees with the model (`etrn-harness expect {}` shows why):\n{}",
+            case.file.display(),
+            diff.join("\n")
+        ));
+    }
     let config = SmartHostConfig {
         // A target that stalls must not hold its session past the case's own limit.
         idle_timeout: options.timeout,
@@ -121,11 +131,11 @@ async fn judged(
         error,
         deviations,
         violations,
-        expected: s
-            .expect
-            .etrn
+        expected: prediction
+            .observed()
+            .connections
             .iter()
-            .map(|e| e.arg.raw().to_owned())
+            .map(|c| c.iter().map(|a| a.arg.raw().to_owned()).collect())
             .collect(),
         actual: recording
             .sessions
@@ -169,21 +179,45 @@ fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A run that stopped before judging anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunAborted {
+    /// The target could not run its first case at all: every case would be an ERROR (or worse,
+    /// pass for the wrong reason), so nothing is judged.
+    #[error("the target cannot run (first case {case}): {message}")]
+    TargetCannotStart { case: String, message: String },
+}
+
 /// Runs every case, at most `options.jobs` at once, calling `done` as each finishes. Results come
 /// back in the order of `cases`.
+///
+/// The first case runs alone: a target that cannot start there (the shell's exit 126 or 127, or
+/// no process at all) aborts the run, with the shell's message, before anything is judged.
 pub async fn run_all(
     cases: Vec<Case>,
     options: RunOptions,
     known: KnownDeviations,
     mut done: impl FnMut(&CaseResult, usize, usize),
-) -> Vec<CaseResult> {
+) -> Result<Vec<CaseResult>, RunAborted> {
     let total = cases.len();
+    let mut cases = cases.into_iter();
+    let Some(first_case) = cases.next() else {
+        return Ok(Vec::new());
+    };
+    let first = run_case(&first_case, &options, &known).await;
+    if let Some(message) = first.outcome.start_failure() {
+        return Err(RunAborted::TargetCannotStart {
+            case: first.id,
+            message,
+        });
+    }
+    done(&first, 1, total);
     let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
     let options = Arc::new(options);
     let known = Arc::new(known);
     let mut set = JoinSet::new();
     let mut by_task = std::collections::HashMap::new();
-    for (index, case) in cases.into_iter().enumerate() {
+    for (index, case) in cases.enumerate() {
         let slots = Arc::clone(&slots);
         let options = Arc::clone(&options);
         let known = Arc::clone(&known);
@@ -193,10 +227,11 @@ pub async fn run_all(
             let _slot = slots.acquire_owned().await.ok();
             run_case(&case, &options, &known).await
         });
-        by_task.insert(handle.id(), (index, meta));
+        by_task.insert(handle.id(), (index + 1, meta));
     }
     let mut results: Vec<Option<CaseResult>> = (0..total).map(|_| None).collect();
-    let mut finished = 0;
+    results[0] = Some(first);
+    let mut finished = 1;
     while let Some(joined) = set.join_next_with_id().await {
         let (task, result) = match joined {
             Ok((task, r)) => (task, r),
@@ -218,7 +253,7 @@ pub async fn run_all(
         done(&result, finished, total);
         results[*index] = Some(result);
     }
-    results.into_iter().flatten().collect()
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// Counts per verdict, in the order of [`Verdict::ALL`].

@@ -51,8 +51,38 @@ pub enum TargetOutcome {
     },
     /// It did not finish within the timeout; its process group was killed.
     TimedOut { after_ms: u64, stderr: String },
-    /// It could not be started, or it died from a signal, or the built-in client failed.
+    /// It died from a signal, or the built-in client failed.
     Crashed { reason: String, stderr: String },
+    /// It could not be started at all (no shell, the work folder not writable).
+    NotStarted { reason: String },
+}
+
+impl TargetOutcome {
+    /// Why the target could not run at all, if it could not: it was not started, or the shell
+    /// says the command is not executable (exit 126) or not found (exit 127), with its message.
+    pub fn start_failure(&self) -> Option<String> {
+        match self {
+            TargetOutcome::NotStarted { reason } => Some(reason.clone()),
+            TargetOutcome::Finished {
+                exit: Some(code @ (126 | 127)),
+                stderr,
+                ..
+            } => {
+                let meaning = if *code == 126 {
+                    "the command is not executable"
+                } else {
+                    "the command was not found"
+                };
+                let said = stderr.trim();
+                Some(if said.is_empty() {
+                    format!("exit {code}: {meaning}")
+                } else {
+                    format!("exit {code}: {meaning}: {said}")
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Everything a target needs to know about one case.
@@ -127,16 +157,14 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
     let json = match serde_json::to_vec_pretty(env.config) {
         Ok(j) => j,
         Err(e) => {
-            return TargetOutcome::Crashed {
+            return TargetOutcome::NotStarted {
                 reason: format!("cannot render the configuration: {e}"),
-                stderr: String::new(),
             };
         }
     };
     if let Err(e) = std::fs::write(&config_path, json) {
-        return TargetOutcome::Crashed {
+        return TargetOutcome::NotStarted {
             reason: format!("cannot write {}: {e}", config_path.display()),
-            stderr: String::new(),
         };
     }
     let host = env.smart_host.ip().to_string();
@@ -167,9 +195,8 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
     {
         Ok(c) => c,
         Err(e) => {
-            return TargetOutcome::Crashed {
+            return TargetOutcome::NotStarted {
                 reason: format!("cannot start `sh -c {line}`: {e}"),
-                stderr: String::new(),
             };
         }
     };

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::domain::EtrnArg;
 use crate::ims::Grade;
-use crate::scenario::{Deviation, Observed, Prediction, Scenario};
+use crate::scenario::{self, Deviation, Observed, Prediction, Scenario};
 use crate::smarthost::Recording;
 
 use super::target::TargetOutcome;
@@ -81,8 +81,8 @@ pub struct CaseResult {
     pub deviations: Vec<Deviation>,
     /// Protocol rules it broke.
     pub violations: Vec<Violation>,
-    /// The ETRN arguments the model expects on each connection.
-    pub expected: Vec<String>,
+    /// The ETRN arguments the model expects, per connection.
+    pub expected: Vec<Vec<String>>,
     /// What it sent, per connection.
     pub actual: Vec<Vec<String>>,
     /// The reason from the known-deviations file, for KNOWN.
@@ -102,26 +102,11 @@ impl CaseResult {
 
 /// What a recording shows the target did, in the shape expectations judge.
 pub fn observe(recording: &Recording, outcome: &TargetOutcome) -> Observed {
-    Observed {
-        connections: recording
-            .sessions
-            .iter()
-            .map(|s| {
-                s.etrn
-                    .iter()
-                    .filter_map(|e| EtrnArg::parse(&e.record.raw).ok())
-                    .collect()
-            })
-            .collect(),
-        turn: recording
-            .sessions
-            .iter()
-            .any(|s| s.commands.iter().any(|c| c.verb == "TURN")),
-        local_command: match outcome {
-            TargetOutcome::Finished { local_commands, .. } => local_commands.first().cloned(),
-            _ => None,
-        },
-    }
+    let local_commands = match outcome {
+        TargetOutcome::Finished { local_commands, .. } => local_commands.clone(),
+        _ => Vec::new(),
+    };
+    Observed::from_recording(recording, local_commands)
 }
 
 /// Whether the model expects an ETRN or a TURN on some connection.
@@ -139,30 +124,39 @@ pub fn judge(
     known: Option<&str>,
 ) -> (Verdict, Option<String>, Vec<Deviation>, Vec<Violation>) {
     let observed = observe(recording, outcome);
-    let deviations = scenario.expect.judge(&observed, scenario.grade);
-    let graded: Vec<EtrnArg> = scenario
+    let deviations = scenario::judge(scenario, &observed);
+    // Arguments the judgement grades by their cause are not protocol violations on top.
+    let explained: Vec<EtrnArg> = scenario
         .expect
-        .etrn
-        .iter()
+        .all_etrn()
         .chain(&scenario.expect.absent)
         .map(|e| e.arg.clone())
+        .chain(
+            deviations
+                .iter()
+                .filter_map(|d| d.explained_arg())
+                .filter_map(|raw| EtrnArg::parse(raw).ok()),
+        )
         .collect();
-    let violations = violations(recording, &graded);
+    let violations = violations(recording, &explained);
     let error = match outcome {
         TargetOutcome::TimedOut { after_ms, .. } => Some(format!("timed out after {after_ms} ms")),
-        TargetOutcome::Crashed { reason, .. } => Some(reason.clone()),
-        // A target that sends nothing where nothing is expected need not connect at all (a
-        // client like fetchmail only connects to dequeue); one that should dequeue must.
-        TargetOutcome::Finished { .. }
-            if expects_dequeue(prediction) && recording.sessions.is_empty() =>
-        {
-            Some("the target never connected".into())
+        TargetOutcome::Crashed { reason, .. } | TargetOutcome::NotStarted { reason } => {
+            Some(reason.clone())
         }
+        // A target that failed without ever connecting where the model dequeues crashed: its
+        // silence says nothing about its ETRN. One that exited 0 without connecting chose not
+        // to, and is judged like any other (its missing ETRNs count at their grades).
+        TargetOutcome::Finished {
+            exit: Some(code), ..
+        } if *code != 0 && expects_dequeue(prediction) && recording.sessions.is_empty() => Some(
+            format!("the target exited with status {code} without connecting"),
+        ),
         TargetOutcome::Finished { .. } => None,
     };
     match (&error, known, outcome) {
-        // A client that cannot do what the case needs (fetchmail has no TURN) never connects:
-        // the known-deviations file may say so. A crash or a timeout is always an ERROR.
+        // A client that cannot do what the case needs may give up without connecting: the
+        // known-deviations file may say so. A crash or a timeout is always an ERROR.
         (Some(_), Some(_), TargetOutcome::Finished { .. }) => {
             return (Verdict::Known, error, deviations, violations);
         }

@@ -27,8 +27,10 @@ pub struct Violation {
 pub enum ViolationKind {
     /// ETRN before EHLO/HELO was answered.
     EtrnBeforeEhlo,
-    /// ETRN to a peer whose EHLO reply did not advertise it, or after HELO.
+    /// ETRN to a peer whose EHLO reply did not advertise it.
     EtrnNotAdvertised,
+    /// ETRN after the peer refused EHLO and the session fell back to HELO.
+    EtrnAfterHelo,
     /// ETRN between MAIL and the end of DATA (RFC 1985 §5).
     EtrnInTransaction,
     /// ETRN after the peer answered an ETRN with 500 or 501 (RFC 1985 §5.2, erratum 4130).
@@ -45,9 +47,49 @@ pub enum ViolationKind {
     NoQuit,
     /// A verb in lower case: legal (RFC 5321 §2.4), noted.
     LowerCaseVerb,
+    /// A U-label sent as raw UTF-8 to a server that did not advertise SMTPUTF8 (RFC 6531 §3.2).
+    Utf8WithoutSmtputf8,
+    /// ETRN before the session's outbound mail (the O-4 baseline sends the mail first).
+    EtrnBeforeOutboundMail,
 }
 
 impl ViolationKind {
+    /// Every kind.
+    pub const ALL: &'static [ViolationKind] = &[
+        ViolationKind::EtrnBeforeEhlo,
+        ViolationKind::EtrnNotAdvertised,
+        ViolationKind::EtrnAfterHelo,
+        ViolationKind::EtrnInTransaction,
+        ViolationKind::EtrnAfterSyntaxError,
+        ViolationKind::SeveralNodesInOneEtrn,
+        ViolationKind::OptionCharacter,
+        ViolationKind::InvalidArgument,
+        ViolationKind::BareLf,
+        ViolationKind::NoQuit,
+        ViolationKind::LowerCaseVerb,
+        ViolationKind::Utf8WithoutSmtputf8,
+        ViolationKind::EtrnBeforeOutboundMail,
+    ];
+
+    /// A short stable identifier, as in reports.
+    pub fn id(self) -> &'static str {
+        match self {
+            ViolationKind::EtrnBeforeEhlo => "etrn-before-ehlo",
+            ViolationKind::EtrnNotAdvertised => "etrn-not-advertised",
+            ViolationKind::EtrnAfterHelo => "etrn-after-helo",
+            ViolationKind::EtrnInTransaction => "etrn-in-transaction",
+            ViolationKind::EtrnAfterSyntaxError => "etrn-after-syntax-error",
+            ViolationKind::SeveralNodesInOneEtrn => "several-nodes-in-one-etrn",
+            ViolationKind::OptionCharacter => "option-character",
+            ViolationKind::InvalidArgument => "invalid-argument",
+            ViolationKind::BareLf => "bare-lf",
+            ViolationKind::NoQuit => "no-quit",
+            ViolationKind::LowerCaseVerb => "lower-case-verb",
+            ViolationKind::Utf8WithoutSmtputf8 => "utf8-without-smtputf8",
+            ViolationKind::EtrnBeforeOutboundMail => "etrn-before-outbound-mail",
+        }
+    }
+
     /// The grade, per `ims-etrn.md` §9 and the RFCs.
     pub fn grade(self) -> Grade {
         match self {
@@ -59,8 +101,11 @@ impl ViolationKind {
             | ViolationKind::SeveralNodesInOneEtrn
             | ViolationKind::OptionCharacter
             | ViolationKind::InvalidArgument
-            | ViolationKind::NoQuit => Grade::Should,
-            ViolationKind::LowerCaseVerb => Grade::Informational,
+            | ViolationKind::NoQuit
+            | ViolationKind::EtrnAfterHelo => Grade::Should,
+            ViolationKind::LowerCaseVerb
+            | ViolationKind::Utf8WithoutSmtputf8
+            | ViolationKind::EtrnBeforeOutboundMail => Grade::Informational,
         }
     }
 
@@ -76,21 +121,27 @@ impl ViolationKind {
             ViolationKind::BareLf => "a command line ended with a bare LF",
             ViolationKind::NoQuit => "no QUIT before closing",
             ViolationKind::LowerCaseVerb => "a lower-case ETRN verb",
+            ViolationKind::EtrnAfterHelo => "ETRN after the fallback to HELO",
+            ViolationKind::Utf8WithoutSmtputf8 => {
+                "a U-label as raw UTF-8 although the server did not advertise SMTPUTF8"
+            }
+            ViolationKind::EtrnBeforeOutboundMail => "ETRN before the outbound mail",
         }
     }
 }
 
-/// Finds every violation in a recording. `expected_forms` are the ETRN arguments the scenario
-/// itself grades (expected or forbidden): their option characters are judged there, not here.
-pub fn violations(recording: &Recording, expected_forms: &[EtrnArg]) -> Vec<Violation> {
+/// Finds every violation in a recording. `explained` are the ETRN arguments the scenario's
+/// judgement already grades (expected, forbidden, or matched to the expected node they alter):
+/// their option characters are judged there, by their cause, not here again.
+pub fn violations(recording: &Recording, explained: &[EtrnArg]) -> Vec<Violation> {
     recording
         .sessions
         .iter()
-        .flat_map(|s| session_violations(s, expected_forms))
+        .flat_map(|s| session_violations(s, explained))
         .collect()
 }
 
-fn session_violations(s: &SessionRecording, expected_forms: &[EtrnArg]) -> Vec<Violation> {
+fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut push = |kind: ViolationKind, detail: String| {
         out.push(Violation {
@@ -104,6 +155,7 @@ fn session_violations(s: &SessionRecording, expected_forms: &[EtrnArg]) -> Vec<V
         push(ViolationKind::BareLf, c.raw.clone());
     }
     let mut refused_syntax = false;
+    let smtputf8 = advertised_smtputf8(s);
     for e in &s.etrn {
         let r = &e.record;
         let shown = format!("ETRN {}", r.raw);
@@ -114,6 +166,7 @@ fn session_violations(s: &SessionRecording, expected_forms: &[EtrnArg]) -> Vec<V
             let kind = match flag {
                 EtrnFlag::BeforeHello => ViolationKind::EtrnBeforeEhlo,
                 EtrnFlag::NotAdvertised => ViolationKind::EtrnNotAdvertised,
+                EtrnFlag::AfterHelo => ViolationKind::EtrnAfterHelo,
                 EtrnFlag::InTransaction => ViolationKind::EtrnInTransaction,
                 EtrnFlag::SeveralNodes => ViolationKind::SeveralNodesInOneEtrn,
                 EtrnFlag::Invalid => ViolationKind::InvalidArgument,
@@ -124,15 +177,26 @@ fn session_violations(s: &SessionRecording, expected_forms: &[EtrnArg]) -> Vec<V
             push(kind, shown.clone());
         }
         if matches!(r.option, Some(EtrnOption::Subdomains | EtrnOption::Queue)) {
-            let graded_by_scenario =
-                EtrnArg::parse(&r.raw).is_ok_and(|a| expected_forms.contains(&a));
+            let graded_by_scenario = EtrnArg::parse(&r.raw).is_ok_and(|a| explained.contains(&a));
             if !graded_by_scenario {
                 push(ViolationKind::OptionCharacter, shown.clone());
             }
         }
+        if !r.raw.is_ascii() && !smtputf8 {
+            push(ViolationKind::Utf8WithoutSmtputf8, shown.clone());
+        }
         if matches!(r.reply, Some(500 | 501)) {
             refused_syntax = true;
         }
+    }
+    // Outbound mail after an ETRN: MAIL commands the server accepted, after the first ETRN.
+    let first_etrn = s.commands.iter().position(|c| c.verb == "ETRN");
+    if let Some(first) = first_etrn
+        && let Some(mail) = s.commands[first..]
+            .iter()
+            .find(|c| c.verb == "MAIL" && c.reply.as_ref().is_some_and(|r| r.code == 250))
+    {
+        push(ViolationKind::EtrnBeforeOutboundMail, mail.raw.clone());
     }
     let quit = s.commands.iter().any(|c| c.verb == "QUIT");
     if !quit && matches!(s.close, Some(CloseReason::PeerClosed | CloseReason::Io(_))) {
@@ -142,4 +206,34 @@ fn session_violations(s: &SessionRecording, expected_forms: &[EtrnArg]) -> Vec<V
         );
     }
     out
+}
+
+/// Whether the server's EHLO reply in this session advertised SMTPUTF8.
+fn advertised_smtputf8(s: &SessionRecording) -> bool {
+    s.commands
+        .iter()
+        .filter(|c| c.verb == "EHLO")
+        .filter_map(|c| c.reply.as_ref())
+        .any(|r| {
+            r.lines.iter().skip(1).any(|l| {
+                l.split_ascii_whitespace()
+                    .next()
+                    .is_some_and(|w| w.eq_ignore_ascii_case("SMTPUTF8"))
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_the_serialised_names_and_unique() {
+        for kind in ViolationKind::ALL {
+            let json = serde_json::to_value(kind).unwrap_or_default();
+            assert_eq!(json, kind.id(), "{kind:?}");
+        }
+        let ids: std::collections::HashSet<_> = ViolationKind::ALL.iter().map(|k| k.id()).collect();
+        assert_eq!(ids.len(), ViolationKind::ALL.len());
+    }
 }

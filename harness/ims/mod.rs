@@ -5,18 +5,21 @@
 //! - [`peer`]: what the EHLO exchange told IMS about its peer.
 //! - [`plan()`]: the pure decision function, each decision naming a [`Rule`].
 //! - [`reaction`]: what IMS does after each ETRN reply.
-//! - [`run()`]: a plan walked against a peer's replies, still without sockets.
+//! - [`client`]: the IMS as a sans-IO SMTP client: replies in, the next command out. The
+//!   built-in target drives it over TCP; the model's prediction pairs it in memory with the
+//!   scenario's smart host.
 //! - [`rules`]: every rule with its basis (KB article, RFC section) and grade.
 
+pub mod client;
 pub mod config;
 pub mod peer;
 pub mod plan;
 pub mod reaction;
 pub mod routing;
 pub mod rules;
-pub mod run;
 pub mod site_address;
 
+pub use client::{Action, ConnectionRun, Cycle, EtrnExchange, ImsClient, cycle};
 pub use config::{
     Credentials, Delivery, DialUp, ExchangeVersion, ImsConfig, Registry, RegistryFlag, RoutingMode,
 };
@@ -25,5 +28,4 @@ pub use plan::{ConnectionTarget, Decision, Dequeue, DequeuePlan, Greeting, Plann
 pub use reaction::{Reaction, react};
 pub use routing::{MatchKind, RoutingAction, RoutingRow, SentTo};
 pub use rules::{Grade, Rule};
-pub use run::{ConnectionRun, EtrnExchange, run};
 pub use site_address::SiteAddress;

@@ -271,11 +271,12 @@ impl Planner<'_> {
         }
         if always {
             if dial_up.as_ref().is_some_and(|l| !l.is_empty()) {
+                // The narrower reading of the Dial-up tab: its list is what the dial-up connection
+                // retrieves; nothing says AlwaysUseETRN adds its own set to it.
                 self.decide(
                     Rule::DialUpWithAlwaysUseEtrn,
-                    "AlwaysUseETRN domains follow the dial-up list",
+                    "the dial-up list alone: AlwaysUseETRN's domains are not added to it",
                 );
-                etrn.extend(self.always_use_etrn_set());
             } else if dial_up.is_none() {
                 etrn.extend(self.always_use_etrn_set());
             }

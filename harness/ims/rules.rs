@@ -99,9 +99,18 @@ rules! {
     /// T3: Reroute sends every routing-table domain.
     RoutingTable = ("routing-table", Must, "KB269771",
         "\"Reroute incoming SMTP mail\": one ETRN for every domain in the Routing-tab table"),
+    /// E15: under Reroute the site domain is sent only when it is a row.
+    SiteDomainUnderReroute = ("site-domain-under-reroute", Should, "KB269771; ims-etrn.md §9 (E15)",
+        "under \"Reroute\" the site domain is not added unless it is a routing-table row"),
+    /// E05 and the site-domain baseline: the configured text goes on the wire as it is.
+    LiteralForm = ("literal-form", Informational, "RFC 5321 §2.4; ims-etrn.md §9 (O-16)",
+        "a domain is sent as configured: its case, a trailing dot and U-labels are kept"),
     /// O-8 baseline: rows of every action are included.
     RoutingRowAnyAction = ("routing-row-any-action", Informational, "ims-etrn.md §9 (O-8)",
         "reroute and relay rows are included, not only inbound rows"),
+    /// O-5 baseline: routing-table order.
+    EtrnOrder = ("etrn-order", Informational, "ims-etrn.md §9 (O-5)",
+        "the domains go in routing-table (or dial-up list) order; replies by occurrence follow it"),
     /// O-6 baseline: `#` exact entries are sent without the `#`.
     ExactEntryStripped = ("exact-entry-stripped", Informational, "KB169683; ims-etrn.md §9 (O-6)",
         "a '#' exact-match entry is sent without the '#'"),
@@ -117,9 +126,9 @@ rules! {
     /// T9 baseline: dial-up default domains follow the AlwaysUseETRN rule.
     DialUpDefault = ("dial-up-default", Informational, "ims-etrn.md §9 (O-2)",
         "dial-up ETRN retrieval without a list uses the AlwaysUseETRN domain set"),
-    /// O-13 baseline: one set per connection, no domain twice.
+    /// O-13 baseline: the narrower reading of the Dial-up tab; its list replaces the AlwaysUseETRN set.
     DialUpWithAlwaysUseEtrn = ("dial-up-with-always-use-etrn", Informational, "ims-etrn.md §9 (O-13)",
-        "dial-up and AlwaysUseETRN together: dial-up domains first, then the rest, none twice"),
+        "dial-up \"use these domains\" with AlwaysUseETRN: the dial-up connection sends the list only"),
     /// O-22 baseline: dial-up ETRN is sent without outbound mail too.
     DialUpWithoutOutbound = ("dial-up-without-outbound", Informational, "ims-etrn.md §9 (O-22)",
         "a dial-up connection with ETRN retrieval is made even with no outbound mail"),

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use crate::ims::{self, ConnectionTarget, Dequeue, Greeting, PeerEhlo, Reaction, Rule};
 use crate::reply::ReplyCode;
 
-use super::expect::Deviation;
 use super::file::Scenario;
+use super::judge::Deviation;
 use super::predict::Prediction;
 
 /// Renders the prediction for a scenario, and how it compares with the file's `[expect]`.
@@ -41,7 +41,18 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
     } else {
         let hosts: Vec<String> = p.connections.iter().map(target).collect();
         let _ = writeln!(o, "connections ({}): {}", hosts.len(), hosts.join(", "));
-        let _ = writeln!(o, "each connection:");
+        let peers_differ = prediction
+            .runs
+            .iter()
+            .any(|r| r.peer.is_some() && r.peer.as_ref() != Some(&prediction.peer));
+        if peers_differ {
+            let _ = writeln!(
+                o,
+                "connection 1 (later connections plan with the EHLO reply they get):"
+            );
+        } else {
+            let _ = writeln!(o, "each connection:");
+        }
         let s = &p.session;
         match s.greeting {
             Greeting::Ehlo => {
@@ -117,14 +128,31 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
         }
     }
     let _ = writeln!(o);
-    let sent = prediction.first_connection_etrn();
-    let _ = writeln!(o, "ETRN on each connection: [{}]", sent.join(", "));
+    let per_connection: Vec<String> = prediction
+        .observed()
+        .connections
+        .iter()
+        .map(|c| c.iter().map(|a| a.arg.raw()).collect::<Vec<_>>().join(", "))
+        .collect();
+    match per_connection.split_first() {
+        Some((first, rest)) if rest.iter().any(|c| c != first) => {
+            for (i, c) in per_connection.iter().enumerate() {
+                let _ = writeln!(o, "ETRN on connection {}: [{c}]", i + 1);
+            }
+        }
+        Some((first, _)) => {
+            let _ = writeln!(o, "ETRN on each connection: [{first}]");
+        }
+        None => {
+            let _ = writeln!(o, "ETRN on each connection: []");
+        }
+    }
     if deviations.is_empty() {
         let _ = writeln!(o, "[expect]: the model agrees");
     } else {
         let _ = writeln!(o, "[expect]: the model DISAGREES:");
         for d in deviations {
-            let _ = writeln!(o, "  {} {}", d.grade, d.difference);
+            let _ = writeln!(o, "  {d}");
         }
     }
     o

@@ -224,11 +224,74 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
             );
         }
     }
-    if e.turn && !e.etrn.is_empty() {
+    for (c, conn) in e.connection.iter().enumerate() {
+        let mut seen: HashMap<_, usize> = HashMap::new();
+        for (i, x) in conn.etrn.iter().enumerate() {
+            if let Some(j) = seen.insert(&x.arg, i) {
+                problem(
+                    ErrorKind::Contradiction,
+                    vec![
+                        "expect".into(),
+                        "connection".into(),
+                        c.to_string(),
+                        "etrn".into(),
+                        i.to_string(),
+                    ],
+                    format!("{:?} is listed twice (also etrn[{j}])", x.arg.raw()),
+                    "list each expected ETRN argument once per connection",
+                );
+            }
+            if e.absent.iter().any(|a| a.arg == x.arg) {
+                problem(
+                    ErrorKind::Contradiction,
+                    vec![
+                        "expect".into(),
+                        "connection".into(),
+                        c.to_string(),
+                        "etrn".into(),
+                        i.to_string(),
+                    ],
+                    format!("{:?} is both expected and forbidden", x.arg.raw()),
+                    "remove it from expect.absent or from this connection's etrn",
+                );
+            }
+        }
+    }
+    if !e.connection.is_empty() && !e.etrn.is_empty() {
+        problem(
+            ErrorKind::Contradiction,
+            p(&["expect", "etrn"]),
+            "expect.etrn and [[expect.connection]] both say what each connection sends".into(),
+            "move the list into each [[expect.connection]] table, or remove the tables",
+        );
+    }
+    if let Some(n) = e.connections
+        && !e.connection.is_empty()
+        && n as usize != e.connection.len()
+    {
+        problem(
+            ErrorKind::Contradiction,
+            p(&["expect", "connections"]),
+            format!(
+                "connections = {n}, but {} [[expect.connection]] table(s) are given",
+                e.connection.len()
+            ),
+            "write one [[expect.connection]] table per connection, or correct connections",
+        );
+    }
+    if e.connections_grade.is_some() && e.expected_connections().is_none() {
+        problem(
+            ErrorKind::Contradiction,
+            p(&["expect", "connections_grade"]),
+            "connections_grade is given but the connection count is not judged".into(),
+            "add connections = N, or remove connections_grade",
+        );
+    }
+    if e.turn && e.all_etrn().next().is_some() {
         problem(
             ErrorKind::Contradiction,
             p(&["expect", "turn"]),
-            "TURN replaces ETRN (KB257979), but expect.etrn is not empty".into(),
+            "TURN replaces ETRN (KB257979), but ETRN is expected too".into(),
             "set etrn = [] or turn = false",
         );
     }
@@ -240,7 +303,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
             "remove turn_grade, or set turn = true",
         );
     }
-    if e.connections == Some(0) && !e.etrn.is_empty() {
+    if e.connections == Some(0) && e.all_etrn().next().is_some() {
         problem(
             ErrorKind::Contradiction,
             p(&["expect", "connections"]),
@@ -248,7 +311,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
             "set etrn = [] or a connection count of 1 or more",
         );
     }
-    if e.order.is_some() && e.etrn.len() < 2 {
+    if e.order.is_some() && e.etrn.len() < 2 && e.connection.iter().all(|c| c.etrn.len() < 2) {
         problem(
             ErrorKind::Contradiction,
             p(&["expect", "order"]),

@@ -1,7 +1,8 @@
 //! Scenario files: one conformance case per TOML file under `scenarios/<topic>/<name>.toml`.
 //!
 //! - [`file`](mod@file): the format (`[ims]`, `[smarthost]`, `[expect]`).
-//! - [`expect`]: graded expectations and [`Expectations::judge`].
+//! - [`expect`]: the `[expect]` table: graded expectations, per connection where they differ.
+//! - [`judge`](mod@judge): what was sent against the expectations, each deviation graded by its cause.
 //! - [`load`]: strict parsing, validation, folder discovery, the corpus.
 //! - [`diagnostic`]: located errors with fixes.
 //! - [`predict`](mod@predict): the reference model run on a scenario.
@@ -12,12 +13,14 @@ pub mod diagnostic;
 pub mod expect;
 pub mod explain;
 pub mod file;
+pub mod judge;
 pub mod load;
 pub mod predict;
 pub mod schema;
 
 pub use diagnostic::{ErrorKind, ScenarioError};
-pub use expect::{Deviation, Difference, Expectations, ExpectedEtrn, Observed};
+pub use expect::{ConnectionExpectation, Expectations, ExpectedEtrn};
 pub use file::Scenario;
+pub use judge::{Deviation, Difference, FormDifference, Observed, judge};
 pub use load::{Corpus, discover, load_corpus, load_scenario, parse_scenario};
-pub use predict::{Prediction, predict};
+pub use predict::{DEFAULT_REPLY_TIMEOUT, Prediction, predict, predict_with};

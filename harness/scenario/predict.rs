@@ -1,25 +1,54 @@
-//! The model's prediction for a scenario: its plan, walked against the scenario's smart host.
+//! The model's prediction for a scenario: the IMS client paired in memory with the scenario's own
+//! smart host.
+//!
+//! Nothing here walks a plan by hand. The sans-IO [`ImsClient`] (the same one the built-in target
+//! drives over TCP) talks to the very conversations the scenario's smart host serves: the
+//! scripted [`Session`](crate::smtp::Session) with the scenario's behaviour, or a cassette replay.
+//! Bytes go from one to the other as they would over a socket, and the server's events go into a
+//! real [`Recorder`]. So the prediction follows every script feature for free: command overrides,
+//! EHLO answers and replies by occurrence, hang-ups, delays longer than the client waits. And it
+//! is judged exactly as a run is, from a [`Recording`].
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::ims::{self, ConnectionRun, Dequeue, DequeuePlan, PeerEhlo};
-use crate::smarthost::profile::ProfileError;
+use crate::cassette::{ScriptHostError, conversations_for_script};
+use crate::ims::{self, Action, ConnectionRun, DequeuePlan, ImsClient, PeerEhlo};
+use crate::reply::ReplyReader;
+use crate::smarthost::server::ConversationFactory;
+use crate::smarthost::{Recorder, Recording};
+use crate::smtp::{Conversation, Output, SessionLimits};
 
-use super::expect::Observed;
 use super::file::Scenario;
+use super::judge::Observed;
+
+/// How long the model's client waits for a reply unless told otherwise: the conformance runner's
+/// default `--timeout`, so a scripted delay longer than that is "no reply" in both.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The address the in-memory client is recorded as coming from.
+const IN_MEMORY_PEER: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+    0,
+);
 
 /// What the reference model expects to happen in a scenario.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Prediction {
-    /// What the client learns from the smart host's EHLO reply.
+    /// What the first connection learned from EHLO (the script's EHLO answer when the cycle makes
+    /// no connection, or the greeting refuses it).
     pub peer: PeerEhlo,
     /// True when the smart host refuses the session in its greeting (e.g. `421` at connect).
     pub refused_at_greeting: bool,
+    /// The plan of the first connection; each connection plans with the EHLO answer it got.
     pub plan: DequeuePlan,
-    /// One entry per connection of the plan.
+    /// What the client did, one entry per connection.
     pub runs: Vec<ConnectionRun>,
+    /// What the scenario's smart host recorded.
+    #[serde(skip)]
+    pub recording: Recording,
 }
 
 impl Prediction {
@@ -31,52 +60,131 @@ impl Prediction {
             .unwrap_or_default()
     }
 
-    /// The prediction in the shape expectations judge.
+    /// The prediction in the shape expectations judge: read from the recording, like a run.
     pub fn observed(&self) -> Observed {
-        Observed {
-            connections: self
-                .runs
-                .iter()
-                .map(|r| r.exchanges.iter().map(|e| e.arg.clone()).collect())
-                .collect(),
-            turn: !self.refused_at_greeting
-                && !self.runs.is_empty()
-                && self.plan.session.dequeue == Dequeue::Turn,
-            local_command: self.plan.local_command.clone(),
-        }
+        Observed::from_recording(
+            &self.recording,
+            self.plan.local_command.iter().cloned().collect(),
+        )
     }
 }
 
-/// Runs the model on a scenario.
-pub fn predict(scenario: &Scenario) -> Result<Prediction, ProfileError> {
+/// Runs the model on a scenario, with the default reply timeout.
+pub fn predict(scenario: &Scenario) -> Result<Prediction, ScriptHostError> {
+    predict_with(scenario, DEFAULT_REPLY_TIMEOUT)
+}
+
+/// Runs the model on a scenario; the client gives up on a reply after `reply_timeout`.
+pub fn predict_with(
+    scenario: &Scenario,
+    reply_timeout: Duration,
+) -> Result<Prediction, ScriptHostError> {
+    let conversations = conversations_for_script(&scenario.smarthost, &SessionLimits::default())?;
     let profile = scenario.smarthost.profile()?;
-    let peer = scenario.smarthost.peer_ehlo(&profile);
-    let greeting = scenario.smarthost.greeting(&profile);
-    let refused_at_greeting = greeting
-        .reply
-        .as_ref()
-        .is_none_or(|r| !r.code().is_positive());
-    let plan = ims::plan(&scenario.ims, &peer);
-    // The same behaviour the smart host answers with, so prediction and server agree.
-    let behaviour = Arc::new(scenario.smarthost.clone()).behaviour()?;
-    let runs = if refused_at_greeting {
-        plan.connections
-            .iter()
-            .map(|_| ConnectionRun {
-                exchanges: Vec::new(),
-                not_sent: plan.etrn_args().into_iter().cloned().collect(),
-                quits: true,
-            })
-            .collect()
-    } else {
-        ims::run(&plan, |arg| {
-            behaviour.etrn_answer(arg).reply.map(|r| r.code())
-        })
-    };
+    let scripted_peer = scenario.smarthost.peer_ehlo(&profile);
+    let recorder = Recorder::new();
+    let cycle = ims::cycle(&scenario.ims);
+    let mut runs = Vec::with_capacity(cycle.connections);
+    let mut first_plan = None;
+    for index in 0..cycle.connections {
+        let (run, plan) = pair(
+            &scenario.ims,
+            &conversations,
+            &recorder,
+            index,
+            reply_timeout,
+        );
+        if first_plan.is_none() {
+            first_plan = plan;
+        }
+        runs.push(run);
+    }
+    let recording = recorder.recording();
+    let refused_at_greeting = recording
+        .sessions
+        .first()
+        .and_then(|s| s.greeting.as_ref())
+        .is_some_and(|g| g.code / 100 != 2);
+    let peer = runs
+        .first()
+        .and_then(|r| r.peer.clone())
+        .unwrap_or(scripted_peer);
+    let plan = first_plan.unwrap_or_else(|| ims::plan(&scenario.ims, &peer));
     Ok(Prediction {
         peer,
         refused_at_greeting,
         plan,
         runs,
+        recording,
     })
+}
+
+/// One connection: the client and the server's conversation `index`, bytes carried between them
+/// until the client is done, the server's events into `recorder`.
+fn pair(
+    config: &ims::ImsConfig,
+    conversations: &ConversationFactory,
+    recorder: &Recorder,
+    index: usize,
+    reply_timeout: Duration,
+) -> (ConnectionRun, Option<DequeuePlan>) {
+    let id = recorder.open(IN_MEMORY_PEER);
+    let mut server = conversations(index as u64);
+    let mut client = ImsClient::new(config);
+    let mut replies = ReplyReader::new();
+    let mut server_closed = false;
+    // Scripted delays since the client's last command: past its timeout it stops waiting.
+    let mut waited = Duration::ZERO;
+    loop {
+        if drain(server.as_mut(), recorder, id, &mut |bytes, delay| {
+            waited += delay.unwrap_or_default();
+            replies.push(bytes);
+        }) {
+            server_closed = true;
+        }
+        let reply = match replies.next_reply() {
+            Some(Ok(reply)) if waited <= reply_timeout => reply,
+            // Too late, malformed, or nothing is coming (the server closed, or it waits for
+            // input this client will not send): the client drops the connection.
+            _ => {
+                client.on_closed();
+                break;
+            }
+        };
+        waited = Duration::ZERO;
+        match client.on_reply(&reply) {
+            Action::Send(bytes) => server.receive(&bytes),
+            Action::Close => break,
+        }
+    }
+    if !server_closed {
+        server.peer_closed();
+        drain(server.as_mut(), recorder, id, &mut |_, _| {});
+    }
+    let plan = client.plan().cloned();
+    (client.into_run(), plan)
+}
+
+/// Carries out the server's outputs: events to the recorder, bytes to `send`. True when the
+/// server closed the connection.
+fn drain(
+    server: &mut dyn Conversation,
+    recorder: &Recorder,
+    id: u64,
+    send: &mut dyn FnMut(&[u8], Option<Duration>),
+) -> bool {
+    let mut closed = false;
+    while let Some(output) = server.poll_output() {
+        match output {
+            Output::Event(event) => recorder.event(id, event),
+            Output::Send { bytes, delay } => send(&bytes, delay),
+            // This client never asks for STARTTLS.
+            Output::StartTls => {}
+            Output::Close(reason) => {
+                recorder.close(id, reason);
+                closed = true;
+            }
+        }
+    }
+    closed
 }

@@ -258,12 +258,20 @@ impl ScriptBehaviour {
         answers.nth(*n - 1).clone()
     }
 
-    /// The answer to `ETRN <arg>`, `{node}` filled in. Precedence: a rule for this argument, the
-    /// profile's served reply for a `served` node, the profile's queue reply for `#` arguments, the
-    /// script's default, the profile's default.
+    /// The answer to `ETRN <arg>`, `{node}` filled in. Precedence: a rule for this argument (a
+    /// rule for a plain domain also answers its `@` and `#` forms, unless a rule names that form),
+    /// the profile's served reply for a `served` node, the profile's queue reply for `#`
+    /// arguments, the script's default, the profile's default.
     pub fn etrn_answer(&self, arg: &EtrnArg) -> Answer {
         let script = &self.script;
-        let mut answer = if let Some(i) = script.etrn.iter().position(|r| &r.arg == arg) {
+        let rule = script.etrn.iter().position(|r| &r.arg == arg).or_else(|| {
+            script.etrn.iter().position(|r| {
+                r.arg.option() == EtrnOption::None
+                    && r.arg.domain().is_some()
+                    && r.arg.domain() == arg.domain()
+            })
+        });
+        let mut answer = if let Some(i) = rule {
             self.next(Source::Rule(i), &script.etrn[i].reply)
         } else if script
             .served
@@ -358,6 +366,8 @@ mod tests {
         assert_eq!(said(b.etrn_answer(&arg("A.com"))), "458 busy");
         assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 OK");
         assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 OK");
+        // The same node with an option character: the plain domain's rule answers it too.
+        assert_eq!(said(b.etrn_answer(&arg("@a.com"))), "250 OK");
         // Not the rule: the rfc1985 profile's default.
         assert_eq!(
             said(b.etrn_answer(&arg("b.com"))),

@@ -13,8 +13,10 @@ pub enum Greeted {
     No,
     /// EHLO answered, with the ETRN keyword.
     EtrnAdvertised,
-    /// HELO, or an EHLO reply without ETRN.
+    /// An EHLO reply without ETRN.
     EtrnNotAdvertised,
+    /// HELO: the session has no service extensions at all.
+    Helo,
 }
 
 /// An ETRN line, read.
@@ -45,6 +47,7 @@ pub fn read_etrn(line: &[u8], greeted: Greeted, in_transaction: bool) -> EtrnLin
     match greeted {
         Greeted::No => flags.push(EtrnFlag::BeforeHello),
         Greeted::EtrnNotAdvertised => flags.push(EtrnFlag::NotAdvertised),
+        Greeted::Helo => flags.push(EtrnFlag::AfterHelo),
         Greeted::EtrnAdvertised => {}
     }
     if in_transaction {

@@ -95,8 +95,10 @@ pub struct EtrnRecord {
 pub enum EtrnFlag {
     /// Sent before EHLO/HELO was answered.
     BeforeHello,
-    /// Sent in a session greeted with HELO, or one whose EHLO reply did not advertise ETRN.
+    /// Sent in a session whose EHLO reply did not advertise ETRN.
     NotAdvertised,
+    /// Sent in a session greeted with HELO (EHLO refused), where no extension is available.
+    AfterHelo,
     /// Sent between MAIL and the end of DATA.
     InTransaction,
     /// The line ended with a bare LF.

@@ -368,7 +368,21 @@ impl Session {
         let normal = self.dispatch(&verb, line);
         let answer = match (scripted, normal) {
             // A positive scripted reply keeps the command's effect but replaces what is said.
-            (Some(s), Some(_)) => Some(s),
+            (Some(s), Some(_)) => {
+                if verb == "EHLO"
+                    && let (Some(reply), Hello::Ehlo { .. }) = (&s.reply, self.hello)
+                {
+                    // What the client was told is what counts for ETRN gating.
+                    self.hello = Hello::Ehlo {
+                        etrn_advertised: reply.lines().iter().skip(1).any(|l| {
+                            l.split(' ')
+                                .next()
+                                .is_some_and(|w| w.eq_ignore_ascii_case("ETRN"))
+                        }),
+                    };
+                }
+                Some(s)
+            }
             (_, n) => n,
         };
         if let Some(a) = answer {
@@ -669,7 +683,8 @@ impl Session {
             Hello::Ehlo {
                 etrn_advertised: true,
             } => Greeted::EtrnAdvertised,
-            Hello::Helo | Hello::Ehlo { .. } => Greeted::EtrnNotAdvertised,
+            Hello::Ehlo { .. } => Greeted::EtrnNotAdvertised,
+            Hello::Helo => Greeted::Helo,
         };
         let in_transaction = self.transaction.is_some();
         let read = read_etrn(line, greeted, in_transaction);

@@ -1,0 +1,870 @@
+//! Judging what was sent against a scenario's `[expect]`, each deviation graded by its cause.
+//!
+//! A deviation takes the grade of the rule that explains it, not the scenario's grade wholesale:
+//! `ETRN @d` where `d` is expected is `d` sent with an option character (a *should* of RFC 1985
+//! §5), not "`d` missing"; `ETRN #ms.com` for a `#ms.com` row is the open question of the `#`
+//! (informational); the site domain sent under "Reroute" breaks E15 (*should*); `A.COM` for
+//! `a.com` is the same domain in another literal form (informational, both forms reported).
+//! Only what no rule explains takes the scenario's grade.
+//!
+//! The same [`judge`] serves the corpus test and `expect` (the model's prediction against its own
+//! files) and conformance runs (any implementation against the files), both from a
+//! [`Recording`].
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+use crate::domain::{Domain, EtrnArg, EtrnOption};
+use crate::ims::{self, Grade, ImsConfig, MatchKind, PeerEhlo, RoutingMode, Rule};
+use crate::reply::ReplyCode;
+use crate::smarthost::Recording;
+use crate::smtp::{EtrnFlag, EtrnRecord};
+
+use super::expect::ExpectedEtrn;
+use super::file::Scenario;
+
+/// What an implementation did in one delivery cycle, as far as expectations look.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Observed {
+    /// The ETRN arguments sent, per connection, in order, with the reply each got (arguments that
+    /// are no node name at all are left out: the protocol checks report them).
+    pub connections: Vec<Vec<SentEtrn>>,
+    /// Whether TURN was sent on any connection.
+    pub turn: bool,
+    /// The local command that ran, if any.
+    pub local_command: Option<String>,
+}
+
+impl Observed {
+    /// What a smart host's recording shows, plus the local commands the client reported.
+    pub fn from_recording(recording: &Recording, local_commands: Vec<String>) -> Self {
+        Observed {
+            connections: recording
+                .sessions
+                .iter()
+                .map(|s| s.etrn.iter().flat_map(|e| nodes(&e.record)).collect())
+                .collect(),
+            turn: recording
+                .sessions
+                .iter()
+                .any(|s| s.commands.iter().any(|c| c.verb == "TURN")),
+            local_command: local_commands.into_iter().next(),
+        }
+    }
+}
+
+/// One ETRN node sent, and the reply code it got (`None`: none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentEtrn {
+    pub arg: EtrnArg,
+    pub reply: Option<u16>,
+}
+
+impl Observed {
+    /// The arguments sent on each connection, without the replies.
+    pub fn args(&self) -> Vec<Vec<&EtrnArg>> {
+        self.connections
+            .iter()
+            .map(|c| c.iter().map(|s| &s.arg).collect())
+            .collect()
+    }
+}
+
+/// The nodes one ETRN asked for. Several nodes packed into one command count as each of them
+/// (the protocol checks grade the packing itself, RFC 1985 §5), so a client that packs is not
+/// also told its domains are missing. `raw` escapes only what no node name contains.
+fn nodes(record: &EtrnRecord) -> Vec<SentEtrn> {
+    let args: Vec<EtrnArg> = if record.flags.contains(&EtrnFlag::SeveralNodes) {
+        let pieces: Result<Vec<EtrnArg>, _> = record
+            .raw
+            .split([' ', ','])
+            .filter(|p| !p.is_empty())
+            .map(EtrnArg::parse)
+            .collect();
+        pieces.unwrap_or_default()
+    } else {
+        EtrnArg::parse(&record.raw).into_iter().collect()
+    };
+    args.into_iter()
+        .map(|arg| SentEtrn {
+            arg,
+            reply: record.reply,
+        })
+        .collect()
+}
+
+/// How an observation differs from an expectation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Difference {
+    Missing {
+        arg: String,
+    },
+    Unexpected {
+        arg: String,
+    },
+    /// An expected node sent with another option character (`@d` or `#d` for `d`).
+    Altered {
+        expected: String,
+        sent: String,
+    },
+    /// An expected domain sent in another literal form: case, trailing dot, A- or U-label.
+    Form {
+        expected: String,
+        sent: String,
+        differs_in: Vec<FormDifference>,
+    },
+    Duplicated {
+        arg: String,
+        times: usize,
+    },
+    Forbidden {
+        arg: String,
+    },
+    Order {
+        expected: Vec<String>,
+        actual: Vec<String>,
+    },
+    Connections {
+        expected: u32,
+        actual: usize,
+    },
+    Turn {
+        expected: bool,
+    },
+    LocalCommand {
+        expected: Option<String>,
+        actual: Option<String>,
+    },
+}
+
+/// One way two texts of the same domain differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FormDifference {
+    Case,
+    TrailingDot,
+    /// The A-label (`xn--...`) where the configuration has the U-label.
+    ALabel,
+    /// The U-label where the configuration has the A-label.
+    ULabel,
+}
+
+impl FormDifference {
+    fn label(self) -> &'static str {
+        match self {
+            FormDifference::Case => "case",
+            FormDifference::TrailingDot => "trailing dot",
+            FormDifference::ALabel => "A-label for a U-label",
+            FormDifference::ULabel => "U-label for an A-label",
+        }
+    }
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Difference::Missing { arg } => write!(f, "ETRN {arg} expected but not sent"),
+            Difference::Unexpected { arg } => write!(f, "ETRN {arg} sent but not expected"),
+            Difference::Altered { expected, sent } => {
+                write!(f, "ETRN {sent} sent where ETRN {expected} is expected")
+            }
+            Difference::Form {
+                expected,
+                sent,
+                differs_in,
+            } => {
+                let how: Vec<&str> = differs_in.iter().map(|d| d.label()).collect();
+                write!(
+                    f,
+                    "ETRN {sent} sent for {expected} (same domain; differs in {})",
+                    how.join(", ")
+                )
+            }
+            Difference::Duplicated { arg, times } => {
+                write!(f, "ETRN {arg} sent {times} times on one connection")
+            }
+            Difference::Forbidden { arg } => write!(f, "ETRN {arg} sent although it must not be"),
+            Difference::Order { expected, actual } => {
+                write!(
+                    f,
+                    "order differs: expected [{}], sent [{}]",
+                    expected.join(", "),
+                    actual.join(", ")
+                )
+            }
+            Difference::Connections { expected, actual } => {
+                write!(f, "{actual} connection(s) made, {expected} expected")
+            }
+            Difference::Turn { expected: true } => f.write_str("TURN expected but not sent"),
+            Difference::Turn { expected: false } => f.write_str("TURN sent but not expected"),
+            Difference::LocalCommand { expected, actual } => {
+                write!(f, "local command {actual:?}, expected {expected:?}")
+            }
+        }
+    }
+}
+
+/// A difference, how much it counts, and the rule that explains it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deviation {
+    pub grade: Grade,
+    /// The connection (0-based) it was seen on, where it concerns one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<usize>,
+    /// The model's rule that explains it and gives its grade; `None`: the scenario's own grade.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rule_id")]
+    pub rule: Option<Rule>,
+    #[serde(flatten)]
+    pub difference: Difference,
+}
+
+fn rule_id<S: Serializer>(rule: &Option<Rule>, s: S) -> Result<S::Ok, S::Error> {
+    match rule {
+        Some(r) => s.serialize_str(r.id()),
+        None => s.serialize_none(),
+    }
+}
+
+impl fmt::Display for Deviation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.grade, self.difference)?;
+        if let Some(c) = self.connection {
+            write!(f, " (connection {})", c + 1)?;
+        }
+        if let Some(r) = self.rule {
+            write!(f, " [{}, {}]", r.id(), r.basis())?;
+        }
+        Ok(())
+    }
+}
+
+impl Deviation {
+    /// The argument as sent, for a deviation that grades it by its cause, so the protocol
+    /// checks do not grade its option character a second time.
+    pub fn explained_arg(&self) -> Option<&str> {
+        match &self.difference {
+            Difference::Altered { sent, .. } | Difference::Form { sent, .. } => Some(sent),
+            Difference::Unexpected { arg } if self.rule.is_some() => Some(arg),
+            _ => None,
+        }
+    }
+}
+
+/// Compares an observation with a scenario's expectations.
+pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
+    let e = &scenario.expect;
+    let default = scenario.grade;
+    let causes = Causes::new(&scenario.ims);
+    let mut out = Vec::new();
+    if let Some(expected) = e.expected_connections()
+        && expected as usize != observed.connections.len()
+    {
+        out.push(Deviation {
+            grade: e.connections_grade.unwrap_or(default),
+            connection: None,
+            rule: Some(if causes.connections == 0 {
+                causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
+            } else {
+                Rule::EveryConnection
+            }),
+            difference: Difference::Connections {
+                expected,
+                actual: observed.connections.len(),
+            },
+        });
+    }
+    // Every connection made, and every connection the expectations (or the model) call for: a
+    // connection never made has sent nothing, so its expected ETRNs are missing.
+    let expected_count = e
+        .expected_connections()
+        .map_or(causes.connections, |n| n as usize);
+    for i in 0..observed.connections.len().max(expected_count) {
+        // Past the listed connections only the connection count is judged.
+        let Some(expected) = e.etrn_on(i) else {
+            continue;
+        };
+        let made = observed.connections.get(i);
+        let connection = Connection {
+            expected,
+            absent: &e.absent,
+            order: e.order,
+            default,
+            causes: &causes,
+            made: made.is_some(),
+        };
+        let sent = made.map_or(&[][..], Vec::as_slice);
+        out.extend(connection.judge(sent).into_iter().map(|mut d| {
+            d.connection = Some(i);
+            d
+        }));
+    }
+    if e.turn != observed.turn {
+        out.push(Deviation {
+            grade: e.turn_grade.unwrap_or(default),
+            connection: None,
+            rule: Some(Rule::TurnInsteadOfEtrn),
+            difference: Difference::Turn { expected: e.turn },
+        });
+    }
+    if e.local_command != observed.local_command {
+        out.push(Deviation {
+            grade: default,
+            connection: None,
+            rule: Some(Rule::DialUpCommand),
+            difference: Difference::LocalCommand {
+                expected: e.local_command.clone(),
+                actual: observed.local_command.clone(),
+            },
+        });
+    }
+    out
+}
+
+/// What the configuration says about arguments the expectations do not list.
+struct Causes<'a> {
+    config: &'a ImsConfig,
+    /// What the model sends on a connection whose replies are all successes: the set whose order
+    /// and reply handling decide what goes on the wire.
+    planned: Vec<ims::PlannedEtrn>,
+    /// The rule that decides the domain set (site domain, routing table, dial-up list), or, where
+    /// the model sends nothing, the rule that says so (version gate, no AlwaysUseETRN, TURN).
+    deciding: Option<Rule>,
+    /// How many connections the model makes.
+    connections: usize,
+    /// The AlwaysUseETRN set, when a dial-up list replaces it (the O-13 baseline).
+    replaced_by_dial_up: Vec<EtrnArg>,
+    /// The domains of the dial-up list.
+    dial_up_list: Vec<Domain>,
+}
+
+impl<'a> Causes<'a> {
+    fn new(config: &'a ImsConfig) -> Self {
+        let etrn_peer = PeerEhlo::esmtp(["ETRN"]);
+        let plan = ims::plan(config, &etrn_peer);
+        let planned: Vec<ims::PlannedEtrn> = match &plan.session.dequeue {
+            ims::Dequeue::Etrn(list) => list.clone(),
+            _ => Vec::new(),
+        };
+        let deciding = if planned.is_empty() {
+            // The first decision that ruled ETRN out.
+            plan.decisions.iter().map(|d| d.rule).find(|r| {
+                matches!(
+                    r,
+                    Rule::VersionGate
+                        | Rule::NoOutboundNoConnection
+                        | Rule::TurnInsteadOfEtrn
+                        | Rule::DefaultDialUpOnly
+                        | Rule::EmptyTable
+                )
+            })
+        } else {
+            planned.first().map(|p| match p.rule {
+                Rule::RoutingRowAnyAction => Rule::RoutingTable,
+                other => other,
+            })
+        };
+        let dial_up_list = match &config.dialup {
+            Some(ims::DialUp::Etrn { domains }) => domains.clone(),
+            _ => Vec::new(),
+        };
+        let replaced_by_dial_up = if !dial_up_list.is_empty() && config.registry.always_use_etrn() {
+            // The model itself says what AlwaysUseETRN would send without the dial-up list.
+            let mut without = config.clone();
+            without.dialup = None;
+            ims::plan(&without, &etrn_peer)
+                .etrn_args()
+                .into_iter()
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Causes {
+            config,
+            planned,
+            deciding,
+            connections: plan.connections.len(),
+            replaced_by_dial_up,
+            dial_up_list,
+        }
+    }
+
+    /// The rule that makes the model open its connections.
+    fn connection_rule(&self) -> Rule {
+        let dial_up_etrn = matches!(self.config.dialup, Some(ims::DialUp::Etrn { .. }));
+        if self.config.outbound_messages == 0 && dial_up_etrn {
+            Rule::DialUpWithoutOutbound
+        } else {
+            Rule::EveryConnection
+        }
+    }
+
+    /// The rule that puts `arg` in the model's set, for an expected argument not sent.
+    fn planned_rule(&self, arg: &EtrnArg) -> Option<Rule> {
+        self.planned.iter().find(|p| p.arg == *arg).map(|p| p.rule)
+    }
+
+    /// The rule that explains sending `arg`, which no expectation of this connection lists.
+    /// `in_order`: this connection was to send ETRNs and no reply had told the client to stop,
+    /// so a planned domain here can only come from another order.
+    fn unexpected(&self, arg: &EtrnArg, in_order: bool) -> Option<Rule> {
+        // Where the model sends nothing at all (version gate, no AlwaysUseETRN, TURN), whatever
+        // was sent breaks the rule that says so: the scenario's grade.
+        if self.planned.is_empty() {
+            return None;
+        }
+        // A domain the model sends too, unexpected here only because the replies came out
+        // otherwise: the client asked in another order (after a stop reply it would be the reply
+        // handling's business, which the protocol checks report).
+        if in_order && self.planned.iter().any(|p| p.arg.raw() == arg.raw()) {
+            return Some(Rule::EtrnOrder);
+        }
+        let domain = arg.domain()?;
+        let exact_row = self
+            .config
+            .routing_table
+            .iter()
+            .any(|r| r.sent_to.matching == MatchKind::Exact && &r.sent_to.domain == domain);
+        if arg.option() == EtrnOption::Queue && exact_row {
+            return Some(Rule::ExactEntryStripped);
+        }
+        if arg.option() != EtrnOption::None {
+            return None;
+        }
+        let configured = self
+            .config
+            .routing_table
+            .iter()
+            .any(|r| &r.sent_to.domain == domain)
+            || self.dial_up_list.contains(domain);
+        if self.config.routing == RoutingMode::Reroute
+            && domain == self.config.site_address.domain()
+            && !configured
+        {
+            return Some(if self.config.routing_table.is_empty() {
+                Rule::EmptyTable
+            } else {
+                Rule::SiteDomainUnderReroute
+            });
+        }
+        if self.replaced_by_dial_up.contains(arg) {
+            return Some(Rule::DialUpWithAlwaysUseEtrn);
+        }
+        None
+    }
+
+    /// The rule that explains `sent` in place of the expected `expected` (same node, another
+    /// option character).
+    fn altered(&self, sent: &EtrnArg, expected: &EtrnArg) -> Rule {
+        let exact_row = |d: &Domain| {
+            self.config
+                .routing_table
+                .iter()
+                .any(|r| r.sent_to.matching == MatchKind::Exact && &r.sent_to.domain == d)
+        };
+        match (sent.option(), expected.option(), sent.domain()) {
+            (EtrnOption::Queue, EtrnOption::None, Some(d)) if exact_row(d) => {
+                Rule::ExactEntryStripped
+            }
+            _ => Rule::OneDomainPerCommand,
+        }
+    }
+}
+
+/// Whether the model's client stops sending ETRN after this reply code.
+fn stops(reply: Option<u16>) -> bool {
+    match reply.and_then(ReplyCode::new) {
+        Some(code) => ims::react(code).0 != ims::Reaction::Continue,
+        None => true,
+    }
+}
+
+/// One connection's judgement.
+struct Connection<'a> {
+    expected: &'a [ExpectedEtrn],
+    absent: &'a [ExpectedEtrn],
+    order: Option<Grade>,
+    default: Grade,
+    causes: &'a Causes<'a>,
+    /// False for a connection the client never made.
+    made: bool,
+}
+
+/// How a sent argument was matched to an expected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    Exact,
+    /// Same domain, another literal form.
+    Form,
+    /// Same node, another option character.
+    Altered,
+}
+
+impl Connection<'_> {
+    fn judge(&self, sent: &[SentEtrn]) -> Vec<Deviation> {
+        let mut out = Vec::new();
+        let deviation = |grade, rule, difference| Deviation {
+            grade,
+            connection: None,
+            rule,
+            difference,
+        };
+        // How much a difference of order counts: as the scenario grades order, else as the
+        // model's order rule (an open question).
+        let order_grade = self.order.unwrap_or(Rule::EtrnOrder.grade());
+        // Each expected argument is matched by the first sent argument that names it, the
+        // closest form first: the very text, then another form of it, then another option.
+        let mut matched: Vec<Option<(usize, Match)>> = vec![None; sent.len()];
+        let mut taken = vec![false; self.expected.len()];
+        for kind in [Match::Exact, Match::Form, Match::Altered] {
+            for (s, e) in sent.iter().enumerate() {
+                if matched[s].is_some() {
+                    continue;
+                }
+                let found = self.expected.iter().enumerate().position(|(x, x_arg)| {
+                    !taken[x]
+                        && match kind {
+                            Match::Exact => x_arg.arg.raw() == e.arg.raw(),
+                            Match::Form => x_arg.arg == e.arg,
+                            Match::Altered => same_node(&x_arg.arg, &e.arg),
+                        }
+                });
+                if let Some(x) = found {
+                    taken[x] = true;
+                    matched[s] = Some((x, kind));
+                }
+            }
+        }
+        for (s, e) in sent.iter().enumerate() {
+            let arg = &e.arg;
+            match matched[s] {
+                Some((_, Match::Exact)) => {}
+                Some((x, Match::Form)) => {
+                    let expected = &self.expected[x].arg;
+                    out.push(deviation(
+                        Grade::Informational,
+                        Some(Rule::LiteralForm),
+                        Difference::Form {
+                            expected: expected.raw().into(),
+                            sent: arg.raw().into(),
+                            differs_in: form_differences(expected, arg),
+                        },
+                    ));
+                }
+                Some((x, Match::Altered)) => {
+                    let expected = &self.expected[x].arg;
+                    let rule = self.causes.altered(arg, expected);
+                    out.push(deviation(
+                        rule.grade(),
+                        Some(rule),
+                        Difference::Altered {
+                            expected: expected.raw().into(),
+                            sent: arg.raw().into(),
+                        },
+                    ));
+                }
+                None => {
+                    // Another text of an argument sent and matched elsewhere, or sent before, is
+                    // a duplicate, reported below.
+                    let repeat = sent.iter().enumerate().any(|(j, other)| {
+                        j != s && other.arg == *arg && (j < s || matched[j].is_some())
+                    });
+                    if repeat {
+                        continue;
+                    }
+                    if let Some(f) = self.absent.iter().find(|f| f.arg == *arg) {
+                        out.push(deviation(
+                            f.grade.unwrap_or(self.default),
+                            None,
+                            Difference::Forbidden {
+                                arg: arg.raw().into(),
+                            },
+                        ));
+                        continue;
+                    }
+                    // Order explains it only on a connection that was to send ETRNs, and only
+                    // while no reply had told the client to stop.
+                    let after_stop = sent[..s].iter().any(|earlier| stops(earlier.reply));
+                    let in_order = !self.expected.is_empty() && !after_stop;
+                    let (grade, rule) = match self.causes.unexpected(arg, in_order) {
+                        Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
+                        Some(r) => (r.grade(), Some(r)),
+                        // No other rule explains it: it breaks the rule that decides the set (or
+                        // rules ETRN out), at the grade the scenario gives that rule here. On a
+                        // connection that was to send nothing although the model has a set, the
+                        // reason is this connection's own (its EHLO reply, a reply by
+                        // occurrence): the scenario says why.
+                        None if self.expected.is_empty() && !self.causes.planned.is_empty() => {
+                            (self.default, None)
+                        }
+                        None => (self.default, self.causes.deciding),
+                    };
+                    out.push(deviation(
+                        grade,
+                        rule,
+                        Difference::Unexpected {
+                            arg: arg.raw().into(),
+                        },
+                    ));
+                }
+            }
+        }
+        // An expected argument not sent after a reply that stops ETRN was cut off by that reply:
+        // the client asked in another order than the model (the replies decide which come first).
+        let stopped_by_reply = sent.iter().any(|e| stops(e.reply));
+        // A client that stopped after a reply other than a plain 250 broke that reply's rule.
+        let last_reply_rule = sent
+            .last()
+            .and_then(|e| e.reply)
+            .filter(|code| *code != 250)
+            .and_then(ReplyCode::new)
+            .map(|code| ims::react(code).1);
+        for (x, e) in self.expected.iter().enumerate() {
+            if !taken[x] {
+                // The scenario grades what it expects; the model names the rule behind it.
+                let (grade, rule) = if stopped_by_reply {
+                    (order_grade, Some(Rule::EtrnOrder))
+                } else if !self.made {
+                    (
+                        e.grade.unwrap_or(self.default),
+                        Some(self.causes.connection_rule()),
+                    )
+                } else {
+                    let rule = last_reply_rule.or_else(|| self.causes.planned_rule(&e.arg));
+                    (e.grade.unwrap_or(self.default), rule)
+                };
+                out.push(deviation(
+                    grade,
+                    rule,
+                    Difference::Missing {
+                        arg: e.arg.raw().into(),
+                    },
+                ));
+            }
+        }
+        let mut counts: Vec<(&EtrnArg, usize)> = Vec::new();
+        for e in sent {
+            match counts.iter_mut().find(|(a, _)| **a == e.arg) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((&e.arg, 1)),
+            }
+        }
+        for (arg, times) in counts {
+            if times > 1 {
+                out.push(deviation(
+                    Rule::Deduplicate.grade(),
+                    Some(Rule::Deduplicate),
+                    Difference::Duplicated {
+                        arg: arg.raw().into(),
+                        times,
+                    },
+                ));
+            }
+        }
+        if let Some(order) = self.order {
+            // The expected positions of the matched arguments, in the order they were sent.
+            let positions: Vec<usize> = matched.iter().flatten().map(|(x, _)| *x).collect();
+            if positions.windows(2).any(|w| w[0] > w[1]) {
+                out.push(deviation(
+                    order,
+                    Some(Rule::EtrnOrder),
+                    Difference::Order {
+                        expected: self.expected.iter().map(|e| e.arg.raw().into()).collect(),
+                        actual: sent.iter().map(|e| e.arg.raw().into()).collect(),
+                    },
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The same node, whatever the option character: `d`, `@d` and `#d`.
+fn same_node(a: &EtrnArg, b: &EtrnArg) -> bool {
+    match (a.domain(), b.domain()) {
+        (Some(x), Some(y)) => x == y,
+        _ => {
+            a.normalised().trim_start_matches(['@', '#'])
+                == b.normalised().trim_start_matches(['@', '#'])
+        }
+    }
+}
+
+/// How two texts of one domain differ.
+fn form_differences(expected: &EtrnArg, sent: &EtrnArg) -> Vec<FormDifference> {
+    let (e, s) = (expected.raw(), sent.raw());
+    let mut out = Vec::new();
+    let (e_bare, s_bare) = (e.trim_end_matches('.'), s.trim_end_matches('.'));
+    if e.ends_with('.') != s.ends_with('.') {
+        out.push(FormDifference::TrailingDot);
+    }
+    match (e_bare.is_ascii(), s_bare.is_ascii()) {
+        (false, true) => out.push(FormDifference::ALabel),
+        (true, false) => out.push(FormDifference::ULabel),
+        _ if e_bare != s_bare => out.push(FormDifference::Case),
+        _ => {}
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn scenario(ims: &str, expect: &str) -> Scenario {
+        let text = format!(
+            "id = \"t\"\ntitle = \"t\"\nbasis = [\"KB269771\"]\ngrade = \"must\"\n[ims]\nsite_address = \"@site.com\"\noutbound_messages = 1\nregistry = {{ AlwaysUseETRN = 1 }}\n{ims}\n[expect]\n{expect}\n"
+        );
+        match super::super::parse_scenario(Path::new("t.toml"), &text) {
+            Ok(s) => s,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn observed(connections: &[&[&str]]) -> Observed {
+        Observed {
+            connections: connections
+                .iter()
+                .map(|c| {
+                    c.iter()
+                        .map(|a| SentEtrn {
+                            arg: EtrnArg::parse(a).unwrap(),
+                            reply: Some(250),
+                        })
+                        .collect()
+                })
+                .collect(),
+            ..Observed::default()
+        }
+    }
+
+    fn summary(s: &Scenario, o: &Observed) -> Vec<String> {
+        judge(s, o).iter().map(ToString::to_string).collect()
+    }
+
+    const TABLE: &str = "routing_table = [{ sent_to = \"a.com\", action = \"inbound\" }, { sent_to = \"#ms.com\", action = \"inbound\" }]";
+
+    #[test]
+    fn each_expectation_has_its_own_grade_and_repeats_are_duplicates() {
+        let s = scenario(
+            TABLE,
+            "etrn = [\"a.com\", { arg = \"ms.com\", grade = \"informational\" }]\nabsent = [{ arg = \"x.com\", grade = \"should\" }]",
+        );
+        assert_eq!(
+            summary(&s, &observed(&[&["x.com", "A.COM", "y.com", "a.com"]])),
+            [
+                "should: ETRN x.com sent although it must not be (connection 1)",
+                "must: ETRN y.com sent but not expected (connection 1) [routing-table, KB269771]",
+                "informational: ETRN ms.com expected but not sent (connection 1) [routing-table, KB269771]",
+                "informational: ETRN A.COM sent 2 times on one connection (connection 1) [deduplicate, ims-etrn.md §9 (O-7)]",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_option_character_is_graded_by_its_cause_not_as_a_missing_domain() {
+        let s = scenario(TABLE, "etrn = [\"a.com\", \"ms.com\"]");
+        assert_eq!(
+            summary(&s, &observed(&[&["@a.com", "#ms.com"]])),
+            [
+                "should: ETRN @a.com sent where ETRN a.com is expected (connection 1) [one-domain-per-command, RFC 1985 §5]",
+                "informational: ETRN #ms.com sent where ETRN ms.com is expected (connection 1) [exact-entry-stripped, KB169683; ims-etrn.md §9 (O-6)]",
+            ]
+        );
+        // '#' on a row that is no exact entry is an added option character.
+        assert_eq!(
+            judge(&s, &observed(&[&["#a.com", "ms.com"]]))[0].rule,
+            Some(Rule::OneDomainPerCommand)
+        );
+    }
+
+    #[test]
+    fn the_site_domain_under_reroute_is_a_should() {
+        let s = scenario(TABLE, "etrn = [\"a.com\", \"ms.com\"]");
+        let d = judge(&s, &observed(&[&["a.com", "ms.com", "site.com"]]));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].grade, d[0].rule),
+            (Grade::Should, Some(Rule::SiteDomainUnderReroute))
+        );
+    }
+
+    #[test]
+    fn another_literal_form_is_informational_with_both_forms() {
+        let s = scenario(
+            "routing_table = [{ sent_to = \"Bücher.example.\", action = \"inbound\" }, { sent_to = \"a.com\", action = \"inbound\" }]",
+            "etrn = [\"Bücher.example.\", \"a.com\"]",
+        );
+        let d = judge(&s, &observed(&[&["xn--bcher-kva.example", "A.com"]]));
+        let forms: Vec<_> = d
+            .iter()
+            .map(|d| match &d.difference {
+                Difference::Form {
+                    expected,
+                    sent,
+                    differs_in,
+                } => (
+                    d.grade,
+                    expected.as_str(),
+                    sent.as_str(),
+                    differs_in.clone(),
+                ),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            forms,
+            [
+                (
+                    Grade::Informational,
+                    "Bücher.example.",
+                    "xn--bcher-kva.example",
+                    vec![FormDifference::TrailingDot, FormDifference::ALabel]
+                ),
+                (
+                    Grade::Informational,
+                    "a.com",
+                    "A.com",
+                    vec![FormDifference::Case]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_connection_is_judged_against_its_own_list() {
+        let s = scenario(
+            TABLE,
+            "connections = 2\nconnections_grade = \"informational\"\n[[expect.connection]]\netrn = []\n[[expect.connection]]\netrn = [\"a.com\", \"ms.com\"]",
+        );
+        assert!(judge(&s, &observed(&[&[], &["a.com", "ms.com"]])).is_empty());
+        assert_eq!(
+            summary(
+                &s,
+                &observed(&[&["a.com", "ms.com"], &["a.com", "ms.com"], &[]])
+            ),
+            [
+                "informational: 3 connection(s) made, 2 expected [every-connection, KB175494, KB241157]",
+                "must: ETRN a.com sent but not expected (connection 1)",
+                "must: ETRN ms.com sent but not expected (connection 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn order_is_judged_only_when_graded() {
+        let unordered = scenario(TABLE, "etrn = [\"a.com\", \"ms.com\"]");
+        assert!(judge(&unordered, &observed(&[&["ms.com", "a.com"]])).is_empty());
+        let ordered = scenario(
+            TABLE,
+            "etrn = [\"a.com\", \"ms.com\"]\norder = \"informational\"",
+        );
+        let d = judge(&ordered, &observed(&[&["ms.com", "a.com"]]));
+        assert_eq!(d.len(), 1);
+        assert!(matches!(d[0].difference, Difference::Order { .. }));
+        assert_eq!(d[0].grade, Grade::Informational);
+    }
+}
