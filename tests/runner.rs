@@ -278,11 +278,24 @@ fn quick_junit_parse(xml: &str) -> String {
 }
 
 #[test]
-fn a_target_that_never_connects_is_an_error() {
+fn a_target_that_never_connects_is_judged_and_one_that_fails_without_connecting_is_an_error() {
+    // Exit 0 without a connection: a choice, judged; the site domain is missing (must).
     let o = cli(&["--exec", "true", "--filter", "e03-*"]);
     assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
     assert!(
-        stdout(&o).contains("error: the target never connected"),
+        out.contains("case e03-no-reroute-site-domain ... FAIL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("must: ETRN site.org.com expected but not sent (connection 1)"),
+        "{out}"
+    );
+    // A failure without a connection says nothing about ETRN: an ERROR.
+    let o = cli(&["--exec", "exit 3", "--filter", "e03-*"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("error: the target exited with status 3 without connecting"),
         "{}",
         stdout(&o)
     );

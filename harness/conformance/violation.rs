@@ -169,6 +169,8 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
                 EtrnFlag::AfterHelo => ViolationKind::EtrnAfterHelo,
                 EtrnFlag::InTransaction => ViolationKind::EtrnInTransaction,
                 EtrnFlag::SeveralNodes => ViolationKind::SeveralNodesInOneEtrn,
+                // Packed nodes are no node name: the packing is the one mistake.
+                EtrnFlag::Invalid if r.flags.contains(&EtrnFlag::SeveralNodes) => continue,
                 EtrnFlag::Invalid => ViolationKind::InvalidArgument,
                 EtrnFlag::LowerCaseVerb => ViolationKind::LowerCaseVerb,
                 // Reported once per session above, for any command.

@@ -43,7 +43,13 @@ impl Observed {
             connections: recording
                 .sessions
                 .iter()
-                .map(|s| s.etrn.iter().flat_map(|e| nodes(&e.record)).collect())
+                .map(|s| {
+                    s.etrn
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(command, e)| nodes(&e.record, command))
+                        .collect()
+                })
                 .collect(),
             turn: recording
                 .sessions
@@ -59,6 +65,9 @@ impl Observed {
 pub struct SentEtrn {
     pub arg: EtrnArg,
     pub reply: Option<u16>,
+    /// Which ETRN command of the connection (0-based) carried it: several nodes packed into one
+    /// command share it.
+    pub command: usize,
 }
 
 impl Observed {
@@ -74,7 +83,7 @@ impl Observed {
 /// The nodes one ETRN asked for. Several nodes packed into one command count as each of them
 /// (the protocol checks grade the packing itself, RFC 1985 §5), so a client that packs is not
 /// also told its domains are missing. `raw` escapes only what no node name contains.
-fn nodes(record: &EtrnRecord) -> Vec<SentEtrn> {
+fn nodes(record: &EtrnRecord, command: usize) -> Vec<SentEtrn> {
     let args: Vec<EtrnArg> = if record.flags.contains(&EtrnFlag::SeveralNodes) {
         let pieces: Result<Vec<EtrnArg>, _> = record
             .raw
@@ -90,6 +99,7 @@ fn nodes(record: &EtrnRecord) -> Vec<SentEtrn> {
         .map(|arg| SentEtrn {
             arg,
             reply: record.reply,
+            command,
         })
         .collect()
 }
@@ -267,7 +277,7 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
             rule: Some(if causes.connections == 0 {
                 causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
             } else {
-                Rule::EveryConnection
+                causes.connection_rule()
             }),
             difference: Difference::Connections {
                 expected,
@@ -574,21 +584,50 @@ impl Connection<'_> {
                     if repeat {
                         continue;
                     }
-                    if let Some(f) = self.absent.iter().find(|f| f.arg == *arg) {
+                    // Order explains it only on a connection that was to send ETRNs, and only
+                    // while no reply had told the client to stop.
+                    let stop_reply = sent[..s]
+                        .iter()
+                        .find(|earlier| earlier.command < e.command && stops(earlier.reply))
+                        .map(|earlier| earlier.reply);
+                    let after_stop = stop_reply.is_some();
+                    // ... and only where the scenario expects domains of the model's own set.
+                    let in_order = !self.expected.is_empty()
+                        && !after_stop
+                        && self
+                            .expected
+                            .iter()
+                            .all(|x| self.causes.planned_rule(&x.arg).is_some());
+                    // A domain of the model's own set sent in another order: not sending it is
+                    // only a matter of replies by occurrence, whatever `absent` says about it.
+                    let order_explains = in_order && self.causes.planned_rule(arg).is_some();
+                    if let Some(f) = self
+                        .absent
+                        .iter()
+                        .find(|f| f.arg == *arg)
+                        .filter(|_| !order_explains)
+                    {
+                        // The scenario grades what it forbids; the model names the rule.
+                        let rule = self.causes.unexpected(arg, false).or(self.causes.deciding);
                         out.push(deviation(
                             f.grade.unwrap_or(self.default),
-                            None,
+                            rule,
                             Difference::Forbidden {
                                 arg: arg.raw().into(),
                             },
                         ));
                         continue;
                     }
-                    // Order explains it only on a connection that was to send ETRNs, and only
-                    // while no reply had told the client to stop.
-                    let after_stop = sent[..s].iter().any(|earlier| stops(earlier.reply));
-                    let in_order = !self.expected.is_empty() && !after_stop;
-                    let (grade, rule) = match self.causes.unexpected(arg, in_order) {
+                    // A domain of the set sent after a reply that stops ETRN breaks that reply's
+                    // rule (the protocol checks report the same from the wire).
+                    let reply_rule = stop_reply
+                        .filter(|_| self.causes.planned_rule(arg).is_some())
+                        .map(|reply| match reply.and_then(ReplyCode::new) {
+                            Some(code) => ims::react(code).1,
+                            None => Rule::NoReply,
+                        });
+                    let cause = reply_rule.or_else(|| self.causes.unexpected(arg, in_order));
+                    let (grade, rule) = match cause {
                         Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
                         Some(r) => (r.grade(), Some(r)),
                         // No other rule explains it: it breaks the rule that decides the set (or
@@ -667,9 +706,18 @@ impl Connection<'_> {
             // The expected positions of the matched arguments, in the order they were sent.
             let positions: Vec<usize> = matched.iter().flatten().map(|(x, _)| *x).collect();
             if positions.windows(2).any(|w| w[0] > w[1]) {
+                // A dial-up list is sent in list order by its own rule (T10).
+                let rule = match self
+                    .expected
+                    .first()
+                    .and_then(|e| self.causes.planned_rule(&e.arg))
+                {
+                    Some(Rule::DialUpList) => Rule::DialUpList,
+                    _ => Rule::EtrnOrder,
+                };
                 out.push(deviation(
                     order,
-                    Some(Rule::EtrnOrder),
+                    Some(rule),
                     Difference::Order {
                         expected: self.expected.iter().map(|e| e.arg.raw().into()).collect(),
                         actual: sent.iter().map(|e| e.arg.raw().into()).collect(),
@@ -730,9 +778,11 @@ mod tests {
                 .iter()
                 .map(|c| {
                     c.iter()
-                        .map(|a| SentEtrn {
+                        .enumerate()
+                        .map(|(command, a)| SentEtrn {
                             arg: EtrnArg::parse(a).unwrap(),
                             reply: Some(250),
+                            command,
                         })
                         .collect()
                 })
@@ -756,7 +806,7 @@ mod tests {
         assert_eq!(
             summary(&s, &observed(&[&["x.com", "A.COM", "y.com", "a.com"]])),
             [
-                "should: ETRN x.com sent although it must not be (connection 1)",
+                "should: ETRN x.com sent although it must not be (connection 1) [routing-table, KB269771]",
                 "must: ETRN y.com sent but not expected (connection 1) [routing-table, KB269771]",
                 "informational: ETRN ms.com expected but not sent (connection 1) [routing-table, KB269771]",
                 "informational: ETRN A.COM sent 2 times on one connection (connection 1) [deduplicate, ims-etrn.md §9 (O-7)]",
@@ -850,6 +900,70 @@ mod tests {
                 "informational: 3 connection(s) made, 2 expected [every-connection, KB175494, KB241157]",
                 "must: ETRN a.com sent but not expected (connection 1)",
                 "must: ETRN ms.com sent but not expected (connection 1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn reply_handling_and_order_explain_what_replies_cut_short() {
+        let s = scenario(TABLE, "etrn = [\"a.com\"]");
+        let sent = |reply_a, reply_ms| Observed {
+            connections: vec![vec![
+                SentEtrn {
+                    arg: EtrnArg::parse("a.com").unwrap(),
+                    reply: Some(reply_a),
+                    command: 0,
+                },
+                SentEtrn {
+                    arg: EtrnArg::parse("ms.com").unwrap(),
+                    reply: Some(reply_ms),
+                    command: 1,
+                },
+            ]],
+            ..Observed::default()
+        };
+        // After a 500 the second ETRN breaks the reply rule, at its grade.
+        let after_500 = judge(&s, &sent(500, 250));
+        assert_eq!(
+            (after_500[0].grade, after_500[0].rule),
+            (Grade::Should, Some(Rule::ReplySyntax))
+        );
+        // Sent first, before any stop: another order, whatever `absent` says (replies by
+        // occurrence decide what a scenario expects).
+        let s = scenario(TABLE, "etrn = [\"a.com\"]\nabsent = [\"ms.com\"]");
+        let reordered = Observed {
+            connections: vec![vec![
+                SentEtrn {
+                    arg: EtrnArg::parse("ms.com").unwrap(),
+                    reply: Some(250),
+                    command: 0,
+                },
+                SentEtrn {
+                    arg: EtrnArg::parse("a.com").unwrap(),
+                    reply: Some(500),
+                    command: 1,
+                },
+            ]],
+            ..Observed::default()
+        };
+        let d = judge(&s, &reordered);
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].grade, d[0].rule),
+            (Grade::Informational, Some(Rule::EtrnOrder))
+        );
+    }
+
+    #[test]
+    fn a_connection_never_made_misses_its_etrns() {
+        let s = scenario(TABLE, "etrn = [\"a.com\", \"ms.com\"]");
+        let d = judge(&s, &Observed::default());
+        let missing: Vec<_> = d.iter().map(|d| (d.grade, d.rule)).collect();
+        assert_eq!(
+            missing,
+            [
+                (Grade::Must, Some(Rule::EveryConnection)),
+                (Grade::Must, Some(Rule::EveryConnection))
             ]
         );
     }
