@@ -13,21 +13,26 @@
 //!
 //! - [`domain`]: `Domain` and `EtrnArg`: parse, validate (RFC 5321, IDNA), normalise for
 //!   comparison, keep the raw text for the wire.
-//! - [`reply`]: `ReplyCode` and `Reply`: the server's half of the wire vocabulary.
+//! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
+//!   a server's bytes.
 //! - [`answer`]: what a scripted server does for one command: reply, delay, hang up; answers by
 //!   occurrence.
-//! - [`client`]: a minimal SMTP client (a line out, a complete reply in) for the built-in target
-//!   and the load generator.
+//! - [`client`]: a minimal SMTP client (a line out, a complete reply in) for the load generator
+//!   and tests.
 //! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
 //! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
 //!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
-//!   basis (KB article or RFC section) and grade (must / should / informational).
+//!   basis (KB article or RFC section) and grade (must / should / informational). And the model as
+//!   a sans-IO SMTP client ([`ims::ImsClient`]: a reply in, the next command out), which the
+//!   built-in target drives over TCP and the prediction pairs in memory with a smart host.
 //! - [`smtp`]: the sans-IO SMTP server session (smtp-proto parses each line): bytes in, replies,
 //!   events, TLS and close requests out; the [`smtp::Behaviour`] trait a script implements.
 //! - [`smarthost`]: the fake smart host: the script and server profiles that decide what it says,
 //!   the thin tokio driver (listener, limits, STARTTLS), and the recorder with event-driven waits.
 //! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
-//!   JSON Schema, the model's prediction for a scenario and the judgement of what was sent.
+//!   JSON Schema, the model's prediction for a scenario (its client paired in memory with the
+//!   scenario's own smart host) and the judgement of what was sent, each deviation graded by the
+//!   rule that explains it.
 //! - [`cassette`]: record (an SMTP-aware proxy to a real upstream) and replay (a conversation
 //!   answering from the cassette), the cassette text format, record-on-miss.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host

@@ -53,6 +53,12 @@ const CASES: &[(&str, ErrorKind, u32, u32)] = &[
         17,
     ),
     (
+        "contradiction-connections-and-tables",
+        ErrorKind::Contradiction,
+        14,
+        15,
+    ),
+    (
         "contradiction-helo-only-with-keywords",
         ErrorKind::Contradiction,
         12,

@@ -428,3 +428,41 @@ fn stale_known_entries_are_warned_about_and_fail_a_strict_run() {
     let strict = cli(&["--filter", "e26-*", "--known", &known, "--strict"]);
     assert_eq!(strict.status.code(), Some(1), "{}", stderr(&strict));
 }
+
+#[test]
+fn a_u_label_to_a_server_without_smtputf8_is_noted_and_another_form_is_informational() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("idn.toml");
+    std::fs::write(
+        &file,
+        "id = \"idn-without-smtputf8\"\ntitle = \"t\"\nbasis = [\"RFC 6531\"]\ngrade = \"must\"\n[ims]\nsite_address = \"@site.org.com\"\noutbound_messages = 1\nregistry = { AlwaysUseETRN = 1 }\nrouting_table = [{ sent_to = \"bücher.example\", action = \"inbound\" }, { sent_to = \"A.example\", action = \"inbound\" }]\n[expect]\netrn = [\"bücher.example\", \"A.example\"]\n",
+    )
+    .expect("write");
+    // The builtin client sends the U-label as configured: raw UTF-8 without SMTPUTF8 is noted.
+    let o = cli(&[&file.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("case idn-without-smtputf8 ... INFORMATIONAL"),
+        "{out}"
+    );
+    assert!(
+        out.contains("a U-label as raw UTF-8 although the server did not advertise SMTPUTF8"),
+        "{out}"
+    );
+    if !available("python3") {
+        return;
+    }
+    // A client that sends the A-label and lower-cases: the same domains, other forms.
+    let o = cli(&[
+        &file.to_string_lossy(),
+        "--exec",
+        "python3 tests/fixtures/wrong/a_label_for_u_label.py",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("informational: ETRN xn--bcher-kva.example sent for bücher.example (same domain; differs in A-label for a U-label)"),
+        "{out}"
+    );
+    assert!(!out.contains("expected but not sent"), "{out}");
+}

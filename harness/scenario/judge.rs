@@ -591,6 +591,14 @@ impl Connection<'_> {
                         .find(|earlier| earlier.command < e.command && stops(earlier.reply))
                         .map(|earlier| earlier.reply);
                     let after_stop = stop_reply.is_some();
+                    // A domain of the set sent after a reply that stops ETRN breaks that reply's
+                    // rule (the protocol checks report the same from the wire).
+                    let reply_rule = stop_reply
+                        .filter(|_| self.causes.planned_rule(arg).is_some())
+                        .map(|reply| match reply.and_then(ReplyCode::new) {
+                            Some(code) => ims::react(code).1,
+                            None => Rule::NoReply,
+                        });
                     // ... and only where the scenario expects domains of the model's own set.
                     let in_order = !self.expected.is_empty()
                         && !after_stop
@@ -608,7 +616,9 @@ impl Connection<'_> {
                         .filter(|_| !order_explains)
                     {
                         // The scenario grades what it forbids; the model names the rule.
-                        let rule = self.causes.unexpected(arg, false).or(self.causes.deciding);
+                        let rule = reply_rule
+                            .or_else(|| self.causes.unexpected(arg, false))
+                            .or(self.causes.deciding);
                         out.push(deviation(
                             f.grade.unwrap_or(self.default),
                             rule,
@@ -618,14 +628,6 @@ impl Connection<'_> {
                         ));
                         continue;
                     }
-                    // A domain of the set sent after a reply that stops ETRN breaks that reply's
-                    // rule (the protocol checks report the same from the wire).
-                    let reply_rule = stop_reply
-                        .filter(|_| self.causes.planned_rule(arg).is_some())
-                        .map(|reply| match reply.and_then(ReplyCode::new) {
-                            Some(code) => ims::react(code).1,
-                            None => Rule::NoReply,
-                        });
                     let cause = reply_rule.or_else(|| self.causes.unexpected(arg, in_order));
                     let (grade, rule) = match cause {
                         Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),

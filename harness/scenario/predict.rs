@@ -188,3 +188,66 @@ fn drain(
     }
     closed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ims::Rule;
+
+    fn scenario(smarthost: &str) -> Scenario {
+        let text = format!(
+            "id = \"t\"\ntitle = \"t\"\nbasis = [\"KB269771\"]\ngrade = \"must\"\n[ims]\nsite_address = \"@site.com\"\noutbound_messages = 1\nregistry = {{ AlwaysUseETRN = 1 }}\nrouting_table = [{{ sent_to = \"a.com\", action = \"inbound\" }}, {{ sent_to = \"b.com\", action = \"inbound\" }}]\n[smarthost]\n{smarthost}\n[expect]\netrn = []\n"
+        );
+        match super::super::parse_scenario(std::path::Path::new("t.toml"), &text) {
+            Ok(s) => s,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    fn replies(p: &Prediction) -> Vec<(String, Option<u16>)> {
+        p.runs[0]
+            .exchanges
+            .iter()
+            .map(|x| (x.arg.raw().to_owned(), x.reply.map(|c| c.get())))
+            .collect()
+    }
+
+    #[test]
+    fn a_delay_longer_than_the_client_waits_is_no_reply() {
+        let s = scenario(
+            "etrn = [{ arg = \"a.com\", reply = { reply = \"250 OK\", delay_ms = 3000 } }]",
+        );
+        let patient = predict_with(&s, Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            replies(&patient),
+            [("a.com".into(), Some(250)), ("b.com".into(), Some(250))]
+        );
+        let hasty = predict_with(&s, Duration::from_secs(1)).unwrap();
+        assert_eq!(replies(&hasty), [("a.com".into(), None)]);
+        assert_eq!(hasty.runs[0].exchanges[0].rule, Rule::NoReply);
+        // The server did answer, late; the client had gone.
+        assert_eq!(hasty.recording.sessions[0].etrn[0].record.reply, Some(250));
+        assert_eq!(hasty.observed().connections[0].len(), 1);
+    }
+
+    #[test]
+    fn a_scripted_hang_up_ends_the_connection() {
+        let s = scenario("etrn = [{ arg = \"a.com\", reply = { close = true } }]");
+        let p = predict(&s).unwrap();
+        assert_eq!(replies(&p), [("a.com".into(), None)]);
+        assert_eq!(p.runs[0].not_sent.len(), 1);
+        assert!(!p.runs[0].quits);
+    }
+
+    #[test]
+    fn a_command_override_is_followed() {
+        // 421 to MAIL: the client closes before any ETRN.
+        let s = scenario("[smarthost.commands]\nMAIL = \"421 4.3.2 shutting down\"");
+        let p = predict(&s).unwrap();
+        assert!(p.runs[0].exchanges.is_empty());
+        assert!(p.observed().connections[0].is_empty());
+        // 451 to MAIL: the message stays queued and the ETRNs still go out.
+        let s = scenario("[smarthost.commands]\nMAIL = \"451 4.3.0 later\"");
+        assert_eq!(predict(&s).unwrap().runs[0].exchanges.len(), 2);
+    }
+}
