@@ -68,8 +68,11 @@ enum Command {
     /// Run an implementation against the scenario corpus and judge it.
     ///
     /// Each scenario gets a fresh smart host on its own port; the target runs once against it;
-    /// the recording is judged. Exit 0 when nothing FAILed or ERRORed (with --strict, no
-    /// NON-STRICT either), 1 otherwise, 2 for usage or scenario errors.
+    /// the recording is judged, each deviation graded by the rule that explains it. A scenario the
+    /// model disagrees with is an ERROR, not graded. Exit 0 when nothing FAILed or ERRORed (with
+    /// --strict, no NON-STRICT and no stale --known entry either), 1 otherwise; 2 for usage or
+    /// scenario errors, a selection of no case, or a target that cannot start on the first case
+    /// (the shell's exit 126 or 127).
     Run(RunArgs),
     /// Measure the smart host (or any SMTP server) under load, alone or side by side with smtp-sink.
     #[command(subcommand)]
@@ -103,10 +106,11 @@ struct RunArgs {
     /// List the selected scenarios and exit.
     #[arg(long)]
     list: bool,
-    /// Count NON-STRICT as failing.
+    /// Count NON-STRICT, and stale --known entries, as failing.
     #[arg(long)]
     strict: bool,
-    /// Known deviations of this implementation (TOML [[known]] scenario/reason tables).
+    /// Known deviations of this implementation (TOML [[known]] scenario/reason tables). Entries
+    /// that match no scenario, or only cases that pass, are warned about (and fail --strict).
     #[arg(long, value_name = "FILE")]
     known: Option<PathBuf>,
     /// Cases at once; default: the number of CPUs.

@@ -166,17 +166,8 @@ impl ImsClient {
         let code = reply.code();
         let awaiting = std::mem::replace(&mut self.awaiting, Awaiting::Done);
         // RFC 5321 §3.8: 421 to any command means the server is closing; send nothing further.
-        if code == ReplyCode::CLOSING && awaiting != Awaiting::Quit {
-            if let Awaiting::Etrn(planned) = awaiting {
-                let (reaction, rule) = react(code);
-                self.run.exchanges.push(EtrnExchange {
-                    arg: planned.arg,
-                    reply: Some(code),
-                    reaction,
-                    rule,
-                });
-                self.give_up_etrn();
-            }
+        // (To an ETRN the reaction below says the same, and records the exchange.)
+        if code == ReplyCode::CLOSING && !matches!(awaiting, Awaiting::Quit | Awaiting::Etrn(_)) {
             return Action::Close;
         }
         let positive = code.is_positive();

@@ -100,16 +100,16 @@ rules! {
     RoutingTable = ("routing-table", Must, "KB269771",
         "\"Reroute incoming SMTP mail\": one ETRN for every domain in the Routing-tab table"),
     /// E15: under Reroute the site domain is sent only when it is a row.
-    SiteDomainUnderReroute = ("site-domain-under-reroute", Should, "KB269771; ims-etrn.md §9 (E15)",
+    SiteDomainUnderReroute = ("site-domain-under-reroute", Should, "KB269771 (E15)",
         "under \"Reroute\" the site domain is not added unless it is a routing-table row"),
     /// E05 and the site-domain baseline: the configured text goes on the wire as it is.
-    LiteralForm = ("literal-form", Informational, "RFC 5321 §2.4; ims-etrn.md §9 (O-16)",
+    LiteralForm = ("literal-form", Informational, "RFC 5321 §2.4, RFC 5890; model baseline (O-16)",
         "a domain is sent as configured: its case, a trailing dot and U-labels are kept"),
     /// O-8 baseline: rows of every action are included.
     RoutingRowAnyAction = ("routing-row-any-action", Informational, "ims-etrn.md §9 (O-8)",
         "reroute and relay rows are included, not only inbound rows"),
     /// O-5 baseline: routing-table order.
-    EtrnOrder = ("etrn-order", Informational, "ims-etrn.md §9 (O-5)",
+    EtrnOrder = ("etrn-order", Informational, "model baseline (O-5)",
         "the domains go in routing-table (or dial-up list) order; replies by occurrence follow it"),
     /// O-6 baseline: `#` exact entries are sent without the `#`.
     ExactEntryStripped = ("exact-entry-stripped", Informational, "KB169683; ims-etrn.md §9 (O-6)",

@@ -227,16 +227,21 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
     for (c, conn) in e.connection.iter().enumerate() {
         let mut seen: HashMap<_, usize> = HashMap::new();
         for (i, x) in conn.etrn.iter().enumerate() {
+            let at = || {
+                [
+                    "expect",
+                    "connection",
+                    &c.to_string(),
+                    "etrn",
+                    &i.to_string(),
+                ]
+                .map(String::from)
+                .to_vec()
+            };
             if let Some(j) = seen.insert(&x.arg, i) {
                 problem(
                     ErrorKind::Contradiction,
-                    vec![
-                        "expect".into(),
-                        "connection".into(),
-                        c.to_string(),
-                        "etrn".into(),
-                        i.to_string(),
-                    ],
+                    at(),
                     format!("{:?} is listed twice (also etrn[{j}])", x.arg.raw()),
                     "list each expected ETRN argument once per connection",
                 );
@@ -244,13 +249,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
             if e.absent.iter().any(|a| a.arg == x.arg) {
                 problem(
                     ErrorKind::Contradiction,
-                    vec![
-                        "expect".into(),
-                        "connection".into(),
-                        c.to_string(),
-                        "etrn".into(),
-                        i.to_string(),
-                    ],
+                    at(),
                     format!("{:?} is both expected and forbidden", x.arg.raw()),
                     "remove it from expect.absent or from this connection's etrn",
                 );
