@@ -35,8 +35,8 @@ fn check_exits_2_and_names_file_line_column_value_and_fix() {
         "{err}"
     );
     // Every bad file is reported, not only the first.
-    assert_eq!(err.lines().count(), 14, "{err}");
-    assert!(text(&out.stdout).contains("0 scenario file(s) valid, 14 invalid"));
+    assert_eq!(err.lines().count(), 15, "{err}");
+    assert!(text(&out.stdout).contains("0 scenario file(s) valid, 15 invalid"));
 }
 
 #[test]
