@@ -48,18 +48,27 @@ pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
             disagreements += 1;
         }
         if brief {
-            let sent = prediction.first_connection_etrn();
+            let lists: Vec<String> = prediction
+                .etrn_per_connection()
+                .iter()
+                .map(|c| format!("[{}]", c.join(", ")))
+                .collect();
+            // One list when every connection sends the same, else one per connection.
+            let sent = match lists.first() {
+                None => "[]".to_owned(),
+                Some(first) if lists.iter().all(|l| l == first) => first.clone(),
+                Some(_) => lists.join(" "),
+            };
             let verdict = if deviations.is_empty() {
                 "agrees"
             } else {
                 "DISAGREES"
             };
             println!(
-                "{:<48} {:<9} connections={} etrn=[{}]",
+                "{:<48} {:<9} connections={} etrn={sent}",
                 s.id,
                 verdict,
                 prediction.runs.len(),
-                sent.join(", ")
             );
         } else {
             if corpus.scenarios.len() > 1 {

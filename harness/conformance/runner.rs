@@ -131,12 +131,7 @@ async fn judged(
         error,
         deviations,
         violations,
-        expected: prediction
-            .observed()
-            .connections
-            .iter()
-            .map(|c| c.iter().map(|a| a.arg.raw().to_owned()).collect())
-            .collect(),
+        expected: prediction.etrn_per_connection(),
         actual: recording
             .sessions
             .iter()

@@ -129,10 +129,9 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
     }
     let _ = writeln!(o);
     let per_connection: Vec<String> = prediction
-        .observed()
-        .connections
+        .etrn_per_connection()
         .iter()
-        .map(|c| c.iter().map(|a| a.arg.raw()).collect::<Vec<_>>().join(", "))
+        .map(|c| c.join(", "))
         .collect();
     match per_connection.split_first() {
         Some((first, rest)) if rest.iter().any(|c| c != first) => {

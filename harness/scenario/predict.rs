@@ -52,12 +52,13 @@ pub struct Prediction {
 }
 
 impl Prediction {
-    /// The ETRN arguments the first connection sends, as on the wire.
-    pub fn first_connection_etrn(&self) -> Vec<String> {
-        self.runs
-            .first()
-            .map(|r| r.exchanges.iter().map(|e| e.arg.raw().to_owned()).collect())
-            .unwrap_or_default()
+    /// The ETRN arguments the smart host receives on each connection, as on the wire.
+    pub fn etrn_per_connection(&self) -> Vec<Vec<String>> {
+        self.observed()
+            .connections
+            .iter()
+            .map(|c| c.iter().map(|e| e.arg.raw().to_owned()).collect())
+            .collect()
     }
 
     /// The prediction in the shape expectations judge: read from the recording, like a run.
