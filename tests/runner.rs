@@ -466,3 +466,47 @@ fn a_u_label_to_a_server_without_smtputf8_is_noted_and_another_form_is_informati
     );
     assert!(!out.contains("expected but not sent"), "{out}");
 }
+
+#[test]
+fn children_a_target_leaves_behind_are_killed_when_it_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pid_file = dir.path().join("child.pid");
+    // The target starts a grandchild that would outlive it, then exits normally at once.
+    let command = format!("sleep 60 & echo $! > '{}'; exit 0", pid_file.display());
+    let o = cli(&["--exec", &command, "--filter", "e03-*"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let pid = std::fs::read_to_string(&pid_file).expect("the target wrote its child's pid");
+    let proc_path = PathBuf::from(format!("/proc/{}", pid.trim()));
+    let alive = std::fs::read(proc_path.join("cmdline")).is_ok_and(|c| !c.is_empty());
+    assert!(!alive, "the grandchild {} survived", pid.trim());
+}
+
+#[test]
+fn absurd_timeouts_are_usage_errors_not_panics() {
+    for timeout in ["1e300", "0", "-1", "NaN"] {
+        let o = cli(&[&format!("--timeout={timeout}"), "--filter", "e03-*"]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "--timeout {timeout}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("--timeout must be"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_reader_that_stops_early_is_no_error() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["run", "--list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // Close the read end before the listing is written, like `| head -0`.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("it exits");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}

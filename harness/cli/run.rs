@@ -10,6 +10,9 @@ use etrn_harness::scenario;
 
 use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, report_errors};
 
+/// The longest `--timeout` accepted: beyond a day it is a typo, and a `Duration` would overflow.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
 pub fn run(args: RunArgs) -> ExitCode {
     let corpus = scenario::load_corpus(&args.paths);
     if !corpus.errors.is_empty() {
@@ -43,10 +46,14 @@ pub fn run(args: RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_INVALID);
     }
     if args.list {
+        // A reader that stops early (`| head -1`) is no error: stop writing, quietly.
+        let mut out = std::io::stdout().lock();
         for c in &cases {
-            println!("{:<48} {}", c.scenario.id, c.scenario.title);
+            if writeln!(out, "{:<48} {}", c.scenario.id, c.scenario.title).is_err() {
+                return ExitCode::SUCCESS;
+            }
         }
-        println!("{} scenario(s)", cases.len());
+        let _ = writeln!(out, "{} scenario(s)", cases.len());
         return ExitCode::SUCCESS;
     }
     let known = match &args.known {
@@ -59,8 +66,10 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         None => KnownDeviations::default(),
     };
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        eprintln!("error: --timeout must be a positive number of seconds");
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= MAX_TIMEOUT_SECS) {
+        eprintln!(
+            "error: --timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (a day)"
+        );
         return ExitCode::from(EXIT_INVALID);
     }
     let target = match &args.exec {
@@ -87,7 +96,12 @@ pub fn run(args: RunArgs) -> ExitCode {
     let live = human && to_stdout;
     let progress = live && std::io::stdout().is_terminal();
     if live {
-        println!("running {} case(s) against {}", cases.len(), target.name());
+        let _ = writeln!(
+            std::io::stdout(),
+            "running {} case(s) against {}",
+            cases.len(),
+            target.name()
+        );
     }
     let results = match runtime.block_on(conformance::run_all(
         cases,
@@ -149,7 +163,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             }
             eprintln!("{}", report::summary_line(&results, args.strict));
         }
-        None => print!("{text}"),
+        // A reader that went away (`| head`) does not change the verdicts or the exit status.
+        None => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
     }
     if results.iter().any(|r| r.verdict.fails(args.strict)) || (args.strict && !stale.is_empty()) {
         ExitCode::from(EXIT_DISAGREES)

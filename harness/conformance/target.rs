@@ -130,7 +130,8 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Replaces `{host}`, `{port}`, `{config}`, `{scenario}`, `{local_commands}`.
+/// Replaces `{host}`, `{port}`, `{config}`, `{scenario}`, `{local_commands}` in one pass over
+/// the command, so text a placeholder expands to (a path with braces in it) is never expanded again.
 pub fn expand(
     command: &str,
     host: &str,
@@ -139,12 +140,31 @@ pub fn expand(
     scenario: &Path,
     local: &Path,
 ) -> String {
-    command
-        .replace("{host}", host)
-        .replace("{port}", &port.to_string())
-        .replace("{config}", &shell_quote(&config.to_string_lossy()))
-        .replace("{scenario}", &shell_quote(&scenario.to_string_lossy()))
-        .replace("{local_commands}", &shell_quote(&local.to_string_lossy()))
+    let values = [
+        ("{host}", host.to_owned()),
+        ("{port}", port.to_string()),
+        ("{config}", shell_quote(&config.to_string_lossy())),
+        ("{scenario}", shell_quote(&scenario.to_string_lossy())),
+        ("{local_commands}", shell_quote(&local.to_string_lossy())),
+    ];
+    let mut out = String::with_capacity(command.len());
+    let mut rest = command;
+    while !rest.is_empty() {
+        match values.iter().find(|(name, _)| rest.starts_with(name)) {
+            Some((name, value)) => {
+                out.push_str(value);
+                rest = &rest[name.len()..];
+            }
+            None => {
+                let mut chars = rest.chars();
+                if let Some(c) = chars.next() {
+                    out.push(c);
+                }
+                rest = chars.as_str();
+            }
+        }
+    }
+    out
 }
 
 fn shell_quote(s: &str) -> String {
@@ -200,6 +220,9 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
             };
         }
     };
+    // The group id is the child's pid, read now: once `wait` has reaped the child, tokio no longer
+    // reports it, and the group (grandchildren the target left behind) could not be killed.
+    let group = child.id();
     let mut stderr_pipe = child.stderr.take();
     let stderr_task = tokio::spawn(async move {
         let mut s = String::new();
@@ -219,7 +242,7 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
         },
         Ok(Err(e)) => Err(format!("cannot wait for the target: {e}")),
         Err(_) => {
-            kill_group(&child);
+            kill_group(group);
             let _ = child.wait().await;
             let stderr = stderr_task.await.unwrap_or_default();
             return TargetOutcome::TimedOut {
@@ -229,7 +252,7 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
         }
     };
     // Children it left behind in its group would keep the stderr pipe open: end them too.
-    kill_group(&child);
+    kill_group(group);
     let stderr = match tokio::time::timeout(Duration::from_secs(5), stderr_task).await {
         Ok(Ok(s)) => s,
         _ => String::new(),
@@ -251,9 +274,8 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
     }
 }
 
-fn kill_group(child: &tokio::process::Child) {
-    if let Some(pid) = child
-        .id()
+fn kill_group(group: Option<u32>) {
+    if let Some(pid) = group
         .and_then(|id| i32::try_from(id).ok())
         .and_then(rustix::process::Pid::from_raw)
     {
@@ -280,5 +302,18 @@ mod tests {
             line,
             "client --to 127.0.0.1:2525 --config '/w/it'\\''s.json' --case 's.toml'"
         );
+    }
+
+    #[test]
+    fn an_expanded_value_is_never_expanded_again() {
+        let line = expand(
+            "client {scenario} {port}",
+            "127.0.0.1",
+            2525,
+            Path::new("c.json"),
+            Path::new("/w/{port}/{config}.toml"),
+            Path::new("l.txt"),
+        );
+        assert_eq!(line, "client '/w/{port}/{config}.toml' 2525");
     }
 }
