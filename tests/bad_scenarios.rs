@@ -148,3 +148,15 @@ fn an_unreadable_path_is_an_error_not_a_panic() {
     assert_eq!(corpus.errors.len(), 1);
     assert_eq!(corpus.errors[0].kind, ErrorKind::Unreadable);
 }
+
+#[test]
+fn an_error_past_column_65535_renders_without_an_excerpt_instead_of_panicking() {
+    let text = format!("id = \"x\"\ntitle = \"{}\" oops\n", "a".repeat(70_000));
+    let errors = match scenario::parse_scenario(Path::new("long.toml"), &text) {
+        Ok(s) => panic!("parsed: {s:?}"),
+        Err(e) => e,
+    };
+    let rendered = render(&errors);
+    assert!(rendered.contains("long.toml:2:70012"), "{rendered}");
+    assert_eq!((errors[0].line, errors[0].column), (2, 70012));
+}

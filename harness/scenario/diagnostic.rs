@@ -96,12 +96,12 @@ impl ScenarioError {
                         _ => "end of file".to_owned(),
                     },
                 };
-                (
-                    line,
-                    column,
-                    Some(value),
-                    Some(SourceSpan::from(start..end)),
-                )
+                // miette's renderer cannot draw a label past column 65,535 (it panics); an excerpt
+                // of such a line would be unreadable anyway. Line, column and value still say it.
+                let excerpt = (column <= MAX_EXCERPT_COLUMN
+                    && line_length(text, start) <= MAX_EXCERPT_LINE)
+                    .then(|| SourceSpan::from(start..end));
+                (line, column, Some(value), excerpt)
             }
             None => (0, 0, None, None),
         };
@@ -192,6 +192,19 @@ impl Diagnostic for ScenarioError {
             e.span,
         ))))
     }
+}
+
+/// Longest line, in characters, drawn as an annotated excerpt.
+const MAX_EXCERPT_LINE: usize = 4096;
+/// Furthest column an excerpt label is drawn at.
+const MAX_EXCERPT_COLUMN: usize = MAX_EXCERPT_LINE;
+
+/// Characters in the line that holds byte offset `at`.
+fn line_length(text: &str, at: usize) -> usize {
+    let at = floor_char_boundary(text, at);
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+    text[start..end].chars().count()
 }
 
 fn saturate(n: usize) -> u32 {
