@@ -136,3 +136,41 @@ fn help_lists_the_subcommands() {
         assert!(o.contains(cmd), "{o}");
     }
 }
+
+#[test]
+fn discovery_reads_each_folder_once_and_refuses_a_fifo() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().to_owned();
+    std::fs::copy(
+        "scenarios/always-use-etrn/e03-no-reroute-site-domain.toml",
+        root.join("e03.toml"),
+    )
+    .expect("copy");
+    // Two links back to the folder itself: a naive walk is exponential in the link depth.
+    for name in ["a", "b"] {
+        std::os::unix::fs::symlink(".", root.join(name)).expect("symlink");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let walked = root.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(etrn_harness::scenario::discover(&[walked]));
+    });
+    let found = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("discovery finishes")
+        .expect("no error");
+    assert_eq!(found.len(), 1, "{found:?}");
+
+    // A FIFO named *.toml would block a read for ever: it is an error naming the file.
+    let fifo = root.join("pipe.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    let out = run(&["check", "--short", &root.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("pipe.toml"), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}

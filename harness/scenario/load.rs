@@ -7,7 +7,7 @@
 //! 3. consistency across keys ([`validate`]), whose problems name a key path that is then located
 //!    in the spanned document from pass 1.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -379,31 +379,58 @@ pub fn locate(document: &Spanned<DeTable<'_>>, path: &[String]) -> Option<Range<
 /// Every `*.toml` file under the given files and folders, sorted, without duplicates.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioError> {
     let mut out = Vec::new();
+    let mut visited = HashSet::new();
     for p in paths {
-        walk(p, &mut out)?;
+        walk(p, &mut out, &mut visited)?;
     }
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-fn walk(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ScenarioError> {
+/// Collects the `.toml` files under `path`. Each folder is read once, however many symbolic links
+/// lead to it (two links to `.` would otherwise make the walk exponential); a `.toml` name that is
+/// no regular file (a FIFO would block the read) is an error, not a hang.
+fn walk(
+    path: &Path,
+    out: &mut Vec<PathBuf>,
+    visited: &mut HashSet<PathBuf>,
+) -> Result<(), ScenarioError> {
     let meta = std::fs::metadata(path).map_err(|e| ScenarioError::unreadable(path, &e))?;
     if meta.is_file() {
         out.push(path.to_owned());
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(not_a_regular_file(path));
+    }
+    let real = std::fs::canonicalize(path).map_err(|e| ScenarioError::unreadable(path, &e))?;
+    if !visited.insert(real) {
         return Ok(());
     }
     let entries = std::fs::read_dir(path).map_err(|e| ScenarioError::unreadable(path, &e))?;
     for entry in entries {
         let entry = entry.map_err(|e| ScenarioError::unreadable(path, &e))?;
         let p = entry.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if p.extension().is_some_and(|x| x == "toml") {
-            out.push(p);
+        let is_toml = p.extension().is_some_and(|x| x == "toml");
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => walk(&p, out, visited)?,
+            Ok(m) if is_toml && m.is_file() => out.push(p),
+            Ok(_) if is_toml => return Err(not_a_regular_file(&p)),
+            Ok(_) => {}
+            // A dangling link named *.toml is a scenario that cannot be read: say so.
+            Err(e) if is_toml => return Err(ScenarioError::unreadable(&p, &e)),
+            Err(_) => {}
         }
     }
     Ok(())
+}
+
+fn not_a_regular_file(path: &Path) -> ScenarioError {
+    ScenarioError::unreadable(
+        path,
+        &std::io::Error::other("not a regular file or folder (a FIFO, socket or device)"),
+    )
 }
 
 /// A set of scenario files, loaded: the valid ones and every error.
