@@ -576,3 +576,47 @@ proptest! {
         prop_assert_eq!(step.codes().len(), lines.len());
     }
 }
+
+#[test]
+fn a_scripted_421_or_close_ends_the_session() {
+    let mut s = greeted("[commands]\nMAIL = \"421 4.3.2 going down\"");
+    let step = send(
+        &mut s,
+        b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n",
+    );
+    assert_eq!(step.codes(), [421], "nothing after the 421");
+    assert_eq!(step.closed, Some(CloseReason::Scripted));
+
+    let mut s = greeted("[commands]\nRCPT = { reply = \"550 5.1.1 no\", close = true }");
+    let step = send(
+        &mut s,
+        b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nQUIT\r\n",
+    );
+    assert_eq!(step.codes(), [250, 550]);
+    assert_eq!(step.closed, Some(CloseReason::Scripted));
+}
+
+#[test]
+fn a_scripted_etrn_answer_is_recorded_with_its_code() {
+    // A refusal by override is still an ETRN, with the code the client got.
+    let mut s = greeted("[commands]\nETRN = \"458 4.3.0 busy\"");
+    let step = send(&mut s, b"ETRN a.example\r\n");
+    assert_eq!(step.codes(), [458]);
+    assert_eq!(step.etrn().len(), 1);
+    assert_eq!(step.etrn()[0].reply, Some(458));
+    // A positive override over a profile that would refuse: the recording says 250.
+    let mut s = greeted("profile = \"postfix\"\n[commands]\nETRN = \"250 2.0.0 fine\"");
+    let step = send(&mut s, b"ETRN a.example\r\n");
+    assert_eq!(step.codes(), [250]);
+    assert_eq!(step.etrn()[0].reply, Some(250));
+    // By occurrence, and a 421 override closes.
+    let mut s = greeted("[commands]\nETRN = [\"250 ok\", \"421 4.3.2 bye\"]");
+    let step = send(
+        &mut s,
+        b"ETRN a.example\r\nETRN b.example\r\nETRN c.example\r\n",
+    );
+    assert_eq!(step.codes(), [250, 421]);
+    let replies: Vec<_> = step.etrn().iter().map(|e| e.reply).collect();
+    assert_eq!(replies, [Some(250), Some(421)]);
+    assert_eq!(step.closed, Some(CloseReason::Scripted));
+}

@@ -357,11 +357,18 @@ impl Session {
         }
 
         let scripted = self.behaviour.command(&verb);
+        if verb == "ETRN" {
+            // An ETRN is recorded with whatever answers it, a scripted override included, so
+            // the recording holds the code the client got.
+            let answer = self.etrn(line, scripted);
+            self.answer_and_maybe_close(answer);
+            return;
+        }
         if let Some(answer) = &scripted {
             let positive = answer.reply.as_ref().is_some_and(|r| r.code().get() < 400);
             if !positive {
-                // A refusal or a hang-up: no state changes.
-                self.answer(answer.clone());
+                // A refusal or a hang-up: no state changes; a 421 or `close` ends the session.
+                self.answer_and_maybe_close(answer.clone());
                 return;
             }
         }
@@ -386,11 +393,7 @@ impl Session {
             (_, n) => n,
         };
         if let Some(a) = answer {
-            let closes = a.closes() && self.mode != Mode::Closed;
-            self.answer(a);
-            if closes {
-                self.close(CloseReason::Scripted);
-            }
+            self.answer_and_maybe_close(a);
         }
         if verb == "QUIT" && self.mode != Mode::Closed {
             self.close(CloseReason::Quit);
@@ -412,7 +415,7 @@ impl Session {
         if verb == "ETRN" {
             // Read the argument ourselves: smtp-proto keeps only the first token and unquotes it,
             // which would hide a second node packed into one command.
-            return Some(self.etrn(line));
+            return Some(self.etrn(line, None));
         }
         // smtp-proto needs the line end; CRLF and a bare LF both work.
         let request = Request::parse(&mut line.iter());
@@ -464,7 +467,7 @@ impl Session {
                 Some(answer)
             }
             // Handled above; kept for exhaustiveness.
-            Ok(Request::Etrn { .. }) => Some(self.etrn(line)),
+            Ok(Request::Etrn { .. }) => Some(self.etrn(line, None)),
             Err(smtp_proto::Error::UnknownCommand) => {
                 Some(plain(500, "5.5.2 Error: command not recognized"))
             }
@@ -677,7 +680,9 @@ impl Session {
         }
     }
 
-    fn etrn(&mut self, line: &[u8]) -> Answer {
+    /// An ETRN line: recorded, and answered by `scripted` if the script overrides ETRN, else as
+    /// the behaviour says.
+    fn etrn(&mut self, line: &[u8], scripted: Option<Answer>) -> Answer {
         let greeted = match self.hello {
             Hello::None => Greeted::No,
             Hello::Ehlo {
@@ -688,7 +693,9 @@ impl Session {
         };
         let in_transaction = self.transaction.is_some();
         let read = read_etrn(line, greeted, in_transaction);
-        let answer = if read.argument.is_empty() {
+        let answer = if let Some(a) = scripted {
+            a
+        } else if read.argument.is_empty() {
             self.behaviour.etrn_missing_argument()
         } else if let Some(a) = in_transaction
             .then(|| self.behaviour.etrn_in_transaction())
@@ -712,6 +719,15 @@ impl Session {
     }
 
     // ----- output -----
+
+    /// Sends `answer`; a 421 or an answer with `close` then ends the session.
+    fn answer_and_maybe_close(&mut self, answer: Answer) {
+        let closes = answer.closes() && self.mode != Mode::Closed;
+        self.answer(answer);
+        if closes {
+            self.close(CloseReason::Scripted);
+        }
+    }
 
     fn answer(&mut self, answer: Answer) {
         let delay = answer.delay();
