@@ -548,3 +548,61 @@ fn serve_rejects_an_invalid_scenario_with_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_refuses_an_unwritable_recording_path_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("no-such-folder").join("r.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--record"])
+        .arg(&missing)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        let _ = tx.send(text);
+    });
+    // It must exit by itself, before serving anything: the recording could never be written.
+    let err = match rx.recv_timeout(WAIT) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("serve did not exit: {e}");
+        }
+    };
+    assert_eq!(child.wait().expect("exits").code(), Some(2), "{err}");
+    assert!(err.contains("cannot write the recording"), "{err}");
+}
+
+#[test]
+fn serve_replaces_a_link_at_the_recording_path_instead_of_writing_through_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "untouched").expect("write");
+    let record = dir.path().join("r.json");
+    // Links at the path and at the old predictable temporary name both point at the victim.
+    std::os::unix::fs::symlink(&victim, &record).expect("symlink");
+    std::os::unix::fs::symlink(&victim, dir.path().join("r.json.partial")).expect("symlink");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&["--exit-after-sessions", "1", "--record", &record_arg]);
+    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    serve.lines_until("recording written");
+    assert!(serve.child.wait().expect("exits").success());
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "untouched"
+    );
+    let meta = std::fs::symlink_metadata(&record).expect("recording");
+    assert!(
+        meta.file_type().is_file(),
+        "the link was replaced by the file"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("written")).expect("JSON");
+    assert_eq!(json["sessions"][0]["etrn"][0]["domain"], "a.example");
+}

@@ -58,6 +58,16 @@ async fn serve(
     exit_after: Option<usize>,
     quiet: bool,
 ) -> ExitCode {
+    // A recording that cannot be written is said now, not after the session it was for.
+    if let Some(path) = &record
+        && let Err(e) = writable(path)
+    {
+        eprintln!(
+            "error: cannot write the recording to {}: {e}",
+            path.display()
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     let host = match etrn_harness::cassette::start_for_script(config).await {
         Ok(h) => h,
         Err(e) => {
@@ -111,7 +121,17 @@ async fn serve(
         print_live(&e, quiet);
     }
     tracing::info!(why, "stopping");
-    let recording = host.shutdown().await;
+    // The shutdown is bounded (sessions close at once, stragglers after a grace period); a second
+    // signal does not wait for it: what there is gets written at once.
+    let recorder = host.shared_recorder();
+    let recording = tokio::select! {
+        recording = host.shutdown() => recording,
+        again = stop_signal.received() => {
+            eprintln!("{again} again: stopping at once");
+            recorder.close_open(etrn_harness::smtp::CloseReason::Shutdown);
+            recorder.recording()
+        }
+    };
     println!(
         "stopped ({why}): {} session(s), {} ETRN",
         recording.sessions.len(),
@@ -159,12 +179,37 @@ fn print_live(event: &LiveEvent, quiet: bool) {
     }
 }
 
-/// Writes next to the target and renames, so a reader never sees half a recording.
+/// The folder the recording goes to.
+fn folder_of(path: &std::path::Path) -> &std::path::Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    }
+}
+
+/// Whether a file can be created next to `path` (where the recording will be written).
+fn writable(path: &std::path::Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(std::io::Error::other("it is a folder"));
+    }
+    tempfile::Builder::new()
+        .prefix(".etrn-harness-")
+        .tempfile_in(folder_of(path))
+        .map(drop)
+}
+
+/// Writes to a new, uniquely named file in the same folder and renames it over `path`: a reader
+/// never sees half a recording, and no link planted at a predictable temporary name is followed
+/// (the rename replaces a link at `path` itself rather than writing through it).
 fn write_recording(path: &std::path::Path, recording: &Recording) -> std::io::Result<()> {
+    use std::io::Write;
     let json = serde_json::to_vec_pretty(recording).map_err(std::io::Error::other)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, json)?;
-    std::fs::rename(&tmp, path)
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".etrn-harness-")
+        .suffix(".partial")
+        .tempfile_in(folder_of(path))?;
+    tmp.write_all(&json)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -289,6 +289,20 @@ impl Recorder {
         });
     }
 
+    /// Ends every session still open, as closed for `reason` (a shutdown that could not wait).
+    pub fn close_open(&self, reason: CloseReason) {
+        let open: Vec<u64> = self
+            .lock()
+            .sessions
+            .iter()
+            .filter(|s| s.close.is_none())
+            .map(|s| s.id)
+            .collect();
+        for id in open {
+            self.close(id, reason.clone());
+        }
+    }
+
     /// A copy of everything recorded so far.
     pub fn recording(&self) -> Recording {
         self.lock().clone()

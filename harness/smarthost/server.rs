@@ -1,12 +1,22 @@
 //! The smart host: a tokio TCP server around the sans-IO session.
 //!
 //! The driver is deliberately thin: it reads bytes into the [`Session`], carries out its outputs in
-//! order (write after a scripted delay, upgrade to TLS, close), applies the idle timeout and the
+//! order (write after a scripted delay, upgrade to TLS, close), applies the deadlines and the
 //! connection cap, and hands every event to the [`Recorder`].
+//!
+//! Every wait has a deadline and every wait races the shutdown signal: a command line must be
+//! complete within the idle timeout (a client that sends a byte at a time gets no more time than
+//! one that sends nothing), a write must proceed within it (a client that pipelines and never
+//! reads cannot pin its session), a TLS handshake has its own limit, and a scripted delay ends
+//! when the server stops. So a shutdown always finishes, and the recording is always complete:
+//! [`SmartHost::shutdown`] waits a bounded grace period, then records what is still open as
+//! closed by `shutdown`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -81,6 +91,12 @@ pub struct SmartHost {
     shutdown: watch::Sender<bool>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
+
+/// How long [`SmartHost::shutdown`] waits for open sessions before it ends them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest a TLS handshake may take, whatever the idle timeout.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Makes the conversation for each new connection (numbered from 0).
 pub type ConversationFactory = Arc<dyn Fn(u64) -> Box<dyn Conversation> + Send + Sync>;
@@ -174,14 +190,30 @@ impl SmartHost {
         self.recorder.recording()
     }
 
-    /// Stops accepting, closes every open session, and returns the recording.
+    /// The recorder, shared: it outlives [`SmartHost::shutdown`] (a second Ctrl-C may want what
+    /// there is while the shutdown is still under way).
+    pub fn shared_recorder(&self) -> Arc<Recorder> {
+        Arc::clone(&self.recorder)
+    }
+
+    /// Stops accepting, closes every open session, and returns the recording. Sessions close at
+    /// once (every wait of theirs races this signal); any still open after [`SHUTDOWN_GRACE`] are
+    /// ended and recorded as closed by `shutdown`.
     pub async fn shutdown(mut self) -> Recording {
         let _ = self.shutdown.send(true);
-        if let Some(server) = self.server.take()
-            && let Err(e) = server.await
-        {
-            warn!(error = %e, "the accept loop ended abnormally");
+        if let Some(mut server) = self.server.take() {
+            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+                Ok(Err(e)) => warn!(error = %e, "the accept loop ended abnormally"),
+                Ok(Ok(())) => {}
+                Err(_) => {
+                    warn!(grace = ?SHUTDOWN_GRACE, "sessions still open after the grace period; ending them");
+                    // Aborting the accept loop drops its set of session tasks, which aborts them.
+                    server.abort();
+                    let _ = server.await;
+                }
+            }
         }
+        self.recorder.close_open(CloseReason::Shutdown);
         self.recorder.recording()
     }
 }
@@ -213,7 +245,7 @@ async fn accept_loop(
                         async move {
                             let reason = match permit {
                                 Some(_permit) => serve(stream, id, index, &shared, watcher).await,
-                                None => refuse(stream).await,
+                                None => refuse(stream, shared.idle_timeout).await,
                             };
                             debug!(?reason, "session closed");
                             shared.recorder.close(id, reason);
@@ -240,11 +272,15 @@ async fn accept_loop(
     }
 }
 
-async fn refuse(mut stream: TcpStream) -> CloseReason {
-    let _ = stream
-        .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-        .await;
-    let _ = stream.shutdown().await;
+async fn refuse(mut stream: TcpStream, limit: Duration) -> CloseReason {
+    // Bounded: a refused client that does not read must not hold the task.
+    let _ = tokio::time::timeout(limit, async {
+        stream
+            .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+            .await?;
+        stream.shutdown().await
+    })
+    .await;
     CloseReason::ConnectionLimit
 }
 
@@ -270,10 +306,14 @@ async fn serve(
     let Some(acceptor) = &shared.tls else {
         return CloseReason::TlsFailed("STARTTLS accepted without a TLS configuration".into());
     };
-    let tls = match tokio::time::timeout(shared.idle_timeout, acceptor.accept(plain)).await {
-        Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return CloseReason::TlsFailed(e.to_string()),
-        Err(_) => return CloseReason::TlsFailed("handshake timed out".into()),
+    let limit = TLS_HANDSHAKE_TIMEOUT.min(shared.idle_timeout);
+    let tls = tokio::select! {
+        handshake = tokio::time::timeout(limit, acceptor.accept(plain)) => match handshake {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => return CloseReason::TlsFailed(e.to_string()),
+            Err(_) => return CloseReason::TlsFailed(format!("handshake not done within {limit:?}")),
+        },
+        _ = shutdown.changed() => return CloseReason::Shutdown,
     };
     debug!("TLS established");
     session.tls_established();
@@ -292,10 +332,17 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Leg<S> {
+    let idle = shared.idle_timeout;
     let mut buf = vec![0u8; 16 * 1024];
     // Replies to pipelined commands go out in one write, as a real server's would.
     let mut pending: Vec<u8> = Vec::new();
+    // A command line must be complete by this time; it moves only when a line ends (an LF
+    // arrives), so a byte at a time buys no time.
+    let mut line_deadline = Instant::now() + idle;
     loop {
+        if *shutdown.borrow() {
+            return Leg::Closed(CloseReason::Shutdown);
+        }
         while let Some(output) = session.poll_output() {
             match output {
                 Output::Event(event) => {
@@ -307,56 +354,81 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     bytes,
                     delay: Some(d),
                 } => {
-                    if let Err(e) = write_pending(&mut stream, &mut pending).await {
-                        return Leg::Closed(CloseReason::Io(e.to_string()));
+                    if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
+                        return Leg::Closed(reason);
                     }
-                    tokio::time::sleep(d).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(d) => {}
+                        _ = shutdown.changed() => return Leg::Closed(CloseReason::Shutdown),
+                    }
                     pending.extend_from_slice(&bytes);
                 }
                 Output::StartTls => {
-                    if let Err(e) = write_pending(&mut stream, &mut pending).await {
-                        return Leg::Closed(CloseReason::Io(e.to_string()));
+                    if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
+                        return Leg::Closed(reason);
                     }
                     return Leg::StartTls(stream);
                 }
                 Output::Close(reason) => {
-                    let _ = write_pending(&mut stream, &mut pending).await;
-                    let _ = stream.shutdown().await;
+                    // The last words are a courtesy: bounded like every write.
+                    let _ = flush(&mut stream, &mut pending, idle, shutdown).await;
+                    let _ = tokio::time::timeout(idle, stream.shutdown()).await;
                     return Leg::Closed(reason);
                 }
             }
         }
-        if let Err(e) = write_pending(&mut stream, &mut pending).await {
-            return Leg::Closed(CloseReason::Io(e.to_string()));
+        if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
+            return Leg::Closed(reason);
         }
         tokio::select! {
-            read = tokio::time::timeout(shared.idle_timeout, stream.read(&mut buf)) => match read {
-                Err(_) => session.idle_timeout(),
-                Ok(Ok(0)) => {
-                    session.peer_closed();
+            read = tokio::time::timeout_at(line_deadline, stream.read(&mut buf)) => match read {
+                Err(_) => {
+                    session.idle_timeout();
+                    // The 421 is written once; the session is closed after it.
+                    line_deadline = Instant::now() + idle;
                 }
-                Ok(Ok(n)) => session.receive(&buf[..n]),
+                Ok(Ok(0)) => session.peer_closed(),
+                Ok(Ok(n)) => {
+                    if buf[..n].contains(&b'\n') {
+                        line_deadline = Instant::now() + idle;
+                    }
+                    session.receive(&buf[..n]);
+                }
                 Ok(Err(e)) => return Leg::Closed(CloseReason::Io(e.to_string())),
             },
             _ = shutdown.changed() => {
-                let _ = stream.shutdown().await;
+                let _ = tokio::time::timeout(idle, stream.shutdown()).await;
                 return Leg::Closed(CloseReason::Shutdown);
             }
         }
     }
 }
 
-/// Writes and flushes what is pending, if anything.
-async fn write_pending<S: AsyncWrite + Unpin>(
+/// Writes and flushes what is pending, if anything, within `limit` and unless the server stops.
+async fn flush<S: AsyncWrite + Unpin>(
     stream: &mut S,
     pending: &mut Vec<u8>,
-) -> std::io::Result<()> {
+    limit: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), CloseReason> {
     if pending.is_empty() {
         return Ok(());
     }
-    stream.write_all(pending).await?;
-    pending.clear();
-    stream.flush().await
+    let write = async {
+        stream.write_all(pending).await?;
+        stream.flush().await
+    };
+    tokio::select! {
+        written = tokio::time::timeout(limit, write) => match written {
+            Ok(Ok(())) => {
+                pending.clear();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(CloseReason::Io(e.to_string())),
+            Err(_) => Err(CloseReason::WriteTimeout),
+        },
+        _ = shutdown.changed() => Err(CloseReason::Shutdown),
+    }
 }
 
 fn log_event(event: &Event) {

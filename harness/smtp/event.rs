@@ -132,8 +132,10 @@ pub enum CloseReason {
     Scripted,
     /// The greeting refused the session with 421.
     RefusedAtGreeting,
-    /// No command within the idle timeout; 421 sent.
+    /// No complete command line within the idle timeout; 421 sent.
     IdleTimeout,
+    /// The client did not read the replies: a write could not proceed within the idle timeout.
+    WriteTimeout,
     /// Too many connections; 421 sent at connect.
     ConnectionLimit,
     /// The client closed the connection.

@@ -1,0 +1,243 @@
+//! The smart host under adversity, on loopback and bounded in time: a client that never reads, a
+//! slowloris, a connection flood past the cap, and a shutdown under each of them and under a
+//! scripted delay and a stalled TLS handshake. Each test asserts that the server stays responsive,
+//! that its shutdown finishes, and that the recording holds every session with its close reason.
+
+use std::time::Duration;
+
+use etrn_harness::smarthost::{Recording, SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::smtp::{CloseReason, SessionLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The bound on every wait of these tests: far above what each should take.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(script: &str, idle: Duration) -> SmartHostConfig {
+    let script: SmartHostScript = toml::from_str(script).expect("valid script");
+    SmartHostConfig {
+        idle_timeout: idle,
+        ..SmartHostConfig::with_script(script)
+    }
+}
+
+async fn start(config: SmartHostConfig) -> SmartHost {
+    SmartHost::start(config).await.expect("smart host starts")
+}
+
+/// Shuts the host down, failing the test if that does not finish in time.
+async fn shut(host: SmartHost) -> Recording {
+    tokio::time::timeout(WAIT, host.shutdown())
+        .await
+        .expect("the shutdown finishes")
+}
+
+/// A full, polite session: proof that the server still serves.
+async fn still_serves(host: &SmartHost) {
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(b"EHLO c\r\nETRN ok.example\r\nQUIT\r\n")
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, c.read_to_string(&mut out))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    assert!(out.starts_with("220 "), "{out}");
+    assert!(out.contains("221 "), "{out}");
+}
+
+/// Connects and pipelines ETRN commands without ever reading a reply, until the server stops
+/// taking them (its own writes blocked) or `limit` octets went out.
+async fn never_reads(host: &SmartHost, limit: usize) -> tokio::task::JoinHandle<usize> {
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    tokio::spawn(async move {
+        let chunk = b"ETRN a.example\r\n".repeat(4096);
+        let mut sent = 0;
+        while sent < limit {
+            match tokio::time::timeout(Duration::from_secs(2), c.write_all(&chunk)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                // Blocked (the server stopped reading) or closed: either way, stop.
+                _ => break,
+            }
+        }
+        // Hold the socket open, its replies unread, until the test is done with it.
+        let _ = tokio::time::timeout(WAIT, std::future::pending::<()>()).await;
+        drop(c);
+        sent
+    })
+}
+
+fn close_of(r: &Recording, session: usize) -> Option<CloseReason> {
+    r.sessions.get(session).and_then(|s| s.close.clone())
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_closed_by_the_write_deadline() {
+    let host = start(config("", Duration::from_secs(1))).await;
+    let client = never_reads(&host, 64 << 20).await;
+    let r = host
+        .recorder()
+        .wait_until("the reader-less session to close", WAIT, |r| {
+            close_of(r, 0).is_some()
+        })
+        .await
+        .expect("the session is closed in time");
+    assert_eq!(close_of(&r, 0), Some(CloseReason::WriteTimeout));
+    assert!(r.sessions[0].etrn.len() > 1000, "it served until then");
+    still_serves(&host).await;
+    client.abort();
+    let r = shut(host).await;
+    assert!(r.sessions.iter().all(|s| s.close.is_some()));
+}
+
+#[tokio::test]
+async fn a_shutdown_finishes_while_a_client_never_reads() {
+    // A long idle timeout: only the shutdown can end the blocked write.
+    let host = start(config("", Duration::from_secs(300))).await;
+    let client = never_reads(&host, 64 << 20).await;
+    host.recorder()
+        .wait_until("many ETRNs", WAIT, |r| {
+            r.sessions.first().is_some_and(|s| s.etrn.len() > 1000)
+        })
+        .await
+        .expect("the flood arrives");
+    let r = shut(host).await;
+    assert_eq!(close_of(&r, 0), Some(CloseReason::Shutdown));
+    client.abort();
+}
+
+#[tokio::test]
+async fn a_slowloris_gets_no_more_time_than_a_silent_client() {
+    let host = start(config("", Duration::from_secs(1))).await;
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    let drip = tokio::spawn(async move {
+        // One byte every 200 ms, never a line end: each read is in time, no line ever is.
+        let mut ticks = tokio::time::interval(Duration::from_millis(200));
+        let mut got = Vec::new();
+        for byte in b"EHLO slow.example-and-so-on-and-so-forth"
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            ticks.tick().await;
+            if c.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 512];
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::ZERO, c.read(&mut buf)).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let r = host
+        .recorder()
+        .wait_until("the slowloris to be cut off", WAIT, |r| {
+            close_of(r, 0).is_some()
+        })
+        .await
+        .expect("closed in time");
+    assert_eq!(close_of(&r, 0), Some(CloseReason::IdleTimeout));
+    // Ended well before the 100 bytes (20 s) it would have dripped.
+    let seen = tokio::time::timeout(WAIT, drip)
+        .await
+        .expect("the client notices")
+        .expect("joined");
+    assert!(seen.contains("421 "), "{seen}");
+    still_serves(&host).await;
+    shut(host).await;
+}
+
+#[tokio::test]
+async fn a_flood_past_the_cap_is_refused_and_the_server_recovers() {
+    let host = start(SmartHostConfig {
+        max_connections: 4,
+        ..config("", Duration::from_secs(30))
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+        let mut greeting = [0u8; 4];
+        c.read_exact(&mut greeting).await.expect("greeted");
+        assert_eq!(&greeting, b"220 ");
+        held.push(c);
+    }
+    for _ in 0..40 {
+        let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+        let mut out = String::new();
+        tokio::time::timeout(WAIT, c.read_to_string(&mut out))
+            .await
+            .expect("refused in time")
+            .expect("read");
+        assert!(out.starts_with("421 "), "{out}");
+    }
+    drop(held);
+    host.recorder()
+        .wait_until("the held sessions to close", WAIT, |r| {
+            r.sessions.iter().filter(|s| s.close.is_some()).count() == 44
+        })
+        .await
+        .expect("every session and refusal closes");
+    still_serves(&host).await;
+    let r = shut(host).await;
+    let refused = r
+        .sessions
+        .iter()
+        .filter(|s| s.close == Some(CloseReason::ConnectionLimit))
+        .count();
+    assert_eq!(refused, 40);
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_a_scripted_delay_at_once() {
+    // Ten minutes before this reply: the shutdown must not wait for it.
+    let host = start(config(
+        "etrn_default = { reply = \"250 OK\", delay_ms = 600000 }",
+        Duration::from_secs(300),
+    ))
+    .await;
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(b"EHLO c\r\nETRN a.example\r\n")
+        .await
+        .expect("write");
+    host.recorder()
+        .wait_for_etrn("a.example", WAIT)
+        .await
+        .expect("the ETRN arrives");
+    let r = shut(host).await;
+    assert_eq!(close_of(&r, 0), Some(CloseReason::Shutdown));
+    assert_eq!(r.sessions[0].etrn.len(), 1);
+}
+
+#[tokio::test]
+async fn a_shutdown_ends_a_stalled_tls_handshake() {
+    let host = start(SmartHostConfig {
+        limits: SessionLimits {
+            starttls: true,
+            ..SessionLimits::default()
+        },
+        ..config("", Duration::from_secs(300))
+    })
+    .await;
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(b"EHLO c\r\nSTARTTLS\r\n").await.expect("write");
+    host.recorder()
+        .wait_until("STARTTLS accepted", WAIT, |r| {
+            r.sessions.first().is_some_and(|s| {
+                s.commands
+                    .iter()
+                    .any(|c| c.verb == "STARTTLS" && c.reply.is_some())
+            })
+        })
+        .await
+        .expect("STARTTLS is answered");
+    // The client never sends its ClientHello.
+    let r = shut(host).await;
+    assert_eq!(close_of(&r, 0), Some(CloseReason::Shutdown));
+    drop(c);
+}
