@@ -179,18 +179,16 @@ async fn a_flood_past_the_cap_is_refused_and_the_server_recovers() {
     drop(held);
     host.recorder()
         .wait_until("the held sessions to close", WAIT, |r| {
-            r.sessions.iter().filter(|s| s.close.is_some()).count() == 44
+            r.closed_sessions() == 4
         })
         .await
-        .expect("every session and refusal closes");
+        .expect("every held session closes");
     still_serves(&host).await;
     let r = shut(host).await;
-    let refused = r
-        .sessions
-        .iter()
-        .filter(|s| s.close == Some(CloseReason::ConnectionLimit))
-        .count();
-    assert_eq!(refused, 40);
+    // Refusals are counted apart: they are no sessions (and no --exit-after-sessions).
+    assert_eq!(r.refused, 40);
+    assert_eq!(r.sessions.len(), 5);
+    assert!(r.sessions.iter().all(|s| s.close.is_some()));
 }
 
 #[tokio::test]
@@ -240,4 +238,86 @@ async fn a_shutdown_ends_a_stalled_tls_handshake() {
     let r = shut(host).await;
     assert_eq!(close_of(&r, 0), Some(CloseReason::Shutdown));
     drop(c);
+}
+
+/// `etrn-harness serve` with a small descriptor limit: it runs out of descriptors, backs off
+/// instead of spinning on `accept`, and serves again once descriptors come back.
+#[test]
+fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Command, Stdio};
+
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 40 && exec '{}' serve --listen 127.0.0.1:0 --quiet --log-format json",
+            env!("CARGO_BIN_EXE_etrn-harness")
+        ))
+        .env("RUST_LOG", "etrn_harness=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a first line");
+    let addr = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, warnings) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // More connections than the server has descriptors: the rest wait in the backlog.
+    let held: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| std::net::TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    // The loop waits 10, 20, 40, 80 ms ... between failed accepts: wait for a doubled backoff.
+    let mut backoffs = Vec::new();
+    // One deadline for the whole wait: a loop that spins would log without end.
+    let deadline = std::time::Instant::now() + WAIT;
+    let outcome = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match warnings.recv_timeout(left) {
+            Ok(line) => {
+                let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if let Some(ms) = json["fields"]["backoff_ms"].as_u64() {
+                    backoffs.push(ms);
+                    if ms >= 80 {
+                        break Ok(());
+                    }
+                }
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    if let Err(e) = outcome {
+        let _ = child.kill();
+        panic!("no growing backoff within {WAIT:?} ({e}); saw {backoffs:?}");
+    }
+    assert!(
+        backoffs.windows(2).all(|w| w[1] >= w[0]),
+        "the backoff grows: {backoffs:?}"
+    );
+    // Descriptors come back when the held connections close; then a new client is served.
+    drop(held);
+    let mut c = std::net::TcpStream::connect(&addr).expect("connect");
+    c.set_read_timeout(Some(WAIT)).expect("timeout");
+    c.write_all(b"EHLO c\r\nETRN a.example\r\nQUIT\r\n")
+        .expect("write");
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(out.starts_with("220 "), "{out}");
+    assert!(out.contains("221 "), "{out}");
 }

@@ -1,5 +1,5 @@
-//! The accept loop the recorder and the record-on-miss replay share: one task per connection,
-//! a shutdown signal every task sees, and an event-driven count of ended sessions.
+//! The proxy-style servers (the recorder, the record-on-miss replay): the smart host's one accept
+//! loop ([`accept_loop`]) with a task per connection, and an event-driven count of ended sessions.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
-use tracing::{Instrument, Span, warn};
+use tracing::{Instrument, Span};
+
+use crate::smarthost::accept::accept_loop;
 
 /// A running proxy-style server.
 pub struct ProxyServer {
@@ -35,32 +37,18 @@ impl ProxyServer {
         let (shutdown, watcher) = watch::channel(false);
         let ended = Arc::new((AtomicUsize::new(0), Notify::new()));
         let counter = Arc::clone(&ended);
+        let mut index = 0usize;
         let task = tokio::spawn(
-            async move {
-                let mut watcher = watcher;
-                let mut sessions = tokio::task::JoinSet::new();
-                let mut index = 0usize;
-                loop {
-                    tokio::select! {
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, peer)) => {
-                                let session = on_connection(stream, peer, index, watcher.clone());
-                                index += 1;
-                                let counter = Arc::clone(&counter);
-                                sessions.spawn(async move {
-                                    session.await;
-                                    counter.0.fetch_add(1, Ordering::SeqCst);
-                                    counter.1.notify_waiters();
-                                });
-                            }
-                            Err(e) => warn!(error = %e, "accept failed"),
-                        },
-                        Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-                        _ = watcher.changed() => break,
-                    }
+            accept_loop(listener, None, watcher, move |stream, peer, stop| {
+                let session = on_connection(stream, peer, index, stop);
+                index += 1;
+                let counter = Arc::clone(&counter);
+                async move {
+                    session.await;
+                    counter.0.fetch_add(1, Ordering::SeqCst);
+                    counter.1.notify_waiters();
                 }
-                while sessions.join_next().await.is_some() {}
-            }
+            })
             .instrument(span),
         );
         ProxyServer {

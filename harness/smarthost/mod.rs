@@ -27,6 +27,7 @@
 //! # }
 //! ```
 
+pub mod accept;
 pub mod profile;
 pub mod recorder;
 pub mod script;

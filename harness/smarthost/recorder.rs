@@ -20,6 +20,8 @@ pub const RECORDING_VERSION: u32 = 1;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Recording {
     pub version: u32,
+    /// Connections refused with `421` at the connection cap: not sessions, counted apart.
+    pub refused: u64,
     pub sessions: Vec<SessionRecording>,
 }
 
@@ -167,6 +169,7 @@ impl Recorder {
             started: Instant::now(),
             state: Mutex::new(Recording {
                 version: RECORDING_VERSION,
+                refused: 0,
                 sessions: Vec::new(),
             }),
             changed: Notify::new(),
@@ -287,6 +290,12 @@ impl Recorder {
             session: id,
             reason,
         });
+    }
+
+    /// Counts a connection refused at the cap.
+    pub fn refused(&self) {
+        self.lock().refused += 1;
+        self.changed.notify_waiters();
     }
 
     /// Ends every session still open, as closed for `reason` (a shutdown that could not wait).

@@ -20,13 +20,13 @@ use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::smtp::{Behaviour, CloseReason, Conversation, Event, Output, Session, SessionLimits};
 
+use super::accept::{Cap, accept_loop};
 use super::profile::ProfileError;
 use super::recorder::{Recorder, Recording};
 use super::script::SmartHostScript;
@@ -161,10 +161,24 @@ impl SmartHost {
             recorder: Arc::clone(&recorder),
         });
         let (shutdown, watcher) = watch::channel(false);
-        let slots = Arc::new(Semaphore::new(max_connections));
+        let counting = Arc::clone(&recorder);
+        let cap = Cap {
+            max_connections,
+            refusal_timeout: idle_timeout,
+            on_refusal: Arc::new(move || counting.refused()),
+        };
         let server = tokio::spawn(
-            accept_loop(listener, shared, slots, watcher)
-                .instrument(info_span!("smarthost", %addr)),
+            accept_loop(listener, Some(cap), watcher, move |stream, peer, stop| {
+                let shared = Arc::clone(&shared);
+                let id = shared.recorder.open(peer);
+                async move {
+                    let reason = serve(stream, id, id - 1, &shared, stop).await;
+                    debug!(?reason, "session closed");
+                    shared.recorder.close(id, reason);
+                }
+                .instrument(info_span!("session", id, %peer))
+            })
+            .instrument(info_span!("smarthost", %addr)),
         );
         info!(%addr, "smart host listening");
         Ok(SmartHost {
@@ -222,66 +236,6 @@ impl Drop for SmartHost {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let shared = Arc::clone(&shared);
-                    let watcher = shutdown.clone();
-                    let permit = Arc::clone(&slots).try_acquire_owned().ok();
-                    let id = shared.recorder.open(peer);
-                    let index = id - 1;
-                    let span = info_span!("session", id, %peer);
-                    connections.spawn(
-                        async move {
-                            let reason = match permit {
-                                Some(_permit) => serve(stream, id, index, &shared, watcher).await,
-                                None => refuse(stream, shared.idle_timeout).await,
-                            };
-                            debug!(?reason, "session closed");
-                            shared.recorder.close(id, reason);
-                        }
-                        .instrument(span),
-                    );
-                }
-                // Out of file descriptors and the like: keep serving the open sessions.
-                Err(e) => warn!(error = %e, "accept failed"),
-            },
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done {
-                    warn!(error = %e, "a session task ended abnormally");
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-    // Sessions see the same shutdown signal and close themselves; wait for them.
-    while let Some(done) = connections.join_next().await {
-        if let Err(e) = done {
-            warn!(error = %e, "a session task ended abnormally");
-        }
-    }
-}
-
-async fn refuse(mut stream: TcpStream, limit: Duration) -> CloseReason {
-    // Bounded: a refused client that does not read must not hold the task.
-    let _ = tokio::time::timeout(limit, async {
-        stream
-            .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
-            .await?;
-        stream.shutdown().await
-    })
-    .await;
-    CloseReason::ConnectionLimit
 }
 
 /// How a plaintext or TLS leg of a session ended.

@@ -136,8 +136,6 @@ pub enum CloseReason {
     IdleTimeout,
     /// The client did not read the replies: a write could not proceed within the idle timeout.
     WriteTimeout,
-    /// Too many connections; 421 sent at connect.
-    ConnectionLimit,
     /// The client closed the connection.
     PeerClosed,
     /// The server was shut down.

@@ -1,0 +1,123 @@
+//! The one accept loop every server here runs: the smart host (scripted or replaying a cassette),
+//! the recording proxy and the record-on-miss replay.
+//!
+//! A task per connection; a cap on simultaneous connections, past which a connection gets `421`
+//! at once and is counted as a refusal, not as a session; a shutdown signal that every connection
+//! task sees and that ends the loop; and a backoff when the process runs out of file descriptors,
+//! so the loop waits for descriptors to come back instead of spinning on `accept` and flooding the
+//! log (the failed accept is retried after 10 ms, doubling to at most 1 s).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+/// The first wait after an accept failed for lack of descriptors.
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+/// The longest wait between two accepts that fail for lack of descriptors.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How the loop treats connections past the cap.
+#[derive(Clone)]
+pub struct Cap {
+    /// Simultaneous connections served; more are refused.
+    pub max_connections: usize,
+    /// How long the refusal's `421` may take to write.
+    pub refusal_timeout: Duration,
+    /// Called once per refusal (to count it).
+    pub on_refusal: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// Accepts on `listener` until `shutdown` changes, running `on_connection(stream, peer, stop)` as
+/// its own task for every connection admitted; then waits for those tasks to end (they see the
+/// same shutdown signal through `stop`).
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    cap: Option<Cap>,
+    mut shutdown: watch::Receiver<bool>,
+    mut on_connection: F,
+) where
+    F: FnMut(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = cap
+        .as_ref()
+        .map(|c| Arc::new(Semaphore::new(c.max_connections)));
+    let mut connections = JoinSet::new();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = FIRST_BACKOFF;
+                    let permit = match (&slots, &cap) {
+                        (Some(slots), Some(cap)) => match Arc::clone(slots).try_acquire_owned() {
+                            Ok(permit) => Some(permit),
+                            Err(_) => {
+                                (cap.on_refusal)();
+                                debug!(%peer, "connection refused at the cap");
+                                connections.spawn(refuse(stream, cap.refusal_timeout));
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
+                    let session = on_connection(stream, peer, shutdown.clone());
+                    connections.spawn(async move {
+                        session.await;
+                        drop(permit);
+                    });
+                }
+                Err(e) if out_of_descriptors(&e) => {
+                    warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of file descriptors; waiting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                // A connection reset before it was accepted, and the like: that one is gone.
+                Err(e) => warn!(error = %e, "accept failed"),
+            },
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    warn!(error = %e, "a connection task ended abnormally");
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    // Connection tasks see the same shutdown signal and end themselves; wait for them.
+    while let Some(done) = connections.join_next().await {
+        if let Err(e) = done {
+            warn!(error = %e, "a connection task ended abnormally");
+        }
+    }
+}
+
+/// `421` at connect for a connection past the cap; bounded, so a client that does not read cannot
+/// hold the task.
+async fn refuse(mut stream: TcpStream, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        stream
+            .write_all(b"421 4.7.0 Too many connections, try again later\r\n")
+            .await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// EMFILE (the process) or ENFILE (the system) is out of descriptors, or the kernel of buffers.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
+    )
+}
