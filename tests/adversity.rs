@@ -247,11 +247,14 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::process::{Command, Stdio};
 
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.json");
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "ulimit -n 40 && exec '{}' serve --listen 127.0.0.1:0 --quiet --log-format json",
-            env!("CARGO_BIN_EXE_etrn-harness")
+            "ulimit -n 40 && exec '{}' serve --listen 127.0.0.1:0 --quiet --log-format json --record '{}'",
+            env!("CARGO_BIN_EXE_etrn-harness"),
+            record.display()
         ))
         .env("RUST_LOG", "etrn_harness=warn")
         .stdout(Stdio::piped())
@@ -316,8 +319,30 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
         .expect("write");
     let mut out = String::new();
     let _ = c.read_to_string(&mut out);
-    let _ = child.kill();
-    let _ = child.wait();
     assert!(out.starts_with("220 "), "{out}");
     assert!(out.contains("221 "), "{out}");
+    // A graceful stop still writes the whole recording.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let mut rest = String::new();
+    let _ = stdout.read_to_string(&mut rest);
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "{rest}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("recording written")).expect("JSON");
+    let sessions = json["sessions"].as_array().expect("sessions");
+    assert!(sessions.len() > 1, "{json}");
+    assert!(
+        sessions.iter().all(|s| !s["close"].is_null()),
+        "every session closed"
+    );
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["etrn"][0]["domain"] == "a.example"),
+        "the last client's ETRN is there"
+    );
 }
