@@ -28,7 +28,8 @@
 //! - [`smtp`]: the sans-IO SMTP server session (smtp-proto parses each line): bytes in, replies,
 //!   events, TLS and close requests out; the [`smtp::Behaviour`] trait a script implements.
 //! - [`smarthost`]: the fake smart host: the script and server profiles that decide what it says,
-//!   the thin tokio driver (listener, limits, STARTTLS), and the recorder with event-driven waits.
+//!   the thin tokio driver (deadlines on every wait, limits, STARTTLS, a shutdown that always
+//!   finishes), the one accept loop every server shares, and the recorder with event-driven waits.
 //! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
 //!   JSON Schema, the model's prediction for a scenario (its client paired in memory with the
 //!   scenario's own smart host) and the judgement of what was sent, each deviation graded by the
@@ -37,7 +38,7 @@
 //!   answering from the cassette), the cassette text format, record-on-miss.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
 //!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
-//! - [`bench`]: the load generator and the side-by-side comparison with Postfix's smtp-sink.
+//! - [`bench`](mod@bench): the load generator and the side-by-side comparison with Postfix's smtp-sink.
 //! - `main.rs` and `cli/`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`,
 //!   `run`); only the binary compiles `cli/`.
 //! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).

@@ -25,6 +25,16 @@ impl ReplyCode {
         ((200..=599).contains(&code) && (code / 10) % 10 <= 5).then_some(ReplyCode(code))
     }
 
+    /// A code written in the program. In a `const` context (as [`reply_code!`](crate::reply_code)
+    /// puts it) an invalid code is a compile error, so none can silently become another.
+    pub const fn of(code: u16) -> Self {
+        assert!(
+            code >= 200 && code <= 599 && (code / 10) % 10 <= 5,
+            "not an SMTP reply code (RFC 5321 §4.2.1)"
+        );
+        ReplyCode(code)
+    }
+
     pub fn get(self) -> u16 {
         self.0
     }
@@ -39,6 +49,14 @@ impl fmt::Display for ReplyCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
+}
+
+/// A [`ReplyCode`] checked when the program is compiled: `reply_code!(250)`.
+#[macro_export]
+macro_rules! reply_code {
+    ($code:literal) => {
+        const { $crate::reply::ReplyCode::of($code) }
+    };
 }
 
 /// Why a reply text is malformed.
@@ -353,6 +371,13 @@ mod tests {
         assert!(m.is_multiline());
         assert_eq!(m.to_wire(), "250-first\r\n250 second\r\n");
         assert_eq!(Reply::parse("221").unwrap().to_wire(), "221\r\n");
+    }
+
+    #[test]
+    fn codes_written_in_the_program_are_checked() {
+        assert_eq!(crate::reply_code!(459).get(), 459);
+        let rejected = std::panic::catch_unwind(|| ReplyCode::of(std::hint::black_box(260)));
+        assert!(rejected.is_err(), "260 is no reply code");
     }
 
     #[test]

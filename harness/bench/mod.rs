@@ -2,7 +2,7 @@
 //!
 //! - [`load`]: four workloads (new session + ETRN, pipelined ETRN, mail sink, idle connections)
 //!   against any SMTP server, bounded in count and time, with hdrhistogram latencies.
-//! - [`compare`]: the smart host and smtp-sink as processes, the same workloads alternating over
+//! - [`compare`](mod@compare): the smart host and smtp-sink as processes, the same workloads alternating over
 //!   several rounds, ratios per workload, and Postfix's own smtp-source as a second load tool.
 //! - [`rss`]: a server's memory from `/proc`.
 

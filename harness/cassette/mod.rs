@@ -1,7 +1,7 @@
 //! Record and replay: SMTP sessions with a real upstream captured into cassettes, and a smart host
 //! that answers from them.
 //!
-//! - [`format`]: the cassette text format, its parser and its line writer.
+//! - [`format`](mod@format): the cassette text format, its parser and its line writer.
 //! - [`record`]: the recording proxy.
 //! - [`listener`]: the accept loop the recorder and the record-on-miss replay share.
 //! - [`replay`]: a conversation answering from a cassette, and the matching modes.

@@ -44,12 +44,12 @@ pub fn react(code: ReplyCode) -> (Reaction, Rule) {
 }
 
 /// The reply classes a plan prints, in order, with a representative code for each.
-pub const REPLY_CLASSES: &[(&str, u16)] = &[
-    ("250 251 252 253", 250),
-    ("458 459", 458),
-    ("500 501", 500),
-    ("421", 421),
-    ("other (450 451 502 503 554 ...)", 502),
+pub const REPLY_CLASSES: &[(&str, ReplyCode)] = &[
+    ("250 251 252 253", ReplyCode::of(250)),
+    ("458 459", ReplyCode::of(458)),
+    ("500 501", ReplyCode::of(500)),
+    ("421", ReplyCode::of(421)),
+    ("other (450 451 502 503 554 ...)", ReplyCode::of(502)),
 ];
 
 #[cfg(test)]

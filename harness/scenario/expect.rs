@@ -4,7 +4,7 @@
 //! says `a.com` is required at the scenario's grade while `c.com` is only informational. Where
 //! connections differ (a smart host that answers by occurrence, two MX hosts that advertise
 //! differently), `[[expect.connection]]` tables give each connection its own list. The judgement
-//! of what was sent against these tables is [`super::judge`].
+//! of what was sent against these tables is [`super::judge()`].
 
 use std::fmt;
 

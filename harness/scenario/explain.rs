@@ -3,7 +3,6 @@
 use std::fmt::Write;
 
 use crate::ims::{self, ConnectionTarget, Dequeue, Greeting, PeerEhlo, Reaction, Rule};
-use crate::reply::ReplyCode;
 
 use super::file::Scenario;
 use super::judge::Deviation;
@@ -88,7 +87,7 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
         let _ = writeln!(o);
         let _ = writeln!(o, "reply handling:");
         for (label, code) in ims::reaction::REPLY_CLASSES {
-            let (reaction, rule) = ims::react(ReplyCode::new(*code).unwrap_or(ReplyCode::OK));
+            let (reaction, rule) = ims::react(*code);
             let _ = writeln!(
                 o,
                 "  {:<32} {:<30} [{}]",

@@ -2,7 +2,10 @@
 //!
 //! - [`script`]: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
 //! - [`profile`]: the shipped server profiles (`profiles/*.toml`).
-//! - [`server`]: the tokio driver around the sans-IO session: listener, limits, TLS.
+//! - [`server`]: the tokio driver around the sans-IO session: deadlines, limits, TLS, a bounded
+//!   shutdown.
+//! - [`accept`]: the one accept loop of every server here (also the cassette proxies): the
+//!   connection cap, refusals counted apart, backoff when out of descriptors.
 //! - [`recorder`]: every session's events, JSON recordings, event-driven waits.
 //! - [`tls`]: a self-signed certificate for STARTTLS, made at start-up.
 //!

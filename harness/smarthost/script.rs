@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::answer::{Answer, Answers};
 use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::PeerEhlo;
-use crate::reply::{Reply, ReplyCode};
+use crate::reply::Reply;
 use crate::smtp::Behaviour;
 
 use super::profile::{Profile, ProfileError, ProfileName};
@@ -302,7 +302,7 @@ impl Behaviour for ScriptBehaviour {
 
     fn ehlo(&self) -> Result<Vec<String>, Answer> {
         if self.script.helo_only {
-            let code = ReplyCode::new(502).unwrap_or(ReplyCode::OK);
+            let code = crate::reply_code!(502);
             Err(Answer::reply(Reply::new(
                 code,
                 "5.5.1 Error: command not implemented",

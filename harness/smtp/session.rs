@@ -18,6 +18,7 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
 
 use crate::answer::Answer;
 use crate::reply::{Reply, ReplyCode};
+use crate::reply_code;
 
 use super::behaviour::Behaviour;
 use super::etrn::{Greeted, read_etrn};
@@ -237,7 +238,10 @@ impl Session {
             return;
         }
         let host = self.behaviour.hostname().to_owned();
-        self.reply_text(421, &format!("4.4.2 {host} Error: timeout exceeded"));
+        self.reply_text(
+            reply_code!(421),
+            &format!("4.4.2 {host} Error: timeout exceeded"),
+        );
         self.close(CloseReason::IdleTimeout);
     }
 
@@ -255,7 +259,7 @@ impl Session {
             let octets = discarded + line.len();
             self.out
                 .push_back(Output::Event(Event::LineTooLong { octets }));
-            self.reply_text(500, "5.5.6 Line too long");
+            self.reply_text(reply_code!(500), "5.5.6 Line too long");
             return;
         }
         match &self.mode {
@@ -267,7 +271,7 @@ impl Session {
             _ if line.len() > self.limits.max_line_octets => {
                 self.out
                     .push_back(Output::Event(Event::LineTooLong { octets: line.len() }));
-                self.reply_text(500, "5.5.6 Line too long");
+                self.reply_text(reply_code!(500), "5.5.6 Line too long");
             }
             _ => self.command(line),
         }
@@ -307,9 +311,9 @@ impl Session {
                 reply: code,
             })));
         if code == 552 {
-            self.reply_text(552, "5.3.4 Message size exceeds fixed limit");
+            self.reply_text(reply_code!(552), "5.3.4 Message size exceeds fixed limit");
         } else {
-            self.reply_text(250, "2.0.0 OK: queued");
+            self.reply_text(reply_code!(250), "2.0.0 OK: queued");
         }
     }
 
@@ -348,10 +352,10 @@ impl Session {
 
         if self.mode == Mode::Refused {
             if verb == "QUIT" {
-                self.reply_text(221, "2.0.0 Bye");
+                self.reply_text(reply_code!(221), "2.0.0 Bye");
                 self.close(CloseReason::Quit);
             } else {
-                self.reply_text(503, "5.5.0 No service, only QUIT");
+                self.reply_text(reply_code!(503), "5.5.0 No service, only QUIT");
             }
             return;
         }
@@ -407,7 +411,7 @@ impl Session {
     /// The normal handling of one command; returns the answer to send (None when it was sent).
     fn dispatch(&mut self, verb: &str, line: &[u8]) -> Option<Answer> {
         if verb == "TURN" {
-            let a = plain(502, "5.5.1 TURN is not supported");
+            let a = plain(reply_code!(502), "5.5.1 TURN is not supported");
             self.out
                 .push_back(Output::Event(Event::Turn { reply: Some(502) }));
             return Some(a);
@@ -425,33 +429,40 @@ impl Session {
                 self.hello = Hello::Helo;
                 self.transaction = None;
                 Some(plain(
-                    250,
+                    reply_code!(250),
                     &format!("{} Hello {host}", self.behaviour.hostname()),
                 ))
             }
-            Ok(Request::Lhlo { .. }) => Some(plain(500, "5.5.1 LHLO is for LMTP, not SMTP")),
+            Ok(Request::Lhlo { .. }) => {
+                Some(plain(reply_code!(500), "5.5.1 LHLO is for LMTP, not SMTP"))
+            }
             Ok(Request::Mail { from }) => Some(self.mail(from.address.as_ref(), from.size)),
             Ok(Request::Rcpt { to }) => Some(self.rcpt(to.address.as_ref())),
             Ok(Request::Data) => Some(self.data_command()),
-            Ok(Request::Bdat { .. }) => {
-                Some(plain(502, "5.5.1 BDAT is not supported (no CHUNKING)"))
+            Ok(Request::Bdat { .. }) => Some(plain(
+                reply_code!(502),
+                "5.5.1 BDAT is not supported (no CHUNKING)",
+            )),
+            Ok(Request::Burl { .. }) => {
+                Some(plain(reply_code!(502), "5.5.1 BURL is not supported"))
             }
-            Ok(Request::Burl { .. }) => Some(plain(502, "5.5.1 BURL is not supported")),
             Ok(Request::Rset) => {
                 self.transaction = None;
-                Some(plain(250, "2.0.0 OK"))
+                Some(plain(reply_code!(250), "2.0.0 OK"))
             }
-            Ok(Request::Noop { .. }) => Some(plain(250, "2.0.0 OK")),
+            Ok(Request::Noop { .. }) => Some(plain(reply_code!(250), "2.0.0 OK")),
             Ok(Request::Vrfy { .. }) => Some(plain(
-                252,
+                reply_code!(252),
                 "2.5.2 Cannot VRFY user, but will accept message",
             )),
-            Ok(Request::Expn { .. }) => Some(plain(502, "5.5.1 EXPN is not supported")),
+            Ok(Request::Expn { .. }) => {
+                Some(plain(reply_code!(502), "5.5.1 EXPN is not supported"))
+            }
             Ok(Request::Help { .. }) => Some(plain(
-                214,
+                reply_code!(214),
                 "2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT ETRN ATRN TURN AUTH STARTTLS",
             )),
-            Ok(Request::Quit) => Some(plain(221, "2.0.0 Bye")),
+            Ok(Request::Quit) => Some(plain(reply_code!(221), "2.0.0 Bye")),
             Ok(Request::StartTls) => Some(self.starttls()),
             Ok(Request::Auth {
                 mechanism,
@@ -468,25 +479,29 @@ impl Session {
             }
             // Handled above; kept for exhaustiveness.
             Ok(Request::Etrn { .. }) => Some(self.etrn(line, None)),
-            Err(smtp_proto::Error::UnknownCommand) => {
-                Some(plain(500, "5.5.2 Error: command not recognized"))
-            }
+            Err(smtp_proto::Error::UnknownCommand) => Some(plain(
+                reply_code!(500),
+                "5.5.2 Error: command not recognized",
+            )),
             Err(smtp_proto::Error::SyntaxError { syntax }) => {
-                Some(plain(501, &format!("5.5.4 Syntax: {syntax}")))
+                Some(plain(reply_code!(501), &format!("5.5.4 Syntax: {syntax}")))
             }
             Err(smtp_proto::Error::InvalidSenderAddress) => {
-                Some(plain(501, "5.1.7 Bad sender address syntax"))
+                Some(plain(reply_code!(501), "5.1.7 Bad sender address syntax"))
             }
-            Err(smtp_proto::Error::InvalidRecipientAddress) => {
-                Some(plain(501, "5.1.3 Bad recipient address syntax"))
-            }
-            Err(smtp_proto::Error::InvalidParameter { param }) => {
-                Some(plain(501, &format!("5.5.4 Invalid parameter {param}")))
-            }
-            Err(smtp_proto::Error::UnsupportedParameter { param }) => {
-                Some(plain(555, &format!("5.5.4 Unsupported parameter {param}")))
-            }
-            Err(_) => Some(plain(500, "5.5.2 Error: bad syntax")),
+            Err(smtp_proto::Error::InvalidRecipientAddress) => Some(plain(
+                reply_code!(501),
+                "5.1.3 Bad recipient address syntax",
+            )),
+            Err(smtp_proto::Error::InvalidParameter { param }) => Some(plain(
+                reply_code!(501),
+                &format!("5.5.4 Invalid parameter {param}"),
+            )),
+            Err(smtp_proto::Error::UnsupportedParameter { param }) => Some(plain(
+                reply_code!(555),
+                &format!("5.5.4 Unsupported parameter {param}"),
+            )),
+            Err(_) => Some(plain(reply_code!(500), "5.5.2 Error: bad syntax")),
         }
     }
 
@@ -524,7 +539,7 @@ impl Session {
                 self.hello = Hello::Ehlo {
                     etrn_advertised: etrn,
                 };
-                Answer::reply(multi(250, lines))
+                Answer::reply(multi(reply_code!(250), lines))
             }
             Err(refusal) => refusal,
         }
@@ -532,35 +547,37 @@ impl Session {
 
     fn mail(&mut self, from: &str, size: usize) -> Answer {
         if self.hello == Hello::None {
-            return plain(503, "5.5.1 Error: send HELO/EHLO first");
+            return plain(reply_code!(503), "5.5.1 Error: send HELO/EHLO first");
         }
         if self.transaction.is_some() {
-            return plain(503, "5.5.1 Error: nested MAIL command");
+            return plain(reply_code!(503), "5.5.1 Error: nested MAIL command");
         }
         if size != 0 && size != usize::MAX && size > self.limits.max_message_octets {
-            return plain(552, "5.3.4 Message size exceeds fixed limit");
+            return plain(reply_code!(552), "5.3.4 Message size exceeds fixed limit");
         }
         self.transaction = Some(Transaction {
             from: from.to_owned(),
             recipients: Vec::new(),
         });
-        plain(250, "2.1.0 OK")
+        plain(reply_code!(250), "2.1.0 OK")
     }
 
     fn rcpt(&mut self, to: &str) -> Answer {
         match &mut self.transaction {
-            None => plain(503, "5.5.1 Error: need MAIL command"),
+            None => plain(reply_code!(503), "5.5.1 Error: need MAIL command"),
             Some(t) => {
                 t.recipients.push(to.to_owned());
-                plain(250, "2.1.5 OK")
+                plain(reply_code!(250), "2.1.5 OK")
             }
         }
     }
 
     fn data_command(&mut self) -> Answer {
         match &self.transaction {
-            None => plain(503, "5.5.1 Error: need MAIL command"),
-            Some(t) if t.recipients.is_empty() => plain(503, "5.5.1 Error: need RCPT command"),
+            None => plain(reply_code!(503), "5.5.1 Error: need MAIL command"),
+            Some(t) if t.recipients.is_empty() => {
+                plain(reply_code!(503), "5.5.1 Error: need RCPT command")
+            }
             Some(_) => {
                 self.mode = Mode::Data;
                 self.data = DataState {
@@ -568,67 +585,70 @@ impl Session {
                     after_crlf: true,
                     mid_line: false,
                 };
-                plain(354, "End data with <CR><LF>.<CR><LF>")
+                plain(reply_code!(354), "End data with <CR><LF>.<CR><LF>")
             }
         }
     }
 
     fn starttls(&mut self) -> Answer {
         if !self.limits.starttls {
-            return plain(502, "5.5.1 STARTTLS is not offered");
+            return plain(reply_code!(502), "5.5.1 STARTTLS is not offered");
         }
         if self.tls_active {
-            return plain(503, "5.5.1 TLS is already active");
+            return plain(reply_code!(503), "5.5.1 TLS is already active");
         }
         if self.transaction.is_some() {
-            return plain(503, "5.5.1 STARTTLS inside a mail transaction");
+            return plain(reply_code!(503), "5.5.1 STARTTLS inside a mail transaction");
         }
         self.mode = Mode::TlsPending;
-        plain(220, "2.0.0 Ready to start TLS")
+        plain(reply_code!(220), "2.0.0 Ready to start TLS")
     }
 
     fn auth(&mut self, mechanism: u64, initial: &str) -> Answer {
         if !self.advertises("AUTH") {
-            return plain(502, "5.5.1 AUTH is not advertised");
+            return plain(reply_code!(502), "5.5.1 AUTH is not advertised");
         }
         if self.authenticated {
-            return plain(503, "5.5.1 Already authenticated");
+            return plain(reply_code!(503), "5.5.1 Already authenticated");
         }
         if self.transaction.is_some() {
-            return plain(503, "5.5.1 AUTH inside a mail transaction");
+            return plain(reply_code!(503), "5.5.1 AUTH inside a mail transaction");
         }
         match mechanism {
             AUTH_PLAIN if initial.is_empty() => {
                 self.mode = Mode::AuthPlain;
-                plain(334, "")
+                plain(reply_code!(334), "")
             }
             AUTH_PLAIN => self.auth_plain(initial.as_bytes()),
             AUTH_LOGIN if initial.is_empty() => {
                 self.mode = Mode::AuthLoginUser;
-                plain(334, "VXNlcm5hbWU6")
+                plain(reply_code!(334), "VXNlcm5hbWU6")
             }
             AUTH_LOGIN => match decode64(initial.as_bytes()) {
                 Some(user) => {
                     self.mode = Mode::AuthLoginPassword {
                         username: String::from_utf8_lossy(&user).into_owned(),
                     };
-                    plain(334, "UGFzc3dvcmQ6")
+                    plain(reply_code!(334), "UGFzc3dvcmQ6")
                 }
-                None => plain(501, "5.5.2 Cannot decode the response"),
+                None => plain(reply_code!(501), "5.5.2 Cannot decode the response"),
             },
-            _ => plain(504, "5.5.4 Mechanism not supported; use PLAIN or LOGIN"),
+            _ => plain(
+                reply_code!(504),
+                "5.5.4 Mechanism not supported; use PLAIN or LOGIN",
+            ),
         }
     }
 
     fn auth_plain(&mut self, response: &[u8]) -> Answer {
         self.mode = Mode::Command;
         let Some(decoded) = decode64(response) else {
-            return plain(501, "5.5.2 Cannot decode the response");
+            return plain(reply_code!(501), "5.5.2 Cannot decode the response");
         };
         // authzid NUL authcid NUL password (RFC 4616)
         let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
         if parts.len() != 3 {
-            return plain(501, "5.5.2 Malformed PLAIN response");
+            return plain(reply_code!(501), "5.5.2 Malformed PLAIN response");
         }
         let username = String::from_utf8_lossy(parts[1]).into_owned();
         self.succeed_auth("PLAIN", username)
@@ -640,14 +660,14 @@ impl Session {
             mechanism: mechanism.into(),
             username,
         }));
-        plain(235, "2.7.0 Authentication successful")
+        plain(reply_code!(235), "2.7.0 Authentication successful")
     }
 
     fn auth_continuation(&mut self, line: &[u8]) {
         let response = trim_line_end(line);
         let mode = std::mem::replace(&mut self.mode, Mode::Command);
         if response == b"*" {
-            self.reply_text(501, "5.7.0 Authentication cancelled");
+            self.reply_text(reply_code!(501), "5.7.0 Authentication cancelled");
             return;
         }
         let answer = match mode {
@@ -657,13 +677,13 @@ impl Session {
                     self.mode = Mode::AuthLoginPassword {
                         username: String::from_utf8_lossy(&user).into_owned(),
                     };
-                    plain(334, "UGFzc3dvcmQ6")
+                    plain(reply_code!(334), "UGFzc3dvcmQ6")
                 }
-                None => plain(501, "5.5.2 Cannot decode the response"),
+                None => plain(reply_code!(501), "5.5.2 Cannot decode the response"),
             },
             Mode::AuthLoginPassword { username } => match decode64(response) {
                 Some(_) => self.succeed_auth("LOGIN", username),
-                None => plain(501, "5.5.2 Cannot decode the response"),
+                None => plain(reply_code!(501), "5.5.2 Cannot decode the response"),
             },
             _ => return,
         };
@@ -672,11 +692,11 @@ impl Session {
 
     fn atrn_answer(&self) -> Answer {
         if !self.advertises("ATRN") {
-            plain(502, "5.5.1 ATRN is not advertised")
+            plain(reply_code!(502), "5.5.1 ATRN is not advertised")
         } else if !self.authenticated {
-            plain(530, "5.7.0 Authentication required")
+            plain(reply_code!(530), "5.7.0 Authentication required")
         } else {
-            plain(453, "You have no mail")
+            plain(reply_code!(453), "You have no mail")
         }
     }
 
@@ -710,7 +730,7 @@ impl Session {
         } else {
             match &read.parsed {
                 Some(Ok(arg)) => self.behaviour.etrn(arg),
-                _ => plain(501, "Syntax Error in Parameters"),
+                _ => plain(reply_code!(501), "Syntax Error in Parameters"),
             }
         };
         let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
@@ -753,7 +773,7 @@ impl Session {
         }
     }
 
-    fn reply_text(&mut self, code: u16, text: &str) {
+    fn reply_text(&mut self, code: ReplyCode, text: &str) {
         self.answer(plain(code, text));
     }
 
@@ -765,13 +785,11 @@ impl Session {
     }
 }
 
-fn plain(code: u16, text: &str) -> Answer {
-    let code = ReplyCode::new(code).unwrap_or(ReplyCode::OK);
+fn plain(code: ReplyCode, text: &str) -> Answer {
     Answer::reply(Reply::new(code, text))
 }
 
-fn multi(code: u16, lines: Vec<String>) -> Reply {
-    let code = ReplyCode::new(code).unwrap_or(ReplyCode::OK);
+fn multi(code: ReplyCode, lines: Vec<String>) -> Reply {
     let mut r = Reply::new(code, lines.first().cloned().unwrap_or_default());
     for l in lines.into_iter().skip(1) {
         r = r.with_line(l);
