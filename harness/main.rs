@@ -242,9 +242,14 @@ struct ServeArgs {
     /// Answer as this server profile (rfc1985, postfix, exim, sendmail, exchange-ims).
     #[arg(long, value_parser = parse_profile)]
     profile: Option<etrn_harness::smarthost::ProfileName>,
-    /// Write the recording as JSON here when the server stops.
-    #[arg(long)]
+    /// Stream the recording here as JSON Lines, one line per event as it happens (a killed
+    /// server loses at most the line being written). A link at this path is refused.
+    #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// How much history to keep in memory: all, or open sessions only (memory stays flat in a
+    /// soak; --record still streams everything).
+    #[arg(long, value_enum, default_value_t = etrn_harness::smarthost::Retention::All)]
+    retain: etrn_harness::smarthost::Retention,
     /// Stop after this many sessions have closed.
     #[arg(long)]
     exit_after_sessions: Option<usize>,

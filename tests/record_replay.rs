@@ -263,6 +263,7 @@ async fn record_fetchmail_and_a_submission_through_postfix_then_replay_without_i
         ReplayOptions::default(),
         "127.0.0.1:0".parse().expect("addr"),
         WAIT,
+        etrn_harness::smarthost::Recorder::new(),
     )
     .await
     .expect("replay starts");
@@ -337,6 +338,7 @@ async fn a_replay_mismatch_gets_451_and_names_position_expected_and_actual() {
         options,
         "127.0.0.1:0".parse().expect("addr"),
         WAIT,
+        etrn_harness::smarthost::Recorder::new(),
     )
     .await
     .expect("replay");

@@ -490,20 +490,37 @@ fn serve_prints_each_etrn_and_writes_the_recording_after_n_sessions() {
     assert!(serve.child.wait().expect("serve exits").success());
     assert!(out.contains("session 1: ETRN a.example -> 459\n"), "{out}");
     assert!(out.contains("session 2: ETRN @b.example -> 459\n"), "{out}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).expect("recording written")).expect("JSON");
-    assert_eq!(json["version"], 1);
-    let etrn = &json["sessions"][1]["etrn"][0];
-    assert_eq!(etrn["raw"], "@b.example");
-    assert_eq!(etrn["domain"], "b.example");
-    assert_eq!(etrn["option"], "subdomains");
-    assert_eq!(etrn["reply"], 459);
-    let commands = json["sessions"][0]["commands"]
-        .as_array()
-        .expect("commands");
-    assert_eq!(commands[1]["raw"], "ETRN a.example\\r\\n");
-    assert_eq!(commands[1]["reply"]["code"], 459);
-    assert!(!dir.path().join("recording.json.partial").exists());
+    let lines = stream_lines(&record);
+    assert_eq!(lines[0]["recording"], "etrn-harness");
+    assert_eq!(lines[0]["stream_version"], 1);
+    let etrn: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "etrn").collect();
+    assert_eq!(etrn.len(), 2);
+    assert_eq!(etrn[1]["session"], 2);
+    assert_eq!(etrn[1]["raw"], "@b.example");
+    assert_eq!(etrn[1]["domain"], "b.example");
+    assert_eq!(etrn[1]["option"], "subdomains");
+    assert_eq!(etrn[1]["reply"], 459);
+    let command = lines
+        .iter()
+        .find(|l| l["event"] == "command" && l["session"] == 1 && l["verb"] == "ETRN")
+        .expect("the command line");
+    assert_eq!(command["raw"], "ETRN a.example\\r\\n");
+    let closed: Vec<&serde_json::Value> = lines.iter().filter(|l| !l["closed"].is_null()).collect();
+    assert_eq!(closed.len(), 2);
+    assert_eq!(closed[0]["closed"]["reason"], "quit");
+}
+
+/// The JSON Lines of a `--record` stream, each line parsed (a last line cut short is left out).
+fn stream_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("the recording exists");
+    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
+    if lines.last().is_some_and(|l| !l.ends_with('\n')) {
+        lines.pop();
+    }
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("line {l:?}: {e}")))
+        .collect()
 }
 
 #[test]
@@ -523,9 +540,36 @@ fn serve_writes_the_recording_on_sigterm() {
     let out = serve.lines_until("recording written").join("\n");
     assert!(out.contains("stopped (terminated)"), "{out}");
     assert!(serve.child.wait().expect("exits").success());
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).expect("written")).expect("JSON");
-    assert_eq!(json["sessions"][0]["etrn"][0]["domain"], "a.example");
+    let lines = stream_lines(&record);
+    let etrn = lines
+        .iter()
+        .find(|l| l["event"] == "etrn")
+        .expect("the ETRN");
+    assert_eq!(etrn["domain"], "a.example");
+}
+
+#[test]
+fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&["--record", &record_arg]);
+    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    // The live line is printed after the event is in the file.
+    assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
+    let lines = stream_lines(&record);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "etrn" && l["domain"] == "a.example"),
+        "{lines:?}"
+    );
+    // SIGKILL: no chance to write anything more; what was streamed stays, line by line.
+    serve.child.kill().expect("kill");
+    serve.child.wait().expect("reaped");
+    let after = stream_lines(&record);
+    assert!(after.len() >= lines.len());
+    assert!(after.iter().any(|l| l["event"] == "etrn"));
 }
 
 #[test]
@@ -577,29 +621,22 @@ fn serve_refuses_an_unwritable_recording_path_at_start() {
 }
 
 #[test]
-fn serve_replaces_a_link_at_the_recording_path_instead_of_writing_through_it() {
+fn serve_refuses_a_link_at_the_recording_path() {
     let dir = tempfile::tempdir().expect("temp dir");
     let victim = dir.path().join("victim.txt");
     std::fs::write(&victim, "untouched").expect("write");
-    let record = dir.path().join("r.json");
-    // Links at the path and at the old predictable temporary name both point at the victim.
+    let record = dir.path().join("r.jsonl");
     std::os::unix::fs::symlink(&victim, &record).expect("symlink");
-    std::os::unix::fs::symlink(&victim, dir.path().join("r.json.partial")).expect("symlink");
-    let record_arg = record.to_string_lossy().into_owned();
-    let mut serve = Serve::spawn(&["--exit-after-sessions", "1", "--record", &record_arg]);
-    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
-    serve.lines_until("recording written");
-    assert!(serve.child.wait().expect("exits").success());
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--record"])
+        .arg(&record)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the recording"), "{err}");
     assert_eq!(
         std::fs::read_to_string(&victim).expect("victim"),
         "untouched"
     );
-    let meta = std::fs::symlink_metadata(&record).expect("recording");
-    assert!(
-        meta.file_type().is_file(),
-        "the link was replaced by the file"
-    );
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record).expect("written")).expect("JSON");
-    assert_eq!(json["sessions"][0]["etrn"][0]["domain"], "a.example");
 }

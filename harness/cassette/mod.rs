@@ -35,9 +35,10 @@ pub async fn replay_server(
     options: ReplayOptions,
     listen: SocketAddr,
     idle_timeout: Duration,
+    recorder: crate::smarthost::Recorder,
 ) -> Result<SmartHost, StartError> {
     let factory = replay_factory(cassette, options);
-    SmartHost::start_with(listen, idle_timeout, 1000, None, factory).await
+    SmartHost::start_with(listen, idle_timeout, 1000, None, factory, recorder).await
 }
 
 /// Conversations replaying `cassette`: connection n replays recorded session n.
@@ -102,12 +103,28 @@ fn load(path: &Path) -> Result<Cassette, ScriptHostError> {
 pub async fn start_for_script(
     config: crate::smarthost::SmartHostConfig,
 ) -> Result<SmartHost, ScriptHostError> {
+    let recorder = crate::smarthost::Recorder::with_retention(config.retention);
+    start_for_script_recording(config, recorder).await
+}
+
+/// Like [`start_for_script`], recording into `recorder`.
+pub async fn start_for_script_recording(
+    config: crate::smarthost::SmartHostConfig,
+    recorder: crate::smarthost::Recorder,
+) -> Result<SmartHost, ScriptHostError> {
     let Some(path) = config.script.cassette.clone() else {
-        return Ok(SmartHost::start(config).await?);
+        return Ok(SmartHost::start_recording(config, recorder).await?);
     };
     let options = ReplayOptions {
         mode: config.script.cassette_match.unwrap_or_default(),
         ..ReplayOptions::default()
     };
-    Ok(replay_server(load(&path)?, options, config.listen, config.idle_timeout).await?)
+    Ok(replay_server(
+        load(&path)?,
+        options,
+        config.listen,
+        config.idle_timeout,
+        recorder,
+    )
+    .await?)
 }

@@ -134,7 +134,14 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             let banner = |addr| format!("replaying {shown} on {addr}; misses are fetched from {upstream}");
             return run_until_stopped(started, banner, args.exit_after_sessions).await;
         }
-        let host = match cassette::replay_server(cassette, options, args.listen, Duration::from_secs(300)).await {
+        let host = match cassette::replay_server(
+            cassette,
+            options,
+            args.listen,
+            Duration::from_secs(300),
+            etrn_harness::smarthost::Recorder::new(),
+        )
+        .await {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("error: {e}");

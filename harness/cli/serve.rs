@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use etrn_harness::smarthost::{LiveEvent, Recording, SmartHostConfig, SmartHostScript};
+use etrn_harness::smarthost::{LiveEvent, Recorder, SmartHostConfig, SmartHostScript};
 use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
@@ -36,6 +36,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections: args.max_connections,
+        retention: args.retain,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -58,17 +59,20 @@ async fn serve(
     exit_after: Option<usize>,
     quiet: bool,
 ) -> ExitCode {
-    // A recording that cannot be written is said now, not after the session it was for.
-    if let Some(path) = &record
-        && let Err(e) = writable(path)
-    {
-        eprintln!(
-            "error: cannot write the recording to {}: {e}",
-            path.display()
-        );
-        return ExitCode::from(EXIT_INVALID);
+    // The stream is set up before the first connection can arrive; a path that cannot be
+    // written is said now, not after the sessions it was for.
+    let recorder = Recorder::with_retention(config.retention);
+    if let Some(path) = &record {
+        let streamed = open_stream(path).and_then(|file| recorder.stream_to(Box::new(file)));
+        if let Err(e) = streamed {
+            eprintln!(
+                "error: cannot write the recording to {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(EXIT_INVALID);
+        }
     }
-    let host = match etrn_harness::cassette::start_for_script(config).await {
+    let host = match etrn_harness::cassette::start_for_script_recording(config, recorder).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
@@ -137,21 +141,19 @@ async fn serve(
         recording.sessions.len(),
         recording.etrn_domains().len()
     );
-    match record {
-        Some(path) => match write_recording(&path, &recording) {
-            Ok(()) => {
-                println!("recording written to {}", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!(
-                    "error: cannot write the recording to {}: {e}",
-                    path.display()
-                );
-                ExitCode::FAILURE
-            }
-        },
-        None => ExitCode::SUCCESS,
+    match (record, recorder.stream_error()) {
+        (Some(path), None) => {
+            println!("recording written to {}", path.display());
+            ExitCode::SUCCESS
+        }
+        (Some(path), Some(e)) => {
+            eprintln!(
+                "error: the recording stream to {} failed: {e}; it stops there",
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+        (None, _) => ExitCode::SUCCESS,
     }
 }
 
@@ -179,37 +181,17 @@ fn print_live(event: &LiveEvent, quiet: bool) {
     }
 }
 
-/// The folder the recording goes to.
-fn folder_of(path: &std::path::Path) -> &std::path::Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    }
-}
-
-/// Whether a file can be created next to `path` (where the recording will be written).
-fn writable(path: &std::path::Path) -> std::io::Result<()> {
+/// Opens the JSON Lines stream: created or truncated, never through a link (`O_NOFOLLOW`), so
+/// a link planted at the path cannot redirect the recording.
+fn open_stream(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
     if path.is_dir() {
         return Err(std::io::Error::other("it is a folder"));
     }
-    tempfile::Builder::new()
-        .prefix(".etrn-harness-")
-        .tempfile_in(folder_of(path))
-        .map(drop)
-}
-
-/// Writes to a new, uniquely named file in the same folder and renames it over `path`: a reader
-/// never sees half a recording, and no link planted at a predictable temporary name is followed
-/// (the rename replaces a link at `path` itself rather than writing through it).
-fn write_recording(path: &std::path::Path, recording: &Recording) -> std::io::Result<()> {
-    use std::io::Write;
-    let json = serde_json::to_vec_pretty(recording).map_err(std::io::Error::other)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".etrn-harness-")
-        .suffix(".partial")
-        .tempfile_in(folder_of(path))?;
-    tmp.write_all(&json)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }

@@ -93,7 +93,7 @@ fn nodes(record: &EtrnRecord, command: usize) -> Vec<SentEtrn> {
             .collect();
         pieces.unwrap_or_default()
     } else {
-        EtrnArg::parse(&record.raw).into_iter().collect()
+        record.arg.iter().cloned().collect()
     };
     args.into_iter()
         .map(|arg| SentEtrn {

@@ -38,6 +38,6 @@ pub mod server;
 pub mod tls;
 
 pub use profile::{Profile, ProfileName};
-pub use recorder::{LiveEvent, Recorder, Recording, SessionRecording, WaitTimeout};
+pub use recorder::{LiveEvent, Recorder, Recording, Retention, SessionRecording, WaitTimeout};
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{SmartHost, SmartHostConfig, StartError};

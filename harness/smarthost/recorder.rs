@@ -4,12 +4,15 @@
 //! The recording serialises to the JSON document `etrn-harness serve --record` writes; its shape is
 //! documented in the README ("Recording format").
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
+use tracing::warn;
 
 use crate::smtp::{CloseReason, EtrnRecord, Event, MessageRecord, transcript};
 
@@ -22,7 +25,14 @@ pub struct Recording {
     pub version: u32,
     /// Connections refused with `421` at the connection cap: not sessions, counted apart.
     pub refused: u64,
+    /// Closed sessions the recorder no longer holds (retention `open`): they are in the stream.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub forgotten: u64,
     pub sessions: Vec<SessionRecording>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One connection.
@@ -116,9 +126,10 @@ impl Recording {
         self.etrn_domains().into_iter().collect()
     }
 
-    /// Sessions that have ended.
+    /// Sessions that have ended, forgotten ones included.
     pub fn closed_sessions(&self) -> usize {
-        self.sessions.iter().filter(|s| s.close.is_some()).count()
+        usize::try_from(self.forgotten).unwrap_or(usize::MAX)
+            + self.sessions.iter().filter(|s| s.close.is_some()).count()
     }
 
     /// All sessions' transcripts, each under a header line.
@@ -147,92 +158,50 @@ pub struct WaitTimeout {
     pub waited: Duration,
 }
 
-/// Collects events from every session of one smart host.
-#[derive(Debug)]
-pub struct Recorder {
-    started: Instant,
-    state: Mutex<Recording>,
-    changed: Notify,
-    live: broadcast::Sender<LiveEvent>,
+/// How much of a smart host's history the recorder keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Retention {
+    /// Every session, open or closed.
+    #[default]
+    All,
+    /// Open sessions only: a closed session is counted, then forgotten (memory stays flat in a
+    /// soak; a JSON Lines stream keeps everything).
+    Open,
 }
 
-impl Default for Recorder {
-    fn default() -> Self {
-        Self::new()
-    }
+/// What the recorder keeps of one session: its facts and its event log, nothing twice. The lists
+/// a [`SessionRecording`] shows (commands with replies, ETRNs, messages) are derived from the log.
+#[derive(Debug, Clone)]
+struct SessionLog {
+    id: u64,
+    peer: String,
+    started_us: u64,
+    ended_us: Option<u64>,
+    close: Option<CloseReason>,
+    tls: bool,
+    events: Vec<TimedEvent>,
 }
 
-impl Recorder {
-    pub fn new() -> Self {
-        let (live, _) = broadcast::channel(4096);
-        Recorder {
-            started: Instant::now(),
-            state: Mutex::new(Recording {
-                version: RECORDING_VERSION,
-                refused: 0,
-                sessions: Vec::new(),
-            }),
-            changed: Notify::new(),
-            live,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Recording> {
-        // A panic elsewhere while holding the lock leaves the recording usable; keep going.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    fn publish(&self, e: LiveEvent) {
-        // No subscriber is fine: nobody is watching live.
-        let _ = self.live.send(e);
-        self.changed.notify_waiters();
-    }
-
-    /// A live feed of events, for printing as they happen.
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
-        self.live.subscribe()
-    }
-
-    /// Registers a new session and returns its id.
-    pub fn open(&self, peer: SocketAddr) -> u64 {
-        let at = self.now_us();
-        let id = {
-            let mut r = self.lock();
-            let id = r.sessions.len() as u64 + 1;
-            r.sessions.push(SessionRecording {
-                id,
-                peer: peer.to_string(),
-                started_us: at,
-                ended_us: None,
-                close: None,
-                tls: false,
-                greeting: None,
-                commands: Vec::new(),
-                etrn: Vec::new(),
-                messages: Vec::new(),
-                events: Vec::new(),
-            });
-            id
+impl SessionLog {
+    /// The session as a recording: the lists derived from the event log.
+    fn derive(&self) -> SessionRecording {
+        let mut s = SessionRecording {
+            id: self.id,
+            peer: self.peer.clone(),
+            started_us: self.started_us,
+            ended_us: self.ended_us,
+            close: self.close.clone(),
+            tls: self.tls,
+            greeting: None,
+            commands: Vec::new(),
+            etrn: Vec::new(),
+            messages: Vec::new(),
+            events: self.events.clone(),
         };
-        self.publish(LiveEvent::Opened { session: id, peer });
-        id
-    }
-
-    /// Records one event of session `id`.
-    pub fn event(&self, id: u64, event: Event) {
-        let at = self.now_us();
-        {
-            let mut r = self.lock();
-            let Some(s) = session_mut(&mut r, id) else {
-                return;
-            };
-            match &event {
+        for e in &self.events {
+            match &e.event {
                 Event::Command(c) => s.commands.push(RecordedCommand {
-                    at_us: at,
+                    at_us: e.at_us,
                     raw: crate::escape::escape(&c.raw),
                     verb: c.verb.clone(),
                     bare_lf: c.bare_lf,
@@ -251,24 +220,191 @@ impl Recorder {
                     }
                 }
                 Event::Etrn(record) => s.etrn.push(RecordedEtrn {
-                    at_us: at,
+                    at_us: e.at_us,
                     record: record.clone(),
                 }),
                 Event::Message(m) => s.messages.push(m.clone()),
                 _ => {}
             }
-            s.events.push(TimedEvent {
-                at_us: at,
-                event: event.clone(),
-            });
         }
-        self.publish(LiveEvent::Event { session: id, event });
+        s
+    }
+}
+
+/// The recorder's state under its lock.
+#[derive(Default)]
+struct State {
+    retention: Retention,
+    /// The sessions held, by id (all of them, or the open ones).
+    sessions: BTreeMap<u64, SessionLog>,
+    last_id: u64,
+    refused: u64,
+    /// Every session closed so far, forgotten or not.
+    closed: usize,
+    forgotten: u64,
+    /// The JSON Lines stream, when there is one.
+    stream: Option<Box<dyn Write + Send>>,
+    /// Why the stream stopped, if it failed.
+    stream_error: Option<String>,
+}
+
+impl State {
+    /// Writes one JSON line to the stream, if there is one; a failure stops the stream (and is
+    /// reported by [`Recorder::stream_error`]), never the server.
+    fn stream(&mut self, line: impl FnOnce() -> serde_json::Value) {
+        let Some(out) = self.stream.as_mut() else {
+            return;
+        };
+        let mut bytes = line().to_string().into_bytes();
+        bytes.push(b'\n');
+        // One write and a flush per line: a killed server loses at most the line being written.
+        if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+            warn!(error = %e, "the recording stream failed; the in-memory recording goes on");
+            self.stream_error = Some(e.to_string());
+            self.stream = None;
+        }
+    }
+}
+
+/// Collects events from every session of one smart host.
+pub struct Recorder {
+    started: Instant,
+    state: Mutex<State>,
+    changed: Notify,
+    live: broadcast::Sender<LiveEvent>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Version of the JSON Lines stream's shape.
+pub const STREAM_VERSION: u32 = 1;
+
+impl Recorder {
+    pub fn new() -> Self {
+        let (live, _) = broadcast::channel(4096);
+        Recorder {
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            live,
+        }
+    }
+
+    /// A recorder that keeps `retention` of its history in memory.
+    pub fn with_retention(retention: Retention) -> Self {
+        let r = Self::new();
+        r.lock().retention = retention;
+        r
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the recording usable; keep going.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn publish(&self, e: LiveEvent) {
+        // Nobody listening live: no copy to make.
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(e);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// A live feed of events, for printing as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.live.subscribe()
+    }
+
+    /// Streams everything from now on to `out` as JSON Lines, one line per event as it happens
+    /// (a header line first). Written under the recorder's lock, so lines keep their order.
+    pub fn stream_to(&self, mut out: Box<dyn Write + Send>) -> std::io::Result<()> {
+        let header =
+            serde_json::json!({ "recording": "etrn-harness", "stream_version": STREAM_VERSION });
+        out.write_all(format!("{header}\n").as_bytes())?;
+        out.flush()?;
+        self.lock().stream = Some(out);
+        Ok(())
+    }
+
+    /// Why the stream stopped early, if it did (a full disk, say).
+    pub fn stream_error(&self) -> Option<String> {
+        self.lock().stream_error.clone()
+    }
+
+    /// Registers a new session and returns its id.
+    pub fn open(&self, peer: SocketAddr) -> u64 {
+        let at = self.now_us();
+        let id = {
+            let mut r = self.lock();
+            r.last_id += 1;
+            let id = r.last_id;
+            r.sessions.insert(
+                id,
+                SessionLog {
+                    id,
+                    peer: peer.to_string(),
+                    started_us: at,
+                    ended_us: None,
+                    close: None,
+                    tls: false,
+                    events: Vec::new(),
+                },
+            );
+            r.stream(|| serde_json::json!({ "at_us": at, "session": id, "opened": { "peer": peer.to_string() } }));
+            id
+        };
+        self.publish(LiveEvent::Opened { session: id, peer });
+        id
+    }
+
+    /// Records one event of session `id`.
+    pub fn event(&self, id: u64, event: Event) {
+        let at = self.now_us();
+        let live = self.live.receiver_count() > 0;
+        let published = {
+            let mut r = self.lock();
+            let timed = TimedEvent { at_us: at, event };
+            r.stream(|| {
+                let mut line = serde_json::to_value(&timed).unwrap_or_default();
+                line["session"] = id.into();
+                line
+            });
+            let Some(s) = r.sessions.get_mut(&id) else {
+                return;
+            };
+            let copy = live.then(|| timed.event.clone());
+            s.events.push(timed);
+            copy
+        };
+        match published {
+            Some(event) => self.publish(LiveEvent::Event { session: id, event }),
+            None => self.changed.notify_waiters(),
+        }
     }
 
     /// Marks session `id` as running over TLS.
     pub fn tls_established(&self, id: u64) {
-        if let Some(s) = session_mut(&mut self.lock(), id) {
-            s.tls = true;
+        let at = self.now_us();
+        {
+            let mut r = self.lock();
+            if let Some(s) = r.sessions.get_mut(&id) {
+                s.tls = true;
+            }
+            r.stream(|| serde_json::json!({ "at_us": at, "session": id, "tls": true }));
         }
         self.changed.notify_waiters();
     }
@@ -278,12 +414,20 @@ impl Recorder {
         let at = self.now_us();
         {
             let mut r = self.lock();
-            if let Some(s) = session_mut(&mut r, id) {
-                if s.close.is_some() {
-                    return;
-                }
-                s.ended_us = Some(at);
-                s.close = Some(reason.clone());
+            let forget = r.retention == Retention::Open;
+            let Some(s) = r.sessions.get_mut(&id) else {
+                return;
+            };
+            if s.close.is_some() {
+                return;
+            }
+            s.ended_us = Some(at);
+            s.close = Some(reason.clone());
+            r.closed += 1;
+            r.stream(|| serde_json::json!({ "at_us": at, "session": id, "closed": reason }));
+            if forget {
+                r.sessions.remove(&id);
+                r.forgotten += 1;
             }
         }
         self.publish(LiveEvent::Closed {
@@ -294,7 +438,13 @@ impl Recorder {
 
     /// Counts a connection refused at the cap.
     pub fn refused(&self) {
-        self.lock().refused += 1;
+        let at = self.now_us();
+        {
+            let mut r = self.lock();
+            r.refused += 1;
+            let refused = r.refused;
+            r.stream(|| serde_json::json!({ "at_us": at, "refused": refused }));
+        }
         self.changed.notify_waiters();
     }
 
@@ -303,7 +453,7 @@ impl Recorder {
         let open: Vec<u64> = self
             .lock()
             .sessions
-            .iter()
+            .values()
             .filter(|s| s.close.is_none())
             .map(|s| s.id)
             .collect();
@@ -312,9 +462,20 @@ impl Recorder {
         }
     }
 
-    /// A copy of everything recorded so far.
+    /// Sessions closed so far (forgotten ones included), without building a recording.
+    pub fn closed_count(&self) -> usize {
+        self.lock().closed
+    }
+
+    /// A copy of everything recorded so far (derived from the event logs).
     pub fn recording(&self) -> Recording {
-        self.lock().clone()
+        let r = self.lock();
+        Recording {
+            version: RECORDING_VERSION,
+            refused: r.refused,
+            forgotten: r.forgotten,
+            sessions: r.sessions.values().map(SessionLog::derive).collect(),
+        }
     }
 
     /// Waits until `ready` holds for the recording, waking only when something is recorded.
@@ -332,9 +493,9 @@ impl Recorder {
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
-                let r = self.lock();
+                let r = self.recording();
                 if ready(&r) {
-                    return Ok(r.clone());
+                    return Ok(r);
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -346,16 +507,28 @@ impl Recorder {
         }
     }
 
-    /// Waits until at least `n` sessions have closed.
+    /// Waits until at least `n` sessions have closed. Counts, so it costs nothing per event
+    /// however long the recording; the recording is built once, at the end.
     pub async fn wait_for_closed_sessions(
         &self,
         n: usize,
         timeout: Duration,
     ) -> Result<Recording, WaitTimeout> {
-        self.wait_until(&format!("{n} closed session(s)"), timeout, |r| {
-            r.closed_sessions() >= n
-        })
-        .await
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed_count() >= n {
+                return Ok(self.recording());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(WaitTimeout {
+                    what: format!("{n} closed session(s)"),
+                    waited: timeout,
+                });
+            }
+        }
     }
 
     /// Waits until an ETRN for `domain` (compared normalised) has been answered.
@@ -374,7 +547,118 @@ impl Recorder {
     }
 }
 
-fn session_mut(r: &mut Recording, id: u64) -> Option<&mut SessionRecording> {
-    let index = usize::try_from(id).ok()?.checked_sub(1)?;
-    r.sessions.get_mut(index)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::CommandLine;
+
+    fn peer() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 40000))
+    }
+
+    fn command(r: &Recorder, id: u64, line: &str, code: u16) {
+        r.event(
+            id,
+            Event::Command(CommandLine {
+                raw: line.as_bytes().to_vec(),
+                verb: line.split(' ').next().unwrap_or("").trim().to_owned(),
+                bare_lf: false,
+                redacted: false,
+            }),
+        );
+        r.event(
+            id,
+            Event::Reply {
+                code,
+                lines: vec!["ok".into()],
+            },
+        );
+    }
+
+    #[test]
+    fn the_lists_are_derived_from_the_one_event_log() {
+        let r = Recorder::new();
+        let id = r.open(peer());
+        r.event(
+            id,
+            Event::Reply {
+                code: 220,
+                lines: vec!["hi".into()],
+            },
+        );
+        command(&r, id, "EHLO c\r\n", 250);
+        command(&r, id, "QUIT\r\n", 221);
+        r.close(id, CloseReason::Quit);
+        let s = &r.recording().sessions[0];
+        assert_eq!(s.greeting.as_ref().map(|g| g.code), Some(220));
+        let commands: Vec<_> = s
+            .commands
+            .iter()
+            .map(|c| (c.verb.as_str(), c.reply.as_ref().map(|r| r.code)))
+            .collect();
+        assert_eq!(commands, [("EHLO", Some(250)), ("QUIT", Some(221))]);
+        assert_eq!(s.events.len(), 5);
+    }
+
+    #[test]
+    fn retention_open_forgets_closed_sessions_but_counts_them() {
+        let r = Recorder::with_retention(Retention::Open);
+        let first = r.open(peer());
+        let second = r.open(peer());
+        command(&r, first, "QUIT\r\n", 221);
+        r.close(first, CloseReason::Quit);
+        let rec = r.recording();
+        assert_eq!(rec.sessions.len(), 1, "only the open one is held");
+        assert_eq!(rec.sessions[0].id, second);
+        assert_eq!((rec.forgotten, rec.closed_sessions()), (1, 1));
+        r.close(second, CloseReason::PeerClosed);
+        assert_eq!(r.closed_count(), 2);
+        assert!(r.recording().sessions.is_empty());
+    }
+
+    #[test]
+    fn the_stream_has_a_line_per_event_in_order() {
+        #[derive(Clone, Default)]
+        struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Shared::default();
+        let r = Recorder::with_retention(Retention::Open);
+        r.stream_to(Box::new(sink.clone())).unwrap_or_default();
+        let id = r.open(peer());
+        command(&r, id, "QUIT\r\n", 221);
+        r.close(id, CloseReason::Quit);
+        r.refused();
+        let bytes = sink
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let text = String::from_utf8(bytes).unwrap_or_default();
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                ["recording", "opened", "event", "closed", "refused"]
+                    .iter()
+                    .find(|k| !v[**k].is_null())
+                    .map(|k| k.to_string())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            ["recording", "opened", "event", "event", "closed", "refused"]
+        );
+    }
 }

@@ -28,7 +28,7 @@ use crate::smtp::{Behaviour, CloseReason, Conversation, Event, Output, Session, 
 
 use super::accept::{Cap, accept_loop};
 use super::profile::ProfileError;
-use super::recorder::{Recorder, Recording};
+use super::recorder::{Recorder, Recording, Retention};
 use super::script::SmartHostScript;
 use super::tls::{TlsSetupError, self_signed_acceptor};
 
@@ -45,6 +45,8 @@ pub struct SmartHostConfig {
     pub idle_timeout: Duration,
     /// More simultaneous connections than this get 421 at connect. Default 1000.
     pub max_connections: usize,
+    /// How much history the recorder keeps in memory. Default: all of it.
+    pub retention: Retention,
 }
 
 impl Default for SmartHostConfig {
@@ -55,6 +57,7 @@ impl Default for SmartHostConfig {
             limits: SessionLimits::default(),
             idle_timeout: Duration::from_secs(300),
             max_connections: 1000,
+            retention: Retention::All,
         }
     }
 }
@@ -112,6 +115,16 @@ struct Shared {
 impl SmartHost {
     /// Binds, and returns once the smart host accepts connections.
     pub async fn start(config: SmartHostConfig) -> Result<SmartHost, StartError> {
+        let recorder = Recorder::with_retention(config.retention);
+        Self::start_recording(config, recorder).await
+    }
+
+    /// Like [`SmartHost::start`], recording into `recorder` (one that streams to a file, say:
+    /// set up before the first connection can arrive).
+    pub async fn start_recording(
+        config: SmartHostConfig,
+        recorder: Recorder,
+    ) -> Result<SmartHost, StartError> {
         let script = Arc::new(config.script);
         let behaviour: Arc<dyn Behaviour> = Arc::new(script.behaviour()?);
         let tls = if config.limits.starttls {
@@ -130,6 +143,7 @@ impl SmartHost {
             config.max_connections,
             tls,
             conversations,
+            recorder,
         )
         .await
     }
@@ -142,6 +156,7 @@ impl SmartHost {
         max_connections: usize,
         tls: Option<TlsAcceptor>,
         conversations: ConversationFactory,
+        recorder: Recorder,
     ) -> Result<SmartHost, StartError> {
         let listener = TcpListener::bind(listen)
             .await
@@ -153,7 +168,7 @@ impl SmartHost {
             addr: listen,
             source,
         })?;
-        let recorder = Arc::new(Recorder::new());
+        let recorder = Arc::new(recorder);
         let shared = Arc::new(Shared {
             conversations,
             idle_timeout,

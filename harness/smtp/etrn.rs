@@ -79,6 +79,7 @@ impl EtrnLine<'_> {
         };
         EtrnRecord {
             raw: escape(self.argument),
+            arg: self.parsed.as_ref().and_then(|p| p.as_ref().ok()).cloned(),
             option,
             domain,
             reply,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::domain::EtrnOption;
+use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
 
 /// Something that happened in a session, in the order it happened.
@@ -78,6 +78,9 @@ fn escaped<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
 pub struct EtrnRecord {
     /// The argument as sent (escaped if not valid UTF-8), without the verb.
     pub raw: String,
+    /// The argument parsed, when it is one node (kept, so no reader parses `raw` again).
+    #[serde(skip)]
+    pub arg: Option<EtrnArg>,
     /// The option character, when the argument parsed.
     pub option: Option<EtrnOption>,
     /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
