@@ -183,6 +183,21 @@ enum BenchCommand {
     Load(BenchLoadArgs),
     /// The smart host (release build recommended) and Postfix's smtp-sink side by side.
     Compare(BenchCompareArgs),
+    /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
+    Memory(BenchMemoryArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchMemoryArgs {
+    /// EHLO/ETRN/QUIT sessions measured with full retention.
+    #[arg(long, default_value_t = 100_000)]
+    sessions: u64,
+    /// Sessions of the soak with --retain open and the recording streamed to a file.
+    #[arg(long, default_value_t = 1_000_000)]
+    soak_sessions: u64,
+    /// Stop each run after this many seconds.
+    #[arg(long, default_value_t = 600.0)]
+    duration: f64,
 }
 
 #[derive(clap::Args)]

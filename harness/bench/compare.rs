@@ -40,14 +40,14 @@ pub struct CompareSpec {
 }
 
 /// One server under test, as a child process.
-struct Server {
+pub(crate) struct Server {
     name: &'static str,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     child: Child,
 }
 
 impl Server {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -59,10 +59,12 @@ impl Drop for Server {
     }
 }
 
-fn start_smart_host(exe: &PathBuf) -> Result<Server, BenchError> {
+/// `etrn-harness serve --quiet` as a process, with `extra` arguments.
+pub(crate) fn start_smart_host(exe: &PathBuf, extra: &[&str]) -> Result<Server, BenchError> {
     let mut child = Command::new(exe)
         .args(["serve", "--quiet", "--listen", "127.0.0.1:0"])
         .args(["--max-connections", "100000", "--idle-timeout", "600"])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -209,7 +211,7 @@ fn scaled(n: u64, scale: f64) -> u64 {
 /// so that workload (d) can hold thousands of connections.
 pub async fn compare(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
     raise_fd_limit();
-    let ours = start_smart_host(&spec.smart_host_exe)?;
+    let ours = start_smart_host(&spec.smart_host_exe, &[])?;
     let sink = start_smtp_sink().await?;
     let workloads: [(&str, Workload, u64, usize); 4] = [
         (

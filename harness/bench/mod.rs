@@ -4,10 +4,12 @@
 //!   against any SMTP server, bounded in count and time, with hdrhistogram latencies.
 //! - [`compare`](mod@compare): the smart host and smtp-sink as processes, the same workloads alternating over
 //!   several rounds, ratios per workload, and Postfix's own smtp-source as a second load tool.
+//! - [`memory`]: what recording costs: bytes per recorded session, RSS after a long soak.
 //! - [`rss`]: a server's memory from `/proc`.
 
 pub mod compare;
 pub mod load;
+pub mod memory;
 pub mod rss;
 
 pub use compare::{CompareReport, CompareSpec, compare};

@@ -8,7 +8,9 @@ use etrn_harness::bench::{self, LoadSpec, compare::CompareSpec};
 use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions};
 use etrn_harness::scenario;
 
-use super::{BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_INVALID, report_errors};
+use super::{
+    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_INVALID, report_errors,
+};
 
 pub fn run(command: BenchCommand) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -21,6 +23,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
     match command {
         BenchCommand::Load(args) => runtime.block_on(load(args)),
         BenchCommand::Compare(args) => runtime.block_on(compare(args)),
+        BenchCommand::Memory(args) => runtime.block_on(memory(args)),
     }
 }
 
@@ -108,6 +111,42 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+async fn memory(args: BenchMemoryArgs) -> ExitCode {
+    let duration = match seconds(args.duration, "--duration") {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let exe = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot find this program's path: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; for real numbers run `cargo run --release -- bench memory`"
+        );
+    }
+    bench::compare::raise_fd_limit();
+    let spec = bench::memory::MemorySpec {
+        smart_host_exe: exe,
+        full_sessions: args.sessions,
+        soak_sessions: args.soak_sessions,
+        max_duration: duration,
+    };
+    match bench::memory::memory(&spec).await {
+        Ok(report) => {
+            print!("{}", bench::memory::table(&report));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -9,6 +9,6 @@ pub mod serve;
 pub mod signals;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, EXIT_DISAGREES, EXIT_INVALID, RecordArgs,
-    ReplayArgs, ReportFormat, RunArgs, ServeArgs, report_errors,
+    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES, EXIT_INVALID,
+    RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, report_errors,
 };
