@@ -37,7 +37,7 @@ impl Step {
         self.events
             .iter()
             .filter_map(|e| match e {
-                Event::Etrn(r) => Some(r.clone()),
+                Event::Etrn(r) => Some(r.as_ref().clone()),
                 _ => None,
             })
             .collect()

@@ -272,7 +272,7 @@ impl ReplaySession {
         };
         if let Some(read) = etrn {
             self.out
-                .push_back(Output::Event(Event::Etrn(read.record(code))));
+                .push_back(Output::Event(Event::Etrn(Box::new(read.record(code)))));
         }
         match exchange {
             Some((i, e)) => {

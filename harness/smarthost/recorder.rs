@@ -221,7 +221,7 @@ impl SessionLog {
                 }
                 Event::Etrn(record) => s.etrn.push(RecordedEtrn {
                     at_us: e.at_us,
-                    record: record.clone(),
+                    record: record.as_ref().clone(),
                 }),
                 Event::Message(m) => s.messages.push(m.clone()),
                 _ => {}
@@ -423,6 +423,8 @@ impl Recorder {
             }
             s.ended_us = Some(at);
             s.close = Some(reason.clone());
+            // The log grows no more: give back what doubling the vector reserved.
+            s.events.shrink_to_fit();
             r.closed += 1;
             r.stream(|| serde_json::json!({ "at_us": at, "session": id, "closed": reason }));
             if forget {

@@ -13,8 +13,9 @@ pub enum Event {
     Command(CommandLine),
     /// A reply sent.
     Reply { code: u16, lines: Vec<String> },
-    /// An ETRN command and its outcome.
-    Etrn(EtrnRecord),
+    /// An ETRN command and its outcome (boxed: the largest event, and not the commonest, would
+    /// otherwise size every event in every log).
+    Etrn(Box<EtrnRecord>),
     /// `ATRN d1,d2` (RFC 2645).
     Atrn {
         domains: Vec<String>,

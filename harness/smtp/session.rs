@@ -734,7 +734,8 @@ impl Session {
             }
         };
         let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
-        self.out.push_back(Output::Event(Event::Etrn(record)));
+        self.out
+            .push_back(Output::Event(Event::Etrn(Box::new(record))));
         answer
     }
 
