@@ -114,23 +114,28 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
     }
 }
 
+/// This binary, to run as the smart host under test; a warning when it is a debug build.
+fn this_program(bench: &str) -> Result<std::path::PathBuf, ExitCode> {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; for real numbers run `cargo run --release -- bench {bench}`"
+        );
+    }
+    std::env::current_exe().map_err(|e| {
+        eprintln!("error: cannot find this program's path: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 async fn memory(args: BenchMemoryArgs) -> ExitCode {
     let duration = match seconds(args.duration, "--duration") {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let exe = match std::env::current_exe() {
+    let exe = match this_program("memory") {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot find this program's path: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; for real numbers run `cargo run --release -- bench memory`"
-        );
-    }
     bench::compare::raise_fd_limit();
     let spec = bench::memory::MemorySpec {
         smart_host_exe: exe,
@@ -159,18 +164,10 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
         eprintln!("error: --scale must be a positive number");
         return ExitCode::from(EXIT_INVALID);
     }
-    let exe = match std::env::current_exe() {
+    let exe = match this_program("compare") {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: cannot find this program's path: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; for real numbers run `cargo run --release -- bench compare`"
-        );
-    }
     let spec = CompareSpec {
         smart_host_exe: exe,
         rounds: args.rounds.max(1),
