@@ -136,10 +136,11 @@ async fn serve(
             recorder.recording()
         }
     };
+    // Counted by the recorder, so forgotten sessions (--retain open) count too.
     println!(
         "stopped ({why}): {} session(s), {} ETRN",
-        recording.sessions.len(),
-        recording.etrn_domains().len()
+        recording.sessions.len() + usize::try_from(recording.forgotten).unwrap_or(usize::MAX),
+        recorder.etrn_count()
     );
     match (record, recorder.stream_error()) {
         (Some(path), None) => {

@@ -241,6 +241,8 @@ struct State {
     refused: u64,
     /// Every session closed so far, forgotten or not.
     closed: usize,
+    /// Every ETRN recorded so far, forgotten or not.
+    etrn: usize,
     forgotten: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
@@ -387,7 +389,11 @@ impl Recorder {
                 return;
             };
             let copy = live.then(|| timed.event.clone());
+            let is_etrn = matches!(timed.event, Event::Etrn(_));
             s.events.push(timed);
+            if is_etrn {
+                r.etrn += 1;
+            }
             copy
         };
         match published {
@@ -462,6 +468,11 @@ impl Recorder {
         for id in open {
             self.close(id, reason.clone());
         }
+    }
+
+    /// ETRN commands recorded so far (forgotten sessions' included).
+    pub fn etrn_count(&self) -> usize {
+        self.lock().etrn
     }
 
     /// Sessions closed so far (forgotten ones included), without building a recording.
