@@ -416,20 +416,13 @@ impl<'a> Causes<'a> {
         self.planned.iter().find(|p| p.arg == *arg).map(|p| p.rule)
     }
 
-    /// The rule that explains sending `arg`, which no expectation of this connection lists.
-    /// `in_order`: this connection was to send ETRNs and no reply had told the client to stop,
-    /// so a planned domain here can only come from another order.
-    fn unexpected(&self, arg: &EtrnArg, in_order: bool) -> Option<Rule> {
+    /// The configuration's rule that explains sending `arg`, which no expectation of this
+    /// connection lists (order and replies aside: [`Connection::unmatched`] weighs those).
+    fn unexpected(&self, arg: &EtrnArg) -> Option<Rule> {
         // Where the model sends nothing at all (version gate, no AlwaysUseETRN, TURN), whatever
         // was sent breaks the rule that says so: the scenario's grade.
         if self.planned.is_empty() {
             return None;
-        }
-        // A domain the model sends too, unexpected here only because the replies came out
-        // otherwise: the client asked in another order (after a stop reply it would be the reply
-        // handling's business, which the protocol checks report).
-        if in_order && self.planned.iter().any(|p| p.arg.raw() == arg.raw()) {
-            return Some(Rule::EtrnOrder);
         }
         let domain = arg.domain()?;
         let exact_row = self
@@ -581,74 +574,9 @@ impl Connection<'_> {
                     let repeat = sent.iter().enumerate().any(|(j, other)| {
                         j != s && other.arg == *arg && (j < s || matched[j].is_some())
                     });
-                    if repeat {
-                        continue;
+                    if !repeat {
+                        out.push(self.unmatched(sent, s, order_grade));
                     }
-                    // Order explains it only on a connection that was to send ETRNs, and only
-                    // while no reply had told the client to stop.
-                    let stop_reply = sent[..s]
-                        .iter()
-                        .find(|earlier| earlier.command < e.command && stops(earlier.reply))
-                        .map(|earlier| earlier.reply);
-                    let after_stop = stop_reply.is_some();
-                    // A domain of the set sent after a reply that stops ETRN breaks that reply's
-                    // rule (the protocol checks report the same from the wire).
-                    let reply_rule = stop_reply
-                        .filter(|_| self.causes.planned_rule(arg).is_some())
-                        .map(|reply| match reply.and_then(ReplyCode::new) {
-                            Some(code) => ims::react(code).1,
-                            None => Rule::NoReply,
-                        });
-                    // ... and only where the scenario expects domains of the model's own set.
-                    let in_order = !self.expected.is_empty()
-                        && !after_stop
-                        && self
-                            .expected
-                            .iter()
-                            .all(|x| self.causes.planned_rule(&x.arg).is_some());
-                    // A domain of the model's own set sent in another order: not sending it is
-                    // only a matter of replies by occurrence, whatever `absent` says about it.
-                    let order_explains = in_order && self.causes.planned_rule(arg).is_some();
-                    if let Some(f) = self
-                        .absent
-                        .iter()
-                        .find(|f| f.arg == *arg)
-                        .filter(|_| !order_explains)
-                    {
-                        // The scenario grades what it forbids; the model names the rule.
-                        let rule = reply_rule
-                            .or_else(|| self.causes.unexpected(arg, false))
-                            .or(self.causes.deciding);
-                        out.push(deviation(
-                            f.grade.unwrap_or(self.default),
-                            rule,
-                            Difference::Forbidden {
-                                arg: arg.raw().into(),
-                            },
-                        ));
-                        continue;
-                    }
-                    let cause = reply_rule.or_else(|| self.causes.unexpected(arg, in_order));
-                    let (grade, rule) = match cause {
-                        Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
-                        Some(r) => (r.grade(), Some(r)),
-                        // No other rule explains it: it breaks the rule that decides the set (or
-                        // rules ETRN out), at the grade the scenario gives that rule here. On a
-                        // connection that was to send nothing although the model has a set, the
-                        // reason is this connection's own (its EHLO reply, a reply by
-                        // occurrence): the scenario says why.
-                        None if self.expected.is_empty() && !self.causes.planned.is_empty() => {
-                            (self.default, None)
-                        }
-                        None => (self.default, self.causes.deciding),
-                    };
-                    out.push(deviation(
-                        grade,
-                        rule,
-                        Difference::Unexpected {
-                            arg: arg.raw().into(),
-                        },
-                    ));
                 }
             }
         }
@@ -728,6 +656,85 @@ impl Connection<'_> {
             }
         }
         out
+    }
+}
+
+impl Connection<'_> {
+    /// The deviation for sent argument `s`, which matches no expectation and repeats nothing:
+    /// forbidden or unexpected, with the rule that explains it.
+    fn unmatched(&self, sent: &[SentEtrn], s: usize, order_grade: Grade) -> Deviation {
+        let arg = &sent[s].arg;
+        let in_set = self.causes.planned_rule(arg).is_some();
+        // A reply earlier on this connection (not one shared by packed nodes) that stops ETRN.
+        let stop_reply = sent[..s]
+            .iter()
+            .find(|earlier| earlier.command < sent[s].command && stops(earlier.reply))
+            .map(|earlier| earlier.reply);
+        // A domain of the set sent after such a reply breaks that reply's rule (the protocol
+        // checks report the same from the wire).
+        let reply_rule =
+            stop_reply
+                .filter(|_| in_set)
+                .map(|reply| match reply.and_then(ReplyCode::new) {
+                    Some(code) => ims::react(code).1,
+                    None => Rule::NoReply,
+                });
+        // A domain of the set sent before any stop, where the scenario expects domains of the
+        // set: the client asked in another order, and replies by occurrence decided the rest,
+        // whatever `absent` says about it.
+        let by_order = stop_reply.is_none() && in_set && self.expects_the_model_set();
+        let (grade, rule, difference) = match self.absent.iter().find(|f| f.arg == *arg) {
+            Some(f) if !by_order => (
+                // The scenario grades what it forbids; the model names the rule.
+                f.grade.unwrap_or(self.default),
+                reply_rule
+                    .or_else(|| self.causes.unexpected(arg))
+                    .or(self.causes.deciding),
+                Difference::Forbidden {
+                    arg: arg.raw().into(),
+                },
+            ),
+            _ => {
+                let cause = reply_rule
+                    .or(by_order.then_some(Rule::EtrnOrder))
+                    .or_else(|| self.causes.unexpected(arg));
+                let (grade, rule) = match cause {
+                    Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
+                    Some(r) => (r.grade(), Some(r)),
+                    // On a connection that was to send nothing although the model has a set,
+                    // the reason is this connection's own (its EHLO reply, a reply by
+                    // occurrence): the scenario says why.
+                    None if self.expected.is_empty() && !self.causes.planned.is_empty() => {
+                        (self.default, None)
+                    }
+                    // Otherwise it breaks the rule that decides the set (or rules ETRN out), at
+                    // the grade the scenario gives that rule here.
+                    None => (self.default, self.causes.deciding),
+                };
+                (
+                    grade,
+                    rule,
+                    Difference::Unexpected {
+                        arg: arg.raw().into(),
+                    },
+                )
+            }
+        };
+        Deviation {
+            grade,
+            connection: None,
+            rule,
+            difference,
+        }
+    }
+
+    /// Whether this connection is expected to send ETRNs, all of them of the model's own set.
+    fn expects_the_model_set(&self) -> bool {
+        !self.expected.is_empty()
+            && self
+                .expected
+                .iter()
+                .all(|x| self.causes.planned_rule(&x.arg).is_some())
     }
 }
 
