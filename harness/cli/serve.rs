@@ -95,12 +95,8 @@ async fn serve(
         let stop = async {
             match exit_after {
                 Some(n) => {
-                    let _ = host
-                        .recorder()
-                        .wait_until(&format!("{n} sessions"), FOREVER, |r| {
-                            r.closed_sessions() >= n
-                        })
-                        .await;
+                    // Counted, not derived from the recording at every event: a soak stays linear.
+                    let _ = host.recorder().wait_for_closed_sessions(n, FOREVER).await;
                     "session limit reached"
                 }
                 None => std::future::pending().await,

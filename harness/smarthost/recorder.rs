@@ -491,7 +491,9 @@ impl Recorder {
         }
     }
 
-    /// Waits until `ready` holds for the recording, waking only when something is recorded.
+    /// Waits until `ready` holds for the recording, waking only when something is recorded. Each
+    /// wake builds the recording from the event logs: for a count of sessions on a busy server,
+    /// [`Recorder::wait_for_closed_sessions`] costs nothing per event.
     pub async fn wait_until(
         &self,
         what: &str,
