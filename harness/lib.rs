@@ -13,6 +13,9 @@
 //!
 //! - [`domain`]: `Domain` and `EtrnArg`: parse, validate (RFC 5321, IDNA), normalise for
 //!   comparison, keep the raw text for the wire.
+//! - [`wire`]: the wire layer every SMTP-speaking part shares: line framing with a cap and a
+//!   linear scan, verbs and arguments split at any whitespace, reply lines, EHLO keywords, the
+//!   one credential redaction, and a follower that pairs pipelined requests with their replies.
 //! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
 //!   a server's bytes.
 //! - [`answer`]: what a scripted server does for one command: reply, delay, hang up; answers by
@@ -68,6 +71,7 @@ pub mod reply;
 pub mod scenario;
 pub mod smarthost;
 pub mod smtp;
+pub mod wire;
 
 /// Joins an error message and a suggested fix the way every scenario diagnostic shows them.
 /// Errors raised inside serde can only carry a string; [`scenario`] splits it again at

@@ -142,12 +142,39 @@ struct RecordArgs {
     /// The real SMTP server to record, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2547).
     #[arg(long, value_parser = parse_host_port)]
     upstream: std::net::SocketAddr,
-    /// The cassette; new sessions are appended to an existing one.
+    /// The cassette; new sessions are appended to an existing one. It is locked while
+    /// recording: a second recorder on the same file is refused.
     #[arg(long)]
     cassette: PathBuf,
     /// Stop after this many sessions have ended.
     #[arg(long)]
     exit_after_sessions: Option<usize>,
+    /// STARTTLS: `passthrough` relays it encrypted and records only that it happened;
+    /// `terminate` does TLS with the client (own certificate) and with the upstream, and records
+    /// the plaintext of the whole session (needs --upstream-ca or --upstream-insecure).
+    #[arg(long, value_enum, default_value_t = TlsArg::Passthrough)]
+    tls: TlsArg,
+    /// With --tls terminate: PEM file of the certificate(s) the upstream's certificate is
+    /// checked against.
+    #[arg(long, value_name = "FILE", conflicts_with = "upstream_insecure")]
+    upstream_ca: Option<PathBuf>,
+    /// With --tls terminate: do not check the upstream's certificate (a private test server
+    /// with a throw-away certificate).
+    #[arg(long)]
+    upstream_insecure: bool,
+    /// With --tls terminate: the name the upstream's certificate must carry; default: the
+    /// upstream's address.
+    #[arg(long, value_name = "NAME")]
+    upstream_name: Option<String>,
+    /// With --tls terminate: the host name in the recorder's own self-signed certificate.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    hostname: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TlsArg {
+    Passthrough,
+    Terminate,
 }
 
 #[derive(clap::Args)]
@@ -166,6 +193,16 @@ struct ReplayArgs {
         default_value = "451 4.3.0 etrn-harness replay: this command is not in the cassette"
     )]
     mismatch_reply: String,
+    /// Also ignore this verb's argument when matching in `verb` and `lenient` (repeatable).
+    /// EHLO, HELO and LHLO are ignored already: their argument is the client's host name.
+    #[arg(long = "ignore-args", value_name = "VERB")]
+    ignore_args: Vec<String>,
+    /// Compare this verb's argument after all (repeatable), e.g. `--match-args EHLO`.
+    #[arg(long = "match-args", value_name = "VERB")]
+    match_args: Vec<String>,
+    /// Exit 1 also when a session ends with recorded exchanges its client never reached.
+    #[arg(long)]
+    fail_on_unplayed: bool,
     /// Fetch what the cassette misses from --upstream and append it (VCR's new_episodes).
     #[arg(long, requires = "upstream")]
     record_on_miss: bool,

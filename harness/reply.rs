@@ -11,6 +11,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::wire::command::trim_line_end;
+use crate::wire::{Frame, LineFramer, ReplyLine};
+
 /// A three-digit SMTP reply code (RFC 5321 §4.2), 200 to 599.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -261,9 +264,7 @@ pub enum ReplyLineError {
 /// and by the model's in-memory prediction alike, so both read replies the same way.
 #[derive(Debug, Default)]
 pub struct ReplyReader {
-    buffer: Vec<u8>,
-    /// Where the search for the next LF resumes: bytes before it hold none (linear scanning).
-    scanned: usize,
+    lines: LineFramer,
     /// Lines of a multi-line reply read so far.
     partial: Option<(ReplyCode, Vec<String>)>,
     /// An error was returned: nothing more is read from this connection.
@@ -277,12 +278,14 @@ impl ReplyReader {
 
     /// Bytes from the server.
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buffer.extend_from_slice(bytes);
+        if !self.broken {
+            self.lines.push(bytes);
+        }
     }
 
     /// True when bytes of an unfinished reply are waiting.
     pub fn has_partial(&self) -> bool {
-        !self.buffer.is_empty() || self.partial.is_some()
+        !self.lines.pending().is_empty() || self.partial.is_some()
     }
 
     /// The next complete reply, if one has arrived. An error leaves the reader unusable for this
@@ -294,26 +297,20 @@ impl ReplyReader {
         let next = self.read();
         if matches!(next, Some(Err(_))) {
             self.broken = true;
-            self.buffer = Vec::new();
+            self.lines.clear();
         }
         next
     }
 
     fn read(&mut self) -> Option<Result<Reply, ReplyLineError>> {
         loop {
-            let Some(pos) = self.buffer[self.scanned..].iter().position(|&b| b == b'\n') else {
-                self.scanned = self.buffer.len();
-                if self.buffer.len() > MAX_REPLY_LINE {
+            let line = match self.lines.next_frame(MAX_REPLY_LINE + 1)? {
+                Frame::Overlong(_) => return Some(Err(ReplyLineError::TooLong)),
+                Frame::Line(l) if l.len() > MAX_REPLY_LINE => {
                     return Some(Err(ReplyLineError::TooLong));
                 }
-                return None;
+                Frame::Line(l) => l.to_vec(),
             };
-            let end = self.scanned + pos + 1;
-            let line: Vec<u8> = self.buffer.drain(..end).collect();
-            self.scanned = 0;
-            if line.len() > MAX_REPLY_LINE {
-                return Some(Err(ReplyLineError::TooLong));
-            }
             match self.line(&line) {
                 Ok(Some(reply)) => return Some(Ok(reply)),
                 Ok(None) => continue,
@@ -324,24 +321,23 @@ impl ReplyReader {
 
     /// One reply line: `Some` when it completes a reply.
     fn line(&mut self, raw: &[u8]) -> Result<Option<Reply>, ReplyLineError> {
-        let text = String::from_utf8_lossy(raw);
-        let text = text.trim_end_matches(['\r', '\n']);
+        let shown = || String::from_utf8_lossy(trim_line_end(raw)).into_owned();
         let malformed = |reason| ReplyLineError::Malformed {
-            line: text.to_owned(),
+            line: shown(),
             reason,
         };
-        let number: u16 = text
-            .get(..3)
-            .filter(|d| d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse().ok())
-            .ok_or_else(|| malformed("no three-digit code"))?;
-        let code = ReplyCode::new(number).ok_or_else(|| malformed("a code outside 200..=599"))?;
-        let (more, rest) = match text.as_bytes().get(3) {
-            None => (false, ""),
-            Some(b' ') => (false, &text[4..]),
-            Some(b'-') => (true, &text[4..]),
-            Some(_) => return Err(malformed("the code is not followed by a space or '-'")),
-        };
+        let parsed = ReplyLine::parse(raw).ok_or_else(|| {
+            let digits = raw
+                .get(..3)
+                .is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+            malformed(if digits {
+                "the code is not followed by a space or '-'"
+            } else {
+                "no three-digit code"
+            })
+        })?;
+        let code =
+            ReplyCode::new(parsed.code).ok_or_else(|| malformed("a code outside 200..=599"))?;
         let (first, mut lines) = self.partial.take().unwrap_or((code, Vec::new()));
         if first != code {
             return Err(ReplyLineError::CodeChanged {
@@ -349,8 +345,8 @@ impl ReplyReader {
                 then: code.get(),
             });
         }
-        lines.push(rest.to_owned());
-        if more {
+        lines.push(String::from_utf8_lossy(parsed.text).into_owned());
+        if !parsed.last {
             self.partial = Some((code, lines));
             return Ok(None);
         }

@@ -306,10 +306,10 @@ async fn pipelined(
         expect_positive(&c.reply().await?)?;
         let ehlo = c.command("EHLO bench.example").await?;
         expect_positive(&ehlo)?;
-        let pipelining = ehlo
-            .lines()
-            .iter()
-            .any(|l| l.eq_ignore_ascii_case("PIPELINING"));
+        let pipelining = crate::wire::ehlo::advertises(
+            ehlo.lines().iter().skip(1).map(String::as_str),
+            "PIPELINING",
+        );
         tally.lock().await.reply(&ehlo);
         let batch = if pipelining {
             spec.batch.max(1) as u64

@@ -18,16 +18,23 @@
 //! ```
 //!
 //! Every line after the version starts with the session number, so sessions recorded in parallel
-//! interleave without mixing. `C:` is a client command line, `D:` a line of message data, `S:` a
-//! server reply line; their text is escaped (`\r`, `\n`, `\xNN`, `\\`) and stands for the line plus
-//! CRLF. A line that did not end in CRLF is written `C!`/`D!`/`S!` with its exact bytes escaped,
-//! line end included. `tls passthrough` marks STARTTLS: what follows was encrypted and not
-//! recorded. `end <reason>` closes a session. Credentials are written `[redacted]`.
+//! interleave without mixing; session headers appear in session-number order. `C:` is a client
+//! command line, `D:` a line of message data, `S:` a server reply line; their text is escaped
+//! (`\r`, `\n`, `\xNN`, `\\`) and stands for the line plus CRLF. A line that did not end in CRLF
+//! is written `C!`/`D!`/`S!` with its exact bytes escaped, line end included: a bare LF, a line cut
+//! by a close, or a piece of an over-long line (consecutive pieces of one line join up again).
+//!
+//! Lines are written in the order they crossed the proxy, so with pipelining (RFC 2920) several
+//! `C:` lines may come before their replies: each reply answers the oldest request still waiting,
+//! exactly as on the wire. `tls passthrough` marks STARTTLS relayed encrypted: nothing after it
+//! was recorded; `tls terminate` marks STARTTLS the recorder terminated: the plaintext of the rest
+//! follows. `end <reason>` closes a session. Credentials are written `[redacted]`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 use crate::escape::{escape, unescape};
+use crate::wire::ReplyLine;
 
 /// The first line of every cassette.
 pub const MAGIC: &str = "etrn-harness cassette v1";
@@ -54,7 +61,7 @@ impl Direction {
 }
 
 /// One line of a cassette, ready to write.
-pub fn line(session: u32, direction: Direction, bytes: &[u8]) -> String {
+pub fn line(session: u64, direction: Direction, bytes: &[u8]) -> String {
     match bytes.strip_suffix(b"\r\n") {
         Some(text) if !text.contains(&b'\r') && !text.contains(&b'\n') => {
             format!("{session} {}: {}\n", direction.tag(), escape(text))
@@ -64,7 +71,7 @@ pub fn line(session: u32, direction: Direction, bytes: &[u8]) -> String {
 }
 
 /// The header line of a session.
-pub fn session_header(session: u32, fields: &[(&str, String)]) -> String {
+pub fn session_header(session: u64, fields: &[(&str, String)]) -> String {
     let mut l = format!("{session} session");
     for (k, v) in fields {
         l.push_str(&format!(" {k}={}", v.replace(' ', "_")));
@@ -97,10 +104,13 @@ pub struct Exchange {
 impl Exchange {
     /// The reply code, if there is a reply.
     pub fn reply_code(&self) -> Option<u16> {
-        self.reply
-            .first()?
-            .get(..3)
-            .and_then(|c| std::str::from_utf8(c).ok()?.parse().ok())
+        ReplyLine::parse(self.reply.first()?).map(|l| l.code)
+    }
+
+    /// True when the reply is all there: its last line ends the reply and ends in LF. A reply cut
+    /// by the upstream closing is not.
+    pub fn reply_is_complete(&self) -> bool {
+        self.reply.last().is_some_and(|l| ReplyLine::ends_reply(l))
     }
 
     /// The reply as it went on the wire.
@@ -109,15 +119,27 @@ impl Exchange {
     }
 }
 
+/// How a session's STARTTLS was recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsMark {
+    /// No STARTTLS.
+    #[default]
+    None,
+    /// Relayed encrypted: nothing after it was recorded.
+    Passthrough,
+    /// Terminated by the recorder: the rest was recorded in plaintext.
+    Terminated,
+}
+
 /// One recorded session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CassetteSession {
-    pub id: u32,
+    pub id: u64,
     /// `upstream`, `client`, `started` and whatever else the header holds.
     pub fields: BTreeMap<String, String>,
     pub exchanges: Vec<Exchange>,
-    /// STARTTLS was passed through; nothing after it was recorded.
-    pub tls: bool,
+    /// Whether and how STARTTLS happened.
+    pub tls: TlsMark,
     /// Why it ended; `None` when the recorder stopped first.
     pub end: Option<String>,
 }
@@ -148,22 +170,103 @@ impl fmt::Display for Direction {
 /// A session being assembled while parsing.
 struct Building {
     session: CassetteSession,
-    /// The request waiting for (the rest of) its reply.
-    open: Option<Exchange>,
+    /// Requests sent and not yet fully answered, oldest first (pipelining).
+    waiting: VecDeque<Exchange>,
+    /// A reply no request waits for (the greeting, a 421 at a timeout) being read.
+    unsolicited: Option<Exchange>,
     /// Data lines since the last DATA reply.
     data: Vec<Vec<u8>>,
     data_line: usize,
 }
 
 impl Building {
-    fn reply_complete(e: &Exchange) -> bool {
-        e.reply.last().is_some_and(|l| l.get(3) != Some(&b'-'))
+    fn new(session: CassetteSession) -> Self {
+        Building {
+            session,
+            waiting: VecDeque::new(),
+            unsolicited: None,
+            data: Vec::new(),
+            data_line: 0,
+        }
     }
 
-    fn close_open(&mut self) {
-        if let Some(e) = self.open.take() {
+    fn request(&mut self, line: usize, request: Request) {
+        self.waiting.push_back(Exchange {
+            line,
+            request,
+            reply: Vec::new(),
+        });
+    }
+
+    fn client_line(&mut self, n: usize, bytes: Vec<u8>) {
+        // A piece of an over-long line joins the piece before it.
+        if let Some(Exchange {
+            request: Request::Command(c),
+            reply,
+            ..
+        }) = self.waiting.back_mut()
+            && !c.ends_with(b"\n")
+            && reply.is_empty()
+        {
+            c.extend_from_slice(&bytes);
+            return;
+        }
+        self.request(n, Request::Command(bytes));
+    }
+
+    fn data_line(&mut self, n: usize, bytes: Vec<u8>) {
+        match self.data.last_mut() {
+            Some(last) if !last.ends_with(b"\n") => last.extend_from_slice(&bytes),
+            _ => {
+                if self.data.is_empty() {
+                    self.data_line = n;
+                }
+                self.data.push(bytes);
+            }
+        }
+        if self.data.last().is_some_and(|l| l == b".\r\n") {
+            let lines = std::mem::take(&mut self.data);
+            self.request(self.data_line, Request::Data(lines));
+        }
+    }
+
+    fn server_line(&mut self, n: usize, bytes: Vec<u8>) {
+        let target = match self.waiting.front_mut() {
+            Some(e) => e,
+            None => self.unsolicited.get_or_insert_with(|| Exchange {
+                line: n,
+                request: Request::Greeting,
+                reply: Vec::new(),
+            }),
+        };
+        match target.reply.last_mut() {
+            Some(last) if !last.ends_with(b"\n") => last.extend_from_slice(&bytes),
+            _ => target.reply.push(bytes),
+        }
+        if !target.reply_is_complete() {
+            return;
+        }
+        let done = match self.waiting.pop_front() {
+            Some(e) => e,
+            None => match self.unsolicited.take() {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        self.session.exchanges.push(done);
+    }
+
+    /// The session ended (or TLS hid the rest): what waits is kept as it is, an unanswered
+    /// request with no reply, so the replay closes there as the upstream did.
+    fn flush(&mut self) {
+        if let Some(e) = self.unsolicited.take() {
             self.session.exchanges.push(e);
         }
+        if !self.data.is_empty() {
+            let lines = std::mem::take(&mut self.data);
+            self.request(self.data_line, Request::Data(lines));
+        }
+        self.session.exchanges.extend(self.waiting.drain(..));
     }
 }
 
@@ -197,8 +300,8 @@ impl Cassette {
                 ));
             }
         }
-        let mut building: BTreeMap<u32, Building> = BTreeMap::new();
-        let mut order: Vec<u32> = Vec::new();
+        let mut building: BTreeMap<u64, Building> = BTreeMap::new();
+        let mut order: Vec<u64> = Vec::new();
         for (index, raw) in lines.iter().enumerate().skip(1) {
             let n = index + 1;
             let l = raw.strip_suffix('\r').unwrap_or(raw);
@@ -208,7 +311,7 @@ impl Cassette {
             let (id, rest) = l
                 .split_once(' ')
                 .ok_or_else(|| err(n, format!("{l:?} has no session number")))?;
-            let id: u32 = id
+            let id: u64 = id
                 .parse()
                 .map_err(|_| err(n, format!("{id:?} is not a session number")))?;
             if let Some(fields) = rest.strip_prefix("session") {
@@ -225,18 +328,13 @@ impl Cassette {
                 order.push(id);
                 building.insert(
                     id,
-                    Building {
-                        session: CassetteSession {
-                            id,
-                            fields: map,
-                            exchanges: Vec::new(),
-                            tls: false,
-                            end: None,
-                        },
-                        open: None,
-                        data: Vec::new(),
-                        data_line: 0,
-                    },
+                    Building::new(CassetteSession {
+                        id,
+                        fields: map,
+                        exchanges: Vec::new(),
+                        tls: TlsMark::None,
+                        end: None,
+                    }),
                 );
                 continue;
             }
@@ -250,14 +348,27 @@ impl Cassette {
                 ));
             }
             if let Some(reason) = rest.strip_prefix("end") {
-                b.close_open();
+                b.flush();
                 b.session.end = Some(reason.trim().to_owned());
                 continue;
             }
-            if rest == "tls passthrough" {
-                b.close_open();
-                b.session.tls = true;
-                continue;
+            if b.session.tls == TlsMark::Passthrough {
+                return Err(err(
+                    n,
+                    format!("session {id} continues after `tls passthrough`, which hides the rest"),
+                ));
+            }
+            match rest {
+                "tls passthrough" => {
+                    b.flush();
+                    b.session.tls = TlsMark::Passthrough;
+                    continue;
+                }
+                "tls terminate" => {
+                    b.session.tls = TlsMark::Terminated;
+                    continue;
+                }
+                _ => {}
             }
             let (tag, exact, text) = match rest.as_bytes() {
                 [t @ (b'C' | b'D' | b'S'), b':', b' ', ..] => (*t, false, &rest[3..]),
@@ -275,55 +386,22 @@ impl Cassette {
                 bytes.extend_from_slice(b"\r\n");
             }
             match tag {
-                b'C' => {
-                    b.close_open();
-                    b.open = Some(Exchange {
-                        line: n,
-                        request: Request::Command(bytes),
-                        reply: Vec::new(),
-                    });
-                }
-                b'D' => {
-                    if b.data.is_empty() {
-                        b.close_open();
-                        b.data_line = n;
-                    }
-                    let last = bytes == b".\r\n";
-                    b.data.push(bytes);
-                    if last {
-                        b.open = Some(Exchange {
-                            line: b.data_line,
-                            request: Request::Data(std::mem::take(&mut b.data)),
-                            reply: Vec::new(),
-                        });
-                    }
-                }
+                b'C' => b.client_line(n, bytes),
+                b'D' => b.data_line(n, bytes),
                 _ => {
-                    if bytes.len() < 5 || !bytes[..3].iter().all(u8::is_ascii_digit) {
+                    let continues_a_piece = b
+                        .waiting
+                        .front()
+                        .or(b.unsolicited.as_ref())
+                        .and_then(|e| e.reply.last())
+                        .is_some_and(|l| !l.ends_with(b"\n"));
+                    if !continues_a_piece && ReplyLine::parse(&bytes).is_none() {
                         return Err(err(
                             n,
                             format!("reply line {text:?} does not start with a three-digit code"),
                         ));
                     }
-                    match &mut b.open {
-                        Some(e) if !Building::reply_complete(e) => e.reply.push(bytes),
-                        Some(_) => {
-                            // A reply with no request of its own (e.g. 421 at idle timeout).
-                            b.close_open();
-                            b.open = Some(Exchange {
-                                line: n,
-                                request: Request::Greeting,
-                                reply: vec![bytes],
-                            });
-                        }
-                        None => {
-                            b.open = Some(Exchange {
-                                line: n,
-                                request: Request::Greeting,
-                                reply: vec![bytes],
-                            });
-                        }
-                    }
+                    b.server_line(n, bytes);
                 }
             }
         }
@@ -332,15 +410,13 @@ impl Cassette {
             let Some(mut b) = building.remove(&id) else {
                 continue;
             };
-            match b.open.take() {
-                // Ended by the server without a (complete) reply: keep, the replay closes there.
-                Some(e) if b.session.end.is_some() => b.session.exchanges.push(e),
-                Some(e) if Building::reply_complete(&e) => b.session.exchanges.push(e),
-                Some(e) => {
-                    // The recorder stopped mid-exchange: load up to the last complete one.
-                    truncated_at.get_or_insert(e.line);
-                }
-                None => {}
+            if b.session.end.is_some() || b.session.tls == TlsMark::Passthrough {
+                b.flush();
+            } else if let Some(e) = b.waiting.front().or(b.unsolicited.as_ref()) {
+                // The recorder stopped mid-exchange: load up to the last complete one.
+                truncated_at.get_or_insert(e.line);
+            } else if !b.data.is_empty() {
+                truncated_at.get_or_insert(b.data_line);
             }
             sessions.push(b.session);
         }
@@ -432,5 +508,70 @@ mod tests {
         );
         let bad = format!("{MAGIC}\n1 session\n1 C: a\\q\n");
         assert_eq!(Cassette::parse(&bad).unwrap_err().line, 3);
+    }
+
+    #[test]
+    fn pipelined_commands_before_their_replies_pair_in_order() {
+        let mut t = format!("{MAGIC}\n{}", session_header(7, &[]));
+        for (d, l) in [
+            (Direction::Server, &b"220 mx\r\n"[..]),
+            (Direction::Client, b"EHLO c\r\n"),
+            (Direction::Server, b"250 ok\r\n"),
+            (Direction::Client, b"ETRN a\r\n"),
+            (Direction::Client, b"ETRN b\r\n"),
+            (Direction::Client, b"QUIT\r\n"),
+            (Direction::Server, b"250 a queued\r\n"),
+            (Direction::Server, b"458 b refused\r\n"),
+            (Direction::Server, b"221 bye\r\n"),
+        ] {
+            t.push_str(&line(7, d, l));
+        }
+        t.push_str("7 end quit\n");
+        let c = Cassette::parse(&t).unwrap();
+        let pairs: Vec<(Request, Vec<u8>)> = c.sessions[0]
+            .exchanges
+            .iter()
+            .map(|e| (e.request.clone(), e.reply_bytes()))
+            .collect();
+        assert_eq!(
+            pairs[2..],
+            [
+                (
+                    Request::Command(b"ETRN a\r\n".to_vec()),
+                    b"250 a queued\r\n".to_vec()
+                ),
+                (
+                    Request::Command(b"ETRN b\r\n".to_vec()),
+                    b"458 b refused\r\n".to_vec()
+                ),
+                (
+                    Request::Command(b"QUIT\r\n".to_vec()),
+                    b"221 bye\r\n".to_vec()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn pieces_of_long_or_cut_lines_join_up_and_numbers_are_64_bit() {
+        let big = u64::MAX;
+        let mut t = format!("{MAGIC}\n{}", session_header(big, &[]));
+        t.push_str(&line(big, Direction::Server, b"220 mx\r\n"));
+        t.push_str(&line(big, Direction::Client, b"NOOP aaaa"));
+        t.push_str(&line(big, Direction::Client, b"bbbb\r\n"));
+        t.push_str(&line(big, Direction::Server, b"250 Queu"));
+        t.push_str(&format!("{big} end upstream-closed\n"));
+        let c = Cassette::parse(&t).unwrap();
+        let s = &c.sessions[0];
+        assert_eq!(s.id, u64::MAX);
+        assert_eq!(
+            s.exchanges[1].request,
+            Request::Command(b"NOOP aaaabbbb\r\n".to_vec())
+        );
+        assert_eq!(s.exchanges[1].reply_bytes(), b"250 Queu");
+        assert!(
+            !s.exchanges[1].reply_is_complete(),
+            "the upstream left mid-reply"
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
@@ -21,7 +21,13 @@ use super::listener::{ProxyServer, bind};
 use crate::smtp::{Conversation, Output};
 
 use super::format::{self, Cassette, Direction};
-use super::record::{CassetteWriter, RecordError, relay_from};
+use super::record::{
+    CassetteWriter, Handover, MAX_RECORDED_LINE, RecordError, header_fields, relay_from,
+};
+use crate::wire::{ClientLine, Follower, Frame, LineFramer, ReplyLine};
+
+/// How long the upstream may take over each reply while it is brought up to date.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 use super::replay::{ReplayOptions, ReplaySession};
 
 /// A replay server that records what it misses.
@@ -109,21 +115,19 @@ async fn handover(
     writer: &CassetteWriter,
     stop: watch::Receiver<bool>,
 ) {
-    let id = writer.next_session();
-    let started = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    writer.append(&format::session_header(
-        id,
-        &[
-            ("upstream", upstream.to_string()),
-            ("client", peer.to_string()),
-            ("started", started),
-            ("recorded", "on-miss".into()),
-        ],
-    ));
-    let Some((missed, earlier)) = history.split_last() else {
+    let Some(id) = writer.begin_session(&header_fields(upstream, peer, &[("recorded", "on-miss")]))
+    else {
+        warn!("the cassette has used every session number; refusing");
+        let _ = client
+            .write_all(b"421 4.3.0 etrn-harness: the cassette has used every session number\r\n")
+            .await;
         return;
     };
-    let server = match TcpStream::connect(upstream).await {
+    let Some((missed, earlier)) = history.split_last() else {
+        writer.append(&format!("{id} end client-closed\n"));
+        return;
+    };
+    let mut server = match TcpStream::connect(upstream).await {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "upstream unreachable on a miss");
@@ -135,64 +139,84 @@ async fn handover(
         }
     };
     let _ = server.set_nodelay(true);
-    let mut server = BufReader::new(server);
-    // The greeting, then each earlier line again; the replies are recorded, not forwarded.
-    let timeout = Duration::from_secs(30);
-    if record_reply(&mut server, id, writer, timeout)
-        .await
-        .is_none()
-    {
+    // The greeting, then each earlier line again; the replies are recorded, not forwarded. The
+    // lines go through the same follower as a recorded session's, so credentials are redacted
+    // and message data is labelled exactly as there.
+    let mut follower = Follower::new();
+    let mut replies = UpstreamReplies::new(id, writer);
+    if replies.next(&mut server, &mut follower).await.is_none() {
         writer.append(&format!("{id} end upstream-closed\n"));
         return;
     }
-    let mut in_data = false;
     for line in earlier {
-        if server.get_mut().write_all(line).await.is_err() {
+        let (kind, recorded) = follower.client_line(line);
+        let direction = if kind == ClientLine::Data {
+            Direction::Data
+        } else {
+            Direction::Client
+        };
+        writer.append(&format::line(id, direction, &recorded));
+        if server.write_all(line).await.is_err() {
             writer.append(&format!("{id} end upstream-closed\n"));
             return;
         }
-        if in_data {
-            writer.append(&format::line(id, Direction::Data, line));
-            if line.as_slice() != b".\r\n" {
-                continue;
-            }
-            in_data = false;
-        } else {
-            writer.append(&format::line(id, Direction::Client, line));
+        // Message data gets no reply line by line; its final "." does.
+        if follower.is_in_data() || (kind == ClientLine::Data && line.as_slice() != b".\r\n") {
+            continue;
         }
-        match record_reply(&mut server, id, writer, timeout).await {
-            Some(354) => in_data = true,
-            Some(_) => {}
-            None => {
-                writer.append(&format!("{id} end upstream-closed\n"));
-                return;
-            }
+        if replies.next(&mut server, &mut follower).await.is_none() {
+            writer.append(&format!("{id} end upstream-closed\n"));
+            return;
         }
     }
     // From the missed line on, the upstream answers the client directly.
-    let server = server.into_inner();
-    relay_from(client, server, missed.clone(), in_data, id, writer, stop).await;
+    let handover = Handover {
+        first: missed.clone(),
+        follower,
+    };
+    relay_from(client, server, handover, id, writer, stop).await;
 }
 
-/// Reads one complete reply from the upstream, records it, returns its code.
-async fn record_reply(
-    server: &mut BufReader<TcpStream>,
-    id: u32,
-    writer: &CassetteWriter,
-    timeout: Duration,
-) -> Option<u16> {
-    loop {
-        let mut line = Vec::new();
-        let n = tokio::time::timeout(timeout, server.read_until(b'\n', &mut line))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
+/// Reads the upstream's replies during a handover: capped lines, each recorded.
+struct UpstreamReplies<'a> {
+    id: u64,
+    writer: &'a CassetteWriter,
+    lines: LineFramer,
+}
+
+impl<'a> UpstreamReplies<'a> {
+    fn new(id: u64, writer: &'a CassetteWriter) -> Self {
+        UpstreamReplies {
+            id,
+            writer,
+            lines: LineFramer::new(),
         }
-        writer.append(&format::line(id, Direction::Server, &line));
-        if line.get(3) != Some(&b'-') {
-            return std::str::from_utf8(line.get(..3)?).ok()?.parse().ok();
+    }
+
+    /// Reads one complete reply, records it, returns its code; `None` when the upstream closed,
+    /// broke the reply syntax with an over-long line, or was silent for [`REPLY_TIMEOUT`].
+    async fn next(&mut self, server: &mut TcpStream, follower: &mut Follower) -> Option<u16> {
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(frame) = self.lines.next_frame(MAX_RECORDED_LINE) {
+                let Frame::Line(line) = frame else {
+                    return None;
+                };
+                self.writer
+                    .append(&format::line(self.id, Direction::Server, line));
+                follower.server_line(line);
+                if let Some(reply) = ReplyLine::parse(line).filter(|r| r.last) {
+                    return Some(reply.code);
+                }
+            }
+            let n = tokio::time::timeout(REPLY_TIMEOUT, server.read(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.lines.push(&buf[..n]);
         }
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`format`](mod@format): the cassette text format, its parser and its line writer.
 //! - [`record`]: the recording proxy.
+//! - [`tls`](mod@tls): STARTTLS terminated by the recorder (its own certificate to the client, a TLS
+//!   client to the upstream).
 //! - [`listener`]: the accept loop the recorder and the record-on-miss replay share.
 //! - [`replay`]: a conversation answering from a cassette, and the matching modes.
 //! - [`miss`]: replay that fetches and appends what the cassette misses (record on miss).
@@ -12,12 +14,14 @@ pub mod listener;
 pub mod miss;
 pub mod record;
 pub mod replay;
+pub mod tls;
 
-pub use format::{Cassette, CassetteError, CassetteSession, Exchange, Request};
+pub use format::{Cassette, CassetteError, CassetteSession, Exchange, Request, TlsMark};
 pub use listener::ProxyServer;
 pub use miss::MissRecordingReplay;
-pub use record::{CassetteWriter, RecordError, RecordingProxy};
+pub use record::{CassetteWriter, RecordError, RecordingProxy, TlsMode};
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
+pub use tls::{TlsTerminate, UpstreamTrust};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -37,8 +41,18 @@ pub async fn replay_server(
     idle_timeout: Duration,
     recorder: crate::smarthost::Recorder,
 ) -> Result<SmartHost, StartError> {
+    // A session whose recorder terminated STARTTLS is replayed with a TLS handshake of our own.
+    let tls = if cassette
+        .sessions
+        .iter()
+        .any(|s| s.tls == TlsMark::Terminated)
+    {
+        Some(crate::smarthost::tls::self_signed_acceptor("localhost")?)
+    } else {
+        None
+    };
     let factory = replay_factory(cassette, options);
-    SmartHost::start_with(listen, idle_timeout, 1000, None, factory, recorder).await
+    SmartHost::start_with(listen, idle_timeout, 1000, tls, factory, recorder).await
 }
 
 /// Conversations replaying `cassette`: connection n replays recorded session n.

@@ -1,19 +1,26 @@
 //! Record mode: a transparent, SMTP-aware proxy that writes every session to a cassette.
 //!
-//! Bytes pass through unchanged and at once, in both directions; a copy is cut into lines and
-//! written to the cassette, one line per write, so a killed recorder leaves a cassette that loads
-//! up to its last complete exchange. The proxy follows just enough SMTP to label lines: message
-//! data after a 354 to DATA, AUTH continuations after 334 (redacted, like AUTH's initial response),
-//! and STARTTLS, which it passes through: after the upstream's 220 the bytes are encrypted, the
-//! proxy keeps relaying them and records only that TLS began.
+//! Each line is written to the cassette *before* it is passed on, so a reply can never be
+//! recorded ahead of the command it answers, pipelined or not; one cassette line per write, so a
+//! killed recorder leaves a cassette that loads up to its last complete exchange. The proxy
+//! follows the session with the wire layer's [`Follower`]: message data after a 354, AUTH
+//! credentials (redacted, every continuation too, whatever the interleaving) and STARTTLS.
+//!
+//! STARTTLS is either passed through (the bytes after the upstream's 220 are relayed encrypted
+//! and only the fact is recorded) or terminated ([`TlsMode::Terminate`]): the proxy is the TLS
+//! server to the client (its own certificate) and a TLS client to the upstream, and records the
+//! plaintext of the whole session.
+//!
+//! Nothing is lost at the edges: a line cut by a close is written with its exact bytes, a line
+//! longer than [`MAX_RECORDED_LINE`] is written in pieces that join up again when read, and the
+//! `end` line says which side closed first.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -22,6 +29,16 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::format::{self, Cassette, Direction, MAGIC};
 use super::listener::{ProxyServer, bind};
+use super::tls::TlsTerminate;
+use crate::wire::follow::ServerStep;
+use crate::wire::{ClientLine, Follower, Frame, LineFramer, redact, verb};
+
+/// The longest piece of a line written as one cassette line; longer lines are cut into pieces of
+/// this size (`C!`, `D!`, `S!`), which the parser joins again.
+pub const MAX_RECORDED_LINE: usize = 8 * 1024;
+
+/// How long each TLS handshake of a terminated STARTTLS may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starting the recorder failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,135 +58,138 @@ pub enum RecordError {
         path: PathBuf,
         source: super::format::CassetteError,
     },
+    #[error(
+        "{path} is being written by another recorder (it holds the file's lock); stop that one first, or record into another file"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "{path} ends in the middle of line {line} (a recorder killed mid-write?); remove that last line, then record again"
+    )]
+    CutShort { path: PathBuf, line: usize },
+    #[error("{0}")]
+    Tls(#[from] super::tls::TlsSetupError),
 }
 
-/// Appends lines to a cassette, each in one write.
+/// How the proxy treats STARTTLS.
+#[derive(Clone, Default)]
+pub enum TlsMode {
+    /// Relay the encrypted bytes; record only that TLS began.
+    #[default]
+    Passthrough,
+    /// Terminate TLS on both sides and record the plaintext.
+    Terminate(Arc<TlsTerminate>),
+}
+
+/// What the writer guards.
+#[derive(Debug)]
+struct Sink {
+    file: File,
+    /// The next session number; `None` once every number is used.
+    next_session: Option<u64>,
+}
+
+/// Appends lines to a cassette, each in one write. The file is locked (`flock`, exclusive) for as
+/// long as a writer holds it, so two recorders cannot interleave their sessions in one file.
 #[derive(Debug, Clone)]
 pub struct CassetteWriter {
-    file: Arc<Mutex<File>>,
-    next_session: Arc<AtomicU32>,
+    sink: Arc<Mutex<Sink>>,
 }
 
 impl CassetteWriter {
     /// Opens `path` for appending: a new file gets the version line; an existing cassette keeps
     /// its sessions and new ones are numbered after them.
     pub fn open(path: &Path) -> Result<Self, RecordError> {
-        let existing = match std::fs::read_to_string(path) {
-            Ok(text) if !text.is_empty() => {
-                Some(
-                    Cassette::parse(&text).map_err(|source| RecordError::NotACassette {
-                        path: path.to_owned(),
-                        source,
-                    })?,
-                )
-            }
-            Ok(_) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(RecordError::Cassette {
-                    path: path.to_owned(),
-                    source,
-                });
-            }
+        let io = |source| RecordError::Cassette {
+            path: path.to_owned(),
+            source,
         };
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
-            .map_err(|source| RecordError::Cassette {
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(RecordError::Locked {
+                    path: path.to_owned(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(io)?;
+        let next = if text.is_empty() {
+            file.write_all(format!("{MAGIC}\n").as_bytes())
+                .map_err(io)?;
+            Some(1)
+        } else {
+            if !text.ends_with('\n') {
+                return Err(RecordError::CutShort {
+                    path: path.to_owned(),
+                    line: text.lines().count(),
+                });
+            }
+            let existing = Cassette::parse(&text).map_err(|source| RecordError::NotACassette {
                 path: path.to_owned(),
                 source,
             })?;
-        let next = match &existing {
-            Some(c) => c.sessions.iter().map(|s| s.id).max().unwrap_or(0) + 1,
-            None => {
-                file.write_all(format!("{MAGIC}\n").as_bytes())
-                    .map_err(|source| RecordError::Cassette {
-                        path: path.to_owned(),
-                        source,
-                    })?;
-                1
+            match existing.sessions.iter().map(|s| s.id).max() {
+                Some(last) => last.checked_add(1),
+                None => Some(1),
             }
         };
         Ok(CassetteWriter {
-            file: Arc::new(Mutex::new(file)),
-            next_session: Arc::new(AtomicU32::new(next)),
+            sink: Arc::new(Mutex::new(Sink {
+                file,
+                next_session: next,
+            })),
         })
     }
 
-    /// A new session number.
-    pub fn next_session(&self) -> u32 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+    /// Starts a session: takes the next number and writes its header, both under one lock, so
+    /// headers appear in number order however many sessions start at once. `None` when every
+    /// session number is used (numbers never wrap round to reuse one).
+    pub fn begin_session(&self, fields: &[(&str, String)]) -> Option<u64> {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = sink.next_session?;
+        sink.next_session = id.checked_add(1);
+        let header = format::session_header(id, fields);
+        if let Err(e) = sink.file.write_all(header.as_bytes()) {
+            warn!(error = %e, "cannot write to the cassette");
+        }
+        Some(id)
     }
 
     /// Appends one line (it ends in '\n').
     pub fn append(&self, line: &str) {
-        let mut f = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = f.write_all(line.as_bytes()) {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Err(e) = sink.file.write_all(line.as_bytes()) {
             warn!(error = %e, "cannot write to the cassette");
         }
     }
 }
 
-/// What the proxy has learnt about one session, to label its lines.
-#[derive(Debug, Default)]
-struct Tracker {
-    last_verb: String,
-    in_data: bool,
-    in_auth: bool,
-    tls: bool,
-    quit: bool,
+/// The header fields of a session recorded from `peer` to `upstream`.
+pub fn header_fields(
+    upstream: SocketAddr,
+    peer: SocketAddr,
+    extra: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, String)> {
+    let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let mut fields = vec![
+        ("upstream", upstream.to_string()),
+        ("client", peer.to_string()),
+        ("started", started),
+    ];
+    fields.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    fields
 }
 
-impl Tracker {
-    /// How to record a client line (credentials redacted).
-    fn client(&mut self, line: &[u8]) -> (Direction, Vec<u8>) {
-        if self.in_data {
-            if line == b".\r\n" {
-                self.in_data = false;
-            }
-            return (Direction::Data, line.to_vec());
-        }
-        if self.in_auth {
-            return (Direction::Client, b"[redacted]\r\n".to_vec());
-        }
-        let text = String::from_utf8_lossy(line);
-        let mut words = text.split_whitespace();
-        self.last_verb = words.next().unwrap_or("").to_ascii_uppercase();
-        if self.last_verb == "QUIT" {
-            self.quit = true;
-        }
-        if self.last_verb == "AUTH" && text.split_whitespace().count() > 2 {
-            let mechanism = words.next().unwrap_or("");
-            return (
-                Direction::Client,
-                format!("AUTH {mechanism} [redacted]\r\n").into_bytes(),
-            );
-        }
-        (Direction::Client, line.to_vec())
-    }
-
-    /// Follows a server line; true when TLS starts after it.
-    fn server(&mut self, line: &[u8]) -> bool {
-        let complete = line.get(3) != Some(&b'-');
-        if !complete {
-            return false;
-        }
-        let code = std::str::from_utf8(line.get(..3).unwrap_or(b""))
-            .ok()
-            .and_then(|c| c.parse::<u16>().ok());
-        match code {
-            Some(334) => self.in_auth = true,
-            Some(354) if self.last_verb == "DATA" => self.in_data = true,
-            Some(220) if self.last_verb == "STARTTLS" => {
-                self.tls = true;
-                return true;
-            }
-            _ => self.in_auth = false,
-        }
-        false
-    }
-}
+/// The reply to a client when no session number is left.
+const NUMBERS_EXHAUSTED: &[u8] =
+    b"421 4.3.0 etrn-harness: the cassette has used every session number\r\n";
 
 /// The recorder: listens on `listen`, relays each connection to `upstream`, records into
 /// `cassette`.
@@ -181,6 +201,16 @@ impl RecordingProxy {
         upstream: SocketAddr,
         cassette: &Path,
     ) -> Result<ProxyServer, RecordError> {
+        Self::start_with(listen, upstream, cassette, TlsMode::Passthrough).await
+    }
+
+    /// Like [`start`](Self::start), with a choice of STARTTLS handling.
+    pub async fn start_with(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        cassette: &Path,
+        tls: TlsMode,
+    ) -> Result<ProxyServer, RecordError> {
         let writer = CassetteWriter::open(cassette)?;
         let (listener, addr) = bind(listen).await?;
         info!(%addr, %upstream, cassette = %cassette.display(), "recording");
@@ -190,9 +220,9 @@ impl RecordingProxy {
             info_span!("recorder", %addr, %upstream),
             move |client, peer, _, stop| {
                 let writer = writer.clone();
-                let id = writer.next_session();
-                async move { relay(client, peer, upstream, &writer, id, stop).await }
-                    .instrument(info_span!("recorded session", id, %peer))
+                let tls = tls.clone();
+                async move { relay(client, peer, upstream, &writer, tls, stop).await }
+                    .instrument(info_span!("recorded session", %peer))
             },
         ))
     }
@@ -200,27 +230,23 @@ impl RecordingProxy {
 
 /// Relays one client to the upstream and records the session.
 pub async fn relay(
-    client: TcpStream,
+    mut client: TcpStream,
     peer: SocketAddr,
     upstream: SocketAddr,
     writer: &CassetteWriter,
-    id: u32,
+    tls: TlsMode,
     stop: watch::Receiver<bool>,
 ) {
-    let started = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    writer.append(&format::session_header(
-        id,
-        &[
-            ("upstream", upstream.to_string()),
-            ("client", peer.to_string()),
-            ("started", started),
-        ],
-    ));
+    let Some(id) = writer.begin_session(&header_fields(upstream, peer, &[])) else {
+        warn!("the cassette has used every session number; refusing");
+        let _ = client.write_all(NUMBERS_EXHAUSTED).await;
+        return;
+    };
+    info!(id, "session started");
     let server = match TcpStream::connect(upstream).await {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "upstream unreachable");
-            let mut client = client;
             let _ = client
                 .write_all(b"421 4.4.1 etrn-harness: the upstream is unreachable\r\n")
                 .await;
@@ -228,112 +254,316 @@ pub async fn relay(
             return;
         }
     };
+    let handover = Handover {
+        first: Vec::new(),
+        follower: Follower::new(),
+    };
+    relay_streams(client, server, handover, id, writer, tls, stop).await;
+}
+
+/// Where a relay starts: the client's bytes not yet sent up (a record-on-miss handover) and what
+/// is known of the session so far.
+pub struct Handover {
+    pub first: Vec<u8>,
+    pub follower: Follower,
+}
+
+/// Relays an already recorded session from `handover` on.
+pub async fn relay_from(
+    client: TcpStream,
+    server: TcpStream,
+    handover: Handover,
+    id: u64,
+    writer: &CassetteWriter,
+    stop: watch::Receiver<bool>,
+) {
     relay_streams(
         client,
         server,
-        Vec::new(),
-        Tracker::default(),
+        handover,
         id,
         writer,
+        TlsMode::Passthrough,
         stop,
     )
     .await;
 }
 
-/// Relays an already recorded session from here on: `first` (the client's bytes not yet sent up)
-/// goes to the upstream first; `in_data` says whether the client is inside message data.
-pub async fn relay_from(
-    client: TcpStream,
-    server: TcpStream,
-    first: Vec<u8>,
-    in_data: bool,
-    id: u32,
-    writer: &CassetteWriter,
-    stop: watch::Receiver<bool>,
-) {
-    let tracker = Tracker {
-        in_data,
-        ..Tracker::default()
-    };
-    relay_streams(client, server, first, tracker, id, writer, stop).await;
+/// A byte stream the relay can carry: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Which end of the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Client,
+    Upstream,
+}
+
+/// Why a pump stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Its source closed.
+    Closed,
+    /// A read or write failed.
+    Error,
+    /// The recorder is stopping.
+    Shutdown,
+    /// (Client side, TLS terminated) the client sent STARTTLS and waits for its reply.
+    AtStartTls,
+    /// (Upstream side, TLS terminated) the reply to STARTTLS went out; `true` when it was 220.
+    StartTlsAnswered(bool),
+}
+
+/// What both pumps of one session share.
+struct Shared {
+    follower: Follower,
+    /// STARTTLS was passed through: nothing more is recorded.
+    passthrough: bool,
+    /// The side that ended first, and how.
+    first_end: Option<(Side, End)>,
+}
+
+/// The recording context of one session.
+struct Context<'a> {
+    id: u64,
+    writer: &'a CassetteWriter,
+    shared: Mutex<Shared>,
+    terminate: bool,
+}
+
+impl Context<'_> {
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self, direction: Direction, bytes: &[u8]) {
+        self.writer.append(&format::line(self.id, direction, bytes));
+    }
 }
 
 async fn relay_streams(
     client: TcpStream,
-    mut server: TcpStream,
-    first: Vec<u8>,
-    tracker: Tracker,
-    id: u32,
+    server: TcpStream,
+    handover: Handover,
+    id: u64,
     writer: &CassetteWriter,
-    stop: watch::Receiver<bool>,
+    tls: TlsMode,
+    mut stop: watch::Receiver<bool>,
 ) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let tracker = Arc::new(Mutex::new(tracker));
-    if !first.is_empty() {
-        if server.write_all(&first).await.is_err() {
+    let context = Context {
+        id,
+        writer,
+        shared: Mutex::new(Shared {
+            follower: handover.follower,
+            passthrough: false,
+            first_end: None,
+        }),
+        terminate: matches!(tls, TlsMode::Terminate(_)),
+    };
+    let mut client: Box<dyn Stream> = Box::new(client);
+    let mut server: Box<dyn Stream> = Box::new(server);
+    let mut client_lines = LineFramer::new();
+    let mut server_lines = LineFramer::new();
+    let mut client_piece = Piece::None;
+    if !handover.first.is_empty() {
+        client_lines.push(&handover.first);
+        let mut out = Vec::new();
+        record_client_frames(&context, &mut client_lines, &mut client_piece, &mut out);
+        if server.write_all(&out).await.is_err() {
             writer.append(&format!("{id} end upstream-closed\n"));
             return;
         }
-        let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        for line in first.split_inclusive(|b| *b == b'\n') {
-            let (d, recorded) = t.client(line);
-            writer.append(&format::line(id, d, &recorded));
-        }
     }
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
-    let up = pump(
-        cr,
-        sw,
-        Direction::Client,
-        id,
-        writer,
-        &tracker,
-        stop.clone(),
-    );
-    let down = pump(sr, cw, Direction::Server, id, writer, &tracker, stop);
-    let (up_end, down_end) = tokio::join!(up, down);
-    let quit = tracker.lock().unwrap_or_else(PoisonError::into_inner).quit;
-    let reason = if quit {
-        "quit"
-    } else if down_end == End::Closed {
-        "upstream-closed"
-    } else {
-        up_end.label()
+    // Each turn relays until the session ends, or (TLS terminated) until STARTTLS is answered.
+    let reason = loop {
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut sr, mut sw) = tokio::io::split(server);
+        let up = pump_client(
+            &mut cr,
+            &mut sw,
+            &context,
+            &mut client_lines,
+            &mut client_piece,
+            stop.clone(),
+        );
+        let down = pump_upstream(&mut sr, &mut cw, &context, &mut server_lines, stop.clone());
+        let (up_end, down_end) = tokio::join!(up, down);
+        client = Box::new(cr.unsplit(cw));
+        server = Box::new(sr.unsplit(sw));
+        let TlsMode::Terminate(terminate) = &tls else {
+            break close(client, server, end_reason(&context)).await;
+        };
+        match (up_end, down_end) {
+            (End::AtStartTls, End::StartTlsAnswered(true)) => {
+                let handshakes = async {
+                    let upstream = async {
+                        terminate
+                            .connect(server)
+                            .await
+                            .map(|s| Box::new(s) as Box<dyn Stream>)
+                    };
+                    let downstream = async {
+                        terminate
+                            .accept(client)
+                            .await
+                            .map(|c| Box::new(c) as Box<dyn Stream>)
+                    };
+                    tokio::try_join!(upstream, downstream)
+                };
+                let done = tokio::select! {
+                    r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshakes) => r,
+                    _ = stop.changed() => break "recorder-stopped",
+                };
+                match done {
+                    Ok(Ok((s, c))) => {
+                        info!(id, "STARTTLS terminated on both sides");
+                        writer.append(&format!("{id} tls terminate\n"));
+                        server = s;
+                        client = c;
+                    }
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "TLS handshake failed");
+                        break "tls-failed";
+                    }
+                    Err(_) => {
+                        warn!("TLS handshake timed out");
+                        break "tls-failed";
+                    }
+                }
+            }
+            // STARTTLS refused: go on in plaintext.
+            (End::AtStartTls, End::StartTlsAnswered(false)) => {}
+            _ => break close(client, server, end_reason(&context)).await,
+        }
     };
     writer.append(&format!("{id} end {reason}\n"));
+    info!(id, reason, "session ended");
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Closed,
-    Error,
-    Shutdown,
+/// Closes both streams; the reason passes through.
+async fn close(
+    mut client: Box<dyn Stream>,
+    mut server: Box<dyn Stream>,
+    reason: &'static str,
+) -> &'static str {
+    let _ = client.shutdown().await;
+    let _ = server.shutdown().await;
+    reason
 }
 
-impl End {
-    fn label(self) -> &'static str {
-        match self {
-            End::Closed => "client-closed",
-            End::Error => "io-error",
-            End::Shutdown => "recorder-stopped",
-        }
+/// The `end` line's reason: `quit` after QUIT, otherwise the side that ended first.
+fn end_reason(context: &Context<'_>) -> &'static str {
+    let shared = context.shared();
+    if shared.follower.quit() {
+        return "quit";
+    }
+    match shared.first_end {
+        Some((Side::Client, End::Closed)) => "client-closed",
+        Some((Side::Upstream, End::Closed)) => "upstream-closed",
+        Some((_, End::Shutdown)) => "recorder-stopped",
+        _ => "io-error",
     }
 }
 
-/// Copies one direction, byte for byte, recording its lines until TLS starts.
-async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
-    mut from: R,
-    mut to: W,
-    direction: Direction,
-    id: u32,
-    writer: &CassetteWriter,
-    tracker: &Mutex<Tracker>,
+/// How an over-long client line that has started is recorded, piece after piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    /// No over-long line in progress.
+    None,
+    /// Pieces of a command or of message data: recorded as they are.
+    Plain(Direction),
+    /// Pieces of an AUTH line or a credential: only the line end is recorded.
+    Secret,
+}
+
+/// Records the client's complete frames (and pieces of over-long lines) and collects the bytes
+/// to pass on into `out`. Returns true when a STARTTLS line went into `out` and the proxy
+/// terminates TLS: what the client sent after it is plaintext injected before the handshake
+/// (CVE-2011-0411) and is dropped.
+fn record_client_frames(
+    context: &Context<'_>,
+    lines: &mut LineFramer,
+    piece: &mut Piece,
+    out: &mut Vec<u8>,
+) -> bool {
+    while let Some(frame) = lines.next_frame(MAX_RECORDED_LINE) {
+        let mut shared = context.shared();
+        match (frame, *piece) {
+            (Frame::Line(tail), Piece::Plain(direction)) => {
+                context.write(direction, tail);
+                *piece = Piece::None;
+                out.extend_from_slice(tail);
+            }
+            (Frame::Line(tail), Piece::Secret) => {
+                let end = crate::wire::command::trim_line_end(tail).len();
+                context.write(Direction::Client, &tail[end..]);
+                *piece = Piece::None;
+                out.extend_from_slice(tail);
+            }
+            (Frame::Overlong(more), Piece::Plain(direction)) => {
+                context.write(direction, more);
+                out.extend_from_slice(more);
+            }
+            (Frame::Overlong(more), Piece::Secret) => out.extend_from_slice(more),
+            (Frame::Overlong(first), Piece::None) => {
+                if shared.follower.is_in_data() {
+                    context.write(Direction::Data, first);
+                    *piece = Piece::Plain(Direction::Data);
+                } else {
+                    let secret = verb(first) == "AUTH";
+                    let (kind, recorded) = shared.follower.client_line(first);
+                    if kind == ClientLine::AuthResponse {
+                        context.write(Direction::Client, redact::MARK.as_bytes());
+                        *piece = Piece::Secret;
+                    } else {
+                        context.write(Direction::Client, &recorded);
+                        *piece = if secret {
+                            Piece::Secret
+                        } else {
+                            Piece::Plain(Direction::Client)
+                        };
+                    }
+                }
+                out.extend_from_slice(first);
+            }
+            (Frame::Line(line), Piece::None) => {
+                let (kind, recorded) = shared.follower.client_line(line);
+                let direction = if kind == ClientLine::Data {
+                    Direction::Data
+                } else {
+                    Direction::Client
+                };
+                context.write(direction, &recorded);
+                out.extend_from_slice(line);
+                if context.terminate && kind == ClientLine::Command && verb(line) == "STARTTLS" {
+                    let injected = lines.take_pending();
+                    if !injected.is_empty() {
+                        warn!(
+                            octets = injected.len(),
+                            "bytes pipelined after STARTTLS dropped"
+                        );
+                    }
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Copies client → upstream, recording each line before it is passed on.
+async fn pump_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
+    context: &Context<'_>,
+    lines: &mut LineFramer,
+    piece: &mut Piece,
     mut stop: watch::Receiver<bool>,
 ) -> End {
     let mut buf = vec![0u8; 16 * 1024];
-    let mut partial: Vec<u8> = Vec::new();
     let end = loop {
         let n = tokio::select! {
             r = from.read(&mut buf) => match r {
@@ -343,32 +573,133 @@ async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             },
             _ = stop.changed() => break End::Shutdown,
         };
-        if to.write_all(&buf[..n]).await.is_err() {
-            break End::Error;
-        }
-        let mut t = tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        if t.tls {
+        if context.shared().passthrough {
+            if to.write_all(&buf[..n]).await.is_err() {
+                break End::Error;
+            }
             continue;
         }
-        partial.extend_from_slice(&buf[..n]);
-        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=pos).collect();
-            match direction {
-                Direction::Server => {
-                    writer.append(&format::line(id, Direction::Server, &line));
-                    if t.server(&line) {
-                        writer.append(&format!("{id} tls passthrough\n"));
-                        partial.clear();
-                        break;
-                    }
+        lines.push(&buf[..n]);
+        let mut out = Vec::with_capacity(n);
+        let at_starttls = record_client_frames(context, lines, piece, &mut out);
+        if to.write_all(&out).await.is_err() {
+            break End::Error;
+        }
+        if at_starttls {
+            return End::AtStartTls;
+        }
+    };
+    // Keep, and pass on, what the client sent of a line it never finished.
+    let rest = lines.take_pending();
+    if !rest.is_empty() && !context.shared().passthrough {
+        record_client_rest(context, *piece, &rest);
+        let _ = to.write_all(&rest).await;
+    }
+    finish(context, Side::Client, end, to).await
+}
+
+/// Records the bytes of a line the client never finished.
+fn record_client_rest(context: &Context<'_>, piece: Piece, rest: &[u8]) {
+    match piece {
+        Piece::Plain(direction) => context.write(direction, rest),
+        Piece::Secret => {}
+        Piece::None => {
+            let shared = context.shared();
+            let (kind, recorded) = shared.follower.client_fragment(rest);
+            let direction = if kind == ClientLine::Data {
+                Direction::Data
+            } else {
+                Direction::Client
+            };
+            context.write(direction, &recorded);
+        }
+    }
+}
+
+/// Copies upstream → client, recording each line before it is passed on.
+async fn pump_upstream<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
+    context: &Context<'_>,
+    lines: &mut LineFramer,
+    mut stop: watch::Receiver<bool>,
+) -> End {
+    let mut buf = vec![0u8; 16 * 1024];
+    let end = loop {
+        let n = tokio::select! {
+            r = from.read(&mut buf) => match r {
+                Ok(0) => break End::Closed,
+                Ok(n) => n,
+                Err(_) => break End::Error,
+            },
+            _ = stop.changed() => break End::Shutdown,
+        };
+        if context.shared().passthrough {
+            if to.write_all(&buf[..n]).await.is_err() {
+                break End::Error;
+            }
+            continue;
+        }
+        lines.push(&buf[..n]);
+        let mut out = Vec::with_capacity(n);
+        let mut answered = None;
+        while let Some(frame) = lines.next_frame(MAX_RECORDED_LINE) {
+            let line = match frame {
+                Frame::Line(l) => l,
+                Frame::Overlong(piece) => {
+                    context.write(Direction::Server, piece);
+                    out.extend_from_slice(piece);
+                    continue;
                 }
-                _ => {
-                    let (d, recorded) = t.client(&line);
-                    writer.append(&format::line(id, d, &recorded));
+            };
+            context.write(Direction::Server, line);
+            out.extend_from_slice(line);
+            let mut shared = context.shared();
+            match shared.follower.server_line(line) {
+                ServerStep::Continue => {}
+                ServerStep::TlsStarts if context.terminate => {
+                    answered = Some(true);
+                    break;
+                }
+                ServerStep::TlsRefused if context.terminate => {
+                    answered = Some(false);
+                    break;
+                }
+                ServerStep::TlsRefused => {}
+                ServerStep::TlsStarts => {
+                    // From here the bytes are TLS: relay them, record nothing more.
+                    context
+                        .writer
+                        .append(&format!("{} tls passthrough\n", context.id));
+                    shared.passthrough = true;
+                    out.extend_from_slice(&lines.take_pending());
+                    break;
                 }
             }
         }
+        if to.write_all(&out).await.is_err() {
+            break End::Error;
+        }
+        if let Some(accepted) = answered {
+            return End::StartTlsAnswered(accepted);
+        }
     };
+    let rest = lines.take_pending();
+    if !rest.is_empty() && !context.shared().passthrough {
+        context.write(Direction::Server, &rest);
+        let _ = to.write_all(&rest).await;
+    }
+    finish(context, Side::Upstream, end, to).await
+}
+
+/// A pump ended for good: note which side ended first and close the other direction.
+async fn finish<W: AsyncWrite + Unpin>(
+    context: &Context<'_>,
+    side: Side,
+    end: End,
+    to: &mut W,
+) -> End {
+    context.shared().first_end.get_or_insert((side, end));
     let _ = to.shutdown().await;
     end
 }

@@ -2,25 +2,45 @@
 //!
 //! Connection *n* of the server replays recorded session *n* (the last one once they run out).
 //! Each command is matched to a recorded exchange, and the recorded reply goes out exactly as it
-//! was received from the real upstream:
+//! was received from the real upstream; pipelined commands are answered in order, as the
+//! upstream answered them.
 //!
 //! - `strict`: the next exchange, and the same command line, byte for byte;
 //! - `verb`: the next exchange, with the same verb and argument (case and spacing ignored);
 //! - `lenient`: the first unused exchange of the session with the same verb and argument.
 //!
-//! A command that does not match gets the mismatch reply (default `451`) and a
+//! In `verb` and `lenient` the arguments of the verbs in [`ReplayOptions::ignore_args`] are not
+//! compared: by default EHLO, HELO and LHLO, whose argument is the client's own host name, so a
+//! cassette recorded on one machine replays on another.
+//!
+//! A command that does not match gets the mismatch reply (default `451`) and an
 //! [`Event::ReplayMismatch`] naming the position, what the cassette holds there and what came.
+//! The replay then finds its place again: a later command that matches a later exchange is
+//! answered from there (the exchanges skipped are a mismatch too), so one extra or missing
+//! command costs one mismatch, not every command after it. When the session ends with
+//! exchanges its client never reached, an [`Event::ReplayUnplayed`] says how many.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
 
 use crate::escape::escape;
 use crate::smtp::etrn::{Greeted, read_etrn};
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
+use crate::wire::command::normalised_argument;
+use crate::wire::{Frame, LineFramer, ReplyLine, ehlo, redact, verb};
 
 use super::format::{Cassette, CassetteSession, Exchange, Request};
 
 pub use crate::smarthost::script::MatchMode;
+
+/// The longest command line a replay reads, line end included; a longer one is answered with
+/// 500 and discarded, as the scripted session does.
+pub const MAX_COMMAND_LINE: usize = 4096;
+
+/// How many bytes of client lines a record-on-miss replay keeps to hand over at a miss; past it
+/// a miss is answered with the mismatch reply instead.
+const MAX_HISTORY: usize = 1024 * 1024;
 
 /// How a replay answers.
 #[derive(Debug, Clone)]
@@ -31,7 +51,12 @@ pub struct ReplayOptions {
     /// At a miss, stop and hand the session over ([`ReplaySession::take_miss`]) instead of
     /// replying.
     pub record_on_miss: bool,
+    /// Verbs (upper case) whose arguments `verb` and `lenient` do not compare.
+    pub ignore_args: BTreeSet<String>,
 }
+
+/// The verbs whose arguments are ignored unless told otherwise: the client's host name.
+pub const DEFAULT_IGNORED_ARGS: [&str; 3] = ["EHLO", "HELO", "LHLO"];
 
 impl Default for ReplayOptions {
     fn default() -> Self {
@@ -40,8 +65,34 @@ impl Default for ReplayOptions {
             mismatch_reply:
                 b"451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n".to_vec(),
             record_on_miss: false,
+            ignore_args: DEFAULT_IGNORED_ARGS
+                .iter()
+                .map(|v| (*v).to_owned())
+                .collect(),
         }
     }
+}
+
+/// Message data being received: compared by a running hash, so a large message costs no memory.
+#[derive(Debug, Default)]
+struct IncomingData {
+    hash: DefaultHasher,
+    lines: usize,
+}
+
+impl IncomingData {
+    fn add(&mut self, bytes: &[u8]) {
+        self.hash.write(bytes);
+    }
+}
+
+/// The hash [`IncomingData`] computes, over recorded data lines.
+fn data_hash(lines: &[Vec<u8>]) -> u64 {
+    let mut h = DefaultHasher::new();
+    for l in lines {
+        h.write(l);
+    }
+    h.finish()
 }
 
 /// One connection replaying one recorded session.
@@ -51,49 +102,27 @@ pub struct ReplaySession {
     options: ReplayOptions,
     used: Vec<bool>,
     next: usize,
-    buffer: Vec<u8>,
-    /// Message data lines being collected after a recorded 354.
-    data: Option<Vec<Vec<u8>>>,
+    lines: LineFramer,
+    /// Octets of an over-long command line discarded so far.
+    overlong: Option<usize>,
+    /// Message data being received after a recorded 354.
+    data: Option<IncomingData>,
     out: VecDeque<Output>,
     closed: bool,
-    /// Every client line so far, for a handover at a miss.
-    history: Vec<Vec<u8>>,
+    /// Every client line so far, for a handover at a miss; `None` once past [`MAX_HISTORY`].
+    history: Option<Vec<Vec<u8>>>,
+    history_bytes: usize,
     /// Set at a miss under `record_on_miss`: the history up to and including the missed line.
     miss: Option<Vec<Vec<u8>>>,
+    /// The position of the last mismatch reported, so a resynchronisation right after it is not
+    /// counted twice.
+    last_mismatch: Option<usize>,
     /// What the replayed replies established, so ETRNs are recorded with the same flags as the
     /// scripted server gives them.
     greeted: Greeted,
     in_transaction: bool,
-}
-
-/// The verb and normalised argument of a command line.
-fn key(line: &[u8]) -> (String, String) {
-    let text = String::from_utf8_lossy(line);
-    let mut words = text.split_whitespace();
-    let verb = words.next().unwrap_or("").to_ascii_uppercase();
-    let argument = words
-        .map(str::to_ascii_lowercase)
-        .collect::<Vec<_>>()
-        .join(" ");
-    (verb, argument)
-}
-
-/// Whether a client line matches a recorded command under `mode`. Redacted credentials match any
-/// line; a redacted AUTH matches the same mechanism.
-fn matches(recorded: &[u8], line: &[u8], mode: MatchMode) -> bool {
-    if recorded == b"[redacted]\r\n" {
-        return true;
-    }
-    let (rv, ra) = key(recorded);
-    let (lv, la) = key(line);
-    if rv == "AUTH" && ra.ends_with("[redacted]") {
-        let mechanism = ra.split(' ').next().unwrap_or("");
-        return lv == "AUTH" && la.split(' ').next() == Some(mechanism);
-    }
-    match mode {
-        MatchMode::Strict => recorded == line,
-        MatchMode::Verb | MatchMode::Lenient => rv == lv && ra == la,
-    }
+    /// STARTTLS was replayed into a TLS handshake: nothing is read until it is done.
+    tls_pending: bool,
 }
 
 impl ReplaySession {
@@ -104,20 +133,25 @@ impl ReplaySession {
             .sessions
             .get(session)
             .map_or(0, |s| s.exchanges.len());
+        let history = options.record_on_miss.then(Vec::new);
         let mut r = ReplaySession {
             cassette,
             session,
             options,
             used: vec![false; count],
             next: 0,
-            buffer: Vec::new(),
+            lines: LineFramer::new(),
+            overlong: None,
             data: None,
             out: VecDeque::new(),
             closed: false,
-            history: Vec::new(),
+            history,
+            history_bytes: 0,
             miss: None,
+            last_mismatch: None,
             greeted: Greeted::No,
             in_transaction: false,
+            tls_pending: false,
         };
         match r.recorded().and_then(|s| s.exchanges.first()).cloned() {
             Some(e) if e.request == Request::Greeting => r.answer(0, &e),
@@ -134,13 +168,21 @@ impl ReplaySession {
         self.cassette.sessions.get(self.session)
     }
 
+    fn exchange(&self, index: usize) -> Option<Exchange> {
+        self.recorded()?.exchanges.get(index).cloned()
+    }
+
     fn send(&mut self, bytes: &[u8]) {
-        let text = String::from_utf8_lossy(bytes);
-        let lines: Vec<String> = text
-            .lines()
-            .map(|l| l.get(4..).unwrap_or("").to_owned())
-            .collect();
-        let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let mut code = 0;
+        let mut lines = Vec::new();
+        for l in bytes.split_inclusive(|b| *b == b'\n') {
+            if let Some(r) = ReplyLine::parse(l) {
+                if lines.is_empty() {
+                    code = r.code;
+                }
+                lines.push(String::from_utf8_lossy(r.text).into_owned());
+            }
+        }
         self.out
             .push_back(Output::Event(Event::Reply { code, lines }));
         self.out.push_back(Output::Send {
@@ -150,10 +192,29 @@ impl ReplaySession {
     }
 
     fn close(&mut self, reason: CloseReason) {
-        if !self.closed {
-            self.closed = true;
-            self.out.push_back(Output::Close(reason));
+        if self.closed {
+            return;
         }
+        self.closed = true;
+        // Exchanges with a request the client never reached (the greeting has none).
+        let unplayed: Vec<usize> = self
+            .recorded()
+            .map(|s| {
+                s.exchanges
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| !self.used[*i] && e.request != Request::Greeting)
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(first) = unplayed.first() {
+            self.out.push_back(Output::Event(Event::ReplayUnplayed {
+                exchanges: unplayed.len(),
+                first: first + 1,
+            }));
+        }
+        self.out.push_back(Output::Close(reason));
     }
 
     /// Sends exchange `index`'s recorded reply and follows its consequences.
@@ -168,27 +229,63 @@ impl ReplaySession {
             return;
         }
         self.send(&e.reply_bytes());
+        if !e.reply_is_complete() {
+            // The upstream closed in the middle of its reply: so does the replay.
+            self.close(CloseReason::Scripted);
+            return;
+        }
         match e.reply_code() {
-            Some(354) => self.data = Some(Vec::new()),
+            Some(354) => self.data = Some(IncomingData::default()),
             Some(421) => self.close(CloseReason::Scripted),
             Some(221) => self.close(CloseReason::Quit),
             _ => {}
         }
     }
 
-    /// Finds the exchange for a request under the match mode.
-    fn find(&self, fits: impl Fn(&Request) -> bool) -> Option<usize> {
-        let exchanges = &self.recorded()?.exchanges;
+    /// Finds the exchange for a request: the expected one (`Ok`), a later one after a divergence
+    /// (`Err(Some)`, strict and verb only), or none (`Err(None)`).
+    fn find(&self, fits: impl Fn(&Request) -> bool) -> Result<usize, Option<usize>> {
+        let Some(session) = self.recorded() else {
+            return Err(None);
+        };
+        let exchanges = &session.exchanges;
+        let unused = |i: &usize| !self.used[*i];
         match self.options.mode {
-            MatchMode::Strict | MatchMode::Verb => exchanges
-                .get(self.next)
-                .filter(|e| fits(&e.request))
-                .map(|_| self.next),
-            MatchMode::Lenient => exchanges
-                .iter()
-                .enumerate()
-                .find(|(i, e)| !self.used[*i] && fits(&e.request))
-                .map(|(i, _)| i),
+            MatchMode::Strict | MatchMode::Verb => {
+                if exchanges.get(self.next).is_some_and(|e| fits(&e.request)) {
+                    return Ok(self.next);
+                }
+                Err((self.next + 1..exchanges.len())
+                    .filter(unused)
+                    .find(|i| fits(&exchanges[*i].request)))
+            }
+            MatchMode::Lenient => (0..exchanges.len())
+                .filter(unused)
+                .find(|i| fits(&exchanges[*i].request))
+                .ok_or(None),
+        }
+    }
+
+    /// Whether a client line matches a recorded command under the options. Redacted credentials
+    /// match any line; a redacted AUTH matches the same mechanism.
+    fn matches(&self, recorded: &[u8], line: &[u8]) -> bool {
+        if redact::is_continuation(recorded) {
+            return true;
+        }
+        if let Some(mechanism) = redact::redacted_auth_mechanism(recorded) {
+            return verb(line) == "AUTH"
+                && crate::wire::command::words(line)
+                    .nth(1)
+                    .is_some_and(|m| m.eq_ignore_ascii_case(mechanism.as_bytes()));
+        }
+        match self.options.mode {
+            MatchMode::Strict => recorded == line,
+            MatchMode::Verb | MatchMode::Lenient => {
+                let v = verb(line);
+                v == verb(recorded)
+                    && (self.options.ignore_args.contains(&v)
+                        || normalised_argument(recorded) == normalised_argument(line))
+            }
         }
     }
 
@@ -196,22 +293,17 @@ impl ReplaySession {
     /// bytes it sent after them. The session answers nothing more.
     pub fn take_miss(&mut self) -> Option<Vec<Vec<u8>>> {
         let mut history = self.miss.take()?;
-        if !self.buffer.is_empty() {
-            let rest = std::mem::take(&mut self.buffer);
-            if let Some(last) = history.last_mut() {
-                last.extend_from_slice(&rest);
-            }
+        let rest = self.lines.take_pending();
+        if !rest.is_empty()
+            && let Some(last) = history.last_mut()
+        {
+            last.extend_from_slice(&rest);
         }
         Some(history)
     }
 
-    fn mismatch(&mut self, actual: &[u8]) {
-        if self.options.record_on_miss {
-            self.miss = Some(self.history.clone());
-            self.closed = true;
-            return;
-        }
-        let expected = match self.recorded().and_then(|s| s.exchanges.get(self.next)) {
+    fn expected_here(&self) -> String {
+        match self.recorded().and_then(|s| s.exchanges.get(self.next)) {
             Some(Exchange {
                 request: Request::Command(c),
                 ..
@@ -222,12 +314,29 @@ impl ReplaySession {
             }) => format!("{} line(s) of message data", d.len()),
             Some(_) => "a reply without a command".into(),
             None => "the end of the recorded session".into(),
-        };
+        }
+    }
+
+    fn report_mismatch(&mut self, actual: &[u8]) {
+        self.last_mismatch = Some(self.next);
+        let expected = self.expected_here();
         self.out.push_back(Output::Event(Event::ReplayMismatch {
             position: self.next + 1,
             expected,
             actual: escape(actual),
         }));
+    }
+
+    /// No exchange answers `actual`.
+    fn mismatch(&mut self, actual: &[u8]) {
+        if self.options.record_on_miss
+            && let Some(history) = &self.history
+        {
+            self.miss = Some(history.clone());
+            self.closed = true;
+            return;
+        }
+        self.report_mismatch(actual);
         let reply = self.options.mismatch_reply.clone();
         self.send(&reply);
         if reply.starts_with(b"421") {
@@ -235,51 +344,120 @@ impl ReplaySession {
         }
     }
 
-    fn line(&mut self, line: &[u8]) {
-        self.history.push(line.to_vec());
-        if let Some(data) = &mut self.data {
-            data.push(line.to_vec());
-            if line != b".\r\n" {
-                return;
+    /// A later exchange answers `actual`: the ones before it were skipped.
+    fn resynchronise(&mut self, actual: &[u8], index: usize, e: &Exchange) {
+        if self.last_mismatch != Some(self.next) {
+            self.report_mismatch(actual);
+        }
+        self.answer(index, e);
+    }
+
+    fn remember(&mut self, line: &[u8]) {
+        if let Some(history) = &mut self.history {
+            self.history_bytes += line.len();
+            if self.history_bytes > MAX_HISTORY {
+                self.history = None;
+            } else {
+                history.push(line.to_vec());
             }
-            let lines = self.data.take().unwrap_or_default();
-            self.in_transaction = false;
-            let strict = self.options.mode == MatchMode::Strict;
-            let found = self.find(|r| matches!(r, Request::Data(d) if !strict || *d == lines));
-            match found.and_then(|i| Some((i, self.recorded()?.exchanges.get(i)?.clone()))) {
-                Some((i, e)) => self.answer(i, &e),
-                None => self.mismatch(b"<message data>"),
-            }
+        }
+    }
+
+    fn data_line(&mut self, line: &[u8]) {
+        self.remember(line);
+        let Some(data) = &mut self.data else {
+            return;
+        };
+        data.add(line);
+        data.lines += 1;
+        if line != b".\r\n" {
             return;
         }
-        let (verb, _) = key(line);
+        let received = self.data.take().map(|d| d.hash.finish()).unwrap_or(0);
+        self.in_transaction = false;
+        let strict = self.options.mode == MatchMode::Strict;
+        let found =
+            self.find(|r| matches!(r, Request::Data(d) if !strict || data_hash(d) == received));
+        match found {
+            Ok(i) => {
+                if let Some(e) = self.exchange(i) {
+                    self.answer(i, &e);
+                }
+            }
+            Err(Some(i)) => {
+                if let Some(e) = self.exchange(i) {
+                    self.resynchronise(b"<message data>", i, &e);
+                }
+            }
+            Err(None) => self.mismatch(b"<message data>"),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        if self.data.is_some() {
+            self.data_line(line);
+            return;
+        }
+        self.remember(line);
+        let discarded = self.overlong.take();
+        if discarded.is_some() || line.len() > MAX_COMMAND_LINE {
+            self.out.push_back(Output::Event(Event::LineTooLong {
+                octets: discarded.unwrap_or(0) + line.len(),
+            }));
+            self.send(b"500 5.5.6 Line too long\r\n");
+            return;
+        }
+        let verb = verb(line);
+        let recorded_form = redact::command(line).into_owned();
+        let redacted = recorded_form != line;
         self.out
             .push_back(Output::Event(Event::Command(CommandLine {
-                raw: line.to_vec(),
+                raw: recorded_form,
                 verb: verb.clone(),
                 bare_lf: !line.ends_with(b"\r\n"),
-                redacted: false,
+                redacted,
             })));
         let etrn = (verb == "ETRN").then(|| read_etrn(line, self.greeted, self.in_transaction));
-        let mode = self.options.mode;
-        let found = self.find(|r| matches!(r, Request::Command(c) if matches(c, line, mode)));
-        let exchange = found.and_then(|i| Some((i, self.recorded()?.exchanges.get(i)?.clone())));
+        let found = self.find(|r| matches!(r, Request::Command(c) if self.matches(c, line)));
+        let index = match found {
+            Ok(i) | Err(Some(i)) => Some(i),
+            Err(None) => None,
+        };
+        let exchange = index.and_then(|i| Some((i, self.exchange(i)?)));
         let code = match &exchange {
             Some((_, e)) => e.reply_code(),
-            None => std::str::from_utf8(self.options.mismatch_reply.get(..3).unwrap_or(b""))
-                .ok()
-                .and_then(|c| c.parse().ok()),
+            None => crate::wire::reply_line::code_of(&self.options.mismatch_reply),
         };
         if let Some(read) = etrn {
             self.out
                 .push_back(Output::Event(Event::Etrn(Box::new(read.record(code)))));
         }
-        match exchange {
-            Some((i, e)) => {
+        match (found, exchange) {
+            (Ok(_), Some((i, e))) => {
                 self.follow(&verb, &e);
                 self.answer(i, &e);
+                self.maybe_start_tls(&verb, &e);
             }
-            None => self.mismatch(line),
+            (Err(Some(_)), Some((i, e))) => {
+                self.follow(&verb, &e);
+                self.resynchronise(line, i, &e);
+            }
+            _ => self.mismatch(line),
+        }
+    }
+
+    /// STARTTLS answered 220 in a session whose recorder terminated TLS: the client gets a TLS
+    /// handshake (with the replay's own certificate) and the plaintext that followed is replayed.
+    fn maybe_start_tls(&mut self, verb: &str, e: &Exchange) {
+        let terminated = self
+            .recorded()
+            .is_some_and(|s| s.tls == super::format::TlsMark::Terminated);
+        if verb == "STARTTLS" && terminated && e.reply_code() == Some(220) && !self.closed {
+            self.tls_pending = true;
+            self.greeted = Greeted::No;
+            self.in_transaction = false;
+            self.out.push_back(Output::Event(Event::StartTls));
+            self.out.push_back(Output::StartTls);
         }
     }
 
@@ -288,13 +466,14 @@ impl ReplaySession {
         let positive = e.reply_code().is_some_and(|c| (200..300).contains(&c));
         match verb {
             "EHLO" if positive => {
-                let etrn = e.reply.iter().skip(1).any(|l| {
-                    l.get(4..)
-                        .and_then(|k| std::str::from_utf8(k).ok())
-                        .and_then(|k| k.split_whitespace().next())
-                        .is_some_and(|w| w.eq_ignore_ascii_case("ETRN"))
-                });
-                self.greeted = if etrn {
+                let keywords: Vec<String> = e
+                    .reply
+                    .iter()
+                    .skip(1)
+                    .filter_map(|l| ReplyLine::parse(l))
+                    .map(|l| String::from_utf8_lossy(l.text).into_owned())
+                    .collect();
+                self.greeted = if ehlo::advertises(keywords.iter().map(String::as_str), "ETRN") {
                     Greeted::EtrnAdvertised
                 } else {
                     Greeted::EtrnNotAdvertised
@@ -317,24 +496,60 @@ impl Conversation for ReplaySession {
         if self.closed {
             return;
         }
-        self.buffer.extend_from_slice(bytes);
-        while let Some(pos) = self.buffer.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=pos).collect();
-            self.line(&line);
+        if self.tls_pending {
+            // Plaintext pipelined behind STARTTLS is never acted on (CVE-2011-0411).
+            self.out
+                .push_back(Output::Event(Event::DiscardedAfterStartTls {
+                    octets: bytes.len(),
+                }));
+            return;
+        }
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.push(bytes);
+        loop {
+            let cap = if self.data.is_some() {
+                64 * 1024
+            } else {
+                MAX_COMMAND_LINE + 1
+            };
+            match lines.next_frame(cap) {
+                Some(Frame::Line(line)) => self.line(line),
+                Some(Frame::Overlong(piece)) => match &mut self.data {
+                    Some(data) => {
+                        data.add(piece);
+                        self.history = None;
+                    }
+                    None => *self.overlong.get_or_insert(0) += piece.len(),
+                },
+                None => break,
+            }
             if self.closed {
                 if self.miss.is_none() {
-                    self.buffer.clear();
+                    lines.clear();
                 }
-                return;
+                break;
+            }
+            if self.tls_pending {
+                let rest = lines.take_pending().len();
+                if rest > 0 {
+                    self.out
+                        .push_back(Output::Event(Event::DiscardedAfterStartTls {
+                            octets: rest,
+                        }));
+                }
+                break;
             }
         }
+        self.lines = lines;
     }
 
     fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
-    fn tls_established(&mut self) {}
+    fn tls_established(&mut self) {
+        self.tls_pending = false;
+    }
 
     fn idle_timeout(&mut self) {
         if !self.closed {
@@ -436,11 +651,95 @@ mod tests {
             sent.ends_with("459 <b.example>: service unavailable\r\n250 Queuing started\r\n"),
             "{sent}"
         );
-        let (sent, _) = run(MatchMode::Verb, b"EHLO c.example\r\nETRN b.example\r\n");
+        // `verb` wants the next exchange: a skipped one is a mismatch, then the replay goes on
+        // from the command that matched.
+        let (sent, events) = run(MatchMode::Verb, b"EHLO c.example\r\nETRN b.example\r\n");
         assert!(
-            sent.ends_with(
-                "451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n"
-            )
+            sent.ends_with("459 <b.example>: service unavailable\r\n"),
+            "{sent}"
         );
+        assert!(events.contains(&Event::ReplayMismatch {
+            position: 3,
+            expected: "ETRN a.example\\r\\n".into(),
+            actual: "ETRN b.example\\r\\n".into(),
+        }));
+    }
+
+    fn mismatches(events: &[Event]) -> usize {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::ReplayMismatch { .. }))
+            .count()
+    }
+
+    #[test]
+    fn one_extra_or_changed_command_costs_one_mismatch_not_every_later_one() {
+        let (sent, events) = run(
+            MatchMode::Verb,
+            b"EHLO c.example\r\nNOOP\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n",
+        );
+        assert_eq!(mismatches(&events), 1, "{events:?}");
+        assert!(sent.ends_with("221 2.0.0 Bye\r\n"), "{sent}");
+        // A changed argument: one mismatch for it; the next command finds its place again.
+        let (sent, events) = run(
+            MatchMode::Strict,
+            b"EHLO c.example\r\nETRN x.example\r\nETRN b.example\r\nQUIT\r\n",
+        );
+        assert_eq!(mismatches(&events), 1, "{events:?}");
+        assert!(sent.ends_with("221 2.0.0 Bye\r\n"), "{sent}");
+    }
+
+    #[test]
+    fn the_ehlo_argument_is_ignored_except_in_strict_or_when_asked() {
+        let (sent, events) = run(MatchMode::Verb, b"EHLO ci-runner-42\r\n");
+        assert!(sent.ends_with("250 ETRN\r\n"), "{sent}");
+        assert_eq!(mismatches(&events), 0);
+        let (_, events) = run(MatchMode::Strict, b"EHLO ci-runner-42\r\n");
+        assert_eq!(mismatches(&events), 1);
+        let mut options = ReplayOptions::default();
+        options.ignore_args.remove("EHLO");
+        let mut s = ReplaySession::new(cassette(), 0, options);
+        s.receive(b"EHLO ci-runner-42\r\n");
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(mismatches(&events), 1);
+    }
+
+    #[test]
+    fn a_session_left_early_reports_what_it_never_reached() {
+        let mut s = ReplaySession::new(cassette(), 0, ReplayOptions::default());
+        s.receive(b"EHLO c.example\r\n");
+        s.peer_closed();
+        let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            events.contains(&Event::ReplayUnplayed {
+                exchanges: 3,
+                first: 3
+            }),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_command_line_past_the_cap_is_refused_and_the_session_goes_on() {
+        let mut input = vec![b'x'; MAX_COMMAND_LINE * 4];
+        input.extend_from_slice(b"\r\nEHLO c.example\r\n");
+        let (sent, events) = run(MatchMode::Verb, &input);
+        assert!(
+            sent.contains("500 5.5.6 Line too long\r\n") && sent.ends_with("250 ETRN\r\n"),
+            "{sent}"
+        );
+        assert!(events.iter().any(
+            |e| matches!(e, Event::LineTooLong { octets } if *octets == MAX_COMMAND_LINE * 4 + 2)
+        ));
     }
 }

@@ -3,15 +3,17 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use etrn_harness::cassette::{
     self, Cassette, CassetteWriter, MissRecordingReplay, ProxyServer, RecordError, RecordingProxy,
-    ReplayOptions,
+    ReplayOptions, TlsMode, TlsTerminate, UpstreamTrust,
 };
 use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
 
 use super::signals::{FOREVER, StopSignal};
-use super::{EXIT_INVALID, RecordArgs, ReplayArgs};
+use super::{EXIT_INVALID, RecordArgs, ReplayArgs, TlsArg};
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Runtime::new() {
@@ -35,8 +37,13 @@ pub fn record(args: RecordArgs) -> ExitCode {
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
+    let tls = match tls_mode(&args) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     rt.block_on(async {
-        let started = RecordingProxy::start(args.listen, args.upstream, &args.cassette).await;
+        let started =
+            RecordingProxy::start_with(args.listen, args.upstream, &args.cassette, tls).await;
         let banner = |addr| {
             format!(
                 "recording {addr} -> {} into {}",
@@ -46,6 +53,39 @@ pub fn record(args: RecordArgs) -> ExitCode {
         };
         run_until_stopped(started, banner, args.exit_after_sessions).await
     })
+}
+
+/// The STARTTLS handling `record` was asked for.
+fn tls_mode(args: &RecordArgs) -> Result<TlsMode, ExitCode> {
+    let usage = |message: &str| {
+        eprintln!("error: {message}");
+        ExitCode::from(EXIT_INVALID)
+    };
+    if args.tls == TlsArg::Passthrough {
+        if args.upstream_ca.is_some() || args.upstream_insecure || args.upstream_name.is_some() {
+            return Err(usage(
+                "--upstream-ca, --upstream-insecure and --upstream-name apply to --tls terminate",
+            ));
+        }
+        return Ok(TlsMode::Passthrough);
+    }
+    let trust = match (&args.upstream_ca, args.upstream_insecure) {
+        (Some(ca), _) => UpstreamTrust::Ca(ca.clone()),
+        (None, true) => UpstreamTrust::Insecure,
+        (None, false) => {
+            return Err(usage(
+                "--tls terminate checks the upstream's certificate: give --upstream-ca FILE (PEM), or --upstream-insecure for a private test server",
+            ));
+        }
+    };
+    let name = args
+        .upstream_name
+        .clone()
+        .unwrap_or_else(|| args.upstream.ip().to_string());
+    match TlsTerminate::new(&args.hostname, &name, &trust) {
+        Ok(t) => Ok(TlsMode::Terminate(Arc::new(t))),
+        Err(e) => Err(usage(&e.to_string())),
+    }
 }
 
 /// Announces a proxy server, runs it until a stop signal or until `exit_after` sessions have
@@ -108,11 +148,17 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    let options = ReplayOptions {
+    let mut options = ReplayOptions {
         mode: args.match_mode,
         mismatch_reply,
-        record_on_miss: false,
+        ..ReplayOptions::default()
     };
+    for verb in &args.ignore_args {
+        options.ignore_args.insert(verb.to_ascii_uppercase());
+    }
+    for verb in &args.match_args {
+        options.ignore_args.remove(&verb.to_ascii_uppercase());
+    }
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
@@ -154,14 +200,17 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             Err(code) => return code,
         };
         println!("replaying {} on {}", args.cassette.display(), host.addr());
-        let mut mismatches = 0usize;
         let why = loop {
             tokio::select! {
                 biased;
                 event = live.recv() => match event {
+                    // The live lines are for people; the counts below come from the recording,
+                    // which misses nothing even when this stream lags.
                     Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual } }) => {
-                        mismatches += 1;
                         println!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}");
+                    }
+                    Ok(LiveEvent::Event { session, event: Event::ReplayUnplayed { exchanges, first } }) => {
+                        println!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}");
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -173,7 +222,25 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             }
         };
         let recording = host.shutdown().await;
-        println!("stopped ({why}): {} session(s), {mismatches} mismatch(es)", recording.sessions.len());
-        if mismatches > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS }
+        let mut mismatches = 0usize;
+        let mut unplayed = 0usize;
+        for session in &recording.sessions {
+            for timed in &session.events {
+                match &timed.event {
+                    Event::ReplayMismatch { .. } => mismatches += 1,
+                    Event::ReplayUnplayed { exchanges, .. } => unplayed += exchanges,
+                    _ => {}
+                }
+            }
+        }
+        println!(
+            "stopped ({why}): {} session(s), {mismatches} mismatch(es), {unplayed} unplayed exchange(s)",
+            recording.sessions.len()
+        );
+        if mismatches > 0 || (args.fail_on_unplayed && unplayed > 0) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
     })
 }

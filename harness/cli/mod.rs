@@ -10,5 +10,5 @@ pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES, EXIT_INVALID,
-    RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, report_errors,
+    RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg, report_errors,
 };

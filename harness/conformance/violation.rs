@@ -217,11 +217,7 @@ fn advertised_smtputf8(s: &SessionRecording) -> bool {
         .filter(|c| c.verb == "EHLO")
         .filter_map(|c| c.reply.as_ref())
         .any(|r| {
-            r.lines.iter().skip(1).any(|l| {
-                l.split_ascii_whitespace()
-                    .next()
-                    .is_some_and(|w| w.eq_ignore_ascii_case("SMTPUTF8"))
-            })
+            crate::wire::ehlo::advertises(r.lines.iter().skip(1).map(String::as_str), "SMTPUTF8")
         })
 }
 

@@ -18,11 +18,9 @@ impl PeerEhlo {
     /// baseline B4). Prefix matches such as `ETRNX` do not count.
     pub fn advertises(&self, keyword: &str) -> bool {
         match self {
-            PeerEhlo::Esmtp { keywords } => keywords.iter().any(|line| {
-                line.split_ascii_whitespace()
-                    .next()
-                    .is_some_and(|w| w.eq_ignore_ascii_case(keyword))
-            }),
+            PeerEhlo::Esmtp { keywords } => {
+                crate::wire::ehlo::advertises(keywords.iter().map(String::as_str), keyword)
+            }
             PeerEhlo::HeloOnly => false,
         }
     }

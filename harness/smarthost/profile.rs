@@ -118,9 +118,7 @@ mod tests {
         for name in ProfileName::ALL {
             let p = name.load().unwrap_or_else(|e| panic!("{e}"));
             assert!(
-                p.ehlo_keywords
-                    .iter()
-                    .any(|k| k.eq_ignore_ascii_case("ETRN")),
+                crate::wire::ehlo::advertises(p.ehlo_keywords.iter().map(String::as_str), "ETRN"),
                 "{name}"
             );
             assert_eq!(p.greeting.code().get(), 220, "{name}");

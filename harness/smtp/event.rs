@@ -40,6 +40,9 @@ pub enum Event {
         expected: String,
         actual: String,
     },
+    /// A cassette replay ended with recorded exchanges its client never asked for: how many,
+    /// and the position (1-based) of the first.
+    ReplayUnplayed { exchanges: usize, first: usize },
 }
 
 /// One command line.

@@ -19,6 +19,8 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
 use crate::answer::Answer;
 use crate::reply::{Reply, ReplyCode};
 use crate::reply_code;
+use crate::wire::command::trim_line_end;
+use crate::wire::{self, Frame, LineFramer, ehlo, redact};
 
 use super::behaviour::Behaviour;
 use super::etrn::{Greeted, read_etrn};
@@ -117,7 +119,7 @@ pub struct Session {
     authenticated: bool,
     transaction: Option<Transaction>,
     data: DataState,
-    buffer: Vec<u8>,
+    lines: LineFramer,
     /// Octets of an over-long line discarded so far; `Some` while discarding up to its LF.
     overlong: Option<usize>,
     out: VecDeque<Output>,
@@ -135,7 +137,7 @@ impl Session {
             authenticated: false,
             transaction: None,
             data: DataState::default(),
-            buffer: Vec::new(),
+            lines: LineFramer::new(),
             overlong: None,
             out: VecDeque::new(),
         };
@@ -177,47 +179,51 @@ impl Session {
             }
             _ => {}
         }
-        self.buffer.extend_from_slice(bytes);
-        // Lines are handled as slices of the buffer, taken out of `self` meanwhile, so a DATA
-        // line costs no allocation.
-        let buffer = std::mem::take(&mut self.buffer);
-        let mut start = 0;
-        while let Some(pos) = buffer[start..].iter().position(|&b| b == b'\n') {
-            let end = start + pos + 1;
-            self.line(&buffer[start..end]);
-            start = end;
+        // The framer is taken out of `self` meanwhile, so lines are handled as slices of its
+        // buffer: a DATA line costs no allocation.
+        let mut lines = std::mem::take(&mut self.lines);
+        lines.push(bytes);
+        loop {
+            // A data line may be long (it is counted, not kept); a command line has a limit.
+            let cap = if self.mode == Mode::Data {
+                DATA_CHUNK
+            } else {
+                self.limits.max_line_octets + 1
+            };
+            match lines.next_frame(cap) {
+                Some(Frame::Line(line)) => self.line(line),
+                Some(Frame::Overlong(piece)) => self.overlong_piece(piece.len()),
+                None => break,
+            }
             match self.mode {
-                Mode::Closed => return,
+                Mode::Closed => {
+                    lines.clear();
+                    break;
+                }
                 Mode::TlsPending => {
                     // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
-                    let rest = buffer.len() - start;
+                    let rest = lines.take_pending().len();
                     if rest > 0 {
                         self.out
                             .push_back(Output::Event(Event::DiscardedAfterStartTls {
                                 octets: rest,
                             }));
                     }
-                    return;
+                    break;
                 }
                 _ => {}
             }
         }
-        self.buffer = buffer;
-        self.buffer.drain(..start);
-        self.bound_partial_line();
+        self.lines = lines;
     }
 
-    /// Keeps an unterminated line from growing without bound.
-    fn bound_partial_line(&mut self) {
+    /// A piece of a line longer than the limit: counted, not kept.
+    fn overlong_piece(&mut self, octets: usize) {
         if self.mode == Mode::Data {
-            if self.buffer.len() > DATA_CHUNK {
-                self.data.size += self.buffer.len();
-                self.data.mid_line = true;
-                self.buffer.clear();
-            }
-        } else if self.buffer.len() > self.limits.max_line_octets {
-            *self.overlong.get_or_insert(0) += self.buffer.len();
-            self.buffer.clear();
+            self.data.size += octets;
+            self.data.mid_line = true;
+        } else {
+            *self.overlong.get_or_insert(0) += octets;
         }
     }
 
@@ -265,7 +271,7 @@ impl Session {
         match &self.mode {
             Mode::Data => self.data_line(line),
             Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword { .. } => {
-                self.record_command(b"[redacted]\r\n".to_vec(), String::new(), line, true);
+                self.record_command(redact::CONTINUATION.to_vec(), String::new(), line, true);
                 self.auth_continuation(line);
             }
             _ if line.len() > self.limits.max_line_octets => {
@@ -331,22 +337,8 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8]) {
-        let text = trim_line_end(line);
-        let verb_bytes = text.split(|b| *b == b' ').next().unwrap_or(&[]);
-        let verb = String::from_utf8_lossy(verb_bytes).to_ascii_uppercase();
-        let is_auth = verb == "AUTH";
-        let raw = if is_auth && text.split(|b| *b == b' ').count() > 2 {
-            // Keep the mechanism, hide the initial response.
-            let mut r = text
-                .splitn(3, |b| *b == b' ')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(&b' ');
-            r.extend_from_slice(b" [redacted]\r\n");
-            r
-        } else {
-            line.to_vec()
-        };
+        let verb = wire::verb(line);
+        let raw = redact::command(line).into_owned();
         let redacted = raw != line;
         self.record_command(raw, verb.clone(), line, redacted);
 
@@ -385,11 +377,10 @@ impl Session {
                 {
                     // What the client was told is what counts for ETRN gating.
                     self.hello = Hello::Ehlo {
-                        etrn_advertised: reply.lines().iter().skip(1).any(|l| {
-                            l.split(' ')
-                                .next()
-                                .is_some_and(|w| w.eq_ignore_ascii_case("ETRN"))
-                        }),
+                        etrn_advertised: ehlo::advertises(
+                            reply.lines().iter().skip(1).map(String::as_str),
+                            "ETRN",
+                        ),
                     };
                 }
                 Some(s)
@@ -510,13 +501,8 @@ impl Session {
     }
 
     fn advertises(&self, keyword: &str) -> bool {
-        self.keywords().is_some_and(|k| {
-            k.iter().any(|l| {
-                l.split([' ', '='])
-                    .next()
-                    .is_some_and(|w| w.eq_ignore_ascii_case(keyword))
-            })
-        })
+        self.keywords()
+            .is_some_and(|k| ehlo::advertises(k.iter().map(String::as_str), keyword))
     }
 
     fn ehlo(&mut self, host: &str) -> Answer {
@@ -526,7 +512,7 @@ impl Session {
                 let mut lines = vec![format!("{} greets {host}", self.behaviour.hostname())];
                 let mut etrn = false;
                 for k in keywords {
-                    let word = k.split(' ').next().unwrap_or("");
+                    let word = ehlo::keyword(&k);
                     if word.eq_ignore_ascii_case("STARTTLS") {
                         continue; // offered below, only when TLS is possible
                     }
@@ -803,9 +789,4 @@ fn decode64(b: &[u8]) -> Option<Vec<u8>> {
         return Some(Vec::new());
     }
     base64::engine::general_purpose::STANDARD.decode(b).ok()
-}
-
-fn trim_line_end(line: &[u8]) -> &[u8] {
-    let l = line.strip_suffix(b"\n").unwrap_or(line);
-    l.strip_suffix(b"\r").unwrap_or(l)
 }

@@ -47,6 +47,11 @@ pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
                     "   [replay mismatch at exchange {position}: expected {expected}, got {actual}]\n"
                 ));
             }
+            Event::ReplayUnplayed { exchanges, first } => {
+                out.push_str(&format!(
+                    "   [replay ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}]\n"
+                ));
+            }
             Event::LineTooLong { octets } => {
                 out.push_str(&format!("   [{octets}-octet line discarded]\n"));
             }

@@ -1,0 +1,190 @@
+//! Following a session from outside: which reply answers which request.
+//!
+//! The recording proxy and record-on-miss see both directions but play neither part, and with
+//! pipelining (RFC 2920) a client may send several commands before the first reply. The
+//! [`Follower`] keeps the requests waiting for a reply in order, so it knows that a 354 answers
+//! DATA (message data follows), a 334 answers AUTH (the next client lines are credentials), and a
+//! 220 answers STARTTLS (the bytes after it are TLS), however the two directions interleave.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+
+use super::command::verb;
+use super::redact;
+use super::reply_line::ReplyLine;
+
+/// What a client line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientLine {
+    /// A command.
+    Command,
+    /// A line of message data (after a 354).
+    Data,
+    /// A response to an AUTH challenge: a secret.
+    AuthResponse,
+}
+
+/// A request waiting for its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    Auth,
+    Data,
+    StartTls,
+    Other,
+}
+
+/// What a complete server reply started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerStep {
+    /// Nothing that changes how lines are read.
+    Continue,
+    /// The upstream accepted STARTTLS: what follows is TLS.
+    TlsStarts,
+    /// The upstream refused STARTTLS: the session goes on in plaintext.
+    TlsRefused,
+}
+
+/// Follows one session's two directions.
+#[derive(Debug, Default, Clone)]
+pub struct Follower {
+    waiting: VecDeque<Waiting>,
+    /// An AUTH was sent and its final reply has not come: client lines are credentials.
+    in_auth: bool,
+    in_data: bool,
+    quit: bool,
+}
+
+impl Follower {
+    pub fn new() -> Self {
+        Follower::default()
+    }
+
+    /// A follower that starts inside message data (a handover after DATA's 354).
+    pub fn in_data() -> Self {
+        Follower {
+            in_data: true,
+            ..Follower::default()
+        }
+    }
+
+    /// True while the client is sending message data.
+    pub fn is_in_data(&self) -> bool {
+        self.in_data
+    }
+
+    /// True once the client has sent QUIT.
+    pub fn quit(&self) -> bool {
+        self.quit
+    }
+
+    /// A complete client line: what it is and the form to record (credentials redacted).
+    pub fn client_line<'a>(&mut self, line: &'a [u8]) -> (ClientLine, Cow<'a, [u8]>) {
+        if self.in_data {
+            if line == b".\r\n" {
+                self.in_data = false;
+                self.waiting.push_back(Waiting::Other);
+            }
+            return (ClientLine::Data, Cow::Borrowed(line));
+        }
+        if self.in_auth {
+            return (
+                ClientLine::AuthResponse,
+                Cow::Borrowed(redact::CONTINUATION),
+            );
+        }
+        let waiting = match verb(line).as_str() {
+            "AUTH" => {
+                self.in_auth = true;
+                Waiting::Auth
+            }
+            "DATA" => Waiting::Data,
+            "STARTTLS" => Waiting::StartTls,
+            "QUIT" => {
+                self.quit = true;
+                Waiting::Other
+            }
+            _ => Waiting::Other,
+        };
+        self.waiting.push_back(waiting);
+        (ClientLine::Command, redact::command(line))
+    }
+
+    /// The client's last bytes without a line end (it left mid-line): what they are and the form
+    /// to record. A cut AUTH line is redacted like a whole one; a cut continuation entirely.
+    pub fn client_fragment<'a>(&self, bytes: &'a [u8]) -> (ClientLine, Cow<'a, [u8]>) {
+        if self.in_data {
+            (ClientLine::Data, Cow::Borrowed(bytes))
+        } else if self.in_auth {
+            (
+                ClientLine::AuthResponse,
+                Cow::Borrowed(redact::MARK.as_bytes()),
+            )
+        } else {
+            (ClientLine::Command, redact::command(bytes))
+        }
+    }
+
+    /// A complete server line.
+    pub fn server_line(&mut self, line: &[u8]) -> ServerStep {
+        let Some(reply) = ReplyLine::parse(line).filter(|r| r.last) else {
+            return ServerStep::Continue;
+        };
+        match (self.waiting.front(), reply.code) {
+            // A challenge: the AUTH goes on, and keeps its place.
+            (Some(Waiting::Auth), 334) => return ServerStep::Continue,
+            // No request waits: the greeting, or a 421 at a timeout.
+            (None, _) => return ServerStep::Continue,
+            _ => {}
+        }
+        let answered = self.waiting.pop_front();
+        match (answered, reply.code) {
+            (Some(Waiting::Auth), _) => self.in_auth = false,
+            (Some(Waiting::Data), 354) => self.in_data = true,
+            (Some(Waiting::StartTls), 220) => return ServerStep::TlsStarts,
+            (Some(Waiting::StartTls), _) => return ServerStep::TlsRefused,
+            _ => {}
+        }
+        ServerStep::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pipelined_auth_continuation_is_a_secret_before_its_334_arrives() {
+        let mut f = Follower::new();
+        let (kind, rec) = f.client_line(b"EHLO c\r\n");
+        assert_eq!((kind, &*rec), (ClientLine::Command, &b"EHLO c\r\n"[..]));
+        f.client_line(b"AUTH PLAIN\r\n");
+        let (kind, rec) = f.client_line(b"AGFsaWNlAHNlY3JldA==\r\n");
+        assert_eq!(
+            (kind, &*rec),
+            (ClientLine::AuthResponse, redact::CONTINUATION)
+        );
+        // EHLO's reply does not end the AUTH; the 334 neither; the 235 does.
+        f.server_line(b"250 ok\r\n");
+        f.server_line(b"334 \r\n");
+        assert_eq!(f.client_line(b"more\r\n").0, ClientLine::AuthResponse);
+        f.server_line(b"235 ok\r\n");
+        assert_eq!(f.client_line(b"ETRN a\r\n").0, ClientLine::Command);
+    }
+
+    #[test]
+    fn data_follows_354_and_tls_follows_220_to_starttls() {
+        let mut f = Follower::new();
+        for l in [&b"MAIL FROM:<>\r\n"[..], b"RCPT TO:<a@b>\r\n", b"DATA\r\n"] {
+            f.client_line(l);
+        }
+        f.server_line(b"250 ok\r\n");
+        f.server_line(b"250 ok\r\n");
+        assert!(!f.is_in_data());
+        f.server_line(b"354 go\r\n");
+        assert_eq!(f.client_line(b"QUIT\r\n").0, ClientLine::Data);
+        assert_eq!(f.client_line(b".\r\n").0, ClientLine::Data);
+        f.server_line(b"250 queued\r\n");
+        f.client_line(b"STARTTLS\r\n");
+        assert_eq!(f.server_line(b"220 go\r\n"), ServerStep::TlsStarts);
+    }
+}

@@ -1,0 +1,25 @@
+//! The wire layer: how SMTP bytes are cut and read, in one place.
+//!
+//! Every part that touches SMTP text (the scripted [`Session`](crate::smtp::Session), the
+//! recording proxy, replay, record-on-miss and the client's
+//! [`ReplyReader`](crate::reply::ReplyReader)) frames, splits and redacts through these
+//! functions, so they agree on what a line, a verb, a reply or a keyword is.
+//!
+//! - [`framing`]: cutting a byte stream into lines, with a cap and a linear scan.
+//! - [`command`]: a command line's verb and argument, with any whitespace between them.
+//! - [`reply_line`]: one reply line's code, continuation mark and text.
+//! - [`ehlo`]: the keyword of an EHLO reply line.
+//! - [`redact`]: the one place credentials are taken out of what is recorded.
+//! - [`follow`]: which request each reply answers, for those who only watch a session.
+
+pub mod command;
+pub mod ehlo;
+pub mod follow;
+pub mod framing;
+pub mod redact;
+pub mod reply_line;
+
+pub use command::{argument, verb};
+pub use follow::{ClientLine, Follower};
+pub use framing::{Frame, LineFramer};
+pub use reply_line::ReplyLine;
