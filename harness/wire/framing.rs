@@ -41,24 +41,28 @@ impl LineFramer {
         self.buffer.extend_from_slice(bytes);
     }
 
-    /// The next complete line, or a `cap`-sized piece of an unfinished line longer than `cap`.
-    /// A complete line may be longer than `cap` when it arrived at once; callers that limit line
-    /// length check that themselves.
+    /// The next complete line, or a `cap`-sized piece of a line longer than `cap`: nothing handed
+    /// out is ever longer than `cap`.
     pub fn next_frame(&mut self, cap: usize) -> Option<Frame<'_>> {
         let cap = cap.max(1);
-        match self.buffer[self.scanned..].iter().position(|&b| b == b'\n') {
-            Some(pos) => {
-                let end = self.scanned + pos + 1;
+        let found = self.buffer[self.scanned..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|pos| self.scanned + pos + 1);
+        match found {
+            Some(end) if end - self.start <= cap => {
                 let line = &self.buffer[self.start..end];
                 self.start = end;
                 self.scanned = end;
                 Some(Frame::Line(line))
             }
-            None => {
-                self.scanned = self.buffer.len();
+            _ => {
+                // No line end yet, or one too far away: a piece, if there is a whole one.
+                self.scanned = found.map_or(self.buffer.len(), |end| end - 1);
                 if self.buffer.len() - self.start >= cap {
                     let piece = &self.buffer[self.start..self.start + cap];
                     self.start += cap;
+                    self.scanned = self.scanned.max(self.start);
                     Some(Frame::Overlong(piece))
                 } else {
                     None
@@ -137,7 +141,20 @@ mod tests {
                 (true, b"ij\r\n".to_vec()),
             ]
         );
-        assert_eq!(f.take_pending(), b"xy");
+        assert_eq!(f.pending(), b"xy");
+        // A long line that arrives whole is cut the same way.
+        f.push(b"z\r\n");
+        f.push(b"0123456789\n");
+        let got = frames(&mut f, 5);
+        assert_eq!(
+            got,
+            [
+                (true, b"xyz\r\n".to_vec()),
+                (false, b"01234".to_vec()),
+                (false, b"56789".to_vec()),
+                (true, b"\n".to_vec()),
+            ]
+        );
         assert!(f.pending().is_empty());
     }
 }
