@@ -34,6 +34,11 @@ struct Postfix {
 
 impl Postfix {
     fn start(dir: &Path) -> Postfix {
+        Postfix::start_with(dir, &[])
+    }
+
+    /// A private Postfix with these `main.cf` settings on top of the usual ones.
+    fn start_with(dir: &Path, extra: &[String]) -> Postfix {
         let port = free_port();
         let relay = free_port();
         let etc = dir.join("etc");
@@ -84,6 +89,7 @@ impl Postfix {
         ];
         let mut postconf = vec!["postconf", "-c", &etc_s, "-e"];
         postconf.extend(settings.iter().map(String::as_str));
+        postconf.extend(extra.iter().map(String::as_str));
         run(&postconf);
         run(&["postconf", "-c", &etc_s, "-MX", "smtp/inet"]);
         let service = format!("127.0.0.1:{port}/inet=127.0.0.1:{port} inet n - n - - smtpd");
@@ -591,6 +597,115 @@ async fn starttls_is_passed_through_and_marked() {
     assert!(seen.sessions[0].tls);
 }
 
+/// ETRN through a mail-send client (STARTTLS, then ETRN) to `addr`: the ETRN reply.
+async fn etrn_over_tls(addr: SocketAddr) -> String {
+    let mut client = mail_send::SmtpClientBuilder::new("localhost", addr.port())
+        .expect("builder")
+        .implicit_tls(false)
+        .allow_invalid_certs()
+        .helo_host("client.example")
+        .timeout(WAIT)
+        .connect()
+        .await
+        .expect("STARTTLS");
+    let r = client
+        .cmd(b"ETRN etrn.example\r\n")
+        .await
+        .expect("ETRN over TLS");
+    client.quit().await.expect("quit");
+    format!("{} {}", r.code(), r.message())
+}
+
+#[tokio::test]
+async fn tls_terminated_by_the_recorder_against_postfix_requiring_tls_then_replayed() {
+    if !common::peer_available("postconf", &["-d", "mail_version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+    // Postfix's certificate, and the same file as the recorder's trust anchor.
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["mx.test".to_owned()]).expect("certificate");
+    let cert = dir.path().join("mx.pem");
+    let key = dir.path().join("mx.key");
+    std::fs::write(&cert, certified.cert.pem()).expect("cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("key");
+    let postfix = Postfix::start_with(
+        &dir.path().join("pfx"),
+        &[
+            "smtpd_tls_security_level = encrypt".into(),
+            format!("smtpd_tls_cert_file = {}", cert.display()),
+            format!("smtpd_tls_key_file = {}", key.display()),
+        ],
+    );
+    postfix.ready().await;
+    // TLS really is required: ETRN in plaintext is refused.
+    let plain = talk(
+        postfix.addr,
+        &["EHLO c.example", "ETRN etrn.example", "QUIT"],
+    )
+    .await;
+    assert!(plain[2].starts_with("530"), "{plain:?}");
+
+    let path = dir.path().join("tls.cassette");
+    let terminate = etrn_harness::cassette::TlsTerminate::new(
+        "localhost",
+        "mx.test",
+        &etrn_harness::cassette::UpstreamTrust::Ca(cert.clone()),
+    )
+    .expect("TLS set-up");
+    let proxy = RecordingProxy::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        postfix.addr,
+        &path,
+        etrn_harness::cassette::TlsMode::Terminate(std::sync::Arc::new(terminate)),
+    )
+    .await
+    .expect("recorder");
+    let live = etrn_over_tls(proxy.addr()).await;
+    assert!(live.starts_with("250"), "{live}");
+    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
+    proxy.shutdown().await;
+    postfix.stop();
+
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.contains("1 tls terminate\n"), "{text}");
+    assert!(
+        text.contains("1 C: ETRN etrn.example\n"),
+        "the plaintext after STARTTLS is recorded:\n{text}"
+    );
+    assert!(text.ends_with("1 end quit\n"), "{text}");
+    let cassette = Cassette::parse(&text).expect("parse");
+
+    // Postfix is gone; the replay offers STARTTLS and answers the rest from the cassette.
+    let replay = cassette::replay_server(
+        cassette,
+        ReplayOptions::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+        WAIT,
+        etrn_harness::smarthost::Recorder::new(),
+    )
+    .await
+    .expect("replay");
+    let replayed = etrn_over_tls(replay.addr()).await;
+    assert_eq!(replayed, live);
+    replay
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("the replayed session ends");
+    let recording = replay.shutdown().await;
+    assert!(recording.sessions[0].tls, "the replay did TLS");
+    assert!(
+        !recording.sessions[0].events.iter().any(|e| matches!(
+            e.event,
+            Event::ReplayMismatch { .. } | Event::ReplayUnplayed { .. }
+        )),
+        "{:?}",
+        recording.sessions[0].events
+    );
+}
+
 #[tokio::test]
 async fn a_scenario_can_answer_from_a_cassette() {
     use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions, Verdict};
@@ -694,4 +809,127 @@ async fn the_record_command_writes_a_cassette_and_stops_after_n_sessions() {
         "{text}"
     );
     assert!(text.ends_with("1 end quit\n"), "{text}");
+}
+
+/// Runs `etrn-harness replay` on `cassette` with `extra` flags for one session of `lines`;
+/// returns its exit code and everything it printed.
+async fn replay_cli(cassette: &Path, extra: &[&str], lines: &[&str]) -> (i32, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "replay",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after-sessions",
+            "1",
+        ])
+        .arg("--cassette")
+        .arg(cassette)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("replay starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(WAIT, out.next_line())
+        .await
+        .expect("in time")
+        .expect("read")
+        .expect("a first line");
+    let addr: SocketAddr = first
+        .rsplit(' ')
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let mut c = Connection::open(addr, WAIT).await.expect("connect");
+    c.reply().await.expect("greeting");
+    for l in lines {
+        c.command(l).await.expect("reply");
+    }
+    drop(c);
+    let mut printed = first;
+    while let Ok(Some(l)) = tokio::time::timeout(WAIT, out.next_line())
+        .await
+        .expect("in time")
+    {
+        printed.push('\n');
+        printed.push_str(&l);
+    }
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("stops by itself")
+        .expect("exit");
+    (status.code().unwrap_or(-1), printed)
+}
+
+#[tokio::test]
+async fn the_replay_command_exits_1_on_any_mismatch_and_on_unplayed_exchanges_when_asked() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("c.cassette");
+    record_one_session(&up, &path).await;
+    // Another machine's host name, the same commands: no mismatch.
+    let (code, out) = replay_cli(&path, &[], &["EHLO other.host", "ETRN a.example", "QUIT"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 mismatch(es), 0 unplayed"), "{out}");
+    // One command the cassette does not have: exit 1, however the rest went.
+    let (code, out) = replay_cli(
+        &path,
+        &[],
+        &["EHLO c.example", "ETRN z.example", "ETRN a.example", "QUIT"],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 mismatch(es)"), "{out}");
+    // Leaving early: reported; a failure only with --fail-on-unplayed.
+    let (code, out) = replay_cli(&path, &[], &["EHLO c.example"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("2 unplayed exchange(s)"), "{out}");
+    let (code, out) = replay_cli(&path, &["--fail-on-unplayed"], &["EHLO c.example"]).await;
+    assert_eq!(code, 1, "{out}");
+    // --match-args EHLO brings the host name back into the comparison.
+    let (code, out) = replay_cli(
+        &path,
+        &["--match-args", "ehlo"],
+        &["EHLO other.host", "ETRN a.example", "QUIT"],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+}
+
+#[tokio::test]
+async fn the_record_command_refuses_a_locked_cassette_and_an_unchecked_tls_upstream() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("locked.cassette");
+    let _held = CassetteWriter::open(&path).expect("first writer");
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:25",
+        ])
+        .arg("--cassette")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("being written by another recorder"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "record",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:25",
+        ])
+        .args(["--tls", "terminate", "--cassette"])
+        .arg(dir.path().join("other.cassette"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--upstream-ca FILE"), "{err}");
 }
