@@ -3,6 +3,7 @@
 
 use crate::domain::{EtrnArg, EtrnArgError};
 use crate::escape::escape;
+use crate::wire;
 
 use super::event::{EtrnFlag, EtrnRecord};
 
@@ -31,12 +32,8 @@ pub struct EtrnLine<'a> {
 
 /// Reads `line` (line end included) as an ETRN command.
 pub fn read_etrn(line: &[u8], greeted: Greeted, in_transaction: bool) -> EtrnLine<'_> {
-    let text = line
-        .strip_suffix(b"\n")
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .unwrap_or(line);
-    let verb = text.split(|b| *b == b' ').next().unwrap_or(&[]);
-    let argument = trim_spaces(&text[verb.len()..]);
+    let verb = wire::command::words(line).next().unwrap_or(&[]);
+    let argument = wire::argument(line);
     let mut flags = Vec::new();
     if verb != b"ETRN" {
         flags.push(EtrnFlag::LowerCaseVerb);
@@ -86,16 +83,4 @@ impl EtrnLine<'_> {
             flags: self.flags.clone(),
         }
     }
-}
-
-fn trim_spaces(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| *c != b' ' && *c != b'\t')
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| *c != b' ' && *c != b'\t')
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }
