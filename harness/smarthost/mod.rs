@@ -7,6 +7,8 @@
 //! - [`accept`]: the one accept loop of every server here (also the cassette proxies): the
 //!   connection cap, refusals counted apart, backoff when out of descriptors.
 //! - [`recorder`]: every session's events, JSON recordings, event-driven waits.
+//! - `log`: how the recorder packs a session's events in memory (replies shared, one buffer a
+//!   session).
 //! - [`tls`]: a self-signed certificate for STARTTLS, made at start-up.
 //!
 //! ```
@@ -31,6 +33,7 @@
 //! ```
 
 pub mod accept;
+mod log;
 pub mod profile;
 pub mod recorder;
 pub mod script;

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::log::{EventLog, Interner};
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tracing::warn;
@@ -174,20 +175,21 @@ pub enum Retention {
 #[derive(Debug, Clone)]
 struct SessionLog {
     id: u64,
-    peer: String,
+    peer: SocketAddr,
     started_us: u64,
     ended_us: Option<u64>,
     close: Option<CloseReason>,
     tls: bool,
-    events: Vec<TimedEvent>,
+    events: EventLog,
 }
 
 impl SessionLog {
     /// The session as a recording: the lists derived from the event log.
-    fn derive(&self) -> SessionRecording {
+    fn derive(&self, interner: &Interner) -> SessionRecording {
+        let events = self.events.events(interner);
         let mut s = SessionRecording {
             id: self.id,
-            peer: self.peer.clone(),
+            peer: self.peer.to_string(),
             started_us: self.started_us,
             ended_us: self.ended_us,
             close: self.close.clone(),
@@ -196,9 +198,9 @@ impl SessionLog {
             commands: Vec::new(),
             etrn: Vec::new(),
             messages: Vec::new(),
-            events: self.events.clone(),
+            events: Vec::new(),
         };
-        for e in &self.events {
+        for e in &events {
             match &e.event {
                 Event::Command(c) => s.commands.push(RecordedCommand {
                     at_us: e.at_us,
@@ -227,6 +229,7 @@ impl SessionLog {
                 _ => {}
             }
         }
+        s.events = events;
         s
     }
 }
@@ -237,6 +240,8 @@ struct State {
     retention: Retention,
     /// The sessions held, by id (all of them, or the open ones).
     sessions: BTreeMap<u64, SessionLog>,
+    /// Reply texts the held logs share.
+    interner: Interner,
     last_id: u64,
     refused: u64,
     /// Every session closed so far, forgotten or not.
@@ -358,12 +363,12 @@ impl Recorder {
                 id,
                 SessionLog {
                     id,
-                    peer: peer.to_string(),
+                    peer,
                     started_us: at,
                     ended_us: None,
                     close: None,
                     tls: false,
-                    events: Vec::new(),
+                    events: EventLog::default(),
                 },
             );
             r.stream(|| serde_json::json!({ "at_us": at, "session": id, "opened": { "peer": peer.to_string() } }));
@@ -385,12 +390,13 @@ impl Recorder {
                 line["session"] = id.into();
                 line
             });
-            let Some(s) = r.sessions.get_mut(&id) else {
+            let state = &mut *r;
+            let Some(s) = state.sessions.get_mut(&id) else {
                 return;
             };
             let copy = live.then(|| timed.event.clone());
             let is_etrn = matches!(timed.event, Event::Etrn(_));
-            s.events.push(timed);
+            s.events.push(timed.at_us, timed.event, &mut state.interner);
             if is_etrn {
                 r.etrn += 1;
             }
@@ -430,7 +436,7 @@ impl Recorder {
             s.ended_us = Some(at);
             s.close = Some(reason.clone());
             // The log grows no more: give back what doubling the vector reserved.
-            s.events.shrink_to_fit();
+            s.events.shrink();
             r.closed += 1;
             r.stream(|| serde_json::json!({ "at_us": at, "session": id, "closed": reason }));
             if forget {
@@ -487,7 +493,7 @@ impl Recorder {
             version: RECORDING_VERSION,
             refused: r.refused,
             forgotten: r.forgotten,
-            sessions: r.sessions.values().map(SessionLog::derive).collect(),
+            sessions: r.sessions.values().map(|s| s.derive(&r.interner)).collect(),
         }
     }
 

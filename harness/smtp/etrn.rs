@@ -67,20 +67,46 @@ pub fn read_etrn(line: &[u8], greeted: Greeted, in_transaction: bool) -> EtrnLin
 impl EtrnLine<'_> {
     /// The record of this ETRN with the reply it got (`None`: no reply).
     pub fn record(&self, reply: Option<u16>) -> EtrnRecord {
-        let (option, domain) = match &self.parsed {
-            Some(Ok(arg)) => (
-                Some(arg.option()),
-                arg.domain().map(|d| d.normalised().to_owned()),
-            ),
-            _ => (None, None),
-        };
-        EtrnRecord {
-            raw: escape(self.argument),
-            arg: self.parsed.as_ref().and_then(|p| p.as_ref().ok()).cloned(),
-            option,
-            domain,
+        record_of(
+            self.argument,
+            self.parsed.clone(),
             reply,
-            flags: self.flags.clone(),
-        }
+            self.flags.clone(),
+        )
+    }
+}
+
+/// The record an ETRN with this argument, reply and flags has: what [`EtrnLine::record`] gives,
+/// from its parts (the recorder keeps only these and rebuilds the rest).
+pub fn rebuild_etrn_record(
+    argument: &[u8],
+    reply: Option<u16>,
+    flags: Vec<EtrnFlag>,
+) -> EtrnRecord {
+    let parsed = std::str::from_utf8(argument).ok().map(EtrnArg::parse);
+    record_of(argument, parsed, reply, flags)
+}
+
+fn record_of(
+    argument: &[u8],
+    parsed: Option<Result<EtrnArg, EtrnArgError>>,
+    reply: Option<u16>,
+    flags: Vec<EtrnFlag>,
+) -> EtrnRecord {
+    let arg = parsed.and_then(Result::ok);
+    let (option, domain) = match &arg {
+        Some(arg) => (
+            Some(arg.option()),
+            arg.domain().map(|d| d.normalised().to_owned()),
+        ),
+        None => (None, None),
+    };
+    EtrnRecord {
+        raw: escape(argument),
+        arg,
+        option,
+        domain,
+        reply,
+        flags,
     }
 }

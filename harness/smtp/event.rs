@@ -118,6 +118,20 @@ pub enum EtrnFlag {
     LowerCaseVerb,
 }
 
+impl EtrnFlag {
+    /// Every flag, in declaration order.
+    pub const ALL: [EtrnFlag; 8] = [
+        EtrnFlag::BeforeHello,
+        EtrnFlag::NotAdvertised,
+        EtrnFlag::AfterHelo,
+        EtrnFlag::InTransaction,
+        EtrnFlag::BareLf,
+        EtrnFlag::SeveralNodes,
+        EtrnFlag::Invalid,
+        EtrnFlag::LowerCaseVerb,
+    ];
+}
+
 /// A mail transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageRecord {
