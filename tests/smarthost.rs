@@ -549,6 +549,73 @@ fn serve_writes_the_recording_on_sigterm() {
 }
 
 #[test]
+fn two_signals_in_a_row_never_lose_the_recording() {
+    // The second signal may arrive during the (bounded, usually instant) shutdown, which it then
+    // cuts short, or after it: either way the open session is closed as `shutdown`, the stream
+    // holds it, and serve exits 0. Which of the two happened cannot be forced from outside, so
+    // both outcomes are held to the same assertions.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&["--record", &record_arg]);
+    let mut open = std::net::TcpStream::connect(&serve.addr).expect("connect");
+    std::io::Write::write_all(&mut open, b"EHLO c\r\nETRN a.example\r\n").expect("write");
+    assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
+    let pid = serve.child.id().to_string();
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}; kill -TERM {pid}")])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = serve.lines_until("stopped (").join("\n");
+    assert!(out.contains("1 session(s), 1 ETRN"), "{out}");
+    assert!(serve.child.wait().expect("exits").success());
+    let lines = stream_lines(&record);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["session"] == 1 && l["closed"]["reason"] == "shutdown"),
+        "{lines:?}"
+    );
+    drop(open);
+}
+
+#[test]
+fn serve_refuses_a_fifo_as_the_recording() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("r.jsonl");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--record"])
+        .arg(&fifo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        let _ = tx.send(text);
+    });
+    // Nobody reads the FIFO: serve must neither hang at start nor serve into it.
+    let err = match rx.recv_timeout(WAIT) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("serve did not exit: {e}");
+        }
+    };
+    assert_eq!(child.wait().expect("exits").code(), Some(2), "{err}");
+    assert!(err.contains("cannot write the recording"), "{err}");
+}
+
+#[test]
 fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("r.jsonl");

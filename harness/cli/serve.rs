@@ -179,16 +179,26 @@ fn print_live(event: &LiveEvent, quiet: bool) {
 }
 
 /// Opens the JSON Lines stream: created or truncated, never through a link (`O_NOFOLLOW`), so
-/// a link planted at the path cannot redirect the recording.
+/// a link planted at the path cannot redirect the recording; and only a regular file, since every
+/// line is written as it happens, under the recorder's lock: a FIFO or a device nobody reads
+/// would stall the server (opened without blocking, so a FIFO without a reader cannot hang the
+/// start either).
 fn open_stream(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     if path.is_dir() {
         return Err(std::io::Error::other("it is a folder"));
     }
-    std::fs::OpenOptions::new()
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
+        .custom_flags(flags.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a FIFO or a device could stall the server)",
+        ));
+    }
+    Ok(file)
 }
