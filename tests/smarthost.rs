@@ -546,6 +546,13 @@ fn serve_writes_the_recording_on_sigterm() {
         .find(|l| l["event"] == "etrn")
         .expect("the ETRN");
     assert_eq!(etrn["domain"], "a.example");
+    // The stream was renamed onto the path: nothing is left beside it.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, [std::ffi::OsString::from("r.json")]);
 }
 
 #[test]
@@ -622,9 +629,20 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
     let record_arg = record.to_string_lossy().into_owned();
     let mut serve = Serve::spawn(&["--record", &record_arg]);
     talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
-    // The live line is printed after the event is in the file.
+    // The live line is printed after the event is in the stream, which grows beside the
+    // recording's path until the rename at exit.
     assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
-    let lines = stream_lines(&record);
+    let partial = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.is_some_and(|n| n.starts_with(".r.jsonl.") && n.ends_with(".partial"))
+        })
+        .expect("the stream beside the recording's path");
+    assert!(!record.exists(), "the path holds only a whole recording");
+    let lines = stream_lines(&partial);
     assert!(
         lines
             .iter()
@@ -634,7 +652,7 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
     // SIGKILL: no chance to write anything more; what was streamed stays, line by line.
     serve.child.kill().expect("kill");
     serve.child.wait().expect("reaped");
-    let after = stream_lines(&record);
+    let after = stream_lines(&partial);
     assert!(after.len() >= lines.len());
     assert!(after.iter().any(|l| l["event"] == "etrn"));
 }

@@ -62,14 +62,24 @@ async fn serve(
     // The stream is set up before the first connection can arrive; a path that cannot be
     // written is said now, not after the sessions it was for.
     let recorder = Recorder::with_retention(config.retention);
+    let mut partial = None;
     if let Some(path) = &record {
-        let streamed = open_stream(path).and_then(|file| recorder.stream_to(Box::new(file)));
-        if let Err(e) = streamed {
-            eprintln!(
-                "error: cannot write the recording to {}: {e}",
-                path.display()
-            );
-            return ExitCode::from(EXIT_INVALID);
+        let streamed = open_stream(path).and_then(|(file, beside)| {
+            recorder.stream_to(Box::new(file))?;
+            Ok(beside)
+        });
+        match streamed {
+            Ok(beside) => {
+                tracing::info!(partial = %beside.display(), "streaming the recording; renamed at exit");
+                partial = Some(beside);
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the recording to {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(EXIT_INVALID);
+            }
         }
     }
     let host = match etrn_harness::cassette::start_for_script_recording(config, recorder).await {
@@ -138,6 +148,17 @@ async fn serve(
         recording.sessions.len() + usize::try_from(recording.forgotten).unwrap_or(usize::MAX),
         recorder.etrn_count()
     );
+    // The stream becomes the recording in one step: FILE is only ever a whole recording.
+    if let (Some(path), Some(beside)) = (&record, &partial)
+        && let Err(e) = std::fs::rename(beside, path)
+    {
+        eprintln!(
+            "error: cannot rename {} to {}: {e}; the recording stays in the former",
+            beside.display(),
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
     match (record, recorder.stream_error()) {
         (Some(path), None) => {
             println!("recording written to {}", path.display());
@@ -178,27 +199,37 @@ fn print_live(event: &LiveEvent, quiet: bool) {
     }
 }
 
-/// Opens the JSON Lines stream: created or truncated, never through a link (`O_NOFOLLOW`), so
-/// a link planted at the path cannot redirect the recording; and only a regular file, since every
-/// line is written as it happens, under the recorder's lock: a FIFO or a device nobody reads
-/// would stall the server (opened without blocking, so a FIFO without a reader cannot hang the
-/// start either).
-fn open_stream(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if path.is_dir() {
-        return Err(std::io::Error::other("it is a folder"));
+/// Opens the JSON Lines stream: a new file beside `path` (created exclusively, with a random
+/// name, so nothing planted there can redirect it), renamed onto `path` at exit (a rename
+/// replaces a link without following it), so `path` only ever holds a whole recording. A killed
+/// server leaves the `.partial` file with every line but the one being written. Refused: a
+/// folder, a link or anything but a regular file already at `path` (said at start, not at exit).
+fn open_stream(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(std::io::Error::other("it is a link"));
+        }
+        Ok(m) if m.is_dir() => return Err(std::io::Error::other("it is a folder")),
+        Ok(m) if !m.is_file() => {
+            return Err(std::io::Error::other(
+                "it is not a regular file (a FIFO or a device)",
+            ));
+        }
+        _ => {}
     }
-    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other(
-            "it is not a regular file (a FIFO or a device could stall the server)",
-        ));
-    }
-    Ok(file)
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("it names no file"))?;
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let beside = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".partial")
+        .tempfile_in(folder)?;
+    let (file, temp_path) = beside.into_parts();
+    // Kept even if serve dies: the lines streamed so far are the recording.
+    let beside = temp_path.keep().map_err(|e| e.error)?;
+    Ok((file, beside))
 }
