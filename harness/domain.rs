@@ -241,7 +241,7 @@ impl schemars::JsonSchema for Domain {
 }
 
 /// The option character in front of an ETRN node name (RFC 1985 §5.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EtrnOption {
     /// No option character: the normal form.

@@ -4,6 +4,7 @@
 
 mod cli;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,10 +24,24 @@ const EXIT_DISAGREES: u8 = 1;
     about = "SMTP test harness for ETRN (RFC 1985) dequeuing, with a reference model of Exchange 5.5 IMS",
     long_about = "SMTP test harness for ETRN (RFC 1985) dequeuing.\n\n\
         Scenario files (scenarios/<topic>/<name>.toml) describe an Exchange 5.5 IMS configuration, \
-        how the upstream smart host answers, and which ETRN commands a conforming client sends. \
-        `check` validates them, `expect` shows what the reference model plans for them, and \
-        `schema` prints the file format as JSON Schema.\n\n\
-        Logging goes to stderr and follows RUST_LOG (e.g. RUST_LOG=etrn_harness=debug)."
+        how the upstream smart host answers, and which ETRN commands a conforming client sends; \
+        the behaviour they test is specified in scenarios/README.md.\n\n\
+        Scenario files:\n  \
+        check    validate them (exit 2 with located diagnostics)\n  \
+        expect   show what the reference model plans for them, and whether it agrees\n  \
+        schema   print the scenario format (or, with --report, the JSON report) as JSON Schema\n\n\
+        Testing an implementation:\n  \
+        run      run an ETRN client (the built-in model, or any program with --exec) against \
+        the corpus and judge it; human, JSON or JUnit reports\n  \
+        serve    run the fake smart host: scripted, a server profile, or a scenario's; records \
+        every command\n\n\
+        Record and replay:\n  \
+        record   proxy sessions to a real upstream and write them into a cassette\n  \
+        replay   answer from a cassette without the upstream\n\n\
+        Measuring:\n  \
+        bench    load, side-by-side comparison with smtp-sink, memory of the recording\n\n\
+        Logging goes to stderr and follows RUST_LOG (e.g. RUST_LOG=etrn_harness=debug); it is \
+        coloured only when stderr is a terminal and NO_COLOR is unset."
 )]
 struct Cli {
     /// Log format on stderr.
@@ -63,8 +78,13 @@ enum Command {
         #[arg(long)]
         brief: bool,
     },
-    /// Print the JSON Schema of the scenario file format.
-    Schema,
+    /// Print a JSON Schema: of the scenario file format (default), or of `run --format json`'s
+    /// report (--report).
+    Schema {
+        /// The schema of the JSON report instead (its `version` field is 1).
+        #[arg(long)]
+        report: bool,
+    },
     /// Run an implementation against the scenario corpus and judge it.
     ///
     /// Each scenario gets a fresh smart host on its own port; the target runs once against it;
@@ -239,8 +259,9 @@ struct BenchMemoryArgs {
 
 #[derive(clap::Args)]
 struct BenchLoadArgs {
-    /// The server, e.g. 127.0.0.1:2525 (loopback only).
-    #[arg(long)]
+    /// The server, HOST:PORT like --upstream (e.g. 127.0.0.1:2525 or localhost:2525); it must
+    /// be a loopback address.
+    #[arg(long, value_parser = parse_host_port)]
     target: std::net::SocketAddr,
     #[arg(long, value_enum)]
     workload: etrn_harness::bench::Workload,
@@ -351,8 +372,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { paths, short } => cli::corpus::check(&paths, short),
         Command::Expect { paths, brief } => cli::corpus::expect(&paths, brief),
-        Command::Schema => {
-            println!("{}", scenario::schema::json_schema());
+        Command::Schema { report } => {
+            if report {
+                println!("{}", etrn_harness::conformance::report::report_schema());
+            } else {
+                println!("{}", scenario::schema::json_schema());
+            }
             ExitCode::SUCCESS
         }
         Command::Serve(args) => cli::serve::run(args),
@@ -365,8 +390,11 @@ fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    // Colour only for a person at a terminal: a log file or a CI log gets plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -153,3 +153,39 @@ fn bench_load_refuses_targets_off_this_machine() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
+
+#[tokio::test]
+async fn bench_load_takes_host_port_like_upstream() {
+    let h = host("").await;
+    let target = format!("localhost:{}", h.addr().port());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "load", "--target", &target])
+        .args(["--workload", "etrn", "--count", "3", "--json"])
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // localhost may resolve to ::1 first while the host listens on 127.0.0.1: then every
+    // session is an error, and still the name was taken as HOST:PORT and found to be loopback.
+    assert!(
+        out.status.code() != Some(2),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("a JSON report");
+    let first = std::net::ToSocketAddrs::to_socket_addrs(&target)
+        .expect("resolves")
+        .next()
+        .expect("an address");
+    if first.is_ipv4() {
+        assert_eq!(report["sessions"], 3, "{stdout}");
+        assert_eq!(report["errors"], 0, "{stdout}");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "load", "--target", "no-port-here"])
+        .args(["--workload", "etrn", "--count", "1"])
+        .output()
+        .expect("runs");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not HOST:PORT"));
+}

@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+mod common;
+
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .args(args)
@@ -173,4 +175,140 @@ fn discovery_reads_each_folder_once_and_refuses_a_fifo() {
     let err = text(&out.stderr);
     assert!(err.contains("pipe.toml"), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn the_top_level_help_describes_every_command() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = text(&out.stdout);
+    for command in [
+        "check", "expect", "schema", "run", "serve", "record", "replay", "bench",
+    ] {
+        assert!(
+            help.contains(&format!("\n  {command} ")),
+            "{command} is not described:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn logs_to_a_pipe_or_file_carry_no_colour_codes() {
+    // stderr is a pipe here: what a CI log or `2> file` gets.
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .env("RUST_LOG", "etrn_harness=info")
+        .args(["run", "--filter", "e03", "--jobs", "1"])
+        .output()
+        .expect("runs");
+    let err = text(&out.stderr);
+    assert!(err.contains("INFO"), "the run logged nothing:\n{err}");
+    assert!(
+        !err.contains('\x1b'),
+        "ANSI escapes in a piped log:\n{err:?}"
+    );
+}
+
+#[test]
+fn human_output_lists_cases_in_corpus_order_whatever_finishes_first() {
+    let listed = run(&["run", "--list"]);
+    let order: Vec<String> = text(&listed.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        // The last line counts the cases.
+        .filter(|id| !id.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(order.len() > 40, "{order:?}");
+    let out = run(&["run", "--jobs", "8"]);
+    let printed: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("case "))
+        .filter_map(|l| l.split(" ... ").next().map(str::to_owned))
+        .collect();
+    assert_eq!(printed, order);
+}
+
+/// A `1.89` or `1.88.0` version as numbers, for comparing.
+fn version(v: &str) -> Vec<u64> {
+    v.split('.').map(|n| n.parse().unwrap_or(0)).collect()
+}
+
+#[test]
+fn rust_version_is_what_the_locked_dependencies_need() {
+    // cargo metadata over the locked graph, for this platform (the others' crates are never
+    // downloaded). It may need the registry index: without it, skip loudly (fail under CI).
+    let host = String::from_utf8_lossy(
+        &Command::new("rustc")
+            .arg("-vV")
+            .output()
+            .expect("rustc runs")
+            .stdout,
+    )
+    .lines()
+    .find_map(|l| l.strip_prefix("host: ").map(str::to_owned))
+    .expect("rustc names its host");
+    let out = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(["--filter-platform", &host])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo runs");
+    if !out.status.success() {
+        assert!(
+            !common::ci(),
+            "cargo metadata failed: {}",
+            text(&out.stderr)
+        );
+        eprintln!(
+            "SKIPPED: cargo metadata failed (no registry index?): {}",
+            text(&out.stderr)
+        );
+        return;
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let packages = metadata["packages"].as_array().expect("packages");
+    let ours = packages
+        .iter()
+        .find(|p| p["name"] == "etrn-harness")
+        .and_then(|p| p["rust_version"].as_str())
+        .expect("our rust-version");
+    let (needed, by) = packages
+        .iter()
+        .filter(|p| p["name"] != "etrn-harness")
+        .filter_map(|p| Some((p["rust_version"].as_str()?, p["name"].as_str()?)))
+        .max_by_key(|(v, _)| version(v))
+        .expect("some dependency declares a rust-version");
+    // Our own code's needs are checked by clippy's incompatible_msrv lint (CI denies warnings).
+    assert!(
+        version(ours) >= version(needed),
+        "rust-version = {ours:?}, but the locked {by} needs {needed}"
+    );
+    let readme = std::fs::read_to_string("README.md").expect("README");
+    assert!(
+        readme.contains(&format!("Rust toolchain ({ours} or later)")),
+        "the README names another minimum than {ours}"
+    );
+}
+
+#[test]
+fn the_json_report_has_a_version_and_matches_its_schema() {
+    let schema_out = run(&["schema", "--report"]);
+    assert!(schema_out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&schema_out.stdout).expect("JSON");
+    let validator = jsonschema::validator_for(&schema).expect("a valid schema");
+    // Passing cases, and a target that fails some, so deviations and errors are in the report.
+    for exec in [None, Some("sh -c 'exit 0'")] {
+        let mut args = vec!["run", "--format", "json", "--filter", "e2*"];
+        if let Some(e) = exec {
+            args.extend(["--exec", e]);
+        }
+        let out = run(&args);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(report["version"], 1);
+        assert!(report["summary"]["PASS"].is_u64(), "{}", report["summary"]);
+        let errors: Vec<String> = validator
+            .iter_errors(&report)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{exec:?}: {}", errors.join("\n"));
+    }
 }

@@ -92,3 +92,127 @@ fn plan_of_every_scenario_matches_its_reviewed_snapshot() {
         });
     });
 }
+
+/// Every text file of the project, for the citation checks (build output and caches left out).
+fn project_text_files() -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = [
+        "harness",
+        "scenarios",
+        "tests",
+        "snapshots",
+        "README.md",
+        "Cargo.toml",
+        ".ci",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            if p.file_name().is_some_and(|n| n == "__pycache__") {
+                continue;
+            }
+            for e in std::fs::read_dir(&p).expect("list").flatten() {
+                stack.push(e.path());
+            }
+        } else if let Ok(text) = std::fs::read_to_string(&p) {
+            out.push((p, text));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_citation_points_into_the_repository() {
+    let spec = std::fs::read_to_string("scenarios/README.md").expect("the spec");
+    // Row ids and sources are the first cell of a table row.
+    let rows: BTreeSet<String> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" |").next())
+        .map(str::to_owned)
+        .collect();
+    let row = regex_lite_row();
+    let mut problems = Vec::new();
+    // Documents this repository does not contain (names built here so this file passes too).
+    let outside = [
+        ["ims-etrn", ".md"].concat(),
+        ["peers", ".md"].concat(),
+        ["shared/", "reference"].concat(),
+    ];
+    for (path, text) in project_text_files() {
+        if path == std::path::Path::new("scenarios/README.md") {
+            continue;
+        }
+        for o in &outside {
+            if text.contains(o.as_str()) {
+                problems.push(format!(
+                    "{}: cites {o}, which is not in the repository",
+                    path.display()
+                ));
+            }
+        }
+        for (i, _) in text.match_indices("spec ") {
+            for id in row(&text[i + 5..]) {
+                if !rows.contains(&id) {
+                    problems.push(format!(
+                        "{}: spec {id} is not a row of scenarios/README.md",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        for (i, _) in text.match_indices("KB") {
+            let digits: String = text[i + 2..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if digits.len() == 6 && !rows.contains(&format!("KB{digits}")) {
+                problems.push(format!(
+                    "{}: KB{digits} is not among the spec's sources",
+                    path.display()
+                ));
+            }
+        }
+    }
+    for (path, s) in corpus().scenarios {
+        for c in s.covers {
+            if !rows.contains(&c) {
+                problems.push(format!(
+                    "{}: covers {c}, not a row of the spec",
+                    path.display()
+                ));
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The row ids a `spec ...` citation names: `O-2, O-9`, `B4`, `E37`, `S-1`.
+fn regex_lite_row() -> impl Fn(&str) -> Vec<String> {
+    |after: &str| {
+        let mut ids = Vec::new();
+        let mut rest = after;
+        loop {
+            let id: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let looks_like_row = id.len() >= 2
+                && id.starts_with(|c: char| "TEOBSC".contains(c))
+                && id.chars().last().is_some_and(|c| c.is_ascii_digit());
+            if !looks_like_row {
+                return ids;
+            }
+            rest = &rest[id.len()..];
+            ids.push(id);
+            match rest.strip_prefix(", ") {
+                Some(r) => rest = r,
+                None => return ids,
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! fetchmail in ETRN mode against the smart host: the real client the harness is built for.
 //!
-//! Each row of the reply-code table in `peers.md` §2.1 (fetchmail 6.4.37, observed) is one case:
+//! Each row of spec C-1 (fetchmail 6.4.37, observed; `scenarios/README.md`) is one case:
 //! the smart host answers as scripted, fetchmail runs with three `--fetchdomains`, and the test
 //! checks which ETRNs arrived, whether QUIT was sent and fetchmail's exit status.
 //! Without fetchmail the tests skip loudly; under `CI=true` they fail.
@@ -71,7 +71,7 @@ async fn fetchmail_against(script: &str) -> Run {
     }
 }
 
-/// (reply to the first ETRN, ETRNs fetchmail sends, QUIT sent, exit status) from peers.md §2.1.
+/// (reply to the first ETRN, ETRNs fetchmail sends, QUIT sent, exit status) from spec C-1.
 const TABLE: &[(&str, usize, bool, i32)] = &[
     ("250 2.0.0 Queuing started", 3, true, 0),
     ("251 OK, no messages waiting", 1, true, 0),

@@ -1,5 +1,5 @@
 //! Record and replay against a real upstream: a private Postfix instance on loopback, started and
-//! stopped by the test (recipe in `peers.md` §3.1). Without Postfix or fetchmail the Postfix test
+//! stopped by the test (its settings below; spec S-1). Without Postfix or fetchmail the Postfix test
 //! skips loudly; under `CI=true` it fails. The other tests use the harness's own smart host as the
 //! upstream.
 
@@ -258,7 +258,7 @@ async fn record_fetchmail_and_a_submission_through_postfix_then_replay_without_i
         text.contains("S: 459 <unlisted.example>: service unavailable"),
         "{text}"
     );
-    // fetchmail stops after the 459: exit 3 (peers.md §7).
+    // fetchmail stops after the 459: exit 3 (spec C-2).
     assert_eq!(recorded_exit, Some(3));
     let cassette = Cassette::parse(&text).expect("the cassette loads");
     assert_eq!(cassette.sessions.len(), 2);

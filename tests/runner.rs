@@ -263,7 +263,7 @@ fn run_writes_json_and_junit_reports() {
         report.contains("<testsuite name=\"etrn-conformance\" tests=\"2\""),
         "{xml}"
     );
-    assert!(xml.contains("classname=\"scenarios.replies\""), "{xml}");
+    assert!(xml.contains("classname=\"etrn.replies\""), "{xml}");
 }
 
 /// The JUnit text, checked to be well-formed enough for CI systems (one root, balanced suites).

@@ -3,7 +3,7 @@
 
 It reads the scenario's IMS configuration from ETRN_HARNESS_CONFIG (the JSON rendering of the
 `[ims]` table), derives what Exchange 5.5 IMS sends by the rules of the reference model
-(ims-etrn.md section 9), and speaks SMTP to ETRN_HARNESS_HOST:ETRN_HARNESS_PORT: EHLO (HELO if
+(scenarios/README.md, rows B and O), and speaks SMTP to ETRN_HARNESS_HOST:ETRN_HARNESS_PORT: EHLO (HELO if
 refused), the queued outbound messages, the ETRNs reacting to each reply, QUIT.
 
 It is a second, independent implementation of the model, so the corpus checks it the way it checks

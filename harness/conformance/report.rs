@@ -126,20 +126,69 @@ pub fn human(results: &[CaseResult], strict: bool) -> String {
     o
 }
 
-#[derive(Serialize)]
+/// Version of the JSON report's shape; [`report_schema`] describes it.
+pub const REPORT_VERSION: u32 = 1;
+
+/// The JSON report.
+#[derive(Serialize, schemars::JsonSchema)]
+#[schemars(title = "etrn-harness conformance report")]
 struct JsonReport<'a> {
+    /// The shape's version: 1.
+    version: u32,
+    /// The target judged (`builtin`, or the `--exec` command line).
     target: &'a str,
+    /// Whether NON-STRICT cases count as failing.
     strict: bool,
+    /// No case failed (by the `strict` rule).
     passed: bool,
-    summary: Vec<(Verdict, usize)>,
+    /// Cases per verdict.
+    summary: Summary,
+    /// Every case, in corpus order.
     cases: Vec<JsonCase<'a>>,
 }
 
-#[derive(Serialize)]
+/// Cases per verdict.
+#[derive(Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING-KEBAB-CASE")]
+struct Summary {
+    pass: usize,
+    informational: usize,
+    non_strict: usize,
+    known: usize,
+    fail: usize,
+    error: usize,
+}
+
+impl Summary {
+    fn of(results: &[CaseResult]) -> Self {
+        let n = |v: Verdict| results.iter().filter(|r| r.verdict == v).count();
+        Summary {
+            pass: n(Verdict::Pass),
+            informational: n(Verdict::Informational),
+            non_strict: n(Verdict::NonStrict),
+            known: n(Verdict::Known),
+            fail: n(Verdict::Fail),
+            error: n(Verdict::Error),
+        }
+    }
+}
+
+#[derive(Serialize, schemars::JsonSchema)]
 struct JsonCase<'a> {
     #[serde(flatten)]
     result: &'a CaseResult,
+    /// The `C:`/`S:` transcript of every session.
     transcript: String,
+}
+
+/// The JSON Schema (draft 2020-12) of the JSON report (`etrn-harness schema --report`).
+pub fn report_schema() -> String {
+    // The report is only ever written: fields left out when empty are optional in it.
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator();
+    let schema = generator.into_root_schema_for::<JsonReport<'static>>();
+    serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
 
 /// The JSON report: every case with its verdict, deviations, violations, recording and transcript.
@@ -149,10 +198,11 @@ pub fn json(
     strict: bool,
 ) -> Result<String, serde_json::Error> {
     let report = JsonReport {
+        version: REPORT_VERSION,
         target,
         strict,
         passed: !results.iter().any(|r| r.verdict.fails(strict)),
-        summary: summary(results),
+        summary: Summary::of(results),
         cases: results
             .iter()
             .map(|r| JsonCase {
@@ -222,11 +272,35 @@ fn failure(kind: NonSuccessKind, r: &CaseResult) -> TestCaseStatus {
     s
 }
 
-/// `scenarios/replies/e26.toml` -> `scenarios.replies`.
+/// The JUnit class of a scenario: `etrn.` and the name of its folder
+/// (`scenarios/replies/e26.toml`, `./scenarios/replies/e26.toml` and `/abs/scenarios/replies/e26.toml`
+/// all give `etrn.replies`), so CI dashboards see the same class whatever path the run was given.
 fn classname(file: &str) -> String {
-    let path = std::path::Path::new(file);
-    path.parent()
-        .map(|p| p.to_string_lossy().replace(['/', '\\'], "."))
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "scenarios".into())
+    let folder = std::path::Path::new(file)
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .filter(|n| !n.is_empty() && n != "." && n != "..");
+    match folder {
+        Some(f) => format!("etrn.{f}"),
+        None => "etrn".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classname;
+
+    #[test]
+    fn class_names_do_not_depend_on_the_path_given() {
+        for path in [
+            "scenarios/replies/e26.toml",
+            "./scenarios/replies/e26.toml",
+            "/srv/ci/checkout/scenarios/replies/e26.toml",
+            "replies/e26.toml",
+        ] {
+            assert_eq!(classname(path), "etrn.replies", "{path}");
+        }
+        assert_eq!(classname("e26.toml"), "etrn");
+    }
 }

@@ -183,8 +183,9 @@ pub enum RunAborted {
     TargetCannotStart { case: String, message: String },
 }
 
-/// Runs every case, at most `options.jobs` at once, calling `done` as each finishes. Results come
-/// back in the order of `cases`.
+/// Runs every case, at most `options.jobs` at once. `done` is called for each case in the order
+/// of `cases` (a case that finishes early waits for those before it), so live output reads the
+/// same in every run; results come back in that order too.
 ///
 /// The first case runs alone: a target that cannot start there (the shell's exit 126 or 127, or
 /// no process at all) aborts the run, with the shell's message, before anything is judged.
@@ -226,7 +227,8 @@ pub async fn run_all(
     }
     let mut results: Vec<Option<CaseResult>> = (0..total).map(|_| None).collect();
     results[0] = Some(first);
-    let mut finished = 1;
+    // Cases before this one have been reported.
+    let mut reported = 1;
     while let Some(joined) = set.join_next_with_id().await {
         let (task, result) = match joined {
             Ok((task, r)) => (task, r),
@@ -244,9 +246,11 @@ pub async fn run_all(
         let Some((index, _)) = by_task.get(&task) else {
             continue;
         };
-        finished += 1;
-        done(&result, finished, total);
         results[*index] = Some(result);
+        while let Some(Some(next)) = results.get(reported) {
+            reported += 1;
+            done(next, reported, total);
+        }
     }
     Ok(results.into_iter().flatten().collect())
 }

@@ -13,7 +13,9 @@ use super::target::TargetOutcome;
 use super::violation::{Violation, violations};
 
 /// The outcome of one case (h2spec and Autobahn|TestSuite use the same scale).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum Verdict {
     /// Everything as expected.
@@ -68,7 +70,7 @@ impl fmt::Display for Verdict {
 }
 
 /// Everything known about one case after it ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CaseResult {
     pub id: String,
     pub title: String,

@@ -1,7 +1,7 @@
 //! Protocol violations found in a recording, whatever the scenario expects.
 //!
 //! These are the rules any ETRN client must keep (RFC 1985, RFC 5321) and the command form of the
-//! model (`ims-etrn.md` §9), checked on what actually crossed the wire.
+//! model (spec rows B and O, `scenarios/README.md`), checked on what actually crossed the wire.
 
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use crate::smarthost::{Recording, SessionRecording};
 use crate::smtp::{CloseReason, EtrnFlag};
 
 /// One rule broken on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Violation {
     pub grade: Grade,
     /// The session (1-based) it happened in.
@@ -22,7 +22,7 @@ pub struct Violation {
 }
 
 /// The kinds of violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationKind {
     /// ETRN before EHLO/HELO was answered.
@@ -90,7 +90,7 @@ impl ViolationKind {
         }
     }
 
-    /// The grade, per `ims-etrn.md` §9 and the RFCs.
+    /// The grade, per the spec (`scenarios/README.md`) and the RFCs.
     pub fn grade(self) -> Grade {
         match self {
             ViolationKind::EtrnBeforeEhlo

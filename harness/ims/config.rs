@@ -1,4 +1,4 @@
-//! What an IMS is configured with: the inputs of the model (`ims-etrn.md` §2 and §3.1).
+//! What an IMS is configured with: the inputs of the model (the abbreviations of `scenarios/README.md`).
 //!
 //! The types mirror the administrator's view (registry values, property pages) rather than the
 //! model's decisions, so a scenario reads like a description of a real server. Everything a file can

@@ -1,4 +1,4 @@
-//! What the IMS learns about its peer from the EHLO exchange (`ims-etrn.md` §3.1, PEER).
+//! What the IMS learns about its peer from the EHLO exchange (PEER in `scenarios/README.md`).
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! The planner: configuration + the peer's EHLO answer → what IMS does on each connection.
 //!
-//! [`plan`] is a pure function. It follows the decision table of `ims-etrn.md` §3.2 with the
+//! [`plan`] is a pure function. It follows the decision table (T rows) of `scenarios/README.md` with the
 //! baselines of §9, and records every rule it applied in [`DequeuePlan::decisions`], so a reader
 //! of `etrn-harness expect` sees why each ETRN is (or is not) there.
 

@@ -1,4 +1,4 @@
-//! How the IMS reacts to the reply to each ETRN (`ims-etrn.md` §9, O-11).
+//! How the IMS reacts to the reply to each ETRN (spec O-11, `scenarios/README.md`).
 //!
 //! No source describes IMS's reply handling, so this is the model's baseline: RFC 1985 §5.1
 //! success codes and refusals continue with the next domain, RFC 1985 §5.2 (erratum 4130) stops

@@ -2,7 +2,7 @@
 //!
 //! Every decision the planner makes names one of these rules, so a plan (and later a conformance
 //! failure) can say *why* an ETRN was or was not expected and how much evidence stands behind it.
-//! Grades follow `ims-etrn.md` §9: **must** is documented behaviour or a hard RFC requirement,
+//! Grades follow the spec (`scenarios/README.md`), whose rows the bases cite as `spec X`: **must** is documented behaviour or a hard RFC requirement,
 //! **should** is RFC guidance or strong inference, **informational** is an open question where the
 //! model had to pick a baseline.
 
@@ -57,7 +57,7 @@ macro_rules! rules {
             pub fn id(self) -> &'static str { match self { $(Rule::$variant => $id,)* } }
             /// How a deviation from this rule is graded.
             pub fn grade(self) -> Grade { match self { $(Rule::$variant => Grade::$grade,)* } }
-            /// The source: KB article, RFC section, or `ims-etrn.md` baseline.
+            /// The source: KB article, RFC section, or `spec` row of `scenarios/README.md`.
             pub fn basis(self) -> &'static str { match self { $(Rule::$variant => $basis,)* } }
             /// One sentence saying what the rule decides.
             pub fn summary(self) -> &'static str { match self { $(Rule::$variant => $summary,)* } }
@@ -82,19 +82,19 @@ rules! {
     TurnInsteadOfEtrn = ("turn-instead-of-etrn", Must, "KB257979",
         "AlwaysUseTURN=1 makes IMS issue TURN rather than ETRN"),
     /// O-14 baseline: AUTH then TURN, after outbound mail; AUT has precedence.
-    TurnForm = ("turn-form", Informational, "ims-etrn.md §9 (O-14)",
+    TurnForm = ("turn-form", Informational, "spec O-14",
         "AUTH then TURN (not ATRN) after outbound mail; without credentials no TURN"),
     /// T4: ETRN only to hosts that advertise it.
     EhloGating = ("ehlo-gating", Must, "KB175494",
         "ETRN only when the EHLO reply advertises the ETRN keyword (case-insensitive)"),
     /// O-18 baseline: HELO fallback allowed, but no ETRN after HELO.
-    HeloFallback = ("helo-fallback", Should, "KB175494; ims-etrn.md §9 (O-18)",
+    HeloFallback = ("helo-fallback", Should, "KB175494; spec O-18",
         "when EHLO is refused IMS falls back to HELO and sends no ETRN"),
     /// T2: Do not reroute sends the Site Addressing domain.
     SiteDomain = ("site-domain", Must, "KB269771",
         "\"Do not reroute incoming SMTP mail\": one ETRN for the Site Addressing SMTP domain"),
     /// O-16 baseline: the domain is the text after the last `@`.
-    SiteDomainSplit = ("site-domain-split", Informational, "ims-etrn.md §9 (O-16)",
+    SiteDomainSplit = ("site-domain-split", Informational, "spec O-16",
         "the site domain is the text after the last '@' of the site address, case kept"),
     /// T3: Reroute sends every routing-table domain.
     RoutingTable = ("routing-table", Must, "KB269771",
@@ -106,43 +106,43 @@ rules! {
     LiteralForm = ("literal-form", Informational, "RFC 5321 §2.4, RFC 5890; model baseline (O-16)",
         "a domain is sent as configured: its case, a trailing dot and U-labels are kept"),
     /// O-8 baseline: rows of every action are included.
-    RoutingRowAnyAction = ("routing-row-any-action", Informational, "ims-etrn.md §9 (O-8)",
+    RoutingRowAnyAction = ("routing-row-any-action", Informational, "spec O-8",
         "reroute and relay rows are included, not only inbound rows"),
     /// O-5 baseline: routing-table order.
     EtrnOrder = ("etrn-order", Informational, "model baseline (O-5)",
         "the domains go in routing-table (or dial-up list) order; replies by occurrence follow it"),
     /// O-6 baseline: `#` exact entries are sent without the `#`.
-    ExactEntryStripped = ("exact-entry-stripped", Informational, "KB169683; ims-etrn.md §9 (O-6)",
+    ExactEntryStripped = ("exact-entry-stripped", Informational, "KB169683; spec O-6",
         "a '#' exact-match entry is sent without the '#'"),
     /// O-7 baseline: duplicates collapse, first occurrence kept.
-    Deduplicate = ("deduplicate", Informational, "ims-etrn.md §9 (O-7)",
+    Deduplicate = ("deduplicate", Informational, "spec O-7",
         "case-insensitive duplicates are sent once, at their first position"),
     /// O-9 baseline: an empty table under Reroute sends nothing.
-    EmptyTable = ("empty-table", Informational, "ims-etrn.md §9 (O-9)",
+    EmptyTable = ("empty-table", Informational, "spec O-9",
         "an empty routing table under Reroute sends no ETRN (no site-domain fallback)"),
     /// T10: the dial-up "use these domains" list.
     DialUpList = ("dial-up-list", Should, "KB235223",
         "dial-up ETRN retrieval with a domain list sends the list in order"),
     /// T9 baseline: dial-up default domains follow the AlwaysUseETRN rule.
-    DialUpDefault = ("dial-up-default", Informational, "ims-etrn.md §9 (O-2)",
+    DialUpDefault = ("dial-up-default", Informational, "spec O-2",
         "dial-up ETRN retrieval without a list uses the AlwaysUseETRN domain set"),
     /// O-13 baseline: the narrower reading of the Dial-up tab; its list replaces the AlwaysUseETRN set.
-    DialUpWithAlwaysUseEtrn = ("dial-up-with-always-use-etrn", Informational, "ims-etrn.md §9 (O-13)",
+    DialUpWithAlwaysUseEtrn = ("dial-up-with-always-use-etrn", Informational, "spec O-13",
         "dial-up \"use these domains\" with AlwaysUseETRN: the dial-up connection sends the list only"),
     /// O-22 baseline: dial-up ETRN is sent without outbound mail too.
-    DialUpWithoutOutbound = ("dial-up-without-outbound", Informational, "ims-etrn.md §9 (O-22)",
+    DialUpWithoutOutbound = ("dial-up-without-outbound", Informational, "spec O-22",
         "a dial-up connection with ETRN retrieval is made even with no outbound mail"),
     /// T11: a retrieval command runs locally, it is not an SMTP verb.
     DialUpCommand = ("dial-up-command", Must, "KB155828, DOC-xcp04012",
         "a dial-up retrieval command runs as a local process, never as an SMTP command"),
     /// T14 baseline: DisableETRN concerns the server role only.
-    DisableEtrnServerOnly = ("disable-etrn-server-only", Informational, "KB258292; ims-etrn.md §9 (O-15)",
+    DisableEtrnServerOnly = ("disable-etrn-server-only", Informational, "KB258292; spec O-15",
         "DisableETRN=1 does not change what the IMS sends as a client"),
     /// O-10, O-24 baseline: one plain `ETRN <domain>` per domain.
     OneDomainPerCommand = ("one-domain-per-command", Should, "RFC 1985 §5",
         "one ETRN per domain, no '@' or '#' added, upper-case verb, CRLF"),
     /// O-4 baseline: outbound mail first, then ETRN, then QUIT.
-    OutboundFirst = ("outbound-first", Informational, "ims-etrn.md §9 (O-4)",
+    OutboundFirst = ("outbound-first", Informational, "spec O-4",
         "outbound MAIL transactions first, then the ETRNs, then QUIT"),
     /// RFC 1985 §5: never inside a mail transaction.
     NotInTransaction = ("not-in-transaction", Must, "RFC 1985 §5",
@@ -151,7 +151,7 @@ rules! {
     ReplySuccess = ("reply-success", Should, "RFC 1985 §5.1",
         "250, 251, 252 and 253 are success: continue with the next domain"),
     /// O-11 baseline: 458/459 refuse one node; go on.
-    ReplyRefused = ("reply-refused", Informational, "RFC 1985 §5.2; ims-etrn.md §9 (O-11)",
+    ReplyRefused = ("reply-refused", Informational, "RFC 1985 §5.2; spec O-11",
         "458 and 459 refuse this node only: continue with the next domain"),
     /// RFC 1985 §5.2 with erratum 4130: stop after 500/501.
     ReplySyntax = ("reply-syntax", Should, "RFC 1985 §5.2, erratum 4130",
@@ -160,10 +160,10 @@ rules! {
     ReplyClosing = ("reply-closing", Must, "RFC 5321 §3.8",
         "after 421 the connection is closing: send nothing further"),
     /// O-11 baseline: no reply means the connection is gone.
-    NoReply = ("no-reply", Informational, "ims-etrn.md §9 (O-11)",
+    NoReply = ("no-reply", Informational, "spec O-11",
         "no reply (the server hung up or timed out): drop the connection, no further ETRN"),
     /// O-11 baseline: other codes refuse this node only.
-    ReplyOther = ("reply-other", Informational, "ims-etrn.md §9 (O-11)",
+    ReplyOther = ("reply-other", Informational, "spec O-11",
         "any other code (450, 451, 502, 503, 554, ...) fails this node only: continue"),
 }
 

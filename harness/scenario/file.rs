@@ -35,11 +35,11 @@ pub struct Scenario {
     pub id: String,
     /// One line saying what the case checks.
     pub title: String,
-    /// The sources behind the expectation: KB articles, RFC sections, `ims-etrn.md` rows.
+    /// The sources behind the expectation: KB articles, RFC sections, `spec` rows of `scenarios/README.md`.
     pub basis: Vec<String>,
     /// How a deviation counts unless an expectation says otherwise.
     pub grade: Grade,
-    /// Rows of `ims-etrn.md` this case covers (E01..E42, T1..T16).
+    /// Rows of the spec (`scenarios/README.md`) this case covers (E01..E42, T1..T16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub covers: Vec<String>,
     /// The IMS configuration under test.

@@ -25,7 +25,7 @@ use super::expect::ExpectedEtrn;
 use super::file::Scenario;
 
 /// What an implementation did in one delivery cycle, as far as expectations look.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
 pub struct Observed {
     /// The ETRN arguments sent, per connection, in order, with the reply each got (arguments that
     /// are no node name at all are left out: the protocol checks report them).
@@ -61,7 +61,7 @@ impl Observed {
 }
 
 /// One ETRN node sent, and the reply code it got (`None`: none).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SentEtrn {
     pub arg: EtrnArg,
     pub reply: Option<u16>,
@@ -105,7 +105,7 @@ fn nodes(record: &EtrnRecord, command: usize) -> Vec<SentEtrn> {
 }
 
 /// How an observation differs from an expectation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Difference {
     Missing {
@@ -150,7 +150,7 @@ pub enum Difference {
 }
 
 /// One way two texts of the same domain differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FormDifference {
     Case,
@@ -217,7 +217,7 @@ impl fmt::Display for Difference {
 }
 
 /// A difference, how much it counts, and the rule that explains it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Deviation {
     pub grade: Grade,
     /// The connection (0-based) it was seen on, where it concerns one.
@@ -225,6 +225,7 @@ pub struct Deviation {
     pub connection: Option<usize>,
     /// The model's rule that explains it and gives its grade; `None`: the scenario's own grade.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rule_id")]
+    #[schemars(with = "Option<String>")]
     pub rule: Option<Rule>,
     #[serde(flatten)]
     pub difference: Difference,
@@ -818,7 +819,7 @@ mod tests {
                 "should: ETRN x.com sent although it must not be (connection 1) [routing-table, KB269771]",
                 "must: ETRN y.com sent but not expected (connection 1) [routing-table, KB269771]",
                 "informational: ETRN ms.com expected but not sent (connection 1) [routing-table, KB269771]",
-                "informational: ETRN A.COM sent 2 times on one connection (connection 1) [deduplicate, ims-etrn.md §9 (O-7)]",
+                "informational: ETRN A.COM sent 2 times on one connection (connection 1) [deduplicate, spec O-7]",
             ]
         );
     }
@@ -830,7 +831,7 @@ mod tests {
             summary(&s, &observed(&[&["@a.com", "#ms.com"]])),
             [
                 "should: ETRN @a.com sent where ETRN a.com is expected (connection 1) [one-domain-per-command, RFC 1985 §5]",
-                "informational: ETRN #ms.com sent where ETRN ms.com is expected (connection 1) [exact-entry-stripped, KB169683; ims-etrn.md §9 (O-6)]",
+                "informational: ETRN #ms.com sent where ETRN ms.com is expected (connection 1) [exact-entry-stripped, KB169683; spec O-6]",
             ]
         );
         // '#' on a row that is no exact entry is an added option character.

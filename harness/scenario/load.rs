@@ -186,7 +186,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
             problem(
                 ErrorKind::InvalidValue,
                 vec!["covers".into(), i.to_string()],
-                format!("{c:?} is not a row of ims-etrn.md"),
+                format!("{c:?} is not a row of the spec (scenarios/README.md)"),
                 "use an edge case E01..E42, a decision row T1..T16 or an open question O-1..O-24",
             );
         }

@@ -1,7 +1,7 @@
 //! Server profiles: how real ETRN servers answer, as data files shipped with the crate.
 //!
 //! Each file in `harness/smarthost/profiles/` gives a greeting, the EHLO keywords and the ETRN
-//! replies one real server was observed to give (`peers.md`). A scenario names a profile and
+//! replies one real server was observed to give (spec S rows, `scenarios/README.md`). A scenario names a profile and
 //! overrides what it needs; the profile fills in the rest.
 
 use std::fmt;

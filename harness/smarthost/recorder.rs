@@ -21,7 +21,7 @@ use crate::smtp::{CloseReason, EtrnRecord, Event, MessageRecord, transcript};
 pub const RECORDING_VERSION: u32 = 1;
 
 /// Everything a smart host saw.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
 pub struct Recording {
     pub version: u32,
     /// Connections refused with `421` at the connection cap: not sessions, counted apart.
@@ -37,7 +37,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// One connection.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SessionRecording {
     /// 1, 2, 3 ... in order of connection.
     pub id: u64,
@@ -63,14 +63,14 @@ pub struct SessionRecording {
 }
 
 /// A reply as sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RecordedReply {
     pub code: u16,
     pub lines: Vec<String>,
 }
 
 /// A command line and its reply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RecordedCommand {
     pub at_us: u64,
     /// The line as received, escaped (`\r`, `\n`, `\xNN`); credentials `[redacted]`.
@@ -83,7 +83,7 @@ pub struct RecordedCommand {
 }
 
 /// An ETRN with its time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RecordedEtrn {
     pub at_us: u64,
     #[serde(flatten)]
@@ -91,7 +91,7 @@ pub struct RecordedEtrn {
 }
 
 /// An event with its time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TimedEvent {
     pub at_us: u64,
     #[serde(flatten)]

@@ -6,7 +6,7 @@ use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
 
 /// Something that happened in a session, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     /// A complete command line as received (credentials replaced when `redacted`).
@@ -46,10 +46,11 @@ pub enum Event {
 }
 
 /// One command line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct CommandLine {
     /// The bytes as received, line end included; not UTF-8 safe, see [`CommandLine::text`].
     #[serde(serialize_with = "escaped")]
+    #[schemars(with = "String")]
     pub raw: Vec<u8>,
     /// The verb in upper case, as far as it could be read.
     pub verb: String,
@@ -78,7 +79,7 @@ fn escaped<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// One ETRN, as the conformance runner judges it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct EtrnRecord {
     /// The argument as sent (escaped if not valid UTF-8), without the verb.
     pub raw: String,
@@ -97,7 +98,7 @@ pub struct EtrnRecord {
 }
 
 /// Something unusual about one ETRN command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EtrnFlag {
     /// Sent before EHLO/HELO was answered.
@@ -133,7 +134,7 @@ impl EtrnFlag {
 }
 
 /// A mail transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MessageRecord {
     pub from: String,
     pub recipients: Vec<String>,
@@ -144,7 +145,7 @@ pub struct MessageRecord {
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "reason", content = "detail")]
 pub enum CloseReason {
     /// The client sent QUIT.

@@ -6,8 +6,8 @@
 //! send these bytes (after a scripted delay), start TLS, close. Events report what happened.
 //!
 //! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
-//! cap and no DATA handling we can use (`crates.md` §4), so the session cuts lines at LF, enforces the
-//! limit, and reads DATA line by line until CRLF.CRLF.
+//! cap and no DATA handling we can use, so the session cuts lines with the wire layer's framer
+//! ([`crate::wire::framing`]), enforces the limit, and reads DATA line by line until CRLF.CRLF.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
