@@ -303,8 +303,12 @@ struct BenchCompareArgs {
 
 #[derive(clap::Args)]
 struct ServeArgs {
-    /// Do not print a line per ETRN (for benchmarks).
-    #[arg(long)]
+    /// What stdout shows as sessions run: `human` lines (sessions opened and closed, each ETRN
+    /// with its reply and flags), `jsonl` (one JSON object per event), or `none`.
+    #[arg(long, value_enum, default_value_t = cli::serve::EventsFormat::Human)]
+    events: cli::serve::EventsFormat,
+    /// Same as --events none (for benchmarks).
+    #[arg(long, conflicts_with = "events")]
     quiet: bool,
     /// Address to listen on (port 0 picks a free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:2525")]

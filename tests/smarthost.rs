@@ -510,6 +510,66 @@ fn serve_prints_each_etrn_and_writes_the_recording_after_n_sessions() {
     assert_eq!(closed[0]["closed"]["reason"], "quit");
 }
 
+#[test]
+fn serve_shows_sessions_flags_and_a_missing_argument_and_the_stop_line_agrees() {
+    let mut serve = Serve::spawn(&["--profile", "postfix", "--exit-after-sessions", "2"]);
+    // Lower-case verb and no EHLO: two flags; then ETRN without an argument.
+    talk(&serve.addr, b"etrn a.example\r\nQUIT\r\n");
+    talk(&serve.addr, b"EHLO c\r\nETRN\r\nQUIT\r\n");
+    let out = serve.lines_until("stopped").join("\n");
+    assert!(serve.child.wait().expect("serve exits").success());
+    assert!(out.contains("session 1: opened from 127.0.0.1:"), "{out}");
+    assert!(
+        out.contains("session 1: ETRN a.example -> 459 [lower-case-verb, before-hello]"),
+        "{out}"
+    );
+    assert!(out.contains("session 1: closed (quit)"), "{out}");
+    assert!(
+        out.contains("session 2: ETRN (no argument) -> 500"),
+        "{out}"
+    );
+    // The stop line counts what the lines above show: two sessions, two ETRN.
+    assert!(
+        out.ends_with("stopped (session limit reached): 2 session(s), 2 ETRN"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_events_jsonl_prints_one_json_object_per_line() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
+        .args(["--exit-after-sessions", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("JSON");
+    let addr = first["listening"].as_str().expect("the address").to_owned();
+    talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    let rest: Vec<serde_json::Value> = lines
+        .map(|l| serde_json::from_str(&l.expect("read")).expect("every line is JSON"))
+        .collect();
+    assert!(child.wait().expect("exits").success());
+    assert_eq!(rest[0]["session"], 1);
+    assert!(rest[0]["opened"]["peer"].is_string(), "{rest:?}");
+    let etrn = rest
+        .iter()
+        .find(|l| l["event"] == "etrn")
+        .expect("the ETRN");
+    assert_eq!(etrn["domain"], "a.example");
+    assert!(etrn["at_us"].is_u64());
+    assert!(rest.iter().any(|l| l["closed"]["reason"] == "quit"));
+    let last = rest.last().expect("a stop line");
+    assert_eq!(last["stopped"], "session limit reached");
+    assert_eq!(
+        (last["sessions"].as_u64(), last["etrn"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
 /// The JSON Lines of a `--record` stream, each line parsed (a last line cut short is left out).
 fn stream_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(path).expect("the recording exists");
@@ -531,7 +591,13 @@ fn serve_writes_the_recording_on_sigterm() {
     let mut serve = Serve::spawn(&["--record", &record_arg]);
     talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     // The live line proves the session is recorded before the signal.
-    assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
+    assert_eq!(
+        serve
+            .lines_until("session 1: ETRN")
+            .last()
+            .map(String::as_str),
+        Some("session 1: ETRN a.example -> 250")
+    );
     let killed = Command::new("kill")
         .args(["-TERM", &serve.child.id().to_string()])
         .status()
@@ -567,7 +633,13 @@ fn two_signals_in_a_row_never_lose_the_recording() {
     let mut serve = Serve::spawn(&["--record", &record_arg]);
     let mut open = std::net::TcpStream::connect(&serve.addr).expect("connect");
     std::io::Write::write_all(&mut open, b"EHLO c\r\nETRN a.example\r\n").expect("write");
-    assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
+    assert_eq!(
+        serve
+            .lines_until("session 1: ETRN")
+            .last()
+            .map(String::as_str),
+        Some("session 1: ETRN a.example -> 250")
+    );
     let pid = serve.child.id().to_string();
     let killed = Command::new("sh")
         .args(["-c", &format!("kill -TERM {pid}; kill -TERM {pid}")])
@@ -631,7 +703,13 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
     talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     // The live line is printed after the event is in the stream, which grows beside the
     // recording's path until the rename at exit.
-    assert_eq!(serve.next_line(), "session 1: ETRN a.example -> 250");
+    assert_eq!(
+        serve
+            .lines_until("session 1: ETRN")
+            .last()
+            .map(String::as_str),
+        Some("session 1: ETRN a.example -> 250")
+    );
     let partial = std::fs::read_dir(dir.path())
         .expect("list")
         .filter_map(Result::ok)

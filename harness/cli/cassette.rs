@@ -206,10 +206,10 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 event = live.recv() => match event {
                     // The live lines are for people; the counts below come from the recording,
                     // which misses nothing even when this stream lags.
-                    Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual } }) => {
+                    Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual }, .. }) => {
                         println!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}");
                     }
-                    Ok(LiveEvent::Event { session, event: Event::ReplayUnplayed { exchanges, first } }) => {
+                    Ok(LiveEvent::Event { session, event: Event::ReplayUnplayed { exchanges, first }, .. }) => {
                         println!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}");
                     }
                     Ok(_) => {}

@@ -45,20 +45,22 @@ pub fn run(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(
-        config,
-        args.record,
-        args.exit_after_sessions,
-        args.quiet,
-    ))
+    let format = if args.quiet {
+        EventsFormat::None
+    } else {
+        args.events
+    };
+    runtime.block_on(serve(config, args.record, args.exit_after_sessions, format))
 }
 
 async fn serve(
     config: SmartHostConfig,
     record: Option<std::path::PathBuf>,
     exit_after: Option<usize>,
-    quiet: bool,
+    format: EventsFormat,
 ) -> ExitCode {
+    let quiet = format == EventsFormat::None;
+    let mut printer = Printer::new(format);
     // The stream is set up before the first connection can arrive; a path that cannot be
     // written is said now, not after the sessions it was for.
     let recorder = Recorder::with_retention(config.retention);
@@ -100,7 +102,7 @@ async fn serve(
             return ExitCode::FAILURE;
         }
     };
-    println!("listening on {}", host.addr());
+    printer.listening(host.addr());
     let why = {
         let stop = async {
             match exit_after {
@@ -116,10 +118,8 @@ async fn serve(
         loop {
             tokio::select! {
                 event = next_live(&mut live) => match event {
-                Ok(e) => print_live(&e, quiet),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "live output fell behind; the recording is complete");
-                }
+                Ok(e) => printer.event(&e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.missed(n),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
             },
             why = &mut stop => break why,
@@ -127,9 +127,7 @@ async fn serve(
             }
         }
     };
-    while let Some(Ok(e)) = live.as_mut().map(|l| l.try_recv()) {
-        print_live(&e, quiet);
-    }
+    drain(&mut live, &mut printer);
     tracing::info!(why, "stopping");
     // The shutdown is bounded (sessions close at once, stragglers after a grace period); a second
     // signal does not wait for it: what there is gets written at once.
@@ -142,12 +140,12 @@ async fn serve(
             recorder.recording()
         }
     };
+    // The closes the shutdown recorded are printed too, before the stop line that counts them.
+    drain(&mut live, &mut printer);
     // Counted by the recorder, so forgotten sessions (--retain open) count too.
-    println!(
-        "stopped ({why}): {} session(s), {} ETRN",
-        recording.sessions.len() + usize::try_from(recording.forgotten).unwrap_or(usize::MAX),
-        recorder.etrn_count()
-    );
+    let sessions =
+        recording.sessions.len() + usize::try_from(recording.forgotten).unwrap_or(usize::MAX);
+    printer.stopped(why, sessions, recorder.etrn_count());
     // The stream becomes the recording in one step: FILE is only ever a whole recording.
     if let (Some(path), Some(beside)) = (&record, &partial)
         && let Err(e) = std::fs::rename(beside, path)
@@ -161,7 +159,7 @@ async fn serve(
     }
     match (record, recorder.stream_error()) {
         (Some(path), None) => {
-            println!("recording written to {}", path.display());
+            printer.recording_written(&path);
             ExitCode::SUCCESS
         }
         (Some(path), Some(e)) => {
@@ -185,17 +183,167 @@ async fn next_live(
     }
 }
 
-fn print_live(event: &LiveEvent, quiet: bool) {
-    if quiet {
+/// Prints the live events buffered so far.
+fn drain(live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>, printer: &mut Printer) {
+    let Some(l) = live.as_mut() else {
         return;
+    };
+    loop {
+        match l.try_recv() {
+            Ok(e) => printer.event(&e),
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => printer.missed(n),
+            Err(_) => return,
+        }
     }
-    if let LiveEvent::Event {
-        session,
-        event: Event::Etrn(e),
-    } = event
-    {
-        let reply = e.reply.map_or("no reply".to_owned(), |c| c.to_string());
-        println!("session {session}: ETRN {} -> {reply}", e.raw);
+}
+
+/// How `serve` reports on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EventsFormat {
+    /// A line per session opened or closed and per ETRN (its flags included), for people.
+    #[default]
+    Human,
+    /// One JSON object per line: `listening`, every event (the `--record` stream's shape),
+    /// `stopped`.
+    Jsonl,
+    /// Only the address and the stop line.
+    None,
+}
+
+/// stdout's lines, and what they showed, so the stop line can say whether they show everything.
+struct Printer {
+    format: EventsFormat,
+    sessions: usize,
+    etrn: usize,
+    /// Live events the output fell behind on (the recording has them).
+    missed: u64,
+}
+
+impl Printer {
+    fn new(format: EventsFormat) -> Self {
+        Printer {
+            format,
+            sessions: 0,
+            etrn: 0,
+            missed: 0,
+        }
+    }
+
+    fn listening(&self, addr: std::net::SocketAddr) {
+        match self.format {
+            EventsFormat::Jsonl => println!("{}", serde_json::json!({ "listening": addr })),
+            _ => println!("listening on {addr}"),
+        }
+    }
+
+    fn event(&mut self, event: &LiveEvent) {
+        match event {
+            LiveEvent::Opened { .. } => self.sessions += 1,
+            LiveEvent::Event {
+                event: Event::Etrn(_),
+                ..
+            } => self.etrn += 1,
+            _ => {}
+        }
+        match self.format {
+            EventsFormat::None => {}
+            EventsFormat::Jsonl => println!("{}", event.json_line()),
+            EventsFormat::Human => {
+                if let Some(line) = human_line(event) {
+                    println!("{line}");
+                }
+            }
+        }
+    }
+
+    fn missed(&mut self, n: u64) {
+        self.missed += n;
+        tracing::warn!(
+            missed = n,
+            "live output fell behind; the recording is complete"
+        );
+        if self.format == EventsFormat::Jsonl {
+            println!("{}", serde_json::json!({ "missed": n }));
+        }
+    }
+
+    fn stopped(&self, why: &str, sessions: usize, etrn: usize) {
+        // The stop line counts what the recorder saw; when the lines above show less (the output
+        // fell behind, or printed nothing), it says so rather than disagree with them silently.
+        let shown =
+            self.format == EventsFormat::None || (self.sessions == sessions && self.etrn == etrn);
+        match self.format {
+            EventsFormat::Jsonl => println!(
+                "{}",
+                serde_json::json!({
+                    "stopped": why, "sessions": sessions, "etrn": etrn,
+                    "missed": self.missed
+                })
+            ),
+            _ if shown => println!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
+            _ => println!(
+                "stopped ({why}): {sessions} session(s), {etrn} ETRN; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
+                self.sessions, self.etrn, self.missed
+            ),
+        }
+    }
+
+    fn recording_written(&self, path: &std::path::Path) {
+        match self.format {
+            EventsFormat::Jsonl => {
+                println!(
+                    "{}",
+                    serde_json::json!({ "recording": path.display().to_string() })
+                )
+            }
+            _ => println!("recording written to {}", path.display()),
+        }
+    }
+}
+
+/// The human line of a live event: sessions opened and closed, and each ETRN with its flags.
+fn human_line(event: &LiveEvent) -> Option<String> {
+    match event {
+        LiveEvent::Opened { session, peer, .. } => {
+            Some(format!("session {session}: opened from {peer}"))
+        }
+        LiveEvent::Closed {
+            session, reason, ..
+        } => {
+            let reason = serde_json::to_value(reason).unwrap_or_default();
+            let label = reason["reason"].as_str().unwrap_or("?").to_owned();
+            let detail = reason["detail"]
+                .as_str()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default();
+            Some(format!("session {session}: closed ({label}{detail})"))
+        }
+        LiveEvent::Event {
+            session,
+            event: Event::Etrn(e),
+            ..
+        } => {
+            let reply = e.reply.map_or("no reply".to_owned(), |c| c.to_string());
+            let argument = if e.raw.is_empty() {
+                "(no argument)".to_owned()
+            } else {
+                e.raw.clone()
+            };
+            let flags: Vec<String> = e
+                .flags
+                .iter()
+                .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned))
+                .collect();
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", flags.join(", "))
+            };
+            Some(format!(
+                "session {session}: ETRN {argument} -> {reply}{flags}"
+            ))
+        }
+        LiveEvent::Event { .. } => None,
     }
 }
 

@@ -143,12 +143,60 @@ impl Recording {
     }
 }
 
-/// What a live listener hears.
+/// What a live listener hears; `at_us` is microseconds since the recorder started, as in the
+/// recording.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
-    Opened { session: u64, peer: SocketAddr },
-    Event { session: u64, event: Event },
-    Closed { session: u64, reason: CloseReason },
+    Opened {
+        session: u64,
+        peer: SocketAddr,
+        at_us: u64,
+    },
+    Event {
+        session: u64,
+        event: Event,
+        at_us: u64,
+    },
+    Closed {
+        session: u64,
+        reason: CloseReason,
+        at_us: u64,
+    },
+}
+
+impl LiveEvent {
+    /// The event as one JSON line, in the shape of the `--record` stream's lines.
+    pub fn json_line(&self) -> serde_json::Value {
+        match self {
+            LiveEvent::Opened {
+                session,
+                peer,
+                at_us,
+            } => serde_json::json!({
+                "at_us": at_us, "session": session, "opened": { "peer": peer.to_string() }
+            }),
+            LiveEvent::Event {
+                session,
+                event,
+                at_us,
+            } => {
+                let mut line = serde_json::to_value(TimedEvent {
+                    at_us: *at_us,
+                    event: event.clone(),
+                })
+                .unwrap_or_default();
+                line["session"] = (*session).into();
+                line
+            }
+            LiveEvent::Closed {
+                session,
+                reason,
+                at_us,
+            } => serde_json::json!({
+                "at_us": at_us, "session": session, "closed": reason
+            }),
+        }
+    }
 }
 
 /// A wait that ran out of time.
@@ -374,7 +422,11 @@ impl Recorder {
             r.stream(|| serde_json::json!({ "at_us": at, "session": id, "opened": { "peer": peer.to_string() } }));
             id
         };
-        self.publish(LiveEvent::Opened { session: id, peer });
+        self.publish(LiveEvent::Opened {
+            session: id,
+            peer,
+            at_us: at,
+        });
         id
     }
 
@@ -403,7 +455,11 @@ impl Recorder {
             copy
         };
         match published {
-            Some(event) => self.publish(LiveEvent::Event { session: id, event }),
+            Some(event) => self.publish(LiveEvent::Event {
+                session: id,
+                event,
+                at_us: at,
+            }),
             None => self.changed.notify_waiters(),
         }
     }
@@ -447,6 +503,7 @@ impl Recorder {
         self.publish(LiveEvent::Closed {
             session: id,
             reason,
+            at_us: at,
         });
     }
 
