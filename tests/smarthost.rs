@@ -803,3 +803,39 @@ fn serve_refuses_a_link_at_the_recording_path() {
         "untouched"
     );
 }
+
+#[tokio::test]
+async fn the_recording_format_is_as_the_readme_documents_it() {
+    let host = SmartHost::start(SmartHostConfig::default())
+        .await
+        .expect("starts");
+    let addr = host.addr().to_string();
+    tokio::task::spawn_blocking(move || {
+        talk(
+            &addr,
+            b"EHLO c\r\nETRN a.example\r\nETRN #q\r\nETRN bad!node\nQUIT\r\n",
+        )
+    })
+    .await
+    .expect("client");
+    let recording = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    let json = serde_json::to_value(&recording).expect("JSON");
+    assert_eq!(json["version"], 1);
+    assert!(json.get("forgotten").is_none(), "omitted when 0: {json}");
+    let etrn = &json["sessions"][0]["etrn"];
+    // A plain domain: no flags key at all.
+    assert_eq!(etrn[0]["domain"], "a.example");
+    assert!(etrn[0].get("flags").is_none(), "{}", etrn[0]);
+    // #q: option queue, the queue name read as a domain.
+    assert_eq!((etrn[1]["option"].as_str(), etrn[1]["domain"].as_str()), (Some("queue"), Some("q")));
+    // No valid node: option and domain null, flags say why.
+    assert!(etrn[2]["option"].is_null() && etrn[2]["domain"].is_null(), "{}", etrn[2]);
+    assert_eq!(etrn[2]["flags"], serde_json::json!(["bare-lf", "invalid"]));
+    let commands = &json["sessions"][0]["commands"];
+    assert!(commands[0].get("bare_lf").is_none());
+    assert_eq!(commands[3]["bare_lf"], true);
+}
