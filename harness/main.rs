@@ -61,8 +61,7 @@ enum LogFormat {
 enum Command {
     /// Validate scenario files; exit 0 when all are valid, 2 with diagnostics otherwise.
     Check {
-        /// Files or folders (searched for *.toml); default: scenarios/
-        #[arg(default_value = "scenarios")]
+        /// Files or folders (searched for *.toml); default: the shipped corpus, built in
         paths: Vec<PathBuf>,
         /// Print one line per error instead of annotated source excerpts.
         #[arg(long)]
@@ -71,8 +70,7 @@ enum Command {
     /// Print the reference model's plan for scenarios: each ETRN with the rule behind it, the
     /// reply handling, and whether the model agrees with the file's [expect]. Exit 1 if it does not.
     Expect {
-        /// Scenario files or folders; default: scenarios/
-        #[arg(default_value = "scenarios")]
+        /// Scenario files or folders; default: the shipped corpus, built in
         paths: Vec<PathBuf>,
         /// One line per scenario instead of the full plan.
         #[arg(long)]
@@ -110,8 +108,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Scenario files or folders; default: scenarios/
-    #[arg(default_value = "scenarios")]
+    /// Scenario files or folders; default: the shipped corpus, built in (a message on stderr
+    /// says which corpus ran).
     paths: Vec<PathBuf>,
     /// The built-in reference client (the only named target).
     #[arg(long, value_parser = ["builtin"], default_value = "builtin", conflicts_with = "exec")]
@@ -293,9 +291,10 @@ struct BenchCompareArgs {
     /// Stop each workload run after this many seconds.
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
-    /// Also time a conformance run of this corpus with the builtin target.
-    #[arg(long, default_value = "scenarios")]
-    corpus: PathBuf,
+    /// Also time a conformance run of this corpus with the builtin target; default: the
+    /// shipped corpus, built in.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
     /// Write the full report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,

@@ -312,3 +312,42 @@ fn the_json_report_has_a_version_and_matches_its_schema() {
         assert!(errors.is_empty(), "{exec:?}: {}", errors.join("\n"));
     }
 }
+
+#[test]
+fn run_works_from_any_folder_with_the_shipped_corpus_and_says_which_ran() {
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["run", "--filter", "e2*"])
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("runs");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("corpus: the shipped one, built into etrn-harness"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("conformance result: ok."), "{stdout}");
+    // An --exec target gets a scenario file it can read, though the corpus is built in.
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["run", "--filter", "e03-*", "--exec"])
+        .arg("sh -c 'grep -q \"^id = \\\"e03-no-reroute-site-domain\\\"\" {scenario} || exit 9'")
+        .current_dir(elsewhere.path())
+        .output()
+        .expect("runs");
+    assert!(
+        text(&out.stdout).contains("target exit status: 0"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // A path given wins, and is named.
+    let out = run(&["run", "--list", "scenarios/replies"]);
+    assert!(out.status.success());
+    let out = run(&["expect", "--brief", "scenarios/replies"]);
+    assert!(
+        text(&out.stderr).contains("corpus: scenarios/replies ("),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -831,9 +831,16 @@ async fn the_recording_format_is_as_the_readme_documents_it() {
     assert_eq!(etrn[0]["domain"], "a.example");
     assert!(etrn[0].get("flags").is_none(), "{}", etrn[0]);
     // #q: option queue, the queue name read as a domain.
-    assert_eq!((etrn[1]["option"].as_str(), etrn[1]["domain"].as_str()), (Some("queue"), Some("q")));
+    assert_eq!(
+        (etrn[1]["option"].as_str(), etrn[1]["domain"].as_str()),
+        (Some("queue"), Some("q"))
+    );
     // No valid node: option and domain null, flags say why.
-    assert!(etrn[2]["option"].is_null() && etrn[2]["domain"].is_null(), "{}", etrn[2]);
+    assert!(
+        etrn[2]["option"].is_null() && etrn[2]["domain"].is_null(),
+        "{}",
+        etrn[2]
+    );
     assert_eq!(etrn[2]["flags"], serde_json::json!(["bare-lf", "invalid"]));
     let commands = &json["sessions"][0]["commands"];
     assert!(commands[0].get("bare_lf").is_none());

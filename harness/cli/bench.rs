@@ -200,8 +200,9 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
 }
 
 /// Times whole conformance runs of the corpus with the builtin target.
-async fn conformance_speed(corpus: &PathBuf, rounds: usize) -> Result<String, ExitCode> {
-    let loaded = scenario::load_corpus(std::slice::from_ref(corpus));
+async fn conformance_speed(corpus: &Option<PathBuf>, rounds: usize) -> Result<String, ExitCode> {
+    let source = scenario::CorpusSource::from_paths(corpus.as_slice());
+    let loaded = source.load();
     if !loaded.errors.is_empty() {
         report_errors(&loaded.errors, true);
         return Err(ExitCode::from(EXIT_INVALID));

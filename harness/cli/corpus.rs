@@ -10,7 +10,12 @@ use etrn_harness::scenario::{self, explain::explain};
 use super::{EXIT_DISAGREES, EXIT_INVALID, report_errors};
 
 pub fn check(paths: &[PathBuf], short: bool) -> ExitCode {
-    let corpus = scenario::load_corpus(paths);
+    let source = scenario::CorpusSource::from_paths(paths);
+    let corpus = source.load();
+    eprintln!(
+        "{}",
+        source.describe(corpus.scenarios.len() + corpus.errors.len())
+    );
     report_errors(&corpus.errors, short);
     let files: HashSet<&str> = corpus.errors.iter().map(|e| e.file.as_str()).collect();
     if corpus.errors.is_empty() {
@@ -28,7 +33,9 @@ pub fn check(paths: &[PathBuf], short: bool) -> ExitCode {
 }
 
 pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
-    let corpus = scenario::load_corpus(paths);
+    let source = scenario::CorpusSource::from_paths(paths);
+    let corpus = source.load();
+    eprintln!("{}", source.describe(corpus.scenarios.len()));
     if !corpus.errors.is_empty() {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
         return ExitCode::from(EXIT_INVALID);

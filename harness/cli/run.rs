@@ -14,10 +14,14 @@ use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, report_errors};
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let corpus = scenario::load_corpus(&args.paths);
+    let source = scenario::CorpusSource::from_paths(&args.paths);
+    let corpus = source.load();
     if !corpus.errors.is_empty() {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
         return ExitCode::from(EXIT_INVALID);
+    }
+    if !args.list {
+        eprintln!("{}", source.describe(corpus.scenarios.len()));
     }
     let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
     let mut cases: Vec<Case> = corpus

@@ -99,10 +99,24 @@ async fn judged(
         .prefix("etrn-harness-case-")
         .tempdir()
         .map_err(|e| format!("cannot create a work folder: {e}"))?;
+    // A scenario of the shipped corpus is no file on this machine: the target gets a copy.
+    let scenario_file = match crate::scenario::shipped::shipped_text(&case.file) {
+        Some(text) if !case.file.is_file() => {
+            let copy = work.path().join(
+                case.file
+                    .file_name()
+                    .unwrap_or_else(|| "scenario.toml".as_ref()),
+            );
+            std::fs::write(&copy, text)
+                .map_err(|e| format!("cannot write the scenario for the target: {e}"))?;
+            copy
+        }
+        _ => case.file.clone(),
+    };
     let env = CaseEnvironment {
         smart_host: host.addr(),
         config: &s.ims,
-        scenario_file: &case.file,
+        scenario_file: &scenario_file,
         work_dir: work.path(),
         timeout: options.timeout,
     };

@@ -451,10 +451,19 @@ pub fn load_corpus(paths: &[PathBuf]) -> Corpus {
             };
         }
     };
+    load_texts(files.into_iter().map(|file| {
+        let text = std::fs::read_to_string(&file);
+        (file, text)
+    }))
+}
+
+/// Parses scenario texts (read from files, or built into the binary) into a corpus, checking
+/// that ids are unique across them.
+pub fn load_texts(texts: impl IntoIterator<Item = (PathBuf, std::io::Result<String>)>) -> Corpus {
     let mut corpus = Corpus::default();
     let mut ids: HashMap<String, PathBuf> = HashMap::new();
-    for file in files {
-        let text = match std::fs::read_to_string(&file) {
+    for (file, text) in texts {
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
                 corpus.errors.push(ScenarioError::unreadable(&file, &e));

@@ -8,6 +8,7 @@
 //! - [`predict`](mod@predict): the reference model run on a scenario.
 //! - [`explain`]: a prediction rendered for people.
 //! - [`schema`]: the JSON Schema of the format.
+//! - [`shipped`]: the corpus built into the binary, and the choice between it and paths on disk.
 
 pub mod diagnostic;
 pub mod expect;
@@ -17,10 +18,12 @@ pub mod judge;
 pub mod load;
 pub mod predict;
 pub mod schema;
+pub mod shipped;
 
 pub use diagnostic::{ErrorKind, ScenarioError};
 pub use expect::{ConnectionExpectation, Expectations, ExpectedEtrn};
 pub use file::Scenario;
 pub use judge::{Deviation, Difference, FormDifference, Observed, judge};
-pub use load::{Corpus, discover, load_corpus, load_scenario, parse_scenario};
+pub use load::{Corpus, discover, load_corpus, load_scenario, load_texts, parse_scenario};
 pub use predict::{DEFAULT_REPLY_TIMEOUT, Prediction, predict, predict_with};
+pub use shipped::CorpusSource;
