@@ -20,7 +20,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
         return ExitCode::from(EXIT_INVALID);
     }
-    if !args.list {
+    // Which corpus ran is said when nobody named one (the shipped corpus, built in).
+    if !args.list && source == scenario::CorpusSource::Shipped {
         eprintln!("{}", source.describe(corpus.scenarios.len()));
     }
     let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
