@@ -39,6 +39,8 @@
 //!   rule that explains it.
 //! - [`cassette`]: record (an SMTP-aware proxy to a real upstream) and replay (a conversation
 //!   answering from the cassette), the cassette text format, record-on-miss.
+//! - [`api`]: the live HTTP/JSON API of a running smart host (axum): the recording, waits,
+//!   a live event feed, reset, a new script while running.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
 //!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
 //! - [`bench`](mod@bench): the load generator and the side-by-side comparison with Postfix's smtp-sink.
@@ -60,6 +62,7 @@
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
 pub mod answer;
+pub mod api;
 pub mod bench;
 pub mod cassette;
 pub mod client;

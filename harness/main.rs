@@ -306,6 +306,11 @@ struct ServeArgs {
     /// with its reply and flags), `jsonl` (one JSON object per event), or `none`.
     #[arg(long, value_enum, default_value_t = cli::serve::EventsFormat::Human)]
     events: cli::serve::EventsFormat,
+    /// Also serve the HTTP/JSON API here (e.g. 127.0.0.1:8025; port 0 picks one, printed on
+    /// the second line): the recording, waits, a live feed, reset, a new script while running.
+    /// No authentication: keep it on loopback.
+    #[arg(long, value_name = "ADDR")]
+    api: Option<std::net::SocketAddr>,
     /// Same as --events none (for benchmarks).
     #[arg(long, conflicts_with = "events")]
     quiet: bool,

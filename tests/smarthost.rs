@@ -846,3 +846,41 @@ async fn the_recording_format_is_as_the_readme_documents_it() {
     assert!(commands[0].get("bare_lf").is_none());
     assert_eq!(commands[3]["bare_lf"], true);
 }
+
+#[test]
+fn the_http_api_serves_a_python_client_using_only_the_standard_library() {
+    if !common::peer_available("python3", &["--version"]) {
+        return;
+    }
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api_line = serve.next_line();
+    let api = api_line
+        .strip_prefix("api on ")
+        .unwrap_or_else(|| panic!("unexpected second line {api_line:?}"))
+        .to_owned();
+    let client = Command::new("python3")
+        .args(["tests/fixtures/api_client.py", &api, &serve.addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let pid = client.id().to_string();
+    // Bounded: each of the client's calls times out after 10 s; this caps the whole.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(client.wait_with_output());
+    });
+    let out = match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.expect("output"),
+        Err(e) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("the Python client did not finish within 60 s: {e}");
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

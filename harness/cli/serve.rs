@@ -50,15 +50,32 @@ pub fn run(args: ServeArgs) -> ExitCode {
     } else {
         args.events
     };
-    runtime.block_on(serve(config, args.record, args.exit_after_sessions, format))
+    let options = ServeOptions {
+        record: args.record,
+        exit_after: args.exit_after_sessions,
+        format,
+        api: args.api,
+    };
+    runtime.block_on(serve(config, options))
 }
 
-async fn serve(
-    config: SmartHostConfig,
+/// What `serve` does besides serving SMTP.
+struct ServeOptions {
     record: Option<std::path::PathBuf>,
     exit_after: Option<usize>,
     format: EventsFormat,
-) -> ExitCode {
+    api: Option<std::net::SocketAddr>,
+}
+
+async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
+    let ServeOptions {
+        record,
+        exit_after,
+        format,
+        api: api_listen,
+    } = options;
+    let limits = config.limits.clone();
+    let profile = config.script.profile.to_string();
     let quiet = format == EventsFormat::None;
     let mut printer = Printer::new(format);
     // The stream is set up before the first connection can arrive; a path that cannot be
@@ -103,6 +120,29 @@ async fn serve(
         }
     };
     printer.listening(host.addr());
+    let api = match api_listen {
+        Some(listen) => match etrn_harness::api::Api::start(
+            listen,
+            host.addr(),
+            host.shared_recorder(),
+            host.switch(),
+            limits,
+            &profile,
+        )
+        .await
+        {
+            Ok(api) => {
+                printer.api(api.addr());
+                Some(api)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                host.shutdown().await;
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        None => None,
+    };
     let why = {
         let stop = async {
             match exit_after {
@@ -129,6 +169,10 @@ async fn serve(
     };
     drain(&mut live, &mut printer);
     tracing::info!(why, "stopping");
+    // The API first: its live feeds end, its waits are answered, nothing new comes in through it.
+    if let Some(api) = api {
+        api.shutdown().await;
+    }
     // The shutdown is bounded (sessions close at once, stragglers after a grace period); a second
     // signal does not wait for it: what there is gets written at once.
     let recorder = host.shared_recorder();
@@ -233,6 +277,15 @@ impl Printer {
         match self.format {
             EventsFormat::Jsonl => println!("{}", serde_json::json!({ "listening": addr })),
             _ => println!("listening on {addr}"),
+        }
+    }
+
+    fn api(&self, addr: std::net::SocketAddr) {
+        match self.format {
+            EventsFormat::Jsonl => {
+                println!("{}", serde_json::json!({ "api": format!("http://{addr}") }))
+            }
+            _ => println!("api on http://{addr}"),
         }
     }
 

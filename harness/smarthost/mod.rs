@@ -43,4 +43,4 @@ pub mod tls;
 pub use profile::{Profile, ProfileName};
 pub use recorder::{LiveEvent, Recorder, Recording, Retention, SessionRecording, WaitTimeout};
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
-pub use server::{SmartHost, SmartHostConfig, StartError};
+pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};

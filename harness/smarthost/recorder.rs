@@ -507,6 +507,26 @@ impl Recorder {
         });
     }
 
+    /// Forgets everything recorded so far: closed sessions go, open ones keep going with an
+    /// empty log, and the counts (sessions closed, ETRNs, refusals) start again from zero. Ids
+    /// keep counting up. The `--record` stream, if any, is not touched: it keeps everything.
+    pub fn reset(&self) {
+        let at = self.now_us();
+        {
+            let mut r = self.lock();
+            r.sessions.retain(|_, s| s.close.is_none());
+            for s in r.sessions.values_mut() {
+                s.events = EventLog::default();
+            }
+            r.closed = 0;
+            r.etrn = 0;
+            r.refused = 0;
+            r.forgotten = 0;
+            r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
+        }
+        self.changed.notify_waiters();
+    }
+
     /// Counts a connection refused at the cap.
     pub fn refused(&self) {
         let at = self.now_us();
@@ -692,6 +712,27 @@ mod tests {
         r.close(second, CloseReason::PeerClosed);
         assert_eq!(r.closed_count(), 2);
         assert!(r.recording().sessions.is_empty());
+    }
+
+    #[test]
+    fn reset_forgets_what_was_recorded_and_open_sessions_go_on() {
+        let r = Recorder::new();
+        let first = r.open(peer());
+        let open = r.open(peer());
+        command(&r, first, "QUIT\r\n", 221);
+        r.close(first, CloseReason::Quit);
+        command(&r, open, "NOOP\r\n", 250);
+        r.reset();
+        let rec = r.recording();
+        assert_eq!(rec.sessions.len(), 1);
+        assert_eq!(rec.sessions[0].id, open);
+        assert!(rec.sessions[0].events.is_empty(), "its log starts again");
+        assert_eq!((r.closed_count(), r.etrn_count()), (0, 0));
+        command(&r, open, "QUIT\r\n", 221);
+        r.close(open, CloseReason::Quit);
+        assert_eq!(r.closed_count(), 1);
+        assert_eq!(r.recording().sessions[0].commands.len(), 1);
+        assert!(r.open(peer()) > open, "ids keep counting up");
     }
 
     #[test]

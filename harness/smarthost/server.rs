@@ -92,6 +92,7 @@ pub struct SmartHost {
     addr: SocketAddr,
     recorder: Arc<Recorder>,
     shutdown: watch::Sender<bool>,
+    shared: Arc<Shared>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -104,9 +105,25 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Makes the conversation for each new connection (numbered from 0).
 pub type ConversationFactory = Arc<dyn Fn(u64) -> Box<dyn Conversation> + Send + Sync>;
 
+/// Replaces what a running smart host says, from the next connection on.
+#[derive(Clone)]
+pub struct ConversationSwitch(Arc<Shared>);
+
+impl ConversationSwitch {
+    pub fn replace(&self, conversations: ConversationFactory) {
+        let mut current = self
+            .0
+            .conversations
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = conversations;
+    }
+}
+
 /// What a connection task needs, shared by all of them.
 struct Shared {
-    conversations: ConversationFactory,
+    /// Read once per connection; replaced while running by [`SmartHost::replace_conversations`].
+    conversations: std::sync::RwLock<ConversationFactory>,
     idle_timeout: Duration,
     tls: Option<TlsAcceptor>,
     recorder: Arc<Recorder>,
@@ -170,12 +187,13 @@ impl SmartHost {
         })?;
         let recorder = Arc::new(recorder);
         let shared = Arc::new(Shared {
-            conversations,
+            conversations: std::sync::RwLock::new(conversations),
             idle_timeout,
             tls,
             recorder: Arc::clone(&recorder),
         });
         let (shutdown, watcher) = watch::channel(false);
+        let kept = Arc::clone(&shared);
         let counting = Arc::clone(&recorder);
         let cap = Cap {
             max_connections,
@@ -199,9 +217,22 @@ impl SmartHost {
         Ok(SmartHost {
             addr,
             recorder,
+            shared: kept,
             shutdown,
             server: Some(server),
         })
+    }
+
+    /// From the next connection on, runs the conversations `conversations` makes (a new script or
+    /// profile while running); sessions already open keep theirs.
+    pub fn replace_conversations(&self, conversations: ConversationFactory) {
+        self.switch().replace(conversations);
+    }
+
+    /// A handle that replaces the conversations from elsewhere (the HTTP API), while this smart
+    /// host keeps running.
+    pub fn switch(&self) -> ConversationSwitch {
+        ConversationSwitch(Arc::clone(&self.shared))
     }
 
     /// The address it listens on.
@@ -267,7 +298,13 @@ async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> CloseReason {
     let _ = stream.set_nodelay(true);
-    let mut session = (shared.conversations)(index);
+    let factory = Arc::clone(
+        &shared
+            .conversations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let mut session = factory(index);
     let plain = match drive(stream, session.as_mut(), id, shared, &mut shutdown).await {
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
