@@ -96,6 +96,43 @@ async fn converse(addr: SocketAddr, groups: &[Vec<Vec<u8>>], cuts: &[usize]) -> 
     }
 }
 
+/// Records one session of `groups` through a recording proxy to `up` into `path`; returns what
+/// the client received.
+async fn record(up: &SmartHost, path: &Path, groups: &[Vec<Vec<u8>>], cuts: &[usize]) -> Vec<u8> {
+    let proxy = RecordingProxy::start(any_addr(), up.addr(), path)
+        .await
+        .expect("recorder");
+    let received = converse(proxy.addr(), groups, cuts).await;
+    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
+    proxy.shutdown().await;
+    received
+}
+
+/// Replays `cassette` in `mode` to one client session of `groups`; what the client received,
+/// and the replay's recording.
+async fn replay(
+    cassette: &Cassette,
+    mode: MatchMode,
+    groups: &[Vec<Vec<u8>>],
+    cuts: &[usize],
+) -> (Vec<u8>, etrn_harness::smarthost::Recording) {
+    let options = ReplayOptions {
+        mode,
+        ..ReplayOptions::default()
+    };
+    let server =
+        cassette::replay_server(cassette.clone(), options, any_addr(), WAIT, Recorder::new())
+            .await
+            .expect("replay");
+    let received = converse(server.addr(), groups, cuts).await;
+    server
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("the replayed session ends");
+    (received, server.shutdown().await)
+}
+
 /// One step of a generated session.
 #[derive(Debug, Clone)]
 enum Step {
@@ -176,31 +213,12 @@ fn config() -> ProptestConfig {
 /// same cuts; every replay must give the bytes the upstream gave, with no mismatch.
 async fn round_trip(up: &SmartHost, groups: &[Vec<Vec<u8>>], cuts: &[usize], dir: &Path) {
     let path = dir.join("round.cassette");
-    let proxy = RecordingProxy::start(any_addr(), up.addr(), &path)
-        .await
-        .expect("recorder");
-    let live = converse(proxy.addr(), groups, cuts).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    let live = record(up, &path, groups, cuts).await;
     let text = std::fs::read_to_string(&path).expect("cassette");
     let cassette = Cassette::parse(&text).expect("the cassette loads");
     assert_eq!(cassette.truncated_at, None, "{text}");
     for mode in [MatchMode::Strict, MatchMode::Verb, MatchMode::Lenient] {
-        let options = ReplayOptions {
-            mode,
-            ..ReplayOptions::default()
-        };
-        let replay =
-            cassette::replay_server(cassette.clone(), options, any_addr(), WAIT, Recorder::new())
-                .await
-                .expect("replay");
-        let replayed = converse(replay.addr(), groups, cuts).await;
-        replay
-            .recorder()
-            .wait_for_closed_sessions(1, WAIT)
-            .await
-            .expect("the replayed session ends");
-        let recording = replay.shutdown().await;
+        let (replayed, recording) = replay(&cassette, mode, groups, cuts).await;
         let mismatches: Vec<&Event> = recording.sessions[0]
             .events
             .iter()
@@ -262,17 +280,12 @@ async fn a_cassette_from_one_machine_replays_on_another() {
     let up = upstream("profile = \"postfix\"\nserved = [\"a.example\"]").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("vm.cassette");
-    let proxy = RecordingProxy::start(any_addr(), up.addr(), &path)
-        .await
-        .expect("recorder");
     let recorded_on_vm = vec![
         vec![b"EHLO vm\r\n".to_vec()],
         vec![b"ETRN a.example\r\n".to_vec()],
         vec![b"QUIT\r\n".to_vec()],
     ];
-    let live = converse(proxy.addr(), &recorded_on_vm, &[64]).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    let live = record(&up, &path, &recorded_on_vm, &[64]).await;
     let cassette = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
     let on_ci = vec![
         vec![b"EHLO ci-runner-42\r\n".to_vec()],
@@ -284,21 +297,7 @@ async fn a_cassette_from_one_machine_replays_on_another() {
         (MatchMode::Lenient, 0),
         (MatchMode::Strict, 1),
     ] {
-        let options = ReplayOptions {
-            mode,
-            ..ReplayOptions::default()
-        };
-        let replay =
-            cassette::replay_server(cassette.clone(), options, any_addr(), WAIT, Recorder::new())
-                .await
-                .expect("replay");
-        let got = converse(replay.addr(), &on_ci, &[64]).await;
-        replay
-            .recorder()
-            .wait_for_closed_sessions(1, WAIT)
-            .await
-            .expect("the replayed session ends");
-        let recording = replay.shutdown().await;
+        let (got, recording) = replay(&cassette, mode, &on_ci, &[64]).await;
         let counted = recording.sessions[0]
             .events
             .iter()
@@ -489,9 +488,6 @@ async fn credentials_are_redacted_when_recording_pipelined_auth() {
     let up = upstream("profile = \"postfix\"\nehlo_keywords = [\"ETRN\", \"AUTH PLAIN\"]").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("auth.cassette");
-    let proxy = RecordingProxy::start(any_addr(), up.addr(), &path)
-        .await
-        .expect("recorder");
     let groups = vec![
         vec![b"EHLO c\r\n".to_vec()],
         // AUTH without an initial response, its continuation in the same write.
@@ -501,9 +497,7 @@ async fn credentials_are_redacted_when_recording_pipelined_auth() {
         ],
         vec![b"ETRN a.example\r\n".to_vec(), b"QUIT\r\n".to_vec()],
     ];
-    converse(proxy.addr(), &groups, &[1000]).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    record(&up, &path, &groups, &[1000]).await;
     let text = std::fs::read_to_string(&path).expect("read");
     assert_no_secret(&text);
     assert!(text.contains("1 C: [redacted]\n"), "{text}");
@@ -516,17 +510,12 @@ async fn credentials_are_redacted_when_record_on_miss_resends_earlier_lines() {
     let path = dir.path().join("miss.cassette");
     // A cassette with EHLO and AUTH, recorded redacted; the client then asks for an ETRN the
     // cassette lacks, so every earlier line (the AUTH included) is sent to the upstream again.
-    let proxy = RecordingProxy::start(any_addr(), up.addr(), &path)
-        .await
-        .expect("recorder");
     let first = vec![
         vec![b"EHLO c\r\n".to_vec()],
         vec![format!("AUTH PLAIN {SECRET}\r\n").into_bytes()],
         vec![b"QUIT\r\n".to_vec()],
     ];
-    converse(proxy.addr(), &first, &[1000]).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    record(&up, &path, &first, &[1000]).await;
     let cassette = Cassette::parse(&std::fs::read_to_string(&path).expect("read")).expect("parse");
     let writer = CassetteWriter::open(&path).expect("writer");
     let replay = MissRecordingReplay::start(
@@ -585,17 +574,12 @@ async fn a_line_without_end_is_recorded_in_bounded_pieces_that_join_up_again() {
     let up = upstream("profile = \"postfix\"").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("long.cassette");
-    let proxy = RecordingProxy::start(any_addr(), up.addr(), &path)
-        .await
-        .expect("recorder");
     let mut long = b"NOOP ".to_vec();
     long.extend(std::iter::repeat_n(b'x', 1024 * 1024));
     long.extend_from_slice(b"\r\n");
     let groups = vec![vec![long.clone()], vec![b"QUIT\r\n".to_vec()]];
     // Written a few bytes short of a piece at a time, so pieces never line up with writes.
-    converse(proxy.addr(), &groups, &[8000]).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    record(&up, &path, &groups, &[8000]).await;
     let text = std::fs::read_to_string(&path).expect("read");
     let longest = text.lines().map(str::len).max().unwrap_or(0);
     assert!(

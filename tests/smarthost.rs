@@ -668,29 +668,9 @@ fn serve_refuses_a_fifo_as_the_recording() {
         .status()
         .expect("mkfifo runs");
     assert!(made.success());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--record"])
-        .arg(&fifo)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        let _ = tx.send(text);
-    });
     // Nobody reads the FIFO: serve must neither hang at start nor serve into it.
-    let err = match rx.recv_timeout(WAIT) {
-        Ok(text) => text,
-        Err(e) => {
-            let _ = child.kill();
-            panic!("serve did not exit: {e}");
-        }
-    };
-    assert_eq!(child.wait().expect("exits").code(), Some(2), "{err}");
+    let (code, err) = refused_at_start(&fifo);
+    assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot write the recording"), "{err}");
 }
 
@@ -757,9 +737,17 @@ fn serve_rejects_an_invalid_scenario_with_exit_2() {
 fn serve_refuses_an_unwritable_recording_path_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("no-such-folder").join("r.json");
+    // It must exit by itself, before serving anything: the recording could never be written.
+    let (code, err) = refused_at_start(&missing);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot write the recording"), "{err}");
+}
+
+/// Runs `serve --record PATH`, which must stop by itself at start; its exit code and stderr.
+fn refused_at_start(record: &std::path::Path) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .args(["serve", "--listen", "127.0.0.1:0", "--record"])
-        .arg(&missing)
+        .arg(record)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -771,7 +759,6 @@ fn serve_refuses_an_unwritable_recording_path_at_start() {
         let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
         let _ = tx.send(text);
     });
-    // It must exit by itself, before serving anything: the recording could never be written.
     let err = match rx.recv_timeout(WAIT) {
         Ok(text) => text,
         Err(e) => {
@@ -779,8 +766,7 @@ fn serve_refuses_an_unwritable_recording_path_at_start() {
             panic!("serve did not exit: {e}");
         }
     };
-    assert_eq!(child.wait().expect("exits").code(), Some(2), "{err}");
-    assert!(err.contains("cannot write the recording"), "{err}");
+    (child.wait().expect("exits").code(), err)
 }
 
 #[test]

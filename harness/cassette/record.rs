@@ -565,20 +565,10 @@ async fn pump_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) -> End {
     let mut buf = vec![0u8; 16 * 1024];
     let end = loop {
-        let n = tokio::select! {
-            r = from.read(&mut buf) => match r {
-                Ok(0) => break End::Closed,
-                Ok(n) => n,
-                Err(_) => break End::Error,
-            },
-            _ = stop.changed() => break End::Shutdown,
+        let n = match next_chunk(from, to, &mut buf, context, &mut stop).await {
+            Ok(n) => n,
+            Err(end) => break end,
         };
-        if context.shared().passthrough {
-            if to.write_all(&buf[..n]).await.is_err() {
-                break End::Error;
-            }
-            continue;
-        }
         lines.push(&buf[..n]);
         let mut out = Vec::with_capacity(n);
         let at_starttls = record_client_frames(context, lines, piece, &mut out);
@@ -596,6 +586,33 @@ async fn pump_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         let _ = to.write_all(&rest).await;
     }
     finish(context, Side::Client, end, to).await
+}
+
+/// Reads the next bytes to record. Once STARTTLS was passed through nothing is recorded: those
+/// bytes are relayed here, and reading goes on.
+async fn next_chunk<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    from: &mut R,
+    to: &mut W,
+    buf: &mut [u8],
+    context: &Context<'_>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<usize, End> {
+    loop {
+        let n = tokio::select! {
+            r = from.read(buf) => match r {
+                Ok(0) => return Err(End::Closed),
+                Ok(n) => n,
+                Err(_) => return Err(End::Error),
+            },
+            _ = stop.changed() => return Err(End::Shutdown),
+        };
+        if !context.shared().passthrough {
+            return Ok(n);
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return Err(End::Error);
+        }
+    }
 }
 
 /// Records the bytes of a line the client never finished.
@@ -626,20 +643,10 @@ async fn pump_upstream<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) -> End {
     let mut buf = vec![0u8; 16 * 1024];
     let end = loop {
-        let n = tokio::select! {
-            r = from.read(&mut buf) => match r {
-                Ok(0) => break End::Closed,
-                Ok(n) => n,
-                Err(_) => break End::Error,
-            },
-            _ = stop.changed() => break End::Shutdown,
+        let n = match next_chunk(from, to, &mut buf, context, &mut stop).await {
+            Ok(n) => n,
+            Err(end) => break end,
         };
-        if context.shared().passthrough {
-            if to.write_all(&buf[..n]).await.is_err() {
-                break End::Error;
-            }
-            continue;
-        }
         lines.push(&buf[..n]);
         let mut out = Vec::with_capacity(n);
         let mut answered = None;
