@@ -358,4 +358,11 @@ fn run_works_from_any_folder_with_the_shipped_corpus_and_says_which_ran() {
         "{}",
         text(&out.stderr)
     );
+    // `run` names the corpus it ran, whichever it was.
+    let out = run(&["run", "--filter", "e26-*", "scenarios/replies"]);
+    assert!(
+        text(&out.stderr).contains("corpus: scenarios/replies ("),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -20,8 +20,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
         return ExitCode::from(EXIT_INVALID);
     }
-    // Which corpus ran is said when nobody named one (the shipped corpus, built in).
-    if !args.list && source == scenario::CorpusSource::Shipped {
+    // Which corpus ran goes in the log of every run (a CI log shows it next to the verdicts).
+    if !args.list {
         eprintln!("{}", source.describe(corpus.scenarios.len()));
     }
     let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
