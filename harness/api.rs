@@ -47,7 +47,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The wait when a request asks for one without `timeout`.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 /// How long a shutdown waits for requests in flight (a live feed ends at once).
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What every request handler shares.
 #[derive(Clone)]
