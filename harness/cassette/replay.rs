@@ -76,8 +76,8 @@ impl Default for ReplayOptions {
 /// Message data being received: compared by a running hash, so a large message costs no memory.
 #[derive(Debug, Default)]
 struct IncomingData {
+    /// The bytes so far, hashed as one stream (how they were cut into lines does not matter).
     hash: DefaultHasher,
-    lines: usize,
 }
 
 impl IncomingData {
@@ -369,7 +369,6 @@ impl ReplaySession {
             return;
         };
         data.add(line);
-        data.lines += 1;
         if line != b".\r\n" {
             return;
         }
@@ -741,5 +740,39 @@ mod tests {
         assert!(events.iter().any(
             |e| matches!(e, Event::LineTooLong { octets } if *octets == MAX_COMMAND_LINE * 4 + 2)
         ));
+    }
+
+    #[test]
+    fn strict_compares_message_data_verb_does_not() {
+        let mut t = format!("{MAGIC}\n{}", session_header(1, &[]));
+        for (d, l) in [
+            (Direction::Server, &b"220 mx\r\n"[..]),
+            (Direction::Client, b"DATA\r\n"),
+            (Direction::Server, b"354 go\r\n"),
+            (Direction::Data, b"recorded text\r\n"),
+            (Direction::Data, b".\r\n"),
+            (Direction::Server, b"250 queued\r\n"),
+        ] {
+            t.push_str(&line(1, d, l));
+        }
+        let recorded = Arc::new(Cassette::parse(&t).unwrap());
+        let replay = |mode, data: &[u8]| {
+            let options = ReplayOptions {
+                mode,
+                ..ReplayOptions::default()
+            };
+            let mut s = ReplaySession::new(Arc::clone(&recorded), 0, options);
+            s.receive(b"DATA\r\n");
+            // The same bytes cut differently hash the same.
+            for piece in data.chunks(3) {
+                s.receive(piece);
+            }
+            std::iter::from_fn(|| s.poll_output())
+                .filter(|o| matches!(o, Output::Event(Event::ReplayMismatch { .. })))
+                .count()
+        };
+        assert_eq!(replay(MatchMode::Strict, b"recorded text\r\n.\r\n"), 0);
+        assert_eq!(replay(MatchMode::Strict, b"other text\r\n.\r\n"), 1);
+        assert_eq!(replay(MatchMode::Verb, b"other text\r\n.\r\n"), 0);
     }
 }

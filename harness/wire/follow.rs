@@ -59,14 +59,6 @@ impl Follower {
         Follower::default()
     }
 
-    /// A follower that starts inside message data (a handover after DATA's 354).
-    pub fn in_data() -> Self {
-        Follower {
-            in_data: true,
-            ..Follower::default()
-        }
-    }
-
     /// True while the client is sending message data.
     pub fn is_in_data(&self) -> bool {
         self.in_data
