@@ -165,37 +165,50 @@ pub enum LiveEvent {
 }
 
 impl LiveEvent {
-    /// The event as one JSON line, in the shape of the `--record` stream's lines.
+    /// The event as one JSON line: the same line the `--record` stream holds for it.
     pub fn json_line(&self) -> serde_json::Value {
         match self {
             LiveEvent::Opened {
                 session,
                 peer,
                 at_us,
-            } => serde_json::json!({
-                "at_us": at_us, "session": session, "opened": { "peer": peer.to_string() }
-            }),
+            } => line::opened(*at_us, *session, *peer),
             LiveEvent::Event {
                 session,
                 event,
                 at_us,
-            } => {
-                let mut line = serde_json::to_value(TimedEvent {
-                    at_us: *at_us,
-                    event: event.clone(),
-                })
-                .unwrap_or_default();
-                line["session"] = (*session).into();
-                line
-            }
+            } => line::event(*at_us, *session, event),
             LiveEvent::Closed {
                 session,
                 reason,
                 at_us,
-            } => serde_json::json!({
-                "at_us": at_us, "session": session, "closed": reason
-            }),
+            } => line::closed(*at_us, *session, reason),
         }
+    }
+}
+
+/// The JSON lines of the `--record` stream, built in one place for the stream and the live feed.
+mod line {
+    use std::net::SocketAddr;
+
+    use serde_json::{Value, json};
+
+    use crate::smtp::{CloseReason, Event};
+
+    pub fn opened(at_us: u64, session: u64, peer: SocketAddr) -> Value {
+        json!({ "at_us": at_us, "session": session, "opened": { "peer": peer.to_string() } })
+    }
+
+    /// The event's own fields (tagged by `event`), with `at_us` and `session`.
+    pub fn event(at_us: u64, session: u64, event: &Event) -> Value {
+        let mut line = serde_json::to_value(event).unwrap_or_default();
+        line["at_us"] = at_us.into();
+        line["session"] = session.into();
+        line
+    }
+
+    pub fn closed(at_us: u64, session: u64, reason: &CloseReason) -> Value {
+        json!({ "at_us": at_us, "session": session, "closed": reason })
     }
 }
 
@@ -419,7 +432,7 @@ impl Recorder {
                     events: EventLog::default(),
                 },
             );
-            r.stream(|| serde_json::json!({ "at_us": at, "session": id, "opened": { "peer": peer.to_string() } }));
+            r.stream(|| line::opened(at, id, peer));
             id
         };
         self.publish(LiveEvent::Opened {
@@ -437,11 +450,7 @@ impl Recorder {
         let published = {
             let mut r = self.lock();
             let timed = TimedEvent { at_us: at, event };
-            r.stream(|| {
-                let mut line = serde_json::to_value(&timed).unwrap_or_default();
-                line["session"] = id.into();
-                line
-            });
+            r.stream(|| line::event(at, id, &timed.event));
             let state = &mut *r;
             let Some(s) = state.sessions.get_mut(&id) else {
                 return;
@@ -494,7 +503,7 @@ impl Recorder {
             // The log grows no more: give back what doubling the vector reserved.
             s.events.shrink();
             r.closed += 1;
-            r.stream(|| serde_json::json!({ "at_us": at, "session": id, "closed": reason }));
+            r.stream(|| line::closed(at, id, &reason));
             if forget {
                 r.sessions.remove(&id);
                 r.forgotten += 1;
