@@ -427,6 +427,19 @@ impl Cassette {
     }
 }
 
+/// A cassette of one session with these lines and, if given, this `end` reason (for tests).
+#[cfg(test)]
+pub(crate) fn one_session(id: u64, lines: &[(Direction, &[u8])], end: Option<&str>) -> String {
+    let mut t = format!("{MAGIC}\n{}", session_header(id, &[]));
+    for (d, l) in lines {
+        t.push_str(&line(id, *d, l));
+    }
+    if let Some(reason) = end {
+        t.push_str(&format!("{id} end {reason}\n"));
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,21 +525,21 @@ mod tests {
 
     #[test]
     fn pipelined_commands_before_their_replies_pair_in_order() {
-        let mut t = format!("{MAGIC}\n{}", session_header(7, &[]));
-        for (d, l) in [
-            (Direction::Server, &b"220 mx\r\n"[..]),
-            (Direction::Client, b"EHLO c\r\n"),
-            (Direction::Server, b"250 ok\r\n"),
-            (Direction::Client, b"ETRN a\r\n"),
-            (Direction::Client, b"ETRN b\r\n"),
-            (Direction::Client, b"QUIT\r\n"),
-            (Direction::Server, b"250 a queued\r\n"),
-            (Direction::Server, b"458 b refused\r\n"),
-            (Direction::Server, b"221 bye\r\n"),
-        ] {
-            t.push_str(&line(7, d, l));
-        }
-        t.push_str("7 end quit\n");
+        let t = one_session(
+            7,
+            &[
+                (Direction::Server, &b"220 mx\r\n"[..]),
+                (Direction::Client, b"EHLO c\r\n"),
+                (Direction::Server, b"250 ok\r\n"),
+                (Direction::Client, b"ETRN a\r\n"),
+                (Direction::Client, b"ETRN b\r\n"),
+                (Direction::Client, b"QUIT\r\n"),
+                (Direction::Server, b"250 a queued\r\n"),
+                (Direction::Server, b"458 b refused\r\n"),
+                (Direction::Server, b"221 bye\r\n"),
+            ],
+            Some("quit"),
+        );
         let c = Cassette::parse(&t).unwrap();
         let pairs: Vec<(Request, Vec<u8>)> = c.sessions[0]
             .exchanges

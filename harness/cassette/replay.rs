@@ -565,27 +565,28 @@ impl Conversation for ReplaySession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cassette::format::{Direction, MAGIC, line, session_header};
+    use crate::cassette::format::{Direction, one_session};
 
     fn cassette() -> Arc<Cassette> {
-        let mut t = format!("{MAGIC}\n{}", session_header(1, &[]));
-        for (d, l) in [
-            (Direction::Server, &b"220 mx.test ESMTP Postfix\r\n"[..]),
-            (Direction::Client, b"EHLO c.example\r\n"),
-            (Direction::Server, b"250-mx.test\r\n"),
-            (Direction::Server, b"250 ETRN\r\n"),
-            (Direction::Client, b"ETRN a.example\r\n"),
-            (Direction::Server, b"250 Queuing started\r\n"),
-            (Direction::Client, b"ETRN b.example\r\n"),
-            (
-                Direction::Server,
-                b"459 <b.example>: service unavailable\r\n",
-            ),
-            (Direction::Client, b"QUIT\r\n"),
-            (Direction::Server, b"221 2.0.0 Bye\r\n"),
-        ] {
-            t.push_str(&line(1, d, l));
-        }
+        let t = one_session(
+            1,
+            &[
+                (Direction::Server, &b"220 mx.test ESMTP Postfix\r\n"[..]),
+                (Direction::Client, b"EHLO c.example\r\n"),
+                (Direction::Server, b"250-mx.test\r\n"),
+                (Direction::Server, b"250 ETRN\r\n"),
+                (Direction::Client, b"ETRN a.example\r\n"),
+                (Direction::Server, b"250 Queuing started\r\n"),
+                (Direction::Client, b"ETRN b.example\r\n"),
+                (
+                    Direction::Server,
+                    b"459 <b.example>: service unavailable\r\n",
+                ),
+                (Direction::Client, b"QUIT\r\n"),
+                (Direction::Server, b"221 2.0.0 Bye\r\n"),
+            ],
+            None,
+        );
         Arc::new(Cassette::parse(&t).unwrap())
     }
 
@@ -744,17 +745,18 @@ mod tests {
 
     #[test]
     fn strict_compares_message_data_verb_does_not() {
-        let mut t = format!("{MAGIC}\n{}", session_header(1, &[]));
-        for (d, l) in [
-            (Direction::Server, &b"220 mx\r\n"[..]),
-            (Direction::Client, b"DATA\r\n"),
-            (Direction::Server, b"354 go\r\n"),
-            (Direction::Data, b"recorded text\r\n"),
-            (Direction::Data, b".\r\n"),
-            (Direction::Server, b"250 queued\r\n"),
-        ] {
-            t.push_str(&line(1, d, l));
-        }
+        let t = one_session(
+            1,
+            &[
+                (Direction::Server, &b"220 mx\r\n"[..]),
+                (Direction::Client, b"DATA\r\n"),
+                (Direction::Server, b"354 go\r\n"),
+                (Direction::Data, b"recorded text\r\n"),
+                (Direction::Data, b".\r\n"),
+                (Direction::Server, b"250 queued\r\n"),
+            ],
+            None,
+        );
         let recorded = Arc::new(Cassette::parse(&t).unwrap());
         let replay = |mode, data: &[u8]| {
             let options = ReplayOptions {
