@@ -2,6 +2,23 @@
 //!
 //! Argument definitions live here; each subcommand's body is a module of `cli/`.
 
+/// `println!` that never panics: a reader that went away (`| head`, a closed pipe to `jq`) must not
+/// stop a command, and above all must not keep `serve` from writing its recording at exit.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics, for the same reason as [`say!`].
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 
 use std::io::IsTerminal;
@@ -382,9 +399,9 @@ fn main() -> ExitCode {
         Command::Expect { paths, brief } => cli::corpus::expect(&paths, brief),
         Command::Schema { report } => {
             if report {
-                println!("{}", etrn_harness::conformance::report::report_schema());
+                say!("{}", etrn_harness::conformance::report::report_schema());
             } else {
-                println!("{}", scenario::schema::json_schema());
+                say!("{}", scenario::schema::json_schema());
             }
             ExitCode::SUCCESS
         }

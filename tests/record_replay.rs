@@ -767,32 +767,13 @@ async fn the_record_command_writes_a_cassette_and_stops_after_n_sessions() {
     let up = upstream().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("cli.cassette");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args([
-            "record",
-            "--listen",
-            "127.0.0.1:0",
-            "--exit-after-sessions",
-            "1",
-        ])
-        .args(["--upstream", &up.addr().to_string(), "--cassette"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("record starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let first = tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("in time")
-        .expect("read")
-        .expect("a first line");
-    let addr: SocketAddr = first
-        .strip_prefix("recording ")
-        .and_then(|r| r.split(' ').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let up_addr = up.addr().to_string();
+    let cassette = path.to_string_lossy();
+    // Its output is dropped after the first line: a reader that went away must not make the
+    // recorder fail at exit (its stop line goes to a closed pipe).
+    let (mut child, output, addr, _) =
+        started(&["record", "--upstream", &up_addr, "--cassette", &cassette]).await;
+    drop(output);
     talk(addr, &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
@@ -811,36 +792,41 @@ async fn the_record_command_writes_a_cassette_and_stops_after_n_sessions() {
     assert!(text.ends_with("1 end quit\n"), "{text}");
 }
 
-/// Runs `etrn-harness replay` on `cassette` with `extra` flags for one session of `lines`;
-/// returns its exit code and everything it printed.
-async fn replay_cli(cassette: &Path, extra: &[&str], lines: &[&str]) -> (i32, String) {
+/// Output lines of a command under test.
+type OutputLines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// Starts `etrn-harness ARGS --listen 127.0.0.1:0 --exit-after-sessions 1` (`record` or `replay`)
+/// and reads the address it listens on from its first line (`recording ADDR -> ...`,
+/// `replaying FILE on ADDR`). The process, its remaining output, the address and that line.
+async fn started(args: &[&str]) -> (tokio::process::Child, OutputLines, SocketAddr, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args([
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--exit-after-sessions",
-            "1",
-        ])
-        .arg("--cassette")
-        .arg(cassette)
-        .args(extra)
+        .args(args)
+        .args(["--listen", "127.0.0.1:0", "--exit-after-sessions", "1"])
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("replay starts");
+        .expect("the command starts");
     let stdout = child.stdout.take().expect("stdout");
-    let mut out = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let first = tokio::time::timeout(WAIT, out.next_line())
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(WAIT, lines.next_line())
         .await
         .expect("in time")
         .expect("read")
         .expect("a first line");
-    let addr: SocketAddr = first
-        .rsplit(' ')
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let addr = first
+        .split_whitespace()
+        .find_map(|w| w.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address in the first line {first:?}"));
+    (child, lines, addr, first)
+}
+
+/// Runs `etrn-harness replay` on `cassette` with `extra` flags for one session of `lines`;
+/// returns its exit code and everything it printed.
+async fn replay_cli(cassette: &Path, extra: &[&str], lines: &[&str]) -> (i32, String) {
+    let cassette = cassette.to_string_lossy();
+    let mut args = vec!["replay", "--cassette", &cassette];
+    args.extend(extra);
+    let (mut child, mut out, addr, first) = started(&args).await;
     let mut c = Connection::open(addr, WAIT).await.expect("connect");
     c.reply().await.expect("greeting");
     for l in lines {

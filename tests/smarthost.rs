@@ -870,3 +870,52 @@ fn the_http_api_serves_a_python_client_using_only_the_standard_library() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn serve_whose_reader_went_away_still_writes_its_recording() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after-sessions",
+            "1",
+        ])
+        .arg("--record")
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .expect("the address")
+        .to_owned();
+    // Like `serve | head -1`: every later line goes to a closed pipe.
+    drop(stdout);
+    talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(WAIT) {
+        Ok(status) => status.expect("exit status"),
+        Err(e) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("serve did not stop after its session: {e}");
+        }
+    };
+    assert!(status.success(), "{status}");
+    let lines = stream_lines(&record);
+    assert!(
+        lines.iter().any(|l| l["domain"] == "a.example"),
+        "{lines:?}"
+    );
+}

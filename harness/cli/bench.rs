@@ -56,15 +56,15 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
     let report = bench::load::run_probing(&spec, &|| pid.and_then(bench::rss::rss_kib)).await;
     if args.json {
         match serde_json::to_string_pretty(&report) {
-            Ok(j) => println!("{j}"),
+            Ok(j) => say!("{j}"),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         }
     } else {
-        println!("workload {:?} against {}", report.workload, args.target);
-        println!(
+        say!("workload {:?} against {}", report.workload, args.target);
+        say!(
             "sessions {} ({:.1}/s), commands {} ({:.1}/s), errors {}{}",
             report.sessions,
             report.sessions_per_sec(),
@@ -77,7 +77,7 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
                 .map(|e| format!(" (first: {e})"))
                 .unwrap_or_default()
         );
-        println!(
+        say!(
             "latency p50 {} µs, p99 {} µs, max {} µs; elapsed {:.3} s{}",
             report.latency_p50_us,
             report.latency_p99_us,
@@ -94,9 +94,9 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
             .iter()
             .map(|(c, n)| format!("{c}: {n}"))
             .collect();
-        println!("replies {}", codes.join(", "));
+        say!("replies {}", codes.join(", "));
         if let Some(pid) = pid {
-            println!(
+            say!(
                 "server RSS {} KiB{}, peak {} KiB",
                 bench::rss::rss_kib(pid).map_or("?".into(), |v| v.to_string()),
                 report
@@ -145,7 +145,7 @@ async fn memory(args: BenchMemoryArgs) -> ExitCode {
     };
     match bench::memory::memory(&spec).await {
         Ok(report) => {
-            print!("{}", bench::memory::table(&report));
+            say_raw!("{}", bench::memory::table(&report));
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -181,12 +181,12 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    print!("{}", bench::compare::table(&report));
+    say_raw!("{}", bench::compare::table(&report));
     let conformance = match conformance_speed(&args.corpus, spec.rounds).await {
         Ok(line) => line,
         Err(code) => return code,
     };
-    println!("{conformance}");
+    say!("{conformance}");
     if let Some(path) = &args.json {
         let written = serde_json::to_vec_pretty(&report)
             .map_err(std::io::Error::other)

@@ -106,14 +106,14 @@ async fn run_until_stopped(
         Ok(s) => s,
         Err(code) => return code,
     };
-    println!("{}", banner(server.addr()));
+    say!("{}", banner(server.addr()));
     let why = tokio::select! {
         why = signals.received() => why,
         _ = server.wait_for_closed_sessions(exit_after.unwrap_or(usize::MAX), FOREVER),
             if exit_after.is_some() => "session limit reached",
     };
     server.shutdown().await;
-    println!("stopped ({why})");
+    say!("stopped ({why})");
     ExitCode::SUCCESS
 }
 
@@ -199,7 +199,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             Ok(s) => s,
             Err(code) => return code,
         };
-        println!("replaying {} on {}", args.cassette.display(), host.addr());
+        say!("replaying {} on {}", args.cassette.display(), host.addr());
         let why = loop {
             tokio::select! {
                 biased;
@@ -207,10 +207,10 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                     // The live lines are for people; the counts below come from the recording,
                     // which misses nothing even when this stream lags.
                     Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual }, .. }) => {
-                        println!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}");
+                        say!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}");
                     }
                     Ok(LiveEvent::Event { session, event: Event::ReplayUnplayed { exchanges, first }, .. }) => {
-                        println!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}");
+                        say!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}");
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -233,7 +233,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 }
             }
         }
-        println!(
+        say!(
             "stopped ({why}): {} session(s), {mismatches} mismatch(es), {unplayed} unplayed exchange(s)",
             recording.sessions.len()
         );

@@ -18,10 +18,10 @@ pub fn check(paths: &[PathBuf], short: bool) -> ExitCode {
     report_errors(&corpus.errors, short);
     let files: HashSet<&str> = corpus.errors.iter().map(|e| e.file.as_str()).collect();
     if corpus.errors.is_empty() {
-        println!("{} scenario file(s) valid", corpus.scenarios.len());
+        say!("{} scenario file(s) valid", corpus.scenarios.len());
         ExitCode::SUCCESS
     } else {
-        println!(
+        say!(
             "{} scenario file(s) valid, {} invalid ({} error(s))",
             corpus.scenarios.len(),
             files.len(),
@@ -72,7 +72,7 @@ pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
             } else {
                 "DISAGREES"
             };
-            println!(
+            say!(
                 "{:<48} {:<9} connections={} etrn={sent}",
                 s.id,
                 verdict,
@@ -80,16 +80,16 @@ pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
             );
         } else {
             if corpus.scenarios.len() > 1 {
-                println!("==> {}", path.display());
+                say!("==> {}", path.display());
             }
-            print!("{}", explain(s, &prediction, &deviations));
+            say_raw!("{}", explain(s, &prediction, &deviations));
             if corpus.scenarios.len() > 1 {
-                println!();
+                say!();
             }
         }
     }
     if corpus.scenarios.len() > 1 || brief {
-        println!(
+        say!(
             "{} scenario(s): model agrees with {}, disagrees with {}",
             corpus.scenarios.len(),
             corpus.scenarios.len() - disagreements,

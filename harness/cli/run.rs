@@ -129,7 +129,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(results) => results,
         Err(aborted) => {
             if progress {
-                print!("\r\x1b[2K");
+                say_raw!("\r\x1b[2K");
             }
             eprintln!("error: {aborted}");
             eprintln!("nothing was judged; check the --exec command line");
@@ -137,7 +137,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         }
     };
     if progress {
-        print!("\r\x1b[2K");
+        say_raw!("\r\x1b[2K");
     }
     let ids: Vec<&str> = corpus_ids.iter().map(String::as_str).collect();
     let stale = known.stale(&ids, &results);

@@ -275,17 +275,17 @@ impl Printer {
 
     fn listening(&self, addr: std::net::SocketAddr) {
         match self.format {
-            EventsFormat::Jsonl => println!("{}", serde_json::json!({ "listening": addr })),
-            _ => println!("listening on {addr}"),
+            EventsFormat::Jsonl => say!("{}", serde_json::json!({ "listening": addr })),
+            _ => say!("listening on {addr}"),
         }
     }
 
     fn api(&self, addr: std::net::SocketAddr) {
         match self.format {
             EventsFormat::Jsonl => {
-                println!("{}", serde_json::json!({ "api": format!("http://{addr}") }))
+                say!("{}", serde_json::json!({ "api": format!("http://{addr}") }))
             }
-            _ => println!("api on http://{addr}"),
+            _ => say!("api on http://{addr}"),
         }
     }
 
@@ -300,10 +300,10 @@ impl Printer {
         }
         match self.format {
             EventsFormat::None => {}
-            EventsFormat::Jsonl => println!("{}", event.json_line()),
+            EventsFormat::Jsonl => say!("{}", event.json_line()),
             EventsFormat::Human => {
                 if let Some(line) = human_line(event) {
-                    println!("{line}");
+                    say!("{line}");
                 }
             }
         }
@@ -316,7 +316,7 @@ impl Printer {
             "live output fell behind; the recording is complete"
         );
         if self.format == EventsFormat::Jsonl {
-            println!("{}", serde_json::json!({ "missed": n }));
+            say!("{}", serde_json::json!({ "missed": n }));
         }
     }
 
@@ -326,17 +326,19 @@ impl Printer {
         let shown =
             self.format == EventsFormat::None || (self.sessions == sessions && self.etrn == etrn);
         match self.format {
-            EventsFormat::Jsonl => println!(
+            EventsFormat::Jsonl => say!(
                 "{}",
                 serde_json::json!({
                     "stopped": why, "sessions": sessions, "etrn": etrn,
                     "missed": self.missed
                 })
             ),
-            _ if shown => println!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
-            _ => println!(
+            _ if shown => say!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
+            _ => say!(
                 "stopped ({why}): {sessions} session(s), {etrn} ETRN; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
-                self.sessions, self.etrn, self.missed
+                self.sessions,
+                self.etrn,
+                self.missed
             ),
         }
     }
@@ -344,12 +346,12 @@ impl Printer {
     fn recording_written(&self, path: &std::path::Path) {
         match self.format {
             EventsFormat::Jsonl => {
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({ "recording": path.display().to_string() })
                 )
             }
-            _ => println!("recording written to {}", path.display()),
+            _ => say!("recording written to {}", path.display()),
         }
     }
 }
