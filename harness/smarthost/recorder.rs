@@ -309,6 +309,9 @@ struct State {
     closed: usize,
     /// Every ETRN recorded so far, forgotten or not.
     etrn: usize,
+    /// Goes up at every ETRN and every reset, never down: a wait for an ETRN looks again only
+    /// when it moved.
+    etrn_generation: u64,
     forgotten: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
@@ -460,6 +463,7 @@ impl Recorder {
             s.events.push(timed.at_us, timed.event, &mut state.interner);
             if is_etrn {
                 r.etrn += 1;
+                r.etrn_generation += 1;
             }
             copy
         };
@@ -529,6 +533,7 @@ impl Recorder {
             }
             r.closed = 0;
             r.etrn = 0;
+            r.etrn_generation += 1;
             r.refused = 0;
             r.forgotten = 0;
             r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
@@ -638,7 +643,9 @@ impl Recorder {
         }
     }
 
-    /// Waits until an ETRN for `domain` (compared normalised) has been answered.
+    /// Waits until an ETRN for `domain` (compared normalised) has been answered. The recording
+    /// is looked at only when an ETRN (or a reset) came since the last look, so the other events of a busy server
+    /// (a command, a reply, a session opening) cost no rebuild.
     pub async fn wait_for_etrn(
         &self,
         domain: &str,
@@ -647,10 +654,27 @@ impl Recorder {
         let wanted = crate::domain::Domain::parse(domain)
             .map(|d| d.normalised().to_owned())
             .unwrap_or_else(|_| domain.to_ascii_lowercase());
-        self.wait_until(&format!("ETRN {domain}"), timeout, |r| {
-            r.etrn_domains().iter().any(|d| d == &wanted)
-        })
-        .await
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut looked_at = None;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let generation = self.lock().etrn_generation;
+            if looked_at != Some(generation) {
+                looked_at = Some(generation);
+                let r = self.recording();
+                if r.etrn_domains().iter().any(|d| d == &wanted) {
+                    return Ok(r);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(WaitTimeout {
+                    what: format!("ETRN {domain}"),
+                    waited: timeout,
+                });
+            }
+        }
     }
 }
 
