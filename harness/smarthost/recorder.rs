@@ -644,8 +644,8 @@ impl Recorder {
     }
 
     /// Waits until an ETRN for `domain` (compared normalised) has been answered. The recording
-    /// is looked at only when an ETRN (or a reset) came since the last look, so the other events of a busy server
-    /// (a command, a reply, a session opening) cost no rebuild.
+    /// is looked at only when an ETRN (or a reset) came since the last look, so the other events
+    /// of a busy server (a command, a reply, a session opening) cost no rebuild.
     pub async fn wait_for_etrn(
         &self,
         domain: &str,
