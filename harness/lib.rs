@@ -22,6 +22,7 @@
 //!   occurrence.
 //! - [`client`]: a minimal SMTP client (a line out, a complete reply in) for the load generator
 //!   and tests.
+//! - [`files`]: reading a file a user named: a regular file only, never blocking, with a cap.
 //! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
 //! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
 //!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
@@ -39,6 +40,9 @@
 //!   rule that explains it.
 //! - [`cassette`]: record (an SMTP-aware proxy to a real upstream) and replay (a conversation
 //!   answering from the cassette), the cassette text format, record-on-miss.
+//! - [`probe`]: server-side conformance: a versioned set of ETRN probes against any smart host,
+//!   graded by RFC 1985 / RFC 5321 rules; the same probes answered in memory by a profile and
+//!   every difference reported; a profile emitted from what a server answered.
 //! - [`api`]: the live HTTP/JSON API of a running smart host (axum): the recording, waits,
 //!   a live event feed, reset, a new script while running.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
@@ -69,7 +73,9 @@ pub mod client;
 pub mod conformance;
 pub mod domain;
 pub mod escape;
+pub mod files;
 pub mod ims;
+pub mod probe;
 pub mod reply;
 pub mod scenario;
 pub mod smarthost;

@@ -52,6 +52,9 @@ const EXIT_DISAGREES: u8 = 1;
         the corpus and judge it; human, JSON or JUnit reports\n  \
         serve    run the fake smart host: scripted, a server profile, or a scenario's; records \
         every command\n\n\
+        Smart hosts:\n  \
+        probe    send a versioned set of ETRN probes to any smart host and grade its answers; \
+        compare them with a profile (--against-profile) or clone them into one (--emit-profile)\n\n\
         Record and replay:\n  \
         record   proxy sessions to a real upstream and write them into a cassette\n  \
         replay   answer from a cassette without the upstream\n\n\
@@ -116,6 +119,14 @@ enum Command {
     Record(RecordArgs),
     /// Answer from a cassette, as the recorded upstream did.
     Replay(ReplayArgs),
+    /// Probe a smart host: the versioned ETRN probe set, one connection each, every answer
+    /// graded by RFC 1985 / RFC 5321; compared with a profile, or cloned into one.
+    ///
+    /// Without a comparison, exit 1 when a must rule is broken (with --strict, a should rule
+    /// too). With --against-profile, --against-profile-file or --against-scenario, exit 1 on any
+    /// difference in reply code, masked text or connection state. Exit 2 for usage errors, a bad
+    /// profile or scenario file, or a server that cannot be reached at all.
+    Probe(ProbeArgs),
     /// Run the fake smart host: a scriptable ESMTP server that records every command.
     ///
     /// Prints one line per ETRN as it arrives. On Ctrl-C, SIGTERM or after --exit-after-sessions
@@ -167,6 +178,47 @@ enum ReportFormat {
     Human,
     Json,
     Junit,
+}
+
+#[derive(clap::Args)]
+struct ProbeArgs {
+    /// The smart host, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2525).
+    #[arg(value_parser = parse_host_port, required_unless_present = "list")]
+    server: Option<std::net::SocketAddr>,
+    /// Compare the answers with this shipped profile's, answered in memory.
+    #[arg(long, value_name = "NAME", value_parser = parse_profile, group = "against")]
+    against_profile: Option<etrn_harness::smarthost::ProfileName>,
+    /// Compare the answers with this profile file's.
+    #[arg(long, value_name = "FILE", group = "against")]
+    against_profile_file: Option<PathBuf>,
+    /// Compare the answers with this scenario's smart host (its [smarthost] table).
+    #[arg(long, value_name = "FILE", group = "against")]
+    against_scenario: Option<PathBuf>,
+    /// Write what the server answered as a profile file (for `serve --profile-file`); the
+    /// emitted profile is probed in memory and any probe it does not reproduce is reported.
+    #[arg(long, value_name = "FILE")]
+    emit_profile: Option<PathBuf>,
+    /// Seconds to wait for each reply (and for the connection).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    timeout: f64,
+    /// Milliseconds to wait after each probe (a server whose queue runs must end first).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    settle: u64,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
+    format: ReportFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Count broken should rules as failing.
+    #[arg(long)]
+    strict: bool,
+    /// Show every probe's transcript in the human report, not only where it differs.
+    #[arg(long)]
+    verbose: bool,
+    /// Print the probe set and exit.
+    #[arg(long)]
+    list: bool,
 }
 
 #[derive(clap::Args)]
@@ -337,9 +389,22 @@ struct ServeArgs {
     /// Answer as this scenario's [smarthost] table says.
     #[arg(long, conflicts_with = "profile")]
     scenario: Option<PathBuf>,
-    /// Answer as this server profile (rfc1985, postfix, exim, sendmail, exchange-ims).
+    /// Answer as this server profile (rfc1985, postfix, exim, exim-default, exim-etrn-command,
+    /// sendmail, exchange-ims).
     #[arg(long, value_parser = parse_profile)]
     profile: Option<etrn_harness::smarthost::ProfileName>,
+    /// Answer as this profile file (one written by `probe --emit-profile`, say); with
+    /// --scenario it replaces the profile the scenario names.
+    #[arg(long, value_name = "FILE", conflicts_with = "profile")]
+    profile_file: Option<PathBuf>,
+    /// A domain the server holds mail for (repeatable): its ETRN gets the profile's `served`
+    /// answer (Postfix's fast_flush_domains); added to a scenario's list.
+    #[arg(long, value_name = "DOMAIN")]
+    served: Vec<String>,
+    /// The server's name in its greeting and replies; default: the scenario's, else
+    /// smarthost.example.
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
     /// Stream the recording here as JSON Lines, one line per event as it happens (a killed
     /// server loses at most the line being written). A link at this path is refused.
     #[arg(long, value_name = "FILE")]
@@ -357,9 +422,10 @@ struct ServeArgs {
     /// Refuse connections beyond this many with 421.
     #[arg(long, default_value_t = 1000)]
     max_connections: usize,
-    /// Longest command line in octets, CRLF included.
-    #[arg(long, default_value_t = 512)]
-    max_line_length: usize,
+    /// Longest command line in octets, CRLF included; default: the profile's `line_limit`
+    /// (512 for rfc1985, 2048 for postfix and sendmail, 16384 for the exim profiles).
+    #[arg(long, value_name = "OCTETS")]
+    max_line_length: Option<usize>,
     /// Largest message accepted, in octets; larger ones get 552.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     max_message_size: usize,
@@ -406,6 +472,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => cli::serve::run(args),
+        Command::Probe(args) => cli::probe::run(args),
         Command::Run(args) => cli::run::run(args),
         Command::Bench(command) => cli::bench::run(command),
         Command::Record(args) => cli::cassette::record(args),

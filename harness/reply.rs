@@ -3,7 +3,7 @@
 //! A scenario writes a reply as one string, `"250 OK, queuing for node {node} started"`; a
 //! multi-line reply separates its lines with `\n` (`"250 first\nsecond"` goes on the wire as
 //! `250-first` / `250 second`). `{node}` in the text stands for the node name the client sent,
-//! which lets one default reply serve every domain.
+//! which lets one default reply serve every domain; [`PLACEHOLDERS`] lists the others.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -73,7 +73,9 @@ pub enum ReplyError {
     NoSpace { text: String },
     #[error("reply {text:?} contains a carriage return or a control character")]
     Control { text: String },
-    #[error("reply {text:?} uses placeholder {{{name}}}; only {{node}} is known")]
+    #[error(
+        "reply {text:?} uses placeholder {{{name}}}; the known ones are {{host}}, {{client}}, {{client_ip}}, {{date}}, {{arg}}, {{node}}, {{arg7}}, {{from}} and {{command}}"
+    )]
     UnknownPlaceholder { text: String, name: String },
 }
 
@@ -88,11 +90,25 @@ impl ReplyError {
                 "separate the lines of a multi-line reply with \\n only; the server adds CRLF"
             }
             ReplyError::UnknownPlaceholder { .. } => {
-                "write {node} for the node name the client sent, or remove the braces"
+                "write {node} for the node name the client sent (see the README's profile section), or remove the braces"
             }
         }
     }
 }
+
+/// The placeholders a reply text may use; the session fills them in
+/// ([`crate::smtp::Placeholders`]).
+pub const PLACEHOLDERS: &[&str] = &[
+    "host",
+    "client",
+    "client_ip",
+    "date",
+    "arg",
+    "node",
+    "arg7",
+    "from",
+    "command",
+];
 
 /// A complete reply: a code and one or more lines of text.
 #[derive(Clone, PartialEq, Eq)]
@@ -134,7 +150,7 @@ impl Reply {
             let after = &braces[start + 1..];
             let end = after.find('}').unwrap_or(after.len());
             let name = &after[..end];
-            if name != "node" {
+            if !PLACEHOLDERS.contains(&name) {
                 return Err(ReplyError::UnknownPlaceholder {
                     text: text.into(),
                     name: name.into(),
@@ -164,18 +180,6 @@ impl Reply {
 
     pub fn is_multiline(&self) -> bool {
         self.lines.len() > 1
-    }
-
-    /// The reply with `{node}` filled in.
-    pub fn for_node(&self, node: &str) -> Reply {
-        Reply {
-            code: self.code,
-            lines: self
-                .lines
-                .iter()
-                .map(|l| l.replace("{node}", node))
-                .collect(),
-        }
     }
 
     /// The bytes on the wire: `250-a\r\n250 b\r\n`.
@@ -374,15 +378,6 @@ mod tests {
         assert_eq!(crate::reply_code!(459).get(), 459);
         let rejected = std::panic::catch_unwind(|| ReplyCode::of(std::hint::black_box(260)));
         assert!(rejected.is_err(), "260 is no reply code");
-    }
-
-    #[test]
-    fn fills_in_the_node() {
-        let r = Reply::parse("459 <{node}>: service unavailable").unwrap();
-        assert_eq!(
-            r.for_node("a.com").to_string(),
-            "459 <a.com>: service unavailable"
-        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use etrn_harness::domain::EtrnOption;
 use etrn_harness::smarthost::SmartHostScript;
 use etrn_harness::smtp::{
-    CloseReason, EtrnFlag, EtrnRecord, Event, Output, Session, SessionLimits, transcript,
+    Accepted, CloseReason, EtrnFlag, EtrnRecord, Event, Output, Session, SessionLimits, transcript,
 };
 use proptest::prelude::*;
 
@@ -47,7 +47,12 @@ impl Step {
 fn session_with(script: &str, limits: SessionLimits) -> (Session, Step) {
     let script: SmartHostScript = toml::from_str(script).expect("valid script");
     let behaviour = Arc::new(script).behaviour().expect("profile loads");
-    let mut s = Session::new(Arc::new(behaviour), limits);
+    let accepted = Accepted::now(0, std::net::Ipv4Addr::LOCALHOST.into());
+    let mut s = Session::new(Arc::new(behaviour), limits, &accepted);
+    // A polite client: it waits out a greet pause (sendmail's) before it talks.
+    if let Some(at) = s.poll_timeout() {
+        s.handle_timeout(at);
+    }
     let greeting = drain(&mut s);
     (s, greeting)
 }
@@ -363,7 +368,7 @@ fn a_line_split_across_reads_is_one_command() {
 #[test]
 fn an_overlong_line_gets_500_and_the_session_goes_on() {
     let limits = SessionLimits {
-        max_line_octets: 64,
+        max_line_octets: Some(64),
         ..SessionLimits::default()
     };
     let (mut s, _) = session_with("", limits);
@@ -619,4 +624,97 @@ fn a_scripted_etrn_answer_is_recorded_with_its_code() {
     let replies: Vec<_> = step.etrn().iter().map(|e| e.reply).collect();
     assert_eq!(replies, [Some(250), Some(421)]);
     assert_eq!(step.closed, Some(CloseReason::Scripted));
+}
+
+/// A sendmail session at `now`, nothing drained yet.
+fn sendmail_at(now: std::time::Instant) -> Session {
+    let script: SmartHostScript = toml::from_str("profile = \"sendmail\"").expect("valid script");
+    let behaviour = Arc::new(script).behaviour().expect("profile loads");
+    let accepted = Accepted {
+        index: 0,
+        peer: std::net::Ipv4Addr::LOCALHOST.into(),
+        now,
+        wall_clock: std::time::SystemTime::UNIX_EPOCH,
+    };
+    Session::new(Arc::new(behaviour), SessionLimits::default(), &accepted)
+}
+
+#[test]
+fn a_greet_pause_is_time_given_to_the_session() {
+    let start = std::time::Instant::now();
+    let mut s = sendmail_at(start);
+    // Nothing until the pause is over; the session says when that is.
+    assert!(drain(&mut s).sent.is_empty());
+    assert_eq!(s.poll_timeout(), Some(start + Duration::from_secs(1)));
+    s.handle_timeout(start + Duration::from_millis(999));
+    assert!(drain(&mut s).sent.is_empty());
+    s.handle_timeout(start + Duration::from_secs(1));
+    let greeting = drain(&mut s);
+    assert!(
+        greeting
+            .sent
+            .starts_with("220 smarthost.example ESMTP Sendmail")
+    );
+    // The greeting's date is the accept time's, as the driver gave it.
+    assert!(greeting.sent.contains("Thu, 01 Jan 1970 00:00:00 GMT"));
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn a_client_that_talks_during_the_greet_pause_meets_a_null_server() {
+    let mut s = sendmail_at(std::time::Instant::now());
+    let step = send(
+        &mut s,
+        b"EHLO c.example\r\nETRN a.example\r\nNOOP\r\nQUIT\r\n",
+    );
+    // Refused at once, not after the pause; EHLO cut down; ETRN refused; NOOP and QUIT served.
+    assert_eq!(step.codes(), [554, 250, 550, 250, 221]);
+    assert!(step.events.contains(&Event::TalkedBeforeGreeting));
+    assert!(step.sent.contains("250 ENHANCEDSTATUSCODES\r\n"));
+    assert!(!step.sent.contains("ETRN\r\n"));
+    assert_eq!(step.closed, Some(CloseReason::Quit));
+}
+
+#[test]
+fn exim_limits_errors_and_non_mail_commands() {
+    let (mut s, _) = session("profile = \"exim\"");
+    let step = send(&mut s, b"EHLO c\r\n");
+    assert_eq!(step.codes(), [250]);
+    let step = send(&mut s, &b"ETRN a.example\r\n".repeat(4));
+    assert_eq!(step.codes(), [501, 501, 501, 501]);
+    assert!(
+        step.sent.ends_with(
+            "501-argument must begin with #\r\n501 Too many syntax or protocol errors\r\n"
+        )
+    );
+    assert_eq!(step.closed, Some(CloseReason::TooManyErrors));
+    let (mut s, _) = session("profile = \"exim-default\"");
+    let mut input = b"EHLO c\r\n".to_vec();
+    input.extend(b"ETRN a.example\r\n".repeat(10));
+    input.extend(b"NOOP\r\n");
+    let step = send(&mut s, &input);
+    assert_eq!(step.codes().last(), Some(&554));
+    assert_eq!(step.codes().len(), 12);
+    assert_eq!(step.closed, Some(CloseReason::TooManyCommands));
+}
+
+#[test]
+fn long_lines_as_each_profile_reads_them() {
+    let line = |octets: usize| {
+        let mut l = b"ETRN ".to_vec();
+        l.resize(octets - 2, b'a');
+        l.extend_from_slice(b"\r\n");
+        l
+    };
+    // Postfix reads the first 2048 octets as the command: not a host name.
+    let (mut s, _) = session("profile = \"postfix\"");
+    assert_eq!(send(&mut s, &line(5000)).codes(), [501]);
+    // Exim reads every 16384 octets as a command of its own.
+    let (mut s, _) = session("profile = \"exim\"");
+    assert_eq!(send(&mut s, &line(20000)).codes(), [500, 500]);
+    // sendmail hangs up on a line over 2048 octets.
+    let (mut s, _) = session("profile = \"sendmail\"");
+    let step = send(&mut s, &line(2100));
+    assert_eq!(step.codes(), [421]);
+    assert!(step.closed.is_some());
 }

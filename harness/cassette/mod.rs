@@ -58,8 +58,8 @@ pub async fn replay_server(
 /// Conversations replaying `cassette`: connection n replays recorded session n.
 fn replay_factory(cassette: Cassette, options: ReplayOptions) -> ConversationFactory {
     let cassette = Arc::new(cassette);
-    Arc::new(move |index| {
-        let index = usize::try_from(index).unwrap_or(usize::MAX);
+    Arc::new(move |accepted| {
+        let index = usize::try_from(accepted.index).unwrap_or(usize::MAX);
         Box::new(ReplaySession::new(
             Arc::clone(&cassette),
             index,
@@ -94,9 +94,13 @@ pub fn conversations_for_script(
         return Ok(replay_factory(load(path)?, options));
     }
     let behaviour: Arc<dyn Behaviour> = Arc::new(Arc::new(script.clone()).behaviour()?);
-    let limits = limits.clone();
-    Ok(Arc::new(move |_| {
-        Box::new(Session::new(Arc::clone(&behaviour), limits.clone())) as Box<dyn Conversation>
+    let limits = crate::smarthost::server::limits_for(behaviour.as_ref(), limits.clone());
+    Ok(Arc::new(move |accepted| {
+        Box::new(Session::new(
+            Arc::clone(&behaviour),
+            limits.clone(),
+            accepted,
+        )) as Box<dyn Conversation>
     }))
 }
 

@@ -4,11 +4,40 @@
 pub mod bench;
 pub mod cassette;
 pub mod corpus;
+pub mod probe;
 pub mod run;
 pub mod serve;
 pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES, EXIT_INVALID,
-    RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg, report_errors,
+    ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg, report_errors,
 };
+
+/// Renders a report (`Err`: it could not be), writes it to `output` or standard output, and on a
+/// file says `summary` on stderr. `Err` is the exit status after the error was shown.
+pub fn write_report(
+    text: Result<String, String>,
+    output: Option<&std::path::Path>,
+    summary: impl FnOnce() -> String,
+) -> Result<(), std::process::ExitCode> {
+    use std::io::Write as _;
+    let text = text.map_err(|e| {
+        eprintln!("error: cannot render the report: {e}");
+        std::process::ExitCode::FAILURE
+    })?;
+    match output {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return Err(std::process::ExitCode::FAILURE);
+            }
+            eprintln!("{}", summary());
+        }
+        // A reader that went away (`| head`) does not change the verdicts or the exit status.
+        None => {
+            let _ = std::io::stdout().write_all(text.as_bytes());
+        }
+    }
+    Ok(())
+}

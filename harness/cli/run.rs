@@ -153,25 +153,10 @@ pub fn run(args: RunArgs) -> ExitCode {
             report::junit(&results, &target.name(), args.strict).map_err(|e| e.to_string())
         }
     };
-    let text = match text {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: cannot render the report: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match &args.output {
-        Some(path) => {
-            if let Err(e) = std::fs::write(path, &text) {
-                eprintln!("error: cannot write {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-            eprintln!("{}", report::summary_line(&results, args.strict));
-        }
-        // A reader that went away (`| head`) does not change the verdicts or the exit status.
-        None => {
-            let _ = std::io::stdout().write_all(text.as_bytes());
-        }
+    if let Err(code) = super::write_report(text, args.output.as_deref(), || {
+        report::summary_line(&results, args.strict)
+    }) {
+        return code;
     }
     if results.iter().any(|r| r.verdict.fails(args.strict)) || (args.strict && !stale.is_empty()) {
         ExitCode::from(EXIT_DISAGREES)

@@ -26,6 +26,35 @@ pub fn run(args: ServeArgs) -> ExitCode {
         },
         (None, None) => SmartHostScript::default(),
     };
+    let mut script = script;
+    for domain in &args.served {
+        match etrn_harness::domain::EtrnArg::parse(domain) {
+            Ok(arg) => script.served.push(arg),
+            Err(e) => {
+                eprintln!("error: --served {domain:?}: {e}; {}", e.fix());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        }
+    }
+    if let Some(name) = &args.hostname {
+        if etrn_harness::domain::Domain::parse(name).is_err() {
+            eprintln!(
+                "error: --hostname {name:?} is not a host name; write one such as mx.example"
+            );
+            return ExitCode::from(EXIT_INVALID);
+        }
+        script.hostname = Some(name.clone());
+    }
+    let profile = match &args.profile_file {
+        Some(path) => match etrn_harness::smarthost::Profile::read(path) {
+            Ok(profile) => Some(profile),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        None => None,
+    };
     let config = SmartHostConfig {
         listen: args.listen,
         script,
@@ -37,6 +66,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections: args.max_connections,
         retention: args.retain,
+        profile,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -19,6 +19,7 @@ use crate::ims::{self, Action, ConnectionRun, DequeuePlan, ImsClient, PeerEhlo};
 use crate::reply::ReplyReader;
 use crate::smarthost::server::ConversationFactory;
 use crate::smarthost::{Recorder, Recording};
+use crate::smtp::Accepted;
 use crate::smtp::{Conversation, Output, SessionLimits};
 
 use super::file::Scenario;
@@ -130,7 +131,15 @@ fn pair(
     reply_timeout: Duration,
 ) -> (ConnectionRun, Option<DequeuePlan>) {
     let id = recorder.open(IN_MEMORY_PEER);
-    let mut server = conversations(index as u64);
+    // A virtual clock: it starts at the first reading and moves only when the server asks to be
+    // woken (a greet pause), so a prediction takes no wall-clock time and is the same every run.
+    let mut now = std::time::Instant::now();
+    let mut server = conversations(&Accepted {
+        index: index as u64,
+        peer: IN_MEMORY_PEER.ip(),
+        now,
+        wall_clock: std::time::SystemTime::UNIX_EPOCH,
+    });
     let mut client = ImsClient::new(config);
     let mut replies = ReplyReader::new();
     let mut server_closed = false;
@@ -143,7 +152,17 @@ fn pair(
         }) {
             server_closed = true;
         }
-        let reply = match replies.next_reply() {
+        let next = replies.next_reply();
+        if next.is_none()
+            && !server_closed
+            && let Some(at) = server.poll_timeout()
+        {
+            waited += at.saturating_duration_since(now);
+            now = now.max(at);
+            server.handle_timeout(now);
+            continue;
+        }
+        let reply = match next {
             Some(Ok(reply)) if waited <= reply_timeout => reply,
             // Too late, malformed, or nothing is coming (the server closed, or it waits for
             // input this client will not send): the client drops the connection.

@@ -1,7 +1,8 @@
 //! The fake smart host: a scriptable ESMTP server that records what clients send.
 //!
 //! - [`script`]: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
-//! - [`profile`]: the shipped server profiles (`profiles/*.toml`).
+//! - [`profile`]: server profiles as reviewed data (`profiles/*.toml`, or a file of one's own):
+//!   texts, limits, a greet pause and ordered ETRN rules, each proved against the server it names.
 //! - [`server`]: the tokio driver around the sans-IO session: deadlines, limits, TLS, a bounded
 //!   shutdown.
 //! - [`accept`]: the one accept loop of every server here (also the cassette proxies): the

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +14,9 @@ use crate::answer::{Answer, Answers};
 use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::PeerEhlo;
 use crate::reply::Reply;
-use crate::smtp::Behaviour;
+use crate::smtp::{Behaviour, EtrnFacts, GreetPause, ServerReplies};
 
-use super::profile::{Profile, ProfileError, ProfileName};
+use super::profile::{Profile, ProfileError, ProfileName, ServerFacts};
 
 /// The server name used when a script gives none.
 pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
@@ -222,13 +223,20 @@ impl SmartHostScript {
     /// The script made executable: the [`Behaviour`] a smart host runs, with occurrence counters
     /// shared by all its sessions.
     pub fn behaviour(self: &Arc<Self>) -> Result<ScriptBehaviour, ProfileError> {
-        let profile = self.profile()?;
-        Ok(ScriptBehaviour {
+        Ok(self.behaviour_with(self.profile()?))
+    }
+
+    /// Like [`SmartHostScript::behaviour`], with `profile` in place of the one the script names
+    /// (a profile file of one's own).
+    pub fn behaviour_with(self: &Arc<Self>, profile: Profile) -> ScriptBehaviour {
+        ScriptBehaviour {
             keywords: self.keywords(&profile),
+            replies: profile.server_replies(),
             script: Arc::clone(self),
             profile,
             used: Mutex::new(HashMap::new()),
-        })
+            runs: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -246,8 +254,14 @@ pub struct ScriptBehaviour {
     script: Arc<SmartHostScript>,
     profile: Profile,
     keywords: Vec<String>,
+    replies: ServerReplies,
     used: Mutex<HashMap<Source, usize>>,
+    /// Queue runs started by accepted ETRNs, by argument, for `etrn_run_millis`.
+    runs: Mutex<HashMap<Vec<u8>, Instant>>,
 }
+
+/// Most queue runs remembered at once.
+const MAX_RUNS: usize = 1024;
 
 impl ScriptBehaviour {
     fn next(&self, source: Source, answers: &Answers) -> Answer {
@@ -258,36 +272,98 @@ impl ScriptBehaviour {
         answers.nth(*n - 1).clone()
     }
 
-    /// The answer to `ETRN <arg>`, `{node}` filled in. Precedence: a rule for this argument (a
-    /// rule for a plain domain also answers its `@` and `#` forms, unless a rule names that form),
-    /// the profile's served reply for a `served` node, the profile's queue reply for `#`
-    /// arguments, the script's default, the profile's default.
-    pub fn etrn_answer(&self, arg: &EtrnArg) -> Answer {
+    /// The profile this behaviour answers from.
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The answer to an ETRN command. Precedence: the script's answers for a missing argument,
+    /// inside a transaction and before EHLO/HELO; the profile's rule if the first that holds is
+    /// about the session's state only (a server checks that before the argument); a script rule
+    /// for this argument (a rule for a plain domain also answers its `@` and `#` forms, unless a
+    /// rule names that form); then the profile's rules in order, where `served` is the script's
+    /// list and the script's `etrn_default` replaces the profile's catch-all.
+    pub fn etrn_answer(&self, etrn: &EtrnFacts<'_>) -> Answer {
         let script = &self.script;
-        let rule = script.etrn.iter().position(|r| &r.arg == arg).or_else(|| {
-            script.etrn.iter().position(|r| {
-                r.arg.option() == EtrnOption::None
-                    && r.arg.domain().is_some()
-                    && r.arg.domain() == arg.domain()
-            })
+        let by_state = [
+            (etrn.argument.is_empty(), &script.etrn_missing_argument),
+            (etrn.in_transaction, &script.etrn_in_transaction),
+            (etrn.before_hello, &script.etrn_before_hello),
+        ];
+        if let Some(answer) = by_state
+            .into_iter()
+            .find_map(|(applies, answer)| applies.then_some(answer.as_ref()).flatten())
+        {
+            return answer.clone();
+        }
+        let served = etrn.parsed.is_some_and(|arg| {
+            script
+                .served
+                .iter()
+                .any(|s| s == arg || (s.domain().is_some() && s.domain() == arg.domain()))
         });
-        let mut answer = if let Some(i) = rule {
-            self.next(Source::Rule(i), &script.etrn[i].reply)
-        } else if script
+        let served_as_sent = script
             .served
             .iter()
-            .any(|s| s == arg || (s.domain().is_some() && s.domain() == arg.domain()))
-        {
-            Answer::reply(self.profile.etrn_served.clone())
-        } else if let (EtrnOption::Queue, Some(q)) = (arg.option(), &self.profile.etrn_queue) {
-            Answer::reply(q.clone())
-        } else if let Some(answers) = &script.etrn_default {
-            self.next(Source::EtrnDefault, answers)
-        } else {
-            Answer::reply(self.profile.etrn_default.clone())
+            .any(|s| s.raw().as_bytes().eq_ignore_ascii_case(etrn.argument));
+        let running = self.running(etrn);
+        let server = ServerFacts {
+            served,
+            served_as_sent,
+            running,
         };
-        answer.reply = answer.reply.map(|r| r.for_node(arg.raw()));
+        let matched = self.profile.etrn_rule(etrn, server);
+        if matched.about_state {
+            return Answer::reply(matched.reply.clone());
+        }
+        if let Some(arg) = etrn.parsed {
+            let rule = script.etrn.iter().position(|r| &r.arg == arg).or_else(|| {
+                script.etrn.iter().position(|r| {
+                    r.arg.option() == EtrnOption::None
+                        && r.arg.domain().is_some()
+                        && r.arg.domain() == arg.domain()
+                })
+            });
+            if let Some(i) = rule {
+                return self.next(Source::Rule(i), &script.etrn[i].reply);
+            }
+        }
+        let answer = match &script.etrn_default {
+            Some(answers) if matched.catch_all => self.next(Source::EtrnDefault, answers),
+            _ => Answer::reply(matched.reply.clone()),
+        };
+        if !running
+            && answer
+                .reply
+                .as_ref()
+                .is_some_and(|r| r.code().is_positive())
+        {
+            self.start_run(etrn);
+        }
         answer
+    }
+
+    /// Whether a queue run for this argument, started by an earlier accepted ETRN, still goes.
+    fn running(&self, etrn: &EtrnFacts<'_>) -> bool {
+        let Some(millis) = self.profile.etrn_run_millis else {
+            return false;
+        };
+        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        runs.get(etrn.argument).is_some_and(|started| {
+            etrn.now.saturating_duration_since(*started) < Duration::from_millis(millis)
+        })
+    }
+
+    fn start_run(&self, etrn: &EtrnFacts<'_>) {
+        if self.profile.etrn_run_millis.is_none() {
+            return;
+        }
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        if runs.len() >= MAX_RUNS {
+            // Bounded: the oldest runs have ended long ago in any realistic use.
+            runs.clear();
+        }
+        runs.insert(etrn.argument.to_vec(), etrn.now);
     }
 }
 
@@ -298,6 +374,14 @@ impl Behaviour for ScriptBehaviour {
 
     fn greeting(&self) -> Answer {
         self.script.greeting(&self.profile)
+    }
+
+    fn greet_pause(&self) -> Option<&GreetPause> {
+        // A scripted greeting replaces the profile's whole opening, its pause included.
+        match self.script.greeting {
+            Some(_) => None,
+            None => self.profile.greet_pause.as_ref(),
+        }
     }
 
     fn ehlo(&self) -> Result<Vec<String>, Answer> {
@@ -312,44 +396,23 @@ impl Behaviour for ScriptBehaviour {
         }
     }
 
+    fn replies(&self) -> &ServerReplies {
+        &self.replies
+    }
+
     fn command(&self, verb: &str) -> Option<Answer> {
         let answers = self.script.commands.get(verb)?;
         Some(self.next(Source::Command(verb.to_owned()), answers))
     }
 
-    fn etrn(&self, arg: &EtrnArg) -> Answer {
-        self.etrn_answer(arg)
-    }
-
-    fn etrn_missing_argument(&self) -> Answer {
-        self.script
-            .etrn_missing_argument
-            .clone()
-            .unwrap_or_else(|| Answer::reply(self.profile.etrn_missing_argument.clone()))
-    }
-
-    fn etrn_in_transaction(&self) -> Option<Answer> {
-        self.script
-            .etrn_in_transaction
-            .clone()
-            .or_else(|| self.profile.etrn_in_transaction.clone().map(Answer::reply))
-    }
-
-    fn etrn_before_hello(&self) -> Option<Answer> {
-        self.script
-            .etrn_before_hello
-            .clone()
-            .or_else(|| self.profile.etrn_before_hello.clone().map(Answer::reply))
+    fn etrn(&self, etrn: &EtrnFacts<'_>) -> Answer {
+        self.etrn_answer(etrn)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn arg(s: &str) -> EtrnArg {
-        EtrnArg::parse(s).unwrap()
-    }
 
     fn behaviour(toml_text: &str) -> ScriptBehaviour {
         let script: SmartHostScript = toml::from_str(toml_text).unwrap();
@@ -360,39 +423,50 @@ mod tests {
         a.reply.map(|r| r.to_string()).unwrap_or_default()
     }
 
+    /// The reply to `ETRN <text>` after EHLO, placeholders filled as the session fills them.
+    fn etrn(b: &ScriptBehaviour, text: &str) -> String {
+        let parsed = EtrnArg::parse(text).ok();
+        let facts = EtrnFacts {
+            argument: text.as_bytes(),
+            parsed: parsed.as_ref(),
+            now: Instant::now(),
+            in_transaction: false,
+            before_hello: false,
+        };
+        let places = crate::smtp::Placeholders {
+            arg: Some(text.as_bytes()),
+            ..Default::default()
+        };
+        said(b.etrn_answer(&facts))
+            .split_once(' ')
+            .map(|(code, text)| format!("{code} {}", places.fill(text)))
+            .unwrap_or_default()
+    }
+
     #[test]
     fn answers_by_occurrence_repeat_the_last() {
         let b = behaviour(r#"etrn = [{ arg = "a.com", reply = ["458 busy", "250 OK"] }]"#);
-        assert_eq!(said(b.etrn_answer(&arg("A.com"))), "458 busy");
-        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 OK");
-        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 OK");
+        assert_eq!(etrn(&b, "A.com"), "458 busy");
+        assert_eq!(etrn(&b, "a.com"), "250 OK");
+        assert_eq!(etrn(&b, "a.com"), "250 OK");
         // The same node with an option character: the plain domain's rule answers it too.
-        assert_eq!(said(b.etrn_answer(&arg("@a.com"))), "250 OK");
+        assert_eq!(etrn(&b, "@a.com"), "250 OK");
         // Not the rule: the rfc1985 profile's default.
-        assert_eq!(
-            said(b.etrn_answer(&arg("b.com"))),
-            "250 OK, queuing for node b.com started"
-        );
+        assert_eq!(etrn(&b, "b.com"), "250 OK, queuing for node b.com started");
     }
 
     #[test]
     fn postfix_profile_serves_only_listed_domains() {
         let b = behaviour("profile = \"postfix\"\nserved = [\"a.com\"]");
-        assert_eq!(said(b.etrn_answer(&arg("a.com"))), "250 Queuing started");
-        assert_eq!(
-            said(b.etrn_answer(&arg("b.com"))),
-            "459 <b.com>: service unavailable"
-        );
+        assert_eq!(etrn(&b, "a.com"), "250 Queuing started");
+        assert_eq!(etrn(&b, "b.com"), "459 <b.com>: service unavailable");
     }
 
     #[test]
     fn exim_profile_accepts_only_queue_arguments() {
         let b = behaviour("profile = \"exim\"");
-        assert_eq!(
-            said(b.etrn_answer(&arg("a.com"))),
-            "501 argument must begin with #"
-        );
-        assert_eq!(said(b.etrn_answer(&arg("#q1"))), "250 OK");
+        assert_eq!(etrn(&b, "a.com"), "501 argument must begin with #");
+        assert_eq!(etrn(&b, "#q1"), "250 OK");
     }
 
     #[test]

@@ -24,10 +24,12 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::smtp::{Behaviour, CloseReason, Conversation, Event, Output, Session, SessionLimits};
+use crate::smtp::{
+    Accepted, Behaviour, CloseReason, Conversation, Event, Output, Session, SessionLimits,
+};
 
 use super::accept::{Cap, accept_loop};
-use super::profile::ProfileError;
+use super::profile::{Profile, ProfileError};
 use super::recorder::{Recorder, Recording, Retention};
 use super::script::SmartHostScript;
 use super::tls::{TlsSetupError, self_signed_acceptor};
@@ -47,6 +49,8 @@ pub struct SmartHostConfig {
     pub max_connections: usize,
     /// How much history the recorder keeps in memory. Default: all of it.
     pub retention: Retention,
+    /// A profile of one's own (`serve --profile-file`) in place of the one the script names.
+    pub profile: Option<Profile>,
 }
 
 impl Default for SmartHostConfig {
@@ -58,6 +62,7 @@ impl Default for SmartHostConfig {
             idle_timeout: Duration::from_secs(300),
             max_connections: 1000,
             retention: Retention::All,
+            profile: None,
         }
     }
 }
@@ -70,6 +75,16 @@ impl SmartHostConfig {
             ..SmartHostConfig::default()
         }
     }
+}
+
+/// The limits a session of `behaviour` runs with: `limits`, with STARTTLS offered when the
+/// behaviour advertises it (a profile whose server offers it, as Debian's Exim does, makes the
+/// smart host offer it too, with a self-signed certificate).
+pub fn limits_for(behaviour: &dyn Behaviour, mut limits: SessionLimits) -> SessionLimits {
+    limits.starttls |= behaviour.ehlo().is_ok_and(|keywords| {
+        crate::wire::ehlo::advertises(keywords.iter().map(String::as_str), "STARTTLS")
+    });
+    limits
 }
 
 /// Starting a smart host failed.
@@ -102,8 +117,8 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The longest a TLS handshake may take, whatever the idle timeout.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Makes the conversation for each new connection (numbered from 0).
-pub type ConversationFactory = Arc<dyn Fn(u64) -> Box<dyn Conversation> + Send + Sync>;
+/// Makes the conversation for each new connection.
+pub type ConversationFactory = Arc<dyn Fn(&Accepted) -> Box<dyn Conversation> + Send + Sync>;
 
 /// Replaces what a running smart host says, from the next connection on.
 #[derive(Clone)]
@@ -143,15 +158,22 @@ impl SmartHost {
         recorder: Recorder,
     ) -> Result<SmartHost, StartError> {
         let script = Arc::new(config.script);
-        let behaviour: Arc<dyn Behaviour> = Arc::new(script.behaviour()?);
-        let tls = if config.limits.starttls {
+        let behaviour: Arc<dyn Behaviour> = match config.profile {
+            Some(profile) => Arc::new(script.behaviour_with(profile)),
+            None => Arc::new(script.behaviour()?),
+        };
+        let limits = limits_for(behaviour.as_ref(), config.limits);
+        let tls = if limits.starttls {
             Some(self_signed_acceptor(behaviour.hostname())?)
         } else {
             None
         };
-        let limits = config.limits;
-        let conversations: ConversationFactory = Arc::new(move |_| {
-            Box::new(Session::new(Arc::clone(&behaviour), limits.clone())) as Box<dyn Conversation>
+        let conversations: ConversationFactory = Arc::new(move |accepted| {
+            Box::new(Session::new(
+                Arc::clone(&behaviour),
+                limits.clone(),
+                accepted,
+            )) as Box<dyn Conversation>
         });
         info!(profile = %script.profile, "scripted smart host");
         Self::start_with(
@@ -205,7 +227,8 @@ impl SmartHost {
                 let shared = Arc::clone(&shared);
                 let id = shared.recorder.open(peer);
                 async move {
-                    let reason = serve(stream, id, id - 1, &shared, stop).await;
+                    let accepted = Accepted::now(id - 1, peer.ip());
+                    let reason = serve(stream, id, &accepted, &shared, stop).await;
                     debug!(?reason, "session closed");
                     shared.recorder.close(id, reason);
                 }
@@ -293,7 +316,7 @@ enum Leg<S> {
 async fn serve(
     stream: TcpStream,
     id: u64,
-    index: u64,
+    accepted: &Accepted,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
 ) -> CloseReason {
@@ -304,7 +327,7 @@ async fn serve(
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
-    let mut session = factory(index);
+    let mut session = factory(accepted);
     let plain = match drive(stream, session.as_mut(), id, shared, &mut shutdown).await {
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
@@ -386,7 +409,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
             return Leg::Closed(reason);
         }
+        // A conversation that asked to be woken (a greet pause) is woken at that time, whatever
+        // the client does meanwhile.
+        let wake = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
+            _ = sleep_until_some(wake) => {
+                session.handle_timeout(std::time::Instant::now());
+            }
             read = tokio::time::timeout_at(line_deadline, stream.read(&mut buf)) => match read {
                 Err(_) => {
                     session.idle_timeout();
@@ -407,6 +436,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 return Leg::Closed(CloseReason::Shutdown);
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

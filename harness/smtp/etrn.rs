@@ -1,6 +1,8 @@
 //! Reading one ETRN command line: the raw argument, its parsed form, and the flags a conformance
 //! check needs. Shared by the scripted session and the cassette replay, so both record ETRN alike.
 
+use std::time::Instant;
+
 use crate::domain::{EtrnArg, EtrnArgError};
 use crate::escape::escape;
 use crate::wire;
@@ -18,6 +20,31 @@ pub enum Greeted {
     EtrnNotAdvertised,
     /// HELO: the session has no service extensions at all.
     Helo,
+}
+
+/// The facts about one ETRN command that decide its answer, gathered by the session for the
+/// [`Behaviour`](super::Behaviour).
+#[derive(Debug, Clone, Copy)]
+pub struct EtrnFacts<'a> {
+    /// The argument bytes, outer spaces trimmed; empty when there is none.
+    pub argument: &'a [u8],
+    /// The argument as an ETRN argument, when it is one.
+    pub parsed: Option<&'a EtrnArg>,
+    pub in_transaction: bool,
+    pub before_hello: bool,
+    /// The session's clock: when it was accepted, moved on by every timeout it handled (a
+    /// behaviour that remembers queue runs across sessions times them with it).
+    pub now: Instant,
+}
+
+impl EtrnFacts<'_> {
+    /// The node: the argument without one leading `@` or `#`.
+    pub fn node(&self) -> &[u8] {
+        match self.argument.first() {
+            Some(b'@' | b'#') => &self.argument[1..],
+            _ => self.argument,
+        }
+    }
 }
 
 /// An ETRN line, read.
@@ -65,6 +92,17 @@ pub fn read_etrn(line: &[u8], greeted: Greeted, in_transaction: bool) -> EtrnLin
 }
 
 impl EtrnLine<'_> {
+    /// The facts a behaviour answers from.
+    pub fn facts(&self, greeted: Greeted, in_transaction: bool, now: Instant) -> EtrnFacts<'_> {
+        EtrnFacts {
+            argument: self.argument,
+            parsed: self.parsed.as_ref().and_then(|p| p.as_ref().ok()),
+            in_transaction,
+            before_hello: greeted == Greeted::No,
+            now,
+        }
+    }
+
     /// The record of this ETRN with the reply it got (`None`: no reply).
     pub fn record(&self, reply: Option<u16>) -> EtrnRecord {
         record_of(

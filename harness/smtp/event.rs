@@ -33,6 +33,8 @@ pub enum Event {
     StartTls,
     /// Plaintext pipelined after STARTTLS, discarded unread (the CVE-2011-0411 class).
     DiscardedAfterStartTls { octets: usize },
+    /// The client talked during a greet pause and was refused (sendmail's greet_pause).
+    TalkedBeforeGreeting,
     /// A cassette replay got a command it did not expect: the position (1-based exchange of the
     /// recorded session), what the cassette holds there, and what came.
     ReplayMismatch {
@@ -154,6 +156,10 @@ pub enum CloseReason {
     Scripted,
     /// The greeting refused the session with 421.
     RefusedAtGreeting,
+    /// The client made more syntax or protocol errors than the server allows (Exim).
+    TooManyErrors,
+    /// The client sent more commands that deliver no mail than the server allows (Exim).
+    TooManyCommands,
     /// No complete command line within the idle timeout; 421 sent.
     IdleTimeout,
     /// The client did not read the replies: a write could not proceed within the idle timeout.

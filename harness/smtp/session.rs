@@ -5,13 +5,18 @@
 //! [`Session::idle_timeout`]) and carries out what [`Session::poll_output`] returns, in order:
 //! send these bytes (after a scripted delay), start TLS, close. Events report what happened.
 //!
+//! Time is an input, in the manner of quinn-proto: the session is told the time it was accepted
+//! ([`Accepted::now`]), says when it next needs to act ([`Session::poll_timeout`]: the end of a
+//! greet pause) and acts when the driver says that time has come ([`Session::handle_timeout`]).
+//! So a driver over TCP uses the real clock and the in-memory prediction and probe a virtual one.
+//!
 //! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
 //! cap and no DATA handling we can use, so the session cuts lines with the wire layer's framer
 //! ([`crate::wire::framing`]), enforces the limit, and reads DATA line by line until CRLF.CRLF.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
@@ -23,14 +28,17 @@ use crate::wire::command::trim_line_end;
 use crate::wire::{self, Frame, LineFramer, ehlo, redact};
 
 use super::behaviour::Behaviour;
+use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
+use super::replies::{LongLine, Placeholders};
 
 /// Limits of one session.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {
-    /// Longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4: 512).
-    pub max_line_octets: usize,
+    /// Longest command line in octets, CRLF included (RFC 5321 §4.5.3.1.4: at least 512);
+    /// `None`: the behaviour's (a server profile's `line_limit`).
+    pub max_line_octets: Option<usize>,
     /// Largest message accepted at the end of DATA; larger ones get 552.
     pub max_message_octets: usize,
     /// Whether STARTTLS is offered (the driver must be able to do the handshake).
@@ -40,7 +48,7 @@ pub struct SessionLimits {
 impl Default for SessionLimits {
     fn default() -> Self {
         SessionLimits {
-            max_line_octets: 512,
+            max_line_octets: None,
             max_message_octets: 10 * 1024 * 1024,
             starttls: false,
         }
@@ -73,6 +81,8 @@ enum Hello {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
+    /// The greeting is held back until `greet_at`.
+    GreetPause,
     /// Reading commands.
     Command,
     /// Inside DATA.
@@ -87,6 +97,8 @@ enum Mode {
     TlsPending,
     /// The greeting refused the session (non-2xx, not 421): only QUIT is served.
     Refused,
+    /// The client talked during a greet pause: a null server (see [`super::GreetPause`]).
+    NullServer,
     /// Closed: input is ignored.
     Closed,
 }
@@ -113,6 +125,23 @@ const DATA_CHUNK: usize = 64 * 1024;
 pub struct Session {
     behaviour: Arc<dyn Behaviour>,
     limits: SessionLimits,
+    /// The command line limit in force: the driver's, else the behaviour's.
+    line_limit: usize,
+    /// The client's address and the greeting's date, for reply texts.
+    client_ip: String,
+    date: String,
+    /// The EHLO or HELO argument, for reply texts.
+    client: String,
+    /// When a greet pause ends.
+    greet_at: Option<Instant>,
+    /// The session's clock: the accept time, moved on by [`Session::handle_timeout`].
+    now: Instant,
+    /// The first `line_limit` octets of an over-long line, for a server that truncates.
+    truncated: Option<Vec<u8>>,
+    /// Replies that counted against the behaviour's error limit.
+    errors: u32,
+    /// Commands that counted against the behaviour's command limit.
+    counted_commands: u32,
     mode: Mode,
     hello: Hello,
     tls_active: bool,
@@ -126,11 +155,26 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new session; the greeting is the first output.
-    pub fn new(behaviour: Arc<dyn Behaviour>, limits: SessionLimits) -> Self {
+    /// A new session for the connection `accepted`; the greeting is the first output, unless
+    /// the behaviour holds it back for a greet pause (then [`Session::poll_timeout`] says until
+    /// when).
+    pub fn new(behaviour: Arc<dyn Behaviour>, limits: SessionLimits, accepted: &Accepted) -> Self {
+        let line_limit = limits
+            .max_line_octets
+            .unwrap_or(behaviour.replies().line_limit);
+        let greet_at = behaviour.greet_pause().map(|p| accepted.now + p.duration());
         let mut s = Session {
             behaviour,
             limits,
+            line_limit,
+            client_ip: accepted.peer.to_string(),
+            date: httpdate::fmt_http_date(accepted.wall_clock),
+            client: String::new(),
+            greet_at,
+            now: accepted.now,
+            truncated: None,
+            errors: 0,
+            counted_commands: 0,
             mode: Mode::Command,
             hello: Hello::None,
             tls_active: false,
@@ -141,19 +185,59 @@ impl Session {
             overlong: None,
             out: VecDeque::new(),
         };
-        let greeting = s.behaviour.greeting();
+        if s.greet_at.is_some() {
+            s.mode = Mode::GreetPause;
+        } else {
+            s.greet();
+        }
+        s
+    }
+
+    fn greet(&mut self) {
+        let greeting = self.filled(self.behaviour.greeting(), None, None);
         let refused = greeting
             .reply
             .as_ref()
             .is_some_and(|r| !r.code().is_positive());
         let closes = greeting.closes();
-        s.answer(greeting);
+        self.mode = Mode::Command;
+        self.answer(greeting);
         if closes {
-            s.close(CloseReason::RefusedAtGreeting);
+            self.close(CloseReason::RefusedAtGreeting);
         } else if refused {
-            s.mode = Mode::Refused;
+            self.mode = Mode::Refused;
         }
-        s
+    }
+
+    /// When the session next needs [`Session::handle_timeout`]: the end of a greet pause.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.mode {
+            Mode::GreetPause => self.greet_at,
+            _ => None,
+        }
+    }
+
+    /// The time is `now`: a greet pause that has run out ends with the greeting, or with the
+    /// refusal if the client talked first; then what the client sent meanwhile is read.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.mode != Mode::GreetPause || self.greet_at.is_some_and(|at| now < at) {
+            return;
+        }
+        self.greet();
+    }
+
+    /// The client talked during the greet pause: refused at once, a null server from now on.
+    fn talked_first(&mut self) {
+        let Some(pause) = self.behaviour.greet_pause().cloned() else {
+            self.greet();
+            return;
+        };
+        self.out
+            .push_back(Output::Event(Event::TalkedBeforeGreeting));
+        let refusal = self.filled(Answer::reply(pause.refusal), None, None);
+        self.mode = Mode::NullServer;
+        self.answer(refusal);
     }
 
     /// The next thing for the driver to do.
@@ -170,6 +254,8 @@ impl Session {
     pub fn receive(&mut self, bytes: &[u8]) {
         match self.mode {
             Mode::Closed => return,
+            Mode::GreetPause if !bytes.is_empty() => self.talked_first(),
+            Mode::GreetPause => return,
             Mode::TlsPending => {
                 self.out
                     .push_back(Output::Event(Event::DiscardedAfterStartTls {
@@ -188,11 +274,11 @@ impl Session {
             let cap = if self.mode == Mode::Data {
                 DATA_CHUNK
             } else {
-                self.limits.max_line_octets + 1
+                self.line_limit + 1
             };
             match lines.next_frame(cap) {
                 Some(Frame::Line(line)) => self.line(line),
-                Some(Frame::Overlong(piece)) => self.overlong_piece(piece.len()),
+                Some(Frame::Overlong(piece)) => self.overlong_piece(piece),
                 None => break,
             }
             match self.mode {
@@ -217,13 +303,25 @@ impl Session {
         self.lines = lines;
     }
 
-    /// A piece of a line longer than the limit: counted, not kept.
-    fn overlong_piece(&mut self, octets: usize) {
+    /// A piece of a line longer than the limit: counted, not kept (but for a server that
+    /// truncates, the first `line_limit` octets).
+    fn overlong_piece(&mut self, piece: &[u8]) {
         if self.mode == Mode::Data {
-            self.data.size += octets;
+            self.data.size += piece.len();
             self.data.mid_line = true;
-        } else {
-            *self.overlong.get_or_insert(0) += octets;
+            return;
+        }
+        let first = self.overlong.is_none();
+        *self.overlong.get_or_insert(0) += piece.len();
+        match &self.behaviour.replies().line_too_long {
+            LongLine::Truncate if first => {
+                self.truncated = Some(piece[..piece.len().min(self.line_limit)].to_vec());
+            }
+            LongLine::EachPiece(reply) => {
+                let answer = self.filled(Answer::reply(reply.clone()), None, None);
+                self.answer_and_maybe_close(answer);
+            }
+            _ => {}
         }
     }
 
@@ -244,6 +342,7 @@ impl Session {
             return;
         }
         let host = self.behaviour.hostname().to_owned();
+        self.mode = Mode::Command;
         self.reply_text(
             reply_code!(421),
             &format!("4.4.2 {host} Error: timeout exceeded"),
@@ -265,7 +364,13 @@ impl Session {
             let octets = discarded + line.len();
             self.out
                 .push_back(Output::Event(Event::LineTooLong { octets }));
-            self.reply_text(reply_code!(500), "5.5.6 Line too long");
+            match self.truncated.take() {
+                Some(mut head) => {
+                    head.extend_from_slice(b"\r\n");
+                    self.command(&head);
+                }
+                None => self.line_too_long(),
+            }
             return;
         }
         match &self.mode {
@@ -274,10 +379,16 @@ impl Session {
                 self.record_command(redact::CONTINUATION.to_vec(), String::new(), line, true);
                 self.auth_continuation(line);
             }
-            _ if line.len() > self.limits.max_line_octets => {
+            _ if line.len() > self.line_limit => {
                 self.out
                     .push_back(Output::Event(Event::LineTooLong { octets: line.len() }));
-                self.reply_text(reply_code!(500), "5.5.6 Line too long");
+                if self.behaviour.replies().line_too_long == LongLine::Truncate {
+                    let mut head = line[..self.line_limit].to_vec();
+                    head.extend_from_slice(b"\r\n");
+                    self.command(&head);
+                } else {
+                    self.line_too_long();
+                }
             }
             _ => self.command(line),
         }
@@ -323,6 +434,38 @@ impl Session {
         }
     }
 
+    fn line_too_long(&mut self) {
+        if let LongLine::Reply(reply) | LongLine::EachPiece(reply) =
+            &self.behaviour.replies().line_too_long
+        {
+            let answer = self.filled(Answer::reply(reply.clone()), None, None);
+            self.answer_and_maybe_close(answer);
+        }
+    }
+
+    /// Counts `verb` against the behaviour's command limit; true when it is one too many (the
+    /// refusal is sent and the session closed).
+    fn over_command_limit(&mut self, verb: &str) -> bool {
+        let Some(limit) = &self.behaviour.replies().command_limit else {
+            return false;
+        };
+        if limit.reset_by.iter().any(|v| v == verb) {
+            self.counted_commands = 0;
+            return false;
+        }
+        if !limit.verbs.iter().any(|v| v == verb) {
+            return false;
+        }
+        self.counted_commands += 1;
+        if self.counted_commands <= limit.max {
+            return false;
+        }
+        let answer = self.filled(Answer::reply(limit.reply.clone()), None, None);
+        self.answer(answer);
+        self.close(CloseReason::TooManyCommands);
+        true
+    }
+
     // ----- commands -----
 
     fn record_command(&mut self, raw: Vec<u8>, verb: String, original: &[u8], redacted: bool) {
@@ -344,15 +487,25 @@ impl Session {
 
         if self.mode == Mode::Refused {
             if verb == "QUIT" {
-                self.reply_text(reply_code!(221), "2.0.0 Bye");
+                let quit = self.everyday(|r| &r.quit, None);
+                self.answer(quit);
                 self.close(CloseReason::Quit);
             } else {
                 self.reply_text(reply_code!(503), "5.5.0 No service, only QUIT");
             }
             return;
         }
+        if self.mode == Mode::NullServer && self.null_server(&verb, line) {
+            return;
+        }
+        if self.over_command_limit(&verb) {
+            return;
+        }
 
-        let scripted = self.behaviour.command(&verb);
+        let scripted = self
+            .behaviour
+            .command(&verb)
+            .map(|a| self.filled(a, None, None));
         if verb == "ETRN" {
             // An ETRN is recorded with whatever answers it, a scripted override included, so
             // the recording holds the code the client got.
@@ -399,6 +552,33 @@ impl Session {
         }
     }
 
+    /// A null server's answer to `verb`; false when the command is served as usual (HELO,
+    /// NOOP, RSET, QUIT).
+    fn null_server(&mut self, verb: &str, line: &[u8]) -> bool {
+        let Some(pause) = self.behaviour.greet_pause().cloned() else {
+            return false;
+        };
+        match verb {
+            "HELO" | "NOOP" | "RSET" | "QUIT" => return false,
+            "EHLO" => {
+                let host = wire::argument(line);
+                self.client = String::from_utf8_lossy(host).into_owned();
+                let first = self.behaviour.replies().ehlo_first_line.clone();
+                let mut lines = vec![self.placeholders(None, None).fill(&first)];
+                lines.extend(pause.ehlo_keywords.iter().cloned());
+                self.hello = Hello::Ehlo {
+                    etrn_advertised: false,
+                };
+                self.answer(Answer::reply(multi(reply_code!(250), lines)));
+            }
+            _ => {
+                let refused = self.filled(Answer::reply(pause.refused_command), None, None);
+                self.answer(refused);
+            }
+        }
+        true
+    }
+
     /// The normal handling of one command; returns the answer to send (None when it was sent).
     fn dispatch(&mut self, verb: &str, line: &[u8]) -> Option<Answer> {
         if verb == "TURN" {
@@ -419,10 +599,8 @@ impl Session {
             Ok(Request::Helo { host }) => {
                 self.hello = Hello::Helo;
                 self.transaction = None;
-                Some(plain(
-                    reply_code!(250),
-                    &format!("{} Hello {host}", self.behaviour.hostname()),
-                ))
+                self.client = host.into_owned();
+                Some(self.everyday(|r| &r.helo, None))
             }
             Ok(Request::Lhlo { .. }) => {
                 Some(plain(reply_code!(500), "5.5.1 LHLO is for LMTP, not SMTP"))
@@ -439,9 +617,9 @@ impl Session {
             }
             Ok(Request::Rset) => {
                 self.transaction = None;
-                Some(plain(reply_code!(250), "2.0.0 OK"))
+                Some(self.everyday(|r| &r.rset, None))
             }
-            Ok(Request::Noop { .. }) => Some(plain(reply_code!(250), "2.0.0 OK")),
+            Ok(Request::Noop { .. }) => Some(self.everyday(|r| &r.noop, None)),
             Ok(Request::Vrfy { .. }) => Some(plain(
                 reply_code!(252),
                 "2.5.2 Cannot VRFY user, but will accept message",
@@ -453,7 +631,7 @@ impl Session {
                 reply_code!(214),
                 "2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT ETRN ATRN TURN AUTH STARTTLS",
             )),
-            Ok(Request::Quit) => Some(plain(reply_code!(221), "2.0.0 Bye")),
+            Ok(Request::Quit) => Some(self.everyday(|r| &r.quit, None)),
             Ok(Request::StartTls) => Some(self.starttls()),
             Ok(Request::Auth {
                 mechanism,
@@ -470,10 +648,14 @@ impl Session {
             }
             // Handled above; kept for exhaustiveness.
             Ok(Request::Etrn { .. }) => Some(self.etrn(line, None)),
-            Err(smtp_proto::Error::UnknownCommand) => Some(plain(
-                reply_code!(500),
-                "5.5.2 Error: command not recognized",
-            )),
+            Err(smtp_proto::Error::UnknownCommand) => {
+                let reply = self.behaviour.replies().unknown_command.clone();
+                let places = Placeholders {
+                    command: Some(trim_line_end(line)),
+                    ..self.placeholders(None, None)
+                };
+                Some(Answer::reply(places.reply(&reply)))
+            }
             Err(smtp_proto::Error::SyntaxError { syntax }) => {
                 Some(plain(reply_code!(501), &format!("5.5.4 Syntax: {syntax}")))
             }
@@ -509,17 +691,26 @@ impl Session {
         match self.behaviour.ehlo() {
             Ok(keywords) => {
                 self.transaction = None;
-                let mut lines = vec![format!("{} greets {host}", self.behaviour.hostname())];
+                self.client = host.to_owned();
+                let first = self.behaviour.replies().ehlo_first_line.clone();
+                let mut lines = vec![self.placeholders(None, None).fill(&first)];
                 let mut etrn = false;
+                // STARTTLS only when TLS is possible: in the keyword list's place, else last.
+                let offer_tls = self.limits.starttls && !self.tls_active;
+                let mut tls_offered = false;
                 for k in keywords {
                     let word = ehlo::keyword(&k);
                     if word.eq_ignore_ascii_case("STARTTLS") {
-                        continue; // offered below, only when TLS is possible
+                        if offer_tls && !tls_offered {
+                            tls_offered = true;
+                            lines.push(k);
+                        }
+                        continue;
                     }
                     etrn |= word.eq_ignore_ascii_case("ETRN");
                     lines.push(k);
                 }
-                if self.limits.starttls && !self.tls_active {
+                if offer_tls && !tls_offered {
                     lines.push("STARTTLS".into());
                 }
                 self.hello = Hello::Ehlo {
@@ -545,7 +736,7 @@ impl Session {
             from: from.to_owned(),
             recipients: Vec::new(),
         });
-        plain(reply_code!(250), "2.1.0 OK")
+        self.everyday(|r| &r.mail, Some(from))
     }
 
     fn rcpt(&mut self, to: &str) -> Answer {
@@ -699,24 +890,22 @@ impl Session {
         };
         let in_transaction = self.transaction.is_some();
         let read = read_etrn(line, greeted, in_transaction);
-        let answer = if let Some(a) = scripted {
-            a
-        } else if read.argument.is_empty() {
-            self.behaviour.etrn_missing_argument()
-        } else if let Some(a) = in_transaction
-            .then(|| self.behaviour.etrn_in_transaction())
-            .flatten()
-        {
-            a
-        } else if let Some(a) = (greeted == Greeted::No)
-            .then(|| self.behaviour.etrn_before_hello())
-            .flatten()
-        {
-            a
-        } else {
-            match &read.parsed {
-                Some(Ok(arg)) => self.behaviour.etrn(arg),
-                _ => plain(reply_code!(501), "Syntax Error in Parameters"),
+        let answer = match scripted {
+            Some(a) => a,
+            None => {
+                let answer = self
+                    .behaviour
+                    .etrn(&read.facts(greeted, in_transaction, self.now));
+                let mut answer = answer;
+                if let Some(reply) = &answer.reply {
+                    let places = Placeholders {
+                        arg: Some(read.argument),
+                        arg_as_sent: Some(wire::command::argument_as_sent(line)),
+                        ..self.placeholders(None, None)
+                    };
+                    answer.reply = Some(places.reply(reply));
+                }
+                answer
             }
         };
         let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
@@ -727,6 +916,42 @@ impl Session {
 
     // ----- output -----
 
+    /// What reply texts' placeholders stand for now.
+    fn placeholders<'a>(
+        &'a self,
+        arg: Option<&'a [u8]>,
+        from: Option<&'a str>,
+    ) -> Placeholders<'a> {
+        Placeholders {
+            host: self.behaviour.hostname(),
+            client: &self.client,
+            client_ip: &self.client_ip,
+            date: &self.date,
+            arg,
+            arg_as_sent: None,
+            from,
+            command: None,
+        }
+    }
+
+    /// `answer` with the placeholders of its reply filled in.
+    fn filled(&self, mut answer: Answer, arg: Option<&[u8]>, from: Option<&str>) -> Answer {
+        if let Some(reply) = &answer.reply {
+            answer.reply = Some(self.placeholders(arg, from).reply(reply));
+        }
+        answer
+    }
+
+    /// One of the behaviour's everyday replies, filled in.
+    fn everyday(
+        &self,
+        pick: impl Fn(&super::ServerReplies) -> &Reply,
+        from: Option<&str>,
+    ) -> Answer {
+        let reply = pick(self.behaviour.replies()).clone();
+        self.filled(Answer::reply(reply), None, from)
+    }
+
     /// Sends `answer`; a 421 or an answer with `close` then ends the session.
     fn answer_and_maybe_close(&mut self, answer: Answer) {
         let closes = answer.closes() && self.mode != Mode::Closed;
@@ -736,7 +961,18 @@ impl Session {
         }
     }
 
-    fn answer(&mut self, answer: Answer) {
+    fn answer(&mut self, mut answer: Answer) {
+        let mut too_many_errors = false;
+        if let (Some(limit), Some(reply)) = (&self.behaviour.replies().error_limit, &answer.reply)
+            && limit.codes.contains(&reply.code().get())
+        {
+            self.errors += 1;
+            if self.errors > limit.max {
+                // The last straw: the reply says why, and the session ends after it.
+                answer.reply = Some(reply.clone().with_line(limit.last_line.clone()));
+                too_many_errors = true;
+            }
+        }
         let delay = answer.delay();
         match &answer.reply {
             Some(reply) => {
@@ -757,6 +993,9 @@ impl Session {
         }
         if answer.reply.is_none() && answer.close {
             self.close(CloseReason::Scripted);
+        }
+        if too_many_errors {
+            self.close(CloseReason::TooManyErrors);
         }
     }
 

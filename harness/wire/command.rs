@@ -33,24 +33,26 @@ pub fn verb(line: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Everything after the verb, its surrounding whitespace trimmed (`"ETRN  a.example "` gives
-/// `"a.example"`).
-pub fn argument(line: &[u8]) -> &[u8] {
+/// Everything after the verb and the whitespace that follows it, trailing whitespace kept
+/// (`"ETRN  a.example "` gives `"a.example "`): what sendmail echoes.
+pub fn argument_as_sent(line: &[u8]) -> &[u8] {
     let text = trim_line_end(line);
-    let Some(first) = text.iter().position(|b| !is_space(b)) else {
-        return &[];
-    };
+    let first = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
     let after_verb = text[first..]
         .iter()
         .position(is_space)
         .map_or(text.len(), |p| first + p);
     let rest = &text[after_verb..];
     let from = rest.iter().position(|b| !is_space(b)).unwrap_or(rest.len());
-    let to = rest
-        .iter()
-        .rposition(|b| !is_space(b))
-        .map_or(from, |p| p + 1);
-    &rest[from..to.max(from)]
+    &rest[from..]
+}
+
+/// Everything after the verb, its surrounding whitespace trimmed (`"ETRN  a.example "` gives
+/// `"a.example"`).
+pub fn argument(line: &[u8]) -> &[u8] {
+    let rest = argument_as_sent(line);
+    let to = rest.iter().rposition(|b| !is_space(b)).map_or(0, |p| p + 1);
+    &rest[..to]
 }
 
 /// The argument's words lower-cased and joined by one space: the form replay compares.

@@ -35,3 +35,17 @@ pub fn snapshot_settings() -> insta::Settings {
     settings.set_prepend_module_to_snapshot(false);
     settings
 }
+
+/// `etrn-harness probe ARGS`, killed if it runs past `limit` (which fails the test).
+pub async fn run_probe(args: &[&str], limit: std::time::Duration) -> std::process::Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .arg("probe")
+        .args(args)
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(limit, child)
+        .await
+        .expect("probe finishes within its limit")
+        .expect("the binary runs")
+}

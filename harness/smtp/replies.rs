@@ -1,0 +1,248 @@
+//! What a server says where the protocol only fixes the code: the texts of its usual replies,
+//! its line-length limit, an optional greet pause, and the placeholders its texts may use.
+//!
+//! Real servers differ here (Postfix's QUIT is `221 2.0.0 Bye`, Exim's `221 HOST closing
+//! connection`), and a fake that claims to be one of them must say what it says. A [`Behaviour`]
+//! supplies these; a server profile fills them from its file.
+//!
+//! [`Behaviour`]: super::Behaviour
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reply::Reply;
+use crate::reply_code;
+
+/// The texts of a server's everyday replies, and its line limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerReplies {
+    /// The first line of the EHLO reply (`{host}`, `{client}`, `{client_ip}` filled in).
+    pub ehlo_first_line: String,
+    pub helo: Reply,
+    pub mail: Reply,
+    pub quit: Reply,
+    pub noop: Reply,
+    pub rset: Reply,
+    pub unknown_command: Reply,
+    /// The longest command line read, in octets with CRLF.
+    pub line_limit: usize,
+    /// What a longer line gets.
+    pub line_too_long: LongLine,
+    /// Exim ends a session after too many syntax or protocol errors.
+    pub error_limit: Option<ErrorLimit>,
+    /// Exim ends a session after too many commands that deliver no mail.
+    pub command_limit: Option<CommandLimit>,
+}
+
+/// After `max` of `verbs` since the last of `reset_by` (or the start), the next one gets
+/// `reply` and the session ends (Exim's `smtp_accept_max_nonmail`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandLimit {
+    pub max: u32,
+    pub verbs: Vec<String>,
+    #[serde(default)]
+    pub reset_by: Vec<String>,
+    pub reply: Reply,
+}
+
+/// What a server does with a command line over its limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LongLine {
+    /// Discards the line and answers this (a 421 closes).
+    Reply(Reply),
+    /// Reads the first `line_limit` octets as the command and discards the rest (Postfix's
+    /// `line_length_limit`).
+    Truncate,
+    /// Answers this to every piece of `line_limit` octets, and to the rest of the line (Exim
+    /// reads a long line as several commands).
+    EachPiece(Reply),
+}
+
+impl Serialize for LongLine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            LongLine::Reply(r) => r.serialize(s),
+            LongLine::Truncate => s.serialize_str("truncate"),
+            LongLine::EachPiece(r) => {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(1))?;
+                map.serialize_entry("each_piece", r)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LongLine {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Text(String),
+            Table { each_piece: String },
+        }
+        let text = match Form::deserialize(d)? {
+            Form::Text(text) => text,
+            Form::Table { each_piece } => {
+                return Reply::parse(&each_piece)
+                    .map(LongLine::EachPiece)
+                    .map_err(serde::de::Error::custom);
+            }
+        };
+        if text == "truncate" {
+            return Ok(LongLine::Truncate);
+        }
+        Reply::parse(&text).map(LongLine::Reply).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{e}; or write \"truncate\" (read the first line_limit octets as the command)"
+            ))
+        })
+    }
+}
+
+/// After `max` replies with one of `codes` in a session, the next such reply gets `last_line`
+/// as its last line and the session ends (Exim's `smtp_max_synprot_errors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorLimit {
+    pub max: u32,
+    pub codes: Vec<u16>,
+    pub last_line: String,
+}
+
+impl Default for ServerReplies {
+    /// The harness's own texts (the `rfc1985` profile's).
+    fn default() -> Self {
+        ServerReplies {
+            ehlo_first_line: "{host} greets {client}".into(),
+            helo: Reply::new(reply_code!(250), "{host} Hello {client}"),
+            mail: Reply::new(reply_code!(250), "2.1.0 OK"),
+            quit: Reply::new(reply_code!(221), "2.0.0 Bye"),
+            noop: Reply::new(reply_code!(250), "2.0.0 OK"),
+            rset: Reply::new(reply_code!(250), "2.0.0 OK"),
+            unknown_command: Reply::new(reply_code!(500), "5.5.2 Error: command not recognized"),
+            line_limit: 512,
+            line_too_long: LongLine::Reply(Reply::new(reply_code!(500), "5.5.6 Line too long")),
+            error_limit: None,
+            command_limit: None,
+        }
+    }
+}
+
+/// A greeting held back for `millis`; a client that talks before it gets `refusal` at once
+/// instead of the greeting, and the session goes on as a null server: EHLO advertises only
+/// `ehlo_keywords`, HELO, NOOP, RSET and QUIT are answered as usual, and every other command gets
+/// `refused_command` (sendmail's `greet_pause`, on in Debian's configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GreetPause {
+    pub millis: u64,
+    pub refusal: Reply,
+    pub refused_command: Reply,
+    #[serde(default)]
+    pub ehlo_keywords: Vec<String>,
+}
+
+impl GreetPause {
+    pub fn duration(&self) -> Duration {
+        Duration::from_millis(self.millis)
+    }
+}
+
+/// The values a reply's placeholders stand for, as far as the session knows them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Placeholders<'a> {
+    pub host: &'a str,
+    pub client: &'a str,
+    pub client_ip: &'a str,
+    pub date: &'a str,
+    /// The ETRN argument, outer blanks trimmed, when replying to ETRN.
+    pub arg: Option<&'a [u8]>,
+    /// The ETRN argument with its trailing blanks, for `{arg7}`.
+    pub arg_as_sent: Option<&'a [u8]>,
+    pub from: Option<&'a str>,
+    /// The command line without its line end, for `{command}`.
+    pub command: Option<&'a [u8]>,
+}
+
+impl Placeholders<'_> {
+    /// `text` with every placeholder replaced. Text without `{` is returned as it is, so the
+    /// usual reply costs no more than a copy.
+    pub fn fill(&self, text: &str) -> String {
+        if !text.contains('{') {
+            return text.to_owned();
+        }
+        let mut out = text
+            .replace("{host}", self.host)
+            .replace("{client}", self.client)
+            .replace("{client_ip}", self.client_ip)
+            .replace("{date}", self.date);
+        if let Some(arg) = self.arg {
+            let node = match arg.first() {
+                Some(b'@' | b'#') => &arg[1..],
+                _ => arg,
+            };
+            // sendmail echoes the argument with the eighth bit of each byte cleared, and its
+            // trailing blanks.
+            let seven_bit: Vec<u8> = self
+                .arg_as_sent
+                .unwrap_or(arg)
+                .iter()
+                .map(|b| b & 0x7f)
+                .collect();
+            out = out
+                .replace("{arg}", &String::from_utf8_lossy(arg))
+                .replace("{node}", &String::from_utf8_lossy(node))
+                .replace("{arg7}", &String::from_utf8_lossy(&seven_bit));
+        }
+        if let Some(from) = self.from {
+            out = out.replace("{from}", from);
+        }
+        if let Some(command) = self.command {
+            out = out.replace("{command}", &String::from_utf8_lossy(command));
+        }
+        out
+    }
+
+    /// `reply` with its placeholders filled, line by line.
+    pub fn reply(&self, reply: &Reply) -> Reply {
+        let mut lines = reply.lines().iter().map(|l| self.fill(l));
+        let mut out = Reply::new(reply.code(), lines.next().unwrap_or_default());
+        for line in lines {
+            out = out.with_line(line);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled() {
+        let p = Placeholders {
+            host: "mx.test",
+            client: "c.example",
+            client_ip: "127.0.0.1",
+            date: "Sat, 05 Dec 2026 08:17:32 GMT",
+            arg: Some("#b\u{fc}.example".as_bytes()),
+            arg_as_sent: Some("#b\u{fc}.example ".as_bytes()),
+            from: Some("x@c.example"),
+            command: Some(b"XYZZY"),
+        };
+        assert_eq!(
+            p.fill("{host} {client} [{client_ip}] {date}"),
+            "mx.test c.example [127.0.0.1] Sat, 05 Dec 2026 08:17:32 GMT"
+        );
+        assert_eq!(
+            p.fill("<{node}> {arg}"),
+            "<b\u{fc}.example> #b\u{fc}.example"
+        );
+        assert_eq!(p.fill("{arg7}"), "#bC<.example ");
+        assert_eq!(p.fill("\"{command}\""), "\"XYZZY\"");
+        assert_eq!(p.fill("<{from}>"), "<x@c.example>");
+    }
+}
