@@ -116,10 +116,11 @@ pub fn run(args: ProbeArgs) -> ExitCode {
 /// The probe set, one probe a block.
 fn list() {
     say!(
-        "probe set {} ({} probes; every probe is a fresh connection, EHLO {} first unless shown, NOOP or QUIT last)",
+        "probe set {} ({} probes, each on a fresh connection: the greeting is read, the lines \
+         shown are sent one at a time unless marked, then NOOP asks whether the session is \
+         still open)",
         probe::PROBE_SET_VERSION,
         probe::probe_set().len(),
-        probe::set::CLIENT_NAME
     );
     for p in probe::probe_set() {
         say!("{:<28} {}", p.id, p.title);
@@ -127,9 +128,15 @@ fn list() {
             if let Some(sent) = step.sent() {
                 let mut shown = escape(&sent);
                 if shown.len() > 72 {
-                    shown = format!("{}… ({} octets)", &shown[..60], sent.len());
+                    let cut = shown.char_indices().nth(60).map_or(shown.len(), |(i, _)| i);
+                    shown = format!("{}… ({} octets)", &shown[..cut], sent.len());
                 }
-                say!("{:<28}   C: {shown}", "");
+                let how = match step {
+                    probe::set::Step::TalkFirst(_) => " (before the greeting)",
+                    probe::set::Step::Pipelined(_) => " (in one write)",
+                    _ => "",
+                };
+                say!("{:<28}   C{how}: {shown}", "");
             }
         }
     }
