@@ -424,8 +424,8 @@ struct ServeArgs {
     max_connections: usize,
     /// Longest command line in octets, CRLF included; default: the profile's `line_limit`
     /// (512 for rfc1985, 2048 for postfix and sendmail, 16384 for the exim profiles).
-    #[arg(long, value_name = "OCTETS")]
-    max_line_length: Option<usize>,
+    #[arg(long, value_name = "OCTETS", value_parser = clap::value_parser!(u32).range(512..=1_048_576))]
+    max_line_length: Option<u32>,
     /// Largest message accepted, in octets; larger ones get 552.
     #[arg(long, default_value_t = 10 * 1024 * 1024)]
     max_message_size: usize,

@@ -261,7 +261,12 @@ pub enum ReplyLineError {
     TooLong,
     #[error("a multi-line reply changed its code from {first} to {then}")]
     CodeChanged { first: u16, then: u16 },
+    #[error("a multi-line reply of more than {MAX_REPLY_LINES} lines")]
+    TooManyLines,
 }
+
+/// The most lines one reply may have; a server sending more is broken or hostile.
+pub const MAX_REPLY_LINES: usize = 1000;
 
 /// Reads complete replies out of the bytes a server sends, sans I/O: push what arrives, take each
 /// complete (multi-line) reply. The client side of the wire, used by the built-in target over TCP
@@ -348,6 +353,9 @@ impl ReplyReader {
                 first: first.get(),
                 then: code.get(),
             });
+        }
+        if lines.len() >= MAX_REPLY_LINES {
+            return Err(ReplyLineError::TooManyLines);
         }
         lines.push(String::from_utf8_lossy(parsed.text).into_owned());
         if !parsed.last {

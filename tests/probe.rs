@@ -310,8 +310,22 @@ async fn a_cloned_profile_serves_and_proves_itself() {
     let clone_text = std::fs::read_to_string(&file).expect("written");
     assert!(clone_text.contains("greeting = \"220 {host} ESMTP Postfix\""));
     let serve = serve_profile_file(&file).await;
-    let out = probe(&[&serve.addr, "--against-profile", "postfix"]).await;
+    let out = probe(&[
+        &serve.addr,
+        "--against-profile",
+        "postfix",
+        "--format",
+        "json",
+    ])
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let report = json(&out);
+    assert_eq!(report["comparison"]["differences"], serde_json::json!([]));
+    // Under the name `serve --hostname` gave it.
+    assert_eq!(
+        report["results"][0]["transcript"][0]["server"]["lines"][0],
+        "mx.clone.test ESMTP Postfix"
+    );
 }
 
 /// `serve --profile-file FILE --served a.example` on a free port.
@@ -324,6 +338,7 @@ async fn serve_profile_file(file: &Path) -> Served {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .args(["serve", "--listen", "127.0.0.1:0", "--served", "a.example"])
+        .args(["--hostname", "mx.clone.test"])
         .arg("--profile-file")
         .arg(file)
         .stdout(std::process::Stdio::piped())

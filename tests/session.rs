@@ -718,3 +718,24 @@ fn long_lines_as_each_profile_reads_them() {
     assert_eq!(step.codes(), [421]);
     assert!(step.closed.is_some());
 }
+
+#[test]
+fn an_over_long_auth_response_is_never_read_as_a_command() {
+    // Postfix reads an over-long command line up to its limit; an AUTH response is no command.
+    let (mut s, _) = session("profile = \"postfix\"\nehlo_keywords = [\"ETRN\", \"AUTH PLAIN\"]");
+    send(&mut s, b"EHLO c\r\n");
+    assert_eq!(send(&mut s, b"AUTH PLAIN\r\n").codes(), [334]);
+    let mut secret = b"ETRN ".to_vec();
+    secret.resize(3000, b'A');
+    secret.extend_from_slice(b"\r\n");
+    let step = send(&mut s, &secret);
+    assert_eq!(step.codes(), [500]);
+    assert!(step.etrn().is_empty());
+    assert!(
+        step.events
+            .iter()
+            .all(|e| !matches!(e, Event::Command(c) if c.raw.starts_with(b"ETRN"))),
+        "{:?}",
+        step.events
+    );
+}

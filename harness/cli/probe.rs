@@ -93,17 +93,19 @@ pub fn run(args: ProbeArgs) -> ExitCode {
             against: against.name,
         });
     }
-    if let Some(path) = &args.emit_profile
-        && let Err(code) = emit(&report, path)
-    {
-        return code;
-    }
     let text = match args.format {
         ReportFormat::Human => Ok(report.human(args.verbose)),
         ReportFormat::Json => report.json().map_err(|e| e.to_string()),
         ReportFormat::Junit => report.junit(args.strict).map_err(|e| e.to_string()),
     };
     if let Err(code) = super::write_report(text, args.output.as_deref(), || report.summary()) {
+        return code;
+    }
+    // The profile comes after the report: a server the emitter cannot describe still gets its
+    // report.
+    if let Some(path) = &args.emit_profile
+        && let Err(code) = emit(&report, path)
+    {
         return code;
     }
     if report.fails(args.strict) {

@@ -59,7 +59,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         listen: args.listen,
         script,
         limits: SessionLimits {
-            max_line_octets: args.max_line_length,
+            max_line_octets: args.max_line_length.map(|n| n as usize),
             max_message_octets: args.max_message_size,
             starttls: args.starttls,
         },

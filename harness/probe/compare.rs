@@ -223,10 +223,11 @@ pub fn masked_transcript(result: &ProbeResult, masks: &Masks) -> Vec<String> {
                 format!("C: {}… ({} characters)", &c[..cut], c.len())
             }
             Line::Client(c) => format!("C: {c}"),
+            // A server's text is shown escaped: it must not drive the reader's terminal.
             Line::Server(r) => masks
                 .apply(&r.to_string())
                 .lines()
-                .map(|l| format!("S: {l}"))
+                .map(|l| format!("S: {}", crate::escape::escape(l.as_bytes())))
                 .collect::<Vec<_>>()
                 .join("\n"),
         })

@@ -38,13 +38,9 @@ pub const IN_MEMORY_CLIENT_IP: &str = "127.0.0.1";
 /// Probes `script` answering with `profile` in memory, as a smart host with STARTTLS offered
 /// when the profile advertises it (the server would offer it too).
 pub fn probe_profile(script: SmartHostScript, profile: Profile) -> Vec<ProbeResult> {
-    let starttls =
-        crate::wire::ehlo::advertises(profile.ehlo_keywords.iter().map(String::as_str), "STARTTLS");
     let script = Arc::new(script);
     let behaviour: Arc<dyn Behaviour> = Arc::new(script.behaviour_with(profile));
-    let limits = SessionLimits {
-        starttls,
-        ..SessionLimits::default()
-    };
+    // The limits a smart host would run this behaviour with (STARTTLS offered if advertised).
+    let limits = crate::smarthost::server::limits_for(behaviour.as_ref(), SessionLimits::default());
     probe_behaviour(behaviour, &limits, &probe_set())
 }

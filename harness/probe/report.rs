@@ -10,6 +10,15 @@ use super::rules::{Finding, Outcome};
 use super::run::ProbeResult;
 use super::set::PROBE_SET_VERSION;
 
+/// `text` for a terminal: each line escaped (a server's bytes must not drive the reader's
+/// terminal), the lines lined up under the first.
+fn shown(text: &str) -> String {
+    text.lines()
+        .map(|l| crate::escape::escape(l.as_bytes()))
+        .collect::<Vec<_>>()
+        .join("\n               ")
+}
+
 /// The JSON report's format version.
 pub const PROBE_REPORT_VERSION: u32 = 1;
 
@@ -128,7 +137,7 @@ impl ProbeReport {
                     f.rule.id(),
                     f.rule.text(),
                     f.rule.basis(),
-                    f.detail
+                    crate::escape::escape(f.detail.as_bytes())
                 ));
             }
             let differences: Vec<_> = self.differences_of(&r.id).collect();
@@ -141,8 +150,8 @@ impl ProbeReport {
                 out.push_str(&format!(
                     "    differs in {}{at}:\n      server:  {}\n      profile: {}\n",
                     d.kind,
-                    d.server.replace('\n', "\n               "),
-                    d.profile.replace('\n', "\n               ")
+                    shown(&d.server),
+                    shown(&d.profile)
                 ));
             }
             if verbose || !differences.is_empty() {

@@ -22,7 +22,7 @@ pub enum ServerRule {
     EtrnReplyCode,
     /// ETRN without an argument gets 500 or 501.
     EtrnArgumentRequired,
-    /// An argument that is no node name (two words, `-bad-`, `@` alone, raw UTF-8) is refused.
+    /// An argument that is no node name (two words, `-bad-`, `@` alone, raw UTF-8) gets a 5xx.
     EtrnInvalidNode,
     /// ETRN inside a mail transaction is refused.
     EtrnInTransaction,
@@ -133,7 +133,7 @@ impl ServerRule {
                 "ETRN replies use RFC 1985's codes (250-253, 458, 459, 500, 501) or ones any command may get"
             }
             ServerRule::EtrnArgumentRequired => "ETRN without an argument gets 500 or 501",
-            ServerRule::EtrnInvalidNode => "an argument that is no node name gets 501",
+            ServerRule::EtrnInvalidNode => "an argument that is no node name gets a 5xx (501)",
             ServerRule::EtrnInTransaction => "ETRN between MAIL and the end of DATA is refused",
             ServerRule::VerbCase => "`etrn` gets what `ETRN` gets",
             ServerRule::ClosesOnlyAfterQuitOr421 => {

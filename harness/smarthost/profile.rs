@@ -8,11 +8,13 @@
 //! overrides what it needs; `serve --profile-file` runs a profile of one's own (for instance one
 //! written by `probe --emit-profile`).
 //!
-//! Replies may use placeholders, filled in by the session: `{host}` (the server's name),
-//! `{client}` (the EHLO or HELO argument), `{client_ip}` (the client's address), `{date}` (the
-//! time of the greeting, RFC 5322 form), `{arg}` (the ETRN argument as sent), `{node}` (the same
-//! without its leading `@` or `#`), `{arg7}` (the argument with the eighth bit of each byte
-//! cleared, as sendmail echoes it) and `{from}` (the MAIL FROM path).
+//! Replies may use placeholders, filled in by the session: in every reply `{host}` (the server's
+//! name), `{client}` (the EHLO or HELO argument), `{client_ip}` (the client's address) and
+//! `{date}` (the time the connection was accepted, RFC 5322 form); in ETRN replies `{arg}` (the
+//! argument, outer blanks trimmed), `{node}` (the same without its leading `@` or `#`) and
+//! `{arg7}` (the argument with its trailing blanks and the eighth bit of each byte cleared, as
+//! sendmail echoes it); `{from}` (the MAIL FROM path) in `mail`; `{command}` (the line) in
+//! `unknown_command`.
 
 use std::fmt;
 use std::path::Path;
@@ -114,6 +116,13 @@ pub struct ProfileError {
 /// The largest profile file read; a real one is a few KiB.
 pub const MAX_PROFILE_FILE: u64 = 256 * 1024;
 
+/// The longest `line_limit` a profile may set: the session holds one line that long per
+/// connection.
+pub const MAX_LINE_LIMIT: usize = 1024 * 1024;
+
+/// The longest greet pause a profile may set (sendmail's default is one second).
+pub const MAX_GREET_PAUSE_MILLIS: u64 = 60_000;
+
 /// One server's observed behaviour.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -151,7 +160,7 @@ pub struct Profile {
     pub line_limit: usize,
     /// The reply to a longer line; or `"truncate"`: the first `line_limit` octets are read as
     /// the command and the rest of the line is discarded (Postfix); or `{ each_piece = "…" }`:
-    /// that reply to every `line_limit` octets of the line and to its rest (Exim).
+    /// that reply to every piece of `line_limit + 1` octets of the line and to its rest (Exim).
     pub line_too_long: LongLine,
     /// Exim ends a session after too many syntax or protocol errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,7 +355,7 @@ mod one_or_many {
 impl Profile {
     /// Parses a profile file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
+        let mut profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
             origin: origin.to_owned(),
             location: e.span().map(|s| line_column(text, s.start)),
             message: e.message().to_owned(),
@@ -356,6 +365,12 @@ impl Profile {
             location: None,
             message,
         })?;
+        // Verbs are compared in upper case, as the session reads them.
+        if let Some(limit) = &mut profile.command_limit {
+            for verb in limit.verbs.iter_mut().chain(limit.reset_by.iter_mut()) {
+                verb.make_ascii_uppercase();
+            }
+        }
         Ok(profile)
     }
 
@@ -372,13 +387,27 @@ impl Profile {
         Profile::parse(&text, &origin)
     }
 
-    /// What parsing cannot catch: a limit below RFC 5321's, an ETRN list without a catch-all.
+    /// What parsing cannot catch: a limit outside what a server can mean, an ETRN list
+    /// without a catch-all, an EHLO line that is no reply text.
     fn check(&self) -> Result<(), String> {
-        if self.line_limit < 512 {
+        if !(512..=MAX_LINE_LIMIT).contains(&self.line_limit) {
             return Err(format!(
-                "line_limit = {} is below RFC 5321's 512 octets (§4.5.3.1.4); write 512 or more",
+                "line_limit = {} is outside 512 (RFC 5321 §4.5.3.1.4) to {MAX_LINE_LIMIT} octets; write a limit in that range",
                 self.line_limit
             ));
+        }
+        if let Some(pause) = &self.greet_pause
+            && pause.millis > MAX_GREET_PAUSE_MILLIS
+        {
+            return Err(format!(
+                "greet_pause.millis = {} is longer than {MAX_GREET_PAUSE_MILLIS} ms; write a shorter pause",
+                pause.millis
+            ));
+        }
+        for line in std::iter::once(&self.ehlo_first_line).chain(&self.ehlo_keywords) {
+            Reply::parse(&format!("250 {line}")).map_err(|e| {
+                format!("the EHLO line {line:?} is no reply text: {e}; {}", e.fix())
+            })?;
         }
         if !self
             .etrn
@@ -495,8 +524,9 @@ pub struct MatchedRule<'a> {
     pub about_state: bool,
 }
 
-/// Postfix's `valid_hostname`: labels of letters, digits and inner hyphens, at most 63 octets
-/// each and 255 in all, no empty label, not all digits and dots.
+/// Postfix's `valid_hostname`: labels of letters, digits, underscores ("grr..", says its source)
+/// and inner hyphens, at most 63 octets each and 255 in all, no empty label, not all digits and
+/// dots.
 pub fn is_hostname(name: &[u8]) -> bool {
     if name.is_empty() || name.len() > 255 {
         return false;
@@ -506,7 +536,7 @@ pub fn is_hostname(name: &[u8]) -> bool {
             && label.len() <= 63
             && label
                 .iter()
-                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
             && label.first() != Some(&b'-')
             && label.last() != Some(&b'-')
     });
@@ -632,5 +662,16 @@ mod tests {
             .replace("line_limit = 512", "line_limit = 100");
         let e = Profile::parse(&text, "x.toml").unwrap_err();
         assert!(e.to_string().contains("512"), "{e}");
+        let text = ProfileName::Sendmail
+            .source()
+            .replace("millis = 1000", "millis = 18446744073709551615");
+        let e = Profile::parse(&text, "x.toml").unwrap_err();
+        assert!(e.to_string().contains("greet_pause.millis"), "{e}");
+        let text = ProfileName::Postfix.source().replace(
+            "ehlo_first_line = \"{host}\"",
+            "ehlo_first_line = \"{hots}\"",
+        );
+        let e = Profile::parse(&text, "x.toml").unwrap_err();
+        assert!(e.to_string().contains("{hots}"), "{e}");
     }
 }

@@ -360,8 +360,12 @@ impl ScriptBehaviour {
         }
         let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
         if runs.len() >= MAX_RUNS {
-            // Bounded: the oldest runs have ended long ago in any realistic use.
-            runs.clear();
+            // Bounded: runs that have ended go first; past that, all (a flood of arguments).
+            let length = Duration::from_millis(self.profile.etrn_run_millis.unwrap_or(0));
+            runs.retain(|_, started| etrn.now.saturating_duration_since(*started) < length);
+            if runs.len() >= MAX_RUNS {
+                runs.clear();
+            }
         }
         runs.insert(etrn.argument.to_vec(), etrn.now);
     }

@@ -413,8 +413,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         // the client does meanwhile.
         let wake = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
+            // The timer first: a client that writes just as the pause ends was still polite.
+            biased;
             _ = sleep_until_some(wake) => {
-                session.handle_timeout(std::time::Instant::now());
+                // tokio's clock (paused in some tests), not the wall's.
+                session.handle_timeout(Instant::now().into_std());
             }
             read = tokio::time::timeout_at(line_deadline, stream.read(&mut buf)) => match read {
                 Err(_) => {

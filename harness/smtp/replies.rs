@@ -55,8 +55,8 @@ pub enum LongLine {
     /// Reads the first `line_limit` octets as the command and discards the rest (Postfix's
     /// `line_length_limit`).
     Truncate,
-    /// Answers this to every piece of `line_limit` octets, and to the rest of the line (Exim
-    /// reads a long line as several commands).
+    /// Answers this to every piece of `line_limit + 1` octets, and to the rest of the line
+    /// (Exim reads a long line as several commands).
     EachPiece(Reply),
 }
 
@@ -168,42 +168,59 @@ pub struct Placeholders<'a> {
 }
 
 impl Placeholders<'_> {
-    /// `text` with every placeholder replaced. Text without `{` is returned as it is, so the
-    /// usual reply costs no more than a copy.
+    /// `text` with every placeholder replaced, in one pass: text that came from the client is
+    /// never read for placeholders again. A value's control characters (a CR in a command, an
+    /// LF that clearing the eighth bit made of 0x8a) become `?`, so a reply stays one reply.
     pub fn fill(&self, text: &str) -> String {
         if !text.contains('{') {
             return text.to_owned();
         }
-        let mut out = text
-            .replace("{host}", self.host)
-            .replace("{client}", self.client)
-            .replace("{client_ip}", self.client_ip)
-            .replace("{date}", self.date);
-        if let Some(arg) = self.arg {
-            let node = match arg.first() {
-                Some(b'@' | b'#') => &arg[1..],
-                _ => arg,
-            };
-            // sendmail echoes the argument with the eighth bit of each byte cleared, and its
-            // trailing blanks.
-            let seven_bit: Vec<u8> = self
-                .arg_as_sent
-                .unwrap_or(arg)
-                .iter()
-                .map(|b| b & 0x7f)
-                .collect();
-            out = out
-                .replace("{arg}", &String::from_utf8_lossy(arg))
-                .replace("{node}", &String::from_utf8_lossy(node))
-                .replace("{arg7}", &String::from_utf8_lossy(&seven_bit));
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let value = after
+                .find('}')
+                .and_then(|close| self.value(&after[..close]).map(|v| (close, v)));
+            match value {
+                Some((close, value)) => {
+                    out.extend(value.chars().map(|c| if c.is_control() { '?' } else { c }));
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push('{');
+                    rest = after;
+                }
+            }
         }
-        if let Some(from) = self.from {
-            out = out.replace("{from}", from);
-        }
-        if let Some(command) = self.command {
-            out = out.replace("{command}", &String::from_utf8_lossy(command));
-        }
+        out.push_str(rest);
         out
+    }
+
+    /// What the placeholder `name` stands for here, if it is one and its value is known.
+    fn value(&self, name: &str) -> Option<String> {
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match name {
+            "host" => Some(self.host.to_owned()),
+            "client" => Some(self.client.to_owned()),
+            "client_ip" => Some(self.client_ip.to_owned()),
+            "date" => Some(self.date.to_owned()),
+            "arg" => self.arg.map(lossy),
+            "node" => self.arg.map(|arg| match arg.first() {
+                Some(b'@' | b'#') => lossy(&arg[1..]),
+                _ => lossy(arg),
+            }),
+            // sendmail echoes the argument with its trailing blanks and the eighth bit of each
+            // byte cleared.
+            "arg7" => self.arg_as_sent.or(self.arg).map(|arg| {
+                let seven_bit: Vec<u8> = arg.iter().map(|b| b & 0x7f).collect();
+                lossy(&seven_bit)
+            }),
+            "from" => self.from.map(str::to_owned),
+            "command" => self.command.map(lossy),
+            _ => None,
+        }
     }
 
     /// `reply` with its placeholders filled, line by line.
@@ -243,6 +260,17 @@ mod tests {
         );
         assert_eq!(p.fill("{arg7}"), "#bC<.example ");
         assert_eq!(p.fill("\"{command}\""), "\"XYZZY\"");
+        // Client text is never expanded again, and its control characters do not split a reply.
+        let tricky = Placeholders {
+            arg: Some(b"{node}{arg7}\r"),
+            ..Placeholders::default()
+        };
+        assert_eq!(tricky.fill("<{arg}> {host}x"), "<{node}{arg7}?> x");
+        let lf = Placeholders {
+            arg: Some(&[b'a', 0x8a]),
+            ..Placeholders::default()
+        };
+        assert_eq!(lf.fill("{arg7}"), "a?");
         assert_eq!(p.fill("<{from}>"), "<x@c.example>");
     }
 }

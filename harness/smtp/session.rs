@@ -162,7 +162,9 @@ impl Session {
         let line_limit = limits
             .max_line_octets
             .unwrap_or(behaviour.replies().line_limit);
-        let greet_at = behaviour.greet_pause().map(|p| accepted.now + p.duration());
+        let greet_at = behaviour
+            .greet_pause()
+            .and_then(|p| accepted.now.checked_add(p.duration()));
         let mut s = Session {
             behaviour,
             limits,
@@ -313,6 +315,10 @@ impl Session {
         }
         let first = self.overlong.is_none();
         *self.overlong.get_or_insert(0) += piece.len();
+        if self.in_auth_exchange() {
+            // A credential is never read as a command, nor answered piece by piece.
+            return;
+        }
         match &self.behaviour.replies().line_too_long {
             LongLine::Truncate if first => {
                 self.truncated = Some(piece[..piece.len().min(self.line_limit)].to_vec());
@@ -323,6 +329,14 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// Whether the next line is an AUTH response rather than a command.
+    fn in_auth_exchange(&self) -> bool {
+        matches!(
+            self.mode,
+            Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword { .. }
+        )
     }
 
     /// The TLS handshake finished: the session starts over (RFC 3207 §4.2).
@@ -368,6 +382,11 @@ impl Session {
                 Some(mut head) => {
                     head.extend_from_slice(b"\r\n");
                     self.command(&head);
+                }
+                // The AUTH exchange gets the plain refusal, whatever the server does with
+                // commands.
+                None if self.in_auth_exchange() => {
+                    self.reply_text(reply_code!(500), "5.5.6 Line too long")
                 }
                 None => self.line_too_long(),
             }
