@@ -34,6 +34,11 @@ pub struct Observed {
     pub turn: bool,
     /// The local command that ran, if any.
     pub local_command: Option<String>,
+    /// The outbound messages each connection delivered (the end of DATA accepted), in order.
+    pub messages: Vec<usize>,
+    /// Per connection, the ETRN keyword as the smart host's EHLO reply wrote it (the first word
+    /// of an ehlo-line equal to `ETRN` ignoring case), if it advertised one.
+    pub etrn_keyword: Vec<Option<String>>,
 }
 
 impl Observed {
@@ -56,6 +61,31 @@ impl Observed {
                 .iter()
                 .any(|s| s.commands.iter().any(|c| c.verb == "TURN")),
             local_command: local_commands.into_iter().next(),
+            messages: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    s.messages
+                        .iter()
+                        .filter(|m| (200..300).contains(&m.reply))
+                        .count()
+                })
+                .collect(),
+            etrn_keyword: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    s.commands
+                        .iter()
+                        .filter(|c| c.verb == "EHLO")
+                        .filter_map(|c| c.reply.as_ref())
+                        .filter(|r| r.code == 250)
+                        .flat_map(|r| r.lines.iter().skip(1))
+                        .filter_map(|l| l.split_whitespace().next())
+                        .find(|w| w.eq_ignore_ascii_case("ETRN"))
+                        .map(str::to_owned)
+                })
+                .collect(),
         }
     }
 }
@@ -147,6 +177,11 @@ pub enum Difference {
         expected: Option<String>,
         actual: Option<String>,
     },
+    /// Fewer outbound messages delivered on a connection than the model delivers there.
+    OutboundMail {
+        expected: usize,
+        delivered: usize,
+    },
 }
 
 /// One way two texts of the same domain differ.
@@ -212,6 +247,13 @@ impl fmt::Display for Difference {
             Difference::LocalCommand { expected, actual } => {
                 write!(f, "local command {actual:?}, expected {expected:?}")
             }
+            Difference::OutboundMail {
+                expected,
+                delivered,
+            } => write!(
+                f,
+                "{delivered} of {expected} queued outbound message(s) delivered"
+            ),
         }
     }
 }
@@ -272,14 +314,18 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
     if let Some(expected) = e.expected_connections()
         && expected as usize != observed.connections.len()
     {
+        let rule = if causes.connections == 0 {
+            causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
+        } else if observed.connections.len() < expected as usize {
+            causes.connection_rule_for(observed.connections.len())
+        } else {
+            causes.connection_rule()
+        };
         out.push(Deviation {
-            grade: e.connections_grade.unwrap_or(default),
+            // The scenario may grade the count itself; otherwise the rule does.
+            grade: e.connections_grade.unwrap_or(rule.grade()),
             connection: None,
-            rule: Some(if causes.connections == 0 {
-                causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
-            } else {
-                causes.connection_rule()
-            }),
+            rule: Some(rule),
             difference: Difference::Connections {
                 expected,
                 actual: observed.connections.len(),
@@ -304,6 +350,8 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
             default,
             causes: &causes,
             made: made.is_some(),
+            index: i,
+            keyword: observed.etrn_keyword.get(i).cloned().flatten(),
         };
         let sent = made.map_or(&[][..], Vec::as_slice);
         out.extend(connection.judge(sent).into_iter().map(|mut d| {
@@ -331,6 +379,30 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
         });
     }
     out
+}
+
+/// The outbound mail: each connection the client made must deliver as many messages as the
+/// model's client delivers on that connection against the same smart host (`expected`, the
+/// prediction's observation), so a server that refuses MAIL asks for nothing. ETRN rides the
+/// connection opened for mail (KB241157): a client that connects only to send ETRN breaks
+/// [`Rule::OutboundMail`]. Mail sent after the ETRNs is the O-4 protocol check's, not this one's.
+pub fn judge_mail(expected: &Observed, observed: &Observed) -> Vec<Deviation> {
+    observed
+        .messages
+        .iter()
+        .zip(&expected.messages)
+        .enumerate()
+        .filter(|(_, (delivered, owed))| delivered < owed)
+        .map(|(i, (delivered, owed))| Deviation {
+            grade: Rule::OutboundMail.grade(),
+            connection: Some(i),
+            rule: Some(Rule::OutboundMail),
+            difference: Difference::OutboundMail {
+                expected: *owed,
+                delivered: *delivered,
+            },
+        })
+        .collect()
 }
 
 /// What the configuration says about arguments the expectations do not list.
@@ -382,8 +454,11 @@ impl<'a> Causes<'a> {
         };
         let replaced_by_dial_up = if !dial_up_list.is_empty() && config.registry.always_use_etrn() {
             // The model itself says what AlwaysUseETRN would send without the dial-up list.
+            // With mail queued, whatever the scenario says: without any mail and without the
+            // dial-up list the model makes no connection, and would name no set at all.
             let mut without = config.clone();
             without.dialup = None;
+            without.outbound_messages = without.outbound_messages.max(1);
             ims::plan(&without, &etrn_peer)
                 .etrn_args()
                 .into_iter()
@@ -412,9 +487,30 @@ impl<'a> Causes<'a> {
         }
     }
 
-    /// The rule that puts `arg` in the model's set, for an expected argument not sent.
+    /// The rule that puts `arg` in the model's set, for an expected argument not sent. A domain
+    /// with an inbound row is the routing table's (must), whichever of its rows came first.
     fn planned_rule(&self, arg: &EtrnArg) -> Option<Rule> {
-        self.planned.iter().find(|p| p.arg == *arg).map(|p| p.rule)
+        let rule = self.planned.iter().find(|p| p.arg == *arg).map(|p| p.rule)?;
+        let inbound = |d: &Domain| {
+            self.config
+                .routing_table
+                .iter()
+                .any(|r| r.action == ims::RoutingAction::Inbound && &r.sent_to.domain == d)
+        };
+        Some(match (rule, arg.domain()) {
+            (Rule::RoutingRowAnyAction, Some(d)) if inbound(d) => Rule::RoutingTable,
+            _ => rule,
+        })
+    }
+
+    /// The rule that makes the model open connection `index` (0-based) of its cycle.
+    fn connection_rule_for(&self, index: usize) -> Rule {
+        let per_host = self.config.connections_per_host.max(1) as usize;
+        if per_host > 1 && index % per_host != 0 {
+            Rule::ParallelConnections
+        } else {
+            self.connection_rule()
+        }
     }
 
     /// The configuration's rule that explains sending `arg`, which no expectation of this
@@ -494,6 +590,10 @@ struct Connection<'a> {
     causes: &'a Causes<'a>,
     /// False for a connection the client never made.
     made: bool,
+    /// Its place in the cycle (0-based).
+    index: usize,
+    /// The ETRN keyword as this connection's EHLO reply wrote it.
+    keyword: Option<String>,
 }
 
 /// How a sent argument was matched to an expected one.
@@ -597,10 +697,16 @@ impl Connection<'_> {
                 let (grade, rule) = if stopped_by_reply {
                     (order_grade, Some(Rule::EtrnOrder))
                 } else if !self.made {
-                    (
-                        e.grade.unwrap_or(self.default),
-                        Some(self.causes.connection_rule()),
-                    )
+                    // The connection's own rule grades it: every connection (must), a parallel
+                    // one (informational), a dial-up one without mail (informational).
+                    let rule = self.causes.connection_rule_for(self.index);
+                    (rule.grade(), Some(rule))
+                } else if sent.is_empty()
+                    && self.keyword.as_deref().is_some_and(|k| k != "ETRN")
+                {
+                    // Nothing sent although the EHLO reply advertised ETRN, in another case or
+                    // with parameters: the keyword was not recognised.
+                    (Rule::EhloGating.grade(), Some(Rule::EhloGating))
                 } else {
                     let rule = last_reply_rule.or_else(|| self.causes.planned_rule(&e.arg));
                     (e.grade.unwrap_or(self.default), rule)

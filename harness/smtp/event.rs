@@ -30,6 +30,21 @@ pub enum Event {
     /// A command line over the limit, answered with 500 and discarded.
     LineTooLong { octets: usize },
     /// STARTTLS accepted; the TLS handshake follows.
+    /// A line the client sent after the server's 421, read during the linger before the close
+    /// (the tokio driver's, `LINGER_AFTER_421`); never answered.
+    AfterClose {
+        #[serde(serialize_with = "escaped")]
+        #[schemars(with = "String")]
+        raw: Vec<u8>,
+    },
+    /// A command line that had arrived before the reply to the previous command was written:
+    /// the client did not wait for that reply. Recorded by the tokio driver just before the
+    /// line's own `command` event.
+    Unawaited {
+        #[serde(serialize_with = "escaped")]
+        #[schemars(with = "String")]
+        raw: Vec<u8>,
+    },
     StartTls,
     /// Plaintext pipelined after STARTTLS, discarded unread (the CVE-2011-0411 class).
     DiscardedAfterStartTls { octets: usize },
