@@ -222,9 +222,13 @@ fn every_basis_is_a_row_or_a_source_of_the_spec() {
     let mut check = |whose: String, basis: &str| {
         for piece in basis.split([';', ',']).map(str::trim) {
             // `spec O-2, O-9` continues a spec citation after the comma.
-            let continues = regex_lite_row()(piece).first().is_some_and(|id| id == piece);
+            let continues = regex_lite_row()(piece)
+                .first()
+                .is_some_and(|id| id == piece);
             if !continues && !basis_is_in_the_spec(piece, &rows, &spec) {
-                problems.push(format!("{whose}: basis {piece:?} is no row, KB article or RFC of the spec"));
+                problems.push(format!(
+                    "{whose}: basis {piece:?} is no row, KB article or RFC of the spec"
+                ));
             }
         }
     };
@@ -239,8 +243,16 @@ fn every_basis_is_a_row_or_a_source_of_the_spec() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // A basis outside the spec is refused.
     assert!(!basis_is_in_the_spec("DOC-xcp04012", &rows, &spec));
-    assert!(!basis_is_in_the_spec(&["KB", "999999"].concat(), &rows, &spec));
-    assert!(!basis_is_in_the_spec(&["spec ", "O-99"].concat(), &rows, &spec));
+    assert!(!basis_is_in_the_spec(
+        &["KB", "999999"].concat(),
+        &rows,
+        &spec
+    ));
+    assert!(!basis_is_in_the_spec(
+        &["spec ", "O-99"].concat(),
+        &rows,
+        &spec
+    ));
 }
 
 /// The row ids a `spec ...` citation names: `O-2, O-9`, `B4`, `E37`, `S-1`.

@@ -392,12 +392,19 @@ fn a_target_the_shell_cannot_find_stops_the_run_with_its_message() {
 fn any_non_zero_exit_without_a_connection_on_the_first_case_stops_the_run_once() {
     // An interpreter given a missing script exits 2: not the shell's 126 or 127, but the target
     // cannot run all the same, and its message is shown once, not once per case.
-    let o = cli(&["--exec", "sh -c 'echo cannot open no-such-file.py >&2; exit 2'"]);
+    let o = cli(&[
+        "--exec",
+        "sh -c 'echo cannot open no-such-file.py >&2; exit 2'",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(err.contains("the target cannot run"), "{err}");
     assert!(err.contains("exit 2"), "{err}");
-    assert_eq!(err.matches("cannot open no-such-file.py").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("cannot open no-such-file.py").count(),
+        1,
+        "{err}"
+    );
     let out = stdout(&o);
     assert!(!out.contains("PASS") && !out.contains("ERROR"), "{out}");
 }

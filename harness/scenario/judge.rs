@@ -19,7 +19,7 @@ use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::{self, Grade, ImsConfig, MatchKind, PeerEhlo, RoutingMode, Rule};
 use crate::reply::ReplyCode;
 use crate::smarthost::Recording;
-use crate::smtp::{EtrnFlag, EtrnRecord};
+use crate::smtp::{CloseReason, EtrnFlag, EtrnRecord};
 
 use super::expect::ExpectedEtrn;
 use super::file::Scenario;
@@ -36,6 +36,9 @@ pub struct Observed {
     pub local_command: Option<String>,
     /// The outbound messages each connection delivered (the end of DATA accepted), in order.
     pub messages: Vec<usize>,
+    /// Per connection, whether its first ETRN came before its first MAIL (or it sent none) and
+    /// the server then closed it: mail missing there was cut off by the order (spec O-4).
+    pub etrn_first_then_closed: Vec<bool>,
     /// Per connection, the ETRN keyword as the smart host's EHLO reply wrote it (the first word
     /// of an ehlo-line equal to `ETRN` ignoring case), if it advertised one.
     pub etrn_keyword: Vec<Option<String>>,
@@ -69,6 +72,19 @@ impl Observed {
                         .iter()
                         .filter(|m| (200..300).contains(&m.reply))
                         .count()
+                })
+                .collect(),
+            etrn_first_then_closed: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    let first = |verb: &str| s.commands.iter().position(|c| c.verb == verb);
+                    let etrn_first = match (first("ETRN"), first("MAIL")) {
+                        (Some(e), Some(m)) => e < m,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    etrn_first && matches!(s.close, Some(CloseReason::Scripted))
                 })
                 .collect(),
             etrn_keyword: recording
@@ -393,14 +409,23 @@ pub fn judge_mail(expected: &Observed, observed: &Observed) -> Vec<Deviation> {
         .zip(&expected.messages)
         .enumerate()
         .filter(|(_, (delivered, owed))| delivered < owed)
-        .map(|(i, (delivered, owed))| Deviation {
-            grade: Rule::OutboundMail.grade(),
-            connection: Some(i),
-            rule: Some(Rule::OutboundMail),
-            difference: Difference::OutboundMail {
-                expected: *owed,
-                delivered: *delivered,
-            },
+        .map(|(i, (delivered, owed))| {
+            // ETRN first, and the server closed after it: the mail was cut off by the order,
+            // which O-4 grades (as replies by occurrence make `etrn-order` grade a domain).
+            let rule = if observed.etrn_first_then_closed.get(i) == Some(&true) {
+                Rule::OutboundFirst
+            } else {
+                Rule::OutboundMail
+            };
+            Deviation {
+                grade: rule.grade(),
+                connection: Some(i),
+                rule: Some(rule),
+                difference: Difference::OutboundMail {
+                    expected: *owed,
+                    delivered: *delivered,
+                },
+            }
         })
         .collect()
 }
@@ -490,7 +515,11 @@ impl<'a> Causes<'a> {
     /// The rule that puts `arg` in the model's set, for an expected argument not sent. A domain
     /// with an inbound row is the routing table's (must), whichever of its rows came first.
     fn planned_rule(&self, arg: &EtrnArg) -> Option<Rule> {
-        let rule = self.planned.iter().find(|p| p.arg == *arg).map(|p| p.rule)?;
+        let rule = self
+            .planned
+            .iter()
+            .find(|p| p.arg == *arg)
+            .map(|p| p.rule)?;
         let inbound = |d: &Domain| {
             self.config
                 .routing_table
@@ -506,7 +535,7 @@ impl<'a> Causes<'a> {
     /// The rule that makes the model open connection `index` (0-based) of its cycle.
     fn connection_rule_for(&self, index: usize) -> Rule {
         let per_host = self.config.connections_per_host.max(1) as usize;
-        if per_host > 1 && index % per_host != 0 {
+        if per_host > 1 && !index.is_multiple_of(per_host) {
             Rule::ParallelConnections
         } else {
             self.connection_rule()
@@ -701,9 +730,7 @@ impl Connection<'_> {
                     // one (informational), a dial-up one without mail (informational).
                     let rule = self.causes.connection_rule_for(self.index);
                     (rule.grade(), Some(rule))
-                } else if sent.is_empty()
-                    && self.keyword.as_deref().is_some_and(|k| k != "ETRN")
-                {
+                } else if sent.is_empty() && self.keyword.as_deref().is_some_and(|k| k != "ETRN") {
                     // Nothing sent although the EHLO reply advertised ETRN, in another case or
                     // with parameters: the keyword was not recognised.
                     (Rule::EhloGating.grade(), Some(Rule::EhloGating))
@@ -791,16 +818,18 @@ impl Connection<'_> {
         // whatever `absent` says about it.
         let by_order = stop_reply.is_none() && in_set && self.expects_the_model_set();
         let (grade, rule, difference) = match self.absent.iter().find(|f| f.arg == *arg) {
-            Some(f) if !by_order => (
-                // The scenario grades what it forbids; the model names the rule.
-                f.grade.unwrap_or(self.default),
-                reply_rule
-                    .or_else(|| self.causes.unexpected(arg))
-                    .or(self.causes.deciding),
-                Difference::Forbidden {
-                    arg: arg.raw().into(),
-                },
-            ),
+            Some(f) if !by_order => {
+                // A rule that explains the argument grades it (a reply's, an open point's);
+                // otherwise the scenario grades what it forbids and the deciding rule is named.
+                let explaining = reply_rule.or_else(|| self.causes.unexpected(arg));
+                (
+                    explaining.map_or(f.grade.unwrap_or(self.default), Rule::grade),
+                    explaining.or(self.causes.deciding),
+                    Difference::Forbidden {
+                        arg: arg.raw().into(),
+                    },
+                )
+            }
             _ => {
                 let cause = reply_rule
                     .or(by_order.then_some(Rule::EtrnOrder))
@@ -1082,6 +1111,98 @@ mod tests {
                 (Grade::Must, Some(Rule::EveryConnection))
             ]
         );
+    }
+
+    #[test]
+    fn the_always_use_etrn_set_beside_a_dial_up_list_is_o13_without_mail_too() {
+        // Without mail the re-plan without the list still names the AlwaysUseETRN set.
+        let mut s = scenario(
+            "dialup = { retrieval = \"etrn\", domains = [\"x.com\"] }\nrouting_table = [{ sent_to = \"a.com\", action = \"inbound\" }]",
+            "etrn = [\"x.com\"]\nabsent = [\"a.com\"]",
+        );
+        s.ims.outbound_messages = 0;
+        let d = judge(&s, &observed(&[&["x.com", "a.com"]]));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].grade, d[0].rule),
+            (Grade::Informational, Some(Rule::DialUpWithAlwaysUseEtrn))
+        );
+    }
+
+    #[test]
+    fn a_domain_with_an_inbound_row_is_the_routing_tables_whatever_row_came_first() {
+        let s = scenario(
+            "routing_table = [{ sent_to = \"ms.com\", action = \"reroute\", route_to = \"h.ms.net\" }, { sent_to = \"#ms.com\", action = \"inbound\" }]",
+            "etrn = [\"ms.com\"]",
+        );
+        let d = judge(&s, &observed(&[&[]]));
+        assert_eq!(
+            d.iter().map(|d| (d.grade, d.rule)).collect::<Vec<_>>(),
+            [(Grade::Must, Some(Rule::RoutingTable))]
+        );
+    }
+
+    #[test]
+    fn a_parallel_connection_never_made_takes_its_own_rules_grade() {
+        let s = scenario(
+            &format!("connections_per_host = 2\n{TABLE}"),
+            "etrn = [\"a.com\", \"ms.com\"]\nconnections = 2",
+        );
+        let d = judge(&s, &observed(&[&["a.com", "ms.com"]]));
+        assert!(!d.is_empty());
+        for d in &d {
+            assert_eq!(
+                (d.grade, d.rule),
+                (Grade::Informational, Some(Rule::ParallelConnections)),
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_sent_to_an_etrn_keyword_in_another_case_names_ehlo_gating() {
+        let s = scenario(TABLE, "etrn = [\"a.com\", \"ms.com\"]");
+        let mut o = observed(&[&[]]);
+        o.etrn_keyword = vec![Some("etrn".into())];
+        let d = judge(&s, &o);
+        assert!(
+            d.iter()
+                .all(|d| (d.grade, d.rule) == (Grade::Must, Some(Rule::EhloGating)))
+        );
+        // Upper case as written: nothing says the keyword was the cause.
+        o.etrn_keyword = vec![Some("ETRN".into())];
+        assert!(
+            judge(&s, &o)
+                .iter()
+                .all(|d| d.rule == Some(Rule::RoutingTable))
+        );
+    }
+
+    #[test]
+    fn mail_not_delivered_is_a_must_unless_an_etrn_first_was_cut_off() {
+        let expected = Observed {
+            messages: vec![1],
+            ..Observed::default()
+        };
+        let none = Observed {
+            messages: vec![0],
+            etrn_first_then_closed: vec![false],
+            ..Observed::default()
+        };
+        let d = judge_mail(&expected, &none);
+        assert_eq!(
+            d.iter().map(|d| (d.grade, d.rule)).collect::<Vec<_>>(),
+            [(Grade::Must, Some(Rule::OutboundMail))]
+        );
+        let cut_off = Observed {
+            etrn_first_then_closed: vec![true],
+            ..none
+        };
+        assert_eq!(
+            judge_mail(&expected, &cut_off)[0].rule,
+            Some(Rule::OutboundFirst)
+        );
+        assert!(judge_mail(&expected, &expected).is_empty());
     }
 
     #[test]

@@ -434,9 +434,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             let piece = &unfed[start..fed];
             if at_line_start && !pending.is_empty() {
                 let shown = &piece[..piece.len().min(UNAWAITED_MAX_OCTETS)];
-                shared
-                    .recorder
-                    .event(id, Event::Unawaited { raw: shown.to_vec() });
+                shared.recorder.event(
+                    id,
+                    Event::Unawaited {
+                        raw: shown.to_vec(),
+                    },
+                );
             }
             at_line_start = piece.ends_with(b"\n");
             session.receive(piece);
