@@ -410,6 +410,21 @@ fn any_non_zero_exit_without_a_connection_on_the_first_case_stops_the_run_once()
 }
 
 #[test]
+fn the_same_stderr_in_every_case_is_shown_once() {
+    // Exits 0 without connecting: judged, and FAILs wherever ETRN is owed.
+    let o = cli(&[
+        "--exec",
+        "sh -c 'echo the same complaint >&2'",
+        "--filter",
+        "e2",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert_eq!(out.matches("the same complaint").count(), 1, "{out}");
+    assert!(out.contains("target stderr: the same as in case"), "{out}");
+}
+
+#[test]
 fn a_scenario_the_model_disagrees_with_is_an_error_not_a_verdict() {
     let o = cli(&["tests/fixtures/disagree/wrong-expectation.toml"]);
     assert_eq!(o.status.code(), Some(1));
