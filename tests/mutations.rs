@@ -6,6 +6,7 @@
 //!   `rule: <rule or protocol-check id>` and `verdict: FAIL | NON-STRICT | INFORMATIONAL`), that
 //!   and at least two scenarios catch it at that verdict with that rule named as a cause (a
 //!   mistake one scenario alone catches is a gap in the corpus);
+//! - every deviation at a case's verdict names the rule behind it;
 //! - the exact verdict of every scenario matches its reviewed snapshot
 //!   (`snapshots/mutation@<name>.snap`).
 //!
@@ -190,6 +191,29 @@ fn mutation(name: &str, file: &Path) -> Result<(), Failed> {
             declared.verdict,
             declared.rule,
             details()
+        )
+        .into());
+    }
+    // Each verdict says which rule it broke: every deviation at the case's grade names one.
+    let unnamed: Vec<String> = not_passed
+        .values()
+        .flat_map(|r| {
+            let grade = match r.verdict {
+                Verdict::Fail => Some(Grade::Must),
+                Verdict::NonStrict => Some(Grade::Should),
+                Verdict::Informational => Some(Grade::Informational),
+                _ => None,
+            };
+            r.deviations
+                .iter()
+                .filter(move |d| Some(d.grade) == grade && d.rule.is_none())
+                .map(move |d| format!("{}: {d}", r.id))
+        })
+        .collect();
+    if !unnamed.is_empty() {
+        return Err(format!(
+            "{name}: deviations that name no rule set a verdict:\n{}",
+            unnamed.join("\n")
         )
         .into());
     }

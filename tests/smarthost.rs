@@ -959,6 +959,13 @@ async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
     let (after, _) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(after, ["EHLO c", "ETRN a.example", "QUIT"]);
     assert!(r.sessions[0].commands.is_empty(), "none of it was answered");
+    assert!(
+        r.sessions[0]
+            .transcript()
+            .contains("C: QUIT   [after the 421, not answered]"),
+        "{}",
+        r.sessions[0].transcript()
+    );
 
     // 421 to an ETRN in a pipelined write: the rest is recorded, not processed.
     let closing = start("etrn = [{ arg = \"a.example\", reply = \"421 closing\" }]").await;

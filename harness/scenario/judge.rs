@@ -39,6 +39,8 @@ pub struct Observed {
     /// Per connection, whether its first ETRN came before its first MAIL (or it sent none) and
     /// the server then closed it: mail missing there was cut off by the order (spec O-4).
     pub etrn_first_then_closed: Vec<bool>,
+    /// Per connection, whether the session fell back to HELO (accepted) after EHLO.
+    pub helo: Vec<bool>,
     /// Per connection, the ETRN keyword as the smart host's EHLO reply wrote it (the first word
     /// of an ehlo-line equal to `ETRN` ignoring case), if it advertised one.
     pub etrn_keyword: Vec<Option<String>>,
@@ -72,6 +74,15 @@ impl Observed {
                         .iter()
                         .filter(|m| (200..300).contains(&m.reply))
                         .count()
+                })
+                .collect(),
+            helo: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    s.commands.iter().any(|c| {
+                        c.verb == "HELO" && c.reply.as_ref().is_some_and(|r| r.code == 250)
+                    })
                 })
                 .collect(),
             etrn_first_then_closed: recording
@@ -368,6 +379,8 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
             made: made.is_some(),
             index: i,
             keyword: observed.etrn_keyword.get(i).cloned().flatten(),
+            helo: observed.helo.get(i).copied().unwrap_or(false),
+            ehlo_seen: observed.etrn_keyword.len() > i,
         };
         let sent = made.map_or(&[][..], Vec::as_slice);
         out.extend(connection.judge(sent).into_iter().map(|mut d| {
@@ -623,6 +636,10 @@ struct Connection<'a> {
     index: usize,
     /// The ETRN keyword as this connection's EHLO reply wrote it.
     keyword: Option<String>,
+    /// Whether this connection fell back to HELO.
+    helo: bool,
+    /// Whether the observation says what this connection's EHLO reply advertised.
+    ehlo_seen: bool,
 }
 
 /// How a sent argument was matched to an expected one.
@@ -838,10 +855,14 @@ impl Connection<'_> {
                     Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
                     Some(r) => (r.grade(), Some(r)),
                     // On a connection that was to send nothing although the model has a set,
-                    // the reason is this connection's own (its EHLO reply, a reply by
-                    // occurrence): the scenario says why.
+                    // the reason is this connection's own: a HELO fall-back, an EHLO reply
+                    // without ETRN (their rules grade), or a reply by occurrence (the scenario
+                    // says why).
                     None if self.expected.is_empty() && !self.causes.planned.is_empty() => {
-                        (self.default, None)
+                        match self.gating_rule() {
+                            Some(r) => (r.grade(), Some(r)),
+                            None => (self.default, None),
+                        }
                     }
                     // Otherwise it breaks the rule that decides the set (or rules ETRN out), at
                     // the grade the scenario gives that rule here.
@@ -861,6 +882,19 @@ impl Connection<'_> {
             connection: None,
             rule,
             difference,
+        }
+    }
+
+    /// The rule that kept ETRN off this connection, when its EHLO exchange did.
+    fn gating_rule(&self) -> Option<Rule> {
+        if !self.made || !self.ehlo_seen {
+            None
+        } else if self.helo {
+            Some(Rule::HeloFallback)
+        } else if self.keyword.is_none() {
+            Some(Rule::EhloGating)
+        } else {
+            None
         }
     }
 
