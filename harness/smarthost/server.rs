@@ -362,6 +362,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut unfed: Vec<u8> = Vec::new();
     let mut fed = 0;
     let mut at_line_start = true;
+    let mut peeked = false;
     let mut last_reply: Option<u16> = None;
     // A command line must be complete by this time; it moves only when a line ends (an LF
     // arrives), so a byte at a time buys no time.
@@ -449,8 +450,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             continue;
         }
-        if !pending.is_empty() {
+        if !pending.is_empty() && !peeked {
             // What has arrived before these replies go out was sent without waiting for them.
+            // One look per write: a client that writes and never reads still meets the write
+            // deadline, and the replies held back stay bounded.
+            peeked = true;
             if let Ok(Ok(n)) = tokio::time::timeout(Duration::ZERO, stream.read(&mut buf)).await
                 && n > 0
             {
@@ -464,6 +468,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
             return Leg::Closed(reason);
         }
+        peeked = false;
         tokio::select! {
             read = tokio::time::timeout_at(line_deadline, stream.read(&mut buf)) => match read {
                 Err(_) => {
