@@ -49,7 +49,7 @@ fn every_expressible_edge_case_of_ims_etrn_md_is_covered() {
         .collect();
     // E38 needs a domain longer than DNS allows (a >507-octet node to pass 512 octets per line), which
     // the Domain type rejects; tests/bad_scenarios.rs shows that error instead.
-    let missing: Vec<String> = (1..=42)
+    let missing: Vec<String> = (1..=44)
         .filter(|n| *n != 38)
         .map(|n| format!("E{n:02}"))
         .filter(|e| !covered.contains(e))
@@ -189,6 +189,70 @@ fn every_citation_points_into_the_repository() {
     problems.sort();
     problems.dedup();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Whether one basis names a source of the spec: a KB article of its sources, `spec` rows, an
+/// RFC (section) of its protocol texts, or erratum 4130.
+fn basis_is_in_the_spec(piece: &str, rows: &BTreeSet<String>, spec: &str) -> bool {
+    let row = regex_lite_row();
+    if let Some(ids) = piece.strip_prefix("spec ") {
+        let ids = row(ids);
+        return !ids.is_empty() && ids.iter().all(|id| rows.contains(id));
+    }
+    if let Some(rfc) = piece.strip_prefix("RFC ") {
+        let number: String = rfc.chars().take_while(char::is_ascii_digit).collect();
+        return !number.is_empty() && spec.contains(&format!("RFC {number} ("));
+    }
+    if piece == "erratum 4130" {
+        return spec.contains("erratum 4130");
+    }
+    piece.len() == 8 && piece.starts_with("KB") && rows.contains(piece)
+}
+
+#[test]
+fn every_basis_is_a_row_or_a_source_of_the_spec() {
+    let spec = std::fs::read_to_string("scenarios/README.md").expect("the spec");
+    let rows: BTreeSet<String> = spec
+        .lines()
+        .filter_map(|l| l.strip_prefix("| "))
+        .filter_map(|l| l.split(" |").next())
+        .map(str::to_owned)
+        .collect();
+    let mut problems = Vec::new();
+    let mut check = |whose: String, basis: &str| {
+        for piece in basis.split([';', ',']).map(str::trim) {
+            // `spec O-2, O-9` continues a spec citation after the comma.
+            let continues = regex_lite_row()(piece)
+                .first()
+                .is_some_and(|id| id == piece);
+            if !continues && !basis_is_in_the_spec(piece, &rows, &spec) {
+                problems.push(format!(
+                    "{whose}: basis {piece:?} is no row, KB article or RFC of the spec"
+                ));
+            }
+        }
+    };
+    for (path, s) in corpus().scenarios {
+        for b in &s.basis {
+            check(path.display().to_string(), b);
+        }
+    }
+    for rule in etrn_harness::ims::Rule::ALL {
+        check(format!("rule {}", rule.id()), rule.basis());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // A basis outside the spec is refused.
+    assert!(!basis_is_in_the_spec("DOC-xcp04012", &rows, &spec));
+    assert!(!basis_is_in_the_spec(
+        &["KB", "999999"].concat(),
+        &rows,
+        &spec
+    ));
+    assert!(!basis_is_in_the_spec(
+        &["spec ", "O-99"].concat(),
+        &rows,
+        &spec
+    ));
 }
 
 /// The row ids a `spec ...` citation names: `O-2, O-9`, `B4`, `E37`, `S-1`.

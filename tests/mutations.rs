@@ -4,8 +4,9 @@
 //!
 //! - its worst verdict is the one the grade of the rule it breaks gives (its header says which:
 //!   `rule: <rule or protocol-check id>` and `verdict: FAIL | NON-STRICT | INFORMATIONAL`), that
-//!   rule is named as a cause, and at least two scenarios catch it (a mistake one scenario alone
-//!   catches is a gap in the corpus);
+//!   and at least two scenarios catch it at that verdict with that rule named as a cause (a
+//!   mistake one scenario alone catches is a gap in the corpus);
+//! - every deviation at a case's verdict names the rule behind it;
 //! - the exact verdict of every scenario matches its reviewed snapshot
 //!   (`snapshots/mutation@<name>.snap`).
 //!
@@ -176,23 +177,43 @@ fn mutation(name: &str, file: &Path) -> Result<(), Failed> {
         )
         .into());
     }
-    let naming: Vec<&str> = not_passed
+    // Caught "by at least two scenarios at its grade": each of them at the declared verdict,
+    // with the declared rule among its causes.
+    let catching: Vec<&str> = not_passed
         .values()
-        .filter(|r| causes(r).contains(&declared.rule))
+        .filter(|r| r.verdict == declared.verdict && causes(r).contains(&declared.rule))
         .map(|r| r.id.as_str())
         .collect();
-    if naming.is_empty() {
+    if catching.len() < 2 {
         return Err(format!(
-            "{name}: no case names rule {} as a cause:\n{}",
+            "{name}: only {catching:?} catch it at {} with rule {} as a cause; add a scenario \
+             that catches this mistake too:\n{}",
+            declared.verdict,
             declared.rule,
             details()
         )
         .into());
     }
-    if not_passed.len() < 2 {
+    // Each verdict says which rule it broke: every deviation at the case's grade names one.
+    let unnamed: Vec<String> = not_passed
+        .values()
+        .flat_map(|r| {
+            let grade = match r.verdict {
+                Verdict::Fail => Some(Grade::Must),
+                Verdict::NonStrict => Some(Grade::Should),
+                Verdict::Informational => Some(Grade::Informational),
+                _ => None,
+            };
+            r.deviations
+                .iter()
+                .filter(move |d| Some(d.grade) == grade && d.rule.is_none())
+                .map(move |d| format!("{}: {d}", r.id))
+        })
+        .collect();
+    if !unnamed.is_empty() {
         return Err(format!(
-            "{name}: only {:?} catches it; add a scenario that catches this mistake too",
-            not_passed.keys().collect::<Vec<_>>()
+            "{name}: deviations that name no rule set a verdict:\n{}",
+            unnamed.join("\n")
         )
         .into());
     }

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
-use etrn_harness::smtp::{CloseReason, EtrnFlag, SessionLimits};
+use etrn_harness::smtp::{CloseReason, EtrnFlag, Event, SessionLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -918,4 +918,148 @@ fn serve_whose_reader_went_away_still_writes_its_recording() {
         lines.iter().any(|l| l["domain"] == "a.example"),
         "{lines:?}"
     );
+}
+
+/// The lines the recorder saw after a 421, and the lines that came before an earlier reply.
+fn after_close_and_unawaited(
+    r: &etrn_harness::smarthost::SessionRecording,
+) -> (Vec<String>, Vec<String>) {
+    let text = |raw: &[u8]| String::from_utf8_lossy(raw).trim_end().to_owned();
+    let mut after = Vec::new();
+    let mut unawaited = Vec::new();
+    for e in &r.events {
+        match &e.event {
+            Event::AfterClose { raw } => after.push(text(raw)),
+            Event::Unawaited { raw } => unawaited.push(text(raw)),
+            _ => {}
+        }
+    }
+    (after, unawaited)
+}
+
+#[tokio::test]
+async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
+    // 421 to the greeting: the client talks on regardless.
+    let refusing = start("greeting = \"421 4.3.2 Service not available\"").await;
+    let mut c = TcpStream::connect(refusing.addr()).await.expect("connect");
+    let mut greeting = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, c.read(&mut greeting))
+        .await
+        .expect("greeting in time")
+        .expect("read");
+    assert!(greeting[..n].starts_with(b"421 "));
+    c.write_all(b"EHLO c\r\nETRN a.example\r\nQUIT\r\n")
+        .await
+        .expect("write");
+    let r = refusing
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed after the linger");
+    let (after, _) = after_close_and_unawaited(&r.sessions[0]);
+    assert_eq!(after, ["EHLO c", "ETRN a.example", "QUIT"]);
+    assert!(r.sessions[0].commands.is_empty(), "none of it was answered");
+    assert!(
+        r.sessions[0]
+            .transcript()
+            .contains("C: QUIT   [after the 421, not answered]"),
+        "{}",
+        r.sessions[0].transcript()
+    );
+
+    // 421 to an ETRN in a pipelined write: the rest is recorded, not processed.
+    let closing = start("etrn = [{ arg = \"a.example\", reply = \"421 closing\" }]").await;
+    converse(
+        &closing,
+        b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n",
+    )
+    .await;
+    let r = closing
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    let (after, _) = after_close_and_unawaited(&r.sessions[0]);
+    assert_eq!(after, ["ETRN b.example", "QUIT"]);
+    assert_eq!(r.etrn_domains(), ["a.example"]);
+
+    // A client that says nothing more: the linger ends, bounded, with nothing recorded.
+    let silent = start("greeting = \"421 busy\"").await;
+    let _c = TcpStream::connect(silent.addr()).await.expect("connect");
+    let r = silent
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed after the linger although the client keeps its socket open");
+    assert!(after_close_and_unawaited(&r.sessions[0]).0.is_empty());
+}
+
+#[tokio::test]
+async fn commands_sent_before_an_earlier_reply_are_recorded_as_unawaited() {
+    // All in one write, at connect: every line came before the reply (or greeting) before it.
+    let host = start("").await;
+    converse(
+        &host,
+        b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n",
+    )
+    .await;
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    let (_, unawaited) = after_close_and_unawaited(&r.sessions[0]);
+    assert_eq!(
+        unawaited,
+        ["EHLO c", "ETRN a.example", "ETRN b.example", "QUIT"]
+    );
+
+    // Two writes, the second while the first ETRN's reply is delayed: still unawaited.
+    let slow = start("etrn_default = { reply = \"250 OK\", delay_ms = 200 }").await;
+    let mut c = TcpStream::connect(slow.addr()).await.expect("connect");
+    let mut reader = tokio::io::BufReader::new(&mut c);
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    // The greeting, then the whole EHLO reply: waited for.
+    reader.read_line(&mut line).await.expect("greeting");
+    reader
+        .get_mut()
+        .write_all(b"EHLO c\r\n")
+        .await
+        .expect("write");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.expect("EHLO reply");
+        if line.as_bytes().get(3) == Some(&b' ') {
+            break;
+        }
+    }
+    reader
+        .get_mut()
+        .write_all(b"ETRN a.example\r\n")
+        .await
+        .expect("write");
+    reader
+        .get_mut()
+        .write_all(b"ETRN b.example\r\n")
+        .await
+        .expect("write");
+    for _ in 0..2 {
+        line.clear();
+        reader.read_line(&mut line).await.expect("ETRN reply");
+    }
+    reader
+        .get_mut()
+        .write_all(b"QUIT\r\n")
+        .await
+        .expect("write");
+    line.clear();
+    reader.read_line(&mut line).await.expect("QUIT reply");
+    let r = slow
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed");
+    let (_, unawaited) = after_close_and_unawaited(&r.sessions[0]);
+    assert_eq!(unawaited, ["ETRN b.example"], "QUIT waited for its turn");
 }

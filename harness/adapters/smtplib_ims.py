@@ -133,22 +133,29 @@ class Client:
         return smtp.getreply()
 
     def deliver(self, smtp, n, plan):
-        """Outbound message n (0-based). `plan` is what follows the mail (see `dequeue`)."""
-        sender = "postmaster@" + self.site_domain()
+        """Outbound message n (0-based). `plan` is what follows the mail (see `dequeue`).
+        False when the server answered 421: the connection is closing, send nothing more."""
+        # The sender's domain: the site address's, after its last '@' (not a rule under test).
+        sender = "postmaster@" + self.config["site_address"].rsplit("@", 1)[-1].rstrip(".")
         code, _ = self.command(smtp, "MAIL FROM:<%s>" % sender)
+        if code == 421:
+            return False
         if code != 250:
-            return
+            return True
         code, _ = self.command(smtp, "RCPT TO:<someone@remote.example>")
+        if code == 421:
+            return False
         if code not in (250, 251):
-            self.command(smtp, "RSET")
-            return
+            code, _ = self.command(smtp, "RSET")
+            return code != 421
         code, _ = self.command(smtp, "DATA")
         if code != 354:
-            return
+            return code != 421
         # Message data is not a command line: always CRLF, ending at CRLF.CRLF.
         body = "Subject: outbound message %d\r\n\r\nqueued by the IMS\r\n.\r\n" % (n + 1)
         smtp.send(body.encode("utf-8"))
-        smtp.getreply()
+        code, _ = smtp.getreply()
+        return code != 421
 
     def send_etrns(self, smtp, domains):
         """One ETRN per domain, reacting to each reply; False when the server hung up."""
@@ -173,17 +180,26 @@ class Client:
             smtp.quit()
             return
         code, _ = smtp.ehlo(name)
+        if code == 421:
+            # RFC 5321 section 3.8: the server is closing; nothing more, not even HELO.
+            smtp.close()
+            return
         if code // 100 == 2:
             keywords = self.ehlo_keywords(smtp)
         else:
             code, _ = smtp.helo(name)
+            if code == 421:
+                smtp.close()
+                return
             if code // 100 != 2:
                 smtp.quit()
                 return
             keywords = None
         plan = self.dequeue(keywords)
         for n in range(self.config.get("outbound_messages", 0)):
-            self.deliver(smtp, n, plan)
+            if self.deliver(smtp, n, plan) is False:
+                smtp.close()
+                return
         if plan[0] == "turn":
             cred = self.config["turn_credentials"]
             token = base64.b64encode(

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! A case whose id matches gets KNOWN instead of FAIL, NON-STRICT or INFORMATIONAL; a case that
-//! passes stays PASS, so a fixed deviation shows up. Entries that match no scenario, or only cases
+//! passes stays PASS, so a fixed deviation shows up. An entry with `rule = "<rule or check id>"`
+//! knows only the deviations that rule grades: the case is KNOWN when they are all it has, and
+//! is judged on the rest otherwise (fetchmail delivers no outbound mail: `rule =
+//! "outbound-mail"`). Entries that match no scenario, or only cases
 //! that now pass, are [`StaleEntry`]s: the run warns about them, and a strict run fails.
 
 use std::path::Path;
@@ -33,13 +36,23 @@ struct KnownFile {
 struct KnownEntry {
     scenario: String,
     reason: String,
+    /// Only the deviations this rule (or protocol check) grades are known.
+    rule: Option<String>,
+}
+
+/// One entry that matches a case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownMatch<'a> {
+    pub reason: &'a str,
+    /// `None`: the whole case; otherwise the id of the rule whose deviations are known.
+    pub rule: Option<&'a str>,
 }
 
 /// The parsed file.
 #[derive(Debug, Clone, Default)]
 pub struct KnownDeviations {
-    /// Each entry's matcher, pattern as written, and reason.
-    entries: Vec<(GlobMatcher, String, String)>,
+    /// Each entry's matcher, pattern as written, reason and rule.
+    entries: Vec<(GlobMatcher, String, String, Option<String>)>,
 }
 
 /// A known-deviations entry that describes nothing any more.
@@ -101,28 +114,55 @@ impl KnownDeviations {
                     Some("use a scenario id, or * and ? as wildcards".into()),
                 )
             })?;
-            entries.push((glob.compile_matcher(), e.scenario, e.reason));
+            entries.push((glob.compile_matcher(), e.scenario, e.reason, e.rule));
         }
         Ok(KnownDeviations { entries })
     }
 
-    /// The reason this scenario's deviation is known, if it is.
+    /// The reason this scenario's deviation is known, if a whole-case entry knows it.
     pub fn reason(&self, id: &str) -> Option<&str> {
+        self.matching(id)
+            .into_iter()
+            .find(|k| k.rule.is_none())
+            .map(|k| k.reason)
+    }
+
+    /// Every entry that matches this scenario, in file order.
+    pub fn matching(&self, id: &str) -> Vec<KnownMatch<'_>> {
         self.entries
             .iter()
-            .find(|(m, _, _)| m.is_match(id))
-            .map(|(_, _, r)| r.as_str())
+            .filter(|(m, _, _, _)| m.is_match(id))
+            .map(|(_, _, reason, rule)| KnownMatch {
+                reason,
+                rule: rule.as_deref(),
+            })
+            .collect()
     }
 
     /// The entries that describe nothing: matching none of `corpus` (every scenario id loaded,
     /// before any filter), or matching a case of `results` that passed.
     pub fn stale(&self, corpus: &[&str], results: &[CaseResult]) -> Vec<StaleEntry> {
         let mut out = Vec::new();
-        for (matcher, pattern, _) in &self.entries {
+        for (matcher, pattern, _, rule) in &self.entries {
             if !corpus.iter().any(|id| matcher.is_match(id)) {
                 out.push(StaleEntry::MatchesNothing {
                     pattern: pattern.clone(),
                 });
+                continue;
+            }
+            // An entry for one rule over many scenarios is stale when no case it matches
+            // deviates any more; a whole-case entry, for each case that passes.
+            if rule.is_some() {
+                let matched: Vec<&CaseResult> =
+                    results.iter().filter(|r| matcher.is_match(&r.id)).collect();
+                if let Some(first) = matched.first()
+                    && matched.iter().all(|r| r.verdict == Verdict::Pass)
+                {
+                    out.push(StaleEntry::NowPasses {
+                        pattern: pattern.clone(),
+                        case: first.id.clone(),
+                    });
+                }
                 continue;
             }
             for r in results {
@@ -152,6 +192,23 @@ mod tests {
         assert_eq!(k.reason("e25-459-continue"), Some("stops at 458"));
         assert_eq!(k.reason("e24-251-is-success"), Some("stops at 251"));
         assert_eq!(k.reason("e26-500-stops-etrn"), None);
+    }
+
+    #[test]
+    fn an_entry_may_know_one_rule_only() {
+        let k = KnownDeviations::parse(
+            Path::new("k.toml"),
+            "[[known]]\nscenario = \"*\"\nrule = \"outbound-mail\"\nreason = \"no mail\"\n",
+        )
+        .unwrap();
+        assert_eq!(k.reason("e03-x"), None);
+        assert_eq!(
+            k.matching("e03-x"),
+            [KnownMatch {
+                reason: "no mail",
+                rule: Some("outbound-mail")
+            }]
+        );
     }
 
     #[test]

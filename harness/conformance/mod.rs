@@ -17,7 +17,7 @@ pub mod target;
 pub mod verdict;
 pub mod violation;
 
-pub use known::{KnownDeviations, StaleEntry};
+pub use known::{KnownDeviations, KnownMatch, StaleEntry};
 pub use runner::{Case, RunAborted, RunOptions, filter, run_all, run_case};
 pub use target::{Target, TargetOutcome};
 pub use verdict::{CaseResult, Verdict};

@@ -16,6 +16,24 @@ pub fn case_line(r: &CaseResult) -> String {
 
 /// Why a case did not pass: the requirement, expected vs actual, and every deviation.
 pub fn case_details(r: &CaseResult) -> String {
+    details(r, None)
+}
+
+/// The target's standard error in a case, if it wrote any.
+fn stderr_of(r: &CaseResult) -> Option<&str> {
+    match &r.outcome {
+        TargetOutcome::Finished { stderr, .. }
+        | TargetOutcome::TimedOut { stderr, .. }
+        | TargetOutcome::Crashed { stderr, .. } => {
+            Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
+        }
+        TargetOutcome::NotStarted { .. } => None,
+    }
+}
+
+/// [`case_details`], with the target's standard error replaced by a pointer to `same_as`, an
+/// earlier case that showed the very same text.
+fn details(r: &CaseResult, same_as: Option<&str>) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "---- {} ({}) ----", r.id, r.verdict);
     let _ = writeln!(o, "requirement: {}", r.title);
@@ -61,14 +79,10 @@ pub fn case_details(r: &CaseResult) -> String {
                 "target exit status: {}",
                 exit.map_or("none".into(), |c| c.to_string())
             );
-            if !stderr.trim().is_empty() {
-                let _ = writeln!(o, "target stderr:\n{}", indent(stderr.trim_end()));
-            }
+            write_stderr(&mut o, stderr, same_as);
         }
         TargetOutcome::TimedOut { stderr, .. } | TargetOutcome::Crashed { stderr, .. } => {
-            if !stderr.trim().is_empty() {
-                let _ = writeln!(o, "target stderr:\n{}", indent(stderr.trim_end()));
-            }
+            write_stderr(&mut o, stderr, same_as);
         }
         TargetOutcome::NotStarted { .. } => {}
     }
@@ -77,6 +91,20 @@ pub fn case_details(r: &CaseResult) -> String {
         let _ = writeln!(o, "transcript:\n{}", indent(transcript.trim_end()));
     }
     o
+}
+
+fn write_stderr(o: &mut String, stderr: &str, same_as: Option<&str>) {
+    if stderr.trim().is_empty() {
+        return;
+    }
+    match same_as {
+        Some(id) => {
+            let _ = writeln!(o, "target stderr: the same as in case {id}");
+        }
+        None => {
+            let _ = writeln!(o, "target stderr:\n{}", indent(stderr.trim_end()));
+        }
+    }
 }
 
 fn indent(text: &str) -> String {
@@ -116,9 +144,17 @@ pub fn human(results: &[CaseResult], strict: bool) -> String {
         .collect();
     if !not_passed.is_empty() {
         o.push('\n');
+        // A target that says the same thing in every case has it shown once.
+        let mut shown: Vec<(&str, &str)> = Vec::new();
         for r in not_passed {
-            o.push_str(&case_details(r));
+            let stderr = stderr_of(r);
+            let same_as =
+                stderr.and_then(|e| shown.iter().find(|(t, _)| *t == e).map(|(_, id)| *id));
+            o.push_str(&details(r, same_as));
             o.push('\n');
+            if let (Some(e), None) = (stderr, same_as) {
+                shown.push((e, r.id.as_str()));
+            }
         }
     }
     o.push_str(&summary_line(results, strict));

@@ -132,9 +132,18 @@ async fn judged(
         warn!(error = %e, "sessions still open after the target exited; closing them");
     }
     let recording = host.shutdown().await;
-    let known_reason = known.reason(&s.id);
+    let matching = known.matching(&s.id);
+    let known_reason = known.reason(&s.id).map(str::to_owned).or_else(|| {
+        (!matching.is_empty()).then(|| {
+            matching
+                .iter()
+                .map(|k| format!("{}: {}", k.rule.unwrap_or("*"), k.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    });
     let (verdict, error, deviations, violations) =
-        judge(s, &prediction, &recording, &outcome, known_reason);
+        judge(s, &prediction, &recording, &outcome, &matching);
     info!(%verdict, "case done");
     Ok(CaseResult {
         id: s.id.clone(),
@@ -151,8 +160,7 @@ async fn judged(
             .iter()
             .map(|x| x.etrn.iter().map(|e| e.record.raw.clone()).collect())
             .collect(),
-        known_reason: (verdict == Verdict::Known)
-            .then(|| known_reason.unwrap_or_default().to_owned()),
+        known_reason: (verdict == Verdict::Known).then(|| known_reason.unwrap_or_default()),
         outcome,
         duration_ms: elapsed_ms(started),
         recording,
@@ -201,8 +209,9 @@ pub enum RunAborted {
 /// of `cases` (a case that finishes early waits for those before it), so live output reads the
 /// same in every run; results come back in that order too.
 ///
-/// The first case runs alone: a target that cannot start there (the shell's exit 126 or 127, or
-/// no process at all) aborts the run, with the shell's message, before anything is judged.
+/// The first case runs alone: a target that cannot run there (no process at all, or any non-zero
+/// exit without a connection: the shell's 126 or 127, an interpreter's 2 for a missing script)
+/// aborts the run, with its message once, before anything is judged.
 pub async fn run_all(
     cases: Vec<Case>,
     options: RunOptions,
@@ -215,7 +224,10 @@ pub async fn run_all(
         return Ok(Vec::new());
     };
     let first = run_case(&first_case, &options, &known).await;
-    if let Some(message) = first.outcome.start_failure() {
+    if let Some(message) = first
+        .outcome
+        .start_failure(!first.recording.sessions.is_empty())
+    {
         return Err(RunAborted::TargetCannotStart {
             case: first.id,
             message,

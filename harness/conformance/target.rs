@@ -58,20 +58,21 @@ pub enum TargetOutcome {
 }
 
 impl TargetOutcome {
-    /// Why the target could not run at all, if it could not: it was not started, or the shell
-    /// says the command is not executable (exit 126) or not found (exit 127), with its message.
-    pub fn start_failure(&self) -> Option<String> {
+    /// Why the target could not run at all, if it could not: it was not started, or it exited
+    /// non-zero without `connected` (the shell's 126 "not executable" and 127 "not found", an
+    /// interpreter's 2 for a missing script, any other status), with its message.
+    pub fn start_failure(&self, connected: bool) -> Option<String> {
         match self {
             TargetOutcome::NotStarted { reason } => Some(reason.clone()),
             TargetOutcome::Finished {
-                exit: Some(code @ (126 | 127)),
+                exit: Some(code),
                 stderr,
                 ..
-            } => {
-                let meaning = if *code == 126 {
-                    "the command is not executable"
-                } else {
-                    "the command was not found"
+            } if *code != 0 && !connected => {
+                let meaning = match code {
+                    126 => "the command is not executable",
+                    127 => "the command was not found",
+                    _ => "it exited non-zero without connecting",
                 };
                 let said = stderr.trim();
                 Some(if said.is_empty() {

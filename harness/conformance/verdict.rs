@@ -9,6 +9,7 @@ use crate::ims::Grade;
 use crate::scenario::{self, Deviation, Observed, Prediction, Scenario};
 use crate::smarthost::Recording;
 
+use super::known::KnownMatch;
 use super::target::TargetOutcome;
 use super::violation::{Violation, violations};
 
@@ -123,10 +124,14 @@ pub fn judge(
     prediction: &Prediction,
     recording: &Recording,
     outcome: &TargetOutcome,
-    known: Option<&str>,
+    known: &[KnownMatch<'_>],
 ) -> (Verdict, Option<String>, Vec<Deviation>, Vec<Violation>) {
+    // A whole-case entry knows everything; rule entries know the deviations of their rules.
+    let whole_case = known.iter().any(|k| k.rule.is_none());
+    let known_rule = |id: &str| known.iter().any(|k| k.rule == Some(id));
     let observed = observe(recording, outcome);
-    let deviations = scenario::judge(scenario, &observed);
+    let mut deviations = scenario::judge(scenario, &observed);
+    deviations.extend(scenario::judge_mail(&prediction.observed(), &observed));
     // Arguments the judgement grades by their cause are not protocol violations on top.
     let explained: Vec<EtrnArg> = scenario
         .expect
@@ -156,26 +161,35 @@ pub fn judge(
         ),
         TargetOutcome::Finished { .. } => None,
     };
-    match (&error, known, outcome) {
+    match (&error, whole_case, outcome) {
         // A client that cannot do what the case needs may give up without connecting: the
         // known-deviations file may say so. A crash or a timeout is always an ERROR.
-        (Some(_), Some(_), TargetOutcome::Finished { .. }) => {
+        (Some(_), true, TargetOutcome::Finished { .. }) => {
             return (Verdict::Known, error, deviations, violations);
         }
         (Some(_), _, _) => return (Verdict::Error, error, deviations, violations),
         (None, _, _) => {}
     }
+    let counted = |rule: &str| !known_rule(rule);
     let worst = deviations
         .iter()
+        .filter(|d| d.rule.is_none_or(|r| counted(r.id())))
         .map(|d| d.grade)
-        .chain(violations.iter().map(|v| v.grade))
+        .chain(
+            violations
+                .iter()
+                .filter(|v| counted(v.kind.id()))
+                .map(|v| v.grade),
+        )
         .max();
-    let verdict = match (worst, known) {
+    let only_known = deviations.len() + violations.len() > 0;
+    let verdict = match (worst, whole_case) {
+        (None, _) if only_known && !known.is_empty() => Verdict::Known,
         (None, _) => Verdict::Pass,
-        (Some(_), Some(_)) => Verdict::Known,
-        (Some(Grade::Must), None) => Verdict::Fail,
-        (Some(Grade::Should), None) => Verdict::NonStrict,
-        (Some(Grade::Informational), None) => Verdict::Informational,
+        (Some(_), true) => Verdict::Known,
+        (Some(Grade::Must), false) => Verdict::Fail,
+        (Some(Grade::Should), false) => Verdict::NonStrict,
+        (Some(Grade::Informational), false) => Verdict::Informational,
     };
     (verdict, None, deviations, violations)
 }

@@ -6,9 +6,10 @@
 use serde::Serialize;
 
 use crate::domain::{EtrnArg, EtrnOption};
+use crate::escape::escape;
 use crate::ims::Grade;
 use crate::smarthost::{Recording, SessionRecording};
-use crate::smtp::{CloseReason, EtrnFlag};
+use crate::smtp::{CloseReason, EtrnFlag, Event};
 
 /// One rule broken on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -51,6 +52,12 @@ pub enum ViolationKind {
     Utf8WithoutSmtputf8,
     /// ETRN before the session's outbound mail (the O-4 baseline sends the mail first).
     EtrnBeforeOutboundMail,
+    /// Anything sent after a 421 reply: the connection was closing (RFC 5321 §3.8).
+    #[serde(rename = "after-421")]
+    After421,
+    /// A command sent before the reply to an ETRN (or an ETRN before the reply to the command
+    /// before it) came: the IMS waits for each reply (KB175494).
+    EtrnNotAwaited,
 }
 
 impl ViolationKind {
@@ -69,6 +76,8 @@ impl ViolationKind {
         ViolationKind::LowerCaseVerb,
         ViolationKind::Utf8WithoutSmtputf8,
         ViolationKind::EtrnBeforeOutboundMail,
+        ViolationKind::After421,
+        ViolationKind::EtrnNotAwaited,
     ];
 
     /// A short stable identifier, as in reports.
@@ -87,6 +96,8 @@ impl ViolationKind {
             ViolationKind::LowerCaseVerb => "lower-case-verb",
             ViolationKind::Utf8WithoutSmtputf8 => "utf8-without-smtputf8",
             ViolationKind::EtrnBeforeOutboundMail => "etrn-before-outbound-mail",
+            ViolationKind::After421 => "after-421",
+            ViolationKind::EtrnNotAwaited => "etrn-not-awaited",
         }
     }
 
@@ -96,7 +107,9 @@ impl ViolationKind {
             ViolationKind::EtrnBeforeEhlo
             | ViolationKind::EtrnNotAdvertised
             | ViolationKind::EtrnInTransaction
-            | ViolationKind::BareLf => Grade::Must,
+            | ViolationKind::BareLf
+            | ViolationKind::After421
+            | ViolationKind::EtrnNotAwaited => Grade::Must,
             ViolationKind::EtrnAfterSyntaxError
             | ViolationKind::SeveralNodesInOneEtrn
             | ViolationKind::OptionCharacter
@@ -126,6 +139,8 @@ impl ViolationKind {
                 "a U-label as raw UTF-8 although the server did not advertise SMTPUTF8"
             }
             ViolationKind::EtrnBeforeOutboundMail => "ETRN before the outbound mail",
+            ViolationKind::After421 => "a command after a 421 reply (the connection was closing)",
+            ViolationKind::EtrnNotAwaited => "a command sent without waiting for an ETRN's reply",
         }
     }
 }
@@ -184,7 +199,11 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
                 push(ViolationKind::OptionCharacter, shown.clone());
             }
         }
-        if !r.raw.is_ascii() && !smtputf8 {
+        // A U-label sent as configured is the model's own wire form (IMS 5.5 predates IDNA:
+        // spec O-7); only one the configuration does not hold is flagged.
+        let as_configured = EtrnArg::parse(&r.raw)
+            .is_ok_and(|a| explained.iter().any(|x| x == &a && x.raw() == a.raw()));
+        if !r.raw.is_ascii() && !smtputf8 && !as_configured {
             push(ViolationKind::Utf8WithoutSmtputf8, shown.clone());
         }
         if matches!(r.reply, Some(500 | 501)) {
@@ -199,6 +218,27 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
             .find(|c| c.verb == "MAIL" && c.reply.as_ref().is_some_and(|r| r.code == 250))
     {
         push(ViolationKind::EtrnBeforeOutboundMail, mail.raw.clone());
+    }
+    // What the client sent after the server's 421 (recorded during the linger), and commands
+    // sent before an ETRN's reply had come.
+    let mut previous_verb: Option<String> = None;
+    let mut after_421 = false;
+    for timed in &s.events {
+        match &timed.event {
+            Event::AfterClose { raw } if !after_421 && !raw.iter().all(u8::is_ascii_whitespace) => {
+                after_421 = true;
+                push(ViolationKind::After421, escape(raw));
+            }
+            Event::Unawaited { raw } => {
+                let verb = crate::wire::verb(raw);
+                if previous_verb.as_deref() == Some("ETRN") || verb == "ETRN" {
+                    push(ViolationKind::EtrnNotAwaited, escape(raw));
+                }
+            }
+            Event::Command(c) => previous_verb = Some(c.verb.clone()),
+            Event::Message(_) => previous_verb = None,
+            _ => {}
+        }
     }
     let quit = s.commands.iter().any(|c| c.verb == "QUIT");
     if !quit && matches!(s.close, Some(CloseReason::PeerClosed | CloseReason::Io(_))) {

@@ -406,14 +406,21 @@ impl Planner<'_> {
         }
     }
 
-    /// O-7: case-insensitive duplicates collapse to their first occurrence.
+    /// O-7: case-insensitive duplicates collapse to their first occurrence. The one kept takes
+    /// the strongest rule among its rows: a domain with an inbound row is the routing table's.
     fn deduplicate(&mut self, list: Vec<PlannedEtrn>) -> Vec<PlannedEtrn> {
         let mut seen = HashSet::new();
-        let mut out = Vec::with_capacity(list.len());
+        let mut out: Vec<PlannedEtrn> = Vec::with_capacity(list.len());
         for p in list {
             if seen.insert(p.arg.clone()) {
                 out.push(p);
             } else {
+                if p.rule == Rule::RoutingTable
+                    && let Some(kept) = out.iter_mut().find(|k| k.arg == p.arg)
+                    && kept.rule == Rule::RoutingRowAnyAction
+                {
+                    kept.rule = Rule::RoutingTable;
+                }
                 self.decide(
                     Rule::Deduplicate,
                     format!("{:?} is already in the set; sent once", p.arg.raw()),

@@ -78,6 +78,9 @@ rules! {
     /// T6, T7: the full set goes to every host IMS connects to.
     EveryConnection = ("every-connection", Must, "KB175494, KB241157",
         "every connection to an ETRN-capable host carries the full domain set"),
+    /// O-19 baseline: parallel connections to one host each carry the set.
+    ParallelConnections = ("parallel-connections", Informational, "spec O-19",
+        "each of connections_per_host parallel connections to one host is made and carries the set"),
     /// T12: AlwaysUseTURN replaces ETRN.
     TurnInsteadOfEtrn = ("turn-instead-of-etrn", Must, "KB257979",
         "AlwaysUseTURN=1 makes IMS issue TURN rather than ETRN"),
@@ -100,16 +103,16 @@ rules! {
     RoutingTable = ("routing-table", Must, "KB269771",
         "\"Reroute incoming SMTP mail\": one ETRN for every domain in the Routing-tab table"),
     /// E15: under Reroute the site domain is sent only when it is a row.
-    SiteDomainUnderReroute = ("site-domain-under-reroute", Should, "KB269771 (E15)",
+    SiteDomainUnderReroute = ("site-domain-under-reroute", Should, "KB269771; spec E15",
         "under \"Reroute\" the site domain is not added unless it is a routing-table row"),
     /// E05 and the site-domain baseline: the configured text goes on the wire as it is.
-    LiteralForm = ("literal-form", Informational, "RFC 5321 §2.4, RFC 5890; model baseline (O-16)",
+    LiteralForm = ("literal-form", Informational, "RFC 5321 §2.4, RFC 5890; spec O-16",
         "a domain is sent as configured: its case, a trailing dot and U-labels are kept"),
     /// O-8 baseline: rows of every action are included.
     RoutingRowAnyAction = ("routing-row-any-action", Informational, "spec O-8",
         "reroute and relay rows are included, not only inbound rows"),
     /// O-5 baseline: routing-table order.
-    EtrnOrder = ("etrn-order", Informational, "model baseline (O-5)",
+    EtrnOrder = ("etrn-order", Informational, "spec O-5",
         "the domains go in routing-table (or dial-up list) order; replies by occurrence follow it"),
     /// O-6 baseline: `#` exact entries are sent without the `#`.
     ExactEntryStripped = ("exact-entry-stripped", Informational, "KB169683; spec O-6",
@@ -133,7 +136,7 @@ rules! {
     DialUpWithoutOutbound = ("dial-up-without-outbound", Informational, "spec O-22",
         "a dial-up connection with ETRN retrieval is made even with no outbound mail"),
     /// T11: a retrieval command runs locally, it is not an SMTP verb.
-    DialUpCommand = ("dial-up-command", Must, "KB155828, DOC-xcp04012",
+    DialUpCommand = ("dial-up-command", Must, "KB155828",
         "a dial-up retrieval command runs as a local process, never as an SMTP command"),
     /// T14 baseline: DisableETRN concerns the server role only.
     DisableEtrnServerOnly = ("disable-etrn-server-only", Informational, "KB258292; spec O-15",
@@ -141,6 +144,9 @@ rules! {
     /// O-10, O-24 baseline: one plain `ETRN <domain>` per domain.
     OneDomainPerCommand = ("one-domain-per-command", Should, "RFC 1985 §5",
         "one ETRN per domain, no '@' or '#' added, upper-case verb, CRLF"),
+    /// E43: ETRN rides the connection made to deliver mail; that mail is delivered on it.
+    OutboundMail = ("outbound-mail", Must, "KB241157; spec E43",
+        "each connection delivers the queued outbound mail (MAIL, RCPT, DATA) it was made for"),
     /// O-4 baseline: outbound mail first, then ETRN, then QUIT.
     OutboundFirst = ("outbound-first", Informational, "spec O-4",
         "outbound MAIL transactions first, then the ETRNs, then QUIT"),

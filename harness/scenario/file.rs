@@ -39,7 +39,7 @@ pub struct Scenario {
     pub basis: Vec<String>,
     /// How a deviation counts unless an expectation says otherwise.
     pub grade: Grade,
-    /// Rows of the spec (`scenarios/README.md`) this case covers (E01..E42, T1..T16).
+    /// Rows of the spec (`scenarios/README.md`) this case covers (E01..E44, T1..T16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub covers: Vec<String>,
     /// The IMS configuration under test.

@@ -19,7 +19,7 @@ use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::{self, Grade, ImsConfig, MatchKind, PeerEhlo, RoutingMode, Rule};
 use crate::reply::ReplyCode;
 use crate::smarthost::Recording;
-use crate::smtp::{EtrnFlag, EtrnRecord};
+use crate::smtp::{CloseReason, EtrnFlag, EtrnRecord};
 
 use super::expect::ExpectedEtrn;
 use super::file::Scenario;
@@ -34,6 +34,16 @@ pub struct Observed {
     pub turn: bool,
     /// The local command that ran, if any.
     pub local_command: Option<String>,
+    /// The outbound messages each connection delivered (the end of DATA accepted), in order.
+    pub messages: Vec<usize>,
+    /// Per connection, whether its first ETRN came before its first MAIL (or it sent none) and
+    /// the server then closed it: mail missing there was cut off by the order (spec O-4).
+    pub etrn_first_then_closed: Vec<bool>,
+    /// Per connection, whether the session fell back to HELO (accepted) after EHLO.
+    pub helo: Vec<bool>,
+    /// Per connection, the ETRN keyword as the smart host's EHLO reply wrote it (the first word
+    /// of an ehlo-line equal to `ETRN` ignoring case), if it advertised one.
+    pub etrn_keyword: Vec<Option<String>>,
 }
 
 impl Observed {
@@ -56,6 +66,53 @@ impl Observed {
                 .iter()
                 .any(|s| s.commands.iter().any(|c| c.verb == "TURN")),
             local_command: local_commands.into_iter().next(),
+            messages: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    s.messages
+                        .iter()
+                        .filter(|m| (200..300).contains(&m.reply))
+                        .count()
+                })
+                .collect(),
+            helo: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    s.commands.iter().any(|c| {
+                        c.verb == "HELO" && c.reply.as_ref().is_some_and(|r| r.code == 250)
+                    })
+                })
+                .collect(),
+            etrn_first_then_closed: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    let first = |verb: &str| s.commands.iter().position(|c| c.verb == verb);
+                    let etrn_first = match (first("ETRN"), first("MAIL")) {
+                        (Some(e), Some(m)) => e < m,
+                        (Some(_), None) => true,
+                        _ => false,
+                    };
+                    etrn_first && matches!(s.close, Some(CloseReason::Scripted))
+                })
+                .collect(),
+            etrn_keyword: recording
+                .sessions
+                .iter()
+                .map(|s| {
+                    s.commands
+                        .iter()
+                        .filter(|c| c.verb == "EHLO")
+                        .filter_map(|c| c.reply.as_ref())
+                        .filter(|r| r.code == 250)
+                        .flat_map(|r| r.lines.iter().skip(1))
+                        .filter_map(|l| l.split_whitespace().next())
+                        .find(|w| w.eq_ignore_ascii_case("ETRN"))
+                        .map(str::to_owned)
+                })
+                .collect(),
         }
     }
 }
@@ -147,6 +204,11 @@ pub enum Difference {
         expected: Option<String>,
         actual: Option<String>,
     },
+    /// Fewer outbound messages delivered on a connection than the model delivers there.
+    OutboundMail {
+        expected: usize,
+        delivered: usize,
+    },
 }
 
 /// One way two texts of the same domain differ.
@@ -212,6 +274,13 @@ impl fmt::Display for Difference {
             Difference::LocalCommand { expected, actual } => {
                 write!(f, "local command {actual:?}, expected {expected:?}")
             }
+            Difference::OutboundMail {
+                expected,
+                delivered,
+            } => write!(
+                f,
+                "{delivered} of {expected} queued outbound message(s) delivered"
+            ),
         }
     }
 }
@@ -272,14 +341,18 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
     if let Some(expected) = e.expected_connections()
         && expected as usize != observed.connections.len()
     {
+        let rule = if causes.connections == 0 {
+            causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
+        } else if observed.connections.len() < expected as usize {
+            causes.connection_rule_for(observed.connections.len())
+        } else {
+            causes.connection_rule()
+        };
         out.push(Deviation {
-            grade: e.connections_grade.unwrap_or(default),
+            // The scenario may grade the count itself; otherwise the rule does.
+            grade: e.connections_grade.unwrap_or(rule.grade()),
             connection: None,
-            rule: Some(if causes.connections == 0 {
-                causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
-            } else {
-                causes.connection_rule()
-            }),
+            rule: Some(rule),
             difference: Difference::Connections {
                 expected,
                 actual: observed.connections.len(),
@@ -304,6 +377,10 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
             default,
             causes: &causes,
             made: made.is_some(),
+            index: i,
+            keyword: observed.etrn_keyword.get(i).cloned().flatten(),
+            helo: observed.helo.get(i).copied().unwrap_or(false),
+            ehlo_seen: observed.etrn_keyword.len() > i,
         };
         let sent = made.map_or(&[][..], Vec::as_slice);
         out.extend(connection.judge(sent).into_iter().map(|mut d| {
@@ -331,6 +408,39 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
         });
     }
     out
+}
+
+/// The outbound mail: each connection the client made must deliver as many messages as the
+/// model's client delivers on that connection against the same smart host (`expected`, the
+/// prediction's observation), so a server that refuses MAIL asks for nothing. ETRN rides the
+/// connection opened for mail (KB241157): a client that connects only to send ETRN breaks
+/// [`Rule::OutboundMail`]. Mail sent after the ETRNs is the O-4 protocol check's, not this one's.
+pub fn judge_mail(expected: &Observed, observed: &Observed) -> Vec<Deviation> {
+    observed
+        .messages
+        .iter()
+        .zip(&expected.messages)
+        .enumerate()
+        .filter(|(_, (delivered, owed))| delivered < owed)
+        .map(|(i, (delivered, owed))| {
+            // ETRN first, and the server closed after it: the mail was cut off by the order,
+            // which O-4 grades (as replies by occurrence make `etrn-order` grade a domain).
+            let rule = if observed.etrn_first_then_closed.get(i) == Some(&true) {
+                Rule::OutboundFirst
+            } else {
+                Rule::OutboundMail
+            };
+            Deviation {
+                grade: rule.grade(),
+                connection: Some(i),
+                rule: Some(rule),
+                difference: Difference::OutboundMail {
+                    expected: *owed,
+                    delivered: *delivered,
+                },
+            }
+        })
+        .collect()
 }
 
 /// What the configuration says about arguments the expectations do not list.
@@ -382,8 +492,11 @@ impl<'a> Causes<'a> {
         };
         let replaced_by_dial_up = if !dial_up_list.is_empty() && config.registry.always_use_etrn() {
             // The model itself says what AlwaysUseETRN would send without the dial-up list.
+            // With mail queued, whatever the scenario says: without any mail and without the
+            // dial-up list the model makes no connection, and would name no set at all.
             let mut without = config.clone();
             without.dialup = None;
+            without.outbound_messages = without.outbound_messages.max(1);
             ims::plan(&without, &etrn_peer)
                 .etrn_args()
                 .into_iter()
@@ -412,9 +525,34 @@ impl<'a> Causes<'a> {
         }
     }
 
-    /// The rule that puts `arg` in the model's set, for an expected argument not sent.
+    /// The rule that puts `arg` in the model's set, for an expected argument not sent. A domain
+    /// with an inbound row is the routing table's (must), whichever of its rows came first.
     fn planned_rule(&self, arg: &EtrnArg) -> Option<Rule> {
-        self.planned.iter().find(|p| p.arg == *arg).map(|p| p.rule)
+        let rule = self
+            .planned
+            .iter()
+            .find(|p| p.arg == *arg)
+            .map(|p| p.rule)?;
+        let inbound = |d: &Domain| {
+            self.config
+                .routing_table
+                .iter()
+                .any(|r| r.action == ims::RoutingAction::Inbound && &r.sent_to.domain == d)
+        };
+        Some(match (rule, arg.domain()) {
+            (Rule::RoutingRowAnyAction, Some(d)) if inbound(d) => Rule::RoutingTable,
+            _ => rule,
+        })
+    }
+
+    /// The rule that makes the model open connection `index` (0-based) of its cycle.
+    fn connection_rule_for(&self, index: usize) -> Rule {
+        let per_host = self.config.connections_per_host.max(1) as usize;
+        if per_host > 1 && !index.is_multiple_of(per_host) {
+            Rule::ParallelConnections
+        } else {
+            self.connection_rule()
+        }
     }
 
     /// The configuration's rule that explains sending `arg`, which no expectation of this
@@ -494,6 +632,14 @@ struct Connection<'a> {
     causes: &'a Causes<'a>,
     /// False for a connection the client never made.
     made: bool,
+    /// Its place in the cycle (0-based).
+    index: usize,
+    /// The ETRN keyword as this connection's EHLO reply wrote it.
+    keyword: Option<String>,
+    /// Whether this connection fell back to HELO.
+    helo: bool,
+    /// Whether the observation says what this connection's EHLO reply advertised.
+    ehlo_seen: bool,
 }
 
 /// How a sent argument was matched to an expected one.
@@ -597,10 +743,14 @@ impl Connection<'_> {
                 let (grade, rule) = if stopped_by_reply {
                     (order_grade, Some(Rule::EtrnOrder))
                 } else if !self.made {
-                    (
-                        e.grade.unwrap_or(self.default),
-                        Some(self.causes.connection_rule()),
-                    )
+                    // The connection's own rule grades it: every connection (must), a parallel
+                    // one (informational), a dial-up one without mail (informational).
+                    let rule = self.causes.connection_rule_for(self.index);
+                    (rule.grade(), Some(rule))
+                } else if sent.is_empty() && self.keyword.as_deref().is_some_and(|k| k != "ETRN") {
+                    // Nothing sent although the EHLO reply advertised ETRN, in another case or
+                    // with parameters: the keyword was not recognised.
+                    (Rule::EhloGating.grade(), Some(Rule::EhloGating))
                 } else {
                     let rule = last_reply_rule.or_else(|| self.causes.planned_rule(&e.arg));
                     (e.grade.unwrap_or(self.default), rule)
@@ -685,16 +835,18 @@ impl Connection<'_> {
         // whatever `absent` says about it.
         let by_order = stop_reply.is_none() && in_set && self.expects_the_model_set();
         let (grade, rule, difference) = match self.absent.iter().find(|f| f.arg == *arg) {
-            Some(f) if !by_order => (
-                // The scenario grades what it forbids; the model names the rule.
-                f.grade.unwrap_or(self.default),
-                reply_rule
-                    .or_else(|| self.causes.unexpected(arg))
-                    .or(self.causes.deciding),
-                Difference::Forbidden {
-                    arg: arg.raw().into(),
-                },
-            ),
+            Some(f) if !by_order => {
+                // A rule that explains the argument grades it (a reply's, an open point's);
+                // otherwise the scenario grades what it forbids and the deciding rule is named.
+                let explaining = reply_rule.or_else(|| self.causes.unexpected(arg));
+                (
+                    explaining.map_or(f.grade.unwrap_or(self.default), Rule::grade),
+                    explaining.or(self.causes.deciding),
+                    Difference::Forbidden {
+                        arg: arg.raw().into(),
+                    },
+                )
+            }
             _ => {
                 let cause = reply_rule
                     .or(by_order.then_some(Rule::EtrnOrder))
@@ -703,10 +855,14 @@ impl Connection<'_> {
                     Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
                     Some(r) => (r.grade(), Some(r)),
                     // On a connection that was to send nothing although the model has a set,
-                    // the reason is this connection's own (its EHLO reply, a reply by
-                    // occurrence): the scenario says why.
+                    // the reason is this connection's own: a HELO fall-back, an EHLO reply
+                    // without ETRN (their rules grade), or a reply by occurrence (the scenario
+                    // says why).
                     None if self.expected.is_empty() && !self.causes.planned.is_empty() => {
-                        (self.default, None)
+                        match self.gating_rule() {
+                            Some(r) => (r.grade(), Some(r)),
+                            None => (self.default, None),
+                        }
                     }
                     // Otherwise it breaks the rule that decides the set (or rules ETRN out), at
                     // the grade the scenario gives that rule here.
@@ -726,6 +882,19 @@ impl Connection<'_> {
             connection: None,
             rule,
             difference,
+        }
+    }
+
+    /// The rule that kept ETRN off this connection, when its EHLO exchange did.
+    fn gating_rule(&self) -> Option<Rule> {
+        if !self.made || !self.ehlo_seen {
+            None
+        } else if self.helo {
+            Some(Rule::HeloFallback)
+        } else if self.keyword.is_none() {
+            Some(Rule::EhloGating)
+        } else {
+            None
         }
     }
 
@@ -976,6 +1145,98 @@ mod tests {
                 (Grade::Must, Some(Rule::EveryConnection))
             ]
         );
+    }
+
+    #[test]
+    fn the_always_use_etrn_set_beside_a_dial_up_list_is_o13_without_mail_too() {
+        // Without mail the re-plan without the list still names the AlwaysUseETRN set.
+        let mut s = scenario(
+            "dialup = { retrieval = \"etrn\", domains = [\"x.com\"] }\nrouting_table = [{ sent_to = \"a.com\", action = \"inbound\" }]",
+            "etrn = [\"x.com\"]\nabsent = [\"a.com\"]",
+        );
+        s.ims.outbound_messages = 0;
+        let d = judge(&s, &observed(&[&["x.com", "a.com"]]));
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            (d[0].grade, d[0].rule),
+            (Grade::Informational, Some(Rule::DialUpWithAlwaysUseEtrn))
+        );
+    }
+
+    #[test]
+    fn a_domain_with_an_inbound_row_is_the_routing_tables_whatever_row_came_first() {
+        let s = scenario(
+            "routing_table = [{ sent_to = \"ms.com\", action = \"reroute\", route_to = \"h.ms.net\" }, { sent_to = \"#ms.com\", action = \"inbound\" }]",
+            "etrn = [\"ms.com\"]",
+        );
+        let d = judge(&s, &observed(&[&[]]));
+        assert_eq!(
+            d.iter().map(|d| (d.grade, d.rule)).collect::<Vec<_>>(),
+            [(Grade::Must, Some(Rule::RoutingTable))]
+        );
+    }
+
+    #[test]
+    fn a_parallel_connection_never_made_takes_its_own_rules_grade() {
+        let s = scenario(
+            &format!("connections_per_host = 2\n{TABLE}"),
+            "etrn = [\"a.com\", \"ms.com\"]\nconnections = 2",
+        );
+        let d = judge(&s, &observed(&[&["a.com", "ms.com"]]));
+        assert!(!d.is_empty());
+        for d in &d {
+            assert_eq!(
+                (d.grade, d.rule),
+                (Grade::Informational, Some(Rule::ParallelConnections)),
+                "{d}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_sent_to_an_etrn_keyword_in_another_case_names_ehlo_gating() {
+        let s = scenario(TABLE, "etrn = [\"a.com\", \"ms.com\"]");
+        let mut o = observed(&[&[]]);
+        o.etrn_keyword = vec![Some("etrn".into())];
+        let d = judge(&s, &o);
+        assert!(
+            d.iter()
+                .all(|d| (d.grade, d.rule) == (Grade::Must, Some(Rule::EhloGating)))
+        );
+        // Upper case as written: nothing says the keyword was the cause.
+        o.etrn_keyword = vec![Some("ETRN".into())];
+        assert!(
+            judge(&s, &o)
+                .iter()
+                .all(|d| d.rule == Some(Rule::RoutingTable))
+        );
+    }
+
+    #[test]
+    fn mail_not_delivered_is_a_must_unless_an_etrn_first_was_cut_off() {
+        let expected = Observed {
+            messages: vec![1],
+            ..Observed::default()
+        };
+        let none = Observed {
+            messages: vec![0],
+            etrn_first_then_closed: vec![false],
+            ..Observed::default()
+        };
+        let d = judge_mail(&expected, &none);
+        assert_eq!(
+            d.iter().map(|d| (d.grade, d.rule)).collect::<Vec<_>>(),
+            [(Grade::Must, Some(Rule::OutboundMail))]
+        );
+        let cut_off = Observed {
+            etrn_first_then_closed: vec![true],
+            ..none
+        };
+        assert_eq!(
+            judge_mail(&expected, &cut_off)[0].rule,
+            Some(Rule::OutboundFirst)
+        );
+        assert!(judge_mail(&expected, &expected).is_empty());
     }
 
     #[test]

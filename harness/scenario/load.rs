@@ -187,7 +187,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
                 ErrorKind::InvalidValue,
                 vec!["covers".into(), i.to_string()],
                 format!("{c:?} is not a row of the spec (scenarios/README.md)"),
-                "use an edge case E01..E42, a decision row T1..T16 or an open question O-1..O-24",
+                "use an edge case E01..E44, a decision row T1..T16 or an open question O-1..O-24",
             );
         }
     }
@@ -340,7 +340,7 @@ pub fn key_path(path: &[String]) -> String {
 fn is_row_id(c: &str) -> bool {
     let num = |s: &str, max: u32| s.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n));
     if let Some(n) = c.strip_prefix('E') {
-        n.len() == 2 && num(n, 42)
+        n.len() == 2 && num(n, 44)
     } else if let Some(n) = c.strip_prefix("O-") {
         num(n, 24)
     } else if let Some(n) = c.strip_prefix('T') {

@@ -23,7 +23,7 @@ pub mod shipped;
 pub use diagnostic::{ErrorKind, ScenarioError};
 pub use expect::{ConnectionExpectation, Expectations, ExpectedEtrn};
 pub use file::Scenario;
-pub use judge::{Deviation, Difference, FormDifference, Observed, judge};
+pub use judge::{Deviation, Difference, FormDifference, Observed, judge, judge_mail};
 pub use load::{Corpus, discover, load_corpus, load_scenario, load_texts, parse_scenario};
 pub use predict::{DEFAULT_REPLY_TIMEOUT, Prediction, predict, predict_with};
 pub use shipped::CorpusSource;

@@ -353,7 +353,23 @@ async fn serve(
     }
 }
 
+/// After the server's 421 (to the greeting, EHLO or any command) the driver keeps reading for
+/// this long before it closes, so what the client had already sent, or sends at once, is
+/// recorded ([`Event::AfterClose`]) for the judge: nothing may follow a 421. A client that closes
+/// on the 421 ends the linger at once.
+pub const LINGER_AFTER_421: Duration = Duration::from_millis(250);
+
+/// The most the linger after a 421 reads.
+pub const LINGER_MAX_OCTETS: usize = 16 * 1024;
+
+/// The most of one line an [`Event::Unawaited`] keeps.
+const UNAWAITED_MAX_OCTETS: usize = 512;
+
 /// Runs one leg of a session over `stream` until it closes or upgrades to TLS.
+///
+/// Bytes are fed to the session a line at a time, so the driver knows which lines arrived
+/// before the replies to earlier ones were written ([`Event::Unawaited`]: the client did not
+/// wait for them), and which arrived after the session closed.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     session: &mut dyn Conversation,
@@ -365,6 +381,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut buf = vec![0u8; 16 * 1024];
     // Replies to pipelined commands go out in one write, as a real server's would.
     let mut pending: Vec<u8> = Vec::new();
+    // Bytes read and not yet given to the session, from `fed` on.
+    let mut unfed: Vec<u8> = Vec::new();
+    let mut fed = 0;
+    let mut at_line_start = true;
+    let mut peeked = false;
+    let mut last_reply: Option<u16> = None;
     // A command line must be complete by this time; it moves only when a line ends (an LF
     // arrives), so a byte at a time buys no time.
     let mut line_deadline = Instant::now() + idle;
@@ -375,6 +397,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         while let Some(output) = session.poll_output() {
             match output {
                 Output::Event(event) => {
+                    if let Event::Reply { code, .. } = &event {
+                        last_reply = Some(*code);
+                    }
                     log_event(&event);
                     shared.recorder.event(id, event);
                 }
@@ -393,6 +418,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     pending.extend_from_slice(&bytes);
                 }
                 Output::StartTls => {
+                    // Plaintext pipelined behind STARTTLS goes to the session, which discards
+                    // and records it (CVE-2011-0411).
+                    if fed < unfed.len() {
+                        session.receive(&unfed[fed..]);
+                        while let Some(Output::Event(event)) = session.poll_output() {
+                            shared.recorder.event(id, event);
+                        }
+                    }
                     if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
                         return Leg::Closed(reason);
                     }
@@ -401,14 +434,64 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Output::Close(reason) => {
                     // The last words are a courtesy: bounded like every write.
                     let _ = flush(&mut stream, &mut pending, idle, shutdown).await;
+                    if last_reply == Some(421) && reason != CloseReason::IdleTimeout {
+                        let rest = unfed.get(fed..).unwrap_or_default();
+                        let after = linger(&mut stream, rest, &mut buf, shutdown).await;
+                        for line in after.split_inclusive(|b| *b == b'\n') {
+                            let event = Event::AfterClose { raw: line.to_vec() };
+                            log_event(&event);
+                            shared.recorder.event(id, event);
+                        }
+                    }
                     let _ = tokio::time::timeout(idle, stream.shutdown()).await;
                     return Leg::Closed(reason);
                 }
             }
         }
+        if fed < unfed.len() {
+            // One line (or what there is of it) at a time.
+            let start = fed;
+            fed = unfed[start..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(unfed.len(), |i| start + i + 1);
+            let piece = &unfed[start..fed];
+            if at_line_start && !pending.is_empty() {
+                let shown = &piece[..piece.len().min(UNAWAITED_MAX_OCTETS)];
+                shared.recorder.event(
+                    id,
+                    Event::Unawaited {
+                        raw: shown.to_vec(),
+                    },
+                );
+            }
+            at_line_start = piece.ends_with(b"\n");
+            session.receive(piece);
+            if fed == unfed.len() {
+                unfed.clear();
+                fed = 0;
+            }
+            continue;
+        }
+        if !pending.is_empty() && !peeked {
+            // What has arrived before these replies go out was sent without waiting for them.
+            // One look per write: a client that writes and never reads still meets the write
+            // deadline, and the replies held back stay bounded.
+            peeked = true;
+            if let Ok(Ok(n)) = tokio::time::timeout(Duration::ZERO, stream.read(&mut buf)).await
+                && n > 0
+            {
+                if buf[..n].contains(&b'\n') {
+                    line_deadline = Instant::now() + idle;
+                }
+                unfed.extend_from_slice(&buf[..n]);
+                continue;
+            }
+        }
         if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
             return Leg::Closed(reason);
         }
+        peeked = false;
         // A conversation that asked to be woken (a greet pause) is woken at that time, whatever
         // the client does meanwhile.
         let wake = session.poll_timeout().map(Instant::from_std);
@@ -430,7 +513,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     if buf[..n].contains(&b'\n') {
                         line_deadline = Instant::now() + idle;
                     }
-                    session.receive(&buf[..n]);
+                    unfed.extend_from_slice(&buf[..n]);
                 }
                 Ok(Err(e)) => return Leg::Closed(CloseReason::Io(e.to_string())),
             },
@@ -448,6 +531,30 @@ async fn sleep_until_some(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// Reads what the client sends within [`LINGER_AFTER_421`] (at most [`LINGER_MAX_OCTETS`]),
+/// after `rest`, the bytes it had sent that the session never took; ends early when the client
+/// closes, the read fails, or the server stops.
+async fn linger<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    rest: &[u8],
+    buf: &mut [u8],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Vec<u8> {
+    let mut got = rest.to_vec();
+    let deadline = Instant::now() + LINGER_AFTER_421;
+    while got.len() < LINGER_MAX_OCTETS {
+        tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read(buf)) => match read {
+                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                _ => break,
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    got.truncate(LINGER_MAX_OCTETS);
+    got
 }
 
 /// Writes and flushes what is pending, if anything, within `limit` and unless the server stops.

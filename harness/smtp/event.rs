@@ -12,7 +12,10 @@ pub enum Event {
     /// A complete command line as received (credentials replaced when `redacted`).
     Command(CommandLine),
     /// A reply sent.
-    Reply { code: u16, lines: Vec<String> },
+    Reply {
+        code: u16,
+        lines: Vec<String>,
+    },
     /// An ETRN command and its outcome (boxed: the largest event, and not the commonest, would
     /// otherwise size every event in every log).
     Etrn(Box<EtrnRecord>),
@@ -22,13 +25,33 @@ pub enum Event {
         reply: Option<u16>,
     },
     /// `TURN` (RFC 821).
-    Turn { reply: Option<u16> },
+    Turn {
+        reply: Option<u16>,
+    },
     /// A successful AUTH; the password is never kept.
-    Auth { mechanism: String, username: String },
+    Auth {
+        mechanism: String,
+        username: String,
+    },
     /// A mail transaction that reached the end of DATA.
     Message(MessageRecord),
     /// A command line over the limit, answered with 500 and discarded.
     LineTooLong { octets: usize },
+    /// A line the client sent after the server's 421, read during the linger before the close
+    /// (the tokio driver's, `LINGER_AFTER_421`); never answered.
+    AfterClose {
+        #[serde(serialize_with = "escaped")]
+        #[schemars(with = "String")]
+        raw: Vec<u8>,
+    },
+    /// A command line that had arrived before the reply to the previous command was written:
+    /// the client did not wait for that reply. Recorded by the tokio driver just before the
+    /// line's own `command` event.
+    Unawaited {
+        #[serde(serialize_with = "escaped")]
+        #[schemars(with = "String")]
+        raw: Vec<u8>,
+    },
     /// STARTTLS accepted; the TLS handshake follows.
     StartTls,
     /// Plaintext pipelined after STARTTLS, discarded unread (the CVE-2011-0411 class).
@@ -44,7 +67,10 @@ pub enum Event {
     },
     /// A cassette replay ended with recorded exchanges its client never asked for: how many,
     /// and the position (1-based) of the first.
-    ReplayUnplayed { exchanges: usize, first: usize },
+    ReplayUnplayed {
+        exchanges: usize,
+        first: usize,
+    },
 }
 
 /// One command line.

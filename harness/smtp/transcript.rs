@@ -6,6 +6,11 @@
 
 use super::event::Event;
 
+fn trim_line_end(raw: &[u8]) -> &[u8] {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    raw.strip_suffix(b"\r").unwrap_or(raw)
+}
+
 /// Renders the commands and replies among `events`, one line each.
 pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
     let mut out = String::new();
@@ -50,6 +55,12 @@ pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
             Event::ReplayUnplayed { exchanges, first } => {
                 out.push_str(&format!(
                     "   [replay ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}]\n"
+                ));
+            }
+            Event::AfterClose { raw } => {
+                out.push_str(&format!(
+                    "C: {}   [after the 421, not answered]\n",
+                    crate::escape::escape(trim_line_end(raw))
                 ));
             }
             Event::LineTooLong { octets } => {
