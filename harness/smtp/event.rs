@@ -12,10 +12,7 @@ pub enum Event {
     /// A complete command line as received (credentials replaced when `redacted`).
     Command(CommandLine),
     /// A reply sent.
-    Reply {
-        code: u16,
-        lines: Vec<String>,
-    },
+    Reply { code: u16, lines: Vec<String> },
     /// An ETRN command and its outcome (boxed: the largest event, and not the commonest, would
     /// otherwise size every event in every log).
     Etrn(Box<EtrnRecord>),
@@ -25,14 +22,9 @@ pub enum Event {
         reply: Option<u16>,
     },
     /// `TURN` (RFC 821).
-    Turn {
-        reply: Option<u16>,
-    },
+    Turn { reply: Option<u16> },
     /// A successful AUTH; the password is never kept.
-    Auth {
-        mechanism: String,
-        username: String,
-    },
+    Auth { mechanism: String, username: String },
     /// A mail transaction that reached the end of DATA.
     Message(MessageRecord),
     /// A command line over the limit, answered with 500 and discarded.
@@ -67,10 +59,7 @@ pub enum Event {
     },
     /// A cassette replay ended with recorded exchanges its client never asked for: how many,
     /// and the position (1-based) of the first.
-    ReplayUnplayed {
-        exchanges: usize,
-        first: usize,
-    },
+    ReplayUnplayed { exchanges: usize, first: usize },
 }
 
 /// One command line.
