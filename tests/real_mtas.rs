@@ -70,7 +70,9 @@ impl Servers {
     async fn start() -> Servers {
         let run_dir = tempfile::Builder::new()
             .prefix("etrn-real-mtas")
-            .tempdir_in("/tmp")
+            // The system's temporary folder: other users (postfix, the private Debian-exim)
+            // must be able to traverse it.
+            .tempdir_in(std::env::temp_dir())
             .expect("a run folder");
         let script = manifest_dir().join("tests/peers/real-mtas.sh");
         let started = tokio::process::Command::new("bash")

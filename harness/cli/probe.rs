@@ -74,13 +74,11 @@ pub fn run(args: ProbeArgs) -> ExitCode {
             }
         },
     ));
-    if let Some(End::Failed { error }) = results
-        .iter()
-        .all(|r| matches!(r.end, End::Failed { .. }))
-        .then(|| results.first().map(|r| r.end.clone()))
-        .flatten()
+    // Not one connection made: an error of the command, not a finding about a server.
+    if results.iter().all(|r| matches!(r.end, End::Failed { .. }))
+        && let Some(End::Failed { error }) = results.first().map(|r| &r.end)
     {
-        eprintln!("error: cannot reach {server}: {error}");
+        eprintln!("error: cannot reach {server}: {error}; check HOST:PORT and that it listens");
         return ExitCode::from(EXIT_INVALID);
     }
     let masks = Masks::of(&results, &local_address(server));
