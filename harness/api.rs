@@ -20,6 +20,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ struct ApiState {
     smtp: SocketAddr,
     /// The profile the current script is based on, for `GET /`.
     profile: Arc<Mutex<String>>,
+    /// The one folder (canonical) a script sent here may name a cassette in
+    /// (`serve --cassette-dir`); `None`: no file is ever opened for a request.
+    cassette_dir: Option<PathBuf>,
     stop: watch::Receiver<bool>,
 }
 
@@ -86,6 +90,7 @@ impl Api {
         switch: ConversationSwitch,
         limits: SessionLimits,
         profile: &str,
+        cassette_dir: Option<PathBuf>,
     ) -> Result<Api, ApiError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ApiError {
             addr: listen,
@@ -102,6 +107,7 @@ impl Api {
             limits,
             smtp,
             profile: Arc::new(Mutex::new(profile.to_owned())),
+            cassette_dir,
             stop: watcher.clone(),
         };
         let app = router(state);
@@ -302,8 +308,50 @@ async fn reset(State(s): State<ApiState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "reset": true }))
 }
 
-/// Puts `script` in place for the next connections.
-fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Value>, ApiFailure> {
+/// Where a script sent to the API may read its cassette: `asked`, relative to the cassette folder,
+/// resolved (links followed) to a path still inside it. Every refusal reads the same, so a request
+/// learns nothing of what exists outside the folder. Blocking (it asks the file system).
+fn resolve_cassette(
+    dir: Option<&std::path::Path>,
+    asked: &std::path::Path,
+) -> Result<PathBuf, ApiFailure> {
+    let Some(dir) = dir else {
+        return Err(ApiFailure {
+            status: StatusCode::FORBIDDEN,
+            error: "this server opens no cassette named through the API".into(),
+            fix: "start serve with --cassette-dir DIR and name a cassette relative to DIR",
+        });
+    };
+    let refused = || ApiFailure {
+        status: StatusCode::FORBIDDEN,
+        error: format!("no cassette {} in the cassette folder", asked.display()),
+        fix: "name a regular file inside serve's --cassette-dir, relative to it, without `..`",
+    };
+    let plain = asked.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if !plain {
+        return Err(refused());
+    }
+    let resolved = std::fs::canonicalize(dir.join(asked)).map_err(|_| refused())?;
+    if resolved.starts_with(dir) {
+        Ok(resolved)
+    } else {
+        Err(refused())
+    }
+}
+
+/// Puts `script` in place for the next connections. Blocking: a cassette is read here.
+fn install(
+    s: &ApiState,
+    mut script: SmartHostScript,
+) -> Result<Json<serde_json::Value>, ApiFailure> {
+    if let Some(asked) = &script.cassette {
+        script.cassette = Some(resolve_cassette(s.cassette_dir.as_deref(), asked)?);
+    }
     if let Some(problem) = script.problems().into_iter().next() {
         return Err(ApiFailure {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -335,7 +383,16 @@ async fn put_script(
         error: e.to_string(),
         fix: "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
     })?;
-    install(&s, script)
+    // Loading a cassette reads a file: never on a runtime worker.
+    tokio::task::spawn_blocking(move || install(&s, script))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiFailure {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                error: "installing the script failed".into(),
+                fix: "see the server's log",
+            })
+        })
 }
 
 async fn put_profile(

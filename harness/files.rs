@@ -46,6 +46,15 @@ impl ReadFileError {
 
 /// Reads the regular file at `path`, at most `cap` octets, as UTF-8 text.
 pub fn read_regular_file(path: &Path, cap: u64) -> Result<String, ReadFileError> {
+    let bytes = read_regular_bytes(path, cap)?;
+    String::from_utf8(bytes).map_err(|_| ReadFileError::NotUtf8 {
+        path: path.display().to_string(),
+    })
+}
+
+/// Reads the regular file at `path`, at most `cap` octets, as bytes: for a format that reports
+/// a bad byte with its line itself.
+pub fn read_regular_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
     let name = || path.display().to_string();
     let fd = rustix::fs::open(
         path,
@@ -74,7 +83,23 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<String, ReadFileError>
     if bytes.len() as u64 > cap {
         return Err(ReadFileError::TooLarge { path: name(), cap });
     }
-    String::from_utf8(bytes).map_err(|_| ReadFileError::NotUtf8 { path: name() })
+    Ok(bytes)
+}
+
+/// Checks that `file`, opened by the caller, is a regular file: for a file opened to write as
+/// well as to read (a cassette appended to), which [`read_regular_bytes`] cannot open.
+pub fn ensure_regular(file: &std::fs::File, path: &Path) -> Result<(), ReadFileError> {
+    let stat = rustix::fs::fstat(file).map_err(|e| ReadFileError::Open {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile {
+        Ok(())
+    } else {
+        Err(ReadFileError::NotRegular {
+            path: path.display().to_string(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -109,8 +109,9 @@ enum Command {
     /// the recording is judged, each deviation graded by the rule that explains it. A scenario the
     /// model disagrees with is an ERROR, not graded. Exit 0 when nothing FAILed or ERRORed (with
     /// --strict, no NON-STRICT and no stale --known entry either), 1 otherwise; 2 for usage or
-    /// scenario errors, a selection of no case, or a target that cannot start on the first case
-    /// (the shell's exit 126 or 127).
+    /// scenario errors, a selection of no case, or a target that cannot run: any non-zero exit
+    /// without a connection on the first case (the shell's 126 or 127, an interpreter's 2 for a
+    /// missing script, ...), which stops the run with one message.
     Run(RunArgs),
     /// Measure the smart host (or any SMTP server) under load, alone or side by side with smtp-sink.
     #[command(subcommand)]
@@ -380,6 +381,10 @@ struct ServeArgs {
     /// No authentication: keep it on loopback.
     #[arg(long, value_name = "ADDR")]
     api: Option<std::net::SocketAddr>,
+    /// The one folder a script sent to `PUT /script` may name a cassette in (relative to it, no
+    /// `..`, links may not lead out, regular files only). Without it the API opens no file.
+    #[arg(long, value_name = "DIR", requires = "api")]
+    cassette_dir: Option<std::path::PathBuf>,
     /// Same as --events none (for benchmarks).
     #[arg(long, conflicts_with = "events")]
     quiet: bool,

@@ -208,25 +208,6 @@ fn logs_to_a_pipe_or_file_carry_no_colour_codes() {
     );
 }
 
-#[test]
-fn human_output_lists_cases_in_corpus_order_whatever_finishes_first() {
-    let listed = run(&["run", "--list"]);
-    let order: Vec<String> = text(&listed.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
-        // The last line counts the cases.
-        .filter(|id| !id.chars().all(|c| c.is_ascii_digit()))
-        .collect();
-    assert!(order.len() > 40, "{order:?}");
-    let out = run(&["run", "--jobs", "8"]);
-    let printed: Vec<String> = text(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("case "))
-        .filter_map(|l| l.split(" ... ").next().map(str::to_owned))
-        .collect();
-    assert_eq!(printed, order);
-}
-
 /// A `1.89` or `1.88.0` version as numbers, for comparing.
 fn version(v: &str) -> Vec<u64> {
     v.split('.').map(|n| n.parse().unwrap_or(0)).collect()

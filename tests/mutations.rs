@@ -6,7 +6,8 @@
 //!   `rule: <rule or protocol-check id>` and `verdict: FAIL | NON-STRICT | INFORMATIONAL`), that
 //!   and at least two scenarios catch it at that verdict with that rule named as a cause (a
 //!   mistake one scenario alone catches is a gap in the corpus);
-//! - every deviation at a case's verdict names the rule behind it;
+//! - every deviation at a case's verdict names the rule behind it, and every deviation that
+//!   names a rule has that rule's grade;
 //! - the exact verdict of every scenario matches its reviewed snapshot
 //!   (`snapshots/mutation@<name>.snap`).
 //!
@@ -214,6 +215,24 @@ fn mutation(name: &str, file: &Path) -> Result<(), Failed> {
         return Err(format!(
             "{name}: deviations that name no rule set a verdict:\n{}",
             unnamed.join("\n")
+        )
+        .into());
+    }
+    // A named rule is the one that set the grade (README, "A named rule is always the one that
+    // set the grade"): no deviation names a rule at another grade than that rule's.
+    let misnamed: Vec<String> = not_passed
+        .values()
+        .flat_map(|r| {
+            r.deviations
+                .iter()
+                .filter(|d| d.rule.is_some_and(|rule| rule.grade() != d.grade))
+                .map(move |d| format!("{}: {d}", r.id))
+        })
+        .collect();
+    if !misnamed.is_empty() {
+        return Err(format!(
+            "{name}: deviations graded otherwise than the rule they name:\n{}",
+            misnamed.join("\n")
         )
         .into());
     }

@@ -745,28 +745,8 @@ fn serve_refuses_an_unwritable_recording_path_at_start() {
 
 /// Runs `serve --record PATH`, which must stop by itself at start; its exit code and stderr.
 fn refused_at_start(record: &std::path::Path) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--record"])
-        .arg(record)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
-        let _ = tx.send(text);
-    });
-    let err = match rx.recv_timeout(WAIT) {
-        Ok(text) => text,
-        Err(e) => {
-            let _ = child.kill();
-            panic!("serve did not exit: {e}");
-        }
-    };
-    (child.wait().expect("exits").code(), err)
+    let record = record.display().to_string();
+    exits_by_itself(&["serve", "--listen", "127.0.0.1:0", "--record", &record])
 }
 
 #[test]
@@ -1062,4 +1042,178 @@ async fn commands_sent_before_an_earlier_reply_are_recorded_as_unawaited() {
         .expect("closed");
     let (_, unawaited) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(unawaited, ["ETRN b.example"], "QUIT waited for its turn");
+}
+
+/// One HTTP/1.1 request to the API, over a plain socket (every read bounded): the status and
+/// the body.
+fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(api).expect("the API accepts");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the request is sent");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).expect("the answer");
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+fn api_of(serve: &mut Serve) -> String {
+    let line = serve.next_line();
+    line.strip_prefix("api on http://")
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+        .to_owned()
+}
+
+#[test]
+fn the_api_opens_no_file_a_request_names_without_a_cassette_dir() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    for path in ["/etc/passwd", "/proc/self/environ", "/no/such/file"] {
+        let (status, body) = http(&api, "PUT", "/script", &format!("cassette = \"{path}\"\n"));
+        assert_eq!(status, 403, "{path}: {body}");
+        // One answer whatever exists, and never a line of the file.
+        assert!(body.contains("opens no cassette"), "{body}");
+        assert!(!body.contains("root:") && !body.contains(path), "{body}");
+    }
+}
+
+#[test]
+fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = dir.path().join("cassettes");
+    std::fs::create_dir(&folder).expect("folder");
+    std::fs::write(
+        folder.join("ok.cassette"),
+        "etrn-harness cassette v1\n1 session\n1 S: 220 replayed.example ESMTP\n1 C: QUIT\n1 S: 221 bye\n1 end quit\n",
+    )
+    .expect("cassette");
+    std::fs::write(
+        dir.path().join("outside.cassette"),
+        "etrn-harness cassette v1\n",
+    )
+    .expect("outside");
+    std::os::unix::fs::symlink("/etc/passwd", folder.join("link")).expect("symlink");
+    std::os::unix::fs::symlink(dir.path().join("outside.cassette"), folder.join("out"))
+        .expect("symlink");
+    rustix::fs::mkfifoat(rustix::fs::CWD, folder.join("fifo"), rustix::fs::Mode::RUSR)
+        .expect("fifo");
+    let folder_arg = folder.display().to_string();
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--cassette-dir", &folder_arg]);
+    let api = api_of(&mut serve);
+    let outside = dir.path().join("outside.cassette").display().to_string();
+    for asked in [
+        "../outside.cassette",
+        outside.as_str(),
+        "link",
+        "out",
+        "missing",
+    ] {
+        let (status, body) = http(&api, "PUT", "/script", &format!("cassette = \"{asked}\"\n"));
+        assert_eq!(status, 403, "{asked}: {body}");
+        assert!(
+            body.contains("no cassette") && !body.contains("root:"),
+            "{body}"
+        );
+    }
+    // A FIFO inside the folder is refused at once, unread: the server goes on answering.
+    let (status, body) = http(&api, "PUT", "/script", "cassette = \"fifo\"\n");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("not a regular file"), "{body}");
+    let (status, body) = http(&api, "PUT", "/script", "cassette = \"ok.cassette\"\n");
+    assert_eq!(status, 200, "{body}");
+    let mut smtp = std::net::TcpStream::connect(&serve.addr).expect("smtp");
+    smtp.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut greeting = [0u8; 64];
+    let n = std::io::Read::read(&mut smtp, &mut greeting).expect("greeting");
+    assert!(
+        String::from_utf8_lossy(&greeting[..n]).starts_with("220 replayed.example"),
+        "{:?}",
+        String::from_utf8_lossy(&greeting[..n])
+    );
+}
+
+/// Runs the binary with `args` and returns its exit code and stderr; it must exit by itself
+/// within [`WAIT`] (a FIFO read would block it for ever).
+fn exits_by_itself(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut text);
+        let _ = tx.send(text);
+    });
+    let err = match rx.recv_timeout(WAIT) {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = child.kill();
+            panic!("{args:?} did not exit: {e}");
+        }
+    };
+    (child.wait().expect("exits").code(), err)
+}
+
+#[test]
+fn a_fifo_named_as_a_cassette_or_known_list_is_refused_unread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fifo = dir.path().join("pipe");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .expect("fifo");
+    let fifo = fifo.display().to_string();
+    let (code, err) = exits_by_itself(&["replay", "--cassette", &fifo, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    let (code, err) = exits_by_itself(&[
+        "record",
+        "--cassette",
+        &fifo,
+        "--upstream",
+        "127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+    let (code, err) = exits_by_itself(&["run", "--known", &fifo, "--filter", "e03"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn a_damaged_cassette_is_refused_with_its_line_and_without_its_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("damaged.cassette");
+    let mut bytes =
+        b"etrn-harness cassette v1\n1 session\n1 S: 220 ok\n1 C: AUTH PLAIN s3cret".to_vec();
+    bytes.extend_from_slice(b"\xff\n1 end quit\n");
+    std::fs::write(&file, bytes).expect("write");
+    let path = file.display().to_string();
+    let (code, err) = exits_by_itself(&["replay", "--cassette", &path, "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!("{path}:line 4: a byte that is not UTF-8")),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
 }

@@ -39,6 +39,29 @@ use crate::wire::ReplyLine;
 /// The first line of every cassette.
 pub const MAGIC: &str = "etrn-harness cassette v1";
 
+/// Every reason an `end` line may give: what the recorders write, and nothing else.
+pub const END_REASONS: &[&str] = &[
+    "quit",
+    "client-closed",
+    "upstream-closed",
+    "upstream-unreachable",
+    "recorder-stopped",
+    "io-error",
+    "tls-failed",
+];
+
+/// The cassette's bytes as text; a byte that is not UTF-8 is named by its line (the cassette
+/// itself is escaped ASCII/UTF-8, so such a byte is a damaged or foreign file).
+pub fn text_of(bytes: &[u8]) -> Result<&str, CassetteError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let good = &bytes[..e.valid_up_to()];
+        CassetteError {
+            line: good.iter().filter(|b| **b == b'\n').count() + 1,
+            message: "a byte that is not UTF-8: the file is damaged, or not a cassette".into(),
+        }
+    })
+}
+
 /// Who sent a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -286,11 +309,11 @@ impl Cassette {
         match lines.first() {
             Some(first) if first.trim_end() == MAGIC => {}
             Some(first) => {
+                // The line itself is not shown: a file named by mistake may hold anything.
+                let _ = first;
                 return Err(err(
                     1,
-                    format!(
-                        "expected {MAGIC:?}, found {first:?}: not a cassette, or another version"
-                    ),
+                    format!("the first line is not {MAGIC:?}: not a cassette, or another version"),
                 ));
             }
             None => {
@@ -310,19 +333,26 @@ impl Cassette {
             }
             let (id, rest) = l
                 .split_once(' ')
-                .ok_or_else(|| err(n, format!("{l:?} has no session number")))?;
+                .ok_or_else(|| err(n, "a line without a session number".into()))?;
             let id: u64 = id
                 .parse()
-                .map_err(|_| err(n, format!("{id:?} is not a session number")))?;
+                .map_err(|_| err(n, "the line does not start with a session number".into()))?;
             if let Some(fields) = rest.strip_prefix("session") {
                 if building.contains_key(&id) {
                     return Err(err(n, format!("session {id} starts twice")));
+                }
+                // Sessions are numbered as they begin, so headers come in number order.
+                if order.last().is_some_and(|last| *last > id) {
+                    return Err(err(
+                        n,
+                        format!("session {id} starts after a session with a higher number"),
+                    ));
                 }
                 let mut map = BTreeMap::new();
                 for f in fields.split_whitespace() {
                     let (k, v) = f
                         .split_once('=')
-                        .ok_or_else(|| err(n, format!("header field {f:?} is not key=value")))?;
+                        .ok_or_else(|| err(n, "a header field that is not key=value".into()))?;
                     map.insert(k.to_owned(), v.to_owned());
                 }
                 order.push(id);
@@ -347,9 +377,19 @@ impl Cassette {
                     format!("session {id} continues after its `end` line"),
                 ));
             }
-            if let Some(reason) = rest.strip_prefix("end") {
+            if let Some(reason) = rest.strip_prefix("end ") {
+                let reason = reason.trim();
+                if !END_REASONS.contains(&reason) {
+                    return Err(err(
+                        n,
+                        format!(
+                            "an `end` line with an unknown reason; a recorder writes one of {}",
+                            END_REASONS.join(", ")
+                        ),
+                    ));
+                }
                 b.flush();
-                b.session.end = Some(reason.trim().to_owned());
+                b.session.end = Some(reason.to_owned());
                 continue;
             }
             if b.session.tls == TlsMark::Passthrough {
@@ -375,10 +415,7 @@ impl Cassette {
                 [t @ (b'C' | b'D' | b'S'), b':'] => (*t, false, ""),
                 [t @ (b'C' | b'D' | b'S'), b'!', b' ', ..] => (*t, true, &rest[3..]),
                 _ => {
-                    return Err(err(
-                        n,
-                        format!("{rest:?} is not a C:, D:, S:, session, tls or end line"),
-                    ));
+                    return Err(err(n, "not a C:, D:, S:, session, tls or end line".into()));
                 }
             };
             let mut bytes = unescape(text).map_err(|e| err(n, e.to_string()))?;
@@ -398,7 +435,7 @@ impl Cassette {
                     if !continues_a_piece && ReplyLine::parse(&bytes).is_none() {
                         return Err(err(
                             n,
-                            format!("reply line {text:?} does not start with a three-digit code"),
+                            "a reply line that does not start with a three-digit code".into(),
                         ));
                     }
                     b.server_line(n, bytes);
@@ -501,6 +538,37 @@ mod tests {
         let c = Cassette::parse(cut).unwrap();
         assert_eq!(c.sessions[0].exchanges.len(), 2);
         assert_eq!(c.truncated_at, Some(7), "the ETRN without its reply");
+    }
+
+    #[test]
+    fn structure_is_checked_and_no_error_shows_the_files_text() {
+        // A file named by mistake: its first line is never echoed.
+        let e = Cassette::parse("root:x:0:0:root:/root:/bin/bash\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(!e.to_string().contains("root"), "{e}");
+        let e = Cassette::parse(&format!("{MAGIC}\n1 session\n1 end bogus-reason\n")).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(
+            e.message.contains("unknown reason") && !e.message.contains("bogus"),
+            "{e}"
+        );
+        let e = Cassette::parse(&format!("{MAGIC}\n2 session\n1 session\n")).unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = Cassette::parse(&format!("{MAGIC}\n1 session\n1 X: secret\n")).unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+        for reason in END_REASONS {
+            let ok = format!("{MAGIC}\n1 session\n1 end {reason}\n");
+            assert!(Cassette::parse(&ok).is_ok(), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_is_named_by_its_line() {
+        let mut bytes = format!("{MAGIC}\n1 session\n1 C: EHLO ").into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe\n");
+        let e = text_of(&bytes).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(text_of(b"ok\nfine\n").is_ok());
     }
 
     #[test]

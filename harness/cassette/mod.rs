@@ -33,6 +33,34 @@ use crate::smarthost::server::ConversationFactory;
 use crate::smarthost::{SmartHost, SmartHostScript, StartError};
 use crate::smtp::{Behaviour, Conversation, Session, SessionLimits};
 
+/// The largest cassette file read: a recording of some hundred thousand sessions. A cassette is
+/// held in memory to replay, so the cap bounds that too.
+pub const MAX_CASSETTE_FILE: u64 = 256 * 1024 * 1024;
+
+/// Why a cassette file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCassetteError {
+    /// Not a regular file, too large, unreadable.
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadFileError),
+    /// Malformed: the line and what is wrong with it, never the line's text.
+    #[error("{path}:{source}")]
+    Parse { path: String, source: CassetteError },
+}
+
+/// Reads and parses the cassette at `path`: a regular file only (a FIFO or device is refused
+/// before any read, so nothing blocks), at most [`MAX_CASSETTE_FILE`] octets, a byte that is not
+/// UTF-8 named by its line. Blocking: call it off the runtime's workers.
+pub fn load_cassette(path: &Path) -> Result<Cassette, LoadCassetteError> {
+    let bytes = crate::files::read_regular_bytes(path, MAX_CASSETTE_FILE)?;
+    let parse_error = |source| LoadCassetteError::Parse {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = format::text_of(&bytes).map_err(parse_error)?;
+    Cassette::parse(text).map_err(parse_error)
+}
+
 /// A smart host that replays `cassette`: connection n replays recorded session n.
 pub async fn replay_server(
     cassette: Cassette,
@@ -105,14 +133,12 @@ pub fn conversations_for_script(
 }
 
 fn load(path: &Path) -> Result<Cassette, ScriptHostError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ScriptHostError::Cassette {
-        path: shown.clone(),
-        message: e.to_string(),
-    })?;
-    Cassette::parse(&text).map_err(|e| ScriptHostError::Cassette {
-        path: shown,
-        message: e.to_string(),
+    load_cassette(path).map_err(|e| ScriptHostError::Cassette {
+        path: path.display().to_string(),
+        message: match e {
+            LoadCassetteError::Read(e) => e.reason(),
+            LoadCassetteError::Parse { source, .. } => source.to_string(),
+        },
     })
 }
 

@@ -18,6 +18,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
@@ -53,6 +54,8 @@ pub enum RecordError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot record into {path}: {reason}")]
+    Unusable { path: PathBuf, reason: String },
     #[error("{path} exists but is not a cassette ({source}); choose another file")]
     NotACassette {
         path: PathBuf,
@@ -107,8 +110,14 @@ impl CassetteWriter {
             .create(true)
             .read(true)
             .append(true)
+            // A FIFO named as the cassette must not block the open; fstat then refuses it.
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
             .open(path)
             .map_err(io)?;
+        crate::files::ensure_regular(&file, path).map_err(|e| RecordError::Unusable {
+            path: path.to_owned(),
+            reason: e.reason(),
+        })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -118,8 +127,24 @@ impl CassetteWriter {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io)?;
+        let mut bytes = Vec::new();
+        (&file)
+            .take(super::MAX_CASSETTE_FILE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > super::MAX_CASSETTE_FILE {
+            return Err(RecordError::Unusable {
+                path: path.to_owned(),
+                reason: format!(
+                    "it is larger than {} octets; record into another file",
+                    super::MAX_CASSETTE_FILE
+                ),
+            });
+        }
+        let text = format::text_of(&bytes).map_err(|source| RecordError::NotACassette {
+            path: path.to_owned(),
+            source,
+        })?;
         let next = if text.is_empty() {
             file.write_all(format!("{MAGIC}\n").as_bytes())
                 .map_err(io)?;
@@ -131,7 +156,7 @@ impl CassetteWriter {
                     line: text.lines().count(),
                 });
             }
-            let existing = Cassette::parse(&text).map_err(|source| RecordError::NotACassette {
+            let existing = Cassette::parse(text).map_err(|source| RecordError::NotACassette {
                 path: path.to_owned(),
                 source,
             })?;

@@ -6,8 +6,8 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use etrn_harness::cassette::{
-    self, Cassette, CassetteWriter, MissRecordingReplay, ProxyServer, RecordError, RecordingProxy,
-    ReplayOptions, TlsMode, TlsTerminate, UpstreamTrust,
+    self, Cassette, CassetteWriter, LoadCassetteError, MissRecordingReplay, ProxyServer,
+    RecordError, RecordingProxy, ReplayOptions, TlsMode, TlsTerminate, UpstreamTrust,
 };
 use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
@@ -119,12 +119,17 @@ async fn run_until_stopped(
 
 /// Loads a cassette for replay: errors name the line; truncation is a warning.
 pub fn load(path: &std::path::Path) -> Result<Cassette, ExitCode> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: cannot read the cassette {}: {e}", path.display());
-        ExitCode::from(EXIT_INVALID)
-    })?;
-    let cassette = Cassette::parse(&text).map_err(|e| {
-        eprintln!("error: {}:{e}", path.display());
+    let cassette = etrn_harness::cassette::load_cassette(path).map_err(|e| {
+        match e {
+            LoadCassetteError::Read(e) => {
+                eprintln!(
+                    "error: cannot read the cassette {}: {}",
+                    path.display(),
+                    e.reason()
+                )
+            }
+            LoadCassetteError::Parse { .. } => eprintln!("error: {e}"),
+        }
         ExitCode::from(EXIT_INVALID)
     })?;
     if let Some(line) = cassette.truncated_at {

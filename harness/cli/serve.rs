@@ -80,11 +80,27 @@ pub fn run(args: ServeArgs) -> ExitCode {
     } else {
         args.events
     };
+    // The folder is resolved once, here: the API compares every cassette it opens with it.
+    let cassette_dir = match &args.cassette_dir {
+        Some(dir) => match std::fs::canonicalize(dir) {
+            Ok(dir) if dir.is_dir() => Some(dir),
+            Ok(_) => {
+                eprintln!("error: --cassette-dir {}: not a folder", dir.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+            Err(e) => {
+                eprintln!("error: --cassette-dir {}: {e}", dir.display());
+                return ExitCode::from(EXIT_INVALID);
+            }
+        },
+        None => None,
+    };
     let options = ServeOptions {
         record: args.record,
         exit_after: args.exit_after_sessions,
         format,
         api: args.api,
+        cassette_dir,
     };
     runtime.block_on(serve(config, options))
 }
@@ -95,6 +111,7 @@ struct ServeOptions {
     exit_after: Option<usize>,
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
+    cassette_dir: Option<std::path::PathBuf>,
 }
 
 async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
@@ -103,6 +120,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         exit_after,
         format,
         api: api_listen,
+        cassette_dir,
     } = options;
     let limits = config.limits.clone();
     let profile = config.script.profile.to_string();
@@ -158,6 +176,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             host.switch(),
             limits,
             &profile,
+            cassette_dir,
         )
         .await
         {

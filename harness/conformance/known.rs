@@ -79,11 +79,15 @@ impl std::fmt::Display for StaleEntry {
     }
 }
 
+/// The largest known-deviations file read.
+const MAX_KNOWN_FILE: u64 = 4 * 1024 * 1024;
+
 impl KnownDeviations {
     /// Reads a known-deviations file; errors are located like scenario errors.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| ScenarioError::unreadable(path, &e))?;
+        // A regular file only, read with a cap: a FIFO named by mistake must not block the run.
+        let text = crate::files::read_regular_file(path, MAX_KNOWN_FILE)
+            .map_err(|e| ScenarioError::unreadable(path, &std::io::Error::other(e.reason())))?;
         Self::parse(path, &text)
     }
 

@@ -1,7 +1,8 @@
 //! The `[expect]` table: what a conforming implementation sends.
 //!
-//! Expectations are graded one by one: `etrn = ["a.com", { arg = "c.com", grade = "informational" }]`
-//! says `a.com` is required at the scenario's grade while `c.com` is only informational. Where
+//! What each expectation is worth comes from the model's rule that explains a difference (see
+//! [`super::judge()`]); a grade written here (`{ arg = "c.com", grade = "informational" }`,
+//! `connections_grade`, `turn_grade`) counts only for a difference no rule explains. Where
 //! connections differ (a smart host that answers by occurrence, two MX hosts that advertise
 //! differently), `[[expect.connection]]` tables give each connection its own list. The judgement
 //! of what was sent against these tables is [`super::judge()`].
@@ -14,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::domain::EtrnArg;
 use crate::ims::Grade;
 
-/// One expected (or forbidden) ETRN argument, with its own grade if it differs from the scenario's.
+/// One expected (or forbidden) ETRN argument, with its own grade for a difference no rule explains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ExpectedEtrn {
     pub arg: EtrnArg,
@@ -28,7 +29,7 @@ pub struct ExpectedEtrn {
 struct ExpectedEtrnTable {
     /// The ETRN argument.
     arg: EtrnArg,
-    /// The grade of this expectation, when it differs from the scenario's.
+    /// The grade of a difference no rule explains, when it differs from the scenario's.
     #[serde(default)]
     grade: Option<Grade>,
 }
@@ -41,7 +42,7 @@ impl schemars::JsonSchema for ExpectedEtrn {
         let arg = g.subschema_for::<EtrnArg>();
         let table = g.subschema_for::<ExpectedEtrnTable>();
         schemars::json_schema!({
-            "description": "An ETRN argument, or { arg, grade } to grade it apart from the scenario",
+            "description": "An ETRN argument, or { arg, grade } to grade a difference no rule explains apart from the scenario",
             "anyOf": [arg, table]
         })
     }
@@ -121,19 +122,19 @@ pub struct Expectations {
     /// Arguments that must not be sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub absent: Vec<ExpectedEtrn>,
-    /// The grade of the order of `etrn`; omitted, order is not judged.
+    /// Whether the order of `etrn` is judged (its rule grades it; this grade only where none does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<Grade>,
     /// How many SMTP connections the delivery cycle makes; omitted, not judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<u32>,
-    /// The grade of `connections` when it differs from the scenario's.
+    /// The grade of `connections` where no rule explains the count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections_grade: Option<Grade>,
     /// Whether AUTH + TURN is sent instead of ETRN.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub turn: bool,
-    /// The grade of `turn` when it differs from the scenario's.
+    /// The grade of `turn` where no rule explains it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub turn_grade: Option<Grade>,
     /// A dial-up retrieval command expected to run locally.

@@ -37,7 +37,7 @@ pub struct Scenario {
     pub title: String,
     /// The sources behind the expectation: KB articles, RFC sections, `spec` rows of `scenarios/README.md`.
     pub basis: Vec<String>,
-    /// How a deviation counts unless an expectation says otherwise.
+    /// How a deviation no rule of the model explains counts (unless an expectation says otherwise).
     pub grade: Grade,
     /// Rows of the spec (`scenarios/README.md`) this case covers (E01..E44, T1..T16).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

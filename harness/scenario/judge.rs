@@ -5,7 +5,10 @@
 //! §5), not "`d` missing"; `ETRN #ms.com` for a `#ms.com` row is the open question of the `#`
 //! (informational); the site domain sent under "Reroute" breaks E15 (*should*); `A.COM` for
 //! `a.com` is the same domain in another literal form (informational, both forms reported).
-//! Only what no rule explains takes the scenario's grade.
+//! A missing domain is as certain as the least certain premise of the set that holds it:
+//! with DisableETRN=1 (O-15), a dial-up default set (O-2) or a split site address (O-16) that
+//! open point names it. Only what no rule explains takes the scenario's grade (and names no rule):
+//! a named rule is always the one that set the grade.
 //!
 //! The same [`judge`] serves the corpus test and `expect` (the model's prediction against its own
 //! files) and conformance runs (any implementation against the files), both from a
@@ -348,11 +351,12 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
         } else {
             causes.connection_rule()
         };
+        // The scenario may grade the count lower than the rule (then it names no rule).
+        let (grade, rule) = graded(Some(rule), e.connections_grade.unwrap_or(rule.grade()));
         out.push(Deviation {
-            // The scenario may grade the count itself; otherwise the rule does.
-            grade: e.connections_grade.unwrap_or(rule.grade()),
+            grade,
             connection: None,
-            rule: Some(rule),
+            rule,
             difference: Difference::Connections {
                 expected,
                 actual: observed.connections.len(),
@@ -389,18 +393,27 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
         }));
     }
     if e.turn != observed.turn {
+        // Under AlwaysUseTURN the form of the TURN exchange is the open point (O-14); elsewhere
+        // a TURN replaces what should have been ETRN.
+        let rule = if scenario.ims.registry.always_use_turn() {
+            Rule::TurnForm
+        } else {
+            Rule::TurnInsteadOfEtrn
+        };
+        let (grade, rule) = graded(Some(rule), e.turn_grade.unwrap_or(default));
         out.push(Deviation {
-            grade: e.turn_grade.unwrap_or(default),
+            grade,
             connection: None,
-            rule: Some(Rule::TurnInsteadOfEtrn),
+            rule,
             difference: Difference::Turn { expected: e.turn },
         });
     }
     if e.local_command != observed.local_command {
+        let (grade, rule) = graded(Some(Rule::DialUpCommand), default);
         out.push(Deviation {
-            grade: default,
+            grade,
             connection: None,
-            rule: Some(Rule::DialUpCommand),
+            rule,
             difference: Difference::LocalCommand {
                 expected: e.local_command.clone(),
                 actual: observed.local_command.clone(),
@@ -408,6 +421,16 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
         });
     }
     out
+}
+
+/// The grade a deviation takes and the rule it names: the rule's own grade whenever a rule explains
+/// the difference, so a named rule is always the one that set the grade; the scenario's grade (or
+/// one expectation's, `order`, `connections_grade`, `turn_grade`) only for what no rule explains.
+fn graded(rule: Option<Rule>, scenario: Grade) -> (Grade, Option<Rule>) {
+    match rule {
+        Some(r) => (r.grade(), Some(r)),
+        None => (scenario, None),
+    }
 }
 
 /// The outbound mail: each connection the client made must deliver as many messages as the
@@ -545,6 +568,47 @@ impl<'a> Causes<'a> {
         })
     }
 
+    /// The rule that grades `arg` expected and not sent: the weakest of the rule that puts it in
+    /// the set and the open points that set rests on: DisableETRN's O-15 and the dial-up default
+    /// O-2 where the connection sent none of the set, a site address with several `@` and an
+    /// unusual literal form (O-16). A deviation is only as certain as its least certain
+    /// premise; the first of equally weak ones is named.
+    fn missing_rule(&self, arg: &EtrnArg, none_of_the_set: bool) -> Option<Rule> {
+        let rule = self.planned_rule(arg)?;
+        let site = &self.config.site_address;
+        // Only a site address with several `@` leaves the domain in doubt.
+        let split = rule == Rule::SiteDomain && site.has_several_at_signs();
+        // An unusual literal form (a trailing dot, a U-label, an address, over 64 characters,
+        // RFC 821's limit) is the open point O-16: a client may well refuse to send it.
+        let unusual = arg.domain().is_some_and(|d| {
+            let raw = d.raw();
+            raw.ends_with('.') || !raw.is_ascii() || d.is_all_numeric() || raw.len() > 64
+        });
+        let dial_up_default = matches!(
+            &self.config.dialup,
+            Some(ims::DialUp::Etrn { domains }) if domains.is_empty()
+        ) && !self.config.registry.always_use_etrn();
+        // DisableETRN and the dial-up default decide which set there is, if any: they explain a
+        // connection that sent none of the model's set, not one that left part of it out.
+        let premises = [
+            (
+                none_of_the_set && self.config.registry.disable_etrn(),
+                Rule::DisableEtrnServerOnly,
+            ),
+            (none_of_the_set && dial_up_default, Rule::DialUpDefault),
+            (split, Rule::SiteDomainSplit),
+            (unusual, Rule::LiteralForm),
+        ];
+        Some(
+            premises
+                .into_iter()
+                .filter_map(|(holds, premise)| holds.then_some(premise))
+                .chain([rule])
+                .min_by_key(|r| r.grade())
+                .unwrap_or(rule),
+        )
+    }
+
     /// The rule that makes the model open connection `index` (0-based) of its cycle.
     fn connection_rule_for(&self, index: usize) -> Rule {
         let per_host = self.config.connections_per_host.max(1) as usize;
@@ -572,15 +636,17 @@ impl<'a> Causes<'a> {
         if arg.option() == EtrnOption::Queue && exact_row {
             return Some(Rule::ExactEntryStripped);
         }
-        if arg.option() != EtrnOption::None {
-            return None;
-        }
         let configured = self
             .config
             .routing_table
             .iter()
             .any(|r| &r.sent_to.domain == domain)
             || self.dial_up_list.contains(domain);
+        if arg.option() != EtrnOption::None {
+            // A domain of the configuration with `@` or `#` added (RFC 1985 §5).
+            return (configured || domain == self.config.site_address.domain())
+                .then_some(Rule::OneDomainPerCommand);
+        }
         if self.config.routing == RoutingMode::Reroute
             && domain == self.config.site_address.domain()
             && !configured
@@ -663,7 +729,7 @@ impl Connection<'_> {
         };
         // How much a difference of order counts: as the scenario grades order, else as the
         // model's order rule (an open question).
-        let order_grade = self.order.unwrap_or(Rule::EtrnOrder.grade());
+        let order_grade = self.order.unwrap_or(self.order_rule().grade());
         // Each expected argument is matched by the first sent argument that names it, the
         // closest form first: the very text, then another form of it, then another option.
         let mut matched: Vec<Option<(usize, Match)>> = vec![None; sent.len()];
@@ -741,7 +807,7 @@ impl Connection<'_> {
             if !taken[x] {
                 // The scenario grades what it expects; the model names the rule behind it.
                 let (grade, rule) = if stopped_by_reply {
-                    (order_grade, Some(Rule::EtrnOrder))
+                    graded(Some(self.order_rule()), order_grade)
                 } else if !self.made {
                     // The connection's own rule grades it: every connection (must), a parallel
                     // one (informational), a dial-up one without mail (informational).
@@ -752,8 +818,14 @@ impl Connection<'_> {
                     // with parameters: the keyword was not recognised.
                     (Rule::EhloGating.grade(), Some(Rule::EhloGating))
                 } else {
-                    let rule = last_reply_rule.or_else(|| self.causes.planned_rule(&e.arg));
-                    (e.grade.unwrap_or(self.default), rule)
+                    // A client that read an open point otherwise sends none of the model's set
+                    // (perhaps other domains): the open point grades what it left out.
+                    let none_of_the_set = !sent
+                        .iter()
+                        .any(|s| self.causes.planned_rule(&s.arg).is_some());
+                    let rule = last_reply_rule
+                        .or_else(|| self.causes.missing_rule(&e.arg, none_of_the_set));
+                    graded(rule, e.grade.unwrap_or(self.default))
                 };
                 out.push(deviation(
                     grade,
@@ -787,18 +859,10 @@ impl Connection<'_> {
             // The expected positions of the matched arguments, in the order they were sent.
             let positions: Vec<usize> = matched.iter().flatten().map(|(x, _)| *x).collect();
             if positions.windows(2).any(|w| w[0] > w[1]) {
-                // A dial-up list is sent in list order by its own rule (T10).
-                let rule = match self
-                    .expected
-                    .first()
-                    .and_then(|e| self.causes.planned_rule(&e.arg))
-                {
-                    Some(Rule::DialUpList) => Rule::DialUpList,
-                    _ => Rule::EtrnOrder,
-                };
+                let (grade, rule) = graded(Some(self.order_rule()), order);
                 out.push(deviation(
-                    order,
-                    Some(rule),
+                    grade,
+                    rule,
                     Difference::Order {
                         expected: self.expected.iter().map(|e| e.arg.raw().into()).collect(),
                         actual: sent.iter().map(|e| e.arg.raw().into()).collect(),
@@ -839,9 +903,13 @@ impl Connection<'_> {
                 // A rule that explains the argument grades it (a reply's, an open point's);
                 // otherwise the scenario grades what it forbids and the deciding rule is named.
                 let explaining = reply_rule.or_else(|| self.causes.unexpected(arg));
+                let (grade, rule) = match explaining {
+                    Some(r) => (r.grade(), Some(r)),
+                    None => graded(self.causes.deciding, f.grade.unwrap_or(self.default)),
+                };
                 (
-                    explaining.map_or(f.grade.unwrap_or(self.default), Rule::grade),
-                    explaining.or(self.causes.deciding),
+                    grade,
+                    rule,
                     Difference::Forbidden {
                         arg: arg.raw().into(),
                     },
@@ -852,7 +920,7 @@ impl Connection<'_> {
                     .or(by_order.then_some(Rule::EtrnOrder))
                     .or_else(|| self.causes.unexpected(arg));
                 let (grade, rule) = match cause {
-                    Some(Rule::EtrnOrder) => (order_grade, Some(Rule::EtrnOrder)),
+                    Some(Rule::EtrnOrder) => graded(Some(self.order_rule()), order_grade),
                     Some(r) => (r.grade(), Some(r)),
                     // On a connection that was to send nothing although the model has a set,
                     // the reason is this connection's own: a HELO fall-back, an EHLO reply
@@ -866,7 +934,7 @@ impl Connection<'_> {
                     }
                     // Otherwise it breaks the rule that decides the set (or rules ETRN out), at
                     // the grade the scenario gives that rule here.
-                    None => (self.default, self.causes.deciding),
+                    None => graded(self.causes.deciding, self.default),
                 };
                 (
                     grade,
@@ -895,6 +963,19 @@ impl Connection<'_> {
             Some(Rule::EhloGating)
         } else {
             None
+        }
+    }
+
+    /// The rule that orders this connection's domains: a dial-up list is sent in list order by
+    /// its own rule (T10), anything else in routing-table order (O-5).
+    fn order_rule(&self) -> Rule {
+        match self
+            .expected
+            .first()
+            .and_then(|e| self.causes.planned_rule(&e.arg))
+        {
+            Some(Rule::DialUpList) => Rule::DialUpList,
+            _ => Rule::EtrnOrder,
         }
     }
 
@@ -977,7 +1058,7 @@ mod tests {
     const TABLE: &str = "routing_table = [{ sent_to = \"a.com\", action = \"inbound\" }, { sent_to = \"#ms.com\", action = \"inbound\" }]";
 
     #[test]
-    fn each_expectation_has_its_own_grade_and_repeats_are_duplicates() {
+    fn a_rule_grades_whatever_the_expectation_says_and_repeats_are_duplicates() {
         let s = scenario(
             TABLE,
             "etrn = [\"a.com\", { arg = \"ms.com\", grade = \"informational\" }]\nabsent = [{ arg = \"x.com\", grade = \"should\" }]",
@@ -985,9 +1066,9 @@ mod tests {
         assert_eq!(
             summary(&s, &observed(&[&["x.com", "A.COM", "y.com", "a.com"]])),
             [
-                "should: ETRN x.com sent although it must not be (connection 1) [routing-table, KB269771]",
+                "must: ETRN x.com sent although it must not be (connection 1) [routing-table, KB269771]",
                 "must: ETRN y.com sent but not expected (connection 1) [routing-table, KB269771]",
-                "informational: ETRN ms.com expected but not sent (connection 1) [routing-table, KB269771]",
+                "must: ETRN ms.com expected but not sent (connection 1) [routing-table, KB269771]",
                 "informational: ETRN A.COM sent 2 times on one connection (connection 1) [deduplicate, spec O-7]",
             ]
         );
@@ -1076,7 +1157,7 @@ mod tests {
                 &observed(&[&["a.com", "ms.com"], &["a.com", "ms.com"], &[]])
             ),
             [
-                "informational: 3 connection(s) made, 2 expected [every-connection, KB175494, KB241157]",
+                "must: 3 connection(s) made, 2 expected [every-connection, KB175494, KB241157]",
                 "must: ETRN a.com sent but not expected (connection 1)",
                 "must: ETRN ms.com sent but not expected (connection 1)",
             ]
@@ -1174,6 +1255,66 @@ mod tests {
             d.iter().map(|d| (d.grade, d.rule)).collect::<Vec<_>>(),
             [(Grade::Must, Some(Rule::RoutingTable))]
         );
+    }
+
+    #[test]
+    fn a_missing_domain_names_the_weakest_premise_of_its_set() {
+        let missing_when = |ims: &str, sent: &[&str]| {
+            let text = format!(
+                "id = \"t\"\ntitle = \"t\"\nbasis = [\"KB269771\"]\ngrade = \"must\"\n[ims]\nsite_address = \"@site.com\"\noutbound_messages = 1\n{ims}\n[expect]\netrn = [\"site.com\"]\n"
+            );
+            let s = match super::super::parse_scenario(Path::new("t.toml"), &text) {
+                Ok(s) => s,
+                Err(e) => panic!("{e:?}"),
+            };
+            judge(&s, &observed(&[sent]))
+                .iter()
+                .filter(|d| matches!(d.difference, Difference::Missing { .. }))
+                .map(|d| (d.grade, d.rule))
+                .collect::<Vec<_>>()
+        };
+        let missing = |ims: &str| missing_when(ims, &[]);
+        // DisableETRN=1 concerns the server role (O-15): an open point, so informational.
+        let mut ims =
+            "routing = \"do-not-reroute\"\nregistry = { AlwaysUseETRN = 1, DisableETRN = 1 }";
+        assert_eq!(
+            missing(ims),
+            [(Grade::Informational, Some(Rule::DisableEtrnServerOnly))]
+        );
+        // Dial-up retrieval without a list and without AlwaysUseETRN: the O-2 default.
+        ims = "routing = \"do-not-reroute\"\nregistry = { AlwaysUseETRN = 0 }\ndialup = { retrieval = \"etrn\" }";
+        assert_eq!(
+            missing(ims),
+            [(Grade::Informational, Some(Rule::DialUpDefault))]
+        );
+        // Another reading of the open point (other domains, none of the set): still O-2. Part of
+        // the set sent: the set was read as the model reads it, so its own rule grades the rest.
+        assert_eq!(
+            missing_when(ims, &["other.com"]),
+            [(Grade::Informational, Some(Rule::DialUpDefault))]
+        );
+        let table = "routing = \"reroute\"\nregistry = { AlwaysUseETRN = 0 }\ndialup = { retrieval = \"etrn\" }\nrouting_table = [{ sent_to = \"site.com\", action = \"inbound\" }, { sent_to = \"b.com\", action = \"inbound\" }]";
+        assert_eq!(
+            missing_when(table, &["b.com"]),
+            [(Grade::Must, Some(Rule::RoutingTable))]
+        );
+        // Nothing weaker: the site domain's own rule, must.
+        ims = "routing = \"do-not-reroute\"\nregistry = { AlwaysUseETRN = 1 }";
+        assert_eq!(missing(ims), [(Grade::Must, Some(Rule::SiteDomain))]);
+    }
+
+    #[test]
+    fn every_named_rule_is_the_one_that_set_the_grade() {
+        // Whatever the scenario says, a rule that explains the difference grades it.
+        assert_eq!(
+            graded(Some(Rule::SiteDomain), Grade::Informational),
+            (Grade::Must, Some(Rule::SiteDomain))
+        );
+        assert_eq!(
+            graded(Some(Rule::RoutingRowAnyAction), Grade::Must),
+            (Grade::Informational, Some(Rule::RoutingRowAnyAction))
+        );
+        assert_eq!(graded(None, Grade::Should), (Grade::Should, None));
     }
 
     #[test]
