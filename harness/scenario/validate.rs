@@ -404,7 +404,7 @@ fn order_needs_two_etrns(s: &Scenario) -> Vec<Problem> {
 mod tests {
     use super::*;
 
-    /// A valid scenario, with `top` added to its top-level keys and `expect` to its `[expect]` table.
+    /// A valid scenario, `top` added to its top-level keys and `expect` to its `[expect]` table.
     fn scenario(top: &str, expect: &str) -> Scenario {
         let text = format!(
             "id = \"ok\"\ntitle = \"t\"\nbasis = [\"KB269771\"]\ngrade = \"must\"\n{top}\n\
