@@ -6,10 +6,10 @@
 //! it again in the loader made every message a parsing hazard, so a refusal is a [`Rejection`]
 //! instead:
 //!
-//! - [`Rejection::into_de_error`] hands serde the rendered text, which is all that readers that
-//!   only get serde's string (the HTTP API's script upload, profile and known-deviation files) show;
-//! - while [`catch`] runs a deserialisation on this thread, the same call keeps the typed value, and
-//!   the scenario loader takes it back with the error: kind, message and fix as they were made.
+//! - [`Rejection::into_de_error`] hands serde the rendered text, all that readers of serde's
+//!   string alone show (the HTTP API's script upload, profile and known-deviation files);
+//! - while [`catch`] runs a deserialisation on this thread, the same call keeps the typed value,
+//!   and the scenario loader takes it back with the error: kind, message and fix as made.
 //!
 //! This is a side channel, like the path tracking of `serde_path_to_error`: the only other way to
 //! get a typed value out of a serde error is a deserializer of one's own wrapping toml's.
