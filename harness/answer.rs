@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::rejection::Rejection;
 use crate::reply::Reply;
 
 /// One answer.
@@ -99,17 +100,17 @@ struct AnswerTable {
 const MAX_DELAY_MS: u64 = 600_000;
 
 impl TryFrom<AnswerTable> for Answer {
-    type Error = String;
-    fn try_from(t: AnswerTable) -> Result<Self, String> {
+    type Error = Rejection;
+    fn try_from(t: AnswerTable) -> Result<Self, Rejection> {
         if t.reply.is_none() && !t.close {
-            return Err(crate::contradiction(
-                &"an answer with neither a reply nor close = true",
+            return Err(Rejection::contradiction(
+                "an answer with neither a reply nor close = true",
                 "add reply = \"250 OK\", or close = true to hang up without a reply",
             ));
         }
         if t.delay_ms > MAX_DELAY_MS {
-            return Err(crate::hint(
-                &format!(
+            return Err(Rejection::invalid(
+                format!(
                     "delay_ms = {} is over {MAX_DELAY_MS} (10 minutes)",
                     t.delay_ms
                 ),
@@ -136,11 +137,11 @@ impl<'de> Visitor<'de> for AnswerVisitor {
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Answer, E> {
         Reply::parse(s)
             .map(Answer::reply)
-            .map_err(|e| E::custom(crate::hint(&e, e.fix())))
+            .map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error())
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Answer, A::Error> {
         let t = AnswerTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-        Answer::try_from(t).map_err(de::Error::custom)
+        Answer::try_from(t).map_err(Rejection::into_de_error)
     }
 }
 
@@ -229,10 +230,11 @@ impl<'de> Deserialize<'de> for Answers {
                     list.push(a);
                 }
                 Answers::new(list).ok_or_else(|| {
-                    de::Error::custom(crate::hint(
-                        &"an empty list of answers",
+                    Rejection::invalid(
+                        "an empty list of answers",
                         "give at least one, e.g. \"250 OK\"",
-                    ))
+                    )
+                    .into_de_error()
                 })
             }
         }

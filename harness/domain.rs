@@ -17,6 +17,8 @@ use std::str::FromStr;
 use idna::AsciiDenyList;
 use serde::{Deserialize, Serialize};
 
+use crate::rejection::Rejection;
+
 /// Longest domain in octets without the trailing dot (RFC 1035 §2.3.4 allows 255 on the wire,
 /// which leaves 253 characters of text).
 pub const MAX_DOMAIN_OCTETS: usize = 253;
@@ -207,9 +209,9 @@ impl FromStr for Domain {
 }
 
 impl TryFrom<String> for Domain {
-    type Error = String;
+    type Error = DomainError;
     fn try_from(s: String) -> Result<Self, Self::Error> {
-        Domain::parse(&s).map_err(|e| crate::hint(&e, e.fix()))
+        Domain::parse(&s)
     }
 }
 
@@ -222,7 +224,7 @@ impl Serialize for Domain {
 impl<'de> Deserialize<'de> for Domain {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Domain::try_from(s).map_err(serde::de::Error::custom)
+        Domain::parse(&s).map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error())
     }
 }
 
@@ -422,7 +424,7 @@ impl Serialize for EtrnArg {
 impl<'de> Deserialize<'de> for EtrnArg {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        EtrnArg::parse(&s).map_err(|e| serde::de::Error::custom(crate::hint(&e, e.fix())))
+        EtrnArg::parse(&s).map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error())
     }
 }
 

@@ -24,6 +24,8 @@
 //!   and tests.
 //! - [`files`]: reading a file a user named: a regular file only, never blocking, with a cap.
 //! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
+//! - [`rejection`]: a value refused while a file is read (message, fix, invalid or contradictory),
+//!   kept typed across serde for the scenario loader.
 //! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
 //!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
 //!   basis (KB article or RFC section) and grade (must / should / informational). And the model as
@@ -76,25 +78,9 @@ pub mod escape;
 pub mod files;
 pub mod ims;
 pub mod probe;
+pub mod rejection;
 pub mod reply;
 pub mod scenario;
 pub mod smarthost;
 pub mod smtp;
 pub mod wire;
-
-/// Joins an error message and a suggested fix the way every scenario diagnostic shows them.
-/// Errors raised inside serde can only carry a string; [`scenario`] splits it again at
-/// [`HELP_SEPARATOR`] so the fix becomes the diagnostic's `help`.
-pub(crate) fn hint(message: &dyn std::fmt::Display, fix: &str) -> String {
-    format!("{message}{HELP_SEPARATOR}{fix}")
-}
-
-/// Like [`hint`], for values that contradict another value of the same table.
-pub(crate) fn contradiction(message: &dyn std::fmt::Display, fix: &str) -> String {
-    format!("{message}{CONTRADICTION_SEPARATOR}{fix}")
-}
-
-/// Separates a message from its fix inside a serde error string.
-pub const HELP_SEPARATOR: &str = "\nhelp: ";
-/// Separates a contradiction's message from its fix inside a serde error string.
-pub const CONTRADICTION_SEPARATOR: &str = "\ncontradiction-help: ";

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::rejection::Rejection;
 use crate::wire::command::trim_line_end;
 use crate::wire::{Frame, LineFramer, ReplyLine};
 
@@ -231,7 +232,7 @@ impl Serialize for Reply {
 impl<'de> Deserialize<'de> for Reply {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Reply::parse(&s).map_err(|e| serde::de::Error::custom(crate::hint(&e, e.fix())))
+        Reply::parse(&s).map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error())
     }
 }
 

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
+use crate::rejection::Rejection;
 
 use super::routing::RoutingRow;
 use super::site_address::SiteAddress;
@@ -60,24 +61,32 @@ impl ExchangeVersion {
 }
 
 /// A REG_DWORD flag. Only 0 and 1 are modelled (O-12); other values are rejected when parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "i64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "i64")]
 pub enum RegistryFlag {
     Disabled,
     Enabled,
 }
 
 impl TryFrom<i64> for RegistryFlag {
-    type Error = String;
-    fn try_from(v: i64) -> Result<Self, String> {
+    type Error = Rejection;
+    fn try_from(v: i64) -> Result<Self, Rejection> {
         match v {
             0 => Ok(RegistryFlag::Disabled),
             1 => Ok(RegistryFlag::Enabled),
-            other => Err(crate::hint(
-                &format!("registry value {other} is not modelled; a REG_DWORD flag here is 0 or 1"),
+            other => Err(Rejection::invalid(
+                format!("registry value {other} is not modelled; a REG_DWORD flag here is 0 or 1"),
                 "write 1 to enable, 0 to disable, or leave the key out for \"absent\" (KB175494)",
             )),
         }
+    }
+}
+
+// By hand rather than `#[serde(try_from)]`, which would pass the rejection to serde as text only.
+impl<'de> Deserialize<'de> for RegistryFlag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = i64::deserialize(d)?;
+        RegistryFlag::try_from(value).map_err(Rejection::into_de_error)
     }
 }
 

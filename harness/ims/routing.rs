@@ -8,7 +8,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::Domain;
+use crate::domain::{Domain, DomainError};
+use crate::rejection::Rejection;
 
 /// How a `Sent To` entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,12 +29,12 @@ pub struct SentTo {
 }
 
 impl SentTo {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
         let (matching, rest) = match text.strip_prefix('#') {
             Some(rest) => (MatchKind::Exact, rest),
             None => (MatchKind::DomainAndSubdomains, text),
         };
-        let domain = Domain::parse(rest).map_err(|e| crate::hint(&e, e.fix()))?;
+        let domain = Domain::parse(rest)?;
         Ok(SentTo { matching, domain })
     }
 }
@@ -47,7 +48,7 @@ impl Serialize for SentTo {
 impl<'de> Deserialize<'de> for SentTo {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        SentTo::parse(&text).map_err(serde::de::Error::custom)
+        SentTo::parse(&text).map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error())
     }
 }
 
@@ -83,16 +84,17 @@ pub enum RoutingAction {
     Relay,
 }
 
-/// One row of the table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "RoutingRowFile", into = "RoutingRowFile")]
+/// One row of the table. Written and read as a [`RoutingRowFile`], whose action and `route_to` must
+/// agree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "RoutingRowFile")]
 pub struct RoutingRow {
     pub sent_to: SentTo,
     pub action: RoutingAction,
 }
 
 impl RoutingRow {
-    pub fn inbound(sent_to: &str) -> Result<Self, String> {
+    pub fn inbound(sent_to: &str) -> Result<Self, DomainError> {
         Ok(RoutingRow {
             sent_to: SentTo::parse(sent_to)?,
             action: RoutingAction::Inbound,
@@ -124,20 +126,20 @@ pub struct RoutingRowFile {
 }
 
 impl TryFrom<RoutingRowFile> for RoutingRow {
-    type Error = String;
-    fn try_from(file: RoutingRowFile) -> Result<Self, String> {
+    type Error = Rejection;
+    fn try_from(file: RoutingRowFile) -> Result<Self, Rejection> {
         let sent_to = file.sent_to;
         let action = match (file.action, file.route_to) {
             (ActionName::Reroute, Some(to)) => RoutingAction::Reroute(to),
             (ActionName::Reroute, None) => {
-                return Err(crate::contradiction(
-                    &format!("routing row \"{sent_to}\": action \"reroute\" needs route_to"),
+                return Err(Rejection::contradiction(
+                    format!("routing row \"{sent_to}\": action \"reroute\" needs route_to"),
                     "add route_to = \"host.example\", or use action = \"inbound\"",
                 ));
             }
             (other, Some(to)) => {
-                return Err(crate::contradiction(
-                    &format!(
+                return Err(Rejection::contradiction(
+                    format!(
                         "routing row \"{sent_to}\": route_to = \"{to}\" contradicts action \"{}\"",
                         serde_name(other)
                     ),
@@ -148,6 +150,14 @@ impl TryFrom<RoutingRowFile> for RoutingRow {
             (ActionName::Relay, None) => RoutingAction::Relay,
         };
         Ok(RoutingRow { sent_to, action })
+    }
+}
+
+// By hand rather than `#[serde(try_from)]`, which would pass the rejection to serde as text only.
+impl<'de> Deserialize<'de> for RoutingRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let file = RoutingRowFile::deserialize(d)?;
+        RoutingRow::try_from(file).map_err(Rejection::into_de_error)
     }
 }
 

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Domain, DomainError};
+use crate::rejection::Rejection;
 
 /// Why a site address is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,7 +141,7 @@ impl Serialize for SiteAddress {
 impl<'de> Deserialize<'de> for SiteAddress {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        SiteAddress::parse(&s).map_err(|e| serde::de::Error::custom(crate::hint(&e, e.fix())))
+        SiteAddress::parse(&s).map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error())
     }
 }
 

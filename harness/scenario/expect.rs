@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::domain::EtrnArg;
 use crate::ims::Grade;
+use crate::rejection::Rejection;
 
 /// One expected (or forbidden) ETRN argument, with its own grade for a difference no rule explains.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,7 +60,8 @@ impl<'de> Deserialize<'de> for ExpectedEtrn {
                 f.write_str("an ETRN argument string or a table { arg = \"...\", grade = \"...\" }")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<ExpectedEtrn, E> {
-                let arg = EtrnArg::parse(s).map_err(|e| E::custom(crate::hint(&e, e.fix())))?;
+                let arg = EtrnArg::parse(s)
+                    .map_err(|e| Rejection::invalid(&e, e.fix()).into_de_error::<E>())?;
                 Ok(ExpectedEtrn { arg, grade: None })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ExpectedEtrn, A::Error> {

@@ -6,6 +6,10 @@
 //!    validated as they are read, so their errors carry the value's span);
 //! 3. consistency across keys ([`validate`]), whose problems name a key path that is then located
 //!    in the spanned document from pass 1.
+//!
+//! A value refused in pass 2 raises a typed [`Rejection`] (message, fix, kind), which
+//! [`rejection::catch`] hands back next to serde's error, so nothing is parsed out of error text
+//! except serde's own wording (unknown field, missing field, wrong type).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
@@ -14,19 +18,11 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::{CONTRADICTION_SEPARATOR, HELP_SEPARATOR};
+use crate::rejection::{self, Rejection, RejectionKind};
 
 use super::diagnostic::{ErrorKind, ScenarioError};
 use super::file::Scenario;
-
-/// A problem found by [`validate`]: a key path, what is wrong, how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub kind: ErrorKind,
-    pub path: Vec<String>,
-    pub message: String,
-    pub fix: String,
-}
+use super::validate::validate;
 
 /// Parses and validates one scenario from text. `file` is only used in messages.
 pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioError>> {
@@ -43,8 +39,8 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioE
             ),
         )]
     })?;
-    let mut scenario: Scenario =
-        toml::from_str(text).map_err(|e| vec![format_error(file, text, &e)])?;
+    let (parsed, rejection) = rejection::catch(|| toml::from_str::<Scenario>(text));
+    let mut scenario = parsed.map_err(|e| vec![format_error(file, text, &e, rejection)])?;
     // A cassette path is relative to the scenario file.
     if let Some(c) = &scenario.smarthost.cassette
         && c.is_relative()
@@ -61,7 +57,7 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioE
         .map(|p| {
             let span = locate(&document, &p.path);
             ScenarioError::at(
-                p.kind,
+                p.kind.error_kind(),
                 file,
                 text,
                 span,
@@ -79,246 +75,67 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
     parse_scenario(path, &text)
 }
 
-/// Turns a serde/TOML error into a located error with a fix.
-fn format_error(file: &Path, text: &str, e: &toml::de::Error) -> ScenarioError {
+/// Turns a serde/TOML error into a located error with a fix. A value's own refusal comes back
+/// typed from [`rejection::catch`]; it is used when it is the error serde reports (its text is the
+/// error's), else the error is one of serde's own and is explained by [`serde_complaint`].
+fn format_error(
+    file: &Path,
+    text: &str,
+    e: &toml::de::Error,
+    rejection: Option<Rejection>,
+) -> ScenarioError {
     let raw = e.message().trim_end();
-    let (message, help, kind) = if let Some((msg, fix)) = raw.split_once(CONTRADICTION_SEPARATOR) {
-        (msg.to_owned(), fix.to_owned(), ErrorKind::Contradiction)
-    } else if let Some((msg, fix)) = raw.split_once(HELP_SEPARATOR) {
-        (msg.to_owned(), fix.to_owned(), ErrorKind::InvalidValue)
-    } else if raw.starts_with("unknown field") {
-        (
-            raw.to_owned(),
-            "remove the key or correct its spelling; `etrn-harness schema` lists every key"
-                .to_owned(),
-            ErrorKind::UnknownKey,
-        )
-    } else if raw.starts_with("missing field") {
-        (
-            raw.to_owned(),
-            "add the key; `etrn-harness schema` says what it holds".to_owned(),
-            ErrorKind::MissingKey,
-        )
-    } else if raw.starts_with("unknown variant") {
-        (
-            raw.to_owned(),
-            "use one of the values listed".to_owned(),
-            ErrorKind::InvalidValue,
-        )
-    } else if raw.starts_with("invalid type") || raw.starts_with("invalid value") {
-        // serde names Rust types; a scenario author thinks in TOML types.
-        let readable = ["u32", "u64", "i64", "u16", "u8"]
-            .iter()
-            .fold(raw.to_owned(), |m, t| {
-                m.replace(&format!("expected {t}"), "expected a whole number")
-            });
-        (
-            readable,
-            "write a value of the expected type; `etrn-harness schema` gives each key's type"
-                .to_owned(),
-            ErrorKind::WrongType,
-        )
-    } else {
-        (
-            raw.to_owned(),
-            "see `etrn-harness schema` for the format".to_owned(),
-            ErrorKind::InvalidValue,
-        )
+    let (kind, message, help) = match rejection.filter(|r| r.to_string().trim_end() == raw) {
+        Some(r) => (rejected_kind(r.kind), r.message, r.fix),
+        None => serde_complaint(raw),
     };
     ScenarioError::at(kind, file, text, e.span(), message, Some(help))
 }
 
-/// Checks what the format alone cannot: identifiers, and settings that contradict each other.
-pub fn validate(s: &Scenario) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let mut problem = |kind, path: Vec<String>, message: String, fix: &str| {
-        out.push(Problem {
-            kind,
-            path,
-            message,
-            fix: fix.to_owned(),
-        })
+fn rejected_kind(kind: RejectionKind) -> ErrorKind {
+    match kind {
+        RejectionKind::Invalid => ErrorKind::InvalidValue,
+        RejectionKind::Contradiction => ErrorKind::Contradiction,
+    }
+}
+
+/// Class, message and fix for an error serde wrote itself, recognised by its wording.
+fn serde_complaint(raw: &str) -> (ErrorKind, String, String) {
+    let (kind, fix) = if raw.starts_with("unknown field") {
+        (
+            ErrorKind::UnknownKey,
+            "remove the key or correct its spelling; `etrn-harness schema` lists every key",
+        )
+    } else if raw.starts_with("missing field") {
+        (
+            ErrorKind::MissingKey,
+            "add the key; `etrn-harness schema` says what it holds",
+        )
+    } else if raw.starts_with("unknown variant") {
+        (ErrorKind::InvalidValue, "use one of the values listed")
+    } else if raw.starts_with("invalid type") || raw.starts_with("invalid value") {
+        return (
+            ErrorKind::WrongType,
+            in_toml_types(raw),
+            "write a value of the expected type; `etrn-harness schema` gives each key's type"
+                .to_owned(),
+        );
+    } else {
+        (
+            ErrorKind::InvalidValue,
+            "see `etrn-harness schema` for the format",
+        )
     };
-    let p = |parts: &[&str]| parts.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    (kind, raw.to_owned(), fix.to_owned())
+}
 
-    if s.id.is_empty()
-        || !s
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        || s.id.starts_with('-')
-    {
-        problem(
-            ErrorKind::InvalidValue,
-            p(&["id"]),
-            format!("{:?} is not a valid scenario id", s.id),
-            "use lower-case letters, digits and hyphens, e.g. \"e03-no-reroute-site-domain\"",
-        );
-    }
-    if s.title.trim().is_empty() {
-        problem(
-            ErrorKind::InvalidValue,
-            p(&["title"]),
-            "the title is empty".into(),
-            "say in one line what the case checks",
-        );
-    }
-    if s.basis.is_empty() {
-        problem(
-            ErrorKind::InvalidValue,
-            p(&["basis"]),
-            "no basis is given".into(),
-            "cite the source, e.g. basis = [\"KB269771\"] or [\"RFC 1985 §5.2\"]",
-        );
-    }
-    for (i, b) in s.basis.iter().enumerate() {
-        if b.trim().is_empty() || b.trim() != b {
-            problem(
-                ErrorKind::InvalidValue,
-                vec!["basis".into(), i.to_string()],
-                format!("basis entry {b:?} is empty or has surrounding spaces"),
-                "write the reference alone, e.g. \"KB175494\"",
-            );
-        }
-    }
-    for (i, c) in s.covers.iter().enumerate() {
-        if !is_row_id(c) {
-            problem(
-                ErrorKind::InvalidValue,
-                vec!["covers".into(), i.to_string()],
-                format!("{c:?} is not a row of the spec (scenarios/README.md)"),
-                "use an edge case E01..E44, a decision row T1..T16 or an open question O-1..O-24",
-            );
-        }
-    }
-    for cp in s.ims.problems() {
-        let mut path = vec!["ims".to_string()];
-        path.extend(cp.path);
-        problem(ErrorKind::Contradiction, path, cp.message, &cp.fix);
-    }
-    for sp in s.smarthost.problems() {
-        let mut path = vec!["smarthost".to_string()];
-        path.extend(sp.path);
-        problem(ErrorKind::Contradiction, path, sp.message, &sp.fix);
-    }
-
-    let e = &s.expect;
-    let mut first: HashMap<_, usize> = HashMap::new();
-    for (i, x) in e.etrn.iter().enumerate() {
-        if let Some(j) = first.insert(&x.arg, i) {
-            problem(
-                ErrorKind::Contradiction,
-                vec!["expect".into(), "etrn".into(), i.to_string()],
-                format!("{:?} is listed twice (also expect.etrn[{j}])", x.arg.raw()),
-                "list each expected ETRN argument once",
-            );
-        }
-    }
-    for (i, x) in e.absent.iter().enumerate() {
-        if first.contains_key(&x.arg) {
-            problem(
-                ErrorKind::Contradiction,
-                vec!["expect".into(), "absent".into(), i.to_string()],
-                format!("{:?} is both expected and forbidden", x.arg.raw()),
-                "remove it from expect.absent or from expect.etrn",
-            );
-        }
-    }
-    for (c, conn) in e.connection.iter().enumerate() {
-        let mut seen: HashMap<_, usize> = HashMap::new();
-        for (i, x) in conn.etrn.iter().enumerate() {
-            let at = || {
-                [
-                    "expect",
-                    "connection",
-                    &c.to_string(),
-                    "etrn",
-                    &i.to_string(),
-                ]
-                .map(String::from)
-                .to_vec()
-            };
-            if let Some(j) = seen.insert(&x.arg, i) {
-                problem(
-                    ErrorKind::Contradiction,
-                    at(),
-                    format!("{:?} is listed twice (also etrn[{j}])", x.arg.raw()),
-                    "list each expected ETRN argument once per connection",
-                );
-            }
-            if e.absent.iter().any(|a| a.arg == x.arg) {
-                problem(
-                    ErrorKind::Contradiction,
-                    at(),
-                    format!("{:?} is both expected and forbidden", x.arg.raw()),
-                    "remove it from expect.absent or from this connection's etrn",
-                );
-            }
-        }
-    }
-    if !e.connection.is_empty() && !e.etrn.is_empty() {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "etrn"]),
-            "expect.etrn and [[expect.connection]] both say what each connection sends".into(),
-            "move the list into each [[expect.connection]] table, or remove the tables",
-        );
-    }
-    if let Some(n) = e.connections
-        && !e.connection.is_empty()
-        && n as usize != e.connection.len()
-    {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "connections"]),
-            format!(
-                "connections = {n}, but {} [[expect.connection]] table(s) are given",
-                e.connection.len()
-            ),
-            "write one [[expect.connection]] table per connection, or correct connections",
-        );
-    }
-    if e.connections_grade.is_some() && e.expected_connections().is_none() {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "connections_grade"]),
-            "connections_grade is given but the connection count is not judged".into(),
-            "add connections = N, or remove connections_grade",
-        );
-    }
-    if e.turn && e.all_etrn().next().is_some() {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "turn"]),
-            "TURN replaces ETRN (KB257979), but ETRN is expected too".into(),
-            "set etrn = [] or turn = false",
-        );
-    }
-    if e.turn_grade.is_some() && !e.turn {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "turn_grade"]),
-            "turn_grade is given but turn is not expected".into(),
-            "remove turn_grade, or set turn = true",
-        );
-    }
-    if e.connections == Some(0) && e.all_etrn().next().is_some() {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "connections"]),
-            "no connection is expected, yet ETRN is".into(),
-            "set etrn = [] or a connection count of 1 or more",
-        );
-    }
-    if e.order.is_some() && e.etrn.len() < 2 && e.connection.iter().all(|c| c.etrn.len() < 2) {
-        problem(
-            ErrorKind::Contradiction,
-            p(&["expect", "order"]),
-            "order is graded but fewer than two ETRNs are expected".into(),
-            "remove order",
-        );
-    }
-    out
+/// serde names Rust types; a scenario author thinks in TOML types.
+fn in_toml_types(raw: &str) -> String {
+    ["u32", "u64", "i64", "u16", "u8"]
+        .iter()
+        .fold(raw.to_owned(), |m, t| {
+            m.replace(&format!("expected {t}"), "expected a whole number")
+        })
 }
 
 /// `["expect", "absent", "0"]` -> `expect.absent[0]`.
@@ -335,19 +152,6 @@ pub fn key_path(path: &[String]) -> String {
         }
     }
     out
-}
-
-fn is_row_id(c: &str) -> bool {
-    let num = |s: &str, max: u32| s.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n));
-    if let Some(n) = c.strip_prefix('E') {
-        n.len() == 2 && num(n, 44)
-    } else if let Some(n) = c.strip_prefix("O-") {
-        num(n, 24)
-    } else if let Some(n) = c.strip_prefix('T') {
-        num(n, 16)
-    } else {
-        false
-    }
 }
 
 /// Finds the span of a key path (`["ims", "routing_table", "2", "route_to"]`) in the document.
@@ -493,4 +297,65 @@ pub fn load_texts(texts: impl IntoIterator<Item = (PathBuf, std::io::Result<Stri
         }
     }
     corpus
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "id = \"x\"\ntitle = \"t\"\nbasis = [\"KB269771\"]\ngrade = \"must\"\n\
+                        [ims]\nsite_address = \"@site.org.com\"\noutbound_messages = 1\n";
+
+    fn first_error(rest: &str) -> ScenarioError {
+        let text = format!("{HEAD}{rest}");
+        match parse_scenario(Path::new("t.toml"), &text) {
+            Ok(s) => panic!("parsed: {s:?}"),
+            Err(mut e) => e.remove(0),
+        }
+    }
+
+    #[test]
+    fn a_refused_value_keeps_its_kind_message_and_fix_apart() {
+        let e = first_error("[smarthost]\netrn_default = { delay_ms = 5 }\n[expect]\netrn = []\n");
+        assert_eq!(e.kind, ErrorKind::Contradiction);
+        assert_eq!(e.message, "an answer with neither a reply nor close = true");
+        assert_eq!(
+            e.help.as_deref(),
+            Some("add reply = \"250 OK\", or close = true to hang up without a reply")
+        );
+        let e = first_error("[expect]\netrn = [\"a b.com\"]\n");
+        assert_eq!(e.kind, ErrorKind::InvalidValue);
+        assert!(!e.message.contains("help"), "{}", e.message);
+        assert_eq!(
+            e.help.as_deref(),
+            Some("write one domain per ETRN argument")
+        );
+    }
+
+    #[test]
+    fn serde_s_own_errors_are_classed_by_their_wording() {
+        assert_eq!(
+            first_error("[expect]\netrn = []\nturm = true\n").kind,
+            ErrorKind::UnknownKey
+        );
+        let e = first_error("[expect]\netrn = []\nconnections = \"2\"\n");
+        assert_eq!(e.kind, ErrorKind::WrongType);
+        assert!(
+            e.message.contains("expected a whole number"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_validation_problem_is_located_at_its_key() {
+        let e = first_error("[expect]\netrn = []\nturn_grade = \"should\"\n");
+        assert_eq!(e.kind, ErrorKind::Contradiction);
+        assert!(
+            e.message.starts_with("expect.turn_grade: "),
+            "{}",
+            e.message
+        );
+        assert_eq!((e.line, e.column), (10, 14));
+    }
 }

@@ -3,7 +3,8 @@
 //! - [`file`](mod@file): the format (`[ims]`, `[smarthost]`, `[expect]`).
 //! - [`expect`]: the `[expect]` table: graded expectations, per connection where they differ.
 //! - [`judge`](mod@judge): what was sent against the expectations, each deviation graded by its cause.
-//! - [`load`]: strict parsing, validation, folder discovery, the corpus.
+//! - [`load`]: strict parsing, folder discovery, the corpus.
+//! - [`validate`](mod@validate): the consistency rules, one function each, and their typed problems.
 //! - [`diagnostic`]: located errors with fixes.
 //! - [`predict`](mod@predict): the reference model run on a scenario.
 //! - [`explain`]: a prediction rendered for people.
@@ -19,6 +20,7 @@ pub mod load;
 pub mod predict;
 pub mod schema;
 pub mod shipped;
+pub mod validate;
 
 pub use diagnostic::{ErrorKind, ScenarioError};
 pub use expect::{ConnectionExpectation, Expectations, ExpectedEtrn};
@@ -27,3 +29,4 @@ pub use judge::{Deviation, Difference, FormDifference, Observed, judge, judge_ma
 pub use load::{Corpus, discover, load_corpus, load_scenario, load_texts, parse_scenario};
 pub use predict::{DEFAULT_REPLY_TIMEOUT, Prediction, predict, predict_with};
 pub use shipped::CorpusSource;
+pub use validate::{Problem, ProblemKind, validate};
