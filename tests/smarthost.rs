@@ -1171,7 +1171,7 @@ fn exits_by_itself(args: &[&str]) -> (Option<i32>, String) {
 }
 
 #[test]
-fn a_fifo_named_as_a_cassette_or_known_list_is_refused_unread() {
+fn a_fifo_named_as_a_scenario_cassette_or_known_list_is_refused_unread() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fifo = dir.path().join("pipe");
     rustix::fs::mkfifoat(
@@ -1198,6 +1198,15 @@ fn a_fifo_named_as_a_cassette_or_known_list_is_refused_unread() {
     let (code, err) = exits_by_itself(&["run", "--known", &fifo, "--filter", "e03"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a regular file"), "{err}");
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0", "--scenario", &fifo][..],
+        &["check", &fifo][..],
+        &["expect", &fifo][..],
+    ] {
+        let (code, err) = exits_by_itself(args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
 }
 
 #[test]

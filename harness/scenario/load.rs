@@ -68,10 +68,19 @@ pub fn parse_scenario(file: &Path, text: &str) -> Result<Scenario, Vec<ScenarioE
         .collect())
 }
 
+/// The largest scenario file read; the shipped ones are a few hundred octets.
+const MAX_SCENARIO_FILE: u64 = 1024 * 1024;
+
+/// A scenario file's text: a regular file only (a FIFO named on the command line must not block
+/// the read), at most [`MAX_SCENARIO_FILE`] octets.
+fn read_scenario(path: &Path) -> std::io::Result<String> {
+    crate::files::read_regular_file(path, MAX_SCENARIO_FILE)
+        .map_err(|e| std::io::Error::other(e.reason()))
+}
+
 /// Reads and parses one file.
 pub fn load_scenario(path: &Path) -> Result<Scenario, Vec<ScenarioError>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| vec![ScenarioError::unreadable(path, &e)])?;
+    let text = read_scenario(path).map_err(|e| vec![ScenarioError::unreadable(path, &e)])?;
     parse_scenario(path, &text)
 }
 
@@ -256,7 +265,7 @@ pub fn load_corpus(paths: &[PathBuf]) -> Corpus {
         }
     };
     load_texts(files.into_iter().map(|file| {
-        let text = std::fs::read_to_string(&file);
+        let text = read_scenario(&file);
         (file, text)
     }))
 }
