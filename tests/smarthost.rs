@@ -880,18 +880,7 @@ fn serve_whose_reader_went_away_still_writes_its_recording() {
     // Like `serve | head -1`: every later line goes to a closed pipe.
     drop(stdout);
     talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
-    let pid = child.id().to_string();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(WAIT) {
-        Ok(status) => status.expect("exit status"),
-        Err(e) => {
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-            panic!("serve did not stop after its session: {e}");
-        }
-    };
+    let status = exit_within_wait(child, "serve did not stop after its session");
     assert!(status.success(), "{status}");
     let lines = stream_lines(&record);
     assert!(
@@ -1225,4 +1214,63 @@ fn a_damaged_cassette_is_refused_with_its_line_and_without_its_text() {
         "{err}"
     );
     assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn serve_whose_stdout_is_not_read_still_stops_on_sigterm_and_writes_its_recording() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
+        .arg("--record")
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    // Like `Popen(stdout=PIPE)` that reads one line: the pipe stays open and is never read again.
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    let listening: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
+    let addr = listening["listening"]
+        .as_str()
+        .expect("the address")
+        .to_owned();
+    // Far more output than a pipe holds (64 KiB): about 600 octets of JSON lines per session.
+    const SESSIONS: usize = 400;
+    for _ in 0..SESSIONS {
+        talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    }
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = exit_within_wait(
+        child,
+        "serve did not stop on SIGTERM with its stdout unread",
+    );
+    assert!(status.success(), "{status}");
+    let lines = stream_lines(&record);
+    let closed = lines.iter().filter(|l| l.get("closed").is_some()).count();
+    assert_eq!(closed, SESSIONS, "every session is in the recording");
+    drop(stdout);
+}
+
+/// Waits at most [`WAIT`] for `child` to exit; kills it and fails the test with `failure` if it
+/// does not.
+fn exit_within_wait(mut child: std::process::Child, failure: &str) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(status) => status.expect("exit status"),
+        Err(e) => {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            panic!("{failure}: {e}");
+        }
+    }
 }

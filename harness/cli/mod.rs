@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod cassette;
 pub mod corpus;
+pub mod output;
 pub mod probe;
 pub mod run;
 pub mod serve;

@@ -8,6 +8,7 @@ use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
 
+use super::output::Output;
 use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, ServeArgs, report_errors};
 
@@ -187,6 +188,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             Err(e) => {
                 eprintln!("error: {e}");
                 host.shutdown().await;
+                printer.finish().await;
                 return ExitCode::from(EXIT_INVALID);
             }
         },
@@ -239,8 +241,19 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let sessions =
         recording.sessions.len() + usize::try_from(recording.forgotten).unwrap_or(usize::MAX);
     printer.stopped(why, sessions, recorder.etrn_count());
-    // The stream becomes the recording in one step: FILE is only ever a whole recording.
-    if let (Some(path), Some(beside)) = (&record, &partial)
+    let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
+    printer.finish().await;
+    code
+}
+
+/// The stream becomes the recording in one step: FILE is only ever a whole recording.
+fn finish_recording(
+    record: Option<std::path::PathBuf>,
+    partial: Option<&std::path::Path>,
+    recorder: &Recorder,
+    printer: &Printer,
+) -> ExitCode {
+    if let (Some(path), Some(beside)) = (&record, partial)
         && let Err(e) = std::fs::rename(beside, path)
     {
         eprintln!(
@@ -304,11 +317,16 @@ pub enum EventsFormat {
 }
 
 /// stdout's lines, and what they showed, so the stop line can say whether they show everything.
+/// Every line goes through [`Output`], written off this task: a reader that does not read can
+/// hold neither the signals nor the shutdown.
 struct Printer {
     format: EventsFormat,
+    out: Output,
+    /// Sessions and ETRNs the lines showed.
     sessions: usize,
     etrn: usize,
-    /// Live events the output fell behind on (the recording has them).
+    /// Live events the output fell behind on (the recording has them): lagged behind the
+    /// server's feed, or dropped because stdout was not read fast enough.
     missed: u64,
 }
 
@@ -316,6 +334,7 @@ impl Printer {
     fn new(format: EventsFormat) -> Self {
         Printer {
             format,
+            out: Output::start(),
             sessions: 0,
             etrn: 0,
             missed: 0,
@@ -323,22 +342,39 @@ impl Printer {
     }
 
     fn listening(&self, addr: std::net::SocketAddr) {
-        match self.format {
-            EventsFormat::Jsonl => say!("{}", serde_json::json!({ "listening": addr })),
-            _ => say!("listening on {addr}"),
-        }
+        let line = match self.format {
+            EventsFormat::Jsonl => serde_json::json!({ "listening": addr }).to_string(),
+            _ => format!("listening on {addr}"),
+        };
+        // At start the queue is empty: the line is never dropped.
+        let _ = self.out.line(line);
     }
 
     fn api(&self, addr: std::net::SocketAddr) {
-        match self.format {
+        let line = match self.format {
             EventsFormat::Jsonl => {
-                say!("{}", serde_json::json!({ "api": format!("http://{addr}") }))
+                serde_json::json!({ "api": format!("http://{addr}") }).to_string()
             }
-            _ => say!("api on http://{addr}"),
-        }
+            _ => format!("api on http://{addr}"),
+        };
+        // At start the queue is empty: the line is never dropped.
+        let _ = self.out.line(line);
     }
 
     fn event(&mut self, event: &LiveEvent) {
+        let line = match self.format {
+            EventsFormat::None => None,
+            EventsFormat::Jsonl => Some(event.json_line().to_string()),
+            EventsFormat::Human => human_line(event),
+        };
+        let shown = match line {
+            Some(line) => self.out.line(line),
+            None => true,
+        };
+        if !shown {
+            self.missed += 1;
+            return;
+        }
         match event {
             LiveEvent::Opened { .. } => self.sessions += 1,
             LiveEvent::Event {
@@ -346,15 +382,6 @@ impl Printer {
                 ..
             } => self.etrn += 1,
             _ => {}
-        }
-        match self.format {
-            EventsFormat::None => {}
-            EventsFormat::Jsonl => say!("{}", event.json_line()),
-            EventsFormat::Human => {
-                if let Some(line) = human_line(event) {
-                    say!("{line}");
-                }
-            }
         }
     }
 
@@ -365,7 +392,8 @@ impl Printer {
             "live output fell behind; the recording is complete"
         );
         if self.format == EventsFormat::Jsonl {
-            say!("{}", serde_json::json!({ "missed": n }));
+            self.out
+                .line(serde_json::json!({ "missed": n }).to_string());
         }
     }
 
@@ -374,33 +402,35 @@ impl Printer {
         // fell behind, or printed nothing), it says so rather than disagree with them silently.
         let shown =
             self.format == EventsFormat::None || (self.sessions == sessions && self.etrn == etrn);
-        match self.format {
-            EventsFormat::Jsonl => say!(
-                "{}",
-                serde_json::json!({
-                    "stopped": why, "sessions": sessions, "etrn": etrn,
-                    "missed": self.missed
-                })
-            ),
-            _ if shown => say!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
-            _ => say!(
+        let line = match self.format {
+            EventsFormat::Jsonl => serde_json::json!({
+                "stopped": why, "sessions": sessions, "etrn": etrn,
+                "missed": self.missed
+            })
+            .to_string(),
+            _ if shown => format!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
+            _ => format!(
                 "stopped ({why}): {sessions} session(s), {etrn} ETRN; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
-                self.sessions,
-                self.etrn,
-                self.missed
+                self.sessions, self.etrn, self.missed
             ),
-        }
+        };
+        self.out.last(line);
     }
 
     fn recording_written(&self, path: &std::path::Path) {
-        match self.format {
+        let line = match self.format {
             EventsFormat::Jsonl => {
-                say!(
-                    "{}",
-                    serde_json::json!({ "recording": path.display().to_string() })
-                )
+                serde_json::json!({ "recording": path.display().to_string() }).to_string()
             }
-            _ => say!("recording written to {}", path.display()),
+            _ => format!("recording written to {}", path.display()),
+        };
+        self.out.last(line);
+    }
+
+    /// Writes what is left, waiting at most [`super::output::FINISH_DEADLINE`].
+    async fn finish(self) {
+        if !self.out.finish().await {
+            tracing::warn!("stdout is not being read; its last lines are left unwritten");
         }
     }
 }
