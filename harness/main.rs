@@ -237,6 +237,9 @@ struct RecordArgs {
     /// Stop after this many sessions have ended.
     #[arg(long)]
     exit_after_sessions: Option<usize>,
+    /// Simultaneous connections relayed; more get `421` at once and are not recorded.
+    #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// STARTTLS: `passthrough` relays it encrypted and records only that it happened;
     /// `terminate` does TLS with the client (own certificate) and with the upstream, and records
     /// the plaintext of the whole session (needs --upstream-ca or --upstream-insecure).
@@ -297,6 +300,9 @@ struct ReplayArgs {
     /// The real server for --record-on-miss, HOST:PORT.
     #[arg(long, value_parser = parse_host_port)]
     upstream: Option<std::net::SocketAddr>,
+    /// Simultaneous connections served; more get `421` at once.
+    #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Stop after this many sessions have ended.
     #[arg(long)]
     exit_after_sessions: Option<usize>,

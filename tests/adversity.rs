@@ -1,6 +1,7 @@
 //! The smart host under adversity, on loopback and bounded in time: a client that never reads, a
 //! slowloris, a connection flood past the cap, and a shutdown under each of them and under a
-//! scripted delay and a stalled TLS handshake. Each test asserts that the server stays responsive,
+//! scripted delay and a stalled TLS handshake; and the recording proxy held to the same promises
+//! (a shutdown with a client that never reads, a cap with `421`). Each test asserts that the server stays responsive,
 //! that its shutdown finishes, and that the recording holds every session with its close reason.
 
 use std::time::Duration;
@@ -49,9 +50,21 @@ async fn still_serves(host: &SmartHost) {
 
 /// Connects and pipelines ETRN commands without ever reading a reply, until the server stops
 /// taking them (its own writes blocked) or `limit` octets went out.
-async fn never_reads(host: &SmartHost, limit: usize) -> tokio::task::JoinHandle<usize> {
-    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
-    tokio::spawn(async move {
+async fn never_reads(addr: std::net::SocketAddr, limit: usize) -> tokio::task::JoinHandle<usize> {
+    never_reads_until_blocked(addr, limit).await.0
+}
+
+/// [`never_reads`], also saying (with the octets sent) when its writes stopped going through.
+async fn never_reads_until_blocked(
+    addr: std::net::SocketAddr,
+    limit: usize,
+) -> (
+    tokio::task::JoinHandle<usize>,
+    tokio::sync::oneshot::Receiver<usize>,
+) {
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    let (blocked, said) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
         let chunk = b"ETRN a.example\r\n".repeat(4096);
         let mut sent = 0;
         while sent < limit {
@@ -61,11 +74,13 @@ async fn never_reads(host: &SmartHost, limit: usize) -> tokio::task::JoinHandle<
                 _ => break,
             }
         }
+        let _ = blocked.send(sent);
         // Hold the socket open, its replies unread, until the test is done with it.
         let _ = tokio::time::timeout(WAIT, std::future::pending::<()>()).await;
         drop(c);
         sent
-    })
+    });
+    (task, said)
 }
 
 fn close_of(r: &Recording, session: usize) -> Option<CloseReason> {
@@ -75,7 +90,7 @@ fn close_of(r: &Recording, session: usize) -> Option<CloseReason> {
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_by_the_write_deadline() {
     let host = start(config("", Duration::from_secs(1))).await;
-    let client = never_reads(&host, 64 << 20).await;
+    let client = never_reads(host.addr(), 64 << 20).await;
     let r = host
         .recorder()
         .wait_until("the reader-less session to close", WAIT, |r| {
@@ -95,7 +110,7 @@ async fn a_client_that_never_reads_is_closed_by_the_write_deadline() {
 async fn a_shutdown_finishes_while_a_client_never_reads() {
     // A long idle timeout: only the shutdown can end the blocked write.
     let host = start(config("", Duration::from_secs(300))).await;
-    let client = never_reads(&host, 64 << 20).await;
+    let client = never_reads(host.addr(), 64 << 20).await;
     host.recorder()
         .wait_until("many ETRNs", WAIT, |r| {
             r.sessions.first().is_some_and(|s| s.etrn.len() > 1000)
@@ -346,4 +361,102 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
             .any(|l| l["event"] == "etrn" && l["domain"] == "a.example"),
         "the last client's ETRN is there"
     );
+}
+
+// ----- the recording proxy -----
+
+/// A recorder in front of a private smart host, into a cassette in `dir`.
+async fn recorder(
+    dir: &std::path::Path,
+    max_connections: usize,
+) -> (
+    SmartHost,
+    etrn_harness::cassette::ProxyServer,
+    std::path::PathBuf,
+) {
+    // Fifty lines to each ETRN: the replies fill the way to a client that does not read long
+    // before its commands fill the way up.
+    let long_reply = format!("250 {}", vec!["x".repeat(70); 50].join("\\n"));
+    let upstream = start(config(
+        &format!("etrn_default = \"{long_reply}\""),
+        Duration::from_secs(300),
+    ))
+    .await;
+    let path = dir.join("c.cassette");
+    let proxy = etrn_harness::cassette::RecordingProxy::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        upstream.addr(),
+        &path,
+        etrn_harness::cassette::TlsMode::Passthrough,
+        max_connections,
+    )
+    .await
+    .expect("the recorder starts");
+    (upstream, proxy, path)
+}
+
+#[tokio::test]
+async fn the_recorder_stops_in_time_while_a_client_never_reads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, proxy, path) = recorder(dir.path(), 10).await;
+    let (client, blocked) = never_reads_until_blocked(proxy.addr(), 64 << 20).await;
+    // The client's own writes stopped going through: every buffer on the way is full, and the
+    // proxy's relay writes (to the client, and so to the upstream) are blocked.
+    let sent = tokio::time::timeout(WAIT, blocked)
+        .await
+        .expect("the flood fills the buffers in time")
+        .expect("the client says so");
+    assert!(sent < 64 << 20, "the proxy took everything: {sent}");
+    // The stop still ends the session, after the grace.
+    tokio::time::timeout(WAIT, proxy.shutdown())
+        .await
+        .expect("the recorder's shutdown finishes");
+    client.abort();
+    let text = std::fs::read_to_string(&path).expect("the cassette");
+    assert!(
+        text.lines().any(|l| l == "1 end recorder-stopped"),
+        "{}",
+        text.lines().last().unwrap_or_default()
+    );
+    shut(upstream).await;
+}
+
+#[tokio::test]
+async fn the_recorder_refuses_connections_past_its_cap_with_421() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (upstream, proxy, path) = recorder(dir.path(), 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = TcpStream::connect(proxy.addr()).await.expect("connect");
+        let mut greeting = [0u8; 4];
+        tokio::time::timeout(WAIT, c.read_exact(&mut greeting))
+            .await
+            .expect("greeted in time")
+            .expect("greeted");
+        assert_eq!(&greeting, b"220 ");
+        held.push(c);
+    }
+    let mut c = TcpStream::connect(proxy.addr()).await.expect("connect");
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, c.read_to_string(&mut out))
+        .await
+        .expect("refused in time")
+        .expect("read");
+    assert!(out.starts_with("421 "), "{out}");
+    assert_eq!(proxy.refused(), 1);
+    drop(held);
+    assert!(proxy.wait_for_closed_sessions(2, WAIT).await);
+    tokio::time::timeout(WAIT, proxy.shutdown())
+        .await
+        .expect("the shutdown finishes");
+    // The refused connection is no session of the cassette.
+    let text = std::fs::read_to_string(&path).expect("the cassette");
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.ends_with(" session") || l.contains(" session "))
+            .count(),
+        2,
+        "{text}"
+    );
+    shut(upstream).await;
 }

@@ -524,6 +524,7 @@ async fn credentials_are_redacted_when_record_on_miss_resends_earlier_lines() {
         any_addr(),
         up.addr(),
         writer,
+        etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS,
     )
     .await
     .expect("replay");

@@ -440,6 +440,7 @@ async fn record_on_miss_fetches_the_rest_from_the_upstream_and_appends_it() {
         "127.0.0.1:0".parse().expect("addr"),
         up.addr(),
         writer,
+        etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS,
     )
     .await
     .expect("replay starts");
@@ -659,6 +660,7 @@ async fn tls_terminated_by_the_recorder_against_postfix_requiring_tls_then_repla
         postfix.addr,
         &path,
         etrn_harness::cassette::TlsMode::Terminate(std::sync::Arc::new(terminate)),
+        etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS,
     )
     .await
     .expect("recorder");

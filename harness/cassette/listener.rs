@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, Span};
 
-use crate::smarthost::accept::accept_loop;
+use crate::smarthost::accept::{Cap, accept_loop};
 
 /// A running proxy-style server.
 pub struct ProxyServer {
@@ -19,15 +19,25 @@ pub struct ProxyServer {
     shutdown: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
     ended: Arc<(AtomicUsize, Notify)>,
+    refused: Arc<AtomicUsize>,
 }
+
+/// Simultaneous connections a recorder relays unless told otherwise (as the smart host).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+
+/// How long the `421` to a connection past the cap may take to write.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ProxyServer {
     /// Serves `listener`: each connection runs `on_connection(stream, peer, index, stop)`, where
-    /// `index` counts connections from 0 and `stop` changes at shutdown.
+    /// `index` counts connections from 0 and `stop` changes at shutdown. At most
+    /// `max_connections` at once: more get `421` at connect (the smart host's own cap) and are
+    /// neither relayed nor recorded.
     pub fn spawn<F, Fut>(
         listener: TcpListener,
         addr: SocketAddr,
         span: Span,
+        max_connections: usize,
         mut on_connection: F,
     ) -> ProxyServer
     where
@@ -37,9 +47,18 @@ impl ProxyServer {
         let (shutdown, watcher) = watch::channel(false);
         let ended = Arc::new((AtomicUsize::new(0), Notify::new()));
         let counter = Arc::clone(&ended);
+        let refused = Arc::new(AtomicUsize::new(0));
+        let refusals = Arc::clone(&refused);
+        let cap = Cap {
+            max_connections,
+            refusal_timeout: REFUSAL_TIMEOUT,
+            on_refusal: Arc::new(move || {
+                refusals.fetch_add(1, Ordering::SeqCst);
+            }),
+        };
         let mut index = 0usize;
         let task = tokio::spawn(
-            accept_loop(listener, None, watcher, move |stream, peer, stop| {
+            accept_loop(listener, Some(cap), watcher, move |stream, peer, stop| {
                 let session = on_connection(stream, peer, index, stop);
                 index += 1;
                 let counter = Arc::clone(&counter);
@@ -56,11 +75,17 @@ impl ProxyServer {
             shutdown,
             task: Some(task),
             ended,
+            refused,
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections refused at the cap so far.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Waits until `n` sessions have ended (their last cassette line written); false on timeout.

@@ -22,7 +22,8 @@ use crate::smtp::{Conversation, Output};
 
 use super::format::{self, Cassette, Direction};
 use super::record::{
-    CassetteWriter, Handover, MAX_RECORDED_LINE, RecordError, header_fields, relay_from,
+    CONNECT_TIMEOUT, CassetteWriter, End, Handover, MAX_RECORDED_LINE, RecordError, STOP_GRACE,
+    header_fields, relay_from, say_last, send,
 };
 use crate::wire::{ClientLine, Follower, Frame, LineFramer, ReplyLine};
 
@@ -35,12 +36,14 @@ pub struct MissRecordingReplay;
 
 impl MissRecordingReplay {
     /// Serves `cassette` on `listen`; misses go to `upstream` and are appended through `writer`.
+    /// At most `max_connections` at once; more get `421` at connect.
     pub async fn start(
         cassette: Cassette,
         options: ReplayOptions,
         listen: SocketAddr,
         upstream: SocketAddr,
         writer: CassetteWriter,
+        max_connections: usize,
     ) -> Result<ProxyServer, RecordError> {
         let (listener, addr) = bind(listen).await?;
         let cassette = Arc::new(cassette);
@@ -53,6 +56,7 @@ impl MissRecordingReplay {
             listener,
             addr,
             info_span!("replay with record-on-miss", %addr, %upstream),
+            max_connections,
             move |client, peer, index, stop| {
                 let conversation =
                     ReplaySession::new(Arc::clone(&cassette), index, options.clone());
@@ -77,12 +81,12 @@ async fn connection(
         while let Some(output) = conversation.poll_output() {
             match output {
                 Output::Send { bytes, .. } => {
-                    if client.write_all(&bytes).await.is_err() {
+                    if send(&mut client, &bytes, &mut stop).await.is_err() {
                         return;
                     }
                 }
                 Output::Close(_) => {
-                    let _ = client.shutdown().await;
+                    let _ = tokio::time::timeout(STOP_GRACE, client.shutdown()).await;
                     return;
                 }
                 Output::Event(_) | Output::StartTls => {}
@@ -101,7 +105,7 @@ async fn connection(
                 Ok(0) | Err(_) => return,
                 Ok(n) => conversation.receive(&buf[..n]),
             },
-            _ = stop.changed() => return,
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
     }
 }
@@ -113,27 +117,34 @@ async fn handover(
     history: Vec<Vec<u8>>,
     upstream: SocketAddr,
     writer: &CassetteWriter,
-    stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
 ) {
     let Some(id) = writer.begin_session(&header_fields(upstream, peer, &[("recorded", "on-miss")]))
     else {
         warn!("the cassette has used every session number; refusing");
-        let _ = client
-            .write_all(b"421 4.3.0 etrn-harness: the cassette has used every session number\r\n")
-            .await;
+        say_last(
+            &mut client,
+            b"421 4.3.0 etrn-harness: the cassette has used every session number\r\n",
+        )
+        .await;
         return;
     };
     let Some((missed, earlier)) = history.split_last() else {
         writer.append(&format!("{id} end client-closed\n"));
         return;
     };
-    let mut server = match TcpStream::connect(upstream).await {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    let mut server = match connected {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "upstream unreachable on a miss");
-            let _ = client
-                .write_all(b"451 4.4.1 etrn-harness replay: not in the cassette and the upstream is unreachable\r\n")
-                .await;
+            say_last(
+                &mut client,
+                b"451 4.4.1 etrn-harness replay: not in the cassette and the upstream is unreachable\r\n",
+            )
+            .await;
             writer.append(&format!("{id} end upstream-unreachable\n"));
             return;
         }
@@ -144,8 +155,8 @@ async fn handover(
     // and message data is labelled exactly as there.
     let mut follower = Follower::new();
     let mut replies = UpstreamReplies::new(id, writer);
-    if replies.next(&mut server, &mut follower).await.is_none() {
-        writer.append(&format!("{id} end upstream-closed\n"));
+    if let Err(end) = replies.next(&mut server, &mut follower, &mut stop).await {
+        writer.append(&format!("{id} end {}\n", handover_end(end)));
         return;
     }
     for line in earlier {
@@ -156,16 +167,16 @@ async fn handover(
             Direction::Client
         };
         writer.append(&format::line(id, direction, &recorded));
-        if server.write_all(line).await.is_err() {
-            writer.append(&format!("{id} end upstream-closed\n"));
+        if let Err(end) = send(&mut server, line, &mut stop).await {
+            writer.append(&format!("{id} end {}\n", handover_end(end)));
             return;
         }
         // Message data gets no reply line by line; its final "." does.
         if follower.is_in_data() || (kind == ClientLine::Data && line.as_slice() != b".\r\n") {
             continue;
         }
-        if replies.next(&mut server, &mut follower).await.is_none() {
-            writer.append(&format!("{id} end upstream-closed\n"));
+        if let Err(end) = replies.next(&mut server, &mut follower, &mut stop).await {
+            writer.append(&format!("{id} end {}\n", handover_end(end)));
             return;
         }
     }
@@ -175,6 +186,14 @@ async fn handover(
         follower,
     };
     relay_from(client, server, handover, id, writer, stop).await;
+}
+
+/// The `end` reason of a handover cut short: the recorder stopping, else the upstream's doing.
+fn handover_end(end: End) -> &'static str {
+    match end {
+        End::Shutdown => "recorder-stopped",
+        _ => "upstream-closed",
+    }
 }
 
 /// Reads the upstream's replies during a handover: capped lines, each recorded.
@@ -195,27 +214,32 @@ impl<'a> UpstreamReplies<'a> {
 
     /// Reads one complete reply, records it, returns its code; `None` when the upstream closed,
     /// broke the reply syntax with an over-long line, or was silent for [`REPLY_TIMEOUT`].
-    async fn next(&mut self, server: &mut TcpStream, follower: &mut Follower) -> Option<u16> {
+    async fn next(
+        &mut self,
+        server: &mut TcpStream,
+        follower: &mut Follower,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<u16, End> {
         let mut buf = [0u8; 4096];
         loop {
             while let Some(frame) = self.lines.next_frame(MAX_RECORDED_LINE) {
                 let Frame::Line(line) = frame else {
-                    return None;
+                    return Err(End::Closed);
                 };
                 self.writer
                     .append(&format::line(self.id, Direction::Server, line));
                 follower.server_line(line);
                 if let Some(reply) = ReplyLine::parse(line).filter(|r| r.last) {
-                    return Some(reply.code);
+                    return Ok(reply.code);
                 }
             }
-            let n = tokio::time::timeout(REPLY_TIMEOUT, server.read(&mut buf))
-                .await
-                .ok()?
-                .ok()?;
-            if n == 0 {
-                return None;
-            }
+            let n = tokio::select! {
+                read = tokio::time::timeout(REPLY_TIMEOUT, server.read(&mut buf)) => match read {
+                    Ok(Ok(n)) if n > 0 => n,
+                    _ => return Err(End::Closed),
+                },
+                _ = stop.wait_for(|stopping| *stopping) => return Err(End::Shutdown),
+            };
             self.lines.push(&buf[..n]);
         }
     }

@@ -17,7 +17,7 @@ pub mod replay;
 pub mod tls;
 
 pub use format::{Cassette, CassetteError, CassetteSession, Exchange, Request, TlsMark};
-pub use listener::ProxyServer;
+pub use listener::{DEFAULT_MAX_CONNECTIONS, ProxyServer};
 pub use miss::MissRecordingReplay;
 pub use record::{CassetteWriter, RecordError, RecordingProxy, TlsMode};
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};

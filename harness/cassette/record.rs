@@ -91,6 +91,16 @@ struct Sink {
     next_session: Option<u64>,
 }
 
+/// The lock goes with the last writer, explicitly: a `flock` belongs to the open file, and a
+/// process forked meanwhile (any child being spawned, before its `exec` closes the descriptor)
+/// would otherwise hold it a moment longer, and a recorder opened right after would find the
+/// file locked.
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
 /// Appends lines to a cassette, each in one write. The file is locked (`flock`, exclusive) for as
 /// long as a writer holds it, so two recorders cannot interleave their sessions in one file.
 #[derive(Debug, Clone)]
@@ -212,6 +222,47 @@ pub fn header_fields(
     fields
 }
 
+/// How long one write to either side may take: a peer that stops reading cannot hold a relay
+/// task, or the shutdown, for ever. The session then ends as `io-error`.
+pub const RELAY_WRITE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a write in progress may go on once the recorder is stopping; past it the session is
+/// ended and recorded as `end recorder-stopped`.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long connecting to the upstream may take.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `bytes` to `to` within [`RELAY_WRITE_DEADLINE`]; once `stop` says the recorder is
+/// stopping, within [`STOP_GRACE`] more at most.
+pub(super) async fn send<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    bytes: &[u8],
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), End> {
+    let write = tokio::time::timeout(RELAY_WRITE_DEADLINE, to.write_all(bytes));
+    tokio::pin!(write);
+    // `wait_for`, not `changed`: a stop seen before is still a stop.
+    let written = tokio::select! {
+        r = &mut write => Some(r),
+        _ = stop.wait_for(|stopping| *stopping) => None,
+    };
+    let written = match written {
+        Some(r) => r,
+        None => match tokio::time::timeout(STOP_GRACE, write).await {
+            Ok(r) => r,
+            Err(_) => return Err(End::Shutdown),
+        },
+    };
+    match written {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(End::Error),
+    }
+}
+
+/// A write that ends a session (a refusal, a `421`): bounded, its failure of no consequence.
+pub(super) async fn say_last<W: AsyncWrite + Unpin>(to: &mut W, bytes: &[u8]) {
+    let _ = tokio::time::timeout(STOP_GRACE, to.write_all(bytes)).await;
+}
+
 /// The reply to a client when no session number is left.
 const NUMBERS_EXHAUSTED: &[u8] =
     b"421 4.3.0 etrn-harness: the cassette has used every session number\r\n";
@@ -226,15 +277,24 @@ impl RecordingProxy {
         upstream: SocketAddr,
         cassette: &Path,
     ) -> Result<ProxyServer, RecordError> {
-        Self::start_with(listen, upstream, cassette, TlsMode::Passthrough).await
+        Self::start_with(
+            listen,
+            upstream,
+            cassette,
+            TlsMode::Passthrough,
+            super::DEFAULT_MAX_CONNECTIONS,
+        )
+        .await
     }
 
-    /// Like [`start`](Self::start), with a choice of STARTTLS handling.
+    /// Like [`start`](Self::start), with a choice of STARTTLS handling and a cap on simultaneous
+    /// connections (more get `421` at connect and are not recorded).
     pub async fn start_with(
         listen: SocketAddr,
         upstream: SocketAddr,
         cassette: &Path,
         tls: TlsMode,
+        max_connections: usize,
     ) -> Result<ProxyServer, RecordError> {
         let writer = CassetteWriter::open(cassette)?;
         let (listener, addr) = bind(listen).await?;
@@ -243,6 +303,7 @@ impl RecordingProxy {
             listener,
             addr,
             info_span!("recorder", %addr, %upstream),
+            max_connections,
             move |client, peer, _, stop| {
                 let writer = writer.clone();
                 let tls = tls.clone();
@@ -264,17 +325,22 @@ pub async fn relay(
 ) {
     let Some(id) = writer.begin_session(&header_fields(upstream, peer, &[])) else {
         warn!("the cassette has used every session number; refusing");
-        let _ = client.write_all(NUMBERS_EXHAUSTED).await;
+        say_last(&mut client, NUMBERS_EXHAUSTED).await;
         return;
     };
     info!(id, "session started");
-    let server = match TcpStream::connect(upstream).await {
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(upstream))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    let server = match connected {
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "upstream unreachable");
-            let _ = client
-                .write_all(b"421 4.4.1 etrn-harness: the upstream is unreachable\r\n")
-                .await;
+            say_last(
+                &mut client,
+                b"421 4.4.1 etrn-harness: the upstream is unreachable\r\n",
+            )
+            .await;
             writer.append(&format!("{id} end upstream-unreachable\n"));
             return;
         }
@@ -327,7 +393,7 @@ enum Side {
 
 /// Why a pump stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// Its source closed.
     Closed,
     /// A read or write failed.
@@ -397,7 +463,7 @@ async fn relay_streams(
         client_lines.push(&handover.first);
         let mut out = Vec::new();
         record_client_frames(&context, &mut client_lines, &mut client_piece, &mut out);
-        if server.write_all(&out).await.is_err() {
+        if send(&mut server, &out, &mut stop).await.is_err() {
             writer.append(&format!("{id} end upstream-closed\n"));
             return;
         }
@@ -440,7 +506,7 @@ async fn relay_streams(
                 };
                 let done = tokio::select! {
                     r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshakes) => r,
-                    _ = stop.changed() => break "recorder-stopped",
+                    _ = stop.wait_for(|stopping| *stopping) => break "recorder-stopped",
                 };
                 match done {
                     Ok(Ok((s, c))) => {
@@ -474,8 +540,8 @@ async fn close(
     mut server: Box<dyn Stream>,
     reason: &'static str,
 ) -> &'static str {
-    let _ = client.shutdown().await;
-    let _ = server.shutdown().await;
+    let _ = tokio::time::timeout(STOP_GRACE, client.shutdown()).await;
+    let _ = tokio::time::timeout(STOP_GRACE, server.shutdown()).await;
     reason
 }
 
@@ -597,8 +663,8 @@ async fn pump_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         lines.push(&buf[..n]);
         let mut out = Vec::with_capacity(n);
         let at_starttls = record_client_frames(context, lines, piece, &mut out);
-        if to.write_all(&out).await.is_err() {
-            break End::Error;
+        if let Err(end) = send(to, &out, &mut stop).await {
+            break end;
         }
         if at_starttls {
             return End::AtStartTls;
@@ -608,7 +674,10 @@ async fn pump_client<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let rest = lines.take_pending();
     if !rest.is_empty() && !context.shared().passthrough {
         record_client_rest(context, *piece, &rest);
-        let _ = to.write_all(&rest).await;
+        // Passed on when the client closed; a stop or a failed write has had its grace.
+        if end == End::Closed {
+            let _ = send(to, &rest, &mut stop).await;
+        }
     }
     finish(context, Side::Client, end, to).await
 }
@@ -629,14 +698,12 @@ async fn next_chunk<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 Ok(n) => n,
                 Err(_) => return Err(End::Error),
             },
-            _ = stop.changed() => return Err(End::Shutdown),
+            _ = stop.wait_for(|stopping| *stopping) => return Err(End::Shutdown),
         };
         if !context.shared().passthrough {
             return Ok(n);
         }
-        if to.write_all(&buf[..n]).await.is_err() {
-            return Err(End::Error);
-        }
+        send(to, &buf[..n], stop).await?;
     }
 }
 
@@ -709,8 +776,8 @@ async fn pump_upstream<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
                 }
             }
         }
-        if to.write_all(&out).await.is_err() {
-            break End::Error;
+        if let Err(end) = send(to, &out, &mut stop).await {
+            break end;
         }
         if let Some(accepted) = answered {
             return End::StartTlsAnswered(accepted);
@@ -719,7 +786,9 @@ async fn pump_upstream<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let rest = lines.take_pending();
     if !rest.is_empty() && !context.shared().passthrough {
         context.write(Direction::Server, &rest);
-        let _ = to.write_all(&rest).await;
+        if end == End::Closed {
+            let _ = send(to, &rest, &mut stop).await;
+        }
     }
     finish(context, Side::Upstream, end, to).await
 }
@@ -732,6 +801,6 @@ async fn finish<W: AsyncWrite + Unpin>(
     to: &mut W,
 ) -> End {
     context.shared().first_end.get_or_insert((side, end));
-    let _ = to.shutdown().await;
+    let _ = tokio::time::timeout(STOP_GRACE, to.shutdown()).await;
     end
 }

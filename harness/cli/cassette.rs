@@ -42,8 +42,14 @@ pub fn record(args: RecordArgs) -> ExitCode {
         Err(code) => return code,
     };
     rt.block_on(async {
-        let started =
-            RecordingProxy::start_with(args.listen, args.upstream, &args.cassette, tls).await;
+        let started = RecordingProxy::start_with(
+            args.listen,
+            args.upstream,
+            &args.cassette,
+            tls,
+            args.max_connections,
+        )
+        .await;
         let banner = |addr| {
             format!(
                 "recording {addr} -> {} into {}",
@@ -180,7 +186,15 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let started = MissRecordingReplay::start(cassette, options, args.listen, upstream, writer).await;
+            let started = MissRecordingReplay::start(
+                cassette,
+                options,
+                args.listen,
+                upstream,
+                writer,
+                args.max_connections,
+            )
+            .await;
             let shown = args.cassette.display().to_string();
             let banner = |addr| format!("replaying {shown} on {addr}; misses are fetched from {upstream}");
             return run_until_stopped(started, banner, args.exit_after_sessions).await;
