@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use etrn_harness::smarthost::{Recording, SmartHost, SmartHostConfig, SmartHostScript};
 use etrn_harness::smtp::{CloseReason, SessionLimits};
+use etrn_harness::wire::Verb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -244,7 +245,7 @@ async fn a_shutdown_ends_a_stalled_tls_handshake() {
             r.sessions.first().is_some_and(|s| {
                 s.commands
                     .iter()
-                    .any(|c| c.verb == "STARTTLS" && c.reply.is_some())
+                    .any(|c| c.verb == Verb::StartTls && c.reply.is_some())
             })
         })
         .await

@@ -18,6 +18,7 @@ use etrn_harness::cassette::{
 use etrn_harness::reply::ReplyReader;
 use etrn_harness::smarthost::{Recorder, SmartHost, SmartHostConfig, SmartHostScript};
 use etrn_harness::smtp::Event;
+use etrn_harness::wire::Verb;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -564,7 +565,7 @@ async fn credentials_are_redacted_in_serve_recordings_whatever_the_whitespace() 
     let auth: Vec<String> = recording.sessions[0]
         .commands
         .iter()
-        .filter(|c| c.verb == "AUTH")
+        .filter(|c| c.verb == Verb::Auth)
         .map(|c| c.raw.clone())
         .collect();
     assert_eq!(auth, ["AUTH PLAIN [redacted]\\r\\n"; 2], "{json}");

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::wire::Verb;
 
 mod common;
 
@@ -67,7 +68,7 @@ async fn fetchmail_against(script: &str) -> Run {
         etrn: s.etrn.iter().map(|e| e.record.raw.clone()).collect(),
         replies: s.etrn.iter().map(|e| e.record.reply).collect(),
         // A QUIT after a 421 is no command the server answered, but the linger records it.
-        quit: s.commands.iter().any(|c| c.verb == "QUIT")
+        quit: s.commands.iter().any(|c| c.verb == Verb::Quit)
             || s.events.iter().any(|e| {
                 matches!(&e.event, etrn_harness::smtp::Event::AfterClose { raw } if raw.starts_with(b"QUIT"))
             }),

@@ -32,7 +32,7 @@ use super::format::{self, Cassette, Direction, MAGIC};
 use super::listener::{ProxyServer, bind};
 use super::tls::TlsTerminate;
 use crate::wire::follow::ServerStep;
-use crate::wire::{ClientLine, Follower, Frame, LineFramer, redact, verb};
+use crate::wire::{ClientLine, Command, Follower, Frame, LineFramer, Verb, redact};
 
 /// The longest piece of a line written as one cassette line; longer lines are cut into pieces of
 /// this size (`C!`, `D!`, `S!`), which the parser joins again.
@@ -604,7 +604,7 @@ fn record_client_frames(
                     context.write(Direction::Data, first);
                     *piece = Piece::Plain(Direction::Data);
                 } else {
-                    let secret = verb(first) == "AUTH";
+                    let secret = *Command::parse(first).verb() == Verb::Auth;
                     let (kind, recorded) = shared.follower.client_line(first);
                     if kind == ClientLine::AuthResponse {
                         context.write(Direction::Client, redact::MARK.as_bytes());
@@ -629,7 +629,10 @@ fn record_client_frames(
                 };
                 context.write(direction, &recorded);
                 out.extend_from_slice(line);
-                if context.terminate && kind == ClientLine::Command && verb(line) == "STARTTLS" {
+                if context.terminate
+                    && kind == ClientLine::Command
+                    && *Command::parse(line).verb() == Verb::StartTls
+                {
                     let injected = lines.take_pending();
                     if !injected.is_empty() {
                         warn!(

@@ -27,8 +27,7 @@ use std::sync::Arc;
 use crate::escape::escape;
 use crate::smtp::etrn::{Greeted, read_etrn};
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
-use crate::wire::command::normalised_argument;
-use crate::wire::{Frame, LineFramer, ReplyLine, ehlo, redact, verb};
+use crate::wire::{Command, Frame, LineFramer, ReplyLine, Verb, ehlo, redact};
 
 use super::format::{Cassette, CassetteSession, Exchange, Request};
 
@@ -51,12 +50,12 @@ pub struct ReplayOptions {
     /// At a miss, stop and hand the session over ([`ReplaySession::take_miss`]) instead of
     /// replying.
     pub record_on_miss: bool,
-    /// Verbs (upper case) whose arguments `verb` and `lenient` do not compare.
-    pub ignore_args: BTreeSet<String>,
+    /// Verbs whose arguments `verb` and `lenient` do not compare.
+    pub ignore_args: BTreeSet<Verb>,
 }
 
 /// The verbs whose arguments are ignored unless told otherwise: the client's host name.
-pub const DEFAULT_IGNORED_ARGS: [&str; 3] = ["EHLO", "HELO", "LHLO"];
+pub const DEFAULT_IGNORED_ARGS: [Verb; 3] = [Verb::Ehlo, Verb::Helo, Verb::Lhlo];
 
 impl Default for ReplayOptions {
     fn default() -> Self {
@@ -65,10 +64,7 @@ impl Default for ReplayOptions {
             mismatch_reply:
                 b"451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n".to_vec(),
             record_on_miss: false,
-            ignore_args: DEFAULT_IGNORED_ARGS
-                .iter()
-                .map(|v| (*v).to_owned())
-                .collect(),
+            ignore_args: DEFAULT_IGNORED_ARGS.into_iter().collect(),
         }
     }
 }
@@ -266,25 +262,26 @@ impl ReplaySession {
         }
     }
 
-    /// Whether a client line matches a recorded command under the options. Redacted credentials
-    /// match any line; a redacted AUTH matches the same mechanism.
-    fn matches(&self, recorded: &[u8], line: &[u8]) -> bool {
+    /// Whether a client command matches a recorded command line under the options. Redacted
+    /// credentials match any line; a redacted AUTH matches the same mechanism.
+    fn matches(&self, recorded: &[u8], command: &Command<'_>) -> bool {
         if redact::is_continuation(recorded) {
             return true;
         }
         if let Some(mechanism) = redact::redacted_auth_mechanism(recorded) {
-            return verb(line) == "AUTH"
-                && crate::wire::command::words(line)
-                    .nth(1)
+            return *command.verb() == Verb::Auth
+                && command
+                    .arguments()
+                    .next()
                     .is_some_and(|m| m.eq_ignore_ascii_case(mechanism.as_bytes()));
         }
         match self.options.mode {
-            MatchMode::Strict => recorded == line,
+            MatchMode::Strict => recorded == command.line(),
             MatchMode::Verb | MatchMode::Lenient => {
-                let v = verb(line);
-                v == verb(recorded)
-                    && (self.options.ignore_args.contains(&v)
-                        || normalised_argument(recorded) == normalised_argument(line))
+                let recorded = Command::parse(recorded);
+                command.verb() == recorded.verb()
+                    && (self.options.ignore_args.contains(command.verb())
+                        || recorded.normalised_argument() == command.normalised_argument())
             }
         }
     }
@@ -406,8 +403,9 @@ impl ReplaySession {
             self.send(b"500 5.5.6 Line too long\r\n");
             return;
         }
-        let verb = verb(line);
-        let recorded_form = redact::command(line).into_owned();
+        let command = Command::parse(line);
+        let verb = command.verb();
+        let recorded_form = redact::parsed(&command).into_owned();
         let redacted = recorded_form != line;
         self.out
             .push_back(Output::Event(Event::Command(CommandLine {
@@ -416,8 +414,9 @@ impl ReplaySession {
                 bare_lf: !line.ends_with(b"\r\n"),
                 redacted,
             })));
-        let etrn = (verb == "ETRN").then(|| read_etrn(line, self.greeted, self.in_transaction));
-        let found = self.find(|r| matches!(r, Request::Command(c) if self.matches(c, line)));
+        let etrn =
+            (*verb == Verb::Etrn).then(|| read_etrn(&command, self.greeted, self.in_transaction));
+        let found = self.find(|r| matches!(r, Request::Command(c) if self.matches(c, &command)));
         let index = match found {
             Ok(i) | Err(Some(i)) => Some(i),
             Err(None) => None,
@@ -433,12 +432,12 @@ impl ReplaySession {
         }
         match (found, exchange) {
             (Ok(_), Some((i, e))) => {
-                self.follow(&verb, &e);
+                self.follow(verb, &e);
                 self.answer(i, &e);
-                self.maybe_start_tls(&verb, &e);
+                self.maybe_start_tls(verb, &e);
             }
             (Err(Some(_)), Some((i, e))) => {
-                self.follow(&verb, &e);
+                self.follow(verb, &e);
                 self.resynchronise(line, i, &e);
             }
             _ => self.mismatch(line),
@@ -447,11 +446,11 @@ impl ReplaySession {
 
     /// STARTTLS answered 220 in a session whose recorder terminated TLS: the client gets a TLS
     /// handshake (with the replay's own certificate) and the plaintext that followed is replayed.
-    fn maybe_start_tls(&mut self, verb: &str, e: &Exchange) {
+    fn maybe_start_tls(&mut self, verb: &Verb, e: &Exchange) {
         let terminated = self
             .recorded()
             .is_some_and(|s| s.tls == super::format::TlsMark::Terminated);
-        if verb == "STARTTLS" && terminated && e.reply_code() == Some(220) && !self.closed {
+        if *verb == Verb::StartTls && terminated && e.reply_code() == Some(220) && !self.closed {
             self.tls_pending = true;
             self.greeted = Greeted::No;
             self.in_transaction = false;
@@ -461,10 +460,10 @@ impl ReplaySession {
     }
 
     /// Tracks greeting and transaction state from a replayed exchange.
-    fn follow(&mut self, verb: &str, e: &Exchange) {
+    fn follow(&mut self, verb: &Verb, e: &Exchange) {
         let positive = e.reply_code().is_some_and(|c| (200..300).contains(&c));
         match verb {
-            "EHLO" if positive => {
+            Verb::Ehlo if positive => {
                 let keywords: Vec<String> = e
                     .reply
                     .iter()
@@ -479,12 +478,12 @@ impl ReplaySession {
                 };
                 self.in_transaction = false;
             }
-            "HELO" if positive => {
+            Verb::Helo if positive => {
                 self.greeted = Greeted::Helo;
                 self.in_transaction = false;
             }
-            "MAIL" if positive => self.in_transaction = true,
-            "RSET" => self.in_transaction = false,
+            Verb::Mail if positive => self.in_transaction = true,
+            Verb::Rset => self.in_transaction = false,
             _ => {}
         }
     }
@@ -697,7 +696,7 @@ mod tests {
         let (_, events) = run(MatchMode::Strict, b"EHLO ci-runner-42\r\n");
         assert_eq!(mismatches(&events), 1);
         let mut options = ReplayOptions::default();
-        options.ignore_args.remove("EHLO");
+        options.ignore_args.remove(&Verb::Ehlo);
         let mut s = ReplaySession::new(cassette(), 0, options);
         s.receive(b"EHLO ci-runner-42\r\n");
         let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())

@@ -11,6 +11,7 @@ use etrn_harness::cassette::{
 };
 use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
+use etrn_harness::wire::Verb;
 
 use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, RecordArgs, ReplayArgs, TlsArg};
@@ -165,10 +166,10 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         ..ReplayOptions::default()
     };
     for verb in &args.ignore_args {
-        options.ignore_args.insert(verb.to_ascii_uppercase());
+        options.ignore_args.insert(Verb::from(verb.as_str()));
     }
     for verb in &args.match_args {
-        options.ignore_args.remove(&verb.to_ascii_uppercase());
+        options.ignore_args.remove(&Verb::from(verb.as_str()));
     }
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;

@@ -10,6 +10,7 @@ use crate::escape::escape;
 use crate::ims::Grade;
 use crate::smarthost::{Recording, SessionRecording};
 use crate::smtp::{CloseReason, EtrnFlag, Event};
+use crate::wire::{Command, Verb};
 
 /// One rule broken on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -211,17 +212,17 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
         }
     }
     // Outbound mail after an ETRN: MAIL commands the server accepted, after the first ETRN.
-    let first_etrn = s.commands.iter().position(|c| c.verb == "ETRN");
+    let first_etrn = s.commands.iter().position(|c| c.verb == Verb::Etrn);
     if let Some(first) = first_etrn
         && let Some(mail) = s.commands[first..]
             .iter()
-            .find(|c| c.verb == "MAIL" && c.reply.as_ref().is_some_and(|r| r.code == 250))
+            .find(|c| c.verb == Verb::Mail && c.reply.as_ref().is_some_and(|r| r.code == 250))
     {
         push(ViolationKind::EtrnBeforeOutboundMail, mail.raw.clone());
     }
     // What the client sent after the server's 421 (recorded during the linger), and commands
     // sent before an ETRN's reply had come.
-    let mut previous_verb: Option<String> = None;
+    let mut previous_verb: Option<&Verb> = None;
     let mut after_421 = false;
     for timed in &s.events {
         match &timed.event {
@@ -230,17 +231,17 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
                 push(ViolationKind::After421, escape(raw));
             }
             Event::Unawaited { raw } => {
-                let verb = crate::wire::verb(raw);
-                if previous_verb.as_deref() == Some("ETRN") || verb == "ETRN" {
+                let etrn = *Command::parse(raw).verb() == Verb::Etrn;
+                if previous_verb == Some(&Verb::Etrn) || etrn {
                     push(ViolationKind::EtrnNotAwaited, escape(raw));
                 }
             }
-            Event::Command(c) => previous_verb = Some(c.verb.clone()),
+            Event::Command(c) => previous_verb = Some(&c.verb),
             Event::Message(_) => previous_verb = None,
             _ => {}
         }
     }
-    let quit = s.commands.iter().any(|c| c.verb == "QUIT");
+    let quit = s.commands.iter().any(|c| c.verb == Verb::Quit);
     if !quit && matches!(s.close, Some(CloseReason::PeerClosed | CloseReason::Io(_))) {
         push(
             ViolationKind::NoQuit,
@@ -254,7 +255,7 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
 fn advertised_smtputf8(s: &SessionRecording) -> bool {
     s.commands
         .iter()
-        .filter(|c| c.verb == "EHLO")
+        .filter(|c| c.verb == Verb::Ehlo)
         .filter_map(|c| c.reply.as_ref())
         .any(|r| {
             crate::wire::ehlo::advertises(r.lines.iter().skip(1).map(String::as_str), "SMTPUTF8")

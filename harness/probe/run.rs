@@ -14,9 +14,10 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::escape::escape;
+use crate::escape::{escape, unescape};
 use crate::reply::{Reply, ReplyReader};
 use crate::smtp::{Accepted, Behaviour, Output, Session, SessionLimits};
+use crate::wire::{Command, Verb};
 
 use super::set::Probe;
 
@@ -112,8 +113,8 @@ impl ProbeResult {
         self.answers()
             .into_iter()
             .filter(|(sent, _)| {
-                sent.get(..4)
-                    .is_some_and(|v| v.eq_ignore_ascii_case("ETRN"))
+                // The transcript holds each line escaped; read back, it is the line sent.
+                unescape(sent).is_ok_and(|line| *Command::parse(&line).verb() == Verb::Etrn)
             })
             .map(|(_, r)| r)
             .collect()

@@ -7,6 +7,8 @@
 //! then asks `NOOP` to see whether the session is still open (unless it ended with QUIT, when it
 //! waits for the close instead).
 
+use crate::wire::{Command, Verb};
+
 /// The version of the probe set; part of every report.
 pub const PROBE_SET_VERSION: u32 = 1;
 
@@ -69,7 +71,7 @@ impl Step {
                 None => return false,
             },
         };
-        last.eq_ignore_ascii_case(b"QUIT\r\n")
+        *Command::parse(last).verb() == Verb::Quit
     }
 }
 

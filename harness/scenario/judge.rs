@@ -23,6 +23,7 @@ use crate::ims::{self, Grade, ImsConfig, MatchKind, PeerEhlo, RoutingMode, Rule}
 use crate::reply::ReplyCode;
 use crate::smarthost::Recording;
 use crate::smtp::{CloseReason, EtrnFlag, EtrnRecord};
+use crate::wire::Verb;
 
 use super::expect::ExpectedEtrn;
 use super::file::Scenario;
@@ -67,7 +68,7 @@ impl Observed {
             turn: recording
                 .sessions
                 .iter()
-                .any(|s| s.commands.iter().any(|c| c.verb == "TURN")),
+                .any(|s| s.commands.iter().any(|c| c.verb == Verb::Turn)),
             local_command: local_commands.into_iter().next(),
             messages: recording
                 .sessions
@@ -84,7 +85,7 @@ impl Observed {
                 .iter()
                 .map(|s| {
                     s.commands.iter().any(|c| {
-                        c.verb == "HELO" && c.reply.as_ref().is_some_and(|r| r.code == 250)
+                        c.verb == Verb::Helo && c.reply.as_ref().is_some_and(|r| r.code == 250)
                     })
                 })
                 .collect(),
@@ -92,8 +93,8 @@ impl Observed {
                 .sessions
                 .iter()
                 .map(|s| {
-                    let first = |verb: &str| s.commands.iter().position(|c| c.verb == verb);
-                    let etrn_first = match (first("ETRN"), first("MAIL")) {
+                    let first = |verb: Verb| s.commands.iter().position(|c| c.verb == verb);
+                    let etrn_first = match (first(Verb::Etrn), first(Verb::Mail)) {
                         (Some(e), Some(m)) => e < m,
                         (Some(_), None) => true,
                         _ => false,
@@ -107,7 +108,7 @@ impl Observed {
                 .map(|s| {
                     s.commands
                         .iter()
-                        .filter(|c| c.verb == "EHLO")
+                        .filter(|c| c.verb == Verb::Ehlo)
                         .filter_map(|c| c.reply.as_ref())
                         .filter(|r| r.code == 250)
                         .flat_map(|r| r.lines.iter().skip(1))

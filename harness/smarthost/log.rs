@@ -16,6 +16,7 @@ use std::sync::Arc;
 use crate::escape::unescape;
 use crate::smtp::etrn::rebuild_etrn_record;
 use crate::smtp::event::{CommandLine, EtrnFlag, Event};
+use crate::wire::Verb;
 
 use super::recorder::TimedEvent;
 
@@ -79,7 +80,7 @@ impl EventLog {
                 b.push(COMMAND);
                 varint(b, at_us);
                 bytes(b, &c.raw);
-                bytes(b, c.verb.as_bytes());
+                bytes(b, c.verb.as_str().as_bytes());
                 let flags = if c.bare_lf { FLAG_BARE_LF } else { 0 }
                     | if c.redacted { FLAG_REDACTED } else { 0 };
                 b.push(flags);
@@ -150,7 +151,7 @@ impl EventLog {
             let event = match tag {
                 COMMAND => {
                     let raw = r.bytes().to_vec();
-                    let verb = String::from_utf8_lossy(r.bytes()).into_owned();
+                    let verb = Verb::parse(r.bytes());
                     let flags = r.byte().unwrap_or(0);
                     Event::Command(CommandLine {
                         raw,
@@ -272,6 +273,7 @@ mod tests {
     use super::*;
     use crate::smtp::etrn::{Greeted, read_etrn};
     use crate::smtp::event::MessageRecord;
+    use crate::wire::Command;
 
     #[test]
     fn what_goes_in_comes_out() {
@@ -284,7 +286,7 @@ mod tests {
             },
             Event::Command(CommandLine {
                 raw: b"ehlo c\n".to_vec(),
-                verb: "EHLO".into(),
+                verb: Verb::Ehlo,
                 bare_lf: true,
                 redacted: false,
             }),
@@ -293,10 +295,15 @@ mod tests {
                 lines: vec!["mx".into(), "ETRN".into()],
             },
             Event::Etrn(Box::new(
-                read_etrn(b"etrn @b\xffad\n", Greeted::No, true).record(Some(458)),
+                read_etrn(&Command::parse(b"etrn @b\xffad\n"), Greeted::No, true).record(Some(458)),
             )),
             Event::Etrn(Box::new(
-                read_etrn(b"ETRN a.example\r\n", Greeted::EtrnAdvertised, false).record(None),
+                read_etrn(
+                    &Command::parse(b"ETRN a.example\r\n"),
+                    Greeted::EtrnAdvertised,
+                    false,
+                )
+                .record(None),
             )),
             Event::Message(MessageRecord {
                 from: "a@b".into(),
@@ -306,7 +313,7 @@ mod tests {
             }),
             Event::Command(CommandLine {
                 raw: b"[redacted]\r\n".to_vec(),
-                verb: String::new(),
+                verb: Verb::Blank,
                 bare_lf: false,
                 redacted: true,
             }),

@@ -355,7 +355,7 @@ mod one_or_many {
 impl Profile {
     /// Parses a profile file's text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-        let mut profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
+        let profile: Profile = toml::from_str(text).map_err(|e| ProfileError {
             origin: origin.to_owned(),
             location: e.span().map(|s| line_column(text, s.start)),
             message: e.message().to_owned(),
@@ -365,12 +365,6 @@ impl Profile {
             location: None,
             message,
         })?;
-        // Verbs are compared in upper case, as the session reads them.
-        if let Some(limit) = &mut profile.command_limit {
-            for verb in limit.verbs.iter_mut().chain(limit.reset_by.iter_mut()) {
-                verb.make_ascii_uppercase();
-            }
-        }
         Ok(profile)
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, broadcast};
 use tracing::warn;
 
 use crate::smtp::{CloseReason, EtrnRecord, Event, MessageRecord, transcript};
+use crate::wire::Verb;
 
 /// Version of the recording's JSON shape.
 pub const RECORDING_VERSION: u32 = 1;
@@ -75,7 +76,9 @@ pub struct RecordedCommand {
     pub at_us: u64,
     /// The line as received, escaped (`\r`, `\n`, `\xNN`); credentials `[redacted]`.
     pub raw: String,
-    pub verb: String,
+    /// Written as its upper-case text.
+    #[schemars(with = "String")]
+    pub verb: Verb,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bare_lf: bool,
     /// `None` when no reply was sent (the server hung up, or a DATA body line).
@@ -682,6 +685,7 @@ impl Recorder {
 mod tests {
     use super::*;
     use crate::smtp::CommandLine;
+    use crate::wire::Command;
 
     fn peer() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 40000))
@@ -692,7 +696,7 @@ mod tests {
             id,
             Event::Command(CommandLine {
                 raw: line.as_bytes().to_vec(),
-                verb: line.split(' ').next().unwrap_or("").trim().to_owned(),
+                verb: Command::parse(line.as_bytes()).verb().clone(),
                 bare_lf: false,
                 redacted: false,
             }),

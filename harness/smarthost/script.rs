@@ -15,6 +15,7 @@ use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::PeerEhlo;
 use crate::reply::Reply;
 use crate::smtp::{Behaviour, EtrnFacts, GreetPause, ServerReplies};
+use crate::wire::Verb;
 
 use super::profile::{Profile, ProfileError, ProfileName, ServerFacts};
 
@@ -186,6 +187,13 @@ impl SmartHostScript {
         out
     }
 
+    /// The answers `[commands]` scripts for `verb`. The table is keyed by the text written in the
+    /// file (upper case, or [`SmartHostScript::problems`] says so), so it is looked up by the
+    /// verb's upper-case text.
+    pub fn command_answers(&self, verb: &Verb) -> Option<&Answers> {
+        self.commands.get(verb.as_str())
+    }
+
     /// The resolved profile behind this script.
     pub fn profile(&self) -> Result<Profile, ProfileError> {
         self.profile.load()
@@ -194,8 +202,7 @@ impl SmartHostScript {
     /// What a client learns from EHLO: a HELO-only peer when EHLO is refused.
     pub fn peer_ehlo(&self, profile: &Profile) -> PeerEhlo {
         let ehlo_refused = self
-            .commands
-            .get("EHLO")
+            .command_answers(&Verb::Ehlo)
             .and_then(|a| a.nth(0).reply.as_ref())
             .is_some_and(|r| !r.code().is_positive());
         if self.helo_only || ehlo_refused {
@@ -245,7 +252,7 @@ impl SmartHostScript {
 enum Source {
     Rule(usize),
     EtrnDefault,
-    Command(String),
+    Command(Verb),
 }
 
 /// A script plus its profile, answering as the smart host. Thread-safe: one per server.
@@ -404,9 +411,9 @@ impl Behaviour for ScriptBehaviour {
         &self.replies
     }
 
-    fn command(&self, verb: &str) -> Option<Answer> {
-        let answers = self.script.commands.get(verb)?;
-        Some(self.next(Source::Command(verb.to_owned()), answers))
+    fn command(&self, verb: &Verb) -> Option<Answer> {
+        let answers = self.script.command_answers(verb)?;
+        Some(self.next(Source::Command(verb.clone()), answers))
     }
 
     fn etrn(&self, etrn: &EtrnFacts<'_>) -> Answer {
@@ -476,9 +483,9 @@ mod tests {
     #[test]
     fn command_overrides_count_per_verb() {
         let b = behaviour("[commands]\nMAIL = [\"451 4.3.0 later\", \"250 OK\"]");
-        assert_eq!(said(b.command("MAIL").unwrap()), "451 4.3.0 later");
-        assert_eq!(said(b.command("MAIL").unwrap()), "250 OK");
-        assert!(b.command("RCPT").is_none());
+        assert_eq!(said(b.command(&Verb::Mail).unwrap()), "451 4.3.0 later");
+        assert_eq!(said(b.command(&Verb::Mail).unwrap()), "250 OK");
+        assert!(b.command(&Verb::Rcpt).is_none());
     }
 
     #[test]

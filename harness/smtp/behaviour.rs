@@ -5,6 +5,7 @@
 //! shared by every session of one server, so answers by occurrence count across sessions.
 
 use crate::answer::Answer;
+use crate::wire::Verb;
 
 use super::etrn::EtrnFacts;
 use super::replies::{GreetPause, ServerReplies};
@@ -24,9 +25,9 @@ pub trait Behaviour: Send + Sync {
     fn ehlo(&self) -> Result<Vec<String>, Answer>;
     /// The texts of the everyday replies, and the line limit.
     fn replies(&self) -> &ServerReplies;
-    /// A scripted answer for this verb (upper case) that overrides the normal one, if any.
+    /// A scripted answer for this verb that overrides the normal one, if any.
     /// Called once per command, so implementations may count occurrences.
-    fn command(&self, verb: &str) -> Option<Answer>;
+    fn command(&self, verb: &Verb) -> Option<Answer>;
     /// The answer to an ETRN command, whatever its argument (none, several words, invalid).
     fn etrn(&self, etrn: &EtrnFacts<'_>) -> Answer;
 }

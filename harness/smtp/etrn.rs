@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::domain::{EtrnArg, EtrnArgError};
 use crate::escape::escape;
-use crate::wire;
+use crate::wire::Command;
 
 use super::event::{EtrnFlag, EtrnRecord};
 
@@ -57,15 +57,19 @@ pub struct EtrnLine<'a> {
     flags: Vec<EtrnFlag>,
 }
 
-/// Reads `line` (line end included) as an ETRN command.
-pub fn read_etrn(line: &[u8], greeted: Greeted, in_transaction: bool) -> EtrnLine<'_> {
-    let verb = wire::command::words(line).next().unwrap_or(&[]);
-    let argument = wire::argument(line);
+/// Reads an ETRN command (its line end included).
+pub fn read_etrn<'a>(
+    command: &Command<'a>,
+    greeted: Greeted,
+    in_transaction: bool,
+) -> EtrnLine<'a> {
+    let argument = command.argument();
     let mut flags = Vec::new();
-    if verb != b"ETRN" {
+    // The verb is ETRN: sent as anything but its upper-case text, some of it was lower case.
+    if command.verb_as_sent() != command.verb().as_str().as_bytes() {
         flags.push(EtrnFlag::LowerCaseVerb);
     }
-    if !line.ends_with(b"\r\n") {
+    if !command.line().ends_with(b"\r\n") {
         flags.push(EtrnFlag::BareLf);
     }
     match greeted {

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
+use crate::wire::Verb;
 
 /// Something that happened in a session, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -69,8 +70,9 @@ pub struct CommandLine {
     #[serde(serialize_with = "escaped")]
     #[schemars(with = "String")]
     pub raw: Vec<u8>,
-    /// The verb in upper case, as far as it could be read.
-    pub verb: String,
+    /// The verb, as far as it could be read; written as its upper-case text.
+    #[schemars(with = "String")]
+    pub verb: Verb,
     /// Ended by a bare LF instead of CRLF (RFC 5321 §2.3.8 forbids it).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bare_lf: bool,

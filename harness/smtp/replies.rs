@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::reply::Reply;
 use crate::reply_code;
+use crate::wire::Verb;
 
 /// The texts of a server's everyday replies, and its line limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +42,10 @@ pub struct ServerReplies {
 #[serde(deny_unknown_fields)]
 pub struct CommandLimit {
     pub max: u32,
-    pub verbs: Vec<String>,
+    /// Read in any case (`"rset"` is RSET).
+    pub verbs: Vec<Verb>,
     #[serde(default)]
-    pub reset_by: Vec<String>,
+    pub reset_by: Vec<Verb>,
     pub reply: Reply,
 }
 

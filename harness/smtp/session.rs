@@ -13,6 +13,11 @@
 //! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
 //! cap and no DATA handling we can use, so the session cuts lines with the wire layer's framer
 //! ([`crate::wire::framing`]), enforces the limit, and reads DATA line by line until CRLF.CRLF.
+//!
+//! Each command line is read once by the wire layer ([`crate::wire::Command`]): the session
+//! decides on its typed [`Verb`], reads ETRN's argument from it, and has smtp-proto
+//! ([`Command::request`]) parse the rest (MAIL's and RCPT's addresses, AUTH's mechanism and the
+//! syntax errors it answers).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,7 +30,7 @@ use crate::answer::Answer;
 use crate::reply::{Reply, ReplyCode};
 use crate::reply_code;
 use crate::wire::command::trim_line_end;
-use crate::wire::{self, Frame, LineFramer, ehlo, redact};
+use crate::wire::{Command, Frame, LineFramer, Verb, ehlo, redact};
 
 use super::behaviour::Behaviour;
 use super::conversation::Accepted;
@@ -395,7 +400,7 @@ impl Session {
         match &self.mode {
             Mode::Data => self.data_line(line),
             Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword { .. } => {
-                self.record_command(redact::CONTINUATION.to_vec(), String::new(), line, true);
+                self.record_command(redact::CONTINUATION.to_vec(), Verb::Blank, line, true);
                 self.auth_continuation(line);
             }
             _ if line.len() > self.line_limit => {
@@ -464,15 +469,15 @@ impl Session {
 
     /// Counts `verb` against the behaviour's command limit; true when it is one too many (the
     /// refusal is sent and the session closed).
-    fn over_command_limit(&mut self, verb: &str) -> bool {
+    fn over_command_limit(&mut self, verb: &Verb) -> bool {
         let Some(limit) = &self.behaviour.replies().command_limit else {
             return false;
         };
-        if limit.reset_by.iter().any(|v| v == verb) {
+        if limit.reset_by.contains(verb) {
             self.counted_commands = 0;
             return false;
         }
-        if !limit.verbs.iter().any(|v| v == verb) {
+        if !limit.verbs.contains(verb) {
             return false;
         }
         self.counted_commands += 1;
@@ -487,7 +492,7 @@ impl Session {
 
     // ----- commands -----
 
-    fn record_command(&mut self, raw: Vec<u8>, verb: String, original: &[u8], redacted: bool) {
+    fn record_command(&mut self, raw: Vec<u8>, verb: Verb, original: &[u8], redacted: bool) {
         let bare_lf = !original.ends_with(b"\r\n");
         self.out
             .push_back(Output::Event(Event::Command(CommandLine {
@@ -499,13 +504,14 @@ impl Session {
     }
 
     fn command(&mut self, line: &[u8]) {
-        let verb = wire::verb(line);
-        let raw = redact::command(line).into_owned();
+        let command = Command::parse(line);
+        let verb = command.verb();
+        let raw = redact::parsed(&command).into_owned();
         let redacted = raw != line;
         self.record_command(raw, verb.clone(), line, redacted);
 
         if self.mode == Mode::Refused {
-            if verb == "QUIT" {
+            if *verb == Verb::Quit {
                 let quit = self.everyday(|r| &r.quit, None);
                 self.answer(quit);
                 self.close(CloseReason::Quit);
@@ -514,21 +520,21 @@ impl Session {
             }
             return;
         }
-        if self.mode == Mode::NullServer && self.null_server(&verb, line) {
+        if self.mode == Mode::NullServer && self.null_server(&command) {
             return;
         }
-        if self.over_command_limit(&verb) {
+        if self.over_command_limit(verb) {
             return;
         }
 
         let scripted = self
             .behaviour
-            .command(&verb)
+            .command(verb)
             .map(|a| self.filled(a, None, None));
-        if verb == "ETRN" {
+        if *verb == Verb::Etrn {
             // An ETRN is recorded with whatever answers it, a scripted override included, so
             // the recording holds the code the client got.
-            let answer = self.etrn(line, scripted);
+            let answer = self.etrn(&command, scripted);
             self.answer_and_maybe_close(answer);
             return;
         }
@@ -540,11 +546,11 @@ impl Session {
                 return;
             }
         }
-        let normal = self.dispatch(&verb, line);
+        let normal = self.dispatch(&command);
         let answer = match (scripted, normal) {
             // A positive scripted reply keeps the command's effect but replaces what is said.
             (Some(s), Some(_)) => {
-                if verb == "EHLO"
+                if *verb == Verb::Ehlo
                     && let (Some(reply), Hello::Ehlo { .. }) = (&s.reply, self.hello)
                 {
                     // What the client was told is what counts for ETRN gating.
@@ -562,25 +568,25 @@ impl Session {
         if let Some(a) = answer {
             self.answer_and_maybe_close(a);
         }
-        if verb == "QUIT" && self.mode != Mode::Closed {
+        if *verb == Verb::Quit && self.mode != Mode::Closed {
             self.close(CloseReason::Quit);
         }
-        if verb == "STARTTLS" && self.mode == Mode::TlsPending {
+        if *verb == Verb::StartTls && self.mode == Mode::TlsPending {
             self.out.push_back(Output::Event(Event::StartTls));
             self.out.push_back(Output::StartTls);
         }
     }
 
-    /// A null server's answer to `verb`; false when the command is served as usual (HELO,
+    /// A null server's answer to `command`; false when the command is served as usual (HELO,
     /// NOOP, RSET, QUIT).
-    fn null_server(&mut self, verb: &str, line: &[u8]) -> bool {
+    fn null_server(&mut self, command: &Command<'_>) -> bool {
         let Some(pause) = self.behaviour.greet_pause().cloned() else {
             return false;
         };
-        match verb {
-            "HELO" | "NOOP" | "RSET" | "QUIT" => return false,
-            "EHLO" => {
-                let host = wire::argument(line);
+        match command.verb() {
+            Verb::Helo | Verb::Noop | Verb::Rset | Verb::Quit => return false,
+            Verb::Ehlo => {
+                let host = command.argument();
                 self.client = String::from_utf8_lossy(host).into_owned();
                 let first = self.behaviour.replies().ehlo_first_line.clone();
                 let mut lines = vec![self.placeholders(None, None).fill(&first)];
@@ -599,21 +605,23 @@ impl Session {
     }
 
     /// The normal handling of one command; returns the answer to send (None when it was sent).
-    fn dispatch(&mut self, verb: &str, line: &[u8]) -> Option<Answer> {
-        if verb == "TURN" {
-            let a = plain(reply_code!(502), "5.5.1 TURN is not supported");
-            self.out
-                .push_back(Output::Event(Event::Turn { reply: Some(502) }));
-            return Some(a);
-        }
-        if verb == "ETRN" {
+    fn dispatch(&mut self, command: &Command<'_>) -> Option<Answer> {
+        match command.verb() {
+            Verb::Turn => {
+                let a = plain(reply_code!(502), "5.5.1 TURN is not supported");
+                self.out
+                    .push_back(Output::Event(Event::Turn { reply: Some(502) }));
+                return Some(a);
+            }
             // Read the argument ourselves: smtp-proto keeps only the first token and unquotes it,
             // which would hide a second node packed into one command.
-            return Some(self.etrn(line, None));
+            Verb::Etrn => return Some(self.etrn(command, None)),
+            _ => {}
         }
-        // smtp-proto needs the line end; CRLF and a bare LF both work.
-        let request = Request::parse(&mut line.iter());
-        match request {
+        // The rest as smtp-proto reads the whole line; it finds the verb again (in its own way,
+        // so an unknown or malformed command gets its error, as before).
+        let line = command.line();
+        match command.request() {
             Ok(Request::Ehlo { host }) => Some(self.ehlo(&host)),
             Ok(Request::Helo { host }) => {
                 self.hello = Hello::Helo;
@@ -666,7 +674,7 @@ impl Session {
                 Some(answer)
             }
             // Handled above; kept for exhaustiveness.
-            Ok(Request::Etrn { .. }) => Some(self.etrn(line, None)),
+            Ok(Request::Etrn { .. }) => Some(self.etrn(command, None)),
             Err(smtp_proto::Error::UnknownCommand) => {
                 let reply = self.behaviour.replies().unknown_command.clone();
                 let places = Placeholders {
@@ -898,7 +906,7 @@ impl Session {
 
     /// An ETRN line: recorded, and answered by `scripted` if the script overrides ETRN, else as
     /// the behaviour says.
-    fn etrn(&mut self, line: &[u8], scripted: Option<Answer>) -> Answer {
+    fn etrn(&mut self, command: &Command<'_>, scripted: Option<Answer>) -> Answer {
         let greeted = match self.hello {
             Hello::None => Greeted::No,
             Hello::Ehlo {
@@ -908,7 +916,7 @@ impl Session {
             Hello::Helo => Greeted::Helo,
         };
         let in_transaction = self.transaction.is_some();
-        let read = read_etrn(line, greeted, in_transaction);
+        let read = read_etrn(command, greeted, in_transaction);
         let answer = match scripted {
             Some(a) => a,
             None => {
@@ -919,7 +927,7 @@ impl Session {
                 if let Some(reply) = &answer.reply {
                     let places = Placeholders {
                         arg: Some(read.argument),
-                        arg_as_sent: Some(wire::command::argument_as_sent(line)),
+                        arg_as_sent: Some(command.argument_as_sent()),
                         ..self.placeholders(None, None)
                     };
                     answer.reply = Some(places.reply(reply));

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use super::command::verb;
+use super::command::{Command, Verb};
 use super::redact;
 use super::reply_line::ReplyLine;
 
@@ -84,21 +84,22 @@ impl Follower {
                 Cow::Borrowed(redact::CONTINUATION),
             );
         }
-        let waiting = match verb(line).as_str() {
-            "AUTH" => {
+        let command = Command::parse(line);
+        let waiting = match command.verb() {
+            Verb::Auth => {
                 self.in_auth = true;
                 Waiting::Auth
             }
-            "DATA" => Waiting::Data,
-            "STARTTLS" => Waiting::StartTls,
-            "QUIT" => {
+            Verb::Data => Waiting::Data,
+            Verb::StartTls => Waiting::StartTls,
+            Verb::Quit => {
                 self.quit = true;
                 Waiting::Other
             }
             _ => Waiting::Other,
         };
         self.waiting.push_back(waiting);
-        (ClientLine::Command, redact::command(line))
+        (ClientLine::Command, redact::parsed(&command))
     }
 
     /// The client's last bytes without a line end (it left mid-line): what they are and the form

@@ -6,7 +6,8 @@
 //! functions, so they agree on what a line, a verb, a reply or a keyword is.
 //!
 //! - [`framing`]: cutting a byte stream into lines, with a cap and a linear scan.
-//! - [`command`]: a command line's verb and argument, with any whitespace between them.
+//! - [`command`]: a command line parsed once into its [`Verb`] and argument, with any whitespace
+//!   between them.
 //! - [`reply_line`]: one reply line's code, continuation mark and text.
 //! - [`ehlo`]: the keyword of an EHLO reply line.
 //! - [`redact`]: the one place credentials are taken out of what is recorded.
@@ -19,7 +20,7 @@ pub mod framing;
 pub mod redact;
 pub mod reply_line;
 
-pub use command::{argument, verb};
+pub use command::{Command, Verb};
 pub use follow::{ClientLine, Follower};
 pub use framing::{Frame, LineFramer};
 pub use reply_line::ReplyLine;

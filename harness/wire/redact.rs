@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::command::{trim_line_end, verb, words};
+use super::command::{Command, Verb, trim_line_end};
 
 /// What stands for a secret.
 pub const MARK: &str = "[redacted]";
@@ -18,10 +18,16 @@ pub const CONTINUATION: &[u8] = b"[redacted]\r\n";
 /// A command line as it may be recorded: AUTH keeps its verb and mechanism and loses the rest;
 /// every other line is unchanged.
 pub fn command(line: &[u8]) -> Cow<'_, [u8]> {
-    if verb(line) != "AUTH" {
+    parsed(&Command::parse(line))
+}
+
+/// [`command`] for a line already parsed.
+pub fn parsed<'a>(command: &Command<'a>) -> Cow<'a, [u8]> {
+    let line = command.line();
+    if *command.verb() != Verb::Auth {
         return Cow::Borrowed(line);
     }
-    let mut w = words(line).skip(1);
+    let mut w = command.arguments();
     let mechanism = w.next();
     if w.next().is_none() {
         return Cow::Borrowed(line);
@@ -40,8 +46,9 @@ pub fn is_continuation(recorded: &[u8]) -> bool {
 
 /// The mechanism of a recorded `AUTH <mechanism> [redacted]`.
 pub fn redacted_auth_mechanism(recorded: &[u8]) -> Option<String> {
-    let mut w = words(recorded);
-    let is_auth = w.next()?.eq_ignore_ascii_case(b"AUTH");
+    let command = Command::parse(recorded);
+    let is_auth = *command.verb() == Verb::Auth;
+    let mut w = command.arguments();
     let mechanism = w.next()?;
     let mark = w.next()?;
     (is_auth && mark == MARK.as_bytes() && w.next().is_none())
