@@ -8,7 +8,7 @@
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
-//! | `PUT /script` | a new `[smarthost]` script (TOML body) from the next connection on |
+//! | `PUT /script` | a new `[smarthost]` script (a TOML body) from the next connection on |
 //! | `PUT /profile/{name}` | a server profile from the next connection on |
 //!
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
@@ -26,8 +26,10 @@
 //!   all is `400`.
 //! * **No cross-origin writes.** A `POST`, `PUT` or `DELETE` with an `Origin` that is not such a
 //!   loopback origin is `403`. Its `Content-Type` must be `application/toml`, `text/toml` or
-//!   `application/json` (`415` otherwise), or absent with no body: a browser cannot send any of
-//!   those cross-origin without a preflight, which the API never grants.
+//!   `application/json` (`415` otherwise; `PUT /script` takes TOML only), or absent with no
+//!   body. A browser sends those types cross-origin only after a CORS preflight, which the API
+//!   never grants, and a request without a type only with its `Origin`: no page on another site
+//!   can change the server's state.
 //! * **Bounded.** At most [`MAX_CONNECTIONS`] connections at once (more are answered `503` and
 //!   closed at once); a connection must send a complete request head within
 //!   [`HEADER_READ_TIMEOUT`] of opening or of its previous answer, or it is closed; a body is at
@@ -95,7 +97,8 @@ const MAX_READ_BUFFER: usize = 16 * 1024;
 /// The answer to a connection beyond [`MAX_CONNECTIONS`], written without waiting.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
 connection: close\r\ncontent-length: 100\r\n\r\n\
-{\"error\":\"too many API connections at once\",\"fix\":\"close idle connections to the API and try again\"}";
+{\"error\":\"too many API connections at once\",\
+\"fix\":\"close idle connections to the API and try again\"}";
 
 /// What every request handler shares.
 #[derive(Clone)]
