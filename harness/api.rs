@@ -8,35 +8,64 @@
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
-//! | `PUT /script` | a new `[smarthost]` script (TOML body) from the next connection on |
+//! | `PUT /script` | a new `[smarthost]` script (a TOML body) from the next connection on |
 //! | `PUT /profile/{name}` | a server profile from the next connection on |
 //!
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
 //! arrives, `?sessions=N` until N sessions have closed, each for at most `timeout` seconds
 //! (default 10, at most 300); a wait that runs out answers 408. The waits are the recorder's own,
-//! woken by each event, never polled. Errors are JSON, `{"error": ..., "fix": ...}`.
+//! woken by each event, never polled.
 //!
-//! The API has no authentication: it is for tests, on loopback.
+//! # A local service, hardened
+//!
+//! The API has no authentication: it is for tests, on loopback, and it holds itself to that.
+//!
+//! * **Host.** Every request must name this machine: `localhost`, an address in `127.0.0.0/8`,
+//!   `[::1]` (any port), or the address the API is bound to or the connection arrived on. Any
+//!   other `Host` is `403` (a page on another site cannot reach the API by DNS rebinding); none at
+//!   all is `400`.
+//! * **No cross-origin writes.** A `POST`, `PUT` or `DELETE` with an `Origin` that is not such a
+//!   loopback origin is `403`. Its `Content-Type` must be `application/toml`, `text/toml` or
+//!   `application/json` (`415` otherwise; `PUT /script` takes TOML only), or absent with no
+//!   body. A browser sends those types cross-origin only after a CORS preflight, which the API
+//!   never grants, and a request without a type only with its `Origin`: no page on another site
+//!   can change the server's state.
+//! * **Bounded.** At most [`MAX_CONNECTIONS`] connections at once (more are answered `503` and
+//!   closed at once); a connection must send a complete request head within
+//!   [`HEADER_READ_TIMEOUT`] of opening or of its previous answer, or it is closed; a body is at
+//!   most [`MAX_BODY`] bytes (`413`), read within [`BODY_READ_TIMEOUT`] (`408`).
+//! * **Errors** are JSON, `{"error": ..., "fix": ...}`, 404, 405 and a query that does not parse
+//!   included; an error quotes at most [`MAX_ERROR_CHARS`] characters, never a whole request line.
+//! * **Shutdown.** Live feeds end at once; a pending wait is answered `503` ("the server is
+//!   stopping"); other requests get [`SHUTDOWN_GRACE`].
+//!
+//! Binding beyond loopback is allowed (for a test network) but warned of.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::BroadcastStream;
-use tracing::{info, warn};
+use tower::ServiceExt;
+use tracing::{debug, info, warn};
 
 use crate::smarthost::{
     ConversationSwitch, ProfileName, Recorder, Recording, SmartHostScript, WaitTimeout,
@@ -47,8 +76,29 @@ use crate::smtp::SessionLimits;
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The wait when a request asks for one without `timeout`.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(10);
-/// How long a shutdown waits for requests in flight (a live feed ends at once).
+/// How long a shutdown waits for requests in flight (a live feed ends at once, a pending wait is
+/// answered `503` at once).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The most API connections open at once; a connection beyond is answered `503` and closed, so
+/// idle API clients cannot take the descriptors the SMTP server needs.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a connection may take to send a complete request head, from its opening or from its
+/// previous answer (so it is also the idle keep-alive timeout); then it is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body (`PUT /script`); beyond, `413`.
+pub const MAX_BODY: usize = 64 * 1024;
+/// How long a request body may take to arrive once its head has; then `408`.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most characters of an error message; what a request sent is quoted within it.
+pub const MAX_ERROR_CHARS: usize = 200;
+/// The largest buffer a connection reads into, request head included (hyper's floor is 8 KiB).
+const MAX_READ_BUFFER: usize = 16 * 1024;
+
+/// The answer to a connection beyond [`MAX_CONNECTIONS`], written without waiting.
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+connection: close\r\ncontent-length: 100\r\n\r\n\
+{\"error\":\"too many API connections at once\",\
+\"fix\":\"close idle connections to the API and try again\"}";
 
 /// What every request handler shares.
 #[derive(Clone)]
@@ -57,6 +107,8 @@ struct ApiState {
     switch: ConversationSwitch,
     limits: SessionLimits,
     smtp: SocketAddr,
+    /// Where the API listens: a `Host` naming this address is this server.
+    bound: SocketAddr,
     /// The profile the current script is based on, for `GET /`.
     profile: Arc<Mutex<String>>,
     /// The one folder (canonical) a script sent here may name a cassette in
@@ -64,6 +116,10 @@ struct ApiState {
     cassette_dir: Option<PathBuf>,
     stop: watch::Receiver<bool>,
 }
+
+/// The local address a request's connection arrived on (a request extension).
+#[derive(Clone, Copy)]
+struct ArrivedOn(SocketAddr);
 
 /// A running API server.
 pub struct Api {
@@ -82,7 +138,8 @@ pub struct ApiError {
 
 impl Api {
     /// Serves the API of the smart host at `smtp` (its recorder and its conversation switch) on
-    /// `listen`; `limits` are the session limits new scripts run with.
+    /// `listen`; `limits` are the session limits new scripts run with. An address beyond loopback
+    /// is served, with a warning.
     pub async fn start(
         listen: SocketAddr,
         smtp: SocketAddr,
@@ -100,28 +157,26 @@ impl Api {
             addr: listen,
             source,
         })?;
+        if !addr.ip().is_loopback() {
+            warn!(
+                %addr,
+                "the API listens beyond loopback and has no authentication: whoever reaches it \
+                 can read the recording and change the script"
+            );
+        }
         let (stop, watcher) = watch::channel(false);
         let state = ApiState {
             recorder,
             switch,
             limits,
             smtp,
+            bound: addr,
             profile: Arc::new(Mutex::new(profile.to_owned())),
             cassette_dir,
             stop: watcher.clone(),
         };
         let app = router(state);
-        let mut shutdown = watcher;
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = shutdown.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                warn!(error = %e, "the API server stopped");
-            }
-        });
+        let task = tokio::spawn(accept(listener, app, watcher));
         info!(%addr, "HTTP API listening");
         Ok(Api { addr, stop, task })
     }
@@ -130,7 +185,8 @@ impl Api {
         self.addr
     }
 
-    /// Stops: live feeds end at once, other requests get [`SHUTDOWN_GRACE`] to finish.
+    /// Stops: no new connection is accepted, live feeds end at once, pending waits are answered
+    /// `503`, other requests get [`SHUTDOWN_GRACE`] to finish; then every connection is closed.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let mut task = self.task;
@@ -138,7 +194,92 @@ impl Api {
             .await
             .is_err()
         {
+            // The connections are the accept task's: aborting it drops (and closes) them all.
             task.abort();
+        }
+    }
+}
+
+/// Accepts connections until the stop signal, each served in a task of its own while a permit
+/// of [`MAX_CONNECTIONS`] lasts; then waits for the connections to finish.
+async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    let mut saturated = false;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stopping| *stopping) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, for one: pause rather than spin, and try again.
+                warn!(error = %e, "the API could not accept a connection");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    _ = stop.wait_for(|stopping| *stopping) => break,
+                }
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            if !saturated {
+                warn!(
+                    max = MAX_CONNECTIONS,
+                    "the API has as many connections as it takes: more are answered 503 until \
+                     some close"
+                );
+                saturated = true;
+            }
+            debug!(peer = ?stream.peer_addr().ok(), "API connection refused: too many at once");
+            // Written only if the socket takes it at once; dropping the stream closes it.
+            let _ = stream.try_write(BUSY);
+            continue;
+        };
+        saturated = false;
+        connections.spawn(connection(stream, app.clone(), stop.clone(), permit));
+    }
+    drop(listener);
+    // Each connection saw the stop signal too and is finishing.
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection with HTTP/1.1 until it closes, it stays silent for
+/// [`HEADER_READ_TIMEOUT`], or the server stops (then gracefully: a request in flight is answered).
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) {
+    let arrived_on = stream.local_addr().ok().map(ArrivedOn);
+    let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+        if let Some(local) = arrived_on {
+            request.extensions_mut().insert(local);
+        }
+        app.clone().oneshot(request.map(Body::new))
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_READ_BUFFER);
+    let served = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(served);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            ended = served.as_mut() => {
+                if let Err(e) = ended {
+                    debug!(error = %e, "API connection closed");
+                }
+                return;
+            }
+            _ = stop.wait_for(|stopping| *stopping), if !stopping => {
+                served.as_mut().graceful_shutdown();
+                stopping = true;
+            }
         }
     }
 }
@@ -152,6 +293,9 @@ fn router(state: ApiState) -> Router {
         .route("/reset", post(reset))
         .route("/script", put(put_script))
         .route("/profile/{name}", put(put_profile))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
         .with_state(state)
 }
 
@@ -162,11 +306,250 @@ struct ApiFailure {
     fix: &'static str,
 }
 
+impl ApiFailure {
+    fn new(status: StatusCode, error: impl Into<String>, fix: &'static str) -> Self {
+        ApiFailure {
+            status,
+            error: error.into(),
+            fix,
+        }
+    }
+}
+
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.error, "fix": self.fix });
+        let error = excerpt(&self.error, MAX_ERROR_CHARS);
+        let body = serde_json::json!({ "error": error, "fix": self.fix });
         (self.status, Json(body)).into_response()
     }
+}
+
+/// At most `max` characters of `text`, marked with `…` when cut.
+fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((cut, _)) => {
+            let kept = text[..cut].char_indices().nth(max.saturating_sub(1));
+            let cut = kept.map_or(cut, |(i, _)| i);
+            format!("{}…", &text[..cut])
+        }
+    }
+}
+
+/// A header's value quoted for an error: short, control characters escaped.
+fn quoted(value: &[u8]) -> String {
+    format!("{:?}", excerpt(&String::from_utf8_lossy(value), 60))
+}
+
+/// Whether `host` (a `Host` header or the authority of an origin: a name or address, with or
+/// without a port) names this machine: `localhost`, a loopback address, or `bound` or `arrived`
+/// (the API's own addresses; an unspecified one matches nothing).
+fn is_local_host(host: &str, bound: SocketAddr, arrived: Option<SocketAddr>) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inside, "")) => (inside, None),
+            Some((inside, after)) => match after.strip_prefix(':') {
+                Some(port) => (inside, Some(port)),
+                None => return false,
+            },
+            None => return false,
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    if let Some(port) = port
+        && port.parse::<u16>().is_err()
+    {
+        return false;
+    }
+    if name.eq_ignore_ascii_case("localhost") || name.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    // A bare IPv6 address is only valid in brackets.
+    if !host.starts_with('[') && name.contains(':') {
+        return false;
+    }
+    let Ok(ip) = name.parse::<IpAddr>() else {
+        return false;
+    };
+    let ip = ip.to_canonical();
+    ip.is_loopback()
+        || [Some(bound), arrived]
+            .into_iter()
+            .flatten()
+            .any(|a| !a.ip().is_unspecified() && a.ip().to_canonical() == ip)
+}
+
+/// Whether an `Origin` header is a page served from this machine (`http` or `https`).
+fn is_local_origin(origin: &str, bound: SocketAddr, arrived: Option<SocketAddr>) -> bool {
+    let Some(authority) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    !authority.contains(['/', '@']) && is_local_host(authority, bound, arrived)
+}
+
+/// Whether a request may change the server's state.
+fn changes_state(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The content types a state-changing request may carry.
+const ACCEPTED_TYPES: [&str; 3] = ["application/toml", "text/toml", "application/json"];
+
+/// The media type of a `Content-Type` value, lower case, without its parameters.
+fn media_type(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    let media = text.split(';').next().unwrap_or_default();
+    media.trim().to_ascii_lowercase()
+}
+
+/// The checks every request passes before its handler: it names this machine, it comes from no
+/// foreign page when it changes anything, its body is of an accepted type and size.
+async fn admit(State(s): State<ApiState>, request: Request, next: Next) -> Response {
+    let arrived = request.extensions().get::<ArrivedOn>().map(|a| a.0);
+    match refusal(
+        &s,
+        arrived,
+        request.method(),
+        request.uri(),
+        request.headers(),
+    ) {
+        None => next.run(request).await,
+        Some(failure) => {
+            info!(
+                method = %request.method(),
+                path = %excerpt(request.uri().path(), 60),
+                status = failure.status.as_u16(),
+                error = %excerpt(&failure.error, MAX_ERROR_CHARS),
+                "API request refused"
+            );
+            failure.into_response()
+        }
+    }
+}
+
+/// Why a request is refused before its handler, if it is.
+fn refusal(
+    s: &ApiState,
+    arrived: Option<SocketAddr>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<ApiFailure> {
+    let hosts: Vec<_> = headers.get_all(header::HOST).iter().collect();
+    let from_uri = uri.authority().map(|a| a.as_str().as_bytes());
+    let named: Vec<&[u8]> = hosts.iter().map(|h| h.as_bytes()).chain(from_uri).collect();
+    if named.is_empty() {
+        return Some(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "the request names no Host",
+            "send a Host header, e.g. Host: 127.0.0.1 (HTTP/1.1 clients do)",
+        ));
+    }
+    if hosts.len() > 1 {
+        return Some(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "the request has more than one Host header",
+            "send one Host header",
+        ));
+    }
+    for host in named {
+        let local = std::str::from_utf8(host).is_ok_and(|h| is_local_host(h, s.bound, arrived));
+        if !local {
+            return Some(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                format!("Host {} is not this machine", quoted(host)),
+                "reach the API as http://127.0.0.1:PORT, http://localhost:PORT or by the \
+                 address it listens on; other host names are refused (DNS rebinding)",
+            ));
+        }
+    }
+    if changes_state(method) {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        if let Some(origin) = origins.next() {
+            let local = origins.next().is_none()
+                && origin
+                    .to_str()
+                    .is_ok_and(|o| is_local_origin(o, s.bound, arrived));
+            if !local {
+                return Some(ApiFailure::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "a {method} from the page at {} is refused",
+                        quoted(origin.as_bytes())
+                    ),
+                    "change the API's state from a test or a tool on this machine, not from a web \
+                     page on another site",
+                ));
+            }
+        }
+        match headers.get(header::CONTENT_TYPE) {
+            Some(value) => {
+                let media = media_type(value.as_bytes());
+                if !ACCEPTED_TYPES.contains(&media.as_str()) {
+                    return Some(ApiFailure::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!("Content-Type {} is not accepted", quoted(value.as_bytes())),
+                        "send Content-Type: application/toml (a script), or no body and no \
+                         Content-Type",
+                    ));
+                }
+            }
+            None => {
+                let empty = headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_none_or(|l| l.as_bytes() == b"0")
+                    && headers.get(header::TRANSFER_ENCODING).is_none();
+                if !empty {
+                    return Some(ApiFailure::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "a body without a Content-Type is not accepted",
+                        "send Content-Type: application/toml with a script",
+                    ));
+                }
+            }
+        }
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Some(too_large());
+    }
+    None
+}
+
+fn too_large() -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {MAX_BODY} bytes"),
+        "send a shorter script: a [smarthost] table's contents, a cassette by name",
+    )
+}
+
+/// The answer to a path no endpoint has.
+async fn not_found(method: Method, uri: Uri) -> ApiFailure {
+    debug!(%method, path = %excerpt(uri.path(), 60), "API request for no endpoint");
+    ApiFailure::new(
+        StatusCode::NOT_FOUND,
+        format!("no endpoint {method} {}", excerpt(uri.path(), 80)),
+        "GET / lists the endpoints",
+    )
+}
+
+/// The answer to an endpoint asked with a method it does not take.
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiFailure {
+    debug!(%method, path = %excerpt(uri.path(), 60), "API request with the wrong method");
+    ApiFailure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", excerpt(uri.path(), 80)),
+        "GET / lists the endpoints with their methods",
+    )
 }
 
 async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
@@ -183,7 +566,7 @@ async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
             "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS]",
             "GET /events (text/event-stream)",
             "POST /reset",
-            "PUT /script (TOML body: a [smarthost] table's contents)",
+            "PUT /script (Content-Type: application/toml; a [smarthost] table's contents)",
             "PUT /profile/{name}"
         ]
     }))
@@ -201,7 +584,21 @@ struct WaitQuery {
     timeout: Option<f64>,
 }
 
-/// The recording, after the wait the query asks for.
+/// The query of a reading request, or the JSON `400` that says why it does not parse.
+fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, ApiFailure> {
+    q.map(|Query(q)| q).map_err(|rejection| {
+        debug!(error = %excerpt(&rejection.body_text(), MAX_ERROR_CHARS), "API query refused");
+        ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            rejection.body_text(),
+            "ask wait=DOMAIN or sessions=N, and timeout=SECS in seconds (e.g. timeout=5); \
+             nothing else",
+        )
+    })
+}
+
+/// The recording, after the wait the query asks for. A wait still pending when the server stops
+/// is answered `503`.
 async fn waited(s: &ApiState, q: &WaitQuery) -> Result<Recording, ApiFailure> {
     let timeout = match q.timeout {
         None => DEFAULT_WAIT,
@@ -209,49 +606,75 @@ async fn waited(s: &ApiState, q: &WaitQuery) -> Result<Recording, ApiFailure> {
             Duration::from_secs_f64(t)
         }
         Some(t) => {
-            return Err(ApiFailure {
-                status: StatusCode::BAD_REQUEST,
-                error: format!("timeout={t} is not a number of seconds from 0 to 300"),
-                fix: "give timeout in seconds, e.g. timeout=5",
-            });
+            return Err(ApiFailure::new(
+                StatusCode::BAD_REQUEST,
+                format!("timeout={t} is not a number of seconds from 0 to 300"),
+                "give timeout in seconds, e.g. timeout=5",
+            ));
         }
     };
-    let timed_out = |e: WaitTimeout| ApiFailure {
-        status: StatusCode::REQUEST_TIMEOUT,
-        error: e.to_string(),
-        fix: "check that the client connected to the smart host, or wait longer (timeout=SECS)",
+    let timed_out = |e: WaitTimeout| {
+        ApiFailure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            e.to_string(),
+            "check that the client connected to the smart host, or wait longer (timeout=SECS)",
+        )
     };
-    match (&q.wait, q.sessions) {
-        (Some(_), Some(_)) => Err(ApiFailure {
-            status: StatusCode::BAD_REQUEST,
-            error: "wait and sessions were both given".into(),
-            fix: "wait for one thing per request: wait=DOMAIN or sessions=N",
-        }),
-        (Some(domain), None) => s
-            .recorder
-            .wait_for_etrn(domain, timeout)
-            .await
-            .map_err(timed_out),
-        (None, Some(n)) => s
-            .recorder
-            .wait_for_closed_sessions(n, timeout)
-            .await
-            .map_err(timed_out),
-        (None, None) => Ok(s.recorder.recording()),
+    let wait = async {
+        match (&q.wait, q.sessions) {
+            (Some(_), Some(_)) => Err(ApiFailure::new(
+                StatusCode::BAD_REQUEST,
+                "wait and sessions were both given",
+                "wait for one thing per request: wait=DOMAIN or sessions=N",
+            )),
+            (Some(domain), None) => {
+                debug!(domain = %excerpt(domain, 60), ?timeout, "an API request waits for an ETRN");
+                s.recorder
+                    .wait_for_etrn(domain, timeout)
+                    .await
+                    .map_err(timed_out)
+            }
+            (None, Some(n)) => {
+                debug!(
+                    sessions = n,
+                    ?timeout,
+                    "an API request waits for closed sessions"
+                );
+                s.recorder
+                    .wait_for_closed_sessions(n, timeout)
+                    .await
+                    .map_err(timed_out)
+            }
+            (None, None) => Ok(s.recorder.recording()),
+        }
+    };
+    let mut stop = s.stop.clone();
+    tokio::select! {
+        biased;
+        done = wait => done,
+        _ = stop.wait_for(|stopping| *stopping) => {
+            debug!("a pending API wait is answered: the server is stopping");
+            Err(ApiFailure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is stopping",
+                "the smart host stopped before what was waited for arrived; check what stopped it",
+            ))
+        }
     }
 }
 
 async fn recording(
     State(s): State<ApiState>,
-    Query(q): Query<WaitQuery>,
+    q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<Recording>, ApiFailure> {
-    Ok(Json(waited(&s, &q).await?))
+    Ok(Json(waited(&s, &wait_query(q)?).await?))
 }
 
 async fn etrn(
     State(s): State<ApiState>,
-    Query(q): Query<WaitQuery>,
+    q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiFailure> {
+    let q = wait_query(q)?;
     let recording = waited(&s, &q).await?;
     let mut all = Vec::new();
     for session in &recording.sessions {
@@ -374,31 +797,109 @@ fn install(
     ))
 }
 
+/// A request body: at most [`MAX_BODY`] bytes (`413` beyond), within [`BODY_READ_TIMEOUT`].
+async fn read_body(body: Body) -> Result<Vec<u8>, ApiFailure> {
+    let mut data = body.into_data_stream();
+    let mut read = Vec::new();
+    let all = async {
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {e}"),
+                    "send the whole body, as its Content-Length says",
+                )
+            })?;
+            if read.len() + chunk.len() > MAX_BODY {
+                return Err(too_large());
+            }
+            read.extend_from_slice(&chunk);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(BODY_READ_TIMEOUT, all).await {
+        Ok(Ok(())) => Ok(read),
+        Ok(Err(failure)) => Err(failure),
+        Err(_) => Err(ApiFailure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {}s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+            "send the body with the request",
+        )),
+    }
+}
+
+/// Where in `text` the byte offset `at` is, as `line L, column C` (both from 1).
+fn line_and_column(text: &str, at: usize) -> String {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
+}
+
 async fn put_script(
     State(s): State<ApiState>,
-    body: String,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
-    let script: SmartHostScript = toml::from_str(&body).map_err(|e| ApiFailure {
-        status: StatusCode::UNPROCESSABLE_ENTITY,
-        error: e.to_string(),
-        fix: "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
+    if headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| media_type(t.as_bytes()) == "application/json")
+    {
+        return Err(ApiFailure::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "PUT /script takes TOML, not JSON",
+            "send the script as TOML with Content-Type: application/toml",
+        ));
+    }
+    let body = read_body(body).await?;
+    let text = String::from_utf8(body).map_err(|e| {
+        ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "byte {} of the body is not UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+            "send the script as UTF-8 TOML",
+        )
+    })?;
+    // The parser's message only, placed by line and column: never the offending line itself.
+    let script: SmartHostScript = toml::from_str(&text).map_err(|e| {
+        let place = e
+            .span()
+            .map(|span| format!("{}: ", line_and_column(&text, span.start)))
+            .unwrap_or_default();
+        ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{place}{}", e.message().trim_end()),
+            "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
+        )
     })?;
     // Loading a cassette reads a file: never on a runtime worker.
     tokio::task::spawn_blocking(move || install(&s, script))
         .await
         .unwrap_or_else(|_| {
-            Err(ApiFailure {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                error: "installing the script failed".into(),
-                fix: "see the server's log",
-            })
+            Err(ApiFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "installing the script failed",
+                "see the server's log",
+            ))
         })
 }
 
 async fn put_profile(
     State(s): State<ApiState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
+    let Ok(Path(name)) = name else {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "the profile name is not valid UTF-8",
+            "use rfc1985, postfix, exim, sendmail or exchange-ims",
+        ));
+    };
     let Some(profile) = ProfileName::ALL
         .iter()
         .copied()
@@ -406,7 +907,7 @@ async fn put_profile(
     else {
         return Err(ApiFailure {
             status: StatusCode::NOT_FOUND,
-            error: format!("no profile {name:?}"),
+            error: format!("no profile {:?}", excerpt(&name, 60)),
             fix: "use rfc1985, postfix, exim, sendmail or exchange-ims",
         });
     };
@@ -417,4 +918,104 @@ async fn put_profile(
             ..SmartHostScript::default()
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(addr: &str) -> SocketAddr {
+        addr.parse().expect("an address")
+    }
+
+    #[test]
+    fn loopback_names_and_the_api_s_own_addresses_are_this_machine() {
+        let bound = at("127.0.0.1:8025");
+        for host in [
+            "localhost",
+            "LOCALHOST:8025",
+            "127.0.0.1",
+            "127.0.0.1:8025",
+            "127.9.8.7:1",
+            "[::1]",
+            "[::1]:8025",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert!(is_local_host(host, bound, None), "{host}");
+        }
+        for host in [
+            "evil.example",
+            "evil.example:8025",
+            "localhost.evil.example",
+            "127.0.0.1.evil.example",
+            "192.0.2.5:8025",
+            "0.0.0.0:8025",
+            "::1",
+            "[::1",
+            "[::1]x",
+            "127.0.0.1:port",
+            "127.0.0.1:99999",
+            "",
+        ] {
+            assert!(!is_local_host(host, bound, None), "{host}");
+        }
+        let public = at("192.0.2.5:8025");
+        assert!(is_local_host("192.0.2.5:8025", public, None));
+        assert!(is_local_host("192.0.2.5", public, None));
+        // Bound to every address: the one a connection arrived on is this machine, no other.
+        let any = at("0.0.0.0:8025");
+        assert!(is_local_host("192.0.2.5:8025", any, Some(public)));
+        assert!(!is_local_host("192.0.2.6:8025", any, Some(public)));
+        assert!(!is_local_host("0.0.0.0:8025", any, Some(any)));
+    }
+
+    #[test]
+    fn only_pages_served_from_this_machine_are_local_origins() {
+        let bound = at("127.0.0.1:8025");
+        for origin in [
+            "http://localhost:3000",
+            "https://127.0.0.1",
+            "http://[::1]:8025",
+        ] {
+            assert!(is_local_origin(origin, bound, None), "{origin}");
+        }
+        for origin in [
+            "null",
+            "http://evil.example",
+            "http://localhost.evil.example",
+            "file://",
+            "http://127.0.0.1/path",
+            "http://user@127.0.0.1",
+            "ftp://127.0.0.1",
+        ] {
+            assert!(!is_local_origin(origin, bound, None), "{origin}");
+        }
+    }
+
+    #[test]
+    fn excerpts_are_bounded_in_characters() {
+        assert_eq!(excerpt("short", 200), "short");
+        let long = "é".repeat(1000);
+        let cut = excerpt(&long, MAX_ERROR_CHARS);
+        assert_eq!(cut.chars().count(), MAX_ERROR_CHARS);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn the_busy_answer_declares_its_length() {
+        let text = std::str::from_utf8(BUSY).expect("ASCII");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert!(json["error"].is_string() && json["fix"].is_string());
+    }
+
+    #[test]
+    fn line_and_column_count_from_one() {
+        assert_eq!(line_and_column("a = 1\nb = x", 10), "line 2, column 5");
+        assert_eq!(line_and_column("x", 0), "line 1, column 1");
+    }
 }

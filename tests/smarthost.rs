@@ -398,9 +398,21 @@ struct Serve {
     addr: String,
 }
 
+/// Each line of `from`, on a channel, read by a thread of its own to the end (a reader that went
+/// away never makes the writer fail).
+fn lines_of(from: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    lines
+}
+
 impl Serve {
     fn spawn(args: &[&str]) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        let child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
@@ -408,15 +420,28 @@ impl Serve {
             .stderr(Stdio::null())
             .spawn()
             .expect("serve starts");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        Serve::announced(child)
+    }
+
+    /// `serve` with its stderr (warnings, and the log at the `RUST_LOG` filter given) on a
+    /// channel too.
+    fn spawn_logged(args: &[&str], filter: &str) -> (Serve, std::sync::mpsc::Receiver<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", filter)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("serve starts");
+        let log = lines_of(child.stderr.take().expect("stderr"));
+        (Serve::announced(child), log)
+    }
+
+    /// The server `child`, once it has said where it listens.
+    fn announced(mut child: std::process::Child) -> Serve {
+        let lines = lines_of(child.stdout.take().expect("stdout"));
         let mut serve = Serve {
             child,
             lines,
@@ -1036,17 +1061,26 @@ async fn commands_sent_before_an_earlier_reply_are_recorded_as_unawaited() {
 /// One HTTP/1.1 request to the API, over a plain socket (every read bounded): the status and
 /// the body.
 fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    exchange(
+        api,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Sends `request` as it is and reads the answer to the end (bounded): the status and the body
+/// (status 0: no answer). A server that refuses a request before reading all of it may reset the
+/// connection after its answer: what arrived before counts.
+fn exchange(api: &str, request: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(api).expect("the API accepts");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("the request is sent");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("the answer");
+    let _ = s.write_all(request.as_bytes());
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes);
+    let answer = String::from_utf8_lossy(&bytes);
     let status = answer
         .split_whitespace()
         .nth(1)
@@ -1056,6 +1090,17 @@ fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_owned());
     (status, body)
+}
+
+/// The JSON error in `body`: it has an `error` and a `fix`, both strings.
+fn json_error(body: &str) -> serde_json::Value {
+    let json: serde_json::Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
+    assert!(
+        json["error"].is_string() && json["fix"].is_string(),
+        "{json}"
+    );
+    json
 }
 
 fn api_of(serve: &mut Serve) -> String {
@@ -1273,4 +1318,338 @@ fn exit_within_wait(mut child: std::process::Child, failure: &str) -> std::proce
             panic!("{failure}: {e}");
         }
     }
+}
+
+#[test]
+fn the_api_answers_only_requests_that_name_this_machine() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    let port = api
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_owned())
+        .expect("a port");
+    // DNS rebinding: a foreign name resolving to 127.0.0.1 reaches the socket, not the API.
+    for host in [
+        format!("rebind.evil.example:{port}"),
+        "evil.example".to_owned(),
+    ] {
+        let (status, body) = exchange(
+            &api,
+            &format!("GET /recording HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 403, "{host}: {body}");
+        assert!(
+            json_error(&body)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not this machine")
+        );
+        assert!(!body.contains("sessions"), "{body}");
+    }
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "localhost".to_owned(),
+    ] {
+        let (status, body) = exchange(
+            &api,
+            &format!("GET /etrn HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!((status, body.as_str()), (200, "[]"), "{host}");
+    }
+    let (status, body) = exchange(&api, "GET /etrn HTTP/1.0\r\n\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        json_error(&body)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no Host")
+    );
+}
+
+#[test]
+fn a_cross_origin_reset_is_refused_and_the_recording_stays() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    let (status, body) = http(&api, "GET", "/etrn?wait=a.example&timeout=5", "");
+    assert_eq!(status, 200, "{body}");
+    let reset = |headers: &str| {
+        exchange(
+            &api,
+            &format!(
+                "POST /reset HTTP/1.1\r\nHost: {api}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+    };
+    // What any web page can send with fetch() or a form, to any address.
+    let (status, body) = reset("Origin: http://evil.example\r\nContent-Type: text/plain\r\n");
+    assert_eq!(status, 403, "{body}");
+    json_error(&body);
+    let (status, body) = reset("Origin: null\r\n");
+    assert_eq!(status, 403, "{body}");
+    for form in [
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let (status, body) = reset(&format!("Content-Type: {form}\r\n"));
+        assert_eq!(status, 415, "{form}: {body}");
+        json_error(&body);
+    }
+    let (status, body) = http(&api, "GET", "/etrn", "");
+    assert_eq!(status, 200);
+    let etrn: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        etrn[0]["domain"], "a.example",
+        "the recording is intact: {body}"
+    );
+    // A tool on this machine: no body and no Content-Type (curl -X POST), or a page on loopback.
+    let (status, body) = reset("Origin: http://localhost:3000\r\n");
+    assert_eq!((status, body.as_str()), (200, r#"{"reset":true}"#));
+    let (status, body) = http(&api, "GET", "/etrn", "");
+    assert_eq!((status, body.as_str()), (200, "[]"));
+    // A script sent as a form is refused too; as TOML it is taken.
+    let script = "profile = \"postfix\"";
+    let put = |content_type: &str| {
+        exchange(
+            &api,
+            &format!(
+                "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{script}",
+                script.len()
+            ),
+        )
+    };
+    assert_eq!(put("application/x-www-form-urlencoded").0, 415);
+    assert_eq!(put("application/json").0, 415);
+    assert_eq!(put("text/toml; charset=utf-8").0, 200);
+}
+
+#[test]
+fn the_api_caps_its_connections_and_smtp_still_accepts() {
+    use std::io::Read;
+    const CAP: usize = etrn_harness::api::MAX_CONNECTIONS;
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--max-connections", "8"]);
+    let api = api_of(&mut serve);
+    // Silent connections, accepted in order: the first CAP hold a place, the rest are refused.
+    let idle: Vec<std::net::TcpStream> = (0..CAP + 4)
+        .map(|_| std::net::TcpStream::connect(&api).expect("the API accepts"))
+        .collect();
+    let refused_at_once = |mut c: &std::net::TcpStream| {
+        c.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut answer = String::new();
+        let started = std::time::Instant::now();
+        let _ = c.read_to_string(&mut answer);
+        assert!(
+            started.elapsed() < WAIT,
+            "the refusal took {:?}",
+            started.elapsed()
+        );
+        answer
+    };
+    for c in &idle[CAP..] {
+        let answer = refused_at_once(c);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    }
+    // A further client is answered at once, not left hanging, and says why.
+    let further = std::net::TcpStream::connect(&api).expect("the API accepts");
+    let answer = refused_at_once(&further);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    assert!(
+        json_error(body)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many")
+    );
+    // The SMTP server still has descriptors and answers.
+    let reply = talk(&serve.addr, b"QUIT\r\n");
+    assert!(reply.starts_with("220 "), "{reply:?}");
+    drop(idle);
+}
+
+#[test]
+fn a_silent_or_idle_api_connection_is_closed_after_the_header_read_timeout() {
+    use std::io::{Read, Write};
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    let limit = etrn_harness::api::HEADER_READ_TIMEOUT;
+    let bound = limit + WAIT;
+    // One never sends a byte; the other sends a request, reads the answer, then stays silent;
+    // a third sends a head and part of its body, then nothing.
+    let silent = std::net::TcpStream::connect(&api).expect("the API accepts");
+    let mut idle = std::net::TcpStream::connect(&api).expect("the API accepts");
+    let mut partial = std::net::TcpStream::connect(&api).expect("the API accepts");
+    let started = std::time::Instant::now();
+    write!(
+        partial,
+        "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nContent-Length: 40\r\nConnection: close\r\n\r\nprofile ="
+    )
+    .expect("sent");
+    write!(idle, "GET /etrn HTTP/1.1\r\nHost: {api}\r\n\r\n").expect("sent");
+    idle.set_read_timeout(Some(bound)).expect("timeout");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.ends_with(b"[]") {
+        let n = idle.read(&mut chunk).expect("the answer");
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    partial.set_read_timeout(Some(bound)).expect("timeout");
+    let mut answer = String::new();
+    let _ = partial.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        started.elapsed() >= etrn_harness::api::BODY_READ_TIMEOUT - Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    json_error(answer.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    for (what, mut c) in [("silent", silent), ("idle", idle)] {
+        c.set_read_timeout(Some(bound)).expect("timeout");
+        let closed = match c.read(&mut chunk) {
+            Ok(0) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => true,
+            Ok(n) => panic!(
+                "{what}: unexpected {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            ),
+            Err(e) => panic!("{what}: still open after {:?}: {e}", started.elapsed()),
+        };
+        assert!(closed);
+        let after = started.elapsed();
+        assert!(
+            after >= limit - Duration::from_secs(1) && after < bound,
+            "{what}: closed after {after:?}"
+        );
+    }
+}
+
+#[test]
+fn a_large_body_is_refused_and_no_error_echoes_the_request() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    // Declared too large: refused before a byte of it is read.
+    let (status, body) = exchange(
+        &api,
+        &format!(
+            "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nContent-Length: 1800000\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 413, "{body}");
+    json_error(&body);
+    // A long invalid line within the cap: the answer places it, never quotes it whole.
+    let line = format!("etrn_default = \"{}", "x".repeat(60_000));
+    let (status, body) = http(&api, "PUT", "/script", &line);
+    assert_eq!(status, 422, "{}", &body[..body.len().min(500)]);
+    assert!(body.len() < 600, "{} bytes: {}", body.len(), &body[..500]);
+    let error = json_error(&body)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.starts_with("line 1, column"), "{error}");
+    assert!(!error.contains("xxxxxxxxxx"), "{error}");
+    // A request head beyond 16 KiB is refused by the HTTP layer.
+    let (status, _) = exchange(
+        &api,
+        &format!(
+            "GET / HTTP/1.1\r\nHost: {api}\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(20_000)
+        ),
+    );
+    assert_eq!(status, 431);
+    let key = "k".repeat(5000);
+    let (status, body) = http(&api, "GET", &format!("/etrn?{key}=1"), "");
+    assert_eq!(status, 400);
+    assert!(
+        json_error(&body)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .count()
+            <= 200
+    );
+}
+
+#[test]
+fn unknown_paths_wrong_methods_and_bad_queries_are_answered_in_json() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    for (method, path, expected) in [
+        ("GET", "/nowhere", 404),
+        ("GET", "/reset", 405),
+        ("DELETE", "/script", 405),
+        ("GET", "/etrn?timeout=soon", 400),
+        ("GET", "/recording?timeout=-1", 400),
+        ("GET", "/etrn?wiat=a.example", 400),
+        ("GET", "/etrn?sessions=many", 400),
+    ] {
+        let (status, body) = http(&api, method, path, "");
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        json_error(&body);
+    }
+}
+
+#[test]
+fn a_wait_pending_when_serve_stops_is_answered_503() {
+    let (mut serve, log) =
+        Serve::spawn_logged(&["--api", "127.0.0.1:0"], "etrn_harness::api=debug");
+    let api = api_of(&mut serve);
+    let asking = api.clone();
+    let (tx, answer) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(http(
+            &asking,
+            "GET",
+            "/etrn?wait=never.example&timeout=60",
+            "",
+        ));
+    });
+    // The server's own log says when the wait is pending: then the signal.
+    loop {
+        let line = log
+            .recv_timeout(WAIT)
+            .expect("the log says the request waits");
+        if line.contains("waits for an ETRN") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &serve.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let (status, body) = answer.recv_timeout(WAIT).expect("the wait is answered");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(json_error(&body)["error"], "the server is stopping");
+    assert!(serve.child.wait().expect("exits").success());
+}
+
+#[test]
+fn an_api_beyond_loopback_is_served_with_a_warning() {
+    let (mut serve, log) = Serve::spawn_logged(&["--api", "0.0.0.0:0"], "warn");
+    let line = serve.next_line();
+    let port = line
+        .strip_prefix("api on http://0.0.0.0:")
+        .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+        .to_owned();
+    loop {
+        let line = log.recv_timeout(WAIT).expect("a warning on stderr");
+        if line.starts_with("warning: the API on 0.0.0.0:") {
+            assert!(line.contains("no authentication"), "{line}");
+            break;
+        }
+    }
+    let api = format!("127.0.0.1:{port}");
+    let (status, body) = http(&api, "GET", "/etrn", "");
+    assert_eq!((status, body.as_str()), (200, "[]"));
 }

@@ -183,6 +183,14 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         {
             Ok(api) => {
                 printer.api(api.addr());
+                if !api.addr().ip().is_loopback() {
+                    eprintln!(
+                        "warning: the API on {} is reachable from beyond this machine and has no \
+                         authentication: whoever reaches it can read the recording and change \
+                         the script; use --api 127.0.0.1:PORT unless that is what you want",
+                        api.addr()
+                    );
+                }
                 Some(api)
             }
             Err(e) => {
