@@ -739,3 +739,45 @@ fn an_over_long_auth_response_is_never_read_as_a_command() {
         step.events
     );
 }
+
+/// The unterminated lines a session recorded when its client closed.
+fn unterminated(s: &mut Session) -> Vec<String> {
+    s.peer_closed();
+    drain(s)
+        .events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Unterminated { raw } => Some(String::from_utf8_lossy(&raw).into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_last_line_the_client_never_ended_is_recorded_and_not_acted_on() {
+    let mut s = greeted("");
+    let step = send(&mut s, b"ETRN a.example");
+    assert!(step.events.is_empty() && step.sent.is_empty(), "{step:?}");
+    let mut tail = greeted("");
+    send(&mut tail, b"ETRN a.example");
+    let events = {
+        tail.peer_closed();
+        drain(&mut tail).events
+    };
+    assert!(
+        events.iter().all(|e| !matches!(e, Event::Etrn(_))),
+        "never acted on: {events:?}"
+    );
+    assert_eq!(unterminated(&mut s), ["ETRN a.example"]);
+    // Credentials go through the one redaction, in an AUTH exchange or on the AUTH line.
+    let mut s = greeted("ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]");
+    send(&mut s, b"AUTH PLAIN AHVzZXIAc2VjcmV0");
+    assert_eq!(unterminated(&mut s), ["AUTH PLAIN [redacted]"]);
+    let mut s = greeted("ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]");
+    let step = send(&mut s, b"AUTH LOGIN\r\ndXNlcg");
+    assert_eq!(step.codes(), [334]);
+    assert_eq!(unterminated(&mut s), ["[redacted]"]);
+    // Nothing pending: nothing recorded.
+    let mut s = greeted("");
+    assert!(unterminated(&mut s).is_empty());
+}

@@ -1653,3 +1653,31 @@ fn an_api_beyond_loopback_is_served_with_a_warning() {
     let (status, body) = http(&api, "GET", "/etrn", "");
     assert_eq!((status, body.as_str()), (200, "[]"));
 }
+
+#[tokio::test]
+async fn a_last_line_the_client_never_ended_is_in_the_recording() {
+    let host = start("").await;
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    c.write_all(b"EHLO c\r\nETRN a.exa").await.expect("write");
+    c.shutdown().await.expect("half-close");
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, c.read_to_end(&mut rest))
+        .await
+        .expect("closed in time")
+        .expect("read");
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("the session closes");
+    let kept: Vec<&[u8]> = r.sessions[0]
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Unterminated { raw } => Some(raw.as_slice()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept, [b"ETRN a.exa".as_slice()]);
+    assert!(r.sessions[0].etrn.is_empty(), "never acted on");
+}

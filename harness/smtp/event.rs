@@ -45,6 +45,13 @@ pub enum Event {
         #[schemars(with = "String")]
         raw: Vec<u8>,
     },
+    /// What the client sent last without ending the line before it closed: kept as it came
+    /// (credentials replaced), never acted on or answered. A cassette keeps the same bytes.
+    Unterminated {
+        #[serde(serialize_with = "escaped")]
+        #[schemars(with = "String")]
+        raw: Vec<u8>,
+    },
     /// STARTTLS accepted; the TLS handshake follows.
     StartTls,
     /// Plaintext pipelined after STARTTLS, discarded unread (the CVE-2011-0411 class).

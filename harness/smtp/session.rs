@@ -369,11 +369,26 @@ impl Session {
         self.close(CloseReason::IdleTimeout);
     }
 
-    /// The client closed its side; nothing more will arrive.
+    /// The client closed its side; nothing more will arrive. A last line it never ended is
+    /// recorded as it came (through the one redaction), not acted on.
     pub fn peer_closed(&mut self) {
-        if self.mode != Mode::Closed {
-            self.close(CloseReason::PeerClosed);
+        if self.mode == Mode::Closed {
+            return;
         }
+        let rest = self.lines.take_pending();
+        // Message data is counted, never kept; the tail of a line already too long is no line.
+        let a_line = !matches!(self.mode, Mode::Data | Mode::TlsPending) && self.overlong.is_none();
+        if a_line && !rest.is_empty() {
+            // An AUTH response is a secret whatever it holds.
+            let raw = if self.in_auth_exchange() {
+                redact::MARK.as_bytes().to_vec()
+            } else {
+                redact::command(&rest).into_owned()
+            };
+            self.out
+                .push_back(Output::Event(Event::Unterminated { raw }));
+        }
+        self.close(CloseReason::PeerClosed);
     }
 
     // ----- framing -----

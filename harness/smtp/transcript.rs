@@ -63,6 +63,12 @@ pub fn transcript<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
                     crate::escape::escape(trim_line_end(raw))
                 ));
             }
+            Event::Unterminated { raw } => {
+                out.push_str(&format!(
+                    "C: {}   [unterminated when the client closed, not answered]\n",
+                    crate::escape::escape(raw)
+                ));
+            }
             Event::LineTooLong { octets } => {
                 out.push_str(&format!("   [{octets}-octet line discarded]\n"));
             }
