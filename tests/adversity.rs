@@ -88,9 +88,17 @@ fn close_of(r: &Recording, session: usize) -> Option<CloseReason> {
     r.sessions.get(session).and_then(|s| s.close.clone())
 }
 
+/// A script whose every ETRN reply is twenty lines: the replies to a client that does not read
+/// fill the socket buffers after a few thousand ETRNs, not a hundred thousand, so these tests
+/// cost little and stay well inside [`WAIT`] on a loaded machine.
+fn long_replies() -> String {
+    let reply = format!("250 {}", vec!["x".repeat(70); 20].join("\\n"));
+    format!("etrn_default = \"{reply}\"")
+}
+
 #[tokio::test]
 async fn a_client_that_never_reads_is_closed_by_the_write_deadline() {
-    let host = start(config("", Duration::from_secs(1))).await;
+    let host = start(config(&long_replies(), Duration::from_secs(1))).await;
     let client = never_reads(host.addr(), 64 << 20).await;
     let r = host
         .recorder()
@@ -110,7 +118,7 @@ async fn a_client_that_never_reads_is_closed_by_the_write_deadline() {
 #[tokio::test]
 async fn a_shutdown_finishes_while_a_client_never_reads() {
     // A long idle timeout: only the shutdown can end the blocked write.
-    let host = start(config("", Duration::from_secs(300))).await;
+    let host = start(config(&long_replies(), Duration::from_secs(300))).await;
     let client = never_reads(host.addr(), 64 << 20).await;
     host.recorder()
         .wait_until("many ETRNs", WAIT, |r| {
@@ -375,14 +383,9 @@ async fn recorder(
     etrn_harness::cassette::ProxyServer,
     std::path::PathBuf,
 ) {
-    // Fifty lines to each ETRN: the replies fill the way to a client that does not read long
-    // before its commands fill the way up.
-    let long_reply = format!("250 {}", vec!["x".repeat(70); 50].join("\\n"));
-    let upstream = start(config(
-        &format!("etrn_default = \"{long_reply}\""),
-        Duration::from_secs(300),
-    ))
-    .await;
+    // Long replies fill the way to a client that does not read long before its commands fill
+    // the way up.
+    let upstream = start(config(&long_replies(), Duration::from_secs(300))).await;
     let path = dir.join("c.cassette");
     let proxy = etrn_harness::cassette::RecordingProxy::start_with(
         "127.0.0.1:0".parse().expect("addr"),

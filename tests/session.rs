@@ -781,3 +781,24 @@ fn a_last_line_the_client_never_ended_is_recorded_and_not_acted_on() {
     let mut s = greeted("");
     assert!(unterminated(&mut s).is_empty());
 }
+
+#[test]
+fn an_auth_response_pipelined_behind_a_refused_auth_is_never_recorded() {
+    // No AUTH offered: AUTH gets 502/503, and the credentials behind it 500, unrecorded.
+    for script in ["", "ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]"] {
+        for auth in [
+            &b"AUTH PLAIN\r\n"[..],
+            b"AUTH CRAM-MD5\r\n",
+            b"AUTH LOGIN dXNlcg==\r\n",
+        ] {
+            let mut s = greeted(script);
+            let mut input = auth.to_vec();
+            input.extend_from_slice(b"AGFsaWNlAHNlY3JldA==\r\nETRN a.example\r\n");
+            let step = send(&mut s, &input);
+            let text = format!("{:?}", step.events);
+            assert!(!text.contains("AGFsaWNl"), "{script} {auth:?}: {text}");
+            assert!(!text.to_ascii_uppercase().contains("AGFSAWNL"), "{text}");
+            assert_eq!(step.etrn().len(), 1, "the session goes on: {text}");
+        }
+    }
+}

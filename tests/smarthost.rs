@@ -1681,3 +1681,130 @@ async fn a_last_line_the_client_never_ended_is_in_the_recording() {
     assert_eq!(kept, [b"ETRN a.exa".as_slice()]);
     assert!(r.sessions[0].etrn.is_empty(), "never acted on");
 }
+
+#[test]
+fn a_refused_auths_pipelined_response_reaches_no_output_of_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
+        .args(["--api", "127.0.0.1:0"])
+        .arg("--record")
+        .arg(&record)
+        .env("RUST_LOG", "etrn_harness=trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("serve starts");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || lines.recv_timeout(WAIT).expect("a line from serve");
+    let first: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
+    let addr = first["listening"].as_str().expect("address").to_owned();
+    let second: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
+    let api = second["api"]
+        .as_str()
+        .and_then(|a| a.strip_prefix("http://"))
+        .expect("api")
+        .to_owned();
+    // rfc1985 offers no AUTH: the AUTH is refused, its pipelined response read as a line.
+    talk(
+        &addr,
+        b"EHLO c\r\nAUTH PLAIN\r\nAGFsaWNlAHNlY3JldA==\r\nETRN a.example\r\nQUIT\r\n",
+    );
+    let (status, recording) = http(&api, "GET", "/recording?sessions=1", "");
+    assert_eq!(status, 200, "{recording}");
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let mut feed = String::new();
+    loop {
+        let line = next();
+        feed.push_str(&line);
+        if line.contains("\"stopped\"") {
+            break;
+        }
+    }
+    let status = exit_within_wait(child, "serve did not stop on SIGTERM");
+    assert!(status.success(), "{status}");
+    let stream = std::fs::read_to_string(&record).expect("the recording");
+    let logged = std::fs::read_to_string(&log).expect("the log");
+    assert!(logged.contains("C:"), "the debug log shows command lines");
+    for (what, text) in [
+        ("the API", &recording),
+        ("the live feed", &feed),
+        ("the recording", &stream),
+        ("the log", &logged),
+    ] {
+        assert!(
+            !text.contains("AGFsaWNl") && !text.to_ascii_uppercase().contains("AGFSAWNL"),
+            "{what} holds the credential: {text}"
+        );
+        assert!(text.contains("[redacted]"), "{what}: {text}");
+    }
+}
+
+#[test]
+fn replay_shows_and_logs_no_credential_a_client_sends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cassette = dir.path().join("auth.cassette");
+    std::fs::write(
+        &cassette,
+        "etrn-harness cassette v1\n1 session\n1 S: 220 up ESMTP\n1 C: EHLO c\n1 S: 250-up\n1 S: 250 AUTH PLAIN\n1 C: AUTH PLAIN\n1 S: 334 \n1 C: [redacted]\n1 S: 235 ok\n1 C: QUIT\n1 S: 221 bye\n1 end quit\n",
+    )
+    .expect("cassette");
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "replay",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-after-sessions",
+            "1",
+        ])
+        .arg("--cassette")
+        .arg(&cassette)
+        .env("RUST_LOG", "etrn_harness=trace")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("replay starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    let addr = first
+        .split_whitespace()
+        .last()
+        .expect("the address")
+        .to_owned();
+    // Another mechanism with an initial response (a mismatch), then responses behind it.
+    talk(
+        &addr,
+        b"EHLO c\r\nAUTH LOGIN dXNlcm5hbWU=\r\nc2VjcmV0cGFzcw==\r\nQUIT\r\n",
+    );
+    let mut shown = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut shown);
+    let status = exit_within_wait(child, "replay did not stop after its session");
+    assert!(status.code().is_some(), "{status}");
+    let logged = std::fs::read_to_string(&log).expect("the log");
+    assert!(shown.contains("mismatch"), "{shown}");
+    for (what, text) in [("stdout", &shown), ("the log", &logged)] {
+        for secret in [
+            "dXNlcm5hbWU",
+            "c2VjcmV0cGFzcw",
+            "DXNLCM5HBWU",
+            "C2VJCMV0CGFZCW",
+        ] {
+            assert!(!text.contains(secret), "{what} holds {secret}: {text}");
+        }
+    }
+    assert!(shown.contains("[redacted]"), "{shown}");
+}

@@ -113,6 +113,8 @@ pub struct ReplaySession {
     /// The position of the last mismatch reported, so a resynchronisation right after it is not
     /// counted twice.
     last_mismatch: Option<usize>,
+    /// Which lines answer an AUTH: recorded and reported redacted, as `serve` records them.
+    auth_responses: redact::AuthResponses,
     /// What the replayed replies established, so ETRNs are recorded with the same flags as the
     /// scripted server gives them.
     greeted: Greeted,
@@ -145,6 +147,7 @@ impl ReplaySession {
             history_bytes: 0,
             miss: None,
             last_mismatch: None,
+            auth_responses: redact::AuthResponses::default(),
             greeted: Greeted::No,
             in_transaction: false,
             tls_pending: false,
@@ -405,12 +408,14 @@ impl ReplaySession {
         }
         let command = Command::parse(line);
         let verb = command.verb();
-        let recorded_form = redact::parsed(&command).into_owned();
+        // The one form a line is shown in: its Command event, a mismatch line, the logs.
+        let (recorded_form, secret) = self.auth_responses.line(&command);
+        let recorded_form = recorded_form.into_owned();
         let redacted = recorded_form != line;
         self.out
             .push_back(Output::Event(Event::Command(CommandLine {
-                raw: recorded_form,
-                verb: verb.clone(),
+                raw: recorded_form.clone(),
+                verb: if secret { Verb::Blank } else { verb.clone() },
                 bare_lf: !line.ends_with(b"\r\n"),
                 redacted,
             })));
@@ -438,9 +443,9 @@ impl ReplaySession {
             }
             (Err(Some(_)), Some((i, e))) => {
                 self.follow(verb, &e);
-                self.resynchronise(line, i, &e);
+                self.resynchronise(&recorded_form, i, &e);
             }
-            _ => self.mismatch(line),
+            _ => self.mismatch(&recorded_form),
         }
     }
 
@@ -558,6 +563,12 @@ impl Conversation for ReplaySession {
 
     fn peer_closed(&mut self) {
         self.close(CloseReason::PeerClosed);
+    }
+    fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
+        self.auth_responses
+            .form(&Command::parse(line))
+            .0
+            .into_owned()
     }
 }
 

@@ -438,7 +438,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                         let rest = unfed.get(fed..).unwrap_or_default();
                         let after = linger(&mut stream, rest, &mut buf, shutdown).await;
                         for line in after.split_inclusive(|b| *b == b'\n') {
-                            let event = Event::AfterClose { raw: line.to_vec() };
+                            let event = Event::AfterClose {
+                                raw: session.recorded_form(line),
+                            };
                             log_event(&event);
                             shared.recorder.event(id, event);
                         }
@@ -457,13 +459,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 .map_or(unfed.len(), |i| start + i + 1);
             let piece = &unfed[start..fed];
             if at_line_start && !pending.is_empty() {
-                let shown = &piece[..piece.len().min(UNAWAITED_MAX_OCTETS)];
-                shared.recorder.event(
-                    id,
-                    Event::Unawaited {
-                        raw: shown.to_vec(),
-                    },
-                );
+                let mut raw = session.recorded_form(piece);
+                raw.truncate(UNAWAITED_MAX_OCTETS);
+                shared.recorder.event(id, Event::Unawaited { raw });
             }
             at_line_start = piece.ends_with(b"\n");
             session.receive(piece);

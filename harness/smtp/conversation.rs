@@ -55,6 +55,11 @@ pub trait Conversation: Send {
     fn handle_timeout(&mut self, now: Instant) {
         let _ = now;
     }
+    /// `line`, not yet received, as this conversation would record it: the form a driver
+    /// records a line in itself (unawaited, after a 421), so credentials take one path.
+    fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
+        crate::wire::redact::command(line).into_owned()
+    }
 }
 
 impl Conversation for super::Session {
@@ -78,5 +83,8 @@ impl Conversation for super::Session {
     }
     fn handle_timeout(&mut self, now: Instant) {
         super::Session::handle_timeout(self, now)
+    }
+    fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
+        super::Session::recorded_form(self, line)
     }
 }

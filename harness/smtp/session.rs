@@ -151,6 +151,8 @@ pub struct Session {
     hello: Hello,
     tls_active: bool,
     authenticated: bool,
+    /// Which lines answer an AUTH, whatever its reply (the one redaction's rule).
+    auth_responses: redact::AuthResponses,
     transaction: Option<Transaction>,
     data: DataState,
     lines: LineFramer,
@@ -186,6 +188,7 @@ impl Session {
             hello: Hello::None,
             tls_active: false,
             authenticated: false,
+            auth_responses: redact::AuthResponses::default(),
             transaction: None,
             data: DataState::default(),
             lines: LineFramer::new(),
@@ -336,6 +339,18 @@ impl Session {
         }
     }
 
+    /// `line`, not yet received, as the session would record it (see
+    /// [`super::Conversation::recorded_form`]).
+    pub fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
+        if self.in_auth_exchange() {
+            return redact::CONTINUATION.to_vec();
+        }
+        self.auth_responses
+            .form(&Command::parse(line))
+            .0
+            .into_owned()
+    }
+
     /// Whether the next line is an AUTH response rather than a command.
     fn in_auth_exchange(&self) -> bool {
         matches!(
@@ -380,10 +395,11 @@ impl Session {
         let a_line = !matches!(self.mode, Mode::Data | Mode::TlsPending) && self.overlong.is_none();
         if a_line && !rest.is_empty() {
             // An AUTH response is a secret whatever it holds.
-            let raw = if self.in_auth_exchange() {
+            let (form, secret) = self.auth_responses.line(&Command::parse(&rest));
+            let raw = if secret || self.in_auth_exchange() {
                 redact::MARK.as_bytes().to_vec()
             } else {
-                redact::command(&rest).into_owned()
+                form.into_owned()
             };
             self.out
                 .push_back(Output::Event(Event::Unterminated { raw }));
@@ -520,10 +536,17 @@ impl Session {
 
     fn command(&mut self, line: &[u8]) {
         let command = Command::parse(line);
-        let verb = command.verb();
-        let raw = redact::parsed(&command).into_owned();
+        let (raw, secret) = self.auth_responses.line(&command);
+        let raw = raw.into_owned();
         let redacted = raw != line;
-        self.record_command(raw, verb.clone(), line, redacted);
+        // An AUTH response's first word is no verb but part of the secret.
+        let recorded_verb = if secret {
+            Verb::Blank
+        } else {
+            command.verb().clone()
+        };
+        self.record_command(raw, recorded_verb, line, redacted);
+        let verb = command.verb();
 
         if self.mode == Mode::Refused {
             if *verb == Verb::Quit {

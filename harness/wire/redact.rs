@@ -39,6 +39,40 @@ pub fn parsed<'a>(command: &Command<'a>) -> Cow<'a, [u8]> {
     Cow::Owned(recorded)
 }
 
+/// Which client lines answer an AUTH, for a path that reads client lines in order without
+/// pairing them with replies: `serve`'s session and the cassette replay. After an AUTH line every
+/// line that is no SMTP command (an unknown verb, or a blank line; a base64 response is never a
+/// known verb but by a three-octet accident) is a credential, until a command comes, whatever
+/// the AUTH's reply: a response pipelined behind a refused AUTH (502, 503, 504) is as secret as
+/// one sent after a 334. The recorder, which sees the replies, has the [`super::Follower`].
+#[derive(Debug, Default, Clone)]
+pub struct AuthResponses {
+    /// An AUTH line came and no command since.
+    open: bool,
+}
+
+impl AuthResponses {
+    /// `command`'s line as it may be recorded, and whether it is an AUTH response (then its verb,
+    /// the response's first word, is a secret too).
+    pub fn line<'a>(&mut self, command: &Command<'a>) -> (Cow<'a, [u8]>, bool) {
+        let form = self.form(command);
+        if !form.1 {
+            self.open = *command.verb() == Verb::Auth;
+        }
+        form
+    }
+
+    /// What [`line`](Self::line) would say of `command`, without taking it in: for a driver
+    /// that records a line (unawaited, after a 421) the session has not read yet.
+    pub fn form<'a>(&self, command: &Command<'a>) -> (Cow<'a, [u8]>, bool) {
+        if self.open && matches!(command.verb(), Verb::Other(_) | Verb::Blank) {
+            (Cow::Borrowed(CONTINUATION), true)
+        } else {
+            (parsed(command), false)
+        }
+    }
+}
+
 /// True for a recorded continuation.
 pub fn is_continuation(recorded: &[u8]) -> bool {
     trim_line_end(recorded) == MARK.as_bytes()
@@ -77,5 +111,29 @@ mod tests {
         assert_eq!(&*command(b"AUTH LOGIN\r\n"), b"AUTH LOGIN\r\n");
         assert_eq!(&*command(b"ETRN a b\r\n"), b"ETRN a b\r\n");
         assert!(is_continuation(CONTINUATION));
+    }
+
+    #[test]
+    fn responses_after_an_auth_are_secrets_whatever_its_reply_until_a_command() {
+        let mut window = AuthResponses::default();
+        let mut seen = |line: &[u8]| {
+            let (recorded, secret) = window.line(&Command::parse(line));
+            (String::from_utf8_lossy(&recorded).into_owned(), secret)
+        };
+        assert_eq!(
+            seen(b"dXNlcg==\r\n"),
+            ("dXNlcg==\r\n".into(), false),
+            "no AUTH yet"
+        );
+        assert_eq!(seen(b"AUTH LOGIN\r\n"), ("AUTH LOGIN\r\n".into(), false));
+        assert_eq!(seen(b"dXNlcg==\r\n"), ("[redacted]\r\n".into(), true));
+        assert_eq!(seen(b"c2VjcmV0\r\n"), ("[redacted]\r\n".into(), true));
+        assert_eq!(seen(b"\r\n"), ("[redacted]\r\n".into(), true));
+        assert_eq!(seen(b"ETRN a\r\n"), ("ETRN a\r\n".into(), false));
+        assert_eq!(
+            seen(b"c2VjcmV0\r\n"),
+            ("c2VjcmV0\r\n".into(), false),
+            "closed"
+        );
     }
 }
