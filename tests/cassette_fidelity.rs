@@ -594,3 +594,232 @@ async fn a_line_without_end_is_recorded_in_bounded_pieces_that_join_up_again() {
         etrn_harness::cassette::Request::Command(long)
     );
 }
+
+// ----- damaged cassettes -----
+
+/// A cassette with every kind of line: two sessions interleaved, a transaction with data,
+/// pipelined ETRNs, an AUTH exchange, pieces of a cut line.
+const WHOLE: &str = "etrn-harness cassette v1
+1 session upstream=127.0.0.1:2547 client=127.0.0.1:50312 started=2026-11-29T00:30:00Z
+1 S: 220 mx.test ESMTP
+1 C: EHLO c.example
+1 S: 250-mx.test
+1 S: 250 ETRN
+2 session upstream=127.0.0.1:2547 client=127.0.0.1:50314 started=2026-11-29T00:30:01Z
+2 S: 220 mx.test ESMTP
+1 C: AUTH PLAIN
+1 S: 334 
+1 C: [redacted]
+1 S: 235 ok
+1 C: MAIL FROM:<a@b.example>
+1 S: 250 ok
+1 C: RCPT TO:<c@d.example>
+1 S: 250 ok
+1 C: DATA
+1 S: 354 go
+1 D: Subject: x
+1 D: .
+1 S: 250 queued
+2 C: ETRN a.example
+2 S: 250 ok
+1 C: ETRN b.example
+1 C: ETRN c.example
+1 S: 250 b
+1 S: 459 c
+1 C! ETRN d.ex
+1 C! ample\\r\\n
+1 S: 250-first
+1 S: 250 second
+1 C: QUIT
+1 S: 221 bye
+1 end quit
+2 C: QUIT
+2 S: 221 bye
+2 end client-closed
+";
+
+/// One way to damage a cassette.
+#[derive(Debug, Clone)]
+enum Damage {
+    Delete(usize),
+    Duplicate(usize),
+    Swap(usize, usize),
+    Byte(usize, u8),
+    Insert(usize, &'static str),
+    Cut(usize),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    let lines = WHOLE.lines().count();
+    prop_oneof![
+        (0..lines).prop_map(Damage::Delete),
+        (0..lines).prop_map(Damage::Duplicate),
+        (0..lines, 0..lines).prop_map(|(a, b)| Damage::Swap(a, b)),
+        (0..WHOLE.len(), any::<u8>()).prop_map(|(at, b)| Damage::Byte(at, b)),
+        (
+            0..lines,
+            prop::sample::select(vec![
+                "1 end pstream-closed",
+                "1 S: 421 closing",
+                "1 C: NOOP",
+                "3 C: NOOP",
+                "1 tls passthrough",
+                "1 S: OK",
+                "x",
+                "1 D: .",
+            ])
+        )
+            .prop_map(|(at, l)| Damage::Insert(at, l)),
+        (0..WHOLE.len()).prop_map(Damage::Cut),
+    ]
+}
+
+fn damaged(damages: &[Damage]) -> Vec<u8> {
+    let mut lines: Vec<Vec<u8>> = WHOLE.lines().map(|l| l.as_bytes().to_vec()).collect();
+    let mut cut = None;
+    for d in damages {
+        let n = lines.len().max(1);
+        match d {
+            Damage::Delete(i) if !lines.is_empty() => {
+                lines.remove(i % n);
+            }
+            Damage::Duplicate(i) if !lines.is_empty() => {
+                let l = lines[i % n].clone();
+                lines.insert(i % n, l);
+            }
+            Damage::Swap(a, b) if !lines.is_empty() => lines.swap(a % n, b % n),
+            Damage::Byte(at, b) if !lines.is_empty() => {
+                let line = &mut lines[at % n];
+                if !line.is_empty() {
+                    let i = at % line.len();
+                    line[i] = *b;
+                }
+            }
+            Damage::Insert(at, l) => lines.insert(at % (lines.len() + 1), l.as_bytes().to_vec()),
+            Damage::Cut(at) => cut = Some(*at),
+            _ => {}
+        }
+    }
+    let mut bytes = lines.join(&b'\n');
+    bytes.push(b'\n');
+    if let Some(at) = cut {
+        bytes.truncate(at % (bytes.len() + 1));
+    }
+    bytes
+}
+
+/// What replaying `session` to a client that sends exactly its recorded requests gives, and the
+/// mismatches it reports.
+fn replayed(cassette: &std::sync::Arc<Cassette>, index: usize) -> (Vec<u8>, usize) {
+    use etrn_harness::smtp::{Conversation, Output};
+    let mut s = etrn_harness::cassette::ReplaySession::new(
+        std::sync::Arc::clone(cassette),
+        index,
+        ReplayOptions {
+            mode: MatchMode::Strict,
+            ..ReplayOptions::default()
+        },
+    );
+    let mut sent = Vec::new();
+    let mut mismatches = 0;
+    let mut drain = |s: &mut etrn_harness::cassette::ReplaySession, sent: &mut Vec<u8>| {
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Send { bytes, .. } => sent.extend_from_slice(&bytes),
+                Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
+                _ => {}
+            }
+        }
+    };
+    drain(&mut s, &mut sent);
+    for e in &cassette.sessions[index].exchanges {
+        match &e.request {
+            cassette::Request::Greeting => {}
+            cassette::Request::Command(c) => s.receive(c),
+            cassette::Request::Data(lines) => lines.iter().for_each(|l| s.receive(l)),
+        }
+        drain(&mut s, &mut sent);
+    }
+    (sent, mismatches)
+}
+
+/// Whether `sent` is made of nothing but `pieces`, one after another (any order, repeats).
+fn made_of(sent: &[u8], pieces: &[Vec<u8>]) -> bool {
+    let mut reachable = vec![false; sent.len() + 1];
+    reachable[0] = true;
+    for at in 0..sent.len() {
+        if !reachable[at] {
+            continue;
+        }
+        for p in pieces.iter().filter(|p| !p.is_empty()) {
+            if sent[at..].starts_with(p) {
+                reachable[at + p.len()] = true;
+            }
+        }
+    }
+    reachable[sent.len()]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..config() })]
+
+    /// Whatever damage a cassette took, it is refused with a line that exists, or it loads, and
+    /// then replaying each session it holds to a client that sends its recorded requests ends,
+    /// and sends nothing but that session's recorded replies (and the mismatch reply): a damaged
+    /// cassette can cost fidelity, never invent a reply.
+    #[test]
+    fn a_damaged_cassette_is_refused_with_its_line_or_replays_only_what_it_holds(
+        damages in prop::collection::vec(damage(), 1..4),
+    ) {
+        let bytes = damaged(&damages);
+        let lines = bytes.split(|b| *b == b'\n').count();
+        let parsed = cassette::format::text_of(&bytes).and_then(Cassette::parse);
+        match parsed {
+            Err(e) => prop_assert!(
+                (1..=lines).contains(&e.line),
+                "line {} of {lines}: {e}",
+                e.line
+            ),
+            Ok(c) => {
+                let c = std::sync::Arc::new(c);
+                for (index, session) in c.sessions.iter().enumerate() {
+                    let (sent, _) = replayed(&c, index);
+                    let mut pieces: Vec<Vec<u8>> =
+                        session.exchanges.iter().map(|e| e.reply_bytes()).collect();
+                    pieces.push(ReplayOptions::default().mismatch_reply.clone());
+                    pieces.push(b"500 5.5.6 Line too long\r\n".to_vec());
+                    // A session cut right after its header holds no exchange at all.
+                    pieces.push(
+                        b"421 4.3.0 etrn-harness replay: the cassette holds no session\r\n".to_vec(),
+                    );
+                    prop_assert!(
+                        made_of(&sent, &pieces),
+                        "session {} sent {:?}",
+                        session.id,
+                        String::from_utf8_lossy(&sent)
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_undamaged_cassette_replays_exactly() {
+    let c = std::sync::Arc::new(Cassette::parse(WHOLE).expect("it loads"));
+    for (index, session) in c.sessions.iter().enumerate() {
+        let (sent, mismatches) = replayed(&c, index);
+        let recorded: Vec<u8> = session
+            .exchanges
+            .iter()
+            .flat_map(|e| e.reply_bytes())
+            .collect();
+        assert_eq!(mismatches, 0, "session {}", session.id);
+        assert_eq!(
+            String::from_utf8_lossy(&sent),
+            String::from_utf8_lossy(&recorded),
+            "session {}",
+            session.id
+        );
+    }
+}

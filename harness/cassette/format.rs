@@ -35,6 +35,7 @@ use std::fmt;
 
 use crate::escape::{escape, unescape};
 use crate::wire::ReplyLine;
+use crate::wire::{Command, Verb};
 
 /// The first line of every cassette.
 pub const MAGIC: &str = "etrn-harness cassette v1";
@@ -200,6 +201,8 @@ struct Building {
     /// Data lines since the last DATA reply.
     data: Vec<Vec<u8>>,
     data_line: usize,
+    /// DATA got its 354 and the data's final "." has not come: `D:` lines may follow.
+    data_open: bool,
 }
 
 impl Building {
@@ -210,6 +213,7 @@ impl Building {
             unsolicited: None,
             data: Vec::new(),
             data_line: 0,
+            data_open: false,
         }
     }
 
@@ -248,6 +252,7 @@ impl Building {
             }
         }
         if self.data.last().is_some_and(|l| l == b".\r\n") {
+            self.data_open = false;
             let lines = std::mem::take(&mut self.data);
             self.request(self.data_line, Request::Data(lines));
         }
@@ -276,6 +281,12 @@ impl Building {
                 None => return,
             },
         };
+        if let Request::Command(c) = &done.request
+            && *Command::parse(c).verb() == Verb::Data
+            && done.reply_code() == Some(354)
+        {
+            self.data_open = true;
+        }
         self.session.exchanges.push(done);
     }
 
@@ -422,6 +433,23 @@ impl Cassette {
             if !exact {
                 bytes.extend_from_slice(b"\r\n");
             }
+            // Message data is what follows a 354 to DATA, up to its final "."; the recorder
+            // writes nothing else there, and the replay could not replay anything else.
+            match tag {
+                b'D' if !b.data_open => {
+                    return Err(err(
+                        n,
+                        "message data without a 354 reply to DATA before it".into(),
+                    ));
+                }
+                b'C' if b.data_open => {
+                    return Err(err(
+                        n,
+                        "a command line inside message data (before its final \".\")".into(),
+                    ));
+                }
+                _ => {}
+            }
             match tag {
                 b'C' => b.client_line(n, bytes),
                 b'D' => b.data_line(n, bytes),
@@ -560,6 +588,24 @@ mod tests {
             let ok = format!("{MAGIC}\n1 session\n1 end {reason}\n");
             assert!(Cassette::parse(&ok).is_ok(), "{reason}");
         }
+    }
+
+    #[test]
+    fn message_data_only_follows_a_354_to_data_up_to_its_final_dot() {
+        let head = format!("{MAGIC}\n1 session\n1 S: 220 ok\n");
+        let e = Cassette::parse(&format!("{head}1 D: Subject: x\n")).unwrap_err();
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("354"), "{e}");
+        let e = Cassette::parse(&format!("{head}1 C: DATA\n1 S: 250 no\n1 D: .\n")).unwrap_err();
+        assert_eq!(e.line, 6);
+        let e = Cassette::parse(&format!(
+            "{head}1 C: DATA\n1 S: 354 go\n1 D: x\n1 C: QUIT\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.line, 7);
+        assert!(e.message.contains("inside message data"), "{e}");
+        let ok = format!("{head}1 C: DATA\n1 S: 354 go\n1 D: x\n1 D: .\n1 S: 250 q\n1 C: QUIT\n");
+        assert!(Cassette::parse(&ok).is_ok());
     }
 
     #[test]

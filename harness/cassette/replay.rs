@@ -217,7 +217,20 @@ impl ReplaySession {
     }
 
     /// Sends exchange `index`'s recorded reply and follows its consequences.
+    /// Answers exchange `index`, then every reply the upstream sent unprompted right after it
+    /// (a 421 at its timeout, a second banner), in the order they came.
     fn answer(&mut self, index: usize, e: &Exchange) {
+        self.answer_one(index, e);
+        while !self.closed
+            && self.used.get(self.next) == Some(&false)
+            && let Some(following) = self.exchange(self.next)
+            && following.request == Request::Greeting
+        {
+            self.answer_one(self.next, &following);
+        }
+    }
+
+    fn answer_one(&mut self, index: usize, e: &Exchange) {
         if let Some(u) = self.used.get_mut(index) {
             *u = true;
         }
@@ -620,6 +633,40 @@ mod tests {
             }
         }
         (sent, events)
+    }
+
+    #[test]
+    fn a_reply_the_upstream_sent_unprompted_follows_the_one_before_it() {
+        let t = one_session(
+            1,
+            &[
+                (Direction::Server, &b"220 mx.test ESMTP\r\n"[..]),
+                (Direction::Client, b"EHLO c.example\r\n"),
+                (Direction::Server, b"250 mx.test\r\n"),
+                (Direction::Server, b"421 4.4.2 mx.test timeout\r\n"),
+            ],
+            Some("upstream-closed"),
+        );
+        let mut s = ReplaySession::new(
+            Arc::new(Cassette::parse(&t).unwrap()),
+            0,
+            ReplayOptions::default(),
+        );
+        s.receive(b"EHLO c.example\r\n");
+        let mut sent = String::new();
+        let mut closed = false;
+        while let Some(o) = s.poll_output() {
+            match o {
+                Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                Output::Close(_) => closed = true,
+                _ => {}
+            }
+        }
+        assert_eq!(
+            sent,
+            "220 mx.test ESMTP\r\n250 mx.test\r\n421 4.4.2 mx.test timeout\r\n"
+        );
+        assert!(closed);
     }
 
     #[test]
