@@ -203,6 +203,9 @@ struct Building {
     data_line: usize,
     /// DATA got its 354 and the data's final "." has not come: `D:` lines may follow.
     data_open: bool,
+    /// The first reply of the session has come: it is the greeting, whatever a client that
+    /// talked first had sent before it.
+    greeted: bool,
 }
 
 impl Building {
@@ -214,6 +217,7 @@ impl Building {
             data: Vec::new(),
             data_line: 0,
             data_open: false,
+            greeted: false,
         }
     }
 
@@ -259,13 +263,29 @@ impl Building {
     }
 
     fn server_line(&mut self, n: usize, bytes: Vec<u8>) {
-        let target = match self.waiting.front_mut() {
-            Some(e) => e,
-            None => self.unsolicited.get_or_insert_with(|| Exchange {
+        if !self.greeted && self.unsolicited.is_none() {
+            // The greeting is owed before any request is answered.
+            self.greeted = true;
+            self.unsolicited = Some(Exchange {
                 line: n,
                 request: Request::Greeting,
                 reply: Vec::new(),
-            }),
+            });
+        }
+        // A reply in progress that no request asked for (the greeting, a 421 at a timeout)
+        // goes on; otherwise the oldest waiting request is answered; with none, one starts.
+        let unprompted = self.unsolicited.is_some() || self.waiting.is_empty();
+        let target = if unprompted {
+            self.unsolicited.get_or_insert_with(|| Exchange {
+                line: n,
+                request: Request::Greeting,
+                reply: Vec::new(),
+            })
+        } else {
+            match self.waiting.front_mut() {
+                Some(e) => e,
+                None => return,
+            }
         };
         match target.reply.last_mut() {
             Some(last) if !last.ends_with(b"\n") => last.extend_from_slice(&bytes),
@@ -274,12 +294,13 @@ impl Building {
         if !target.reply_is_complete() {
             return;
         }
-        let done = match self.waiting.pop_front() {
-            Some(e) => e,
-            None => match self.unsolicited.take() {
-                Some(e) => e,
-                None => return,
-            },
+        let finished = if unprompted {
+            self.unsolicited.take()
+        } else {
+            self.waiting.pop_front()
+        };
+        let Some(done) = finished else {
+            return;
         };
         if let Request::Command(c) = &done.request
             && *Command::parse(c).verb() == Verb::Data
@@ -588,6 +609,21 @@ mod tests {
             let ok = format!("{MAGIC}\n1 session\n1 end {reason}\n");
             assert!(Cassette::parse(&ok).is_ok(), "{reason}");
         }
+    }
+
+    #[test]
+    fn the_first_reply_is_the_greeting_even_after_a_client_that_talked_first() {
+        let text = format!(
+            "{MAGIC}\n1 session\n1 C: EHLO x\n1 S: 220-hi\n1 C: ETRN a\n1 S: 220 there\n1 S: 250 ok\n1 S: 250 queued\n"
+        );
+        let c = Cassette::parse(&text).unwrap();
+        let e = &c.sessions[0].exchanges;
+        assert_eq!(e[0].request, Request::Greeting);
+        assert_eq!(e[0].reply_bytes(), b"220-hi\r\n220 there\r\n");
+        assert_eq!(e[1].request, Request::Command(b"EHLO x\r\n".to_vec()));
+        assert_eq!(e[1].reply_code(), Some(250));
+        assert_eq!(e[2].request, Request::Command(b"ETRN a\r\n".to_vec()));
+        assert_eq!(e[2].reply_bytes(), b"250 queued\r\n");
     }
 
     #[test]
