@@ -63,13 +63,16 @@ fn details(r: &CaseResult, same_as: Option<&str>) -> String {
         let _ = writeln!(o, "  {d}");
     }
     for v in &r.violations {
+        let rule = v.kind.rule();
         let _ = writeln!(
             o,
-            "  {}: {} in session {}: {}",
+            "  {}: {} in session {}: {} [{}, {}]",
             v.grade,
             v.kind.describe(),
             v.session,
-            v.detail
+            v.detail,
+            rule.id(),
+            rule.basis()
         );
     }
     match &r.outcome {

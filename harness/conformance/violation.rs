@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
-use crate::ims::Grade;
+use crate::ims::{Grade, Rule};
 use crate::smarthost::{Recording, SessionRecording};
 use crate::smtp::{CloseReason, EtrnFlag, Event};
 use crate::wire::{Command, Verb};
@@ -102,25 +102,31 @@ impl ViolationKind {
         }
     }
 
-    /// The grade, per the spec (`scenarios/README.md`) and the RFCs.
-    pub fn grade(self) -> Grade {
+    /// The model's rule this check holds a client to: grade and basis come from that one table
+    /// ([`Rule`]), never from the check.
+    pub fn rule(self) -> Rule {
         match self {
-            ViolationKind::EtrnBeforeEhlo
-            | ViolationKind::EtrnNotAdvertised
-            | ViolationKind::EtrnInTransaction
-            | ViolationKind::BareLf
-            | ViolationKind::After421
-            | ViolationKind::EtrnNotAwaited => Grade::Must,
-            ViolationKind::EtrnAfterSyntaxError
-            | ViolationKind::SeveralNodesInOneEtrn
-            | ViolationKind::OptionCharacter
-            | ViolationKind::InvalidArgument
-            | ViolationKind::NoQuit
-            | ViolationKind::EtrnAfterHelo => Grade::Should,
-            ViolationKind::LowerCaseVerb
-            | ViolationKind::Utf8WithoutSmtputf8
-            | ViolationKind::EtrnBeforeOutboundMail => Grade::Informational,
+            ViolationKind::EtrnBeforeEhlo | ViolationKind::EtrnNotAdvertised => Rule::EhloGating,
+            ViolationKind::EtrnAfterHelo => Rule::HeloFallback,
+            ViolationKind::EtrnInTransaction => Rule::NotInTransaction,
+            ViolationKind::EtrnAfterSyntaxError => Rule::ReplySyntax,
+            ViolationKind::SeveralNodesInOneEtrn | ViolationKind::OptionCharacter => {
+                Rule::OneDomainPerCommand
+            }
+            ViolationKind::InvalidArgument => Rule::ValidArgument,
+            ViolationKind::BareLf => Rule::CrlfLineEnds,
+            ViolationKind::NoQuit => Rule::QuitBeforeClosing,
+            ViolationKind::LowerCaseVerb => Rule::UpperCaseVerb,
+            ViolationKind::Utf8WithoutSmtputf8 => Rule::LiteralForm,
+            ViolationKind::EtrnBeforeOutboundMail => Rule::OutboundFirst,
+            ViolationKind::After421 => Rule::ReplyClosing,
+            ViolationKind::EtrnNotAwaited => Rule::AwaitEachReply,
         }
+    }
+
+    /// The grade: its rule's.
+    pub fn grade(self) -> Grade {
+        self.rule().grade()
     }
 
     pub fn describe(self) -> &'static str {
@@ -265,6 +271,14 @@ fn advertised_smtputf8(s: &SessionRecording) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_check_takes_its_grade_from_its_rule_in_the_one_table() {
+        for kind in ViolationKind::ALL {
+            assert_eq!(kind.grade(), kind.rule().grade(), "{}", kind.id());
+            assert!(Rule::ALL.contains(&kind.rule()), "{}", kind.id());
+        }
+    }
 
     #[test]
     fn ids_are_the_serialised_names_and_unique() {

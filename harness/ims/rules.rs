@@ -143,7 +143,22 @@ rules! {
         "DisableETRN=1 does not change what the IMS sends as a client"),
     /// O-10, O-24 baseline: one plain `ETRN <domain>` per domain.
     OneDomainPerCommand = ("one-domain-per-command", Should, "RFC 1985 §5",
-        "one ETRN per domain, no '@' or '#' added, upper-case verb, CRLF"),
+        "one ETRN per domain, no '@' or '#' added"),
+    /// RFC 1985 §5: the argument is a node name (a domain), nothing else.
+    ValidArgument = ("valid-argument", Should, "RFC 1985 §5",
+        "each ETRN argument is a node name"),
+    /// RFC 5321 §2.3.8: every line ends with CRLF.
+    CrlfLineEnds = ("crlf-line-ends", Must, "RFC 5321 §2.3.8",
+        "every command line ends with CRLF, never a bare LF"),
+    /// RFC 5321 §2.4: verbs are case-insensitive; the IMS writes them in upper case.
+    UpperCaseVerb = ("upper-case-verb", Informational, "RFC 5321 §2.4",
+        "the verb is written in upper case (any case is legal)"),
+    /// The model's session ends with QUIT (the session shape of the spec).
+    QuitBeforeClosing = ("quit-before-closing", Should, "RFC 5321 §4.1.1.10",
+        "a session the server did not close ends with QUIT"),
+    /// E44: the IMS waits for each ETRN's reply before the next command.
+    AwaitEachReply = ("await-each-reply", Must, "KB175494; spec E44",
+        "no command is sent before the reply to an ETRN (or to the command before an ETRN)"),
     /// E43: ETRN rides the connection made to deliver mail; that mail is delivered on it.
     OutboundMail = ("outbound-mail", Must, "KB241157; spec E43",
         "each connection delivers the queued outbound mail (MAIL, RCPT, DATA) it was made for"),
