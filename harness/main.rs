@@ -238,7 +238,7 @@ struct RecordArgs {
     #[arg(long)]
     exit_after_sessions: Option<usize>,
     /// Simultaneous connections relayed; more get `421` at once and are not recorded.
-    #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
     max_connections: usize,
     /// STARTTLS: `passthrough` relays it encrypted and records only that it happened;
     /// `terminate` does TLS with the client (own certificate) and with the upstream, and records
@@ -301,7 +301,7 @@ struct ReplayArgs {
     #[arg(long, value_parser = parse_host_port)]
     upstream: Option<std::net::SocketAddr>,
     /// Simultaneous connections served; more get `421` at once.
-    #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
     max_connections: usize,
     /// Stop after this many sessions have ended.
     #[arg(long)]
@@ -446,6 +446,15 @@ struct ServeArgs {
 }
 
 /// HOST:PORT, resolved now: an address literal or a name (the first address it resolves to).
+/// A count of at least one (a cap of zero connections would refuse everyone).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_host_port(s: &str) -> Result<std::net::SocketAddr, String> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs()

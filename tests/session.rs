@@ -785,7 +785,12 @@ fn a_last_line_the_client_never_ended_is_recorded_and_not_acted_on() {
 #[test]
 fn an_auth_response_pipelined_behind_a_refused_auth_is_never_recorded() {
     // No AUTH offered: AUTH gets 502/503, and the credentials behind it 500, unrecorded.
-    for script in ["", "ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]"] {
+    // sendmail echoes an unknown command in its reply: the echo is redacted too.
+    for script in [
+        "",
+        "ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]",
+        "profile = \"sendmail\"",
+    ] {
         for auth in [
             &b"AUTH PLAIN\r\n"[..],
             b"AUTH CRAM-MD5\r\n",
@@ -795,7 +800,7 @@ fn an_auth_response_pipelined_behind_a_refused_auth_is_never_recorded() {
             let mut input = auth.to_vec();
             input.extend_from_slice(b"AGFsaWNlAHNlY3JldA==\r\nETRN a.example\r\n");
             let step = send(&mut s, &input);
-            let text = format!("{:?}", step.events);
+            let text = format!("{:?} {}", step.events, step.sent);
             assert!(!text.contains("AGFsaWNl"), "{script} {auth:?}: {text}");
             assert!(!text.to_ascii_uppercase().contains("AGFSAWNL"), "{text}");
             assert_eq!(step.etrn().len(), 1, "the session goes on: {text}");

@@ -1808,3 +1808,25 @@ fn replay_shows_and_logs_no_credential_a_client_sends() {
     }
     assert!(shown.contains("[redacted]"), "{shown}");
 }
+
+#[tokio::test]
+async fn credentials_pipelined_after_a_421_are_recorded_redacted() {
+    let host = start("greeting = \"421 4.3.2 Service not available\"").await;
+    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
+    let mut greeting = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, c.read(&mut greeting))
+        .await
+        .expect("greeting in time")
+        .expect("read");
+    assert!(greeting[..n].starts_with(b"421 "));
+    c.write_all(b"AUTH LOGIN\r\ndXNlcm5hbWU=\r\nc2VjcmV0cGFzcw==\r\nQUIT\r\n")
+        .await
+        .expect("write");
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed after the linger");
+    let (after, _) = after_close_and_unawaited(&r.sessions[0]);
+    assert_eq!(after, ["AUTH LOGIN", "[redacted]", "[redacted]", "QUIT"]);
+}

@@ -340,9 +340,8 @@ impl Cassette {
         let err = |line: usize, message: String| CassetteError { line, message };
         match lines.first() {
             Some(first) if first.trim_end() == MAGIC => {}
-            Some(first) => {
+            Some(_) => {
                 // The line itself is not shown: a file named by mistake may hold anything.
-                let _ = first;
                 return Err(err(
                     1,
                     format!("the first line is not {MAGIC:?}: not a cassette, or another version"),

@@ -29,6 +29,8 @@ use crate::wire::{ClientLine, Follower, Frame, LineFramer, ReplyLine};
 
 /// How long the upstream may take over each reply while it is brought up to date.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a replayed client may stay silent before it gets `421` and is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 use super::replay::{ReplayOptions, ReplaySession};
 
 /// A replay server that records what it misses.
@@ -100,12 +102,22 @@ async fn connection(
             handover(client, peer, history, upstream, &writer, stop).await;
             return;
         }
-        tokio::select! {
-            read = client.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => conversation.receive(&buf[..n]),
-            },
+        let read = tokio::select! {
+            read = tokio::time::timeout(IDLE_TIMEOUT, client.read(&mut buf)) => read,
             _ = stop.wait_for(|stopping| *stopping) => return,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => conversation.receive(&buf[..n]),
+            Ok(_) => return,
+            // A silent client holds no connection slot for ever (the smart host's default).
+            Err(_) => {
+                say_last(
+                    &mut client,
+                    b"421 4.4.2 etrn-harness replay: idle too long\r\n",
+                )
+                .await;
+                return;
+            }
         }
     }
 }
@@ -160,6 +172,11 @@ async fn handover(
         return;
     }
     for line in earlier {
+        // A stop ends the handover at once: each write would otherwise get a grace of its own.
+        if *stop.borrow() {
+            writer.append(&format!("{id} end recorder-stopped\n"));
+            return;
+        }
         let (kind, recorded) = follower.client_line(line);
         let direction = if kind == ClientLine::Data {
             Direction::Data
@@ -188,10 +205,11 @@ async fn handover(
     relay_from(client, server, handover, id, writer, stop).await;
 }
 
-/// The `end` reason of a handover cut short: the recorder stopping, else the upstream's doing.
+/// The `end` reason of a handover cut short, as the relay names the same ends.
 fn handover_end(end: End) -> &'static str {
     match end {
         End::Shutdown => "recorder-stopped",
+        End::Error => "io-error",
         _ => "upstream-closed",
     }
 }

@@ -216,7 +216,6 @@ impl ReplaySession {
         self.out.push_back(Output::Close(reason));
     }
 
-    /// Sends exchange `index`'s recorded reply and follows its consequences.
     /// Answers exchange `index`, then every reply the upstream sent unprompted right after it
     /// (a 421 at its timeout, a second banner), in the order they came.
     fn answer(&mut self, index: usize, e: &Exchange) {
@@ -230,6 +229,7 @@ impl ReplaySession {
         }
     }
 
+    /// Sends exchange `index`'s recorded reply and follows its consequences.
     fn answer_one(&mut self, index: usize, e: &Exchange) {
         if let Some(u) = self.used.get_mut(index) {
             *u = true;
@@ -577,11 +577,12 @@ impl Conversation for ReplaySession {
     fn peer_closed(&mut self) {
         self.close(CloseReason::PeerClosed);
     }
-    fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
-        self.auth_responses
-            .form(&Command::parse(line))
-            .0
-            .into_owned()
+    fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut window = self.auth_responses.clone();
+        lines
+            .iter()
+            .map(|line| window.line(&Command::parse(line)).0.into_owned())
+            .collect()
     }
 }
 

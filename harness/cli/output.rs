@@ -16,7 +16,8 @@ use std::time::Duration;
 
 /// Lines that may wait for the writer before new ones are dropped.
 pub const QUEUE_LINES: usize = 4096;
-/// The most octets written in one `write`.
+/// A batch is closed once it holds this many octets (a line is never split, so one can be
+/// longer); it goes out in one `write_all`.
 const BATCH_OCTETS: usize = 64 * 1024;
 /// How long the exit waits for the last lines to be written.
 pub const FINISH_DEADLINE: Duration = Duration::from_secs(2);
@@ -31,8 +32,9 @@ pub struct Output {
 }
 
 impl Output {
-    /// Starts the writer thread. Should the thread not start, lines are written in place
-    /// (there is nothing better to do with them).
+    /// Starts the writer thread. Should the thread not start, lines are written in place, on
+    /// the caller's thread (there is nothing better to do with them; it never happens short of
+    /// the process being out of threads).
     pub fn start() -> Self {
         let (lines, queue) = sync_channel::<String>(QUEUE_LINES);
         let last: Arc<Mutex<Vec<String>>> = Arc::default();

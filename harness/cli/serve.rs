@@ -399,9 +399,12 @@ impl Printer {
             missed = n,
             "live output fell behind; the recording is complete"
         );
-        if self.format == EventsFormat::Jsonl {
-            self.out
-                .line(serde_json::json!({ "missed": n }).to_string());
+        if self.format == EventsFormat::Jsonl
+            && !self
+                .out
+                .line(serde_json::json!({ "missed": n }).to_string())
+        {
+            self.missed += 1;
         }
     }
 

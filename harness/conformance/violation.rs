@@ -117,7 +117,7 @@ impl ViolationKind {
             ViolationKind::BareLf => Rule::CrlfLineEnds,
             ViolationKind::NoQuit => Rule::QuitBeforeClosing,
             ViolationKind::LowerCaseVerb => Rule::UpperCaseVerb,
-            ViolationKind::Utf8WithoutSmtputf8 => Rule::LiteralForm,
+            ViolationKind::Utf8WithoutSmtputf8 => Rule::Utf8NeedsSmtputf8,
             ViolationKind::EtrnBeforeOutboundMail => Rule::OutboundFirst,
             ViolationKind::After421 => Rule::ReplyClosing,
             ViolationKind::EtrnNotAwaited => Rule::AwaitEachReply,

@@ -83,7 +83,7 @@ rules! {
         "each of connections_per_host parallel connections to one host is made and carries the set"),
     /// T12: AlwaysUseTURN replaces ETRN.
     TurnInsteadOfEtrn = ("turn-instead-of-etrn", Must, "KB257979",
-        "AlwaysUseTURN=1 makes IMS issue TURN rather than ETRN"),
+        "AlwaysUseTURN=1 makes IMS issue TURN rather than ETRN, and nothing else does"),
     /// O-14 baseline: AUTH then TURN, after outbound mail; AUT has precedence.
     TurnForm = ("turn-form", Informational, "spec O-14",
         "AUTH then TURN (not ATRN) after outbound mail; without credentials no TURN"),
@@ -156,6 +156,9 @@ rules! {
     /// The model's session ends with QUIT (the session shape of the spec).
     QuitBeforeClosing = ("quit-before-closing", Should, "RFC 5321 §4.1.1.10",
         "a session the server did not close ends with QUIT"),
+    /// RFC 6531 §3.2: raw UTF-8 only to a server that advertised SMTPUTF8.
+    Utf8NeedsSmtputf8 = ("u-label-needs-smtputf8", Informational, "RFC 6531 §3.2",
+        "a U-label goes raw only to a server that advertised SMTPUTF8"),
     /// E44: the IMS waits for each ETRN's reply before the next command.
     AwaitEachReply = ("await-each-reply", Must, "KB175494; spec E44",
         "no command is sent before the reply to an ETRN (or to the command before an ETRN)"),

@@ -352,7 +352,7 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
         } else {
             causes.connection_rule()
         };
-        // The scenario may grade the count lower than the rule (then it names no rule).
+        // The rule grades the count; `connections_grade` only where no rule explains it.
         let (grade, rule) = graded(Some(rule), e.connections_grade.unwrap_or(rule.grade()));
         out.push(Deviation {
             grade,
@@ -510,6 +510,14 @@ impl<'a> Causes<'a> {
                 other => other,
             })
         };
+        // O-14: AlwaysUseTURN rules ETRN out for certain only with credentials (KB257979,
+        // "rather than ETRN"); without them what the IMS does is the open point.
+        let deciding = match deciding {
+            Some(Rule::TurnInsteadOfEtrn) if config.turn_credentials.is_none() => {
+                Some(Rule::TurnForm)
+            }
+            other => other,
+        };
         let dial_up_list = match &config.dialup {
             Some(ims::DialUp::Etrn { domains }) => domains.clone(),
             _ => Vec::new(),
@@ -606,6 +614,7 @@ impl<'a> Causes<'a> {
                 .filter_map(|(holds, premise)| holds.then_some(premise))
                 .chain([rule])
                 .min_by_key(|r| r.grade())
+                // Never empty: the chain holds `rule` itself.
                 .unwrap_or(rule),
         )
     }
@@ -901,13 +910,12 @@ impl Connection<'_> {
         let by_order = stop_reply.is_none() && in_set && self.expects_the_model_set();
         let (grade, rule, difference) = match self.absent.iter().find(|f| f.arg == *arg) {
             Some(f) if !by_order => {
-                // A rule that explains the argument grades it (a reply's, an open point's);
-                // otherwise the scenario grades what it forbids and the deciding rule is named.
-                let explaining = reply_rule.or_else(|| self.causes.unexpected(arg));
-                let (grade, rule) = match explaining {
-                    Some(r) => (r.grade(), Some(r)),
-                    None => graded(self.causes.deciding, f.grade.unwrap_or(self.default)),
-                };
+                // A rule that explains the argument grades it (a reply's, an open point's),
+                // else the rule that decides the set; the scenario's grade only without either.
+                let explaining = reply_rule
+                    .or_else(|| self.causes.unexpected(arg))
+                    .or(self.causes.deciding);
+                let (grade, rule) = graded(explaining, f.grade.unwrap_or(self.default));
                 (
                     grade,
                     rule,
@@ -934,7 +942,7 @@ impl Connection<'_> {
                         }
                     }
                     // Otherwise it breaks the rule that decides the set (or rules ETRN out), at
-                    // the grade the scenario gives that rule here.
+                    // that rule's grade.
                     None => graded(self.causes.deciding, self.default),
                 };
                 (

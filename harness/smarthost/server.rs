@@ -437,10 +437,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     if last_reply == Some(421) && reason != CloseReason::IdleTimeout {
                         let rest = unfed.get(fed..).unwrap_or_default();
                         let after = linger(&mut stream, rest, &mut buf, shutdown).await;
-                        for line in after.split_inclusive(|b| *b == b'\n') {
-                            let event = Event::AfterClose {
-                                raw: session.recorded_form(line),
-                            };
+                        let lines: Vec<&[u8]> = after.split_inclusive(|b| *b == b'\n').collect();
+                        for raw in session.recorded_forms(&lines) {
+                            let event = Event::AfterClose { raw };
                             log_event(&event);
                             shared.recorder.event(id, event);
                         }
@@ -459,7 +458,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 .map_or(unfed.len(), |i| start + i + 1);
             let piece = &unfed[start..fed];
             if at_line_start && !pending.is_empty() {
-                let mut raw = session.recorded_form(piece);
+                let mut raw = session.recorded_forms(&[piece]).pop().unwrap_or_default();
                 raw.truncate(UNAWAITED_MAX_OCTETS);
                 shared.recorder.event(id, Event::Unawaited { raw });
             }

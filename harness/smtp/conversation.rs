@@ -55,10 +55,20 @@ pub trait Conversation: Send {
     fn handle_timeout(&mut self, now: Instant) {
         let _ = now;
     }
-    /// `line`, not yet received, as this conversation would record it: the form a driver
-    /// records a line in itself (unawaited, after a 421), so credentials take one path.
-    fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
-        crate::wire::redact::command(line).into_owned()
+    /// `lines`, not yet received, one after another, as this conversation would record them:
+    /// the form a driver records lines in itself (unawaited, after a 421), so credentials take
+    /// one path.
+    fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut window = crate::wire::redact::AuthResponses::default();
+        lines
+            .iter()
+            .map(|line| {
+                window
+                    .line(&crate::wire::Command::parse(line))
+                    .0
+                    .into_owned()
+            })
+            .collect()
     }
 }
 
@@ -84,7 +94,7 @@ impl Conversation for super::Session {
     fn handle_timeout(&mut self, now: Instant) {
         super::Session::handle_timeout(self, now)
     }
-    fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
-        super::Session::recorded_form(self, line)
+    fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        super::Session::recorded_forms(self, lines)
     }
 }

@@ -153,6 +153,8 @@ pub struct Session {
     authenticated: bool,
     /// Which lines answer an AUTH, whatever its reply (the one redaction's rule).
     auth_responses: redact::AuthResponses,
+    /// The line being answered is an AUTH response: no reply may echo it (`{command}`).
+    answering_a_secret: bool,
     transaction: Option<Transaction>,
     data: DataState,
     lines: LineFramer,
@@ -189,6 +191,7 @@ impl Session {
             tls_active: false,
             authenticated: false,
             auth_responses: redact::AuthResponses::default(),
+            answering_a_secret: false,
             transaction: None,
             data: DataState::default(),
             lines: LineFramer::new(),
@@ -339,16 +342,18 @@ impl Session {
         }
     }
 
-    /// `line`, not yet received, as the session would record it (see
-    /// [`super::Conversation::recorded_form`]).
-    pub fn recorded_form(&self, line: &[u8]) -> Vec<u8> {
+    /// `lines`, not yet received, one after another, as the session would record them (see
+    /// [`super::Conversation::recorded_forms`]): an AUTH among them makes the lines after it
+    /// secrets as it would in the session.
+    pub fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
         if self.in_auth_exchange() {
-            return redact::CONTINUATION.to_vec();
+            return vec![redact::CONTINUATION.to_vec(); lines.len()];
         }
-        self.auth_responses
-            .form(&Command::parse(line))
-            .0
-            .into_owned()
+        let mut window = self.auth_responses.clone();
+        lines
+            .iter()
+            .map(|line| window.line(&Command::parse(line)).0.into_owned())
+            .collect()
     }
 
     /// Whether the next line is an AUTH response rather than a command.
@@ -545,6 +550,7 @@ impl Session {
         } else {
             command.verb().clone()
         };
+        self.answering_a_secret = secret;
         self.record_command(raw, recorded_verb, line, redacted);
         let verb = command.verb();
 
@@ -715,8 +721,14 @@ impl Session {
             Ok(Request::Etrn { .. }) => Some(self.etrn(command, None)),
             Err(smtp_proto::Error::UnknownCommand) => {
                 let reply = self.behaviour.replies().unknown_command.clone();
+                // sendmail echoes the line; an AUTH response is echoed as the mark.
+                let shown = if self.answering_a_secret {
+                    redact::MARK.as_bytes()
+                } else {
+                    trim_line_end(line)
+                };
                 let places = Placeholders {
-                    command: Some(trim_line_end(line)),
+                    command: Some(shown),
                     ..self.placeholders(None, None)
                 };
                 Some(Answer::reply(places.reply(&reply)))
@@ -898,6 +910,8 @@ impl Session {
 
     fn succeed_auth(&mut self, mechanism: &str, username: String) -> Answer {
         self.authenticated = true;
+        // Authenticated: the exchange is over, the next line is a command again.
+        self.auth_responses = redact::AuthResponses::default();
         self.out.push_back(Output::Event(Event::Auth {
             mechanism: mechanism.into(),
             username,

@@ -50,6 +50,9 @@ pub struct Follower {
     waiting: VecDeque<Waiting>,
     /// An AUTH was sent and its final reply has not come: client lines are credentials.
     in_auth: bool,
+    /// After the AUTH's final reply: a response sent after a refusal is still a secret, by the
+    /// one rule `serve` and the replay follow ([`redact::AuthResponses`]).
+    after_auth: redact::AuthResponses,
     in_data: bool,
     quit: bool,
 }
@@ -85,6 +88,14 @@ impl Follower {
             );
         }
         let command = Command::parse(line);
+        if self.after_auth.line(&command).1 {
+            // The server answers it like any other line.
+            self.waiting.push_back(Waiting::Other);
+            return (
+                ClientLine::AuthResponse,
+                Cow::Borrowed(redact::CONTINUATION),
+            );
+        }
         let waiting = match command.verb() {
             Verb::Auth => {
                 self.in_auth = true;
@@ -107,7 +118,7 @@ impl Follower {
     pub fn client_fragment<'a>(&self, bytes: &'a [u8]) -> (ClientLine, Cow<'a, [u8]>) {
         if self.in_data {
             (ClientLine::Data, Cow::Borrowed(bytes))
-        } else if self.in_auth {
+        } else if self.in_auth || self.after_auth.clone().line(&Command::parse(bytes)).1 {
             (
                 ClientLine::AuthResponse,
                 Cow::Borrowed(redact::MARK.as_bytes()),
@@ -131,7 +142,13 @@ impl Follower {
         }
         let answered = self.waiting.pop_front();
         match (answered, reply.code) {
-            (Some(Waiting::Auth), _) => self.in_auth = false,
+            (Some(Waiting::Auth), code) => {
+                self.in_auth = false;
+                // Authenticated: the exchange is over; refused, a late response is a secret.
+                if code == 235 {
+                    self.after_auth = redact::AuthResponses::default();
+                }
+            }
             (Some(Waiting::Data), 354) => self.in_data = true,
             (Some(Waiting::StartTls), 220) => return ServerStep::TlsStarts,
             (Some(Waiting::StartTls), _) => return ServerStep::TlsRefused,
@@ -162,6 +179,27 @@ mod tests {
         assert_eq!(f.client_line(b"more\r\n").0, ClientLine::AuthResponse);
         f.server_line(b"235 ok\r\n");
         assert_eq!(f.client_line(b"ETRN a\r\n").0, ClientLine::Command);
+    }
+
+    #[test]
+    fn a_response_sent_after_a_refused_auth_is_still_a_secret() {
+        let mut f = Follower::new();
+        f.client_line(b"AUTH PLAIN\r\n");
+        f.server_line(b"504 5.5.4 unrecognised\r\n");
+        let (kind, rec) = f.client_line(b"AGFsaWNlAHNlY3JldA==\r\n");
+        assert_eq!(
+            (kind, &*rec),
+            (ClientLine::AuthResponse, redact::CONTINUATION)
+        );
+        // Its own reply pairs with it; a command ends the window.
+        f.server_line(b"500 5.5.2 unknown\r\n");
+        assert_eq!(f.client_line(b"ETRN a\r\n").0, ClientLine::Command);
+        assert_eq!(f.client_line(b"c2VjcmV0\r\n").0, ClientLine::Command);
+        // After a 235 the next line is a command again.
+        let mut f = Follower::new();
+        f.client_line(b"AUTH PLAIN AGFsaWNl\r\n");
+        f.server_line(b"235 ok\r\n");
+        assert_eq!(f.client_line(b"XCLIENT a\r\n").0, ClientLine::Command);
     }
 
     #[test]
