@@ -931,9 +931,9 @@ fn after_close_and_unawaited(
     (after, unawaited)
 }
 
-#[tokio::test]
-async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
-    // 421 to the greeting: the client talks on regardless.
+/// A smart host that greets with 421, and a client that sends `input` after that greeting
+/// regardless: the recording once the session closed after its linger.
+async fn talked_past_a_421_greeting(input: &[u8]) -> etrn_harness::smarthost::Recording {
     let refusing = start("greeting = \"421 4.3.2 Service not available\"").await;
     let mut c = TcpStream::connect(refusing.addr()).await.expect("connect");
     let mut greeting = [0u8; 64];
@@ -942,14 +942,18 @@ async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
         .expect("greeting in time")
         .expect("read");
     assert!(greeting[..n].starts_with(b"421 "));
-    c.write_all(b"EHLO c\r\nETRN a.example\r\nQUIT\r\n")
-        .await
-        .expect("write");
-    let r = refusing
+    c.write_all(input).await.expect("write");
+    refusing
         .recorder()
         .wait_for_closed_sessions(1, WAIT)
         .await
-        .expect("closed after the linger");
+        .expect("closed after the linger")
+}
+
+#[tokio::test]
+async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
+    // 421 to the greeting: the client talks on regardless.
+    let r = talked_past_a_421_greeting(b"EHLO c\r\nETRN a.example\r\nQUIT\r\n").await;
     let (after, _) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(after, ["EHLO c", "ETRN a.example", "QUIT"]);
     assert!(r.sessions[0].commands.is_empty(), "none of it was answered");
@@ -1811,22 +1815,9 @@ fn replay_shows_and_logs_no_credential_a_client_sends() {
 
 #[tokio::test]
 async fn credentials_pipelined_after_a_421_are_recorded_redacted() {
-    let host = start("greeting = \"421 4.3.2 Service not available\"").await;
-    let mut c = TcpStream::connect(host.addr()).await.expect("connect");
-    let mut greeting = [0u8; 64];
-    let n = tokio::time::timeout(WAIT, c.read(&mut greeting))
-        .await
-        .expect("greeting in time")
-        .expect("read");
-    assert!(greeting[..n].starts_with(b"421 "));
-    c.write_all(b"AUTH LOGIN\r\ndXNlcm5hbWU=\r\nc2VjcmV0cGFzcw==\r\nQUIT\r\n")
-        .await
-        .expect("write");
-    let r = host
-        .recorder()
-        .wait_for_closed_sessions(1, WAIT)
-        .await
-        .expect("closed after the linger");
+    let r =
+        talked_past_a_421_greeting(b"AUTH LOGIN\r\ndXNlcm5hbWU=\r\nc2VjcmV0cGFzcw==\r\nQUIT\r\n")
+            .await;
     let (after, _) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(after, ["AUTH LOGIN", "[redacted]", "[redacted]", "QUIT"]);
 }
