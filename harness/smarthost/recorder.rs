@@ -4,10 +4,10 @@
 //! The recording serialises to the JSON document `etrn-harness serve --record` writes; its shape is
 //! documented in the README ("Recording format").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::log::{EventLog, Interner};
@@ -312,9 +312,12 @@ struct State {
     closed: usize,
     /// Every ETRN recorded so far, forgotten or not.
     etrn: usize,
-    /// Goes up at every ETRN and every reset, never down: a wait for an ETRN looks again only
-    /// when it moved.
-    etrn_generation: u64,
+    /// The normalised domains of the ETRNs recorded so far (forgotten sessions' included): a
+    /// wait for a domain looks here, never at the recording.
+    etrn_domains: HashSet<String>,
+    /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
+    /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
+    etrn_waiters: HashMap<String, (Arc<Notify>, usize)>,
     forgotten: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
@@ -344,8 +347,14 @@ impl State {
 pub struct Recorder {
     started: Instant,
     state: Mutex<State>,
+    /// Every event: for [`Recorder::wait_until`] only.
     changed: Notify,
+    /// A session closed, or a reset: for [`Recorder::wait_for_closed_sessions`].
+    closed_changed: Notify,
     live: broadcast::Sender<LiveEvent>,
+    /// Times a wait for an ETRN looked at the index again after a wake-up (tests count them).
+    #[cfg(test)]
+    etrn_wakeups: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -370,7 +379,10 @@ impl Recorder {
             started: Instant::now(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            closed_changed: Notify::new(),
             live,
+            #[cfg(test)]
+            etrn_wakeups: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -453,6 +465,7 @@ impl Recorder {
     pub fn event(&self, id: u64, event: Event) {
         let at = self.now_us();
         let live = self.live.receiver_count() > 0;
+        let mut wake = None;
         let published = {
             let mut r = self.lock();
             let timed = TimedEvent { at_us: at, event };
@@ -462,14 +475,25 @@ impl Recorder {
                 return;
             };
             let copy = live.then(|| timed.event.clone());
-            let is_etrn = matches!(timed.event, Event::Etrn(_));
+            let domain = match &timed.event {
+                Event::Etrn(record) => Some(record.domain.clone()),
+                _ => None,
+            };
             s.events.push(timed.at_us, timed.event, &mut state.interner);
-            if is_etrn {
-                r.etrn += 1;
-                r.etrn_generation += 1;
+            if let Some(domain) = domain {
+                state.etrn += 1;
+                if let Some(domain) = domain {
+                    // Woken after the lock is let go; a wait registers under the lock, so none
+                    // misses this.
+                    wake = state.etrn_waiters.get(&domain).map(|(n, _)| Arc::clone(n));
+                    state.etrn_domains.insert(domain);
+                }
             }
             copy
         };
+        if let Some(waiters) = wake {
+            waiters.notify_waiters();
+        }
         match published {
             Some(event) => self.publish(LiveEvent::Event {
                 session: id,
@@ -516,6 +540,7 @@ impl Recorder {
                 r.forgotten += 1;
             }
         }
+        self.closed_changed.notify_waiters();
         self.publish(LiveEvent::Closed {
             session: id,
             reason,
@@ -536,11 +561,13 @@ impl Recorder {
             }
             r.closed = 0;
             r.etrn = 0;
-            r.etrn_generation += 1;
+            // The waits for ETRNs stay pending, on an empty index: nothing to wake them for.
+            r.etrn_domains.clear();
             r.refused = 0;
             r.forgotten = 0;
             r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
         }
+        self.closed_changed.notify_waiters();
         self.changed.notify_waiters();
     }
 
@@ -580,6 +607,21 @@ impl Recorder {
         self.lock().closed
     }
 
+    /// Sessions the recording has (held, open or closed) plus the ones forgotten: what
+    /// `recording().sessions.len() + recording().forgotten` counts, without building it.
+    pub fn session_count(&self) -> usize {
+        let r = self.lock();
+        r.sessions
+            .len()
+            .saturating_add(usize::try_from(r.forgotten).unwrap_or(usize::MAX))
+    }
+
+    /// Whether an ETRN for the normalised `domain` has been recorded since the start or the last
+    /// reset (forgotten sessions' included). A look-up, whatever the length of the recording.
+    pub fn has_etrn(&self, domain: &str) -> bool {
+        self.lock().etrn_domains.contains(domain)
+    }
+
     /// A copy of everything recorded so far (derived from the event logs).
     pub fn recording(&self) -> Recording {
         let r = self.lock();
@@ -591,9 +633,13 @@ impl Recorder {
         }
     }
 
-    /// Waits until `ready` holds for the recording, waking only when something is recorded. Each
-    /// wake builds the recording from the event logs: for a count of sessions on a busy server,
-    /// [`Recorder::wait_for_closed_sessions`] costs nothing per event.
+    /// Waits until `ready` holds for the recording, waking only when something is recorded.
+    ///
+    /// Cost: every event that happens while it waits builds the whole recording again from the
+    /// event logs and runs `ready` on it, O(history) per event per pending wait; on a busy server
+    /// with a long recording that slows every session down. For an ETRN or a count of closed
+    /// sessions, [`Recorder::wait_for_etrn`] and [`Recorder::wait_for_closed_sessions`] cost O(1)
+    /// per event instead.
     pub async fn wait_until(
         &self,
         what: &str,
@@ -622,20 +668,33 @@ impl Recorder {
         }
     }
 
-    /// Waits until at least `n` sessions have closed. Counts, so it costs nothing per event
-    /// however long the recording; the recording is built once, at the end.
+    /// Waits until at least `n` sessions have closed, and returns the recording (built once, at
+    /// the end). See [`Recorder::until_closed_sessions`] for the cost.
     pub async fn wait_for_closed_sessions(
         &self,
         n: usize,
         timeout: Duration,
     ) -> Result<Recording, WaitTimeout> {
+        self.until_closed_sessions(n, timeout).await?;
+        Ok(self.recording())
+    }
+
+    /// Waits until at least `n` sessions have closed (forgotten ones included). Woken only when a
+    /// session closes (or at a reset), and then it reads a counter: O(1) per event however long
+    /// the recording, and no recording is built.
+    pub async fn until_closed_sessions(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), WaitTimeout> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.changed.notified();
+            // Enabled before the count is read: a close in between still wakes this wait.
+            let notified = self.closed_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.closed_count() >= n {
-                return Ok(self.recording());
+                return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(WaitTimeout {
@@ -646,36 +705,99 @@ impl Recorder {
         }
     }
 
-    /// Waits until an ETRN for `domain` (compared normalised) has been answered. The recording
-    /// is looked at only when an ETRN (or a reset) came since the last look, so the other events
-    /// of a busy server (a command, a reply, a session opening) cost no rebuild.
+    /// Waits until an ETRN for `domain` (compared normalised) has been recorded, and returns the
+    /// recording (built once, at the end). See [`Recorder::until_etrn`] for the cost.
     pub async fn wait_for_etrn(
         &self,
         domain: &str,
         timeout: Duration,
     ) -> Result<Recording, WaitTimeout> {
-        let wanted = crate::domain::Domain::parse(domain)
-            .map(|d| d.normalised().to_owned())
-            .unwrap_or_else(|_| domain.to_ascii_lowercase());
+        self.until_etrn(domain, timeout).await?;
+        Ok(self.recording())
+    }
+
+    /// Waits until an ETRN for `domain` (compared normalised: case, trailing dot and IDNA form do
+    /// not matter) has been recorded since the start or the last reset, forgotten sessions'
+    /// included. It looks at an index of the domains seen, and is woken only by an ETRN for its
+    /// own domain: O(1) per event whatever is pending, and no recording is built.
+    pub async fn until_etrn(&self, domain: &str, timeout: Duration) -> Result<(), WaitTimeout> {
+        let wanted = normalised_domain(domain);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut looked_at = None;
+        let Some(waiter) = EtrnWaiter::register(self, &wanted) else {
+            return Ok(());
+        };
         loop {
-            let notified = self.changed.notified();
+            let notified = waiter.notify.notified();
             tokio::pin!(notified);
+            // Enabled before the index is read: an ETRN in between still wakes this wait.
             notified.as_mut().enable();
-            let generation = self.lock().etrn_generation;
-            if looked_at != Some(generation) {
-                looked_at = Some(generation);
-                let r = self.recording();
-                if r.etrn_domains().iter().any(|d| d == &wanted) {
-                    return Ok(r);
-                }
+            if self.has_etrn(&wanted) {
+                return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(WaitTimeout {
                     what: format!("ETRN {domain}"),
                     waited: timeout,
                 });
+            }
+            #[cfg(test)]
+            self.etrn_wakeups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Domains some wait for an ETRN is pending on (tests check that none is left behind).
+    #[cfg(test)]
+    fn pending_etrn_domains(&self) -> usize {
+        self.lock().etrn_waiters.len()
+    }
+}
+
+/// `domain` as the index holds it: normalised when it is a domain, lower case otherwise.
+fn normalised_domain(domain: &str) -> String {
+    crate::domain::Domain::parse(domain)
+        .map(|d| d.normalised().to_owned())
+        .unwrap_or_else(|_| domain.to_ascii_lowercase())
+}
+
+/// One pending wait for an ETRN, registered on its domain's waker; the waker goes when its last
+/// wait does (a finished wait, a timed-out one, or a dropped request), so the map holds only the
+/// domains waited on now.
+struct EtrnWaiter<'a> {
+    recorder: &'a Recorder,
+    domain: String,
+    notify: Arc<Notify>,
+}
+
+impl<'a> EtrnWaiter<'a> {
+    /// Registers a wait on `domain`, unless the index already has it (`None`: nothing to wait
+    /// for). Checked and registered under one lock, so no ETRN falls in between.
+    fn register(recorder: &'a Recorder, domain: &str) -> Option<Self> {
+        let mut r = recorder.lock();
+        if r.etrn_domains.contains(domain) {
+            return None;
+        }
+        let entry = r
+            .etrn_waiters
+            .entry(domain.to_owned())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+        entry.1 += 1;
+        let notify = Arc::clone(&entry.0);
+        Some(EtrnWaiter {
+            recorder,
+            domain: domain.to_owned(),
+            notify,
+        })
+    }
+}
+
+impl Drop for EtrnWaiter<'_> {
+    fn drop(&mut self) {
+        let mut r = self.recorder.lock();
+        if let Some((_, waits)) = r.etrn_waiters.get_mut(&self.domain) {
+            *waits = waits.saturating_sub(1);
+            if *waits == 0 {
+                r.etrn_waiters.remove(&self.domain);
             }
         }
     }
@@ -770,6 +892,132 @@ mod tests {
         assert_eq!(r.closed_count(), 1);
         assert_eq!(r.recording().sessions[0].commands.len(), 1);
         assert!(r.open(peer()) > open, "ids keep counting up");
+    }
+
+    fn etrn(r: &Recorder, id: u64, domain: &str) {
+        r.event(
+            id,
+            Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                domain.as_bytes(),
+                Some(250),
+                Vec::new(),
+            ))),
+        );
+    }
+
+    fn wakeups(r: &Recorder) -> usize {
+        r.etrn_wakeups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_wait_for_a_domain_is_woken_by_its_own_etrn_only() {
+        let r = Arc::new(Recorder::new());
+        let id = r.open(peer());
+        let waiting = {
+            let r = Arc::clone(&r);
+            tokio::spawn(async move {
+                r.until_etrn("Wanted.Example.", Duration::from_secs(10))
+                    .await
+            })
+        };
+        // On this one thread, the wait has registered once the spawned task has run.
+        while r.pending_etrn_domains() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for n in 0..200 {
+            etrn(&r, id, &format!("other{n}.example"));
+            command(&r, id, "NOOP\r\n", 250);
+        }
+        r.tls_established(id);
+        r.refused();
+        let other = r.open(peer());
+        r.close(other, CloseReason::Quit);
+        tokio::task::yield_now().await;
+        assert_eq!(wakeups(&r), 0, "no other event woke the wait");
+        assert!(!waiting.is_finished());
+        etrn(&r, id, "wanted.example");
+        let done = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+        assert_eq!(
+            wakeups(&r),
+            1,
+            "its own ETRN woke it once, and it looked once"
+        );
+        assert_eq!(
+            r.pending_etrn_domains(),
+            0,
+            "the waker went with its last wait"
+        );
+        // Already there: answered at once, nothing registered.
+        assert!(r.until_etrn("wanted.example", Duration::ZERO).await.is_ok());
+        assert_eq!(r.pending_etrn_domains(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn etrn_waits_time_out_and_leave_nothing_behind() {
+        let r = Recorder::new();
+        let waited = r
+            .until_etrn("never.example", Duration::from_millis(20))
+            .await;
+        assert!(waited.is_err());
+        assert_eq!(r.pending_etrn_domains(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reset_empties_the_etrn_index_and_the_closed_count() {
+        let r = Recorder::new();
+        let id = r.open(peer());
+        etrn(&r, id, "a.example");
+        r.close(id, CloseReason::Quit);
+        assert!(r.has_etrn("a.example"));
+        assert!(r.until_closed_sessions(1, Duration::ZERO).await.is_ok());
+        r.reset();
+        assert!(!r.has_etrn("a.example"));
+        assert!(
+            r.until_etrn("a.example", Duration::from_millis(10))
+                .await
+                .is_err()
+        );
+        assert!(
+            r.until_closed_sessions(1, Duration::from_millis(10))
+                .await
+                .is_err()
+        );
+        let again = r.open(peer());
+        etrn(&r, again, "A.EXAMPLE");
+        r.close(again, CloseReason::Quit);
+        let rec = r.wait_for_etrn("a.example", Duration::ZERO).await;
+        assert_eq!(rec.map(|rec| rec.sessions.len()).ok(), Some(1));
+        assert!(r.wait_for_closed_sessions(1, Duration::ZERO).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_closed_session_wait_is_woken_by_closes_not_by_other_events() {
+        let r = Arc::new(Recorder::new());
+        let id = r.open(peer());
+        let waiting = {
+            let r = Arc::clone(&r);
+            tokio::spawn(async move { r.until_closed_sessions(1, Duration::from_secs(10)).await })
+        };
+        tokio::task::yield_now().await;
+        etrn(&r, id, "a.example");
+        command(&r, id, "NOOP\r\n", 250);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        r.close(id, CloseReason::Quit);
+        let done = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+    }
+
+    #[test]
+    fn etrns_of_forgotten_sessions_stay_in_the_index() {
+        let r = Recorder::with_retention(Retention::Open);
+        let id = r.open(peer());
+        etrn(&r, id, "kept.example");
+        r.close(id, CloseReason::Quit);
+        assert!(r.recording().sessions.is_empty());
+        assert!(r.has_etrn("kept.example"));
+        assert_eq!(r.session_count(), 1);
     }
 
     #[test]
