@@ -753,6 +753,138 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// The session `id` as a recording, if it is held: derived under the lock, one session only.
+    fn derive_session(&self, id: u64) -> Option<SessionRecording> {
+        let r = self.lock();
+        r.sessions.get(&id).map(|s| s.derive(&r.interner))
+    }
+
+    /// Every ETRN of the sessions held, with its session's id, in order of time (ties in order of
+    /// session, then of arrival): what `GET /etrn` lists. The sessions are read one at a time
+    /// under the lock and only their ETRNs are kept, so the recording is never built.
+    pub fn etrns(&self) -> Vec<(u64, RecordedEtrn)> {
+        let ids: Vec<u64> = self.lock().sessions.keys().copied().collect();
+        let mut all = Vec::new();
+        for id in ids {
+            let r = self.lock();
+            let Some(s) = r.sessions.get(&id) else {
+                continue;
+            };
+            all.extend(
+                s.events
+                    .events(&r.interner)
+                    .into_iter()
+                    .filter_map(|e| match e.event {
+                        Event::Etrn(record) => Some((
+                            id,
+                            RecordedEtrn {
+                                at_us: e.at_us,
+                                record: *record,
+                            },
+                        )),
+                        _ => None,
+                    }),
+            );
+        }
+        // Stable: the order of sessions, then of arrival, among equal times.
+        all.sort_by_key(|(_, e)| e.at_us);
+        all
+    }
+}
+
+/// How many bytes of JSON [`RecordingJson`] gathers before it hands a piece on.
+const JSON_PIECE: usize = 64 * 1024;
+
+/// The recording's JSON document in pieces of about 64 KiB, for a streamed answer:
+/// byte for byte what `serde_json::to_string(&recorder.recording())` writes when nothing is
+/// recorded meanwhile, but never the whole recording in memory. The sessions are those held when
+/// it was made, each derived under the lock when its turn comes (so a session still open shows
+/// what it had then); one removed by a reset meanwhile is left out.
+pub struct RecordingJson {
+    recorder: Arc<Recorder>,
+    ids: std::vec::IntoIter<u64>,
+    head: Option<Vec<u8>>,
+    first: bool,
+    done: bool,
+}
+
+impl RecordingJson {
+    pub fn new(recorder: Arc<Recorder>) -> Self {
+        let (ids, head) = {
+            let r = recorder.lock();
+            let ids: Vec<u64> = r.sessions.keys().copied().collect();
+            let empty = Recording {
+                version: RECORDING_VERSION,
+                refused: r.refused,
+                forgotten: r.forgotten,
+                sessions: Vec::new(),
+            };
+            (ids, empty)
+        };
+        // The document without its sessions, cut before the list's end: its fields stay those
+        // of `Recording`, in its order, whatever is added to it (`sessions` is the last).
+        let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
+        if bytes.ends_with(b"[]}") {
+            bytes.truncate(bytes.len() - 2);
+        } else {
+            warn!("the recording's JSON does not end with its sessions; written field by field");
+            let forgotten = if head.forgotten == 0 {
+                String::new()
+            } else {
+                format!("\"forgotten\":{},", head.forgotten)
+            };
+            bytes = format!(
+                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
+                head.version, head.refused
+            )
+            .into_bytes();
+        }
+        RecordingJson {
+            recorder,
+            ids: ids.into_iter(),
+            head: Some(bytes),
+            first: true,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for RecordingJson {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let mut out = self.head.take().unwrap_or_default();
+        while out.len() < JSON_PIECE {
+            let Some(id) = self.ids.next() else {
+                out.extend_from_slice(b"]}");
+                self.done = true;
+                return Some(out);
+            };
+            // Derived under the lock, written after it is let go.
+            let Some(session) = self.recorder.derive_session(id) else {
+                continue;
+            };
+            match serde_json::to_vec(&session) {
+                Ok(json) => {
+                    if !self.first {
+                        out.push(b',');
+                    }
+                    self.first = false;
+                    out.extend_from_slice(&json);
+                }
+                Err(e) => {
+                    warn!(session = id, error = %e, "a session could not be written as JSON; left out")
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
 /// `domain` as the index holds it: normalised when it is a domain, lower case otherwise.
 fn normalised_domain(domain: &str) -> String {
     crate::domain::Domain::parse(domain)
@@ -1018,6 +1150,90 @@ mod tests {
         assert!(r.recording().sessions.is_empty());
         assert!(r.has_etrn("kept.example"));
         assert_eq!(r.session_count(), 1);
+    }
+
+    fn busy(r: &Recorder, sessions: u64) {
+        for n in 0..sessions {
+            let id = r.open(peer());
+            r.event(
+                id,
+                Event::Reply {
+                    code: 220,
+                    lines: vec![format!("greeting {n}")],
+                },
+            );
+            command(r, id, "EHLO client\r\n", 250);
+            etrn(r, id, &format!("d{}.example", n % 7));
+            command(r, id, "QUIT\r\n", 221);
+            if n % 5 != 0 {
+                r.close(id, CloseReason::Quit);
+            }
+        }
+    }
+
+    #[test]
+    fn the_json_in_pieces_is_the_recording_s_json() {
+        for retention in [Retention::All, Retention::Open] {
+            let r = Arc::new(Recorder::with_retention(retention));
+            busy(&r, 300);
+            r.refused();
+            let pieces: Vec<Vec<u8>> = RecordingJson::new(Arc::clone(&r)).collect();
+            assert!(
+                pieces.len() > 1 || retention == Retention::Open,
+                "{}",
+                pieces.len()
+            );
+            assert!(pieces.iter().all(|p| p.len() < 2 * JSON_PIECE));
+            let whole: Vec<u8> = pieces.concat();
+            let expected = serde_json::to_string(&r.recording()).unwrap_or_default();
+            assert_eq!(String::from_utf8_lossy(&whole), expected);
+        }
+        let empty = Arc::new(Recorder::new());
+        let whole: Vec<u8> = RecordingJson::new(Arc::clone(&empty))
+            .collect::<Vec<_>>()
+            .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            serde_json::to_string(&empty.recording()).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn sessions_reset_away_are_left_out_of_the_pieces() {
+        let r = Arc::new(Recorder::new());
+        busy(&r, 10);
+        let pieces = RecordingJson::new(Arc::clone(&r));
+        r.reset();
+        let whole: Vec<u8> = pieces.collect::<Vec<_>>().concat();
+        let v: serde_json::Value = serde_json::from_slice(&whole).unwrap_or_default();
+        assert_eq!(
+            v["sessions"].as_array().map(Vec::len),
+            Some(2),
+            "the two open ones"
+        );
+    }
+
+    #[test]
+    fn the_etrns_are_the_recording_s_in_order_of_time() {
+        let r = Recorder::new();
+        busy(&r, 50);
+        let recording = r.recording();
+        let mut expected: Vec<(u64, u64, Option<String>)> = recording
+            .sessions
+            .iter()
+            .flat_map(|s| {
+                s.etrn
+                    .iter()
+                    .map(|e| (s.id, e.at_us, e.record.domain.clone()))
+            })
+            .collect();
+        expected.sort_by_key(|e| e.1);
+        let got: Vec<_> = r
+            .etrns()
+            .into_iter()
+            .map(|(id, e)| (id, e.at_us, e.record.domain))
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[test]
