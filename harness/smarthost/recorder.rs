@@ -1237,6 +1237,24 @@ mod tests {
     }
 
     #[test]
+    fn the_session_count_is_what_the_recording_counts() {
+        let counted = |r: &Recorder| {
+            let rec = r.recording();
+            rec.sessions.len() + usize::try_from(rec.forgotten).unwrap_or(usize::MAX)
+        };
+        for retention in [Retention::All, Retention::Open] {
+            let r = Recorder::with_retention(retention);
+            busy(&r, 20);
+            assert_eq!(r.session_count(), counted(&r), "{retention:?}");
+            r.reset();
+            busy(&r, 7);
+            r.close_open(CloseReason::Shutdown);
+            assert_eq!(r.session_count(), counted(&r), "{retention:?}");
+            assert_eq!(r.session_count(), r.closed_count(), "{retention:?}");
+        }
+    }
+
+    #[test]
     fn the_stream_has_a_line_per_event_in_order() {
         #[derive(Clone, Default)]
         struct Shared(std::sync::Arc<Mutex<Vec<u8>>>);
