@@ -746,9 +746,9 @@ impl Recorder {
         }
     }
 
-    /// Domains some wait for an ETRN is pending on (tests check that none is left behind).
-    #[cfg(test)]
-    fn pending_etrn_domains(&self) -> usize {
+    /// The domains some wait for an ETRN is pending on now (each counted once however many wait
+    /// on it): none is left behind by a wait that ended.
+    pub fn pending_etrn_domains(&self) -> usize {
         self.lock().etrn_waiters.len()
     }
 }
