@@ -4,7 +4,7 @@
 //! The recording serialises to the JSON document `etrn-harness serve --record` writes; its shape is
 //! documented in the README ("Recording format").
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -245,6 +245,8 @@ struct SessionLog {
     close: Option<CloseReason>,
     tls: bool,
     events: EventLog,
+    /// ETRNs in `events`: a session without any leaves the index without its log being read.
+    etrns: usize,
 }
 
 impl SessionLog {
@@ -312,9 +314,10 @@ struct State {
     closed: usize,
     /// Every ETRN recorded so far, forgotten or not.
     etrn: usize,
-    /// The normalised domains of the ETRNs recorded so far (forgotten sessions' included): a
-    /// wait for a domain looks here, never at the recording.
-    etrn_domains: HashSet<String>,
+    /// The normalised domains of the ETRNs the held sessions have, each with how many: a wait
+    /// for a domain looks here, never at the recording. A forgotten session takes its domains
+    /// with it, so under [`Retention::Open`] the index stays as small as what is held.
+    etrn_domains: HashMap<String, usize>,
     /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
     /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
     etrn_waiters: HashMap<String, (Arc<Notify>, usize)>,
@@ -448,6 +451,7 @@ impl Recorder {
                     close: None,
                     tls: false,
                     events: EventLog::default(),
+                    etrns: 0,
                 },
             );
             r.stream(|| line::opened(at, id, peer));
@@ -475,6 +479,9 @@ impl Recorder {
                 return;
             };
             let copy = live.then(|| timed.event.clone());
+            if matches!(timed.event, Event::Etrn(_)) {
+                s.etrns += 1;
+            }
             let domain = match &timed.event {
                 Event::Etrn(record) => Some(record.domain.clone()),
                 _ => None,
@@ -486,7 +493,7 @@ impl Recorder {
                     // Woken after the lock is let go; a wait registers under the lock, so none
                     // misses this.
                     wake = state.etrn_waiters.get(&domain).map(|(n, _)| Arc::clone(n));
-                    state.etrn_domains.insert(domain);
+                    *state.etrn_domains.entry(domain).or_default() += 1;
                 }
             }
             copy
@@ -536,8 +543,24 @@ impl Recorder {
             r.closed += 1;
             r.stream(|| line::closed(at, id, &reason));
             if forget {
-                r.sessions.remove(&id);
-                r.forgotten += 1;
+                let state = &mut *r;
+                if let Some(s) = state.sessions.remove(&id) {
+                    // Its ETRNs leave the index with it (the log is read only if it has any).
+                    if s.etrns > 0 {
+                        for e in s.events.events(&state.interner) {
+                            if let Event::Etrn(record) = e.event
+                                && let Some(domain) = record.domain
+                                && let Some(n) = state.etrn_domains.get_mut(&domain)
+                            {
+                                *n = n.saturating_sub(1);
+                                if *n == 0 {
+                                    state.etrn_domains.remove(&domain);
+                                }
+                            }
+                        }
+                    }
+                }
+                state.forgotten += 1;
             }
         }
         self.closed_changed.notify_waiters();
@@ -558,6 +581,7 @@ impl Recorder {
             r.sessions.retain(|_, s| s.close.is_none());
             for s in r.sessions.values_mut() {
                 s.events = EventLog::default();
+                s.etrns = 0;
             }
             r.closed = 0;
             r.etrn = 0;
@@ -616,10 +640,11 @@ impl Recorder {
             .saturating_add(usize::try_from(r.forgotten).unwrap_or(usize::MAX))
     }
 
-    /// Whether an ETRN for the normalised `domain` has been recorded since the start or the last
-    /// reset (forgotten sessions' included). A look-up, whatever the length of the recording.
+    /// Whether a session held has an ETRN for the normalised `domain` (one recorded since the
+    /// start or the last reset, and not forgotten). A look-up, whatever the length of the
+    /// recording.
     pub fn has_etrn(&self, domain: &str) -> bool {
-        self.lock().etrn_domains.contains(domain)
+        self.lock().etrn_domains.contains_key(domain)
     }
 
     /// A copy of everything recorded so far (derived from the event logs).
@@ -717,8 +742,8 @@ impl Recorder {
     }
 
     /// Waits until an ETRN for `domain` (compared normalised: case, trailing dot and IDNA form do
-    /// not matter) has been recorded since the start or the last reset, forgotten sessions'
-    /// included. It looks at an index of the domains seen, and is woken only by an ETRN for its
+    /// not matter) is in a session held (recorded since the start or the last reset, and not
+    /// forgotten: what the recording shows). It looks at an index of the domains seen, and is woken only by an ETRN for its
     /// own domain: O(1) per event whatever is pending, and no recording is built.
     pub async fn until_etrn(&self, domain: &str, timeout: Duration) -> Result<(), WaitTimeout> {
         let wanted = normalised_domain(domain);
@@ -906,7 +931,7 @@ impl<'a> EtrnWaiter<'a> {
     /// for). Checked and registered under one lock, so no ETRN falls in between.
     fn register(recorder: &'a Recorder, domain: &str) -> Option<Self> {
         let mut r = recorder.lock();
-        if r.etrn_domains.contains(domain) {
+        if r.etrn_domains.contains_key(domain) {
             return None;
         }
         let entry = r
@@ -1142,14 +1167,25 @@ mod tests {
     }
 
     #[test]
-    fn etrns_of_forgotten_sessions_stay_in_the_index() {
+    fn a_forgotten_session_takes_its_etrns_out_of_the_index() {
         let r = Recorder::with_retention(Retention::Open);
-        let id = r.open(peer());
-        etrn(&r, id, "kept.example");
-        r.close(id, CloseReason::Quit);
-        assert!(r.recording().sessions.is_empty());
-        assert!(r.has_etrn("kept.example"));
-        assert_eq!(r.session_count(), 1);
+        let first = r.open(peer());
+        let second = r.open(peer());
+        etrn(&r, first, "both.example");
+        etrn(&r, first, "first.example");
+        etrn(&r, second, "both.example");
+        r.close(first, CloseReason::Quit);
+        assert!(r.recording().sessions.len() == 1);
+        assert!(!r.has_etrn("first.example"), "as the recording: forgotten");
+        assert!(r.has_etrn("both.example"), "still in the session held");
+        r.close(second, CloseReason::Quit);
+        assert!(!r.has_etrn("both.example"));
+        assert_eq!(
+            r.lock().etrn_domains.len(),
+            0,
+            "the index is as small as what is held"
+        );
+        assert_eq!(r.session_count(), 2);
     }
 
     fn busy(r: &Recorder, sessions: u64) {
