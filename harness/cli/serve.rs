@@ -206,8 +206,9 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         let stop = async {
             match exit_after {
                 Some(n) => {
-                    // Counted, not derived from the recording at every event: a soak stays linear.
-                    let _ = host.recorder().wait_for_closed_sessions(n, FOREVER).await;
+                    // Counted, never derived from the recording (not even once at the end: only
+                    // the count matters here), so a soak stays linear.
+                    let _ = host.recorder().until_closed_sessions(n, FOREVER).await;
                     "session limit reached"
                 }
                 None => std::future::pending().await,
