@@ -4,7 +4,7 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /` | where the SMTP server listens, and these endpoints |
-//! | `GET /recording` | the whole recording (the JSON of [`Recording`]) |
+//! | `GET /recording` | the whole recording (the JSON of [`Recording`](crate::smarthost::Recording)) |
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
@@ -14,7 +14,10 @@
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
 //! arrives, `?sessions=N` until N sessions have closed, each for at most `timeout` seconds
 //! (default 10, at most 300); a wait that runs out answers 408. The waits are the recorder's own,
-//! woken by each event, never polled.
+//! never polled, woken only by an ETRN for their domain or by a session closing: a pending wait
+//! costs the SMTP server O(1) per event however many are pending. Their answers are written a
+//! piece at a time ([`RecordingJson`]): never the whole document in memory, sent whole with its
+//! length when it fits in one piece of 64 KiB, streamed (chunked) when longer.
 //!
 //! # A local service, hardened
 //!
@@ -68,7 +71,8 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::smarthost::{
-    ConversationSwitch, ProfileName, Recorder, Recording, SmartHostScript, WaitTimeout,
+    ConversationSwitch, ProfileName, RecordedEtrn, Recorder, RecordingJson, SmartHostScript,
+    WaitTimeout,
 };
 use crate::smtp::SessionLimits;
 
@@ -597,9 +601,9 @@ fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, 
     })
 }
 
-/// The recording, after the wait the query asks for. A wait still pending when the server stops
-/// is answered `503`.
-async fn waited(s: &ApiState, q: &WaitQuery) -> Result<Recording, ApiFailure> {
+/// The wait the query asks for, if any. A wait still pending when the server stops is answered
+/// `503`. The waits read an index or a count, never the recording.
+async fn waited(s: &ApiState, q: &WaitQuery) -> Result<(), ApiFailure> {
     let timeout = match q.timeout {
         None => DEFAULT_WAIT,
         Some(t) if t.is_finite() && t >= 0.0 && t <= MAX_WAIT.as_secs_f64() => {
@@ -630,7 +634,7 @@ async fn waited(s: &ApiState, q: &WaitQuery) -> Result<Recording, ApiFailure> {
             (Some(domain), None) => {
                 debug!(domain = %excerpt(domain, 60), ?timeout, "an API request waits for an ETRN");
                 s.recorder
-                    .wait_for_etrn(domain, timeout)
+                    .until_etrn(domain, timeout)
                     .await
                     .map_err(timed_out)
             }
@@ -641,11 +645,11 @@ async fn waited(s: &ApiState, q: &WaitQuery) -> Result<Recording, ApiFailure> {
                     "an API request waits for closed sessions"
                 );
                 s.recorder
-                    .wait_for_closed_sessions(n, timeout)
+                    .until_closed_sessions(n, timeout)
                     .await
                     .map_err(timed_out)
             }
-            (None, None) => Ok(s.recorder.recording()),
+            (None, None) => Ok(()),
         }
     };
     let mut stop = s.stop.clone();
@@ -666,26 +670,68 @@ async fn waited(s: &ApiState, q: &WaitQuery) -> Result<Recording, ApiFailure> {
 async fn recording(
     State(s): State<ApiState>,
     q: Result<Query<WaitQuery>, QueryRejection>,
-) -> Result<Json<Recording>, ApiFailure> {
-    Ok(Json(waited(&s, &wait_query(q)?).await?))
+) -> Result<Response, ApiFailure> {
+    waited(&s, &wait_query(q)?).await?;
+    Ok(json_response(RecordingJson::new(Arc::clone(&s.recorder))))
 }
 
 async fn etrn(
     State(s): State<ApiState>,
     q: Result<Query<WaitQuery>, QueryRejection>,
-) -> Result<Json<Vec<serde_json::Value>>, ApiFailure> {
-    let q = wait_query(q)?;
-    let recording = waited(&s, &q).await?;
-    let mut all = Vec::new();
-    for session in &recording.sessions {
-        for e in &session.etrn {
-            let mut v = serde_json::to_value(e).unwrap_or_default();
-            v["session"] = session.id.into();
-            all.push(v);
+) -> Result<Response, ApiFailure> {
+    waited(&s, &wait_query(q)?).await?;
+    Ok(json_response(etrn_json(s.recorder.etrns())))
+}
+
+/// How many bytes of JSON a piece of an answer gathers before it is handed on.
+const JSON_PIECE: usize = 64 * 1024;
+
+/// `GET /etrn`'s document in pieces: the ETRNs as a JSON array, each with its `session`, written
+/// one at a time (only the ETRNs are held, never the recording).
+fn etrn_json(etrns: Vec<(u64, RecordedEtrn)>) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
+    let mut items = etrns.into_iter();
+    let mut head = Some(b"[".to_vec());
+    let mut first = true;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
         }
-    }
-    all.sort_by_key(|v| v["at_us"].as_u64());
-    Ok(Json(all))
+        let mut out = head.take().unwrap_or_default();
+        while out.len() < JSON_PIECE {
+            let Some((session, e)) = items.next() else {
+                out.push(b']');
+                done = true;
+                return Some(out);
+            };
+            // The record's own fields with its session, as one object (keys in serde_json's order).
+            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            v["session"] = session.into();
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            if let Err(err) = serde_json::to_writer(&mut out, &v) {
+                warn!(session, error = %err, "an ETRN could not be written as JSON");
+            }
+        }
+        Some(out)
+    })
+}
+
+/// A JSON answer from its pieces: in one body with its length when it fits in one piece (a small
+/// recording reads as before), streamed (chunked) piece by piece when not, so an answer never holds
+/// the whole document in memory.
+fn json_response(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Response {
+    let mut pieces = pieces.peekable();
+    let first = pieces.next().unwrap_or_default();
+    let body = if pieces.peek().is_none() {
+        Body::from(first)
+    } else {
+        let all = std::iter::once(first).chain(pieces);
+        Body::from_stream(tokio_stream::iter(all.map(Ok::<_, Infallible>)))
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The live feed: each session event as a server-sent event named `opened`, `event` or `closed`
@@ -1011,6 +1057,90 @@ mod tests {
         );
         let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
         assert!(json["error"].is_string() && json["fix"].is_string());
+    }
+
+    /// A recorder with `n` closed sessions, each greeted and with an ETRN.
+    fn recorded(n: u64) -> Arc<Recorder> {
+        let r = Arc::new(Recorder::new());
+        for i in 0..n {
+            let id = r.open(at("127.0.0.1:40000"));
+            r.event(
+                id,
+                crate::smtp::Event::Reply {
+                    code: 220,
+                    lines: vec![format!("hello {i} ").repeat(20)],
+                },
+            );
+            r.event(
+                id,
+                crate::smtp::Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                    format!("d{}.example", i % 3).as_bytes(),
+                    Some(250),
+                    Vec::new(),
+                ))),
+            );
+            r.close(id, crate::smtp::CloseReason::Quit);
+        }
+        r
+    }
+
+    /// What `GET /etrn` answered before it was streamed: the recording's ETRNs, sorted by time.
+    fn etrn_as_before(recording: &crate::smarthost::Recording) -> String {
+        let mut all = Vec::new();
+        for session in &recording.sessions {
+            for e in &session.etrn {
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                v["session"] = session.id.into();
+                all.push(v);
+            }
+        }
+        all.sort_by_key(|v| v["at_us"].as_u64());
+        serde_json::to_string(&all).unwrap_or_default()
+    }
+
+    async fn body_of(response: Response) -> (Option<String>, String) {
+        // What hyper writes as the Content-Length: the body's exact size, when it has one.
+        let length = axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .map(|n| n.to_string());
+        assert_eq!(
+            response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|t| t.as_bytes()),
+            Some(&b"application/json"[..])
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap_or_default();
+        (length, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_answers_are_the_documents_streamed_or_whole() {
+        for sessions in [0, 3, 400] {
+            let r = recorded(sessions);
+            let recording = r.recording();
+            let (length, body) = body_of(json_response(RecordingJson::new(Arc::clone(&r)))).await;
+            assert_eq!(body, serde_json::to_string(&recording).unwrap_or_default());
+            // A small document keeps its length; a large one is streamed, so it has none.
+            assert_eq!(length.is_some(), sessions < 400, "{sessions} sessions");
+            let (_, body) = body_of(json_response(etrn_json(r.etrns()))).await;
+            assert_eq!(body, etrn_as_before(&recording), "{sessions} sessions");
+        }
+    }
+
+    #[test]
+    fn the_etrn_pieces_close_the_array_whatever_the_cut() {
+        // Enough ETRNs for several pieces: the array still ends once, with `]`.
+        let r = recorded(3000);
+        let pieces: Vec<Vec<u8>> = etrn_json(r.etrns()).collect();
+        assert!(pieces.len() > 1, "{}", pieces.len());
+        let whole = pieces.concat();
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            etrn_as_before(&r.recording())
+        );
     }
 
     #[test]

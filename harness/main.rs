@@ -316,6 +316,27 @@ enum BenchCommand {
     Compare(BenchCompareArgs),
     /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
     Memory(BenchMemoryArgs),
+    /// What pending waits cost: sessions/s with none and with many pending, as a ratio.
+    Waits(BenchWaitsArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchWaitsArgs {
+    /// EHLO/ETRN/QUIT sessions per run.
+    #[arg(long, default_value_t = 5_000)]
+    sessions: u64,
+    /// Waits pending during the second run of each round.
+    #[arg(long, default_value_t = 100)]
+    waits: usize,
+    /// Rounds of the two runs.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Client tasks at once.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Stop each run after this many seconds.
+    #[arg(long, default_value_t = 120.0)]
+    duration: f64,
 }
 
 #[derive(clap::Args)]

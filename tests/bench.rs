@@ -189,3 +189,24 @@ async fn bench_load_takes_host_port_like_upstream() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not HOST:PORT"));
 }
+
+#[tokio::test]
+async fn the_waits_benchmark_runs_both_sides_and_counts_every_session() {
+    use etrn_harness::bench::waits::{self, WaitsSpec};
+    let spec = WaitsSpec {
+        sessions: 30,
+        waits: 20,
+        rounds: 2,
+        concurrency: 4,
+        max_duration: WAIT,
+    };
+    let r = waits::waits(&spec).await.expect("the benchmark runs");
+    // Counts only: the rates and their ratio are figures, never asserted.
+    assert_eq!((r.waits, r.sessions, r.errors), (20, 120, 0));
+    assert!(r.without_waits > 0.0 && r.with_waits > 0.0);
+    let table = waits::table(&r);
+    assert!(
+        table.contains("| 20 |") && table.contains("ratio"),
+        "{table}"
+    );
+}

@@ -1097,6 +1097,59 @@ fn exchange(api: &str, request: &str) -> (u16, String) {
 }
 
 /// The JSON error in `body`: it has an `error` and a `fix`, both strings.
+/// The body of a chunked answer, its chunks joined (`None`: not a well-formed chunked body).
+fn dechunked(body: &str) -> Option<String> {
+    let mut rest = body;
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..size)?);
+        rest = after.get(size..)?.strip_prefix("\r\n")?;
+    }
+}
+
+#[test]
+fn a_long_recording_is_streamed_in_chunks_as_the_same_document() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--events", "none"]);
+    let api = api_of(&mut serve);
+    let sessions = 150;
+    for n in 0..sessions {
+        talk(
+            &serve.addr,
+            format!("EHLO c\r\nETRN d{n}.example\r\nQUIT\r\n").as_bytes(),
+        );
+    }
+    let request = |path: &str| {
+        exchange(
+            &api,
+            &format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"),
+        )
+    };
+    // The raw answer: the head says how the body comes.
+    let (status, body) = request(&format!("/recording?sessions={sessions}&timeout=20"));
+    assert_eq!(status, 200, "{body}");
+    let document = dechunked(&body).unwrap_or_else(|| panic!("not chunked: {:?}", &body[..80]));
+    let recording: serde_json::Value = serde_json::from_str(&document).expect("one JSON document");
+    let ids: Vec<u64> = recording["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_u64())
+        .collect();
+    assert_eq!(ids, (1..=sessions).collect::<Vec<u64>>());
+    assert!(recording["sessions"][0]["etrn"][0]["domain"] == "d0.example");
+    // The ETRNs alone fit in one piece: answered whole, with their length.
+    let (status, etrn) = request("/etrn?wait=d149.example");
+    assert_eq!(status, 200, "{etrn}");
+    let etrn: serde_json::Value = serde_json::from_str(&etrn).expect("JSON, not chunked");
+    assert_eq!(etrn.as_array().map(Vec::len), Some(150));
+    assert_eq!(etrn[149]["session"], 150);
+}
+
 fn json_error(body: &str) -> serde_json::Value {
     let json: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));

@@ -9,7 +9,8 @@ use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions};
 use etrn_harness::scenario;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_INVALID, report_errors,
+    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_INVALID,
+    report_errors,
 };
 
 pub fn run(command: BenchCommand) -> ExitCode {
@@ -24,6 +25,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Load(args) => runtime.block_on(load(args)),
         BenchCommand::Compare(args) => runtime.block_on(compare(args)),
         BenchCommand::Memory(args) => runtime.block_on(memory(args)),
+        BenchCommand::Waits(args) => runtime.block_on(waits(args)),
     }
 }
 
@@ -147,6 +149,40 @@ async fn memory(args: BenchMemoryArgs) -> ExitCode {
         Ok(report) => {
             say_raw!("{}", bench::memory::table(&report));
             ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn waits(args: BenchWaitsArgs) -> ExitCode {
+    let duration = match seconds(args.duration, "--duration") {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; for real numbers run `cargo run --release -- bench waits`"
+        );
+    }
+    bench::compare::raise_fd_limit();
+    let spec = bench::waits::WaitsSpec {
+        sessions: args.sessions,
+        waits: args.waits,
+        rounds: args.rounds,
+        concurrency: args.concurrency,
+        max_duration: duration,
+    };
+    match bench::waits::waits(&spec).await {
+        Ok(report) => {
+            say_raw!("{}", bench::waits::table(&report));
+            if report.errors > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("error: {e}");

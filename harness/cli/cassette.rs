@@ -236,7 +236,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
                 },
-                _ = host.recorder().wait_for_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
+                _ = host.recorder().until_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
                     if args.exit_after_sessions.is_some() => break "session limit reached",
                 why = signals.received() => break why,
             }

@@ -11,8 +11,9 @@ pub mod serve;
 pub mod signals;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES, EXIT_INVALID,
-    ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg, report_errors,
+    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
+    EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg,
+    report_errors,
 };
 
 /// Renders a report (`Err`: it could not be), writes it to `output` or standard output, and on a

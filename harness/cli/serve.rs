@@ -206,8 +206,9 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         let stop = async {
             match exit_after {
                 Some(n) => {
-                    // Counted, not derived from the recording at every event: a soak stays linear.
-                    let _ = host.recorder().wait_for_closed_sessions(n, FOREVER).await;
+                    // Counted, never derived from the recording (not even once at the end: only
+                    // the count matters here), so a soak stays linear.
+                    let _ = host.recorder().until_closed_sessions(n, FOREVER).await;
                     "session limit reached"
                 }
                 None => std::future::pending().await,
@@ -235,19 +236,19 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     // The shutdown is bounded (sessions close at once, stragglers after a grace period); a second
     // signal does not wait for it: what there is gets written at once.
     let recorder = host.shared_recorder();
-    let recording = tokio::select! {
-        recording = host.shutdown() => recording,
+    // Stopped without building the recording: the stop line only counts, and a long recording
+    // built at once would multiply serve's memory at the very end.
+    tokio::select! {
+        () = host.stop() => {}
         again = stop_signal.received() => {
             eprintln!("{again} again: stopping at once");
             recorder.close_open(etrn_harness::smtp::CloseReason::Shutdown);
-            recorder.recording()
         }
     };
     // The closes the shutdown recorded are printed too, before the stop line that counts them.
     drain(&mut live, &mut printer);
     // Counted by the recorder, so forgotten sessions (--retain open) count too.
-    let sessions =
-        recording.sessions.len() + usize::try_from(recording.forgotten).unwrap_or(usize::MAX);
+    let sessions = recorder.session_count();
     printer.stopped(why, sessions, recorder.etrn_count());
     let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
     printer.finish().await;

@@ -42,6 +42,9 @@ pub mod server;
 pub mod tls;
 
 pub use profile::{Profile, ProfileName};
-pub use recorder::{LiveEvent, Recorder, Recording, Retention, SessionRecording, WaitTimeout};
+pub use recorder::{
+    LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention, SessionRecording,
+    WaitTimeout,
+};
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};

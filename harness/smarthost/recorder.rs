@@ -4,10 +4,10 @@
 //! The recording serialises to the JSON document `etrn-harness serve --record` writes; its shape is
 //! documented in the README ("Recording format").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::log::{EventLog, Interner};
@@ -245,6 +245,8 @@ struct SessionLog {
     close: Option<CloseReason>,
     tls: bool,
     events: EventLog,
+    /// ETRNs in `events`: a session without any leaves the index without its log being read.
+    etrns: usize,
 }
 
 impl SessionLog {
@@ -312,9 +314,13 @@ struct State {
     closed: usize,
     /// Every ETRN recorded so far, forgotten or not.
     etrn: usize,
-    /// Goes up at every ETRN and every reset, never down: a wait for an ETRN looks again only
-    /// when it moved.
-    etrn_generation: u64,
+    /// The normalised domains of the ETRNs the held sessions have, each with how many: a wait
+    /// for a domain looks here, never at the recording. A forgotten session takes its domains
+    /// with it, so under [`Retention::Open`] the index stays as small as what is held.
+    etrn_domains: HashMap<String, usize>,
+    /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
+    /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
+    etrn_waiters: HashMap<String, (Arc<Notify>, usize)>,
     forgotten: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
@@ -344,8 +350,14 @@ impl State {
 pub struct Recorder {
     started: Instant,
     state: Mutex<State>,
+    /// Every event: for [`Recorder::wait_until`] only.
     changed: Notify,
+    /// A session closed, or a reset: for [`Recorder::wait_for_closed_sessions`].
+    closed_changed: Notify,
     live: broadcast::Sender<LiveEvent>,
+    /// Times a wait for an ETRN looked at the index again after a wake-up (tests count them).
+    #[cfg(test)]
+    etrn_wakeups: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -370,7 +382,10 @@ impl Recorder {
             started: Instant::now(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            closed_changed: Notify::new(),
             live,
+            #[cfg(test)]
+            etrn_wakeups: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -436,6 +451,7 @@ impl Recorder {
                     close: None,
                     tls: false,
                     events: EventLog::default(),
+                    etrns: 0,
                 },
             );
             r.stream(|| line::opened(at, id, peer));
@@ -453,6 +469,7 @@ impl Recorder {
     pub fn event(&self, id: u64, event: Event) {
         let at = self.now_us();
         let live = self.live.receiver_count() > 0;
+        let mut wake = None;
         let published = {
             let mut r = self.lock();
             let timed = TimedEvent { at_us: at, event };
@@ -462,14 +479,28 @@ impl Recorder {
                 return;
             };
             let copy = live.then(|| timed.event.clone());
-            let is_etrn = matches!(timed.event, Event::Etrn(_));
+            if matches!(timed.event, Event::Etrn(_)) {
+                s.etrns += 1;
+            }
+            let domain = match &timed.event {
+                Event::Etrn(record) => Some(record.domain.clone()),
+                _ => None,
+            };
             s.events.push(timed.at_us, timed.event, &mut state.interner);
-            if is_etrn {
-                r.etrn += 1;
-                r.etrn_generation += 1;
+            if let Some(domain) = domain {
+                state.etrn += 1;
+                if let Some(domain) = domain {
+                    // Woken after the lock is let go; a wait registers under the lock, so none
+                    // misses this.
+                    wake = state.etrn_waiters.get(&domain).map(|(n, _)| Arc::clone(n));
+                    *state.etrn_domains.entry(domain).or_default() += 1;
+                }
             }
             copy
         };
+        if let Some(waiters) = wake {
+            waiters.notify_waiters();
+        }
         match published {
             Some(event) => self.publish(LiveEvent::Event {
                 session: id,
@@ -512,10 +543,27 @@ impl Recorder {
             r.closed += 1;
             r.stream(|| line::closed(at, id, &reason));
             if forget {
-                r.sessions.remove(&id);
-                r.forgotten += 1;
+                let state = &mut *r;
+                if let Some(s) = state.sessions.remove(&id) {
+                    // Its ETRNs leave the index with it (the log is read only if it has any).
+                    if s.etrns > 0 {
+                        for e in s.events.events(&state.interner) {
+                            if let Event::Etrn(record) = e.event
+                                && let Some(domain) = record.domain
+                                && let Some(n) = state.etrn_domains.get_mut(&domain)
+                            {
+                                *n = n.saturating_sub(1);
+                                if *n == 0 {
+                                    state.etrn_domains.remove(&domain);
+                                }
+                            }
+                        }
+                    }
+                }
+                state.forgotten += 1;
             }
         }
+        self.closed_changed.notify_waiters();
         self.publish(LiveEvent::Closed {
             session: id,
             reason,
@@ -533,14 +581,17 @@ impl Recorder {
             r.sessions.retain(|_, s| s.close.is_none());
             for s in r.sessions.values_mut() {
                 s.events = EventLog::default();
+                s.etrns = 0;
             }
             r.closed = 0;
             r.etrn = 0;
-            r.etrn_generation += 1;
+            // The waits for ETRNs stay pending, on an empty index: nothing to wake them for.
+            r.etrn_domains.clear();
             r.refused = 0;
             r.forgotten = 0;
             r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
         }
+        self.closed_changed.notify_waiters();
         self.changed.notify_waiters();
     }
 
@@ -580,6 +631,22 @@ impl Recorder {
         self.lock().closed
     }
 
+    /// Sessions the recording has (held, open or closed) plus the ones forgotten: what
+    /// `recording().sessions.len() + recording().forgotten` counts, without building it.
+    pub fn session_count(&self) -> usize {
+        let r = self.lock();
+        r.sessions
+            .len()
+            .saturating_add(usize::try_from(r.forgotten).unwrap_or(usize::MAX))
+    }
+
+    /// Whether a session held has an ETRN for the normalised `domain` (one recorded since the
+    /// start or the last reset, and not forgotten). A look-up, whatever the length of the
+    /// recording.
+    pub fn has_etrn(&self, domain: &str) -> bool {
+        self.lock().etrn_domains.contains_key(domain)
+    }
+
     /// A copy of everything recorded so far (derived from the event logs).
     pub fn recording(&self) -> Recording {
         let r = self.lock();
@@ -591,9 +658,13 @@ impl Recorder {
         }
     }
 
-    /// Waits until `ready` holds for the recording, waking only when something is recorded. Each
-    /// wake builds the recording from the event logs: for a count of sessions on a busy server,
-    /// [`Recorder::wait_for_closed_sessions`] costs nothing per event.
+    /// Waits until `ready` holds for the recording, waking only when something is recorded.
+    ///
+    /// Cost: every event that happens while it waits builds the whole recording again from the
+    /// event logs and runs `ready` on it, O(history) per event per pending wait; on a busy server
+    /// with a long recording that slows every session down. For an ETRN or a count of closed
+    /// sessions, [`Recorder::wait_for_etrn`] and [`Recorder::wait_for_closed_sessions`] cost O(1)
+    /// per event instead.
     pub async fn wait_until(
         &self,
         what: &str,
@@ -622,20 +693,33 @@ impl Recorder {
         }
     }
 
-    /// Waits until at least `n` sessions have closed. Counts, so it costs nothing per event
-    /// however long the recording; the recording is built once, at the end.
+    /// Waits until at least `n` sessions have closed, and returns the recording (built once, at
+    /// the end). See [`Recorder::until_closed_sessions`] for the cost.
     pub async fn wait_for_closed_sessions(
         &self,
         n: usize,
         timeout: Duration,
     ) -> Result<Recording, WaitTimeout> {
+        self.until_closed_sessions(n, timeout).await?;
+        Ok(self.recording())
+    }
+
+    /// Waits until at least `n` sessions have closed (forgotten ones included). Woken only when a
+    /// session closes (or at a reset), and then it reads a counter: O(1) per event however long
+    /// the recording, and no recording is built.
+    pub async fn until_closed_sessions(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), WaitTimeout> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.changed.notified();
+            // Enabled before the count is read: a close in between still wakes this wait.
+            let notified = self.closed_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.closed_count() >= n {
-                return Ok(self.recording());
+                return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(WaitTimeout {
@@ -646,36 +730,231 @@ impl Recorder {
         }
     }
 
-    /// Waits until an ETRN for `domain` (compared normalised) has been answered. The recording
-    /// is looked at only when an ETRN (or a reset) came since the last look, so the other events
-    /// of a busy server (a command, a reply, a session opening) cost no rebuild.
+    /// Waits until an ETRN for `domain` (compared normalised) has been recorded, and returns the
+    /// recording (built once, at the end). See [`Recorder::until_etrn`] for the cost.
     pub async fn wait_for_etrn(
         &self,
         domain: &str,
         timeout: Duration,
     ) -> Result<Recording, WaitTimeout> {
-        let wanted = crate::domain::Domain::parse(domain)
-            .map(|d| d.normalised().to_owned())
-            .unwrap_or_else(|_| domain.to_ascii_lowercase());
+        self.until_etrn(domain, timeout).await?;
+        Ok(self.recording())
+    }
+
+    /// Waits until an ETRN for `domain` (compared normalised: case, trailing dot and IDNA form do
+    /// not matter) is in a session held (recorded since the start or the last reset, and not
+    /// forgotten: what the recording shows). It looks at an index of the domains seen, and is woken only by an ETRN for its
+    /// own domain: O(1) per event whatever is pending, and no recording is built.
+    pub async fn until_etrn(&self, domain: &str, timeout: Duration) -> Result<(), WaitTimeout> {
+        let wanted = normalised_domain(domain);
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut looked_at = None;
+        let Some(waiter) = EtrnWaiter::register(self, &wanted) else {
+            return Ok(());
+        };
         loop {
-            let notified = self.changed.notified();
+            let notified = waiter.notify.notified();
             tokio::pin!(notified);
+            // Enabled before the index is read: an ETRN in between still wakes this wait.
             notified.as_mut().enable();
-            let generation = self.lock().etrn_generation;
-            if looked_at != Some(generation) {
-                looked_at = Some(generation);
-                let r = self.recording();
-                if r.etrn_domains().iter().any(|d| d == &wanted) {
-                    return Ok(r);
-                }
+            if self.has_etrn(&wanted) {
+                return Ok(());
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return Err(WaitTimeout {
                     what: format!("ETRN {domain}"),
                     waited: timeout,
                 });
+            }
+            #[cfg(test)]
+            self.etrn_wakeups
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The domains some wait for an ETRN is pending on now (each counted once however many wait
+    /// on it): none is left behind by a wait that ended.
+    pub fn pending_etrn_domains(&self) -> usize {
+        self.lock().etrn_waiters.len()
+    }
+}
+
+impl Recorder {
+    /// The session `id` as a recording, if it is held: derived under the lock, one session only.
+    fn derive_session(&self, id: u64) -> Option<SessionRecording> {
+        let r = self.lock();
+        r.sessions.get(&id).map(|s| s.derive(&r.interner))
+    }
+
+    /// Every ETRN of the sessions held, with its session's id, in order of time (ties in order of
+    /// session, then of arrival): what `GET /etrn` lists. The sessions are read one at a time
+    /// under the lock and only their ETRNs are kept, so the recording is never built.
+    pub fn etrns(&self) -> Vec<(u64, RecordedEtrn)> {
+        let ids: Vec<u64> = self.lock().sessions.keys().copied().collect();
+        let mut all = Vec::new();
+        for id in ids {
+            let r = self.lock();
+            let Some(s) = r.sessions.get(&id) else {
+                continue;
+            };
+            all.extend(
+                s.events
+                    .events(&r.interner)
+                    .into_iter()
+                    .filter_map(|e| match e.event {
+                        Event::Etrn(record) => Some((
+                            id,
+                            RecordedEtrn {
+                                at_us: e.at_us,
+                                record: *record,
+                            },
+                        )),
+                        _ => None,
+                    }),
+            );
+        }
+        // Stable: the order of sessions, then of arrival, among equal times.
+        all.sort_by_key(|(_, e)| e.at_us);
+        all
+    }
+}
+
+/// How many bytes of JSON [`RecordingJson`] gathers before it hands a piece on.
+const JSON_PIECE: usize = 64 * 1024;
+
+/// The recording's JSON document in pieces of about 64 KiB, for a streamed answer:
+/// byte for byte what `serde_json::to_string(&recorder.recording())` writes when nothing is
+/// recorded meanwhile, but never the whole recording in memory. The sessions are those held when
+/// it was made, each derived under the lock when its turn comes (so a session still open shows
+/// what it had then); one removed by a reset meanwhile is left out.
+pub struct RecordingJson {
+    recorder: Arc<Recorder>,
+    ids: std::vec::IntoIter<u64>,
+    head: Option<Vec<u8>>,
+    first: bool,
+    done: bool,
+}
+
+impl RecordingJson {
+    pub fn new(recorder: Arc<Recorder>) -> Self {
+        let (ids, head) = {
+            let r = recorder.lock();
+            let ids: Vec<u64> = r.sessions.keys().copied().collect();
+            let empty = Recording {
+                version: RECORDING_VERSION,
+                refused: r.refused,
+                forgotten: r.forgotten,
+                sessions: Vec::new(),
+            };
+            (ids, empty)
+        };
+        // The document without its sessions, cut before the list's end: its fields stay those
+        // of `Recording`, in its order, whatever is added to it (`sessions` is the last).
+        let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
+        if bytes.ends_with(b"[]}") {
+            bytes.truncate(bytes.len() - 2);
+        } else {
+            warn!("the recording's JSON does not end with its sessions; written field by field");
+            let forgotten = if head.forgotten == 0 {
+                String::new()
+            } else {
+                format!("\"forgotten\":{},", head.forgotten)
+            };
+            bytes = format!(
+                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
+                head.version, head.refused
+            )
+            .into_bytes();
+        }
+        RecordingJson {
+            recorder,
+            ids: ids.into_iter(),
+            head: Some(bytes),
+            first: true,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for RecordingJson {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let mut out = self.head.take().unwrap_or_default();
+        while out.len() < JSON_PIECE {
+            let Some(id) = self.ids.next() else {
+                out.extend_from_slice(b"]}");
+                self.done = true;
+                return Some(out);
+            };
+            // Derived under the lock, written after it is let go.
+            let Some(session) = self.recorder.derive_session(id) else {
+                continue;
+            };
+            match serde_json::to_vec(&session) {
+                Ok(json) => {
+                    if !self.first {
+                        out.push(b',');
+                    }
+                    self.first = false;
+                    out.extend_from_slice(&json);
+                }
+                Err(e) => {
+                    warn!(session = id, error = %e, "a session could not be written as JSON; left out")
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// `domain` as the index holds it: normalised when it is a domain, lower case otherwise.
+fn normalised_domain(domain: &str) -> String {
+    crate::domain::Domain::parse(domain)
+        .map(|d| d.normalised().to_owned())
+        .unwrap_or_else(|_| domain.to_ascii_lowercase())
+}
+
+/// One pending wait for an ETRN, registered on its domain's waker; the waker goes when its last
+/// wait does (a finished wait, a timed-out one, or a dropped request), so the map holds only the
+/// domains waited on now.
+struct EtrnWaiter<'a> {
+    recorder: &'a Recorder,
+    domain: String,
+    notify: Arc<Notify>,
+}
+
+impl<'a> EtrnWaiter<'a> {
+    /// Registers a wait on `domain`, unless the index already has it (`None`: nothing to wait
+    /// for). Checked and registered under one lock, so no ETRN falls in between.
+    fn register(recorder: &'a Recorder, domain: &str) -> Option<Self> {
+        let mut r = recorder.lock();
+        if r.etrn_domains.contains_key(domain) {
+            return None;
+        }
+        let entry = r
+            .etrn_waiters
+            .entry(domain.to_owned())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+        entry.1 += 1;
+        let notify = Arc::clone(&entry.0);
+        Some(EtrnWaiter {
+            recorder,
+            domain: domain.to_owned(),
+            notify,
+        })
+    }
+}
+
+impl Drop for EtrnWaiter<'_> {
+    fn drop(&mut self) {
+        let mut r = self.recorder.lock();
+        if let Some((_, waits)) = r.etrn_waiters.get_mut(&self.domain) {
+            *waits = waits.saturating_sub(1);
+            if *waits == 0 {
+                r.etrn_waiters.remove(&self.domain);
             }
         }
     }
@@ -770,6 +1049,245 @@ mod tests {
         assert_eq!(r.closed_count(), 1);
         assert_eq!(r.recording().sessions[0].commands.len(), 1);
         assert!(r.open(peer()) > open, "ids keep counting up");
+    }
+
+    fn etrn(r: &Recorder, id: u64, domain: &str) {
+        r.event(
+            id,
+            Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                domain.as_bytes(),
+                Some(250),
+                Vec::new(),
+            ))),
+        );
+    }
+
+    fn wakeups(r: &Recorder) -> usize {
+        r.etrn_wakeups.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_wait_for_a_domain_is_woken_by_its_own_etrn_only() {
+        let r = Arc::new(Recorder::new());
+        let id = r.open(peer());
+        let waiting = {
+            let r = Arc::clone(&r);
+            tokio::spawn(async move {
+                r.until_etrn("Wanted.Example.", Duration::from_secs(10))
+                    .await
+            })
+        };
+        // On this one thread, the wait has registered once the spawned task has run.
+        while r.pending_etrn_domains() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for n in 0..200 {
+            etrn(&r, id, &format!("other{n}.example"));
+            command(&r, id, "NOOP\r\n", 250);
+        }
+        r.tls_established(id);
+        r.refused();
+        let other = r.open(peer());
+        r.close(other, CloseReason::Quit);
+        tokio::task::yield_now().await;
+        assert_eq!(wakeups(&r), 0, "no other event woke the wait");
+        assert!(!waiting.is_finished());
+        etrn(&r, id, "wanted.example");
+        let done = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+        assert_eq!(
+            wakeups(&r),
+            1,
+            "its own ETRN woke it once, and it looked once"
+        );
+        assert_eq!(
+            r.pending_etrn_domains(),
+            0,
+            "the waker went with its last wait"
+        );
+        // Already there: answered at once, nothing registered.
+        assert!(r.until_etrn("wanted.example", Duration::ZERO).await.is_ok());
+        assert_eq!(r.pending_etrn_domains(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn etrn_waits_time_out_and_leave_nothing_behind() {
+        let r = Recorder::new();
+        let waited = r
+            .until_etrn("never.example", Duration::from_millis(20))
+            .await;
+        assert!(waited.is_err());
+        assert_eq!(r.pending_etrn_domains(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn reset_empties_the_etrn_index_and_the_closed_count() {
+        let r = Recorder::new();
+        let id = r.open(peer());
+        etrn(&r, id, "a.example");
+        r.close(id, CloseReason::Quit);
+        assert!(r.has_etrn("a.example"));
+        assert!(r.until_closed_sessions(1, Duration::ZERO).await.is_ok());
+        r.reset();
+        assert!(!r.has_etrn("a.example"));
+        assert!(
+            r.until_etrn("a.example", Duration::from_millis(10))
+                .await
+                .is_err()
+        );
+        assert!(
+            r.until_closed_sessions(1, Duration::from_millis(10))
+                .await
+                .is_err()
+        );
+        let again = r.open(peer());
+        etrn(&r, again, "A.EXAMPLE");
+        r.close(again, CloseReason::Quit);
+        let rec = r.wait_for_etrn("a.example", Duration::ZERO).await;
+        assert_eq!(rec.map(|rec| rec.sessions.len()).ok(), Some(1));
+        assert!(r.wait_for_closed_sessions(1, Duration::ZERO).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_closed_session_wait_is_woken_by_closes_not_by_other_events() {
+        let r = Arc::new(Recorder::new());
+        let id = r.open(peer());
+        let waiting = {
+            let r = Arc::clone(&r);
+            tokio::spawn(async move { r.until_closed_sessions(1, Duration::from_secs(10)).await })
+        };
+        tokio::task::yield_now().await;
+        etrn(&r, id, "a.example");
+        command(&r, id, "NOOP\r\n", 250);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        r.close(id, CloseReason::Quit);
+        let done = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+        assert!(matches!(done, Ok(Ok(Ok(())))), "{done:?}");
+    }
+
+    #[test]
+    fn a_forgotten_session_takes_its_etrns_out_of_the_index() {
+        let r = Recorder::with_retention(Retention::Open);
+        let first = r.open(peer());
+        let second = r.open(peer());
+        etrn(&r, first, "both.example");
+        etrn(&r, first, "first.example");
+        etrn(&r, second, "both.example");
+        r.close(first, CloseReason::Quit);
+        assert!(r.recording().sessions.len() == 1);
+        assert!(!r.has_etrn("first.example"), "as the recording: forgotten");
+        assert!(r.has_etrn("both.example"), "still in the session held");
+        r.close(second, CloseReason::Quit);
+        assert!(!r.has_etrn("both.example"));
+        assert_eq!(
+            r.lock().etrn_domains.len(),
+            0,
+            "the index is as small as what is held"
+        );
+        assert_eq!(r.session_count(), 2);
+    }
+
+    fn busy(r: &Recorder, sessions: u64) {
+        for n in 0..sessions {
+            let id = r.open(peer());
+            r.event(
+                id,
+                Event::Reply {
+                    code: 220,
+                    lines: vec![format!("greeting {n}")],
+                },
+            );
+            command(r, id, "EHLO client\r\n", 250);
+            etrn(r, id, &format!("d{}.example", n % 7));
+            command(r, id, "QUIT\r\n", 221);
+            if n % 5 != 0 {
+                r.close(id, CloseReason::Quit);
+            }
+        }
+    }
+
+    #[test]
+    fn the_json_in_pieces_is_the_recording_s_json() {
+        for retention in [Retention::All, Retention::Open] {
+            let r = Arc::new(Recorder::with_retention(retention));
+            busy(&r, 300);
+            r.refused();
+            let pieces: Vec<Vec<u8>> = RecordingJson::new(Arc::clone(&r)).collect();
+            assert!(
+                pieces.len() > 1 || retention == Retention::Open,
+                "{}",
+                pieces.len()
+            );
+            assert!(pieces.iter().all(|p| p.len() < 2 * JSON_PIECE));
+            let whole: Vec<u8> = pieces.concat();
+            let expected = serde_json::to_string(&r.recording()).unwrap_or_default();
+            assert_eq!(String::from_utf8_lossy(&whole), expected);
+        }
+        let empty = Arc::new(Recorder::new());
+        let whole: Vec<u8> = RecordingJson::new(Arc::clone(&empty))
+            .collect::<Vec<_>>()
+            .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            serde_json::to_string(&empty.recording()).unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn sessions_reset_away_are_left_out_of_the_pieces() {
+        let r = Arc::new(Recorder::new());
+        busy(&r, 10);
+        let pieces = RecordingJson::new(Arc::clone(&r));
+        r.reset();
+        let whole: Vec<u8> = pieces.collect::<Vec<_>>().concat();
+        let v: serde_json::Value = serde_json::from_slice(&whole).unwrap_or_default();
+        assert_eq!(
+            v["sessions"].as_array().map(Vec::len),
+            Some(2),
+            "the two open ones"
+        );
+    }
+
+    #[test]
+    fn the_etrns_are_the_recording_s_in_order_of_time() {
+        let r = Recorder::new();
+        busy(&r, 50);
+        let recording = r.recording();
+        let mut expected: Vec<(u64, u64, Option<String>)> = recording
+            .sessions
+            .iter()
+            .flat_map(|s| {
+                s.etrn
+                    .iter()
+                    .map(|e| (s.id, e.at_us, e.record.domain.clone()))
+            })
+            .collect();
+        expected.sort_by_key(|e| e.1);
+        let got: Vec<_> = r
+            .etrns()
+            .into_iter()
+            .map(|(id, e)| (id, e.at_us, e.record.domain))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn the_session_count_is_what_the_recording_counts() {
+        let counted = |r: &Recorder| {
+            let rec = r.recording();
+            rec.sessions.len() + usize::try_from(rec.forgotten).unwrap_or(usize::MAX)
+        };
+        for retention in [Retention::All, Retention::Open] {
+            let r = Recorder::with_retention(retention);
+            busy(&r, 20);
+            assert_eq!(r.session_count(), counted(&r), "{retention:?}");
+            r.reset();
+            busy(&r, 7);
+            r.close_open(CloseReason::Shutdown);
+            assert_eq!(r.session_count(), counted(&r), "{retention:?}");
+            assert_eq!(r.session_count(), r.closed_count(), "{retention:?}");
+        }
     }
 
     #[test]

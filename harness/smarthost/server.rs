@@ -282,7 +282,16 @@ impl SmartHost {
     /// Stops accepting, closes every open session, and returns the recording. Sessions close at
     /// once (every wait of theirs races this signal); any still open after [`SHUTDOWN_GRACE`] are
     /// ended and recorded as closed by `shutdown`.
-    pub async fn shutdown(mut self) -> Recording {
+    pub async fn shutdown(self) -> Recording {
+        let recorder = Arc::clone(&self.recorder);
+        self.stop().await;
+        recorder.recording()
+    }
+
+    /// Stops as [`SmartHost::shutdown`] does, without building the recording: for a caller that
+    /// only counts, or reads the recorder in its own way ([`SmartHost::shared_recorder`] outlives
+    /// this). Building a long recording at a stop would cost a multiple of its memory at once.
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(mut server) = self.server.take() {
             match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
@@ -297,7 +306,6 @@ impl SmartHost {
             }
         }
         self.recorder.close_open(CloseReason::Shutdown);
-        self.recorder.recording()
     }
 }
 
