@@ -1874,3 +1874,47 @@ async fn credentials_pipelined_after_a_421_are_recorded_redacted() {
     let (after, _) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(after, ["AUTH LOGIN", "[redacted]", "[redacted]", "QUIT"]);
 }
+
+#[test]
+fn replay_whose_stdout_is_not_read_still_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cassette = dir.path().join("c.cassette");
+    std::fs::write(
+        &cassette,
+        "etrn-harness cassette v1\n1 session\n1 S: 220 up ESMTP\n1 C: QUIT\n1 S: 221 bye\n1 end quit\n",
+    )
+    .expect("cassette");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["replay", "--listen", "127.0.0.1:0"])
+        .arg("--cassette")
+        .arg(&cassette)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("replay starts");
+    // Like `Popen(stdout=PIPE)` that reads one line and no more.
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    let addr = first
+        .split_whitespace()
+        .last()
+        .expect("the address")
+        .to_owned();
+    // Each unknown command is a mismatch line of about 120 octets: far more than a pipe holds.
+    let flood = b"NOOP padding-padding-padding-padding\r\n".repeat(2000);
+    let mut input = flood.clone();
+    input.extend_from_slice(b"QUIT\r\n");
+    talk(&addr, &input);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = exit_within_wait(
+        child,
+        "replay did not stop on SIGTERM with its stdout unread",
+    );
+    assert!(status.code().is_some(), "{status}");
+    drop(stdout);
+}

@@ -13,6 +13,7 @@ use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
 use etrn_harness::wire::Verb;
 
+use super::output::Output;
 use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, RecordArgs, ReplayArgs, TlsArg};
 
@@ -219,7 +220,13 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             Ok(s) => s,
             Err(code) => return code,
         };
-        say!("replaying {} on {}", args.cassette.display(), host.addr());
+        // Lines go through a writer of their own: a stdout nobody reads never holds the signals.
+        let out = Output::start();
+        let _ = out.line(format!(
+            "replaying {} on {}",
+            args.cassette.display(),
+            host.addr()
+        ));
         let why = loop {
             tokio::select! {
                 biased;
@@ -227,10 +234,10 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                     // The live lines are for people; the counts below come from the recording,
                     // which misses nothing even when this stream lags.
                     Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual }, .. }) => {
-                        say!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}");
+                        let _ = out.line(format!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}"));
                     }
                     Ok(LiveEvent::Event { session, event: Event::ReplayUnplayed { exchanges, first }, .. }) => {
-                        say!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}");
+                        let _ = out.line(format!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}"));
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
@@ -253,10 +260,11 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 }
             }
         }
-        say!(
+        out.last(format!(
             "stopped ({why}): {} session(s), {mismatches} mismatch(es), {unplayed} unplayed exchange(s)",
             recording.sessions.len()
-        );
+        ));
+        out.finish().await;
         if mismatches > 0 || (args.fail_on_unplayed && unplayed > 0) {
             ExitCode::from(1)
         } else {
