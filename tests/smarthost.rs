@@ -623,11 +623,7 @@ fn serve_writes_the_recording_on_sigterm() {
             .map(String::as_str),
         Some("session 1: ETRN a.example -> 250")
     );
-    let killed = Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    sigterm(&serve.child);
     let out = serve.lines_until("recording written").join("\n");
     assert!(out.contains("stopped (terminated)"), "{out}");
     assert!(serve.child.wait().expect("exits").success());
@@ -1344,11 +1340,7 @@ fn serve_whose_stdout_is_not_read_still_stops_on_sigterm_and_writes_its_recordin
     for _ in 0..SESSIONS {
         talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     }
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
+    sigterm(&child);
     let status = exit_within_wait(
         child,
         "serve did not stop on SIGTERM with its stdout unread",
@@ -1680,11 +1672,7 @@ fn a_wait_pending_when_serve_stops_is_answered_503() {
             break;
         }
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &serve.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    sigterm(&serve.child);
     let (status, body) = answer.recv_timeout(WAIT).expect("the wait is answered");
     assert_eq!(status, 503, "{body}");
     assert_eq!(json_error(&body)["error"], "the server is stopping");
@@ -1777,11 +1765,7 @@ fn a_refused_auths_pipelined_response_reaches_no_output_of_serve() {
     );
     let (status, recording) = http(&api, "GET", "/recording?sessions=1", "");
     assert_eq!(status, 200, "{recording}");
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success());
+    sigterm(&child);
     let mut feed = String::new();
     loop {
         let line = next();
@@ -1906,15 +1890,20 @@ fn replay_whose_stdout_is_not_read_still_stops_on_sigterm() {
     let mut input = flood.clone();
     input.extend_from_slice(b"QUIT\r\n");
     talk(&addr, &input);
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
+    sigterm(&child);
     let status = exit_within_wait(
         child,
         "replay did not stop on SIGTERM with its stdout unread",
     );
     assert!(status.code().is_some(), "{status}");
     drop(stdout);
+}
+
+/// Sends SIGTERM to `child` (it must be sent).
+fn sigterm(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
 }
