@@ -633,7 +633,7 @@ impl<'a> Causes<'a> {
     /// connection lists (order and replies aside: [`Connection::unmatched`] weighs those).
     fn unexpected(&self, arg: &EtrnArg) -> Option<Rule> {
         // Where the model sends nothing at all (version gate, no AlwaysUseETRN, TURN), whatever
-        // was sent breaks the rule that says so: the scenario's grade.
+        // was sent breaks the rule that says so (the deciding rule, weighed by the caller).
         if self.planned.is_empty() {
             return None;
         }
@@ -737,8 +737,8 @@ impl Connection<'_> {
             rule,
             difference,
         };
-        // How much a difference of order counts: as the scenario grades order, else as the
-        // model's order rule (an open question).
+        // How much a difference of order counts where no rule is named; the order rule grades
+        // it otherwise (see `graded`).
         let order_grade = self.order.unwrap_or(self.order_rule().grade());
         // Each expected argument is matched by the first sent argument that names it, the
         // closest form first: the very text, then another form of it, then another option.
@@ -815,7 +815,7 @@ impl Connection<'_> {
             .map(|code| ims::react(code).1);
         for (x, e) in self.expected.iter().enumerate() {
             if !taken[x] {
-                // The scenario grades what it expects; the model names the rule behind it.
+                // The rule behind the expected argument grades its absence (see `graded`).
                 let (grade, rule) = if stopped_by_reply {
                     graded(Some(self.order_rule()), order_grade)
                 } else if !self.made {
