@@ -65,14 +65,8 @@ pub fn read_regular_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileErro
         path: name(),
         source: e.into(),
     })?;
-    let stat = rustix::fs::fstat(&fd).map_err(|e| ReadFileError::Open {
-        path: name(),
-        source: e.into(),
-    })?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(ReadFileError::NotRegular { path: name() });
-    }
     let file = std::fs::File::from(fd);
+    ensure_regular(&file, path)?;
     let mut bytes = Vec::new();
     file.take(cap + 1)
         .read_to_end(&mut bytes)

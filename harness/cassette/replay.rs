@@ -578,11 +578,7 @@ impl Conversation for ReplaySession {
         self.close(CloseReason::PeerClosed);
     }
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut window = self.auth_responses.clone();
-        lines
-            .iter()
-            .map(|line| window.line(&Command::parse(line)).0.into_owned())
-            .collect()
+        self.auth_responses.forms(lines)
     }
 }
 

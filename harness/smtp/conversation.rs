@@ -59,16 +59,7 @@ pub trait Conversation: Send {
     /// the form a driver records lines in itself (unawaited, after a 421), so credentials take
     /// one path.
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
-        let mut window = crate::wire::redact::AuthResponses::default();
-        lines
-            .iter()
-            .map(|line| {
-                window
-                    .line(&crate::wire::Command::parse(line))
-                    .0
-                    .into_owned()
-            })
-            .collect()
+        crate::wire::redact::AuthResponses::default().forms(lines)
     }
 }
 

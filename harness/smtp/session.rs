@@ -349,11 +349,7 @@ impl Session {
         if self.in_auth_exchange() {
             return vec![redact::CONTINUATION.to_vec(); lines.len()];
         }
-        let mut window = self.auth_responses.clone();
-        lines
-            .iter()
-            .map(|line| window.line(&Command::parse(line)).0.into_owned())
-            .collect()
+        self.auth_responses.forms(lines)
     }
 
     /// Whether the next line is an AUTH response rather than a command.

@@ -118,7 +118,7 @@ impl Follower {
     pub fn client_fragment<'a>(&self, bytes: &'a [u8]) -> (ClientLine, Cow<'a, [u8]>) {
         if self.in_data {
             (ClientLine::Data, Cow::Borrowed(bytes))
-        } else if self.in_auth || self.after_auth.clone().line(&Command::parse(bytes)).1 {
+        } else if self.in_auth || self.after_auth.form(&Command::parse(bytes)).1 {
             (
                 ClientLine::AuthResponse,
                 Cow::Borrowed(redact::MARK.as_bytes()),

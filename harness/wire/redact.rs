@@ -62,8 +62,18 @@ impl AuthResponses {
         form
     }
 
-    /// What [`line`](Self::line) would say of `command`, without taking it in: for a driver
-    /// that records a line (unawaited, after a 421) the session has not read yet.
+    /// `lines`, not yet read, as they would be recorded one after another from this state, the
+    /// state itself unchanged: for a driver that records lines (unawaited, after a 421) before
+    /// or instead of the session reading them.
+    pub fn forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut window = self.clone();
+        lines
+            .iter()
+            .map(|line| window.line(&Command::parse(line)).0.into_owned())
+            .collect()
+    }
+
+    /// What [`line`](Self::line) would say of `command`, without taking it in.
     pub fn form<'a>(&self, command: &Command<'a>) -> (Cow<'a, [u8]>, bool) {
         if self.open && matches!(command.verb(), Verb::Other(_) | Verb::Blank) {
             (Cow::Borrowed(CONTINUATION), true)
