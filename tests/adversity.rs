@@ -84,6 +84,17 @@ async fn never_reads_until_blocked(
     (task, said)
 }
 
+/// Connects past a cap: the server says `421` and closes, in time.
+async fn refused_at_connect(addr: std::net::SocketAddr) {
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, c.read_to_string(&mut out))
+        .await
+        .expect("refused in time")
+        .expect("read");
+    assert!(out.starts_with("421 "), "{out}");
+}
+
 fn close_of(r: &Recording, session: usize) -> Option<CloseReason> {
     r.sessions.get(session).and_then(|s| s.close.clone())
 }
@@ -192,13 +203,7 @@ async fn a_flood_past_the_cap_is_refused_and_the_server_recovers() {
         held.push(c);
     }
     for _ in 0..40 {
-        let mut c = TcpStream::connect(host.addr()).await.expect("connect");
-        let mut out = String::new();
-        tokio::time::timeout(WAIT, c.read_to_string(&mut out))
-            .await
-            .expect("refused in time")
-            .expect("read");
-        assert!(out.starts_with("421 "), "{out}");
+        refused_at_connect(host.addr()).await;
     }
     drop(held);
     host.recorder()
@@ -440,13 +445,7 @@ async fn the_recorder_refuses_connections_past_its_cap_with_421() {
         assert_eq!(&greeting, b"220 ");
         held.push(c);
     }
-    let mut c = TcpStream::connect(proxy.addr()).await.expect("connect");
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, c.read_to_string(&mut out))
-        .await
-        .expect("refused in time")
-        .expect("read");
-    assert!(out.starts_with("421 "), "{out}");
+    refused_at_connect(proxy.addr()).await;
     assert_eq!(proxy.refused(), 1);
     drop(held);
     assert!(proxy.wait_for_closed_sessions(2, WAIT).await);

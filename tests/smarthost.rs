@@ -876,23 +876,19 @@ fn the_http_api_serves_a_python_client_using_only_the_standard_library() {
 fn serve_whose_reader_went_away_still_writes_its_recording() {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("r.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--exit-after-sessions",
-            "1",
-        ])
-        .arg("--record")
-        .arg(&record)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("the first line");
+    let (child, stdout, first) = first_line(
+        Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--exit-after-sessions",
+                "1",
+            ])
+            .arg("--record")
+            .arg(&record)
+            .stderr(Stdio::null()),
+    );
     let addr = first
         .trim_end()
         .strip_prefix("listening on ")
@@ -1318,18 +1314,14 @@ fn a_damaged_cassette_is_refused_with_its_line_and_without_its_text() {
 fn serve_whose_stdout_is_not_read_still_stops_on_sigterm_and_writes_its_recording() {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("r.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
-        .arg("--record")
-        .arg(&record)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
+    let (child, stdout, first) = first_line(
+        Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
+            .arg("--record")
+            .arg(&record)
+            .stderr(Stdio::null()),
+    );
     // Like `Popen(stdout=PIPE)` that reads one line: the pipe stays open and is never read again.
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("the first line");
     let listening: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
     let addr = listening["listening"]
         .as_str()
@@ -1803,24 +1795,20 @@ fn replay_shows_and_logs_no_credential_a_client_sends() {
     )
     .expect("cassette");
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args([
-            "replay",
-            "--listen",
-            "127.0.0.1:0",
-            "--exit-after-sessions",
-            "1",
-        ])
-        .arg("--cassette")
-        .arg(&cassette)
-        .env("RUST_LOG", "etrn_harness=trace")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("replay starts");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("the first line");
+    let (child, mut stdout, first) = first_line(
+        Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .args([
+                "replay",
+                "--listen",
+                "127.0.0.1:0",
+                "--exit-after-sessions",
+                "1",
+            ])
+            .arg("--cassette")
+            .arg(&cassette)
+            .env("RUST_LOG", "etrn_harness=trace")
+            .stderr(std::fs::File::create(&log).expect("log file")),
+    );
     let addr = first
         .split_whitespace()
         .last()
@@ -1868,18 +1856,14 @@ fn replay_whose_stdout_is_not_read_still_stops_on_sigterm() {
         "etrn-harness cassette v1\n1 session\n1 S: 220 up ESMTP\n1 C: QUIT\n1 S: 221 bye\n1 end quit\n",
     )
     .expect("cassette");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["replay", "--listen", "127.0.0.1:0"])
-        .arg("--cassette")
-        .arg(&cassette)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("replay starts");
+    let (child, stdout, first) = first_line(
+        Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+            .args(["replay", "--listen", "127.0.0.1:0"])
+            .arg("--cassette")
+            .arg(&cassette)
+            .stderr(Stdio::null()),
+    );
     // Like `Popen(stdout=PIPE)` that reads one line and no more.
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut first = String::new();
-    stdout.read_line(&mut first).expect("the first line");
     let addr = first
         .split_whitespace()
         .last()
@@ -1906,4 +1890,23 @@ fn sigterm(child: &std::process::Child) {
         .status()
         .expect("kill runs");
     assert!(sent.success());
+}
+
+/// Starts `command` with its stdout piped and reads the first line (the address it listens
+/// on); the rest of stdout is the caller's, to read or, on purpose, to leave unread.
+fn first_line(
+    command: &mut Command,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("the first line");
+    (child, stdout, first)
 }
