@@ -54,7 +54,9 @@ pub enum RecordError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot record into {path}: {reason}")]
+    #[error(
+        "cannot record into {path}: {reason}; name a regular file, or a path that does not exist yet"
+    )]
     Unusable { path: PathBuf, reason: String },
     #[error("{path} exists but is not a cassette ({source}); choose another file")]
     NotACassette {
@@ -145,10 +147,7 @@ impl CassetteWriter {
         if bytes.len() as u64 > super::MAX_CASSETTE_FILE {
             return Err(RecordError::Unusable {
                 path: path.to_owned(),
-                reason: format!(
-                    "it is larger than {} octets; record into another file",
-                    super::MAX_CASSETTE_FILE
-                ),
+                reason: format!("it is larger than {} octets", super::MAX_CASSETTE_FILE),
             });
         }
         let text = format::text_of(&bytes).map_err(|source| RecordError::NotACassette {
