@@ -29,10 +29,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use etrn_harness::scenario::{self, ScenarioError};
 use tracing_subscriber::EnvFilter;
 
-/// Exit status for invalid scenario files and usage errors.
-const EXIT_INVALID: u8 = 2;
-/// Exit status when the model disagrees with a scenario's `[expect]`.
-const EXIT_DISAGREES: u8 = 1;
+use cli::exit::{EXIT_DISAGREES, EXIT_INVALID};
 
 #[derive(Parser)]
 #[command(
@@ -184,7 +181,7 @@ enum ReportFormat {
 #[derive(clap::Args)]
 struct ProbeArgs {
     /// The smart host, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2525).
-    #[arg(value_parser = parse_host_port, required_unless_present = "list")]
+    #[arg(value_parser = cli::address::connect, required_unless_present = "list")]
     server: Option<std::net::SocketAddr>,
     /// Compare the answers with this shipped profile's, answered in memory.
     #[arg(long, value_name = "NAME", value_parser = parse_profile, group = "against")]
@@ -224,11 +221,12 @@ struct ProbeArgs {
 
 #[derive(clap::Args)]
 struct RecordArgs {
-    /// Where clients connect.
-    #[arg(long, default_value = "127.0.0.1:2525")]
+    /// Where clients connect: IP:PORT, localhost:PORT or a bare PORT (127.0.0.1); port 0 picks
+    /// a free one.
+    #[arg(long, default_value = "127.0.0.1:2525", value_parser = cli::address::listen)]
     listen: std::net::SocketAddr,
     /// The real SMTP server to record, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2547).
-    #[arg(long, value_parser = parse_host_port)]
+    #[arg(long, value_parser = cli::address::connect)]
     upstream: std::net::SocketAddr,
     /// The cassette; new sessions are appended to an existing one. It is locked while
     /// recording: a second recorder on the same file is refused.
@@ -260,6 +258,29 @@ struct RecordArgs {
     /// With --tls terminate: the host name in the recorder's own self-signed certificate.
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     hostname: String,
+    #[command(flatten)]
+    events: ProxyEventsArgs,
+    #[command(flatten)]
+    ready: ReadyArgs,
+}
+
+/// How `serve`, `record` and `replay` say they are ready, and what they print.
+#[derive(clap::Args)]
+struct ReadyArgs {
+    /// Also write the ready object (every address listened on, as JSON, the first line of
+    /// `--events jsonl`) to FILE once listening: written beside it and renamed, so a program
+    /// polling for FILE reads the whole object or nothing.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
+}
+
+/// What `record` and `replay` print on stdout.
+#[derive(clap::Args)]
+struct ProxyEventsArgs {
+    /// `human` lines; `jsonl`: a JSON object per line (the ready object first, the stop line
+    /// last); `none`: only the first and the stop line, as human.
+    #[arg(long, value_enum, default_value_t = cli::serve::EventsFormat::Human)]
+    events: cli::serve::EventsFormat,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -273,7 +294,9 @@ struct ReplayArgs {
     /// The cassette to answer from.
     #[arg(long)]
     cassette: PathBuf,
-    #[arg(long, default_value = "127.0.0.1:2525")]
+    /// Where clients connect: IP:PORT, localhost:PORT or a bare PORT (127.0.0.1); port 0 picks
+    /// a free one.
+    #[arg(long, default_value = "127.0.0.1:2525", value_parser = cli::address::listen)]
     listen: std::net::SocketAddr,
     /// How commands are matched to recorded exchanges.
     #[arg(long = "match", value_enum, default_value_t = etrn_harness::cassette::MatchMode::Verb)]
@@ -298,7 +321,7 @@ struct ReplayArgs {
     #[arg(long, requires = "upstream")]
     record_on_miss: bool,
     /// The real server for --record-on-miss, HOST:PORT.
-    #[arg(long, value_parser = parse_host_port)]
+    #[arg(long, value_parser = cli::address::connect)]
     upstream: Option<std::net::SocketAddr>,
     /// Simultaneous connections served; more get `421` at once.
     #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
@@ -306,6 +329,10 @@ struct ReplayArgs {
     /// Stop after this many sessions have ended.
     #[arg(long)]
     exit_after_sessions: Option<usize>,
+    #[command(flatten)]
+    events: ProxyEventsArgs,
+    #[command(flatten)]
+    ready: ReadyArgs,
 }
 
 #[derive(Subcommand)]
@@ -356,7 +383,7 @@ struct BenchMemoryArgs {
 struct BenchLoadArgs {
     /// The server, HOST:PORT like --upstream (e.g. 127.0.0.1:2525 or localhost:2525); it must
     /// be a loopback address.
-    #[arg(long, value_parser = parse_host_port)]
+    #[arg(long, value_parser = cli::address::connect)]
     target: std::net::SocketAddr,
     #[arg(long, value_enum)]
     workload: etrn_harness::bench::Workload,
@@ -403,10 +430,10 @@ struct ServeArgs {
     /// with its reply and flags), `jsonl` (one JSON object per event), or `none`.
     #[arg(long, value_enum, default_value_t = cli::serve::EventsFormat::Human)]
     events: cli::serve::EventsFormat,
-    /// Also serve the HTTP/JSON API here (e.g. 127.0.0.1:8025; port 0 picks one, printed on
-    /// the second line): the recording, waits, a live feed, reset, a new script while running.
-    /// No authentication: keep it on loopback.
-    #[arg(long, value_name = "ADDR")]
+    /// Also serve the HTTP/JSON API here (e.g. 127.0.0.1:8025, or a bare port; port 0 picks
+    /// one, printed on the second line and in the ready object): the recording, waits, a live
+    /// feed, reset, a new script while running. No authentication: keep it on loopback.
+    #[arg(long, value_name = "ADDR", value_parser = cli::address::listen)]
     api: Option<std::net::SocketAddr>,
     /// The one folder a script sent to `PUT /script` may name a cassette in (relative to it, no
     /// `..`, links may not lead out, regular files only). Without it the API opens no file.
@@ -415,8 +442,11 @@ struct ServeArgs {
     /// Same as --events none (for benchmarks).
     #[arg(long, conflicts_with = "events")]
     quiet: bool,
-    /// Address to listen on (port 0 picks a free port, printed at start).
-    #[arg(long, default_value = "127.0.0.1:2525")]
+    #[command(flatten)]
+    ready: ReadyArgs,
+    /// Address to listen on: IP:PORT, localhost:PORT or a bare PORT (127.0.0.1); port 0 picks
+    /// a free port, printed at start.
+    #[arg(long, default_value = "127.0.0.1:2525", value_parser = cli::address::listen)]
     listen: std::net::SocketAddr,
     /// Answer as this scenario's [smarthost] table says.
     #[arg(long, conflicts_with = "profile")]
@@ -466,7 +496,6 @@ struct ServeArgs {
     starttls: bool,
 }
 
-/// HOST:PORT, resolved now: an address literal or a name (the first address it resolves to).
 /// A count of at least one (a cap of zero connections would refuse everyone).
 fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
@@ -474,14 +503,6 @@ fn at_least_one(s: &str) -> Result<usize, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
-}
-
-fn parse_host_port(s: &str) -> Result<std::net::SocketAddr, String> {
-    use std::net::ToSocketAddrs;
-    s.to_socket_addrs()
-        .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
-        .next()
-        .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
 
 fn parse_profile(s: &str) -> Result<etrn_harness::smarthost::ProfileName, String> {

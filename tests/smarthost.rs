@@ -572,7 +572,13 @@ fn serve_events_jsonl_prints_one_json_object_per_line() {
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let first: serde_json::Value =
         serde_json::from_str(&lines.next().expect("a line").expect("read")).expect("JSON");
-    let addr = first["listening"].as_str().expect("the address").to_owned();
+    // The ready object names every address; without --api it has none.
+    assert_eq!(
+        (&first["event"], &first["command"]),
+        (&"ready".into(), &"serve".into())
+    );
+    assert!(first.get("api").is_none(), "{first}");
+    let addr = first["smtp"].as_str().expect("the address").to_owned();
     talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     let rest: Vec<serde_json::Value> = lines
         .map(|l| serde_json::from_str(&l.expect("read")).expect("every line is JSON"))
@@ -588,7 +594,14 @@ fn serve_events_jsonl_prints_one_json_object_per_line() {
     assert!(etrn["at_us"].is_u64());
     assert!(rest.iter().any(|l| l["closed"]["reason"] == "quit"));
     let last = rest.last().expect("a stop line");
-    assert_eq!(last["stopped"], "session limit reached");
+    assert_eq!(
+        (&last["event"], &last["command"], &last["why"]),
+        (
+            &"stopped".into(),
+            &"serve".into(),
+            &"session limit reached".into()
+        )
+    );
     assert_eq!(
         (last["sessions"].as_u64(), last["etrn"].as_u64()),
         (Some(1), Some(1))
@@ -1323,10 +1336,7 @@ fn serve_whose_stdout_is_not_read_still_stops_on_sigterm_and_writes_its_recordin
     );
     // Like `Popen(stdout=PIPE)` that reads one line: the pipe stays open and is never read again.
     let listening: serde_json::Value = serde_json::from_str(&first).expect("a JSON line");
-    let addr = listening["listening"]
-        .as_str()
-        .expect("the address")
-        .to_owned();
+    let addr = listening["smtp"].as_str().expect("the address").to_owned();
     // Far more output than a pipe holds (64 KiB): about 600 octets of JSON lines per session.
     const SESSIONS: usize = 400;
     for _ in 0..SESSIONS {
@@ -1743,13 +1753,11 @@ fn a_refused_auths_pipelined_response_reaches_no_output_of_serve() {
     });
     let next = || lines.recv_timeout(WAIT).expect("a line from serve");
     let first: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
-    let addr = first["listening"].as_str().expect("address").to_owned();
-    let second: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
-    let api = second["api"]
-        .as_str()
-        .and_then(|a| a.strip_prefix("http://"))
-        .expect("api")
-        .to_owned();
+    // One ready object: the SMTP address, the API's, and the recording's path.
+    let addr = first["smtp"].as_str().expect("address").to_owned();
+    let api = first["api"].as_str().expect("api").to_owned();
+    assert_eq!(first["api_url"], format!("http://{api}"));
+    assert_eq!(first["record"], record.display().to_string());
     // rfc1985 offers no AUTH: the AUTH is refused, its pipelined response read as a line.
     talk(
         &addr,
@@ -1762,7 +1770,7 @@ fn a_refused_auths_pipelined_response_reaches_no_output_of_serve() {
     loop {
         let line = next();
         feed.push_str(&line);
-        if line.contains("\"stopped\"") {
+        if line.contains("\"event\":\"stopped\"") {
             break;
         }
     }

@@ -104,12 +104,14 @@ impl ProxyServer {
         }
     }
 
-    /// Stops accepting and ends the open sessions.
-    pub async fn shutdown(mut self) {
+    /// Stops accepting and ends the open sessions; the sessions it served in all (for the stop
+    /// line).
+    pub async fn shutdown(mut self) -> usize {
         let _ = self.shutdown.send(true);
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        self.ended.0.load(Ordering::SeqCst)
     }
 }
 

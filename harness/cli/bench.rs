@@ -18,7 +18,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     };
     match command {
@@ -229,7 +229,7 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
             .and_then(|j| std::fs::write(path, j));
         if let Err(e) = written {
             eprintln!("error: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     }
     ExitCode::SUCCESS

@@ -13,7 +13,10 @@ use etrn_harness::smarthost::LiveEvent;
 use etrn_harness::smtp::Event;
 use etrn_harness::wire::Verb;
 
+use super::exit::{EXIT_DISAGREES, EXIT_SYSTEM, EXIT_UNAVAILABLE};
 use super::output::Output;
+use super::ready::{Count, Ready, Server, Stopped};
+use super::serve::EventsFormat;
 use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, RecordArgs, ReplayArgs, TlsArg};
 
@@ -31,13 +34,79 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 fn stop_signal() -> Result<StopSignal, ExitCode> {
     StopSignal::install().map_err(|e| {
         eprintln!("error: cannot install signal handlers: {e}");
-        ExitCode::FAILURE
+        ExitCode::from(EXIT_SYSTEM)
     })
+}
+
+/// The exit status for a proxy that did not start: an address in use and a cassette another
+/// recorder holds are unavailable; a cassette that cannot be opened is the system's failure;
+/// the rest (a file that is no cassette, TLS settings) is bad input.
+fn record_failure(e: &RecordError) -> u8 {
+    match e {
+        RecordError::Bind { .. } | RecordError::Locked { .. } => EXIT_UNAVAILABLE,
+        RecordError::Cassette { .. } => EXIT_SYSTEM,
+        _ => EXIT_INVALID,
+    }
+}
+
+/// Where a long-running command's first and last lines go: stdout in the chosen format, and
+/// the ready object to `--ready-file`.
+struct Announcer {
+    format: EventsFormat,
+    ready_file: Option<std::path::PathBuf>,
+    out: Output,
+}
+
+impl Announcer {
+    fn new(format: EventsFormat, ready_file: Option<std::path::PathBuf>) -> Self {
+        Announcer {
+            format,
+            ready_file,
+            out: Output::start(),
+        }
+    }
+
+    /// The first line (`human` for people, the ready object for programs) and the ready file.
+    /// The file first: a program that reads the line and then the file finds it.
+    fn ready(&self, ready: &Ready, human: String) -> Result<(), ExitCode> {
+        if let Some(path) = &self.ready_file
+            && let Err(e) = ready.write_file(path)
+        {
+            eprintln!("error: cannot write the ready file {}: {e}", path.display());
+            return Err(ExitCode::from(EXIT_SYSTEM));
+        }
+        let _ = self.out.line(if self.format == EventsFormat::Jsonl {
+            ready.json()
+        } else {
+            human
+        });
+        Ok(())
+    }
+
+    /// A line between the first and the last: `human` for people, `json` for programs, nothing
+    /// with `--events none`.
+    fn event(&self, human: impl FnOnce() -> String, json: impl FnOnce() -> String) {
+        let _ = match self.format {
+            EventsFormat::Human => self.out.line(human()),
+            EventsFormat::Jsonl => self.out.line(json()),
+            EventsFormat::None => true,
+        };
+    }
+
+    /// The stop line, then what is left written (bounded, as serve's).
+    async fn stopped(self, stopped: &Stopped) {
+        self.out.last(if self.format == EventsFormat::Jsonl {
+            stopped.json()
+        } else {
+            stopped.human()
+        });
+        self.out.finish().await;
+    }
 }
 
 pub fn record(args: RecordArgs) -> ExitCode {
     let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_SYSTEM);
     };
     let tls = match tls_mode(&args) {
         Ok(t) => t,
@@ -53,13 +122,25 @@ pub fn record(args: RecordArgs) -> ExitCode {
         )
         .await;
         let banner = |addr| {
-            format!(
+            let mut ready = Ready::new(Server::Record, addr);
+            ready.upstream = Some(args.upstream);
+            ready.cassette = Some(args.cassette.clone());
+            let human = format!(
                 "recording {addr} -> {} into {}",
                 args.upstream,
                 args.cassette.display()
-            )
+            );
+            (ready, human)
         };
-        run_until_stopped(started, banner, args.exit_after_sessions).await
+        let announcer = Announcer::new(args.events.events, args.ready.ready_file);
+        run_until_stopped(
+            started,
+            banner,
+            announcer,
+            Server::Record,
+            args.exit_after_sessions,
+        )
+        .await
     })
 }
 
@@ -100,29 +181,70 @@ fn tls_mode(args: &RecordArgs) -> Result<TlsMode, ExitCode> {
 /// ended, and shuts it down.
 async fn run_until_stopped(
     started: Result<ProxyServer, RecordError>,
-    banner: impl FnOnce(std::net::SocketAddr) -> String,
+    banner: impl FnOnce(std::net::SocketAddr) -> (Ready, String),
+    announcer: Announcer,
+    command: Server,
     exit_after: Option<usize>,
 ) -> ExitCode {
     let server = match started {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(record_failure(&e));
         }
     };
     let mut signals = match stop_signal() {
         Ok(s) => s,
         Err(code) => return code,
     };
-    say!("{}", banner(server.addr()));
+    let (ready, human) = banner(server.addr());
+    if let Err(code) = announcer.ready(&ready, human) {
+        server.shutdown().await;
+        announcer.out.finish().await;
+        return code;
+    }
     let why = tokio::select! {
         why = signals.received() => why,
         _ = server.wait_for_closed_sessions(exit_after.unwrap_or(usize::MAX), FOREVER),
             if exit_after.is_some() => "session limit reached",
     };
-    server.shutdown().await;
-    say!("stopped ({why})");
+    let refused = server.refused();
+    // Counted by the shutdown, which ends (and so counts) the sessions still open.
+    let sessions = server.shutdown().await;
+    let stopped = Stopped {
+        command,
+        why,
+        sessions: sessions as u64,
+        counts: vec![Count::new("refused", "refused", refused)],
+    };
+    announcer.stopped(&stopped).await;
     ExitCode::SUCCESS
+}
+
+/// The line people see for a live event of a replay: its mismatches and unplayed exchanges.
+fn replay_line(event: &LiveEvent) -> Option<String> {
+    match event {
+        LiveEvent::Event {
+            session,
+            event:
+                Event::ReplayMismatch {
+                    position,
+                    expected,
+                    actual,
+                },
+            ..
+        } => Some(format!(
+            "session {session}: mismatch at exchange {position}: expected {expected}, got {actual}"
+        )),
+        LiveEvent::Event {
+            session,
+            event: Event::ReplayUnplayed { exchanges, first },
+            ..
+        } => Some(format!(
+            "session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}"
+        )),
+        _ => None,
+    }
 }
 
 /// Loads a cassette for replay: errors name the line; truncation is a warning.
@@ -173,8 +295,9 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         options.ignore_args.remove(&Verb::from(verb.as_str()));
     }
     let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_SYSTEM);
     };
+    let announcer = Announcer::new(args.events.events, args.ready.ready_file.clone());
     rt.block_on(async {
         if args.record_on_miss {
             let Some(upstream) = args.upstream else {
@@ -185,7 +308,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 Ok(w) => w,
                 Err(e) => {
                     eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
+                    return ExitCode::from(record_failure(&e));
                 }
             };
             let started = MissRecordingReplay::start(
@@ -197,9 +320,17 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 args.max_connections,
             )
             .await;
-            let shown = args.cassette.display().to_string();
-            let banner = |addr| format!("replaying {shown} on {addr}; misses are fetched from {upstream}");
-            return run_until_stopped(started, banner, args.exit_after_sessions).await;
+            let banner = |addr| {
+                let mut ready = Ready::new(Server::Replay, addr);
+                ready.upstream = Some(upstream);
+                ready.cassette = Some(args.cassette.clone());
+                let human = format!(
+                    "replaying {} on {addr}; misses are fetched from {upstream}",
+                    args.cassette.display()
+                );
+                (ready, human)
+            };
+            return run_until_stopped(started, banner, announcer, Server::Replay, args.exit_after_sessions).await;
         }
         let host = match cassette::replay_server(
             cassette,
@@ -212,7 +343,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("error: {e}");
-                return ExitCode::FAILURE;
+                return ExitCode::from(super::serve::host_failure(&e));
             }
         };
         let mut live = host.recorder().subscribe();
@@ -221,25 +352,25 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             Err(code) => return code,
         };
         // Lines go through a writer of their own: a stdout nobody reads never holds the signals.
-        let out = Output::start();
-        let _ = out.line(format!(
-            "replaying {} on {}",
-            args.cassette.display(),
-            host.addr()
-        ));
+        let mut ready = Ready::new(Server::Replay, host.addr());
+        ready.cassette = Some(args.cassette.clone());
+        let human = format!("replaying {} on {}", args.cassette.display(), host.addr());
+        if let Err(code) = announcer.ready(&ready, human) {
+            host.shutdown().await;
+            announcer.out.finish().await;
+            return code;
+        }
         let why = loop {
             tokio::select! {
                 biased;
                 event = live.recv() => match event {
                     // The live lines are for people; the counts below come from the recording,
                     // which misses nothing even when this stream lags.
-                    Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual }, .. }) => {
-                        let _ = out.line(format!("session {session}: mismatch at exchange {position}: expected {expected}, got {actual}"));
+                    Ok(e) => {
+                        if let Some(human) = replay_line(&e) {
+                            announcer.event(|| human, || e.json_line().to_string());
+                        }
                     }
-                    Ok(LiveEvent::Event { session, event: Event::ReplayUnplayed { exchanges, first }, .. }) => {
-                        let _ = out.line(format!("session {session}: ended with {exchanges} recorded exchange(s) unplayed, from exchange {first}"));
-                    }
-                    Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
                 },
@@ -251,7 +382,9 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         let recording = host.shutdown().await;
         let mut mismatches = 0usize;
         let mut unplayed = 0usize;
+        let mut etrn = 0usize;
         for session in &recording.sessions {
+            etrn += session.etrn.len();
             for timed in &session.events {
                 match &timed.event {
                     Event::ReplayMismatch { .. } => mismatches += 1,
@@ -260,13 +393,19 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 }
             }
         }
-        out.last(format!(
-            "stopped ({why}): {} session(s), {mismatches} mismatch(es), {unplayed} unplayed exchange(s)",
-            recording.sessions.len()
-        ));
-        out.finish().await;
+        let stopped = Stopped {
+            command: Server::Replay,
+            why,
+            sessions: recording.sessions.len() as u64,
+            counts: vec![
+                Count::new("etrn", "ETRN", etrn),
+                Count::new("mismatches", "mismatch(es)", mismatches),
+                Count::new("unplayed", "unplayed exchange(s)", unplayed),
+            ],
+        };
+        announcer.stopped(&stopped).await;
         if mismatches > 0 || (args.fail_on_unplayed && unplayed > 0) {
-            ExitCode::from(1)
+            ExitCode::from(EXIT_DISAGREES)
         } else {
             ExitCode::SUCCESS
         }

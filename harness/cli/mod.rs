@@ -1,11 +1,14 @@
 //! The subcommands of the `etrn-harness` binary. Only the binary compiles this folder; the
 //! library (`lib.rs`) does not declare it.
 
+pub mod address;
 pub mod bench;
 pub mod cassette;
 pub mod corpus;
+pub mod exit;
 pub mod output;
 pub mod probe;
+pub mod ready;
 pub mod run;
 pub mod serve;
 pub mod signals;
@@ -32,7 +35,7 @@ pub fn write_report(
         Some(path) => {
             if let Err(e) = std::fs::write(path, &text) {
                 eprintln!("error: cannot write {}: {e}", path.display());
-                return Err(std::process::ExitCode::FAILURE);
+                return Err(std::process::ExitCode::from(exit::EXIT_SYSTEM));
             }
             eprintln!("{}", summary());
         }

@@ -48,7 +48,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     };
     let probes = probe::probe_set();
@@ -211,7 +211,7 @@ fn emit(report: &ProbeReport, path: &Path) -> Result<(), ExitCode> {
         .and_then(|f| f.persist(path).map_err(|e| e.error));
     if let Err(e) = written {
         eprintln!("error: cannot write {}: {e}", path.display());
-        return Err(ExitCode::FAILURE);
+        return Err(ExitCode::from(super::exit::EXIT_SYSTEM));
     }
     let answered = probe::probe_profile(probe::emit::served_script(), profile);
     let differences = compare(

@@ -93,7 +93,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     };
     let human = args.format == ReportFormat::Human;

@@ -8,7 +8,9 @@ use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
 
+use super::exit::{EXIT_SYSTEM, EXIT_UNAVAILABLE};
 use super::output::Output;
+use super::ready::{Count, Ready, Server, Stopped};
 use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, ServeArgs, report_errors};
 
@@ -73,7 +75,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_SYSTEM);
         }
     };
     let format = if args.quiet {
@@ -102,6 +104,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         format,
         api: args.api,
         cassette_dir,
+        ready_file: args.ready.ready_file,
     };
     runtime.block_on(serve(config, options))
 }
@@ -113,6 +116,7 @@ struct ServeOptions {
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
     cassette_dir: Option<std::path::PathBuf>,
+    ready_file: Option<std::path::PathBuf>,
 }
 
 async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
@@ -122,6 +126,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         format,
         api: api_listen,
         cassette_dir,
+        ready_file,
     } = options;
     let limits = config.limits.clone();
     let profile = config.script.profile.to_string();
@@ -154,7 +159,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(start_failure(&e));
         }
     };
     // Subscribe and install the signal handlers before announcing the address: a client that
@@ -165,10 +170,9 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_SYSTEM);
         }
     };
-    printer.listening(host.addr());
     let api = match api_listen {
         Some(listen) => match etrn_harness::api::Api::start(
             listen,
@@ -182,7 +186,6 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         .await
         {
             Ok(api) => {
-                printer.api(api.addr());
                 if !api.addr().ip().is_loopback() {
                     eprintln!(
                         "warning: the API on {} is reachable from beyond this machine and has no \
@@ -194,14 +197,31 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
                 Some(api)
             }
             Err(e) => {
+                // In use or not this machine's, as for --listen: the same status.
                 eprintln!("error: {e}");
                 host.shutdown().await;
                 printer.finish().await;
-                return ExitCode::from(EXIT_INVALID);
+                return ExitCode::from(EXIT_UNAVAILABLE);
             }
         },
         None => None,
     };
+    // Announced once everything listens, all addresses at once.
+    let mut ready = Ready::new(Server::Serve, host.addr()).with_api(api.as_ref().map(|a| a.addr()));
+    ready.record = record.clone();
+    // The file first: a program that reads the line and then the file finds it.
+    if let Some(path) = &ready_file
+        && let Err(e) = ready.write_file(path)
+    {
+        eprintln!("error: cannot write the ready file {}: {e}", path.display());
+        if let Some(api) = api {
+            api.shutdown().await;
+        }
+        host.shutdown().await;
+        printer.finish().await;
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+    printer.ready(&ready);
     let why = {
         let stop = async {
             match exit_after {
@@ -270,7 +290,7 @@ fn finish_recording(
             beside.display(),
             path.display()
         );
-        return ExitCode::FAILURE;
+        return ExitCode::from(EXIT_SYSTEM);
     }
     match (record, recorder.stream_error()) {
         (Some(path), None) => {
@@ -282,7 +302,7 @@ fn finish_recording(
                 "error: the recording stream to {} failed: {e}; it stops there",
                 path.display()
             );
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_SYSTEM)
         }
         (None, _) => ExitCode::SUCCESS,
     }
@@ -312,16 +332,36 @@ fn drain(live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>, printer
     }
 }
 
-/// How `serve` reports on stdout.
+/// The exit status for a smart host that did not start: an address that cannot be listened on
+/// is [`EXIT_UNAVAILABLE`], like `--api`'s; a script, profile or cassette it cannot use is bad
+/// input.
+fn start_failure(e: &etrn_harness::cassette::ScriptHostError) -> u8 {
+    match e {
+        etrn_harness::cassette::ScriptHostError::Start(e) => host_failure(e),
+        _ => EXIT_INVALID,
+    }
+}
+
+/// The exit status for a [`etrn_harness::smarthost::StartError`] (`serve`, `replay`).
+pub fn host_failure(e: &etrn_harness::smarthost::StartError) -> u8 {
+    use etrn_harness::smarthost::StartError;
+    match e {
+        StartError::Bind { .. } => EXIT_UNAVAILABLE,
+        StartError::Tls(_) => EXIT_SYSTEM,
+        StartError::Profile(_) => EXIT_INVALID,
+    }
+}
+
+/// How `serve`, `record` and `replay` report on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EventsFormat {
     /// A line per session opened or closed and per ETRN (its flags included), for people.
     #[default]
     Human,
-    /// One JSON object per line: `listening`, every event (the `--record` stream's shape),
-    /// `stopped`.
+    /// One JSON object per line: the ready object (`"event":"ready"`, every address), every
+    /// event (the `--record` stream's shape), the stop line (`"event":"stopped"`).
     Jsonl,
-    /// Only the address and the stop line.
+    /// Only the addresses and the stop line.
     None,
 }
 
@@ -350,24 +390,17 @@ impl Printer {
         }
     }
 
-    fn listening(&self, addr: std::net::SocketAddr) {
-        let line = match self.format {
-            EventsFormat::Jsonl => serde_json::json!({ "listening": addr }).to_string(),
-            _ => format!("listening on {addr}"),
-        };
-        // At start the queue is empty: the line is never dropped.
-        let _ = self.out.line(line);
-    }
-
-    fn api(&self, addr: std::net::SocketAddr) {
-        let line = match self.format {
-            EventsFormat::Jsonl => {
-                serde_json::json!({ "api": format!("http://{addr}") }).to_string()
-            }
-            _ => format!("api on http://{addr}"),
-        };
-        // At start the queue is empty: the line is never dropped.
-        let _ = self.out.line(line);
+    /// The first lines: the ready object for programs, or the addresses for people.
+    fn ready(&self, ready: &Ready) {
+        // At start the queue is empty: no line is dropped.
+        if self.format == EventsFormat::Jsonl {
+            let _ = self.out.line(ready.json());
+            return;
+        }
+        let _ = self.out.line(format!("listening on {}", ready.smtp));
+        if let Some(url) = &ready.api_url {
+            let _ = self.out.line(format!("api on {url}"));
+        }
     }
 
     fn event(&mut self, event: &LiveEvent) {
@@ -409,21 +442,31 @@ impl Printer {
         }
     }
 
-    fn stopped(&self, why: &str, sessions: usize, etrn: usize) {
+    fn stopped(&self, why: &'static str, sessions: usize, etrn: usize) {
         // The stop line counts what the recorder saw; when the lines above show less (the output
         // fell behind, or printed nothing), it says so rather than disagree with them silently.
         let shown =
             self.format == EventsFormat::None || (self.sessions == sessions && self.etrn == etrn);
+        let stopped = Stopped {
+            command: Server::Serve,
+            why,
+            sessions: sessions as u64,
+            counts: vec![Count::new("etrn", "ETRN", etrn)],
+        };
         let line = match self.format {
-            EventsFormat::Jsonl => serde_json::json!({
-                "stopped": why, "sessions": sessions, "etrn": etrn,
-                "missed": self.missed
-            })
-            .to_string(),
-            _ if shown => format!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
+            EventsFormat::Jsonl => {
+                let mut line = stopped;
+                line.counts
+                    .push(Count::new("missed", "missed", self.missed));
+                line.json()
+            }
+            _ if shown => stopped.human(),
             _ => format!(
-                "stopped ({why}): {sessions} session(s), {etrn} ETRN; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
-                self.sessions, self.etrn, self.missed
+                "{}; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
+                stopped.human(),
+                self.sessions,
+                self.etrn,
+                self.missed
             ),
         };
         self.out.last(line);
