@@ -207,9 +207,28 @@ fn scaled(n: u64, scale: f64) -> u64 {
     ((n as f64 * scale).round() as u64).max(1)
 }
 
+/// One run of a comparison about to start, for a progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// From 1.
+    pub round: usize,
+    pub rounds: usize,
+    pub workload: &'a str,
+    /// `smart host` or `smtp-sink`.
+    pub server: &'a str,
+}
+
 /// Runs the comparison. Raises this process's file-descriptor limit (inherited by both servers)
 /// so that workload (d) can hold thousands of connections.
 pub async fn compare(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
+    compare_with(spec, |_| {}).await
+}
+
+/// [`compare`], saying each run before it starts (called between runs, never during one).
+pub async fn compare_with(
+    spec: &CompareSpec,
+    mut step: impl FnMut(Step<'_>),
+) -> Result<CompareReport, BenchError> {
     raise_fd_limit();
     let ours = start_smart_host(&spec.smart_host_exe, &[])?;
     let sink = start_smtp_sink().await?;
@@ -263,6 +282,12 @@ pub async fn compare(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
         for (i, (name, workload, count, concurrency)) in workloads.iter().enumerate() {
             let mut latencies = [(0, 0); 2];
             for server in order {
+                step(Step {
+                    round: round + 1,
+                    rounds: spec.rounds,
+                    workload: name,
+                    server: server.name,
+                });
                 let mut load = LoadSpec::new(server.addr, *workload, scaled(*count, spec.scale));
                 load.concurrency = *concurrency;
                 load.max_duration = spec.max_duration;
@@ -294,6 +319,12 @@ pub async fn compare(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
             rows[i].latency_us = Some((latencies[0], latencies[1]));
         }
         for server in order {
+            step(Step {
+                round: round + 1,
+                rounds: spec.rounds,
+                workload: "(c) smtp-source, 1 KiB messages",
+                server: server.name,
+            });
             let rate =
                 smtp_source(server.addr, scaled(20_000, spec.scale), spec.max_duration).await;
             if server.name == "smtp-sink" {

@@ -210,18 +210,38 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
         scale: args.scale,
         max_duration: duration,
     };
-    let report = match bench::compare(&spec).await {
+    // At a terminal, each workload and round as it starts (the whole run takes minutes).
+    let progress = super::progress::Progress::on_terminal(format!(
+        "round 1/{}: starting the servers",
+        spec.rounds
+    ));
+    let compared = bench::compare::compare_with(&spec, |step| {
+        if let Some(p) = &progress {
+            p.set(format!(
+                "round {}/{}: {} against {}",
+                step.round, step.rounds, step.workload, step.server
+            ));
+        }
+    })
+    .await;
+    let report = match compared {
         Ok(r) => r,
         Err(e) => {
+            drop(progress);
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    say_raw!("{}", bench::compare::table(&report));
-    let conformance = match conformance_speed(&args.corpus, spec.rounds).await {
+    if let Some(p) = &progress {
+        p.above(|| say_raw!("{}", bench::compare::table(&report)));
+    } else {
+        say_raw!("{}", bench::compare::table(&report));
+    }
+    let conformance = match conformance_speed(&args.corpus, spec.rounds, progress.as_ref()).await {
         Ok(line) => line,
         Err(code) => return code,
     };
+    drop(progress);
     say!("{conformance}");
     if let Some(path) = &args.json {
         let written = serde_json::to_vec_pretty(&report)
@@ -236,7 +256,11 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
 }
 
 /// Times whole conformance runs of the corpus with the builtin target.
-async fn conformance_speed(corpus: &Option<PathBuf>, rounds: usize) -> Result<String, ExitCode> {
+async fn conformance_speed(
+    corpus: &Option<PathBuf>,
+    rounds: usize,
+    progress: Option<&super::progress::Progress>,
+) -> Result<String, ExitCode> {
     let source = scenario::CorpusSource::from_paths(corpus.as_slice());
     let loaded = source.load();
     if !loaded.errors.is_empty() {
@@ -250,7 +274,12 @@ async fn conformance_speed(corpus: &Option<PathBuf>, rounds: usize) -> Result<St
         .collect();
     let n = cases.len();
     let mut per_case_ms = Vec::new();
-    for _ in 0..rounds {
+    for round in 1..=rounds {
+        if let Some(p) = progress {
+            p.set(format!(
+                "round {round}/{rounds}: conformance run of {n} cases, builtin target"
+            ));
+        }
         let started = Instant::now();
         let results = conformance::run_all(
             cases.clone(),

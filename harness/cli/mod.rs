@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod exit;
 pub mod output;
 pub mod probe;
+pub mod progress;
 pub mod ready;
 pub mod run;
 pub mod serve;

@@ -99,7 +99,6 @@ pub fn run(args: RunArgs) -> ExitCode {
     let human = args.format == ReportFormat::Human;
     let to_stdout = args.output.is_none();
     let live = human && to_stdout;
-    let progress = live && std::io::stdout().is_terminal();
     if live {
         let _ = writeln!(
             std::io::stdout(),
@@ -108,37 +107,47 @@ pub fn run(args: RunArgs) -> ExitCode {
             target.name()
         );
     }
-    let results = match runtime.block_on(conformance::run_all(
+    // For a person at a terminal, whatever the report's format and destination: the case the
+    // count waits for, done/total, elapsed time. The ids are kept to name the next case.
+    let order: Vec<String> = cases.iter().map(|c| c.scenario.id.clone()).collect();
+    let progress = super::progress::Progress::on_terminal(super::progress::run_status(
+        0,
+        order.len(),
+        order.first().map(String::as_str),
+    ));
+    let results = runtime.block_on(conformance::run_all(
         cases,
         options,
         known.clone(),
         |r, done, total| {
-            if live {
-                let mut out = std::io::stdout().lock();
-                if progress {
-                    let _ = write!(out, "\r\x1b[2K");
+            let print = || {
+                if live {
+                    let _ = writeln!(std::io::stdout(), "{}", report::case_line(r));
                 }
-                let _ = writeln!(out, "{}", report::case_line(r));
-                if progress {
-                    let _ = write!(out, "[{done}/{total}] running...");
-                    let _ = out.flush();
+            };
+            match &progress {
+                Some(p) => {
+                    p.above(print);
+                    p.set(super::progress::run_status(
+                        done,
+                        total,
+                        order.get(done).map(String::as_str),
+                    ));
                 }
+                None => print(),
             }
         },
-    )) {
+    ));
+    // Erased before anything else is said.
+    drop(progress);
+    let results = match results {
         Ok(results) => results,
         Err(aborted) => {
-            if progress {
-                say_raw!("\r\x1b[2K");
-            }
             eprintln!("error: {aborted}");
             eprintln!("nothing was judged; check the --exec command line");
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    if progress {
-        say_raw!("\r\x1b[2K");
-    }
     let ids: Vec<&str> = corpus_ids.iter().map(String::as_str).collect();
     let stale = known.stale(&ids, &results);
     for entry in &stale {
