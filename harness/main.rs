@@ -58,7 +58,14 @@ use cli::exit::{EXIT_DISAGREES, EXIT_INVALID};
         Measuring:\n  \
         bench    load, side-by-side comparison with smtp-sink, memory of the recording\n\n\
         Logging goes to stderr and follows RUST_LOG (e.g. RUST_LOG=etrn_harness=debug); it is \
-        coloured only when stderr is a terminal and NO_COLOR is unset."
+        coloured only when stderr is a terminal and NO_COLOR is unset.\n\n\
+        Addresses: IP:PORT, [::1]:PORT, localhost:PORT or a bare PORT (the last two: 127.0.0.1).\n\n\
+        Exit statuses, for every command:\n  \
+        0  success\n  \
+        1  what was tested did not conform (a FAIL or ERROR, a broken rule, a mismatch)\n  \
+        2  bad input: usage, an address, a scenario, profile or cassette file\n  \
+        3  unavailable: an address in use or not this machine's, a cassette another recorder holds\n  \
+        4  the system failed: a file not written, no runtime or signal handlers"
 )]
 struct Cli {
     /// Log format on stderr.
@@ -101,6 +108,9 @@ enum Command {
         report: bool,
     },
     /// Run an implementation against the scenario corpus and judge it.
+    ///
+    /// At a terminal, a progress line on stderr shows the elapsed time, the cases done and the
+    /// case the count waits for (with --output too); none when stderr is not a terminal.
     ///
     /// Each scenario gets a fresh smart host on its own port; the target runs once against it;
     /// the recording is judged, each deviation graded by the rule that explains it. A scenario the
@@ -180,7 +190,8 @@ enum ReportFormat {
 
 #[derive(clap::Args)]
 struct ProbeArgs {
-    /// The smart host, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2525).
+    /// The smart host, HOST:PORT (e.g. 127.0.0.1:25, [::1]:25, localhost:2525, or a bare port
+    /// meaning 127.0.0.1).
     #[arg(value_parser = cli::address::connect, required_unless_present = "list")]
     server: Option<std::net::SocketAddr>,
     /// Compare the answers with this shipped profile's, answered in memory.
@@ -225,7 +236,8 @@ struct RecordArgs {
     /// a free one.
     #[arg(long, default_value = "127.0.0.1:2525", value_parser = cli::address::listen)]
     listen: std::net::SocketAddr,
-    /// The real SMTP server to record, HOST:PORT (e.g. 127.0.0.1:25 or localhost:2547).
+    /// The real SMTP server to record, HOST:PORT (e.g. 127.0.0.1:25, localhost:2547, or a bare
+    /// port meaning 127.0.0.1).
     #[arg(long, value_parser = cli::address::connect)]
     upstream: std::net::SocketAddr,
     /// The cassette; new sessions are appended to an existing one. It is locked while
@@ -320,7 +332,7 @@ struct ReplayArgs {
     /// Fetch what the cassette misses from --upstream and append it (VCR's new_episodes).
     #[arg(long, requires = "upstream")]
     record_on_miss: bool,
-    /// The real server for --record-on-miss, HOST:PORT.
+    /// The real server for --record-on-miss, HOST:PORT (or a bare port meaning 127.0.0.1).
     #[arg(long, value_parser = cli::address::connect)]
     upstream: Option<std::net::SocketAddr>,
     /// Simultaneous connections served; more get `421` at once.
@@ -339,7 +351,8 @@ struct ReplayArgs {
 enum BenchCommand {
     /// One workload against one server; loopback addresses only.
     Load(BenchLoadArgs),
-    /// The smart host (release build recommended) and Postfix's smtp-sink side by side.
+    /// The smart host (release build recommended) and Postfix's smtp-sink side by side; at a
+    /// terminal, each round and workload is shown on stderr as it runs.
     Compare(BenchCompareArgs),
     /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
     Memory(BenchMemoryArgs),

@@ -34,10 +34,10 @@ pub fn connect(s: &str) -> Result<SocketAddr, String> {
         return Ok(addr);
     }
     if !s.contains(':') {
-        return Err(format!("{s:?} has no port; {FORMS}, or HOST:PORT"));
+        return Err(format!("{s:?} is not HOST:PORT: it has no port; {FORMS}"));
     }
     s.to_socket_addrs()
-        .map_err(|e| format!("{s:?} is not an address ({e}); {FORMS}, or HOST:PORT"))?
+        .map_err(|e| format!("{s:?} is not HOST:PORT ({e}); {FORMS}"))?
         .next()
         .ok_or_else(|| format!("{s:?} resolves to no address"))
 }
