@@ -284,6 +284,18 @@ fn an_address_in_use_exits_3_for_every_listening_option() {
     let cassette = dir.path().join("c.cassette");
     std::fs::write(&cassette, "").expect("an empty cassette");
     let cassette = cassette.to_string_lossy();
+    // A ready file from an earlier run is gone at once: nobody polling for it is misled.
+    let stale = dir.path().join("ready.json");
+    std::fs::write(&stale, "{\"event\":\"ready\",\"smtp\":\"127.0.0.1:1\"}\n").expect("write");
+    let (code, err) = exits(&[
+        "serve",
+        "--listen",
+        &taken,
+        "--ready-file",
+        &stale.to_string_lossy(),
+    ]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(!stale.exists(), "the stale ready file is still there");
     for args in [
         vec!["serve", "--listen", &taken],
         vec!["serve", "--listen", "0", "--api", &taken],

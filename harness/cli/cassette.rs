@@ -105,6 +105,9 @@ impl Announcer {
 }
 
 pub fn record(args: RecordArgs) -> ExitCode {
+    if let Err(code) = super::ready::remove_stale(args.ready.ready_file.as_deref()) {
+        return code;
+    }
     let Some(rt) = runtime() else {
         return ExitCode::from(EXIT_SYSTEM);
     };
@@ -272,6 +275,9 @@ pub fn load(path: &std::path::Path) -> Result<Cassette, ExitCode> {
 }
 
 pub fn replay(args: ReplayArgs) -> ExitCode {
+    if let Err(code) = super::ready::remove_stale(args.ready.ready_file.as_deref()) {
+        return code;
+    }
     let cassette = match load(&args.cassette) {
         Ok(c) => c,
         Err(code) => return code,

@@ -96,6 +96,25 @@ impl Ready {
     }
 }
 
+/// Removes a ready file left by an earlier run, before anything else, so a program polling for
+/// it finds only this run's. Only a file or a link is removed (a folder stays, and writing the
+/// object fails later with its reason); a file that is not there is no error.
+pub fn remove_stale(path: Option<&Path>) -> Result<(), std::process::ExitCode> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_dir() => std::fs::remove_file(path).map_err(|e| {
+            eprintln!(
+                "error: cannot remove the old ready file {}: {e}",
+                path.display()
+            );
+            std::process::ExitCode::from(super::exit::EXIT_SYSTEM)
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// One count on a stop line: its JSON key, and its noun for people.
 #[derive(Debug, Clone, Copy)]
 pub struct Count {

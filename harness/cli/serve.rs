@@ -15,6 +15,9 @@ use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, ServeArgs, report_errors};
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    if let Err(code) = super::ready::remove_stale(args.ready.ready_file.as_deref()) {
+        return code;
+    }
     let script = match (&args.scenario, args.profile) {
         (Some(path), _) => match scenario::load_scenario(path) {
             Ok(s) => s.smarthost,
