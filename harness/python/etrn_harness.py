@@ -61,7 +61,8 @@ def binary():
 class SmartHost:
     """A running ``etrn-harness serve`` on 127.0.0.1, port 0 for SMTP and for the API.
 
-    ``args`` are more ``serve`` options (``["--profile", "postfix"]``). Start it with
+    ``args`` are more ``serve`` options (``["--profile", "postfix"]``; the helper sets
+    ``--listen``, ``--api``, ``--events`` and ``--record`` itself). Start it with
     ``start()`` or ``with SmartHost() as host:``; ``stop()`` ends it with SIGTERM and returns the
     recording.
     """
@@ -111,8 +112,8 @@ class SmartHost:
         if self.ready.get("event") != "ready":
             self._kill()
             raise HarnessError(f"serve's first line is not the ready object: {first!r}")
-        self.smtp_host, port = self.ready["smtp"].rsplit(":", 1)
-        self.smtp_port = int(port)
+        host, port = self.ready["smtp"].rsplit(":", 1)
+        self.smtp_host, self.smtp_port = host.strip("[]"), int(port)
         self.api_url = self.ready["api_url"]
         return self
 
