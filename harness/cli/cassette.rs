@@ -136,14 +136,7 @@ pub fn record(args: RecordArgs) -> ExitCode {
             (ready, human)
         };
         let announcer = Announcer::new(args.events.events, args.ready.ready_file);
-        run_until_stopped(
-            started,
-            banner,
-            announcer,
-            Server::Record,
-            args.exit_after_sessions,
-        )
-        .await
+        run_until_stopped(started, banner, announcer, args.exit_after_sessions).await
     })
 }
 
@@ -186,7 +179,6 @@ async fn run_until_stopped(
     started: Result<ProxyServer, RecordError>,
     banner: impl FnOnce(std::net::SocketAddr) -> (Ready, String),
     announcer: Announcer,
-    command: Server,
     exit_after: Option<usize>,
 ) -> ExitCode {
     let server = match started {
@@ -215,7 +207,7 @@ async fn run_until_stopped(
     // Counted by the shutdown, which ends (and so counts) the sessions still open.
     let sessions = server.shutdown().await;
     let stopped = Stopped {
-        command,
+        command: ready.command,
         why,
         sessions: sessions as u64,
         counts: vec![Count::new("refused", "refused", refused)],
@@ -336,7 +328,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
                 );
                 (ready, human)
             };
-            return run_until_stopped(started, banner, announcer, Server::Replay, args.exit_after_sessions).await;
+            return run_until_stopped(started, banner, announcer, args.exit_after_sessions).await;
         }
         let host = match cassette::replay_server(
             cassette,
