@@ -37,7 +37,9 @@ impl Target {
 }
 
 /// How a target's run ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum TargetOutcome {
     /// It finished; `exit` is the exit status (non-zero is not an error by itself: fetchmail exits
