@@ -254,6 +254,13 @@ fn a_run_page_shows_the_summary_every_case_its_deviations_and_transcript() {
         let doc = Html::parse_document(&html);
         assert!(doc.errors.is_empty(), "{wrong}: {:?}", doc.errors);
 
+        // Nothing may be fetched: the policy says so to the browser, too.
+        let csp = doc
+            .select(&sel("meta[http-equiv=\"Content-Security-Policy\"]"))
+            .next()
+            .and_then(|m| m.value().attr("content"))
+            .expect("a Content-Security-Policy");
+        assert!(csp.starts_with("default-src 'none';"), "{csp}");
         let summary = doc.select(&sel("dl.summary")).next().expect("a summary");
         assert!(inner_text(summary).contains(&exec));
         assert!(inner_text(summary).contains(env!("CARGO_PKG_VERSION")));
@@ -501,6 +508,24 @@ fn report_refuses_bad_input_naming_each_file_and_writes_nothing() {
         "file content in an error: {err}"
     );
     assert!(!page.exists(), "a matrix was written from bad input");
+
+    // A report over the cap is refused before it is read whole.
+    let big = d.join("big.json");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(64 * 1024 * 1024 + 1))
+        .expect("a sparse file");
+    let out = harness(&["report", big.to_str().expect("UTF-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("larger than 67108864 octets"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Without --output the page goes to standard output.
+    let out = harness(&["report", good.to_str().expect("UTF-8")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("<!DOCTYPE html>"));
 
     // The page never replaces a report it reads.
     let good_arg = good.display().to_string();
