@@ -21,14 +21,7 @@ pub fn case_details(r: &CaseResult) -> String {
 
 /// The target's standard error in a case, if it wrote any.
 fn stderr_of(r: &CaseResult) -> Option<&str> {
-    match &r.outcome {
-        TargetOutcome::Finished { stderr, .. }
-        | TargetOutcome::TimedOut { stderr, .. }
-        | TargetOutcome::Crashed { stderr, .. } => {
-            Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
-        }
-        TargetOutcome::NotStarted { .. } => None,
-    }
+    r.outcome.stderr()
 }
 
 /// [`case_details`], with the target's standard error replaced by a pointer to `same_as`, an

@@ -192,14 +192,7 @@ impl CaseDoc {
 
     /// The target's standard error, if it wrote any.
     pub fn stderr(&self) -> Option<&str> {
-        match &self.outcome {
-            TargetOutcome::Finished { stderr, .. }
-            | TargetOutcome::TimedOut { stderr, .. }
-            | TargetOutcome::Crashed { stderr, .. } => {
-                Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
-            }
-            TargetOutcome::NotStarted { .. } => None,
-        }
+        self.outcome.stderr()
     }
 }
 

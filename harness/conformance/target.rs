@@ -60,6 +60,18 @@ pub enum TargetOutcome {
 }
 
 impl TargetOutcome {
+    /// The target's standard error, if it wrote any (trailing blank lines left out).
+    pub fn stderr(&self) -> Option<&str> {
+        match self {
+            TargetOutcome::Finished { stderr, .. }
+            | TargetOutcome::TimedOut { stderr, .. }
+            | TargetOutcome::Crashed { stderr, .. } => {
+                Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
+            }
+            TargetOutcome::NotStarted { .. } => None,
+        }
+    }
+
     /// Why the target could not run at all, if it could not: it was not started, or it exited
     /// non-zero without `connected` (the shell's 126 "not executable" and 127 "not found", an
     /// interpreter's 2 for a missing script, any other status), with its message.
