@@ -1,7 +1,7 @@
 //! `etrn-harness report`: the JSON reports of several implementations merged into one HTML
 //! matrix page (implementations × cases).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use etrn_harness::conformance::ReportDoc;
@@ -38,7 +38,15 @@ pub fn run(args: ReportArgs) -> ExitCode {
             .map_err(|e| e.reason())
             .and_then(|text| ReportDoc::parse(&text).map_err(|e| e.to_string()));
         match read {
-            Ok(doc) => docs.push((path.display().to_string(), doc)),
+            Ok(doc) => {
+                tracing::debug!(
+                    report = %path.display(),
+                    target = %doc.target,
+                    cases = doc.cases.len(),
+                    "report read"
+                );
+                docs.push((path.display().to_string(), doc));
+            }
             Err(reason) => {
                 eprintln!("error: {}: {reason}", path.display());
                 bad += 1;
@@ -57,30 +65,27 @@ pub fn run(args: ReportArgs) -> ExitCode {
         .map(|(source, doc)| Column { source, doc })
         .collect();
     let page = html::matrix_page(&columns);
-    let summary = || {
-        let cases: std::collections::BTreeSet<&str> = docs
-            .iter()
-            .flat_map(|(_, d)| d.cases.iter().map(|c| c.id.as_str()))
-            .collect();
+    let cases: std::collections::BTreeSet<&str> = docs
+        .iter()
+        .flat_map(|(_, d)| d.cases.iter().map(|c| c.id.as_str()))
+        .collect();
+    let summary = |path: &Path| {
         format!(
             "matrix of {} implementation(s) x {} case(s) written to {}",
             docs.len(),
             cases.len(),
-            args.output
-                .as_deref()
-                .map(Path::display)
-                .map(|d| d.to_string())
-                .unwrap_or_default()
+            path.display()
         )
     };
-    match super::write_report(Ok(page), args.output.as_deref(), summary) {
+    let output = args.output.as_deref();
+    match super::write_report(Ok(page), output, || output.map(summary).unwrap_or_default()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => code,
     }
 }
 
 /// Whether two paths name the same existing file.
-fn same_file(a: &PathBuf, b: &PathBuf) -> bool {
+fn same_file(a: &Path, b: &Path) -> bool {
     match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(a), Ok(b)) => a == b,
         _ => false,
