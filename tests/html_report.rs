@@ -587,14 +587,34 @@ async fn chromium_reports_console_messages_so_a_silent_render_means_something() 
     let page = dir.path().join("canary.html");
     std::fs::write(
         &page,
-        "<!DOCTYPE html><html><head><title>c</title></head><body><p id=\"p\">x</p>\
-         <script>console.error(\"canary-message\"); notDefined();</script></body></html>",
+        // The pages' own policy, broken twice: an image from elsewhere and an inline script.
+        "<!DOCTYPE html><html><head><title>c</title>\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'\"></head>\
+         <body><p id=\"p\">x</p><img src=\"https://example.invalid/x.png\">\
+         <script>console.error(\"canary-message\");</script></body></html>",
     )
     .expect("write");
     let Some((dom, console)) = chromium(&page).await else {
         return;
     };
     assert!(dom.contains("id=\"p\""), "{dom}");
+    assert!(
+        console.iter().any(|l| l.contains("example.invalid")),
+        "{console:?}"
+    );
+    assert!(
+        console.iter().any(|l| l.contains("inline script")),
+        "{console:?}"
+    );
+    // Without the policy the script runs: its console message and its error are caught too.
+    let page = dir.path().join("canary-script.html");
+    std::fs::write(
+        &page,
+        "<!DOCTYPE html><html><head><title>c</title></head><body>\
+         <script>console.error(\"canary-message\"); notDefined();</script></body></html>",
+    )
+    .expect("write");
+    let (_, console) = chromium(&page).await.expect("chromium ran a moment ago");
     assert!(
         console.iter().any(|l| l.contains("canary-message")),
         "{console:?}"
