@@ -48,10 +48,11 @@
 //! - [`api`]: the live HTTP/JSON API of a running smart host (axum): the recording, waits,
 //!   a live event feed, reset, a new script while running.
 //! - [`conformance`]: targets (the built-in reference client, `--exec` programs), a fresh smart host
-//!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports.
+//!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports
+//!   (human, JSON, JUnit, an HTML page per run and an HTML matrix of several runs).
 //! - [`bench`](mod@bench): the load generator and the side-by-side comparison with Postfix's smtp-sink.
 //! - `main.rs` and `cli/`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`,
-//!   `run`); only the binary compiles `cli/`.
+//!   `run`, `report`, ...); only the binary compiles `cli/`.
 //! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).
 //!
 //! # Example

@@ -46,7 +46,8 @@ use cli::exit::{EXIT_DISAGREES, EXIT_INVALID};
         schema   print the scenario format (or, with --report, the JSON report) as JSON Schema\n\n\
         Testing an implementation:\n  \
         run      run an ETRN client (the built-in model, or any program with --exec) against \
-        the corpus and judge it; human, JSON or JUnit reports\n  \
+        the corpus and judge it; human, JSON, JUnit or HTML reports\n  \
+        report   merge the JSON reports of several implementations into an HTML matrix page\n  \
         serve    run the fake smart host: scripted, a server profile, or a scenario's; records \
         every command\n\n\
         Smart hosts:\n  \
@@ -120,6 +121,15 @@ enum Command {
     /// without a connection on the first case (the shell's 126 or 127, an interpreter's 2 for a
     /// missing script, ...), which stops the run with one message.
     Run(RunArgs),
+    /// Merge the JSON reports of several implementations into one HTML matrix page.
+    ///
+    /// Implementations are columns, cases rows, each cell the verdict on its colour with a link
+    /// to that case's details (deviations with their rules, transcript) further down the page.
+    /// The page is self-contained: nothing is fetched. Exit 2 when no report is given or any
+    /// input is unreadable or not a report (each named with the reason); nothing is written then.
+    ///
+    /// Example: etrn-harness report builtin.json smtplib.json fetchmail.json --output matrix.html
+    Report(ReportArgs),
     /// Measure the smart host (or any SMTP server) under load, alone or side by side with smtp-sink.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -181,8 +191,33 @@ struct RunArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// JSON reports, each written by `etrn-harness run --format json`; one column each, in
+    /// this order.
+    #[arg(value_name = "REPORT.json")]
+    reports: Vec<PathBuf>,
+    /// Write the page here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// The reports of `run`.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ReportFormat {
+    /// A line per case, then the details of every case that did not pass.
+    Human,
+    /// Every case with its verdict, deviations, recording and transcript (`schema --report`).
+    Json,
+    /// JUnit XML for CI dashboards.
+    Junit,
+    /// One self-contained HTML page: summary, every case, deviations, transcripts.
+    Html,
+}
+
+/// The reports of `probe`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProbeFormat {
     Human,
     Json,
     Junit,
@@ -214,8 +249,8 @@ struct ProbeArgs {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     settle: u64,
     /// Report format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
-    format: ReportFormat,
+    #[arg(long, value_enum, default_value_t = ProbeFormat::Human)]
+    format: ProbeFormat,
     /// Write the report here instead of standard output.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -549,6 +584,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(args),
         Command::Probe(args) => cli::probe::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Report(args) => cli::report::run(args),
         Command::Bench(command) => cli::bench::run(command),
         Command::Record(args) => cli::cassette::record(args),
         Command::Replay(args) => cli::cassette::replay(args),

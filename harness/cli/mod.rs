@@ -10,14 +10,15 @@ pub mod output;
 pub mod probe;
 pub mod progress;
 pub mod ready;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
-    EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg,
-    report_errors,
+    EXIT_INVALID, ProbeArgs, ProbeFormat, RecordArgs, ReplayArgs, ReportArgs, ReportFormat,
+    RunArgs, ServeArgs, TlsArg, report_errors,
 };
 
 /// Renders a report (`Err`: it could not be), writes it to `output` or standard output, and on a

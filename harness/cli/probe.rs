@@ -13,7 +13,7 @@ use etrn_harness::probe::{
 use etrn_harness::scenario;
 use etrn_harness::smarthost::{Profile, SmartHostScript};
 
-use super::{EXIT_DISAGREES, EXIT_INVALID, ProbeArgs, ReportFormat, report_errors};
+use super::{EXIT_DISAGREES, EXIT_INVALID, ProbeArgs, ProbeFormat, report_errors};
 
 /// What the server is compared with: a name for reports, the script and its profile.
 struct Against {
@@ -92,9 +92,9 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         });
     }
     let text = match args.format {
-        ReportFormat::Human => Ok(report.human(args.verbose)),
-        ReportFormat::Json => report.json().map_err(|e| e.to_string()),
-        ReportFormat::Junit => report.junit(args.strict).map_err(|e| e.to_string()),
+        ProbeFormat::Human => Ok(report.human(args.verbose)),
+        ProbeFormat::Json => report.json().map_err(|e| e.to_string()),
+        ProbeFormat::Junit => report.junit(args.strict).map_err(|e| e.to_string()),
     };
     if let Err(code) = super::write_report(text, args.output.as_deref(), || report.summary()) {
         return code;

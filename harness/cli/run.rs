@@ -4,7 +4,9 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions, Target, report};
+use etrn_harness::conformance::{
+    self, Case, KnownDeviations, ReportDoc, RunOptions, Target, html, report,
+};
 
 use etrn_harness::scenario;
 
@@ -161,6 +163,11 @@ pub fn run(args: RunArgs) -> ExitCode {
         ReportFormat::Junit => {
             report::junit(&results, &target.name(), args.strict).map_err(|e| e.to_string())
         }
+        ReportFormat::Html => Ok(html::run_page(&ReportDoc::of_run(
+            &results,
+            &target.name(),
+            args.strict,
+        ))),
     };
     if let Err(code) = super::write_report(text, args.output.as_deref(), || {
         report::summary_line(&results, args.strict)

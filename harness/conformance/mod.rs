@@ -8,16 +8,21 @@
 //! - [`violation`]: protocol rules checked on the wire, whatever the scenario expects.
 //! - [`known`]: an implementation's known deviations.
 //! - [`report`]: human, JSON and JUnit XML reports.
+//! - [`report_doc`]: a report as the HTML pages show it, from a run or read back from its JSON.
+//! - [`html`]: the HTML page of a run, and the matrix of several implementations' runs.
 
 pub mod builtin;
+pub mod html;
 pub mod known;
 pub mod report;
+pub mod report_doc;
 pub mod runner;
 pub mod target;
 pub mod verdict;
 pub mod violation;
 
 pub use known::{KnownDeviations, KnownMatch, StaleEntry};
+pub use report_doc::{CaseDoc, ReportDoc, ReportDocError};
 pub use runner::{Case, RunAborted, RunOptions, filter, run_all, run_case};
 pub use target::{Target, TargetOutcome};
 pub use verdict::{CaseResult, Verdict};

@@ -21,14 +21,7 @@ pub fn case_details(r: &CaseResult) -> String {
 
 /// The target's standard error in a case, if it wrote any.
 fn stderr_of(r: &CaseResult) -> Option<&str> {
-    match &r.outcome {
-        TargetOutcome::Finished { stderr, .. }
-        | TargetOutcome::TimedOut { stderr, .. }
-        | TargetOutcome::Crashed { stderr, .. } => {
-            Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
-        }
-        TargetOutcome::NotStarted { .. } => None,
-    }
+    r.outcome.stderr()
 }
 
 /// [`case_details`], with the target's standard error replaced by a pointer to `same_as`, an
@@ -168,12 +161,24 @@ pub fn human(results: &[CaseResult], strict: bool) -> String {
 /// Version of the JSON report's shape; [`report_schema`] describes it.
 pub const REPORT_VERSION: u32 = 1;
 
+/// This etrn-harness's version, as reports name it.
+pub const HARNESS_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Now, as reports say when they were written: RFC 3339, UTC, to the second.
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
 /// The JSON report.
 #[derive(Serialize, schemars::JsonSchema)]
 #[schemars(title = "etrn-harness conformance report")]
 struct JsonReport<'a> {
     /// The shape's version: 1.
     version: u32,
+    /// The etrn-harness that judged (`0.1.0`).
+    harness_version: &'a str,
+    /// When the run ended: RFC 3339, UTC, to the second.
+    generated: String,
     /// The target judged (`builtin`, or the `--exec` command line).
     target: &'a str,
     /// Whether NON-STRICT cases count as failing.
@@ -238,6 +243,8 @@ pub fn json(
 ) -> Result<String, serde_json::Error> {
     let report = JsonReport {
         version: REPORT_VERSION,
+        harness_version: HARNESS_VERSION,
+        generated: now_rfc3339(),
         target,
         strict,
         passed: !results.iter().any(|r| r.verdict.fails(strict)),

@@ -37,7 +37,9 @@ impl Target {
 }
 
 /// How a target's run ended.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case", tag = "outcome")]
 pub enum TargetOutcome {
     /// It finished; `exit` is the exit status (non-zero is not an error by itself: fetchmail exits
@@ -58,6 +60,18 @@ pub enum TargetOutcome {
 }
 
 impl TargetOutcome {
+    /// The target's standard error, if it wrote any (trailing blank lines left out).
+    pub fn stderr(&self) -> Option<&str> {
+        match self {
+            TargetOutcome::Finished { stderr, .. }
+            | TargetOutcome::TimedOut { stderr, .. }
+            | TargetOutcome::Crashed { stderr, .. } => {
+                Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
+            }
+            TargetOutcome::NotStarted { .. } => None,
+        }
+    }
+
     /// Why the target could not run at all, if it could not: it was not started, or it exited
     /// non-zero without `connected` (the shell's 126 "not executable" and 127 "not found", an
     /// interpreter's 2 for a missing script, any other status), with its message.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::EtrnArg;
 use crate::ims::Grade;
@@ -15,7 +15,17 @@ use super::violation::{Violation, violations};
 
 /// The outcome of one case (h2spec and Autobahn|TestSuite use the same scale).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "SCREAMING-KEBAB-CASE")]
 pub enum Verdict {

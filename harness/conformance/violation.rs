@@ -3,7 +3,7 @@
 //! These are the rules any ETRN client must keep (RFC 1985, RFC 5321) and the command form of the
 //! model (spec rows B and O, `scenarios/README.md`), checked on what actually crossed the wire.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
@@ -13,7 +13,7 @@ use crate::smtp::{CloseReason, EtrnFlag, Event};
 use crate::wire::{Command, Verb};
 
 /// One rule broken on the wire.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Violation {
     pub grade: Grade,
     /// The session (1-based) it happened in.
@@ -24,7 +24,7 @@ pub struct Violation {
 }
 
 /// The kinds of violation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ViolationKind {
     /// ETRN before EHLO/HELO was answered.

@@ -61,6 +61,8 @@ macro_rules! rules {
             pub fn basis(self) -> &'static str { match self { $(Rule::$variant => $basis,)* } }
             /// One sentence saying what the rule decides.
             pub fn summary(self) -> &'static str { match self { $(Rule::$variant => $summary,)* } }
+            /// The rule with this [`id`](Rule::id), as reports name it.
+            pub fn from_id(id: &str) -> Option<Rule> { Rule::ALL.iter().copied().find(|r| r.id() == id) }
         }
     };
 }

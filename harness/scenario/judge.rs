@@ -16,7 +16,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::{self, Grade, ImsConfig, MatchKind, PeerEhlo, RoutingMode, Rule};
@@ -166,7 +166,7 @@ fn nodes(record: &EtrnRecord, command: usize) -> Vec<SentEtrn> {
 }
 
 /// How an observation differs from an expectation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
 pub enum Difference {
     Missing {
@@ -216,7 +216,7 @@ pub enum Difference {
 }
 
 /// One way two texts of the same domain differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FormDifference {
     Case,
@@ -289,15 +289,21 @@ impl fmt::Display for Difference {
     }
 }
 
-/// A difference, how much it counts, and the rule that explains it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+/// A difference, how much it counts, and the rule that explains it. It reads back from a JSON
+/// report (`etrn-harness report`), its rule by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Deviation {
     pub grade: Grade,
     /// The connection (0-based) it was seen on, where it concerns one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<usize>,
     /// The model's rule that explains it and gives its grade; `None`: the scenario's own grade.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rule_id")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rule_id",
+        deserialize_with = "rule_by_id"
+    )]
     #[schemars(with = "Option<String>")]
     pub rule: Option<Rule>,
     #[serde(flatten)]
@@ -309,6 +315,15 @@ fn rule_id<S: Serializer>(rule: &Option<Rule>, s: S) -> Result<S::Ok, S::Error> 
         Some(r) => s.serialize_str(r.id()),
         None => s.serialize_none(),
     }
+}
+
+fn rule_by_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Rule>, D::Error> {
+    let Some(id) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    Rule::from_id(&id)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("a rule id this etrn-harness does not know"))
 }
 
 impl fmt::Display for Deviation {
