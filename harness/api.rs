@@ -19,6 +19,10 @@
 //! piece at a time ([`RecordingJson`]): never the whole document in memory, sent whole with its
 //! length when it fits in one piece of 64 KiB, streamed (chunked) when longer.
 //!
+//! Both are paged when asked: `?after=ID` (a session id for `/recording`, an ETRN number for
+//! `/etrn`) and `&limit=N` (at most [`MAX_PAGE`], [`DEFAULT_PAGE`] by default); the answer says
+//! where to continue in a `Next-After` header and, when more are held, a `Link` with `rel="next"`.
+//!
 //! # A local service, hardened
 //!
 //! The API has no authentication: it is for tests, on loopback, and it holds itself to that.
@@ -71,8 +75,7 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::smarthost::{
-    ConversationSwitch, ProfileName, RecordedEtrn, Recorder, RecordingJson, SmartHostScript,
-    WaitTimeout,
+    ConversationSwitch, ProfileName, Recorder, RecordingJson, SmartHostScript, WaitTimeout,
 };
 use crate::smtp::SessionLimits;
 
@@ -566,8 +569,8 @@ async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
         "smtp": s.smtp.to_string(),
         "profile": profile,
         "endpoints": [
-            "GET /recording[?wait=DOMAIN|sessions=N][&timeout=SECS]",
-            "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS]",
+            "GET /recording[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=ID][&limit=N]",
+            "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=NUMBER][&limit=N]",
             "GET /events (text/event-stream)",
             "POST /reset",
             "PUT /script (Content-Type: application/toml; a [smarthost] table's contents)",
@@ -576,7 +579,7 @@ async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// What a reading request may wait for.
+/// What a reading request may wait for, and the page it asks for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
@@ -586,7 +589,89 @@ struct WaitQuery {
     sessions: Option<usize>,
     /// Seconds to wait at most.
     timeout: Option<f64>,
+    /// The cursor: the items after this one (a session id, an ETRN number). Parsed by
+    /// [`Page::of`], so a bad value is refused naming it.
+    after: Option<String>,
+    /// The most items in the answer.
+    limit: Option<String>,
 }
+
+/// The most items (sessions, ETRNs) one page holds.
+pub const MAX_PAGE: usize = 1000;
+/// The items a page holds when the request gives `after` without `limit`.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// The page a reading request asks for: the items after `after`, at most `limit`; `paged` when it
+/// gave `after` or `limit` (otherwise the answer is everything, as before paging existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Page {
+    after: u64,
+    limit: usize,
+    paged: bool,
+}
+
+impl Page {
+    /// The page `q` asks for, or the `400` naming the parameter that is wrong.
+    fn of(q: &WaitQuery) -> Result<Page, ApiFailure> {
+        let after = match &q.after {
+            None => 0,
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                ApiFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("after={} is not a cursor", excerpt(text, 40)),
+                    "give after as a whole number from 0: the `Next-After` header of the previous \
+                     page (a session id for /recording, an ETRN number for /etrn)",
+                )
+            })?,
+        };
+        let limit = match &q.limit {
+            None => None,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Some(n),
+                _ => {
+                    return Err(ApiFailure::new(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "limit={} is not a number of items from 1 to {MAX_PAGE}",
+                            excerpt(text, 40)
+                        ),
+                        "give limit as a whole number from 1 to 1000, e.g. limit=100",
+                    ));
+                }
+            },
+        };
+        let paged = q.after.is_some() || limit.is_some();
+        Ok(Page {
+            after,
+            limit: match (paged, limit) {
+                (_, Some(n)) => n,
+                (true, None) => DEFAULT_PAGE,
+                (false, None) => usize::MAX,
+            },
+            paged,
+        })
+    }
+
+    /// The headers of a page's answer: `Next-After` (the cursor after the last item in it, or
+    /// `after` when it is empty) and, when more items were held, a `Link` to the next page.
+    fn headers(&self, path: &str, last: u64, more: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if !self.paged {
+            return headers;
+        }
+        headers.insert(NEXT_AFTER, header::HeaderValue::from(last));
+        if more {
+            let link = format!("<{path}?after={last}&limit={}>; rel=\"next\"", self.limit);
+            if let Ok(value) = header::HeaderValue::try_from(link) {
+                headers.insert(header::LINK, value);
+            }
+        }
+        headers
+    }
+}
+
+/// The header that carries the cursor to continue from.
+const NEXT_AFTER: header::HeaderName = header::HeaderName::from_static("next-after");
 
 /// The query of a reading request, or the JSON `400` that says why it does not parse.
 fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, ApiFailure> {
@@ -671,25 +756,49 @@ async fn recording(
     State(s): State<ApiState>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiFailure> {
-    waited(&s, &wait_query(q)?).await?;
-    Ok(json_response(RecordingJson::new(Arc::clone(&s.recorder))))
+    let q = wait_query(q)?;
+    let page = Page::of(&q)?;
+    waited(&s, &q).await?;
+    let (json, sessions) = RecordingJson::page(Arc::clone(&s.recorder), page.after, page.limit);
+    let headers = page.headers(
+        "/recording",
+        sessions.last.unwrap_or(page.after),
+        sessions.more,
+    );
+    Ok((headers, json_response(json)).into_response())
 }
 
 async fn etrn(
     State(s): State<ApiState>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiFailure> {
-    waited(&s, &wait_query(q)?).await?;
-    Ok(json_response(etrn_json(s.recorder.etrns())))
+    let q = wait_query(q)?;
+    let page = Page::of(&q)?;
+    waited(&s, &q).await?;
+    let (last, more) = s.recorder.etrn_page(page.after, page.limit);
+    let headers = page.headers("/etrn", last, more);
+    Ok((
+        headers,
+        json_response(etrn_json(Arc::clone(&s.recorder), page.after, last)),
+    )
+        .into_response())
 }
 
 /// How many bytes of JSON a piece of an answer gathers before it is handed on.
 const JSON_PIECE: usize = 64 * 1024;
 
-/// `GET /etrn`'s document in pieces: the ETRNs as a JSON array, each with its `session`, written
-/// one at a time (only the ETRNs are held, never the recording).
-fn etrn_json(etrns: Vec<(u64, RecordedEtrn)>) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
-    let mut items = etrns.into_iter();
+/// How many ETRNs a piece of `GET /etrn` reads from the recorder at a time.
+const ETRN_BATCH: usize = 256;
+
+/// `GET /etrn`'s document in pieces: the ETRNs numbered after `after` and at most `upto` as a JSON
+/// array, each with its `session`, read from the recorder a batch at a time as the answer is
+/// written (never all of them at once, never the recording).
+fn etrn_json(
+    recorder: Arc<Recorder>,
+    after: u64,
+    upto: u64,
+) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
+    let mut cursor = after;
     let mut head = Some(b"[".to_vec());
     let mut first = true;
     let mut done = false;
@@ -699,20 +808,25 @@ fn etrn_json(etrns: Vec<(u64, RecordedEtrn)>) -> impl Iterator<Item = Vec<u8>> +
         }
         let mut out = head.take().unwrap_or_default();
         while out.len() < JSON_PIECE {
-            let Some((session, e)) = items.next() else {
+            let batch = recorder.etrns_numbered(cursor, upto, ETRN_BATCH);
+            let Some(&(last, _, _)) = batch.last() else {
                 out.push(b']');
                 done = true;
                 return Some(out);
             };
-            // The record's own fields with its session, as one object (keys in serde_json's order).
-            let mut v = serde_json::to_value(&e).unwrap_or_default();
-            v["session"] = session.into();
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            if let Err(err) = serde_json::to_writer(&mut out, &v) {
-                warn!(session, error = %err, "an ETRN could not be written as JSON");
+            cursor = last;
+            for (_, session, e) in batch {
+                // The record's own fields with its session, as one object (keys in serde_json's
+                // order).
+                let mut v = serde_json::to_value(&e).unwrap_or_default();
+                v["session"] = session.into();
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                if let Err(err) = serde_json::to_writer(&mut out, &v) {
+                    warn!(session, error = %err, "an ETRN could not be written as JSON");
+                }
             }
         }
         Some(out)
@@ -1125,7 +1239,7 @@ mod tests {
             assert_eq!(body, serde_json::to_string(&recording).unwrap_or_default());
             // A small document keeps its length; a large one is streamed, so it has none.
             assert_eq!(length.is_some(), sessions < 400, "{sessions} sessions");
-            let (_, body) = body_of(json_response(etrn_json(r.etrns()))).await;
+            let (_, body) = body_of(json_response(etrn_json(Arc::clone(&r), 0, u64::MAX))).await;
             assert_eq!(body, etrn_as_before(&recording), "{sessions} sessions");
         }
     }
@@ -1134,13 +1248,66 @@ mod tests {
     fn the_etrn_pieces_close_the_array_whatever_the_cut() {
         // Enough ETRNs for several pieces: the array still ends once, with `]`.
         let r = recorded(3000);
-        let pieces: Vec<Vec<u8>> = etrn_json(r.etrns()).collect();
+        let pieces: Vec<Vec<u8>> = etrn_json(Arc::clone(&r), 0, u64::MAX).collect();
         assert!(pieces.len() > 1, "{}", pieces.len());
         let whole = pieces.concat();
         assert_eq!(
             String::from_utf8_lossy(&whole),
             etrn_as_before(&r.recording())
         );
+    }
+
+    #[test]
+    fn a_page_of_etrns_is_the_slice_of_the_whole_list_across_batches() {
+        let r = recorded(3000);
+        let whole: serde_json::Value = serde_json::from_slice(
+            &etrn_json(Arc::clone(&r), 0, u64::MAX)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
+        .unwrap_or_default();
+        let (last, more) = r.etrn_page(250, 600);
+        assert_eq!((last, more), (850, true));
+        let page: serde_json::Value = serde_json::from_slice(
+            &etrn_json(Arc::clone(&r), 250, last)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
+        .unwrap_or_default();
+        assert_eq!(page.as_array().map(Vec::len), Some(600));
+        assert_eq!(page[0], whole[250]);
+        assert_eq!(page[599], whole[849]);
+        assert_eq!(r.etrn_page(2990, 600), (3000, false));
+        assert_eq!(r.etrn_page(3000, 600), (3000, false));
+    }
+
+    #[test]
+    fn a_page_is_asked_for_with_after_or_limit_and_bounded() {
+        let query = |after: Option<&str>, limit: Option<&str>| WaitQuery {
+            wait: None,
+            sessions: None,
+            timeout: None,
+            after: after.map(str::to_owned),
+            limit: limit.map(str::to_owned),
+        };
+        let whole = Page::of(&query(None, None)).ok();
+        assert_eq!(
+            whole.map(|p| (p.after, p.limit, p.paged)),
+            Some((0, usize::MAX, false))
+        );
+        let after = Page::of(&query(Some("7"), None)).ok();
+        assert_eq!(
+            after.map(|p| (p.after, p.limit, p.paged)),
+            Some((7, DEFAULT_PAGE, true))
+        );
+        let limited = Page::of(&query(None, Some("1000"))).ok();
+        assert_eq!(limited.map(|p| (p.after, p.limit)), Some((0, MAX_PAGE)));
+        for (after, limit) in [(Some("x"), None), (None, Some("0")), (None, Some("1001"))] {
+            assert!(
+                Page::of(&query(after, limit)).is_err(),
+                "{after:?} {limit:?}"
+            );
+        }
     }
 
     #[test]

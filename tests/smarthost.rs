@@ -1070,6 +1070,12 @@ fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 /// (status 0: no answer). A server that refuses a request before reading all of it may reset the
 /// connection after its answer: what arrived before counts.
 fn exchange(api: &str, request: &str) -> (u16, String) {
+    let (status, _, body) = exchange_with_head(api, request);
+    (status, body)
+}
+
+/// [`exchange`], with the answer's head (status line and header lines, lower case) as well.
+fn exchange_with_head(api: &str, request: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(api).expect("the API accepts");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -1082,10 +1088,10 @@ fn exchange(api: &str, request: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = answer
+    let (head, body) = answer
         .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
+        .map_or((answer.as_ref(), ""), |(h, b)| (h, b));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// The JSON error in `body`: it has an `error` and a `fix`, both strings.
@@ -1140,6 +1146,121 @@ fn a_long_recording_is_streamed_in_chunks_as_the_same_document() {
     let etrn: serde_json::Value = serde_json::from_str(&etrn).expect("JSON, not chunked");
     assert_eq!(etrn.as_array().map(Vec::len), Some(150));
     assert_eq!(etrn[149]["session"], 150);
+}
+
+/// A header's value in a head [`exchange_with_head`] returned (names in lower case).
+fn header_of<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+#[test]
+fn a_client_pages_through_the_recording_and_the_etrns_by_cursor() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--events", "none"]);
+    let api = api_of(&mut serve);
+    // Five sessions; the third sends two ETRNs: six ETRNs, numbered 1 to 6.
+    for n in 1..=5 {
+        let extra = if n == 3 { "ETRN extra.example\r\n" } else { "" };
+        talk(
+            &serve.addr,
+            format!("EHLO c\r\nETRN d{n}.example\r\n{extra}QUIT\r\n").as_bytes(),
+        );
+    }
+    let get = |path: &str| {
+        let (status, head, body) = exchange_with_head(
+            &api,
+            &format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 200, "{path}: {body}");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (head, json)
+    };
+    // Without a page asked for: everything, with no paging headers (as before paging).
+    let (head, all) = get("/recording?sessions=5");
+    assert_eq!(all["sessions"].as_array().map(Vec::len), Some(5));
+    assert!(header_of(&head, "link").is_none() && header_of(&head, "next-after").is_none());
+    // Pages of two sessions, following each answer's `Link` until there is none.
+    let mut path = "/recording?limit=2".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let (head, page) = get(&path);
+        let ids: Vec<u64> = page["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .filter_map(|s| s["id"].as_u64())
+            .collect();
+        // The cursor is the last id of the page.
+        assert_eq!(
+            header_of(&head, "next-after"),
+            ids.last().map(u64::to_string).as_deref(),
+            "{head}"
+        );
+        pages.push(ids);
+        match header_of(&head, "link") {
+            Some(link) => {
+                path = link
+                    .strip_prefix('<')
+                    .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                    .unwrap_or_else(|| panic!("not a next link: {link}"))
+                    .to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, [vec![1, 2], vec![3, 4], vec![5]]);
+    // After the last one: an empty page whose cursor stays where it was.
+    let (head, page) = get("/recording?after=5");
+    assert_eq!(page["sessions"], serde_json::json!([]));
+    assert_eq!(header_of(&head, "next-after"), Some("5"));
+    assert!(header_of(&head, "link").is_none());
+    // The ETRNs by number: the page after 2 holds the third session's two.
+    let (head, etrns) = get("/etrn?after=2&limit=2");
+    let domains: Vec<&str> = etrns
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|e| e["domain"].as_str())
+        .collect();
+    assert_eq!(domains, ["d3.example", "extra.example"]);
+    assert_eq!(etrns[1]["session"], 3);
+    assert_eq!(header_of(&head, "next-after"), Some("4"));
+    assert_eq!(
+        header_of(&head, "link"),
+        Some("</etrn?after=4&limit=2>; rel=\"next\"")
+    );
+    let (head, rest) = get("/etrn?after=4");
+    assert_eq!(rest.as_array().map(Vec::len), Some(2));
+    assert_eq!(header_of(&head, "next-after"), Some("6"));
+    assert!(header_of(&head, "link").is_none());
+    // A reset does not start the numbers again: a client's cursor still holds.
+    assert_eq!(http(&api, "POST", "/reset", "").0, 200);
+    talk(&serve.addr, b"EHLO c\r\nETRN late.example\r\nQUIT\r\n");
+    let (head, late) = get("/etrn?after=6&wait=late.example");
+    assert_eq!(late[0]["domain"], "late.example");
+    assert_eq!(late.as_array().map(Vec::len), Some(1));
+    assert_eq!(header_of(&head, "next-after"), Some("7"));
+    // A bad page is a JSON 400 that names its parameter.
+    for (query, named) in [
+        ("after=-1", "after="),
+        ("after=soon", "after="),
+        ("limit=0", "limit="),
+        ("limit=1001", "limit="),
+        ("limit=ten", "limit="),
+    ] {
+        for endpoint in ["/recording", "/etrn"] {
+            let (status, body) = http(&api, "GET", &format!("{endpoint}?{query}"), "");
+            assert_eq!(status, 400, "{endpoint}?{query}: {body}");
+            let error = json_error(&body)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(error.starts_with(named), "{error}");
+        }
+    }
 }
 
 fn json_error(body: &str) -> serde_json::Value {
