@@ -39,8 +39,11 @@
 //!   can change the server's state.
 //! * **Bounded.** At most [`MAX_CONNECTIONS`] connections at once (more are answered `503` and
 //!   closed at once); a connection must send a complete request head within
-//!   [`HEADER_READ_TIMEOUT`] of opening or of its previous answer, or it is closed; a body is at
-//!   most [`MAX_BODY`] bytes (`413`), read within [`BODY_READ_TIMEOUT`] (`408`).
+//!   [`HEADER_READ_TIMEOUT`] of opening or of its previous answer, or it is closed; a head is at
+//!   most [`MAX_HEAD`] bytes (`431`), checked before hyper reads it so that a bad one gets a JSON
+//!   answer too (see `head.rs`); a body is at most [`MAX_BODY`] bytes (`413`), read within
+//!   [`BODY_READ_TIMEOUT`] (`408`); a write that makes no progress for [`WRITE_TIMEOUT`] (or
+//!   [`ApiOptions::write_timeout`]) closes the connection.
 //! * **Errors** are JSON, `{"error": ..., "fix": ...}`, 404, 405 and a query that does not parse
 //!   included; an error quotes at most [`MAX_ERROR_CHARS`] characters, never a whole request line.
 //! * **Shutdown.** Live feeds end at once; a pending wait is answered `503` ("the server is
@@ -79,6 +82,10 @@ use crate::smarthost::{
 };
 use crate::smtp::SessionLimits;
 
+mod head;
+
+pub use head::MAX_HEAD;
+
 /// The longest wait a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 /// The wait when a request asks for one without `timeout`.
@@ -99,7 +106,29 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most characters of an error message; what a request sent is quoted within it.
 pub const MAX_ERROR_CHARS: usize = 200;
 /// The largest buffer a connection reads into, request head included (hyper's floor is 8 KiB).
-const MAX_READ_BUFFER: usize = 16 * 1024;
+const MAX_READ_BUFFER: usize = MAX_HEAD;
+/// How long a write to a client may make no progress (a client that does not read its answer)
+/// before the connection is closed, by default (`serve --api-write-timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the API is given beyond where it listens.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The one folder (canonical) a script sent to the API may name a cassette in
+    /// (`serve --cassette-dir`); `None`: no file is ever opened for a request.
+    pub cassette_dir: Option<PathBuf>,
+    /// How long a write may make no progress before its connection is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            cassette_dir: None,
+            write_timeout: WRITE_TIMEOUT,
+        }
+    }
+}
 
 /// The answer to a connection beyond [`MAX_CONNECTIONS`], written without waiting.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -154,7 +183,7 @@ impl Api {
         switch: ConversationSwitch,
         limits: SessionLimits,
         profile: &str,
-        cassette_dir: Option<PathBuf>,
+        options: ApiOptions,
     ) -> Result<Api, ApiError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ApiError {
             addr: listen,
@@ -179,11 +208,11 @@ impl Api {
             smtp,
             bound: addr,
             profile: Arc::new(Mutex::new(profile.to_owned())),
-            cassette_dir,
+            cassette_dir: options.cassette_dir,
             stop: watcher.clone(),
         };
         let app = router(state);
-        let task = tokio::spawn(accept(listener, app, watcher));
+        let task = tokio::spawn(accept(listener, app, watcher, options.write_timeout));
         info!(%addr, "HTTP API listening");
         Ok(Api { addr, stop, task })
     }
@@ -209,7 +238,12 @@ impl Api {
 
 /// Accepts connections until the stop signal, each served in a task of its own while a permit
 /// of [`MAX_CONNECTIONS`] lasts; then waits for the connections to finish.
-async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    write_timeout: Duration,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     let mut saturated = false;
@@ -245,7 +279,13 @@ async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bo
             continue;
         };
         saturated = false;
-        connections.spawn(connection(stream, app.clone(), stop.clone(), permit));
+        connections.spawn(connection(
+            stream,
+            app.clone(),
+            stop.clone(),
+            permit,
+            write_timeout,
+        ));
     }
     drop(listener);
     // Each connection saw the stop signal too and is finishing.
@@ -253,33 +293,63 @@ async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bo
 }
 
 /// Serves one connection with HTTP/1.1 until it closes, it stays silent for
-/// [`HEADER_READ_TIMEOUT`], or the server stops (then gracefully: a request in flight is answered).
+/// [`HEADER_READ_TIMEOUT`], a write makes no progress for `write_timeout` (a client that does not
+/// read its answer), or the server stops (then gracefully: a request in flight is answered).
+/// Each request head is checked before hyper reads it ([`head`]), so a bad one gets a JSON answer.
 async fn connection(
     stream: TcpStream,
     app: Router,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
+    write_timeout: Duration,
 ) {
     let arrived_on = stream.local_addr().ok().map(ArrivedOn);
+    // A write that makes no progress for the deadline fails, and hyper drops the connection.
+    let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
+    timed.set_write_timeout(Some(write_timeout));
+    let (io, refused) = head::CheckedHeads::new(Box::pin(timed));
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         if let Some(local) = arrived_on {
             request.extensions_mut().insert(local);
         }
-        app.clone().oneshot(request.map(Body::new))
+        let refusal = refused.take(&request);
+        let close = refusal.is_some() || head::needs_close(&request);
+        let answered = app.clone().oneshot(request.map(Body::new));
+        async move {
+            let mut response = match refusal {
+                Some(bad) => ApiFailure::new(bad.status, bad.error, bad.fix).into_response(),
+                None => answered.await?,
+            };
+            if close {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_READ_BUFFER);
-    let served = builder.serve_connection(TokioIo::new(stream), service);
+    let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     let mut stopping = false;
     loop {
         tokio::select! {
             ended = served.as_mut() => {
                 if let Err(e) = ended {
-                    debug!(error = %e, "API connection closed");
+                    if timed_out(&e) {
+                        info!(
+                            deadline = ?write_timeout,
+                            "API connection closed: the client did not read its answer within the \
+                             write deadline"
+                        );
+                    } else {
+                        debug!(error = %e, "API connection closed");
+                    }
                 }
                 return;
             }
@@ -289,6 +359,20 @@ async fn connection(
             }
         }
     }
+}
+
+/// Whether a connection ended because a write made no progress within its deadline.
+fn timed_out(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 fn router(state: ApiState) -> Router {

@@ -1720,8 +1720,8 @@ fn a_large_body_is_refused_and_no_error_echoes_the_request() {
         .to_owned();
     assert!(error.starts_with("line 1, column"), "{error}");
     assert!(!error.contains("xxxxxxxxxx"), "{error}");
-    // A request head beyond 16 KiB is refused by the HTTP layer.
-    let (status, _) = exchange(
+    // A request head beyond 16 KiB is refused, in JSON.
+    let (status, big_head_body) = exchange(
         &api,
         &format!(
             "GET / HTTP/1.1\r\nHost: {api}\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
@@ -1729,6 +1729,7 @@ fn a_large_body_is_refused_and_no_error_echoes_the_request() {
         ),
     );
     assert_eq!(status, 431);
+    json_error(&big_head_body);
     let key = "k".repeat(5000);
     let (status, body) = http(&api, "GET", &format!("/etrn?{key}=1"), "");
     assert_eq!(status, 400);
@@ -1740,6 +1741,111 @@ fn a_large_body_is_refused_and_no_error_echoes_the_request() {
             .count()
             <= 200
     );
+}
+
+#[test]
+fn a_request_that_is_not_http_or_whose_head_is_too_long_gets_a_json_error() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    let good = format!("GET /etrn HTTP/1.1\r\nHost: {api}\r\n\r\n");
+    let cases = [
+        // Not HTTP at all: a TLS client hello, an SMTP client, an HTTP/2 preface.
+        (
+            "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}\u{fc}\u{3}\u{3}".to_owned(),
+            400,
+        ),
+        ("EHLO client.example\r\n\r\n".to_owned(), 400),
+        ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(), 400),
+        (
+            format!("PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Length: 1x\r\n\r\n"),
+            400,
+        ),
+        // A head beyond 16 KiB, in its request line or in a header, and one never ended.
+        (
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: {api}\r\n\r\n",
+                "p".repeat(20_000)
+            ),
+            431,
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: {api}\r\nX-Padding: {}\r\n\r\n",
+                "a".repeat(20_000)
+            ),
+            431,
+        ),
+        (format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(17_000)), 431),
+    ];
+    for (request, expected) in &cases {
+        let (status, head, body) = exchange_with_head(&api, request);
+        assert_eq!(status, *expected, "{:?}: {head}", &request[..20]);
+        json_error(&body);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(body.len() < 300, "{body}");
+    }
+    // After a good request on the same connection: the good one is answered, then the error.
+    let (status, _, body) = exchange_with_head(&api, &format!("{good}garbage\r\n\r\n"));
+    assert_eq!(status, 200);
+    let (first, rest) = body
+        .split_once("HTTP/1.1 400 Bad Request\r\n")
+        .unwrap_or_else(|| panic!("no second answer: {body:?}"));
+    assert_eq!(first, "[]");
+    json_error(rest.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    // A body is a body, not a head: a PUT whose body is not HTTP is judged as a script.
+    let (status, body) = http(&api, "PUT", "/script", "\u{16}\u{3}\u{1} not TOML\r\n\r\n");
+    assert_eq!(status, 422, "{body}");
+}
+
+#[test]
+fn an_api_client_that_never_reads_its_answer_is_closed_at_the_write_deadline() {
+    use std::io::{Read, Write};
+    let (mut serve, log) = Serve::spawn_logged(
+        &[
+            "--api",
+            "127.0.0.1:0",
+            "--events",
+            "none",
+            "--api-write-timeout",
+            "1",
+        ],
+        "etrn_harness::api=debug",
+    );
+    let api = api_of(&mut serve);
+    // One session of many commands: a recording of tens of megabytes, more than the loopback
+    // buffers of both ends hold.
+    let noops = "NOOP\r\n".repeat(60_000);
+    talk(&serve.addr, format!("EHLO c\r\n{noops}QUIT\r\n").as_bytes());
+    let mut reader = std::net::TcpStream::connect(&api).expect("the API accepts");
+    write!(
+        reader,
+        "GET /recording?sessions=1 HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    // The server says when it gave up on the client; only then does the client read.
+    loop {
+        let line = log
+            .recv_timeout(WAIT)
+            .expect("the log says the connection was closed");
+        if line.contains("API connection closed") {
+            assert!(line.contains("write deadline"), "{line}");
+            break;
+        }
+    }
+    reader.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = reader.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{:?}",
+        &text[..text.len().min(80)]
+    );
+    // Cut: the chunked answer never reached its last, empty chunk.
+    assert!(!text.ends_with("\r\n0\r\n\r\n"), "the whole answer came");
+    // The API serves on.
+    let (status, _) = http(&api, "GET", "/etrn", "");
+    assert_eq!(status, 200);
 }
 
 #[test]

@@ -102,6 +102,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         format,
         api: args.api,
         cassette_dir,
+        api_write_timeout: Duration::from_secs(args.api_write_timeout),
     };
     runtime.block_on(serve(config, options))
 }
@@ -113,6 +114,7 @@ struct ServeOptions {
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
     cassette_dir: Option<std::path::PathBuf>,
+    api_write_timeout: Duration,
 }
 
 async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
@@ -122,6 +124,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         format,
         api: api_listen,
         cassette_dir,
+        api_write_timeout: write_timeout,
     } = options;
     let limits = config.limits.clone();
     let profile = config.script.profile.to_string();
@@ -177,7 +180,10 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             host.switch(),
             limits,
             &profile,
-            cassette_dir,
+            etrn_harness::api::ApiOptions {
+                cassette_dir,
+                write_timeout,
+            },
         )
         .await
         {
