@@ -53,7 +53,6 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -77,6 +76,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
+use crate::files::{Folder, ReadFileError};
 use crate::smarthost::{
     ConversationSwitch, ProfileName, Recorder, RecordingJson, SmartHostScript, WaitTimeout,
 };
@@ -114,9 +114,9 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the API is given beyond where it listens.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
-    /// The one folder (canonical) a script sent to the API may name a cassette in
-    /// (`serve --cassette-dir`); `None`: no file is ever opened for a request.
-    pub cassette_dir: Option<PathBuf>,
+    /// The one folder a script sent to the API may name a cassette in (`serve --cassette-dir`),
+    /// held open; `None`: no file is ever opened for a request.
+    pub cassette_dir: Option<Arc<Folder>>,
     /// How long a write may make no progress before its connection is closed.
     pub write_timeout: Duration,
 }
@@ -147,9 +147,9 @@ struct ApiState {
     bound: SocketAddr,
     /// The profile the current script is based on, for `GET /`.
     profile: Arc<Mutex<String>>,
-    /// The one folder (canonical) a script sent here may name a cassette in
-    /// (`serve --cassette-dir`); `None`: no file is ever opened for a request.
-    cassette_dir: Option<PathBuf>,
+    /// The one folder a script sent here may name a cassette in (`serve --cassette-dir`);
+    /// `None`: no file is ever opened for a request.
+    cassette_dir: Option<Arc<Folder>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -975,13 +975,14 @@ async fn reset(State(s): State<ApiState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "reset": true }))
 }
 
-/// Where a script sent to the API may read its cassette: `asked`, relative to the cassette folder,
-/// resolved (links followed) to a path still inside it. Every refusal reads the same, so a request
-/// learns nothing of what exists outside the folder. Blocking (it asks the file system).
-fn resolve_cassette(
-    dir: Option<&std::path::Path>,
+/// The cassette a script sent to the API names, read and parsed: `asked`, relative to the
+/// cassette folder, opened by the kernel only beneath it ([`Folder::read_beneath`]). Every
+/// refusal reads the same, so a request learns nothing of what exists outside the folder; a file
+/// inside that is not a regular one (a FIFO) is `422`, unread. Blocking (it reads the file).
+fn read_cassette(
+    dir: Option<&Folder>,
     asked: &std::path::Path,
-) -> Result<PathBuf, ApiFailure> {
+) -> Result<crate::cassette::Cassette, ApiFailure> {
     let Some(dir) = dir else {
         return Err(ApiFailure {
             status: StatusCode::FORBIDDEN,
@@ -994,6 +995,7 @@ fn resolve_cassette(
         error: format!("no cassette {} in the cassette folder", asked.display()),
         fix: "name a regular file inside serve's --cassette-dir, relative to it, without `..`",
     };
+    // The kernel refuses `..` above the folder; this refuses it anywhere, for one plain rule.
     let plain = asked.components().all(|c| {
         matches!(
             c,
@@ -1003,22 +1005,33 @@ fn resolve_cassette(
     if !plain {
         return Err(refused());
     }
-    let resolved = std::fs::canonicalize(dir.join(asked)).map_err(|_| refused())?;
-    if resolved.starts_with(dir) {
-        Ok(resolved)
-    } else {
-        Err(refused())
-    }
+    let unusable = |message: String| ApiFailure {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error: format!("cassette {}: {message}", asked.display()),
+        fix: "name a shipped profile and a readable cassette",
+    };
+    let bytes = match dir.read_beneath(asked, crate::cassette::MAX_CASSETTE_FILE) {
+        Ok(bytes) => bytes,
+        Err(ReadFileError::Open { source, .. }) => {
+            debug!(error = %source, "a cassette named through the API was refused");
+            return Err(refused());
+        }
+        Err(e) => return Err(unusable(e.reason())),
+    };
+    crate::cassette::parse_cassette(&bytes, asked).map_err(|e| {
+        unusable(match e {
+            crate::cassette::LoadCassetteError::Read(e) => e.reason(),
+            crate::cassette::LoadCassetteError::Parse { source, .. } => source.to_string(),
+        })
+    })
 }
 
 /// Puts `script` in place for the next connections. Blocking: a cassette is read here.
-fn install(
-    s: &ApiState,
-    mut script: SmartHostScript,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
-    if let Some(asked) = &script.cassette {
-        script.cassette = Some(resolve_cassette(s.cassette_dir.as_deref(), asked)?);
-    }
+fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Value>, ApiFailure> {
+    let cassette = match &script.cassette {
+        Some(asked) => Some(read_cassette(s.cassette_dir.as_deref(), asked)?),
+        None => None,
+    };
     if let Some(problem) = script.problems().into_iter().next() {
         return Err(ApiFailure {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -1026,12 +1039,16 @@ fn install(
             fix: "correct the script; `etrn-harness check` explains scenario files the same way",
         });
     }
-    let factory =
-        crate::cassette::conversations_for_script(&script, &s.limits).map_err(|e| ApiFailure {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            error: e.to_string(),
-            fix: "name a shipped profile and a readable cassette",
-        })?;
+    let factory = match cassette {
+        Some(cassette) => crate::cassette::replay_for_script(&script, cassette),
+        None => crate::cassette::conversations_for_script(&script, &s.limits).map_err(|e| {
+            ApiFailure {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                error: e.to_string(),
+                fix: "name a shipped profile and a readable cassette",
+            }
+        })?,
+    };
     s.switch.replace(factory);
     let profile = script.profile.to_string();
     *s.profile.lock().unwrap_or_else(PoisonError::into_inner) = profile.clone();

@@ -409,7 +409,8 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     api: Option<std::net::SocketAddr>,
     /// The one folder a script sent to `PUT /script` may name a cassette in (relative to it, no
-    /// `..`, links may not lead out, regular files only). Without it the API opens no file.
+    /// `..`, links may not lead out, regular files only; Linux, opened with openat2). Without it
+    /// the API opens no file.
     #[arg(long, value_name = "DIR", requires = "api")]
     cassette_dir: Option<std::path::PathBuf>,
     /// Close an API connection whose answer the client has not read for this many seconds (a

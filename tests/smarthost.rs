@@ -1311,6 +1311,11 @@ fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
     std::os::unix::fs::symlink("/etc/passwd", folder.join("link")).expect("symlink");
     std::os::unix::fs::symlink(dir.path().join("outside.cassette"), folder.join("out"))
         .expect("symlink");
+    // Relative links: one leads out of the folder, one stays inside; an absolute one inside.
+    std::os::unix::fs::symlink("../outside.cassette", folder.join("up")).expect("symlink");
+    std::os::unix::fs::symlink("ok.cassette", folder.join("near")).expect("symlink");
+    std::os::unix::fs::symlink(folder.join("ok.cassette"), folder.join("absolute"))
+        .expect("symlink");
     rustix::fs::mkfifoat(rustix::fs::CWD, folder.join("fifo"), rustix::fs::Mode::RUSR)
         .expect("fifo");
     let folder_arg = folder.display().to_string();
@@ -1322,6 +1327,8 @@ fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
         outside.as_str(),
         "link",
         "out",
+        "up",
+        "absolute",
         "missing",
     ] {
         let (status, body) = http(&api, "PUT", "/script", &format!("cassette = \"{asked}\"\n"));
@@ -1335,6 +1342,9 @@ fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
     let (status, body) = http(&api, "PUT", "/script", "cassette = \"fifo\"\n");
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("not a regular file"), "{body}");
+    // A relative link that stays inside the folder is followed.
+    let (status, body) = http(&api, "PUT", "/script", "cassette = \"near\"\n");
+    assert_eq!(status, 200, "{body}");
     let (status, body) = http(&api, "PUT", "/script", "cassette = \"ok.cassette\"\n");
     assert_eq!(status, 200, "{body}");
     let mut smtp = std::net::TcpStream::connect(&serve.addr).expect("smtp");

@@ -81,16 +81,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
     } else {
         args.events
     };
-    // The folder is resolved once, here: the API compares every cassette it opens with it.
+    // The folder is opened once, here: the API opens every cassette relative to it.
     let cassette_dir = match &args.cassette_dir {
-        Some(dir) => match std::fs::canonicalize(dir) {
-            Ok(dir) if dir.is_dir() => Some(dir),
-            Ok(_) => {
-                eprintln!("error: --cassette-dir {}: not a folder", dir.display());
-                return ExitCode::from(EXIT_INVALID);
-            }
+        Some(dir) => match etrn_harness::files::Folder::open(dir) {
+            Ok(folder) => Some(std::sync::Arc::new(folder)),
             Err(e) => {
-                eprintln!("error: --cassette-dir {}: {e}", dir.display());
+                eprintln!("error: --cassette-dir: {e}");
                 return ExitCode::from(EXIT_INVALID);
             }
         },
@@ -113,7 +109,7 @@ struct ServeOptions {
     exit_after: Option<usize>,
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
-    cassette_dir: Option<std::path::PathBuf>,
+    cassette_dir: Option<std::sync::Arc<etrn_harness::files::Folder>>,
     api_write_timeout: Duration,
 }
 
