@@ -8,7 +8,8 @@
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
-//! | `PUT /script` | a new `[smarthost]` script (a TOML body) from the next connection on |
+//! | `GET /script` | the script new connections get, as JSON |
+//! | `PUT /script` | a new `[smarthost]` script (a TOML or JSON body) from the next connection on |
 //! | `PUT /profile/{name}` | a server profile from the next connection on |
 //!
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
@@ -33,7 +34,7 @@
 //!   all is `400`.
 //! * **No cross-origin writes.** A `POST`, `PUT` or `DELETE` with an `Origin` that is not such a
 //!   loopback origin is `403`. Its `Content-Type` must be `application/toml`, `text/toml` or
-//!   `application/json` (`415` otherwise; `PUT /script` takes TOML only), or absent with no
+//!   `application/json` (`415` otherwise), or absent with no
 //!   body. A browser sends those types cross-origin only after a CORS preflight, which the API
 //!   never grants, and a request without a type only with its `Origin`: no page on another site
 //!   can change the server's state.
@@ -145,8 +146,9 @@ struct ApiState {
     smtp: SocketAddr,
     /// Where the API listens: a `Host` naming this address is this server.
     bound: SocketAddr,
-    /// The profile the current script is based on, for `GET /`.
-    profile: Arc<Mutex<String>>,
+    /// The script new connections get (as it was sent: a cassette by the name it was asked
+    /// by), for `GET /script` and `GET /`.
+    script: Arc<Mutex<SmartHostScript>>,
     /// The one folder a script sent here may name a cassette in (`serve --cassette-dir`);
     /// `None`: no file is ever opened for a request.
     cassette_dir: Option<Arc<Folder>>,
@@ -182,7 +184,7 @@ impl Api {
         recorder: Arc<Recorder>,
         switch: ConversationSwitch,
         limits: SessionLimits,
-        profile: &str,
+        script: SmartHostScript,
         options: ApiOptions,
     ) -> Result<Api, ApiError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ApiError {
@@ -207,7 +209,7 @@ impl Api {
             limits,
             smtp,
             bound: addr,
-            profile: Arc::new(Mutex::new(profile.to_owned())),
+            script: Arc::new(Mutex::new(script)),
             cassette_dir: options.cassette_dir,
             stop: watcher.clone(),
         };
@@ -382,7 +384,7 @@ fn router(state: ApiState) -> Router {
         .route("/etrn", get(etrn))
         .route("/events", get(events))
         .route("/reset", post(reset))
-        .route("/script", put(put_script))
+        .route("/script", put(put_script).get(get_script))
         .route("/profile/{name}", put(put_profile))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -645,10 +647,11 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiFailure {
 
 async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
     let profile = s
-        .profile
+        .script
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+        .profile
+        .to_string();
     Json(serde_json::json!({
         "smtp": s.smtp.to_string(),
         "profile": profile,
@@ -657,7 +660,8 @@ async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
             "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=NUMBER][&limit=N]",
             "GET /events (text/event-stream)",
             "POST /reset",
-            "PUT /script (Content-Type: application/toml; a [smarthost] table's contents)",
+            "GET /script (the script new connections get, as JSON)",
+            "PUT /script (Content-Type: application/toml or application/json; a [smarthost] table's contents)",
             "PUT /profile/{name}"
         ]
     }))
@@ -1051,7 +1055,7 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Val
     };
     s.switch.replace(factory);
     let profile = script.profile.to_string();
-    *s.profile.lock().unwrap_or_else(PoisonError::into_inner) = profile.clone();
+    *s.script.lock().unwrap_or_else(PoisonError::into_inner) = script;
     info!(%profile, "script replaced through the API");
     Ok(Json(
         serde_json::json!({ "profile": profile, "applies_to": "connections from now on" }),
@@ -1100,21 +1104,53 @@ fn line_and_column(text: &str, at: usize) -> String {
     format!("line {line}, column {column}")
 }
 
+/// The script new connections get, as JSON: what `PUT /script` takes.
+async fn get_script(State(s): State<ApiState>) -> Json<SmartHostScript> {
+    Json(
+        s.script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    )
+}
+
+/// The body of `PUT /script` as a script: JSON when its `Content-Type` says so, TOML otherwise.
+/// An error carries the parser's message placed by line and column, never the offending line.
+fn parse_script(json: bool, text: &str) -> Result<SmartHostScript, ApiFailure> {
+    if json {
+        return serde_json::from_str(text).map_err(|e| {
+            // serde_json ends its message with the place; it is put first, as for TOML.
+            let message = e.to_string();
+            let place = format!(" at line {} column {}", e.line(), e.column());
+            let message = message.strip_suffix(&place).unwrap_or(&message);
+            ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("line {}, column {}: {message}", e.line(), e.column()),
+                "send a [smarthost] table's contents as a JSON object, e.g. {\"profile\": \"postfix\"}",
+            )
+        });
+    }
+    toml::from_str(text).map_err(|e| {
+        let place = e
+            .span()
+            .map(|span| format!("{}: ", line_and_column(text, span.start)))
+            .unwrap_or_default();
+        ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{place}{}", e.message().trim_end()),
+            "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
+        )
+    })
+}
+
 async fn put_script(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
-    if headers
+    let json = headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|t| media_type(t.as_bytes()) == "application/json")
-    {
-        return Err(ApiFailure::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "PUT /script takes TOML, not JSON",
-            "send the script as TOML with Content-Type: application/toml",
-        ));
-    }
+        .is_some_and(|t| media_type(t.as_bytes()) == "application/json");
     let body = read_body(body).await?;
     let text = String::from_utf8(body).map_err(|e| {
         ApiFailure::new(
@@ -1123,21 +1159,10 @@ async fn put_script(
                 "byte {} of the body is not UTF-8",
                 e.utf8_error().valid_up_to()
             ),
-            "send the script as UTF-8 TOML",
+            "send the script as UTF-8 TOML or JSON",
         )
     })?;
-    // The parser's message only, placed by line and column: never the offending line itself.
-    let script: SmartHostScript = toml::from_str(&text).map_err(|e| {
-        let place = e
-            .span()
-            .map(|span| format!("{}: ", line_and_column(&text, span.start)))
-            .unwrap_or_default();
-        ApiFailure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{place}{}", e.message().trim_end()),
-            "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
-        )
-    })?;
+    let script = parse_script(json, &text)?;
     // Loading a cassette reads a file: never on a runtime worker.
     tokio::task::spawn_blocking(move || install(&s, script))
         .await

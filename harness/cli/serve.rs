@@ -123,7 +123,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         api_write_timeout: write_timeout,
     } = options;
     let limits = config.limits.clone();
-    let profile = config.script.profile.to_string();
+    let script = config.script.clone();
     let quiet = format == EventsFormat::None;
     let mut printer = Printer::new(format);
     // The stream is set up before the first connection can arrive; a path that cannot be
@@ -175,7 +175,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             host.shared_recorder(),
             host.switch(),
             limits,
-            &profile,
+            script,
             etrn_harness::api::ApiOptions {
                 cassette_dir,
                 write_timeout,
