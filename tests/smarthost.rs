@@ -1869,6 +1869,17 @@ fn a_request_that_is_not_http_or_whose_head_is_too_long_gets_a_json_error() {
         .unwrap_or_else(|| panic!("no second answer: {body:?}"));
     assert_eq!(first, "[]");
     json_error(rest.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    // A chunked body's end is not followed: it is answered, and its answer closes the connection,
+    // so no head after it goes unchecked.
+    let (status, head, body) = exchange_with_head(
+        &api,
+        &format!(
+            "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nTransfer-Encoding: chunked\r\n\r\n13\r\nprofile = \"postfix\"\r\n0\r\n\r\n{good}"
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(!body.contains("HTTP/1.1"), "a second answer: {body}");
     // A body is a body, not a head: a PUT whose body is not HTTP is judged as a script.
     let (status, body) = http(&api, "PUT", "/script", "\u{16}\u{3}\u{1} not TOML\r\n\r\n");
     assert_eq!(status, 422, "{body}");
