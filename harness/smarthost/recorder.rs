@@ -801,13 +801,20 @@ impl Recorder {
     }
 
     /// Every ETRN of the sessions held, with its session's id, in the order they were recorded:
-    /// what `GET /etrn` lists. Built from [`Recorder::etrns_numbered`], so the recording is never
-    /// built.
+    /// what `GET /etrn` lists. Read 256 at a time with [`Recorder::etrns_numbered`] (the lock is
+    /// let go in between), so the recording is never built.
     pub fn etrns(&self) -> Vec<(u64, RecordedEtrn)> {
-        self.etrns_numbered(0, u64::MAX, usize::MAX)
-            .into_iter()
-            .map(|(_, session, e)| (session, e))
-            .collect()
+        let upto = self.lock().last_etrn_number;
+        let mut all = Vec::new();
+        let mut after = 0;
+        loop {
+            let batch = self.etrns_numbered(after, upto, 256);
+            let Some(&(last, _, _)) = batch.last() else {
+                return all;
+            };
+            after = last;
+            all.extend(batch.into_iter().map(|(_, session, e)| (session, e)));
+        }
     }
 
     /// The numbers of the ETRNs held after `after`: the last of the first `limit` (`after` when
