@@ -79,7 +79,8 @@ use tracing::{debug, info, warn};
 
 use crate::files::{Folder, ReadFileError};
 use crate::smarthost::{
-    ConversationSwitch, ProfileName, Recorder, RecordingJson, SmartHostScript, WaitTimeout,
+    ConversationSwitch, EtrnCursor, ProfileName, Recorder, RecordingJson, SmartHostScript,
+    WaitTimeout,
 };
 use crate::smtp::SessionLimits;
 
@@ -886,7 +887,7 @@ fn etrn_json(
     after: u64,
     upto: u64,
 ) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
-    let mut cursor = after;
+    let mut cursor = EtrnCursor::new(after, upto);
     let mut head = Some(b"[".to_vec());
     let mut first = true;
     let mut done = false;
@@ -896,13 +897,12 @@ fn etrn_json(
         }
         let mut out = head.take().unwrap_or_default();
         while out.len() < JSON_PIECE {
-            let batch = recorder.etrns_numbered(cursor, upto, ETRN_BATCH);
-            let Some(&(last, _, _)) = batch.last() else {
+            let batch = cursor.next_batch(&recorder, ETRN_BATCH);
+            if batch.is_empty() {
                 out.push(b']');
                 done = true;
                 return Some(out);
-            };
-            cursor = last;
+            }
             for (_, session, e) in batch {
                 // The record's own fields with its session, as one object (keys in serde_json's
                 // order).
@@ -1405,6 +1405,34 @@ mod tests {
         assert_eq!(page[599], whole[849]);
         assert_eq!(r.etrn_page(2990, 600), (3000, false));
         assert_eq!(r.etrn_page(3000, 600), (3000, false));
+    }
+
+    #[test]
+    fn one_session_s_many_etrns_are_read_in_order_across_batches() {
+        let r = Arc::new(Recorder::new());
+        let id = r.open(at("127.0.0.1:40000"));
+        for i in 0..1000 {
+            r.event(
+                id,
+                crate::smtp::Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                    format!("d{i}.example").as_bytes(),
+                    Some(250),
+                    Vec::new(),
+                ))),
+            );
+        }
+        let all: serde_json::Value = serde_json::from_slice(
+            &etrn_json(Arc::clone(&r), 0, u64::MAX)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
+        .unwrap_or_default();
+        let domains: Vec<String> = (0..1000).map(|i| format!("d{i}.example")).collect();
+        let got: Vec<&str> = all
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["domain"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(got, domains);
     }
 
     #[test]

@@ -801,18 +801,16 @@ impl Recorder {
     }
 
     /// Every ETRN of the sessions held, with its session's id, in the order they were recorded:
-    /// what `GET /etrn` lists. Read 256 at a time with [`Recorder::etrns_numbered`] (the lock is
-    /// let go in between), so the recording is never built.
+    /// what `GET /etrn` lists. Read 256 at a time with an [`EtrnCursor`] (the lock is let go in
+    /// between), so the recording is never built.
     pub fn etrns(&self) -> Vec<(u64, RecordedEtrn)> {
-        let upto = self.lock().last_etrn_number;
+        let mut cursor = EtrnCursor::new(0, self.lock().last_etrn_number);
         let mut all = Vec::new();
-        let mut after = 0;
         loop {
-            let batch = self.etrns_numbered(after, upto, 256);
-            let Some(&(last, _, _)) = batch.last() else {
+            let batch = cursor.next_batch(self, 256);
+            if batch.is_empty() {
                 return all;
-            };
-            after = last;
+            }
             all.extend(batch.into_iter().map(|(_, session, e)| (session, e)));
         }
     }
@@ -834,56 +832,84 @@ impl Recorder {
         let last = numbers.by_ref().take(limit).last().unwrap_or(after);
         (last, numbers.next().is_some())
     }
+}
 
-    /// At most `max` ETRNs of the sessions held numbered after `after` and at most `upto`, each
-    /// with its number and its session, in order of number. Each session concerned is read
-    /// once, under the lock; only those ETRNs are kept.
-    pub fn etrns_numbered(
-        &self,
-        after: u64,
-        upto: u64,
-        max: usize,
-    ) -> Vec<(u64, u64, RecordedEtrn)> {
-        if after >= upto {
+/// A reader of the ETRNs of the sessions held numbered after a cursor and at most a bound, a batch
+/// at a time, in order of number: what a streamed `GET /etrn` writes. Each session a batch needs
+/// is read under the lock, and the last one's ETRNs are kept for the next batch, so a session
+/// with thousands of ETRNs is read once, not once per batch.
+pub struct EtrnCursor {
+    after: u64,
+    upto: u64,
+    /// The session read last, with its ETRNs in order.
+    kept: Option<(u64, Vec<RecordedEtrn>)>,
+}
+
+impl EtrnCursor {
+    /// The ETRNs numbered after `after` and at most `upto`.
+    pub fn new(after: u64, upto: u64) -> Self {
+        EtrnCursor {
+            after,
+            upto,
+            kept: None,
+        }
+    }
+
+    /// The next at most `max` ETRNs, each with its number and its session; none at the end.
+    pub fn next_batch(&mut self, recorder: &Recorder, max: usize) -> Vec<(u64, u64, RecordedEtrn)> {
+        if self.after >= self.upto {
             return Vec::new();
         }
-        let r = self.lock();
-        let wanted: Vec<(u64, u64, usize)> = r
-            .etrn_numbers
-            .range(after + 1..=upto)
-            .take(max)
-            .map(|(n, (session, nth))| (*n, *session, *nth))
-            .collect();
-        let mut sessions: HashMap<u64, Vec<RecordedEtrn>> = HashMap::new();
-        for &(_, session, _) in &wanted {
-            if sessions.contains_key(&session) {
-                continue;
-            }
-            let Some(s) = r.sessions.get(&session) else {
-                continue;
-            };
-            let etrns = s
-                .events
-                .events(&r.interner)
-                .into_iter()
-                .filter_map(|e| match e.event {
-                    Event::Etrn(record) => Some(RecordedEtrn {
-                        at_us: e.at_us,
-                        record: *record,
-                    }),
-                    _ => None,
-                })
+        let mut read: HashMap<u64, Vec<RecordedEtrn>> = self.kept.take().into_iter().collect();
+        let wanted: Vec<(u64, u64, usize)> = {
+            let r = recorder.lock();
+            let wanted: Vec<(u64, u64, usize)> = r
+                .etrn_numbers
+                .range(self.after + 1..=self.upto)
+                .take(max)
+                .map(|(n, (session, nth))| (*n, *session, *nth))
                 .collect();
-            sessions.insert(session, etrns);
-        }
-        wanted
-            .into_iter()
-            .filter_map(|(n, session, nth)| {
-                let e = sessions.get(&session)?.get(nth)?.clone();
-                Some((n, session, e))
+            for &(_, session, nth) in &wanted {
+                // Kept from before this ETRN was recorded: read again.
+                if read.get(&session).is_some_and(|etrns| nth < etrns.len()) {
+                    continue;
+                }
+                if let Some(s) = r.sessions.get(&session) {
+                    read.insert(session, etrns_of(s, &r.interner));
+                }
+            }
+            wanted
+        };
+        let batch = wanted
+            .iter()
+            .filter_map(|&(n, session, nth)| {
+                Some((n, session, read.get(&session)?.get(nth)?.clone()))
             })
-            .collect()
+            .collect();
+        match wanted.last() {
+            Some(&(n, session, _)) => {
+                self.after = n;
+                self.kept = read.remove(&session).map(|etrns| (session, etrns));
+            }
+            None => self.after = self.upto,
+        }
+        batch
     }
+}
+
+/// The ETRNs of session `s`, in order, read from its log.
+fn etrns_of(s: &SessionLog, interner: &Interner) -> Vec<RecordedEtrn> {
+    s.events
+        .events(interner)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Etrn(record) => Some(RecordedEtrn {
+                at_us: e.at_us,
+                record: *record,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How many bytes of JSON [`RecordingJson`] gathers before it hands a piece on.
