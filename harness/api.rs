@@ -8,7 +8,8 @@
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
-//! | `PUT /script` | a new `[smarthost]` script (a TOML body) from the next connection on |
+//! | `GET /script` | the script new connections get, as JSON |
+//! | `PUT /script` | a new `[smarthost]` script (a TOML or JSON body) from the next connection on |
 //! | `PUT /profile/{name}` | a server profile from the next connection on |
 //!
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
@@ -18,6 +19,10 @@
 //! costs the SMTP server O(1) per event however many are pending. Their answers are written a
 //! piece at a time ([`RecordingJson`]): never the whole document in memory, sent whole with its
 //! length when it fits in one piece of 64 KiB, streamed (chunked) when longer.
+//!
+//! Both are paged when asked: `?after=ID` (a session id for `/recording`, an ETRN number for
+//! `/etrn`) and `&limit=N` (at most [`MAX_PAGE`], [`DEFAULT_PAGE`] by default); the answer says
+//! where to continue in a `Next-After` header and, when more are held, a `Link` with `rel="next"`.
 //!
 //! # A local service, hardened
 //!
@@ -29,14 +34,17 @@
 //!   all is `400`.
 //! * **No cross-origin writes.** A `POST`, `PUT` or `DELETE` with an `Origin` that is not such a
 //!   loopback origin is `403`. Its `Content-Type` must be `application/toml`, `text/toml` or
-//!   `application/json` (`415` otherwise; `PUT /script` takes TOML only), or absent with no
+//!   `application/json` (`415` otherwise), or absent with no
 //!   body. A browser sends those types cross-origin only after a CORS preflight, which the API
 //!   never grants, and a request without a type only with its `Origin`: no page on another site
 //!   can change the server's state.
 //! * **Bounded.** At most [`MAX_CONNECTIONS`] connections at once (more are answered `503` and
 //!   closed at once); a connection must send a complete request head within
-//!   [`HEADER_READ_TIMEOUT`] of opening or of its previous answer, or it is closed; a body is at
-//!   most [`MAX_BODY`] bytes (`413`), read within [`BODY_READ_TIMEOUT`] (`408`).
+//!   [`HEADER_READ_TIMEOUT`] of opening or of its previous answer, or it is closed; a head is at
+//!   most [`MAX_HEAD`] bytes (`431`), checked before hyper reads it so that a bad one gets a JSON
+//!   answer too (see `head.rs`); a body is at most [`MAX_BODY`] bytes (`413`), read within
+//!   [`BODY_READ_TIMEOUT`] (`408`); a write that makes no progress for [`WRITE_TIMEOUT`] (or
+//!   [`ApiOptions::write_timeout`]) closes the connection.
 //! * **Errors** are JSON, `{"error": ..., "fix": ...}`, 404, 405 and a query that does not parse
 //!   included; an error quotes at most [`MAX_ERROR_CHARS`] characters, never a whole request line.
 //! * **Shutdown.** Live feeds end at once; a pending wait is answered `503` ("the server is
@@ -46,7 +54,6 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -70,11 +77,16 @@ use tokio_stream::wrappers::BroadcastStream;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
+use crate::files::{Folder, ReadFileError};
 use crate::smarthost::{
-    ConversationSwitch, ProfileName, RecordedEtrn, Recorder, RecordingJson, SmartHostScript,
+    ConversationSwitch, EtrnCursor, ProfileName, Recorder, RecordingJson, SmartHostScript,
     WaitTimeout,
 };
 use crate::smtp::SessionLimits;
+
+mod head;
+
+pub use head::MAX_HEAD;
 
 /// The longest wait a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -96,7 +108,29 @@ pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most characters of an error message; what a request sent is quoted within it.
 pub const MAX_ERROR_CHARS: usize = 200;
 /// The largest buffer a connection reads into, request head included (hyper's floor is 8 KiB).
-const MAX_READ_BUFFER: usize = 16 * 1024;
+const MAX_READ_BUFFER: usize = MAX_HEAD;
+/// How long a write to a client may make no progress (a client that does not read its answer)
+/// before the connection is closed, by default (`serve --api-write-timeout`).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the API is given beyond where it listens.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// The one folder a script sent to the API may name a cassette in (`serve --cassette-dir`),
+    /// held open; `None`: no file is ever opened for a request.
+    pub cassette_dir: Option<Arc<Folder>>,
+    /// How long a write may make no progress before its connection is closed.
+    pub write_timeout: Duration,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            cassette_dir: None,
+            write_timeout: WRITE_TIMEOUT,
+        }
+    }
+}
 
 /// The answer to a connection beyond [`MAX_CONNECTIONS`], written without waiting.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
@@ -113,11 +147,12 @@ struct ApiState {
     smtp: SocketAddr,
     /// Where the API listens: a `Host` naming this address is this server.
     bound: SocketAddr,
-    /// The profile the current script is based on, for `GET /`.
-    profile: Arc<Mutex<String>>,
-    /// The one folder (canonical) a script sent here may name a cassette in
-    /// (`serve --cassette-dir`); `None`: no file is ever opened for a request.
-    cassette_dir: Option<PathBuf>,
+    /// The script new connections get (as it was sent: a cassette by the name it was asked
+    /// by), for `GET /script` and `GET /`.
+    script: Arc<Mutex<SmartHostScript>>,
+    /// The one folder a script sent here may name a cassette in (`serve --cassette-dir`);
+    /// `None`: no file is ever opened for a request.
+    cassette_dir: Option<Arc<Folder>>,
     stop: watch::Receiver<bool>,
 }
 
@@ -150,8 +185,8 @@ impl Api {
         recorder: Arc<Recorder>,
         switch: ConversationSwitch,
         limits: SessionLimits,
-        profile: &str,
-        cassette_dir: Option<PathBuf>,
+        script: SmartHostScript,
+        options: ApiOptions,
     ) -> Result<Api, ApiError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ApiError {
             addr: listen,
@@ -175,12 +210,12 @@ impl Api {
             limits,
             smtp,
             bound: addr,
-            profile: Arc::new(Mutex::new(profile.to_owned())),
-            cassette_dir,
+            script: Arc::new(Mutex::new(script)),
+            cassette_dir: options.cassette_dir,
             stop: watcher.clone(),
         };
         let app = router(state);
-        let task = tokio::spawn(accept(listener, app, watcher));
+        let task = tokio::spawn(accept(listener, app, watcher, options.write_timeout));
         info!(%addr, "HTTP API listening");
         Ok(Api { addr, stop, task })
     }
@@ -206,7 +241,12 @@ impl Api {
 
 /// Accepts connections until the stop signal, each served in a task of its own while a permit
 /// of [`MAX_CONNECTIONS`] lasts; then waits for the connections to finish.
-async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+async fn accept(
+    listener: TcpListener,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    write_timeout: Duration,
+) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut connections = JoinSet::new();
     let mut saturated = false;
@@ -242,7 +282,13 @@ async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bo
             continue;
         };
         saturated = false;
-        connections.spawn(connection(stream, app.clone(), stop.clone(), permit));
+        connections.spawn(connection(
+            stream,
+            app.clone(),
+            stop.clone(),
+            permit,
+            write_timeout,
+        ));
     }
     drop(listener);
     // Each connection saw the stop signal too and is finishing.
@@ -250,33 +296,63 @@ async fn accept(listener: TcpListener, app: Router, mut stop: watch::Receiver<bo
 }
 
 /// Serves one connection with HTTP/1.1 until it closes, it stays silent for
-/// [`HEADER_READ_TIMEOUT`], or the server stops (then gracefully: a request in flight is answered).
+/// [`HEADER_READ_TIMEOUT`], a write makes no progress for `write_timeout` (a client that does not
+/// read its answer), or the server stops (then gracefully: a request in flight is answered).
+/// Each request head is checked before hyper reads it ([`head`]), so a bad one gets a JSON answer.
 async fn connection(
     stream: TcpStream,
     app: Router,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
+    write_timeout: Duration,
 ) {
     let arrived_on = stream.local_addr().ok().map(ArrivedOn);
+    // A write that makes no progress for the deadline fails, and hyper drops the connection.
+    let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
+    timed.set_write_timeout(Some(write_timeout));
+    let (io, refused) = head::CheckedHeads::new(Box::pin(timed));
     let service = hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
         if let Some(local) = arrived_on {
             request.extensions_mut().insert(local);
         }
-        app.clone().oneshot(request.map(Body::new))
+        let refusal = refused.take(&request);
+        let close = refusal.is_some() || head::needs_close(&request);
+        let answered = app.clone().oneshot(request.map(Body::new));
+        async move {
+            let mut response = match refusal {
+                Some(bad) => ApiFailure::new(bad.status, bad.error, bad.fix).into_response(),
+                None => answered.await?,
+            };
+            if close {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_READ_BUFFER);
-    let served = builder.serve_connection(TokioIo::new(stream), service);
+    let served = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(served);
     let mut stopping = false;
     loop {
         tokio::select! {
             ended = served.as_mut() => {
                 if let Err(e) = ended {
-                    debug!(error = %e, "API connection closed");
+                    if timed_out(&e) {
+                        info!(
+                            deadline = ?write_timeout,
+                            "API connection closed: the client did not read its answer within the \
+                             write deadline"
+                        );
+                    } else {
+                        debug!(error = %e, "API connection closed");
+                    }
                 }
                 return;
             }
@@ -288,6 +364,20 @@ async fn connection(
     }
 }
 
+/// Whether a connection ended because a write made no progress within its deadline.
+fn timed_out(e: &hyper::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 fn router(state: ApiState) -> Router {
     Router::new()
         .route("/", get(index))
@@ -295,7 +385,7 @@ fn router(state: ApiState) -> Router {
         .route("/etrn", get(etrn))
         .route("/events", get(events))
         .route("/reset", post(reset))
-        .route("/script", put(put_script))
+        .route("/script", put(put_script).get(get_script))
         .route("/profile/{name}", put(put_profile))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -558,25 +648,27 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiFailure {
 
 async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
     let profile = s
-        .profile
+        .script
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+        .profile
+        .to_string();
     Json(serde_json::json!({
         "smtp": s.smtp.to_string(),
         "profile": profile,
         "endpoints": [
-            "GET /recording[?wait=DOMAIN|sessions=N][&timeout=SECS]",
-            "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS]",
+            "GET /recording[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=ID][&limit=N]",
+            "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=NUMBER][&limit=N]",
             "GET /events (text/event-stream)",
             "POST /reset",
-            "PUT /script (Content-Type: application/toml; a [smarthost] table's contents)",
+            "GET /script (the script new connections get, as JSON)",
+            "PUT /script (Content-Type: application/toml or application/json; a [smarthost] table's contents)",
             "PUT /profile/{name}"
         ]
     }))
 }
 
-/// What a reading request may wait for.
+/// What a reading request may wait for, and the page it asks for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
@@ -586,7 +678,89 @@ struct WaitQuery {
     sessions: Option<usize>,
     /// Seconds to wait at most.
     timeout: Option<f64>,
+    /// The cursor: the items after this one (a session id, an ETRN number). Parsed by
+    /// [`Page::of`], so a bad value is refused naming it.
+    after: Option<String>,
+    /// The most items in the answer.
+    limit: Option<String>,
 }
+
+/// The most items (sessions, ETRNs) one page holds.
+pub const MAX_PAGE: usize = 1000;
+/// The items a page holds when the request gives `after` without `limit`.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// The page a reading request asks for: the items after `after`, at most `limit`; `paged` when it
+/// gave `after` or `limit` (otherwise the answer is everything, as before paging existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Page {
+    after: u64,
+    limit: usize,
+    paged: bool,
+}
+
+impl Page {
+    /// The page `q` asks for, or the `400` naming the parameter that is wrong.
+    fn of(q: &WaitQuery) -> Result<Page, ApiFailure> {
+        let after = match &q.after {
+            None => 0,
+            Some(text) => text.parse::<u64>().map_err(|_| {
+                ApiFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("after={} is not a cursor", excerpt(text, 40)),
+                    "give after as a whole number from 0: the `Next-After` header of the previous \
+                     page (a session id for /recording, an ETRN number for /etrn)",
+                )
+            })?,
+        };
+        let limit = match &q.limit {
+            None => None,
+            Some(text) => match text.parse::<usize>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => Some(n),
+                _ => {
+                    return Err(ApiFailure::new(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "limit={} is not a number of items from 1 to {MAX_PAGE}",
+                            excerpt(text, 40)
+                        ),
+                        "give limit as a whole number from 1 to 1000, e.g. limit=100",
+                    ));
+                }
+            },
+        };
+        let paged = q.after.is_some() || limit.is_some();
+        Ok(Page {
+            after,
+            limit: match (paged, limit) {
+                (_, Some(n)) => n,
+                (true, None) => DEFAULT_PAGE,
+                (false, None) => usize::MAX,
+            },
+            paged,
+        })
+    }
+
+    /// The headers of a page's answer: `Next-After` (the cursor after the last item in it, or
+    /// `after` when it is empty) and, when more items were held, a `Link` to the next page.
+    fn headers(&self, path: &str, last: u64, more: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if !self.paged {
+            return headers;
+        }
+        headers.insert(NEXT_AFTER, header::HeaderValue::from(last));
+        if more {
+            let link = format!("<{path}?after={last}&limit={}>; rel=\"next\"", self.limit);
+            if let Ok(value) = header::HeaderValue::try_from(link) {
+                headers.insert(header::LINK, value);
+            }
+        }
+        headers
+    }
+}
+
+/// The header that carries the cursor to continue from.
+const NEXT_AFTER: header::HeaderName = header::HeaderName::from_static("next-after");
 
 /// The query of a reading request, or the JSON `400` that says why it does not parse.
 fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, ApiFailure> {
@@ -671,25 +845,49 @@ async fn recording(
     State(s): State<ApiState>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiFailure> {
-    waited(&s, &wait_query(q)?).await?;
-    Ok(json_response(RecordingJson::new(Arc::clone(&s.recorder))))
+    let q = wait_query(q)?;
+    let page = Page::of(&q)?;
+    waited(&s, &q).await?;
+    let (json, sessions) = RecordingJson::page(Arc::clone(&s.recorder), page.after, page.limit);
+    let headers = page.headers(
+        "/recording",
+        sessions.last.unwrap_or(page.after),
+        sessions.more,
+    );
+    Ok((headers, json_response(json)).into_response())
 }
 
 async fn etrn(
     State(s): State<ApiState>,
     q: Result<Query<WaitQuery>, QueryRejection>,
 ) -> Result<Response, ApiFailure> {
-    waited(&s, &wait_query(q)?).await?;
-    Ok(json_response(etrn_json(s.recorder.etrns())))
+    let q = wait_query(q)?;
+    let page = Page::of(&q)?;
+    waited(&s, &q).await?;
+    let (last, more) = s.recorder.etrn_page(page.after, page.limit);
+    let headers = page.headers("/etrn", last, more);
+    Ok((
+        headers,
+        json_response(etrn_json(Arc::clone(&s.recorder), page.after, last)),
+    )
+        .into_response())
 }
 
 /// How many bytes of JSON a piece of an answer gathers before it is handed on.
 const JSON_PIECE: usize = 64 * 1024;
 
-/// `GET /etrn`'s document in pieces: the ETRNs as a JSON array, each with its `session`, written
-/// one at a time (only the ETRNs are held, never the recording).
-fn etrn_json(etrns: Vec<(u64, RecordedEtrn)>) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
-    let mut items = etrns.into_iter();
+/// How many ETRNs a piece of `GET /etrn` reads from the recorder at a time.
+const ETRN_BATCH: usize = 256;
+
+/// `GET /etrn`'s document in pieces: the ETRNs numbered after `after` and at most `upto` as a JSON
+/// array, each with its `session`, read from the recorder a batch at a time as the answer is
+/// written (never all of them at once, never the recording).
+fn etrn_json(
+    recorder: Arc<Recorder>,
+    after: u64,
+    upto: u64,
+) -> impl Iterator<Item = Vec<u8>> + Send + 'static {
+    let mut cursor = EtrnCursor::new(after, upto);
     let mut head = Some(b"[".to_vec());
     let mut first = true;
     let mut done = false;
@@ -699,20 +897,24 @@ fn etrn_json(etrns: Vec<(u64, RecordedEtrn)>) -> impl Iterator<Item = Vec<u8>> +
         }
         let mut out = head.take().unwrap_or_default();
         while out.len() < JSON_PIECE {
-            let Some((session, e)) = items.next() else {
+            let batch = cursor.next_batch(&recorder, ETRN_BATCH);
+            if batch.is_empty() {
                 out.push(b']');
                 done = true;
                 return Some(out);
-            };
-            // The record's own fields with its session, as one object (keys in serde_json's order).
-            let mut v = serde_json::to_value(&e).unwrap_or_default();
-            v["session"] = session.into();
-            if !first {
-                out.push(b',');
             }
-            first = false;
-            if let Err(err) = serde_json::to_writer(&mut out, &v) {
-                warn!(session, error = %err, "an ETRN could not be written as JSON");
+            for (_, session, e) in batch {
+                // The record's own fields with its session, as one object (keys in serde_json's
+                // order).
+                let mut v = serde_json::to_value(&e).unwrap_or_default();
+                v["session"] = session.into();
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                if let Err(err) = serde_json::to_writer(&mut out, &v) {
+                    warn!(session, error = %err, "an ETRN could not be written as JSON");
+                }
             }
         }
         Some(out)
@@ -777,13 +979,14 @@ async fn reset(State(s): State<ApiState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "reset": true }))
 }
 
-/// Where a script sent to the API may read its cassette: `asked`, relative to the cassette folder,
-/// resolved (links followed) to a path still inside it. Every refusal reads the same, so a request
-/// learns nothing of what exists outside the folder. Blocking (it asks the file system).
-fn resolve_cassette(
-    dir: Option<&std::path::Path>,
+/// The cassette a script sent to the API names, read and parsed: `asked`, relative to the
+/// cassette folder, opened by the kernel only beneath it ([`Folder::read_beneath`]). Every
+/// refusal reads the same, so a request learns nothing of what exists outside the folder; a file
+/// inside that is not a regular one (a FIFO) is `422`, unread. Blocking (it reads the file).
+fn read_cassette(
+    dir: Option<&Folder>,
     asked: &std::path::Path,
-) -> Result<PathBuf, ApiFailure> {
+) -> Result<crate::cassette::Cassette, ApiFailure> {
     let Some(dir) = dir else {
         return Err(ApiFailure {
             status: StatusCode::FORBIDDEN,
@@ -796,6 +999,7 @@ fn resolve_cassette(
         error: format!("no cassette {} in the cassette folder", asked.display()),
         fix: "name a regular file inside serve's --cassette-dir, relative to it, without `..`",
     };
+    // The kernel refuses `..` above the folder; this refuses it anywhere, for one plain rule.
     let plain = asked.components().all(|c| {
         matches!(
             c,
@@ -805,22 +1009,33 @@ fn resolve_cassette(
     if !plain {
         return Err(refused());
     }
-    let resolved = std::fs::canonicalize(dir.join(asked)).map_err(|_| refused())?;
-    if resolved.starts_with(dir) {
-        Ok(resolved)
-    } else {
-        Err(refused())
-    }
+    let unusable = |message: String| ApiFailure {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error: format!("cassette {}: {message}", asked.display()),
+        fix: "name a shipped profile and a readable cassette",
+    };
+    let bytes = match dir.read_beneath(asked, crate::cassette::MAX_CASSETTE_FILE) {
+        Ok(bytes) => bytes,
+        Err(ReadFileError::Open { source, .. }) => {
+            debug!(error = %source, "a cassette named through the API was refused");
+            return Err(refused());
+        }
+        Err(e) => return Err(unusable(e.reason())),
+    };
+    crate::cassette::parse_cassette(&bytes, asked).map_err(|e| {
+        unusable(match e {
+            crate::cassette::LoadCassetteError::Read(e) => e.reason(),
+            crate::cassette::LoadCassetteError::Parse { source, .. } => source.to_string(),
+        })
+    })
 }
 
 /// Puts `script` in place for the next connections. Blocking: a cassette is read here.
-fn install(
-    s: &ApiState,
-    mut script: SmartHostScript,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
-    if let Some(asked) = &script.cassette {
-        script.cassette = Some(resolve_cassette(s.cassette_dir.as_deref(), asked)?);
-    }
+fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Value>, ApiFailure> {
+    let cassette = match &script.cassette {
+        Some(asked) => Some(read_cassette(s.cassette_dir.as_deref(), asked)?),
+        None => None,
+    };
     if let Some(problem) = script.problems().into_iter().next() {
         return Err(ApiFailure {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -828,15 +1043,19 @@ fn install(
             fix: "correct the script; `etrn-harness check` explains scenario files the same way",
         });
     }
-    let factory =
-        crate::cassette::conversations_for_script(&script, &s.limits).map_err(|e| ApiFailure {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            error: e.to_string(),
-            fix: "name a shipped profile and a readable cassette",
-        })?;
+    let factory = match cassette {
+        Some(cassette) => crate::cassette::replay_for_script(&script, cassette),
+        None => crate::cassette::conversations_for_script(&script, &s.limits).map_err(|e| {
+            ApiFailure {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                error: e.to_string(),
+                fix: "name a shipped profile and a readable cassette",
+            }
+        })?,
+    };
     s.switch.replace(factory);
     let profile = script.profile.to_string();
-    *s.profile.lock().unwrap_or_else(PoisonError::into_inner) = profile.clone();
+    *s.script.lock().unwrap_or_else(PoisonError::into_inner) = script;
     info!(%profile, "script replaced through the API");
     Ok(Json(
         serde_json::json!({ "profile": profile, "applies_to": "connections from now on" }),
@@ -885,21 +1104,53 @@ fn line_and_column(text: &str, at: usize) -> String {
     format!("line {line}, column {column}")
 }
 
+/// The script new connections get, as JSON: what `PUT /script` takes.
+async fn get_script(State(s): State<ApiState>) -> Json<SmartHostScript> {
+    Json(
+        s.script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    )
+}
+
+/// The body of `PUT /script` as a script: JSON when its `Content-Type` says so, TOML otherwise.
+/// An error carries the parser's message placed by line and column, never the offending line.
+fn parse_script(json: bool, text: &str) -> Result<SmartHostScript, ApiFailure> {
+    if json {
+        return serde_json::from_str(text).map_err(|e| {
+            // serde_json ends its message with the place; it is put first, as for TOML.
+            let message = e.to_string();
+            let place = format!(" at line {} column {}", e.line(), e.column());
+            let message = message.strip_suffix(&place).unwrap_or(&message);
+            ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("line {}, column {}: {message}", e.line(), e.column()),
+                "send a [smarthost] table's contents as a JSON object, e.g. {\"profile\": \"postfix\"}",
+            )
+        });
+    }
+    toml::from_str(text).map_err(|e| {
+        let place = e
+            .span()
+            .map(|span| format!("{}: ", line_and_column(text, span.start)))
+            .unwrap_or_default();
+        ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{place}{}", e.message().trim_end()),
+            "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
+        )
+    })
+}
+
 async fn put_script(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiFailure> {
-    if headers
+    let json = headers
         .get(header::CONTENT_TYPE)
-        .is_some_and(|t| media_type(t.as_bytes()) == "application/json")
-    {
-        return Err(ApiFailure::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "PUT /script takes TOML, not JSON",
-            "send the script as TOML with Content-Type: application/toml",
-        ));
-    }
+        .is_some_and(|t| media_type(t.as_bytes()) == "application/json");
     let body = read_body(body).await?;
     let text = String::from_utf8(body).map_err(|e| {
         ApiFailure::new(
@@ -908,21 +1159,10 @@ async fn put_script(
                 "byte {} of the body is not UTF-8",
                 e.utf8_error().valid_up_to()
             ),
-            "send the script as UTF-8 TOML",
+            "send the script as UTF-8 TOML or JSON",
         )
     })?;
-    // The parser's message only, placed by line and column: never the offending line itself.
-    let script: SmartHostScript = toml::from_str(&text).map_err(|e| {
-        let place = e
-            .span()
-            .map(|span| format!("{}: ", line_and_column(&text, span.start)))
-            .unwrap_or_default();
-        ApiFailure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{place}{}", e.message().trim_end()),
-            "send the contents of a scenario's [smarthost] table as TOML, e.g. profile = \"postfix\"",
-        )
-    })?;
+    let script = parse_script(json, &text)?;
     // Loading a cassette reads a file: never on a runtime worker.
     tokio::task::spawn_blocking(move || install(&s, script))
         .await
@@ -1125,7 +1365,7 @@ mod tests {
             assert_eq!(body, serde_json::to_string(&recording).unwrap_or_default());
             // A small document keeps its length; a large one is streamed, so it has none.
             assert_eq!(length.is_some(), sessions < 400, "{sessions} sessions");
-            let (_, body) = body_of(json_response(etrn_json(r.etrns()))).await;
+            let (_, body) = body_of(json_response(etrn_json(Arc::clone(&r), 0, u64::MAX))).await;
             assert_eq!(body, etrn_as_before(&recording), "{sessions} sessions");
         }
     }
@@ -1134,13 +1374,94 @@ mod tests {
     fn the_etrn_pieces_close_the_array_whatever_the_cut() {
         // Enough ETRNs for several pieces: the array still ends once, with `]`.
         let r = recorded(3000);
-        let pieces: Vec<Vec<u8>> = etrn_json(r.etrns()).collect();
+        let pieces: Vec<Vec<u8>> = etrn_json(Arc::clone(&r), 0, u64::MAX).collect();
         assert!(pieces.len() > 1, "{}", pieces.len());
         let whole = pieces.concat();
         assert_eq!(
             String::from_utf8_lossy(&whole),
             etrn_as_before(&r.recording())
         );
+    }
+
+    #[test]
+    fn a_page_of_etrns_is_the_slice_of_the_whole_list_across_batches() {
+        let r = recorded(3000);
+        let whole: serde_json::Value = serde_json::from_slice(
+            &etrn_json(Arc::clone(&r), 0, u64::MAX)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
+        .unwrap_or_default();
+        let (last, more) = r.etrn_page(250, 600);
+        assert_eq!((last, more), (850, true));
+        let page: serde_json::Value = serde_json::from_slice(
+            &etrn_json(Arc::clone(&r), 250, last)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
+        .unwrap_or_default();
+        assert_eq!(page.as_array().map(Vec::len), Some(600));
+        assert_eq!(page[0], whole[250]);
+        assert_eq!(page[599], whole[849]);
+        assert_eq!(r.etrn_page(2990, 600), (3000, false));
+        assert_eq!(r.etrn_page(3000, 600), (3000, false));
+    }
+
+    #[test]
+    fn one_session_s_many_etrns_are_read_in_order_across_batches() {
+        let r = Arc::new(Recorder::new());
+        let id = r.open(at("127.0.0.1:40000"));
+        for i in 0..1000 {
+            r.event(
+                id,
+                crate::smtp::Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                    format!("d{i}.example").as_bytes(),
+                    Some(250),
+                    Vec::new(),
+                ))),
+            );
+        }
+        let all: serde_json::Value = serde_json::from_slice(
+            &etrn_json(Arc::clone(&r), 0, u64::MAX)
+                .collect::<Vec<_>>()
+                .concat(),
+        )
+        .unwrap_or_default();
+        let domains: Vec<String> = (0..1000).map(|i| format!("d{i}.example")).collect();
+        let got: Vec<&str> = all
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["domain"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(got, domains);
+    }
+
+    #[test]
+    fn a_page_is_asked_for_with_after_or_limit_and_bounded() {
+        let query = |after: Option<&str>, limit: Option<&str>| WaitQuery {
+            wait: None,
+            sessions: None,
+            timeout: None,
+            after: after.map(str::to_owned),
+            limit: limit.map(str::to_owned),
+        };
+        let whole = Page::of(&query(None, None)).ok();
+        assert_eq!(
+            whole.map(|p| (p.after, p.limit, p.paged)),
+            Some((0, usize::MAX, false))
+        );
+        let after = Page::of(&query(Some("7"), None)).ok();
+        assert_eq!(
+            after.map(|p| (p.after, p.limit, p.paged)),
+            Some((7, DEFAULT_PAGE, true))
+        );
+        let limited = Page::of(&query(None, Some("1000"))).ok();
+        assert_eq!(limited.map(|p| (p.after, p.limit)), Some((0, MAX_PAGE)));
+        for (after, limit) in [(Some("x"), None), (None, Some("0")), (None, Some("1001"))] {
+            assert!(
+                Page::of(&query(after, limit)).is_err(),
+                "{after:?} {limit:?}"
+            );
+        }
     }
 
     #[test]

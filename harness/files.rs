@@ -4,6 +4,11 @@
 //! end (`/dev/zero`). So the file is opened without blocking, checked with `fstat` on the open
 //! descriptor (no race with a rename), and read up to a cap. Errors name the path and the fault,
 //! never the content.
+//!
+//! A file a remote request names ([`Folder::read_beneath`], for `serve --cassette-dir`) is also
+//! opened relative to its folder's descriptor with `openat2(RESOLVE_BENEATH)`: the kernel itself
+//! refuses a path or a link that leads out of the folder, at the moment of opening, so nothing
+//! can be swapped between a check and the open.
 
 use std::io::Read;
 use std::path::Path;
@@ -65,7 +70,13 @@ pub fn read_regular_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileErro
         path: name(),
         source: e.into(),
     })?;
-    let file = std::fs::File::from(fd);
+    read_capped(std::fs::File::from(fd), path, cap)
+}
+
+/// Reads `file`, opened by the caller without blocking, if it is a regular file: at most `cap`
+/// octets.
+fn read_capped(file: std::fs::File, path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
+    let name = || path.display().to_string();
     ensure_regular(&file, path)?;
     let mut bytes = Vec::new();
     file.take(cap + 1)
@@ -96,6 +107,86 @@ pub fn ensure_regular(file: &std::fs::File, path: &Path) -> Result<(), ReadFileE
     }
 }
 
+/// A folder files are read from by relative paths that may not lead out of it (through `..`, an
+/// absolute path or a link), held open by its descriptor. Linux only (`openat2`, Linux 5.6).
+#[derive(Debug)]
+pub struct Folder {
+    fd: std::os::fd::OwnedFd,
+    path: std::path::PathBuf,
+}
+
+impl Folder {
+    /// Opens the folder at `path` (a folder, or an error saying why not).
+    pub fn open(path: &Path) -> Result<Folder, ReadFileError> {
+        let open = |source: std::io::Error| ReadFileError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        #[cfg(not(target_os = "linux"))]
+        return Err(open(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "reading only beneath a folder needs Linux (openat2)",
+        )));
+        #[cfg(target_os = "linux")]
+        let fd = rustix::fs::open(
+            path,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| open(e.into()))?;
+        let folder = Folder {
+            fd,
+            path: path.to_owned(),
+        };
+        // The kernel must know openat2 (Linux 5.6): found out now, not at the first request.
+        folder.open_beneath(Path::new(".")).map_err(|e| match e {
+            rustix::io::Errno::NOSYS => open(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "this kernel has no openat2 (Linux 5.6 or later is needed)",
+            )),
+            e => open(e.into()),
+        })?;
+        Ok(folder)
+    }
+
+    /// The folder as it was named.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    #[cfg(target_os = "linux")]
+    fn open_beneath(&self, relative: &Path) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
+        use rustix::fs::{OFlags, ResolveFlags};
+        rustix::fs::openat2(
+            &self.fd,
+            relative,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY,
+            rustix::fs::Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        )
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn open_beneath(&self, _relative: &Path) -> Result<std::os::fd::OwnedFd, rustix::io::Errno> {
+        Err(rustix::io::Errno::NOSYS)
+    }
+
+    /// Reads the regular file at `relative` inside the folder, at most `cap` octets. The kernel
+    /// resolves `relative` beneath the folder: `..` above it, an absolute path, an absolute link
+    /// or a link whose target leads out is refused ([`ReadFileError::Open`], as for a file that is
+    /// not there); a relative link that stays inside is followed. Opened without blocking and
+    /// checked with `fstat` before any read. Errors name `relative`, never the folder's content.
+    pub fn read_beneath(&self, relative: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
+        let fd = self
+            .open_beneath(relative)
+            .map_err(|e| ReadFileError::Open {
+                path: relative.display().to_string(),
+                source: e.into(),
+            })?;
+        read_capped(std::fs::File::from(fd), relative, cap)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +211,42 @@ mod tests {
             read_regular_file(&fifo, 10),
             Err(ReadFileError::NotRegular { .. })
         ));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_folder_reads_only_what_resolves_beneath_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let inside = dir.path().join("in");
+        std::fs::create_dir_all(inside.join("sub")).unwrap();
+        std::fs::write(inside.join("sub/a"), "a").unwrap();
+        std::fs::write(dir.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink("sub/a", inside.join("near")).unwrap();
+        std::os::unix::fs::symlink("../secret", inside.join("up")).unwrap();
+        std::os::unix::fs::symlink(inside.join("sub/a"), inside.join("absolute")).unwrap();
+        let folder = Folder::open(&inside).unwrap();
+        assert_eq!(folder.read_beneath(Path::new("sub/a"), 10).unwrap(), b"a");
+        assert_eq!(folder.read_beneath(Path::new("near"), 10).unwrap(), b"a");
+        for refused in [
+            "../secret",
+            "up",
+            "absolute",
+            "/etc/passwd",
+            "missing",
+            "sub/../../secret",
+        ] {
+            assert!(
+                matches!(
+                    folder.read_beneath(Path::new(refused), 10),
+                    Err(ReadFileError::Open { .. })
+                ),
+                "{refused}"
+            );
+        }
+        assert!(matches!(
+            folder.read_beneath(Path::new("sub"), 10),
+            Err(ReadFileError::NotRegular { .. })
+        ));
+        assert!(Folder::open(&inside.join("sub/a")).is_err());
     }
 }

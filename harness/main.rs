@@ -484,9 +484,15 @@ struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = cli::address::listen)]
     api: Option<std::net::SocketAddr>,
     /// The one folder a script sent to `PUT /script` may name a cassette in (relative to it, no
-    /// `..`, links may not lead out, regular files only). Without it the API opens no file.
+    /// `..`, links may not lead out, regular files only; Linux, opened with openat2). Without it
+    /// the API opens no file.
     #[arg(long, value_name = "DIR", requires = "api")]
     cassette_dir: Option<std::path::PathBuf>,
+    /// Close an API connection whose answer the client has not read for this many seconds (a
+    /// client that never reads cannot hold a connection for ever).
+    #[arg(long, value_name = "SECS", default_value_t = 30, requires = "api",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    api_write_timeout: u64,
     /// Same as --events none (for benchmarks).
     #[arg(long, conflicts_with = "events")]
     quiet: bool,

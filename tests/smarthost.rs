@@ -1083,6 +1083,12 @@ fn http(api: &str, method: &str, path: &str, body: &str) -> (u16, String) {
 /// (status 0: no answer). A server that refuses a request before reading all of it may reset the
 /// connection after its answer: what arrived before counts.
 fn exchange(api: &str, request: &str) -> (u16, String) {
+    let (status, _, body) = exchange_with_head(api, request);
+    (status, body)
+}
+
+/// [`exchange`], with the answer's head (status line and header lines, lower case) as well.
+fn exchange_with_head(api: &str, request: &str) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(api).expect("the API accepts");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -1095,10 +1101,10 @@ fn exchange(api: &str, request: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = answer
+    let (head, body) = answer
         .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
+        .map_or((answer.as_ref(), ""), |(h, b)| (h, b));
+    (status, head.to_ascii_lowercase(), body.to_owned())
 }
 
 /// The JSON error in `body`: it has an `error` and a `fix`, both strings.
@@ -1155,6 +1161,121 @@ fn a_long_recording_is_streamed_in_chunks_as_the_same_document() {
     assert_eq!(etrn[149]["session"], 150);
 }
 
+/// A header's value in a head [`exchange_with_head`] returned (names in lower case).
+fn header_of<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+#[test]
+fn a_client_pages_through_the_recording_and_the_etrns_by_cursor() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--events", "none"]);
+    let api = api_of(&mut serve);
+    // Five sessions; the third sends two ETRNs: six ETRNs, numbered 1 to 6.
+    for n in 1..=5 {
+        let extra = if n == 3 { "ETRN extra.example\r\n" } else { "" };
+        talk(
+            &serve.addr,
+            format!("EHLO c\r\nETRN d{n}.example\r\n{extra}QUIT\r\n").as_bytes(),
+        );
+    }
+    let get = |path: &str| {
+        let (status, head, body) = exchange_with_head(
+            &api,
+            &format!("GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"),
+        );
+        assert_eq!(status, 200, "{path}: {body}");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        (head, json)
+    };
+    // Without a page asked for: everything, with no paging headers (as before paging).
+    let (head, all) = get("/recording?sessions=5");
+    assert_eq!(all["sessions"].as_array().map(Vec::len), Some(5));
+    assert!(header_of(&head, "link").is_none() && header_of(&head, "next-after").is_none());
+    // Pages of two sessions, following each answer's `Link` until there is none.
+    let mut path = "/recording?limit=2".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let (head, page) = get(&path);
+        let ids: Vec<u64> = page["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .filter_map(|s| s["id"].as_u64())
+            .collect();
+        // The cursor is the last id of the page.
+        assert_eq!(
+            header_of(&head, "next-after"),
+            ids.last().map(u64::to_string).as_deref(),
+            "{head}"
+        );
+        pages.push(ids);
+        match header_of(&head, "link") {
+            Some(link) => {
+                path = link
+                    .strip_prefix('<')
+                    .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+                    .unwrap_or_else(|| panic!("not a next link: {link}"))
+                    .to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, [vec![1, 2], vec![3, 4], vec![5]]);
+    // After the last one: an empty page whose cursor stays where it was.
+    let (head, page) = get("/recording?after=5");
+    assert_eq!(page["sessions"], serde_json::json!([]));
+    assert_eq!(header_of(&head, "next-after"), Some("5"));
+    assert!(header_of(&head, "link").is_none());
+    // The ETRNs by number: the page after 2 holds the third session's two.
+    let (head, etrns) = get("/etrn?after=2&limit=2");
+    let domains: Vec<&str> = etrns
+        .as_array()
+        .expect("an array")
+        .iter()
+        .filter_map(|e| e["domain"].as_str())
+        .collect();
+    assert_eq!(domains, ["d3.example", "extra.example"]);
+    assert_eq!(etrns[1]["session"], 3);
+    assert_eq!(header_of(&head, "next-after"), Some("4"));
+    assert_eq!(
+        header_of(&head, "link"),
+        Some("</etrn?after=4&limit=2>; rel=\"next\"")
+    );
+    let (head, rest) = get("/etrn?after=4");
+    assert_eq!(rest.as_array().map(Vec::len), Some(2));
+    assert_eq!(header_of(&head, "next-after"), Some("6"));
+    assert!(header_of(&head, "link").is_none());
+    // A reset does not start the numbers again: a client's cursor still holds.
+    assert_eq!(http(&api, "POST", "/reset", "").0, 200);
+    talk(&serve.addr, b"EHLO c\r\nETRN late.example\r\nQUIT\r\n");
+    let (head, late) = get("/etrn?after=6&wait=late.example");
+    assert_eq!(late[0]["domain"], "late.example");
+    assert_eq!(late.as_array().map(Vec::len), Some(1));
+    assert_eq!(header_of(&head, "next-after"), Some("7"));
+    // A bad page is a JSON 400 that names its parameter.
+    for (query, named) in [
+        ("after=-1", "after="),
+        ("after=soon", "after="),
+        ("limit=0", "limit="),
+        ("limit=1001", "limit="),
+        ("limit=ten", "limit="),
+    ] {
+        for endpoint in ["/recording", "/etrn"] {
+            let (status, body) = http(&api, "GET", &format!("{endpoint}?{query}"), "");
+            assert_eq!(status, 400, "{endpoint}?{query}: {body}");
+            let error = json_error(&body)["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            assert!(error.starts_with(named), "{error}");
+        }
+    }
+}
+
 fn json_error(body: &str) -> serde_json::Value {
     let json: serde_json::Value =
         serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body:?}"));
@@ -1203,6 +1324,11 @@ fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
     std::os::unix::fs::symlink("/etc/passwd", folder.join("link")).expect("symlink");
     std::os::unix::fs::symlink(dir.path().join("outside.cassette"), folder.join("out"))
         .expect("symlink");
+    // Relative links: one leads out of the folder, one stays inside; an absolute one inside.
+    std::os::unix::fs::symlink("../outside.cassette", folder.join("up")).expect("symlink");
+    std::os::unix::fs::symlink("ok.cassette", folder.join("near")).expect("symlink");
+    std::os::unix::fs::symlink(folder.join("ok.cassette"), folder.join("absolute"))
+        .expect("symlink");
     rustix::fs::mkfifoat(rustix::fs::CWD, folder.join("fifo"), rustix::fs::Mode::RUSR)
         .expect("fifo");
     let folder_arg = folder.display().to_string();
@@ -1214,6 +1340,8 @@ fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
         outside.as_str(),
         "link",
         "out",
+        "up",
+        "absolute",
         "missing",
     ] {
         let (status, body) = http(&api, "PUT", "/script", &format!("cassette = \"{asked}\"\n"));
@@ -1227,6 +1355,9 @@ fn the_api_reads_cassettes_only_as_regular_files_inside_the_cassette_dir() {
     let (status, body) = http(&api, "PUT", "/script", "cassette = \"fifo\"\n");
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("not a regular file"), "{body}");
+    // A relative link that stays inside the folder is followed.
+    let (status, body) = http(&api, "PUT", "/script", "cassette = \"near\"\n");
+    assert_eq!(status, 200, "{body}");
     let (status, body) = http(&api, "PUT", "/script", "cassette = \"ok.cassette\"\n");
     assert_eq!(status, 200, "{body}");
     let mut smtp = std::net::TcpStream::connect(&serve.addr).expect("smtp");
@@ -1472,8 +1603,75 @@ fn a_cross_origin_reset_is_refused_and_the_recording_stays() {
         )
     };
     assert_eq!(put("application/x-www-form-urlencoded").0, 415);
-    assert_eq!(put("application/json").0, 415);
+    // Not refused as a type (JSON is a script too), but TOML does not parse as JSON.
+    assert_eq!(put("application/json").0, 422);
     assert_eq!(put("text/toml; charset=utf-8").0, 200);
+}
+
+#[test]
+fn the_active_script_is_read_back_and_may_be_sent_as_json() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--profile", "postfix"]);
+    let api = api_of(&mut serve);
+    let get = || {
+        let (status, body) = http(&api, "GET", "/script", "");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    assert_eq!(get(), serde_json::json!({ "profile": "postfix" }));
+    let put_json = |script: &str| {
+        exchange(
+            &api,
+            &format!(
+                "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{script}",
+                script.len()
+            ),
+        )
+    };
+    let script = serde_json::json!({
+        "profile": "exim",
+        "etrn_default": "458 busy",
+        "commands": { "NOOP": "250 scripted" }
+    });
+    let (status, body) = put_json(&script.to_string());
+    assert_eq!(status, 200, "{body}");
+    // What GET answers is what was sent, and what PUT takes back.
+    assert_eq!(get(), script);
+    let (status, body) = put_json(&get().to_string());
+    assert_eq!(status, 200, "{body}");
+    let reply = talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    assert!(reply.contains("\r\n458 busy\r\n"), "{reply:?}");
+    let (status, index) = http(&api, "GET", "/", "");
+    assert_eq!(status, 200);
+    assert!(index.contains("\"profile\":\"exim\""), "{index}");
+    // A profile sent by name, and a TOML script, are read back as JSON too.
+    assert_eq!(http(&api, "PUT", "/profile/sendmail", "").0, 200);
+    assert_eq!(get(), serde_json::json!({ "profile": "sendmail" }));
+    assert_eq!(
+        http(&api, "PUT", "/script", "hostname = \"mx.example\"").0,
+        200
+    );
+    assert_eq!(
+        get(),
+        serde_json::json!({ "profile": "rfc1985", "hostname": "mx.example" })
+    );
+    // JSON that does not parse, or names no field of a script: 422, placed, and the script stays.
+    for (bad, place) in [
+        ("{\"profile\": ", "line 1, column"),
+        (
+            "{\n  \"profile\": \"exim\",\n  \"nonsense\": 1\n}",
+            "line 3, column",
+        ),
+        ("[1, 2]", "line 1, column"),
+    ] {
+        let (status, body) = put_json(bad);
+        assert_eq!(status, 422, "{bad}: {body}");
+        let error = json_error(&body)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(error.starts_with(place), "{error}");
+    }
+    assert_eq!(get()["hostname"], "mx.example");
 }
 
 #[test]
@@ -1609,8 +1807,8 @@ fn a_large_body_is_refused_and_no_error_echoes_the_request() {
         .to_owned();
     assert!(error.starts_with("line 1, column"), "{error}");
     assert!(!error.contains("xxxxxxxxxx"), "{error}");
-    // A request head beyond 16 KiB is refused by the HTTP layer.
-    let (status, _) = exchange(
+    // A request head beyond 16 KiB is refused, in JSON.
+    let (status, big_head_body) = exchange(
         &api,
         &format!(
             "GET / HTTP/1.1\r\nHost: {api}\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
@@ -1618,6 +1816,7 @@ fn a_large_body_is_refused_and_no_error_echoes_the_request() {
         ),
     );
     assert_eq!(status, 431);
+    json_error(&big_head_body);
     let key = "k".repeat(5000);
     let (status, body) = http(&api, "GET", &format!("/etrn?{key}=1"), "");
     assert_eq!(status, 400);
@@ -1629,6 +1828,122 @@ fn a_large_body_is_refused_and_no_error_echoes_the_request() {
             .count()
             <= 200
     );
+}
+
+#[test]
+fn a_request_that_is_not_http_or_whose_head_is_too_long_gets_a_json_error() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    let good = format!("GET /etrn HTTP/1.1\r\nHost: {api}\r\n\r\n");
+    let cases = [
+        // Not HTTP at all: a TLS client hello, an SMTP client, an HTTP/2 preface.
+        (
+            "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}\u{fc}\u{3}\u{3}".to_owned(),
+            400,
+        ),
+        ("EHLO client.example\r\n\r\n".to_owned(), 400),
+        ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_owned(), 400),
+        (
+            format!("PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Length: 1x\r\n\r\n"),
+            400,
+        ),
+        // A head beyond 16 KiB, in its request line or in a header, and one never ended.
+        (
+            format!(
+                "GET /{} HTTP/1.1\r\nHost: {api}\r\n\r\n",
+                "p".repeat(20_000)
+            ),
+            431,
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: {api}\r\nX-Padding: {}\r\n\r\n",
+                "a".repeat(20_000)
+            ),
+            431,
+        ),
+        (format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(17_000)), 431),
+    ];
+    for (request, expected) in &cases {
+        let (status, head, body) = exchange_with_head(&api, request);
+        assert_eq!(status, *expected, "{:?}: {head}", &request[..20]);
+        json_error(&body);
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(body.len() < 300, "{body}");
+    }
+    // After a good request on the same connection: the good one is answered, then the error.
+    let (status, _, body) = exchange_with_head(&api, &format!("{good}garbage\r\n\r\n"));
+    assert_eq!(status, 200);
+    let (first, rest) = body
+        .split_once("HTTP/1.1 400 Bad Request\r\n")
+        .unwrap_or_else(|| panic!("no second answer: {body:?}"));
+    assert_eq!(first, "[]");
+    json_error(rest.split_once("\r\n\r\n").map_or("", |(_, b)| b));
+    // A chunked body's end is not followed: it is answered, and its answer closes the connection,
+    // so no head after it goes unchecked.
+    let (status, head, body) = exchange_with_head(
+        &api,
+        &format!(
+            "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\nTransfer-Encoding: chunked\r\n\r\n13\r\nprofile = \"postfix\"\r\n0\r\n\r\n{good}"
+        ),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert!(!body.contains("HTTP/1.1"), "a second answer: {body}");
+    // A body is a body, not a head: a PUT whose body is not HTTP is judged as a script.
+    let (status, body) = http(&api, "PUT", "/script", "\u{16}\u{3}\u{1} not TOML\r\n\r\n");
+    assert_eq!(status, 422, "{body}");
+}
+
+#[test]
+fn an_api_client_that_never_reads_its_answer_is_closed_at_the_write_deadline() {
+    use std::io::{Read, Write};
+    let (mut serve, log) = Serve::spawn_logged(
+        &[
+            "--api",
+            "127.0.0.1:0",
+            "--events",
+            "none",
+            "--api-write-timeout",
+            "1",
+        ],
+        "etrn_harness::api=debug",
+    );
+    let api = api_of(&mut serve);
+    // One session of many commands: a recording of tens of megabytes, more than the loopback
+    // buffers of both ends hold.
+    let noops = "NOOP\r\n".repeat(60_000);
+    talk(&serve.addr, format!("EHLO c\r\n{noops}QUIT\r\n").as_bytes());
+    let mut reader = std::net::TcpStream::connect(&api).expect("the API accepts");
+    write!(
+        reader,
+        "GET /recording?sessions=1 HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sent");
+    // The server says when it gave up on the client; only then does the client read.
+    loop {
+        let line = log
+            .recv_timeout(WAIT)
+            .expect("the log says the connection was closed");
+        if line.contains("API connection closed") {
+            assert!(line.contains("write deadline"), "{line}");
+            break;
+        }
+    }
+    reader.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = reader.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "{:?}",
+        &text[..text.len().min(80)]
+    );
+    // Cut: the chunked answer never reached its last, empty chunk.
+    assert!(!text.ends_with("\r\n0\r\n\r\n"), "the whole answer came");
+    // The API serves on.
+    let (status, _) = http(&api, "GET", "/etrn", "");
+    assert_eq!(status, 200);
 }
 
 #[test]

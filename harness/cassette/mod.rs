@@ -53,11 +53,16 @@ pub enum LoadCassetteError {
 /// UTF-8 named by its line. Blocking: call it off the runtime's workers.
 pub fn load_cassette(path: &Path) -> Result<Cassette, LoadCassetteError> {
     let bytes = crate::files::read_regular_bytes(path, MAX_CASSETTE_FILE)?;
+    parse_cassette(&bytes, path)
+}
+
+/// Parses a cassette already read from `path` (named in errors with the line at fault).
+pub fn parse_cassette(bytes: &[u8], path: &Path) -> Result<Cassette, LoadCassetteError> {
     let parse_error = |source| LoadCassetteError::Parse {
         path: path.display().to_string(),
         source,
     };
-    let text = format::text_of(&bytes).map_err(parse_error)?;
+    let text = format::text_of(bytes).map_err(parse_error)?;
     Cassette::parse(text).map_err(parse_error)
 }
 
@@ -115,11 +120,7 @@ pub fn conversations_for_script(
     limits: &SessionLimits,
 ) -> Result<ConversationFactory, ScriptHostError> {
     if let Some(path) = &script.cassette {
-        let options = ReplayOptions {
-            mode: script.cassette_match.unwrap_or_default(),
-            ..ReplayOptions::default()
-        };
-        return Ok(replay_factory(load(path)?, options));
+        return Ok(replay_for_script(script, load(path)?));
     }
     let behaviour: Arc<dyn Behaviour> = Arc::new(Arc::new(script.clone()).behaviour()?);
     let limits = crate::smarthost::server::limits_for(behaviour.as_ref(), limits.clone());
@@ -130,6 +131,16 @@ pub fn conversations_for_script(
             accepted,
         )) as Box<dyn Conversation>
     }))
+}
+
+/// The conversations of `script` replaying `cassette`, already read (the one its `cassette`
+/// names): for a caller that reads the file itself.
+pub fn replay_for_script(script: &SmartHostScript, cassette: Cassette) -> ConversationFactory {
+    let options = ReplayOptions {
+        mode: script.cassette_match.unwrap_or_default(),
+        ..ReplayOptions::default()
+    };
+    replay_factory(cassette, options)
 }
 
 fn load(path: &Path) -> Result<Cassette, ScriptHostError> {

@@ -86,16 +86,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
     } else {
         args.events
     };
-    // The folder is resolved once, here: the API compares every cassette it opens with it.
+    // The folder is opened once, here: the API opens every cassette relative to it.
     let cassette_dir = match &args.cassette_dir {
-        Some(dir) => match std::fs::canonicalize(dir) {
-            Ok(dir) if dir.is_dir() => Some(dir),
-            Ok(_) => {
-                eprintln!("error: --cassette-dir {}: not a folder", dir.display());
-                return ExitCode::from(EXIT_INVALID);
-            }
+        Some(dir) => match etrn_harness::files::Folder::open(dir) {
+            Ok(folder) => Some(std::sync::Arc::new(folder)),
             Err(e) => {
-                eprintln!("error: --cassette-dir {}: {e}", dir.display());
+                eprintln!("error: --cassette-dir: {e}");
                 return ExitCode::from(EXIT_INVALID);
             }
         },
@@ -108,6 +104,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         api: args.api,
         cassette_dir,
         ready_file: args.ready.ready_file,
+        api_write_timeout: Duration::from_secs(args.api_write_timeout),
     };
     runtime.block_on(serve(config, options))
 }
@@ -118,8 +115,9 @@ struct ServeOptions {
     exit_after: Option<usize>,
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
-    cassette_dir: Option<std::path::PathBuf>,
     ready_file: Option<std::path::PathBuf>,
+    cassette_dir: Option<std::sync::Arc<etrn_harness::files::Folder>>,
+    api_write_timeout: Duration,
 }
 
 async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
@@ -130,9 +128,10 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         api: api_listen,
         cassette_dir,
         ready_file,
+        api_write_timeout: write_timeout,
     } = options;
     let limits = config.limits.clone();
-    let profile = config.script.profile.to_string();
+    let script = config.script.clone();
     let quiet = format == EventsFormat::None;
     let mut printer = Printer::new(format);
     // The stream is set up before the first connection can arrive; a path that cannot be
@@ -183,8 +182,11 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             host.shared_recorder(),
             host.switch(),
             limits,
-            &profile,
-            cassette_dir,
+            script,
+            etrn_harness::api::ApiOptions {
+                cassette_dir,
+                write_timeout,
+            },
         )
         .await
         {

@@ -43,8 +43,8 @@ pub mod tls;
 
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
-    LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention, SessionRecording,
-    WaitTimeout,
+    EtrnCursor, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
+    SessionPage, SessionRecording, WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};

@@ -245,8 +245,9 @@ struct SessionLog {
     close: Option<CloseReason>,
     tls: bool,
     events: EventLog,
-    /// ETRNs in `events`: a session without any leaves the index without its log being read.
-    etrns: usize,
+    /// The numbers of the ETRNs in `events`, in order: a session without any leaves the indexes
+    /// without its log being read.
+    etrn_numbers: Vec<u64>,
 }
 
 impl SessionLog {
@@ -321,6 +322,12 @@ struct State {
     /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
     /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
     etrn_waiters: HashMap<String, (Arc<Notify>, usize)>,
+    /// The ETRNs of the sessions held, by number (1, 2, 3 ... in the order they were recorded;
+    /// a reset does not start again), each with its session and its place among the session's
+    /// ETRNs: `GET /etrn` pages and streams from here, never from the recording.
+    etrn_numbers: BTreeMap<u64, (u64, usize)>,
+    /// The number the last ETRN recorded got.
+    last_etrn_number: u64,
     forgotten: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
@@ -451,7 +458,7 @@ impl Recorder {
                     close: None,
                     tls: false,
                     events: EventLog::default(),
-                    etrns: 0,
+                    etrn_numbers: Vec::new(),
                 },
             );
             r.stream(|| line::opened(at, id, peer));
@@ -480,7 +487,11 @@ impl Recorder {
             };
             let copy = live.then(|| timed.event.clone());
             if matches!(timed.event, Event::Etrn(_)) {
-                s.etrns += 1;
+                state.last_etrn_number += 1;
+                let number = state.last_etrn_number;
+                let nth = s.etrn_numbers.len();
+                s.etrn_numbers.push(number);
+                state.etrn_numbers.insert(number, (id, nth));
             }
             let domain = match &timed.event {
                 Event::Etrn(record) => Some(record.domain.clone()),
@@ -546,7 +557,10 @@ impl Recorder {
                 let state = &mut *r;
                 if let Some(s) = state.sessions.remove(&id) {
                     // Its ETRNs leave the index with it (the log is read only if it has any).
-                    if s.etrns > 0 {
+                    for number in &s.etrn_numbers {
+                        state.etrn_numbers.remove(number);
+                    }
+                    if !s.etrn_numbers.is_empty() {
                         for e in s.events.events(&state.interner) {
                             if let Event::Etrn(record) = e.event
                                 && let Some(domain) = record.domain
@@ -581,8 +595,9 @@ impl Recorder {
             r.sessions.retain(|_, s| s.close.is_none());
             for s in r.sessions.values_mut() {
                 s.events = EventLog::default();
-                s.etrns = 0;
+                s.etrn_numbers.clear();
             }
+            r.etrn_numbers.clear();
             r.closed = 0;
             r.etrn = 0;
             // The waits for ETRNs stay pending, on an empty index: nothing to wake them for.
@@ -785,37 +800,116 @@ impl Recorder {
         r.sessions.get(&id).map(|s| s.derive(&r.interner))
     }
 
-    /// Every ETRN of the sessions held, with its session's id, in order of time (ties in order of
-    /// session, then of arrival): what `GET /etrn` lists. The sessions are read one at a time
-    /// under the lock and only their ETRNs are kept, so the recording is never built.
+    /// Every ETRN of the sessions held, with its session's id, in the order they were recorded:
+    /// what `GET /etrn` lists. Read 256 at a time with an [`EtrnCursor`] (the lock is let go in
+    /// between), so the recording is never built.
     pub fn etrns(&self) -> Vec<(u64, RecordedEtrn)> {
-        let ids: Vec<u64> = self.lock().sessions.keys().copied().collect();
+        let mut cursor = EtrnCursor::new(0, self.lock().last_etrn_number);
         let mut all = Vec::new();
-        for id in ids {
-            let r = self.lock();
-            let Some(s) = r.sessions.get(&id) else {
-                continue;
-            };
-            all.extend(
-                s.events
-                    .events(&r.interner)
-                    .into_iter()
-                    .filter_map(|e| match e.event {
-                        Event::Etrn(record) => Some((
-                            id,
-                            RecordedEtrn {
-                                at_us: e.at_us,
-                                record: *record,
-                            },
-                        )),
-                        _ => None,
-                    }),
-            );
+        loop {
+            let batch = cursor.next_batch(self, 256);
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch.into_iter().map(|(_, session, e)| (session, e)));
         }
-        // Stable: the order of sessions, then of arrival, among equal times.
-        all.sort_by_key(|(_, e)| e.at_us);
-        all
     }
+
+    /// The numbers of the ETRNs held after `after`: the last of the first `limit` (`after` when
+    /// there are none), and whether more follow it now. A look-up in the index of numbers,
+    /// O(`limit`), never the recording.
+    pub fn etrn_page(&self, after: u64, limit: usize) -> (u64, bool) {
+        let r = self.lock();
+        let mut numbers = r
+            .etrn_numbers
+            .range(after.saturating_add(1)..)
+            .map(|(n, _)| *n);
+        if limit >= r.etrn_numbers.len() {
+            // All of them: the last number, without walking the index.
+            let last = r.etrn_numbers.last_key_value().map(|(n, _)| *n);
+            return (last.filter(|&n| n > after).unwrap_or(after), false);
+        }
+        let last = numbers.by_ref().take(limit).last().unwrap_or(after);
+        (last, numbers.next().is_some())
+    }
+}
+
+/// A reader of the ETRNs of the sessions held numbered after a cursor and at most a bound, a batch
+/// at a time, in order of number: what a streamed `GET /etrn` writes. Each session a batch needs
+/// is read under the lock, and the last one's ETRNs are kept for the next batch, so a session
+/// with thousands of ETRNs is read once, not once per batch.
+pub struct EtrnCursor {
+    after: u64,
+    upto: u64,
+    /// The session read last, with its ETRNs in order.
+    kept: Option<(u64, Vec<RecordedEtrn>)>,
+}
+
+impl EtrnCursor {
+    /// The ETRNs numbered after `after` and at most `upto`.
+    pub fn new(after: u64, upto: u64) -> Self {
+        EtrnCursor {
+            after,
+            upto,
+            kept: None,
+        }
+    }
+
+    /// The next at most `max` ETRNs, each with its number and its session; none at the end.
+    pub fn next_batch(&mut self, recorder: &Recorder, max: usize) -> Vec<(u64, u64, RecordedEtrn)> {
+        if self.after >= self.upto {
+            return Vec::new();
+        }
+        let mut read: HashMap<u64, Vec<RecordedEtrn>> = self.kept.take().into_iter().collect();
+        let wanted: Vec<(u64, u64, usize)> = {
+            let r = recorder.lock();
+            let wanted: Vec<(u64, u64, usize)> = r
+                .etrn_numbers
+                .range(self.after + 1..=self.upto)
+                .take(max)
+                .map(|(n, (session, nth))| (*n, *session, *nth))
+                .collect();
+            for &(_, session, nth) in &wanted {
+                // Kept from before this ETRN was recorded: read again.
+                if read.get(&session).is_some_and(|etrns| nth < etrns.len()) {
+                    continue;
+                }
+                if let Some(s) = r.sessions.get(&session) {
+                    read.insert(session, etrns_of(s, &r.interner));
+                }
+            }
+            wanted
+        };
+        let batch = wanted
+            .iter()
+            .filter_map(|&(n, session, nth)| {
+                Some((n, session, read.get(&session)?.get(nth)?.clone()))
+            })
+            .collect();
+        match wanted.last() {
+            Some(&(n, session, _)) => {
+                self.after = n;
+                self.kept = read.remove(&session).map(|etrns| (session, etrns));
+            }
+            None => self.after = self.upto,
+        }
+        batch
+    }
+}
+
+/// The ETRNs of session `s`, in order, read from its log.
+fn etrns_of(s: &SessionLog, interner: &Interner) -> Vec<RecordedEtrn> {
+    s.events
+        .events(interner)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Etrn(record) => Some(RecordedEtrn {
+                at_us: e.at_us,
+                record: *record,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How many bytes of JSON [`RecordingJson`] gathers before it hands a piece on.
@@ -834,18 +928,43 @@ pub struct RecordingJson {
     done: bool,
 }
 
+/// Which sessions a [`RecordingJson`] writes, and whether more followed them when it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionPage {
+    /// The id of the last session written; `None` when there is none.
+    pub last: Option<u64>,
+    /// Whether sessions with higher ids were held.
+    pub more: bool,
+}
+
 impl RecordingJson {
+    /// The whole recording.
     pub fn new(recorder: Arc<Recorder>) -> Self {
-        let (ids, head) = {
+        Self::page(recorder, 0, usize::MAX).0
+    }
+
+    /// The recording with only the sessions whose ids come after `after`, at most `limit` of
+    /// them (its other fields are the whole recording's); which they are is fixed now.
+    pub fn page(recorder: Arc<Recorder>, after: u64, limit: usize) -> (Self, SessionPage) {
+        let (ids, more, head) = {
             let r = recorder.lock();
-            let ids: Vec<u64> = r.sessions.keys().copied().collect();
+            let mut held = r
+                .sessions
+                .range(after.saturating_add(1)..)
+                .map(|(id, _)| *id);
+            let ids: Vec<u64> = held.by_ref().take(limit).collect();
+            let more = held.next().is_some();
             let empty = Recording {
                 version: RECORDING_VERSION,
                 refused: r.refused,
                 forgotten: r.forgotten,
                 sessions: Vec::new(),
             };
-            (ids, empty)
+            (ids, more, empty)
+        };
+        let page = SessionPage {
+            last: ids.last().copied(),
+            more,
         };
         // The document without its sessions, cut before the list's end: its fields stay those
         // of `Recording`, in its order, whatever is added to it (`sessions` is the last).
@@ -865,13 +984,14 @@ impl RecordingJson {
             )
             .into_bytes();
         }
-        RecordingJson {
+        let json = RecordingJson {
             recorder,
             ids: ids.into_iter(),
             head: Some(bytes),
             first: true,
             done: false,
-        }
+        };
+        (json, page)
     }
 }
 
