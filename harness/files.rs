@@ -56,17 +56,7 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<String, ReadFileError>
 /// a bad byte with its line itself.
 pub fn read_regular_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
     let name = || path.display().to_string();
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| ReadFileError::Open {
-        path: name(),
-        source: e.into(),
-    })?;
-    let file = std::fs::File::from(fd);
-    ensure_regular(&file, path)?;
+    let file = open_regular(path)?;
     let mut bytes = Vec::new();
     file.take(cap + 1)
         .read_to_end(&mut bytes)
@@ -78,6 +68,23 @@ pub fn read_regular_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileErro
         return Err(ReadFileError::TooLarge { path: name(), cap });
     }
     Ok(bytes)
+}
+
+/// Opens the regular file at `path` for reading, without blocking on a FIFO: for a caller that
+/// reads it piece by piece with caps of its own (a recording stream, line by line).
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ReadFileError> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ReadFileError::Open {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    let file = std::fs::File::from(fd);
+    ensure_regular(&file, path)?;
+    Ok(file)
 }
 
 /// Checks that `file`, opened by the caller, is a regular file: for a file opened to write as

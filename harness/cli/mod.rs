@@ -6,15 +6,23 @@ pub mod cassette;
 pub mod corpus;
 pub mod output;
 pub mod probe;
+pub mod recording;
 pub mod run;
+pub mod scenarios;
 pub mod serve;
 pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
-    EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg,
+    EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ScenariosCommand, ServeArgs, TlsArg,
     report_errors,
 };
+
+/// Says why an argument or a `--filter` selects no scenario; exit 2.
+pub fn selection_error(e: &etrn_harness::scenario::SelectError) -> std::process::ExitCode {
+    eprintln!("error: {e}");
+    std::process::ExitCode::from(EXIT_INVALID)
+}
 
 /// Renders a report (`Err`: it could not be), writes it to `output` or standard output, and on a
 /// file says `summary` on stderr. `Err` is the exit status after the error was shown.

@@ -14,12 +14,13 @@ use super::{EXIT_INVALID, ServeArgs, report_errors};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     let script = match (&args.scenario, args.profile) {
-        (Some(path), _) => match scenario::load_scenario(path) {
-            Ok(s) => s.smarthost,
-            Err(errors) => {
+        (Some(arg), _) => match scenario::resolve_one(arg).map(|one| one.load()) {
+            Ok(Ok(s)) => s.smarthost,
+            Ok(Err(errors)) => {
                 report_errors(&errors, false);
                 return ExitCode::from(EXIT_INVALID);
             }
+            Err(e) => return super::selection_error(&e),
         },
         (None, Some(profile)) => SmartHostScript {
             profile,

@@ -94,7 +94,7 @@ pub struct RecordedEtrn {
 }
 
 /// An event with its time.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct TimedEvent {
     pub at_us: u64,
     #[serde(flatten)]
@@ -215,6 +215,37 @@ mod line {
     }
 }
 
+impl Recording {
+    /// The document up to the opening of its `sessions` list, for writers that add the sessions
+    /// one at a time: the fields stay those of `Recording`, in its order, whatever is added to
+    /// it (`sessions` is the last).
+    pub(crate) fn document_head(&self) -> Vec<u8> {
+        let empty = Recording {
+            version: self.version,
+            refused: self.refused,
+            forgotten: self.forgotten,
+            sessions: Vec::new(),
+        };
+        let mut bytes = serde_json::to_vec(&empty).unwrap_or_default();
+        if bytes.ends_with(b"[]}") {
+            bytes.truncate(bytes.len() - 2);
+        } else {
+            warn!("the recording's JSON does not end with its sessions; written field by field");
+            let forgotten = if self.forgotten == 0 {
+                String::new()
+            } else {
+                format!("\"forgotten\":{},", self.forgotten)
+            };
+            bytes = format!(
+                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
+                self.version, self.refused
+            )
+            .into_bytes();
+        }
+        bytes
+    }
+}
+
 /// A wait that ran out of time.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("timed out after {waited:?} waiting for {what}")]
@@ -252,8 +283,7 @@ struct SessionLog {
 impl SessionLog {
     /// The session as a recording: the lists derived from the event log.
     fn derive(&self, interner: &Interner) -> SessionRecording {
-        let events = self.events.events(interner);
-        let mut s = SessionRecording {
+        SessionRecording {
             id: self.id,
             peer: self.peer.to_string(),
             started_us: self.started_us,
@@ -265,7 +295,17 @@ impl SessionLog {
             etrn: Vec::new(),
             messages: Vec::new(),
             events: Vec::new(),
-        };
+        }
+        .with_events(self.events.events(interner))
+    }
+}
+
+impl SessionRecording {
+    /// The session with `events` as its log and the lists derived from it (greeting, commands
+    /// with their replies, ETRNs, messages): how the recorder builds every session it shows, and
+    /// how a `--record` stream is read back.
+    pub(crate) fn with_events(mut self, events: Vec<TimedEvent>) -> Self {
+        let s = &mut self;
         for e in &events {
             match &e.event {
                 Event::Command(c) => s.commands.push(RecordedCommand {
@@ -295,8 +335,8 @@ impl SessionLog {
                 _ => {}
             }
         }
-        s.events = events;
-        s
+        self.events = events;
+        self
     }
 }
 
@@ -847,28 +887,10 @@ impl RecordingJson {
             };
             (ids, empty)
         };
-        // The document without its sessions, cut before the list's end: its fields stay those
-        // of `Recording`, in its order, whatever is added to it (`sessions` is the last).
-        let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
-        if bytes.ends_with(b"[]}") {
-            bytes.truncate(bytes.len() - 2);
-        } else {
-            warn!("the recording's JSON does not end with its sessions; written field by field");
-            let forgotten = if head.forgotten == 0 {
-                String::new()
-            } else {
-                format!("\"forgotten\":{},", head.forgotten)
-            };
-            bytes = format!(
-                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
-                head.version, head.refused
-            )
-            .into_bytes();
-        }
         RecordingJson {
             recorder,
             ids: ids.into_iter(),
-            head: Some(bytes),
+            head: Some(head.document_head()),
             first: true,
             done: false,
         }
