@@ -542,12 +542,17 @@ fn reports_name_a_built_in_scenario_by_its_builtin_name() {
         "{}",
         text(&out.stdout)
     );
-    let out = run_in(dir, &["run", "e26", "--format", "json"]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(
-        report["cases"][0]["file"],
-        "builtin:replies/e26-500-stops-etrn.toml"
+    assert!(
+        text(&out.stdout).contains("(connection 1) [every-connection"),
+        "{}",
+        text(&out.stdout)
     );
+    let out = run_in(dir, &["run", "e26", "--format", "json", "--exec", "true"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let case = &report["cases"][0];
+    assert_eq!(case["file"], "builtin:replies/e26-500-stops-etrn.toml");
+    // The JSON counts connections from 1, as the human report does.
+    assert_eq!(case["deviations"][0]["connection"], 1, "{case}");
     let out = run_in(dir, &["run", "e26", "--format", "junit"]);
     assert!(
         text(&out.stdout).contains("classname=\"etrn.replies\""),
