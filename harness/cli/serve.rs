@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use etrn_harness::smarthost::{LiveEvent, Recorder, SmartHostConfig, SmartHostScript};
+use etrn_harness::smarthost::{Lifetime, LiveEvent, Recorder, SmartHostConfig, SmartHostScript};
 use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
@@ -250,7 +250,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     drain(&mut live, &mut printer);
     // Counted by the recorder, so forgotten sessions (--retain open) count too.
     let sessions = recorder.session_count();
-    printer.stopped(why, sessions, recorder.etrn_count());
+    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
     let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
     printer.finish().await;
     code
@@ -410,21 +410,39 @@ impl Printer {
         }
     }
 
-    fn stopped(&self, why: &str, sessions: usize, etrn: usize) {
+    /// `sessions` and `etrn` count what the recording holds (since the last `POST /reset`);
+    /// `lifetime` what the smart host saw since it started, which is what the lines above show.
+    fn stopped(&self, why: &str, sessions: usize, etrn: usize, lifetime: Lifetime) {
         // The stop line counts what the recorder saw; when the lines above show less (the output
         // fell behind, or printed nothing), it says so rather than disagree with them silently.
-        let shown =
-            self.format == EventsFormat::None || (self.sessions == sessions && self.etrn == etrn);
+        let shown = self.format == EventsFormat::None
+            || (self.sessions == lifetime.sessions && self.etrn == lifetime.etrn);
+        // After a reset the recording holds less than the lines above show: both are said.
+        let since_reset = if lifetime.resets == 0 {
+            String::new()
+        } else {
+            format!(
+                " since the last reset ({} session(s), {} ETRN in all)",
+                lifetime.sessions, lifetime.etrn
+            )
+        };
         let line = match self.format {
-            EventsFormat::Jsonl => serde_json::json!({
-                "stopped": why, "sessions": sessions, "etrn": etrn,
-                "missed": self.missed
-            })
-            .to_string(),
-            _ if shown => format!("stopped ({why}): {sessions} session(s), {etrn} ETRN"),
+            EventsFormat::Jsonl => {
+                let mut line = serde_json::json!({
+                    "stopped": why, "sessions": sessions, "etrn": etrn,
+                    "missed": self.missed
+                });
+                if lifetime.resets > 0 {
+                    line["resets"] = lifetime.resets.into();
+                    line["sessions_in_all"] = lifetime.sessions.into();
+                    line["etrn_in_all"] = lifetime.etrn.into();
+                }
+                line.to_string()
+            }
+            _ if shown => format!("stopped ({why}): {sessions} session(s), {etrn} ETRN{since_reset}"),
             _ => format!(
-                "stopped ({why}): {sessions} session(s), {etrn} ETRN; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
-                self.sessions, self.etrn, self.missed
+                "stopped ({why}): {sessions} session(s), {etrn} ETRN{since_reset}; the lines above show {} and {} of {} and {} (output fell behind by {} event(s); the recording has them all)",
+                self.sessions, self.etrn, lifetime.sessions, lifetime.etrn, self.missed
             ),
         };
         self.out.last(line);

@@ -45,7 +45,7 @@ pub mod tls;
 
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
-    LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention, SessionRecording,
+    Lifetime, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention, SessionRecording,
     WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};

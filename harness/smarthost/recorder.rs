@@ -246,6 +246,17 @@ impl Recording {
     }
 }
 
+/// Counts since a smart host started, never reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Sessions opened.
+    pub sessions: usize,
+    /// ETRN commands recorded.
+    pub etrn: usize,
+    /// Resets of the recording (`POST /reset`).
+    pub resets: u64,
+}
+
 /// A wait that ran out of time.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("timed out after {waited:?} waiting for {what}")]
@@ -362,6 +373,10 @@ struct State {
     /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
     etrn_waiters: HashMap<String, (Arc<Notify>, usize)>,
     forgotten: u64,
+    /// Every ETRN since the start, resets included.
+    etrn_total: usize,
+    /// `POST /reset`s so far.
+    resets: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
     /// Why the stream stopped, if it failed.
@@ -529,6 +544,7 @@ impl Recorder {
             s.events.push(timed.at_us, timed.event, &mut state.interner);
             if let Some(domain) = domain {
                 state.etrn += 1;
+                state.etrn_total += 1;
                 if let Some(domain) = domain {
                     // Woken after the lock is let go; a wait registers under the lock, so none
                     // misses this.
@@ -629,6 +645,7 @@ impl Recorder {
             r.etrn_domains.clear();
             r.refused = 0;
             r.forgotten = 0;
+            r.resets += 1;
             r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
         }
         self.closed_changed.notify_waiters();
@@ -678,6 +695,17 @@ impl Recorder {
         r.sessions
             .len()
             .saturating_add(usize::try_from(r.forgotten).unwrap_or(usize::MAX))
+    }
+
+    /// What the smart host saw since it started, resets or not: for a stop line that must agree
+    /// with the live lines printed before it.
+    pub fn lifetime(&self) -> Lifetime {
+        let r = self.lock();
+        Lifetime {
+            sessions: usize::try_from(r.last_id).unwrap_or(usize::MAX),
+            etrn: r.etrn_total,
+            resets: r.resets,
+        }
     }
 
     /// Whether a session held has an ETRN for the normalised `domain` (one recorded since the
@@ -1066,6 +1094,9 @@ mod tests {
         assert_eq!(rec.sessions[0].id, open);
         assert!(rec.sessions[0].events.is_empty(), "its log starts again");
         assert_eq!((r.closed_count(), r.etrn_count()), (0, 0));
+        // What the smart host saw since it started is not forgotten.
+        assert_eq!(r.lifetime().resets, 1);
+        assert!(r.lifetime().sessions >= 2, "{:?}", r.lifetime());
         command(&r, open, "QUIT\r\n", 221);
         r.close(open, CloseReason::Quit);
         assert_eq!(r.closed_count(), 1);
