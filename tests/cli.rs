@@ -380,13 +380,23 @@ fn built_in_scenarios_are_named_by_id_from_an_empty_folder() {
     }
     // A short id shared by two scenarios selects both; a folder of the corpus, all of it.
     let out = run_in(dir, &["run", "--list", "e40"]);
-    assert!(text(&out.stdout).ends_with("\n2 scenario(s)\n"), "{}", text(&out.stdout));
-    let out = run_in(dir, &["expect", "--brief", "builtin:replies", "--filter", "e2*"]);
+    assert!(
+        text(&out.stdout).ends_with("\n2 scenario(s)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_in(
+        dir,
+        &["expect", "--brief", "builtin:replies", "--filter", "e2*"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("e26-500-stops-etrn"));
     assert!(!text(&out.stdout).contains("e03-"), "{}", text(&out.stdout));
     // serve and probe take one: an id that names two is refused with both named.
-    let out = run_in(dir, &["serve", "--scenario", "e40", "--listen", "127.0.0.1:0"]);
+    let out = run_in(
+        dir,
+        &["serve", "--scenario", "e40", "--listen", "127.0.0.1:0"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("\"e40\" names 2 built-in scenarios (e40-exchange-4-0-never-etrn, e40-exchange-5-0-before-sp1-never-etrn)"),
@@ -444,7 +454,11 @@ fn a_path_that_exists_wins_over_an_id() {
     std::fs::write(dir.join("e26"), mine).expect("write");
     let out = run_in(dir, &["expect", "--brief", "e26"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("mine "), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("mine "),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -489,19 +503,47 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
     let out = run_in(dir, &["scenarios", "export", "corpus", "--filter", "e2*"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("exists, and ") && text(&out.stderr).contains("nothing was written (--force replaces existing files)"),
+        text(&out.stderr).contains("exists, and ")
+            && text(&out.stderr).contains("nothing was written (--force replaces existing files)"),
         "{}",
         text(&out.stderr)
     );
     assert_eq!(std::fs::read_to_string(&e26).expect("read"), "mine");
-    let out = run_in(dir, &["scenarios", "export", "corpus", "--filter", "e2*", "--force"]);
+    let out = run_in(
+        dir,
+        &[
+            "scenarios",
+            "export",
+            "corpus",
+            "--filter",
+            "e2*",
+            "--force",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(Some(&std::fs::read(&e26).expect("read")), on_disk.get("replies/e26-500-stops-etrn.toml"));
+    assert_eq!(
+        Some(&std::fs::read(&e26).expect("read")),
+        on_disk.get("replies/e26-500-stops-etrn.toml")
+    );
     std::fs::remove_file(&e26).expect("rm");
     std::os::unix::fs::symlink(dir.join("target-of-link"), &e26).expect("symlink");
-    let out = run_in(dir, &["scenarios", "export", "corpus", "--filter", "e26", "--force"]);
+    let out = run_in(
+        dir,
+        &[
+            "scenarios",
+            "export",
+            "corpus",
+            "--filter",
+            "e26",
+            "--force",
+        ],
+    );
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("is no regular file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is no regular file"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!dir.join("target-of-link").exists());
     // The exported corpus is a corpus: check and run take it as a path.
     let out = run_in(dir, &["check", "corpus/defaults"]);
@@ -560,6 +602,13 @@ fn reports_name_a_built_in_scenario_by_its_builtin_name() {
         text(&out.stdout)
     );
     // The name a report gives is taken back as an argument.
-    let out = run_in(dir, &["expect", "--brief", "builtin:replies/e26-500-stops-etrn.toml"]);
+    let out = run_in(
+        dir,
+        &[
+            "expect",
+            "--brief",
+            "builtin:replies/e26-500-stops-etrn.toml",
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }

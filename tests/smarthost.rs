@@ -1963,7 +1963,10 @@ fn the_recording_command_gives_what_get_recording_answers_and_the_stop_line_tell
             .expect("write");
         let mut rest = String::new();
         let _ = greeting.read_to_string(&mut rest);
-        assert!(rest.contains("250 OK, queuing for node c.example"), "{rest}");
+        assert!(
+            rest.contains("250 OK, queuing for node c.example"),
+            "{rest}"
+        );
     }
     let (status, from_api) = http(&api, "GET", "/recording?sessions=2&timeout=5", "");
     assert_eq!(status, 200, "{from_api}");
@@ -1997,11 +2000,17 @@ fn the_recording_command_gives_what_get_recording_answers_and_the_stop_line_tell
         "{}",
         String::from_utf8_lossy(&converted.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&converted.stdout), format!("{from_api}\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&converted.stdout),
+        format!("{from_api}\n")
+    );
     // A file that is no stream: exit 2, the line named, its text not shown.
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"recording\":\"etrn-harness\",\"stream_version\":1}\nAUTH secret\n")
-        .expect("write");
+    std::fs::write(
+        &bad,
+        "{\"recording\":\"etrn-harness\",\"stream_version\":1}\nAUTH secret\n",
+    )
+    .expect("write");
     let refused = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .arg("recording")
         .arg(&bad)

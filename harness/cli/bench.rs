@@ -66,8 +66,10 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
         }
     } else {
         // The name the command line takes (`etrn`, `pipelined`), not the Rust variant's.
-        let workload = clap::ValueEnum::to_possible_value(&report.workload)
-            .map_or_else(|| format!("{:?}", report.workload), |v| v.get_name().to_owned());
+        let workload = clap::ValueEnum::to_possible_value(&report.workload).map_or_else(
+            || format!("{:?}", report.workload),
+            |v| v.get_name().to_owned(),
+        );
         say!("workload {workload} against {}", args.target);
         say!(
             "sessions {} ({:.1}/s), commands {} ({:.1}/s), errors {}{}",

@@ -14,8 +14,8 @@ pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
-    EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ScenariosCommand, ServeArgs, TlsArg,
-    report_errors,
+    EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ScenariosCommand,
+    ServeArgs, TlsArg, report_errors,
 };
 
 /// Says why an argument or a `--filter` selects no scenario; exit 2.

@@ -439,7 +439,9 @@ impl Printer {
                 }
                 line.to_string()
             }
-            _ if shown => format!("stopped ({why}): {sessions} session(s), {etrn} ETRN{since_reset}"),
+            _ if shown => {
+                format!("stopped ({why}): {sessions} session(s), {etrn} ETRN{since_reset}")
+            }
             _ => format!(
                 "stopped ({why}): {sessions} session(s), {etrn} ETRN{since_reset}; the lines above show {} and {} of {} and {} (output fell behind by {} event(s); the recording has them all)",
                 self.sessions, self.etrn, lifetime.sessions, lifetime.etrn, self.missed

@@ -60,11 +60,7 @@ fn did_you_mean(suggestions: &[String]) -> String {
 /// Every built-in scenario's id with its file, parsed once per call (the corpus is small).
 fn shipped_ids() -> Vec<(String, ShippedFile)> {
     shipped_files()
-        .filter_map(|f| {
-            parse_scenario(&f.label(), f.text)
-                .ok()
-                .map(|s| (s.id, f))
-        })
+        .filter_map(|f| parse_scenario(&f.label(), f.text).ok().map(|s| (s.id, f)))
         .collect()
 }
 
@@ -85,7 +81,9 @@ fn builtin_named(arg: &str, disk: Disk) -> Result<Option<Vec<ShippedFile>>, Sele
             .filter(|f| {
                 rest.is_empty()
                     || f.name == rest
-                    || f.name.strip_prefix(rest).is_some_and(|r| r.starts_with('/'))
+                    || f.name
+                        .strip_prefix(rest)
+                        .is_some_and(|r| r.starts_with('/'))
             })
             .collect();
         if files.is_empty() {
@@ -101,8 +99,9 @@ fn builtin_named(arg: &str, disk: Disk) -> Result<Option<Vec<ShippedFile>>, Sele
         return Ok(Some(files));
     }
     let path = Path::new(arg);
-    let looks_like_a_path =
-        arg.contains(['/', std::path::MAIN_SEPARATOR]) || arg.ends_with(".toml") || arg.starts_with('.');
+    let looks_like_a_path = arg.contains(['/', std::path::MAIN_SEPARATOR])
+        || arg.ends_with(".toml")
+        || arg.starts_with('.');
     if disk == Disk::First && (looks_like_a_path || path.symlink_metadata().is_ok()) {
         return Ok(None);
     }
@@ -140,7 +139,11 @@ fn closest<'a>(arg: &str, ids: impl Iterator<Item = &'a str>) -> Vec<String> {
         })
         .collect();
     scored.sort();
-    scored.into_iter().take(5).map(|(_, id)| id.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, id)| id.to_owned())
+        .collect()
 }
 
 /// Resolves command-line arguments (see the module's documentation); none is the whole shipped
@@ -257,7 +260,10 @@ pub fn select<T>(
     let kept = match filter {
         Some(pattern) => {
             let matcher = id_filter(pattern)?;
-            let kept: Vec<T> = items.into_iter().filter(|x| matcher.is_match(id(x))).collect();
+            let kept: Vec<T> = items
+                .into_iter()
+                .filter(|x| matcher.is_match(id(x)))
+                .collect();
             if kept.is_empty() && of > 0 {
                 return Err(SelectError::NothingMatches {
                     pattern: pattern.to_owned(),
@@ -316,7 +322,10 @@ mod tests {
         else {
             panic!("not an unknown id");
         };
-        assert!(suggestions.iter().any(|s| s.starts_with("e26-")), "{suggestions:?}");
+        assert!(
+            suggestions.iter().any(|s| s.starts_with("e26-")),
+            "{suggestions:?}"
+        );
         let SelectError::UnknownId { suggestions, .. } =
             resolve(&["no-such-thing-at-all".into()]).unwrap_err()
         else {

@@ -85,7 +85,9 @@ impl CorpusSource {
         };
         match self {
             CorpusSource::Shipped => load_texts(builtin(shipped_files().collect())),
-            CorpusSource::Given { disk, builtin: b, .. } => {
+            CorpusSource::Given {
+                disk, builtin: b, ..
+            } => {
                 let files = if disk.is_empty() {
                     Vec::new()
                 } else {

@@ -45,8 +45,8 @@ pub mod tls;
 
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
-    Lifetime, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention, SessionRecording,
-    WaitTimeout,
+    Lifetime, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
+    SessionRecording, WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};

@@ -5,7 +5,7 @@
 //! session held (`--retain all`): sessions closed before the last `{"reset":true}` line are gone,
 //! sessions open across it keep their facts with the events after it, `refused` counts the
 //! refusals after it. Each session is built from its events by the code the recorder uses
-//! ([`SessionRecording::with_events`]) and serialised by the same types, so the two documents
+//! (`SessionRecording::with_events`) and serialised by the same types, so the two documents
 //! are byte for byte the same.
 //!
 //! The file is read twice, line by line, never whole: a first pass checks every line and finds
@@ -125,8 +125,9 @@ fn parse_line(text: &[u8]) -> Result<StreamLine, String> {
         });
     }
     if let Some(reason) = object.get("closed") {
-        let reason = serde_json::from_value(reason.clone())
-            .map_err(|e| format!("a `closed` line with no close reason this version knows ({e})"))?;
+        let reason = serde_json::from_value(reason.clone()).map_err(|e| {
+            format!("a `closed` line with no close reason this version knows ({e})")
+        })?;
         return Ok(StreamLine::Closed {
             at_us: number(&v, "at_us")?,
             session,
@@ -314,7 +315,10 @@ pub fn write_document(path: &Path, out: &mut dyn Write) -> Result<usize, StreamE
                     held.remove(&session);
                 }
             }
-            StreamLine::Event { .. } | StreamLine::Reset | StreamLine::Refused | StreamLine::Header => {}
+            StreamLine::Event { .. }
+            | StreamLine::Reset
+            | StreamLine::Refused
+            | StreamLine::Header => {}
         }
         // Every closed session at the front goes out: ids only grow, so none comes before it.
         if after_reset {
@@ -355,7 +359,9 @@ mod tests {
             .stream_to(Box::new(std::fs::File::create(&path).unwrap()))
             .unwrap();
         drive(&recorder);
-        let api: Vec<u8> = RecordingJson::new(Arc::clone(&recorder)).flatten().collect();
+        let api: Vec<u8> = RecordingJson::new(Arc::clone(&recorder))
+            .flatten()
+            .collect();
         let mut read_back = Vec::new();
         write_document(&path, &mut read_back).unwrap();
         assert_eq!(
@@ -402,7 +408,11 @@ mod tests {
         let header = "{\"recording\":\"etrn-harness\",\"stream_version\":1}\n";
         std::fs::write(&path, format!("{header}{{\"at_us\":1,\"session\":1,\"opened\":{{\"peer\":\"127.0.0.1:1\"}}}}\nsecret text\n")).unwrap();
         let err = write_document(&path, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().ends_with("rec.jsonl:3: not a JSON object (a syntax error at column 1)"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with("rec.jsonl:3: not a JSON object (a syntax error at column 1)"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("secret"), "{err}");
         std::fs::write(&path, format!("{header}{{\"at_us\":1,\"sess")).unwrap();
         let mut out = Vec::new();
@@ -410,7 +420,10 @@ mod tests {
         assert_eq!(out, b"{\"version\":1,\"refused\":0,\"sessions\":[]}");
         std::fs::write(&path, "{\"at_us\":1}\n").unwrap();
         let err = write_document(&path, &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().contains(":1: not a recording stream"), "{err}");
+        assert!(
+            err.to_string().contains(":1: not a recording stream"),
+            "{err}"
+        );
         assert!(matches!(
             write_document(dir.path(), &mut Vec::new()),
             Err(StreamError::File(ReadFileError::NotRegular { .. }))
