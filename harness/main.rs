@@ -446,9 +446,9 @@ struct BenchCompareArgs {
     /// Stop each workload run after this many seconds.
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
-    /// Also time a conformance run of this corpus with the builtin target; default: the
-    /// shipped corpus, built in.
-    #[arg(long)]
+    /// Also time a conformance run of this corpus with the builtin target: a folder, a file or
+    /// a built-in id (as `run` takes them); default: the shipped corpus, built in.
+    #[arg(long, value_name = "SCENARIO")]
     corpus: Option<PathBuf>,
     /// Write the full report as JSON here.
     #[arg(long)]

@@ -755,6 +755,24 @@ fn serve_rejects_an_invalid_scenario_with_exit_2() {
 }
 
 #[test]
+fn serve_answers_as_a_built_in_scenario_named_by_its_id() {
+    // e26's smart host answers 500 to `ETRN a.com`; the default profile would accept it.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--scenario", "e26"])
+        .args(["--exit-after-sessions", "1"])
+        .current_dir(empty.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut serve = Serve::announced(child);
+    let replies = talk(&serve.addr, b"EHLO c\r\nETRN a.com\r\nQUIT\r\n");
+    assert!(replies.contains("\r\n500 "), "{replies}");
+    serve.lines_until("stopped");
+}
+
+#[test]
 fn serve_refuses_an_unwritable_recording_path_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("no-such-folder").join("r.json");

@@ -242,7 +242,7 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
 
 /// Times whole conformance runs of the corpus with the builtin target.
 async fn conformance_speed(corpus: &Option<PathBuf>, rounds: usize) -> Result<String, ExitCode> {
-    let source = scenario::CorpusSource::from_paths(corpus.as_slice());
+    let source = scenario::resolve(corpus.as_slice()).map_err(|e| super::selection_error(&e))?;
     let loaded = source.load();
     if !loaded.errors.is_empty() {
         report_errors(&loaded.errors, true);
