@@ -612,3 +612,23 @@ fn reports_name_a_built_in_scenario_by_its_builtin_name() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn help_says_the_recording_is_json_lines_and_every_listen_has_a_line() {
+    let serve = text(&run(&["serve", "--help"]).stdout);
+    assert!(serve.contains("to FILE as JSON Lines"), "{serve}");
+    assert!(serve.contains("`etrn-harness recording FILE`"), "{serve}");
+    assert!(!serve.contains("recording as JSON to"), "{serve}");
+    for command in ["serve", "record", "replay"] {
+        let help = text(&run(&[command, "--help"]).stdout);
+        let listen = help
+            .split("--listen <LISTEN>")
+            .nth(1)
+            .and_then(|rest| rest.lines().nth(1))
+            .unwrap_or_default();
+        assert!(
+            listen.trim_start().starts_with(char::is_uppercase),
+            "{command} --listen has no help line: {help}"
+        );
+    }
+}
