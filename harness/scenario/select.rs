@@ -188,24 +188,18 @@ pub fn resolve_one(arg: &Path) -> Result<Single, SelectError> {
 
 /// The one built-in scenario an id or `builtin:` name stands for, whatever is on disk.
 pub fn builtin_one(arg: &str) -> Result<ShippedFile, SelectError> {
-    match builtin_named(arg, Disk::Ignored)? {
-        Some(files) => only_one(arg, files),
-        None => unreachable_disk(arg),
-    }
-}
-
-/// [`builtin_named`] never answers "on disk" when disk is ignored; an error all the same, should
-/// that ever change.
-fn unreachable_disk(arg: &str) -> Result<ShippedFile, SelectError> {
-    Err(SelectError::UnknownId {
-        arg: arg.to_owned(),
-        suggestions: Vec::new(),
-    })
+    // With disk ignored, an argument names built-in files or is an error: never "on disk".
+    let files = builtin_named(arg, Disk::Ignored)?.unwrap_or_default();
+    only_one(arg, files)
 }
 
 fn only_one(arg: &str, files: Vec<ShippedFile>) -> Result<ShippedFile, SelectError> {
     match files.as_slice() {
         [one] => Ok(*one),
+        [] => Err(SelectError::UnknownId {
+            arg: arg.to_owned(),
+            suggestions: Vec::new(),
+        }),
         many => Err(SelectError::Ambiguous {
             arg: arg.to_owned(),
             ids: shipped_ids()
