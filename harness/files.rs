@@ -60,24 +60,13 @@ pub fn read_regular_file(path: &Path, cap: u64) -> Result<String, ReadFileError>
 /// Reads the regular file at `path`, at most `cap` octets, as bytes: for a format that reports
 /// a bad byte with its line itself.
 pub fn read_regular_bytes(path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
-    let name = || path.display().to_string();
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| ReadFileError::Open {
-        path: name(),
-        source: e.into(),
-    })?;
-    read_capped(std::fs::File::from(fd), path, cap)
+    read_capped(open_regular(path)?, path, cap)
 }
 
-/// Reads `file`, opened by the caller without blocking, if it is a regular file: at most `cap`
-/// octets.
+/// Reads `file`, opened by the caller without blocking and checked to be a regular file: at most
+/// `cap` octets.
 fn read_capped(file: std::fs::File, path: &Path, cap: u64) -> Result<Vec<u8>, ReadFileError> {
     let name = || path.display().to_string();
-    ensure_regular(&file, path)?;
     let mut bytes = Vec::new();
     file.take(cap + 1)
         .read_to_end(&mut bytes)
@@ -89,6 +78,23 @@ fn read_capped(file: std::fs::File, path: &Path, cap: u64) -> Result<Vec<u8>, Re
         return Err(ReadFileError::TooLarge { path: name(), cap });
     }
     Ok(bytes)
+}
+
+/// Opens the regular file at `path` for reading, without blocking on a FIFO: for a caller that
+/// reads it piece by piece with caps of its own (a recording stream, line by line).
+pub fn open_regular(path: &Path) -> Result<std::fs::File, ReadFileError> {
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ReadFileError::Open {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    let file = std::fs::File::from(fd);
+    ensure_regular(&file, path)?;
+    Ok(file)
 }
 
 /// Checks that `file`, opened by the caller, is a regular file: for a file opened to write as
@@ -183,7 +189,9 @@ impl Folder {
                 path: relative.display().to_string(),
                 source: e.into(),
             })?;
-        read_capped(std::fs::File::from(fd), relative, cap)
+        let file = std::fs::File::from(fd);
+        ensure_regular(&file, relative)?;
+        read_capped(file, relative, cap)
     }
 }
 

@@ -40,16 +40,18 @@ use cli::exit::{EXIT_DISAGREES, EXIT_INVALID};
         Scenario files (scenarios/<topic>/<name>.toml) describe an Exchange 5.5 IMS configuration, \
         how the upstream smart host answers, and which ETRN commands a conforming client sends; \
         the behaviour they test is specified in scenarios/README.md.\n\n\
-        Scenario files:\n  \
-        check    validate them (exit 2 with located diagnostics)\n  \
-        expect   show what the reference model plans for them, and whether it agrees\n  \
-        schema   print the scenario format (or, with --report, the JSON report) as JSON Schema\n\n\
+        Scenario files (a path, or a built-in scenario by id: e26):\n  \
+        check      validate them (exit 2 with located diagnostics)\n  \
+        expect     show what the reference model plans for them, and whether it agrees\n  \
+        scenarios  list, show or export the corpus built into this binary\n  \
+        schema     print the scenario format (or, with --report, the JSON report) as JSON Schema\n\n\
         Testing an implementation:\n  \
         run      run an ETRN client (the built-in model, or any program with --exec) against \
         the corpus and judge it; human, JSON, JUnit or HTML reports\n  \
         report   merge the JSON reports of several implementations into an HTML matrix page\n  \
         serve    run the fake smart host: scripted, a server profile, or a scenario's; records \
-        every command\n\n\
+        every command\n  \
+        recording  turn the stream `serve --record` writes into the recording document\n\n\
         Smart hosts:\n  \
         probe    send a versioned set of ETRN probes to any smart host and grade its answers; \
         compare them with a profile (--against-profile) or clone them into one (--emit-profile)\n\n\
@@ -86,8 +88,14 @@ enum LogFormat {
 enum Command {
     /// Validate scenario files; exit 0 when all are valid, 2 with diagnostics otherwise.
     Check {
-        /// Files or folders (searched for *.toml); default: the shipped corpus, built in
+        /// Files or folders (searched for *.toml), built-in ids (e26, e26-500-stops-etrn) or
+        /// builtin: names (builtin:replies); default: the shipped corpus, built in. A path that
+        /// exists wins over an id.
+        #[arg(value_name = "SCENARIO")]
         paths: Vec<PathBuf>,
+        /// Only scenarios whose id matches this glob (a plain word matches ids containing it).
+        #[arg(long, value_name = "GLOB")]
+        filter: Option<String>,
         /// Print one line per error instead of annotated source excerpts.
         #[arg(long)]
         short: bool,
@@ -95,8 +103,13 @@ enum Command {
     /// Print the reference model's plan for scenarios: each ETRN with the rule behind it, the
     /// reply handling, and whether the model agrees with the file's [expect]. Exit 1 if it does not.
     Expect {
-        /// Scenario files or folders; default: the shipped corpus, built in
+        /// Scenario files or folders, built-in ids (e26) or builtin: names; default: the shipped
+        /// corpus, built in. A path that exists wins over an id.
+        #[arg(value_name = "SCENARIO")]
         paths: Vec<PathBuf>,
+        /// Only scenarios whose id matches this glob (a plain word matches ids containing it).
+        #[arg(long, value_name = "GLOB")]
+        filter: Option<String>,
         /// One line per scenario instead of the full plan.
         #[arg(long)]
         brief: bool,
@@ -147,15 +160,58 @@ enum Command {
     Probe(ProbeArgs),
     /// Run the fake smart host: a scriptable ESMTP server that records every command.
     ///
-    /// Prints one line per ETRN as it arrives. On Ctrl-C, SIGTERM or after --exit-after-sessions
-    /// it writes the recording as JSON to --record (schema in the README).
+    /// Prints one line per ETRN as it arrives. With --record FILE it streams the recording to
+    /// FILE as JSON Lines, one event a line (`etrn-harness recording FILE` turns it into the
+    /// document `GET /recording` returns); it stops on Ctrl-C, SIGTERM or after
+    /// --exit-after-sessions.
     Serve(ServeArgs),
+    /// The built-in scenario corpus: list it, print a scenario as shipped, or export it.
+    #[command(subcommand)]
+    Scenarios(ScenariosCommand),
+    /// Turn a recording stream (the JSON Lines `serve --record FILE` writes) into the recording
+    /// document `GET /recording` returns, on standard output.
+    ///
+    /// Exit 2 when FILE cannot be read or a line is not a stream line (the error names the line
+    /// number, never its text).
+    Recording {
+        /// The stream: FILE itself, or the `.FILE.<random>.partial` a killed server left.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScenariosCommand {
+    /// One line per built-in scenario: id, topic and title.
+    List {
+        /// Only scenarios whose id matches this glob (a plain word matches ids containing it).
+        #[arg(long, value_name = "GLOB")]
+        filter: Option<String>,
+    },
+    /// Print a built-in scenario's file as shipped.
+    Show {
+        /// Its id (e26-500-stops-etrn, or e26 when that names one) or builtin: name.
+        id: PathBuf,
+    },
+    /// Write the built-in corpus into DIR as <topic>/<id>.toml files, the layout of the
+    /// repository's scenarios/ folder; an existing file is refused unless --force.
+    Export {
+        /// The folder (created if missing).
+        dir: PathBuf,
+        /// Only scenarios whose id matches this glob.
+        #[arg(long, value_name = "GLOB")]
+        filter: Option<String>,
+        /// Replace files that are already there.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Scenario files or folders; default: the shipped corpus, built in (a message on stderr
-    /// says which corpus ran).
+    /// Scenario files or folders, built-in ids (e26, e26-500-stops-etrn) or builtin: names
+    /// (builtin:replies); default: the shipped corpus, built in (a message on stderr says which
+    /// corpus ran). A path that exists wins over an id.
+    #[arg(value_name = "SCENARIO")]
     paths: Vec<PathBuf>,
     /// The built-in reference client (the only named target).
     #[arg(long, value_parser = ["builtin"], default_value = "builtin", conflicts_with = "exec")]
@@ -235,8 +291,9 @@ struct ProbeArgs {
     /// Compare the answers with this profile file's.
     #[arg(long, value_name = "FILE", group = "against")]
     against_profile_file: Option<PathBuf>,
-    /// Compare the answers with this scenario's smart host (its [smarthost] table).
-    #[arg(long, value_name = "FILE", group = "against")]
+    /// Compare the answers with this scenario's smart host (its [smarthost] table): a file, or
+    /// a built-in id (e26).
+    #[arg(long, value_name = "SCENARIO", group = "against")]
     against_scenario: Option<PathBuf>,
     /// Write what the server answered as a profile file (for `serve --profile-file`); the
     /// emitted profile is probed in memory and any probe it does not reproduce is reported.
@@ -342,7 +399,7 @@ struct ReplayArgs {
     #[arg(long)]
     cassette: PathBuf,
     /// Where clients connect: IP:PORT, localhost:PORT or a bare PORT (127.0.0.1); port 0 picks
-    /// a free one.
+    /// a free one, printed at start.
     #[arg(long, default_value = "127.0.0.1:2525", value_parser = cli::address::listen)]
     listen: std::net::SocketAddr,
     /// How commands are matched to recorded exchanges.
@@ -463,9 +520,9 @@ struct BenchCompareArgs {
     /// Stop each workload run after this many seconds.
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
-    /// Also time a conformance run of this corpus with the builtin target; default: the
-    /// shipped corpus, built in.
-    #[arg(long)]
+    /// Also time a conformance run of this corpus with the builtin target: a folder, a file or
+    /// a built-in id (as `run` takes them); default: the shipped corpus, built in.
+    #[arg(long, value_name = "SCENARIO")]
     corpus: Option<PathBuf>,
     /// Write the full report as JSON here.
     #[arg(long)]
@@ -502,8 +559,8 @@ struct ServeArgs {
     /// a free port, printed at start.
     #[arg(long, default_value = "127.0.0.1:2525", value_parser = cli::address::listen)]
     listen: std::net::SocketAddr,
-    /// Answer as this scenario's [smarthost] table says.
-    #[arg(long, conflicts_with = "profile")]
+    /// Answer as this scenario's [smarthost] table says: a file, or a built-in id (e26).
+    #[arg(long, value_name = "SCENARIO", conflicts_with = "profile")]
     scenario: Option<PathBuf>,
     /// Answer as this server profile (rfc1985, postfix, exim, exim-default, exim-etrn-command,
     /// sendmail, exchange-ims).
@@ -577,8 +634,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Check { paths, short } => cli::corpus::check(&paths, short),
-        Command::Expect { paths, brief } => cli::corpus::expect(&paths, brief),
+        Command::Check {
+            paths,
+            filter,
+            short,
+        } => cli::corpus::check(&paths, filter.as_deref(), short),
+        Command::Expect {
+            paths,
+            filter,
+            brief,
+        } => cli::corpus::expect(&paths, filter.as_deref(), brief),
+        Command::Scenarios(command) => cli::scenarios::run(command),
+        Command::Recording { file } => cli::recording::run(&file),
         Command::Schema { report } => {
             if report {
                 say!("{}", etrn_harness::conformance::report::report_schema());

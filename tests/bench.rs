@@ -210,3 +210,44 @@ async fn the_waits_benchmark_runs_both_sides_and_counts_every_session() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn bench_load_names_the_workload_as_the_command_line_takes_it() {
+    let h = host("").await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "load", "--target", &h.addr().to_string()])
+        .args(["--workload", "pipelined", "--count", "3"])
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("workload pipelined against {}\n", h.addr())),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn the_memory_benchmark_measures_the_stream_a_killed_server_left() {
+    use etrn_harness::bench::memory::{self, MemorySpec};
+    let spec = MemorySpec {
+        smart_host_exe: env!("CARGO_BIN_EXE_etrn-harness").into(),
+        full_sessions: 50,
+        soak_sessions: 200,
+        max_duration: WAIT,
+    };
+    let report = tokio::time::timeout(WAIT * 3, memory::memory(&spec))
+        .await
+        .expect("in time")
+        .expect("measured");
+    assert_eq!(report.soak_sessions, 200, "{report:?}");
+    // Each streamed session is a few lines of JSON (opened, the commands and replies, closed):
+    // far more than 100 octets, never nothing.
+    assert!(
+        report.soak_stream_mib * 1024.0 * 1024.0 > 200.0 * 100.0,
+        "{report:?}"
+    );
+    let table = memory::table(&report);
+    assert!(table.contains("; stream "), "{table}");
+    assert!(!table.contains("; stream 0.0 MiB"), "{table}");
+}

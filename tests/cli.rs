@@ -347,3 +347,288 @@ fn run_works_from_any_folder_with_the_shipped_corpus_and_says_which_ran() {
         text(&out.stderr)
     );
 }
+
+/// The binary run in `dir`, as an installed user runs it: no checkout around.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+#[test]
+fn built_in_scenarios_are_named_by_id_from_an_empty_folder() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    // A full id, the short id before its first hyphen, and the builtin: name reports use.
+    for arg in [
+        "e26-500-stops-etrn",
+        "e26",
+        "builtin:replies/e26-500-stops-etrn.toml",
+    ] {
+        let out = run_in(dir, &["expect", arg]);
+        assert_eq!(out.status.code(), Some(0), "{arg}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("scenario e26-500-stops-etrn: "),
+            "{arg}: {}",
+            text(&out.stdout)
+        );
+        let out = run_in(dir, &["check", arg]);
+        assert_eq!(text(&out.stdout), "1 scenario file(s) valid\n", "{arg}");
+    }
+    // A short id shared by two scenarios selects both; a folder of the corpus, all of it.
+    let out = run_in(dir, &["run", "--list", "e40"]);
+    assert!(
+        text(&out.stdout).ends_with("\n2 scenario(s)\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_in(
+        dir,
+        &["expect", "--brief", "builtin:replies", "--filter", "e2*"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("e26-500-stops-etrn"));
+    assert!(!text(&out.stdout).contains("e03-"), "{}", text(&out.stdout));
+    // serve and probe take one: an id that names two is refused with both named.
+    let out = run_in(
+        dir,
+        &["serve", "--scenario", "e40", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("\"e40\" names 2 built-in scenarios (e40-exchange-4-0-never-etrn, e40-exchange-5-0-before-sp1-never-etrn)"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn an_unknown_id_and_an_empty_selection_are_one_clear_error_each() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    for args in [
+        &["expect", "e26-500-stop-etrn"][..],
+        &["check", "e26-500-stop-etrn"],
+        &["run", "e26-500-stop-etrn"],
+        &["scenarios", "show", "e26-500-stop-etrn"],
+    ] {
+        let out = run_in(dir, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            text(&out.stderr),
+            "error: no file or folder \"e26-500-stop-etrn\" here, and no built-in scenario has the id \
+             \"e26-500-stop-etrn\"; did you mean e26-500-stops-etrn?\n",
+            "{args:?}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    for command in ["check", "expect", "run"] {
+        let out = run_in(dir, &[command, "e26", "--filter", "zzz"]);
+        assert_eq!(out.status.code(), Some(2), "{command}");
+        assert!(
+            text(&out.stderr).contains("error: --filter \"zzz\" selects no scenario of 1"),
+            "{command}: {}",
+            text(&out.stderr)
+        );
+    }
+    // A folder with no scenario in it is no success either.
+    std::fs::create_dir(dir.join("none")).expect("mkdir");
+    let out = run_in(dir, &["check", "./none"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: no scenario files found in the given paths\n"
+    );
+}
+
+#[test]
+fn a_path_that_exists_wins_over_an_id() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    let mine = std::fs::read_to_string("scenarios/replies/e26-500-stops-etrn.toml")
+        .expect("read")
+        .replace("id = \"e26-500-stops-etrn\"", "id = \"mine\"");
+    std::fs::write(dir.join("e26"), mine).expect("write");
+    let out = run_in(dir, &["expect", "--brief", "e26"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("mine "),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    let out = run_in(dir, &["scenarios", "list"]);
+    assert!(out.status.success());
+    let listed = text(&out.stdout);
+    let on_disk = scenario_files("scenarios");
+    assert_eq!(listed.lines().count(), on_disk.len());
+    assert!(
+        listed.lines().any(|l| l.starts_with("e26-500-stops-etrn ")
+            && l.contains(" replies ")
+            && l.ends_with("500 syntax error: send no further ETRN")),
+        "{listed}"
+    );
+    let out = run_in(dir, &["scenarios", "list", "--filter", "e26"]);
+    assert_eq!(text(&out.stdout).lines().count(), 1);
+    // show prints the file byte for byte.
+    let out = run_in(dir, &["scenarios", "show", "e26"]);
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        std::fs::read("scenarios/replies/e26-500-stops-etrn.toml").expect("read")
+    );
+    // export writes the scenarios/ layout, every file as in the repository.
+    let out = run_in(dir, &["scenarios", "export", "corpus"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("wrote {} scenario file(s) into corpus\n", on_disk.len())
+    );
+    let exported = scenario_files(&dir.join("corpus").to_string_lossy());
+    assert_eq!(exported.len(), on_disk.len());
+    for (name, bytes) in &on_disk {
+        assert_eq!(exported.get(name), Some(bytes), "{name}");
+    }
+    // An existing file is refused, nothing written; --force replaces; a link is never followed.
+    let e26 = dir.join("corpus/replies/e26-500-stops-etrn.toml");
+    std::fs::write(&e26, "mine").expect("write");
+    let out = run_in(dir, &["scenarios", "export", "corpus", "--filter", "e2*"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("exists, and ")
+            && text(&out.stderr).contains("nothing was written (--force replaces existing files)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&e26).expect("read"), "mine");
+    let out = run_in(
+        dir,
+        &[
+            "scenarios",
+            "export",
+            "corpus",
+            "--filter",
+            "e2*",
+            "--force",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        Some(&std::fs::read(&e26).expect("read")),
+        on_disk.get("replies/e26-500-stops-etrn.toml")
+    );
+    std::fs::remove_file(&e26).expect("rm");
+    std::os::unix::fs::symlink(dir.join("target-of-link"), &e26).expect("symlink");
+    let out = run_in(
+        dir,
+        &[
+            "scenarios",
+            "export",
+            "corpus",
+            "--filter",
+            "e26",
+            "--force",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is no regular file"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.join("target-of-link").exists());
+    // The exported corpus is a corpus: check and run take it as a path.
+    let out = run_in(dir, &["check", "corpus/defaults"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Every `.toml` under `root`, by its path below it, with its bytes.
+fn scenario_files(root: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut folders = vec![std::path::PathBuf::from(root)];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|x| x == "toml") {
+                let name = path
+                    .strip_prefix(root)
+                    .expect("below root")
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(name, std::fs::read(&path).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn reports_name_a_built_in_scenario_by_its_builtin_name() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    // A target that sends nothing fails e26, so the human report shows the case's details.
+    let out = run_in(dir, &["run", "e26", "--exec", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("\nfile: builtin:replies/e26-500-stops-etrn.toml\n"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("(connection 1) [every-connection"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_in(dir, &["run", "e26", "--format", "json", "--exec", "true"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let case = &report["cases"][0];
+    assert_eq!(case["file"], "builtin:replies/e26-500-stops-etrn.toml");
+    // The JSON counts connections from 1, as the human report does.
+    assert_eq!(case["deviations"][0]["connection"], 1, "{case}");
+    let out = run_in(dir, &["run", "e26", "--format", "junit"]);
+    assert!(
+        text(&out.stdout).contains("classname=\"etrn.replies\""),
+        "{}",
+        text(&out.stdout)
+    );
+    // The name a report gives is taken back as an argument.
+    let out = run_in(
+        dir,
+        &[
+            "expect",
+            "--brief",
+            "builtin:replies/e26-500-stops-etrn.toml",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn help_says_the_recording_is_json_lines_and_every_listen_has_a_line() {
+    let serve = text(&run(&["serve", "--help"]).stdout);
+    assert!(serve.contains("to FILE as JSON Lines"), "{serve}");
+    assert!(serve.contains("`etrn-harness recording FILE`"), "{serve}");
+    assert!(!serve.contains("recording as JSON to"), "{serve}");
+    for command in ["serve", "record", "replay"] {
+        let help = text(&run(&[command, "--help"]).stdout);
+        let listen = help
+            .split("--listen <LISTEN>")
+            .nth(1)
+            .and_then(|rest| rest.lines().nth(1))
+            .unwrap_or_default();
+        assert!(
+            listen.trim_start().starts_with(char::is_uppercase),
+            "{command} --listen has no help line: {help}"
+        );
+    }
+}

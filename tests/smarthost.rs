@@ -768,6 +768,24 @@ fn serve_rejects_an_invalid_scenario_with_exit_2() {
 }
 
 #[test]
+fn serve_answers_as_a_built_in_scenario_named_by_its_id() {
+    // e26's smart host answers 500 to `ETRN a.com`; the default profile would accept it.
+    let empty = tempfile::tempdir().expect("temp dir");
+    let child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--scenario", "e26"])
+        .args(["--exit-after-sessions", "1"])
+        .current_dir(empty.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut serve = Serve::announced(child);
+    let replies = talk(&serve.addr, b"EHLO c\r\nETRN a.com\r\nQUIT\r\n");
+    assert!(replies.contains("\r\n500 "), "{replies}");
+    serve.lines_until("stopped");
+}
+
+#[test]
 fn serve_refuses_an_unwritable_recording_path_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let missing = dir.path().join("no-such-folder").join("r.json");
@@ -2232,4 +2250,128 @@ fn first_line(
     let mut first = String::new();
     stdout.read_line(&mut first).expect("the first line");
     (child, stdout, first)
+}
+
+/// One SMTP session by Python's smtplib: EHLO, `ETRN domain`, QUIT.
+fn smtplib_etrn(addr: &str, domain: &str) {
+    let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+    let program = format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('{host}', {port}, timeout=10)\n\
+         s.ehlo('client.example')\n\
+         assert s.docmd('ETRN', '{domain}')[0] == 250\n\
+         s.quit()\n"
+    );
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .spawn()
+        .expect("python runs");
+    let status = exit_within_wait(child, "smtplib did not finish");
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn the_recording_command_gives_what_get_recording_answers_and_the_stop_line_tells_of_a_reset() {
+    if !common::peer_available("python3", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("rec.jsonl");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--record", &record_arg]);
+    let api = api_of(&mut serve);
+    // Session 1 closes before the reset: the reset forgets it.
+    talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    let (status, body) = http(&api, "GET", "/recording?sessions=1&timeout=5", "");
+    assert_eq!(status, 200, "{body}");
+    // Session 2 is open across the reset: it stays, with what it sends after.
+    let mut open = std::net::TcpStream::connect(&serve.addr).expect("connect");
+    open.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut greeting = BufReader::new(open.try_clone().expect("clone"));
+    let mut line = String::new();
+    greeting.read_line(&mut line).expect("greeting");
+    assert!(line.starts_with("220 "), "{line}");
+    let (status, body) = exchange(
+        &api,
+        &format!("POST /reset HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"reset":true}"#));
+    smtplib_etrn(&serve.addr, "b.example");
+    {
+        use std::io::{Read, Write};
+        open.write_all(b"EHLO c\r\nETRN c.example\r\nQUIT\r\n")
+            .expect("write");
+        let mut rest = String::new();
+        let _ = greeting.read_to_string(&mut rest);
+        assert!(
+            rest.contains("250 OK, queuing for node c.example"),
+            "{rest}"
+        );
+    }
+    let (status, from_api) = http(&api, "GET", "/recording?sessions=2&timeout=5", "");
+    assert_eq!(status, 200, "{from_api}");
+    let document: serde_json::Value = serde_json::from_str(&from_api).expect("JSON");
+    let ids: Vec<u64> = document["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_u64())
+        .collect();
+    assert_eq!(ids, [2, 3], "{from_api}");
+    sigterm(&serve.child);
+    let out = serve.lines_until("recording written").join("\n");
+    assert!(serve.child.wait().expect("exits").success());
+    // The lines above show three sessions and three ETRN; the recording holds two of each.
+    assert!(
+        out.contains(
+            "stopped (terminated): 2 session(s), 2 ETRN since the last reset (3 session(s), 3 ETRN in all)"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("fell behind"), "{out}");
+    // The stream turned into the document is what the API answered, byte for byte.
+    let converted = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .arg("recording")
+        .arg(&record)
+        .output()
+        .expect("runs");
+    assert!(
+        converted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&converted.stdout),
+        format!("{from_api}\n")
+    );
+    // A file that is no stream: exit 2, the line named, its text not shown.
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"recording\":\"etrn-harness\",\"stream_version\":1}\nAUTH secret\n",
+    )
+    .expect("write");
+    let refused = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .arg("recording")
+        .arg(&bad)
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("bad.jsonl:2: not a JSON object"), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    assert!(refused.stdout.is_empty());
+    // A folder (and so a FIFO or a device) is refused unread.
+    let folder = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .arg("recording")
+        .arg(dir.path())
+        .output()
+        .expect("runs");
+    assert_eq!(folder.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&folder.stderr).contains("is not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&folder.stderr)
+    );
 }

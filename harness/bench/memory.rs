@@ -86,7 +86,10 @@ pub async fn memory(spec: &MemorySpec) -> Result<MemoryReport, BenchError> {
     let rss = rss::rss_kib(soak.pid()).ok_or_else(|| not_ready("the smart host"))?;
     let peak = rss::peak_rss_kib(soak.pid()).ok_or_else(|| not_ready("the smart host"))?;
     drop(soak);
-    let stream_bytes = std::fs::metadata(&stream).map_or(0, |m| m.len());
+    // The server is killed, not stopped: its stream is still the `.soak.jsonl.<random>.partial`
+    // it writes beside FILE (renamed onto FILE only by a clean stop). Every file in the folder
+    // is the stream, whatever its name.
+    let stream_bytes = folder_bytes(dir.path());
     Ok(MemoryReport {
         full_sessions: measured.sessions,
         bytes_per_session,
@@ -98,13 +101,27 @@ pub async fn memory(spec: &MemorySpec) -> Result<MemoryReport, BenchError> {
     })
 }
 
+/// The octets of the regular files directly in `dir`.
+fn folder_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(std::fs::Metadata::is_file)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The report for people, with the goals.
 pub fn table(r: &MemoryReport) -> String {
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     format!(
         "| figure | value | goal |\n|---|---|---|\n\
          | bytes kept per EHLO/ETRN/QUIT session, full retention ({} sessions) | {:.0} B | <= 1024 B: {} |\n\
-         | RSS after {} sessions, --retain open, streamed to a file | {:.1} MiB (peak {:.1} MiB; stream {:.0} MiB) | <= 64 MiB: {} |\n\
+         | RSS after {} sessions, --retain open, streamed to a file | {:.1} MiB (peak {:.1} MiB; stream {:.1} MiB) | <= 64 MiB: {} |\n\
          | failed sessions | {} | 0 |\n",
         r.full_sessions,
         r.bytes_per_session,

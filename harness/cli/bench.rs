@@ -65,7 +65,12 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
             }
         }
     } else {
-        say!("workload {:?} against {}", report.workload, args.target);
+        // The name the command line takes (`etrn`, `pipelined`), not the Rust variant's.
+        let workload = clap::ValueEnum::to_possible_value(&report.workload).map_or_else(
+            || format!("{:?}", report.workload),
+            |v| v.get_name().to_owned(),
+        );
+        say!("workload {workload} against {}", args.target);
         say!(
             "sessions {} ({:.1}/s), commands {} ({:.1}/s), errors {}{}",
             report.sessions,
@@ -261,7 +266,7 @@ async fn conformance_speed(
     rounds: usize,
     progress: Option<&super::progress::Progress>,
 ) -> Result<String, ExitCode> {
-    let source = scenario::CorpusSource::from_paths(corpus.as_slice());
+    let source = scenario::resolve(corpus.as_slice()).map_err(|e| super::selection_error(&e))?;
     let loaded = source.load();
     if !loaded.errors.is_empty() {
         report_errors(&loaded.errors, true);

@@ -9,12 +9,30 @@ use etrn_harness::scenario::{self, explain::explain};
 
 use super::{EXIT_DISAGREES, EXIT_INVALID, report_errors};
 
-pub fn check(paths: &[PathBuf], short: bool) -> ExitCode {
-    let source = scenario::CorpusSource::from_paths(paths);
-    let corpus = source.load();
+/// The scenarios the arguments and `--filter` select, loaded; `Err` is the exit status after the
+/// error was shown. Files that do not parse have no id: they stay in `errors` whatever the filter.
+fn selected(paths: &[PathBuf], filter: Option<&str>) -> Result<scenario::Corpus, ExitCode> {
+    let source = scenario::resolve(paths).map_err(|e| super::selection_error(&e))?;
+    let mut corpus = source.load();
     if source == scenario::CorpusSource::Shipped {
         eprintln!("{}", source.describe(corpus.scenarios.len()));
     }
+    if corpus.errors.is_empty() || filter.is_some() {
+        let all = std::mem::take(&mut corpus.scenarios);
+        match scenario::select::select(all, |(_, s)| &s.id, filter) {
+            Ok(kept) => corpus.scenarios = kept,
+            Err(e) if corpus.errors.is_empty() => return Err(super::selection_error(&e)),
+            Err(_) => {}
+        }
+    }
+    Ok(corpus)
+}
+
+pub fn check(paths: &[PathBuf], filter: Option<&str>, short: bool) -> ExitCode {
+    let corpus = match selected(paths, filter) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     report_errors(&corpus.errors, short);
     let files: HashSet<&str> = corpus.errors.iter().map(|e| e.file.as_str()).collect();
     if corpus.errors.is_empty() {
@@ -31,12 +49,11 @@ pub fn check(paths: &[PathBuf], short: bool) -> ExitCode {
     }
 }
 
-pub fn expect(paths: &[PathBuf], brief: bool) -> ExitCode {
-    let source = scenario::CorpusSource::from_paths(paths);
-    let corpus = source.load();
-    if source == scenario::CorpusSource::Shipped {
-        eprintln!("{}", source.describe(corpus.scenarios.len()));
-    }
+pub fn expect(paths: &[PathBuf], filter: Option<&str>, brief: bool) -> ExitCode {
+    let corpus = match selected(paths, filter) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     if !corpus.errors.is_empty() {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
         return ExitCode::from(EXIT_INVALID);

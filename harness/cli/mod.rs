@@ -10,16 +10,24 @@ pub mod output;
 pub mod probe;
 pub mod progress;
 pub mod ready;
+pub mod recording;
 pub mod report;
 pub mod run;
+pub mod scenarios;
 pub mod serve;
 pub mod signals;
 
 use super::{
     BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
     EXIT_INVALID, ProbeArgs, ProbeFormat, RecordArgs, ReplayArgs, ReportArgs, ReportFormat,
-    RunArgs, ServeArgs, TlsArg, report_errors,
+    RunArgs, ScenariosCommand, ServeArgs, TlsArg, report_errors,
 };
+
+/// Says why an argument or a `--filter` selects no scenario; exit 2.
+pub fn selection_error(e: &etrn_harness::scenario::SelectError) -> std::process::ExitCode {
+    eprintln!("error: {e}");
+    std::process::ExitCode::from(EXIT_INVALID)
+}
 
 /// Renders a report (`Err`: it could not be), writes it to `output` or standard output, and on a
 /// file says `summary` on stderr. `Err` is the exit status after the error was shown.

@@ -170,7 +170,8 @@ fn against(args: &ProbeArgs) -> Result<Option<Against>, ExitCode> {
         }));
     }
     if let Some(path) = &args.against_scenario {
-        let scenario = scenario::load_scenario(path).map_err(|errors| {
+        let one = scenario::resolve_one(path).map_err(|e| super::selection_error(&e))?;
+        let scenario = one.load().map_err(|errors| {
             report_errors(&errors, false);
             ExitCode::from(EXIT_INVALID)
         })?;

@@ -16,7 +16,10 @@ use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, report_errors};
 const MAX_TIMEOUT_SECS: f64 = 86_400.0;
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let source = scenario::CorpusSource::from_paths(&args.paths);
+    let source = match scenario::resolve(&args.paths) {
+        Ok(s) => s,
+        Err(e) => return super::selection_error(&e),
+    };
     let corpus = source.load();
     if !corpus.errors.is_empty() {
         report_errors(&corpus.errors, !std::io::stderr().is_terminal());
@@ -27,31 +30,16 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("{}", source.describe(corpus.scenarios.len()));
     }
     let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
-    let mut cases: Vec<Case> = corpus
+    let cases: Vec<Case> = corpus
         .scenarios
         .into_iter()
         .map(|(file, scenario)| Case { file, scenario })
         .collect();
-    if let Some(pattern) = &args.filter {
-        cases = match conformance::filter(cases, pattern) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: --filter {pattern:?} is not a valid glob: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        };
-    }
-    if cases.is_empty() {
-        // Nothing selected is no pass: a CI job with a mistyped filter must not go green.
-        match &args.filter {
-            Some(pattern) => eprintln!(
-                "error: --filter {pattern:?} selects no scenario of {} (`etrn-harness run --list` shows the ids)",
-                corpus_ids.len()
-            ),
-            None => eprintln!("error: no scenario files found in the given paths"),
-        }
-        return ExitCode::from(EXIT_INVALID);
-    }
+    // Nothing selected is no pass: a CI job with a mistyped filter must not go green.
+    let cases = match scenario::select::select(cases, |c| &c.scenario.id, args.filter.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return super::selection_error(&e),
+    };
     if args.list {
         // A reader that stops early (`| head -1`) is no error: stop writing, quietly.
         let mut out = std::io::stdout().lock();

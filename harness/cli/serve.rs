@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use etrn_harness::smarthost::{LiveEvent, Recorder, SmartHostConfig, SmartHostScript};
+use etrn_harness::smarthost::{Lifetime, LiveEvent, Recorder, SmartHostConfig, SmartHostScript};
 use etrn_harness::smtp::{Event, SessionLimits};
 
 use etrn_harness::scenario;
@@ -19,12 +19,13 @@ pub fn run(args: ServeArgs) -> ExitCode {
         return code;
     }
     let script = match (&args.scenario, args.profile) {
-        (Some(path), _) => match scenario::load_scenario(path) {
-            Ok(s) => s.smarthost,
-            Err(errors) => {
+        (Some(arg), _) => match scenario::resolve_one(arg).map(|one| one.load()) {
+            Ok(Ok(s)) => s.smarthost,
+            Ok(Err(errors)) => {
                 report_errors(&errors, false);
                 return ExitCode::from(EXIT_INVALID);
             }
+            Err(e) => return super::selection_error(&e),
         },
         (None, Some(profile)) => SmartHostScript {
             profile,
@@ -274,7 +275,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     drain(&mut live, &mut printer);
     // Counted by the recorder, so forgotten sessions (--retain open) count too.
     let sessions = recorder.session_count();
-    printer.stopped(why, sessions, recorder.etrn_count());
+    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
     let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
     printer.finish().await;
     code
@@ -447,11 +448,22 @@ impl Printer {
         }
     }
 
-    fn stopped(&self, why: &'static str, sessions: usize, etrn: usize) {
+    /// `sessions` and `etrn` count what the recording holds (since the last `POST /reset`);
+    /// `lifetime` what the smart host saw since it started, which is what the lines above show.
+    fn stopped(&self, why: &'static str, sessions: usize, etrn: usize, lifetime: Lifetime) {
         // The stop line counts what the recorder saw; when the lines above show less (the output
         // fell behind, or printed nothing), it says so rather than disagree with them silently.
-        let shown =
-            self.format == EventsFormat::None || (self.sessions == sessions && self.etrn == etrn);
+        let shown = self.format == EventsFormat::None
+            || (self.sessions == lifetime.sessions && self.etrn == lifetime.etrn);
+        // After a reset the recording holds less than the lines above show: both are said.
+        let since_reset = if lifetime.resets == 0 {
+            String::new()
+        } else {
+            format!(
+                " since the last reset ({} session(s), {} ETRN in all)",
+                lifetime.sessions, lifetime.etrn
+            )
+        };
         let stopped = Stopped {
             command: Server::Serve,
             why,
@@ -463,14 +475,23 @@ impl Printer {
                 let mut line = stopped;
                 line.counts
                     .push(Count::new("missed", "missed", self.missed));
+                if lifetime.resets > 0 {
+                    line.counts.extend([
+                        Count::new("resets", "reset(s)", lifetime.resets),
+                        Count::new("sessions_in_all", "session(s) in all", lifetime.sessions),
+                        Count::new("etrn_in_all", "ETRN in all", lifetime.etrn),
+                    ]);
+                }
                 line.json()
             }
-            _ if shown => stopped.human(),
+            _ if shown => format!("{}{since_reset}", stopped.human()),
             _ => format!(
-                "{}; the lines above show {} and {} (output fell behind by {} event(s); the recording has them all)",
+                "{}{since_reset}; the lines above show {} and {} of {} and {} (output fell behind by {} event(s); the recording has them all)",
                 stopped.human(),
                 self.sessions,
                 self.etrn,
+                lifetime.sessions,
+                lifetime.etrn,
                 self.missed
             ),
         };

@@ -322,6 +322,9 @@ fn failure(kind: NonSuccessKind, r: &CaseResult) -> TestCaseStatus {
 /// (`scenarios/replies/e26.toml`, `./scenarios/replies/e26.toml` and `/abs/scenarios/replies/e26.toml`
 /// all give `etrn.replies`), so CI dashboards see the same class whatever path the run was given.
 fn classname(file: &str) -> String {
+    let file = file
+        .strip_prefix(crate::scenario::shipped::BUILTIN_PREFIX)
+        .unwrap_or(file);
     let folder = std::path::Path::new(file)
         .parent()
         .and_then(|p| p.file_name())
@@ -344,6 +347,7 @@ mod tests {
             "./scenarios/replies/e26.toml",
             "/srv/ci/checkout/scenarios/replies/e26.toml",
             "replies/e26.toml",
+            "builtin:replies/e26.toml",
         ] {
             assert_eq!(classname(path), "etrn.replies", "{path}");
         }

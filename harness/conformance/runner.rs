@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use globset::Glob;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
@@ -45,13 +44,8 @@ impl Default for RunOptions {
 }
 
 /// Keeps the cases whose id matches `pattern` (a glob; a plain word matches ids containing it).
-pub fn filter(cases: Vec<Case>, pattern: &str) -> Result<Vec<Case>, globset::Error> {
-    let glob = if pattern.contains(['*', '?', '[']) {
-        pattern.to_owned()
-    } else {
-        format!("*{pattern}*")
-    };
-    let matcher = Glob::new(&glob)?.compile_matcher();
+pub fn filter(cases: Vec<Case>, pattern: &str) -> Result<Vec<Case>, scenario::SelectError> {
+    let matcher = scenario::select::id_filter(pattern)?;
     Ok(cases
         .into_iter()
         .filter(|c| matcher.is_match(&c.scenario.id))
@@ -101,7 +95,7 @@ async fn judged(
         .map_err(|e| format!("cannot create a work folder: {e}"))?;
     // A scenario of the shipped corpus is no file on this machine: the target gets a copy.
     let scenario_file = match crate::scenario::shipped::shipped_text(&case.file) {
-        Some(text) if !case.file.is_file() => {
+        Some(text) => {
             let copy = work.path().join(
                 case.file
                     .file_name()

@@ -294,8 +294,10 @@ impl fmt::Display for Difference {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Deviation {
     pub grade: Grade,
-    /// The connection (0-based) it was seen on, where it concerns one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The connection it was seen on, where it concerns one: 0-based here, written 1-based
+    /// (the first connection is 1, as the human report and a violation's `session` count).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "one_based")]
+    #[schemars(range(min = 1))]
     pub connection: Option<usize>,
     /// The model's rule that explains it and gives its grade; `None`: the scenario's own grade.
     #[serde(
@@ -308,6 +310,13 @@ pub struct Deviation {
     pub rule: Option<Rule>,
     #[serde(flatten)]
     pub difference: Difference,
+}
+
+fn one_based<S: Serializer>(connection: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    match connection {
+        Some(c) => s.serialize_u64(u64::try_from(*c).unwrap_or(u64::MAX).saturating_add(1)),
+        None => s.serialize_none(),
+    }
 }
 
 fn rule_id<S: Serializer>(rule: &Option<Rule>, s: S) -> Result<S::Ok, S::Error> {

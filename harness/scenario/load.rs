@@ -73,7 +73,7 @@ const MAX_SCENARIO_FILE: u64 = 1024 * 1024;
 
 /// A scenario file's text: a regular file only (a FIFO named on the command line must not block
 /// the read), at most [`MAX_SCENARIO_FILE`] octets.
-fn read_scenario(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_scenario(path: &Path) -> std::io::Result<String> {
     crate::files::read_regular_file(path, MAX_SCENARIO_FILE)
         .map_err(|e| std::io::Error::other(e.reason()))
 }

@@ -10,6 +10,7 @@
 //! - [`explain`]: a prediction rendered for people.
 //! - [`schema`]: the JSON Schema of the format.
 //! - [`shipped`]: the corpus built into the binary, and the choice between it and paths on disk.
+//! - [`select`]: which scenarios a command-line argument names (a path, an id, a `builtin:` name).
 
 pub mod diagnostic;
 pub mod expect;
@@ -19,6 +20,7 @@ pub mod judge;
 pub mod load;
 pub mod predict;
 pub mod schema;
+pub mod select;
 pub mod shipped;
 pub mod validate;
 
@@ -28,5 +30,6 @@ pub use file::Scenario;
 pub use judge::{Deviation, Difference, FormDifference, Observed, judge, judge_mail};
 pub use load::{Corpus, discover, load_corpus, load_scenario, load_texts, parse_scenario};
 pub use predict::{DEFAULT_REPLY_TIMEOUT, Prediction, predict, predict_with};
-pub use shipped::CorpusSource;
+pub use select::{SelectError, Single, resolve, resolve_one};
+pub use shipped::{CorpusSource, ShippedFile, shipped_files};
 pub use validate::{Problem, ProblemKind, validate};

@@ -8,6 +8,7 @@
 //! - [`accept`]: the one accept loop of every server here (also the cassette proxies): the
 //!   connection cap, refusals counted apart, backoff when out of descriptors.
 //! - [`recorder`]: every session's events, JSON recordings, event-driven waits.
+//! - [`stream`]: a `--record` stream (JSON Lines) read back into the recording document.
 //! - `log`: how the recorder packs a session's events in memory (replies shared, one buffer a
 //!   session).
 //! - [`tls`]: a self-signed certificate for STARTTLS, made at start-up.
@@ -39,11 +40,12 @@ pub mod profile;
 pub mod recorder;
 pub mod script;
 pub mod server;
+pub mod stream;
 pub mod tls;
 
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
-    EtrnCursor, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
+    EtrnCursor, Lifetime, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
     SessionPage, SessionRecording, WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};

@@ -94,7 +94,7 @@ pub struct RecordedEtrn {
 }
 
 /// An event with its time.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct TimedEvent {
     pub at_us: u64,
     #[serde(flatten)]
@@ -215,6 +215,48 @@ mod line {
     }
 }
 
+impl Recording {
+    /// The document up to the opening of its `sessions` list, for writers that add the sessions
+    /// one at a time: the fields stay those of `Recording`, in its order, whatever is added to
+    /// it (`sessions` is the last).
+    pub(crate) fn document_head(&self) -> Vec<u8> {
+        let empty = Recording {
+            version: self.version,
+            refused: self.refused,
+            forgotten: self.forgotten,
+            sessions: Vec::new(),
+        };
+        let mut bytes = serde_json::to_vec(&empty).unwrap_or_default();
+        if bytes.ends_with(b"[]}") {
+            bytes.truncate(bytes.len() - 2);
+        } else {
+            warn!("the recording's JSON does not end with its sessions; written field by field");
+            let forgotten = if self.forgotten == 0 {
+                String::new()
+            } else {
+                format!("\"forgotten\":{},", self.forgotten)
+            };
+            bytes = format!(
+                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
+                self.version, self.refused
+            )
+            .into_bytes();
+        }
+        bytes
+    }
+}
+
+/// Counts since a smart host started, never reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Sessions opened.
+    pub sessions: usize,
+    /// ETRN commands recorded.
+    pub etrn: usize,
+    /// Resets of the recording (`POST /reset`).
+    pub resets: u64,
+}
+
 /// A wait that ran out of time.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("timed out after {waited:?} waiting for {what}")]
@@ -253,8 +295,7 @@ struct SessionLog {
 impl SessionLog {
     /// The session as a recording: the lists derived from the event log.
     fn derive(&self, interner: &Interner) -> SessionRecording {
-        let events = self.events.events(interner);
-        let mut s = SessionRecording {
+        SessionRecording {
             id: self.id,
             peer: self.peer.to_string(),
             started_us: self.started_us,
@@ -266,7 +307,17 @@ impl SessionLog {
             etrn: Vec::new(),
             messages: Vec::new(),
             events: Vec::new(),
-        };
+        }
+        .with_events(self.events.events(interner))
+    }
+}
+
+impl SessionRecording {
+    /// The session with `events` as its log and the lists derived from it (greeting, commands
+    /// with their replies, ETRNs, messages): how the recorder builds every session it shows, and
+    /// how a `--record` stream is read back.
+    pub(crate) fn with_events(mut self, events: Vec<TimedEvent>) -> Self {
+        let s = &mut self;
         for e in &events {
             match &e.event {
                 Event::Command(c) => s.commands.push(RecordedCommand {
@@ -296,8 +347,8 @@ impl SessionLog {
                 _ => {}
             }
         }
-        s.events = events;
-        s
+        self.events = events;
+        self
     }
 }
 
@@ -329,6 +380,10 @@ struct State {
     /// The number the last ETRN recorded got.
     last_etrn_number: u64,
     forgotten: u64,
+    /// Every ETRN since the start, resets included.
+    etrn_total: usize,
+    /// `POST /reset`s so far.
+    resets: u64,
     /// The JSON Lines stream, when there is one.
     stream: Option<Box<dyn Write + Send>>,
     /// Why the stream stopped, if it failed.
@@ -500,6 +555,7 @@ impl Recorder {
             s.events.push(timed.at_us, timed.event, &mut state.interner);
             if let Some(domain) = domain {
                 state.etrn += 1;
+                state.etrn_total += 1;
                 if let Some(domain) = domain {
                     // Woken after the lock is let go; a wait registers under the lock, so none
                     // misses this.
@@ -604,6 +660,7 @@ impl Recorder {
             r.etrn_domains.clear();
             r.refused = 0;
             r.forgotten = 0;
+            r.resets += 1;
             r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
         }
         self.closed_changed.notify_waiters();
@@ -653,6 +710,17 @@ impl Recorder {
         r.sessions
             .len()
             .saturating_add(usize::try_from(r.forgotten).unwrap_or(usize::MAX))
+    }
+
+    /// What the smart host saw since it started, resets or not: for a stop line that must agree
+    /// with the live lines printed before it.
+    pub fn lifetime(&self) -> Lifetime {
+        let r = self.lock();
+        Lifetime {
+            sessions: usize::try_from(r.last_id).unwrap_or(usize::MAX),
+            etrn: r.etrn_total,
+            resets: r.resets,
+        }
     }
 
     /// Whether a session held has an ETRN for the normalised `domain` (one recorded since the
@@ -966,28 +1034,10 @@ impl RecordingJson {
             last: ids.last().copied(),
             more,
         };
-        // The document without its sessions, cut before the list's end: its fields stay those
-        // of `Recording`, in its order, whatever is added to it (`sessions` is the last).
-        let mut bytes = serde_json::to_vec(&head).unwrap_or_default();
-        if bytes.ends_with(b"[]}") {
-            bytes.truncate(bytes.len() - 2);
-        } else {
-            warn!("the recording's JSON does not end with its sessions; written field by field");
-            let forgotten = if head.forgotten == 0 {
-                String::new()
-            } else {
-                format!("\"forgotten\":{},", head.forgotten)
-            };
-            bytes = format!(
-                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
-                head.version, head.refused
-            )
-            .into_bytes();
-        }
         let json = RecordingJson {
             recorder,
             ids: ids.into_iter(),
-            head: Some(bytes),
+            head: Some(head.document_head()),
             first: true,
             done: false,
         };
@@ -1164,6 +1214,9 @@ mod tests {
         assert_eq!(rec.sessions[0].id, open);
         assert!(rec.sessions[0].events.is_empty(), "its log starts again");
         assert_eq!((r.closed_count(), r.etrn_count()), (0, 0));
+        // What the smart host saw since it started is not forgotten.
+        assert_eq!(r.lifetime().resets, 1);
+        assert!(r.lifetime().sessions >= 2, "{:?}", r.lifetime());
         command(&r, open, "QUIT\r\n", 221);
         r.close(open, CloseReason::Quit);
         assert_eq!(r.closed_count(), 1);

@@ -1,13 +1,13 @@
 //! What a session reports: every command, reply and ETRN, as data.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
 use crate::wire::Verb;
 
 /// Something that happened in a session, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "event")]
 pub enum Event {
     /// A complete command line as received (credentials replaced when `redacted`).
@@ -33,7 +33,7 @@ pub enum Event {
     /// A line the client sent after the server's 421, read during the linger before the close
     /// (the tokio driver's, `LINGER_AFTER_421`); never answered.
     AfterClose {
-        #[serde(serialize_with = "escaped")]
+        #[serde(serialize_with = "escaped", deserialize_with = "unescaped")]
         #[schemars(with = "String")]
         raw: Vec<u8>,
     },
@@ -41,14 +41,14 @@ pub enum Event {
     /// the client did not wait for that reply. Recorded by the tokio driver just before the
     /// line's own `command` event.
     Unawaited {
-        #[serde(serialize_with = "escaped")]
+        #[serde(serialize_with = "escaped", deserialize_with = "unescaped")]
         #[schemars(with = "String")]
         raw: Vec<u8>,
     },
     /// What the client sent last without ending the line before it closed: kept as it came
     /// (credentials replaced), never acted on or answered. A cassette keeps the same bytes.
     Unterminated {
-        #[serde(serialize_with = "escaped")]
+        #[serde(serialize_with = "escaped", deserialize_with = "unescaped")]
         #[schemars(with = "String")]
         raw: Vec<u8>,
     },
@@ -71,20 +71,20 @@ pub enum Event {
 }
 
 /// One command line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandLine {
     /// The bytes as received, line end included; not UTF-8 safe, see [`CommandLine::text`].
-    #[serde(serialize_with = "escaped")]
+    #[serde(serialize_with = "escaped", deserialize_with = "unescaped")]
     #[schemars(with = "String")]
     pub raw: Vec<u8>,
     /// The verb, as far as it could be read; written as its upper-case text.
     #[schemars(with = "String")]
     pub verb: Verb,
     /// Ended by a bare LF instead of CRLF (RFC 5321 §2.3.8 forbids it).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bare_lf: bool,
     /// The line held credentials, replaced by `[redacted]`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
 }
 
@@ -104,8 +104,15 @@ fn escaped<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&escape(raw))
 }
 
+/// The bytes an escaped string stands for: reading a recording stream back
+/// (`etrn-harness recording`), so each event serialises again to the same text.
+fn unescaped<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::escape::unescape(&text).map_err(serde::de::Error::custom)
+}
+
 /// One ETRN, as the conformance runner judges it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EtrnRecord {
     /// The argument as sent (escaped if not valid UTF-8), without the verb.
     pub raw: String,
@@ -119,12 +126,12 @@ pub struct EtrnRecord {
     /// The reply code sent; `None` when the server hung up without replying.
     pub reply: Option<u16>,
     /// Facts about the command that a conformance check may care about.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<EtrnFlag>,
 }
 
 /// Something unusual about one ETRN command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum EtrnFlag {
     /// Sent before EHLO/HELO was answered.
@@ -160,7 +167,7 @@ impl EtrnFlag {
 }
 
 /// A mail transaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageRecord {
     pub from: String,
     pub recipients: Vec<String>,
@@ -171,7 +178,7 @@ pub struct MessageRecord {
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", tag = "reason", content = "detail")]
 pub enum CloseReason {
     /// The client sent QUIT.
