@@ -230,7 +230,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         let why = loop {
             tokio::select! {
                 biased;
-                event = live.recv() => match event {
+                event = live.recv() => match event.as_deref() {
                     // The live lines are for people; the counts below come from the recording,
                     // which misses nothing even when this stream lags.
                     Ok(LiveEvent::Event { session, event: Event::ReplayMismatch { position, expected, actual }, .. }) => {

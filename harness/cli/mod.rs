@@ -11,7 +11,7 @@ pub mod serve;
 pub mod signals;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
+    BenchApiArgs, BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES,
     EXIT_INVALID, ProbeArgs, RecordArgs, ReplayArgs, ReportFormat, RunArgs, ServeArgs, TlsArg,
     report_errors,
 };

@@ -44,7 +44,7 @@ pub mod tls;
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
     LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention, SessionRecording,
-    WaitTimeout,
+    SharedLine, WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};
