@@ -331,9 +331,14 @@ struct BenchApiArgs {
     /// A row per number: that many waits pending during the run (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
     waits: Vec<usize>,
-    /// A row with that many live-feed (GET /events) subscribers; 0 for none.
+    /// A row with that many live-feed subscribers (the API's GET /events without HTTP); 0 for
+    /// none.
     #[arg(long, default_value_t = 200)]
     subscribers: usize,
+    /// A row with that many GET /events clients over HTTP (the API takes at most 64 connections);
+    /// 0 for none.
+    #[arg(long, default_value_t = 60)]
+    feeds: usize,
     /// Rounds of every row.
     #[arg(long, default_value_t = 3)]
     rounds: u32,

@@ -197,13 +197,14 @@ async fn the_waits_benchmark_runs_every_row_and_counts_every_session() {
         sessions: 30,
         waits: vec![2, 20],
         subscribers: 5,
+        feeds: 3,
         rounds: 2,
         concurrency: 4,
         max_duration: WAIT,
     };
     let r = waits::waits(&spec).await.expect("the benchmark runs");
     // Counts only: the rates and their ratios are figures, never asserted.
-    assert_eq!((r.sessions, r.errors), (4 * 2 * 30, 0));
+    assert_eq!((r.sessions, r.errors), (5 * 2 * 30, 0));
     let held: Vec<Held> = r.rows.iter().map(|row| row.held).collect();
     assert_eq!(
         held,
@@ -211,7 +212,8 @@ async fn the_waits_benchmark_runs_every_row_and_counts_every_session() {
             Held::Nothing,
             Held::Waits(2),
             Held::Waits(20),
-            Held::Subscribers(5)
+            Held::Subscribers(5),
+            Held::Feeds(3)
         ]
     );
     assert!(r.rows.iter().all(|row| row.sessions_per_sec > 0.0), "{r:?}");
@@ -221,6 +223,7 @@ async fn the_waits_benchmark_runs_every_row_and_counts_every_session() {
         "| 2 waits pending |",
         "| 20 waits pending |",
         "| 5 live-feed subscribers |",
+        "| 3 GET /events clients over HTTP |",
     ] {
         assert!(table.contains(line), "{line}\n{table}");
     }
@@ -232,7 +235,8 @@ async fn the_waits_benchmark_runs_every_row_and_counts_every_session() {
 fn bench_api_prints_every_row_of_both_tables() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .args(["bench", "api", "--sessions", "20", "--waits", "3,30"])
-        .args(["--subscribers", "4", "--rounds", "1", "--concurrency", "2"])
+        .args(["--subscribers", "4", "--feeds", "2", "--rounds", "1"])
+        .args(["--concurrency", "2"])
         .args([
             "--recorded-sessions",
             "200",
@@ -254,7 +258,8 @@ fn bench_api_prints_every_row_of_both_tables() {
         "| 3 waits pending |",
         "| 30 waits pending |",
         "| 4 live-feed subscribers |",
-        "| sessions, failed | 80, 0 |",
+        "| 2 GET /events clients over HTTP |",
+        "| sessions, failed | 100, 0 |",
         "200 sessions recorded",
         "| steady, after the sessions |",
         "| peak while 3 clients read GET /recording at once",

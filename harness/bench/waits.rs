@@ -8,7 +8,9 @@
 //! it waits: the recorder's own wait, which the API awaits), each bounded by the run's duration
 //! and ended after the workload; M live-feed subscribers (what `GET /events` does: a receiver of
 //! the recorder's broadcast that builds each event's JSON line, as the API's feed does, and drops
-//! it instead of writing it to a socket). The rows' order rotates between rounds. A row's rate is
+//! it instead of writing it to a socket); K clients of the real API's `GET /events` over HTTP,
+//! reading everything it streams (the API takes at most 64 connections at once, so K stays
+//! under that). The rows' order rotates between rounds. A row's rate is
 //! its median over the rounds; its ratio is that over the median with nothing held (1.0: free);
 //! the spread is the lowest and highest ratio of one round's run to the same round's run with
 //! nothing held. Load generator and server share the runtime and the machine, so the ratios are
@@ -18,11 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::compare::BenchError;
 use super::load::{self, LoadSpec, Workload};
+use crate::api::Api;
 use crate::smarthost::{Recorder, SmartHost, SmartHostConfig};
 
 /// How big the measurement is.
@@ -34,6 +41,8 @@ pub struct WaitsSpec {
     pub waits: Vec<usize>,
     /// A row with this many live-feed subscribers (0: no such row).
     pub subscribers: usize,
+    /// A row with this many HTTP clients of the API's `GET /events` (0: no such row).
+    pub feeds: usize,
     /// Rounds of every row.
     pub rounds: u32,
     /// Client tasks at once.
@@ -49,6 +58,7 @@ pub enum Held {
     Nothing,
     Waits(usize),
     Subscribers(usize),
+    Feeds(usize),
 }
 
 impl std::fmt::Display for Held {
@@ -57,6 +67,7 @@ impl std::fmt::Display for Held {
             Held::Nothing => write!(f, "nothing held"),
             Held::Waits(n) => write!(f, "{n} waits pending"),
             Held::Subscribers(n) => write!(f, "{n} live-feed subscribers"),
+            Held::Feeds(n) => write!(f, "{n} GET /events clients over HTTP"),
         }
     }
 }
@@ -95,13 +106,33 @@ fn median(mut rates: Vec<f64>) -> f64 {
 
 /// Runs the rounds.
 pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
-    let host = SmartHost::start(SmartHostConfig::default())
+    let config = SmartHostConfig::default();
+    let (limits, profile) = (config.limits.clone(), config.script.profile.to_string());
+    let not_ready = |what: &str, e: &dyn std::fmt::Display| BenchError::NotReady {
+        what: what.into(),
+        detail: e.to_string(),
+    };
+    let host = SmartHost::start(config)
         .await
-        .map_err(|e| BenchError::NotReady {
-            what: "the smart host".into(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| not_ready("the smart host", &e))?;
     let recorder = host.shared_recorder();
+    let api = if spec.feeds > 0 {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let api = Api::start(
+            listen,
+            host.addr(),
+            Arc::clone(&recorder),
+            host.switch(),
+            limits,
+            &profile,
+            None,
+        )
+        .await
+        .map_err(|e| not_ready("the API", &e))?;
+        Some(api)
+    } else {
+        None
+    };
     let mut load = LoadSpec::new(host.addr(), Workload::Etrn, spec.sessions);
     load.concurrency = spec.concurrency.max(1);
     load.max_duration = spec.max_duration;
@@ -109,6 +140,9 @@ pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
     held.extend(spec.waits.iter().map(|n| Held::Waits(*n)));
     if spec.subscribers > 0 {
         held.push(Held::Subscribers(spec.subscribers));
+    }
+    if spec.feeds > 0 {
+        held.push(Held::Feeds(spec.feeds));
     }
     // rates[row][round]
     let mut rates = vec![Vec::new(); held.len()];
@@ -118,12 +152,17 @@ pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
         // The order rotates, so no row always runs on the longest recording.
         let shift = round as usize % held.len();
         for row in (0..held.len()).map(|i| (i + shift) % held.len()) {
-            let (report, lost) = run_holding(&recorder, &load, held[row], spec.max_duration).await;
+            let api = api.as_ref().map(Api::addr);
+            let (report, lost) =
+                run_holding(&recorder, api, &load, held[row], spec.max_duration).await?;
             rates[row].push(report.sessions_per_sec());
             missed[row] += lost;
             sessions += report.sessions;
             errors += report.errors;
         }
+    }
+    if let Some(api) = api {
+        api.shutdown().await;
     }
     host.stop().await;
     let base = median(rates[0].clone());
@@ -158,10 +197,11 @@ pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
 /// One workload run holding `held`, released after it; the live events the subscribers missed.
 async fn run_holding(
     recorder: &Arc<Recorder>,
+    api: Option<SocketAddr>,
     load: &LoadSpec,
     held: Held,
     deadline: Duration,
-) -> (load::LoadReport, u64) {
+) -> Result<(load::LoadReport, u64), BenchError> {
     let mut holders = tokio::task::JoinSet::new();
     let missed = Arc::new(AtomicU64::new(0));
     match held {
@@ -203,10 +243,80 @@ async fn run_holding(
                 });
             }
         }
+        Held::Feeds(n) => {
+            let api = api.ok_or_else(|| BenchError::NotReady {
+                what: "the API".into(),
+                detail: "not started".into(),
+            })?;
+            for _ in 0..n {
+                // Connected and answered here, before the run: no feed misses its start.
+                let stream = open_feed(api, deadline).await?;
+                holders.spawn(read_feed(stream, Arc::clone(&missed)));
+            }
+        }
     }
     let report = load::run(load).await;
     holders.shutdown().await;
-    (report, missed.load(Ordering::Relaxed))
+    Ok((report, missed.load(Ordering::Relaxed)))
+}
+
+/// A `GET /events` connection whose answer has begun (its head read).
+async fn open_feed(api: SocketAddr, deadline: Duration) -> Result<TcpStream, BenchError> {
+    let refused = |detail: String| BenchError::NotReady {
+        what: "a GET /events client".into(),
+        detail,
+    };
+    let open = async {
+        let mut stream = TcpStream::connect(api)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let request = format!("GET /events HTTP/1.1\r\nHost: {api}\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        let mut head = [0u8; 1024];
+        let n = stream
+            .read(&mut head)
+            .await
+            .map_err(|e| refused(e.to_string()))?;
+        if head[..n].starts_with(b"HTTP/1.1 200") {
+            Ok(stream)
+        } else {
+            Err(refused(format!(
+                "answered {:?}",
+                String::from_utf8_lossy(&head[..n.min(40)])
+            )))
+        }
+    };
+    tokio::time::timeout(deadline, open)
+        .await
+        .map_err(|_| refused("no answer in time".into()))?
+}
+
+/// Reads a feed until cancelled, counting the events it says it missed.
+async fn read_feed(mut stream: TcpStream, missed: Arc<AtomicU64>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            return;
+        }
+        // A `missed` event's data is `{"missed":N}`; one cut by a read goes uncounted (rare).
+        const KEY: &[u8] = b"{\"missed\":";
+        let text = &buf[..n];
+        let lost: u64 = (0..text.len().saturating_sub(KEY.len()))
+            .filter(|i| text[*i..].starts_with(KEY))
+            .filter_map(|i| {
+                let digits = &text[i + KEY.len()..];
+                let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+                std::str::from_utf8(&digits[..end])
+                    .ok()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        missed.fetch_add(lost, Ordering::Relaxed);
+    }
 }
 
 /// The report for people.

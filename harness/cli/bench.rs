@@ -171,6 +171,7 @@ async fn api(args: BenchApiArgs) -> ExitCode {
         sessions: args.sessions,
         waits: args.waits,
         subscribers: args.subscribers,
+        feeds: args.feeds,
         rounds: args.rounds,
         concurrency: args.concurrency,
         max_duration: duration,
