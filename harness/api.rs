@@ -950,14 +950,12 @@ async fn events(
         .map(|item| {
             let event = match item {
                 Ok(live) => {
-                    let name = match &live {
+                    let name = match &*live {
                         crate::smarthost::LiveEvent::Opened { .. } => "opened",
                         crate::smarthost::LiveEvent::Event { .. } => "event",
                         crate::smarthost::LiveEvent::Closed { .. } => "closed",
                     };
-                    SseEvent::default()
-                        .event(name)
-                        .data(live.json_line().to_string())
+                    SseEvent::default().event(name).data(&*live.json_text())
                 }
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
                     SseEvent::default()

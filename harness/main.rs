@@ -448,25 +448,43 @@ enum BenchCommand {
     Compare(BenchCompareArgs),
     /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
     Memory(BenchMemoryArgs),
-    /// What pending waits cost: sessions/s with none and with many pending, as a ratio.
-    Waits(BenchWaitsArgs),
+    /// What the API costs the SMTP server: sessions/s with waits pending and live-feed
+    /// subscribers, and peak RSS under concurrent GET /recording reads and at shutdown, as
+    /// ratios (release build recommended).
+    #[command(visible_alias = "waits")]
+    Api(BenchApiArgs),
 }
 
 #[derive(clap::Args)]
-struct BenchWaitsArgs {
+struct BenchApiArgs {
     /// EHLO/ETRN/QUIT sessions per run.
     #[arg(long, default_value_t = 5_000)]
     sessions: u64,
-    /// Waits pending during the second run of each round.
-    #[arg(long, default_value_t = 100)]
-    waits: usize,
-    /// Rounds of the two runs.
+    /// A row per number: that many waits pending during the run (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [10, 100, 1000])]
+    waits: Vec<usize>,
+    /// A row with that many live-feed subscribers (the API's GET /events without HTTP); 0 for
+    /// none.
+    #[arg(long, default_value_t = 200)]
+    subscribers: usize,
+    /// A row with that many GET /events clients over HTTP (the API takes at most 64 connections);
+    /// 0 for none.
+    #[arg(long, default_value_t = 60)]
+    feeds: usize,
+    /// Rounds of every row.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     /// Client tasks at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Stop each run after this many seconds.
+    /// Sessions recorded before the memory figures (the recording the readers read); 0 skips
+    /// them.
+    #[arg(long, default_value_t = 50_000)]
+    recorded_sessions: u64,
+    /// Clients reading GET /recording at once.
+    #[arg(long, default_value_t = 8)]
+    readers: usize,
+    /// Stop each run, read and shutdown after this many seconds.
     #[arg(long, default_value_t = 120.0)]
     duration: f64,
 }

@@ -191,24 +191,83 @@ async fn bench_load_takes_host_port_like_upstream() {
 }
 
 #[tokio::test]
-async fn the_waits_benchmark_runs_both_sides_and_counts_every_session() {
-    use etrn_harness::bench::waits::{self, WaitsSpec};
+async fn the_waits_benchmark_runs_every_row_and_counts_every_session() {
+    use etrn_harness::bench::waits::{self, Held, WaitsSpec};
     let spec = WaitsSpec {
         sessions: 30,
-        waits: 20,
+        waits: vec![2, 20],
+        subscribers: 5,
+        feeds: 3,
         rounds: 2,
         concurrency: 4,
         max_duration: WAIT,
     };
     let r = waits::waits(&spec).await.expect("the benchmark runs");
-    // Counts only: the rates and their ratio are figures, never asserted.
-    assert_eq!((r.waits, r.sessions, r.errors), (20, 120, 0));
-    assert!(r.without_waits > 0.0 && r.with_waits > 0.0);
-    let table = waits::table(&r);
-    assert!(
-        table.contains("| 20 |") && table.contains("ratio"),
-        "{table}"
+    // Counts only: the rates and their ratios are figures, never asserted.
+    assert_eq!((r.sessions, r.errors), (5 * 2 * 30, 0));
+    let held: Vec<Held> = r.rows.iter().map(|row| row.held).collect();
+    assert_eq!(
+        held,
+        [
+            Held::Nothing,
+            Held::Waits(2),
+            Held::Waits(20),
+            Held::Subscribers(5),
+            Held::Feeds(3)
+        ]
     );
+    assert!(r.rows.iter().all(|row| row.sessions_per_sec > 0.0), "{r:?}");
+    let table = waits::table(&r);
+    for line in [
+        "| nothing held |",
+        "| 2 waits pending |",
+        "| 20 waits pending |",
+        "| 5 live-feed subscribers |",
+        "| 3 GET /events clients over HTTP |",
+    ] {
+        assert!(table.contains(line), "{line}\n{table}");
+    }
+}
+
+/// `bench api` at a small scale: both tables, every row, the reads and the shutdown measured on
+/// a real `serve --api` process.
+#[test]
+fn bench_api_prints_every_row_of_both_tables() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "api", "--sessions", "20", "--waits", "3,30"])
+        .args(["--subscribers", "4", "--feeds", "2", "--rounds", "1"])
+        .args(["--concurrency", "2"])
+        .args([
+            "--recorded-sessions",
+            "200",
+            "--readers",
+            "3",
+            "--duration",
+            "60",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "| nothing held |",
+        "| 3 waits pending |",
+        "| 30 waits pending |",
+        "| 4 live-feed subscribers |",
+        "| 2 GET /events clients over HTTP |",
+        "| sessions, failed | 100, 0 |",
+        "200 sessions recorded",
+        "| steady, after the sessions |",
+        "| peak while 3 clients read GET /recording at once",
+        "| peak while stopping and finishing FILE",
+        "| failed reads and sessions | 0 |",
+    ] {
+        assert!(stdout.contains(row), "{row}\n{stdout}");
+    }
 }
 
 #[tokio::test]

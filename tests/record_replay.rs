@@ -423,7 +423,7 @@ fn a_truncated_or_malformed_cassette_is_reported_with_its_line() {
     );
     let (code, _, err) = run(&bad);
     assert_eq!(code, Some(2));
-    assert!(err.contains("bad.cassette:line 4:"), "{err}");
+    assert!(err.contains("bad.cassette:4:"), "{err}");
     assert!(err.contains("not a C:, D:, S:"), "{err}");
 }
 

@@ -1466,7 +1466,7 @@ fn a_damaged_cassette_is_refused_with_its_line_and_without_its_text() {
     let (code, err) = exits_by_itself(&["replay", "--cassette", &path, "--listen", "127.0.0.1:0"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
-        err.contains(&format!("{path}:line 4: a byte that is not UTF-8")),
+        err.contains(&format!("{path}:4: a byte that is not UTF-8")),
         "{err}"
     );
     assert!(!err.contains("s3cret"), "{err}");

@@ -43,6 +43,8 @@ pub struct CompareSpec {
 pub(crate) struct Server {
     name: &'static str,
     pub(crate) addr: SocketAddr,
+    /// Where its API listens, when it was started with `--api`.
+    pub(crate) api: Option<SocketAddr>,
     child: Child,
 }
 
@@ -82,6 +84,15 @@ pub(crate) fn start_smart_host(exe: &PathBuf, extra: &[&str]) -> Result<Server, 
     let mut out = BufReader::new(out);
     let mut first = String::new();
     let _ = out.read_line(&mut first);
+    // With --api, its address is the second line.
+    let mut second = String::new();
+    if extra.contains(&"--api") {
+        let _ = out.read_line(&mut second);
+    }
+    let api = second
+        .trim()
+        .strip_prefix("api on http://")
+        .and_then(|a| a.parse().ok());
     // Keep reading what it prints, so it never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     let addr = first
@@ -95,6 +106,7 @@ pub(crate) fn start_smart_host(exe: &PathBuf, extra: &[&str]) -> Result<Server, 
     Ok(Server {
         name: "smart host",
         addr,
+        api,
         child,
     })
 }
@@ -127,6 +139,7 @@ async fn start_smtp_sink() -> Result<Server, BenchError> {
     let server = Server {
         name: "smtp-sink",
         addr,
+        api: None,
         child,
     };
     // smtp-sink says nothing when it is ready; its listening socket is the only sign. Bounded:

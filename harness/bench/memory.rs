@@ -57,12 +57,25 @@ async fn sessions(addr: std::net::SocketAddr, count: u64, max: Duration) -> load
     load::run(&spec).await
 }
 
-/// Measures both figures.
-pub async fn memory(spec: &MemorySpec) -> Result<MemoryReport, BenchError> {
-    let not_ready = |what: &str| BenchError::NotReady {
+/// A server whose memory `/proc` does not tell.
+pub(crate) fn unreadable(what: &str) -> BenchError {
+    BenchError::NotReady {
         what: what.into(),
         detail: "its memory cannot be read from /proc".into(),
-    };
+    }
+}
+
+/// A temporary folder for a recording the server writes.
+pub(crate) fn temp_dir() -> Result<tempfile::TempDir, BenchError> {
+    tempfile::tempdir().map_err(|source| BenchError::Spawn {
+        what: "a temporary folder".into(),
+        source,
+    })
+}
+
+/// Measures both figures.
+pub async fn memory(spec: &MemorySpec) -> Result<MemoryReport, BenchError> {
+    let not_ready = unreadable;
     let full = start_smart_host(&spec.smart_host_exe, &[])?;
     let warm = sessions(full.addr, WARM_UP, spec.max_duration).await;
     let before = rss::rss_kib(full.pid()).ok_or_else(|| not_ready("the smart host"))?;
@@ -72,10 +85,7 @@ pub async fn memory(spec: &MemorySpec) -> Result<MemoryReport, BenchError> {
     let bytes_per_session =
         (after.saturating_sub(before) * 1024) as f64 / measured.sessions.max(1) as f64;
 
-    let dir = tempfile::tempdir().map_err(|source| BenchError::Spawn {
-        what: "a temporary folder".into(),
-        source,
-    })?;
+    let dir = temp_dir()?;
     let stream = dir.path().join("soak.jsonl");
     let stream_arg = stream.to_string_lossy().into_owned();
     let soak = start_smart_host(

@@ -6,11 +6,15 @@
 //!   several rounds, ratios per workload, and Postfix's own smtp-source as a second load tool.
 //! - [`memory`]: what recording costs: bytes per recorded session, RSS after a long soak.
 //! - [`rss`]: a server's memory from `/proc`.
-//! - [`waits`]: what pending waits for ETRNs cost the SMTP server, as a ratio.
+//! - [`waits`]: what pending waits for ETRNs and live-feed subscribers cost the SMTP server, as
+//!   ratios.
+//! - [`reads`]: the peak memory while clients read a large recording and while the server stops,
+//!   over its steady size.
 
 pub mod compare;
 pub mod load;
 pub mod memory;
+pub mod reads;
 pub mod rss;
 pub mod waits;
 

@@ -10,6 +10,13 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     status_field(pid, "VmHWM:")
 }
 
+/// Starts a new peak for process `pid`: its `VmHWM` becomes its current size (writing 5 to
+/// `/proc/PID/clear_refs`, Linux 4.0 and later, as its owner). False when that cannot be done; the
+/// peak is then the peak since the process started.
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 fn status_field(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;

@@ -29,6 +29,12 @@
 //! exactly as on the wire. `tls passthrough` marks STARTTLS relayed encrypted: nothing after it
 //! was recorded; `tls terminate` marks STARTTLS the recorder terminated: the plaintext of the rest
 //! follows. `end <reason>` closes a session. Credentials are written `[redacted]`.
+//!
+//! One event per line: a text holding something that reads as the start of a line (`1 S: `) has
+//! that space written `\x20`, so a line that swallowed the next one (a lost line end) is told
+//! apart and refused. The parser reads a cassette the way the server read the wire: a reply while
+//! the client is mid-line answers nothing it sent, lines pipelined behind DATA are message data
+//! once the 354 comes, and nothing is answered after a 221 or 421; every fault is named by its line.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -88,10 +94,42 @@ impl Direction {
 pub fn line(session: u64, direction: Direction, bytes: &[u8]) -> String {
     match bytes.strip_suffix(b"\r\n") {
         Some(text) if !text.contains(&b'\r') && !text.contains(&b'\n') => {
-            format!("{session} {}: {}\n", direction.tag(), escape(text))
+            format!("{session} {}: {}\n", direction.tag(), escaped(text))
         }
-        _ => format!("{session} {}! {}\n", direction.tag(), escape(bytes)),
+        _ => format!("{session} {}! {}\n", direction.tag(), escaped(bytes)),
     }
+}
+
+/// What follows a line's session number and its space, for every kind of line: two lines
+/// merged into one (a lost line end) show one of these inside the first line's text.
+const LINE_KINDS: &[&str] = &[
+    "C: ", "D: ", "S: ", "C! ", "D! ", "S! ", "session ", "end ", "tls ",
+];
+
+/// Where `text` holds the start of another line (`<digits> <kind>`): the position of the space
+/// after the digits.
+fn embedded_line_start(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (1..bytes.len()).find(|&i| {
+        bytes[i] == b' '
+            && bytes[i - 1].is_ascii_digit()
+            && LINE_KINDS.iter().any(|kind| {
+                let after = &text[i + 1..];
+                // The kind may also end the line (`1 C:` with an empty text, a bare `1 session`).
+                after.starts_with(kind) || kind.strip_suffix(' ') == Some(after)
+            })
+    })
+}
+
+/// A line's text escaped, with the space of anything that would read as the start of another
+/// line written `\x20`: so the reader can tell a line that swallowed the next one (a lost line
+/// end) from one that only says something like it.
+fn escaped(bytes: &[u8]) -> String {
+    let mut text = escape(bytes);
+    while let Some(at) = embedded_line_start(&text) {
+        text.replace_range(at..=at, "\\x20");
+    }
+    text
 }
 
 /// The header line of a session.
@@ -135,6 +173,14 @@ impl Exchange {
     /// by the upstream closing is not.
     pub fn reply_is_complete(&self) -> bool {
         self.reply.last().is_some_and(|l| ReplyLine::ends_reply(l))
+    }
+
+    /// True when this is DATA answered 354: what the client sends next is message data, up to
+    /// its final ".". The parser and the replay both go by this.
+    pub fn opens_data(&self) -> bool {
+        matches!(&self.request, Request::Command(c) if *Command::parse(c).verb() == Verb::Data)
+            && self.reply_is_complete()
+            && self.reply_code() == Some(354)
     }
 
     /// The reply as it went on the wire.
@@ -206,6 +252,8 @@ struct Building {
     /// The first reply of the session has come: it is the greeting, whatever a client that
     /// talked first had sent before it.
     greeted: bool,
+    /// The code of a reply after which the server closes (221, 421): no reply can follow it.
+    closing: Option<u16>,
 }
 
 impl Building {
@@ -218,6 +266,7 @@ impl Building {
             data_line: 0,
             data_open: false,
             greeted: false,
+            closing: None,
         }
     }
 
@@ -273,8 +322,13 @@ impl Building {
             });
         }
         // A reply in progress that no request asked for (the greeting, a 421 at a timeout)
-        // goes on; otherwise the oldest waiting request is answered; with none, one starts.
-        let unprompted = self.unsolicited.is_some() || self.waiting.is_empty();
+        // goes on; otherwise the oldest waiting request is answered; with none, or with only a
+        // line the client has not finished (a server answers whole lines), one starts.
+        let unfinished = matches!(
+            self.waiting.front(),
+            Some(Exchange { request: Request::Command(c), .. }) if !c.ends_with(b"\n")
+        );
+        let unprompted = self.unsolicited.is_some() || self.waiting.is_empty() || unfinished;
         let target = if unprompted {
             self.unsolicited.get_or_insert_with(|| Exchange {
                 line: n,
@@ -302,13 +356,23 @@ impl Building {
         let Some(done) = finished else {
             return;
         };
-        if let Request::Command(c) = &done.request
-            && *Command::parse(c).verb() == Verb::Data
-            && done.reply_code() == Some(354)
-        {
-            self.data_open = true;
+        if let Some(code @ (221 | 421)) = done.reply_code() {
+            self.closing = Some(code);
         }
+        let opens_data = done.opens_data();
         self.session.exchanges.push(done);
+        if opens_data {
+            self.data_open = true;
+            // Lines a client pipelined behind DATA (RFC 2920 forbids it, but a client may) were
+            // written as commands before the 354 came; the server read them as message data, and
+            // so does the replay.
+            for e in std::mem::take(&mut self.waiting) {
+                match e.request {
+                    Request::Command(bytes) if self.data_open => self.data_line(e.line, bytes),
+                    _ => self.waiting.push_back(e),
+                }
+            }
+        }
     }
 
     /// The session ended (or TLS hid the rest): what waits is kept as it is, an unanswered
@@ -368,6 +432,25 @@ impl Cassette {
             let id: u64 = id
                 .parse()
                 .map_err(|_| err(n, "the line does not start with a session number".into()))?;
+            // The recorder writes one event per line and escapes anything inside a text that
+            // reads as the start of a line; so this is two lines whose line end was lost.
+            if let Some(at) = embedded_line_start(rest) {
+                let digits = rest[..at]
+                    .bytes()
+                    .rev()
+                    .take_while(u8::is_ascii_digit)
+                    .count();
+                // 1-based, counted in the whole line: the session number and its space first.
+                let column = l.len() - rest.len() + at - digits + 1;
+                return Err(err(
+                    n,
+                    format!(
+                        "two lines merged into one: another line starts at column {column} (a \
+                         lost line end; split the line there, or write the space after that \
+                         number as \\x20 if the text is meant)"
+                    ),
+                ));
+            }
             if let Some(fields) = rest.strip_prefix("session") {
                 if building.contains_key(&id) {
                     return Err(err(n, format!("session {id} starts twice")));
@@ -474,10 +557,20 @@ impl Cassette {
                 b'C' => b.client_line(n, bytes),
                 b'D' => b.data_line(n, bytes),
                 _ => {
+                    // The replay closes after such a reply, as the server did.
+                    if let Some(code) = b.closing {
+                        return Err(err(
+                            n,
+                            format!(
+                                "a reply after the server's {code}, after which it closes the \
+                                 connection (a line moved or doubled?)"
+                            ),
+                        ));
+                    }
                     let continues_a_piece = b
-                        .waiting
-                        .front()
-                        .or(b.unsolicited.as_ref())
+                        .unsolicited
+                        .as_ref()
+                        .or(b.waiting.front())
                         .and_then(|e| e.reply.last())
                         .is_some_and(|l| !l.ends_with(b"\n"));
                     if !continues_a_piece && ReplyLine::parse(&bytes).is_none() {
@@ -670,6 +763,89 @@ mod tests {
         );
         let bad = format!("{MAGIC}\n1 session\n1 C: a\\q\n");
         assert_eq!(Cassette::parse(&bad).unwrap_err().line, 3);
+    }
+
+    #[test]
+    fn a_reply_after_221_or_421_is_refused_at_its_line() {
+        for code in [221, 421] {
+            let text = format!(
+                "{MAGIC}\n1 session\n1 S: 220 mx\n1 C: NOOP\n1 S: {code} bye\n1 S: 250 ok\n"
+            );
+            let e = Cassette::parse(&text).unwrap_err();
+            assert_eq!(e.line, 6, "{e}");
+            assert!(
+                e.message.contains(&format!("after the server's {code}")),
+                "{e}"
+            );
+        }
+        // Client lines may follow (pipelined before the client saw the reply).
+        let ok = format!(
+            "{MAGIC}\n1 session\n1 S: 220 mx\n1 C: QUIT\n1 C: NOOP\n1 S: 221 bye\n1 end quit\n"
+        );
+        assert!(Cassette::parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn a_reply_while_the_client_is_mid_line_answers_nothing_it_sent() {
+        // The upstream timed out a client that stopped mid-line: the 421 is unprompted.
+        let text = format!(
+            "{MAGIC}\n1 session\n1 S: 220 mx\n1 C! ETRN a.ex\n1 S: 421 timeout\n1 end upstream-closed\n"
+        );
+        let e = &Cassette::parse(&text).unwrap().sessions[0].exchanges;
+        assert_eq!(e[1].request, Request::Greeting);
+        assert_eq!(e[1].reply_code(), Some(421));
+        assert_eq!(e[2].request, Request::Command(b"ETRN a.ex".to_vec()));
+        assert!(e[2].reply.is_empty());
+    }
+
+    #[test]
+    fn lines_pipelined_behind_data_are_message_data_once_354_comes() {
+        let text = format!(
+            "{MAGIC}\n1 session\n1 S: 220 mx\n1 C: DATA\n1 C: Subject: x\n1 S: 354 go\n1 D: .\n1 S: 250 queued\n1 end quit\n"
+        );
+        let e = &Cassette::parse(&text).unwrap().sessions[0].exchanges;
+        assert!(e[1].opens_data());
+        assert_eq!(
+            e[2].request,
+            Request::Data(vec![b"Subject: x\r\n".to_vec(), b".\r\n".to_vec()])
+        );
+        assert_eq!(e[2].reply_code(), Some(250));
+        // 354 to anything but DATA opens nothing.
+        let text = format!("{MAGIC}\n1 session\n1 S: 220 mx\n1 C: NOOP\n1 S: 354 odd\n1 D: x\n");
+        assert_eq!(Cassette::parse(&text).unwrap_err().line, 6);
+    }
+
+    #[test]
+    fn two_lines_merged_are_refused_and_a_text_that_reads_like_a_line_is_escaped() {
+        let e =
+            Cassette::parse(&format!("{MAGIC}\n1 session\n1 S: 220 mx1 C: EHLO x\n")).unwrap_err();
+        assert_eq!(e.line, 3);
+        assert!(
+            e.message.contains("two lines merged") && e.message.contains("column 12"),
+            "{e}"
+        );
+        let e = Cassette::parse(&format!("{MAGIC}\n1 session\n1 end quit2 session\n")).unwrap_err();
+        assert!(e.message.contains("two lines merged"), "{e}");
+        for said in [
+            &b"NOOP 2 D: x\r\n"[..],
+            b"250 1 end here\r\n",
+            b"x 9 C:\r\n",
+            b"7 session",
+        ] {
+            let l = line(1, Direction::Client, said);
+            assert_eq!(embedded_line_start(&l[2..]), None, "{l}");
+            let text = format!("{MAGIC}\n1 session\n{l}1 end client-closed\n");
+            let c = Cassette::parse(&text).unwrap();
+            let Request::Command(c) = &c.sessions[0].exchanges[0].request else {
+                panic!("{text}");
+            };
+            assert_eq!(c, said);
+        }
+        // Nothing that merely has digits before a space is touched.
+        assert_eq!(
+            line(1, Direction::Server, b"250 2 sessions ok\r\n"),
+            "1 S: 250 2 sessions ok\n"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub enum LoadCassetteError {
     #[error(transparent)]
     Read(#[from] crate::files::ReadFileError),
     /// Malformed: the line and what is wrong with it, never the line's text.
-    #[error("{path}:{source}")]
+    #[error("{path}:{}: {}", source.line, source.message)]
     Parse { path: String, source: CassetteError },
 }
 

@@ -246,8 +246,10 @@ impl ReplaySession {
             self.close(CloseReason::Scripted);
             return;
         }
+        if e.opens_data() {
+            self.data = Some(IncomingData::default());
+        }
         match e.reply_code() {
-            Some(354) => self.data = Some(IncomingData::default()),
             Some(421) => self.close(CloseReason::Scripted),
             Some(221) => self.close(CloseReason::Quit),
             _ => {}

@@ -9,7 +9,7 @@ use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions};
 use etrn_harness::scenario;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_INVALID,
+    BenchApiArgs, BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_INVALID,
     report_errors,
 };
 
@@ -25,7 +25,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
         BenchCommand::Load(args) => runtime.block_on(load(args)),
         BenchCommand::Compare(args) => runtime.block_on(compare(args)),
         BenchCommand::Memory(args) => runtime.block_on(memory(args)),
-        BenchCommand::Waits(args) => runtime.block_on(waits(args)),
+        BenchCommand::Api(args) => runtime.block_on(api(args)),
     }
 }
 
@@ -162,37 +162,57 @@ async fn memory(args: BenchMemoryArgs) -> ExitCode {
     }
 }
 
-async fn waits(args: BenchWaitsArgs) -> ExitCode {
+async fn api(args: BenchApiArgs) -> ExitCode {
     let duration = match seconds(args.duration, "--duration") {
         Ok(d) => d,
         Err(code) => return code,
     };
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; for real numbers run `cargo run --release -- bench waits`"
-        );
-    }
+    let exe = match this_program("api") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     bench::compare::raise_fd_limit();
     let spec = bench::waits::WaitsSpec {
         sessions: args.sessions,
         waits: args.waits,
+        subscribers: args.subscribers,
+        feeds: args.feeds,
         rounds: args.rounds,
         concurrency: args.concurrency,
         max_duration: duration,
     };
-    match bench::waits::waits(&spec).await {
+    let mut failed = match bench::waits::waits(&spec).await {
         Ok(report) => {
             say_raw!("{}", bench::waits::table(&report));
-            if report.errors > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            report.errors > 0
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    if args.recorded_sessions > 0 {
+        let spec = bench::reads::ReadsSpec {
+            smart_host_exe: exe,
+            sessions: args.recorded_sessions,
+            readers: args.readers,
+            max_duration: duration,
+        };
+        match bench::reads::reads(&spec).await {
+            Ok(report) => {
+                say_raw!("\n{}", bench::reads::table(&report));
+                failed |= report.errors > 0;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

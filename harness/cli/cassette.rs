@@ -361,11 +361,11 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         let why = loop {
             tokio::select! {
                 biased;
-                event = live.recv() => match event {
+                event = live.recv() => match event.as_deref() {
                     // The live lines are for people; the counts below come from the recording,
                     // which misses nothing even when this stream lags.
                     Ok(e) => {
-                        if let Some(human) = replay_line(&e) {
+                        if let Some(human) = replay_line(e) {
                             announcer.event(|| human, || e.json_line().to_string());
                         }
                     }

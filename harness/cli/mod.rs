@@ -18,7 +18,7 @@ pub mod serve;
 pub mod signals;
 
 use super::{
-    BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, BenchWaitsArgs, EXIT_DISAGREES,
+    BenchApiArgs, BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES,
     EXIT_INVALID, ProbeArgs, ProbeFormat, RecordArgs, ReplayArgs, ReportArgs, ReportFormat,
     RunArgs, ScenariosCommand, ServeArgs, TlsArg, report_errors,
 };

@@ -316,8 +316,8 @@ fn finish_recording(
 
 /// The next live event, or never when there is no subscriber.
 async fn next_live(
-    live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>,
-) -> Result<LiveEvent, tokio::sync::broadcast::error::RecvError> {
+    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+) -> Result<std::sync::Arc<LiveEvent>, tokio::sync::broadcast::error::RecvError> {
     match live {
         Some(l) => l.recv().await,
         None => std::future::pending().await,
@@ -325,7 +325,10 @@ async fn next_live(
 }
 
 /// Prints the live events buffered so far.
-fn drain(live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>, printer: &mut Printer) {
+fn drain(
+    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+    printer: &mut Printer,
+) {
     let Some(l) = live.as_mut() else {
         return;
     };

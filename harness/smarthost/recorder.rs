@@ -154,20 +154,38 @@ pub enum LiveEvent {
         session: u64,
         peer: SocketAddr,
         at_us: u64,
+        line: SharedLine,
     },
     Event {
         session: u64,
         event: Event,
         at_us: u64,
+        line: SharedLine,
     },
     Closed {
         session: u64,
         reason: CloseReason,
         at_us: u64,
+        line: SharedLine,
     },
 }
 
+/// An event's JSON line, built by the first listener that asks for it: every listener gets the
+/// same event (an `Arc`), so with many live-feed subscribers an event is turned into JSON once,
+/// not once per subscriber (200 subscribers building their own cut the SMTP server to a fiftieth
+/// of its rate).
+#[derive(Debug, Clone, Default)]
+pub struct SharedLine(std::sync::OnceLock<Arc<str>>);
+
 impl LiveEvent {
+    /// The event's JSON line as text (see [`LiveEvent::json_line`]), built once for all copies.
+    pub fn json_text(&self) -> Arc<str> {
+        let (LiveEvent::Opened { line, .. }
+        | LiveEvent::Event { line, .. }
+        | LiveEvent::Closed { line, .. }) = self;
+        Arc::clone(line.0.get_or_init(|| self.json_line().to_string().into()))
+    }
+
     /// The event as one JSON line: the same line the `--record` stream holds for it.
     pub fn json_line(&self) -> serde_json::Value {
         match self {
@@ -175,16 +193,19 @@ impl LiveEvent {
                 session,
                 peer,
                 at_us,
+                ..
             } => line::opened(*at_us, *session, *peer),
             LiveEvent::Event {
                 session,
                 event,
                 at_us,
+                ..
             } => line::event(*at_us, *session, event),
             LiveEvent::Closed {
                 session,
                 reason,
                 at_us,
+                ..
             } => line::closed(*at_us, *session, reason),
         }
     }
@@ -416,7 +437,8 @@ pub struct Recorder {
     changed: Notify,
     /// A session closed, or a reset: for [`Recorder::wait_for_closed_sessions`].
     closed_changed: Notify,
-    live: broadcast::Sender<LiveEvent>,
+    /// Every listener gets the same event, never a copy of its own.
+    live: broadcast::Sender<Arc<LiveEvent>>,
     /// Times a wait for an ETRN looked at the index again after a wake-up (tests count them).
     #[cfg(test)]
     etrn_wakeups: std::sync::atomic::AtomicUsize,
@@ -470,13 +492,13 @@ impl Recorder {
     fn publish(&self, e: LiveEvent) {
         // Nobody listening live: no copy to make.
         if self.live.receiver_count() > 0 {
-            let _ = self.live.send(e);
+            let _ = self.live.send(Arc::new(e));
         }
         self.changed.notify_waiters();
     }
 
     /// A live feed of events, for printing as they happen.
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.live.subscribe()
     }
 
@@ -523,6 +545,7 @@ impl Recorder {
             session: id,
             peer,
             at_us: at,
+            line: SharedLine::default(),
         });
         id
     }
@@ -573,6 +596,7 @@ impl Recorder {
                 session: id,
                 event,
                 at_us: at,
+                line: SharedLine::default(),
             }),
             None => self.changed.notify_waiters(),
         }
@@ -638,6 +662,7 @@ impl Recorder {
             session: id,
             reason,
             at_us: at,
+            line: SharedLine::default(),
         });
     }
 
@@ -1157,6 +1182,20 @@ mod tests {
                 lines: vec!["ok".into()],
             },
         );
+    }
+
+    #[test]
+    fn live_listeners_share_each_event_and_its_json_line() {
+        let r = Recorder::new();
+        let (mut a, mut b) = (r.subscribe(), r.subscribe());
+        let id = r.open(peer());
+        command(&r, id, "ETRN a.example\r\n", 250);
+        for _ in 0..3 {
+            let (x, y) = (a.try_recv().unwrap(), b.try_recv().unwrap());
+            assert!(Arc::ptr_eq(&x, &y), "one event for every listener");
+            assert_eq!(*x.json_text(), x.json_line().to_string());
+            assert!(Arc::ptr_eq(&x.json_text(), &y.json_text()), "built once");
+        }
     }
 
     #[test]
