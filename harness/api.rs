@@ -64,7 +64,6 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -73,7 +72,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
@@ -84,6 +82,7 @@ use crate::smarthost::{
 };
 use crate::smtp::SessionLimits;
 
+mod feed;
 mod head;
 
 pub use head::MAX_HEAD;
@@ -939,36 +938,8 @@ fn json_response(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Resp
 /// The live feed: each session event as a server-sent event named `opened`, `event` or `closed`
 /// whose data is the JSON line `serve --events jsonl` prints; `missed` when the feed fell behind.
 /// It ends when the server stops.
-async fn events(
-    State(s): State<ApiState>,
-) -> Sse<impl tokio_stream::Stream<Item = Result<SseEvent, Infallible>>> {
-    // The feed ends when the server stops: the stop signal is merged in as a `None`.
-    let stopped = tokio_stream::wrappers::WatchStream::new(s.stop.clone())
-        .filter(|stopping| *stopping)
-        .map(|_| None);
-    let feed = BroadcastStream::new(s.recorder.subscribe())
-        .map(|item| {
-            let event = match item {
-                Ok(live) => {
-                    let name = match &*live {
-                        crate::smarthost::LiveEvent::Opened { .. } => "opened",
-                        crate::smarthost::LiveEvent::Event { .. } => "event",
-                        crate::smarthost::LiveEvent::Closed { .. } => "closed",
-                    };
-                    SseEvent::default().event(name).data(&*live.json_text())
-                }
-                Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
-                    SseEvent::default()
-                        .event("missed")
-                        .data(serde_json::json!({ "missed": n }).to_string())
-                }
-            };
-            Some(Ok(event))
-        })
-        .merge(stopped)
-        .take_while(Option::is_some)
-        .filter_map(|item| item);
-    Sse::new(feed).keep_alive(KeepAlive::default())
+async fn events(State(s): State<ApiState>) -> Response {
+    feed::response(s.recorder.subscribe(), s.stop.clone())
 }
 
 async fn reset(State(s): State<ApiState>) -> Json<serde_json::Value> {

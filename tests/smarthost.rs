@@ -2375,3 +2375,83 @@ fn the_recording_command_gives_what_get_recording_answers_and_the_stop_line_tell
         String::from_utf8_lossy(&folder.stderr)
     );
 }
+
+#[test]
+fn the_live_feed_sends_each_event_as_a_named_server_sent_event_and_ends_when_serve_stops() {
+    use std::io::{Read, Write};
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--events", "none"]);
+    let api = api_of(&mut serve);
+    let mut feed = std::net::TcpStream::connect(&api).expect("the API accepts");
+    feed.set_read_timeout(Some(WAIT)).expect("timeout");
+    feed.write_all(format!("GET /events HTTP/1.1\r\nHost: {api}\r\n\r\n").as_bytes())
+        .expect("request");
+    // Read until `until` holds: every read is bounded by WAIT, a silent feed fails the test.
+    let mut received = Vec::new();
+    let mut read_until = |until: &dyn Fn(&str) -> bool| loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if until(&text) {
+            return text;
+        }
+        let mut piece = [0u8; 4096];
+        match feed.read(&mut piece) {
+            Ok(0) => return text,
+            Ok(n) => received.extend_from_slice(&piece[..n]),
+            Err(e) => panic!("the feed went silent: {e}; so far {text:?}"),
+        }
+    };
+    // The head is sent once the feed is subscribed: what happens from now on is in it.
+    let head = read_until(&|t| t.contains("\r\n\r\n"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
+    for n in 1..=3 {
+        talk(
+            &serve.addr,
+            format!("EHLO c\r\nETRN feed{n}.example\r\nQUIT\r\n").as_bytes(),
+        );
+    }
+    read_until(&|t| t.matches("event: closed").count() == 3);
+    // The feed ends when serve stops: the body's last chunk, then the end of the connection.
+    sigterm(&serve.child);
+    let all = read_until(&|t| t.ends_with("0\r\n\r\n"));
+    let (_, body) = all.split_once("\r\n\r\n").expect("a head and a body");
+    let body = dechunked(body).unwrap_or_else(|| panic!("not a whole chunked body: {body:?}"));
+    let events: Vec<(&str, serde_json::Value)> = body
+        .split_terminator("\n\n")
+        .map(|event| {
+            let (name, data) = event
+                .strip_prefix("event: ")
+                .and_then(|e| e.split_once("\ndata: "))
+                .unwrap_or_else(|| panic!("not one named event of one data line: {event:?}"));
+            let data = serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data:?}"));
+            (name, data)
+        })
+        .collect();
+    let names: Vec<&str> = events.iter().map(|(name, _)| *name).collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "opened").count(),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| **n == "closed").count(),
+        3,
+        "{names:?}"
+    );
+    assert!(!names.contains(&"missed"), "{names:?}");
+    // Each data is the line `--events jsonl` prints: the ETRNs with their domains, in order.
+    let etrn: Vec<&str> = events
+        .iter()
+        .filter(|(name, data)| *name == "event" && data["event"] == "etrn")
+        .filter_map(|(_, data)| data["domain"].as_str())
+        .collect();
+    assert_eq!(
+        etrn,
+        ["feed1.example", "feed2.example", "feed3.example"],
+        "{body}"
+    );
+    assert!(serve.child.wait().expect("exits").success());
+}
