@@ -2,8 +2,9 @@
 //!
 //! A mail server behind a part-time link asks its upstream smart host to flush the mail queued for
 //! it with `ETRN <domain>`. This crate models which domains Microsoft Exchange 5.5's Internet Mail
-//! Service asks for (KB269771, KB175494), describes conformance cases as scenario files, and (in
-//! later layers) plays the smart host that records what a client sends.
+//! Service asks for (KB269771, KB175494), describes conformance cases as scenario files, plays the
+//! smart host that records what a client sends (scripted, as a real server's profile, or from a
+//! recorded cassette), judges a client's run against the model, and probes real smart hosts.
 //!
 //! # Layout
 //!
@@ -51,8 +52,10 @@
 //!   per case, verdicts from recordings, protocol-violation checks, known deviations, reports
 //!   (human, JSON, JUnit, an HTML page per run and an HTML matrix of several runs).
 //! - [`bench`](mod@bench): the load generator and the side-by-side comparison with Postfix's smtp-sink.
-//! - `main.rs` and `cli/`: the `etrn-harness` command line (`check`, `expect`, `schema`, `serve`,
-//!   `run`, `report`, ...); only the binary compiles `cli/`.
+//! - `main.rs` and `cli/`: the `etrn-harness` command line (`scenarios`, `check`, `expect`,
+//!   `schema`, `run`, `report`, `serve`, `recording`, `record`, `replay`, `probe`, `bench`); only
+//!   the binary compiles `cli/`.
+//! - `python/`: a standard-library Python helper with a pytest fixture that starts `serve`.
 //! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).
 //!
 //! # Example
