@@ -82,7 +82,7 @@ use crate::smarthost::{
 };
 use crate::smtp::SessionLimits;
 
-mod feed;
+pub(crate) mod feed;
 mod head;
 
 pub use head::MAX_HEAD;

@@ -25,11 +25,11 @@ use std::net::SocketAddr;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::compare::BenchError;
 use super::load::{self, LoadSpec, Workload};
 use crate::api::Api;
+use crate::api::feed::Feed;
 use crate::smarthost::{Recorder, SmartHost, SmartHostConfig};
 
 /// How big the measurement is.
@@ -203,6 +203,9 @@ async fn run_holding(
     deadline: Duration,
 ) -> Result<(load::LoadReport, u64), BenchError> {
     let mut holders = tokio::task::JoinSet::new();
+    // Live-feed subscribers end with the run (their tasks are stopped with the holders); the
+    // sender is kept until then, since a feed whose sender is gone ends at once.
+    let (_feeds_stop, feeds_stopped) = tokio::sync::watch::channel(false);
     let missed = Arc::new(AtomicU64::new(0));
     match held {
         Held::Nothing => {}
@@ -224,21 +227,16 @@ async fn run_holding(
         }
         Held::Subscribers(n) => {
             for _ in 0..n {
-                // Subscribed here, before the run: no subscriber misses its start.
-                let mut feed = recorder.subscribe();
+                // Subscribed here, before the run: no subscriber misses its start. Each takes
+                // the API's own feed, chunk by chunk, as `GET /events` does, without HTTP.
+                let mut feed = Feed::new(recorder.subscribe(), feeds_stopped.clone());
                 let missed = Arc::clone(&missed);
                 holders.spawn(async move {
-                    loop {
-                        match feed.recv().await {
-                            // What the API's feed takes of each event for each subscriber.
-                            Ok(live) => {
-                                std::hint::black_box(live.json_text());
-                            }
-                            Err(RecvError::Lagged(n)) => {
-                                missed.fetch_add(n, Ordering::Relaxed);
-                            }
-                            Err(RecvError::Closed) => return,
-                        }
+                    let mut told = 0;
+                    while let Some(chunk) = feed.next_chunk().await {
+                        std::hint::black_box(chunk);
+                        missed.fetch_add(feed.missed() - told, Ordering::Relaxed);
+                        told = feed.missed();
                     }
                 });
             }
