@@ -11,6 +11,7 @@
 //! | `GET /script` | the script new connections get, as JSON |
 //! | `PUT /script` | a new `[smarthost]` script (a TOML or JSON body) from the next connection on |
 //! | `PUT /profile/{name}` | a server profile from the next connection on |
+//! | `GET /openapi.json` | this API in OpenAPI 3.1, built from the same table as the routes (see `openapi.rs`) |
 //!
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
 //! arrives, `?sessions=N` until N sessions have closed, each for at most `timeout` seconds
@@ -54,7 +55,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -62,13 +63,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -79,12 +82,13 @@ use tracing::{debug, info, warn};
 
 use crate::files::{Folder, ReadFileError};
 use crate::smarthost::{
-    ConversationSwitch, EtrnCursor, ProfileName, Recorder, RecordingJson, SmartHostScript,
-    WaitTimeout,
+    ConversationSwitch, EtrnCursor, LiveLine, ProfileName, RecordedEtrn, Recorder, Recording,
+    RecordingJson, SmartHostScript, WaitTimeout,
 };
 use crate::smtp::SessionLimits;
 
 mod head;
+mod openapi;
 
 pub use head::MAX_HEAD;
 
@@ -378,15 +382,237 @@ fn timed_out(e: &hyper::Error) -> bool {
     false
 }
 
+/// One endpoint: its method and path, its handler, and what the OpenAPI document says of it. The
+/// router and the document ([`openapi`]) are both built from [`endpoints`], so neither can have an
+/// endpoint the other lacks.
+struct Endpoint {
+    method: Method,
+    path: &'static str,
+    handler: MethodRouter<ApiState>,
+    doc: openapi::Operation,
+}
+
+impl Endpoint {
+    fn new<H, T>(method: Method, path: &'static str, handler: H, doc: openapi::Operation) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        // The five methods the table uses all have a filter: no endpoint is ever dropped.
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        Endpoint {
+            method,
+            path,
+            handler: on(filter, handler),
+            doc,
+        }
+    }
+}
+
+/// Every endpoint of the API, in the order `GET /` lists them.
+fn endpoints() -> Vec<Endpoint> {
+    use openapi::{Answer, Content, Operation, fields, schema};
+    let ok = StatusCode::OK;
+    let waits = || {
+        vec![
+            Answer::error(
+                StatusCode::BAD_REQUEST,
+                "a query that does not parse, or a bad `after` or `limit`",
+            ),
+            Answer::error(StatusCode::REQUEST_TIMEOUT, "the wait ran out"),
+            Answer::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server stopped while the request waited",
+            ),
+        ]
+    };
+    let installed = || {
+        vec![
+            Answer::json(
+                ok,
+                "the script answers from the next connection on",
+                schema::<ScriptInstalled>,
+            ),
+            Answer::error(
+                StatusCode::FORBIDDEN,
+                "a cassette outside the cassette folder",
+            ),
+            Answer::error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the script does not parse or cannot be used, placed by line and column",
+            ),
+        ]
+    };
+    vec![
+        Endpoint::new(
+            Method::GET,
+            "/",
+            index,
+            Operation {
+                summary: "where the SMTP server listens, the profile, and the endpoints",
+                query: None,
+                path: None,
+                body: Vec::new(),
+                answers: vec![Answer::json(ok, "the index", schema::<Index>)],
+            },
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/recording",
+            recording,
+            Operation {
+                summary: "the whole recording, or a page of its sessions; waits when asked",
+                query: Some(fields::<WaitQuery>),
+                path: None,
+                body: Vec::new(),
+                answers: [Answer::json(ok, "the recording", schema::<Recording>).paged()]
+                    .into_iter()
+                    .chain(waits())
+                    .collect(),
+            },
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/etrn",
+            etrn,
+            Operation {
+                summary: "every ETRN so far in the order recorded, each with its session, or a \
+                          page of them; waits when asked",
+                query: Some(fields::<WaitQuery>),
+                path: None,
+                body: Vec::new(),
+                answers: [
+                    Answer::json(ok, "the ETRNs", schema::<Vec<EtrnOfSession<'static>>>).paged(),
+                ]
+                .into_iter()
+                .chain(waits())
+                .collect(),
+            },
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/events",
+            events,
+            Operation {
+                summary: "the live feed: a server-sent event `opened`, `event` or `closed` per \
+                          session event (its data: the line `serve --events jsonl` prints), \
+                          `missed` when the feed fell behind",
+                query: None,
+                path: None,
+                body: Vec::new(),
+                answers: vec![Answer {
+                    status: ok,
+                    description: "server-sent events until the server stops; each event's data \
+                                  is the JSON of `x-event-data`",
+                    content: Content::EventStream(schema::<FeedData<'static>>),
+                    paged: false,
+                }],
+            },
+        ),
+        Endpoint::new(
+            Method::POST,
+            "/reset",
+            reset,
+            Operation {
+                summary: "forget what was recorded",
+                query: None,
+                path: None,
+                body: Vec::new(),
+                answers: vec![Answer::json(
+                    ok,
+                    "the recording is empty",
+                    schema::<ResetDone>,
+                )],
+            },
+        ),
+        Endpoint::new(
+            Method::GET,
+            "/script",
+            get_script,
+            Operation {
+                summary: "the script new connections get, as JSON: what `PUT /script` takes",
+                query: None,
+                path: None,
+                body: Vec::new(),
+                answers: vec![Answer::json(ok, "the script", schema::<SmartHostScript>)],
+            },
+        ),
+        Endpoint::new(
+            Method::PUT,
+            "/script",
+            put_script,
+            Operation {
+                summary: "a new script (a scenario's `[smarthost]` table) from the next \
+                          connection on, as JSON or TOML",
+                query: None,
+                path: None,
+                body: vec![
+                    ("application/json", schema::<SmartHostScript>),
+                    ("application/toml", schema::<String>),
+                    ("text/toml", schema::<String>),
+                ],
+                answers: installed(),
+            },
+        ),
+        Endpoint::new(
+            Method::PUT,
+            "/profile/{name}",
+            put_profile,
+            Operation {
+                summary: "a shipped server profile from the next connection on",
+                query: None,
+                path: Some(fields::<ProfilePath>),
+                body: Vec::new(),
+                answers: installed()
+                    .into_iter()
+                    .chain([Answer::error(StatusCode::NOT_FOUND, "no such profile")])
+                    .collect(),
+            },
+        ),
+        Endpoint::new(
+            Method::GET,
+            OPENAPI_PATH,
+            openapi_json,
+            Operation {
+                summary: "this document: the API in OpenAPI 3.1",
+                query: None,
+                path: None,
+                body: Vec::new(),
+                answers: vec![Answer::json(
+                    ok,
+                    "an OpenAPI 3.1 document",
+                    schema::<serde_json::Map<String, serde_json::Value>>,
+                )],
+            },
+        ),
+    ]
+}
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+/// The API's OpenAPI document, as JSON: built once, from [`endpoints`].
+pub fn openapi_document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let table = endpoints();
+        let document = openapi::document(table.iter().map(|e| (&e.method, e.path, &e.doc)));
+        serde_json::to_string(&document).unwrap_or_default()
+    })
+}
+
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi_document(),
+    )
+        .into_response()
+}
+
 fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/recording", get(recording))
-        .route("/etrn", get(etrn))
-        .route("/events", get(events))
-        .route("/reset", post(reset))
-        .route("/script", put(put_script).get(get_script))
-        .route("/profile/{name}", put(put_profile))
+    endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, e| router.route(e.path, e.handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
@@ -410,10 +636,21 @@ impl ApiFailure {
     }
 }
 
+/// The body of every error the API answers.
+#[derive(Serialize, JsonSchema)]
+struct ErrorBody {
+    /// What went wrong, in at most 200 characters.
+    error: String,
+    /// How to fix it.
+    fix: &'static str,
+}
+
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let error = excerpt(&self.error, MAX_ERROR_CHARS);
-        let body = serde_json::json!({ "error": error, "fix": self.fix });
+        let body = ErrorBody {
+            error: excerpt(&self.error, MAX_ERROR_CHARS),
+            fix: self.fix,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -646,42 +883,60 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiFailure {
     )
 }
 
-async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
+/// `GET /`: where the SMTP server listens, and what the API offers.
+#[derive(Serialize, JsonSchema)]
+struct Index {
+    /// The address the SMTP server listens on.
+    smtp: String,
+    /// The profile of the script new connections get.
+    profile: ProfileName,
+    /// Every endpoint, `METHOD /path: what it does` (the OpenAPI document at `/openapi.json`
+    /// says the rest).
+    endpoints: Vec<String>,
+}
+
+async fn index(State(s): State<ApiState>) -> Json<Index> {
     let profile = s
         .script
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .profile
-        .to_string();
-    Json(serde_json::json!({
-        "smtp": s.smtp.to_string(),
-        "profile": profile,
-        "endpoints": [
-            "GET /recording[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=ID][&limit=N]",
-            "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=NUMBER][&limit=N]",
-            "GET /events (text/event-stream)",
-            "POST /reset",
-            "GET /script (the script new connections get, as JSON)",
-            "PUT /script (Content-Type: application/toml or application/json; a [smarthost] table's contents)",
-            "PUT /profile/{name}"
-        ]
-    }))
+        .profile;
+    Json(Index {
+        smtp: s.smtp.to_string(),
+        profile,
+        endpoints: endpoints()
+            .iter()
+            .map(|e| format!("{} {}: {}", e.method, e.path, e.doc.summary))
+            .collect(),
+    })
+}
+
+/// The parameters of `PUT /profile/{name}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // Only its schema is used: the handler reads the name as text, to answer 404.
+struct ProfilePath {
+    /// A shipped profile.
+    name: ProfileName,
 }
 
 /// What a reading request may wait for, and the page it asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
-    /// Wait until an ETRN for this domain has arrived.
+    /// Wait until an ETRN for this domain has arrived (compared as domains).
     wait: Option<String>,
     /// Wait until this many sessions have closed.
     sessions: Option<usize>,
-    /// Seconds to wait at most.
+    /// Seconds to wait at most, from 0 to 300; default 10.
+    #[schemars(range(min = 0, max = 300))]
     timeout: Option<f64>,
-    /// The cursor: the items after this one (a session id, an ETRN number). Parsed by
-    /// [`Page::of`], so a bad value is refused naming it.
+    /// The cursor: the items after this one (a session id for `/recording`, an ETRN number for
+    /// `/etrn`).
+    // Text, parsed by `Page::of`, so that a bad value is refused naming it.
+    #[schemars(with = "Option<u64>")]
     after: Option<String>,
-    /// The most items in the answer.
+    /// The most items in the answer, from 1 to 1000; 100 when `after` is given alone.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 1000))]
     limit: Option<String>,
 }
 
@@ -873,6 +1128,15 @@ async fn etrn(
         .into_response())
 }
 
+/// An item of `GET /etrn`: an ETRN as the recording has it, with its session.
+#[derive(Serialize, JsonSchema)]
+struct EtrnOfSession<'a> {
+    #[serde(flatten)]
+    etrn: &'a RecordedEtrn,
+    /// The id of the session it came in.
+    session: u64,
+}
+
 /// How many bytes of JSON a piece of an answer gathers before it is handed on.
 const JSON_PIECE: usize = 64 * 1024;
 
@@ -903,11 +1167,14 @@ fn etrn_json(
                 done = true;
                 return Some(out);
             }
-            for (_, session, e) in batch {
+            for (_, session, etrn) in batch {
                 // The record's own fields with its session, as one object (keys in serde_json's
                 // order).
-                let mut v = serde_json::to_value(&e).unwrap_or_default();
-                v["session"] = session.into();
+                let v = serde_json::to_value(EtrnOfSession {
+                    etrn: &etrn,
+                    session,
+                })
+                .unwrap_or_default();
                 if !first {
                     out.push(b',');
                 }
@@ -936,6 +1203,23 @@ fn json_response(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Resp
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The data of an event of the live feed.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used: the feed writes each line as it is built.
+enum FeedData<'a> {
+    /// `opened`, `event`, `closed`: the line `serve --events jsonl` prints.
+    Line(LiveLine<'a>),
+    /// `missed`.
+    Missed(Missed),
+}
+
+/// The data of a `missed` event: the feed fell behind and lost this many events.
+#[derive(Serialize, JsonSchema)]
+struct Missed {
+    missed: u64,
+}
+
 /// The live feed: each session event as a server-sent event named `opened`, `event` or `closed`
 /// whose data is the JSON line `serve --events jsonl` prints; `missed` when the feed fell behind.
 /// It ends when the server stops.
@@ -962,7 +1246,7 @@ async fn events(
                 Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => {
                     SseEvent::default()
                         .event("missed")
-                        .data(serde_json::json!({ "missed": n }).to_string())
+                        .data(serde_json::to_string(&Missed { missed: n }).unwrap_or_default())
                 }
             };
             Some(Ok(event))
@@ -973,10 +1257,17 @@ async fn events(
     Sse::new(feed).keep_alive(KeepAlive::default())
 }
 
-async fn reset(State(s): State<ApiState>) -> Json<serde_json::Value> {
+/// The answer to `POST /reset`.
+#[derive(Serialize, JsonSchema)]
+struct ResetDone {
+    /// Always true.
+    reset: bool,
+}
+
+async fn reset(State(s): State<ApiState>) -> Json<ResetDone> {
     s.recorder.reset();
     info!("recording reset through the API");
-    Json(serde_json::json!({ "reset": true }))
+    Json(ResetDone { reset: true })
 }
 
 /// The cassette a script sent to the API names, read and parsed: `asked`, relative to the
@@ -1031,7 +1322,7 @@ fn read_cassette(
 }
 
 /// Puts `script` in place for the next connections. Blocking: a cassette is read here.
-fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Value>, ApiFailure> {
+fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<ScriptInstalled>, ApiFailure> {
     let cassette = match &script.cassette {
         Some(asked) => Some(read_cassette(s.cassette_dir.as_deref(), asked)?),
         None => None,
@@ -1054,12 +1345,22 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Val
         })?,
     };
     s.switch.replace(factory);
-    let profile = script.profile.to_string();
+    let profile = script.profile;
     *s.script.lock().unwrap_or_else(PoisonError::into_inner) = script;
     info!(%profile, "script replaced through the API");
-    Ok(Json(
-        serde_json::json!({ "profile": profile, "applies_to": "connections from now on" }),
-    ))
+    Ok(Json(ScriptInstalled {
+        profile,
+        applies_to: "connections from now on",
+    }))
+}
+
+/// The answer to a script put in place.
+#[derive(Serialize, JsonSchema)]
+struct ScriptInstalled {
+    /// The profile of the new script.
+    profile: ProfileName,
+    /// Which sessions get it: always "connections from now on".
+    applies_to: &'static str,
 }
 
 /// A request body: at most [`MAX_BODY`] bytes (`413` beyond), within [`BODY_READ_TIMEOUT`].
@@ -1147,7 +1448,7 @@ async fn put_script(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<ScriptInstalled>, ApiFailure> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|t| media_type(t.as_bytes()) == "application/json");
@@ -1178,7 +1479,7 @@ async fn put_script(
 async fn put_profile(
     State(s): State<ApiState>,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<ScriptInstalled>, ApiFailure> {
     let Ok(Path(name)) = name else {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,
@@ -1462,6 +1763,53 @@ mod tests {
                 "{after:?} {limit:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_openapi_document_s_references_resolve_and_its_components_are_well_named() {
+        let doc: serde_json::Value = serde_json::from_str(openapi_document()).unwrap_or_default();
+        let schemas = doc["components"]["schemas"].as_object().cloned();
+        let schemas = schemas.unwrap_or_default();
+        assert!(schemas.contains_key("Recording") && schemas.contains_key("ErrorBody"));
+        // OpenAPI's rule for component names.
+        for name in schemas.keys() {
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')),
+                "{name}"
+            );
+        }
+        // Every `$ref` names a component that is there.
+        fn refs<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v str>) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    if let Some(r) = o.get("$ref").and_then(|r| r.as_str()) {
+                        out.push(r);
+                    }
+                    o.values().for_each(|v| refs(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > 20, "{}", found.len());
+        for r in found {
+            let name = r.strip_prefix("#/components/schemas/");
+            assert!(name.is_some_and(|n| schemas.contains_key(n)), "{r}");
+        }
+        // One operation per endpoint of the table.
+        let operations: usize = doc["paths"]
+            .as_object()
+            .map(|p| {
+                p.values()
+                    .filter_map(|i| i.as_object())
+                    .map(|i| i.len())
+                    .sum()
+            })
+            .unwrap_or_default();
+        assert_eq!(operations, endpoints().len());
     }
 
     #[test]

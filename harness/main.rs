@@ -480,7 +480,8 @@ struct ServeArgs {
     events: cli::serve::EventsFormat,
     /// Also serve the HTTP/JSON API here (e.g. 127.0.0.1:8025, or a bare port; port 0 picks
     /// one, printed on the second line and in the ready object): the recording, waits, a live
-    /// feed, reset, a new script while running. No authentication: keep it on loopback.
+    /// feed, reset, a new script while running; `GET /openapi.json` describes it (OpenAPI 3.1).
+    /// No authentication: keep it on loopback.
     #[arg(long, value_name = "ADDR", value_parser = cli::address::listen)]
     api: Option<std::net::SocketAddr>,
     /// The one folder a script sent to `PUT /script` may name a cassette in (relative to it, no

@@ -43,7 +43,7 @@ pub mod tls;
 
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
-    EtrnCursor, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
+    EtrnCursor, LiveEvent, LiveLine, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
     SessionPage, SessionRecording, WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
