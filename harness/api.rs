@@ -4,7 +4,7 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /` | where the SMTP server listens, and these endpoints |
-//! | `GET /recording` | the whole recording (the JSON of [`Recording`](crate::smarthost::Recording)) |
+//! | `GET /recording` | the whole recording (the JSON of [`Recording`]) |
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
@@ -591,7 +591,7 @@ fn endpoints() -> Vec<Endpoint> {
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
-/// The API's OpenAPI document, as JSON: built once, from [`endpoints`].
+/// The API's OpenAPI document, as JSON: built once, from the table the router is built from.
 pub fn openapi_document() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
