@@ -4,7 +4,7 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /` | where the SMTP server listens, and these endpoints |
-//! | `GET /recording` | the whole recording (the JSON of [`Recording`]) |
+//! | `GET /recording` | the whole recording (the JSON of [`Recording`](crate::smarthost::Recording)) |
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
@@ -55,7 +55,7 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -63,12 +63,10 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
-use axum::handler::Handler;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter, on};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -82,15 +80,18 @@ use tracing::{debug, info, warn};
 
 use crate::files::{Folder, ReadFileError};
 use crate::smarthost::{
-    ConversationSwitch, EtrnCursor, LiveLine, ProfileName, RecordedEtrn, Recorder, Recording,
-    RecordingJson, SmartHostScript, WaitTimeout,
+    ConversationSwitch, EtrnCursor, LiveLine, ProfileName, RecordedEtrn, Recorder, RecordingJson,
+    SmartHostScript, WaitTimeout,
 };
 use crate::smtp::SessionLimits;
 
 mod head;
 mod openapi;
+mod routes;
 
 pub use head::MAX_HEAD;
+use routes::endpoints;
+pub use routes::{OPENAPI_PATH, openapi_document};
 
 /// The longest wait a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -380,249 +381,6 @@ fn timed_out(e: &hyper::Error) -> bool {
         cause = c.source();
     }
     false
-}
-
-/// One endpoint: its method and path, its handler, and what the OpenAPI document says of it. The
-/// router and the document ([`openapi`]) are both built from [`endpoints`], so neither can have an
-/// endpoint the other lacks.
-struct Endpoint {
-    method: Method,
-    path: &'static str,
-    handler: MethodRouter<ApiState>,
-    doc: openapi::Operation,
-}
-
-impl Endpoint {
-    fn new<H, T>(
-        method: EndpointMethod,
-        path: &'static str,
-        handler: H,
-        doc: openapi::Operation,
-    ) -> Self
-    where
-        H: Handler<T, ApiState>,
-        T: 'static,
-    {
-        let (method, filter) = match method {
-            EndpointMethod::Get => (Method::GET, MethodFilter::GET),
-            EndpointMethod::Post => (Method::POST, MethodFilter::POST),
-            EndpointMethod::Put => (Method::PUT, MethodFilter::PUT),
-        };
-        Endpoint {
-            method,
-            path,
-            handler: on(filter, handler),
-            doc,
-        }
-    }
-}
-
-/// The methods the API's endpoints take: each is both the router's filter and the document's.
-#[derive(Debug, Clone, Copy)]
-enum EndpointMethod {
-    Get,
-    Post,
-    Put,
-}
-
-/// Every endpoint of the API, in the order `GET /` lists them.
-fn endpoints() -> Vec<Endpoint> {
-    use openapi::{Answer, Content, Operation, fields, schema};
-    let ok = StatusCode::OK;
-    let waits = || {
-        vec![
-            Answer::error(
-                StatusCode::BAD_REQUEST,
-                "a query that does not parse, or a bad `after` or `limit`",
-            ),
-            Answer::error(StatusCode::REQUEST_TIMEOUT, "the wait ran out"),
-            Answer::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server stopped while the request waited",
-            ),
-        ]
-    };
-    let installed = || {
-        vec![
-            Answer::json(
-                ok,
-                "the script answers from the next connection on",
-                schema::<ScriptInstalled>,
-            ),
-            Answer::error(
-                StatusCode::FORBIDDEN,
-                "a cassette outside the cassette folder",
-            ),
-            Answer::error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "the script does not parse or cannot be used, placed by line and column",
-            ),
-        ]
-    };
-    vec![
-        Endpoint::new(
-            EndpointMethod::Get,
-            "/",
-            index,
-            Operation {
-                summary: "where the SMTP server listens, the profile, and the endpoints",
-                query: None,
-                path: None,
-                body: Vec::new(),
-                answers: vec![Answer::json(ok, "the index", schema::<Index>)],
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Get,
-            "/recording",
-            recording,
-            Operation {
-                summary: "the whole recording, or a page of its sessions; waits when asked",
-                query: Some(fields::<WaitQuery>),
-                path: None,
-                body: Vec::new(),
-                answers: [Answer::json(ok, "the recording", schema::<Recording>).paged()]
-                    .into_iter()
-                    .chain(waits())
-                    .collect(),
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Get,
-            "/etrn",
-            etrn,
-            Operation {
-                summary: "every ETRN so far in the order recorded, each with its session, or a \
-                          page of them; waits when asked",
-                query: Some(fields::<WaitQuery>),
-                path: None,
-                body: Vec::new(),
-                answers: [
-                    Answer::json(ok, "the ETRNs", schema::<Vec<EtrnOfSession<'static>>>).paged(),
-                ]
-                .into_iter()
-                .chain(waits())
-                .collect(),
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Get,
-            "/events",
-            events,
-            Operation {
-                summary: "the live feed: a server-sent event `opened`, `event` or `closed` per \
-                          session event (its data: the line `serve --events jsonl` prints), \
-                          `missed` when the feed fell behind",
-                query: None,
-                path: None,
-                body: Vec::new(),
-                answers: vec![Answer {
-                    status: ok,
-                    description: "server-sent events until the server stops; each event's data \
-                                  is the JSON of `x-event-data`",
-                    content: Content::EventStream(schema::<FeedData<'static>>),
-                    paged: false,
-                }],
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Post,
-            "/reset",
-            reset,
-            Operation {
-                summary: "forget what was recorded",
-                query: None,
-                path: None,
-                body: Vec::new(),
-                answers: vec![Answer::json(
-                    ok,
-                    "the recording is empty",
-                    schema::<ResetDone>,
-                )],
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Get,
-            "/script",
-            get_script,
-            Operation {
-                summary: "the script new connections get, as JSON: what `PUT /script` takes",
-                query: None,
-                path: None,
-                body: Vec::new(),
-                answers: vec![Answer::json(ok, "the script", schema::<SmartHostScript>)],
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Put,
-            "/script",
-            put_script,
-            Operation {
-                summary: "a new script (a scenario's `[smarthost]` table) from the next \
-                          connection on, as JSON or TOML",
-                query: None,
-                path: None,
-                body: vec![
-                    ("application/json", schema::<SmartHostScript>),
-                    ("application/toml", schema::<String>),
-                    ("text/toml", schema::<String>),
-                ],
-                answers: installed(),
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Put,
-            "/profile/{name}",
-            put_profile,
-            Operation {
-                summary: "a shipped server profile from the next connection on",
-                query: None,
-                path: Some(fields::<ProfilePath>),
-                body: Vec::new(),
-                answers: installed()
-                    .into_iter()
-                    .chain([Answer::error(StatusCode::NOT_FOUND, "no such profile")])
-                    .collect(),
-            },
-        ),
-        Endpoint::new(
-            EndpointMethod::Get,
-            OPENAPI_PATH,
-            openapi_json,
-            Operation {
-                summary: "this document: the API in OpenAPI 3.1",
-                query: None,
-                path: None,
-                body: Vec::new(),
-                answers: vec![Answer::json(
-                    ok,
-                    "an OpenAPI 3.1 document",
-                    schema::<serde_json::Map<String, serde_json::Value>>,
-                )],
-            },
-        ),
-    ]
-}
-
-/// Where the OpenAPI document is served.
-pub const OPENAPI_PATH: &str = "/openapi.json";
-
-/// The API's OpenAPI document, as JSON: built once, from the table the router is built from.
-pub fn openapi_document() -> &'static str {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| {
-        let table = endpoints();
-        let document = openapi::document(table.iter().map(|e| (&e.method, e.path, &e.doc)));
-        serde_json::to_string(&document).unwrap_or_default()
-    })
-}
-
-async fn openapi_json() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        openapi_document(),
-    )
-        .into_response()
 }
 
 fn router(state: ApiState) -> Router {
