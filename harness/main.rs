@@ -102,11 +102,14 @@ enum Command {
         brief: bool,
     },
     /// Print a JSON Schema: of the scenario file format (default), or of `run --format json`'s
-    /// report (--report).
+    /// report (--report); or the OpenAPI 3.1 document of `serve --api` (--openapi).
     Schema {
         /// The schema of the JSON report instead (its `version` field is 1).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "openapi")]
         report: bool,
+        /// The OpenAPI 3.1 document of the HTTP API instead: what `GET /openapi.json` answers.
+        #[arg(long)]
+        openapi: bool,
     },
     /// Run an implementation against the scenario corpus and judge it.
     ///
@@ -580,8 +583,10 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { paths, short } => cli::corpus::check(&paths, short),
         Command::Expect { paths, brief } => cli::corpus::expect(&paths, brief),
-        Command::Schema { report } => {
-            if report {
+        Command::Schema { report, openapi } => {
+            if openapi {
+                say!("{}", etrn_harness::api::openapi_document());
+            } else if report {
                 say!("{}", etrn_harness::conformance::report::report_schema());
             } else {
                 say!("{}", scenario::schema::json_schema());

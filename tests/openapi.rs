@@ -567,6 +567,24 @@ fn real_answers_validate_against_the_document() {
 }
 
 #[test]
+fn schema_openapi_prints_the_document_the_server_serves() {
+    let serve = Serve::start(&[]);
+    let served = request(&serve.api, "GET", "/openapi.json", None).body;
+    let printed = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["schema", "--openapi"])
+        .output()
+        .expect("schema runs");
+    assert!(printed.status.success());
+    assert_eq!(String::from_utf8_lossy(&printed.stdout).trim_end(), served);
+    // It is one of the three documents `schema` prints, never two at once.
+    let both = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["schema", "--openapi", "--report"])
+        .output()
+        .expect("schema runs");
+    assert_eq!(both.status.code(), Some(2));
+}
+
+#[test]
 fn a_real_openapi_validator_takes_the_document() {
     let probe = Command::new("python3")
         .args(["-c", "import openapi_spec_validator"])
