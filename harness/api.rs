@@ -11,6 +11,7 @@
 //! | `GET /script` | the script new connections get, as JSON |
 //! | `PUT /script` | a new `[smarthost]` script (a TOML or JSON body) from the next connection on |
 //! | `PUT /profile/{name}` | a server profile from the next connection on |
+//! | `GET /openapi.json` | this API in OpenAPI 3.1, built from the same table as the routes (see `openapi.rs`) |
 //!
 //! `GET /recording` and `GET /etrn` wait when asked: `?wait=DOMAIN` until an ETRN for that domain
 //! arrives, `?sessions=N` until N sessions have closed, each for at most `timeout` seconds
@@ -65,9 +66,9 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
@@ -77,15 +78,18 @@ use tracing::{debug, info, warn};
 
 use crate::files::{Folder, ReadFileError};
 use crate::smarthost::{
-    ConversationSwitch, EtrnCursor, ProfileName, Recorder, RecordingJson, SmartHostScript,
-    WaitTimeout,
+    ConversationSwitch, EtrnCursor, LiveLine, ProfileName, RecordedEtrn, Recorder, RecordingJson,
+    SmartHostScript, WaitTimeout,
 };
 use crate::smtp::SessionLimits;
 
 pub(crate) mod feed;
 mod head;
+mod openapi;
+mod routes;
 
 pub use head::MAX_HEAD;
+pub use routes::{OPENAPI_PATH, openapi_document};
 
 /// The longest wait a request may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
@@ -378,14 +382,9 @@ fn timed_out(e: &hyper::Error) -> bool {
 }
 
 fn router(state: ApiState) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/recording", get(recording))
-        .route("/etrn", get(etrn))
-        .route("/events", get(events))
-        .route("/reset", post(reset))
-        .route("/script", put(put_script).get(get_script))
-        .route("/profile/{name}", put(put_profile))
+    routes::endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, e| router.route(e.path, e.handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
@@ -409,10 +408,21 @@ impl ApiFailure {
     }
 }
 
+/// The body of every error the API answers.
+#[derive(Serialize, JsonSchema)]
+struct ErrorBody {
+    /// What went wrong, in at most 200 characters.
+    error: String,
+    /// How to fix it.
+    fix: &'static str,
+}
+
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        let error = excerpt(&self.error, MAX_ERROR_CHARS);
-        let body = serde_json::json!({ "error": error, "fix": self.fix });
+        let body = ErrorBody {
+            error: excerpt(&self.error, MAX_ERROR_CHARS),
+            fix: self.fix,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -645,42 +655,57 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiFailure {
     )
 }
 
-async fn index(State(s): State<ApiState>) -> Json<serde_json::Value> {
+/// `GET /`: where the SMTP server listens, and what the API offers.
+#[derive(Serialize, JsonSchema)]
+struct Index {
+    /// The address the SMTP server listens on.
+    smtp: String,
+    /// The profile of the script new connections get.
+    profile: ProfileName,
+    /// Every endpoint, `METHOD /path: what it does` (the OpenAPI document at `/openapi.json`
+    /// says the rest).
+    endpoints: Vec<String>,
+}
+
+async fn index(State(s): State<ApiState>) -> Json<Index> {
     let profile = s
         .script
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .profile
-        .to_string();
-    Json(serde_json::json!({
-        "smtp": s.smtp.to_string(),
-        "profile": profile,
-        "endpoints": [
-            "GET /recording[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=ID][&limit=N]",
-            "GET /etrn[?wait=DOMAIN|sessions=N][&timeout=SECS][&after=NUMBER][&limit=N]",
-            "GET /events (text/event-stream)",
-            "POST /reset",
-            "GET /script (the script new connections get, as JSON)",
-            "PUT /script (Content-Type: application/toml or application/json; a [smarthost] table's contents)",
-            "PUT /profile/{name}"
-        ]
-    }))
+        .profile;
+    Json(Index {
+        smtp: s.smtp.to_string(),
+        profile,
+        endpoints: routes::listed().to_vec(),
+    })
+}
+
+/// The parameters of `PUT /profile/{name}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)] // Only its schema is used: the handler reads the name as text, to answer 404.
+struct ProfilePath {
+    /// A shipped profile.
+    name: ProfileName,
 }
 
 /// What a reading request may wait for, and the page it asks for.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
-    /// Wait until an ETRN for this domain has arrived.
+    /// Wait until an ETRN for this domain has arrived (compared as domains).
     wait: Option<String>,
     /// Wait until this many sessions have closed.
     sessions: Option<usize>,
-    /// Seconds to wait at most.
+    /// Seconds to wait at most, from 0 to 300; default 10.
+    #[schemars(range(min = 0, max = 300))]
     timeout: Option<f64>,
-    /// The cursor: the items after this one (a session id, an ETRN number). Parsed by
-    /// [`Page::of`], so a bad value is refused naming it.
+    /// The cursor: the items after this one (a session id for `/recording`, an ETRN number for
+    /// `/etrn`).
+    // Text, parsed by `Page::of`, so that a bad value is refused naming it.
+    #[schemars(with = "Option<u64>")]
     after: Option<String>,
-    /// The most items in the answer.
+    /// The most items in the answer, from 1 to 1000; 100 when `after` is given alone.
+    #[schemars(with = "Option<u64>", range(min = 1, max = 1000))]
     limit: Option<String>,
 }
 
@@ -872,6 +897,15 @@ async fn etrn(
         .into_response())
 }
 
+/// An item of `GET /etrn`: an ETRN as the recording has it, with its session.
+#[derive(Serialize, JsonSchema)]
+struct EtrnOfSession<'a> {
+    #[serde(flatten)]
+    etrn: &'a RecordedEtrn,
+    /// The id of the session it came in.
+    session: u64,
+}
+
 /// How many bytes of JSON a piece of an answer gathers before it is handed on.
 const JSON_PIECE: usize = 64 * 1024;
 
@@ -902,11 +936,14 @@ fn etrn_json(
                 done = true;
                 return Some(out);
             }
-            for (_, session, e) in batch {
+            for (_, session, etrn) in batch {
                 // The record's own fields with its session, as one object (keys in serde_json's
                 // order).
-                let mut v = serde_json::to_value(&e).unwrap_or_default();
-                v["session"] = session.into();
+                let v = serde_json::to_value(EtrnOfSession {
+                    etrn: &etrn,
+                    session,
+                })
+                .unwrap_or_default();
                 if !first {
                     out.push(b',');
                 }
@@ -935,6 +972,23 @@ fn json_response(pieces: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Resp
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The data of an event of the live feed.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only its schema is used: the feed writes each line as it is built.
+enum FeedData<'a> {
+    /// `opened`, `event`, `closed`: the line `serve --events jsonl` prints.
+    Line(LiveLine<'a>),
+    /// `missed`.
+    Missed(Missed),
+}
+
+/// The data of a `missed` event: the feed fell behind and lost this many events.
+#[derive(Serialize, JsonSchema)]
+struct Missed {
+    missed: u64,
+}
+
 /// The live feed: each session event as a server-sent event named `opened`, `event` or `closed`
 /// whose data is the JSON line `serve --events jsonl` prints; `missed` when the feed fell behind.
 /// It ends when the server stops.
@@ -942,10 +996,17 @@ async fn events(State(s): State<ApiState>) -> Response {
     feed::response(s.recorder.subscribe(), s.stop.clone())
 }
 
-async fn reset(State(s): State<ApiState>) -> Json<serde_json::Value> {
+/// The answer to `POST /reset`.
+#[derive(Serialize, JsonSchema)]
+struct ResetDone {
+    /// Always true.
+    reset: bool,
+}
+
+async fn reset(State(s): State<ApiState>) -> Json<ResetDone> {
     s.recorder.reset();
     info!("recording reset through the API");
-    Json(serde_json::json!({ "reset": true }))
+    Json(ResetDone { reset: true })
 }
 
 /// The cassette a script sent to the API names, read and parsed: `asked`, relative to the
@@ -1000,7 +1061,7 @@ fn read_cassette(
 }
 
 /// Puts `script` in place for the next connections. Blocking: a cassette is read here.
-fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Value>, ApiFailure> {
+fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<ScriptInstalled>, ApiFailure> {
     let cassette = match &script.cassette {
         Some(asked) => Some(read_cassette(s.cassette_dir.as_deref(), asked)?),
         None => None,
@@ -1023,12 +1084,22 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<serde_json::Val
         })?,
     };
     s.switch.replace(factory);
-    let profile = script.profile.to_string();
+    let profile = script.profile;
     *s.script.lock().unwrap_or_else(PoisonError::into_inner) = script;
     info!(%profile, "script replaced through the API");
-    Ok(Json(
-        serde_json::json!({ "profile": profile, "applies_to": "connections from now on" }),
-    ))
+    Ok(Json(ScriptInstalled {
+        profile,
+        applies_to: "connections from now on",
+    }))
+}
+
+/// The answer to a script put in place.
+#[derive(Serialize, JsonSchema)]
+struct ScriptInstalled {
+    /// The profile of the new script.
+    profile: ProfileName,
+    /// Which sessions get it: always "connections from now on".
+    applies_to: &'static str,
 }
 
 /// A request body: at most [`MAX_BODY`] bytes (`413` beyond), within [`BODY_READ_TIMEOUT`].
@@ -1116,7 +1187,7 @@ async fn put_script(
     State(s): State<ApiState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<ScriptInstalled>, ApiFailure> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|t| media_type(t.as_bytes()) == "application/json");
@@ -1147,7 +1218,7 @@ async fn put_script(
 async fn put_profile(
     State(s): State<ApiState>,
     name: Result<Path<String>, PathRejection>,
-) -> Result<Json<serde_json::Value>, ApiFailure> {
+) -> Result<Json<ScriptInstalled>, ApiFailure> {
     let Ok(Path(name)) = name else {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,

@@ -115,11 +115,14 @@ enum Command {
         brief: bool,
     },
     /// Print a JSON Schema: of the scenario file format (default), or of `run --format json`'s
-    /// report (--report).
+    /// report (--report); or the OpenAPI 3.1 document of `serve --api` (--openapi).
     Schema {
         /// The schema of the JSON report instead (its `version` field is 1).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "openapi")]
         report: bool,
+        /// The OpenAPI 3.1 document of the HTTP API instead: what `GET /openapi.json` answers.
+        #[arg(long)]
+        openapi: bool,
     },
     /// Run an implementation against the scenario corpus and judge it.
     ///
@@ -555,7 +558,8 @@ struct ServeArgs {
     events: cli::serve::EventsFormat,
     /// Also serve the HTTP/JSON API here (e.g. 127.0.0.1:8025, or a bare port; port 0 picks
     /// one, printed on the second line and in the ready object): the recording, waits, a live
-    /// feed, reset, a new script while running. No authentication: keep it on loopback.
+    /// feed, reset, a new script while running; `GET /openapi.json` describes it (OpenAPI 3.1).
+    /// No authentication: keep it on loopback.
     #[arg(long, value_name = "ADDR", value_parser = cli::address::listen)]
     api: Option<std::net::SocketAddr>,
     /// The one folder a script sent to `PUT /script` may name a cassette in (relative to it, no
@@ -664,8 +668,10 @@ fn main() -> ExitCode {
         } => cli::corpus::expect(&paths, filter.as_deref(), brief),
         Command::Scenarios(command) => cli::scenarios::run(command),
         Command::Recording { file } => cli::recording::run(&file),
-        Command::Schema { report } => {
-            if report {
+        Command::Schema { report, openapi } => {
+            if openapi {
+                say!("{}", etrn_harness::api::openapi_document());
+            } else if report {
                 say!("{}", etrn_harness::conformance::report::report_schema());
             } else {
                 say!("{}", scenario::schema::json_schema());

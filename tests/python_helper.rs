@@ -1,6 +1,6 @@
 //! The Python helper for test authors (`harness/python/etrn_harness.py`) under pytest: its own
 //! tests (`tests/python/`) drive the binary built here with `smtplib`, over real TCP. Without
-//! pytest it skips loudly; under `CI=true`, where `.ci/run` installs `python3-pytest`, it fails.
+//! pytest it skips loudly; under `CI=true`, where `.ci/run` installs pytest (from PyPI, for the `python3` on PATH), it fails.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -24,7 +24,7 @@ fn pytest_available() -> bool {
             !common::ci(),
             "python3 -m pytest is required under CI=true but does not run"
         );
-        eprintln!("SKIPPED: python3 -m pytest does not run; .ci/run installs python3-pytest");
+        eprintln!("SKIPPED: python3 -m pytest does not run; .ci/run installs pytest");
     }
     runs
 }

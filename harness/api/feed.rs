@@ -124,7 +124,8 @@ impl Feed {
     /// Appends the `missed` event: `n` events this subscriber fell too far behind to be given.
     fn push_missed(&mut self, chunk: &mut Vec<u8>, n: u64) {
         self.missed += n;
-        push(chunk, b"missed", format!("{{\"missed\":{n}}}").as_bytes());
+        let data = serde_json::to_vec(&super::Missed { missed: n }).unwrap_or_default();
+        push(chunk, b"missed", &data);
     }
 }
 

@@ -45,8 +45,8 @@ pub mod tls;
 
 pub use profile::{Profile, ProfileName};
 pub use recorder::{
-    EtrnCursor, Lifetime, LiveEvent, RecordedEtrn, Recorder, Recording, RecordingJson, Retention,
-    SessionPage, SessionRecording, SharedLine, WaitTimeout,
+    EtrnCursor, Lifetime, LiveEvent, LiveLine, RecordedEtrn, Recorder, Recording, RecordingJson,
+    Retention, SessionPage, SessionRecording, SharedLine, WaitTimeout,
 };
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};

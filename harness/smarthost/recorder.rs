@@ -211,28 +211,76 @@ impl LiveEvent {
     }
 }
 
-/// The JSON lines of the `--record` stream, built in one place for the stream and the live feed.
+/// The JSON lines of the `--record` stream, built in one place for the stream and the live feed,
+/// from the types [`LiveLine`] describes.
 mod line {
     use std::net::SocketAddr;
 
-    use serde_json::{Value, json};
+    use serde::Serialize;
+    use serde_json::Value;
 
     use crate::smtp::{CloseReason, Event};
 
-    pub fn opened(at_us: u64, session: u64, peer: SocketAddr) -> Value {
-        json!({ "at_us": at_us, "session": session, "opened": { "peer": peer.to_string() } })
+    /// A session opened.
+    #[derive(Serialize, schemars::JsonSchema)]
+    pub struct Opened {
+        pub at_us: u64,
+        pub session: u64,
+        pub opened: Peer,
     }
 
-    /// The event's own fields (tagged by `event`), with `at_us` and `session`.
+    /// Who connected.
+    #[derive(Serialize, schemars::JsonSchema)]
+    pub struct Peer {
+        /// The client's address.
+        pub peer: String,
+    }
+
+    /// A session event: the event's own fields (tagged by `event`), with `at_us` and `session`.
+    #[derive(Serialize, schemars::JsonSchema)]
+    pub struct Happened<'a> {
+        pub at_us: u64,
+        pub session: u64,
+        #[serde(flatten)]
+        pub event: &'a Event,
+    }
+
+    /// A session closed.
+    #[derive(Serialize, schemars::JsonSchema)]
+    pub struct Closed<'a> {
+        pub at_us: u64,
+        pub session: u64,
+        pub closed: &'a CloseReason,
+    }
+
+    pub fn opened(at_us: u64, session: u64, peer: SocketAddr) -> Value {
+        let peer = Peer {
+            peer: peer.to_string(),
+        };
+        serde_json::to_value(Opened {
+            at_us,
+            session,
+            opened: peer,
+        })
+        .unwrap_or_default()
+    }
+
     pub fn event(at_us: u64, session: u64, event: &Event) -> Value {
-        let mut line = serde_json::to_value(event).unwrap_or_default();
-        line["at_us"] = at_us.into();
-        line["session"] = session.into();
-        line
+        serde_json::to_value(Happened {
+            at_us,
+            session,
+            event,
+        })
+        .unwrap_or_default()
     }
 
     pub fn closed(at_us: u64, session: u64, reason: &CloseReason) -> Value {
-        json!({ "at_us": at_us, "session": session, "closed": reason })
+        serde_json::to_value(Closed {
+            at_us,
+            session,
+            closed: reason,
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -276,6 +324,19 @@ pub struct Lifetime {
     pub etrn: usize,
     /// Resets of the recording (`POST /reset`).
     pub resets: u64,
+}
+
+/// A line of the `--record` stream about a session, and the data of the live feed's `opened`,
+/// `event` and `closed` events.
+// Only its schema is used (the API's OpenAPI document): the lines are written from the types it
+// names (`LiveEvent::json_line`).
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum LiveLine<'a> {
+    Opened(line::Opened),
+    Event(line::Happened<'a>),
+    Closed(line::Closed<'a>),
 }
 
 /// A wait that ran out of time.
