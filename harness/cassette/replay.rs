@@ -808,7 +808,7 @@ mod tests {
             ..ReplayOptions::default()
         };
         let mut s = ReplaySession::new(Arc::new(cassette), 0, options);
-        let mut output = |s: &mut ReplaySession| {
+        let output = |s: &mut ReplaySession| {
             let mut sent = String::new();
             let mut mismatches = 0;
             while let Some(o) = s.poll_output() {
