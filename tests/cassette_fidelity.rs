@@ -780,30 +780,46 @@ fn written(text: &str) -> std::collections::BTreeMap<u64, Written> {
     sessions
 }
 
-/// How many requests `lines` make: a command line is one once it has its line end (pieces join
-/// up), message data one at its final "." line.
-fn requests_in(lines: &[(Vec<u8>, usize)]) -> Vec<usize> {
-    // The index of the line each request ends on.
-    let mut ends = Vec::new();
-    let mut current = Vec::new();
-    let mut in_data = false;
-    for (i, (bytes, _)) in lines.iter().enumerate() {
-        current.extend_from_slice(bytes);
-        if !current.ends_with(b"\n") {
-            continue;
+/// How many of a session's client lines in the file its loaded requests were read from: the
+/// requests' bytes, in order, must be the bytes of the file's first client lines, exactly (a
+/// session that stops mid-exchange loads only its complete exchanges, so only a prefix).
+///
+/// Counted by bytes rather than by reading the file's requests again: whether a DATA opens message
+/// data depends on its reply (354 or not), and which reply answers which request is what the
+/// parser under test works out; the bytes are what the client sent whatever the pairing.
+fn lines_loaded(session: &cassette::CassetteSession, file: &Written) -> Result<usize, String> {
+    let loaded: Vec<u8> = session
+        .exchanges
+        .iter()
+        .flat_map(|e| match &e.request {
+            cassette::Request::Greeting => Vec::new(),
+            cassette::Request::Command(line) => line.clone(),
+            cassette::Request::Data(lines) => lines.concat(),
+        })
+        .collect();
+    let mut covered = 0;
+    let mut count = 0;
+    for (bytes, _) in &file.client {
+        if covered >= loaded.len() {
+            break;
         }
-        let whole = std::mem::take(&mut current);
-        if in_data {
-            if whole == b".\r\n" {
-                in_data = false;
-                ends.push(i);
-            }
-        } else {
-            ends.push(i);
-            in_data = whole.eq_ignore_ascii_case(b"DATA\r\n");
+        if loaded.get(covered..covered + bytes.len()) != Some(bytes.as_slice()) {
+            return Err(format!(
+                "client line {} of the file (bytes {covered}..) is not what the loaded requests \
+                 hold there",
+                count + 1
+            ));
         }
+        covered += bytes.len();
+        count += 1;
     }
-    ends
+    if covered != loaded.len() {
+        return Err(format!(
+            "the loaded requests hold {} bytes, the file's client lines {covered}",
+            loaded.len()
+        ));
+    }
+    Ok(count)
 }
 
 /// A client on a real connection that sends `client` lines in order, before each one reading
@@ -918,18 +934,18 @@ async fn refused_or_replayed_exactly(damages: &[Damage], dir: &Path) -> Result<(
             );
         }
         let expected = &file.replies[..loaded.len().min(file.replies.len())];
-        let requests = session
-            .exchanges
-            .iter()
-            .filter(|e| e.request != cassette::Request::Greeting)
-            .count();
-        let sent_lines = match requests {
-            _ if c.truncated_at.is_none() => file.client.len(),
-            0 => 0,
-            r => requests_in(&file.client)
-                .get(r - 1)
-                .map_or(file.client.len(), |i| i + 1),
-        };
+        // The client sends what the session's loaded requests were read from: every client line,
+        // or up to the last complete exchange of a session that stops mid-exchange.
+        let sent_lines = lines_loaded(session, &file)
+            .map_err(|e| TestCaseError::fail(format!("session {}: {e} in\n{text}", session.id)))?;
+        if c.truncated_at.is_none() {
+            prop_assert_eq!(
+                sent_lines,
+                file.client.len(),
+                "session {} lost client lines",
+                session.id
+            );
+        }
         let received =
             replay_client(server.addr(), &file.client[..sent_lines], expected.len()).await;
         if session.exchanges.is_empty() {

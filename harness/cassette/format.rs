@@ -618,6 +618,21 @@ pub(crate) fn one_session(id: u64, lines: &[(Direction, &[u8])], end: Option<&st
     t
 }
 
+/// The fuzz counterexample (seed `07728455...` in `tests/proptest-regressions`): a DATA the
+/// client sent before the greeting, answered 250, not 354; the file cut after the 334 that
+/// answers the EHLO, with the AUTH pipelined behind it still unanswered.
+#[cfg(test)]
+pub(crate) const DATA_REFUSED_THEN_CUT: &str = "etrn-harness cassette v1
+1 session
+1 C: DATA
+1 S: 220 mx.test ESMTP
+1 C: EHLO c.example
+1 S: 250-mx.test
+1 S: 250 ETRN
+1 C: AUTH PLAIN
+1 S: 334 
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -813,6 +828,45 @@ mod tests {
         // 354 to anything but DATA opens nothing.
         let text = format!("{MAGIC}\n1 session\n1 S: 220 mx\n1 C: NOOP\n1 S: 354 odd\n1 D: x\n");
         assert_eq!(Cassette::parse(&text).unwrap_err().line, 6);
+    }
+
+    #[test]
+    fn data_not_answered_354_opens_nothing_and_a_cut_session_loads_its_complete_exchanges() {
+        let c = Cassette::parse(DATA_REFUSED_THEN_CUT).unwrap();
+        let e = &c.sessions[0].exchanges;
+        let pairs: Vec<(Request, Vec<u8>)> = e
+            .iter()
+            .map(|e| (e.request.clone(), e.reply_bytes()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                (Request::Greeting, b"220 mx.test ESMTP\r\n".to_vec()),
+                (
+                    Request::Command(b"DATA\r\n".to_vec()),
+                    b"250-mx.test\r\n250 ETRN\r\n".to_vec()
+                ),
+                (
+                    Request::Command(b"EHLO c.example\r\n".to_vec()),
+                    b"334 \r\n".to_vec()
+                ),
+            ]
+        );
+        assert!(
+            !e[1].opens_data(),
+            "DATA answered 250 opens no message data"
+        );
+        // The AUTH has no reply in the file: the recorder stopped before it came.
+        assert_eq!(c.truncated_at, Some(8));
+        // A refused DATA is followed by commands: a 503, then NOOP answered, then the cut.
+        let text = format!(
+            "{MAGIC}\n1 session\n1 S: 220 mx\n1 C: DATA\n1 S: 503 need RCPT\n1 C: NOOP\n1 S: 250 ok\n1 C: QUIT\n"
+        );
+        let c = Cassette::parse(&text).unwrap();
+        let e = &c.sessions[0].exchanges;
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(e[2].request, Request::Command(b"NOOP\r\n".to_vec()));
+        assert_eq!(c.truncated_at, Some(8), "the QUIT without its reply");
     }
 
     #[test]

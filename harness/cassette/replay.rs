@@ -800,6 +800,44 @@ mod tests {
     }
 
     #[test]
+    fn a_cassette_cut_mid_exchange_replays_exactly_up_to_the_cut_and_has_nothing_after_it() {
+        let cassette = Cassette::parse(crate::cassette::format::DATA_REFUSED_THEN_CUT)
+            .expect("it loads up to the cut");
+        let options = ReplayOptions {
+            mode: MatchMode::Strict,
+            ..ReplayOptions::default()
+        };
+        let mut s = ReplaySession::new(Arc::new(cassette), 0, options);
+        let output = |s: &mut ReplaySession| {
+            let mut sent = String::new();
+            let mut mismatches = 0;
+            while let Some(o) = s.poll_output() {
+                match o {
+                    Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                    Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
+                    _ => {}
+                }
+            }
+            (sent, mismatches)
+        };
+        // The DATA answered 250 in the cassette: the EHLO after it is a command, not message data.
+        s.receive(b"DATA\r\nEHLO c.example\r\n");
+        assert_eq!(
+            output(&mut s),
+            (
+                "220 mx.test ESMTP\r\n250-mx.test\r\n250 ETRN\r\n334 \r\n".to_owned(),
+                0
+            )
+        );
+        // The recorder stopped before the upstream answered the AUTH: the cassette has no reply
+        // for it, and says so (with record-on-miss the upstream would be asked).
+        s.receive(b"AUTH PLAIN\r\n");
+        let (sent, mismatches) = output(&mut s);
+        assert!(sent.starts_with("451 4.3.0 "), "{sent}");
+        assert_eq!(mismatches, 1);
+    }
+
+    #[test]
     fn strict_compares_message_data_verb_does_not() {
         let t = one_session(
             1,
