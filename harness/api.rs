@@ -156,6 +156,8 @@ struct ApiState {
     /// The one folder a script sent here may name a cassette in (`serve --cassette-dir`);
     /// `None`: no file is ever opened for a request.
     cassette_dir: Option<Arc<Folder>>,
+    /// The live feed's shared log of framed events (`GET /events`).
+    feed: Arc<feed::FeedLog>,
     stop: watch::Receiver<bool>,
 }
 
@@ -207,6 +209,7 @@ impl Api {
             );
         }
         let (stop, watcher) = watch::channel(false);
+        let recorder_feed = recorder.subscribe();
         let state = ApiState {
             recorder,
             switch,
@@ -215,6 +218,7 @@ impl Api {
             bound: addr,
             script: Arc::new(Mutex::new(script)),
             cassette_dir: options.cassette_dir,
+            feed: feed::FeedLog::start(recorder_feed, watcher.clone()),
             stop: watcher.clone(),
         };
         let app = router(state);
@@ -993,7 +997,7 @@ struct Missed {
 /// whose data is the JSON line `serve --events jsonl` prints; `missed` when the feed fell behind.
 /// It ends when the server stops.
 async fn events(State(s): State<ApiState>) -> Response {
-    feed::response(s.recorder.subscribe(), s.stop.clone())
+    feed::response(s.feed.subscribe(s.stop.clone()))
 }
 
 /// The answer to `POST /reset`.

@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use super::compare::BenchError;
 use super::load::{self, LoadSpec, Workload};
 use crate::api::Api;
-use crate::api::feed::Feed;
+use crate::api::feed::FeedLog;
 use crate::smarthost::{Recorder, SmartHost, SmartHostConfig};
 
 /// How big the measurement is.
@@ -206,6 +206,8 @@ async fn run_holding(
     // Live-feed subscribers end with the run (their tasks are stopped with the holders); the
     // sender is kept until then, since a feed whose sender is gone ends at once.
     let (_feeds_stop, feeds_stopped) = tokio::sync::watch::channel(false);
+    // The API's own feed log, without HTTP: one pump, every subscriber reading from it.
+    let feed_log = FeedLog::start(recorder.subscribe(), feeds_stopped.clone());
     let missed = Arc::new(AtomicU64::new(0));
     match held {
         Held::Nothing => {}
@@ -229,11 +231,11 @@ async fn run_holding(
             for _ in 0..n {
                 // Subscribed here, before the run: no subscriber misses its start. Each takes
                 // the API's own feed, chunk by chunk, as `GET /events` does, without HTTP.
-                let mut feed = Feed::new(recorder.subscribe(), feeds_stopped.clone());
+                let mut feed = feed_log.subscribe(feeds_stopped.clone());
                 let missed = Arc::clone(&missed);
                 holders.spawn(async move {
                     let mut told = 0;
-                    while let Some(chunk) = feed.next_chunk().await {
+                    while let Some(chunk) = feed.next_piece().await {
                         std::hint::black_box(chunk);
                         missed.fetch_add(feed.missed() - told, Ordering::Relaxed);
                         told = feed.missed();
