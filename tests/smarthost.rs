@@ -511,7 +511,7 @@ fn serve_prints_each_etrn_and_writes_the_recording_after_n_sessions() {
     ]);
     talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     talk(&serve.addr, b"EHLO c\r\nETRN @b.example\r\nQUIT\r\n");
-    let out = serve.lines_until("recording written").join("\n");
+    let out = serve.lines_until("stopped (").join("\n");
     assert!(serve.child.wait().expect("serve exits").success());
     assert!(out.contains("session 1: ETRN a.example -> 459\n"), "{out}");
     assert!(out.contains("session 2: ETRN @b.example -> 459\n"), "{out}");
@@ -637,7 +637,7 @@ fn serve_writes_the_recording_on_sigterm() {
         Some("session 1: ETRN a.example -> 250")
     );
     sigterm(&serve.child);
-    let out = serve.lines_until("recording written").join("\n");
+    let out = serve.lines_until("stopped (").join("\n");
     assert!(out.contains("stopped (terminated)"), "{out}");
     assert!(serve.child.wait().expect("exits").success());
     let lines = stream_lines(&record);
@@ -2320,7 +2320,7 @@ fn the_recording_command_gives_what_get_recording_answers_and_the_stop_line_tell
         .collect();
     assert_eq!(ids, [2, 3], "{from_api}");
     sigterm(&serve.child);
-    let out = serve.lines_until("recording written").join("\n");
+    let out = serve.lines_until("stopped (").join("\n");
     assert!(serve.child.wait().expect("exits").success());
     // The lines above show three sessions and three ETRN; the recording holds two of each.
     assert!(

@@ -275,8 +275,9 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     drain(&mut live, &mut printer);
     // Counted by the recorder, so forgotten sessions (--retain open) count too.
     let sessions = recorder.session_count();
-    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
+    // FILE first, so that the stop line is the last line, as for record and replay.
     let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
+    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
     printer.finish().await;
     code
 }
@@ -504,7 +505,8 @@ impl Printer {
     fn recording_written(&self, path: &std::path::Path) {
         let line = match self.format {
             EventsFormat::Jsonl => {
-                serde_json::json!({ "recording": path.display().to_string() }).to_string()
+                serde_json::json!({ "event": "recording_written", "path": path.display().to_string() })
+                    .to_string()
             }
             _ => format!("recording written to {}", path.display()),
         };
