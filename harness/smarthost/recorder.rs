@@ -474,51 +474,74 @@ impl Recorder {
 
     /// Records one event of session `id`.
     pub fn event(&self, id: u64, event: Event) {
+        self.events(id, &mut vec![event]);
+    }
+
+    /// Records `events` of session `id`, in order, and leaves `events` empty (its capacity
+    /// kept, for the next batch): under one lock, with one time (they arrived together: what
+    /// one read brought, answered before one write) and one wake-up of the waits. A session
+    /// answering pipelined commands pays for the lock once per batch, not once per event.
+    pub fn events(&self, id: u64, events: &mut Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
         let at = self.now_us();
         let live = self.live.receiver_count() > 0;
-        let mut wake = None;
-        let published = {
+        let mut wake: Vec<Arc<Notify>> = Vec::new();
+        let mut published = Vec::new();
+        {
             let mut r = self.lock();
-            let timed = TimedEvent { at_us: at, event };
-            r.stream(|| line::event(at, id, &timed.event));
-            let state = &mut *r;
-            let Some(s) = state.sessions.get_mut(&id) else {
-                return;
-            };
-            let copy = live.then(|| timed.event.clone());
-            if matches!(timed.event, Event::Etrn(_)) {
-                state.last_etrn_number += 1;
-                let number = state.last_etrn_number;
-                let nth = s.etrn_numbers.len();
-                s.etrn_numbers.push(number);
-                state.etrn_numbers.insert(number, (id, nth));
-            }
-            let domain = match &timed.event {
-                Event::Etrn(record) => Some(record.domain.clone()),
-                _ => None,
-            };
-            s.events.push(timed.at_us, timed.event, &mut state.interner);
-            if let Some(domain) = domain {
-                state.etrn += 1;
+            for event in events.drain(..) {
+                r.stream(|| line::event(at, id, &event));
+                let state = &mut *r;
+                let Some(s) = state.sessions.get_mut(&id) else {
+                    continue;
+                };
+                if live {
+                    published.push(event.clone());
+                }
+                let domain = match &event {
+                    Event::Etrn(record) => {
+                        state.last_etrn_number += 1;
+                        let number = state.last_etrn_number;
+                        let nth = s.etrn_numbers.len();
+                        s.etrn_numbers.push(number);
+                        state.etrn_numbers.insert(number, (id, nth));
+                        state.etrn += 1;
+                        record.domain.clone()
+                    }
+                    _ => None,
+                };
+                s.events.push(at, event, &mut state.interner);
                 if let Some(domain) = domain {
                     // Woken after the lock is let go; a wait registers under the lock, so none
                     // misses this.
-                    wake = state.etrn_waiters.get(&domain).map(|(n, _)| Arc::clone(n));
-                    *state.etrn_domains.entry(domain).or_default() += 1;
+                    if let Some((n, _)) = state.etrn_waiters.get(&domain)
+                        && !wake.iter().any(|w| Arc::ptr_eq(w, n))
+                    {
+                        wake.push(Arc::clone(n));
+                    }
+                    match state.etrn_domains.get_mut(&domain) {
+                        Some(count) => *count += 1,
+                        None => {
+                            state.etrn_domains.insert(domain, 1);
+                        }
+                    }
                 }
             }
-            copy
-        };
-        if let Some(waiters) = wake {
+        }
+        for waiters in wake {
             waiters.notify_waiters();
         }
-        match published {
-            Some(event) => self.publish(LiveEvent::Event {
+        if published.is_empty() {
+            self.changed.notify_waiters();
+        }
+        for event in published {
+            self.publish(LiveEvent::Event {
                 session: id,
                 event,
                 at_us: at,
-            }),
-            None => self.changed.notify_waiters(),
+            });
         }
     }
 
