@@ -243,7 +243,12 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         loop {
             tokio::select! {
                 event = next_live(&mut live) => match event {
-                Ok(e) => printer.event(&e),
+                Ok(e) => {
+                    printer.event(&e);
+                    // What else is already queued, without a trip through `select!` each
+                    // (bounded, so the stop signals are looked at again soon).
+                    drain_up_to(&mut live, &mut printer, LIVE_BATCH);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.missed(n),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
             },
@@ -323,12 +328,24 @@ async fn next_live(
     }
 }
 
+/// Live events handled per wake-up of the loop at most.
+const LIVE_BATCH: usize = 1024;
+
 /// Prints the live events buffered so far.
 fn drain(live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>, printer: &mut Printer) {
+    drain_up_to(live, printer, usize::MAX);
+}
+
+/// Prints at most `max` of the live events buffered so far.
+fn drain_up_to(
+    live: &mut Option<tokio::sync::broadcast::Receiver<LiveEvent>>,
+    printer: &mut Printer,
+    max: usize,
+) {
     let Some(l) = live.as_mut() else {
         return;
     };
-    loop {
+    for _ in 0..max {
         match l.try_recv() {
             Ok(e) => printer.event(&e),
             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => printer.missed(n),

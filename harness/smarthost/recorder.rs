@@ -533,16 +533,15 @@ impl Recorder {
         for waiters in wake {
             waiters.notify_waiters();
         }
-        if published.is_empty() {
-            self.changed.notify_waiters();
-        }
         for event in published {
-            self.publish(LiveEvent::Event {
+            // Nobody may listen any more: that is no error.
+            let _ = self.live.send(LiveEvent::Event {
                 session: id,
                 event,
                 at_us: at,
             });
         }
+        self.changed.notify_waiters();
     }
 
     /// Marks session `id` as running over TLS.
