@@ -525,7 +525,7 @@ struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
     /// Stream the recording here as JSON Lines, one line per event as it happens (a killed
-    /// server loses at most the line being written). A link at this path is refused.
+    /// server loses at most the lines being written). A link at this path is refused.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// How much history to keep in memory: all, or open sessions only (memory stays flat in a

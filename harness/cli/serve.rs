@@ -561,7 +561,7 @@ fn human_line(event: &LiveEvent) -> Option<String> {
 /// Opens the JSON Lines stream: a new file beside `path` (created exclusively, with a random
 /// name, so nothing planted there can redirect it), renamed onto `path` at exit (a rename
 /// replaces a link without following it), so `path` only ever holds a whole recording. A killed
-/// server leaves the `.partial` file with every line but the one being written. Refused: a
+/// server leaves the `.partial` file with every line but those being written. Refused: a
 /// folder, a link or anything but a regular file already at `path` (said at start, not at exit).
 fn open_stream(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
     match std::fs::symlink_metadata(path) {

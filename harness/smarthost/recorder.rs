@@ -344,8 +344,19 @@ impl State {
         };
         let mut bytes = line().to_string().into_bytes();
         bytes.push(b'\n');
-        // One write and a flush per line: a killed server loses at most the line being written.
-        if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+        self.write_stream(&bytes);
+    }
+
+    /// Writes whole JSON lines to the stream in one write and a flush: a killed server loses at
+    /// most the lines being written (those of one batch of events, or one line).
+    fn write_stream(&mut self, bytes: &[u8]) {
+        let Some(out) = self.stream.as_mut() else {
+            return;
+        };
+        if bytes.is_empty() {
+            return;
+        }
+        if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
             warn!(error = %e, "the recording stream failed; the in-memory recording goes on");
             self.stream_error = Some(e.to_string());
             self.stream = None;
@@ -491,8 +502,14 @@ impl Recorder {
         let mut published = Vec::new();
         {
             let mut r = self.lock();
+            // The batch's lines go out in one write, in order, under the lock.
+            let mut lines = Vec::new();
+            let streaming = r.stream.is_some();
             for event in events.drain(..) {
-                r.stream(|| line::event(at, id, &event));
+                if streaming {
+                    lines.extend_from_slice(line::event(at, id, &event).to_string().as_bytes());
+                    lines.push(b'\n');
+                }
                 let state = &mut *r;
                 let Some(s) = state.sessions.get_mut(&id) else {
                     continue;
@@ -529,6 +546,7 @@ impl Recorder {
                     }
                 }
             }
+            r.write_stream(&lines);
         }
         for waiters in wake {
             waiters.notify_waiters();
