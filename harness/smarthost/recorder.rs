@@ -339,9 +339,9 @@ impl State {
     /// Writes one JSON line to the stream, if there is one; a failure stops the stream (and is
     /// reported by [`Recorder::stream_error`]), never the server.
     fn stream(&mut self, line: impl FnOnce() -> serde_json::Value) {
-        let Some(out) = self.stream.as_mut() else {
+        if self.stream.is_none() {
             return;
-        };
+        }
         let mut bytes = line().to_string().into_bytes();
         bytes.push(b'\n');
         self.write_stream(&bytes);
