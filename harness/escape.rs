@@ -6,6 +6,13 @@
 
 /// Escapes bytes for a one-line text rendering.
 pub fn escape(bytes: &[u8]) -> String {
+    // The usual case (a domain, a command word): nothing to escape, one copy.
+    if bytes
+        .iter()
+        .all(|b| (0x20..0x7f).contains(b) && *b != b'\\')
+    {
+        return bytes.iter().map(|b| char::from(*b)).collect();
+    }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -40,6 +47,9 @@ pub struct UnescapeError {
 
 /// Reverses [`escape`].
 pub fn unescape(text: &str) -> Result<Vec<u8>, UnescapeError> {
+    if !text.contains('\\') {
+        return Ok(text.as_bytes().to_vec());
+    }
     let mut out = Vec::with_capacity(text.len());
     let mut chars = text.char_indices();
     while let Some((i, c)) = chars.next() {

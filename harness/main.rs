@@ -446,8 +446,10 @@ struct ReplayArgs {
 enum BenchCommand {
     /// One workload against one server; loopback addresses only.
     Load(BenchLoadArgs),
-    /// The smart host (release build recommended) and Postfix's smtp-sink side by side; at a
-    /// terminal, each round and workload is shown on stderr as it runs.
+    /// The smart host (release build recommended) and Postfix's smtp-sink side by side: the load
+    /// generator's workloads, smtp-source, and `serve` as users run it (default output,
+    /// `--record FILE`, 10 pending API waits); at a terminal, each round and workload is shown
+    /// on stderr as it runs. The JSON report names the CPUs, kernel and versions.
     Compare(BenchCompareArgs),
     /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
     Memory(BenchMemoryArgs),
@@ -535,7 +537,8 @@ struct BenchCompareArgs {
     /// Rounds; each runs every workload against both servers, alternating which goes first.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections).
+    /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections,
+    /// 5k messages for `serve` with its default output).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
     /// Stop each workload run after this many seconds.
@@ -601,7 +604,7 @@ struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     hostname: Option<String>,
     /// Stream the recording here as JSON Lines, one line per event as it happens (a killed
-    /// server loses at most the line being written). A link at this path is refused.
+    /// server loses at most the lines being written). A link at this path is refused.
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// How much history to keep in memory: all, or open sessions only (memory stays flat in a

@@ -1,6 +1,8 @@
 //! The load generator counts right: sessions, commands, replies by code and errors match what the
 //! smart host recorded. No timing is asserted; speed is for `etrn-harness bench compare`.
 
+mod common;
+
 use std::time::Duration;
 
 use etrn_harness::bench::load::{self, LoadSpec, Workload};
@@ -309,4 +311,64 @@ async fn the_memory_benchmark_measures_the_stream_a_killed_server_left() {
     let table = memory::table(&report);
     assert!(table.contains("; stream "), "{table}");
     assert!(!table.contains("; stream 0.0 MiB"), "{table}");
+}
+
+#[tokio::test]
+async fn compare_runs_every_workload_against_both_servers_and_names_the_machine() {
+    use etrn_harness::bench::compare::{self, CompareSpec};
+    if !common::peer_available("/usr/sbin/smtp-sink", &[])
+        || !common::peer_available("/usr/sbin/smtp-source", &[])
+    {
+        return;
+    }
+    let spec = CompareSpec {
+        smart_host_exe: env!("CARGO_BIN_EXE_etrn-harness").into(),
+        rounds: 1,
+        // 20 sessions, 200 pipelined ETRNs, 5 idle connections, 5 messages for (e).
+        scale: 0.001,
+        max_duration: WAIT,
+    };
+    let mut steps = Vec::new();
+    let r = compare::compare_with(&spec, |s| {
+        steps.push(format!("{} {}", s.workload, s.server))
+    })
+    .await
+    .expect("the comparison runs");
+    // Counts and names only: the rates and their ratios are figures, never asserted.
+    let names: Vec<&str> = r.rows.iter().map(|row| row.name.as_str()).collect();
+    for new in [
+        "(e) serve, default output",
+        "(f) serve --record",
+        "(g) 10 API waits",
+    ] {
+        assert!(names.iter().any(|n| n.starts_with(new)), "{names:?}");
+    }
+    for row in &r.rows {
+        assert_eq!(
+            (row.smart_host.len(), row.smtp_sink.len()),
+            (1, 1),
+            "{}",
+            row.name
+        );
+        if row.higher_is_better {
+            // A rate: the run completed against both (NaN when smtp-source failed).
+            let both = [row.smart_host[0], row.smtp_sink[0]];
+            assert!(both.iter().all(|v| *v > 0.0), "{}: {both:?}", row.name);
+        }
+    }
+    assert_eq!(steps.len(), 2 * r.rows.len(), "{steps:?}");
+    for (name, run) in &r.runs {
+        assert_eq!(run.errors, 0, "{name}: {:?}", run.first_error);
+    }
+    assert!(r.machine.cpus > 0);
+    assert_eq!(r.machine.etrn_harness_version, env!("CARGO_PKG_VERSION"));
+    assert!(r.machine.postfix_version.is_some());
+    assert!(r.machine.kernel.is_some());
+    let json = serde_json::to_value(&r).expect("serialises");
+    assert!(json["machine"]["postfix_version"].is_string(), "{json}");
+    let table = compare::table(&r);
+    assert!(
+        table.contains("(g) 10 API waits") && table.contains("Postfix"),
+        "{table}"
+    );
 }

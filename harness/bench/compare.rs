@@ -63,8 +63,30 @@ impl Drop for Server {
 
 /// `etrn-harness serve --quiet` as a process, with `extra` arguments.
 pub(crate) fn start_smart_host(exe: &PathBuf, extra: &[&str]) -> Result<Server, BenchError> {
+    start_serve(exe, Output::Quiet, extra)
+}
+
+/// What `serve` prints, as a benchmark starts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// `--quiet`: no live lines.
+    Quiet,
+    /// The default: a line per ETRN and message, to a pipe the bench drains (as a user's
+    /// `serve | tee` or `serve > file` gets them).
+    Default,
+}
+
+/// `etrn-harness serve` as a process, with `extra` arguments (with `--api`, the server knows
+/// its API's address: its line follows the listening line).
+fn start_serve(exe: &PathBuf, output: Output, extra: &[&str]) -> Result<Server, BenchError> {
     let mut child = Command::new(exe)
-        .args(["serve", "--quiet", "--listen", "127.0.0.1:0"])
+        .arg("serve")
+        .args(if output == Output::Quiet {
+            &["--quiet"][..]
+        } else {
+            &[][..]
+        })
+        .args(["--listen", "127.0.0.1:0"])
         .args(["--max-connections", "100000", "--idle-timeout", "600"])
         .args(extra)
         .stdin(Stdio::null())
@@ -208,10 +230,15 @@ pub fn median_of(values: &[f64]) -> f64 {
 pub struct CompareReport {
     pub rounds: usize,
     pub scale: f64,
+    /// Where it ran: CPUs, kernel, the versions of etrn-harness and Postfix.
+    pub machine: Machine,
     pub rows: Vec<Row>,
-    /// The smart host's peak RSS over the whole run, KiB.
+    /// The peak RSS over the whole run, KiB, of the `serve --quiet` process that ran (a) to
+    /// (d), which share it with smtp-sink.
     pub smart_host_peak_rss_kib: Option<u64>,
     pub smtp_sink_peak_rss_kib: Option<u64>,
+    /// The peak RSS of the smart hosts of rows (e) to (g), by their setup.
+    pub other_smart_hosts_peak_rss_kib: Vec<(String, Option<u64>)>,
     /// Every load report, for the record.
     pub runs: Vec<(String, LoadReport)>,
 }
@@ -237,62 +264,205 @@ pub async fn compare(spec: &CompareSpec) -> Result<CompareReport, BenchError> {
     compare_with(spec, |_| {}).await
 }
 
+/// Which smart host a row measures: `serve` as a user runs it differs by its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host {
+    /// `serve --quiet`: the server alone.
+    Quiet,
+    /// `serve` with its default live lines, to a pipe.
+    DefaultOutput,
+    /// `serve --quiet --record FILE`: the recording streamed as it happens.
+    Recording,
+    /// `serve --quiet --api ADDR` with [`API_WAITS`] waits pending on the API.
+    ApiWaits,
+}
+
+/// How a row is measured.
+#[derive(Debug, Clone, Copy)]
+enum Measure {
+    /// A workload of the load generator: count and concurrency at scale 1.
+    Load(Workload, u64, usize),
+    /// Postfix's smtp-source: messages at scale 1, sessions at once, message size (`None`: its
+    /// own default).
+    SmtpSource(u64, usize, Option<usize>),
+}
+
+/// Waits held pending on the API during row (g).
+pub const API_WAITS: usize = 10;
+
+/// The rows, in the order they run and print.
+const ROWS: [(&str, Host, Measure); 8] = [
+    (
+        "(a) new session, EHLO, ETRN, QUIT",
+        Host::Quiet,
+        Measure::Load(Workload::Etrn, 20_000, 32),
+    ),
+    (
+        "(b) one session, pipelined ETRN",
+        Host::Quiet,
+        Measure::Load(Workload::Pipelined, 200_000, 1),
+    ),
+    (
+        "(c) mail sink, 1 KiB message",
+        Host::Quiet,
+        Measure::Load(Workload::Mail, 20_000, 32),
+    ),
+    (
+        "(c) smtp-source, 1 KiB messages",
+        Host::Quiet,
+        Measure::SmtpSource(20_000, 32, Some(1024)),
+    ),
+    (
+        "(d) idle connections held",
+        Host::Quiet,
+        Measure::Load(Workload::Idle, 5_000, 64),
+    ),
+    (
+        "(e) serve, default output: smtp-source -s 20",
+        Host::DefaultOutput,
+        Measure::SmtpSource(5_000, 20, None),
+    ),
+    (
+        "(f) serve --record FILE: new session + ETRN",
+        Host::Recording,
+        Measure::Load(Workload::Etrn, 20_000, 32),
+    ),
+    (
+        "(g) 10 API waits pending: new session + ETRN",
+        Host::ApiWaits,
+        Measure::Load(Workload::Etrn, 20_000, 32),
+    ),
+];
+
+/// The smart hosts of one comparison, one process each.
+struct Hosts {
+    quiet: Server,
+    default_output: Server,
+    recording: Server,
+    api: Server,
+    /// The API's base URL (`http://127.0.0.1:PORT`).
+    api_url: String,
+    /// Holds the streamed recording; removed at the end.
+    _dir: tempfile::TempDir,
+}
+
+impl Hosts {
+    fn start(exe: &PathBuf) -> Result<Hosts, BenchError> {
+        let dir = tempfile::tempdir().map_err(|source| BenchError::Spawn {
+            what: "a folder for the streamed recording".into(),
+            source,
+        })?;
+        let file = dir.path().join("recording.jsonl");
+        let file = file.to_string_lossy().into_owned();
+        let quiet = start_smart_host(exe, &[])?;
+        let default_output = start_serve(exe, Output::Default, &[])?;
+        let recording = start_smart_host(exe, &["--record", &file])?;
+        let api = start_serve(exe, Output::Quiet, &["--api", "127.0.0.1:0"])?;
+        let api_url = api
+            .api
+            .map(|addr| format!("http://{addr}"))
+            .ok_or_else(|| BenchError::NotReady {
+                what: "the smart host's API".into(),
+                detail: "no `api on` line".into(),
+            })?;
+        Ok(Hosts {
+            quiet,
+            default_output,
+            recording,
+            api,
+            api_url,
+            _dir: dir,
+        })
+    }
+
+    fn get(&self, host: Host) -> &Server {
+        match host {
+            Host::Quiet => &self.quiet,
+            Host::DefaultOutput => &self.default_output,
+            Host::Recording => &self.recording,
+            Host::ApiWaits => &self.api,
+        }
+    }
+
+    fn all(&self) -> [(Host, &Server); 4] {
+        [
+            (Host::Quiet, &self.quiet),
+            (Host::DefaultOutput, &self.default_output),
+            (Host::Recording, &self.recording),
+            (Host::ApiWaits, &self.api),
+        ]
+    }
+}
+
+/// The machine and the programs a comparison ran on, for its report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// CPUs this process may use.
+    pub cpus: usize,
+    /// The kernel's release (`uname -r`).
+    pub kernel: Option<String>,
+    pub etrn_harness_version: &'static str,
+    /// Postfix's `mail_version` (smtp-sink and smtp-source come with it).
+    pub postfix_version: Option<String>,
+}
+
+impl Machine {
+    fn this() -> Machine {
+        Machine {
+            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            kernel: crate::files::read_regular_file(
+                std::path::Path::new("/proc/sys/kernel/osrelease"),
+                256,
+            )
+            .ok()
+            .map(|r| r.trim().to_owned()),
+            etrn_harness_version: env!("CARGO_PKG_VERSION"),
+            postfix_version: Command::new("/usr/sbin/postconf")
+                .args(["-d", "-h", "mail_version"])
+                .stderr(Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .filter(|v| !v.is_empty()),
+        }
+    }
+}
+
 /// [`compare`], saying each run before it starts (called between runs, never during one).
 pub async fn compare_with(
     spec: &CompareSpec,
     mut step: impl FnMut(Step<'_>),
 ) -> Result<CompareReport, BenchError> {
     raise_fd_limit();
-    let ours = start_smart_host(&spec.smart_host_exe, &[])?;
+    let hosts = Hosts::start(&spec.smart_host_exe)?;
     let sink = start_smtp_sink().await?;
-    let workloads: [(&str, Workload, u64, usize); 4] = [
-        (
-            "(a) new session, EHLO, ETRN, QUIT",
-            Workload::Etrn,
-            20_000,
-            32,
-        ),
-        (
-            "(b) one session, pipelined ETRN",
-            Workload::Pipelined,
-            200_000,
-            1,
-        ),
-        ("(c) mail sink, 1 KiB message", Workload::Mail, 20_000, 32),
-        ("(d) idle connections held", Workload::Idle, 5_000, 64),
-    ];
-    let mut rows: Vec<Row> = workloads
+    let mut rows: Vec<Row> = ROWS
         .iter()
-        .map(|(name, w, _, _)| Row {
+        .map(|(name, _, measure)| Row {
             name: (*name).into(),
-            unit: match w {
-                Workload::Etrn | Workload::Mail => "sessions/s",
-                Workload::Pipelined => "ETRN/s",
-                Workload::Idle => "KiB RSS per connection",
+            unit: match measure {
+                Measure::Load(Workload::Etrn | Workload::Mail, ..) => "sessions/s",
+                Measure::Load(Workload::Pipelined, ..) => "ETRN/s",
+                Measure::Load(Workload::Idle, ..) => "KiB RSS per connection",
+                Measure::SmtpSource(..) => "messages/s",
             },
-            higher_is_better: *w != Workload::Idle,
+            higher_is_better: !matches!(measure, Measure::Load(Workload::Idle, ..)),
             smart_host: Vec::new(),
             smtp_sink: Vec::new(),
             latency_us: None,
         })
         .collect();
-    let mut source_row = Row {
-        name: "(c) smtp-source, 1 KiB messages".into(),
-        unit: "messages/s",
-        higher_is_better: true,
-        smart_host: Vec::new(),
-        smtp_sink: Vec::new(),
-        latency_us: None,
-    };
     let mut runs = Vec::new();
     for round in 0..spec.rounds {
-        // Alternate which server goes first, so warm caches and noise fall on both.
-        let order: [&Server; 2] = if round % 2 == 0 {
-            [&ours, &sink]
-        } else {
-            [&sink, &ours]
-        };
-        for (i, (name, workload, count, concurrency)) in workloads.iter().enumerate() {
+        for (i, (name, host, measure)) in ROWS.iter().enumerate() {
+            // Alternate which server goes first, so warm caches and noise fall on both.
+            let ours = hosts.get(*host);
+            let order: [&Server; 2] = if round % 2 == 0 {
+                [ours, &sink]
+            } else {
+                [&sink, ours]
+            };
             let mut latencies = [(0, 0); 2];
             for server in order {
                 step(Step {
@@ -301,79 +471,134 @@ pub async fn compare_with(
                     workload: name,
                     server: server.name,
                 });
-                let mut load = LoadSpec::new(server.addr, *workload, scaled(*count, spec.scale));
-                load.concurrency = *concurrency;
-                load.max_duration = spec.max_duration;
-                let pid = server.pid();
-                let before = rss_kib(pid);
-                let report = load::run_probing(&load, &|| rss_kib(pid)).await;
-                let value = match workload {
-                    Workload::Etrn | Workload::Mail => report.sessions_per_sec(),
-                    Workload::Pipelined => report.commands_per_sec(),
-                    Workload::Idle => match (before, report.probe_while_held) {
-                        (Some(b), Some(h)) if report.sessions > 0 => {
-                            h.saturating_sub(b) as f64 / report.sessions as f64
-                        }
-                        _ => f64::NAN,
-                    },
+                let is_sink = server.name == "smtp-sink";
+                // The waits are the smart host's load: none for smtp-sink, which has no API.
+                let waits = if *host == Host::ApiWaits && !is_sink {
+                    api_waits(&hosts.api_url, API_WAITS).await
+                } else {
+                    Vec::new()
                 };
-                let slot = usize::from(server.name == "smtp-sink");
-                latencies[slot] = (report.latency_p50_us, report.latency_p99_us);
-                if server.name == "smtp-sink" {
+                let value = match measure {
+                    Measure::Load(workload, count, concurrency) => {
+                        let mut load =
+                            LoadSpec::new(server.addr, *workload, scaled(*count, spec.scale));
+                        load.concurrency = *concurrency;
+                        load.max_duration = spec.max_duration;
+                        let pid = server.pid();
+                        let before = rss_kib(pid);
+                        let report = load::run_probing(&load, &|| rss_kib(pid)).await;
+                        let value = match workload {
+                            Workload::Etrn | Workload::Mail => report.sessions_per_sec(),
+                            Workload::Pipelined => report.commands_per_sec(),
+                            Workload::Idle => match (before, report.probe_while_held) {
+                                (Some(b), Some(h)) if report.sessions > 0 => {
+                                    h.saturating_sub(b) as f64 / report.sessions as f64
+                                }
+                                _ => f64::NAN,
+                            },
+                        };
+                        latencies[usize::from(is_sink)] =
+                            (report.latency_p50_us, report.latency_p99_us);
+                        runs.push((
+                            format!("round {} {} {}", round + 1, server.name, name),
+                            report,
+                        ));
+                        value
+                    }
+                    Measure::SmtpSource(messages, sessions, size) => {
+                        smtp_source(
+                            server.addr,
+                            scaled(*messages, spec.scale),
+                            *sessions,
+                            *size,
+                            spec.max_duration,
+                        )
+                        .await
+                    }
+                };
+                drop(waits);
+                if is_sink {
                     rows[i].smtp_sink.push(value);
                 } else {
                     rows[i].smart_host.push(value);
                 }
-                runs.push((
-                    format!("round {} {} {}", round + 1, server.name, name),
-                    report,
-                ));
             }
-            rows[i].latency_us = Some((latencies[0], latencies[1]));
-        }
-        for server in order {
-            step(Step {
-                round: round + 1,
-                rounds: spec.rounds,
-                workload: "(c) smtp-source, 1 KiB messages",
-                server: server.name,
-            });
-            let rate =
-                smtp_source(server.addr, scaled(20_000, spec.scale), spec.max_duration).await;
-            if server.name == "smtp-sink" {
-                source_row.smtp_sink.push(rate);
-            } else {
-                source_row.smart_host.push(rate);
+            if matches!(measure, Measure::Load(..)) {
+                rows[i].latency_us = Some((latencies[0], latencies[1]));
             }
         }
     }
-    rows.insert(3, source_row);
     Ok(CompareReport {
         rounds: spec.rounds,
         scale: spec.scale,
+        machine: Machine::this(),
         rows,
-        smart_host_peak_rss_kib: super::rss::peak_rss_kib(ours.pid()),
+        smart_host_peak_rss_kib: super::rss::peak_rss_kib(hosts.quiet.pid()),
         smtp_sink_peak_rss_kib: super::rss::peak_rss_kib(sink.pid()),
+        other_smart_hosts_peak_rss_kib: hosts
+            .all()
+            .iter()
+            .filter(|(h, _)| *h != Host::Quiet)
+            .map(|(h, s)| (format!("{h:?}"), super::rss::peak_rss_kib(s.pid())))
+            .collect(),
         runs,
     })
 }
 
-/// Postfix's own load tool against `addr`: messages per second, or NaN if it is missing or fails.
-async fn smtp_source(addr: SocketAddr, messages: u64, limit: Duration) -> f64 {
+/// `n` waits for ETRNs of domains that never come, pending on the API at `base` (what a test's
+/// `GET /etrn?wait=DOMAIN` does while it waits): each an HTTP request whose connection is held
+/// until the returned streams are dropped. A wait that cannot be sent is left out (the figure
+/// is then kinder, never harsher).
+async fn api_waits(base: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let Some(addr) = base
+        .strip_prefix("http://")
+        .and_then(|a| a.trim_end_matches('/').parse::<SocketAddr>().ok())
+    else {
+        return Vec::new();
+    };
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+            continue;
+        };
+        let request = format!(
+            "GET /etrn?wait=never-{i}.bench.example&timeout=300 HTTP/1.1\r\nHost: {addr}\r\n\r\n"
+        );
+        if stream.write_all(request.as_bytes()).await.is_ok() {
+            held.push(stream);
+        }
+    }
+    held
+}
+
+/// Postfix's own load tool against `addr`: `messages` messages over `sessions` sessions at once
+/// (of `size` octets; `None`: smtp-source's default), a new connection per message; messages
+/// per second, or NaN if it is missing or fails.
+async fn smtp_source(
+    addr: SocketAddr,
+    messages: u64,
+    sessions: usize,
+    size: Option<usize>,
+    limit: Duration,
+) -> f64 {
     let program = "/usr/sbin/smtp-source";
     if !std::path::Path::new(program).exists() {
         return f64::NAN;
     }
-    let started = Instant::now();
-    let run = tokio::process::Command::new(program)
-        .args(["-l", "1024", "-s", "32", "-m", &messages.to_string()])
+    let mut command = tokio::process::Command::new(program);
+    if let Some(size) = size {
+        command.args(["-l", &size.to_string()]);
+    }
+    command
+        .args(["-s", &sessions.to_string(), "-m", &messages.to_string()])
         .args(["-f", "bench@bench.example", "-t", "sink@sink.example"])
         .arg(addr.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    match tokio::time::timeout(limit, run).await {
+        .kill_on_drop(true);
+    let started = Instant::now();
+    match tokio::time::timeout(limit, command.status()).await {
         Ok(Ok(status)) if status.success() => messages as f64 / started.elapsed().as_secs_f64(),
         _ => f64::NAN,
     }
@@ -392,12 +617,19 @@ pub fn raise_fd_limit() {
 
 /// The comparison as a table for people.
 pub fn table(report: &CompareReport) -> String {
+    let m = &report.machine;
     let mut o = format!(
-        "{} round(s), scale {}; ratio = smart host / smtp-sink per round (min / median / max)\n\n",
-        report.rounds, report.scale
+        "{} round(s), scale {}; ratio = smart host / smtp-sink per round (min / median / max)\n\
+         {} CPU(s), kernel {}, etrn-harness {}, Postfix {}\n\n",
+        report.rounds,
+        report.scale,
+        m.cpus,
+        m.kernel.as_deref().unwrap_or("?"),
+        m.etrn_harness_version,
+        m.postfix_version.as_deref().unwrap_or("?"),
     );
     o.push_str(&format!(
-        "{:<36} {:<24} {:>14} {:>14}   {:<22} {}\n",
+        "{:<46} {:<24} {:>14} {:>14}   {:<22} {}\n",
         "workload", "unit", "smart host", "smtp-sink", "ratio", "p50/p99 µs (host | sink)"
     ));
     for r in &report.rows {
@@ -407,7 +639,7 @@ pub fn table(report: &CompareReport) -> String {
             .map(|((a, b), (c, d))| format!("{a}/{b} | {c}/{d}"))
             .unwrap_or_default();
         o.push_str(&format!(
-            "{:<36} {:<24} {:>14.1} {:>14.1}   {:<22} {}\n",
+            "{:<46} {:<24} {:>14.1} {:>14.1}   {:<22} {}\n",
             r.name,
             r.unit,
             median_of(&r.smart_host),
@@ -417,7 +649,7 @@ pub fn table(report: &CompareReport) -> String {
         ));
     }
     o.push_str(&format!(
-        "\npeak RSS: smart host {} KiB, smtp-sink {} KiB\n",
+        "\npeak RSS: smart host ((a) to (d)) {} KiB, smtp-sink {} KiB\n",
         report
             .smart_host_peak_rss_kib
             .map_or("?".into(), |v| v.to_string()),
@@ -425,5 +657,11 @@ pub fn table(report: &CompareReport) -> String {
             .smtp_sink_peak_rss_kib
             .map_or("?".into(), |v| v.to_string())
     ));
+    for (setup, peak) in &report.other_smart_hosts_peak_rss_kib {
+        o.push_str(&format!(
+            "peak RSS: smart host {setup} {} KiB\n",
+            peak.map_or("?".into(), |v| v.to_string())
+        ));
+    }
     o
 }

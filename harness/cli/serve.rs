@@ -244,7 +244,12 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         loop {
             tokio::select! {
                 event = next_live(&mut live) => match event {
-                Ok(e) => printer.event(&e),
+                Ok(e) => {
+                    printer.event(&e);
+                    // What else is already queued, without a trip through `select!` each
+                    // (bounded, so the stop signals are looked at again soon).
+                    drain_up_to(&mut live, &mut printer, LIVE_BATCH);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.missed(n),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
             },
@@ -325,15 +330,27 @@ async fn next_live(
     }
 }
 
+/// Live events handled per wake-up of the loop at most.
+const LIVE_BATCH: usize = 1024;
+
 /// Prints the live events buffered so far.
 fn drain(
     live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
     printer: &mut Printer,
 ) {
+    drain_up_to(live, printer, usize::MAX);
+}
+
+/// Prints at most `max` of the live events buffered so far.
+fn drain_up_to(
+    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+    printer: &mut Printer,
+    max: usize,
+) {
     let Some(l) = live.as_mut() else {
         return;
     };
-    loop {
+    for _ in 0..max {
         match l.try_recv() {
             Ok(e) => printer.event(&e),
             Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => printer.missed(n),
@@ -570,7 +587,7 @@ fn human_line(event: &LiveEvent) -> Option<String> {
 /// Opens the JSON Lines stream: a new file beside `path` (created exclusively, with a random
 /// name, so nothing planted there can redirect it), renamed onto `path` at exit (a rename
 /// replaces a link without following it), so `path` only ever holds a whole recording. A killed
-/// server leaves the `.partial` file with every line but the one being written. Refused: a
+/// server leaves the `.partial` file with every line but those being written. Refused: a
 /// folder, a link or anything but a regular file already at `path` (said at start, not at exit).
 fn open_stream(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::path::PathBuf)> {
     match std::fs::symlink_metadata(path) {

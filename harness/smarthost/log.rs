@@ -57,6 +57,8 @@ const REPLY_SHARED: u8 = 1;
 const REPLY_INLINE: u8 = 2;
 const ETRN: u8 = 3;
 const WHOLE: u8 = 4;
+/// A line the client sent without waiting: one per pipelined command, so packed too.
+const UNAWAITED: u8 = 5;
 
 const FLAG_BARE_LF: u8 = 1;
 const FLAG_REDACTED: u8 = 2;
@@ -121,6 +123,11 @@ impl EventLog {
                     }
                     _ => self.push_whole(at_us, Event::Etrn(record)),
                 }
+            }
+            Event::Unawaited { raw } => {
+                b.push(UNAWAITED);
+                varint(b, at_us);
+                bytes(b, &raw);
             }
             other => self.push_whole(at_us, other),
         }
@@ -189,6 +196,9 @@ impl EventLog {
                     let flags = (0..n).filter_map(|_| flag_of(r.byte()?)).collect();
                     Event::Etrn(Box::new(rebuild_etrn_record(&argument, reply, flags)))
                 }
+                UNAWAITED => Event::Unawaited {
+                    raw: r.bytes().to_vec(),
+                },
                 _ => {
                     let index = usize::try_from(r.varint()).unwrap_or(usize::MAX);
                     match self.whole.get(index) {
@@ -311,6 +321,9 @@ mod tests {
                 size: 10,
                 reply: 250,
             }),
+            Event::Unawaited {
+                raw: b"ETRN c\xff.example\r\n".to_vec(),
+            },
             Event::Command(CommandLine {
                 raw: b"[redacted]\r\n".to_vec(),
                 verb: Verb::Blank,

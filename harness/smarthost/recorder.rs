@@ -476,13 +476,24 @@ impl State {
     /// Writes one JSON line to the stream, if there is one; a failure stops the stream (and is
     /// reported by [`Recorder::stream_error`]), never the server.
     fn stream(&mut self, line: impl FnOnce() -> serde_json::Value) {
+        if self.stream.is_none() {
+            return;
+        }
+        let mut bytes = line().to_string().into_bytes();
+        bytes.push(b'\n');
+        self.write_stream(&bytes);
+    }
+
+    /// Writes whole JSON lines to the stream in one write and a flush: a killed server loses at
+    /// most the lines being written (those of one batch of events, or one line).
+    fn write_stream(&mut self, bytes: &[u8]) {
         let Some(out) = self.stream.as_mut() else {
             return;
         };
-        let mut bytes = line().to_string().into_bytes();
-        bytes.push(b'\n');
-        // One write and a flush per line: a killed server loses at most the line being written.
-        if let Err(e) = out.write_all(&bytes).and_then(|()| out.flush()) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
             warn!(error = %e, "the recording stream failed; the in-memory recording goes on");
             self.stream_error = Some(e.to_string());
             self.stream = None;
@@ -613,54 +624,83 @@ impl Recorder {
 
     /// Records one event of session `id`.
     pub fn event(&self, id: u64, event: Event) {
+        self.events(id, &mut vec![event]);
+    }
+
+    /// Records `events` of session `id`, in order, and leaves `events` empty (its capacity
+    /// kept, for the next batch): under one lock, with one time (they arrived together: what
+    /// one read brought, answered before one write) and one wake-up of the waits. A session
+    /// answering pipelined commands pays for the lock once per batch, not once per event.
+    pub fn events(&self, id: u64, events: &mut Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
         let at = self.now_us();
         let live = self.live.receiver_count() > 0;
-        let mut wake = None;
-        let published = {
+        let mut wake: Vec<Arc<Notify>> = Vec::new();
+        let mut published = Vec::new();
+        {
             let mut r = self.lock();
-            let timed = TimedEvent { at_us: at, event };
-            r.stream(|| line::event(at, id, &timed.event));
-            let state = &mut *r;
-            let Some(s) = state.sessions.get_mut(&id) else {
-                return;
-            };
-            let copy = live.then(|| timed.event.clone());
-            if matches!(timed.event, Event::Etrn(_)) {
-                state.last_etrn_number += 1;
-                let number = state.last_etrn_number;
-                let nth = s.etrn_numbers.len();
-                s.etrn_numbers.push(number);
-                state.etrn_numbers.insert(number, (id, nth));
-            }
-            let domain = match &timed.event {
-                Event::Etrn(record) => Some(record.domain.clone()),
-                _ => None,
-            };
-            s.events.push(timed.at_us, timed.event, &mut state.interner);
-            if let Some(domain) = domain {
-                state.etrn += 1;
-                state.etrn_total += 1;
+            // The batch's lines go out in one write, in order, under the lock.
+            let mut lines = Vec::new();
+            let streaming = r.stream.is_some();
+            for event in events.drain(..) {
+                if streaming {
+                    lines.extend_from_slice(line::event(at, id, &event).to_string().as_bytes());
+                    lines.push(b'\n');
+                }
+                let state = &mut *r;
+                let Some(s) = state.sessions.get_mut(&id) else {
+                    continue;
+                };
+                if live {
+                    published.push(event.clone());
+                }
+                let domain = match &event {
+                    Event::Etrn(record) => {
+                        state.last_etrn_number += 1;
+                        let number = state.last_etrn_number;
+                        let nth = s.etrn_numbers.len();
+                        s.etrn_numbers.push(number);
+                        state.etrn_numbers.insert(number, (id, nth));
+                        state.etrn += 1;
+                        state.etrn_total += 1;
+                        record.domain.clone()
+                    }
+                    _ => None,
+                };
+                s.events.push(at, event, &mut state.interner);
                 if let Some(domain) = domain {
                     // Woken after the lock is let go; a wait registers under the lock, so none
                     // misses this.
-                    wake = state.etrn_waiters.get(&domain).map(|(n, _)| Arc::clone(n));
-                    *state.etrn_domains.entry(domain).or_default() += 1;
+                    if let Some((n, _)) = state.etrn_waiters.get(&domain)
+                        && !wake.iter().any(|w| Arc::ptr_eq(w, n))
+                    {
+                        wake.push(Arc::clone(n));
+                    }
+                    match state.etrn_domains.get_mut(&domain) {
+                        Some(count) => *count += 1,
+                        None => {
+                            state.etrn_domains.insert(domain, 1);
+                        }
+                    }
                 }
             }
-            copy
-        };
-        if let Some(waiters) = wake {
+            r.write_stream(&lines);
+        }
+        for waiters in wake {
             waiters.notify_waiters();
         }
-        match published {
-            Some(event) => self.publish(LiveEvent::Event {
+        for event in published {
+            // Nobody may listen any more: that is no error.
+            let _ = self.live.send(Arc::new(LiveEvent::Event {
                 session: id,
                 event,
                 at_us: at,
                 line: SharedLine::default(),
-            }),
-            None => self.changed.notify_waiters(),
+            }));
         }
+        self.changed.notify_waiters();
     }
 
     /// Marks session `id` as running over TLS.
