@@ -5,8 +5,8 @@
 //! `data: JSON`) and appends the events that were waiting together as one chunk to a [`FeedLog`]
 //! of bounded size. A subscriber ([`Feed`]) keeps only its place in that log: woken when the log
 //! grows, it takes every chunk since its place at once (shared bytes, not copies of events) and
-//! hands hyper one piece; when it took several events it pauses ([`FEED_PAUSE`]) before it looks
-//! again. So a subscriber's cost is per wake-up, not per event, and the wake-ups are bounded.
+//! hands hyper one piece, then pauses ([`FEED_PAUSE`]) before it looks again. So a subscriber's
+//! cost is per wake-up, not per event, and its wake-ups are bounded whatever the event rate.
 //! Each subscriber reading the recorder's broadcast itself, framing each event and writing it on
 //! its own (axum's `Sse`) cost the SMTP server 60% of its session rate with 200 subscribers, and
 //! 60 HTTP subscribers cut it to a fifth (`bench api`).
@@ -32,9 +32,9 @@ const FEED_BATCH: usize = 64 * 1024;
 /// The most events the pump frames into one chunk.
 const PUMP_BATCH: usize = 256;
 
-/// How long a subscriber that just took several events waits before it looks again: under load
-/// it then wakes about 200 times a second whatever the event rate. An event that comes alone is
-/// written at once.
+/// How long a subscriber waits after a piece before it looks again: it wakes at most about 200
+/// times a second whatever the event rate, and an event waits at most this long to be written
+/// (the first after a quiet spell is written at once).
 const FEED_PAUSE: Duration = Duration::from_millis(5);
 
 /// A comment sent when nothing happened for this long, so that proxies and clients with idle
@@ -188,7 +188,7 @@ pub(crate) struct Feed {
     /// The number of the next event this subscriber has not been given.
     next: u64,
     stop: watch::Receiver<bool>,
-    /// The last piece held several events: pause before the next.
+    /// A piece was just given: pause before the next.
     busy: bool,
     /// Events this subscriber fell too far behind to be given.
     missed: u64,
@@ -196,10 +196,18 @@ pub(crate) struct Feed {
 
 /// The answer to `GET /events`: a `text/event-stream` that ends when the server stops.
 pub(super) fn response(feed: Feed) -> Response {
-    let pieces = futures_util::stream::unfold(feed, |mut feed| async move {
-        let piece = feed.next_piece().await?;
-        Some((Ok::<_, Infallible>(piece), feed))
-    });
+    // Each chunk of the log goes to hyper as it is held (shared, not copied), the chunks of one
+    // wake-up one after the other.
+    let pieces = futures_util::stream::unfold(
+        (feed, VecDeque::new()),
+        |(mut feed, mut ready): (Feed, VecDeque<Bytes>)| async move {
+            if ready.is_empty() {
+                ready.extend(feed.next_pieces().await?);
+            }
+            let piece = ready.pop_front()?;
+            Some((Ok::<_, Infallible>(piece), (feed, ready)))
+        },
+    );
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -216,9 +224,9 @@ impl Feed {
         self.missed
     }
 
-    /// The next piece of the feed: every event appended since the last piece (a keep-alive
-    /// comment when none came for a while); `None` when the feed ends.
-    pub(crate) async fn next_piece(&mut self) -> Option<Bytes> {
+    /// The next pieces of the feed, never empty: every chunk appended since the last pieces (a
+    /// keep-alive comment when none came for a while); `None` when the feed ends.
+    pub(crate) async fn next_pieces(&mut self) -> Option<Vec<Bytes>> {
         if std::mem::take(&mut self.busy) {
             tokio::select! {
                 biased;
@@ -233,31 +241,29 @@ impl Feed {
                 _ = self.stop.wait_for(|stopping| *stopping) => return None,
                 grown = self.appended.wait_for(|appended| *appended > next) => grown.is_ok(),
                 () = tokio::time::sleep(FEED_KEEP_ALIVE) => {
-                    return Some(Bytes::from_static(b":\n\n"));
+                    return Some(vec![Bytes::from_static(b":\n\n")]);
                 }
             };
             if !grown {
                 // The log is gone: the server stopped.
                 return None;
             }
-            let (taken, at, missed) = self.log.read_from(next);
-            self.busy = at - next - missed > 1;
+            let (mut taken, at, missed) = self.log.read_from(next);
+            // Whatever came, the next pieces wait a moment: under load, events come one at a
+            // time faster than wake-ups are worth, and waking for each is what costs.
+            self.busy = true;
             self.next = at;
-            let mut piece = Vec::new();
             if missed > 0 {
                 debug!(missed, "a live-feed subscriber fell behind");
                 self.missed += missed;
-                frame_missed(&mut piece, missed);
-            }
-            if piece.is_empty() && taken.len() == 1 {
-                return taken.into_iter().next();
-            }
-            for framed in taken {
-                piece.extend_from_slice(&framed);
+                let mut told = Vec::new();
+                frame_missed(&mut told, missed);
+                taken.insert(0, Bytes::from(told));
             }
             // Events framed while nobody listened are counted, not kept: nothing to send.
-            if !piece.is_empty() {
-                return Some(Bytes::from(piece));
+            taken.retain(|piece| !piece.is_empty());
+            if !taken.is_empty() {
+                return Some(taken);
             }
         }
     }
@@ -314,8 +320,14 @@ mod tests {
         log.append(2, Bytes::from_static(b"AB"));
         let mut late = log.subscribe(stop.clone());
         log.append(1, Bytes::from_static(b"C"));
-        assert_eq!(early.next_piece().await.as_deref(), Some(&b"ABC"[..]));
-        assert_eq!(late.next_piece().await.as_deref(), Some(&b"C"[..]));
+        assert_eq!(
+            early.next_pieces().await.map(|p| p.concat()),
+            Some(b"ABC".to_vec())
+        );
+        assert_eq!(
+            late.next_pieces().await.map(|p| p.concat()),
+            Some(b"C".to_vec())
+        );
         // A subscriber behind the oldest chunk held is told how many events it lost.
         let mut behind = log.subscribe(stop.clone());
         let big = Bytes::from(vec![b'x'; FEED_LOG_CAP]);
@@ -326,7 +338,7 @@ mod tests {
             1,
             "the cap drops the oldest"
         );
-        let piece = behind.next_piece().await.expect("a piece");
+        let piece = behind.next_pieces().await.expect("pieces").concat();
         assert!(piece.starts_with(b"event: missed\ndata: {\"missed\":5}\n\n"));
         assert!(piece.ends_with(b"D"));
         assert_eq!(behind.missed(), 5);

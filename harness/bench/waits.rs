@@ -235,7 +235,7 @@ async fn run_holding(
                 let missed = Arc::clone(&missed);
                 holders.spawn(async move {
                     let mut told = 0;
-                    while let Some(chunk) = feed.next_piece().await {
+                    while let Some(chunk) = feed.next_pieces().await {
                         std::hint::black_box(chunk);
                         missed.fetch_add(feed.missed() - told, Ordering::Relaxed);
                         told = feed.missed();
