@@ -545,6 +545,29 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
         text(&out.stderr)
     );
     assert!(!dir.join("target-of-link").exists());
+    // A DIR that is a file is refused before writing: bad input, exit 2.
+    std::fs::write(dir.join("afile"), "mine").expect("write");
+    let out = run_in(dir, &["scenarios", "export", "afile", "--filter", "e26"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "error: afile exists and is no folder; nothing was written (name a folder, new or existing)\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("afile")).expect("read"),
+        "mine"
+    );
+    // A folder that cannot be created is the system failing: exit 4.
+    let out = run_in(
+        dir,
+        &["scenarios", "export", "afile/sub", "--filter", "e26"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot write afile/sub/"),
+        "{}",
+        text(&out.stderr)
+    );
     // The exported corpus is a corpus: check and run take it as a path.
     let out = run_in(dir, &["check", "corpus/defaults"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

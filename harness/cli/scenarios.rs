@@ -70,6 +70,17 @@ fn export(dir: &Path, filter: Option<&str>, force: bool) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    // A DIR that is there and no folder is refused before anything is written: bad input (2),
+    // not a failing system.
+    if let Ok(m) = std::fs::metadata(dir)
+        && !m.is_dir()
+    {
+        eprintln!(
+            "error: {} exists and is no folder; nothing was written (name a folder, new or existing)",
+            dir.display()
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     let targets: Vec<(std::path::PathBuf, &'static str)> = scenarios
         .iter()
         .map(|(f, _)| (dir.join(f.name), f.text))
@@ -104,7 +115,7 @@ fn export(dir: &Path, filter: Option<&str>, force: bool) -> ExitCode {
     for (target, text) in &targets {
         if let Err(e) = write_one(target, text, force) {
             eprintln!("error: cannot write {}: {e}", target.display());
-            return ExitCode::FAILURE;
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     }
     say!(
