@@ -596,6 +596,27 @@ fn scenario_files(root: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
+fn a_human_report_in_a_file_is_what_stdout_shows() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    let shown = run_in(dir, &["run", "e26", "--format", "human"]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let out = run_in(
+        dir,
+        &["run", "e26", "--format", "human", "--output", "report.txt"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let written = std::fs::read_to_string(dir.join("report.txt")).expect("read");
+    assert_eq!(written, text(&shown.stdout));
+    assert!(
+        written
+            .starts_with("running 1 case(s) against builtin\ncase e26-500-stops-etrn ... PASS\n"),
+        "{written}"
+    );
+}
+
+#[test]
 fn reports_name_a_built_in_scenario_by_its_builtin_name() {
     let empty = tempfile::tempdir().expect("temp dir");
     let dir = empty.path();

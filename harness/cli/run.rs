@@ -144,6 +144,21 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("warning: {entry}");
     }
     let text = match args.format {
+        // Written to a file, the human report holds what stdout would have: the run's first line
+        // and one line per case (in corpus order here, as they finished there) before the details.
+        ReportFormat::Human if !live => {
+            let mut text = format!(
+                "running {} case(s) against {}\n",
+                results.len(),
+                target.name()
+            );
+            for r in &results {
+                text.push_str(&report::case_line(r));
+                text.push('\n');
+            }
+            text.push_str(&report::human(&results, args.strict));
+            Ok(text)
+        }
         ReportFormat::Human => Ok(report::human(&results, args.strict)),
         ReportFormat::Json => {
             report::json(&results, &target.name(), args.strict).map_err(|e| e.to_string())
