@@ -478,6 +478,17 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
     );
     let out = run_in(dir, &["scenarios", "list", "--filter", "e26"]);
     assert_eq!(text(&out.stdout).lines().count(), 1);
+    // An empty filter (an unset shell variable, say) is refused, not taken for everything.
+    for command in [&["scenarios", "list"][..], &["run"], &["check"]] {
+        let out = run_in(dir, &[command, &["--filter", ""]].concat());
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        assert!(
+            text(&out.stderr).contains("error: --filter is empty: "),
+            "{command:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "", "{command:?}");
+    }
     // show prints the file byte for byte.
     let out = run_in(dir, &["scenarios", "show", "e26"]);
     assert!(out.status.success());
