@@ -496,6 +496,16 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
         out.stdout,
         std::fs::read("scenarios/replies/e26-500-stops-etrn.toml").expect("read")
     );
+    // A path is no id: show says what it takes.
+    std::fs::write(dir.join("mine.toml"), "x").expect("write");
+    let out = run_in(dir, &["scenarios", "show", "mine.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: \"mine.toml\" is a file here, but `scenarios show` takes a built-in scenario's id \
+         only (`etrn-harness scenarios list` shows them); to read a file, `cat` it\n"
+    );
+    std::fs::remove_file(dir.join("mine.toml")).expect("rm");
     // export writes the scenarios/ layout, every file as in the repository.
     let out = run_in(dir, &["scenarios", "export", "corpus"]);
     assert!(out.status.success(), "{}", text(&out.stderr));

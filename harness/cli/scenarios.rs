@@ -56,6 +56,20 @@ fn show(id: &str) -> ExitCode {
             say_raw!("{}", f.text);
             ExitCode::SUCCESS
         }
+        // A path is no id here; `show` never reads a file, so say what it takes instead of that
+        // no file is there.
+        Err(_) if Path::new(id).exists() => {
+            let what = if Path::new(id).is_dir() {
+                "a folder"
+            } else {
+                "a file"
+            };
+            eprintln!(
+                "error: {id:?} is {what} here, but `scenarios show` takes a built-in scenario's id only \
+                 (`etrn-harness scenarios list` shows them); to read a file, `cat` it"
+            );
+            ExitCode::from(EXIT_INVALID)
+        }
         Err(e) => super::selection_error(&e),
     }
 }
