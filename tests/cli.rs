@@ -617,6 +617,43 @@ fn scenario_files(root: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
+fn arguments_out_of_range_are_usage_errors() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    for (args, says) in [
+        (&["run", "--exec", ""][..], "--exec <CMD>': is empty"),
+        (&["run", "--exec", "  "], "--exec <CMD>': is empty"),
+        (&["run", "--jobs", "0"], "must be at least 1"),
+        (&["run", "--timeout", "0"], "above 0"),
+        (&["run", "--timeout=-1"], "above 0"),
+        (&["run", "--timeout", "inf"], "above 0"),
+        (
+            &["serve", "--exit-after-sessions", "0"],
+            "must be at least 1",
+        ),
+        (
+            &["replay", "--cassette", "c", "--exit-after-sessions", "0"],
+            "must be at least 1",
+        ),
+    ] {
+        let out = run_in(dir, args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).starts_with("error: invalid value")
+                && text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "", "{args:?}");
+    }
+}
+
+#[test]
 fn a_human_report_in_a_file_is_what_stdout_shows() {
     let empty = tempfile::tempdir().expect("temp dir");
     let dir = empty.path();
