@@ -201,8 +201,9 @@ impl Api {
             addr: listen,
             source,
         })?;
+        // The command line warns a person; this event is for a library user's log.
         if !addr.ip().is_loopback() {
-            warn!(
+            info!(
                 %addr,
                 "the API listens beyond loopback and has no authentication: whoever reaches it \
                  can read the recording and change the script"

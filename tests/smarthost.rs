@@ -2055,21 +2055,32 @@ fn a_wait_pending_when_serve_stops_is_answered_503() {
 #[test]
 fn an_api_beyond_loopback_is_served_with_a_warning() {
     let (mut serve, log) = Serve::spawn_logged(&["--api", "0.0.0.0:0"], "warn");
+    // The line for people is a URL that works: loopback, not the unspecified address.
     let line = serve.next_line();
     let port = line
-        .strip_prefix("api on http://0.0.0.0:")
+        .strip_prefix("api on http://127.0.0.1:")
         .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
         .to_owned();
-    loop {
-        let line = log.recv_timeout(WAIT).expect("a warning on stderr");
-        if line.starts_with("warning: the API on 0.0.0.0:") {
-            assert!(line.contains("no authentication"), "{line}");
-            break;
-        }
-    }
     let api = format!("127.0.0.1:{port}");
     let (status, body) = http(&api, "GET", "/etrn", "");
     assert_eq!((status, body.as_str()), (200, "[]"));
+    // The warning is said once, as a `warning:` line, not also as a log event: all of stderr is
+    // read, to its end when serve has stopped.
+    sigterm(&serve.child);
+    let mut said = Vec::new();
+    while let Ok(line) = log.recv_timeout(WAIT) {
+        said.push(line);
+    }
+    assert!(serve.child.wait().expect("exits").success());
+    let warnings: Vec<&String> = said
+        .iter()
+        .filter(|l| l.contains("no authentication"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{said:#?}");
+    assert!(
+        warnings[0].starts_with(&format!("warning: the API on 0.0.0.0:{port} ")),
+        "{said:#?}"
+    );
 }
 
 #[tokio::test]
