@@ -201,8 +201,9 @@ impl Api {
             addr: listen,
             source,
         })?;
+        // The command line warns a person; this event is for a library user's log.
         if !addr.ip().is_loopback() {
-            warn!(
+            info!(
                 %addr,
                 "the API listens beyond loopback and has no authentication: whoever reaches it \
                  can read the recording and change the script"
@@ -602,8 +603,8 @@ fn refusal(
                     return Some(ApiFailure::new(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         format!("Content-Type {} is not accepted", quoted(value.as_bytes())),
-                        "send Content-Type: application/toml (a script), or no body and no \
-                         Content-Type",
+                        "send Content-Type: application/toml or application/json (a script), \
+                         or no body and no Content-Type",
                     ));
                 }
             }
@@ -616,7 +617,7 @@ fn refusal(
                     return Some(ApiFailure::new(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "a body without a Content-Type is not accepted",
-                        "send Content-Type: application/toml with a script",
+                        "send Content-Type: application/toml or application/json with a script",
                     ));
                 }
             }
@@ -699,10 +700,12 @@ struct WaitQuery {
     /// Wait until an ETRN for this domain has arrived (compared as domains).
     wait: Option<String>,
     /// Wait until this many sessions have closed.
-    sessions: Option<usize>,
+    // Text, parsed by `waited`, so that a bad value is refused naming it.
+    #[schemars(with = "Option<u64>")]
+    sessions: Option<String>,
     /// Seconds to wait at most, from 0 to 300; default 10.
-    #[schemars(range(min = 0, max = 300))]
-    timeout: Option<f64>,
+    #[schemars(with = "Option<f64>", range(min = 0, max = 300))]
+    timeout: Option<String>,
     /// The cursor: the items after this one (a session id for `/recording`, an ETRN number for
     /// `/etrn`).
     // Text, parsed by `Page::of`, so that a bad value is refused naming it.
@@ -794,11 +797,16 @@ const NEXT_AFTER: header::HeaderName = header::HeaderName::from_static("next-aft
 fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, ApiFailure> {
     q.map(|Query(q)| q).map_err(|rejection| {
         debug!(error = %excerpt(&rejection.body_text(), MAX_ERROR_CHARS), "API query refused");
+        // axum's own prefix says nothing a user of this API needs ("Failed to deserialize ...").
+        let text = rejection.body_text();
+        let why = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
         ApiFailure::new(
             StatusCode::BAD_REQUEST,
-            rejection.body_text(),
-            "ask wait=DOMAIN or sessions=N, and timeout=SECS in seconds (e.g. timeout=5); \
-             nothing else",
+            format!("the query does not parse: {why}"),
+            "ask wait=DOMAIN or sessions=N, timeout=SECS in seconds (e.g. timeout=5), \
+             after=CURSOR and limit=N; nothing else",
         )
     })
 }
@@ -806,19 +814,39 @@ fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, 
 /// The wait the query asks for, if any. A wait still pending when the server stops is answered
 /// `503`. The waits read an index or a count, never the recording.
 async fn waited(s: &ApiState, q: &WaitQuery) -> Result<(), ApiFailure> {
-    let timeout = match q.timeout {
+    let timeout = match q.timeout.as_deref().map(|t| (t, t.parse::<f64>())) {
         None => DEFAULT_WAIT,
-        Some(t) if t.is_finite() && t >= 0.0 && t <= MAX_WAIT.as_secs_f64() => {
+        Some((_, Ok(t))) if t.is_finite() && t >= 0.0 && t <= MAX_WAIT.as_secs_f64() => {
             Duration::from_secs_f64(t)
         }
-        Some(t) => {
+        Some((text, _)) => {
             return Err(ApiFailure::new(
                 StatusCode::BAD_REQUEST,
-                format!("timeout={t} is not a number of seconds from 0 to 300"),
+                format!(
+                    "timeout={} is not a number of seconds from 0 to 300",
+                    excerpt(text, 40)
+                ),
                 "give timeout in seconds, e.g. timeout=5",
             ));
         }
     };
+    let sessions = match q.sessions.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<usize>().map_err(|_| {
+            ApiFailure::new(
+                StatusCode::BAD_REQUEST,
+                format!("sessions={} is not a number of sessions", excerpt(text, 40)),
+                "give sessions as a whole number from 0, e.g. sessions=1",
+            )
+        })?),
+    };
+    if q.wait.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        return Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            "wait= is empty: no domain to wait for",
+            "give the domain whose ETRN to wait for, e.g. wait=example.com, or leave wait out",
+        ));
+    }
     let timed_out = |e: WaitTimeout| {
         ApiFailure::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -827,7 +855,7 @@ async fn waited(s: &ApiState, q: &WaitQuery) -> Result<(), ApiFailure> {
         )
     };
     let wait = async {
-        match (&q.wait, q.sessions) {
+        match (&q.wait, sessions) {
             (Some(_), Some(_)) => Err(ApiFailure::new(
                 StatusCode::BAD_REQUEST,
                 "wait and sessions were both given",
@@ -1219,6 +1247,16 @@ async fn put_script(
         })
 }
 
+/// The fix for a profile name that is not one: every shipped profile, from [`ProfileName::ALL`] so
+/// that the list cannot drift from the profiles.
+fn profile_fix() -> &'static str {
+    static FIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let names: Vec<&str> = ProfileName::ALL.iter().map(|p| p.as_str()).collect();
+        format!("use one of {}", names.join(", "))
+    });
+    FIX.as_str()
+}
+
 async fn put_profile(
     State(s): State<ApiState>,
     name: Result<Path<String>, PathRejection>,
@@ -1227,7 +1265,7 @@ async fn put_profile(
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,
             "the profile name is not valid UTF-8",
-            "use rfc1985, postfix, exim, sendmail or exchange-ims",
+            profile_fix(),
         ));
     };
     let Some(profile) = ProfileName::ALL
@@ -1238,7 +1276,7 @@ async fn put_profile(
         return Err(ApiFailure {
             status: StatusCode::NOT_FOUND,
             error: format!("no profile {:?}", excerpt(&name, 60)),
-            fix: "use rfc1985, postfix, exim, sendmail or exchange-ims",
+            fix: profile_fix(),
         });
     };
     install(

@@ -221,7 +221,7 @@ struct RunArgs {
     target: String,
     /// An external program to test, run once per scenario through `sh -c`. Placeholders {host},
     /// {port}, {config}, {scenario}, {local_commands}; the same facts in ETRN_HARNESS_* variables.
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", value_parser = non_empty_command)]
     exec: Option<String>,
     /// Only scenarios whose id matches this glob (a plain word matches ids containing it).
     #[arg(long, value_name = "GLOB")]
@@ -236,11 +236,12 @@ struct RunArgs {
     /// that match no scenario, or only cases that pass, are warned about (and fail --strict).
     #[arg(long, value_name = "FILE")]
     known: Option<PathBuf>,
-    /// Cases at once; default: the number of CPUs.
-    #[arg(long, value_name = "N")]
+    /// Cases at once (at least 1); default: the number of CPUs.
+    #[arg(long, value_name = "N", value_parser = at_least_one)]
     jobs: Option<usize>,
-    /// Seconds each case's target may run before its process group is killed.
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    /// Seconds each case's target may run before its process group is killed (above 0, at most
+    /// a day).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = case_timeout)]
     timeout: f64,
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Human)]
@@ -339,8 +340,8 @@ struct RecordArgs {
     /// recording: a second recorder on the same file is refused.
     #[arg(long)]
     cassette: PathBuf,
-    /// Stop after this many sessions have ended.
-    #[arg(long)]
+    /// Stop after this many sessions have ended (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     exit_after_sessions: Option<usize>,
     /// Simultaneous connections relayed; more get `421` at once and are not recorded.
     #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
@@ -433,8 +434,8 @@ struct ReplayArgs {
     /// Simultaneous connections served; more get `421` at once.
     #[arg(long, default_value_t = etrn_harness::cassette::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
     max_connections: usize,
-    /// Stop after this many sessions have ended.
-    #[arg(long)]
+    /// Stop after this many sessions have ended (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     exit_after_sessions: Option<usize>,
     #[command(flatten)]
     events: ProxyEventsArgs,
@@ -611,8 +612,8 @@ struct ServeArgs {
     /// soak; --record still streams everything).
     #[arg(long, value_enum, default_value_t = etrn_harness::smarthost::Retention::All)]
     retain: etrn_harness::smarthost::Retention,
-    /// Stop after this many sessions have closed.
-    #[arg(long)]
+    /// Stop after this many sessions have closed (at least 1).
+    #[arg(long, value_parser = at_least_one)]
     exit_after_sessions: Option<usize>,
     /// Close sessions idle this many seconds with 421.
     #[arg(long, default_value_t = 300)]
@@ -637,6 +638,30 @@ fn at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(0) => Err("must be at least 1".into()),
         Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A command line for `sh -c`: an empty one would run nothing and judge every case ERROR.
+fn non_empty_command(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        Err("is empty: give the command that runs the client, e.g. --exec 'fetchmail ...'".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// The longest `run --timeout` accepted: beyond a day it is a typo, and a `Duration` would
+/// overflow.
+const MAX_CASE_TIMEOUT_SECS: f64 = 86_400.0;
+
+/// Seconds a case may run: above 0 (no case runs in no time), at most a day.
+fn case_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 && t <= MAX_CASE_TIMEOUT_SECS => Ok(t),
+        Ok(_) => Err(format!(
+            "must be a number of seconds above 0 and at most {MAX_CASE_TIMEOUT_SECS} (a day)"
+        )),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -478,6 +478,17 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
     );
     let out = run_in(dir, &["scenarios", "list", "--filter", "e26"]);
     assert_eq!(text(&out.stdout).lines().count(), 1);
+    // An empty filter (an unset shell variable, say) is refused, not taken for everything.
+    for command in [&["scenarios", "list"][..], &["run"], &["check"]] {
+        let out = run_in(dir, &[command, &["--filter", ""]].concat());
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        assert!(
+            text(&out.stderr).contains("error: --filter is empty: "),
+            "{command:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "", "{command:?}");
+    }
     // show prints the file byte for byte.
     let out = run_in(dir, &["scenarios", "show", "e26"]);
     assert!(out.status.success());
@@ -485,6 +496,16 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
         out.stdout,
         std::fs::read("scenarios/replies/e26-500-stops-etrn.toml").expect("read")
     );
+    // A path is no id: show says what it takes.
+    std::fs::write(dir.join("mine.toml"), "x").expect("write");
+    let out = run_in(dir, &["scenarios", "show", "mine.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: \"mine.toml\" is a file here, but `scenarios show` takes a built-in scenario's id \
+         only (`etrn-harness scenarios list` shows them); to read a file, `cat` it\n"
+    );
+    std::fs::remove_file(dir.join("mine.toml")).expect("rm");
     // export writes the scenarios/ layout, every file as in the repository.
     let out = run_in(dir, &["scenarios", "export", "corpus"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -545,6 +566,29 @@ fn scenarios_list_show_and_export_give_the_corpus_as_shipped() {
         text(&out.stderr)
     );
     assert!(!dir.join("target-of-link").exists());
+    // A DIR that is a file is refused before writing: bad input, exit 2.
+    std::fs::write(dir.join("afile"), "mine").expect("write");
+    let out = run_in(dir, &["scenarios", "export", "afile", "--filter", "e26"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr),
+        "error: afile exists and is no folder; nothing was written (name a folder, new or existing)\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("afile")).expect("read"),
+        "mine"
+    );
+    // A folder that cannot be created is the system failing: exit 4.
+    let out = run_in(
+        dir,
+        &["scenarios", "export", "afile/sub", "--filter", "e26"],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot write afile/sub/"),
+        "{}",
+        text(&out.stderr)
+    );
     // The exported corpus is a corpus: check and run take it as a path.
     let out = run_in(dir, &["check", "corpus/defaults"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -570,6 +614,64 @@ fn scenario_files(root: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
         }
     }
     out
+}
+
+#[test]
+fn arguments_out_of_range_are_usage_errors() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    for (args, says) in [
+        (&["run", "--exec", ""][..], "--exec <CMD>': is empty"),
+        (&["run", "--exec", "  "], "--exec <CMD>': is empty"),
+        (&["run", "--jobs", "0"], "must be at least 1"),
+        (&["run", "--timeout", "0"], "above 0"),
+        (&["run", "--timeout=-1"], "above 0"),
+        (&["run", "--timeout", "inf"], "above 0"),
+        (
+            &["serve", "--exit-after-sessions", "0"],
+            "must be at least 1",
+        ),
+        (
+            &["replay", "--cassette", "c", "--exit-after-sessions", "0"],
+            "must be at least 1",
+        ),
+    ] {
+        let out = run_in(dir, args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).starts_with("error: invalid value")
+                && text(&out.stderr).contains(says),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "", "{args:?}");
+    }
+}
+
+#[test]
+fn a_human_report_in_a_file_is_what_stdout_shows() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let dir = empty.path();
+    let shown = run_in(dir, &["run", "e26", "--format", "human"]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let out = run_in(
+        dir,
+        &["run", "e26", "--format", "human", "--output", "report.txt"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    let written = std::fs::read_to_string(dir.join("report.txt")).expect("read");
+    assert_eq!(written, text(&shown.stdout));
+    assert!(
+        written
+            .starts_with("running 1 case(s) against builtin\ncase e26-500-stops-etrn ... PASS\n"),
+        "{written}"
+    );
 }
 
 #[test]

@@ -112,10 +112,14 @@ fn request_head(api: &str, method: &str, path: &str, body: Option<(&str, &str)>)
 
 /// One request, its whole answer read (bounded by [`WAIT`]).
 fn request(api: &str, method: &str, path: &str, body: Option<(&str, &str)>) -> Answer {
+    raw_request(api, &request_head(api, method, path, body))
+}
+
+/// `head` sent as it is, its whole answer read (bounded by [`WAIT`]).
+fn raw_request(api: &str, head: &str) -> Answer {
     let mut s = TcpStream::connect(api).expect("the API accepts");
     s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s.write_all(request_head(api, method, path, body).as_bytes())
-        .expect("request sent");
+    s.write_all(head.as_bytes()).expect("request sent");
     let mut bytes = Vec::new();
     s.read_to_end(&mut bytes).expect("the answer, to its end");
     let text = String::from_utf8(bytes).expect("UTF-8");
@@ -351,6 +355,16 @@ impl Schemas {
 
     /// Where the document describes the answer `status` to `method path`: its own entry, or
     /// `default` (errors).
+    /// Whether the document lists `status` among the answers of `method path` (not `default`).
+    fn lists(&self, method: &str, path: &str, status: u16) -> bool {
+        let pointer = format!(
+            "/paths/{}/{}/responses/{status}",
+            path.replace('/', "~1"),
+            method.to_ascii_lowercase()
+        );
+        self.doc.pointer(&pointer).is_some()
+    }
+
     fn answer_pointer(&self, method: &str, path: &str, status: u16, media: &str) -> String {
         let responses = format!(
             "/paths/{}/{}/responses",
@@ -543,6 +557,13 @@ fn real_answers_validate_against_the_document() {
         ),
         ("PUT", "/profile/{name}", "/profile/postfix", None, 200),
         ("PUT", "/profile/{name}", "/profile/qmail", None, 404),
+        (
+            "PUT",
+            "/profile/{name}",
+            "/profile/postfix",
+            Some(("text/plain", "x")),
+            415,
+        ),
         ("GET", "/openapi.json", "/openapi.json", None, 200),
         ("POST", "/reset", "/reset", None, 200),
         ("GET", "/recording", "/recording", None, 200),
@@ -550,12 +571,28 @@ fn real_answers_validate_against_the_document() {
     ] {
         let answer = request(api, method, asked, body);
         assert_eq!(answer.status, expected, "{method} {asked}: {}", answer.body);
+        // Every answer an endpoint gives is listed as its own, not left to `default`.
+        assert!(
+            schemas.lists(method, path, expected),
+            "{method} {path}: {expected} is not listed"
+        );
         schemas.check(method, path, &answer);
         if asked.contains("after=") && expected == 200 {
             let next = answer.header("next-after").expect("Next-After on a page");
             assert!(next.parse::<u64>().is_ok(), "{next}");
         }
     }
+    // A body declared beyond the cap: refused before it is read.
+    let answer = raw_request(
+        api,
+        &format!(
+            "PUT /script HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/toml\r\n\
+             Content-Length: 1800000\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(schemas.lists("PUT", "/script", 413));
+    schemas.check("PUT", "/script", &answer);
     // An answer from no endpoint is an error in the documented shape too.
     let errors = "/components/schemas/ErrorBody";
     for (method, path, expected) in [("GET", "/nowhere", 404), ("DELETE", "/script", 405)] {

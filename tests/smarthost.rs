@@ -1595,7 +1595,11 @@ fn a_cross_origin_reset_is_refused_and_the_recording_stays() {
     ] {
         let (status, body) = reset(&format!("Content-Type: {form}\r\n"));
         assert_eq!(status, 415, "{form}: {body}");
-        json_error(&body);
+        let fix = json_error(&body)["fix"].clone();
+        assert!(
+            fix.as_str().is_some_and(|f| f.contains("application/json")),
+            "{fix}"
+        );
     }
     let (status, body) = http(&api, "GET", "/etrn", "");
     assert_eq!(status, 200);
@@ -1976,10 +1980,44 @@ fn unknown_paths_wrong_methods_and_bad_queries_are_answered_in_json() {
         ("GET", "/recording?timeout=-1", 400),
         ("GET", "/etrn?wiat=a.example", 400),
         ("GET", "/etrn?sessions=many", 400),
+        ("GET", "/etrn?wait=", 400),
+        ("GET", "/etrn?foo=1", 400),
+        ("PUT", "/profile/nope", 404),
     ] {
         let (status, body) = http(&api, method, path, "");
         assert_eq!(status, expected, "{method} {path}: {body}");
         json_error(&body);
+    }
+    // A bad parameter is named, and the fix lists every parameter there is.
+    let error = |path: &str| json_error(&http(&api, "GET", path, "").1);
+    let e = error("/etrn?timeout=soon");
+    assert_eq!(
+        e["error"],
+        "timeout=soon is not a number of seconds from 0 to 300"
+    );
+    let e = error("/etrn?sessions=many");
+    assert_eq!(e["error"], "sessions=many is not a number of sessions");
+    // An empty wait is answered at once (no 10 s default wait), naming the parameter.
+    let e = error("/etrn?wait=");
+    assert_eq!(e["error"], "wait= is empty: no domain to wait for");
+    let e = error("/etrn?foo=1");
+    let (message, fix) = (
+        e["error"].as_str().expect("text"),
+        e["fix"].as_str().expect("text"),
+    );
+    assert!(
+        message.starts_with("the query does not parse: ")
+            && message.contains("unknown field `foo`"),
+        "{message}"
+    );
+    for parameter in ["wait=", "sessions=", "timeout=", "after=", "limit="] {
+        assert!(fix.contains(parameter), "{parameter}: {fix}");
+    }
+    // The profiles a 404 offers are every shipped profile.
+    let e = json_error(&http(&api, "PUT", "/profile/nope", "").1);
+    let fix = e["fix"].as_str().expect("text");
+    for profile in etrn_harness::smarthost::ProfileName::ALL {
+        assert!(fix.contains(profile.as_str()), "{profile:?}: {fix}");
     }
 }
 
@@ -2017,21 +2055,32 @@ fn a_wait_pending_when_serve_stops_is_answered_503() {
 #[test]
 fn an_api_beyond_loopback_is_served_with_a_warning() {
     let (mut serve, log) = Serve::spawn_logged(&["--api", "0.0.0.0:0"], "warn");
+    // The line for people is a URL that works: loopback, not the unspecified address.
     let line = serve.next_line();
     let port = line
-        .strip_prefix("api on http://0.0.0.0:")
+        .strip_prefix("api on http://127.0.0.1:")
         .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
         .to_owned();
-    loop {
-        let line = log.recv_timeout(WAIT).expect("a warning on stderr");
-        if line.starts_with("warning: the API on 0.0.0.0:") {
-            assert!(line.contains("no authentication"), "{line}");
-            break;
-        }
-    }
     let api = format!("127.0.0.1:{port}");
     let (status, body) = http(&api, "GET", "/etrn", "");
     assert_eq!((status, body.as_str()), (200, "[]"));
+    // The warning is said once, as a `warning:` line, not also as a log event: all of stderr is
+    // read, to its end when serve has stopped.
+    sigterm(&serve.child);
+    let mut said = Vec::new();
+    while let Ok(line) = log.recv_timeout(WAIT) {
+        said.push(line);
+    }
+    assert!(serve.child.wait().expect("exits").success());
+    let warnings: Vec<&String> = said
+        .iter()
+        .filter(|l| l.contains("no authentication"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{said:#?}");
+    assert!(
+        warnings[0].starts_with(&format!("warning: the API on 0.0.0.0:{port} ")),
+        "{said:#?}"
+    );
 }
 
 #[tokio::test]

@@ -91,6 +91,13 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             ),
         ]
     };
+    // The middleware answers it for every request with a body it does not take.
+    let unsupported = || {
+        Answer::error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a body whose Content-Type is not application/toml, text/toml or application/json",
+        )
+    };
     vec![
         Endpoint::new(
             EndpointMethod::Get,
@@ -199,7 +206,13 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
                     ("application/toml", schema::<String>),
                     ("text/toml", schema::<String>),
                 ],
-                answers: installed(),
+                answers: installed()
+                    .into_iter()
+                    .chain([
+                        Answer::error(StatusCode::PAYLOAD_TOO_LARGE, "a body beyond 64 KiB"),
+                        unsupported(),
+                    ])
+                    .collect(),
             },
         ),
         Endpoint::new(
@@ -213,7 +226,10 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
                 body: Vec::new(),
                 answers: installed()
                     .into_iter()
-                    .chain([Answer::error(StatusCode::NOT_FOUND, "no such profile")])
+                    .chain([
+                        Answer::error(StatusCode::NOT_FOUND, "no such profile"),
+                        unsupported(),
+                    ])
                     .collect(),
             },
         ),

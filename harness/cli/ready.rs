@@ -64,8 +64,18 @@ impl Ready {
         }
     }
 
+    /// `api` is the bound address; `api_url` a URL a client on this machine can use, so on
+    /// loopback when the API listens on every address (`0.0.0.0`, `::`).
     pub fn with_api(mut self, api: Option<SocketAddr>) -> Self {
-        self.api_url = api.map(|a| format!("http://{a}"));
+        self.api_url = api.map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(match a {
+                    SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                    SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+                });
+            }
+            format!("http://{a}")
+        });
         self.api = api;
         self
     }
@@ -182,6 +192,19 @@ mod tests {
         assert_eq!(v["api"], "127.0.0.1:40124");
         assert_eq!(v["api_url"], "http://127.0.0.1:40124");
         assert!(v.get("upstream").is_none() && v.get("cassette").is_none());
+        // Bound on every address: the address as bound, the URL on loopback.
+        for (bound, url) in [
+            ("0.0.0.0:40124", "http://127.0.0.1:40124"),
+            ("[::]:40124", "http://[::1]:40124"),
+        ] {
+            let ready = Ready::new(Server::Serve, "127.0.0.1:40123".parse().unwrap())
+                .with_api(Some(bound.parse().unwrap()));
+            let v: serde_json::Value = serde_json::from_str(&ready.json()).unwrap();
+            assert_eq!(
+                (v["api"].as_str(), v["api_url"].as_str()),
+                (Some(bound), Some(url))
+            );
+        }
     }
 
     #[test]

@@ -56,6 +56,20 @@ fn show(id: &str) -> ExitCode {
             say_raw!("{}", f.text);
             ExitCode::SUCCESS
         }
+        // A path is no id here; `show` never reads a file, so say what it takes instead of that
+        // no file is there.
+        Err(_) if Path::new(id).exists() => {
+            let what = if Path::new(id).is_dir() {
+                "a folder"
+            } else {
+                "a file"
+            };
+            eprintln!(
+                "error: {id:?} is {what} here, but `scenarios show` takes a built-in scenario's id only \
+                 (`etrn-harness scenarios list` shows them); to read a file, `cat` it"
+            );
+            ExitCode::from(EXIT_INVALID)
+        }
         Err(e) => super::selection_error(&e),
     }
 }
@@ -70,6 +84,17 @@ fn export(dir: &Path, filter: Option<&str>, force: bool) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
+    // A DIR that is there and no folder is refused before anything is written: bad input (2),
+    // not a failing system.
+    if let Ok(m) = std::fs::metadata(dir)
+        && !m.is_dir()
+    {
+        eprintln!(
+            "error: {} exists and is no folder; nothing was written (name a folder, new or existing)",
+            dir.display()
+        );
+        return ExitCode::from(EXIT_INVALID);
+    }
     let targets: Vec<(std::path::PathBuf, &'static str)> = scenarios
         .iter()
         .map(|(f, _)| (dir.join(f.name), f.text))
@@ -104,7 +129,7 @@ fn export(dir: &Path, filter: Option<&str>, force: bool) -> ExitCode {
     for (target, text) in &targets {
         if let Err(e) = write_one(target, text, force) {
             eprintln!("error: cannot write {}: {e}", target.display());
-            return ExitCode::FAILURE;
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     }
     say!(

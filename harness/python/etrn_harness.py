@@ -49,7 +49,17 @@ class HarnessError(Exception):
 
 def binary():
     """The etrn-harness binary: ``$ETRN_HARNESS_BIN``, else ``etrn-harness`` on ``PATH``."""
-    path = os.environ.get("ETRN_HARNESS_BIN") or shutil.which("etrn-harness")
+    named = os.environ.get("ETRN_HARNESS_BIN")
+    if named:
+        # Checked here, so that a wrong setting is said as such, not as a bare FileNotFoundError.
+        if not (os.path.isfile(named) and os.access(named, os.X_OK)):
+            raise HarnessError(
+                f"ETRN_HARNESS_BIN is {named!r}, which is no executable file: set it to the "
+                "etrn-harness binary (e.g. target/debug/etrn-harness) or unset it to use "
+                "etrn-harness on PATH"
+            )
+        return named
+    path = shutil.which("etrn-harness")
     if not path:
         raise HarnessError(
             "etrn-harness not found: set ETRN_HARNESS_BIN or put etrn-harness on PATH "
@@ -93,9 +103,18 @@ class SmartHost:
             "--record", self._record,
             *self.args,
         ]
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
-        )
+        try:
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
+            )
+        except OSError as e:
+            # Gone or changed since binary() looked: still said with the path and the setting.
+            self._stderr.close()
+            self._folder.cleanup()
+            raise HarnessError(
+                f"cannot run {command[0]!r} ({e.strerror}): set ETRN_HARNESS_BIN to the "
+                "etrn-harness binary or put etrn-harness on PATH"
+            ) from e
         # stdout is read to its end by a thread of its own: serve is never held by a full pipe,
         # and every line (the live events, the stop line) is kept.
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)

@@ -39,6 +39,10 @@ pub enum SelectError {
     UnknownBuiltin { arg: String, topics: Vec<String> },
     #[error("{arg:?} names {} built-in scenarios ({}); give one full id", ids.len(), ids.join(", "))]
     Ambiguous { arg: String, ids: Vec<String> },
+    #[error(
+        "--filter is empty: give a glob or a word of the ids to keep (e.g. --filter e26), or leave --filter out to keep every scenario"
+    )]
+    EmptyFilter,
     #[error("--filter {pattern:?} is not a valid glob: {reason}")]
     BadFilter { pattern: String, reason: String },
     #[error(
@@ -230,6 +234,11 @@ impl Single {
 
 /// The matcher of `--filter`: a glob over ids; a plain word matches ids containing it.
 pub fn id_filter(pattern: &str) -> Result<GlobMatcher, SelectError> {
+    // `*{}*` would keep everything: an empty value is a mistake (an unset shell variable), not a
+    // request for every scenario.
+    if pattern.trim().is_empty() {
+        return Err(SelectError::EmptyFilter);
+    }
     let glob = if pattern.contains(['*', '?', '[']) {
         pattern.to_owned()
     } else {
@@ -302,6 +311,18 @@ mod tests {
         assert_eq!(
             builtin_ids(&resolve(&["builtin:".into()]).unwrap()).len(),
             shipped_files().count()
+        );
+    }
+
+    #[test]
+    fn an_empty_filter_is_refused_not_taken_for_everything() {
+        for empty in ["", " "] {
+            let err = select(vec!["e26"], |s| s, Some(empty)).unwrap_err();
+            assert!(matches!(err, SelectError::EmptyFilter), "{err}");
+        }
+        assert_eq!(
+            select(vec!["e26", "e40"], |s| s, Some("e2")).unwrap(),
+            ["e26"]
         );
     }
 

@@ -120,13 +120,17 @@ impl CorpusSource {
 
     /// Says which corpus this is, for a line on stderr.
     pub fn describe(&self, scenarios: usize) -> String {
+        let count = match scenarios {
+            1 => "1 scenario".to_owned(),
+            n => format!("{n} scenarios"),
+        };
         match self {
             CorpusSource::Shipped => format!(
-                "corpus: the shipped one, built into etrn-harness {} ({scenarios} scenarios); give a PATH to use others",
+                "corpus: the shipped one, built into etrn-harness {} ({count}); give a PATH to use others",
                 env!("CARGO_PKG_VERSION")
             ),
             CorpusSource::Given { args, .. } => {
-                format!("corpus: {} ({scenarios} scenarios)", args.join(", "))
+                format!("corpus: {} ({count})", args.join(", "))
             }
         }
     }

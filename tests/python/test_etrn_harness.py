@@ -85,3 +85,13 @@ def test_to_toml_writes_what_the_server_reads():
         'etrn = [{ arg = "q\\"uote.example", reply = "250 ok\\nsecond line" }]\n'
         "helo_only = false\n"
     )
+
+
+def test_a_missing_binary_is_named_with_the_setting(monkeypatch):
+    # No file there, and a folder: each said with the path tried and the setting to change.
+    for named in ["no-such-dir/etrn-harness", "."]:
+        monkeypatch.setenv("ETRN_HARNESS_BIN", named)
+        with pytest.raises(etrn_harness.HarnessError) as raised:
+            etrn_harness.SmartHost().start()
+        message = str(raised.value)
+        assert repr(named) in message and "ETRN_HARNESS_BIN" in message, message
