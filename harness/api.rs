@@ -210,7 +210,7 @@ impl Api {
             );
         }
         let (stop, watcher) = watch::channel(false);
-        let recorder_feed = recorder.subscribe();
+        let feed_source = Arc::clone(&recorder);
         let state = ApiState {
             recorder,
             switch,
@@ -219,7 +219,7 @@ impl Api {
             bound: addr,
             script: Arc::new(Mutex::new(script)),
             cassette_dir: options.cassette_dir,
-            feed: feed::FeedLog::start(recorder_feed, watcher.clone()),
+            feed: feed::FeedLog::new(Arc::clone(&feed_source), watcher.clone()),
             stop: watcher.clone(),
         };
         let app = router(state);
@@ -1025,7 +1025,7 @@ struct Missed {
 /// whose data is the JSON line `serve --events jsonl` prints; `missed` when the feed fell behind.
 /// It ends when the server stops.
 async fn events(State(s): State<ApiState>) -> Response {
-    feed::response(s.feed.subscribe(s.stop.clone()))
+    feed::response(s.feed.subscribe())
 }
 
 /// The answer to `POST /reset`.

@@ -23,7 +23,7 @@ use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::watch;
 use tracing::debug;
 
-use crate::smarthost::LiveEvent;
+use crate::smarthost::{LiveEvent, Recorder};
 
 /// The most a subscriber takes at once (at least one chunk): what is waiting beyond it comes
 /// next time.
@@ -47,6 +47,14 @@ const FEED_LOG_CAP: usize = 8 * 1024 * 1024;
 
 /// The framed events of the recent past, shared by every subscriber.
 pub(crate) struct FeedLog {
+    /// Where the events come from; the pump subscribes to it while anyone reads the feed.
+    recorder: Arc<Recorder>,
+    /// Ends the pump and every feed.
+    stop: watch::Receiver<bool>,
+    /// Whether a pump runs: one is started by the first subscriber and ends once none is left,
+    /// so a server nobody follows live pays nothing for its feed. Subscribing and the pump's
+    /// decision to end both hold this lock, so no subscriber is left without a pump.
+    pumping: Mutex<bool>,
     chunks: Mutex<Chunks>,
     /// The number of events appended so far: subscribers wait for it to pass their place.
     appended: watch::Sender<u64>,
@@ -67,29 +75,35 @@ struct Chunk {
 }
 
 impl FeedLog {
-    /// A log fed from `events` (the recorder's broadcast) until `stop` turns true or its sender
-    /// goes; its pump runs on the current runtime.
-    pub(crate) fn start(
-        events: broadcast::Receiver<Arc<LiveEvent>>,
-        stop: watch::Receiver<bool>,
-    ) -> Arc<FeedLog> {
-        let log = Arc::new(FeedLog {
+    /// The live feed of `recorder`'s events, for subscribers until `stop` turns true or its
+    /// sender goes.
+    pub(crate) fn new(recorder: Arc<Recorder>, stop: watch::Receiver<bool>) -> Arc<FeedLog> {
+        Arc::new(FeedLog {
+            recorder,
+            stop,
+            pumping: Mutex::new(false),
             chunks: Mutex::new(Chunks::default()),
             appended: watch::Sender::new(0),
-        });
-        tokio::spawn(Arc::clone(&log).pump(events, stop));
-        log
+        })
     }
 
-    /// A feed of what is appended from now on.
-    pub(crate) fn subscribe(self: &Arc<FeedLog>, stop: watch::Receiver<bool>) -> Feed {
+    /// A feed of what is appended from now on (the pump started if none runs; it runs on the
+    /// current runtime).
+    pub(crate) fn subscribe(self: &Arc<FeedLog>) -> Feed {
+        let mut pumping = self.pumping.lock().unwrap_or_else(PoisonError::into_inner);
         let appended = self.appended.subscribe();
+        if !*pumping {
+            // Subscribed here, not in the task: nothing sent from now on is missed.
+            let events = self.recorder.subscribe();
+            tokio::spawn(Arc::clone(self).pump(events, self.stop.clone()));
+            *pumping = true;
+        }
         let next = *appended.borrow();
         Feed {
             log: Arc::clone(self),
             appended,
             next,
-            stop,
+            stop: self.stop.clone(),
             busy: false,
             missed: 0,
         }
@@ -136,6 +150,12 @@ impl FeedLog {
             }
             let count = waiting.len() as u64;
             self.append(count, Bytes::from(framed));
+            let mut pumping = self.pumping.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.appended.receiver_count() == 0 {
+                // Nobody reads the feed any more: the next subscriber starts a pump again.
+                *pumping = false;
+                return;
+            }
         }
     }
 
@@ -312,13 +332,11 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_gets_every_chunk_from_its_place_and_is_told_what_fell_out() {
         let (_stop_tx, stop) = watch::channel(false);
-        let log = Arc::new(FeedLog {
-            chunks: Mutex::new(Chunks::default()),
-            appended: watch::Sender::new(0),
-        });
-        let mut early = log.subscribe(stop.clone());
+        // A recorder that records nothing: the chunks are appended by hand.
+        let log = FeedLog::new(Arc::new(Recorder::new()), stop);
+        let mut early = log.subscribe();
         log.append(2, Bytes::from_static(b"AB"));
-        let mut late = log.subscribe(stop.clone());
+        let mut late = log.subscribe();
         log.append(1, Bytes::from_static(b"C"));
         assert_eq!(
             early.next_pieces().await.map(|p| p.concat()),
@@ -329,7 +347,7 @@ mod tests {
             Some(b"C".to_vec())
         );
         // A subscriber behind the oldest chunk held is told how many events it lost.
-        let mut behind = log.subscribe(stop.clone());
+        let mut behind = log.subscribe();
         let big = Bytes::from(vec![b'x'; FEED_LOG_CAP]);
         log.append(5, big.clone());
         log.append(1, Bytes::from_static(b"D"));

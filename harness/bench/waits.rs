@@ -206,8 +206,6 @@ async fn run_holding(
     // Live-feed subscribers end with the run (their tasks are stopped with the holders); the
     // sender is kept until then, since a feed whose sender is gone ends at once.
     let (_feeds_stop, feeds_stopped) = tokio::sync::watch::channel(false);
-    // The API's own feed log, without HTTP: one pump, every subscriber reading from it.
-    let feed_log = FeedLog::start(recorder.subscribe(), feeds_stopped.clone());
     let missed = Arc::new(AtomicU64::new(0));
     match held {
         Held::Nothing => {}
@@ -228,10 +226,13 @@ async fn run_holding(
             }
         }
         Held::Subscribers(n) => {
+            // The API's own feed log, without HTTP: one pump, every subscriber reading from it;
+            // started for this row only, so that no other row pays for its pump.
+            let feed_log = FeedLog::new(Arc::clone(recorder), feeds_stopped.clone());
             for _ in 0..n {
                 // Subscribed here, before the run: no subscriber misses its start. Each takes
                 // the API's own feed, chunk by chunk, as `GET /events` does, without HTTP.
-                let mut feed = feed_log.subscribe(feeds_stopped.clone());
+                let mut feed = feed_log.subscribe();
                 let missed = Arc::clone(&missed);
                 holders.spawn(async move {
                     let mut told = 0;
