@@ -4,7 +4,7 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /` | where the SMTP server listens, and these endpoints |
-//! | `GET /recording` | the whole recording (the JSON of [`Recording`](crate::smarthost::Recording)) |
+//! | `GET /recording` | the whole recording (the JSON of [`Recording`](crate::proto::Recording)) |
 //! | `GET /etrn` | every ETRN so far, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
@@ -77,11 +77,12 @@ use tower::ServiceExt;
 use tracing::{debug, info, warn};
 
 use crate::files::{Folder, ReadFileError};
+use crate::proto::recording::RecordedEtrn;
+use crate::proto::{Conversations, SessionLimits};
+use crate::proto::{ProfileName, SmartHostScript};
 use crate::smarthost::{
-    ConversationSwitch, EtrnCursor, LiveLine, ProfileName, RecordedEtrn, Recorder, RecordingJson,
-    SmartHostScript, WaitTimeout,
+    ConversationSwitch, EtrnCursor, LiveLine, Recorder, RecordingJson, WaitTimeout,
 };
-use crate::smtp::SessionLimits;
 
 pub(crate) mod feed;
 mod head;
@@ -1048,7 +1049,7 @@ async fn reset(State(s): State<ApiState>) -> Json<ResetDone> {
 fn read_cassette(
     dir: Option<&Folder>,
     asked: &std::path::Path,
-) -> Result<crate::cassette::Cassette, ApiFailure> {
+) -> Result<crate::proto::cassette::Cassette, ApiFailure> {
     let Some(dir) = dir else {
         return Err(ApiFailure {
             status: StatusCode::FORBIDDEN,
@@ -1076,7 +1077,7 @@ fn read_cassette(
         error: format!("cassette {}: {message}", asked.display()),
         fix: "name a shipped profile and a readable cassette",
     };
-    let bytes = match dir.read_beneath(asked, crate::cassette::MAX_CASSETTE_FILE) {
+    let bytes = match dir.read_beneath(asked, crate::proto::cassette::MAX_CASSETTE_FILE) {
         Ok(bytes) => bytes,
         Err(ReadFileError::Open { source, .. }) => {
             debug!(error = %source, "a cassette named through the API was refused");
@@ -1084,10 +1085,10 @@ fn read_cassette(
         }
         Err(e) => return Err(unusable(e.reason())),
     };
-    crate::cassette::parse_cassette(&bytes, asked).map_err(|e| {
+    crate::proto::cassette::parse_cassette(&bytes, asked).map_err(|e| {
         unusable(match e {
-            crate::cassette::LoadCassetteError::Read(e) => e.reason(),
-            crate::cassette::LoadCassetteError::Parse { source, .. } => source.to_string(),
+            crate::proto::cassette::LoadCassetteError::Read(e) => e.reason(),
+            crate::proto::cassette::LoadCassetteError::Parse { source, .. } => source.to_string(),
         })
     })
 }
@@ -1105,17 +1106,15 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<ScriptInstalled
             fix: "correct the script; `etrn-harness check` explains scenario files the same way",
         });
     }
-    let factory = match cassette {
-        Some(cassette) => crate::cassette::replay_for_script(&script, cassette),
-        None => crate::cassette::conversations_for_script(&script, &s.limits).map_err(|e| {
-            ApiFailure {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                error: e.to_string(),
-                fix: "name a shipped profile and a readable cassette",
-            }
+    let conversations = match cassette {
+        Some(cassette) => Conversations::replay_for_script(&script, cassette),
+        None => Conversations::scripted(&script, None, &s.limits).map_err(|e| ApiFailure {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            error: e.to_string(),
+            fix: "name a shipped profile and a readable cassette",
         })?,
     };
-    s.switch.replace(factory);
+    s.switch.replace(conversations.factory);
     let profile = script.profile;
     *s.script.lock().unwrap_or_else(PoisonError::into_inner) = script;
     info!(%profile, "script replaced through the API");
@@ -1388,26 +1387,26 @@ mod tests {
             let id = r.open(at("127.0.0.1:40000"));
             r.event(
                 id,
-                crate::smtp::Event::Reply {
+                crate::proto::Event::Reply {
                     code: 220,
                     lines: vec![format!("hello {i} ").repeat(20)],
                 },
             );
             r.event(
                 id,
-                crate::smtp::Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                crate::proto::Event::Etrn(Box::new(crate::proto::etrn::rebuild_etrn_record(
                     format!("d{}.example", i % 3).as_bytes(),
                     Some(250),
                     Vec::new(),
                 ))),
             );
-            r.close(id, crate::smtp::CloseReason::Quit);
+            r.close(id, crate::proto::CloseReason::Quit);
         }
         r
     }
 
     /// What `GET /etrn` answered before it was streamed: the recording's ETRNs, sorted by time.
-    fn etrn_as_before(recording: &crate::smarthost::Recording) -> String {
+    fn etrn_as_before(recording: &crate::proto::Recording) -> String {
         let mut all = Vec::new();
         for session in &recording.sessions {
             for e in &session.etrn {
@@ -1496,7 +1495,7 @@ mod tests {
         for i in 0..1000 {
             r.event(
                 id,
-                crate::smtp::Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+                crate::proto::Event::Etrn(Box::new(crate::proto::etrn::rebuild_etrn_record(
                     format!("d{i}.example").as_bytes(),
                     Some(250),
                     Vec::new(),

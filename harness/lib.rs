@@ -19,8 +19,6 @@
 //!   one credential redaction, and a follower that pairs pipelined requests with their replies.
 //! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
 //!   a server's bytes.
-//! - [`answer`]: what a scripted server does for one command: reply, delay, hang up; answers by
-//!   occurrence.
 //! - [`client`]: a minimal SMTP client (a line out, a complete reply in) for the load generator
 //!   and tests.
 //! - [`files`]: reading a file a user named: a regular file only, never blocking, with a cap.
@@ -32,17 +30,19 @@
 //!   basis (KB article or RFC section) and grade (must / should / informational). And the model as
 //!   a sans-IO SMTP client ([`ims::ImsClient`]: a reply in, the next command out), which the
 //!   built-in target drives over TCP and the prediction pairs in memory with a smart host.
-//! - [`smtp`]: the sans-IO SMTP server session (smtp-proto parses each line): bytes in, replies,
-//!   events, TLS and close requests out; the [`smtp::Behaviour`] trait a script implements.
-//! - [`smarthost`]: the fake smart host: the script and server profiles that decide what it says,
-//!   the thin tokio driver (deadlines on every wait, limits, STARTTLS, a shutdown that always
-//!   finishes), the one accept loop every server shares, and the recorder with event-driven waits.
+//! - [`proto`]: the smart host, sans I/O: the SMTP server session (bytes in; replies, events, TLS
+//!   and close requests out), the script and server profiles that decide what it says, the
+//!   cassette format and the replay conversation, the one factory choosing between them, and the
+//!   [`proto::Recording`] as plain data. Nothing in it knows tokio or sockets.
+//! - [`smarthost`]: the tokio driver of every server here: the one accept loop and server handle
+//!   (connection cap, a shutdown that always finishes), the session driver (deadlines on every
+//!   wait, STARTTLS), and the recorder with event-driven waits and the `--record` stream.
 //! - [`scenario`]: the TOML scenario format: strict parsing with located errors, validation,
 //!   JSON Schema, the model's prediction for a scenario (its client paired in memory with the
-//!   scenario's own smart host) and the judgement of what was sent, each deviation graded by the
-//!   rule that explains it.
-//! - [`cassette`]: record (an SMTP-aware proxy to a real upstream) and replay (a conversation
-//!   answering from the cassette), the cassette text format, record-on-miss.
+//!   scenario's own smart host, both sans-IO) and the judgement of what was sent, each deviation
+//!   graded by the rule that explains it. It depends on [`proto`], never on a driver.
+//! - [`cassette`]: the record/replay drivers: the recording proxy to a real upstream (STARTTLS
+//!   terminated or passed through), record-on-miss, and a smart host replaying a cassette.
 //! - [`probe`]: server-side conformance: a versioned set of ETRN probes against any smart host,
 //!   graded by RFC 1985 / RFC 5321 rules; the same probes answered in memory by a profile and
 //!   every difference reported; a profile emitted from what a server answered.
@@ -71,7 +71,6 @@
 //! let args: Vec<&str> = plan.etrn_args().iter().map(|a| a.raw()).collect();
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
-pub mod answer;
 pub mod api;
 pub mod bench;
 pub mod cassette;
@@ -82,9 +81,9 @@ pub mod escape;
 pub mod files;
 pub mod ims;
 pub mod probe;
+pub mod proto;
 pub mod rejection;
 pub mod reply;
 pub mod scenario;
 pub mod smarthost;
-pub mod smtp;
 pub mod wire;

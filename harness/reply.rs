@@ -98,7 +98,7 @@ impl ReplyError {
 }
 
 /// The placeholders a reply text may use; the session fills them in
-/// ([`crate::smtp::Placeholders`]).
+/// ([`crate::proto::Placeholders`]).
 pub const PLACEHOLDERS: &[&str] = &[
     "host",
     "client",

@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use etrn_harness::smarthost::{Recording, SmartHost, SmartHostConfig, SmartHostScript};
-use etrn_harness::smtp::{CloseReason, SessionLimits};
+use etrn_harness::proto::{CloseReason, SessionLimits};
+use etrn_harness::proto::{Recording, SmartHostScript};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 use etrn_harness::wire::Verb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -385,7 +386,7 @@ async fn recorder(
     max_connections: usize,
 ) -> (
     SmartHost,
-    etrn_harness::cassette::ProxyServer,
+    etrn_harness::smarthost::ServerHandle,
     std::path::PathBuf,
 ) {
     // Long replies fill the way to a client that does not read long before its commands fill
@@ -417,7 +418,7 @@ async fn the_recorder_stops_in_time_while_a_client_never_reads() {
         .expect("the client says so");
     assert!(sent < 64 << 20, "the proxy took everything: {sent}");
     // The stop still ends the session, after the grace.
-    tokio::time::timeout(WAIT, proxy.shutdown())
+    tokio::time::timeout(WAIT, proxy.stop())
         .await
         .expect("the recorder's shutdown finishes");
     client.abort();
@@ -448,8 +449,8 @@ async fn the_recorder_refuses_connections_past_its_cap_with_421() {
     refused_at_connect(proxy.addr()).await;
     assert_eq!(proxy.refused(), 1);
     drop(held);
-    assert!(proxy.wait_for_closed_sessions(2, WAIT).await);
-    tokio::time::timeout(WAIT, proxy.shutdown())
+    assert!(proxy.wait_for_ended_sessions(2, WAIT).await);
+    tokio::time::timeout(WAIT, proxy.stop())
         .await
         .expect("the shutdown finishes");
     // The refused connection is no session of the cassette.

@@ -6,7 +6,8 @@ mod common;
 use std::time::Duration;
 
 use etrn_harness::bench::load::{self, LoadSpec, Workload};
-use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -12,12 +12,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use etrn_harness::cassette::{
-    self, Cassette, CassetteWriter, MatchMode, MissRecordingReplay, RecordError, RecordingProxy,
-    ReplayOptions,
+    self, CassetteWriter, MissRecordingReplay, RecordError, RecordingProxy,
 };
+use etrn_harness::proto::Event;
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::proto::cassette::{self as cassette_format, Cassette};
+use etrn_harness::proto::replay::{MatchMode, ReplayOptions};
 use etrn_harness::reply::ReplyReader;
-use etrn_harness::smarthost::{Recorder, SmartHost, SmartHostConfig, SmartHostScript};
-use etrn_harness::smtp::Event;
+use etrn_harness::smarthost::{Recorder, SmartHost, SmartHostConfig};
 use etrn_harness::wire::Verb;
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -104,8 +106,8 @@ async fn record(up: &SmartHost, path: &Path, groups: &[Vec<Vec<u8>>], cuts: &[us
         .await
         .expect("recorder");
     let received = converse(proxy.addr(), groups, cuts).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     received
 }
 
@@ -116,7 +118,7 @@ async fn replay(
     mode: MatchMode,
     groups: &[Vec<Vec<u8>>],
     cuts: &[usize],
-) -> (Vec<u8>, etrn_harness::smarthost::Recording) {
+) -> (Vec<u8>, etrn_harness::proto::Recording) {
     let options = ReplayOptions {
         mode,
         ..ReplayOptions::default()
@@ -360,8 +362,8 @@ async fn a_client_leaving_mid_line_is_kept_byte_for_byte_and_named_as_the_one_wh
         .await
         .expect("recorder");
     send_and_leave(proxy.addr(), b"EHLO c\r\nETRN half.exa", 1).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.contains("1 C! ETRN half.exa\n"), "{text}");
     assert!(text.ends_with("1 end client-closed\n"), "{text}");
@@ -388,8 +390,8 @@ async fn an_upstream_leaving_mid_reply_is_kept_and_replayed_as_it_was() {
         .expect("recorder");
     let live = send_and_leave(proxy.addr(), b"EHLO c\r\n", 1).await;
     server.await.expect("upstream");
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.contains("1 S! 250 ETR\n"), "{text}");
     assert!(text.ends_with("1 end upstream-closed\n"), "{text}");
@@ -431,8 +433,8 @@ async fn parallel_sessions_get_their_headers_in_number_order() {
     for c in clients {
         c.await.expect("client");
     }
-    assert!(proxy.wait_for_closed_sessions(16, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(16, WAIT).await);
+    proxy.stop().await;
     let text = std::fs::read_to_string(&path).expect("read");
     let headers: Vec<u64> = text
         .lines()
@@ -468,8 +470,8 @@ async fn numbers_never_wrap_and_a_second_recorder_is_refused() {
         String::from_utf8_lossy(&got).starts_with("421 4.3.0"),
         "{got:?}"
     );
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     assert_eq!(
         std::fs::read_to_string(&path).expect("read"),
         before,
@@ -538,8 +540,8 @@ async fn credentials_are_redacted_when_record_on_miss_resends_earlier_lines() {
     ];
     let got = converse(replay.addr(), &second, &[1000]).await;
     assert!(String::from_utf8_lossy(&got).ends_with("221 2.0.0 Bye\r\n"));
-    assert!(replay.wait_for_closed_sessions(1, WAIT).await);
-    replay.shutdown().await;
+    assert!(replay.wait_for_ended_sessions(1, WAIT).await);
+    replay.stop().await;
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(text.contains("recorded=on-miss"), "{text}");
     assert_no_secret(&text);
@@ -591,7 +593,7 @@ async fn a_line_without_end_is_recorded_in_bounded_pieces_that_join_up_again() {
     let cassette = Cassette::parse(&text).expect("parse");
     assert_eq!(
         cassette.sessions[0].exchanges[1].request,
-        etrn_harness::cassette::Request::Command(long)
+        cassette_format::Request::Command(long)
     );
 }
 
@@ -787,14 +789,17 @@ fn written(text: &str) -> std::collections::BTreeMap<u64, Written> {
 /// Counted by bytes rather than by reading the file's requests again: whether a DATA opens message
 /// data depends on its reply (354 or not), and which reply answers which request is what the
 /// parser under test works out; the bytes are what the client sent whatever the pairing.
-fn lines_loaded(session: &cassette::CassetteSession, file: &Written) -> Result<usize, String> {
+fn lines_loaded(
+    session: &cassette_format::CassetteSession,
+    file: &Written,
+) -> Result<usize, String> {
     let loaded: Vec<u8> = session
         .exchanges
         .iter()
         .flat_map(|e| match &e.request {
-            cassette::Request::Greeting => Vec::new(),
-            cassette::Request::Command(line) => line.clone(),
-            cassette::Request::Data(lines) => lines.concat(),
+            cassette_format::Request::Greeting => Vec::new(),
+            cassette_format::Request::Command(line) => line.clone(),
+            cassette_format::Request::Data(lines) => lines.concat(),
         })
         .collect();
     let mut covered = 0;
@@ -880,7 +885,7 @@ async fn refused_or_replayed_exactly(damages: &[Damage], dir: &Path) -> Result<(
     let bytes = damaged(damages);
     let path = dir.join("damaged.cassette");
     std::fs::write(&path, &bytes).expect("write");
-    let loaded = cassette::load_cassette(&path);
+    let loaded = cassette_format::load_cassette(&path);
     if let Some(line) = line_it_must_name(damages) {
         let e = loaded.as_ref().err().map(ToString::to_string);
         prop_assert!(
@@ -890,7 +895,7 @@ async fn refused_or_replayed_exactly(damages: &[Damage], dir: &Path) -> Result<(
         );
     }
     let c = match loaded {
-        Err(cassette::LoadCassetteError::Parse { source, .. }) => {
+        Err(cassette_format::LoadCassetteError::Parse { source, .. }) => {
             let lines = lines_of(&bytes);
             prop_assert!(
                 (1..=lines).contains(&source.line),
@@ -1021,15 +1026,15 @@ fn two_merged_lines_are_refused_at_their_line_and_a_text_that_only_looks_like_on
     );
     // A command that says what a line would: written with its space escaped, read back intact.
     let said = b"NOOP 1 S: 250 ok\r\n";
-    let line = cassette::format::line(1, cassette::format::Direction::Client, said);
+    let line = cassette_format::line(1, cassette_format::Direction::Client, said);
     assert_eq!(line, "1 C: NOOP 1\\x20S: 250 ok\n");
     let text = format!(
         "{}\n1 session\n1 S: 220 mx\n{line}1 S: 250 ok\n1 end quit\n",
-        cassette::format::MAGIC
+        cassette_format::MAGIC
     );
     let c = Cassette::parse(&text).expect("loads");
     assert_eq!(
         c.sessions[0].exchanges[1].request,
-        cassette::Request::Command(said.to_vec())
+        cassette_format::Request::Command(said.to_vec())
     );
 }

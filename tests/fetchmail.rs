@@ -8,7 +8,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 use etrn_harness::wire::Verb;
 
 mod common;
@@ -70,7 +71,7 @@ async fn fetchmail_against(script: &str) -> Run {
         // A QUIT after a 421 is no command the server answered, but the linger records it.
         quit: s.commands.iter().any(|c| c.verb == Verb::Quit)
             || s.events.iter().any(|e| {
-                matches!(&e.event, etrn_harness::smtp::Event::AfterClose { raw } if raw.starts_with(b"QUIT"))
+                matches!(&e.event, etrn_harness::proto::Event::AfterClose { raw } if raw.starts_with(b"QUIT"))
             }),
         stderr: err,
     }

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use etrn_harness::domain::EtrnArg;
 use etrn_harness::probe::probe_set;
-use etrn_harness::smarthost::{ProfileName, SmartHost, SmartHostConfig, SmartHostScript};
+use etrn_harness::proto::{ProfileName, SmartHostScript};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -123,7 +124,7 @@ async fn answers_are_graded_by_the_rfc_rules() {
     // sendmail's answers, greeted at once (a scripted greeting replaces the greet pause).
     let script = SmartHostScript {
         profile: ProfileName::Sendmail,
-        greeting: Some(etrn_harness::answer::Answer::reply(
+        greeting: Some(etrn_harness::proto::answer::Answer::reply(
             etrn_harness::reply::Reply::parse("220 mx.example ESMTP").expect("reply"),
         )),
         ..SmartHostScript::default()

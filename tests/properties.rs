@@ -9,8 +9,8 @@ use etrn_harness::ims::{
     self, Credentials, Delivery, Dequeue, DialUp, ExchangeVersion, Grade, ImsConfig, PeerEhlo,
     Registry, RegistryFlag, RoutingAction, RoutingMode, RoutingRow, SentTo, SiteAddress,
 };
+use etrn_harness::proto::{ProfileName, SmartHostScript};
 use etrn_harness::scenario::{self, Expectations, ExpectedEtrn, Scenario};
-use etrn_harness::smarthost::{ProfileName, SmartHostScript};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

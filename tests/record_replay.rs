@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use etrn_harness::cassette::{
-    self, Cassette, CassetteWriter, MatchMode, MissRecordingReplay, RecordingProxy, ReplayOptions,
-};
+use etrn_harness::cassette::{self, CassetteWriter, MissRecordingReplay, RecordingProxy};
 use etrn_harness::client::Connection;
-use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
-use etrn_harness::smtp::Event;
+use etrn_harness::proto::Event;
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::proto::cassette::Cassette;
+use etrn_harness::proto::replay::{MatchMode, ReplayOptions};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 
 mod common;
 
@@ -193,7 +194,7 @@ fn replies(c: &Cassette, session: usize) -> Vec<Vec<u8>> {
 }
 
 /// The reply lines a replay sent, from its recording.
-fn replayed(r: &etrn_harness::smarthost::Recording, session: usize) -> Vec<Vec<u8>> {
+fn replayed(r: &etrn_harness::proto::Recording, session: usize) -> Vec<Vec<u8>> {
     r.sessions[session]
         .events
         .iter()
@@ -239,16 +240,16 @@ async fn record_fetchmail_and_a_submission_through_postfix_then_replay_without_i
     let recorded_exit = fetchmail(proxy.addr(), "etrn.example,unlisted.example", &home).await;
     // One session after the other, so the cassette (and its snapshot) has a fixed order.
     assert!(
-        proxy.wait_for_closed_sessions(1, WAIT).await,
+        proxy.wait_for_ended_sessions(1, WAIT).await,
         "fetchmail's session ends"
     );
     let codes = submit(proxy.addr()).await;
     assert_eq!(codes, [220, 250, 250, 250, 354, 250, 221]);
     assert!(
-        proxy.wait_for_closed_sessions(2, WAIT).await,
+        proxy.wait_for_ended_sessions(2, WAIT).await,
         "both sessions end"
     );
-    proxy.shutdown().await;
+    proxy.stop().await;
     postfix.stop();
     drop(postfix);
 
@@ -324,9 +325,59 @@ async fn record_one_session(up: &SmartHost, path: &Path) -> Cassette {
         .await
         .expect("starts");
     talk(proxy.addr(), &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     Cassette::parse(&std::fs::read_to_string(path).expect("read")).expect("parse")
+}
+
+/// `SmartHost::start` with a script that names a cassette replays it: the one conversation
+/// factory decides for every server, so the library API, `serve`, a conformance case and the
+/// prediction cannot disagree on what the script means.
+#[tokio::test]
+async fn a_smart_host_started_from_a_script_naming_a_cassette_replays_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("one.cassette");
+    // A text the scripted server never says: only the replay can send it.
+    std::fs::write(
+        &path,
+        "etrn-harness cassette v1\n1 session\n1 S: 220 replayed.example ESMTP\n\
+         1 C: EHLO c.example\n1 S: 250 replayed.example\n1 C: ETRN a.example\n\
+         1 S: 250 from the cassette\n1 C: QUIT\n1 S: 221 bye\n1 end quit\n",
+    )
+    .expect("write");
+    let script = SmartHostScript {
+        cassette: Some(path),
+        ..SmartHostScript::default()
+    };
+    let host = SmartHost::start(SmartHostConfig::with_script(script))
+        .await
+        .expect("starts");
+    let said = talk(host.addr(), &["EHLO c.example", "ETRN a.example", "QUIT"]).await;
+    assert_eq!(
+        said,
+        [
+            "220",
+            "250 replayed.example",
+            "250 from the cassette",
+            "221 bye"
+        ]
+    );
+    host.shutdown().await;
+}
+
+/// A script naming a cassette that cannot be read does not start, and says which file.
+#[tokio::test]
+async fn a_smart_host_whose_script_names_a_missing_cassette_does_not_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = SmartHostScript {
+        cassette: Some(dir.path().join("absent.cassette")),
+        ..SmartHostScript::default()
+    };
+    let error = match SmartHost::start(SmartHostConfig::with_script(script)).await {
+        Ok(_) => panic!("started without its cassette"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("absent.cassette"), "{error}");
 }
 
 #[tokio::test]
@@ -458,7 +509,7 @@ async fn record_on_miss_fetches_the_rest_from_the_upstream_and_appends_it() {
     assert_eq!(out[2], "250 Queuing started");
     assert_eq!(out[3], "459 <new.example>: service unavailable");
     assert_eq!(out[4], "221 2.0.0 Bye");
-    replay.shutdown().await;
+    replay.stop().await;
     let upstream_seen = up
         .recorder()
         .wait_for_closed_sessions(2, WAIT)
@@ -514,8 +565,8 @@ async fn parallel_sessions_are_kept_apart_and_credentials_redacted() {
     for c in clients {
         c.await.expect("client");
     }
-    assert!(proxy.wait_for_closed_sessions(3, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(3, WAIT).await);
+    proxy.stop().await;
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(
         !text.contains("AHVzZXIAc2VjcmV0"),
@@ -531,7 +582,9 @@ async fn parallel_sessions_are_kept_apart_and_credentials_redacted() {
                 .exchanges
                 .iter()
                 .filter_map(|e| match &e.request {
-                    etrn_harness::cassette::Request::Command(c) if c.starts_with(b"ETRN") => {
+                    etrn_harness::proto::cassette::Request::Command(c)
+                        if c.starts_with(b"ETRN") =>
+                    {
                         Some(String::from_utf8_lossy(c).trim_end().to_owned())
                     }
                     _ => None,
@@ -551,7 +604,7 @@ async fn parallel_sessions_are_kept_apart_and_credentials_redacted() {
 #[tokio::test]
 async fn starttls_is_passed_through_and_marked() {
     let config = SmartHostConfig {
-        limits: etrn_harness::smtp::SessionLimits {
+        limits: etrn_harness::proto::SessionLimits {
             starttls: true,
             ..Default::default()
         },
@@ -578,8 +631,8 @@ async fn starttls_is_passed_through_and_marked() {
         .expect("ETRN over TLS");
     assert_eq!(r.code(), 250);
     client.quit().await.expect("quit");
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     let text = std::fs::read_to_string(&path).expect("read");
     assert!(
         text.contains("1 C: STARTTLS\n1 S: 220 2.0.0 Ready to start TLS\n1 tls passthrough\n"),
@@ -666,8 +719,8 @@ async fn tls_terminated_by_the_recorder_against_postfix_requiring_tls_then_repla
     .expect("recorder");
     let live = etrn_over_tls(proxy.addr()).await;
     assert!(live.starts_with("250"), "{live}");
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     postfix.stop();
 
     let text = std::fs::read_to_string(&path).expect("read");
@@ -727,8 +780,8 @@ async fn a_scenario_can_answer_from_a_cassette() {
     etrn_harness::conformance::builtin::run(&scenario.ims, proxy.addr(), WAIT)
         .await
         .expect("builtin runs");
-    assert!(proxy.wait_for_closed_sessions(1, WAIT).await);
-    proxy.shutdown().await;
+    assert!(proxy.wait_for_ended_sessions(1, WAIT).await);
+    proxy.stop().await;
     drop(up);
     // The same scenario, answered from the cassette (path relative to the scenario file).
     let replayed_text = scenario_text.replace(

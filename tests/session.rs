@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etrn_harness::domain::EtrnOption;
-use etrn_harness::smarthost::SmartHostScript;
-use etrn_harness::smtp::{
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::proto::{
     Accepted, CloseReason, EtrnFlag, EtrnRecord, Event, Output, Session, SessionLimits, transcript,
 };
 use proptest::prelude::*;

@@ -5,8 +5,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use etrn_harness::smarthost::{SmartHost, SmartHostConfig, SmartHostScript};
-use etrn_harness::smtp::{CloseReason, EtrnFlag, Event, SessionLimits};
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::proto::{CloseReason, EtrnFlag, Event, SessionLimits};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -939,7 +940,7 @@ fn serve_whose_reader_went_away_still_writes_its_recording() {
 
 /// The lines the recorder saw after a 421, and the lines that came before an earlier reply.
 fn after_close_and_unawaited(
-    r: &etrn_harness::smarthost::SessionRecording,
+    r: &etrn_harness::proto::SessionRecording,
 ) -> (Vec<String>, Vec<String>) {
     let text = |raw: &[u8]| String::from_utf8_lossy(raw).trim_end().to_owned();
     let mut after = Vec::new();
@@ -956,7 +957,7 @@ fn after_close_and_unawaited(
 
 /// A smart host that greets with 421, and a client that sends `input` after that greeting
 /// regardless: the recording once the session closed after its linger.
-async fn talked_past_a_421_greeting(input: &[u8]) -> etrn_harness::smarthost::Recording {
+async fn talked_past_a_421_greeting(input: &[u8]) -> etrn_harness::proto::Recording {
     let refusing = start("greeting = \"421 4.3.2 Service not available\"").await;
     let mut c = TcpStream::connect(refusing.addr()).await.expect("connect");
     let mut greeting = [0u8; 64];
@@ -2016,7 +2017,7 @@ fn unknown_paths_wrong_methods_and_bad_queries_are_answered_in_json() {
     // The profiles a 404 offers are every shipped profile.
     let e = json_error(&http(&api, "PUT", "/profile/nope", "").1);
     let fix = e["fix"].as_str().expect("text");
-    for profile in etrn_harness::smarthost::ProfileName::ALL {
+    for profile in etrn_harness::proto::ProfileName::ALL {
         assert!(fix.contains(profile.as_str()), "{profile:?}: {fix}");
     }
 }

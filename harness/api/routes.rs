@@ -14,7 +14,7 @@ use super::{
     ApiState, EtrnOfSession, FeedData, Index, ProfilePath, ResetDone, ScriptInstalled, WaitQuery,
     etrn, events, get_script, index, put_profile, put_script, recording, reset,
 };
-use crate::smarthost::{Recording, SmartHostScript};
+use crate::proto::{Recording, SmartHostScript};
 
 /// One endpoint: its method and path, its handler, and what the OpenAPI document says of it.
 pub(super) struct Endpoint {

@@ -17,7 +17,7 @@ use tokio::sync::Mutex;
 use crate::client::{ClientError, Connection, Reply};
 
 /// What to do to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
     /// (a) A new connection per session: greeting, EHLO, one ETRN, QUIT.
@@ -28,6 +28,18 @@ pub enum Workload {
     Mail,
     /// (d) Many connections held open after EHLO.
     Idle,
+}
+
+impl Workload {
+    /// Its name on the command line and in JSON reports (`etrn`, `pipelined`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Etrn => "etrn",
+            Workload::Pipelined => "pipelined",
+            Workload::Mail => "mail",
+            Workload::Idle => "idle",
+        }
+    }
 }
 
 /// One load run.

@@ -16,22 +16,23 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::listener::{ProxyServer, bind};
+use super::listener::{bind, spawn};
+use crate::smarthost::ServerHandle;
 
-use crate::smtp::{Conversation, Output};
+use crate::proto::{Conversation, Output};
 
-use super::format::{self, Cassette, Direction};
 use super::record::{
     CONNECT_TIMEOUT, CassetteWriter, End, Handover, MAX_RECORDED_LINE, RecordError, STOP_GRACE,
     header_fields, relay_from, say_last, send,
 };
+use crate::proto::cassette::{self as format, Cassette, Direction};
 use crate::wire::{ClientLine, Follower, Frame, LineFramer, ReplyLine};
 
 /// How long the upstream may take over each reply while it is brought up to date.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a replayed client may stay silent before it gets `421` and is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-use super::replay::{ReplayOptions, ReplaySession};
+use crate::proto::replay::{ReplayOptions, ReplaySession};
 
 /// A replay server that records what it misses.
 pub struct MissRecordingReplay;
@@ -46,7 +47,7 @@ impl MissRecordingReplay {
         upstream: SocketAddr,
         writer: CassetteWriter,
         max_connections: usize,
-    ) -> Result<ProxyServer, RecordError> {
+    ) -> Result<ServerHandle, RecordError> {
         let (listener, addr) = bind(listen).await?;
         let cassette = Arc::new(cassette);
         let options = ReplayOptions {
@@ -54,14 +55,17 @@ impl MissRecordingReplay {
             ..options
         };
         info!(%addr, %upstream, "replaying; misses are recorded");
-        Ok(ProxyServer::spawn(
+        Ok(spawn(
             listener,
             addr,
             info_span!("replay with record-on-miss", %addr, %upstream),
             max_connections,
             move |client, peer, index, stop| {
-                let conversation =
-                    ReplaySession::new(Arc::clone(&cassette), index, options.clone());
+                let conversation = ReplaySession::new(
+                    Arc::clone(&cassette),
+                    usize::try_from(index).unwrap_or(usize::MAX),
+                    options.clone(),
+                );
                 connection(client, peer, conversation, upstream, writer.clone(), stop)
                     .instrument(info_span!("replay", %peer))
             },

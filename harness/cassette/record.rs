@@ -28,9 +28,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::format::{self, Cassette, Direction, MAGIC};
-use super::listener::{ProxyServer, bind};
+use super::listener::{bind, spawn};
 use super::tls::TlsTerminate;
+use crate::proto::cassette::{self as format, Cassette, Direction, MAGIC};
+use crate::smarthost::ServerHandle;
 use crate::wire::follow::ServerStep;
 use crate::wire::{ClientLine, Command, Follower, Frame, LineFramer, Verb, redact};
 
@@ -61,7 +62,7 @@ pub enum RecordError {
     #[error("{path} exists but is not a cassette ({source}); choose another file")]
     NotACassette {
         path: PathBuf,
-        source: super::format::CassetteError,
+        source: crate::proto::cassette::CassetteError,
     },
     #[error(
         "{path} is being written by another recorder (it holds the file's lock); stop that one first, or record into another file"
@@ -141,13 +142,16 @@ impl CassetteWriter {
         }
         let mut bytes = Vec::new();
         (&file)
-            .take(super::MAX_CASSETTE_FILE + 1)
+            .take(crate::proto::cassette::MAX_CASSETTE_FILE + 1)
             .read_to_end(&mut bytes)
             .map_err(io)?;
-        if bytes.len() as u64 > super::MAX_CASSETTE_FILE {
+        if bytes.len() as u64 > crate::proto::cassette::MAX_CASSETTE_FILE {
             return Err(RecordError::Unusable {
                 path: path.to_owned(),
-                reason: format!("it is larger than {} octets", super::MAX_CASSETTE_FILE),
+                reason: format!(
+                    "it is larger than {} octets",
+                    crate::proto::cassette::MAX_CASSETTE_FILE
+                ),
             });
         }
         let text = format::text_of(&bytes).map_err(|source| RecordError::NotACassette {
@@ -275,7 +279,7 @@ impl RecordingProxy {
         listen: SocketAddr,
         upstream: SocketAddr,
         cassette: &Path,
-    ) -> Result<ProxyServer, RecordError> {
+    ) -> Result<ServerHandle, RecordError> {
         Self::start_with(
             listen,
             upstream,
@@ -294,11 +298,11 @@ impl RecordingProxy {
         cassette: &Path,
         tls: TlsMode,
         max_connections: usize,
-    ) -> Result<ProxyServer, RecordError> {
+    ) -> Result<ServerHandle, RecordError> {
         let writer = CassetteWriter::open(cassette)?;
         let (listener, addr) = bind(listen).await?;
         info!(%addr, %upstream, cassette = %cassette.display(), "recording");
-        Ok(ProxyServer::spawn(
+        Ok(spawn(
             listener,
             addr,
             info_span!("recorder", %addr, %upstream),

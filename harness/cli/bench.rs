@@ -51,7 +51,7 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
         Err(code) => return code,
     };
     bench::compare::raise_fd_limit();
-    let mut spec = LoadSpec::new(args.target, args.workload, args.count);
+    let mut spec = LoadSpec::new(args.target, args.workload.into(), args.count);
     spec.concurrency = args.concurrency.max(1);
     spec.max_duration = duration;
     let pid = args.server_pid;
@@ -66,10 +66,7 @@ async fn load(args: BenchLoadArgs) -> ExitCode {
         }
     } else {
         // The name the command line takes (`etrn`, `pipelined`), not the Rust variant's.
-        let workload = clap::ValueEnum::to_possible_value(&report.workload).map_or_else(
-            || format!("{:?}", report.workload),
-            |v| v.get_name().to_owned(),
-        );
+        let workload = report.workload.name();
         say!("workload {workload} against {}", args.target);
         say!(
             "sessions {} ({:.1}/s), commands {} ({:.1}/s), errors {}{}",

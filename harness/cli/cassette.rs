@@ -6,11 +6,13 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use etrn_harness::cassette::{
-    self, Cassette, CassetteWriter, LoadCassetteError, MissRecordingReplay, ProxyServer,
-    RecordError, RecordingProxy, ReplayOptions, TlsMode, TlsTerminate, UpstreamTrust,
+    self, CassetteWriter, MissRecordingReplay, RecordError, RecordingProxy, TlsMode, TlsTerminate,
+    UpstreamTrust,
 };
-use etrn_harness::smarthost::LiveEvent;
-use etrn_harness::smtp::Event;
+use etrn_harness::proto::Event;
+use etrn_harness::proto::cassette::{Cassette, LoadCassetteError};
+use etrn_harness::proto::replay::ReplayOptions;
+use etrn_harness::smarthost::{LiveEvent, ServerHandle};
 use etrn_harness::wire::Verb;
 
 use super::exit::{EXIT_DISAGREES, EXIT_SYSTEM, EXIT_UNAVAILABLE};
@@ -176,7 +178,7 @@ fn tls_mode(args: &RecordArgs) -> Result<TlsMode, ExitCode> {
 /// Announces a proxy server, runs it until a stop signal or until `exit_after` sessions have
 /// ended, and shuts it down.
 async fn run_until_stopped(
-    started: Result<ProxyServer, RecordError>,
+    started: Result<ServerHandle, RecordError>,
     banner: impl FnOnce(std::net::SocketAddr) -> (Ready, String),
     announcer: Announcer,
     exit_after: Option<usize>,
@@ -194,18 +196,18 @@ async fn run_until_stopped(
     };
     let (ready, human) = banner(server.addr());
     if let Err(code) = announcer.ready(&ready, human) {
-        server.shutdown().await;
+        server.stop().await;
         announcer.out.finish().await;
         return code;
     }
     let why = tokio::select! {
         why = signals.received() => why,
-        _ = server.wait_for_closed_sessions(exit_after.unwrap_or(usize::MAX), FOREVER),
+        _ = server.wait_for_ended_sessions(exit_after.unwrap_or(usize::MAX), FOREVER),
             if exit_after.is_some() => "session limit reached",
     };
     let refused = server.refused();
     // Counted by the shutdown, which ends (and so counts) the sessions still open.
-    let sessions = server.shutdown().await;
+    let sessions = server.stop().await;
     let stopped = Stopped {
         command: ready.command,
         why,
@@ -244,7 +246,7 @@ fn replay_line(event: &LiveEvent) -> Option<String> {
 
 /// Loads a cassette for replay: errors name the line; truncation is a warning.
 pub fn load(path: &std::path::Path) -> Result<Cassette, ExitCode> {
-    let cassette = etrn_harness::cassette::load_cassette(path).map_err(|e| {
+    let cassette = etrn_harness::proto::cassette::load_cassette(path).map_err(|e| {
         match e {
             LoadCassetteError::Read(e) => {
                 eprintln!(
@@ -282,7 +284,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         }
     };
     let mut options = ReplayOptions {
-        mode: args.match_mode,
+        mode: args.match_mode.into(),
         mismatch_reply,
         ..ReplayOptions::default()
     };

@@ -2,6 +2,7 @@
 //! library (`lib.rs`) does not declare it.
 
 pub mod address;
+pub mod args;
 pub mod bench;
 pub mod cassette;
 pub mod corpus;
@@ -17,11 +18,13 @@ pub mod scenarios;
 pub mod serve;
 pub mod signals;
 
-use super::{
-    BenchApiArgs, BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_DISAGREES,
-    EXIT_INVALID, ProbeArgs, ProbeFormat, RecordArgs, ReplayArgs, ReportArgs, ReportFormat,
-    RunArgs, ScenariosCommand, ServeArgs, TlsArg, report_errors,
+use args::{
+    BenchApiArgs, BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, ProbeArgs,
+    ProbeFormat, RecordArgs, ReplayArgs, ReportArgs, ReportFormat, RunArgs, ScenariosCommand,
+    ServeArgs, TlsArg,
 };
+use etrn_harness::scenario::ScenarioError;
+use exit::{EXIT_DISAGREES, EXIT_INVALID};
 
 /// Says why an argument or a `--filter` selects no scenario; exit 2.
 pub fn selection_error(e: &etrn_harness::scenario::SelectError) -> std::process::ExitCode {
@@ -55,4 +58,15 @@ pub fn write_report(
         }
     }
     Ok(())
+}
+
+/// Shows scenario errors: one line each with `short`, otherwise located (miette).
+pub fn report_errors(errors: &[ScenarioError], short: bool) {
+    for e in errors {
+        if short {
+            eprintln!("{}", e.one_line());
+        } else {
+            eprintln!("{:?}", miette::Report::new(e.clone()));
+        }
+    }
 }

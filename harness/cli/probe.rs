@@ -10,8 +10,8 @@ use etrn_harness::escape::escape;
 use etrn_harness::probe::{
     self, Comparison, Masks, ProbeReport, compare::compare, emit::profile_from, run::End,
 };
+use etrn_harness::proto::{Profile, SmartHostScript};
 use etrn_harness::scenario;
-use etrn_harness::smarthost::{Profile, SmartHostScript};
 
 use super::{EXIT_DISAGREES, EXIT_INVALID, ProbeArgs, ProbeFormat, report_errors};
 

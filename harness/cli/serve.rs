@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use etrn_harness::smarthost::{Lifetime, LiveEvent, Recorder, SmartHostConfig, SmartHostScript};
-use etrn_harness::smtp::{Event, SessionLimits};
+use etrn_harness::proto::SmartHostScript;
+use etrn_harness::proto::{Event, SessionLimits};
+use etrn_harness::smarthost::{Lifetime, LiveEvent, Recorder, SmartHostConfig};
 
 use etrn_harness::scenario;
 
@@ -53,7 +54,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         script.hostname = Some(name.clone());
     }
     let profile = match &args.profile_file {
-        Some(path) => match etrn_harness::smarthost::Profile::read(path) {
+        Some(path) => match etrn_harness::proto::Profile::read(path) {
             Ok(profile) => Some(profile),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -72,7 +73,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_connections: args.max_connections,
-        retention: args.retain,
+        retention: args.retain.into(),
         profile,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -158,11 +159,11 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             }
         }
     }
-    let host = match etrn_harness::cassette::start_for_script_recording(config, recorder).await {
+    let host = match etrn_harness::smarthost::SmartHost::start_recording(config, recorder).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(start_failure(&e));
+            return ExitCode::from(host_failure(&e));
         }
     };
     // Subscribe and install the signal handlers before announcing the address: a client that
@@ -273,7 +274,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         () = host.stop() => {}
         again = stop_signal.received() => {
             eprintln!("{again} again: stopping at once");
-            recorder.close_open(etrn_harness::smtp::CloseReason::Shutdown);
+            recorder.close_open(etrn_harness::proto::CloseReason::Shutdown);
         }
     };
     // The closes the shutdown recorded are printed too, before the stop line that counts them.
@@ -359,23 +360,15 @@ fn drain_up_to(
     }
 }
 
-/// The exit status for a smart host that did not start: an address that cannot be listened on
-/// is [`EXIT_UNAVAILABLE`], like `--api`'s; a script, profile or cassette it cannot use is bad
-/// input.
-fn start_failure(e: &etrn_harness::cassette::ScriptHostError) -> u8 {
-    match e {
-        etrn_harness::cassette::ScriptHostError::Start(e) => host_failure(e),
-        _ => EXIT_INVALID,
-    }
-}
-
-/// The exit status for a [`etrn_harness::smarthost::StartError`] (`serve`, `replay`).
+/// The exit status for a smart host that did not start (`serve`, `replay`): an address that
+/// cannot be listened on is [`EXIT_UNAVAILABLE`], like `--api`'s; a script, profile or cassette
+/// it cannot use is bad input.
 pub fn host_failure(e: &etrn_harness::smarthost::StartError) -> u8 {
     use etrn_harness::smarthost::StartError;
     match e {
         StartError::Bind { .. } => EXIT_UNAVAILABLE,
-        StartError::Tls(_) => EXIT_SYSTEM,
-        StartError::Profile(_) => EXIT_INVALID,
+        StartError::Tls(_) | StartError::Blocking(_) => EXIT_SYSTEM,
+        StartError::Conversations(_) => EXIT_INVALID,
     }
 }
 

@@ -9,8 +9,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::proto::Recording;
 use crate::scenario::{self, Scenario};
-use crate::smarthost::{Recording, SmartHostConfig};
+use crate::smarthost::SmartHostConfig;
 
 use super::known::KnownDeviations;
 use super::target::{CaseEnvironment, Target, TargetOutcome};
@@ -86,7 +87,7 @@ async fn judged(
         idle_timeout: options.timeout,
         ..SmartHostConfig::with_script(s.smarthost.clone())
     };
-    let host = crate::cassette::start_for_script(config)
+    let host = crate::smarthost::SmartHost::start(config)
         .await
         .map_err(|e| format!("cannot start the smart host: {e}"))?;
     let work = tempfile::Builder::new()

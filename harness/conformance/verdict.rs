@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::EtrnArg;
 use crate::ims::Grade;
+use crate::proto::Recording;
 use crate::scenario::{self, Deviation, Observed, Prediction, Scenario};
-use crate::smarthost::Recording;
 
 use super::known::KnownMatch;
 use super::target::TargetOutcome;

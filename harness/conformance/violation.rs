@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
 use crate::ims::{Grade, Rule};
-use crate::smarthost::{Recording, SessionRecording};
-use crate::smtp::{CloseReason, EtrnFlag, Event};
+use crate::proto::{CloseReason, EtrnFlag, Event};
+use crate::proto::{Recording, SessionRecording};
 use crate::wire::{Command, Verb};
 
 /// One rule broken on the wire.

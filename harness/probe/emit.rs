@@ -13,10 +13,10 @@ use super::compare::{Masks, compare};
 use super::run::{ProbeResult, ReplyLines};
 use super::set::{CLIENT_NAME, SERVED_DOMAIN};
 use crate::domain::EtrnArg;
+use crate::proto::SmartHostScript;
+use crate::proto::profile::{Condition, EtrnReplyRule, EtrnTest, Profile};
+use crate::proto::{GreetPause, LongLine};
 use crate::reply::Reply;
-use crate::smarthost::SmartHostScript;
-use crate::smarthost::profile::{Condition, EtrnReplyRule, EtrnTest, Profile};
-use crate::smtp::{GreetPause, LongLine};
 
 /// The profile the results describe, or why none can be made (no greeting, no EHLO reply).
 pub fn profile_from(

@@ -24,8 +24,8 @@ pub mod set;
 
 use std::sync::Arc;
 
-use crate::smarthost::{Profile, SmartHostScript};
-use crate::smtp::{Behaviour, SessionLimits};
+use crate::proto::{Behaviour, SessionLimits};
+use crate::proto::{Profile, SmartHostScript};
 
 pub use compare::{Difference, Masks};
 pub use report::{Comparison, ProbeReport};
@@ -41,6 +41,6 @@ pub fn probe_profile(script: SmartHostScript, profile: Profile) -> Vec<ProbeResu
     let script = Arc::new(script);
     let behaviour: Arc<dyn Behaviour> = Arc::new(script.behaviour_with(profile));
     // The limits a smart host would run this behaviour with (STARTTLS offered if advertised).
-    let limits = crate::smarthost::server::limits_for(behaviour.as_ref(), SessionLimits::default());
+    let limits = crate::proto::factory::limits_for(behaviour.as_ref(), SessionLimits::default());
     probe_behaviour(behaviour, &limits, &probe_set())
 }

@@ -15,8 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::escape::{escape, unescape};
+use crate::proto::{Accepted, Behaviour, Output, Session, SessionLimits};
 use crate::reply::{Reply, ReplyReader};
-use crate::smtp::{Accepted, Behaviour, Output, Session, SessionLimits};
 use crate::wire::{Command, Verb};
 
 use super::set::Probe;
@@ -462,7 +462,7 @@ fn drain(session: &mut Session, reader: &mut ReplyReader, closed: &mut bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smarthost::{ProfileName, SmartHostScript};
+    use crate::proto::{ProfileName, SmartHostScript};
 
     fn in_memory(profile: ProfileName) -> Vec<ProbeResult> {
         let script = Arc::new(SmartHostScript {

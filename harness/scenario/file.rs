@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ims::{Grade, ImsConfig};
-use crate::smarthost::SmartHostScript;
+use crate::proto::SmartHostScript;
 
 use super::expect::Expectations;
 

@@ -20,9 +20,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::{self, Grade, ImsConfig, MatchKind, PeerEhlo, RoutingMode, Rule};
+use crate::proto::Recording;
+use crate::proto::{CloseReason, EtrnFlag, EtrnRecord};
 use crate::reply::ReplyCode;
-use crate::smarthost::Recording;
-use crate::smtp::{CloseReason, EtrnFlag, EtrnRecord};
 use crate::wire::Verb;
 
 use super::expect::ExpectedEtrn;

@@ -3,24 +3,25 @@
 //!
 //! Nothing here walks a plan by hand. The sans-IO [`ImsClient`] (the same one the built-in target
 //! drives over TCP) talks to the very conversations the scenario's smart host serves: the
-//! scripted [`Session`](crate::smtp::Session) with the scenario's behaviour, or a cassette replay.
+//! scripted [`Session`](crate::proto::Session) with the scenario's behaviour, or a cassette replay.
 //! Bytes go from one to the other as they would over a socket, and the server's events go into a
-//! real [`Recorder`]. So the prediction follows every script feature for free: command overrides,
-//! EHLO answers and replies by occurrence, hang-ups, delays longer than the client waits. And it
-//! is judged exactly as a run is, from a [`Recording`].
+//! [`RecordingBuilder`], which builds the same [`Recording`] a running smart host's recorder does.
+//! So the prediction follows every script feature for free: command overrides, EHLO answers and
+//! replies by occurrence, hang-ups, delays longer than the client waits. And it is judged exactly
+//! as a run is, from a [`Recording`].
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cassette::{ScriptHostError, conversations_for_script};
 use crate::ims::{self, Action, ConnectionRun, DequeuePlan, ImsClient, PeerEhlo};
+use crate::proto::Accepted;
+use crate::proto::Recording;
+use crate::proto::factory::{ConversationFactory, Conversations, ConversationsError};
+use crate::proto::recording::RecordingBuilder;
+use crate::proto::{Conversation, Output, SessionLimits};
 use crate::reply::ReplyReader;
-use crate::smarthost::server::ConversationFactory;
-use crate::smarthost::{Recorder, Recording};
-use crate::smtp::Accepted;
-use crate::smtp::{Conversation, Output, SessionLimits};
 
 use super::file::Scenario;
 use super::judge::Observed;
@@ -72,7 +73,7 @@ impl Prediction {
 }
 
 /// Runs the model on a scenario, with the default reply timeout.
-pub fn predict(scenario: &Scenario) -> Result<Prediction, ScriptHostError> {
+pub fn predict(scenario: &Scenario) -> Result<Prediction, ConversationsError> {
     predict_with(scenario, DEFAULT_REPLY_TIMEOUT)
 }
 
@@ -80,11 +81,12 @@ pub fn predict(scenario: &Scenario) -> Result<Prediction, ScriptHostError> {
 pub fn predict_with(
     scenario: &Scenario,
     reply_timeout: Duration,
-) -> Result<Prediction, ScriptHostError> {
-    let conversations = conversations_for_script(&scenario.smarthost, &SessionLimits::default())?;
+) -> Result<Prediction, ConversationsError> {
+    let conversations =
+        Conversations::for_script(&scenario.smarthost, None, &SessionLimits::default())?.factory;
     let profile = scenario.smarthost.profile()?;
     let scripted_peer = scenario.smarthost.peer_ehlo(&profile);
-    let recorder = Recorder::new();
+    let mut recorder = RecordingBuilder::new();
     let cycle = ims::cycle(&scenario.ims);
     let mut runs = Vec::with_capacity(cycle.connections);
     let mut first_plan = None;
@@ -92,7 +94,7 @@ pub fn predict_with(
         let (run, plan) = pair(
             &scenario.ims,
             &conversations,
-            &recorder,
+            &mut recorder,
             index,
             reply_timeout,
         );
@@ -126,11 +128,11 @@ pub fn predict_with(
 fn pair(
     config: &ims::ImsConfig,
     conversations: &ConversationFactory,
-    recorder: &Recorder,
+    recorder: &mut RecordingBuilder,
     index: usize,
     reply_timeout: Duration,
 ) -> (ConnectionRun, Option<DequeuePlan>) {
-    let id = recorder.open(IN_MEMORY_PEER);
+    let id = recorder.open(IN_MEMORY_PEER, 0);
     // A virtual clock: it starts at the first reading and moves only when the server asks to be
     // woken (a greet pause), so a prediction takes no wall-clock time and is the same every run.
     let mut now = std::time::Instant::now();
@@ -189,19 +191,19 @@ fn pair(
 /// server closed the connection.
 fn drain(
     server: &mut dyn Conversation,
-    recorder: &Recorder,
+    recorder: &mut RecordingBuilder,
     id: u64,
     send: &mut dyn FnMut(&[u8], Option<Duration>),
 ) -> bool {
     let mut closed = false;
     while let Some(output) = server.poll_output() {
         match output {
-            Output::Event(event) => recorder.event(id, event),
+            Output::Event(event) => recorder.event(id, event, 0),
             Output::Send { bytes, delay } => send(&bytes, delay),
             // This client never asks for STARTTLS.
             Output::StartTls => {}
             Output::Close(reason) => {
-                recorder.close(id, reason);
+                recorder.close(id, reason, 0);
                 closed = true;
             }
         }

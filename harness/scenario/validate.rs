@@ -29,7 +29,7 @@ pub enum ProblemKind {
     /// `[ims]` settings contradict each other ([`crate::ims::ImsConfig::problems`]).
     ImsContradiction,
     /// `[smarthost]` settings contradict each other or name something that does not exist
-    /// ([`crate::smarthost::SmartHostScript::problems`]).
+    /// ([`crate::proto::SmartHostScript::problems`]).
     SmartHostContradiction,
     /// An ETRN argument is expected twice in one list.
     DuplicateEtrn,

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::escape::unescape;
-use crate::smtp::etrn::rebuild_etrn_record;
-use crate::smtp::event::{CommandLine, EtrnFlag, Event};
+use crate::proto::etrn::rebuild_etrn_record;
+use crate::proto::event::{CommandLine, EtrnFlag, Event};
 use crate::wire::Verb;
 
-use super::recorder::TimedEvent;
+use crate::proto::recording::TimedEvent;
 
 /// Distinct replies shared at most; past this a reply is packed inline, so a server whose
 /// replies never repeat (queue ids, say) cannot grow the table without bound.
@@ -281,8 +281,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::etrn::{Greeted, read_etrn};
-    use crate::smtp::event::MessageRecord;
+    use crate::proto::etrn::{Greeted, read_etrn};
+    use crate::proto::event::MessageRecord;
     use crate::wire::Command;
 
     #[test]

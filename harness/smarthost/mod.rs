@@ -1,12 +1,12 @@
-//! The fake smart host: a scriptable ESMTP server that records what clients send.
+//! The fake smart host, running: the tokio driver around the sans-IO conversations of
+//! [`crate::proto`] (which decide everything it says), and the recorder of what clients send.
 //!
-//! - [`script`]: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
-//! - [`profile`]: server profiles as reviewed data (`profiles/*.toml`, or a file of one's own):
-//!   texts, limits, a greet pause and ordered ETRN rules, each proved against the server it names.
 //! - [`server`]: the tokio driver around the sans-IO session: deadlines, limits, TLS, a bounded
 //!   shutdown.
 //! - [`accept`]: the one accept loop of every server here (also the cassette proxies): the
 //!   connection cap, refusals counted apart, backoff when out of descriptors.
+//! - [`handle`]: the one handle of every running server: its address, a bounded shutdown, stop on
+//!   drop, and event-driven counts of sessions ended and connections refused.
 //! - [`recorder`]: every session's events, JSON recordings, event-driven waits.
 //! - [`stream`]: a `--record` stream (JSON Lines) read back into the recording document.
 //! - `log`: how the recorder packs a session's events in memory (replies shared, one buffer a
@@ -35,18 +35,16 @@
 //! ```
 
 pub mod accept;
+pub mod handle;
 mod log;
-pub mod profile;
 pub mod recorder;
-pub mod script;
 pub mod server;
 pub mod stream;
 pub mod tls;
 
-pub use profile::{Profile, ProfileName};
+pub use handle::ServerHandle;
 pub use recorder::{
-    EtrnCursor, Lifetime, LiveEvent, LiveLine, RecordedEtrn, Recorder, Recording, RecordingJson,
-    Retention, SessionPage, SessionRecording, SharedLine, WaitTimeout,
+    EtrnCursor, Lifetime, LiveEvent, LiveLine, Recorder, RecordingJson, Retention, SessionPage,
+    SharedLine, WaitTimeout,
 };
-pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};

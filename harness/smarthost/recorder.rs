@@ -11,140 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::log::{EventLog, Interner};
-use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tracing::warn;
 
-use crate::smtp::{CloseReason, EtrnRecord, Event, MessageRecord, transcript};
-use crate::wire::Verb;
-
-/// Version of the recording's JSON shape.
-pub const RECORDING_VERSION: u32 = 1;
-
-/// Everything a smart host saw.
-#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema)]
-pub struct Recording {
-    pub version: u32,
-    /// Connections refused with `421` at the connection cap: not sessions, counted apart.
-    pub refused: u64,
-    /// Closed sessions the recorder no longer holds (retention `open`): they are in the stream.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub forgotten: u64,
-    pub sessions: Vec<SessionRecording>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// One connection.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct SessionRecording {
-    /// 1, 2, 3 ... in order of connection.
-    pub id: u64,
-    /// The client's address.
-    pub peer: String,
-    /// Microseconds since the smart host started (monotonic clock).
-    pub started_us: u64,
-    pub ended_us: Option<u64>,
-    /// Why the session ended; `None` while it is open.
-    pub close: Option<CloseReason>,
-    /// Whether TLS was established.
-    pub tls: bool,
-    /// The greeting sent.
-    pub greeting: Option<RecordedReply>,
-    /// Every command line with its reply.
-    pub commands: Vec<RecordedCommand>,
-    /// Every ETRN, in order.
-    pub etrn: Vec<RecordedEtrn>,
-    /// Mail transactions that reached the end of DATA.
-    pub messages: Vec<MessageRecord>,
-    /// The full event log, for transcripts.
-    pub events: Vec<TimedEvent>,
-}
-
-/// A reply as sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct RecordedReply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-/// A command line and its reply.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct RecordedCommand {
-    pub at_us: u64,
-    /// The line as received, escaped (`\r`, `\n`, `\xNN`); credentials `[redacted]`.
-    pub raw: String,
-    /// Written as its upper-case text.
-    #[schemars(with = "String")]
-    pub verb: Verb,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub bare_lf: bool,
-    /// `None` when no reply was sent (the server hung up, or a DATA body line).
-    pub reply: Option<RecordedReply>,
-}
-
-/// An ETRN with its time.
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct RecordedEtrn {
-    pub at_us: u64,
-    #[serde(flatten)]
-    pub record: EtrnRecord,
-}
-
-/// An event with its time.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct TimedEvent {
-    pub at_us: u64,
-    #[serde(flatten)]
-    pub event: Event,
-}
-
-impl SessionRecording {
-    /// RFC-style `C:`/`S:` transcript of this session.
-    pub fn transcript(&self) -> String {
-        transcript(self.events.iter().map(|e| &e.event))
-    }
-
-    /// The normalised ETRN domains in order (arguments that are not domains are left out).
-    pub fn etrn_domains(&self) -> Vec<String> {
-        self.etrn
-            .iter()
-            .filter_map(|e| e.record.domain.clone())
-            .collect()
-    }
-}
-
-impl Recording {
-    /// Every session's ETRN domains, in order of arrival per session.
-    pub fn etrn_domains(&self) -> Vec<String> {
-        self.sessions
-            .iter()
-            .flat_map(|s| s.etrn_domains())
-            .collect()
-    }
-
-    /// The distinct ETRN domains, sorted.
-    pub fn etrn_domain_set(&self) -> std::collections::BTreeSet<String> {
-        self.etrn_domains().into_iter().collect()
-    }
-
-    /// Sessions that have ended, forgotten ones included.
-    pub fn closed_sessions(&self) -> usize {
-        usize::try_from(self.forgotten).unwrap_or(usize::MAX)
-            + self.sessions.iter().filter(|s| s.close.is_some()).count()
-    }
-
-    /// All sessions' transcripts, each under a header line.
-    pub fn transcript(&self) -> String {
-        self.sessions
-            .iter()
-            .map(|s| format!("# session {} from {}\n{}", s.id, s.peer, s.transcript()))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
+use crate::proto::recording::{RECORDING_VERSION, RecordedEtrn, Recording, SessionRecording};
+use crate::proto::{CloseReason, Event};
 
 /// What a live listener hears; `at_us` is microseconds since the recorder started, as in the
 /// recording.
@@ -219,7 +90,7 @@ mod line {
     use serde::Serialize;
     use serde_json::Value;
 
-    use crate::smtp::{CloseReason, Event};
+    use crate::proto::{CloseReason, Event};
 
     /// A session opened.
     #[derive(Serialize, schemars::JsonSchema)]
@@ -284,37 +155,6 @@ mod line {
     }
 }
 
-impl Recording {
-    /// The document up to the opening of its `sessions` list, for writers that add the sessions
-    /// one at a time: the fields stay those of `Recording`, in its order, whatever is added to
-    /// it (`sessions` is the last).
-    pub(crate) fn document_head(&self) -> Vec<u8> {
-        let empty = Recording {
-            version: self.version,
-            refused: self.refused,
-            forgotten: self.forgotten,
-            sessions: Vec::new(),
-        };
-        let mut bytes = serde_json::to_vec(&empty).unwrap_or_default();
-        if bytes.ends_with(b"[]}") {
-            bytes.truncate(bytes.len() - 2);
-        } else {
-            warn!("the recording's JSON does not end with its sessions; written field by field");
-            let forgotten = if self.forgotten == 0 {
-                String::new()
-            } else {
-                format!("\"forgotten\":{},", self.forgotten)
-            };
-            bytes = format!(
-                "{{\"version\":{},\"refused\":{},{forgotten}\"sessions\":[",
-                self.version, self.refused
-            )
-            .into_bytes();
-        }
-        bytes
-    }
-}
-
 /// Counts since a smart host started, never reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime {
@@ -348,7 +188,7 @@ pub struct WaitTimeout {
 }
 
 /// How much of a smart host's history the recorder keeps in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Retention {
     /// Every session, open or closed.
     #[default]
@@ -378,59 +218,12 @@ impl SessionLog {
     /// The session as a recording: the lists derived from the event log.
     fn derive(&self, interner: &Interner) -> SessionRecording {
         SessionRecording {
-            id: self.id,
-            peer: self.peer.to_string(),
-            started_us: self.started_us,
             ended_us: self.ended_us,
             close: self.close.clone(),
             tls: self.tls,
-            greeting: None,
-            commands: Vec::new(),
-            etrn: Vec::new(),
-            messages: Vec::new(),
-            events: Vec::new(),
+            ..SessionRecording::opened(self.id, self.peer.to_string(), self.started_us)
         }
         .with_events(self.events.events(interner))
-    }
-}
-
-impl SessionRecording {
-    /// The session with `events` as its log and the lists derived from it (greeting, commands
-    /// with their replies, ETRNs, messages): how the recorder builds every session it shows, and
-    /// how a `--record` stream is read back.
-    pub(crate) fn with_events(mut self, events: Vec<TimedEvent>) -> Self {
-        let s = &mut self;
-        for e in &events {
-            match &e.event {
-                Event::Command(c) => s.commands.push(RecordedCommand {
-                    at_us: e.at_us,
-                    raw: crate::escape::escape(&c.raw),
-                    verb: c.verb.clone(),
-                    bare_lf: c.bare_lf,
-                    reply: None,
-                }),
-                Event::Reply { code, lines } => {
-                    let reply = RecordedReply {
-                        code: *code,
-                        lines: lines.clone(),
-                    };
-                    match s.commands.last_mut() {
-                        Some(c) if c.reply.is_none() => c.reply = Some(reply),
-                        None if s.greeting.is_none() => s.greeting = Some(reply),
-                        // A reply with no command of its own: idle timeout, end of DATA.
-                        _ => {}
-                    }
-                }
-                Event::Etrn(record) => s.etrn.push(RecordedEtrn {
-                    at_us: e.at_us,
-                    record: record.as_ref().clone(),
-                }),
-                Event::Message(m) => s.messages.push(m.clone()),
-                _ => {}
-            }
-        }
-        self.events = events;
-        self
     }
 }
 
@@ -1259,7 +1052,7 @@ impl Drop for EtrnWaiter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smtp::CommandLine;
+    use crate::proto::CommandLine;
     use crate::wire::Command;
 
     fn peer() -> SocketAddr {
@@ -1367,7 +1160,7 @@ mod tests {
     fn etrn(r: &Recorder, id: u64, domain: &str) {
         r.event(
             id,
-            Event::Etrn(Box::new(crate::smtp::etrn::rebuild_etrn_record(
+            Event::Etrn(Box::new(crate::proto::etrn::rebuild_etrn_record(
                 domain.as_bytes(),
                 Some(250),
                 Vec::new(),

@@ -1,6 +1,6 @@
 //! The smart host: a tokio TCP server around the sans-IO session.
 //!
-//! The driver is deliberately thin: it reads bytes into the [`Session`], carries out its outputs in
+//! The driver is deliberately thin: it reads bytes into the [`Session`](crate::proto::Session), carries out its outputs in
 //! order (write after a scripted delay, upgrade to TLS, close), applies the deadlines and the
 //! connection cap, and hands every event to the [`Recorder`].
 //!
@@ -24,14 +24,16 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::smtp::{
-    Accepted, Behaviour, CloseReason, Conversation, Event, Output, Session, SessionLimits,
-};
+use crate::proto::factory::{ConversationFactory, Conversations, ConversationsError};
+use crate::proto::profile::Profile;
+use crate::proto::recording::Recording;
+use crate::proto::script::SmartHostScript;
+use crate::proto::{Accepted, CloseReason, Conversation, Event, Output, SessionLimits};
 
-use super::accept::{Cap, accept_loop};
-use super::profile::{Profile, ProfileError};
-use super::recorder::{Recorder, Recording, Retention};
-use super::script::SmartHostScript;
+use super::accept::Cap;
+pub use super::handle::SHUTDOWN_GRACE;
+use super::handle::ServerHandle;
+use super::recorder::{Recorder, Retention};
 use super::tls::{TlsSetupError, self_signed_acceptor};
 
 /// How to run a smart host.
@@ -77,16 +79,6 @@ impl SmartHostConfig {
     }
 }
 
-/// The limits a session of `behaviour` runs with: `limits`, with STARTTLS offered when the
-/// behaviour advertises it (a profile whose server offers it, as Debian's Exim does, makes the
-/// smart host offer it too, with a self-signed certificate).
-pub fn limits_for(behaviour: &dyn Behaviour, mut limits: SessionLimits) -> SessionLimits {
-    limits.starttls |= behaviour.ehlo().is_ok_and(|keywords| {
-        crate::wire::ehlo::advertises(keywords.iter().map(String::as_str), "STARTTLS")
-    });
-    limits
-}
-
 /// Starting a smart host failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -95,30 +87,27 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    /// The script's profile or cassette cannot be used.
     #[error(transparent)]
-    Profile(#[from] ProfileError),
+    Conversations(#[from] ConversationsError),
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    /// The task that reads the script's files did not finish (the runtime is shutting down).
+    #[error("cannot prepare the smart host: {0}")]
+    Blocking(String),
 }
 
-/// A running smart host. Dropping it stops accepting; [`SmartHost::shutdown`] also ends open
-/// sessions and returns the recording.
+/// A running smart host: the one [`ServerHandle`] every server here has, and its recorder.
+/// Dropping it stops accepting; [`SmartHost::shutdown`] also ends open sessions and returns the
+/// recording.
 pub struct SmartHost {
-    addr: SocketAddr,
+    handle: ServerHandle,
     recorder: Arc<Recorder>,
-    shutdown: watch::Sender<bool>,
     shared: Arc<Shared>,
-    server: Option<tokio::task::JoinHandle<()>>,
 }
-
-/// How long [`SmartHost::shutdown`] waits for open sessions before it ends them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The longest a TLS handshake may take, whatever the idle timeout.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Makes the conversation for each new connection.
-pub type ConversationFactory = Arc<dyn Fn(&Accepted) -> Box<dyn Conversation> + Send + Sync>;
 
 /// Replaces what a running smart host says, from the next connection on.
 #[derive(Clone)]
@@ -157,31 +146,49 @@ impl SmartHost {
         config: SmartHostConfig,
         recorder: Recorder,
     ) -> Result<SmartHost, StartError> {
-        let script = Arc::new(config.script);
-        let behaviour: Arc<dyn Behaviour> = match config.profile {
-            Some(profile) => Arc::new(script.behaviour_with(profile)),
-            None => Arc::new(script.behaviour()?),
-        };
-        let limits = limits_for(behaviour.as_ref(), config.limits);
-        let tls = if limits.starttls {
-            Some(self_signed_acceptor(behaviour.hostname())?)
-        } else {
-            None
-        };
-        let conversations: ConversationFactory = Arc::new(move |accepted| {
-            Box::new(Session::new(
-                Arc::clone(&behaviour),
-                limits.clone(),
-                accepted,
-            )) as Box<dyn Conversation>
-        });
-        info!(profile = %script.profile, "scripted smart host");
-        Self::start_with(
+        // The one factory decides (a cassette the script names is read here, before any
+        // connection); reading a file blocks, so it runs off the runtime's workers.
+        let SmartHostConfig {
+            script,
+            profile,
+            limits,
+            ..
+        } = config.clone();
+        let conversations = tokio::task::spawn_blocking(move || {
+            Conversations::for_script(&script, profile, &limits)
+        })
+        .await
+        .map_err(|e| StartError::Blocking(e.to_string()))??;
+        info!(profile = %config.script.profile, cassette = config.script.cassette.is_some(), "scripted smart host");
+        Self::start_conversations(
             config.listen,
             config.idle_timeout,
             config.max_connections,
-            tls,
             conversations,
+            recorder,
+        )
+        .await
+    }
+
+    /// Starts a server running `conversations` (with a self-signed certificate when they may ask
+    /// for STARTTLS).
+    pub async fn start_conversations(
+        listen: SocketAddr,
+        idle_timeout: Duration,
+        max_connections: usize,
+        conversations: Conversations,
+        recorder: Recorder,
+    ) -> Result<SmartHost, StartError> {
+        let tls = match &conversations.tls_name {
+            Some(name) => Some(self_signed_acceptor(name)?),
+            None => None,
+        };
+        Self::start_with(
+            listen,
+            idle_timeout,
+            max_connections,
+            tls,
+            conversations.factory,
             recorder,
         )
         .await
@@ -214,7 +221,6 @@ impl SmartHost {
             tls,
             recorder: Arc::clone(&recorder),
         });
-        let (shutdown, watcher) = watch::channel(false);
         let kept = Arc::clone(&shared);
         let counting = Arc::clone(&recorder);
         let cap = Cap {
@@ -222,8 +228,9 @@ impl SmartHost {
             refusal_timeout: idle_timeout,
             on_refusal: Arc::new(move || counting.refused()),
         };
-        let server = tokio::spawn(
-            accept_loop(listener, Some(cap), watcher, move |stream, peer, stop| {
+        let span = info_span!("smarthost", %addr);
+        let handle =
+            ServerHandle::spawn(listener, addr, span, cap, move |stream, peer, _, stop| {
                 let shared = Arc::clone(&shared);
                 let id = shared.recorder.open(peer);
                 async move {
@@ -233,16 +240,12 @@ impl SmartHost {
                     shared.recorder.close(id, reason);
                 }
                 .instrument(info_span!("session", id, %peer))
-            })
-            .instrument(info_span!("smarthost", %addr)),
-        );
+            });
         info!(%addr, "smart host listening");
         Ok(SmartHost {
-            addr,
+            handle,
             recorder,
             shared: kept,
-            shutdown,
-            server: Some(server),
         })
     }
 
@@ -260,7 +263,7 @@ impl SmartHost {
 
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.handle.addr()
     }
 
     /// The recorder: the recording so far, and event-driven waits.
@@ -291,27 +294,9 @@ impl SmartHost {
     /// Stops as [`SmartHost::shutdown`] does, without building the recording: for a caller that
     /// only counts, or reads the recorder in its own way ([`SmartHost::shared_recorder`] outlives
     /// this). Building a long recording at a stop would cost a multiple of its memory at once.
-    pub async fn stop(mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(mut server) = self.server.take() {
-            match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
-                Ok(Err(e)) => warn!(error = %e, "the accept loop ended abnormally"),
-                Ok(Ok(())) => {}
-                Err(_) => {
-                    warn!(grace = ?SHUTDOWN_GRACE, "sessions still open after the grace period; ending them");
-                    // Aborting the accept loop drops its set of session tasks, which aborts them.
-                    server.abort();
-                    let _ = server.await;
-                }
-            }
-        }
+    pub async fn stop(self) {
+        self.handle.stop().await;
         self.recorder.close_open(CloseReason::Shutdown);
-    }
-}
-
-impl Drop for SmartHost {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
     }
 }
 

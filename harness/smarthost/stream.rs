@@ -21,9 +21,10 @@ use serde_json::Value;
 use tracing::warn;
 
 use crate::files::{ReadFileError, open_regular};
-use crate::smtp::CloseReason;
+use crate::proto::CloseReason;
 
-use super::recorder::{RECORDING_VERSION, Recording, STREAM_VERSION, SessionRecording, TimedEvent};
+use super::recorder::STREAM_VERSION;
+use crate::proto::recording::{RECORDING_VERSION, Recording, SessionRecording, TimedEvent};
 
 /// The longest line read: a command line at the largest `--max-line-length` (1 MiB), every
 /// octet escaped as `\xNN` and that backslash escaped again in JSON, with room to spare.
@@ -272,19 +273,7 @@ pub fn write_document(path: &Path, out: &mut dyn Write) -> Result<usize, StreamE
                 held.insert(
                     session,
                     Building {
-                        session: SessionRecording {
-                            id: session,
-                            peer,
-                            started_us: at_us,
-                            ended_us: None,
-                            close: None,
-                            tls: false,
-                            greeting: None,
-                            commands: Vec::new(),
-                            etrn: Vec::new(),
-                            messages: Vec::new(),
-                            events: Vec::new(),
-                        },
+                        session: SessionRecording::opened(session, peer, at_us),
                         events: Vec::new(),
                     },
                 );
@@ -346,8 +335,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::proto::Event;
     use crate::smarthost::{Recorder, RecordingJson};
-    use crate::smtp::Event;
 
     /// A recorder streaming to a file, driven by hand; the document read back from the file
     /// equals the recorder's own.

@@ -1,6 +1,6 @@
 //! The wire layer: how SMTP bytes are cut and read, in one place.
 //!
-//! Every part that touches SMTP text (the scripted [`Session`](crate::smtp::Session), the
+//! Every part that touches SMTP text (the scripted [`Session`](crate::proto::Session), the
 //! recording proxy, replay, record-on-miss and the client's
 //! [`ReplyReader`](crate::reply::ReplyReader)) frames, splits and redacts through these
 //! functions, so they agree on what a line, a verb, a reply or a keyword is.

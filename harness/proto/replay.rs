@@ -25,13 +25,13 @@ use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
 
 use crate::escape::escape;
-use crate::smtp::etrn::{Greeted, read_etrn};
-use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
+use crate::proto::etrn::{Greeted, read_etrn};
+use crate::proto::{CloseReason, CommandLine, Conversation, Event, Output};
 use crate::wire::{Command, Frame, LineFramer, ReplyLine, Verb, ehlo, redact};
 
-use super::format::{Cassette, CassetteSession, Exchange, Request};
+use super::cassette::{Cassette, CassetteSession, Exchange, Request};
 
-pub use crate::smarthost::script::MatchMode;
+pub use crate::proto::script::MatchMode;
 
 /// The longest command line a replay reads, line end included; a longer one is answered with
 /// 500 and discarded, as the scripted session does.
@@ -469,7 +469,7 @@ impl ReplaySession {
     fn maybe_start_tls(&mut self, verb: &Verb, e: &Exchange) {
         let terminated = self
             .recorded()
-            .is_some_and(|s| s.tls == super::format::TlsMark::Terminated);
+            .is_some_and(|s| s.tls == super::cassette::TlsMark::Terminated);
         if *verb == Verb::StartTls && terminated && e.reply_code() == Some(220) && !self.closed {
             self.tls_pending = true;
             self.greeted = Greeted::No;
@@ -587,7 +587,7 @@ impl Conversation for ReplaySession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cassette::format::{Direction, one_session};
+    use crate::proto::cassette::{Direction, one_session};
 
     fn cassette() -> Arc<Cassette> {
         let t = one_session(
@@ -801,7 +801,7 @@ mod tests {
 
     #[test]
     fn a_cassette_cut_mid_exchange_replays_exactly_up_to_the_cut_and_has_nothing_after_it() {
-        let cassette = Cassette::parse(crate::cassette::format::DATA_REFUSED_THEN_CUT)
+        let cassette = Cassette::parse(crate::proto::cassette::DATA_REFUSED_THEN_CUT)
             .expect("it loads up to the cut");
         let options = ReplayOptions {
             mode: MatchMode::Strict,

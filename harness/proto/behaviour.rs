@@ -4,7 +4,7 @@
 //! script (`crate::smarthost`) implements it from a scenario or a server profile; a behaviour is
 //! shared by every session of one server, so answers by occurrence count across sessions.
 
-use crate::answer::Answer;
+use crate::proto::answer::Answer;
 use crate::wire::Verb;
 
 use super::etrn::EtrnFacts;

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Request};
 
-use crate::answer::Answer;
+use crate::proto::answer::Answer;
 use crate::reply::{Reply, ReplyCode};
 use crate::reply_code;
 use crate::wire::command::trim_line_end;

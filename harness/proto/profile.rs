@@ -1,6 +1,6 @@
 //! Server profiles: how real ETRN servers answer, as reviewed data files.
 //!
-//! Each file in `harness/smarthost/profiles/` is one server as it was observed on loopback with
+//! Each file in `harness/proto/profiles/` is one server as it was observed on loopback with
 //! `etrn-harness probe` (spec S rows, `scenarios/README.md`): its greeting, EHLO reply, the texts
 //! of the commands a probe sends, its line-length limit, an optional greet pause, and an ordered
 //! list of ETRN rules. A file names the server version it was verified against; `probe
@@ -21,8 +21,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::proto::{CommandLimit, ErrorLimit, EtrnFacts, GreetPause, LongLine, ServerReplies};
 use crate::reply::Reply;
-use crate::smtp::{CommandLimit, ErrorLimit, EtrnFacts, GreetPause, LongLine, ServerReplies};
 
 /// The shipped profiles.
 #[derive(

@@ -38,6 +38,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::path::Path;
 
 use crate::escape::{escape, unescape};
 use crate::wire::ReplyLine;
@@ -632,6 +633,39 @@ pub(crate) const DATA_REFUSED_THEN_CUT: &str = "etrn-harness cassette v1
 1 C: AUTH PLAIN
 1 S: 334 
 ";
+
+/// The largest cassette file read: a recording of some hundred thousand sessions. A cassette is
+/// held in memory to replay, so the cap bounds that too.
+pub const MAX_CASSETTE_FILE: u64 = 256 * 1024 * 1024;
+
+/// Why a cassette file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCassetteError {
+    /// Not a regular file, too large, unreadable.
+    #[error(transparent)]
+    Read(#[from] crate::files::ReadFileError),
+    /// Malformed: the line and what is wrong with it, never the line's text.
+    #[error("{path}:{}: {}", source.line, source.message)]
+    Parse { path: String, source: CassetteError },
+}
+
+/// Reads and parses the cassette at `path`: a regular file only (a FIFO or device is refused
+/// before any read, so nothing blocks), at most [`MAX_CASSETTE_FILE`] octets, a byte that is not
+/// UTF-8 named by its line. Blocking: call it off the runtime's workers.
+pub fn load_cassette(path: &Path) -> Result<Cassette, LoadCassetteError> {
+    let bytes = crate::files::read_regular_bytes(path, MAX_CASSETTE_FILE)?;
+    parse_cassette(&bytes, path)
+}
+
+/// Parses a cassette already read from `path` (named in errors with the line at fault).
+pub fn parse_cassette(bytes: &[u8], path: &Path) -> Result<Cassette, LoadCassetteError> {
+    let parse_error = |source| LoadCassetteError::Parse {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = text_of(bytes).map_err(parse_error)?;
+    Cassette::parse(text).map_err(parse_error)
+}
 
 #[cfg(test)]
 mod tests {

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::answer::{Answer, Answers};
 use crate::domain::{Domain, EtrnArg, EtrnOption};
 use crate::ims::PeerEhlo;
+use crate::proto::answer::{Answer, Answers};
+use crate::proto::{Behaviour, EtrnFacts, GreetPause, ServerReplies};
 use crate::reply::Reply;
-use crate::smtp::{Behaviour, EtrnFacts, GreetPause, ServerReplies};
 use crate::wire::Verb;
 
 use super::profile::{Profile, ProfileError, ProfileName, ServerFacts};
@@ -24,16 +24,7 @@ pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
 
 /// How a cassette replay matches commands to recorded exchanges (see `crate::cassette`).
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    clap::ValueEnum,
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum MatchMode {
@@ -444,7 +435,7 @@ mod tests {
             in_transaction: false,
             before_hello: false,
         };
-        let places = crate::smtp::Placeholders {
+        let places = crate::proto::Placeholders {
             arg: Some(text.as_bytes()),
             ..Default::default()
         };
