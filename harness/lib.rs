@@ -23,7 +23,7 @@
 //!   and tests.
 //! - [`files`]: reading a file a user named: a regular file only, never blocking, with a cap.
 //! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
-//! - [`rejection`]: a value refused while a file is read (message, fix, invalid or contradictory),
+//! - `rejection`: a value refused while a file is read (message, fix, invalid or contradictory),
 //!   kept typed across serde for the scenario loader.
 //! - [`ims`]: the reference model of the IMS as an ETRN client. A pure function from configuration
 //!   and the peer's EHLO answer to a dequeue plan; every decision names a [`ims::Rule`] with its
@@ -58,6 +58,20 @@
 //! - `python/`: a standard-library Python helper with a pytest fixture that starts `serve`.
 //! - `adapters/`: `--exec` adapters for real implementations (Python's smtplib, fetchmail).
 //!
+//! # Public surface
+//!
+//! Each module above is a namespace; inside it, the files are private (`pub(crate)`), and the
+//! module's `mod.rs` re-exports what a user of the library needs (`pub use`), so a file can be
+//! split or renamed without breaking anyone. The few namespaces that stay whole are sets of
+//! commands or formats: the benchmarks (`bench::load`, `bench::compare`, ...), the report
+//! renderers (`conformance::report`, `conformance::html`) and the cassette text format
+//! (`proto::cassette`). What most users need is also here at the root:
+//!
+//! - a smart host to test a client against: [`SmartHost`], [`SmartHostConfig`],
+//!   [`SmartHostScript`], and what it saw: [`Recorder`], [`Recording`];
+//! - scenarios and the model: [`Scenario`], [`load_scenario`], [`predict`];
+//! - conformance runs: [`run_case`], [`RunOptions`], [`Verdict`].
+//!
 //! # Example
 //!
 //! ```
@@ -71,6 +85,32 @@
 //! let args: Vec<&str> = plan.etrn_args().iter().map(|a| a.raw()).collect();
 //! assert_eq!(args, ["site.org.com"]);
 //! ```
+//!
+//! A smart host for a client under test (the README's "From Rust" example, word for word):
+//!
+//! ```
+//! # use etrn_harness::{SmartHost, SmartHostConfig, SmartHostScript};
+//! # async fn run_client_under_test(addr: std::net::SocketAddr) {
+//! #     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! #     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+//! #     c.write_all(b"EHLO c.example\r\nETRN a.example\r\nETRN B.Example\r\nQUIT\r\n").await.unwrap();
+//! #     let mut replies = Vec::new();
+//! #     c.read_to_end(&mut replies).await.unwrap();
+//! # }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use etrn_harness::{SmartHost, SmartHostConfig, SmartHostScript};
+//!
+//! let script: SmartHostScript = toml::from_str(r#"etrn_default = "458 busy""#)?;
+//! let host = SmartHost::start(SmartHostConfig::with_script(script)).await?; // 127.0.0.1:0, ready
+//! run_client_under_test(host.addr()).await;
+//! let rec = host.recorder().wait_for_closed_sessions(1, Duration::from_secs(5)).await?;
+//! assert_eq!(rec.etrn_domains(), ["a.example", "b.example"]);       // in order, normalised
+//! host.shutdown().await;                                             // returns the recording
+//! # Ok(())
+//! # }
+//! ```
 pub mod api;
 pub mod bench;
 pub mod cassette;
@@ -82,8 +122,13 @@ pub mod files;
 pub mod ims;
 pub mod probe;
 pub mod proto;
-pub mod rejection;
+pub(crate) mod rejection;
 pub mod reply;
 pub mod scenario;
 pub mod smarthost;
 pub mod wire;
+
+pub use conformance::{RunOptions, Verdict, run_case};
+pub use proto::{Recording, SmartHostScript};
+pub use scenario::{Scenario, load_scenario, predict};
+pub use smarthost::{Recorder, SmartHost, SmartHostConfig};

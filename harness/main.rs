@@ -52,7 +52,7 @@ fn main() -> ExitCode {
             } else if report {
                 say!("{}", etrn_harness::conformance::report::report_schema());
             } else {
-                say!("{}", scenario::schema::json_schema());
+                say!("{}", scenario::json_schema());
             }
             ExitCode::SUCCESS
         }

@@ -17,7 +17,7 @@ use etrn_harness::cassette::{
 use etrn_harness::proto::Event;
 use etrn_harness::proto::SmartHostScript;
 use etrn_harness::proto::cassette::{self as cassette_format, Cassette};
-use etrn_harness::proto::replay::{MatchMode, ReplayOptions};
+use etrn_harness::proto::{MatchMode, ReplayOptions};
 use etrn_harness::reply::ReplyReader;
 use etrn_harness::smarthost::{Recorder, SmartHost, SmartHostConfig};
 use etrn_harness::wire::Verb;
@@ -587,7 +587,7 @@ async fn a_line_without_end_is_recorded_in_bounded_pieces_that_join_up_again() {
     let text = std::fs::read_to_string(&path).expect("read");
     let longest = text.lines().map(str::len).max().unwrap_or(0);
     assert!(
-        longest <= etrn_harness::cassette::record::MAX_RECORDED_LINE + 16,
+        longest <= etrn_harness::cassette::MAX_RECORDED_LINE + 16,
         "a cassette line of {longest} bytes"
     );
     let cassette = Cassette::parse(&text).expect("parse");

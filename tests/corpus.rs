@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use etrn_harness::scenario::{self, Corpus, explain::explain};
+use etrn_harness::scenario::{self, Corpus, explain};
 
 mod common;
 

@@ -124,7 +124,7 @@ async fn answers_are_graded_by_the_rfc_rules() {
     // sendmail's answers, greeted at once (a scripted greeting replaces the greet pause).
     let script = SmartHostScript {
         profile: ProfileName::Sendmail,
-        greeting: Some(etrn_harness::proto::answer::Answer::reply(
+        greeting: Some(etrn_harness::proto::Answer::reply(
             etrn_harness::reply::Reply::parse("220 mx.example ESMTP").expect("reply"),
         )),
         ..SmartHostScript::default()

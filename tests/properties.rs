@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use etrn_harness::domain::{Domain, EtrnArg, EtrnOption};
-use etrn_harness::ims::routing::MatchKind;
+use etrn_harness::ims::MatchKind;
 use etrn_harness::ims::{
     self, Credentials, Delivery, Dequeue, DialUp, ExchangeVersion, Grade, ImsConfig, PeerEhlo,
     Registry, RegistryFlag, RoutingAction, RoutingMode, RoutingRow, SentTo, SiteAddress,

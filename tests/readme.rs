@@ -29,3 +29,33 @@ fn readme_examples() {
         .register_bin("sed", on_path("sed"))
         .case(&readme);
 }
+
+/// The README's Rust example is the crate doc's second example, which runs as a doctest: every
+/// line of the README's block, in order, is a visible line of that doctest.
+#[test]
+fn the_readme_rust_example_is_a_doctest() {
+    let readme = include_str!("../README.md");
+    let block: Vec<&str> = readme
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("the README has a ```rust block")
+        .lines()
+        .collect();
+    let crate_doc = include_str!("../harness/lib.rs");
+    let doctest: Vec<&str> = crate_doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| !l.starts_with("A smart host for a client under test"))
+        .skip_while(|l| *l != "```")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .filter(|l| !l.starts_with("# ") && *l != "#")
+        .collect();
+    assert!(!block.is_empty());
+    assert_eq!(
+        block, doctest,
+        "README.md's Rust example and lib.rs's doctest differ"
+    );
+}

@@ -13,7 +13,7 @@ use etrn_harness::client::Connection;
 use etrn_harness::proto::Event;
 use etrn_harness::proto::SmartHostScript;
 use etrn_harness::proto::cassette::Cassette;
-use etrn_harness::proto::replay::{MatchMode, ReplayOptions};
+use etrn_harness::proto::{MatchMode, ReplayOptions};
 use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
 
 mod common;
@@ -777,7 +777,7 @@ async fn a_scenario_can_answer_from_a_cassette() {
     let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
         .await
         .expect("starts");
-    etrn_harness::conformance::builtin::run(&scenario.ims, proxy.addr(), WAIT)
+    etrn_harness::conformance::run_builtin(&scenario.ims, proxy.addr(), WAIT)
         .await
         .expect("builtin runs");
     assert!(proxy.wait_for_ended_sessions(1, WAIT).await);

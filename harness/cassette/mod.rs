@@ -1,21 +1,21 @@
 //! Record and replay, the drivers: SMTP sessions with a real upstream captured into cassettes, and
 //! smart hosts that answer from them. The cassette format and the replay conversation are sans-IO,
-//! in [`crate::proto::cassette`] and [`crate::proto::replay`].
+//! in [`crate::proto::cassette`] and `crate::proto::replay`.
 //!
-//! - [`record`]: the recording proxy.
-//! - [`tls`](mod@tls): STARTTLS terminated by the recorder (its own certificate to the client, a TLS
+//! - `record`: the recording proxy.
+//! - `tls`: STARTTLS terminated by the recorder (its own certificate to the client, a TLS
 //!   client to the upstream).
-//! - [`listener`]: the accept loop the recorder and the record-on-miss replay share.
-//! - [`miss`]: replay that fetches and appends what the cassette misses (record on miss).
+//! - `listener`: the accept loop the recorder and the record-on-miss replay share.
+//! - `miss`: replay that fetches and appends what the cassette misses (record on miss).
 
-pub mod listener;
-pub mod miss;
-pub mod record;
-pub mod tls;
+pub(crate) mod listener;
+pub(crate) mod miss;
+pub(crate) mod record;
+pub(crate) mod tls;
 
 pub use listener::DEFAULT_MAX_CONNECTIONS;
 pub use miss::MissRecordingReplay;
-pub use record::{CassetteWriter, RecordError, RecordingProxy, TlsMode};
+pub use record::{CassetteWriter, MAX_RECORDED_LINE, RecordError, RecordingProxy, TlsMode};
 pub use tls::{TlsTerminate, UpstreamTrust};
 
 use std::net::SocketAddr;

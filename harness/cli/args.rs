@@ -657,7 +657,7 @@ pub fn parse_profile(s: &str) -> Result<etrn_harness::proto::ProfileName, String
 
 /// `replay --match`: how a command is matched to the cassette ([`MatchMode`]).
 ///
-/// [`MatchMode`]: etrn_harness::proto::replay::MatchMode
+/// [`MatchMode`]: etrn_harness::proto::MatchMode
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MatchArg {
     /// The same command lines in the same order, byte for byte.
@@ -668,9 +668,9 @@ pub enum MatchArg {
     Lenient,
 }
 
-impl From<MatchArg> for etrn_harness::proto::replay::MatchMode {
+impl From<MatchArg> for etrn_harness::proto::MatchMode {
     fn from(arg: MatchArg) -> Self {
-        use etrn_harness::proto::replay::MatchMode;
+        use etrn_harness::proto::MatchMode;
         match arg {
             MatchArg::Strict => MatchMode::Strict,
             MatchArg::Verb => MatchMode::Verb,

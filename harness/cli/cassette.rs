@@ -10,8 +10,8 @@ use etrn_harness::cassette::{
     UpstreamTrust,
 };
 use etrn_harness::proto::Event;
+use etrn_harness::proto::ReplayOptions;
 use etrn_harness::proto::cassette::{Cassette, LoadCassetteError};
-use etrn_harness::proto::replay::ReplayOptions;
 use etrn_harness::smarthost::{LiveEvent, ServerHandle};
 use etrn_harness::wire::Verb;
 

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use etrn_harness::scenario::{self, explain::explain};
+use etrn_harness::scenario::{self, explain};
 
 use super::{EXIT_DISAGREES, EXIT_INVALID, report_errors};
 
@@ -19,7 +19,7 @@ fn selected(paths: &[PathBuf], filter: Option<&str>) -> Result<scenario::Corpus,
     }
     if corpus.errors.is_empty() || filter.is_some() {
         let all = std::mem::take(&mut corpus.scenarios);
-        match scenario::select::select(all, |(_, s)| &s.id, filter) {
+        match scenario::select(all, |(_, s)| &s.id, filter) {
             Ok(kept) => corpus.scenarios = kept,
             Err(e) if corpus.errors.is_empty() => return Err(super::selection_error(&e)),
             Err(_) => {}

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use etrn_harness::domain::EtrnArg;
 use etrn_harness::escape::escape;
-use etrn_harness::probe::{
-    self, Comparison, Masks, ProbeReport, compare::compare, emit::profile_from, run::End,
-};
+use etrn_harness::probe::{self, Comparison, End, Masks, ProbeReport, compare, profile_from};
 use etrn_harness::proto::{Profile, SmartHostScript};
 use etrn_harness::scenario;
 
@@ -132,8 +130,8 @@ fn list() {
                     shown = format!("{}… ({} octets)", &shown[..cut], sent.len());
                 }
                 let how = match step {
-                    probe::set::Step::TalkFirst(_) => " (before the greeting)",
-                    probe::set::Step::Pipelined(_) => " (in one write)",
+                    probe::Step::TalkFirst(_) => " (before the greeting)",
+                    probe::Step::Pipelined(_) => " (in one write)",
                     _ => "",
                 };
                 say!("{:<28}   C{how}: {shown}", "");
@@ -144,7 +142,7 @@ fn list() {
 
 /// What `args` compares with; `Err` is the exit status after the error was shown.
 fn against(args: &ProbeArgs) -> Result<Option<Against>, ExitCode> {
-    let served = match EtrnArg::parse(probe::set::SERVED_DOMAIN) {
+    let served = match EtrnArg::parse(probe::SERVED_DOMAIN) {
         Ok(a) => vec![a],
         Err(_) => Vec::new(),
     };
@@ -214,7 +212,7 @@ fn emit(report: &ProbeReport, path: &Path) -> Result<(), ExitCode> {
         eprintln!("error: cannot write {}: {e}", path.display());
         return Err(ExitCode::from(super::exit::EXIT_SYSTEM));
     }
-    let answered = probe::probe_profile(probe::emit::served_script(), profile);
+    let answered = probe::probe_profile(probe::served_script(), profile);
     let differences = compare(
         &report.results,
         &report.masks,

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use etrn_harness::smarthost::stream::{StreamError, write_document};
+use etrn_harness::smarthost::{StreamError, write_document};
 
 use super::EXIT_INVALID;
 

@@ -33,7 +33,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         .map(|(file, scenario)| Case { file, scenario })
         .collect();
     // Nothing selected is no pass: a CI job with a mistyped filter must not go green.
-    let cases = match scenario::select::select(cases, |c| &c.scenario.id, args.filter.as_deref()) {
+    let cases = match scenario::select(cases, |c| &c.scenario.id, args.filter.as_deref()) {
         Ok(c) => c,
         Err(e) => return super::selection_error(&e),
     };

@@ -32,7 +32,7 @@ fn selected(filter: Option<&str>) -> Result<Vec<(ShippedFile, Scenario)>, ExitCo
             }
         }
     }
-    scenario::select::select(all, |(_, s)| &s.id, filter).map_err(|e| super::selection_error(&e))
+    scenario::select(all, |(_, s)| &s.id, filter).map_err(|e| super::selection_error(&e))
 }
 
 fn list(filter: Option<&str>) -> ExitCode {
@@ -51,7 +51,7 @@ fn list(filter: Option<&str>) -> ExitCode {
 }
 
 fn show(id: &str) -> ExitCode {
-    match scenario::select::builtin_one(id) {
+    match scenario::builtin_one(id) {
         Ok(f) => {
             say_raw!("{}", f.text);
             ExitCode::SUCCESS

@@ -84,7 +84,7 @@ pub enum RoutingAction {
     Relay,
 }
 
-/// One row of the table. Written and read as a [`RoutingRowFile`], whose action and `route_to` must
+/// One row of the table. Written and read as a `RoutingRowFile`, whose action and `route_to` must
 /// agree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "RoutingRowFile")]

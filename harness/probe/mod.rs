@@ -1,36 +1,37 @@
 //! Server-side conformance: the same ETRN probes against any smart host, or against a profile.
 //!
-//! `etrn-harness probe HOST:PORT` sends a documented, versioned set of probes ([`set`]), one
+//! `etrn-harness probe HOST:PORT` sends a documented, versioned set of probes (`set`), one
 //! fresh connection each, and reports every reply, whether the session stayed open, and the
-//! RFC 1985 / RFC 5321 rule each answer meets or breaks ([`rules`]). With a profile to compare,
+//! RFC 1985 / RFC 5321 rule each answer meets or breaks (`rules`). With a profile to compare,
 //! the same probes are answered in memory by the sans-IO session answering as the profile says,
 //! and every difference in code, masked text or connection state is reported ([`compare`]); so
 //! the shipped profiles are proved against the real servers they name, and anyone can clone
-//! their own smart host into a profile ([`emit`]).
+//! their own smart host into a profile (`emit`).
 //!
-//! - [`set`]: the probes and their version.
-//! - [`run`]: the TCP driver (every wait bounded) and the in-memory driver (virtual clock).
-//! - [`rules`]: the server-side rules with their grades and bases.
+//! - `set`: the probes and their version.
+//! - `run`: the TCP driver (every wait bounded) and the in-memory driver (virtual clock).
+//! - `rules`: the server-side rules with their grades and bases.
 //! - [`compare`]: masking (host name, dates, client name and address) and differences.
-//! - [`emit`]: a profile from what a server answered.
-//! - [`report`]: human, JSON and JUnit reports.
+//! - `emit`: a profile from what a server answered.
+//! - `report`: human, JSON and JUnit reports.
 
-pub mod compare;
-pub mod emit;
-pub mod report;
-pub mod rules;
-pub mod run;
-pub mod set;
+pub(crate) mod compare;
+pub(crate) mod emit;
+pub(crate) mod report;
+pub(crate) mod rules;
+pub(crate) mod run;
+pub(crate) mod set;
 
 use std::sync::Arc;
 
 use crate::proto::{Behaviour, SessionLimits};
 use crate::proto::{Profile, SmartHostScript};
 
-pub use compare::{Difference, Masks};
+pub use compare::{Difference, Masks, compare};
+pub use emit::{profile_from, served_script};
 pub use report::{Comparison, ProbeReport};
-pub use run::{ProbeResult, probe_behaviour, probe_server};
-pub use set::{PROBE_SET_VERSION, Probe, probe_set};
+pub use run::{End, ProbeResult, probe_behaviour, probe_server};
+pub use set::{PROBE_SET_VERSION, Probe, SERVED_DOMAIN, Step, probe_set};
 
 /// The address the in-memory session sees its client at (masked like a real one).
 pub const IN_MEMORY_CLIENT_IP: &str = "127.0.0.1";

@@ -3,44 +3,45 @@
 //! timers and move bytes; everything they run is made here.
 //!
 //! The server session:
-//! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
-//! - [`conversation`]: the trait a server driver runs: the session, or a cassette replay.
-//! - [`behaviour`]: the trait through which a script decides what the server says.
-//! - [`etrn`]: reading an ETRN line into a record with its flags, and the facts a behaviour
+//! - `session`: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
+//! - `conversation`: the trait a server driver runs: the session, or a cassette replay.
+//! - `behaviour`: the trait through which a script decides what the server says.
+//! - `etrn`: reading an ETRN line into a record with its flags, and the facts a behaviour
 //!   answers it from.
-//! - [`replies`]: the texts of a server's everyday replies, its line limit, a greet pause, and
+//! - `replies`: the texts of a server's everyday replies, its line limit, a greet pause, and
 //!   the placeholders reply texts may use.
-//! - [`event`]: what a session reports (commands, replies, ETRNs, messages, why it closed).
-//! - [`transcript`](mod@transcript): `C:`/`S:` text from events.
+//! - `event`: what a session reports (commands, replies, ETRNs, messages, why it closed).
+//! - `transcript`: `C:`/`S:` text from events.
 //!
 //! What it says:
-//! - [`script`]: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
-//! - [`answer`]: what a script does for one command: reply, delay, hang up; answers by occurrence.
-//! - [`profile`]: server profiles as reviewed data (`profiles/*.toml`, or a file of one's own):
+//! - `script`: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
+//! - `answer`: what a script does for one command: reply, delay, hang up; answers by occurrence.
+//! - `profile`: server profiles as reviewed data (`profiles/*.toml`, or a file of one's own):
 //!   texts, limits, a greet pause and ordered ETRN rules, each proved against the server it names.
 //! - [`cassette`](mod@cassette): the cassette text format, its parser and its line writer.
-//! - [`replay`]: a conversation answering from a cassette, and the matching modes.
-//! - [`factory`]: the one choice between script and cassette, for every server and the prediction.
+//! - `replay`: a conversation answering from a cassette, and the matching modes.
+//! - `factory`: the one choice between script and cassette, for every server and the prediction.
 //!
 //! What it saw:
-//! - [`recording`]: the [`Recording`] as plain data (what the judges read and `--record` writes),
+//! - `recording`: the [`Recording`] as plain data (what the judges read and `--record` writes),
 //!   and a lock-free builder for in-memory runs.
 
-pub mod answer;
-pub mod behaviour;
+pub(crate) mod answer;
+pub(crate) mod behaviour;
 pub mod cassette;
-pub mod conversation;
-pub mod etrn;
-pub mod event;
-pub mod factory;
-pub mod profile;
-pub mod recording;
-pub mod replay;
-pub mod replies;
-pub mod script;
-pub mod session;
-pub mod transcript;
+pub(crate) mod conversation;
+pub(crate) mod etrn;
+pub(crate) mod event;
+pub(crate) mod factory;
+pub(crate) mod profile;
+pub(crate) mod recording;
+pub(crate) mod replay;
+pub(crate) mod replies;
+pub(crate) mod script;
+pub(crate) mod session;
+pub(crate) mod transcript;
 
+pub use answer::Answer;
 pub use behaviour::Behaviour;
 pub use conversation::{Accepted, Conversation};
 pub use etrn::EtrnFacts;
@@ -48,6 +49,7 @@ pub use event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRe
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
 pub use profile::{Profile, ProfileName};
 pub use recording::{Recording, RecordingBuilder, SessionRecording};
+pub use replay::{MatchMode, ReplayOptions, ReplaySession};
 pub use replies::{CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, ServerReplies};
 pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
 pub use session::{Output, Session, SessionLimits};

@@ -368,7 +368,7 @@ impl Profile {
         Ok(profile)
     }
 
-    /// Reads a profile file: a regular file, at most [`MAX_PROFILE_FILE`] octets.
+    /// Reads a profile file: a regular file, at most `MAX_PROFILE_FILE` octets.
     pub fn read(path: &Path) -> Result<Profile, ProfileError> {
         let origin = path.display().to_string();
         let fail = |message: String| ProfileError {

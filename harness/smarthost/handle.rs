@@ -122,7 +122,7 @@ impl ServerHandle {
     }
 
     /// Stops accepting and ends the open sessions: they see the stop signal at once; any still
-    /// running after [`SHUTDOWN_GRACE`] are aborted. Returns the sessions served in all.
+    /// running after `SHUTDOWN_GRACE` are aborted. Returns the sessions served in all.
     pub async fn stop(mut self) -> usize {
         let _ = self.shutdown.send(true);
         if let Some(mut task) = self.task.take() {

@@ -1,17 +1,17 @@
 //! The fake smart host, running: the tokio driver around the sans-IO conversations of
 //! [`crate::proto`] (which decide everything it says), and the recorder of what clients send.
 //!
-//! - [`server`]: the tokio driver around the sans-IO session: deadlines, limits, TLS, a bounded
+//! - `server`: the tokio driver around the sans-IO session: deadlines, limits, TLS, a bounded
 //!   shutdown.
-//! - [`accept`]: the one accept loop of every server here (also the cassette proxies): the
+//! - `accept`: the one accept loop of every server here (also the cassette proxies): the
 //!   connection cap, refusals counted apart, backoff when out of descriptors.
-//! - [`handle`]: the one handle of every running server: its address, a bounded shutdown, stop on
+//! - `handle`: the one handle of every running server: its address, a bounded shutdown, stop on
 //!   drop, and event-driven counts of sessions ended and connections refused.
-//! - [`recorder`]: every session's events, JSON recordings, event-driven waits.
-//! - [`stream`]: a `--record` stream (JSON Lines) read back into the recording document.
+//! - `recorder`: every session's events, JSON recordings, event-driven waits.
+//! - `stream`: a `--record` stream (JSON Lines) read back into the recording document.
 //! - `log`: how the recorder packs a session's events in memory (replies shared, one buffer a
 //!   session).
-//! - [`tls`]: a self-signed certificate for STARTTLS, made at start-up.
+//! - `tls`: a self-signed certificate for STARTTLS, made at start-up.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -34,13 +34,13 @@
 //! # }
 //! ```
 
-pub mod accept;
-pub mod handle;
+pub(crate) mod accept;
+pub(crate) mod handle;
 mod log;
-pub mod recorder;
-pub mod server;
-pub mod stream;
-pub mod tls;
+pub(crate) mod recorder;
+pub(crate) mod server;
+pub(crate) mod stream;
+pub(crate) mod tls;
 
 pub use handle::ServerHandle;
 pub use recorder::{
@@ -48,3 +48,4 @@ pub use recorder::{
     SharedLine, WaitTimeout,
 };
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};
+pub use stream::{StreamError, write_document};

@@ -31,7 +31,6 @@ use crate::proto::script::SmartHostScript;
 use crate::proto::{Accepted, CloseReason, Conversation, Event, Output, SessionLimits};
 
 use super::accept::Cap;
-pub use super::handle::SHUTDOWN_GRACE;
 use super::handle::ServerHandle;
 use super::recorder::{Recorder, Retention};
 use super::tls::{TlsSetupError, self_signed_acceptor};
@@ -283,7 +282,7 @@ impl SmartHost {
     }
 
     /// Stops accepting, closes every open session, and returns the recording. Sessions close at
-    /// once (every wait of theirs races this signal); any still open after [`SHUTDOWN_GRACE`] are
+    /// once (every wait of theirs races this signal); any still open after `SHUTDOWN_GRACE` are
     /// ended and recorded as closed by `shutdown`.
     pub async fn shutdown(self) -> Recording {
         let recorder = Arc::clone(&self.recorder);

@@ -31,13 +31,6 @@ pub fn trim_line_end(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-/// The words of a command line: its line end dropped, split at runs of SP/HTAB.
-pub fn words(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    trim_line_end(line)
-        .split(is_space)
-        .filter(|w| !w.is_empty())
-}
-
 /// An SMTP command verb, whatever case it was sent in.
 ///
 /// Serialized as its upper-case text (`"EHLO"`, `""` for a blank line, the unknown verb's own

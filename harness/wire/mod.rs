@@ -5,20 +5,20 @@
 //! [`ReplyReader`](crate::reply::ReplyReader)) frames, splits and redacts through these
 //! functions, so they agree on what a line, a verb, a reply or a keyword is.
 //!
-//! - [`framing`]: cutting a byte stream into lines, with a cap and a linear scan.
-//! - [`command`]: a command line parsed once into its [`Verb`] and argument, with any whitespace
+//! - `framing`: cutting a byte stream into lines, with a cap and a linear scan.
+//! - `command`: a command line parsed once into its [`Verb`] and argument, with any whitespace
 //!   between them.
-//! - [`reply_line`]: one reply line's code, continuation mark and text.
-//! - [`ehlo`]: the keyword of an EHLO reply line.
-//! - [`redact`]: the one place credentials are taken out of what is recorded.
-//! - [`follow`]: which request each reply answers, for those who only watch a session.
+//! - `reply_line`: one reply line's code, continuation mark and text.
+//! - `ehlo`: the keyword of an EHLO reply line.
+//! - `redact`: the one place credentials are taken out of what is recorded.
+//! - `follow`: which request each reply answers, for those who only watch a session.
 
-pub mod command;
-pub mod ehlo;
-pub mod follow;
-pub mod framing;
-pub mod redact;
-pub mod reply_line;
+pub(crate) mod command;
+pub(crate) mod ehlo;
+pub(crate) mod follow;
+pub(crate) mod framing;
+pub(crate) mod redact;
+pub(crate) mod reply_line;
 
 pub use command::{Command, Verb};
 pub use follow::{ClientLine, Follower};
