@@ -1,0 +1,405 @@
+//! What the server side of a session has established, watched in one place.
+//!
+//! The scripted [`Session`](super::Session) and the cassette replay
+//! ([`ReplaySession`](crate::cassette::replay::ReplaySession)) both read a client's bytes as a
+//! server does: cut into lines with a cap, an over-long line discarded and answered once, message
+//! data after a 354 to DATA, an AUTH response after a 334 (recorded redacted), nothing read between
+//! a 220 to STARTTLS and the TLS handshake, and ETRN judged by whether EHLO or HELO was answered
+//! and a mail transaction is open. A [`ServerSideObserver`] owns that state and its transitions, so
+//! each rule lives here once: client bytes in, [`ClientLine`]s out (each command parsed once), and
+//! the server's replies in ([`ServerSideObserver::replied`], or the session's own decisions
+//! through [`ServerSideObserver::open_data`], [`ServerSideObserver::challenge`] and
+//! [`ServerSideObserver::start_tls`]).
+//!
+//! It is sans-IO like the session: it holds no socket and no clock, and the line framer stays the
+//! caller's ([`ServerSideObserver::next_line`] borrows it), so a data line is handed out as a
+//! slice of the framer's buffer while the caller changes the observer's state.
+
+use std::borrow::Cow;
+
+use crate::wire::{Command, Frame, LineFramer, ReplyLine, Verb, ehlo, redact};
+
+use super::etrn::Greeted;
+use super::event::CommandLine;
+
+/// The longest piece of a data line handed out at once; a longer line goes on in pieces (it is
+/// counted or hashed, never kept whole).
+pub const DATA_CHUNK: usize = 64 * 1024;
+
+/// Where message data ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataEnd {
+    /// At CRLF "." CRLF only (RFC 5321 §4.1.1.4): a "." line after a line that ended in a bare
+    /// LF, or after a piece of an over-long line, is data. The scripted session's rule.
+    CrlfDotCrlf,
+    /// At any line that is ".\r\n", as a line-reading upstream ends it: the rule the recorder saw
+    /// applied, so the replay ends the data where the recorded server did.
+    DotLine,
+}
+
+/// How the next client bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Commands,
+    Data {
+        /// The previous data line ended with CRLF (DATA's own CRLF counts).
+        after_crlf: bool,
+        /// A piece of an over-long line was handed out: the next line end ends that line.
+        mid_line: bool,
+    },
+    /// A 334 was sent: the next line is an AUTH response, a secret.
+    AuthResponse,
+    /// STARTTLS was accepted: nothing is read until the handshake is done (CVE-2011-0411).
+    TlsPending,
+}
+
+/// A command line, parsed once, with the form it is recorded in.
+#[derive(Debug, Clone)]
+pub struct ObservedCommand<'a> {
+    pub command: Command<'a>,
+    /// The line as it may be recorded, shown and matched: credentials redacted.
+    pub recorded: Cow<'a, [u8]>,
+    /// The line is an AUTH response (its first word is no verb but part of the secret).
+    pub auth_response: bool,
+}
+
+impl<'a> ObservedCommand<'a> {
+    /// The line after a 334: a secret whatever it holds.
+    pub fn auth_response(line: &'a [u8]) -> Self {
+        ObservedCommand {
+            command: Command::parse(line),
+            recorded: Cow::Borrowed(redact::CONTINUATION),
+            auth_response: true,
+        }
+    }
+
+    /// The verb to record: none for an AUTH response.
+    pub fn recorded_verb(&self) -> Verb {
+        if self.auth_response {
+            Verb::Blank
+        } else {
+            self.command.verb().clone()
+        }
+    }
+
+    /// The command event that reports this line.
+    pub fn record(&self) -> CommandLine {
+        let line = self.command.line();
+        CommandLine {
+            raw: self.recorded.clone().into_owned(),
+            verb: self.recorded_verb(),
+            bare_lf: !line.ends_with(b"\r\n"),
+            redacted: *self.recorded != *line,
+        }
+    }
+}
+
+/// What one step of the client's bytes is.
+#[derive(Debug)]
+pub enum ClientLine<'a> {
+    /// A command line no longer than the limit.
+    Command(ObservedCommand<'a>),
+    /// The line after a 334.
+    AuthResponse(&'a [u8]),
+    /// A line of message data; `starts_line` is false for the end of a line whose first
+    /// pieces came as [`ClientLine::DataPiece`] (so a "." there is no dot-stuffing).
+    Data { line: &'a [u8], starts_line: bool },
+    /// The line that ends message data; the observer reads commands again.
+    EndOfData(&'a [u8]),
+    /// A [`DATA_CHUNK`] piece of a data line that has not ended.
+    DataPiece(&'a [u8]),
+    /// A piece of a command (or AUTH response) line past the limit; `first` for its first.
+    OverlongPiece { piece: &'a [u8], first: bool },
+    /// A line past the limit ended, discarded: `octets` in all, `last` its last frame (the
+    /// whole line when `whole`, its tail after [`ClientLine::OverlongPiece`]s otherwise).
+    TooLong {
+        octets: usize,
+        last: &'a [u8],
+        whole: bool,
+    },
+    /// Bytes that came after STARTTLS was accepted, before the handshake: never read.
+    DiscardedAfterStartTls { octets: usize },
+}
+
+/// The request a reply answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt<'a> {
+    /// A command, by its verb.
+    Command(&'a Verb),
+    /// An AUTH response.
+    AuthResponse,
+    /// The end of message data.
+    EndOfData,
+}
+
+/// What a reply started that the caller must carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replied {
+    /// Nothing more to do.
+    Continue,
+    /// 220 to STARTTLS: the caller starts the handshake (and calls
+    /// [`ServerSideObserver::start_tls`]) or, if it cannot, reads on in plaintext.
+    TlsStarts,
+}
+
+/// The server side's view of one session; see the [module](self) documentation.
+#[derive(Debug, Clone)]
+pub struct ServerSideObserver {
+    /// The command line limit, line end included.
+    line_limit: usize,
+    data_end: DataEnd,
+    reading: Reading,
+    /// Octets of an over-long line discarded so far; `Some` while discarding up to its LF.
+    overlong: Option<usize>,
+    /// Which command lines answer an AUTH whatever its reply (the one redaction's rule).
+    auth_responses: redact::AuthResponses,
+    greeted: Greeted,
+    in_transaction: bool,
+}
+
+impl ServerSideObserver {
+    /// A session that has just begun: commands of at most `line_limit` octets (line end
+    /// included), message data ending as `data_end` says.
+    pub fn new(line_limit: usize, data_end: DataEnd) -> Self {
+        ServerSideObserver {
+            line_limit,
+            data_end,
+            reading: Reading::Commands,
+            overlong: None,
+            auth_responses: redact::AuthResponses::default(),
+            greeted: Greeted::No,
+            in_transaction: false,
+        }
+    }
+
+    /// The next line (or piece) out of `lines`, classified; `None` when more bytes are needed.
+    pub fn next_line<'f>(&mut self, lines: &'f mut LineFramer) -> Option<ClientLine<'f>> {
+        let cap = match self.reading {
+            Reading::TlsPending => {
+                let octets = lines.take_pending().len();
+                return (octets > 0).then_some(ClientLine::DiscardedAfterStartTls { octets });
+            }
+            Reading::Data { .. } => DATA_CHUNK,
+            // One octet more than the limit: a line of exactly the limit plus one comes whole,
+            // so a server that truncates has it all.
+            Reading::Commands | Reading::AuthResponse => self.line_limit + 1,
+        };
+        let frame = lines.next_frame(cap)?;
+        Some(match (self.reading, frame) {
+            (Reading::Data { after_crlf, mid_line }, Frame::Line(line)) => {
+                let ends = line == b".\r\n"
+                    && match self.data_end {
+                        DataEnd::CrlfDotCrlf => after_crlf && !mid_line,
+                        DataEnd::DotLine => true,
+                    };
+                if ends {
+                    self.reading = Reading::Commands;
+                    self.in_transaction = false;
+                    ClientLine::EndOfData(line)
+                } else {
+                    self.reading = Reading::Data {
+                        after_crlf: line.ends_with(b"\r\n"),
+                        mid_line: false,
+                    };
+                    ClientLine::Data {
+                        line,
+                        starts_line: !mid_line,
+                    }
+                }
+            }
+            (Reading::Data { after_crlf, .. }, Frame::Overlong(piece)) => {
+                self.reading = Reading::Data {
+                    after_crlf,
+                    mid_line: true,
+                };
+                ClientLine::DataPiece(piece)
+            }
+            (_, Frame::Overlong(piece)) => {
+                let first = self.overlong.is_none();
+                *self.overlong.get_or_insert(0) += piece.len();
+                ClientLine::OverlongPiece { piece, first }
+            }
+            (reading, Frame::Line(line)) => {
+                if let Some(discarded) = self.overlong.take() {
+                    // The AUTH exchange, if any, goes on: the next line is still its response.
+                    ClientLine::TooLong {
+                        octets: discarded + line.len(),
+                        last: line,
+                        whole: false,
+                    }
+                } else if reading == Reading::AuthResponse {
+                    self.reading = Reading::Commands;
+                    ClientLine::AuthResponse(line)
+                } else if line.len() > self.line_limit {
+                    ClientLine::TooLong {
+                        octets: line.len(),
+                        last: line,
+                        whole: true,
+                    }
+                } else {
+                    ClientLine::Command(self.command(line))
+                }
+            }
+        })
+    }
+
+    /// `line` read as a command: parsed once, its recorded form by the one redaction. For a
+    /// line the caller made itself (a truncated over-long line) as for one [`next_line`] read.
+    ///
+    /// [`next_line`]: Self::next_line
+    pub fn command<'a>(&mut self, line: &'a [u8]) -> ObservedCommand<'a> {
+        let command = Command::parse(line);
+        let (recorded, auth_response) = self.auth_responses.line(&command);
+        ObservedCommand {
+            command,
+            recorded,
+            auth_response,
+        }
+    }
+
+    /// The server's reply (its lines as sent, line ends included) to `prompt`, for a server
+    /// whose state follows what it said: the replay.
+    pub fn replied<L: AsRef<[u8]>>(&mut self, prompt: Prompt<'_>, reply: &[L]) -> Replied {
+        let Some(code) = reply
+            .first()
+            .and_then(|l| ReplyLine::parse(l.as_ref()))
+            .map(|l| l.code)
+        else {
+            return Replied::Continue;
+        };
+        let complete = reply
+            .last()
+            .is_some_and(|l| ReplyLine::ends_reply(l.as_ref()));
+        let positive = (200..300).contains(&code);
+        match (prompt, code) {
+            (Prompt::Command(Verb::Ehlo), _) if positive => {
+                let keywords: Vec<String> = reply
+                    .iter()
+                    .skip(1)
+                    .filter_map(|l| ReplyLine::parse(l.as_ref()))
+                    .map(|l| String::from_utf8_lossy(l.text).into_owned())
+                    .collect();
+                self.greeted_by_ehlo(keywords.iter().map(String::as_str));
+            }
+            (Prompt::Command(Verb::Helo), _) if positive => self.greeted_by_helo(),
+            (Prompt::Command(Verb::Mail), _) if positive => self.open_transaction(),
+            (Prompt::Command(Verb::Rset), _) => self.close_transaction(),
+            (Prompt::Command(Verb::Data), 354) if complete => self.open_data(),
+            (Prompt::Command(Verb::Auth) | Prompt::AuthResponse, 334) => self.challenge(),
+            (Prompt::Command(Verb::Auth) | Prompt::AuthResponse, 235) => self.authenticated(),
+            (Prompt::Command(Verb::StartTls), 220) => return Replied::TlsStarts,
+            _ => {}
+        }
+        Replied::Continue
+    }
+
+    /// EHLO was answered with these ehlo-lines (the greeting line left out): greeted, with or
+    /// without ETRN advertised, and no mail transaction (RFC 5321 §4.1.4).
+    pub fn greeted_by_ehlo<'k>(&mut self, keywords: impl IntoIterator<Item = &'k str>) {
+        self.greeted = if ehlo::advertises(keywords, "ETRN") {
+            Greeted::EtrnAdvertised
+        } else {
+            Greeted::EtrnNotAdvertised
+        };
+        self.in_transaction = false;
+    }
+
+    /// HELO was answered: greeted without extensions, and no mail transaction.
+    pub fn greeted_by_helo(&mut self) {
+        self.greeted = Greeted::Helo;
+        self.in_transaction = false;
+    }
+
+    /// MAIL was accepted: a mail transaction is open.
+    pub fn open_transaction(&mut self) {
+        self.in_transaction = true;
+    }
+
+    /// RSET: no mail transaction (whatever its reply: a server resets on RSET).
+    pub fn close_transaction(&mut self) {
+        self.in_transaction = false;
+    }
+
+    /// 354 to DATA: message data follows, up to its end.
+    pub fn open_data(&mut self) {
+        self.reading = Reading::Data {
+            after_crlf: true,
+            mid_line: false,
+        };
+    }
+
+    /// 334 to AUTH or to a response: the next line is a response.
+    pub fn challenge(&mut self) {
+        self.reading = Reading::AuthResponse;
+    }
+
+    /// 235: the AUTH exchange is over, the next line is a command whatever it looks like.
+    pub fn authenticated(&mut self) {
+        self.auth_responses = redact::AuthResponses::default();
+    }
+
+    /// The TLS handshake starts: nothing is read until [`Self::tls_established`], and the
+    /// session starts over (RFC 3207 §4.2).
+    pub fn start_tls(&mut self) {
+        self.reading = Reading::TlsPending;
+        self.greeted = Greeted::No;
+        self.in_transaction = false;
+    }
+
+    /// The TLS handshake is done: commands are read again.
+    pub fn tls_established(&mut self) {
+        if self.reading == Reading::TlsPending {
+            self.reading = Reading::Commands;
+        }
+    }
+
+    /// True between STARTTLS accepted and the handshake done.
+    pub fn tls_pending(&self) -> bool {
+        self.reading == Reading::TlsPending
+    }
+
+    /// True while message data is read.
+    pub fn in_data(&self) -> bool {
+        matches!(self.reading, Reading::Data { .. })
+    }
+
+    /// True when the next line is an AUTH response rather than a command.
+    pub fn awaits_auth_response(&self) -> bool {
+        self.reading == Reading::AuthResponse
+    }
+
+    /// Where the session stands for an ETRN.
+    pub fn greeted(&self) -> Greeted {
+        self.greeted
+    }
+
+    /// True while a mail transaction is open (MAIL accepted, its data not ended, no RSET).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    /// `lines`, not yet read, one after another, as they would be recorded (see
+    /// [`super::Conversation::recorded_forms`]); the state unchanged.
+    pub fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        if self.awaits_auth_response() {
+            return vec![redact::CONTINUATION.to_vec(); lines.len()];
+        }
+        self.auth_responses.forms(lines)
+    }
+
+    /// The recorded form of `rest`, the last bytes of a client that left mid-line; `None` when
+    /// they are no line (empty, message data, after STARTTLS, the tail of an over-long line).
+    pub fn unterminated(&mut self, rest: &[u8]) -> Option<Vec<u8>> {
+        let a_line = self.reading != Reading::TlsPending && !self.in_data() && self.overlong.is_none();
+        if !a_line || rest.is_empty() {
+            return None;
+        }
+        // An AUTH response is a secret whatever it holds.
+        let (form, secret) = self.auth_responses.line(&Command::parse(rest));
+        Some(if secret || self.awaits_auth_response() {
+            redact::MARK.as_bytes().to_vec()
+        } else {
+            form.into_owned()
+        })
+    }
+}
