@@ -186,7 +186,13 @@ impl ServerSideObserver {
         };
         let frame = lines.next_frame(cap)?;
         Some(match (self.reading, frame) {
-            (Reading::Data { after_crlf, mid_line }, Frame::Line(line)) => {
+            (
+                Reading::Data {
+                    after_crlf,
+                    mid_line,
+                },
+                Frame::Line(line),
+            ) => {
                 let ends = line == b".\r\n"
                     && match self.data_end {
                         DataEnd::CrlfDotCrlf => after_crlf && !mid_line,
@@ -390,7 +396,8 @@ impl ServerSideObserver {
     /// The recorded form of `rest`, the last bytes of a client that left mid-line; `None` when
     /// they are no line (empty, message data, after STARTTLS, the tail of an over-long line).
     pub fn unterminated(&mut self, rest: &[u8]) -> Option<Vec<u8>> {
-        let a_line = self.reading != Reading::TlsPending && !self.in_data() && self.overlong.is_none();
+        let a_line =
+            self.reading != Reading::TlsPending && !self.in_data() && self.overlong.is_none();
         if !a_line || rest.is_empty() {
             return None;
         }
@@ -401,5 +408,329 @@ impl ServerSideObserver {
         } else {
             form.into_owned()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one classified line is, owned, for comparing.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Seen {
+        Command { recorded: String, secret: bool },
+        AuthResponse(String),
+        Data { line: String, starts_line: bool },
+        EndOfData,
+        DataPiece(usize),
+        OverlongPiece { octets: usize, first: bool },
+        TooLong { octets: usize, whole: bool },
+        Discarded(usize),
+    }
+
+    fn seen(line: ClientLine<'_>) -> Seen {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match line {
+            ClientLine::Command(c) => Seen::Command {
+                recorded: text(&c.recorded),
+                secret: c.auth_response,
+            },
+            ClientLine::AuthResponse(l) => Seen::AuthResponse(text(l)),
+            ClientLine::Data { line, starts_line } => Seen::Data {
+                line: text(line),
+                starts_line,
+            },
+            ClientLine::EndOfData(_) => Seen::EndOfData,
+            ClientLine::DataPiece(p) => Seen::DataPiece(p.len()),
+            ClientLine::OverlongPiece { piece, first } => Seen::OverlongPiece {
+                octets: piece.len(),
+                first,
+            },
+            ClientLine::TooLong { octets, whole, .. } => Seen::TooLong { octets, whole },
+            ClientLine::DiscardedAfterStartTls { octets } => Seen::Discarded(octets),
+        }
+    }
+
+    fn command(line: &str) -> Seen {
+        Seen::Command {
+            recorded: line.into(),
+            secret: false,
+        }
+    }
+
+    /// The observer and a framer, fed like a server: each line answered before the next is read.
+    struct Server {
+        observer: ServerSideObserver,
+        lines: LineFramer,
+    }
+
+    impl Server {
+        fn new(data_end: DataEnd) -> Self {
+            Server {
+                observer: ServerSideObserver::new(512, data_end),
+                lines: LineFramer::new(),
+            }
+        }
+
+        fn push(&mut self, bytes: &[u8]) {
+            self.lines.push(bytes);
+        }
+
+        fn next(&mut self) -> Option<Seen> {
+            self.observer.next_line(&mut self.lines).map(seen)
+        }
+
+        /// Reads one command line and answers it with `reply`.
+        fn exchange(&mut self, line: &str, reply: &[&str]) -> Replied {
+            self.push(line.as_bytes());
+            let next = self.observer.next_line(&mut self.lines);
+            let Some(ClientLine::Command(c)) = next else {
+                panic!("{line:?} read as {:?}", next.map(seen));
+            };
+            let verb = c.command.verb().clone();
+            self.observer.replied(Prompt::Command(&verb), reply)
+        }
+    }
+
+    #[test]
+    fn ehlo_and_helo_replies_greet_and_end_the_transaction_a_refusal_does_not() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        assert_eq!(s.observer.greeted(), Greeted::No);
+        s.exchange("EHLO c\r\n", &["550 no\r\n"]);
+        assert_eq!(s.observer.greeted(), Greeted::No);
+        s.exchange(
+            "EHLO c\r\n",
+            &["250-mx\r\n", "250-SIZE 1000\r\n", "250 etrn\r\n"],
+        );
+        assert_eq!(s.observer.greeted(), Greeted::EtrnAdvertised);
+        s.exchange("MAIL FROM:<a@b>\r\n", &["250 ok\r\n"]);
+        assert!(s.observer.in_transaction());
+        s.exchange("EHLO c\r\n", &["250-mx\r\n", "250 ETRNX\r\n"]);
+        assert_eq!(s.observer.greeted(), Greeted::EtrnNotAdvertised);
+        assert!(!s.observer.in_transaction(), "EHLO ends the transaction");
+        s.exchange("MAIL FROM:<a@b>\r\n", &["250 ok\r\n"]);
+        s.exchange("HELO c\r\n", &["250 mx\r\n"]);
+        assert_eq!(s.observer.greeted(), Greeted::Helo);
+        assert!(!s.observer.in_transaction(), "HELO ends the transaction");
+    }
+
+    #[test]
+    fn mail_opens_a_transaction_only_when_accepted_and_rset_closes_it_whatever_its_reply() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        s.exchange("MAIL FROM:<a@b>\r\n", &["503 5.5.1 send HELO first\r\n"]);
+        assert!(!s.observer.in_transaction());
+        s.exchange("MAIL FROM:<a@b>\r\n", &["250 ok\r\n"]);
+        assert!(s.observer.in_transaction());
+        s.exchange("RSET\r\n", &["500 odd\r\n"]);
+        assert!(!s.observer.in_transaction());
+    }
+
+    #[test]
+    fn data_follows_354_to_data_only_and_ends_the_transaction() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        s.exchange("MAIL FROM:<a@b>\r\n", &["250 ok\r\n"]);
+        s.exchange("NOOP\r\n", &["354 not for NOOP\r\n"]);
+        assert!(!s.observer.in_data());
+        s.exchange("DATA\r\n", &["354 go\r\n"]);
+        assert!(s.observer.in_data());
+        s.push(b"QUIT\r\n..stuffed\r\n.\r\nNOOP\r\n");
+        assert_eq!(
+            s.next(),
+            Some(Seen::Data {
+                line: "QUIT\r\n".into(),
+                starts_line: true
+            })
+        );
+        assert!(matches!(s.next(), Some(Seen::Data { .. })));
+        assert_eq!(s.next(), Some(Seen::EndOfData));
+        assert!(!s.observer.in_transaction());
+        assert_eq!(s.next(), Some(command("NOOP\r\n")));
+        // A 354 cut short (the upstream closed mid-reply) opens nothing.
+        s.exchange("DATA\r\n", &["354 go"]);
+        assert!(!s.observer.in_data());
+    }
+
+    #[test]
+    fn where_data_ends_is_the_server_s_rule() {
+        for (data_end, ends_after_bare_lf) in
+            [(DataEnd::CrlfDotCrlf, false), (DataEnd::DotLine, true)]
+        {
+            let mut s = Server::new(data_end);
+            s.observer.open_data();
+            s.push(b"text\n.\r\n");
+            assert!(matches!(s.next(), Some(Seen::Data { .. })));
+            assert_eq!(
+                s.next() == Some(Seen::EndOfData),
+                ends_after_bare_lf,
+                "{data_end:?}"
+            );
+        }
+        // After a piece of a long data line, the "." that ends that line is no end, nor stuffing.
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        s.observer.open_data();
+        let mut long = vec![b'x'; DATA_CHUNK];
+        long.extend_from_slice(b".\r\n.\r\n");
+        s.push(&long);
+        assert_eq!(s.next(), Some(Seen::DataPiece(DATA_CHUNK)));
+        assert_eq!(
+            s.next(),
+            Some(Seen::Data {
+                line: ".\r\n".into(),
+                starts_line: false
+            })
+        );
+        assert_eq!(s.next(), Some(Seen::EndOfData));
+    }
+
+    #[test]
+    fn pipelined_commands_come_out_in_order_and_a_354_turns_the_rest_into_data() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        s.push(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nETRN x\r\n.\r\nETRN y\r\n");
+        assert_eq!(s.next(), Some(command("MAIL FROM:<a@b>\r\n")));
+        s.observer
+            .replied(Prompt::Command(&Verb::Mail), &["250 ok\r\n"]);
+        assert_eq!(s.next(), Some(command("RCPT TO:<c@d>\r\n")));
+        assert_eq!(s.next(), Some(command("DATA\r\n")));
+        s.observer
+            .replied(Prompt::Command(&Verb::Data), &["354 go\r\n"]);
+        assert!(
+            matches!(s.next(), Some(Seen::Data { .. })),
+            "ETRN x is data"
+        );
+        assert_eq!(s.next(), Some(Seen::EndOfData));
+        assert_eq!(s.next(), Some(command("ETRN y\r\n")));
+        assert_eq!(s.next(), None);
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_discarded_with_its_length_and_reading_goes_on() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        // The limit is 512 with the line end: 513 octets still come whole (for truncation).
+        let at_limit = format!("NOOP {}\r\n", "a".repeat(512 - 7));
+        s.push(at_limit.as_bytes());
+        assert!(matches!(s.next(), Some(Seen::Command { .. })));
+        let one_over = format!("NOOP {}\r\n", "a".repeat(513 - 7));
+        s.push(one_over.as_bytes());
+        assert_eq!(
+            s.next(),
+            Some(Seen::TooLong {
+                octets: 513,
+                whole: true
+            })
+        );
+        let long = format!("NOOP {}\r\nQUIT\r\n", "a".repeat(2000));
+        s.push(long.as_bytes());
+        let mut seen = Vec::new();
+        while let Some(line) = s.next() {
+            seen.push(line);
+        }
+        assert_eq!(
+            seen,
+            [
+                Seen::OverlongPiece {
+                    octets: 513,
+                    first: true
+                },
+                Seen::OverlongPiece {
+                    octets: 513,
+                    first: false
+                },
+                Seen::OverlongPiece {
+                    octets: 513,
+                    first: false
+                },
+                Seen::TooLong {
+                    octets: 2007,
+                    whole: false
+                },
+                command("QUIT\r\n"),
+            ]
+        );
+    }
+
+    #[test]
+    fn auth_responses_are_recorded_redacted_after_a_334_and_after_a_refusal() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        // The initial response goes from the AUTH line itself.
+        s.push(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+        assert_eq!(s.next(), Some(command("AUTH PLAIN [redacted]\r\n")));
+        // A refused AUTH: a response sent anyway is still a secret, until a command comes.
+        s.observer
+            .replied(Prompt::Command(&Verb::Auth), &["504 no\r\n"]);
+        s.push(b"AGFsaWNlAHNlY3JldA==\r\nNOOP\r\nc2VjcmV0\r\n");
+        let secret = Seen::Command {
+            recorded: "[redacted]\r\n".into(),
+            secret: true,
+        };
+        assert_eq!(s.next(), Some(secret));
+        assert_eq!(s.next(), Some(command("NOOP\r\n")));
+        assert_eq!(s.next(), Some(command("c2VjcmV0\r\n")));
+        // After a 334 the next line is a response whatever it looks like, and only that line.
+        s.exchange("AUTH LOGIN\r\n", &["334 VXNlcm5hbWU6\r\n"]);
+        assert!(s.observer.awaits_auth_response());
+        assert_eq!(
+            s.observer.recorded_forms(&[b"RSET\r\n"]),
+            [redact::CONTINUATION.to_vec()]
+        );
+        s.push(b"RSET\r\n");
+        assert_eq!(s.next(), Some(Seen::AuthResponse("RSET\r\n".into())));
+        let record = ObservedCommand::auth_response(b"RSET\r\n").record();
+        assert_eq!(
+            (record.raw.as_slice(), record.verb, record.redacted),
+            (redact::CONTINUATION, Verb::Blank, true)
+        );
+        s.observer
+            .replied(Prompt::AuthResponse, &["334 UGFzc3dvcmQ6\r\n"]);
+        s.push(b"c2VjcmV0\r\n");
+        assert_eq!(s.next(), Some(Seen::AuthResponse("c2VjcmV0\r\n".into())));
+        // 235: the exchange is over, a base64-looking line is a command again.
+        s.observer.replied(Prompt::AuthResponse, &["235 ok\r\n"]);
+        assert!(!s.observer.awaits_auth_response());
+        s.push(b"c2VjcmV0\r\n");
+        assert_eq!(s.next(), Some(command("c2VjcmV0\r\n")));
+    }
+
+    #[test]
+    fn nothing_after_a_220_to_starttls_is_read_before_the_handshake() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        s.exchange("EHLO c\r\n", &["250 mx\r\n"]);
+        s.exchange("MAIL FROM:<a@b>\r\n", &["250 ok\r\n"]);
+        assert_eq!(s.exchange("NOOP\r\n", &["220 odd\r\n"]), Replied::Continue);
+        assert_eq!(
+            s.exchange("STARTTLS\r\n", &["454 not now\r\n"]),
+            Replied::Continue
+        );
+        s.push(b"STARTTLS\r\nEHLO evil\r\n");
+        assert_eq!(s.next(), Some(command("STARTTLS\r\n")));
+        let replied = s
+            .observer
+            .replied(Prompt::Command(&Verb::StartTls), &["220 go\r\n"]);
+        assert_eq!(replied, Replied::TlsStarts);
+        s.observer.start_tls();
+        assert_eq!(s.next(), Some(Seen::Discarded(b"EHLO evil\r\n".len())));
+        assert_eq!(s.next(), None);
+        assert_eq!(s.observer.unterminated(b"x"), None);
+        // The session starts over (RFC 3207 §4.2).
+        assert_eq!(s.observer.greeted(), Greeted::No);
+        assert!(!s.observer.in_transaction());
+        s.observer.tls_established();
+        s.push(b"EHLO c\r\n");
+        assert_eq!(s.next(), Some(command("EHLO c\r\n")));
+    }
+
+    #[test]
+    fn an_unterminated_last_line_is_recorded_through_the_redaction() {
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        assert_eq!(
+            s.observer.unterminated(b"AUTH PLAIN AGFsaWNl"),
+            Some(b"AUTH PLAIN [redacted]".to_vec())
+        );
+        assert_eq!(
+            s.observer.unterminated(b"dXNlcg=="),
+            Some(redact::MARK.as_bytes().to_vec())
+        );
+        assert_eq!(s.observer.unterminated(b""), None);
+        s.observer.open_data();
+        assert_eq!(s.observer.unterminated(b"message text"), None);
     }
 }
