@@ -26,10 +26,10 @@ use std::sync::Arc;
 
 use crate::escape::escape;
 use crate::smtp::etrn::read_etrn;
-use crate::smtp::observer::{
-    ClientLine, DataEnd, ObservedCommand, Prompt, Replied, ServerSideObserver,
+use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
+use crate::wire::observer::{
+    Classified, DataEnd, ObservedCommand, Prompt, Replied, ServerSideObserver,
 };
-use crate::smtp::{CloseReason, Conversation, Event, Output};
 use crate::wire::{Command, LineFramer, ReplyLine, Verb, redact};
 
 use super::format::{Cassette, CassetteSession, Exchange, Request};
@@ -391,34 +391,34 @@ impl ReplaySession {
         }
     }
 
-    fn client_line(&mut self, line: ClientLine<'_>) {
+    fn client_line(&mut self, line: Classified<'_>) {
         match line {
-            ClientLine::Command(observed) => {
+            Classified::Command(observed) => {
                 self.remember(observed.command.line());
                 self.command(observed);
             }
-            ClientLine::AuthResponse(line) => {
+            Classified::AuthResponse(line) => {
                 self.remember(line);
                 self.command(ObservedCommand::auth_response(line));
             }
-            ClientLine::Data { line, .. } => {
+            Classified::Data { line, .. } => {
                 self.remember(line);
                 self.data.add(line);
             }
-            ClientLine::EndOfData(line) => self.end_of_data(line),
-            ClientLine::DataPiece(piece) => {
+            Classified::EndOfData(line) => self.end_of_data(line),
+            Classified::DataPiece(piece) => {
                 self.data.add(piece);
                 self.history = None;
             }
             // Counted by the observer, answered once the line ends.
-            ClientLine::OverlongPiece { .. } => {}
-            ClientLine::TooLong { octets, last, .. } => {
+            Classified::OverlongPiece { .. } => {}
+            Classified::TooLong { octets, last, .. } => {
                 self.remember(last);
                 self.out
                     .push_back(Output::Event(Event::LineTooLong { octets }));
                 self.send(b"500 5.5.6 Line too long\r\n");
             }
-            ClientLine::DiscardedAfterStartTls { octets } => {
+            Classified::DiscardedAfterStartTls { octets } => {
                 // Plaintext pipelined behind STARTTLS is never acted on (CVE-2011-0411).
                 self.out
                     .push_back(Output::Event(Event::DiscardedAfterStartTls { octets }));
@@ -429,7 +429,7 @@ impl ReplaySession {
     fn command(&mut self, observed: ObservedCommand<'_>) {
         // The one form a line is shown in: its Command event, a mismatch line, the logs.
         self.out
-            .push_back(Output::Event(Event::Command(observed.record())));
+            .push_back(Output::Event(Event::Command(CommandLine::from(&observed))));
         let recorded_form = observed.recorded.into_owned();
         let command = observed.command;
         let verb = command.verb();

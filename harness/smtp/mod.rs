@@ -1,9 +1,9 @@
 //! The SMTP server protocol core, sans I/O: no sockets, no tokio, no clock.
 //!
 //! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
-//! - [`observer`]: the server side's state, shared by the session and the cassette replay:
-//!   client bytes in, classified lines out (commands, message data, AUTH responses redacted,
-//!   over-long lines), replies in, data / AUTH / STARTTLS / greeting / transaction state out.
+//!   How it reads the client's bytes and what its replies established (data, AUTH responses,
+//!   STARTTLS, greeting, transaction) is the wire layer's
+//!   [`ServerSideObserver`](crate::wire::observer::ServerSideObserver), shared with the replay.
 //! - [`behaviour`]: the trait through which a script decides what the server says.
 //! - [`conversation`]: the trait a server driver runs: the session, or a cassette replay.
 //! - [`etrn`]: reading an ETRN line into a record with its flags, and the facts a behaviour
@@ -17,7 +17,6 @@ pub mod behaviour;
 pub mod conversation;
 pub mod etrn;
 pub mod event;
-pub mod observer;
 pub mod replies;
 pub mod session;
 pub mod transcript;

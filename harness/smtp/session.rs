@@ -35,8 +35,8 @@ use crate::wire::{Command, LineFramer, Verb, ehlo, redact};
 use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
-use super::event::{CloseReason, Event, MessageRecord};
-use super::observer::{ClientLine, DataEnd, ObservedCommand, ServerSideObserver};
+use super::event::{CloseReason, CommandLine, Event, MessageRecord};
+use crate::wire::observer::{Classified, DataEnd, ObservedCommand, ServerSideObserver};
 use super::replies::{LongLine, Placeholders};
 
 /// Limits of one session.
@@ -343,16 +343,16 @@ impl Session {
 
     // ----- framing -----
 
-    fn client_line(&mut self, line: ClientLine<'_>) {
+    fn client_line(&mut self, line: Classified<'_>) {
         match line {
-            ClientLine::Command(command) => self.command(command),
-            ClientLine::AuthResponse(line) => {
+            Classified::Command(command) => self.command(command),
+            Classified::AuthResponse(line) => {
                 let observed = ObservedCommand::auth_response(line);
                 self.out
-                    .push_back(Output::Event(Event::Command(observed.record())));
+                    .push_back(Output::Event(Event::Command(CommandLine::from(&observed))));
                 self.auth_continuation(line);
             }
-            ClientLine::Data { line, starts_line } => {
+            Classified::Data { line, starts_line } => {
                 let content = if starts_line && line.starts_with(b".") {
                     &line[1..] // dot-unstuffing (RFC 5321 §4.5.2)
                 } else {
@@ -360,10 +360,10 @@ impl Session {
                 };
                 self.message_octets += content.len();
             }
-            ClientLine::DataPiece(piece) => self.message_octets += piece.len(),
-            ClientLine::EndOfData(_) => self.end_of_data(),
-            ClientLine::OverlongPiece { piece, first } => self.overlong_piece(piece, first),
-            ClientLine::TooLong {
+            Classified::DataPiece(piece) => self.message_octets += piece.len(),
+            Classified::EndOfData(_) => self.end_of_data(),
+            Classified::OverlongPiece { piece, first } => self.overlong_piece(piece, first),
+            Classified::TooLong {
                 octets,
                 last,
                 whole,
@@ -390,7 +390,7 @@ impl Session {
                     None => self.line_too_long(),
                 }
             }
-            ClientLine::DiscardedAfterStartTls { octets } => {
+            Classified::DiscardedAfterStartTls { octets } => {
                 // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
                 self.out
                     .push_back(Output::Event(Event::DiscardedAfterStartTls { octets }));
@@ -459,7 +459,7 @@ impl Session {
         // An AUTH response's first word is no verb but part of the secret.
         self.answering_a_secret = observed.auth_response;
         self.out
-            .push_back(Output::Event(Event::Command(observed.record())));
+            .push_back(Output::Event(Event::Command(CommandLine::from(&observed))));
         let command = observed.command;
         let verb = command.verb();
 

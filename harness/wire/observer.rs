@@ -1,12 +1,12 @@
 //! What the server side of a session has established, watched in one place.
 //!
-//! The scripted [`Session`](super::Session) and the cassette replay
+//! The scripted [`Session`](crate::smtp::Session) and the cassette replay
 //! ([`ReplaySession`](crate::cassette::replay::ReplaySession)) both read a client's bytes as a
 //! server does: cut into lines with a cap, an over-long line discarded and answered once, message
 //! data after a 354 to DATA, an AUTH response after a 334 (recorded redacted), nothing read between
 //! a 220 to STARTTLS and the TLS handshake, and ETRN judged by whether EHLO or HELO was answered
 //! and a mail transaction is open. A [`ServerSideObserver`] owns that state and its transitions, so
-//! each rule lives here once: client bytes in, [`ClientLine`]s out (each command parsed once), and
+//! each rule lives here once: client bytes in, [`Classified`]s out (each command parsed once), and
 //! the server's replies in ([`ServerSideObserver::replied`], or the session's own decisions
 //! through [`ServerSideObserver::open_data`], [`ServerSideObserver::challenge`] and
 //! [`ServerSideObserver::start_tls`]).
@@ -17,10 +17,23 @@
 
 use std::borrow::Cow;
 
-use crate::wire::{Command, Frame, LineFramer, ReplyLine, Verb, ehlo, redact};
+use super::command::{Command, Verb};
+use super::framing::{Frame, LineFramer};
+use super::reply_line::ReplyLine;
+use super::{ehlo, redact};
 
-use super::etrn::Greeted;
-use super::event::CommandLine;
+/// Where the session stands: whether EHLO or HELO was answered, and with ETRN advertised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greeted {
+    /// No EHLO/HELO answered yet.
+    No,
+    /// EHLO answered, with the ETRN keyword.
+    EtrnAdvertised,
+    /// An EHLO reply without ETRN.
+    EtrnNotAdvertised,
+    /// HELO: the session has no service extensions at all.
+    Helo,
+}
 
 /// The longest piece of a data line handed out at once; a longer line goes on in pieces (it is
 /// counted or hashed, never kept whole).
@@ -81,28 +94,17 @@ impl<'a> ObservedCommand<'a> {
             self.command.verb().clone()
         }
     }
-
-    /// The command event that reports this line.
-    pub fn record(&self) -> CommandLine {
-        let line = self.command.line();
-        CommandLine {
-            raw: self.recorded.clone().into_owned(),
-            verb: self.recorded_verb(),
-            bare_lf: !line.ends_with(b"\r\n"),
-            redacted: *self.recorded != *line,
-        }
-    }
 }
 
 /// What one step of the client's bytes is.
 #[derive(Debug)]
-pub enum ClientLine<'a> {
+pub enum Classified<'a> {
     /// A command line no longer than the limit.
     Command(ObservedCommand<'a>),
     /// The line after a 334.
     AuthResponse(&'a [u8]),
     /// A line of message data; `starts_line` is false for the end of a line whose first
-    /// pieces came as [`ClientLine::DataPiece`] (so a "." there is no dot-stuffing).
+    /// pieces came as [`Classified::DataPiece`] (so a "." there is no dot-stuffing).
     Data { line: &'a [u8], starts_line: bool },
     /// The line that ends message data; the observer reads commands again.
     EndOfData(&'a [u8]),
@@ -111,7 +113,7 @@ pub enum ClientLine<'a> {
     /// A piece of a command (or AUTH response) line past the limit; `first` for its first.
     OverlongPiece { piece: &'a [u8], first: bool },
     /// A line past the limit ended, discarded: `octets` in all, `last` its last frame (the
-    /// whole line when `whole`, its tail after [`ClientLine::OverlongPiece`]s otherwise).
+    /// whole line when `whole`, its tail after [`Classified::OverlongPiece`]s otherwise).
     TooLong {
         octets: usize,
         last: &'a [u8],
@@ -172,27 +174,49 @@ impl ServerSideObserver {
         }
     }
 
+    /// A session whose lines have no limit here (a proxy relays them; the upstream judges).
+    pub fn without_line_limit(data_end: DataEnd) -> Self {
+        ServerSideObserver::new(usize::MAX, data_end)
+    }
+
     /// The next line (or piece) out of `lines`, classified; `None` when more bytes are needed.
-    pub fn next_line<'f>(&mut self, lines: &'f mut LineFramer) -> Option<ClientLine<'f>> {
+    pub fn next_line<'f>(&mut self, lines: &'f mut LineFramer) -> Option<Classified<'f>> {
         let cap = match self.reading {
             Reading::TlsPending => {
                 let octets = lines.take_pending().len();
-                return (octets > 0).then_some(ClientLine::DiscardedAfterStartTls { octets });
+                return (octets > 0).then_some(Classified::DiscardedAfterStartTls { octets });
             }
             Reading::Data { .. } => DATA_CHUNK,
             // One octet more than the limit: a line of exactly the limit plus one comes whole,
             // so a server that truncates has it all.
-            Reading::Commands | Reading::AuthResponse => self.line_limit + 1,
+            Reading::Commands | Reading::AuthResponse => self.line_limit.saturating_add(1),
         };
-        let frame = lines.next_frame(cap)?;
-        Some(match (self.reading, frame) {
-            (
-                Reading::Data {
+        Some(match (self.reading, lines.next_frame(cap)?) {
+            (Reading::Data { after_crlf, .. }, Frame::Overlong(piece)) => {
+                self.reading = Reading::Data {
                     after_crlf,
-                    mid_line,
-                },
-                Frame::Line(line),
-            ) => {
+                    mid_line: true,
+                };
+                Classified::DataPiece(piece)
+            }
+            (_, Frame::Overlong(piece)) => {
+                let first = self.overlong.is_none();
+                *self.overlong.get_or_insert(0) += piece.len();
+                Classified::OverlongPiece { piece, first }
+            }
+            (_, Frame::Line(line)) => self.line(line),
+        })
+    }
+
+    /// A complete line, classified: for [`next_line`](Self::next_line), and for a caller that
+    /// cuts lines itself (the recording proxy, which relays them whatever their length).
+    pub fn line<'a>(&mut self, line: &'a [u8]) -> Classified<'a> {
+        match self.reading {
+            Reading::TlsPending => Classified::DiscardedAfterStartTls { octets: line.len() },
+            Reading::Data {
+                after_crlf,
+                mid_line,
+            } => {
                 let ends = line == b".\r\n"
                     && match self.data_end {
                         DataEnd::CrlfDotCrlf => after_crlf && !mid_line,
@@ -201,52 +225,40 @@ impl ServerSideObserver {
                 if ends {
                     self.reading = Reading::Commands;
                     self.in_transaction = false;
-                    ClientLine::EndOfData(line)
+                    Classified::EndOfData(line)
                 } else {
                     self.reading = Reading::Data {
                         after_crlf: line.ends_with(b"\r\n"),
                         mid_line: false,
                     };
-                    ClientLine::Data {
+                    Classified::Data {
                         line,
                         starts_line: !mid_line,
                     }
                 }
             }
-            (Reading::Data { after_crlf, .. }, Frame::Overlong(piece)) => {
-                self.reading = Reading::Data {
-                    after_crlf,
-                    mid_line: true,
-                };
-                ClientLine::DataPiece(piece)
-            }
-            (_, Frame::Overlong(piece)) => {
-                let first = self.overlong.is_none();
-                *self.overlong.get_or_insert(0) += piece.len();
-                ClientLine::OverlongPiece { piece, first }
-            }
-            (reading, Frame::Line(line)) => {
+            reading => {
                 if let Some(discarded) = self.overlong.take() {
                     // The AUTH exchange, if any, goes on: the next line is still its response.
-                    ClientLine::TooLong {
+                    Classified::TooLong {
                         octets: discarded + line.len(),
                         last: line,
                         whole: false,
                     }
                 } else if reading == Reading::AuthResponse {
                     self.reading = Reading::Commands;
-                    ClientLine::AuthResponse(line)
+                    Classified::AuthResponse(line)
                 } else if line.len() > self.line_limit {
-                    ClientLine::TooLong {
+                    Classified::TooLong {
                         octets: line.len(),
                         last: line,
                         whole: true,
                     }
                 } else {
-                    ClientLine::Command(self.command(line))
+                    Classified::Command(self.command(line))
                 }
             }
-        })
+        }
     }
 
     /// `line` read as a command: parsed once, its recorded form by the one redaction. For a
@@ -261,6 +273,12 @@ impl ServerSideObserver {
             recorded,
             auth_response,
         }
+    }
+
+    /// What [`command`](Self::command) would record of `line` and whether it is an AUTH
+    /// response, without taking it in.
+    pub fn command_form<'a>(&self, line: &'a [u8]) -> (Cow<'a, [u8]>, bool) {
+        self.auth_responses.form(&Command::parse(line))
     }
 
     /// The server's reply (its lines as sent, line ends included) to `prompt`, for a server
@@ -385,7 +403,8 @@ impl ServerSideObserver {
     }
 
     /// `lines`, not yet read, one after another, as they would be recorded (see
-    /// [`super::Conversation::recorded_forms`]); the state unchanged.
+    /// [`Conversation::recorded_forms`](crate::smtp::Conversation::recorded_forms)); the state
+    /// unchanged.
     pub fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
         if self.awaits_auth_response() {
             return vec![redact::CONTINUATION.to_vec(); lines.len()];
@@ -428,26 +447,26 @@ mod tests {
         Discarded(usize),
     }
 
-    fn seen(line: ClientLine<'_>) -> Seen {
+    fn seen(line: Classified<'_>) -> Seen {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         match line {
-            ClientLine::Command(c) => Seen::Command {
+            Classified::Command(c) => Seen::Command {
                 recorded: text(&c.recorded),
                 secret: c.auth_response,
             },
-            ClientLine::AuthResponse(l) => Seen::AuthResponse(text(l)),
-            ClientLine::Data { line, starts_line } => Seen::Data {
+            Classified::AuthResponse(l) => Seen::AuthResponse(text(l)),
+            Classified::Data { line, starts_line } => Seen::Data {
                 line: text(line),
                 starts_line,
             },
-            ClientLine::EndOfData(_) => Seen::EndOfData,
-            ClientLine::DataPiece(p) => Seen::DataPiece(p.len()),
-            ClientLine::OverlongPiece { piece, first } => Seen::OverlongPiece {
+            Classified::EndOfData(_) => Seen::EndOfData,
+            Classified::DataPiece(p) => Seen::DataPiece(p.len()),
+            Classified::OverlongPiece { piece, first } => Seen::OverlongPiece {
                 octets: piece.len(),
                 first,
             },
-            ClientLine::TooLong { octets, whole, .. } => Seen::TooLong { octets, whole },
-            ClientLine::DiscardedAfterStartTls { octets } => Seen::Discarded(octets),
+            Classified::TooLong { octets, whole, .. } => Seen::TooLong { octets, whole },
+            Classified::DiscardedAfterStartTls { octets } => Seen::Discarded(octets),
         }
     }
 
@@ -484,7 +503,7 @@ mod tests {
         fn exchange(&mut self, line: &str, reply: &[&str]) -> Replied {
             self.push(line.as_bytes());
             let next = self.observer.next_line(&mut self.lines);
-            let Some(ClientLine::Command(c)) = next else {
+            let Some(Classified::Command(c)) = next else {
                 panic!("{line:?} read as {:?}", next.map(seen));
             };
             let verb = c.command.verb().clone();
@@ -674,10 +693,10 @@ mod tests {
         );
         s.push(b"RSET\r\n");
         assert_eq!(s.next(), Some(Seen::AuthResponse("RSET\r\n".into())));
-        let record = ObservedCommand::auth_response(b"RSET\r\n").record();
+        let response = ObservedCommand::auth_response(b"RSET\r\n");
         assert_eq!(
-            (record.raw.as_slice(), record.verb, record.redacted),
-            (redact::CONTINUATION, Verb::Blank, true)
+            (&*response.recorded, response.recorded_verb()),
+            (redact::CONTINUATION, Verb::Blank)
         );
         s.observer
             .replied(Prompt::AuthResponse, &["334 UGFzc3dvcmQ6\r\n"]);
