@@ -28,7 +28,7 @@ use crate::escape::escape;
 use crate::smtp::etrn::read_etrn;
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
 use crate::wire::observer::{
-    Classified, DataEnd, ObservedCommand, Prompt, Replied, ServerSideObserver,
+    Authentication, Classified, DataEnd, ObservedCommand, Prompt, Replied, ServerSideObserver,
 };
 use crate::wire::{Command, LineFramer, ReplyLine, Verb, redact};
 
@@ -136,7 +136,11 @@ impl ReplaySession {
             next: 0,
             lines: LineFramer::new(),
             // The data ends where the recorded upstream, a line reader, ended it.
-            observer: ServerSideObserver::new(MAX_COMMAND_LINE, DataEnd::DotLine),
+            observer: ServerSideObserver::new(
+                MAX_COMMAND_LINE,
+                DataEnd::DotLine,
+                Authentication::Replayed,
+            ),
             data: IncomingData::default(),
             out: VecDeque::new(),
             closed: false,

@@ -36,8 +36,10 @@ use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
-use crate::wire::observer::{Classified, DataEnd, ObservedCommand, ServerSideObserver};
 use super::replies::{LongLine, Placeholders};
+use crate::wire::observer::{
+    Authentication, Classified, DataEnd, ObservedCommand, ServerSideObserver,
+};
 
 /// Limits of one session.
 #[derive(Debug, Clone)]
@@ -172,7 +174,11 @@ impl Session {
             errors: 0,
             counted_commands: 0,
             mode: Mode::Command,
-            observer: ServerSideObserver::new(line_limit, DataEnd::CrlfDotCrlf),
+            observer: ServerSideObserver::new(
+                line_limit,
+                DataEnd::CrlfDotCrlf,
+                Authentication::Checked,
+            ),
             auth_step: None,
             tls_active: false,
             authenticated: false,

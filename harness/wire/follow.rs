@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use super::command::Verb;
-use super::observer::{Classified, DataEnd, Prompt, Replied, ServerSideObserver};
+use super::observer::{Authentication, Classified, DataEnd, Prompt, Replied, ServerSideObserver};
 use super::redact;
 use super::reply_line::ReplyLine;
 
@@ -67,7 +67,10 @@ impl Default for Follower {
         Follower {
             waiting: VecDeque::new(),
             in_auth: false,
-            observer: ServerSideObserver::without_line_limit(DataEnd::DotLine),
+            observer: ServerSideObserver::without_line_limit(
+                DataEnd::DotLine,
+                Authentication::Checked,
+            ),
             quit: false,
         }
     }

@@ -9,7 +9,9 @@
 //! each rule lives here once: client bytes in, [`Classified`]s out (each command parsed once), and
 //! the server's replies in ([`ServerSideObserver::replied`], or the session's own decisions
 //! through [`ServerSideObserver::open_data`], [`ServerSideObserver::challenge`] and
-//! [`ServerSideObserver::start_tls`]).
+//! [`ServerSideObserver::start_tls`]). The recording proxy's [`Follower`](super::Follower) is
+//! built on it too, adding only what a watcher of a pipelined session needs (which reply answers
+//! which request).
 //!
 //! It is sans-IO like the session: it holds no socket and no clock, and the line framer stays the
 //! caller's ([`ServerSideObserver::next_line`] borrows it), so a data line is handed out as a
@@ -48,6 +50,17 @@ pub enum DataEnd {
     /// At any line that is ".\r\n", as a line-reading upstream ends it: the rule the recorder saw
     /// applied, so the replay ends the data where the recorded server did.
     DotLine,
+}
+
+/// Whose 235 ends an AUTH exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// The server checked the credentials (the scripted session, a real upstream): after its 235
+    /// the next line is a command whatever it looks like.
+    Checked,
+    /// The 235 is a recording and proves nothing (the replay answers whatever matched, even
+    /// another mechanism): a line after it that is no command stays a secret.
+    Replayed,
 }
 
 /// How the next client bytes are read.
@@ -150,6 +163,7 @@ pub struct ServerSideObserver {
     /// The command line limit, line end included.
     line_limit: usize,
     data_end: DataEnd,
+    authentication: Authentication,
     reading: Reading,
     /// Octets of an over-long line discarded so far; `Some` while discarding up to its LF.
     overlong: Option<usize>,
@@ -161,11 +175,12 @@ pub struct ServerSideObserver {
 
 impl ServerSideObserver {
     /// A session that has just begun: commands of at most `line_limit` octets (line end
-    /// included), message data ending as `data_end` says.
-    pub fn new(line_limit: usize, data_end: DataEnd) -> Self {
+    /// included), message data ending as `data_end` says, a 235 as `authentication` says.
+    pub fn new(line_limit: usize, data_end: DataEnd, authentication: Authentication) -> Self {
         ServerSideObserver {
             line_limit,
             data_end,
+            authentication,
             reading: Reading::Commands,
             overlong: None,
             auth_responses: redact::AuthResponses::default(),
@@ -175,8 +190,8 @@ impl ServerSideObserver {
     }
 
     /// A session whose lines have no limit here (a proxy relays them; the upstream judges).
-    pub fn without_line_limit(data_end: DataEnd) -> Self {
-        ServerSideObserver::new(usize::MAX, data_end)
+    pub fn without_line_limit(data_end: DataEnd, authentication: Authentication) -> Self {
+        ServerSideObserver::new(usize::MAX, data_end, authentication)
     }
 
     /// The next line (or piece) out of `lines`, classified; `None` when more bytes are needed.
@@ -357,9 +372,12 @@ impl ServerSideObserver {
         self.reading = Reading::AuthResponse;
     }
 
-    /// 235: the AUTH exchange is over, the next line is a command whatever it looks like.
+    /// 235: the AUTH exchange is over, the next line is a command whatever it looks like (unless
+    /// the 235 is [`Authentication::Replayed`]).
     pub fn authenticated(&mut self) {
-        self.auth_responses = redact::AuthResponses::default();
+        if self.authentication == Authentication::Checked {
+            self.auth_responses = redact::AuthResponses::default();
+        }
     }
 
     /// The TLS handshake starts: nothing is read until [`Self::tls_established`], and the
@@ -485,8 +503,12 @@ mod tests {
 
     impl Server {
         fn new(data_end: DataEnd) -> Self {
+            Server::with(data_end, Authentication::Checked)
+        }
+
+        fn with(data_end: DataEnd, authentication: Authentication) -> Self {
             Server {
-                observer: ServerSideObserver::new(512, data_end),
+                observer: ServerSideObserver::new(512, data_end, authentication),
                 lines: LineFramer::new(),
             }
         }
@@ -707,6 +729,11 @@ mod tests {
         assert!(!s.observer.awaits_auth_response());
         s.push(b"c2VjcmV0\r\n");
         assert_eq!(s.next(), Some(command("c2VjcmV0\r\n")));
+        // A replayed 235 proves nothing: the line stays a secret until a command comes.
+        let mut s = Server::with(DataEnd::DotLine, Authentication::Replayed);
+        s.exchange("AUTH PLAIN AGFsaWNl\r\n", &["235 ok\r\n"]);
+        s.push(b"c2VjcmV0\r\n");
+        assert!(matches!(s.next(), Some(Seen::Command { secret: true, .. })));
     }
 
     #[test]
