@@ -248,4 +248,30 @@ mod tests {
         f.client_line(b"STARTTLS\r\n");
         assert_eq!(f.server_line(b"220 go\r\n"), ServerStep::TlsStarts);
     }
+
+    #[test]
+    fn the_follower_reads_by_the_observer_s_rules() {
+        // Data ends at any ".\r\n" line, as a line-reading upstream ends it.
+        let mut f = Follower::new();
+        f.client_line(b"DATA\r\n");
+        f.server_line(b"354 go\r\n");
+        assert_eq!(f.client_line(b"text\n").0, ClientLine::Data);
+        assert_eq!(f.client_line(b".\r\n").0, ClientLine::Data);
+        assert!(!f.is_in_data());
+        f.server_line(b"250 queued\r\n");
+        // The proxy relays a line whatever its length: still a command, recorded whole.
+        let long = format!("NOOP {}\r\n", "a".repeat(10_000));
+        let (kind, recorded) = f.client_line(long.as_bytes());
+        assert_eq!((kind, recorded.len()), (ClientLine::Command, long.len()));
+        f.server_line(b"250 ok\r\n");
+        // A 334 to a response sent after a refused AUTH: the next line is a response, whatever
+        // it looks like; a 235 to it ends the exchange.
+        f.client_line(b"AUTH PLAIN\r\n");
+        f.server_line(b"504 no\r\n");
+        assert_eq!(f.client_line(b"AGFsaWNl\r\n").0, ClientLine::AuthResponse);
+        f.server_line(b"334 more\r\n");
+        assert_eq!(f.client_line(b"RSET\r\n").0, ClientLine::AuthResponse);
+        f.server_line(b"235 ok\r\n");
+        assert_eq!(f.client_line(b"c2VjcmV0\r\n").0, ClientLine::Command);
+    }
 }
