@@ -4,6 +4,8 @@
 //!
 //! The server session:
 //! - `session`: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
+//!   How it reads the client's bytes and what its replies established (data, AUTH responses,
+//!   STARTTLS, greeting, transaction) is the wire layer's observer, shared with the replay.
 //! - `conversation`: the trait a server driver runs: the session, or a cassette replay.
 //! - `behaviour`: the trait through which a script decides what the server says.
 //! - `etrn`: reading an ETRN line into a record with its flags, and the facts a behaviour
