@@ -22,8 +22,8 @@
 //!   built on it that pairs pipelined requests with their replies.
 //! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
 //!   a server's bytes.
-//! - [`client`]: a minimal SMTP client (a line out, a complete reply in) for the load generator
-//!   and tests.
+//! - [`smtp_client`]: a minimal SMTP client (a line out, a complete reply in, each reply within
+//!   its deadline) for the built-in target, the load generator and tests.
 //! - [`files`]: reading a file a user named: a regular file only, never blocking, with a cap.
 //! - [`escape`]: bytes as one-line text (`\r`, `\xNN`) and back, for transcripts and recordings.
 //! - `rejection`: a value refused while a file is read (message, fix, invalid or contradictory),
@@ -117,7 +117,6 @@
 pub mod api;
 pub mod bench;
 pub mod cassette;
-pub mod client;
 pub mod conformance;
 pub mod domain;
 pub mod escape;
@@ -129,6 +128,7 @@ pub(crate) mod rejection;
 pub mod reply;
 pub mod scenario;
 pub mod smarthost;
+pub mod smtp_client;
 pub mod wire;
 
 pub use conformance::{RunOptions, Verdict, run_case};

@@ -9,12 +9,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use etrn_harness::cassette::{self, CassetteWriter, MissRecordingReplay, RecordingProxy};
-use etrn_harness::client::Connection;
 use etrn_harness::proto::Event;
 use etrn_harness::proto::SmartHostScript;
 use etrn_harness::proto::cassette::Cassette;
 use etrn_harness::proto::{MatchMode, ReplayOptions};
 use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
+use etrn_harness::smtp_client::Connection;
 
 mod common;
 

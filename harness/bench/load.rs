@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::client::{ClientError, Connection, Reply};
+use crate::smtp_client::{ClientError, Connection, Reply};
 
 /// What to do to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -2,7 +2,7 @@
 //!
 //! The built-in conformance target and the load generator speak SMTP through it. It writes each
 //! command in one segment with Nagle off, so a conversation on loopback costs round trips, not
-//! timer waits.
+//! timer waits. Each reply has one deadline, however its bytes trickle in.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,8 +57,10 @@ impl Connection {
         })
     }
 
-    /// Reads one complete reply, multi-line included (E29: read to the final line).
+    /// Reads one complete reply, multi-line included (E29: read to the final line), within the
+    /// timeout.
     pub async fn reply(&mut self) -> Result<Reply, ClientError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let mut buf = [0u8; 4096];
         loop {
             if let Some(reply) = self.replies.next_reply() {
@@ -66,13 +68,25 @@ impl Connection {
                 debug!(%reply, "S:");
                 return Ok(reply);
             }
-            let n = tokio::time::timeout(self.timeout, self.reader.read(&mut buf))
+            let n = tokio::time::timeout_at(deadline, self.reader.read(&mut buf))
                 .await
                 .map_err(|_| ClientError::Timeout(self.timeout))??;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
             self.replies.push(&buf[..n]);
+        }
+    }
+
+    /// The next reply, or `None` when none is coming: the server closed, reset the connection
+    /// or stayed silent past the timeout (a client such as IMS treats all three alike). A reply
+    /// that is not SMTP is an error.
+    pub async fn reply_or_silence(&mut self) -> Result<Option<Reply>, ClientError> {
+        match self.reply().await {
+            Ok(reply) => Ok(Some(reply)),
+            Err(ClientError::Closed | ClientError::Timeout(_)) => Ok(None),
+            Err(ClientError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -100,6 +114,11 @@ impl Connection {
         self.writer.write_all(bytes).await?;
         self.writer.flush().await?;
         Ok(())
+    }
+
+    /// Closes the sending side (the server sees the end of the stream).
+    pub async fn close(&mut self) {
+        let _ = self.writer.shutdown().await;
     }
 
     /// QUIT; the reply is a courtesy, a server that just closes is fine.
