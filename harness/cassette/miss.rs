@@ -61,7 +61,12 @@ impl MissRecordingReplay {
             max_connections,
             move |client, peer, index, stop| {
                 let conversation =
-                    ReplaySession::new(Arc::clone(&cassette), index, options.clone());
+                    ReplaySession::new(
+                        Arc::clone(&cassette),
+                        index,
+                        options.clone(),
+                        std::time::Instant::now(),
+                    );
                 connection(client, peer, conversation, upstream, writer.clone(), stop)
                     .instrument(info_span!("replay", %peer))
             },
@@ -82,7 +87,7 @@ async fn connection(
     loop {
         while let Some(output) = conversation.poll_output() {
             match output {
-                Output::Send { bytes, .. } => {
+                Output::Send(bytes) => {
                     if send(&mut client, &bytes, &mut stop).await.is_err() {
                         return;
                     }
@@ -107,7 +112,7 @@ async fn connection(
             _ = stop.wait_for(|stopping| *stopping) => return,
         };
         match read {
-            Ok(Ok(n)) if n > 0 => conversation.receive(&buf[..n]),
+            Ok(Ok(n)) if n > 0 => conversation.receive(&buf[..n], std::time::Instant::now()),
             Ok(_) => return,
             // A silent client holds no connection slot for ever (the smart host's default).
             Err(_) => {

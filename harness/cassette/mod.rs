@@ -84,6 +84,10 @@ pub async fn replay_server(
     } else {
         None
     };
+    let options = ReplayOptions {
+        idle_timeout,
+        ..options
+    };
     let factory = replay_factory(cassette, options);
     SmartHost::start_with(listen, idle_timeout, 1000, tls, factory, recorder).await
 }
@@ -97,6 +101,7 @@ fn replay_factory(cassette: Cassette, options: ReplayOptions) -> ConversationFac
             Arc::clone(&cassette),
             index,
             options.clone(),
+            accepted.now,
         )) as Box<dyn Conversation>
     })
 }
@@ -178,7 +183,7 @@ pub async fn start_for_script_recording(
         load(&path)?,
         options,
         config.listen,
-        config.idle_timeout,
+        config.limits.idle_timeout,
         recorder,
     )
     .await?)

@@ -23,9 +23,11 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::escape::escape;
 use crate::smtp::etrn::{Greeted, read_etrn};
+use crate::smtp::session::{DEFAULT_IDLE_TIMEOUT, deadline_after};
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
 use crate::wire::{Command, Frame, LineFramer, ReplyLine, Verb, ehlo, redact};
 
@@ -52,6 +54,9 @@ pub struct ReplayOptions {
     pub record_on_miss: bool,
     /// Verbs whose arguments `verb` and `lenient` do not compare.
     pub ignore_args: BTreeSet<Verb>,
+    /// A command line must be complete this long after the last one ended, else 421 and close,
+    /// as the scripted session does.
+    pub idle_timeout: Duration,
 }
 
 /// The verbs whose arguments are ignored unless told otherwise: the client's host name.
@@ -65,6 +70,7 @@ impl Default for ReplayOptions {
                 b"451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n".to_vec(),
             record_on_miss: false,
             ignore_args: DEFAULT_IGNORED_ARGS.into_iter().collect(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -121,17 +127,26 @@ pub struct ReplaySession {
     in_transaction: bool,
     /// STARTTLS was replayed into a TLS handshake: nothing is read until it is done.
     tls_pending: bool,
+    /// When the client has been idle too long: moved on by every line end it sends.
+    idle_at: Instant,
 }
 
 impl ReplaySession {
-    /// Replays recorded session `index` (the last one when `index` is past the end).
-    pub fn new(cassette: Arc<Cassette>, index: usize, options: ReplayOptions) -> Self {
+    /// Replays recorded session `index` (the last one when `index` is past the end), for a
+    /// connection accepted at `now`.
+    pub fn new(
+        cassette: Arc<Cassette>,
+        index: usize,
+        options: ReplayOptions,
+        now: Instant,
+    ) -> Self {
         let session = index.min(cassette.sessions.len().saturating_sub(1));
         let count = cassette
             .sessions
             .get(session)
             .map_or(0, |s| s.exchanges.len());
         let history = options.record_on_miss.then(Vec::new);
+        let idle_at = deadline_after(now, options.idle_timeout);
         let mut r = ReplaySession {
             cassette,
             session,
@@ -151,6 +166,7 @@ impl ReplaySession {
             greeted: Greeted::No,
             in_transaction: false,
             tls_pending: false,
+            idle_at,
         };
         match r.recorded().and_then(|s| s.exchanges.first()).cloned() {
             Some(e) if e.request == Request::Greeting => r.answer(0, &e),
@@ -184,10 +200,7 @@ impl ReplaySession {
         }
         self.out
             .push_back(Output::Event(Event::Reply { code, lines }));
-        self.out.push_back(Output::Send {
-            bytes: bytes.to_vec(),
-            delay: None,
-        });
+        self.out.push_back(Output::Send(bytes.to_vec()));
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -510,9 +523,12 @@ impl ReplaySession {
 }
 
 impl Conversation for ReplaySession {
-    fn receive(&mut self, bytes: &[u8]) {
+    fn receive(&mut self, bytes: &[u8], now: Instant) {
         if self.closed {
             return;
+        }
+        if bytes.contains(&b'\n') {
+            self.idle_at = deadline_after(now, self.options.idle_timeout);
         }
         if self.tls_pending {
             // Plaintext pipelined behind STARTTLS is never acted on (CVE-2011-0411).
@@ -565,12 +581,18 @@ impl Conversation for ReplaySession {
         self.out.pop_front()
     }
 
-    fn tls_established(&mut self) {
+    fn tls_established(&mut self, now: Instant) {
         self.tls_pending = false;
+        self.idle_at = deadline_after(now, self.options.idle_timeout);
     }
 
-    fn idle_timeout(&mut self) {
-        if !self.closed {
+    /// The idle deadline; none once closed, or while the driver does a TLS handshake.
+    fn poll_timeout(&self) -> Option<Instant> {
+        (!self.closed && !self.tls_pending).then_some(self.idle_at)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if !self.closed && !self.tls_pending && self.idle_at <= now {
             self.send(b"421 4.4.2 etrn-harness replay: timeout exceeded\r\n");
             self.close(CloseReason::IdleTimeout);
         }
