@@ -198,10 +198,8 @@ async fn connection_cap_answers_421_at_connect() {
 
 #[tokio::test]
 async fn idle_sessions_get_421_and_are_closed() {
-    let config = SmartHostConfig {
-        idle_timeout: Duration::from_millis(150),
-        ..SmartHostConfig::default()
-    };
+    let mut config = SmartHostConfig::default();
+    config.limits.idle_timeout = Duration::from_millis(150);
     let host = SmartHost::start(config).await.expect("starts");
     let out = converse(&host, b"EHLO c\r\n").await;
     assert!(

@@ -60,13 +60,12 @@ impl MissRecordingReplay {
             info_span!("replay with record-on-miss", %addr, %upstream),
             max_connections,
             move |client, peer, index, stop| {
-                let conversation =
-                    ReplaySession::new(
-                        Arc::clone(&cassette),
-                        index,
-                        options.clone(),
-                        std::time::Instant::now(),
-                    );
+                let conversation = ReplaySession::new(
+                    Arc::clone(&cassette),
+                    index,
+                    options.clone(),
+                    std::time::Instant::now(),
+                );
                 connection(client, peer, conversation, upstream, writer.clone(), stop)
                     .instrument(info_span!("replay", %peer))
             },

@@ -642,13 +642,14 @@ mod tests {
                 mode,
                 ..ReplayOptions::default()
             },
+            Instant::now(),
         );
-        s.receive(input);
+        s.receive(input, Instant::now());
         let mut sent = String::new();
         let mut events = Vec::new();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                 Output::Event(e) => events.push(e),
                 _ => {}
             }
@@ -672,13 +673,14 @@ mod tests {
             Arc::new(Cassette::parse(&t).unwrap()),
             0,
             ReplayOptions::default(),
+            Instant::now(),
         );
-        s.receive(b"EHLO c.example\r\n");
+        s.receive(b"EHLO c.example\r\n", Instant::now());
         let mut sent = String::new();
         let mut closed = false;
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                 Output::Close(_) => closed = true,
                 _ => {}
             }
@@ -776,8 +778,8 @@ mod tests {
         assert_eq!(mismatches(&events), 1);
         let mut options = ReplayOptions::default();
         options.ignore_args.remove(&Verb::Ehlo);
-        let mut s = ReplaySession::new(cassette(), 0, options);
-        s.receive(b"EHLO ci-runner-42\r\n");
+        let mut s = ReplaySession::new(cassette(), 0, options, Instant::now());
+        s.receive(b"EHLO ci-runner-42\r\n", Instant::now());
         let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())
             .filter_map(|o| match o {
                 Output::Event(e) => Some(e),
@@ -789,8 +791,8 @@ mod tests {
 
     #[test]
     fn a_session_left_early_reports_what_it_never_reached() {
-        let mut s = ReplaySession::new(cassette(), 0, ReplayOptions::default());
-        s.receive(b"EHLO c.example\r\n");
+        let mut s = ReplaySession::new(cassette(), 0, ReplayOptions::default(), Instant::now());
+        s.receive(b"EHLO c.example\r\n", Instant::now());
         s.peer_closed();
         let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())
             .filter_map(|o| match o {
@@ -829,13 +831,13 @@ mod tests {
             mode: MatchMode::Strict,
             ..ReplayOptions::default()
         };
-        let mut s = ReplaySession::new(Arc::new(cassette), 0, options);
+        let mut s = ReplaySession::new(Arc::new(cassette), 0, options, Instant::now());
         let output = |s: &mut ReplaySession| {
             let mut sent = String::new();
             let mut mismatches = 0;
             while let Some(o) = s.poll_output() {
                 match o {
-                    Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                    Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                     Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
                     _ => {}
                 }
@@ -843,7 +845,7 @@ mod tests {
             (sent, mismatches)
         };
         // The DATA answered 250 in the cassette: the EHLO after it is a command, not message data.
-        s.receive(b"DATA\r\nEHLO c.example\r\n");
+        s.receive(b"DATA\r\nEHLO c.example\r\n", Instant::now());
         assert_eq!(
             output(&mut s),
             (
@@ -853,7 +855,7 @@ mod tests {
         );
         // The recorder stopped before the upstream answered the AUTH: the cassette has no reply
         // for it, and says so (with record-on-miss the upstream would be asked).
-        s.receive(b"AUTH PLAIN\r\n");
+        s.receive(b"AUTH PLAIN\r\n", Instant::now());
         let (sent, mismatches) = output(&mut s);
         assert!(sent.starts_with("451 4.3.0 "), "{sent}");
         assert_eq!(mismatches, 1);
@@ -879,11 +881,11 @@ mod tests {
                 mode,
                 ..ReplayOptions::default()
             };
-            let mut s = ReplaySession::new(Arc::clone(&recorded), 0, options);
-            s.receive(b"DATA\r\n");
+            let mut s = ReplaySession::new(Arc::clone(&recorded), 0, options, Instant::now());
+            s.receive(b"DATA\r\n", Instant::now());
             // The same bytes cut differently hash the same.
             for piece in data.chunks(3) {
-                s.receive(piece);
+                s.receive(piece, Instant::now());
             }
             std::iter::from_fn(|| s.poll_output())
                 .filter(|o| matches!(o, Output::Event(Event::ReplayMismatch { .. })))

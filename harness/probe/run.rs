@@ -412,37 +412,37 @@ fn probe_in_memory(
             Action::Read => {
                 let gives_up_at = *now + IN_MEMORY_REPLY_WAIT;
                 loop {
-                drain(&mut session, &mut reader, &mut closed);
-                match reader.next_reply() {
-                    Some(Ok(r)) => {
-                        result.transcript.push(Line::Server((&r).into()));
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        result.end = End::Malformed {
-                            error: e.to_string(),
-                        };
-                        return result;
-                    }
-                    None if closed => {
-                        result.end = End::ClosedByServer;
-                        return result;
-                    }
-                    // The session's next deadline (a greet pause, a delayed reply, the idle
-                    // timeout), if the probe would still be waiting then.
-                    None => match session.poll_timeout() {
-                        Some(at) if at <= gives_up_at => {
-                            *now = (*now).max(at);
-                            session.handle_timeout(*now);
+                    drain(&mut session, &mut reader, &mut closed);
+                    match reader.next_reply() {
+                        Some(Ok(r)) => {
+                            result.transcript.push(Line::Server((&r).into()));
+                            break;
                         }
-                        _ => {
-                            result.end = End::NoReply {
-                                waited_ms: IN_MEMORY_REPLY_WAIT.as_millis() as u64,
+                        Some(Err(e)) => {
+                            result.end = End::Malformed {
+                                error: e.to_string(),
                             };
                             return result;
                         }
-                    },
-                }
+                        None if closed => {
+                            result.end = End::ClosedByServer;
+                            return result;
+                        }
+                        // The session's next deadline (a greet pause, a delayed reply, the idle
+                        // timeout), if the probe would still be waiting then.
+                        None => match session.poll_timeout() {
+                            Some(at) if at <= gives_up_at => {
+                                *now = (*now).max(at);
+                                session.handle_timeout(*now);
+                            }
+                            _ => {
+                                result.end = End::NoReply {
+                                    waited_ms: IN_MEMORY_REPLY_WAIT.as_millis() as u64,
+                                };
+                                return result;
+                            }
+                        },
+                    }
                 }
             }
             Action::AwaitClose => {

@@ -150,7 +150,9 @@ fn pair(
     // When the client stops waiting for the reply it waits for.
     let mut gives_up_at = now + reply_timeout;
     loop {
-        if drain(server.as_mut(), recorder, id, &mut |bytes| replies.push(bytes)) {
+        if drain(server.as_mut(), recorder, id, &mut |bytes| {
+            replies.push(bytes)
+        }) {
             server_closed = true;
         }
         let reply = match replies.next_reply() {

@@ -324,8 +324,8 @@ impl Session {
             Mode::GreetPause => return,
             Mode::TlsPending => {
                 self.emit(Output::Event(Event::DiscardedAfterStartTls {
-                        octets: bytes.len(),
-                    }));
+                    octets: bytes.len(),
+                }));
                 return;
             }
             _ => {}
@@ -356,8 +356,8 @@ impl Session {
                     let rest = lines.take_pending().len();
                     if rest > 0 {
                         self.emit(Output::Event(Event::DiscardedAfterStartTls {
-                                octets: rest,
-                            }));
+                            octets: rest,
+                        }));
                     }
                     break;
                 }
@@ -528,11 +528,11 @@ impl Session {
             250
         };
         self.emit(Output::Event(Event::Message(MessageRecord {
-                from: t.from,
-                recipients: t.recipients,
-                size,
-                reply: code,
-            })));
+            from: t.from,
+            recipients: t.recipients,
+            size,
+            reply: code,
+        })));
         if code == 552 {
             self.reply_text(reply_code!(552), "5.3.4 Message size exceeds fixed limit");
         } else {
@@ -577,11 +577,11 @@ impl Session {
     fn record_command(&mut self, raw: Vec<u8>, verb: Verb, original: &[u8], redacted: bool) {
         let bare_lf = !original.ends_with(b"\r\n");
         self.emit(Output::Event(Event::Command(CommandLine {
-                raw,
-                verb,
-                bare_lf,
-                redacted,
-            })));
+            raw,
+            verb,
+            bare_lf,
+            redacted,
+        })));
     }
 
     fn command(&mut self, line: &[u8]) {
