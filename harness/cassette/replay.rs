@@ -790,6 +790,47 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_deadline_is_the_replays_own_on_a_virtual_clock() {
+        let t0 = Instant::now();
+        let secs = |n: u64| t0 + Duration::from_secs(n);
+        let options = ReplayOptions {
+            idle_timeout: Duration::from_secs(10),
+            ..ReplayOptions::default()
+        };
+        let mut s = ReplaySession::new(cassette(), 0, options, t0);
+        let sent = |s: &mut ReplaySession| -> (String, Option<CloseReason>) {
+            let mut sent = String::new();
+            let mut closed = None;
+            while let Some(o) = s.poll_output() {
+                match o {
+                    Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                    Output::Close(reason) => closed = Some(reason),
+                    Output::Event(_) | Output::StartTls => {}
+                }
+            }
+            (sent, closed)
+        };
+        sent(&mut s);
+        assert_eq!(s.poll_timeout(), Some(secs(10)));
+        // A line end at 4 s moves it; half a line at 6 s does not.
+        s.receive(b"EHLO c.example\r\n", secs(4));
+        s.receive(b"ETRN a.ex", secs(6));
+        assert_eq!(s.poll_timeout(), Some(secs(14)));
+        sent(&mut s);
+        s.handle_timeout(secs(13));
+        assert_eq!(sent(&mut s), (String::new(), None), "nothing before the deadline");
+        s.handle_timeout(secs(14));
+        assert_eq!(
+            sent(&mut s),
+            (
+                "421 4.4.2 etrn-harness replay: timeout exceeded\r\n".into(),
+                Some(CloseReason::IdleTimeout)
+            )
+        );
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
     fn a_session_left_early_reports_what_it_never_reached() {
         let mut s = ReplaySession::new(cassette(), 0, ReplayOptions::default(), Instant::now());
         s.receive(b"EHLO c.example\r\n", Instant::now());

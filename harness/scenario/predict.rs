@@ -265,6 +265,34 @@ mod tests {
     }
 
     #[test]
+    fn the_client_times_out_on_the_virtual_clock_exactly_at_its_timeout() {
+        // Two delays of 3 s in one session: each is measured from the client's own command, so
+        // a client that waits 3 s gets both replies, and one that waits a millisecond less none.
+        let s = scenario("etrn_default = { reply = \"250 OK\", delay_ms = 3000 }");
+        let exact = predict_with(&s, Duration::from_millis(3000)).unwrap();
+        assert_eq!(
+            replies(&exact),
+            [("a.com".into(), Some(250)), ("b.com".into(), Some(250))]
+        );
+        let short = predict_with(&s, Duration::from_millis(2999)).unwrap();
+        assert_eq!(replies(&short), [("a.com".into(), None)]);
+        // The reply the client did not wait for still goes out, and the session ends as the
+        // client left it.
+        let session = &short.recording.sessions[0];
+        assert_eq!(session.close, Some(crate::smtp::CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn a_greet_pause_longer_than_the_client_waits_is_no_greeting() {
+        // sendmail's greet pause is 1 s.
+        let s = scenario("profile = \"sendmail\"");
+        assert!(!predict_with(&s, Duration::from_secs(1)).unwrap().runs[0].exchanges.is_empty());
+        let hasty = predict_with(&s, Duration::from_millis(999)).unwrap();
+        assert!(hasty.runs[0].exchanges.is_empty());
+        assert_eq!(hasty.recording.sessions[0].greeting, None);
+    }
+
+    #[test]
     fn a_scripted_hang_up_ends_the_connection() {
         let s = scenario("etrn = [{ arg = \"a.com\", reply = { close = true } }]");
         let p = predict(&s).unwrap();
