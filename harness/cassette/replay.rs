@@ -818,7 +818,11 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(secs(14)));
         sent(&mut s);
         s.handle_timeout(secs(13));
-        assert_eq!(sent(&mut s), (String::new(), None), "nothing before the deadline");
+        assert_eq!(
+            sent(&mut s),
+            (String::new(), None),
+            "nothing before the deadline"
+        );
         s.handle_timeout(secs(14));
         assert_eq!(
             sent(&mut s),

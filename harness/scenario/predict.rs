@@ -286,7 +286,11 @@ mod tests {
     fn a_greet_pause_longer_than_the_client_waits_is_no_greeting() {
         // sendmail's greet pause is 1 s.
         let s = scenario("profile = \"sendmail\"");
-        assert!(!predict_with(&s, Duration::from_secs(1)).unwrap().runs[0].exchanges.is_empty());
+        assert!(
+            !predict_with(&s, Duration::from_secs(1)).unwrap().runs[0]
+                .exchanges
+                .is_empty()
+        );
         let hasty = predict_with(&s, Duration::from_millis(999)).unwrap();
         assert!(hasty.runs[0].exchanges.is_empty());
         assert_eq!(hasty.recording.sessions[0].greeting, None);
