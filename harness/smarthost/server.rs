@@ -10,9 +10,9 @@
 //! deadlines of its own I/O. Every wait has a deadline and every wait races the shutdown signal:
 //! a write must proceed within the idle timeout (a client that pipelines and never reads cannot
 //! pin its session), a TLS handshake has its own limit, and a wait for the session's next
-//! deadline (a scripted delay) ends when the server stops. So a shutdown always finishes, and the recording is always complete:
-//! [`SmartHost::shutdown`] waits a bounded grace period, then records what is still open as
-//! closed by `shutdown`.
+//! deadline (a scripted delay) ends when the server stops. So a shutdown always finishes, and the
+//! recording is always complete: [`SmartHost::shutdown`] waits a bounded grace period, then
+//! records what is still open as closed by `shutdown`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
