@@ -655,6 +655,24 @@ fn a_scripted_etrn_answer_is_recorded_with_its_code() {
     assert_eq!(step.closed, Some(CloseReason::Scripted));
 }
 
+/// Asserts that the session's next deadline is `deadline` and that nothing comes out a
+/// millisecond before it; then moves the virtual clock to it and returns what came out.
+fn at_the_deadline(s: &mut Session, deadline: Instant) -> Step {
+    assert_eq!(
+        s.poll_timeout(),
+        Some(deadline),
+        "the session's next deadline"
+    );
+    s.handle_timeout(deadline - Duration::from_millis(1));
+    let early = drain(s);
+    assert!(
+        early.events.is_empty() && early.sent.is_empty() && early.closed.is_none(),
+        "nothing before the deadline: {early:?}"
+    );
+    s.handle_timeout(deadline);
+    drain(s)
+}
+
 /// A sendmail session accepted at [`t0`], nothing drained yet.
 fn sendmail() -> Session {
     accepted("profile = \"sendmail\"", SessionLimits::default())
@@ -665,11 +683,7 @@ fn a_greet_pause_is_time_given_to_the_session() {
     let mut s = sendmail();
     // Nothing until the pause is over; the session says when that is.
     assert!(drain(&mut s).sent.is_empty());
-    assert_eq!(s.poll_timeout(), Some(at(1000)));
-    s.handle_timeout(at(999));
-    assert!(drain(&mut s).sent.is_empty());
-    s.handle_timeout(at(1000));
-    let greeting = drain(&mut s);
+    let greeting = at_the_deadline(&mut s, at(1000));
     assert!(
         greeting
             .sent
@@ -695,14 +709,7 @@ fn idling(script: &str) -> Session {
 #[test]
 fn the_idle_deadline_is_the_sessions_nothing_before_it_and_421_at_it() {
     let mut s = idling("");
-    assert_eq!(s.poll_timeout(), Some(at(10_000)));
-    s.handle_timeout(at(9_999));
-    assert!(
-        drain(&mut s).events.is_empty(),
-        "nothing before the deadline"
-    );
-    s.handle_timeout(at(10_000));
-    let step = drain(&mut s);
+    let step = at_the_deadline(&mut s, at(10_000));
     assert_eq!(
         step.sent,
         "421 4.4.2 smarthost.example Error: timeout exceeded\r\n"
@@ -722,10 +729,10 @@ fn a_line_end_moves_the_idle_deadline_and_a_byte_at_a_time_does_not() {
         send_at(&mut s, &[*byte], at(5_000 + 1_000 * i as u64));
         assert_eq!(s.poll_timeout(), Some(at(14_000)));
     }
-    s.handle_timeout(at(13_999));
-    assert!(drain(&mut s).events.is_empty());
-    s.handle_timeout(at(14_000));
-    assert_eq!(drain(&mut s).closed, Some(CloseReason::IdleTimeout));
+    assert_eq!(
+        at_the_deadline(&mut s, at(14_000)).closed,
+        Some(CloseReason::IdleTimeout)
+    );
 }
 
 #[test]
@@ -754,14 +761,10 @@ fn a_delayed_reply_is_held_until_its_time_and_later_replies_queue_behind_it() {
     assert_eq!(step.codes(), [250]);
     assert_eq!(step.sent, "");
     assert!(s.holds_output());
-    assert_eq!(s.poll_timeout(), Some(at(4_000)));
     // A line that comes during the hold is answered behind it too.
     let step = send_at(&mut s, b"RSET\r\n", at(2_000));
     assert!(step.events.is_empty() && step.sent.is_empty());
-    s.handle_timeout(at(3_999));
-    assert!(drain(&mut s).sent.is_empty(), "nothing before its time");
-    s.handle_timeout(at(4_000));
-    let step = drain(&mut s);
+    let step = at_the_deadline(&mut s, at(4_000));
     assert_eq!(step.sent, "250 slow\r\n250 2.0.0 OK\r\n250 2.0.0 OK\r\n");
     assert_eq!(step.codes(), [250, 250]);
     assert!(!s.holds_output());
@@ -774,15 +777,9 @@ fn delays_run_one_after_another_and_the_idle_deadline_waits_for_them() {
     let mut s = idling(r#"etrn_default = { reply = "250 later", delay_ms = 8000 }"#);
     send_at(&mut s, b"ETRN a.example\r\nETRN b.example\r\n", at(0));
     // The second delay starts when the first reply goes out: 8 s, then 16 s.
-    assert_eq!(s.poll_timeout(), Some(at(8_000)));
-    s.handle_timeout(at(8_000));
-    assert_eq!(drain(&mut s).sent, "250 later\r\n");
+    assert_eq!(at_the_deadline(&mut s, at(8_000)).sent, "250 later\r\n");
     // 16 s is past the idle deadline (10 s): no 421 while the client waits for the server.
-    assert_eq!(s.poll_timeout(), Some(at(16_000)));
-    s.handle_timeout(at(15_999));
-    assert!(drain(&mut s).sent.is_empty());
-    s.handle_timeout(at(16_000));
-    let step = drain(&mut s);
+    let step = at_the_deadline(&mut s, at(16_000));
     // The last reply out, the deadline long past: the 421 follows it, as it did when the driver
     // slept through the delay.
     assert_eq!(
@@ -797,11 +794,7 @@ fn a_delayed_hang_up_closes_at_its_time() {
     let mut s = idling(r#"etrn_default = { close = true, delay_ms = 500 }"#);
     let step = send_at(&mut s, b"ETRN a.example\r\n", at(0));
     assert_eq!(step.closed, None);
-    assert_eq!(s.poll_timeout(), Some(at(500)));
-    s.handle_timeout(at(499));
-    assert_eq!(drain(&mut s).closed, None);
-    s.handle_timeout(at(500));
-    let step = drain(&mut s);
+    let step = at_the_deadline(&mut s, at(500));
     assert_eq!(
         (step.sent.as_str(), step.closed),
         ("", Some(CloseReason::Scripted))
