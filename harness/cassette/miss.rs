@@ -18,6 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::listener::{ProxyServer, bind};
 
+use crate::smarthost::server::sleep_until_some;
 use crate::smtp::{Conversation, Output};
 
 use super::format::{self, Cassette, Direction};
@@ -29,8 +30,6 @@ use crate::wire::{ClientLine, Follower, Frame, LineFramer, ReplyLine};
 
 /// How long the upstream may take over each reply while it is brought up to date.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a replayed client may stay silent before it gets `421` and is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 use super::replay::{ReplayOptions, ReplaySession};
 
 /// A replay server that records what it misses.
@@ -106,22 +105,22 @@ async fn connection(
             handover(client, peer, history, upstream, &writer, stop).await;
             return;
         }
-        let read = tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, client.read(&mut buf)) => read,
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        };
-        match read {
-            Ok(Ok(n)) if n > 0 => conversation.receive(&buf[..n], std::time::Instant::now()),
-            Ok(_) => return,
-            // A silent client holds no connection slot for ever (the smart host's default).
-            Err(_) => {
-                say_last(
-                    &mut client,
-                    b"421 4.4.2 etrn-harness replay: idle too long\r\n",
-                )
-                .await;
-                return;
+        // A silent client holds no connection slot for ever: the replay's idle deadline (the
+        // smart host's default) ends it with its 421.
+        let wake = conversation
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = sleep_until_some(wake) => {
+                conversation.handle_timeout(tokio::time::Instant::now().into_std());
             }
+            read = client.read(&mut buf) => match read {
+                Ok(n) if n > 0 => {
+                    conversation.receive(&buf[..n], tokio::time::Instant::now().into_std());
+                }
+                _ => return,
+            },
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
     }
 }

@@ -551,7 +551,7 @@ async fn read_ready<S: AsyncRead + Unpin>(
 }
 
 /// Sleeps until `at`, or forever when there is no `at`.
-async fn sleep_until_some(at: Option<Instant>) {
+pub(crate) async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
