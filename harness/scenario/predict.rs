@@ -26,6 +26,7 @@ use crate::reply::ReplyReader;
 use crate::smarthost::server::ConversationFactory;
 use crate::smarthost::{Recorder, Recording};
 use crate::smtp::Accepted;
+use crate::smtp::session::deadline_after;
 use crate::smtp::{Conversation, Output, SessionLimits};
 
 use super::file::Scenario;
@@ -148,7 +149,7 @@ fn pair(
     let mut replies = ReplyReader::new();
     let mut server_closed = false;
     // When the client stops waiting for the reply it waits for.
-    let mut gives_up_at = now + reply_timeout;
+    let mut gives_up_at = deadline_after(now, reply_timeout);
     loop {
         if drain(server.as_mut(), recorder, id, &mut |bytes| {
             replies.push(bytes)
@@ -178,7 +179,7 @@ fn pair(
         match client.on_reply(&reply) {
             Action::Send(bytes) => {
                 server.receive(&bytes, now);
-                gives_up_at = now + reply_timeout;
+                gives_up_at = deadline_after(now, reply_timeout);
             }
             Action::Close => break,
         }

@@ -231,7 +231,11 @@ impl SmartHost {
                 let shared = Arc::clone(&shared);
                 let id = shared.recorder.open(peer);
                 async move {
-                    let accepted = Accepted::now(id - 1, peer.ip());
+                    // tokio's clock, the one the driver sleeps on (paused in some tests).
+                    let accepted = Accepted {
+                        now: Instant::now().into_std(),
+                        ..Accepted::now(id - 1, peer.ip())
+                    };
                     let reason = serve(stream, id, &accepted, &shared, stop).await;
                     debug!(?reason, "session closed");
                     shared.recorder.close(id, reason);
