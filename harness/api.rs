@@ -1106,7 +1106,7 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<ScriptInstalled
         });
     }
     let factory = match cassette {
-        Some(cassette) => crate::cassette::replay_for_script(&script, cassette),
+        Some(cassette) => crate::cassette::replay_for_script(&script, cassette, &s.limits),
         None => crate::cassette::conversations_for_script(&script, &s.limits).map_err(|e| {
             ApiFailure {
                 status: StatusCode::UNPROCESSABLE_ENTITY,

@@ -125,7 +125,7 @@ pub fn conversations_for_script(
     limits: &SessionLimits,
 ) -> Result<ConversationFactory, ScriptHostError> {
     if let Some(path) = &script.cassette {
-        return Ok(replay_for_script(script, load(path)?));
+        return Ok(replay_for_script(script, load(path)?, limits));
     }
     let behaviour: Arc<dyn Behaviour> = Arc::new(Arc::new(script.clone()).behaviour()?);
     let limits = crate::smarthost::server::limits_for(behaviour.as_ref(), limits.clone());
@@ -139,10 +139,15 @@ pub fn conversations_for_script(
 }
 
 /// The conversations of `script` replaying `cassette`, already read (the one its `cassette`
-/// names): for a caller that reads the file itself.
-pub fn replay_for_script(script: &SmartHostScript, cassette: Cassette) -> ConversationFactory {
+/// names): for a caller that reads the file itself. Of `limits` a replay keeps the idle timeout.
+pub fn replay_for_script(
+    script: &SmartHostScript,
+    cassette: Cassette,
+    limits: &SessionLimits,
+) -> ConversationFactory {
     let options = ReplayOptions {
         mode: script.cassette_match.unwrap_or_default(),
+        idle_timeout: limits.idle_timeout,
         ..ReplayOptions::default()
     };
     replay_factory(cassette, options)
