@@ -16,7 +16,10 @@
 //!   comparison, keep the raw text for the wire.
 //! - [`wire`]: the wire layer every SMTP-speaking part shares: line framing with a cap and a
 //!   linear scan, verbs and arguments split at any whitespace, reply lines, EHLO keywords, the
-//!   one credential redaction, and a follower that pairs pipelined requests with their replies.
+//!   one credential redaction, the one observer of server-side session state
+//!   ([`wire::observer::ServerSideObserver`]: data, AUTH, STARTTLS, greeting and transaction
+//!   from the replies) that the session, the replay and the recorder all drive, and a follower
+//!   built on it that pairs pipelined requests with their replies.
 //! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
 //!   a server's bytes.
 //! - [`answer`]: what a scripted server does for one command: reply, delay, hang up; answers by
@@ -32,8 +35,9 @@
 //!   basis (KB article or RFC section) and grade (must / should / informational). And the model as
 //!   a sans-IO SMTP client ([`ims::ImsClient`]: a reply in, the next command out), which the
 //!   built-in target drives over TCP and the prediction pairs in memory with a smart host.
-//! - [`smtp`]: the sans-IO SMTP server session (smtp-proto parses each line): bytes in, replies,
-//!   events, TLS and close requests out; the [`smtp::Behaviour`] trait a script implements.
+//! - [`smtp`]: the sans-IO SMTP server session (smtp-proto parses each line, the wire layer's
+//!   observer tracks how lines are read): bytes in, replies, events, TLS and close requests out;
+//!   the [`smtp::Behaviour`] trait a script implements.
 //! - [`smarthost`]: the fake smart host: the script and server profiles that decide what it says,
 //!   the thin tokio driver (deadlines on every wait, limits, STARTTLS, a shutdown that always
 //!   finishes), the one accept loop every server shares, and the recorder with event-driven waits.

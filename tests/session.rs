@@ -773,6 +773,37 @@ fn a_delayed_reply_is_held_until_its_time_and_later_replies_queue_behind_it() {
 }
 
 #[test]
+fn what_the_observer_reads_behind_a_delayed_reply_is_reported_behind_it() {
+    let mut s = idling(
+        r#"etrn = [{ arg = "slow.example", reply = { reply = "250 slow", delay_ms = 3000 } }]"#,
+    );
+    // Pipelined behind the delayed ETRN: a line over the 512-octet limit, then a NOOP.
+    let input = format!("ETRN slow.example\r\nNOOP {}\r\nNOOP\r\n", "x".repeat(600));
+    let step = send_at(&mut s, input.as_bytes(), at(1_000));
+    // Only the ETRN's own events come out at once: the observer's verdicts on the lines after
+    // it (too long, a command) wait with their replies.
+    let too_long = |step: &Step| {
+        step.events
+            .iter()
+            .any(|e| matches!(e, Event::LineTooLong { .. }))
+    };
+    assert!(!too_long(&step), "{:?}", step.events);
+    assert_eq!(step.codes(), [250]);
+    assert_eq!(step.sent, "");
+    let step = at_the_deadline(&mut s, at(4_000));
+    assert!(too_long(&step), "{:?}", step.events);
+    assert!(
+        step.events
+            .iter()
+            .any(|e| matches!(e, Event::Command(c) if c.raw == b"NOOP\r\n")),
+        "{:?}",
+        step.events
+    );
+    assert!(step.sent.starts_with("250 slow\r\n5"), "{}", step.sent);
+    assert!(step.sent.ends_with("250 2.0.0 OK\r\n"), "{}", step.sent);
+}
+
+#[test]
 fn delays_run_one_after_another_and_the_idle_deadline_waits_for_them() {
     let mut s = idling(r#"etrn_default = { reply = "250 later", delay_ms = 8000 }"#);
     send_at(&mut s, b"ETRN a.example\r\nETRN b.example\r\n", at(0));

@@ -176,7 +176,8 @@ impl Exchange {
     }
 
     /// True when this is DATA answered 354: what the client sends next is message data, up to
-    /// its final ".". The parser and the replay both go by this.
+    /// its final ".". The parser goes by this; the replay by the same rule in its
+    /// [`ServerSideObserver`](crate::wire::observer::ServerSideObserver).
     pub fn opens_data(&self) -> bool {
         matches!(&self.request, Request::Command(c) if *Command::parse(c).verb() == Verb::Data)
             && self.reply_is_complete()

@@ -26,10 +26,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::escape::escape;
-use crate::smtp::etrn::{Greeted, read_etrn};
+use crate::smtp::etrn::read_etrn;
 use crate::smtp::session::{DEFAULT_IDLE_TIMEOUT, deadline_after};
 use crate::smtp::{CloseReason, CommandLine, Conversation, Event, Output};
-use crate::wire::{Command, Frame, LineFramer, ReplyLine, Verb, ehlo, redact};
+use crate::wire::observer::{
+    Authentication, Classified, DataEnd, ObservedCommand, Prompt, Replied, ServerSideObserver,
+};
+use crate::wire::{Command, LineFramer, ReplyLine, Verb, redact};
 
 use super::format::{Cassette, CassetteSession, Exchange, Request};
 
@@ -105,10 +108,11 @@ pub struct ReplaySession {
     used: Vec<bool>,
     next: usize,
     lines: LineFramer,
-    /// Octets of an over-long command line discarded so far.
-    overlong: Option<usize>,
+    /// How the client's bytes are read and what the replayed replies established (greeting,
+    /// transaction, data, AUTH, STARTTLS): the state the scripted session shares.
+    observer: ServerSideObserver,
     /// Message data being received after a recorded 354.
-    data: Option<IncomingData>,
+    data: IncomingData,
     out: VecDeque<Output>,
     closed: bool,
     /// Every client line so far, for a handover at a miss; `None` once past [`MAX_HISTORY`].
@@ -119,14 +123,6 @@ pub struct ReplaySession {
     /// The position of the last mismatch reported, so a resynchronisation right after it is not
     /// counted twice.
     last_mismatch: Option<usize>,
-    /// Which lines answer an AUTH: recorded and reported redacted, as `serve` records them.
-    auth_responses: redact::AuthResponses,
-    /// What the replayed replies established, so ETRNs are recorded with the same flags as the
-    /// scripted server gives them.
-    greeted: Greeted,
-    in_transaction: bool,
-    /// STARTTLS was replayed into a TLS handshake: nothing is read until it is done.
-    tls_pending: bool,
     /// When the client has been idle too long: moved on by every line end it sends.
     idle_at: Instant,
 }
@@ -154,18 +150,19 @@ impl ReplaySession {
             used: vec![false; count],
             next: 0,
             lines: LineFramer::new(),
-            overlong: None,
-            data: None,
+            // The data ends where the recorded upstream, a line reader, ended it.
+            observer: ServerSideObserver::new(
+                MAX_COMMAND_LINE,
+                DataEnd::DotLine,
+                Authentication::Replayed,
+            ),
+            data: IncomingData::default(),
             out: VecDeque::new(),
             closed: false,
             history,
             history_bytes: 0,
             miss: None,
             last_mismatch: None,
-            auth_responses: redact::AuthResponses::default(),
-            greeted: Greeted::No,
-            in_transaction: false,
-            tls_pending: false,
             idle_at,
         };
         match r.recorded().and_then(|s| s.exchanges.first()).cloned() {
@@ -258,9 +255,6 @@ impl ReplaySession {
             // The upstream closed in the middle of its reply: so does the replay.
             self.close(CloseReason::Scripted);
             return;
-        }
-        if e.opens_data() {
-            self.data = Some(IncomingData::default());
         }
         match e.reply_code() {
             Some(421) => self.close(CloseReason::Scripted),
@@ -391,17 +385,11 @@ impl ReplaySession {
         }
     }
 
-    fn data_line(&mut self, line: &[u8]) {
+    /// The line that ends message data: the data is matched by its hash.
+    fn end_of_data(&mut self, line: &[u8]) {
         self.remember(line);
-        let Some(data) = &mut self.data else {
-            return;
-        };
-        data.add(line);
-        if line != b".\r\n" {
-            return;
-        }
-        let received = self.data.take().map(|d| d.hash.finish()).unwrap_or(0);
-        self.in_transaction = false;
+        self.data.add(line);
+        let received = std::mem::take(&mut self.data).hash.finish();
         let strict = self.options.mode == MatchMode::Strict;
         let found =
             self.find(|r| matches!(r, Request::Data(d) if !strict || data_hash(d) == received));
@@ -420,35 +408,60 @@ impl ReplaySession {
         }
     }
 
-    fn line(&mut self, line: &[u8]) {
-        if self.data.is_some() {
-            self.data_line(line);
-            return;
+    fn client_line(&mut self, line: Classified<'_>) {
+        match line {
+            Classified::Command(observed) => {
+                self.remember(observed.command.line());
+                self.command(observed);
+            }
+            Classified::AuthResponse(line) => {
+                self.remember(line);
+                self.command(ObservedCommand::auth_response(line));
+            }
+            Classified::Data { line, .. } => {
+                self.remember(line);
+                self.data.add(line);
+            }
+            Classified::EndOfData(line) => self.end_of_data(line),
+            Classified::DataPiece(piece) => {
+                self.data.add(piece);
+                self.history = None;
+            }
+            // Counted by the observer, answered once the line ends.
+            Classified::OverlongPiece { .. } => {}
+            Classified::TooLong { octets, last, .. } => {
+                self.remember(last);
+                self.out
+                    .push_back(Output::Event(Event::LineTooLong { octets }));
+                self.send(b"500 5.5.6 Line too long\r\n");
+            }
+            Classified::DiscardedAfterStartTls { octets } => {
+                // Plaintext pipelined behind STARTTLS is never acted on (CVE-2011-0411).
+                self.out
+                    .push_back(Output::Event(Event::DiscardedAfterStartTls { octets }));
+            }
         }
-        self.remember(line);
-        let discarded = self.overlong.take();
-        if discarded.is_some() || line.len() > MAX_COMMAND_LINE {
-            self.out.push_back(Output::Event(Event::LineTooLong {
-                octets: discarded.unwrap_or(0) + line.len(),
-            }));
-            self.send(b"500 5.5.6 Line too long\r\n");
-            return;
-        }
-        let command = Command::parse(line);
-        let verb = command.verb();
+    }
+
+    fn command(&mut self, observed: ObservedCommand<'_>) {
         // The one form a line is shown in: its Command event, a mismatch line, the logs.
-        let (recorded_form, secret) = self.auth_responses.line(&command);
-        let recorded_form = recorded_form.into_owned();
-        let redacted = recorded_form != line;
         self.out
-            .push_back(Output::Event(Event::Command(CommandLine {
-                raw: recorded_form.clone(),
-                verb: if secret { Verb::Blank } else { verb.clone() },
-                bare_lf: !line.ends_with(b"\r\n"),
-                redacted,
-            })));
-        let etrn =
-            (*verb == Verb::Etrn).then(|| read_etrn(&command, self.greeted, self.in_transaction));
+            .push_back(Output::Event(Event::Command(CommandLine::from(&observed))));
+        let recorded_form = observed.recorded.into_owned();
+        let command = observed.command;
+        let verb = command.verb();
+        let prompt = if observed.auth_response {
+            Prompt::AuthResponse
+        } else {
+            Prompt::Command(verb)
+        };
+        let etrn = (prompt == Prompt::Command(&Verb::Etrn)).then(|| {
+            read_etrn(
+                &command,
+                self.observer.greeted(),
+                self.observer.in_transaction(),
+            )
+        });
         let found = self.find(|r| matches!(r, Request::Command(c) if self.matches(c, &command)));
         let index = match found {
             Ok(i) | Err(Some(i)) => Some(i),
@@ -465,12 +478,14 @@ impl ReplaySession {
         }
         match (found, exchange) {
             (Ok(_), Some((i, e))) => {
-                self.follow(verb, &e);
+                let replied = self.observer.replied(prompt, &e.reply);
                 self.answer(i, &e);
-                self.maybe_start_tls(verb, &e);
+                if replied == Replied::TlsStarts {
+                    self.maybe_start_tls();
+                }
             }
             (Err(Some(_)), Some((i, e))) => {
-                self.follow(verb, &e);
+                self.observer.replied(prompt, &e.reply);
                 self.resynchronise(&recorded_form, i, &e);
             }
             _ => self.mismatch(&recorded_form),
@@ -479,45 +494,15 @@ impl ReplaySession {
 
     /// STARTTLS answered 220 in a session whose recorder terminated TLS: the client gets a TLS
     /// handshake (with the replay's own certificate) and the plaintext that followed is replayed.
-    fn maybe_start_tls(&mut self, verb: &Verb, e: &Exchange) {
+    /// A session recorded in passthrough has nothing after it: the replay reads on.
+    fn maybe_start_tls(&mut self) {
         let terminated = self
             .recorded()
             .is_some_and(|s| s.tls == super::format::TlsMark::Terminated);
-        if *verb == Verb::StartTls && terminated && e.reply_code() == Some(220) && !self.closed {
-            self.tls_pending = true;
-            self.greeted = Greeted::No;
-            self.in_transaction = false;
+        if terminated && !self.closed {
+            self.observer.start_tls();
             self.out.push_back(Output::Event(Event::StartTls));
             self.out.push_back(Output::StartTls);
-        }
-    }
-
-    /// Tracks greeting and transaction state from a replayed exchange.
-    fn follow(&mut self, verb: &Verb, e: &Exchange) {
-        let positive = e.reply_code().is_some_and(|c| (200..300).contains(&c));
-        match verb {
-            Verb::Ehlo if positive => {
-                let keywords: Vec<String> = e
-                    .reply
-                    .iter()
-                    .skip(1)
-                    .filter_map(|l| ReplyLine::parse(l))
-                    .map(|l| String::from_utf8_lossy(l.text).into_owned())
-                    .collect();
-                self.greeted = if ehlo::advertises(keywords.iter().map(String::as_str), "ETRN") {
-                    Greeted::EtrnAdvertised
-                } else {
-                    Greeted::EtrnNotAdvertised
-                };
-                self.in_transaction = false;
-            }
-            Verb::Helo if positive => {
-                self.greeted = Greeted::Helo;
-                self.in_transaction = false;
-            }
-            Verb::Mail if positive => self.in_transaction = true,
-            Verb::Rset => self.in_transaction = false,
-            _ => {}
         }
     }
 }
@@ -530,7 +515,7 @@ impl Conversation for ReplaySession {
         if bytes.contains(&b'\n') {
             self.idle_at = deadline_after(now, self.options.idle_timeout);
         }
-        if self.tls_pending {
+        if self.observer.tls_pending() {
             // Plaintext pipelined behind STARTTLS is never acted on (CVE-2011-0411).
             self.out
                 .push_back(Output::Event(Event::DiscardedAfterStartTls {
@@ -540,36 +525,11 @@ impl Conversation for ReplaySession {
         }
         let mut lines = std::mem::take(&mut self.lines);
         lines.push(bytes);
-        loop {
-            let cap = if self.data.is_some() {
-                64 * 1024
-            } else {
-                MAX_COMMAND_LINE + 1
-            };
-            match lines.next_frame(cap) {
-                Some(Frame::Line(line)) => self.line(line),
-                Some(Frame::Overlong(piece)) => match &mut self.data {
-                    Some(data) => {
-                        data.add(piece);
-                        self.history = None;
-                    }
-                    None => *self.overlong.get_or_insert(0) += piece.len(),
-                },
-                None => break,
-            }
+        while let Some(line) = self.observer.next_line(&mut lines) {
+            self.client_line(line);
             if self.closed {
                 if self.miss.is_none() {
                     lines.clear();
-                }
-                break;
-            }
-            if self.tls_pending {
-                let rest = lines.take_pending().len();
-                if rest > 0 {
-                    self.out
-                        .push_back(Output::Event(Event::DiscardedAfterStartTls {
-                            octets: rest,
-                        }));
                 }
                 break;
             }
@@ -582,17 +542,17 @@ impl Conversation for ReplaySession {
     }
 
     fn tls_established(&mut self, now: Instant) {
-        self.tls_pending = false;
+        self.observer.tls_established();
         self.idle_at = deadline_after(now, self.options.idle_timeout);
     }
 
     /// The idle deadline; none once closed, or while the driver does a TLS handshake.
     fn poll_timeout(&self) -> Option<Instant> {
-        (!self.closed && !self.tls_pending).then_some(self.idle_at)
+        (!self.closed && !self.observer.tls_pending()).then_some(self.idle_at)
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        if !self.closed && !self.tls_pending && self.idle_at <= now {
+        if !self.closed && !self.observer.tls_pending() && self.idle_at <= now {
             self.send(b"421 4.4.2 etrn-harness replay: timeout exceeded\r\n");
             self.close(CloseReason::IdleTimeout);
         }
@@ -602,7 +562,7 @@ impl Conversation for ReplaySession {
         self.close(CloseReason::PeerClosed);
     }
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
-        self.auth_responses.forms(lines)
+        self.observer.recorded_forms(lines)
     }
 }
 
@@ -832,6 +792,47 @@ mod tests {
             )
         );
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_replayed_starttls_stops_the_idle_deadline_until_the_handshake_is_done() {
+        let t0 = Instant::now();
+        let secs = |n: u64| t0 + Duration::from_secs(n);
+        let text = "etrn-harness cassette v1
+1 session
+1 S: 220 mx.test ESMTP
+1 C: EHLO c.example
+1 S: 250-mx.test
+1 S: 250 STARTTLS
+1 C: STARTTLS
+1 S: 220 2.0.0 Ready to start TLS
+1 tls terminate
+1 C: EHLO c.example
+1 S: 250 mx.test
+";
+        let options = ReplayOptions {
+            idle_timeout: Duration::from_secs(10),
+            ..ReplayOptions::default()
+        };
+        let mut s = ReplaySession::new(Arc::new(Cassette::parse(text).unwrap()), 0, options, t0);
+        let drain =
+            |s: &mut ReplaySession| std::iter::from_fn(|| s.poll_output()).collect::<Vec<_>>();
+        drain(&mut s);
+        s.receive(b"EHLO c.example\r\nSTARTTLS\r\nNOOP\r\n", secs(2));
+        let out = drain(&mut s);
+        assert!(out.contains(&Output::StartTls), "{out:?}");
+        // The observer discards what was pipelined behind STARTTLS, and the handshake is the
+        // driver's to time: no idle deadline meanwhile.
+        assert!(
+            out.contains(&Output::Event(Event::DiscardedAfterStartTls { octets: 6 })),
+            "{out:?}"
+        );
+        assert_eq!(s.poll_timeout(), None);
+        s.tls_established(secs(5));
+        assert_eq!(s.poll_timeout(), Some(secs(15)));
+        s.receive(b"EHLO c.example\r\n", secs(7));
+        assert!(drain(&mut s).contains(&Output::Send(b"250 mx.test\r\n".to_vec())));
+        assert_eq!(s.poll_timeout(), Some(secs(17)));
     }
 
     #[test]

@@ -9,18 +9,9 @@ use crate::wire::Command;
 
 use super::event::{EtrnFlag, EtrnRecord};
 
-/// Where the session stands when the ETRN arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Greeted {
-    /// No EHLO/HELO answered yet.
-    No,
-    /// EHLO answered, with the ETRN keyword.
-    EtrnAdvertised,
-    /// An EHLO reply without ETRN.
-    EtrnNotAdvertised,
-    /// HELO: the session has no service extensions at all.
-    Helo,
-}
+/// Where the session stands when the ETRN arrives: tracked by the
+/// [`ServerSideObserver`](crate::wire::observer::ServerSideObserver).
+pub use crate::wire::observer::Greeted;
 
 /// The facts about one ETRN command that decide its answer, gathered by the session for the
 /// [`Behaviour`](super::Behaviour).

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{EtrnArg, EtrnOption};
 use crate::escape::escape;
 use crate::wire::Verb;
+use crate::wire::observer::ObservedCommand;
 
 /// Something that happened in a session, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -86,6 +87,19 @@ pub struct CommandLine {
     /// The line held credentials, replaced by `[redacted]`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
+}
+
+impl From<&ObservedCommand<'_>> for CommandLine {
+    /// The event for a line the observer read: its recorded form, no verb for an AUTH response.
+    fn from(observed: &ObservedCommand<'_>) -> Self {
+        let line = observed.command.line();
+        CommandLine {
+            raw: observed.recorded.clone().into_owned(),
+            verb: observed.recorded_verb(),
+            bare_lf: !line.ends_with(b"\r\n"),
+            redacted: *observed.recorded != *line,
+        }
+    }
 }
 
 impl CommandLine {

@@ -1,6 +1,9 @@
 //! The SMTP server protocol core, sans I/O: no sockets, no tokio, no clock.
 //!
 //! - [`session`]: the state machine: bytes in, [`Output`]s (replies, events, TLS, close) out.
+//!   How it reads the client's bytes and what its replies established (data, AUTH responses,
+//!   STARTTLS, greeting, transaction) is the wire layer's
+//!   [`ServerSideObserver`](crate::wire::observer::ServerSideObserver), shared with the replay.
 //! - [`behaviour`]: the trait through which a script decides what the server says.
 //! - [`conversation`]: the trait a server driver runs: the session, or a cassette replay.
 //! - [`etrn`]: reading an ETRN line into a record with its flags, and the facts a behaviour

@@ -21,7 +21,8 @@
 //! the probe and the tests move a virtual one: a five-minute timeout costs them nothing.
 //!
 //! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
-//! cap and no DATA handling we can use, so the session cuts lines with the wire layer's framer
+//! cap and no DATA handling we can use, so the session's [`ServerSideObserver`] (the one the
+//! replay and the recorder share) cuts lines with the wire layer's framer
 //! ([`crate::wire::framing`]), enforces the limit, and reads DATA line by line until CRLF.CRLF.
 //!
 //! Each command line is read once by the wire layer ([`crate::wire::Command`]): the session
@@ -40,13 +41,16 @@ use crate::answer::Answer;
 use crate::reply::{Reply, ReplyCode};
 use crate::reply_code;
 use crate::wire::command::trim_line_end;
-use crate::wire::{Command, Frame, LineFramer, Verb, ehlo, redact};
+use crate::wire::{Command, LineFramer, Verb, ehlo, redact};
 
 use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
 use super::replies::{LongLine, Placeholders};
+use crate::wire::observer::{
+    Authentication, Classified, DataEnd, ObservedCommand, ServerSideObserver,
+};
 
 /// Limits of one session.
 #[derive(Debug, Clone)]
@@ -92,29 +96,13 @@ pub enum Output {
     Close(CloseReason),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hello {
-    None,
-    Ehlo { etrn_advertised: bool },
-    Helo,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Mode {
     /// The greeting is held back until `greet_at`.
     GreetPause,
-    /// Reading commands.
+    /// Serving commands (how the client's bytes are read, data, AUTH responses or nothing
+    /// before a TLS handshake, is the observer's).
     Command,
-    /// Inside DATA.
-    Data,
-    /// AUTH PLAIN waiting for the initial response.
-    AuthPlain,
-    /// AUTH LOGIN waiting for the user name.
-    AuthLoginUser,
-    /// AUTH LOGIN waiting for the password.
-    AuthLoginPassword { username: String },
-    /// STARTTLS accepted; input is discarded until the handshake is done.
-    TlsPending,
     /// The greeting refused the session (non-2xx, not 421): only QUIT is served.
     Refused,
     /// The client talked during a greet pause: a null server (see [`super::GreetPause`]).
@@ -123,23 +111,23 @@ enum Mode {
     Closed,
 }
 
+/// What a 334 asked for: the step of the AUTH exchange the next response answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthStep {
+    /// AUTH PLAIN waiting for the initial response.
+    Plain,
+    /// AUTH LOGIN waiting for the user name.
+    LoginUser,
+    /// AUTH LOGIN waiting for the password.
+    LoginPassword { username: String },
+}
+
+/// The open mail transaction's content; whether one is open is the observer's.
 #[derive(Debug, Clone, Default)]
 struct Transaction {
     from: String,
     recipients: Vec<String>,
 }
-
-#[derive(Debug, Default)]
-struct DataState {
-    size: usize,
-    /// The previous data line ended with CRLF (DATA's own CRLF counts): a following ".\r\n" ends.
-    after_crlf: bool,
-    /// The buffer was flushed in the middle of a very long line: the next LF ends that line.
-    mid_line: bool,
-}
-
-/// Longest partial data line kept in the buffer before it is counted and dropped.
-const DATA_CHUNK: usize = 64 * 1024;
 
 /// One SMTP server session.
 pub struct Session {
@@ -167,18 +155,18 @@ pub struct Session {
     /// Commands that counted against the behaviour's command limit.
     counted_commands: u32,
     mode: Mode,
-    hello: Hello,
+    /// How the client's bytes are read, greeted, in a transaction: the state the replay shares.
+    observer: ServerSideObserver,
+    /// While the observer awaits an AUTH response: which step it answers.
+    auth_step: Option<AuthStep>,
     tls_active: bool,
     authenticated: bool,
-    /// Which lines answer an AUTH, whatever its reply (the one redaction's rule).
-    auth_responses: redact::AuthResponses,
     /// The line being answered is an AUTH response: no reply may echo it (`{command}`).
     answering_a_secret: bool,
-    transaction: Option<Transaction>,
-    data: DataState,
+    transaction: Transaction,
+    /// Octets of the message being received, dot-unstuffed.
+    message_octets: usize,
     lines: LineFramer,
-    /// Octets of an over-long line discarded so far; `Some` while discarding up to its LF.
-    overlong: Option<usize>,
     out: VecDeque<Output>,
 }
 
@@ -209,15 +197,18 @@ impl Session {
             errors: 0,
             counted_commands: 0,
             mode: Mode::Command,
-            hello: Hello::None,
+            observer: ServerSideObserver::new(
+                line_limit,
+                DataEnd::CrlfDotCrlf,
+                Authentication::Checked,
+            ),
+            auth_step: None,
             tls_active: false,
             authenticated: false,
-            auth_responses: redact::AuthResponses::default(),
             answering_a_secret: false,
-            transaction: None,
-            data: DataState::default(),
+            transaction: Transaction::default(),
+            message_octets: 0,
             lines: LineFramer::new(),
-            overlong: None,
             out: VecDeque::new(),
         };
         if s.greet_at.is_some() {
@@ -252,8 +243,11 @@ impl Session {
             // The client waits for the server: it is not idle meanwhile.
             return Some(held.at);
         }
+        if self.observer.tls_pending() {
+            return None;
+        }
         match self.mode {
-            Mode::Closed | Mode::TlsPending => None,
+            Mode::Closed => None,
             Mode::GreetPause => Some(self.greet_at.map_or(self.idle_at, |g| g.min(self.idle_at))),
             _ => Some(self.idle_at),
         }
@@ -322,62 +316,32 @@ impl Session {
             Mode::Closed => return,
             Mode::GreetPause if !bytes.is_empty() => self.talked_first(),
             Mode::GreetPause => return,
-            Mode::TlsPending => {
-                self.emit(Output::Event(Event::DiscardedAfterStartTls {
-                    octets: bytes.len(),
-                }));
-                return;
-            }
             _ => {}
+        }
+        if self.observer.tls_pending() {
+            self.emit(Output::Event(Event::DiscardedAfterStartTls {
+                octets: bytes.len(),
+            }));
+            return;
         }
         // The framer is taken out of `self` meanwhile, so lines are handled as slices of its
         // buffer: a DATA line costs no allocation.
         let mut lines = std::mem::take(&mut self.lines);
         lines.push(bytes);
-        loop {
-            // A data line may be long (it is counted, not kept); a command line has a limit.
-            let cap = if self.mode == Mode::Data {
-                DATA_CHUNK
-            } else {
-                self.line_limit + 1
-            };
-            match lines.next_frame(cap) {
-                Some(Frame::Line(line)) => self.line(line),
-                Some(Frame::Overlong(piece)) => self.overlong_piece(piece),
-                None => break,
-            }
-            match self.mode {
-                Mode::Closed => {
-                    lines.clear();
-                    break;
-                }
-                Mode::TlsPending => {
-                    // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
-                    let rest = lines.take_pending().len();
-                    if rest > 0 {
-                        self.emit(Output::Event(Event::DiscardedAfterStartTls {
-                            octets: rest,
-                        }));
-                    }
-                    break;
-                }
-                _ => {}
+        while let Some(line) = self.observer.next_line(&mut lines) {
+            self.client_line(line);
+            if self.mode == Mode::Closed {
+                lines.clear();
+                break;
             }
         }
         self.lines = lines;
     }
 
-    /// A piece of a line longer than the limit: counted, not kept (but for a server that
-    /// truncates, the first `line_limit` octets).
-    fn overlong_piece(&mut self, piece: &[u8]) {
-        if self.mode == Mode::Data {
-            self.data.size += piece.len();
-            self.data.mid_line = true;
-            return;
-        }
-        let first = self.overlong.is_none();
-        *self.overlong.get_or_insert(0) += piece.len();
-        if self.in_auth_exchange() {
+    /// A piece of a line longer than the limit: counted (by the observer), not kept (but for a
+    /// server that truncates, the first `line_limit` octets).
+    fn overlong_piece(&mut self, piece: &[u8], first: bool) {
+        if self.observer.awaits_auth_response() {
             // A credential is never read as a command, nor answered piece by piece.
             return;
         }
@@ -397,18 +361,7 @@ impl Session {
     /// [`super::Conversation::recorded_forms`]): an AUTH among them makes the lines after it
     /// secrets as it would in the session.
     pub fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
-        if self.in_auth_exchange() {
-            return vec![redact::CONTINUATION.to_vec(); lines.len()];
-        }
-        self.auth_responses.forms(lines)
-    }
-
-    /// Whether the next line is an AUTH response rather than a command.
-    fn in_auth_exchange(&self) -> bool {
-        matches!(
-            self.mode,
-            Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword { .. }
-        )
+        self.observer.recorded_forms(lines)
     }
 
     /// The TLS handshake finished at `now`: the session starts over (RFC 3207 §4.2), and so
@@ -416,12 +369,11 @@ impl Session {
     pub fn tls_established(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
-        if self.mode == Mode::TlsPending {
+        if self.mode != Mode::Closed && self.observer.tls_pending() {
+            // The observer forgot the greeting and the transaction when TLS started.
+            self.observer.tls_established();
             self.tls_active = true;
-            self.hello = Hello::None;
             self.authenticated = false;
-            self.transaction = None;
-            self.mode = Mode::Command;
         }
     }
 
@@ -447,15 +399,7 @@ impl Session {
         }
         let rest = self.lines.take_pending();
         // Message data is counted, never kept; the tail of a line already too long is no line.
-        let a_line = !matches!(self.mode, Mode::Data | Mode::TlsPending) && self.overlong.is_none();
-        if a_line && !rest.is_empty() {
-            // An AUTH response is a secret whatever it holds.
-            let (form, secret) = self.auth_responses.line(&Command::parse(&rest));
-            let raw = if secret || self.in_auth_exchange() {
-                redact::MARK.as_bytes().to_vec()
-            } else {
-                form.into_owned()
-            };
+        if let Some(raw) = self.observer.unterminated(&rest) {
             self.emit(Output::Event(Event::Unterminated { raw }));
         }
         self.close(CloseReason::PeerClosed);
@@ -463,65 +407,62 @@ impl Session {
 
     // ----- framing -----
 
-    fn line(&mut self, line: &[u8]) {
-        if let Some(discarded) = self.overlong.take() {
-            let octets = discarded + line.len();
-            self.emit(Output::Event(Event::LineTooLong { octets }));
-            match self.truncated.take() {
-                Some(mut head) => {
-                    head.extend_from_slice(b"\r\n");
-                    self.command(&head);
-                }
-                // The AUTH exchange gets the plain refusal, whatever the server does with
-                // commands.
-                None if self.in_auth_exchange() => {
-                    self.reply_text(reply_code!(500), "5.5.6 Line too long")
-                }
-                None => self.line_too_long(),
-            }
-            return;
-        }
-        match &self.mode {
-            Mode::Data => self.data_line(line),
-            Mode::AuthPlain | Mode::AuthLoginUser | Mode::AuthLoginPassword { .. } => {
-                self.record_command(redact::CONTINUATION.to_vec(), Verb::Blank, line, true);
+    fn client_line(&mut self, line: Classified<'_>) {
+        match line {
+            Classified::Command(command) => self.command(command),
+            Classified::AuthResponse(line) => {
+                let observed = ObservedCommand::auth_response(line);
+                self.emit(Output::Event(Event::Command(CommandLine::from(&observed))));
                 self.auth_continuation(line);
             }
-            _ if line.len() > self.line_limit => {
-                self.emit(Output::Event(Event::LineTooLong { octets: line.len() }));
-                if self.behaviour.replies().line_too_long == LongLine::Truncate {
-                    let mut head = line[..self.line_limit].to_vec();
-                    head.extend_from_slice(b"\r\n");
-                    self.command(&head);
+            Classified::Data { line, starts_line } => {
+                let content = if starts_line && line.starts_with(b".") {
+                    &line[1..] // dot-unstuffing (RFC 5321 §4.5.2)
                 } else {
-                    self.line_too_long();
+                    line
+                };
+                self.message_octets += content.len();
+            }
+            Classified::DataPiece(piece) => self.message_octets += piece.len(),
+            Classified::EndOfData(_) => self.end_of_data(),
+            Classified::OverlongPiece { piece, first } => self.overlong_piece(piece, first),
+            Classified::TooLong {
+                octets,
+                last,
+                whole,
+            } => {
+                self.emit(Output::Event(Event::LineTooLong { octets }));
+                let truncate = self.behaviour.replies().line_too_long == LongLine::Truncate;
+                let head = if whole {
+                    truncate.then(|| last[..self.line_limit].to_vec())
+                } else {
+                    self.truncated.take()
+                };
+                match head {
+                    Some(mut head) => {
+                        head.extend_from_slice(b"\r\n");
+                        let observed = self.observer.command(&head);
+                        self.command(observed);
+                    }
+                    // The AUTH exchange gets the plain refusal, whatever the server does with
+                    // commands.
+                    None if self.observer.awaits_auth_response() => {
+                        self.reply_text(reply_code!(500), "5.5.6 Line too long")
+                    }
+                    None => self.line_too_long(),
                 }
             }
-            _ => self.command(line),
+            Classified::DiscardedAfterStartTls { octets } => {
+                // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
+                self.emit(Output::Event(Event::DiscardedAfterStartTls { octets }));
+            }
         }
-    }
-
-    fn data_line(&mut self, line: &[u8]) {
-        let crlf = line.ends_with(b"\r\n");
-        if line == b".\r\n" && self.data.after_crlf && !self.data.mid_line {
-            self.end_of_data();
-            return;
-        }
-        let content = if !self.data.mid_line && line.starts_with(b".") {
-            &line[1..] // dot-unstuffing (RFC 5321 §4.5.2)
-        } else {
-            line
-        };
-        self.data.size += content.len();
-        self.data.after_crlf = crlf;
-        self.data.mid_line = false;
     }
 
     fn end_of_data(&mut self) {
-        let size = self.data.size;
-        let t = self.transaction.take().unwrap_or_default();
-        self.mode = Mode::Command;
-        self.data = DataState::default();
+        // The observer closed the transaction and reads commands again.
+        let size = std::mem::take(&mut self.message_octets);
+        let t = std::mem::take(&mut self.transaction);
         let code = if size > self.limits.max_message_octets {
             552
         } else {
@@ -574,29 +515,11 @@ impl Session {
 
     // ----- commands -----
 
-    fn record_command(&mut self, raw: Vec<u8>, verb: Verb, original: &[u8], redacted: bool) {
-        let bare_lf = !original.ends_with(b"\r\n");
-        self.emit(Output::Event(Event::Command(CommandLine {
-            raw,
-            verb,
-            bare_lf,
-            redacted,
-        })));
-    }
-
-    fn command(&mut self, line: &[u8]) {
-        let command = Command::parse(line);
-        let (raw, secret) = self.auth_responses.line(&command);
-        let raw = raw.into_owned();
-        let redacted = raw != line;
+    fn command(&mut self, observed: ObservedCommand<'_>) {
         // An AUTH response's first word is no verb but part of the secret.
-        let recorded_verb = if secret {
-            Verb::Blank
-        } else {
-            command.verb().clone()
-        };
-        self.answering_a_secret = secret;
-        self.record_command(raw, recorded_verb, line, redacted);
+        self.answering_a_secret = observed.auth_response;
+        self.emit(Output::Event(Event::Command(CommandLine::from(&observed))));
+        let command = observed.command;
         let verb = command.verb();
 
         if self.mode == Mode::Refused {
@@ -640,15 +563,15 @@ impl Session {
             // A positive scripted reply keeps the command's effect but replaces what is said.
             (Some(s), Some(_)) => {
                 if *verb == Verb::Ehlo
-                    && let (Some(reply), Hello::Ehlo { .. }) = (&s.reply, self.hello)
+                    && let Some(reply) = &s.reply
+                    && matches!(
+                        self.observer.greeted(),
+                        Greeted::EtrnAdvertised | Greeted::EtrnNotAdvertised
+                    )
                 {
                     // What the client was told is what counts for ETRN gating.
-                    self.hello = Hello::Ehlo {
-                        etrn_advertised: ehlo::advertises(
-                            reply.lines().iter().skip(1).map(String::as_str),
-                            "ETRN",
-                        ),
-                    };
+                    self.observer
+                        .greeted_by_ehlo(reply.lines().iter().skip(1).map(String::as_str));
                 }
                 Some(s)
             }
@@ -660,7 +583,7 @@ impl Session {
         if *verb == Verb::Quit && self.mode != Mode::Closed {
             self.close(CloseReason::Quit);
         }
-        if *verb == Verb::StartTls && self.mode == Mode::TlsPending {
+        if *verb == Verb::StartTls && self.mode != Mode::Closed && self.observer.tls_pending() {
             self.emit(Output::Event(Event::StartTls));
             self.emit(Output::StartTls);
         }
@@ -680,9 +603,8 @@ impl Session {
                 let first = self.behaviour.replies().ehlo_first_line.clone();
                 let mut lines = vec![self.placeholders(None, None).fill(&first)];
                 lines.extend(pause.ehlo_keywords.iter().cloned());
-                self.hello = Hello::Ehlo {
-                    etrn_advertised: false,
-                };
+                // A null server's EHLO never counts as advertising ETRN.
+                self.observer.greeted_by_ehlo(std::iter::empty());
                 self.answer(Answer::reply(multi(reply_code!(250), lines)));
             }
             _ => {
@@ -712,8 +634,7 @@ impl Session {
         match command.request() {
             Ok(Request::Ehlo { host }) => Some(self.ehlo(&host)),
             Ok(Request::Helo { host }) => {
-                self.hello = Hello::Helo;
-                self.transaction = None;
+                self.observer.greeted_by_helo();
                 self.client = host.into_owned();
                 Some(self.everyday(|r| &r.helo, None))
             }
@@ -731,7 +652,7 @@ impl Session {
                 Some(plain(reply_code!(502), "5.5.1 BURL is not supported"))
             }
             Ok(Request::Rset) => {
-                self.transaction = None;
+                self.observer.close_transaction();
                 Some(self.everyday(|r| &r.rset, None))
             }
             Ok(Request::Noop { .. }) => Some(self.everyday(|r| &r.noop, None)),
@@ -811,11 +732,9 @@ impl Session {
     fn ehlo(&mut self, host: &str) -> Answer {
         match self.behaviour.ehlo() {
             Ok(keywords) => {
-                self.transaction = None;
                 self.client = host.to_owned();
                 let first = self.behaviour.replies().ehlo_first_line.clone();
                 let mut lines = vec![self.placeholders(None, None).fill(&first)];
-                let mut etrn = false;
                 // STARTTLS only when TLS is possible: in the keyword list's place, else last.
                 let offer_tls = self.limits.starttls && !self.tls_active;
                 let mut tls_offered = false;
@@ -828,15 +747,14 @@ impl Session {
                         }
                         continue;
                     }
-                    etrn |= word.eq_ignore_ascii_case("ETRN");
                     lines.push(k);
                 }
                 if offer_tls && !tls_offered {
                     lines.push("STARTTLS".into());
                 }
-                self.hello = Hello::Ehlo {
-                    etrn_advertised: etrn,
-                };
+                // Greeted, and any transaction over (RFC 5321 §4.1.4).
+                self.observer
+                    .greeted_by_ehlo(lines.iter().skip(1).map(String::as_str));
                 Answer::reply(multi(reply_code!(250), lines))
             }
             Err(refusal) => refusal,
@@ -844,47 +762,40 @@ impl Session {
     }
 
     fn mail(&mut self, from: &str, size: usize) -> Answer {
-        if self.hello == Hello::None {
+        if self.observer.greeted() == Greeted::No {
             return plain(reply_code!(503), "5.5.1 Error: send HELO/EHLO first");
         }
-        if self.transaction.is_some() {
+        if self.observer.in_transaction() {
             return plain(reply_code!(503), "5.5.1 Error: nested MAIL command");
         }
         if size != 0 && size != usize::MAX && size > self.limits.max_message_octets {
             return plain(reply_code!(552), "5.3.4 Message size exceeds fixed limit");
         }
-        self.transaction = Some(Transaction {
+        self.transaction = Transaction {
             from: from.to_owned(),
             recipients: Vec::new(),
-        });
+        };
+        self.observer.open_transaction();
         self.everyday(|r| &r.mail, Some(from))
     }
 
     fn rcpt(&mut self, to: &str) -> Answer {
-        match &mut self.transaction {
-            None => plain(reply_code!(503), "5.5.1 Error: need MAIL command"),
-            Some(t) => {
-                t.recipients.push(to.to_owned());
-                plain(reply_code!(250), "2.1.5 OK")
-            }
+        if !self.observer.in_transaction() {
+            return plain(reply_code!(503), "5.5.1 Error: need MAIL command");
         }
+        self.transaction.recipients.push(to.to_owned());
+        plain(reply_code!(250), "2.1.5 OK")
     }
 
     fn data_command(&mut self) -> Answer {
-        match &self.transaction {
-            None => plain(reply_code!(503), "5.5.1 Error: need MAIL command"),
-            Some(t) if t.recipients.is_empty() => {
-                plain(reply_code!(503), "5.5.1 Error: need RCPT command")
-            }
-            Some(_) => {
-                self.mode = Mode::Data;
-                self.data = DataState {
-                    size: 0,
-                    after_crlf: true,
-                    mid_line: false,
-                };
-                plain(reply_code!(354), "End data with <CR><LF>.<CR><LF>")
-            }
+        if !self.observer.in_transaction() {
+            plain(reply_code!(503), "5.5.1 Error: need MAIL command")
+        } else if self.transaction.recipients.is_empty() {
+            plain(reply_code!(503), "5.5.1 Error: need RCPT command")
+        } else {
+            self.observer.open_data();
+            self.message_octets = 0;
+            plain(reply_code!(354), "End data with <CR><LF>.<CR><LF>")
         }
     }
 
@@ -895,10 +806,10 @@ impl Session {
         if self.tls_active {
             return plain(reply_code!(503), "5.5.1 TLS is already active");
         }
-        if self.transaction.is_some() {
+        if self.observer.in_transaction() {
             return plain(reply_code!(503), "5.5.1 STARTTLS inside a mail transaction");
         }
-        self.mode = Mode::TlsPending;
+        self.observer.start_tls();
         plain(reply_code!(220), "2.0.0 Ready to start TLS")
     }
 
@@ -909,25 +820,17 @@ impl Session {
         if self.authenticated {
             return plain(reply_code!(503), "5.5.1 Already authenticated");
         }
-        if self.transaction.is_some() {
+        if self.observer.in_transaction() {
             return plain(reply_code!(503), "5.5.1 AUTH inside a mail transaction");
         }
         match mechanism {
-            AUTH_PLAIN if initial.is_empty() => {
-                self.mode = Mode::AuthPlain;
-                plain(reply_code!(334), "")
-            }
+            AUTH_PLAIN if initial.is_empty() => self.challenge(AuthStep::Plain, ""),
             AUTH_PLAIN => self.auth_plain(initial.as_bytes()),
-            AUTH_LOGIN if initial.is_empty() => {
-                self.mode = Mode::AuthLoginUser;
-                plain(reply_code!(334), "VXNlcm5hbWU6")
-            }
+            AUTH_LOGIN if initial.is_empty() => self.challenge(AuthStep::LoginUser, "VXNlcm5hbWU6"),
             AUTH_LOGIN => match decode64(initial.as_bytes()) {
                 Some(user) => {
-                    self.mode = Mode::AuthLoginPassword {
-                        username: String::from_utf8_lossy(&user).into_owned(),
-                    };
-                    plain(reply_code!(334), "UGFzc3dvcmQ6")
+                    let username = String::from_utf8_lossy(&user).into_owned();
+                    self.challenge(AuthStep::LoginPassword { username }, "UGFzc3dvcmQ6")
                 }
                 None => plain(reply_code!(501), "5.5.2 Cannot decode the response"),
             },
@@ -938,8 +841,14 @@ impl Session {
         }
     }
 
+    /// A 334 asking for `step`: the observer reads the next line as its response.
+    fn challenge(&mut self, step: AuthStep, text: &str) -> Answer {
+        self.auth_step = Some(step);
+        self.observer.challenge();
+        plain(reply_code!(334), text)
+    }
+
     fn auth_plain(&mut self, response: &[u8]) -> Answer {
-        self.mode = Mode::Command;
         let Some(decoded) = decode64(response) else {
             return plain(reply_code!(501), "5.5.2 Cannot decode the response");
         };
@@ -955,7 +864,7 @@ impl Session {
     fn succeed_auth(&mut self, mechanism: &str, username: String) -> Answer {
         self.authenticated = true;
         // Authenticated: the exchange is over, the next line is a command again.
-        self.auth_responses = redact::AuthResponses::default();
+        self.observer.authenticated();
         self.emit(Output::Event(Event::Auth {
             mechanism: mechanism.into(),
             username,
@@ -965,27 +874,26 @@ impl Session {
 
     fn auth_continuation(&mut self, line: &[u8]) {
         let response = trim_line_end(line);
-        let mode = std::mem::replace(&mut self.mode, Mode::Command);
+        // The observer reads commands again unless the answer is another challenge.
+        let step = self.auth_step.take();
         if response == b"*" {
             self.reply_text(reply_code!(501), "5.7.0 Authentication cancelled");
             return;
         }
-        let answer = match mode {
-            Mode::AuthPlain => self.auth_plain(response),
-            Mode::AuthLoginUser => match decode64(response) {
+        let answer = match step {
+            Some(AuthStep::Plain) => self.auth_plain(response),
+            Some(AuthStep::LoginUser) => match decode64(response) {
                 Some(user) => {
-                    self.mode = Mode::AuthLoginPassword {
-                        username: String::from_utf8_lossy(&user).into_owned(),
-                    };
-                    plain(reply_code!(334), "UGFzc3dvcmQ6")
+                    let username = String::from_utf8_lossy(&user).into_owned();
+                    self.challenge(AuthStep::LoginPassword { username }, "UGFzc3dvcmQ6")
                 }
                 None => plain(reply_code!(501), "5.5.2 Cannot decode the response"),
             },
-            Mode::AuthLoginPassword { username } => match decode64(response) {
+            Some(AuthStep::LoginPassword { username }) => match decode64(response) {
                 Some(_) => self.succeed_auth("LOGIN", username),
                 None => plain(reply_code!(501), "5.5.2 Cannot decode the response"),
             },
-            _ => return,
+            None => return,
         };
         self.answer(answer);
     }
@@ -1003,15 +911,8 @@ impl Session {
     /// An ETRN line: recorded, and answered by `scripted` if the script overrides ETRN, else as
     /// the behaviour says.
     fn etrn(&mut self, command: &Command<'_>, scripted: Option<Answer>) -> Answer {
-        let greeted = match self.hello {
-            Hello::None => Greeted::No,
-            Hello::Ehlo {
-                etrn_advertised: true,
-            } => Greeted::EtrnAdvertised,
-            Hello::Ehlo { .. } => Greeted::EtrnNotAdvertised,
-            Hello::Helo => Greeted::Helo,
-        };
-        let in_transaction = self.transaction.is_some();
+        let greeted = self.observer.greeted();
+        let in_transaction = self.observer.in_transaction();
         let read = read_etrn(command, greeted, in_transaction);
         let answer = match scripted {
             Some(a) => a,

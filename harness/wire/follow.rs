@@ -9,7 +9,8 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use super::command::{Command, Verb};
+use super::command::Verb;
+use super::observer::{Authentication, Classified, DataEnd, Prompt, Replied, ServerSideObserver};
 use super::redact;
 use super::reply_line::ReplyLine;
 
@@ -25,12 +26,11 @@ pub enum ClientLine {
 }
 
 /// A request waiting for its reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Waiting {
-    Auth,
-    Data,
-    StartTls,
-    Other,
+    Command(Verb),
+    AuthResponse,
+    EndOfData,
 }
 
 /// What a complete server reply started.
@@ -45,16 +45,35 @@ pub enum ServerStep {
 }
 
 /// Follows one session's two directions.
-#[derive(Debug, Default, Clone)]
+///
+/// What a reply means (data after a 354 to DATA, an AUTH response after a 334, the exchange over
+/// at a 235, TLS after a 220 to STARTTLS), where message data ends and which lines are redacted
+/// are the [`ServerSideObserver`]'s rules, the same the scripted session and the replay follow.
+/// The follower adds what only a watcher of a pipelined session needs: the queue that pairs each
+/// reply with its request, and an AUTH whose responses may come before its 334 does.
+#[derive(Debug, Clone)]
 pub struct Follower {
     waiting: VecDeque<Waiting>,
-    /// An AUTH was sent and its final reply has not come: client lines are credentials.
+    /// An AUTH was sent and its final reply has not come: client lines are credentials, even
+    /// those pipelined before the 334 arrives.
     in_auth: bool,
-    /// After the AUTH's final reply: a response sent after a refusal is still a secret, by the
-    /// one rule `serve` and the replay follow ([`redact::AuthResponses`]).
-    after_auth: redact::AuthResponses,
-    in_data: bool,
+    /// The proxy relays lines whatever their length: no limit here, the upstream judges.
+    observer: ServerSideObserver,
     quit: bool,
+}
+
+impl Default for Follower {
+    fn default() -> Self {
+        Follower {
+            waiting: VecDeque::new(),
+            in_auth: false,
+            observer: ServerSideObserver::without_line_limit(
+                DataEnd::DotLine,
+                Authentication::Checked,
+            ),
+            quit: false,
+        }
+    }
 }
 
 impl Follower {
@@ -64,7 +83,7 @@ impl Follower {
 
     /// True while the client is sending message data.
     pub fn is_in_data(&self) -> bool {
-        self.in_data
+        self.observer.in_data()
     }
 
     /// True once the client has sent QUIT.
@@ -74,51 +93,57 @@ impl Follower {
 
     /// A complete client line: what it is and the form to record (credentials redacted).
     pub fn client_line<'a>(&mut self, line: &'a [u8]) -> (ClientLine, Cow<'a, [u8]>) {
-        if self.in_data {
-            if line == b".\r\n" {
-                self.in_data = false;
-                self.waiting.push_back(Waiting::Other);
-            }
-            return (ClientLine::Data, Cow::Borrowed(line));
-        }
-        if self.in_auth {
+        if self.in_auth && !self.observer.in_data() {
             return (
                 ClientLine::AuthResponse,
                 Cow::Borrowed(redact::CONTINUATION),
             );
         }
-        let command = Command::parse(line);
-        if self.after_auth.line(&command).1 {
-            // The server answers it like any other line.
-            self.waiting.push_back(Waiting::Other);
-            return (
-                ClientLine::AuthResponse,
-                Cow::Borrowed(redact::CONTINUATION),
-            );
+        match self.observer.line(line) {
+            Classified::Data { .. } => (ClientLine::Data, Cow::Borrowed(line)),
+            Classified::EndOfData(_) => {
+                self.waiting.push_back(Waiting::EndOfData);
+                (ClientLine::Data, Cow::Borrowed(line))
+            }
+            Classified::AuthResponse(_) => {
+                self.waiting.push_back(Waiting::AuthResponse);
+                (
+                    ClientLine::AuthResponse,
+                    Cow::Borrowed(redact::CONTINUATION),
+                )
+            }
+            Classified::Command(observed) if observed.auth_response => {
+                // The server answers it like any other line.
+                self.waiting.push_back(Waiting::AuthResponse);
+                (ClientLine::AuthResponse, observed.recorded)
+            }
+            Classified::Command(observed) => {
+                let verb = observed.command.verb();
+                self.in_auth |= *verb == Verb::Auth;
+                self.quit |= *verb == Verb::Quit;
+                self.waiting.push_back(Waiting::Command(verb.clone()));
+                (ClientLine::Command, observed.recorded)
+            }
+            // Without a line limit and a TLS handshake of its own, the observer hands out
+            // nothing else; were it to, the line is recorded as a command would be.
+            Classified::DataPiece(_)
+            | Classified::OverlongPiece { .. }
+            | Classified::TooLong { .. }
+            | Classified::DiscardedAfterStartTls { .. } => {
+                (ClientLine::Command, redact::command(line))
+            }
         }
-        let waiting = match command.verb() {
-            Verb::Auth => {
-                self.in_auth = true;
-                Waiting::Auth
-            }
-            Verb::Data => Waiting::Data,
-            Verb::StartTls => Waiting::StartTls,
-            Verb::Quit => {
-                self.quit = true;
-                Waiting::Other
-            }
-            _ => Waiting::Other,
-        };
-        self.waiting.push_back(waiting);
-        (ClientLine::Command, redact::parsed(&command))
     }
 
     /// The client's last bytes without a line end (it left mid-line): what they are and the form
     /// to record. A cut AUTH line is redacted like a whole one; a cut continuation entirely.
     pub fn client_fragment<'a>(&self, bytes: &'a [u8]) -> (ClientLine, Cow<'a, [u8]>) {
-        if self.in_data {
+        if self.observer.in_data() {
             (ClientLine::Data, Cow::Borrowed(bytes))
-        } else if self.in_auth || self.after_auth.form(&Command::parse(bytes)).1 {
+        } else if self.in_auth
+            || self.observer.awaits_auth_response()
+            || self.observer.command_form(bytes).1
+        {
             (
                 ClientLine::AuthResponse,
                 Cow::Borrowed(redact::MARK.as_bytes()),
@@ -133,28 +158,33 @@ impl Follower {
         let Some(reply) = ReplyLine::parse(line).filter(|r| r.last) else {
             return ServerStep::Continue;
         };
+        let auth = Waiting::Command(Verb::Auth);
         match (self.waiting.front(), reply.code) {
             // A challenge: the AUTH goes on, and keeps its place.
-            (Some(Waiting::Auth), 334) => return ServerStep::Continue,
+            (Some(w), 334) if *w == auth => return ServerStep::Continue,
             // No request waits: the greeting, or a 421 at a timeout.
             (None, _) => return ServerStep::Continue,
             _ => {}
         }
-        let answered = self.waiting.pop_front();
-        match (answered, reply.code) {
-            (Some(Waiting::Auth), code) => {
-                self.in_auth = false;
-                // Authenticated: the exchange is over; refused, a late response is a secret.
-                if code == 235 {
-                    self.after_auth = redact::AuthResponses::default();
-                }
-            }
-            (Some(Waiting::Data), 354) => self.in_data = true,
-            (Some(Waiting::StartTls), 220) => return ServerStep::TlsStarts,
-            (Some(Waiting::StartTls), _) => return ServerStep::TlsRefused,
-            _ => {}
+        let Some(answered) = self.waiting.pop_front() else {
+            return ServerStep::Continue;
+        };
+        if answered == auth {
+            self.in_auth = false;
         }
-        ServerStep::Continue
+        let prompt = match &answered {
+            Waiting::Command(verb) => Prompt::Command(verb),
+            Waiting::AuthResponse => Prompt::AuthResponse,
+            Waiting::EndOfData => Prompt::EndOfData,
+        };
+        // Only the reply's last line: the follower has no use for an EHLO's keywords.
+        match self.observer.replied(prompt, &[line]) {
+            Replied::TlsStarts => ServerStep::TlsStarts,
+            Replied::Continue if answered == Waiting::Command(Verb::StartTls) => {
+                ServerStep::TlsRefused
+            }
+            Replied::Continue => ServerStep::Continue,
+        }
     }
 }
 
@@ -217,5 +247,31 @@ mod tests {
         f.server_line(b"250 queued\r\n");
         f.client_line(b"STARTTLS\r\n");
         assert_eq!(f.server_line(b"220 go\r\n"), ServerStep::TlsStarts);
+    }
+
+    #[test]
+    fn the_follower_reads_by_the_observer_s_rules() {
+        // Data ends at any ".\r\n" line, as a line-reading upstream ends it.
+        let mut f = Follower::new();
+        f.client_line(b"DATA\r\n");
+        f.server_line(b"354 go\r\n");
+        assert_eq!(f.client_line(b"text\n").0, ClientLine::Data);
+        assert_eq!(f.client_line(b".\r\n").0, ClientLine::Data);
+        assert!(!f.is_in_data());
+        f.server_line(b"250 queued\r\n");
+        // The proxy relays a line whatever its length: still a command, recorded whole.
+        let long = format!("NOOP {}\r\n", "a".repeat(10_000));
+        let (kind, recorded) = f.client_line(long.as_bytes());
+        assert_eq!((kind, recorded.len()), (ClientLine::Command, long.len()));
+        f.server_line(b"250 ok\r\n");
+        // A 334 to a response sent after a refused AUTH: the next line is a response, whatever
+        // it looks like; a 235 to it ends the exchange.
+        f.client_line(b"AUTH PLAIN\r\n");
+        f.server_line(b"504 no\r\n");
+        assert_eq!(f.client_line(b"AGFsaWNl\r\n").0, ClientLine::AuthResponse);
+        f.server_line(b"334 more\r\n");
+        assert_eq!(f.client_line(b"RSET\r\n").0, ClientLine::AuthResponse);
+        f.server_line(b"235 ok\r\n");
+        assert_eq!(f.client_line(b"c2VjcmV0\r\n").0, ClientLine::Command);
     }
 }

@@ -11,12 +11,18 @@
 //! - [`reply_line`]: one reply line's code, continuation mark and text.
 //! - [`ehlo`]: the keyword of an EHLO reply line.
 //! - [`redact`]: the one place credentials are taken out of what is recorded.
-//! - [`follow`]: which request each reply answers, for those who only watch a session.
+//! - [`observer`]: the server side's state in one place, for the scripted session, the cassette
+//!   replay and the follower: client bytes in, classified lines out (a command parsed once,
+//!   message data, an AUTH response redacted, an over-long line discarded), replies in, data /
+//!   AUTH / STARTTLS / greeting / transaction state out.
+//! - [`follow`]: which request each reply answers, for those who only watch a session (on top of
+//!   the observer).
 
 pub mod command;
 pub mod ehlo;
 pub mod follow;
 pub mod framing;
+pub mod observer;
 pub mod redact;
 pub mod reply_line;
 

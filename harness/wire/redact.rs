@@ -39,12 +39,13 @@ pub fn parsed<'a>(command: &Command<'a>) -> Cow<'a, [u8]> {
     Cow::Owned(recorded)
 }
 
-/// Which client lines answer an AUTH, for a path that reads client lines in order without
-/// pairing them with replies: `serve`'s session and the cassette replay. After an AUTH line every
+/// Which client lines answer an AUTH whatever its reply, held by the
+/// [`ServerSideObserver`](super::observer::ServerSideObserver) for the session, the replay and
+/// the recorder alike (a line after a 334 is a response by the observer's own rule). After an AUTH line every
 /// line that is no SMTP command (an unknown verb, or a blank line; a base64 response is never a
 /// known verb but by a three-octet accident) is a credential, until a command comes, whatever
 /// the AUTH's reply: a response pipelined behind a refused AUTH (502, 503, 504) is as secret as
-/// one sent after a 334. The recorder, which sees the replies, has the [`super::Follower`].
+/// one sent after a 334.
 #[derive(Debug, Default, Clone)]
 pub struct AuthResponses {
     /// An AUTH line came and no command since.
