@@ -1107,7 +1107,7 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<ScriptInstalled
         });
     }
     let conversations = match cassette {
-        Some(cassette) => Conversations::replay_for_script(&script, cassette),
+        Some(cassette) => Conversations::replay_for_script(&script, cassette, &s.limits),
         None => Conversations::scripted(&script, None, &s.limits).map_err(|e| ApiFailure {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             error: e.to_string(),

@@ -18,10 +18,9 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn config(script: &str, idle: Duration) -> SmartHostConfig {
     let script: SmartHostScript = toml::from_str(script).expect("valid script");
-    SmartHostConfig {
-        idle_timeout: idle,
-        ..SmartHostConfig::with_script(script)
-    }
+    let mut config = SmartHostConfig::with_script(script);
+    config.limits.idle_timeout = idle;
+    config
 }
 
 async fn start(config: SmartHostConfig) -> SmartHost {

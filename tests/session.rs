@@ -1,7 +1,7 @@
 //! The sans-IO session, byte for byte: every command, every ETRN reply code, scripting and limits.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use etrn_harness::domain::EtrnOption;
 use etrn_harness::proto::SmartHostScript;
@@ -17,7 +17,6 @@ mod common;
 struct Step {
     events: Vec<Event>,
     sent: String,
-    delays: Vec<Duration>,
     starttls: bool,
     closed: Option<CloseReason>,
 }
@@ -44,16 +43,41 @@ impl Step {
     }
 }
 
-fn session_with(script: &str, limits: SessionLimits) -> (Session, Step) {
+/// The virtual clock's origin: sessions are accepted then, and a test that does not care about
+/// time gives every input this time (the session keeps the latest time it was told).
+fn t0() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+/// `millis` after [`t0`] on the virtual clock.
+fn at(millis: u64) -> Instant {
+    t0() + Duration::from_millis(millis)
+}
+
+/// A session of `script` accepted at [`t0`], nothing drained yet.
+fn accepted(script: &str, limits: SessionLimits) -> Session {
     let script: SmartHostScript = toml::from_str(script).expect("valid script");
     let behaviour = Arc::new(script).behaviour().expect("profile loads");
-    let accepted = Accepted::now(0, std::net::Ipv4Addr::LOCALHOST.into());
-    let mut s = Session::new(Arc::new(behaviour), limits, &accepted);
+    let accepted = Accepted {
+        index: 0,
+        peer: std::net::Ipv4Addr::LOCALHOST.into(),
+        now: t0(),
+        wall_clock: std::time::SystemTime::UNIX_EPOCH,
+    };
+    Session::new(Arc::new(behaviour), limits, &accepted)
+}
+
+fn session_with(script: &str, limits: SessionLimits) -> (Session, Step) {
+    let mut s = accepted(script, limits);
+    let mut greeting = drain(&mut s);
     // A polite client: it waits out a greet pause (sendmail's) before it talks.
-    if let Some(at) = s.poll_timeout() {
-        s.handle_timeout(at);
+    if greeting.sent.is_empty()
+        && let Some(pause_end) = s.poll_timeout()
+    {
+        s.handle_timeout(pause_end);
+        greeting = drain(&mut s);
     }
-    let greeting = drain(&mut s);
     (s, greeting)
 }
 
@@ -66,10 +90,7 @@ fn drain(s: &mut Session) -> Step {
     while let Some(o) = s.poll_output() {
         match o {
             Output::Event(e) => step.events.push(e),
-            Output::Send { bytes, delay } => {
-                step.sent.push_str(&String::from_utf8_lossy(&bytes));
-                step.delays.extend(delay);
-            }
+            Output::Send(bytes) => step.sent.push_str(&String::from_utf8_lossy(&bytes)),
             Output::StartTls => step.starttls = true,
             Output::Close(r) => step.closed = Some(r),
         }
@@ -78,7 +99,11 @@ fn drain(s: &mut Session) -> Step {
 }
 
 fn send(s: &mut Session, input: &[u8]) -> Step {
-    s.receive(input);
+    send_at(s, input, t0())
+}
+
+fn send_at(s: &mut Session, input: &[u8], now: Instant) -> Step {
+    s.receive(input, now);
     drain(s)
 }
 
@@ -378,9 +403,9 @@ fn an_overlong_line_gets_500_and_the_session_goes_on() {
     assert!(step.sent.contains("Line too long"));
     assert!(step.etrn().is_empty());
     // Over several reads, without a line end for a while.
-    s.receive(b"NOOP ");
+    s.receive(b"NOOP ", t0());
     for _ in 0..10 {
-        s.receive(&[b'x'; 50]);
+        s.receive(&[b'x'; 50], t0());
     }
     let step = send(&mut s, b"\r\nNOOP\r\n");
     assert_eq!(step.codes(), [500, 250]);
@@ -416,7 +441,7 @@ fn bytes_pipelined_after_starttls_are_discarded() {
     // Anything else read before the handshake is discarded too.
     let step = send(&mut s, b"ETRN late.example\r\n");
     assert!(step.etrn().is_empty());
-    s.tls_established();
+    s.tls_established(t0());
     let step = send(&mut s, b"ETRN a.example\r\n");
     assert_eq!(
         step.etrn()[0].flags,
@@ -468,8 +493,12 @@ fn multi_line_delayed_and_silent_answers() {
         ]"#,
     );
     let step = send(&mut s, b"ETRN multi.example\r\nETRN slow.example\r\n");
-    assert_eq!(step.sent, "250-first line\r\n250 second line\r\n250 OK\r\n");
-    assert_eq!(step.delays, [Duration::from_millis(40)]);
+    assert_eq!(step.sent, "250-first line\r\n250 second line\r\n");
+    // The delayed reply is held; the session says until when.
+    assert!(s.holds_output());
+    assert_eq!(s.poll_timeout(), Some(at(40)));
+    s.handle_timeout(at(40));
+    assert_eq!(drain(&mut s).sent, "250 OK\r\n");
     let step = send(&mut s, b"ETRN gone.example\r\nNOOP\r\n");
     assert_eq!(step.sent, "");
     assert_eq!(step.closed, Some(CloseReason::Scripted));
@@ -490,11 +519,11 @@ fn a_message_over_the_size_limit_gets_552() {
 #[test]
 fn idle_timeout_sends_421_and_closes() {
     let mut s = greeted("");
-    s.idle_timeout();
+    s.handle_timeout(t0() + SessionLimits::default().idle_timeout);
     let step = drain(&mut s);
     assert_eq!(step.codes(), [421]);
     assert_eq!(step.closed, Some(CloseReason::IdleTimeout));
-    s.receive(b"NOOP\r\n");
+    s.receive(b"NOOP\r\n", t0() + Duration::from_secs(301));
     assert!(
         drain(&mut s).events.is_empty(),
         "a closed session ignores input"
@@ -555,10 +584,10 @@ proptest! {
     fn arbitrary_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..20)) {
         let (mut s, _) = session("ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]");
         for c in &chunks {
-            s.receive(c);
+            s.receive(c, t0());
             drain(&mut s);
         }
-        s.idle_timeout();
+        s.handle_timeout(at(3_600_000));
         drain(&mut s);
     }
 
@@ -571,9 +600,9 @@ proptest! {
         let input: Vec<u8> = lines.concat();
         // Delivered in two reads at an arbitrary point: framing must not depend on it.
         let at = split.index(input.len() + 1);
-        s.receive(&input[..at]);
+        s.receive(&input[..at], t0());
         let mut step = drain(&mut s);
-        s.receive(&input[at..]);
+        s.receive(&input[at..], t0());
         let rest = drain(&mut s);
         step.events.extend(rest.events);
         let commands = step.events.iter().filter(|e| matches!(e, Event::Command(_))).count();
@@ -626,30 +655,35 @@ fn a_scripted_etrn_answer_is_recorded_with_its_code() {
     assert_eq!(step.closed, Some(CloseReason::Scripted));
 }
 
-/// A sendmail session at `now`, nothing drained yet.
-fn sendmail_at(now: std::time::Instant) -> Session {
-    let script: SmartHostScript = toml::from_str("profile = \"sendmail\"").expect("valid script");
-    let behaviour = Arc::new(script).behaviour().expect("profile loads");
-    let accepted = Accepted {
-        index: 0,
-        peer: std::net::Ipv4Addr::LOCALHOST.into(),
-        now,
-        wall_clock: std::time::SystemTime::UNIX_EPOCH,
-    };
-    Session::new(Arc::new(behaviour), SessionLimits::default(), &accepted)
+/// Asserts that the session's next deadline is `deadline` and that nothing comes out a
+/// millisecond before it; then moves the virtual clock to it and returns what came out.
+fn at_the_deadline(s: &mut Session, deadline: Instant) -> Step {
+    assert_eq!(
+        s.poll_timeout(),
+        Some(deadline),
+        "the session's next deadline"
+    );
+    s.handle_timeout(deadline - Duration::from_millis(1));
+    let early = drain(s);
+    assert!(
+        early.events.is_empty() && early.sent.is_empty() && early.closed.is_none(),
+        "nothing before the deadline: {early:?}"
+    );
+    s.handle_timeout(deadline);
+    drain(s)
+}
+
+/// A sendmail session accepted at [`t0`], nothing drained yet.
+fn sendmail() -> Session {
+    accepted("profile = \"sendmail\"", SessionLimits::default())
 }
 
 #[test]
 fn a_greet_pause_is_time_given_to_the_session() {
-    let start = std::time::Instant::now();
-    let mut s = sendmail_at(start);
+    let mut s = sendmail();
     // Nothing until the pause is over; the session says when that is.
     assert!(drain(&mut s).sent.is_empty());
-    assert_eq!(s.poll_timeout(), Some(start + Duration::from_secs(1)));
-    s.handle_timeout(start + Duration::from_millis(999));
-    assert!(drain(&mut s).sent.is_empty());
-    s.handle_timeout(start + Duration::from_secs(1));
-    let greeting = drain(&mut s);
+    let greeting = at_the_deadline(&mut s, at(1000));
     assert!(
         greeting
             .sent
@@ -657,12 +691,150 @@ fn a_greet_pause_is_time_given_to_the_session() {
     );
     // The greeting's date is the accept time's, as the driver gave it.
     assert!(greeting.sent.contains("Thu, 01 Jan 1970 00:00:00 GMT"));
+    // Then only the idle deadline, counted from the accept: the client has said nothing yet.
+    assert_eq!(s.poll_timeout(), Some(at(300_000)));
+}
+
+/// A session on the virtual clock with a 10-second idle timeout, greeted at [`t0`].
+fn idling(script: &str) -> Session {
+    let limits = SessionLimits {
+        idle_timeout: Duration::from_secs(10),
+        ..SessionLimits::default()
+    };
+    let (s, greeting) = session_with(script, limits);
+    assert_eq!(greeting.codes(), [220]);
+    s
+}
+
+#[test]
+fn the_idle_deadline_is_the_sessions_nothing_before_it_and_421_at_it() {
+    let mut s = idling("");
+    let step = at_the_deadline(&mut s, at(10_000));
+    assert_eq!(
+        step.sent,
+        "421 4.4.2 smarthost.example Error: timeout exceeded\r\n"
+    );
+    assert_eq!(step.closed, Some(CloseReason::IdleTimeout));
+    assert_eq!(s.poll_timeout(), None, "closed: no deadline left");
+}
+
+#[test]
+fn a_line_end_moves_the_idle_deadline_and_a_byte_at_a_time_does_not() {
+    let mut s = idling("");
+    // A complete line at 4 s: the deadline is 10 s after it.
+    assert_eq!(send_at(&mut s, b"NOOP\r\n", at(4_000)).codes(), [250]);
+    assert_eq!(s.poll_timeout(), Some(at(14_000)));
+    // A slowloris: a byte a second, no line end. The deadline stays where it was.
+    for (i, byte) in b"NOOP".iter().enumerate() {
+        send_at(&mut s, &[*byte], at(5_000 + 1_000 * i as u64));
+        assert_eq!(s.poll_timeout(), Some(at(14_000)));
+    }
+    assert_eq!(
+        at_the_deadline(&mut s, at(14_000)).closed,
+        Some(CloseReason::IdleTimeout)
+    );
+}
+
+#[test]
+fn tls_established_starts_the_idle_deadline_again() {
+    let limits = SessionLimits {
+        starttls: true,
+        idle_timeout: Duration::from_secs(10),
+        ..SessionLimits::default()
+    };
+    let (mut s, _) = session_with("", limits);
+    assert!(send_at(&mut s, b"EHLO c\r\nSTARTTLS\r\n", at(1_000)).starttls);
+    // The handshake is the driver's to time: the session asks for no wake-up meanwhile.
     assert_eq!(s.poll_timeout(), None);
+    s.tls_established(at(7_000));
+    assert_eq!(s.poll_timeout(), Some(at(17_000)));
+}
+
+#[test]
+fn a_delayed_reply_is_held_until_its_time_and_later_replies_queue_behind_it() {
+    let mut s = idling(
+        r#"etrn = [{ arg = "slow.example", reply = { reply = "250 slow", delay_ms = 3000 } }]"#,
+    );
+    // Received at 1 s: the ETRN's reply is due at 4 s; the NOOP pipelined behind it waits too.
+    let step = send_at(&mut s, b"ETRN slow.example\r\nNOOP\r\n", at(1_000));
+    // The ETRN's reply is decided at once (its event is reported), its bytes are held.
+    assert_eq!(step.codes(), [250]);
+    assert_eq!(step.sent, "");
+    assert!(s.holds_output());
+    // A line that comes during the hold is answered behind it too.
+    let step = send_at(&mut s, b"RSET\r\n", at(2_000));
+    assert!(step.events.is_empty() && step.sent.is_empty());
+    let step = at_the_deadline(&mut s, at(4_000));
+    assert_eq!(step.sent, "250 slow\r\n250 2.0.0 OK\r\n250 2.0.0 OK\r\n");
+    assert_eq!(step.codes(), [250, 250]);
+    assert!(!s.holds_output());
+    // The idle deadline is back: 10 s after the last line end (the RSET at 2 s).
+    assert_eq!(s.poll_timeout(), Some(at(12_000)));
+}
+
+#[test]
+fn what_the_observer_reads_behind_a_delayed_reply_is_reported_behind_it() {
+    let mut s = idling(
+        r#"etrn = [{ arg = "slow.example", reply = { reply = "250 slow", delay_ms = 3000 } }]"#,
+    );
+    // Pipelined behind the delayed ETRN: a line over the 512-octet limit, then a NOOP.
+    let input = format!("ETRN slow.example\r\nNOOP {}\r\nNOOP\r\n", "x".repeat(600));
+    let step = send_at(&mut s, input.as_bytes(), at(1_000));
+    // Only the ETRN's own events come out at once: the observer's verdicts on the lines after
+    // it (too long, a command) wait with their replies.
+    let too_long = |step: &Step| {
+        step.events
+            .iter()
+            .any(|e| matches!(e, Event::LineTooLong { .. }))
+    };
+    assert!(!too_long(&step), "{:?}", step.events);
+    assert_eq!(step.codes(), [250]);
+    assert_eq!(step.sent, "");
+    let step = at_the_deadline(&mut s, at(4_000));
+    assert!(too_long(&step), "{:?}", step.events);
+    assert!(
+        step.events
+            .iter()
+            .any(|e| matches!(e, Event::Command(c) if c.raw == b"NOOP\r\n")),
+        "{:?}",
+        step.events
+    );
+    assert!(step.sent.starts_with("250 slow\r\n5"), "{}", step.sent);
+    assert!(step.sent.ends_with("250 2.0.0 OK\r\n"), "{}", step.sent);
+}
+
+#[test]
+fn delays_run_one_after_another_and_the_idle_deadline_waits_for_them() {
+    let mut s = idling(r#"etrn_default = { reply = "250 later", delay_ms = 8000 }"#);
+    send_at(&mut s, b"ETRN a.example\r\nETRN b.example\r\n", at(0));
+    // The second delay starts when the first reply goes out: 8 s, then 16 s.
+    assert_eq!(at_the_deadline(&mut s, at(8_000)).sent, "250 later\r\n");
+    // 16 s is past the idle deadline (10 s): no 421 while the client waits for the server.
+    let step = at_the_deadline(&mut s, at(16_000));
+    // The last reply out, the deadline long past: the 421 follows it, as it did when the driver
+    // slept through the delay.
+    assert_eq!(
+        step.sent,
+        "250 later\r\n421 4.4.2 smarthost.example Error: timeout exceeded\r\n"
+    );
+    assert_eq!(step.closed, Some(CloseReason::IdleTimeout));
+}
+
+#[test]
+fn a_delayed_hang_up_closes_at_its_time() {
+    let mut s = idling(r#"etrn_default = { close = true, delay_ms = 500 }"#);
+    let step = send_at(&mut s, b"ETRN a.example\r\n", at(0));
+    assert_eq!(step.closed, None);
+    let step = at_the_deadline(&mut s, at(500));
+    assert_eq!(
+        (step.sent.as_str(), step.closed),
+        ("", Some(CloseReason::Scripted))
+    );
 }
 
 #[test]
 fn a_client_that_talks_during_the_greet_pause_meets_a_null_server() {
-    let mut s = sendmail_at(std::time::Instant::now());
+    let mut s = sendmail();
     let step = send(
         &mut s,
         b"EHLO c.example\r\nETRN a.example\r\nNOOP\r\nQUIT\r\n",

@@ -199,12 +199,17 @@ async fn connection_cap_answers_421_at_connect() {
 
 #[tokio::test]
 async fn idle_sessions_get_421_and_are_closed() {
-    let config = SmartHostConfig {
-        idle_timeout: Duration::from_millis(150),
-        ..SmartHostConfig::default()
-    };
+    // The deadline is the session's; this proves the driver sleeps until it and no longer.
+    let mut config = SmartHostConfig::default();
+    config.limits.idle_timeout = Duration::from_millis(150);
     let host = SmartHost::start(config).await.expect("starts");
+    let started = std::time::Instant::now();
     let out = converse(&host, b"EHLO c\r\n").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "421 before the deadline: {:?}",
+        started.elapsed()
+    );
     assert!(
         out.ends_with("421 4.4.2 smarthost.example Error: timeout exceeded\r\n"),
         "{out}"
@@ -215,6 +220,48 @@ async fn idle_sessions_get_421_and_are_closed() {
         .await
         .expect("closed");
     assert_eq!(r.sessions[0].close, Some(CloseReason::IdleTimeout));
+    host.shutdown().await;
+}
+
+/// Reads one reply line from `c`, within [`WAIT`].
+async fn reply_line(c: &mut tokio::io::BufReader<TcpStream>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    tokio::time::timeout(WAIT, c.read_line(&mut line))
+        .await
+        .expect("a reply in time")
+        .expect("read");
+    line
+}
+
+#[tokio::test]
+async fn the_driver_holds_a_reply_and_a_greeting_until_the_sessions_time() {
+    // The session's deadline logic is tested on a virtual clock (tests/session.rs); this proves
+    // the tokio driver sleeps until each deadline it is given, over TCP, with generous bounds.
+    let host =
+        start("profile = \"sendmail\"\netrn_default = { reply = \"250 later\", delay_ms = 300 }")
+            .await;
+    let connected = std::time::Instant::now();
+    let mut c = tokio::io::BufReader::new(TcpStream::connect(host.addr()).await.expect("connect"));
+    assert!(reply_line(&mut c).await.starts_with("220 "));
+    let pause = connected.elapsed();
+    assert!(
+        pause >= Duration::from_secs(1),
+        "greeted after {pause:?}: before sendmail's 1 s pause"
+    );
+    c.get_mut().write_all(b"EHLO c\r\n").await.expect("write");
+    while reply_line(&mut c).await.as_bytes().get(3) != Some(&b' ') {}
+    let asked = std::time::Instant::now();
+    c.get_mut()
+        .write_all(b"ETRN a.example\r\n")
+        .await
+        .expect("write");
+    assert_eq!(reply_line(&mut c).await, "250 later\r\n");
+    let delay = asked.elapsed();
+    assert!(
+        delay >= Duration::from_millis(300),
+        "the reply came after {delay:?}"
+    );
     host.shutdown().await;
 }
 

@@ -20,6 +20,7 @@ use super::listener::{bind, spawn};
 use crate::smarthost::ServerHandle;
 
 use crate::proto::{Conversation, Output};
+use crate::smarthost::server::sleep_until_some;
 
 use super::record::{
     CONNECT_TIMEOUT, CassetteWriter, End, Handover, MAX_RECORDED_LINE, RecordError, STOP_GRACE,
@@ -30,8 +31,6 @@ use crate::wire::{ClientLine, Follower, Frame, LineFramer, ReplyLine};
 
 /// How long the upstream may take over each reply while it is brought up to date.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a replayed client may stay silent before it gets `421` and is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 use crate::proto::replay::{ReplayOptions, ReplaySession};
 
 /// A replay server that records what it misses.
@@ -65,6 +64,7 @@ impl MissRecordingReplay {
                     Arc::clone(&cassette),
                     usize::try_from(index).unwrap_or(usize::MAX),
                     options.clone(),
+                    std::time::Instant::now(),
                 );
                 connection(client, peer, conversation, upstream, writer.clone(), stop)
                     .instrument(info_span!("replay", %peer))
@@ -86,7 +86,7 @@ async fn connection(
     loop {
         while let Some(output) = conversation.poll_output() {
             match output {
-                Output::Send { bytes, .. } => {
+                Output::Send(bytes) => {
                     if send(&mut client, &bytes, &mut stop).await.is_err() {
                         return;
                     }
@@ -106,22 +106,22 @@ async fn connection(
             handover(client, peer, history, upstream, &writer, stop).await;
             return;
         }
-        let read = tokio::select! {
-            read = tokio::time::timeout(IDLE_TIMEOUT, client.read(&mut buf)) => read,
-            _ = stop.wait_for(|stopping| *stopping) => return,
-        };
-        match read {
-            Ok(Ok(n)) if n > 0 => conversation.receive(&buf[..n]),
-            Ok(_) => return,
-            // A silent client holds no connection slot for ever (the smart host's default).
-            Err(_) => {
-                say_last(
-                    &mut client,
-                    b"421 4.4.2 etrn-harness replay: idle too long\r\n",
-                )
-                .await;
-                return;
+        // A silent client holds no connection slot for ever: the replay's idle deadline (the
+        // smart host's default) ends it with its 421.
+        let wake = conversation
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = sleep_until_some(wake) => {
+                conversation.handle_timeout(tokio::time::Instant::now().into_std());
             }
+            read = client.read(&mut buf) => match read {
+                Ok(n) if n > 0 => {
+                    conversation.receive(&buf[..n], tokio::time::Instant::now().into_std());
+                }
+                _ => return,
+            },
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
     }
 }

@@ -34,6 +34,10 @@ pub async fn replay_server(
     idle_timeout: Duration,
     recorder: Recorder,
 ) -> Result<SmartHost, StartError> {
+    let options = ReplayOptions {
+        idle_timeout,
+        ..options
+    };
     let conversations = Conversations::replay(cassette, options);
     SmartHost::start_conversations(listen, idle_timeout, 1000, conversations, recorder).await
 }

@@ -82,11 +82,9 @@ async fn judged(
             diff.join("\n")
         ));
     }
-    let config = SmartHostConfig {
-        // A target that stalls must not hold its session past the case's own limit.
-        idle_timeout: options.timeout,
-        ..SmartHostConfig::with_script(s.smarthost.clone())
-    };
+    let mut config = SmartHostConfig::with_script(s.smarthost.clone());
+    // A target that stalls must not hold its session past the case's own limit.
+    config.limits.idle_timeout = options.timeout;
     let host = crate::smarthost::SmartHost::start(config)
         .await
         .map_err(|e| format!("cannot start the smart host: {e}"))?;

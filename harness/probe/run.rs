@@ -373,6 +373,10 @@ pub fn probe_behaviour(
         .collect()
 }
 
+/// How long the in-memory probe waits for a reply on its virtual clock: `probe --timeout`'s
+/// default.
+const IN_MEMORY_REPLY_WAIT: Duration = Duration::from_secs(10);
+
 fn probe_in_memory(
     behaviour: Arc<dyn Behaviour>,
     limits: &SessionLimits,
@@ -402,38 +406,45 @@ fn probe_in_memory(
             Action::Send(bytes) => {
                 result.transcript.push(Line::Client(escape(&bytes)));
                 if !closed {
-                    session.receive(&bytes);
+                    session.receive(&bytes, *now);
                 }
             }
-            Action::Read => loop {
-                drain(&mut session, &mut reader, &mut closed);
-                match reader.next_reply() {
-                    Some(Ok(r)) => {
-                        result.transcript.push(Line::Server((&r).into()));
-                        break;
-                    }
-                    Some(Err(e)) => {
-                        result.end = End::Malformed {
-                            error: e.to_string(),
-                        };
-                        return result;
-                    }
-                    None if closed => {
-                        result.end = End::ClosedByServer;
-                        return result;
-                    }
-                    None => match session.poll_timeout() {
-                        Some(at) => {
-                            *now = (*now).max(at);
-                            session.handle_timeout(*now);
+            Action::Read => {
+                let gives_up_at = *now + IN_MEMORY_REPLY_WAIT;
+                loop {
+                    drain(&mut session, &mut reader, &mut closed);
+                    match reader.next_reply() {
+                        Some(Ok(r)) => {
+                            result.transcript.push(Line::Server((&r).into()));
+                            break;
                         }
-                        None => {
-                            result.end = End::NoReply { waited_ms: 0 };
+                        Some(Err(e)) => {
+                            result.end = End::Malformed {
+                                error: e.to_string(),
+                            };
                             return result;
                         }
-                    },
+                        None if closed => {
+                            result.end = End::ClosedByServer;
+                            return result;
+                        }
+                        // The session's next deadline (a greet pause, a delayed reply, the idle
+                        // timeout), if the probe would still be waiting then.
+                        None => match session.poll_timeout() {
+                            Some(at) if at <= gives_up_at => {
+                                *now = (*now).max(at);
+                                session.handle_timeout(*now);
+                            }
+                            _ => {
+                                result.end = End::NoReply {
+                                    waited_ms: IN_MEMORY_REPLY_WAIT.as_millis() as u64,
+                                };
+                                return result;
+                            }
+                        },
+                    }
                 }
-            },
+            }
             Action::AwaitClose => {
                 drain(&mut session, &mut reader, &mut closed);
                 result.end = if closed {
@@ -452,7 +463,7 @@ fn probe_in_memory(
 fn drain(session: &mut Session, reader: &mut ReplyReader, closed: &mut bool) {
     while let Some(output) = session.poll_output() {
         match output {
-            Output::Send { bytes, .. } => reader.push(&bytes),
+            Output::Send(bytes) => reader.push(&bytes),
             Output::Close(_) => *closed = true,
             Output::Event(_) | Output::StartTls => {}
         }

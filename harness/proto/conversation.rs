@@ -1,8 +1,15 @@
 //! What the server driver talks to: anything that turns received bytes into outputs.
 //!
 //! The scripted [`Session`](super::Session) is one; a cassette replay is another. The driver is
-//! the same for both: it feeds bytes in, carries outputs out, reports timeouts and closes, and
-//! wakes the conversation at the time it asked for.
+//! the same for both: it feeds bytes in, carries outputs out, reports closes, and wakes the
+//! conversation at the time it asked for.
+//!
+//! Time is an input, as in quinn-proto: every input that can move a deadline carries the time it
+//! happened (`now`), and the conversation computes its deadlines (the idle timeout, scripted
+//! reply delays, a greet pause) from those times. The driver's whole part in timing is a loop:
+//! feed bytes, poll outputs, sleep until [`Conversation::poll_timeout`], call
+//! [`Conversation::handle_timeout`] with the time it woke. A driver on a virtual clock (the
+//! prediction, the tests) advances its `now` to the next `poll_timeout` instead of sleeping.
 
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
@@ -37,23 +44,24 @@ impl Accepted {
 
 /// A sans-IO server conversation.
 pub trait Conversation: Send {
-    /// Bytes from the client.
-    fn receive(&mut self, bytes: &[u8]);
+    /// Bytes from the client, arrived at `now`.
+    fn receive(&mut self, bytes: &[u8], now: Instant);
     /// The next thing for the driver to do.
     fn poll_output(&mut self) -> Option<Output>;
-    /// The TLS handshake asked for by [`Output::StartTls`] finished.
-    fn tls_established(&mut self);
-    /// The client was idle too long.
-    fn idle_timeout(&mut self);
+    /// The TLS handshake asked for by [`Output::StartTls`] finished at `now`.
+    fn tls_established(&mut self, now: Instant);
     /// The client closed its side.
     fn peer_closed(&mut self);
-    /// When the conversation next wants [`Conversation::handle_timeout`], if ever.
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    /// The time is `now` (at or after what [`Conversation::poll_timeout`] said).
-    fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
+    /// When the conversation next wants [`Conversation::handle_timeout`] (its next deadline),
+    /// if ever.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// The time is `now` (at or after what [`Conversation::poll_timeout`] said): whatever was
+    /// due by then happens (a delayed reply released, the idle timeout's 421).
+    fn handle_timeout(&mut self, now: Instant);
+    /// Whether outputs are held back until [`Conversation::poll_timeout`] (a scripted reply
+    /// delay): the client is waiting for the server, so a driver need not read meanwhile.
+    fn holds_output(&self) -> bool {
+        false
     }
     /// `lines`, not yet received, one after another, as this conversation would record them:
     /// the form a driver records lines in itself (unawaited, after a 421), so credentials take
@@ -64,17 +72,14 @@ pub trait Conversation: Send {
 }
 
 impl Conversation for super::Session {
-    fn receive(&mut self, bytes: &[u8]) {
-        super::Session::receive(self, bytes)
+    fn receive(&mut self, bytes: &[u8], now: Instant) {
+        super::Session::receive(self, bytes, now)
     }
     fn poll_output(&mut self) -> Option<Output> {
         super::Session::poll_output(self)
     }
-    fn tls_established(&mut self) {
-        super::Session::tls_established(self)
-    }
-    fn idle_timeout(&mut self) {
-        super::Session::idle_timeout(self)
+    fn tls_established(&mut self, now: Instant) {
+        super::Session::tls_established(self, now)
     }
     fn peer_closed(&mut self) {
         super::Session::peer_closed(self)
@@ -84,6 +89,9 @@ impl Conversation for super::Session {
     }
     fn handle_timeout(&mut self, now: Instant) {
         super::Session::handle_timeout(self, now)
+    }
+    fn holds_output(&self) -> bool {
+        super::Session::holds_output(self)
     }
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
         super::Session::recorded_forms(self, lines)

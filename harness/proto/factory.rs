@@ -55,7 +55,7 @@ impl Conversations {
         limits: &SessionLimits,
     ) -> Result<Self, ConversationsError> {
         match &script.cassette {
-            Some(path) => Ok(Self::replay_for_script(script, read(path)?)),
+            Some(path) => Ok(Self::replay_for_script(script, read(path)?, limits)),
             None => Self::scripted(script, profile, limits),
         }
     }
@@ -90,10 +90,16 @@ impl Conversations {
         }
     }
 
-    /// Replays of `cassette`, already read (the one `script` names), matched as `script` says.
-    pub fn replay_for_script(script: &SmartHostScript, cassette: Cassette) -> Self {
+    /// Replays of `cassette`, already read (the one `script` names), matched as `script` says;
+    /// of `limits` a replay keeps the idle timeout.
+    pub fn replay_for_script(
+        script: &SmartHostScript,
+        cassette: Cassette,
+        limits: &SessionLimits,
+    ) -> Self {
         let options = ReplayOptions {
             mode: script.cassette_match.unwrap_or_default(),
+            idle_timeout: limits.idle_timeout,
             ..ReplayOptions::default()
         };
         Self::replay(cassette, options)
@@ -115,6 +121,7 @@ impl Conversations {
                     Arc::clone(&cassette),
                     index,
                     options.clone(),
+                    accepted.now,
                 )) as Box<dyn Conversation>
             }),
             tls_name,

@@ -23,9 +23,11 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{DefaultHasher, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::escape::escape;
 use crate::proto::etrn::read_etrn;
+use crate::proto::session::{DEFAULT_IDLE_TIMEOUT, deadline_after};
 use crate::proto::{CloseReason, CommandLine, Conversation, Event, Output};
 use crate::wire::observer::{
     Authentication, Classified, DataEnd, ObservedCommand, Prompt, Replied, ServerSideObserver,
@@ -55,6 +57,9 @@ pub struct ReplayOptions {
     pub record_on_miss: bool,
     /// Verbs whose arguments `verb` and `lenient` do not compare.
     pub ignore_args: BTreeSet<Verb>,
+    /// A command line must be complete this long after the last one ended, else 421 and close,
+    /// as the scripted session does.
+    pub idle_timeout: Duration,
 }
 
 /// The verbs whose arguments are ignored unless told otherwise: the client's host name.
@@ -68,6 +73,7 @@ impl Default for ReplayOptions {
                 b"451 4.3.0 etrn-harness replay: this command is not in the cassette\r\n".to_vec(),
             record_on_miss: false,
             ignore_args: DEFAULT_IGNORED_ARGS.into_iter().collect(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -117,17 +123,26 @@ pub struct ReplaySession {
     /// The position of the last mismatch reported, so a resynchronisation right after it is not
     /// counted twice.
     last_mismatch: Option<usize>,
+    /// When the client has been idle too long: moved on by every line end it sends.
+    idle_at: Instant,
 }
 
 impl ReplaySession {
-    /// Replays recorded session `index` (the last one when `index` is past the end).
-    pub fn new(cassette: Arc<Cassette>, index: usize, options: ReplayOptions) -> Self {
+    /// Replays recorded session `index` (the last one when `index` is past the end), for a
+    /// connection accepted at `now`.
+    pub fn new(
+        cassette: Arc<Cassette>,
+        index: usize,
+        options: ReplayOptions,
+        now: Instant,
+    ) -> Self {
         let session = index.min(cassette.sessions.len().saturating_sub(1));
         let count = cassette
             .sessions
             .get(session)
             .map_or(0, |s| s.exchanges.len());
         let history = options.record_on_miss.then(Vec::new);
+        let idle_at = deadline_after(now, options.idle_timeout);
         let mut r = ReplaySession {
             cassette,
             session,
@@ -148,6 +163,7 @@ impl ReplaySession {
             history_bytes: 0,
             miss: None,
             last_mismatch: None,
+            idle_at,
         };
         match r.recorded().and_then(|s| s.exchanges.first()).cloned() {
             Some(e) if e.request == Request::Greeting => r.answer(0, &e),
@@ -181,10 +197,7 @@ impl ReplaySession {
         }
         self.out
             .push_back(Output::Event(Event::Reply { code, lines }));
-        self.out.push_back(Output::Send {
-            bytes: bytes.to_vec(),
-            delay: None,
-        });
+        self.out.push_back(Output::Send(bytes.to_vec()));
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -495,9 +508,12 @@ impl ReplaySession {
 }
 
 impl Conversation for ReplaySession {
-    fn receive(&mut self, bytes: &[u8]) {
+    fn receive(&mut self, bytes: &[u8], now: Instant) {
         if self.closed {
             return;
+        }
+        if bytes.contains(&b'\n') {
+            self.idle_at = deadline_after(now, self.options.idle_timeout);
         }
         if self.observer.tls_pending() {
             // Plaintext pipelined behind STARTTLS is never acted on (CVE-2011-0411).
@@ -525,12 +541,18 @@ impl Conversation for ReplaySession {
         self.out.pop_front()
     }
 
-    fn tls_established(&mut self) {
+    fn tls_established(&mut self, now: Instant) {
         self.observer.tls_established();
+        self.idle_at = deadline_after(now, self.options.idle_timeout);
     }
 
-    fn idle_timeout(&mut self) {
-        if !self.closed {
+    /// The idle deadline; none once closed, or while the driver does a TLS handshake.
+    fn poll_timeout(&self) -> Option<Instant> {
+        (!self.closed && !self.observer.tls_pending()).then_some(self.idle_at)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if !self.closed && !self.observer.tls_pending() && self.idle_at <= now {
             self.send(b"421 4.4.2 etrn-harness replay: timeout exceeded\r\n");
             self.close(CloseReason::IdleTimeout);
         }
@@ -580,13 +602,14 @@ mod tests {
                 mode,
                 ..ReplayOptions::default()
             },
+            Instant::now(),
         );
-        s.receive(input);
+        s.receive(input, Instant::now());
         let mut sent = String::new();
         let mut events = Vec::new();
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                 Output::Event(e) => events.push(e),
                 _ => {}
             }
@@ -610,13 +633,14 @@ mod tests {
             Arc::new(Cassette::parse(&t).unwrap()),
             0,
             ReplayOptions::default(),
+            Instant::now(),
         );
-        s.receive(b"EHLO c.example\r\n");
+        s.receive(b"EHLO c.example\r\n", Instant::now());
         let mut sent = String::new();
         let mut closed = false;
         while let Some(o) = s.poll_output() {
             match o {
-                Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                 Output::Close(_) => closed = true,
                 _ => {}
             }
@@ -714,8 +738,8 @@ mod tests {
         assert_eq!(mismatches(&events), 1);
         let mut options = ReplayOptions::default();
         options.ignore_args.remove(&Verb::Ehlo);
-        let mut s = ReplaySession::new(cassette(), 0, options);
-        s.receive(b"EHLO ci-runner-42\r\n");
+        let mut s = ReplaySession::new(cassette(), 0, options, Instant::now());
+        s.receive(b"EHLO ci-runner-42\r\n", Instant::now());
         let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())
             .filter_map(|o| match o {
                 Output::Event(e) => Some(e),
@@ -726,9 +750,95 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_deadline_is_the_replays_own_on_a_virtual_clock() {
+        let t0 = Instant::now();
+        let secs = |n: u64| t0 + Duration::from_secs(n);
+        let options = ReplayOptions {
+            idle_timeout: Duration::from_secs(10),
+            ..ReplayOptions::default()
+        };
+        let mut s = ReplaySession::new(cassette(), 0, options, t0);
+        let sent = |s: &mut ReplaySession| -> (String, Option<CloseReason>) {
+            let mut sent = String::new();
+            let mut closed = None;
+            while let Some(o) = s.poll_output() {
+                match o {
+                    Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                    Output::Close(reason) => closed = Some(reason),
+                    Output::Event(_) | Output::StartTls => {}
+                }
+            }
+            (sent, closed)
+        };
+        sent(&mut s);
+        assert_eq!(s.poll_timeout(), Some(secs(10)));
+        // A line end at 4 s moves it; half a line at 6 s does not.
+        s.receive(b"EHLO c.example\r\n", secs(4));
+        s.receive(b"ETRN a.ex", secs(6));
+        assert_eq!(s.poll_timeout(), Some(secs(14)));
+        sent(&mut s);
+        s.handle_timeout(secs(13));
+        assert_eq!(
+            sent(&mut s),
+            (String::new(), None),
+            "nothing before the deadline"
+        );
+        s.handle_timeout(secs(14));
+        assert_eq!(
+            sent(&mut s),
+            (
+                "421 4.4.2 etrn-harness replay: timeout exceeded\r\n".into(),
+                Some(CloseReason::IdleTimeout)
+            )
+        );
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_replayed_starttls_stops_the_idle_deadline_until_the_handshake_is_done() {
+        let t0 = Instant::now();
+        let secs = |n: u64| t0 + Duration::from_secs(n);
+        let text = "etrn-harness cassette v1
+1 session
+1 S: 220 mx.test ESMTP
+1 C: EHLO c.example
+1 S: 250-mx.test
+1 S: 250 STARTTLS
+1 C: STARTTLS
+1 S: 220 2.0.0 Ready to start TLS
+1 tls terminate
+1 C: EHLO c.example
+1 S: 250 mx.test
+";
+        let options = ReplayOptions {
+            idle_timeout: Duration::from_secs(10),
+            ..ReplayOptions::default()
+        };
+        let mut s = ReplaySession::new(Arc::new(Cassette::parse(text).unwrap()), 0, options, t0);
+        let drain =
+            |s: &mut ReplaySession| std::iter::from_fn(|| s.poll_output()).collect::<Vec<_>>();
+        drain(&mut s);
+        s.receive(b"EHLO c.example\r\nSTARTTLS\r\nNOOP\r\n", secs(2));
+        let out = drain(&mut s);
+        assert!(out.contains(&Output::StartTls), "{out:?}");
+        // The observer discards what was pipelined behind STARTTLS, and the handshake is the
+        // driver's to time: no idle deadline meanwhile.
+        assert!(
+            out.contains(&Output::Event(Event::DiscardedAfterStartTls { octets: 6 })),
+            "{out:?}"
+        );
+        assert_eq!(s.poll_timeout(), None);
+        s.tls_established(secs(5));
+        assert_eq!(s.poll_timeout(), Some(secs(15)));
+        s.receive(b"EHLO c.example\r\n", secs(7));
+        assert!(drain(&mut s).contains(&Output::Send(b"250 mx.test\r\n".to_vec())));
+        assert_eq!(s.poll_timeout(), Some(secs(17)));
+    }
+
+    #[test]
     fn a_session_left_early_reports_what_it_never_reached() {
-        let mut s = ReplaySession::new(cassette(), 0, ReplayOptions::default());
-        s.receive(b"EHLO c.example\r\n");
+        let mut s = ReplaySession::new(cassette(), 0, ReplayOptions::default(), Instant::now());
+        s.receive(b"EHLO c.example\r\n", Instant::now());
         s.peer_closed();
         let events: Vec<Event> = std::iter::from_fn(|| s.poll_output())
             .filter_map(|o| match o {
@@ -767,13 +877,13 @@ mod tests {
             mode: MatchMode::Strict,
             ..ReplayOptions::default()
         };
-        let mut s = ReplaySession::new(Arc::new(cassette), 0, options);
+        let mut s = ReplaySession::new(Arc::new(cassette), 0, options, Instant::now());
         let output = |s: &mut ReplaySession| {
             let mut sent = String::new();
             let mut mismatches = 0;
             while let Some(o) = s.poll_output() {
                 match o {
-                    Output::Send { bytes, .. } => sent.push_str(&String::from_utf8_lossy(&bytes)),
+                    Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                     Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
                     _ => {}
                 }
@@ -781,7 +891,7 @@ mod tests {
             (sent, mismatches)
         };
         // The DATA answered 250 in the cassette: the EHLO after it is a command, not message data.
-        s.receive(b"DATA\r\nEHLO c.example\r\n");
+        s.receive(b"DATA\r\nEHLO c.example\r\n", Instant::now());
         assert_eq!(
             output(&mut s),
             (
@@ -791,7 +901,7 @@ mod tests {
         );
         // The recorder stopped before the upstream answered the AUTH: the cassette has no reply
         // for it, and says so (with record-on-miss the upstream would be asked).
-        s.receive(b"AUTH PLAIN\r\n");
+        s.receive(b"AUTH PLAIN\r\n", Instant::now());
         let (sent, mismatches) = output(&mut s);
         assert!(sent.starts_with("451 4.3.0 "), "{sent}");
         assert_eq!(mismatches, 1);
@@ -817,11 +927,11 @@ mod tests {
                 mode,
                 ..ReplayOptions::default()
             };
-            let mut s = ReplaySession::new(Arc::clone(&recorded), 0, options);
-            s.receive(b"DATA\r\n");
+            let mut s = ReplaySession::new(Arc::clone(&recorded), 0, options, Instant::now());
+            s.receive(b"DATA\r\n", Instant::now());
             // The same bytes cut differently hash the same.
             for piece in data.chunks(3) {
-                s.receive(piece);
+                s.receive(piece, Instant::now());
             }
             std::iter::from_fn(|| s.poll_output())
                 .filter(|o| matches!(o, Output::Event(Event::ReplayMismatch { .. })))

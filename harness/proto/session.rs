@@ -2,16 +2,27 @@
 //!
 //! A [`Session`] owns no socket and no clock. The driver feeds it whatever bytes arrive
 //! ([`Session::receive`]), tells it about the world ([`Session::tls_established`],
-//! [`Session::idle_timeout`]) and carries out what [`Session::poll_output`] returns, in order:
-//! send these bytes (after a scripted delay), start TLS, close. Events report what happened.
+//! [`Session::peer_closed`]) and carries out what [`Session::poll_output`] returns, in order:
+//! send these bytes, start TLS, close. Events report what happened.
 //!
-//! Time is an input, in the manner of quinn-proto: the session is told the time it was accepted
-//! ([`Accepted::now`]), says when it next needs to act ([`Session::poll_timeout`]: the end of a
-//! greet pause) and acts when the driver says that time has come ([`Session::handle_timeout`]).
-//! So a driver over TCP uses the real clock and the in-memory prediction and probe a virtual one.
+//! Time is an input, in the manner of quinn-proto's `poll_timeout`/`handle_timeout`: the session
+//! is told the time it was accepted ([`Accepted::now`]) and the time of every input, and computes
+//! every deadline of the conversation itself. [`Session::poll_timeout`] says when it next needs
+//! to act, and [`Session::handle_timeout`] is the driver saying that time has come:
+//!
+//! - the idle deadline ([`SessionLimits::idle_timeout`]): moved on by a receive that ends a line
+//!   (so a byte at a time buys no time) and by a finished TLS handshake; past it, 421 and close;
+//! - a scripted reply delay: the reply's bytes, and everything after them, are held and released
+//!   at their time, in order ([`Session::holds_output`] says so meanwhile; the idle deadline does
+//!   not run out while the client waits for the server);
+//! - a greet pause: the greeting is held back until it ends.
+//!
+//! So the tokio driver sleeps until `poll_timeout` on the real clock, and the in-memory prediction,
+//! the probe and the tests move a virtual one: a five-minute timeout costs them nothing.
 //!
 //! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
-//! cap and no DATA handling we can use, so the session cuts lines with the wire layer's framer
+//! cap and no DATA handling we can use, so the session's [`ServerSideObserver`] (the one the
+//! replay and the recorder share) cuts lines with the wire layer's framer
 //! ([`crate::wire::framing`]), enforces the limit, and reads DATA line by line until CRLF.CRLF.
 //!
 //! Each command line is read once by the wire layer ([`crate::wire::Command`]): the session
@@ -51,6 +62,9 @@ pub struct SessionLimits {
     pub max_message_octets: usize,
     /// Whether STARTTLS is offered (the driver must be able to do the handshake).
     pub starttls: bool,
+    /// A command line must be complete this long after the last one ended (or the session
+    /// began, or TLS was established), else 421 and close. A byte at a time buys no time.
+    pub idle_timeout: Duration,
 }
 
 impl Default for SessionLimits {
@@ -59,20 +73,22 @@ impl Default for SessionLimits {
             max_line_octets: None,
             max_message_octets: 10 * 1024 * 1024,
             starttls: false,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
+
+/// The idle timeout unless told otherwise: five minutes, RFC 5321 §4.5.3.2.7's server timeout.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Report this event.
     Event(Event),
-    /// Wait `delay` (if any), then write these bytes.
-    Send {
-        bytes: Vec<u8>,
-        delay: Option<Duration>,
-    },
+    /// Write these bytes (a scripted delay has already passed: the session held them until
+    /// [`Session::handle_timeout`] said their time had come).
+    Send(Vec<u8>),
     /// Everything before this has been written: do the TLS handshake now, then call
     /// [`Session::tls_established`].
     StartTls,
@@ -126,7 +142,11 @@ pub struct Session {
     client: String,
     /// When a greet pause ends.
     greet_at: Option<Instant>,
-    /// The session's clock: the accept time, moved on by [`Session::handle_timeout`].
+    /// When the client has been idle too long: a command line must be complete by then.
+    idle_at: Instant,
+    /// Outputs held back by scripted delays, each batch released at its time, in order.
+    held: VecDeque<Held>,
+    /// The session's clock: the latest time an input carried.
     now: Instant,
     /// The first `line_limit` octets of an over-long line, for a server that truncates.
     truncated: Option<Vec<u8>>,
@@ -158,6 +178,7 @@ impl Session {
         let line_limit = limits
             .max_line_octets
             .unwrap_or(behaviour.replies().line_limit);
+        let limits_idle = limits.idle_timeout;
         let greet_at = behaviour
             .greet_pause()
             .and_then(|p| accepted.now.checked_add(p.duration()));
@@ -169,6 +190,8 @@ impl Session {
             date: httpdate::fmt_http_date(accepted.wall_clock),
             client: String::new(),
             greet_at,
+            idle_at: deadline_after(accepted.now, limits_idle),
+            held: VecDeque::new(),
             now: accepted.now,
             truncated: None,
             errors: 0,
@@ -212,22 +235,51 @@ impl Session {
         }
     }
 
-    /// When the session next needs [`Session::handle_timeout`]: the end of a greet pause.
+    /// When the session next needs [`Session::handle_timeout`]: the release of a delayed reply,
+    /// else the end of a greet pause or the idle deadline, whichever is first. `None` once
+    /// closed with nothing held, or while a TLS handshake (the driver's to time) is under way.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if let Some(held) = self.held.front() {
+            // The client waits for the server: it is not idle meanwhile.
+            return Some(held.at);
+        }
+        if self.observer.tls_pending() {
+            return None;
+        }
         match self.mode {
-            Mode::GreetPause => self.greet_at,
-            _ => None,
+            Mode::Closed => None,
+            Mode::GreetPause => Some(self.greet_at.map_or(self.idle_at, |g| g.min(self.idle_at))),
+            _ => Some(self.idle_at),
         }
     }
 
-    /// The time is `now`: a greet pause that has run out ends with the greeting, or with the
-    /// refusal if the client talked first; then what the client sent meanwhile is read.
+    /// Whether outputs are held back for a scripted delay ([`Session::poll_timeout`] says until
+    /// when): the client is waiting for the server.
+    pub fn holds_output(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The time is `now`: delayed replies whose time has come are released, in order; then a
+    /// greet pause that has run out ends with the greeting, and a client idle past its deadline
+    /// gets 421.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        if self.mode != Mode::GreetPause || self.greet_at.is_some_and(|at| now < at) {
+        while let Some(held) = self.held.front_mut()
+            && held.at <= self.now
+        {
+            let released = std::mem::take(&mut held.outputs);
+            self.held.pop_front();
+            self.out.extend(released);
+        }
+        if !self.held.is_empty() {
             return;
         }
-        self.greet();
+        if self.mode == Mode::GreetPause && self.greet_at.is_some_and(|at| at <= self.now) {
+            self.greet();
+        }
+        if self.idle_at <= self.now {
+            self.idle_timeout();
+        }
     }
 
     /// The client talked during the greet pause: refused at once, a null server from now on.
@@ -236,8 +288,7 @@ impl Session {
             self.greet();
             return;
         };
-        self.out
-            .push_back(Output::Event(Event::TalkedBeforeGreeting));
+        self.emit(Output::Event(Event::TalkedBeforeGreeting));
         let refusal = self.filled(Answer::reply(pause.refusal), None, None);
         self.mode = Mode::NullServer;
         self.answer(refusal);
@@ -253,8 +304,14 @@ impl Session {
         self.mode == Mode::Closed
     }
 
-    /// Bytes from the client. Complete lines are processed at once, in order (pipelining).
-    pub fn receive(&mut self, bytes: &[u8]) {
+    /// Bytes from the client, arrived at `now`. Complete lines are processed at once, in order
+    /// (pipelining); one that ends a line moves the idle deadline. Replies to lines received
+    /// while a delayed reply is held queue behind it.
+    pub fn receive(&mut self, bytes: &[u8], now: Instant) {
+        self.now = self.now.max(now);
+        if bytes.contains(&b'\n') {
+            self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        }
         match self.mode {
             Mode::Closed => return,
             Mode::GreetPause if !bytes.is_empty() => self.talked_first(),
@@ -262,10 +319,9 @@ impl Session {
             _ => {}
         }
         if self.observer.tls_pending() {
-            self.out
-                .push_back(Output::Event(Event::DiscardedAfterStartTls {
-                    octets: bytes.len(),
-                }));
+            self.emit(Output::Event(Event::DiscardedAfterStartTls {
+                octets: bytes.len(),
+            }));
             return;
         }
         // The framer is taken out of `self` meanwhile, so lines are handled as slices of its
@@ -308,8 +364,11 @@ impl Session {
         self.observer.recorded_forms(lines)
     }
 
-    /// The TLS handshake finished: the session starts over (RFC 3207 §4.2).
-    pub fn tls_established(&mut self) {
+    /// The TLS handshake finished at `now`: the session starts over (RFC 3207 §4.2), and so
+    /// does the idle deadline.
+    pub fn tls_established(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
         if self.mode != Mode::Closed && self.observer.tls_pending() {
             // The observer forgot the greeting and the transaction when TLS started.
             self.observer.tls_established();
@@ -319,7 +378,7 @@ impl Session {
     }
 
     /// The client was idle too long: 421 and close.
-    pub fn idle_timeout(&mut self) {
+    fn idle_timeout(&mut self) {
         if self.mode == Mode::Closed {
             return;
         }
@@ -341,8 +400,7 @@ impl Session {
         let rest = self.lines.take_pending();
         // Message data is counted, never kept; the tail of a line already too long is no line.
         if let Some(raw) = self.observer.unterminated(&rest) {
-            self.out
-                .push_back(Output::Event(Event::Unterminated { raw }));
+            self.emit(Output::Event(Event::Unterminated { raw }));
         }
         self.close(CloseReason::PeerClosed);
     }
@@ -354,8 +412,7 @@ impl Session {
             Classified::Command(command) => self.command(command),
             Classified::AuthResponse(line) => {
                 let observed = ObservedCommand::auth_response(line);
-                self.out
-                    .push_back(Output::Event(Event::Command(CommandLine::from(&observed))));
+                self.emit(Output::Event(Event::Command(CommandLine::from(&observed))));
                 self.auth_continuation(line);
             }
             Classified::Data { line, starts_line } => {
@@ -374,8 +431,7 @@ impl Session {
                 last,
                 whole,
             } => {
-                self.out
-                    .push_back(Output::Event(Event::LineTooLong { octets }));
+                self.emit(Output::Event(Event::LineTooLong { octets }));
                 let truncate = self.behaviour.replies().line_too_long == LongLine::Truncate;
                 let head = if whole {
                     truncate.then(|| last[..self.line_limit].to_vec())
@@ -398,8 +454,7 @@ impl Session {
             }
             Classified::DiscardedAfterStartTls { octets } => {
                 // Never act on plaintext pipelined behind STARTTLS (CVE-2011-0411).
-                self.out
-                    .push_back(Output::Event(Event::DiscardedAfterStartTls { octets }));
+                self.emit(Output::Event(Event::DiscardedAfterStartTls { octets }));
             }
         }
     }
@@ -413,13 +468,12 @@ impl Session {
         } else {
             250
         };
-        self.out
-            .push_back(Output::Event(Event::Message(MessageRecord {
-                from: t.from,
-                recipients: t.recipients,
-                size,
-                reply: code,
-            })));
+        self.emit(Output::Event(Event::Message(MessageRecord {
+            from: t.from,
+            recipients: t.recipients,
+            size,
+            reply: code,
+        })));
         if code == 552 {
             self.reply_text(reply_code!(552), "5.3.4 Message size exceeds fixed limit");
         } else {
@@ -464,8 +518,7 @@ impl Session {
     fn command(&mut self, observed: ObservedCommand<'_>) {
         // An AUTH response's first word is no verb but part of the secret.
         self.answering_a_secret = observed.auth_response;
-        self.out
-            .push_back(Output::Event(Event::Command(CommandLine::from(&observed))));
+        self.emit(Output::Event(Event::Command(CommandLine::from(&observed))));
         let command = observed.command;
         let verb = command.verb();
 
@@ -531,8 +584,8 @@ impl Session {
             self.close(CloseReason::Quit);
         }
         if *verb == Verb::StartTls && self.mode != Mode::Closed && self.observer.tls_pending() {
-            self.out.push_back(Output::Event(Event::StartTls));
-            self.out.push_back(Output::StartTls);
+            self.emit(Output::Event(Event::StartTls));
+            self.emit(Output::StartTls);
         }
     }
 
@@ -567,8 +620,7 @@ impl Session {
         match command.verb() {
             Verb::Turn => {
                 let a = plain(reply_code!(502), "5.5.1 TURN is not supported");
-                self.out
-                    .push_back(Output::Event(Event::Turn { reply: Some(502) }));
+                self.emit(Output::Event(Event::Turn { reply: Some(502) }));
                 return Some(a);
             }
             // Read the argument ourselves: smtp-proto keeps only the first token and unquotes it,
@@ -624,7 +676,7 @@ impl Session {
             Ok(Request::Atrn { domains }) => {
                 let answer = self.atrn_answer();
                 let code = answer.reply.as_ref().map(|r| r.code().get());
-                self.out.push_back(Output::Event(Event::Atrn {
+                self.emit(Output::Event(Event::Atrn {
                     domains: domains.iter().map(|d| d.to_string()).collect(),
                     reply: code,
                 }));
@@ -813,7 +865,7 @@ impl Session {
         self.authenticated = true;
         // Authenticated: the exchange is over, the next line is a command again.
         self.observer.authenticated();
-        self.out.push_back(Output::Event(Event::Auth {
+        self.emit(Output::Event(Event::Auth {
             mechanism: mechanism.into(),
             username,
         }));
@@ -881,8 +933,7 @@ impl Session {
             }
         };
         let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
-        self.out
-            .push_back(Output::Event(Event::Etrn(Box::new(record))));
+        self.emit(Output::Event(Event::Etrn(Box::new(record))));
         answer
     }
 
@@ -945,23 +996,18 @@ impl Session {
                 too_many_errors = true;
             }
         }
-        let delay = answer.delay();
-        match &answer.reply {
-            Some(reply) => {
-                self.out.push_back(Output::Event(Event::Reply {
-                    code: reply.code().get(),
-                    lines: reply.lines().to_vec(),
-                }));
-                self.out.push_back(Output::Send {
-                    bytes: reply.to_wire().into_bytes(),
-                    delay,
-                });
-            }
-            None if delay.is_some() => self.out.push_back(Output::Send {
-                bytes: Vec::new(),
-                delay,
-            }),
-            None => {}
+        if let Some(reply) = &answer.reply {
+            // The reply's event is reported when it is decided; its bytes leave after the delay.
+            self.emit(Output::Event(Event::Reply {
+                code: reply.code().get(),
+                lines: reply.lines().to_vec(),
+            }));
+        }
+        if let Some(delay) = answer.delay() {
+            self.hold_for(delay);
+        }
+        if let Some(reply) = &answer.reply {
+            self.emit(Output::Send(reply.to_wire().into_bytes()));
         }
         if answer.reply.is_none() && answer.close {
             self.close(CloseReason::Scripted);
@@ -971,6 +1017,24 @@ impl Session {
         }
     }
 
+    /// Queues `output` for the driver, behind whatever a scripted delay holds.
+    fn emit(&mut self, output: Output) {
+        match self.held.back_mut() {
+            Some(held) => held.outputs.push_back(output),
+            None => self.out.push_back(output),
+        }
+    }
+
+    /// Holds every output from here on for `delay`: counted from the release of what is already
+    /// held, else from now (delays run one after another, as a server that sleeps does).
+    fn hold_for(&mut self, delay: Duration) {
+        let from = self.held.back().map_or(self.now, |h| h.at);
+        self.held.push_back(Held {
+            at: deadline_after(from, delay),
+            outputs: VecDeque::new(),
+        });
+    }
+
     fn reply_text(&mut self, code: ReplyCode, text: &str) {
         self.answer(plain(code, text));
     }
@@ -978,9 +1042,22 @@ impl Session {
     fn close(&mut self, reason: CloseReason) {
         if self.mode != Mode::Closed {
             self.mode = Mode::Closed;
-            self.out.push_back(Output::Close(reason));
+            self.emit(Output::Close(reason));
         }
     }
+}
+
+/// Outputs a scripted delay holds back until `at`.
+#[derive(Debug)]
+struct Held {
+    at: Instant,
+    outputs: VecDeque<Output>,
+}
+
+/// `duration` after `from`; a duration too long for the clock is as good as never.
+pub(crate) fn deadline_after(from: Instant, duration: Duration) -> Instant {
+    from.checked_add(duration)
+        .unwrap_or_else(|| from + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 fn plain(code: ReplyCode, text: &str) -> Answer {

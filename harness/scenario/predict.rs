@@ -9,6 +9,12 @@
 //! So the prediction follows every script feature for free: command overrides, EHLO answers and
 //! replies by occurrence, hang-ups, delays longer than the client waits. And it is judged exactly
 //! as a run is, from a [`Recording`].
+//!
+//! Time is virtual. The clock starts at one reading and moves only to the server's next deadline
+//! ([`Conversation::poll_timeout`]: a delayed reply, a greet pause, the idle timeout) while the
+//! client waits for a reply; the client has timed out when that deadline is past its own (its
+//! reply timeout after its last command, or after connecting for the greeting). So a prediction
+//! takes no wall-clock time and is the same every run.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -20,6 +26,7 @@ use crate::proto::Accepted;
 use crate::proto::Recording;
 use crate::proto::factory::{ConversationFactory, Conversations, ConversationsError};
 use crate::proto::recording::RecordingBuilder;
+use crate::proto::session::deadline_after;
 use crate::proto::{Conversation, Output, SessionLimits};
 use crate::reply::ReplyReader;
 
@@ -133,8 +140,6 @@ fn pair(
     reply_timeout: Duration,
 ) -> (ConnectionRun, Option<DequeuePlan>) {
     let id = recorder.open(IN_MEMORY_PEER, 0);
-    // A virtual clock: it starts at the first reading and moves only when the server asks to be
-    // woken (a greet pause), so a prediction takes no wall-clock time and is the same every run.
     let mut now = std::time::Instant::now();
     let mut server = conversations(&Accepted {
         index: index as u64,
@@ -145,43 +150,53 @@ fn pair(
     let mut client = ImsClient::new(config);
     let mut replies = ReplyReader::new();
     let mut server_closed = false;
-    // Scripted delays since the client's last command: past its timeout it stops waiting.
-    let mut waited = Duration::ZERO;
+    // When the client stops waiting for the reply it waits for.
+    let mut gives_up_at = deadline_after(now, reply_timeout);
     loop {
-        if drain(server.as_mut(), recorder, id, &mut |bytes, delay| {
-            waited += delay.unwrap_or_default();
-            replies.push(bytes);
+        if drain(server.as_mut(), recorder, id, &mut |bytes| {
+            replies.push(bytes)
         }) {
             server_closed = true;
         }
-        let next = replies.next_reply();
-        if next.is_none()
-            && !server_closed
-            && let Some(at) = server.poll_timeout()
-        {
-            waited += at.saturating_duration_since(now);
-            now = now.max(at);
-            server.handle_timeout(now);
-            continue;
-        }
-        let reply = match next {
-            Some(Ok(reply)) if waited <= reply_timeout => reply,
-            // Too late, malformed, or nothing is coming (the server closed, or it waits for
-            // input this client will not send): the client drops the connection.
+        let reply = match replies.next_reply() {
+            Some(Ok(reply)) => reply,
+            // Nothing yet: the clock moves to the server's next deadline, if the client is still
+            // waiting then.
+            None if !server_closed
+                && let Some(at) = server.poll_timeout()
+                && at <= gives_up_at =>
+            {
+                now = now.max(at);
+                server.handle_timeout(now);
+                continue;
+            }
+            // Malformed, or nothing is coming in time (the server closed, its next deadline is
+            // past the client's, or it waits for input this client will not send): the client
+            // drops the connection.
             _ => {
                 client.on_closed();
                 break;
             }
         };
-        waited = Duration::ZERO;
         match client.on_reply(&reply) {
-            Action::Send(bytes) => server.receive(&bytes),
+            Action::Send(bytes) => {
+                server.receive(&bytes, now);
+                gives_up_at = deadline_after(now, reply_timeout);
+            }
             Action::Close => break,
         }
     }
     if !server_closed {
         server.peer_closed();
-        drain(server.as_mut(), recorder, id, &mut |_, _| {});
+        // What the server still holds (a reply the client did not wait for, its close) goes
+        // out at its time: the recording ends as a run's does.
+        while server.holds_output()
+            && let Some(at) = server.poll_timeout()
+        {
+            now = now.max(at);
+            server.handle_timeout(now);
+        }
+        drain(server.as_mut(), recorder, id, &mut |_| {});
     }
     let plan = client.plan().cloned();
     (client.into_run(), plan)
@@ -193,13 +208,13 @@ fn drain(
     server: &mut dyn Conversation,
     recorder: &mut RecordingBuilder,
     id: u64,
-    send: &mut dyn FnMut(&[u8], Option<Duration>),
+    send: &mut dyn FnMut(&[u8]),
 ) -> bool {
     let mut closed = false;
     while let Some(output) = server.poll_output() {
         match output {
             Output::Event(event) => recorder.event(id, event, 0),
-            Output::Send { bytes, delay } => send(&bytes, delay),
+            Output::Send(bytes) => send(&bytes),
             // This client never asks for STARTTLS.
             Output::StartTls => {}
             Output::Close(reason) => {
@@ -250,6 +265,38 @@ mod tests {
         // The server did answer, late; the client had gone.
         assert_eq!(hasty.recording.sessions[0].etrn[0].record.reply, Some(250));
         assert_eq!(hasty.observed().connections[0].len(), 1);
+    }
+
+    #[test]
+    fn the_client_times_out_on_the_virtual_clock_exactly_at_its_timeout() {
+        // Two delays of 3 s in one session: each is measured from the client's own command, so
+        // a client that waits 3 s gets both replies, and one that waits a millisecond less none.
+        let s = scenario("etrn_default = { reply = \"250 OK\", delay_ms = 3000 }");
+        let exact = predict_with(&s, Duration::from_millis(3000)).unwrap();
+        assert_eq!(
+            replies(&exact),
+            [("a.com".into(), Some(250)), ("b.com".into(), Some(250))]
+        );
+        let short = predict_with(&s, Duration::from_millis(2999)).unwrap();
+        assert_eq!(replies(&short), [("a.com".into(), None)]);
+        // The reply the client did not wait for still goes out, and the session ends as the
+        // client left it.
+        let session = &short.recording.sessions[0];
+        assert_eq!(session.close, Some(crate::proto::CloseReason::PeerClosed));
+    }
+
+    #[test]
+    fn a_greet_pause_longer_than_the_client_waits_is_no_greeting() {
+        // sendmail's greet pause is 1 s.
+        let s = scenario("profile = \"sendmail\"");
+        assert!(
+            !predict_with(&s, Duration::from_secs(1)).unwrap().runs[0]
+                .exchanges
+                .is_empty()
+        );
+        let hasty = predict_with(&s, Duration::from_millis(999)).unwrap();
+        assert!(hasty.runs[0].exchanges.is_empty());
+        assert_eq!(hasty.recording.sessions[0].greeting, None);
     }
 
     #[test]

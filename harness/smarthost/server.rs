@@ -1,16 +1,18 @@
 //! The smart host: a tokio TCP server around the sans-IO session.
 //!
 //! The driver is deliberately thin: it reads bytes into the [`Session`](crate::proto::Session), carries out its outputs in
-//! order (write after a scripted delay, upgrade to TLS, close), applies the deadlines and the
-//! connection cap, and hands every event to the [`Recorder`].
+//! order (write, upgrade to TLS, close), sleeps until the session's next deadline and tells it the
+//! time then, applies the connection cap, and hands every event to the [`Recorder`].
 //!
-//! Every wait has a deadline and every wait races the shutdown signal: a command line must be
-//! complete within the idle timeout (a client that sends a byte at a time gets no more time than
-//! one that sends nothing), a write must proceed within it (a client that pipelines and never
-//! reads cannot pin its session), a TLS handshake has its own limit, and a scripted delay ends
-//! when the server stops. So a shutdown always finishes, and the recording is always complete:
-//! [`SmartHost::shutdown`] waits a bounded grace period, then records what is still open as
-//! closed by `shutdown`.
+//! The conversation's deadlines (the idle timeout, scripted reply delays, a greet pause) are the
+//! session's: it computes them from the times the driver gives it
+//! ([`Conversation::poll_timeout`], [`Conversation::handle_timeout`]). The driver keeps only the
+//! deadlines of its own I/O. Every wait has a deadline and every wait races the shutdown signal:
+//! a write must proceed within the idle timeout (a client that pipelines and never reads cannot
+//! pin its session), a TLS handshake has its own limit, and a wait for the session's next
+//! deadline (a scripted delay) ends when the server stops. So a shutdown always finishes, and the
+//! recording is always complete: [`SmartHost::shutdown`] waits a bounded grace period, then
+//! records what is still open as closed by `shutdown`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,10 +44,10 @@ pub struct SmartHostConfig {
     pub listen: SocketAddr,
     /// How to answer.
     pub script: SmartHostScript,
-    /// Line and message limits; `starttls` offers STARTTLS with a self-signed certificate.
+    /// Line and message limits and the idle timeout (a session idle that long gets 421 and is
+    /// closed; writes and a refusal at the connection cap are bounded by it too); `starttls`
+    /// offers STARTTLS with a self-signed certificate.
     pub limits: SessionLimits,
-    /// A session idle this long gets 421 and is closed. Default 300 s.
-    pub idle_timeout: Duration,
     /// More simultaneous connections than this get 421 at connect. Default 1000.
     pub max_connections: usize,
     /// How much history the recorder keeps in memory. Default: all of it.
@@ -60,7 +62,6 @@ impl Default for SmartHostConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             script: SmartHostScript::default(),
             limits: SessionLimits::default(),
-            idle_timeout: Duration::from_secs(300),
             max_connections: 1000,
             retention: Retention::All,
             profile: None,
@@ -161,7 +162,7 @@ impl SmartHost {
         info!(profile = %config.script.profile, cassette = config.script.cassette.is_some(), "scripted smart host");
         Self::start_conversations(
             config.listen,
-            config.idle_timeout,
+            config.limits.idle_timeout,
             config.max_connections,
             conversations,
             recorder,
@@ -194,7 +195,9 @@ impl SmartHost {
     }
 
     /// Starts a server whose connections run the conversations `conversations` makes (a cassette
-    /// replay, for instance); `tls` is required if they ever ask for STARTTLS.
+    /// replay, for instance); `tls` is required if they ever ask for STARTTLS. `idle_timeout`
+    /// bounds the driver's own waits (a write, a refusal at the cap, a TLS handshake); the
+    /// conversations time their clients themselves.
     pub async fn start_with(
         listen: SocketAddr,
         idle_timeout: Duration,
@@ -233,7 +236,11 @@ impl SmartHost {
                 let shared = Arc::clone(&shared);
                 let id = shared.recorder.open(peer);
                 async move {
-                    let accepted = Accepted::now(id - 1, peer.ip());
+                    // tokio's clock, the one the driver sleeps on (paused in some tests).
+                    let accepted = Accepted {
+                        now: Instant::now().into_std(),
+                        ..Accepted::now(id - 1, peer.ip())
+                    };
                     let reason = serve(stream, id, &accepted, &shared, stop).await;
                     debug!(?reason, "session closed");
                     shared.recorder.close(id, reason);
@@ -337,7 +344,7 @@ async fn serve(
         _ = shutdown.changed() => return CloseReason::Shutdown,
     };
     debug!("TLS established");
-    session.tls_established();
+    session.tls_established(Instant::now().into_std());
     shared.recorder.tls_established(id);
     match drive(tls, session.as_mut(), id, shared, &mut shutdown).await {
         Leg::Closed(reason) => reason,
@@ -383,9 +390,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     // before the replies they go with leave, so a client never sees a reply whose event is not
     // yet in the recording.
     let mut batch: Vec<Event> = Vec::new();
-    // A command line must be complete by this time; it moves only when a line ends (an LF
-    // arrives), so a byte at a time buys no time.
-    let mut line_deadline = Instant::now() + idle;
     loop {
         if *shutdown.borrow() {
             shared.recorder.events(id, &mut batch);
@@ -400,26 +404,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     log_event(&event);
                     batch.push(event);
                 }
-                Output::Send { bytes, delay: None } => pending.extend_from_slice(&bytes),
-                Output::Send {
-                    bytes,
-                    delay: Some(d),
-                } => {
-                    shared.recorder.events(id, &mut batch);
-                    if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
-                        return Leg::Closed(reason);
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(d) => {}
-                        _ = shutdown.changed() => return Leg::Closed(CloseReason::Shutdown),
-                    }
-                    pending.extend_from_slice(&bytes);
-                }
+                Output::Send(bytes) => pending.extend_from_slice(&bytes),
                 Output::StartTls => {
                     // Plaintext pipelined behind STARTTLS goes to the session, which discards
                     // and records it (CVE-2011-0411).
                     if fed < unfed.len() {
-                        session.receive(&unfed[fed..]);
+                        session.receive(&unfed[fed..], Instant::now().into_std());
                         while let Some(Output::Event(event)) = session.poll_output() {
                             batch.push(event);
                         }
@@ -449,6 +439,22 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        if session.holds_output() {
+            // A scripted delay: what is due before it goes out now, and nothing is read until
+            // the session releases the rest (the client is waiting for it), as a server that
+            // sleeps before it answers.
+            shared.recorder.events(id, &mut batch);
+            if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
+                return Leg::Closed(reason);
+            }
+            tokio::select! {
+                _ = sleep_until_some(session.poll_timeout().map(Instant::from_std)) => {
+                    session.handle_timeout(Instant::now().into_std());
+                }
+                _ = shutdown.changed() => return Leg::Closed(CloseReason::Shutdown),
+            }
+            continue;
+        }
         if fed < unfed.len() {
             // One line (or what there is of it) at a time.
             let start = fed;
@@ -463,7 +469,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 batch.push(Event::Unawaited { raw });
             }
             at_line_start = piece.ends_with(b"\n");
-            session.receive(piece);
+            session.receive(piece, Instant::now().into_std());
             if fed == unfed.len() {
                 unfed.clear();
                 fed = 0;
@@ -478,9 +484,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             if let Some(Ok(n)) = read_ready(&mut stream, &mut buf).await
                 && n > 0
             {
-                if buf[..n].contains(&b'\n') {
-                    line_deadline = Instant::now() + idle;
-                }
                 unfed.extend_from_slice(&buf[..n]);
                 continue;
             }
@@ -490,30 +493,20 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             return Leg::Closed(reason);
         }
         peeked = false;
-        // A conversation that asked to be woken (a greet pause) is woken at that time, whatever
-        // the client does meanwhile.
+        // The conversation is woken at its next deadline (the end of a greet pause, the idle
+        // timeout), whatever the client does meanwhile.
         let wake = session.poll_timeout().map(Instant::from_std);
         tokio::select! {
-            // The timer first: a client that writes just as the pause ends was still polite.
+            // The timer first: a client that writes just as a greet pause ends was still polite.
             biased;
             _ = sleep_until_some(wake) => {
                 // tokio's clock (paused in some tests), not the wall's.
                 session.handle_timeout(Instant::now().into_std());
             }
-            read = tokio::time::timeout_at(line_deadline, stream.read(&mut buf)) => match read {
-                Err(_) => {
-                    session.idle_timeout();
-                    // The 421 is written once; the session is closed after it.
-                    line_deadline = Instant::now() + idle;
-                }
-                Ok(Ok(0)) => session.peer_closed(),
-                Ok(Ok(n)) => {
-                    if buf[..n].contains(&b'\n') {
-                        line_deadline = Instant::now() + idle;
-                    }
-                    unfed.extend_from_slice(&buf[..n]);
-                }
-                Ok(Err(e)) => return Leg::Closed(CloseReason::Io(e.to_string())),
+            read = stream.read(&mut buf) => match read {
+                Ok(0) => session.peer_closed(),
+                Ok(n) => unfed.extend_from_slice(&buf[..n]),
+                Err(e) => return Leg::Closed(CloseReason::Io(e.to_string())),
             },
             _ = shutdown.changed() => {
                 let _ = tokio::time::timeout(idle, stream.shutdown()).await;
@@ -545,7 +538,7 @@ async fn read_ready<S: AsyncRead + Unpin>(
 }
 
 /// Sleeps until `at`, or forever when there is no `at`.
-async fn sleep_until_some(at: Option<Instant>) {
+pub(crate) async fn sleep_until_some(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
