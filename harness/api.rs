@@ -1085,12 +1085,7 @@ fn read_cassette(
         }
         Err(e) => return Err(unusable(e.reason())),
     };
-    crate::proto::cassette::parse_cassette(&bytes, asked).map_err(|e| {
-        unusable(match e {
-            crate::proto::cassette::LoadCassetteError::Read(e) => e.reason(),
-            crate::proto::cassette::LoadCassetteError::Parse { source, .. } => source.to_string(),
-        })
-    })
+    crate::proto::cassette::parse_cassette(&bytes, asked).map_err(|e| unusable(e.reason()))
 }
 
 /// Puts `script` in place for the next connections. Blocking: a cassette is read here.
@@ -1114,7 +1109,14 @@ fn install(s: &ApiState, script: SmartHostScript) -> Result<Json<ScriptInstalled
             fix: "name a shipped profile and a readable cassette",
         })?,
     };
-    s.switch.replace(conversations.factory);
+    s.switch.replace(conversations).map_err(|e| {
+        warn!(error = %e, "no certificate for the new script's STARTTLS");
+        ApiFailure {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            error: "cannot make a certificate for this script's STARTTLS".into(),
+            fix: "see the smart host's log",
+        }
+    })?;
     let profile = script.profile;
     *s.script.lock().unwrap_or_else(PoisonError::into_inner) = script;
     info!(%profile, "script replaced through the API");

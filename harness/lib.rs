@@ -8,9 +8,10 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way, from the top of this list to the bottom: the model knows nothing of
-//! files or sockets, the protocol session knows nothing of tokio, the scenario format knows nothing
-//! of sockets.
+//! Dependencies point one way: the model (`domain`, `ims`) and the wire layer know nothing of the
+//! smart host, its drivers or the interfaces; `proto` knows nothing of tokio, sockets or the
+//! drivers; `scenario` and the judges depend on `proto`, never on a driver; only the conformance
+//! runner, the probe, the API and the command line start drivers.
 //!
 //! - [`domain`]: `Domain` and `EtrnArg`: parse, validate (RFC 5321, IDNA), normalise for
 //!   comparison, keep the raw text for the wire.
@@ -18,7 +19,7 @@
 //!   linear scan, verbs and arguments split at any whitespace, reply lines, EHLO keywords, the
 //!   one credential redaction, the one observer of server-side session state
 //!   (`ServerSideObserver`: data, AUTH, STARTTLS, greeting and transaction
-//!   from the replies) that the session, the replay and the recorder all drive, and a follower
+//!   from the replies) that the session, the replay and the recording proxy all drive, and a follower
 //!   built on it that pairs pipelined requests with their replies.
 //! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
 //!   a server's bytes.

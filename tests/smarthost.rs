@@ -1359,6 +1359,43 @@ fn api_of(serve: &mut Serve) -> String {
         .to_owned()
 }
 
+/// A script whose profile offers STARTTLS (Exim's), put through the API into a smart host started
+/// without TLS: the smart host makes its certificate then, and the client's STARTTLS succeeds
+/// (the mail-send client library requires it, then sends an ETRN inside TLS).
+#[tokio::test]
+async fn a_starttls_script_put_through_the_api_gets_a_working_starttls() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);
+    let api = api_of(&mut serve);
+    let (status, body) = http(&api, "PUT", "/script", "profile = \"exim\"\n");
+    assert_eq!(status, 200, "{body}");
+    let port = serve
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let mut client = mail_send::SmtpClientBuilder::new("localhost", port)
+        .expect("builder")
+        .implicit_tls(false)
+        .allow_invalid_certs()
+        .helo_host("client.example")
+        .timeout(WAIT)
+        .connect()
+        .await
+        .expect("a STARTTLS session");
+    client
+        .cmd(b"ETRN tls.example\r\n")
+        .await
+        .expect("ETRN inside TLS");
+    client.quit().await.expect("quit");
+    let (status, body) = http(&api, "GET", "/recording", "");
+    assert_eq!(status, 200, "{body}");
+    let recording: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let session = &recording["sessions"][0];
+    assert_eq!(session["tls"], true, "{session}");
+    assert_eq!(session["etrn"][0]["raw"], "tls.example", "{session}");
+}
+
 #[test]
 fn the_api_opens_no_file_a_request_names_without_a_cassette_dir() {
     let mut serve = Serve::spawn(&["--api", "127.0.0.1:0"]);

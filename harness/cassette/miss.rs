@@ -64,7 +64,7 @@ impl MissRecordingReplay {
                     Arc::clone(&cassette),
                     usize::try_from(index).unwrap_or(usize::MAX),
                     options.clone(),
-                    std::time::Instant::now(),
+                    tokio::time::Instant::now().into_std(),
                 );
                 connection(client, peer, conversation, upstream, writer.clone(), stop)
                     .instrument(info_span!("replay", %peer))

@@ -1,7 +1,7 @@
 //! How a session answers: the seam between the protocol core and whatever scripts it.
 //!
 //! The session knows SMTP; a [`Behaviour`] knows what this particular server says. The smart host's
-//! script (`crate::smarthost`) implements it from a scenario or a server profile; a behaviour is
+//! script ([`ScriptBehaviour`](super::ScriptBehaviour)) implements it from a scenario or a server profile; a behaviour is
 //! shared by every session of one server, so answers by occurrence count across sessions.
 
 use crate::proto::answer::Answer;

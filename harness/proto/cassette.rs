@@ -650,6 +650,17 @@ pub enum LoadCassetteError {
     Parse { path: String, source: CassetteError },
 }
 
+impl LoadCassetteError {
+    /// Why, in a few words, without the path (for messages that name it themselves) and never a
+    /// line of the file.
+    pub fn reason(&self) -> String {
+        match self {
+            LoadCassetteError::Read(e) => e.reason(),
+            LoadCassetteError::Parse { source, .. } => source.to_string(),
+        }
+    }
+}
+
 /// Reads and parses the cassette at `path`: a regular file only (a FIFO or device is refused
 /// before any read, so nothing blocks), at most [`MAX_CASSETTE_FILE`] octets, a byte that is not
 /// UTF-8 named by its line. Blocking: call it off the runtime's workers.

@@ -29,19 +29,6 @@ pub struct Accepted {
     pub wall_clock: SystemTime,
 }
 
-impl Accepted {
-    /// A connection accepted now from `peer`: for drivers, which own the clock (the session
-    /// never reads one).
-    pub fn now(index: u64, peer: IpAddr) -> Self {
-        Accepted {
-            index,
-            peer,
-            now: Instant::now(),
-            wall_clock: SystemTime::now(),
-        }
-    }
-}
-
 /// A sans-IO server conversation.
 pub trait Conversation: Send {
     /// Bytes from the client, arrived at `now`.

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::cassette::{Cassette, LoadCassetteError, TlsMark, load_cassette};
+use super::cassette::{Cassette, TlsMark, load_cassette};
 use super::profile::{Profile, ProfileError};
 use super::script::SmartHostScript;
 use super::{Accepted, Behaviour, Conversation, Session, SessionLimits};
@@ -142,9 +142,6 @@ pub fn limits_for(behaviour: &dyn Behaviour, mut limits: SessionLimits) -> Sessi
 fn read(path: &Path) -> Result<Cassette, ConversationsError> {
     load_cassette(path).map_err(|e| ConversationsError::Cassette {
         path: path.display().to_string(),
-        message: match e {
-            LoadCassetteError::Read(e) => e.reason(),
-            LoadCassetteError::Parse { source, .. } => source.to_string(),
-        },
+        message: e.reason(),
     })
 }

@@ -49,10 +49,16 @@ pub use conversation::{Accepted, Conversation};
 pub use etrn::EtrnFacts;
 pub use event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
-pub use profile::{Profile, ProfileName};
-pub use recording::{Recording, RecordingBuilder, SessionRecording};
+pub use profile::{
+    Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
+    ServerFacts,
+};
+pub use recording::{
+    RecordedCommand, RecordedEtrn, RecordedReply, Recording, RecordingBuilder, SessionRecording,
+    TimedEvent,
+};
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
 pub use replies::{CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, ServerReplies};
-pub use script::{EtrnRule, ScriptBehaviour, SmartHostScript};
+pub use script::{EtrnRule, ScriptBehaviour, ScriptProblem, SmartHostScript};
 pub use session::{Output, Session, SessionLimits};
 pub use transcript::transcript;

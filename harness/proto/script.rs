@@ -22,7 +22,7 @@ use super::profile::{Profile, ProfileError, ProfileName, ServerFacts};
 /// The server name used when a script gives none.
 pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
 
-/// How a cassette replay matches commands to recorded exchanges (see `crate::cassette`).
+/// How a cassette replay matches commands to recorded exchanges (see [`ReplayOptions`](super::ReplayOptions)).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]

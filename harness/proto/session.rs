@@ -6,7 +6,7 @@
 //! send these bytes, start TLS, close. Events report what happened.
 //!
 //! Time is an input, in the manner of quinn-proto's `poll_timeout`/`handle_timeout`: the session
-//! is told the time it was accepted ([`Accepted::now`]) and the time of every input, and computes
+//! is told the time it was accepted ([`Accepted::now`](super::Accepted::now)) and the time of every input, and computes
 //! every deadline of the conversation itself. [`Session::poll_timeout`] says when it next needs
 //! to act, and [`Session::handle_timeout`] is the driver saying that time has come:
 //!
@@ -22,7 +22,7 @@
 //!
 //! Framing is ours, not the parser's: smtp-proto parses one complete line, but it has no line-length
 //! cap and no DATA handling we can use, so the session's [`ServerSideObserver`] (the one the
-//! replay and the recorder share) cuts lines with the wire layer's framer
+//! replay and the recording proxy share) cuts lines with the wire layer's framer
 //! ([`crate::wire::framing`]), enforces the limit, and reads DATA line by line until CRLF.CRLF.
 //!
 //! Each command line is read once by the wire layer ([`crate::wire::Command`]): the session

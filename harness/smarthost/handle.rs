@@ -44,7 +44,7 @@ impl ServerHandle {
     /// connections from 0 and `stop` changes at shutdown. Past `cap.max_connections` at once a
     /// connection gets `421` at connect, is counted as refused (and `cap.on_refusal` is called),
     /// and is not served.
-    pub fn spawn<F, Fut>(
+    pub(crate) fn spawn<F, Fut>(
         listener: TcpListener,
         addr: SocketAddr,
         span: Span,

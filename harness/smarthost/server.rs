@@ -114,13 +114,27 @@ pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConversationSwitch(Arc<Shared>);
 
 impl ConversationSwitch {
-    pub fn replace(&self, conversations: ConversationFactory) {
+    /// Puts `conversations` in place from the next connection on. When they may ask for STARTTLS
+    /// and this server has no certificate yet (it was started without TLS), one is made first, so
+    /// their STARTTLS works; making it is the only way this fails.
+    pub fn replace(&self, conversations: Conversations) -> Result<(), TlsSetupError> {
+        if let Some(name) = &conversations.tls_name {
+            let mut tls = self
+                .0
+                .tls
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tls.is_none() {
+                *tls = Some(self_signed_acceptor(name)?);
+            }
+        }
         let mut current = self
             .0
             .conversations
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *current = conversations;
+        *current = conversations.factory;
+        Ok(())
     }
 }
 
@@ -129,7 +143,8 @@ struct Shared {
     /// Read once per connection; replaced while running by [`SmartHost::replace_conversations`].
     conversations: std::sync::RwLock<ConversationFactory>,
     idle_timeout: Duration,
-    tls: Option<TlsAcceptor>,
+    /// Made at start, or when a script that needs it is put in place.
+    tls: std::sync::RwLock<Option<TlsAcceptor>>,
     recorder: Arc<Recorder>,
 }
 
@@ -220,7 +235,7 @@ impl SmartHost {
         let shared = Arc::new(Shared {
             conversations: std::sync::RwLock::new(conversations),
             idle_timeout,
-            tls,
+            tls: std::sync::RwLock::new(tls),
             recorder: Arc::clone(&recorder),
         });
         let kept = Arc::clone(&shared);
@@ -236,11 +251,7 @@ impl SmartHost {
                 let shared = Arc::clone(&shared);
                 let id = shared.recorder.open(peer);
                 async move {
-                    // tokio's clock, the one the driver sleeps on (paused in some tests).
-                    let accepted = Accepted {
-                        now: Instant::now().into_std(),
-                        ..Accepted::now(id - 1, peer.ip())
-                    };
+                    let accepted = accepted_now(id - 1, peer.ip());
                     let reason = serve(stream, id, &accepted, &shared, stop).await;
                     debug!(?reason, "session closed");
                     shared.recorder.close(id, reason);
@@ -257,8 +268,8 @@ impl SmartHost {
 
     /// From the next connection on, runs the conversations `conversations` makes (a new script or
     /// profile while running); sessions already open keep theirs.
-    pub fn replace_conversations(&self, conversations: ConversationFactory) {
-        self.switch().replace(conversations);
+    pub fn replace_conversations(&self, conversations: Conversations) -> Result<(), TlsSetupError> {
+        self.switch().replace(conversations)
     }
 
     /// A handle that replaces the conversations from elsewhere (the HTTP API), while this smart
@@ -306,6 +317,17 @@ impl SmartHost {
     }
 }
 
+/// A connection accepted now from `peer`, on tokio's clock: the one the drivers sleep on (paused
+/// in some tests). The sans-IO conversations never read a clock; the drivers give them the time.
+pub(crate) fn accepted_now(index: u64, peer: std::net::IpAddr) -> Accepted {
+    Accepted {
+        index,
+        peer,
+        now: Instant::now().into_std(),
+        wall_clock: std::time::SystemTime::now(),
+    }
+}
+
 /// How a plaintext or TLS leg of a session ended.
 enum Leg<S> {
     Closed(CloseReason),
@@ -331,7 +353,12 @@ async fn serve(
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
     };
-    let Some(acceptor) = &shared.tls else {
+    let acceptor = shared
+        .tls
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let Some(acceptor) = acceptor else {
         return CloseReason::TlsFailed("STARTTLS accepted without a TLS configuration".into());
     };
     let limit = TLS_HANDSHAKE_TIMEOUT.min(shared.idle_timeout);

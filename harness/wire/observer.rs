@@ -1,7 +1,7 @@
 //! What the server side of a session has established, watched in one place.
 //!
 //! The scripted [`Session`](crate::proto::Session) and the cassette replay
-//! ([`ReplaySession`](crate::cassette::replay::ReplaySession)) both read a client's bytes as a
+//! ([`ReplaySession`](crate::proto::ReplaySession)) both read a client's bytes as a
 //! server does: cut into lines with a cap, an over-long line discarded and answered once, message
 //! data after a 354 to DATA, an AUTH response after a 334 (recorded redacted), nothing read between
 //! a 220 to STARTTLS and the TLS handshake, and ETRN judged by whether EHLO or HELO was answered
