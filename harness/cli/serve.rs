@@ -57,9 +57,11 @@ fn prepare(
         exit_after: args.exit_after_sessions,
         format,
         api: args.api,
-        cassette_dir,
         ready_file: args.ready.ready_file,
-        api_write_timeout: Duration::from_secs(args.api_write_timeout),
+        api_options: etrn_harness::api::ApiOptions {
+            cassette_dir,
+            write_timeout: Duration::from_secs(args.api_write_timeout),
+        },
     };
     Ok((runtime, config, options))
 }
@@ -138,8 +140,8 @@ struct ServeOptions {
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
     ready_file: Option<std::path::PathBuf>,
-    cassette_dir: Option<std::sync::Arc<etrn_harness::files::Folder>>,
-    api_write_timeout: Duration,
+    /// The cassette folder and the write timeout of the API.
+    api_options: etrn_harness::api::ApiOptions,
 }
 
 /// Serves until a stop: starts the recording, the host, the API; announces them; prints the live
@@ -150,9 +152,8 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         exit_after,
         format,
         api: api_listen,
-        cassette_dir,
         ready_file,
-        api_write_timeout: write_timeout,
+        api_options,
     } = options;
     let limits = config.limits.clone();
     let script = config.script.clone();
@@ -179,10 +180,6 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             eprintln!("error: cannot install signal handlers: {e}");
             return ExitCode::from(EXIT_SYSTEM);
         }
-    };
-    let api_options = etrn_harness::api::ApiOptions {
-        cassette_dir,
-        write_timeout,
     };
     let api = match start_api(api_listen, &host, limits, script, api_options).await {
         Ok(api) => api,

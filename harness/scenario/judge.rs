@@ -392,15 +392,14 @@ fn connection_count(
     };
     // The rule grades the count; `connections_grade` only where no rule explains it.
     let (grade, rule) = graded(Some(rule), e.connections_grade.unwrap_or(rule.grade()));
-    Some(Deviation {
+    Some(deviation(
         grade,
-        connection: None,
         rule,
-        difference: Difference::Connections {
+        Difference::Connections {
             expected,
             actual: observed.connections.len(),
         },
-    })
+    ))
 }
 
 /// The deviations of each connection's ETRNs, numbered.
@@ -458,12 +457,11 @@ fn turn(scenario: &Scenario, observed: &Observed) -> Option<Deviation> {
         Rule::TurnInsteadOfEtrn
     };
     let (grade, rule) = graded(Some(rule), e.turn_grade.unwrap_or(scenario.grade));
-    Some(Deviation {
+    Some(deviation(
         grade,
-        connection: None,
         rule,
-        difference: Difference::Turn { expected: e.turn },
-    })
+        Difference::Turn { expected: e.turn },
+    ))
 }
 
 /// A dial-up command other than the expected one.
@@ -473,15 +471,14 @@ fn local_command(scenario: &Scenario, observed: &Observed) -> Option<Deviation> 
         return None;
     }
     let (grade, rule) = graded(Some(Rule::DialUpCommand), scenario.grade);
-    Some(Deviation {
+    Some(deviation(
         grade,
-        connection: None,
         rule,
-        difference: Difference::LocalCommand {
+        Difference::LocalCommand {
             expected: e.local_command.clone(),
             actual: observed.local_command.clone(),
         },
-    })
+    ))
 }
 
 /// The grade a deviation takes and the rule it names: the rule's own grade whenever a rule explains
@@ -956,7 +953,7 @@ impl Connection<'_> {
     }
 }
 
-/// A deviation on the connection being judged (its number is set by the caller).
+/// A deviation with no connection number yet (`each_connection` sets it for a connection's).
 fn deviation(grade: Grade, rule: Option<Rule>, difference: Difference) -> Deviation {
     Deviation {
         grade,
