@@ -542,11 +542,31 @@ async fn admit(State(s): State<ApiState>, request: Request, next: Next) -> Respo
     }
 }
 
-/// Why a request is refused before its handler, if it is.
+/// Why a request is refused before its handler, if it is: a Host not this machine's, an Origin
+/// of another site or a body of the wrong type on a change of state, a body too large.
 fn refusal(
     s: &ApiState,
     arrived: Option<SocketAddr>,
     method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<ApiFailure> {
+    host_refusal(s, arrived, uri, headers)
+        .or_else(|| {
+            if changes_state(method) {
+                origin_refusal(s, arrived, method, headers)
+                    .or_else(|| content_type_refusal(headers))
+            } else {
+                None
+            }
+        })
+        .or_else(|| size_refusal(headers))
+}
+
+/// A request that names no Host, more than one, or one that is not this machine (DNS rebinding).
+fn host_refusal(
+    s: &ApiState,
+    arrived: Option<SocketAddr>,
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Option<ApiFailure> {
@@ -578,52 +598,70 @@ fn refusal(
             ));
         }
     }
-    if changes_state(method) {
-        let mut origins = headers.get_all(header::ORIGIN).iter();
-        if let Some(origin) = origins.next() {
-            let local = origins.next().is_none()
-                && origin
-                    .to_str()
-                    .is_ok_and(|o| is_local_origin(o, s.bound, arrived));
-            if !local {
+    None
+}
+
+/// A change of state from a web page of another site.
+fn origin_refusal(
+    s: &ApiState,
+    arrived: Option<SocketAddr>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<ApiFailure> {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    if let Some(origin) = origins.next() {
+        let local = origins.next().is_none()
+            && origin
+                .to_str()
+                .is_ok_and(|o| is_local_origin(o, s.bound, arrived));
+        if !local {
+            return Some(ApiFailure::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "a {method} from the page at {} is refused",
+                    quoted(origin.as_bytes())
+                ),
+                "change the API's state from a test or a tool on this machine, not from a web \
+                 page on another site",
+            ));
+        }
+    }
+    None
+}
+
+/// A body of a type the API does not read, or a body without a type.
+fn content_type_refusal(headers: &HeaderMap) -> Option<ApiFailure> {
+    match headers.get(header::CONTENT_TYPE) {
+        Some(value) => {
+            let media = media_type(value.as_bytes());
+            if !ACCEPTED_TYPES.contains(&media.as_str()) {
                 return Some(ApiFailure::new(
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "a {method} from the page at {} is refused",
-                        quoted(origin.as_bytes())
-                    ),
-                    "change the API's state from a test or a tool on this machine, not from a web \
-                     page on another site",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("Content-Type {} is not accepted", quoted(value.as_bytes())),
+                    "send Content-Type: application/toml or application/json (a script), \
+                     or no body and no Content-Type",
                 ));
             }
         }
-        match headers.get(header::CONTENT_TYPE) {
-            Some(value) => {
-                let media = media_type(value.as_bytes());
-                if !ACCEPTED_TYPES.contains(&media.as_str()) {
-                    return Some(ApiFailure::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        format!("Content-Type {} is not accepted", quoted(value.as_bytes())),
-                        "send Content-Type: application/toml or application/json (a script), \
-                         or no body and no Content-Type",
-                    ));
-                }
-            }
-            None => {
-                let empty = headers
-                    .get(header::CONTENT_LENGTH)
-                    .is_none_or(|l| l.as_bytes() == b"0")
-                    && headers.get(header::TRANSFER_ENCODING).is_none();
-                if !empty {
-                    return Some(ApiFailure::new(
-                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                        "a body without a Content-Type is not accepted",
-                        "send Content-Type: application/toml or application/json with a script",
-                    ));
-                }
+        None => {
+            let empty = headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|l| l.as_bytes() == b"0")
+                && headers.get(header::TRANSFER_ENCODING).is_none();
+            if !empty {
+                return Some(ApiFailure::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a body without a Content-Type is not accepted",
+                    "send Content-Type: application/toml or application/json with a script",
+                ));
             }
         }
     }
+    None
+}
+
+/// A body larger than the API reads, as its Content-Length declares.
+fn size_refusal(headers: &HeaderMap) -> Option<ApiFailure> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|l| l.to_str().ok()?.parse::<u64>().ok());
@@ -812,35 +850,45 @@ fn wait_query(q: Result<Query<WaitQuery>, QueryRejection>) -> Result<WaitQuery, 
     })
 }
 
+/// The query's `timeout=`, or the default.
+fn wait_timeout(q: &WaitQuery) -> Result<Duration, ApiFailure> {
+    match q.timeout.as_deref().map(|t| (t, t.parse::<f64>())) {
+        None => Ok(DEFAULT_WAIT),
+        Some((_, Ok(t))) if t.is_finite() && t >= 0.0 && t <= MAX_WAIT.as_secs_f64() => {
+            Ok(Duration::from_secs_f64(t))
+        }
+        Some((text, _)) => Err(ApiFailure::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "timeout={} is not a number of seconds from 0 to 300",
+                excerpt(text, 40)
+            ),
+            "give timeout in seconds, e.g. timeout=5",
+        )),
+    }
+}
+
+/// The query's `sessions=`, if given.
+fn wait_sessions(q: &WaitQuery) -> Result<Option<usize>, ApiFailure> {
+    q.sessions
+        .as_deref()
+        .map(|text| {
+            text.parse::<usize>().map_err(|_| {
+                ApiFailure::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("sessions={} is not a number of sessions", excerpt(text, 40)),
+                    "give sessions as a whole number from 0, e.g. sessions=1",
+                )
+            })
+        })
+        .transpose()
+}
+
 /// The wait the query asks for, if any. A wait still pending when the server stops is answered
 /// `503`. The waits read an index or a count, never the recording.
 async fn waited(s: &ApiState, q: &WaitQuery) -> Result<(), ApiFailure> {
-    let timeout = match q.timeout.as_deref().map(|t| (t, t.parse::<f64>())) {
-        None => DEFAULT_WAIT,
-        Some((_, Ok(t))) if t.is_finite() && t >= 0.0 && t <= MAX_WAIT.as_secs_f64() => {
-            Duration::from_secs_f64(t)
-        }
-        Some((text, _)) => {
-            return Err(ApiFailure::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "timeout={} is not a number of seconds from 0 to 300",
-                    excerpt(text, 40)
-                ),
-                "give timeout in seconds, e.g. timeout=5",
-            ));
-        }
-    };
-    let sessions = match q.sessions.as_deref() {
-        None => None,
-        Some(text) => Some(text.parse::<usize>().map_err(|_| {
-            ApiFailure::new(
-                StatusCode::BAD_REQUEST,
-                format!("sessions={} is not a number of sessions", excerpt(text, 40)),
-                "give sessions as a whole number from 0, e.g. sessions=1",
-            )
-        })?),
-    };
+    let timeout = wait_timeout(q)?;
+    let sessions = wait_sessions(q)?;
     if q.wait.as_deref().is_some_and(|d| d.trim().is_empty()) {
         return Err(ApiFailure::new(
             StatusCode::BAD_REQUEST,

@@ -188,6 +188,8 @@ fn check(buf: &[u8]) -> Result<Option<(usize, Framing)>, BadHead> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for CheckedHeads<S> {
+    /// Long because it is one state machine: an arm per state of the head check, each handing on,
+    /// refusing or reading more, so the states are read in one place.
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -58,6 +58,9 @@ enum EndpointMethod {
 }
 
 /// Every endpoint of the API, in the order `GET /` lists them.
+///
+/// Long because it is one table: an entry per route with its documentation, so adding a route
+/// touches one place.
 pub(super) fn endpoints() -> Vec<Endpoint> {
     use openapi::{Answer, Content, Operation, fields, schema};
     let ok = StatusCode::OK;

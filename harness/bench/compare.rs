@@ -437,22 +437,7 @@ pub async fn compare_with(
     raise_fd_limit();
     let hosts = Hosts::start(&spec.smart_host_exe)?;
     let sink = start_smtp_sink().await?;
-    let mut rows: Vec<Row> = ROWS
-        .iter()
-        .map(|(name, _, measure)| Row {
-            name: (*name).into(),
-            unit: match measure {
-                Measure::Load(Workload::Etrn | Workload::Mail, ..) => "sessions/s",
-                Measure::Load(Workload::Pipelined, ..) => "ETRN/s",
-                Measure::Load(Workload::Idle, ..) => "KiB RSS per connection",
-                Measure::SmtpSource(..) => "messages/s",
-            },
-            higher_is_better: !matches!(measure, Measure::Load(Workload::Idle, ..)),
-            smart_host: Vec::new(),
-            smtp_sink: Vec::new(),
-            latency_us: None,
-        })
-        .collect();
+    let mut rows = empty_rows();
     let mut runs = Vec::new();
     for round in 0..spec.rounds {
         for (i, (name, host, measure)) in ROWS.iter().enumerate() {
@@ -478,44 +463,15 @@ pub async fn compare_with(
                 } else {
                     Vec::new()
                 };
-                let value = match measure {
-                    Measure::Load(workload, count, concurrency) => {
-                        let mut load =
-                            LoadSpec::new(server.addr, *workload, scaled(*count, spec.scale));
-                        load.concurrency = *concurrency;
-                        load.max_duration = spec.max_duration;
-                        let pid = server.pid();
-                        let before = rss_kib(pid);
-                        let report = load::run_probing(&load, &|| rss_kib(pid)).await;
-                        let value = match workload {
-                            Workload::Etrn | Workload::Mail => report.sessions_per_sec(),
-                            Workload::Pipelined => report.commands_per_sec(),
-                            Workload::Idle => match (before, report.probe_while_held) {
-                                (Some(b), Some(h)) if report.sessions > 0 => {
-                                    h.saturating_sub(b) as f64 / report.sessions as f64
-                                }
-                                _ => f64::NAN,
-                            },
-                        };
-                        latencies[usize::from(is_sink)] =
-                            (report.latency_p50_us, report.latency_p99_us);
-                        runs.push((
-                            format!("round {} {} {}", round + 1, server.name, name),
-                            report,
-                        ));
-                        value
-                    }
-                    Measure::SmtpSource(messages, sessions, size) => {
-                        smtp_source(
-                            server.addr,
-                            scaled(*messages, spec.scale),
-                            *sessions,
-                            *size,
-                            spec.max_duration,
-                        )
-                        .await
-                    }
-                };
+                let (value, report) = measure_once(server, measure, spec).await;
+                if let Some(report) = report {
+                    latencies[usize::from(is_sink)] =
+                        (report.latency_p50_us, report.latency_p99_us);
+                    runs.push((
+                        format!("round {} {} {}", round + 1, server.name, name),
+                        report,
+                    ));
+                }
                 drop(waits);
                 if is_sink {
                     rows[i].smtp_sink.push(value);
@@ -543,6 +499,66 @@ pub async fn compare_with(
             .collect(),
         runs,
     })
+}
+
+/// A row per measure of [`ROWS`], with its unit and no figure yet.
+fn empty_rows() -> Vec<Row> {
+    ROWS.iter()
+        .map(|(name, _, measure)| Row {
+            name: (*name).into(),
+            unit: match measure {
+                Measure::Load(Workload::Etrn | Workload::Mail, ..) => "sessions/s",
+                Measure::Load(Workload::Pipelined, ..) => "ETRN/s",
+                Measure::Load(Workload::Idle, ..) => "KiB RSS per connection",
+                Measure::SmtpSource(..) => "messages/s",
+            },
+            higher_is_better: !matches!(measure, Measure::Load(Workload::Idle, ..)),
+            smart_host: Vec::new(),
+            smtp_sink: Vec::new(),
+            latency_us: None,
+        })
+        .collect()
+}
+
+/// One measure against one server: the row's figure, and the load generator's report when it
+/// was the one that measured.
+async fn measure_once(
+    server: &Server,
+    measure: &Measure,
+    spec: &CompareSpec,
+) -> (f64, Option<LoadReport>) {
+    match measure {
+        Measure::Load(workload, count, concurrency) => {
+            let mut load = LoadSpec::new(server.addr, *workload, scaled(*count, spec.scale));
+            load.concurrency = *concurrency;
+            load.max_duration = spec.max_duration;
+            let pid = server.pid();
+            let before = rss_kib(pid);
+            let report = load::run_probing(&load, &|| rss_kib(pid)).await;
+            let value = match workload {
+                Workload::Etrn | Workload::Mail => report.sessions_per_sec(),
+                Workload::Pipelined => report.commands_per_sec(),
+                Workload::Idle => match (before, report.probe_while_held) {
+                    (Some(b), Some(h)) if report.sessions > 0 => {
+                        h.saturating_sub(b) as f64 / report.sessions as f64
+                    }
+                    _ => f64::NAN,
+                },
+            };
+            (value, Some(report))
+        }
+        Measure::SmtpSource(messages, sessions, size) => {
+            let value = smtp_source(
+                server.addr,
+                scaled(*messages, spec.scale),
+                *sessions,
+                *size,
+                spec.max_duration,
+            )
+            .await;
+            (value, None)
+        }
+    }
 }
 
 /// `n` waits for ETRNs of domains that never come, pending on the API at `base` (what a test's

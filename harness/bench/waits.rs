@@ -136,14 +136,7 @@ pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
     let mut load = LoadSpec::new(host.addr(), Workload::Etrn, spec.sessions);
     load.concurrency = spec.concurrency.max(1);
     load.max_duration = spec.max_duration;
-    let mut held = vec![Held::Nothing];
-    held.extend(spec.waits.iter().map(|n| Held::Waits(*n)));
-    if spec.subscribers > 0 {
-        held.push(Held::Subscribers(spec.subscribers));
-    }
-    if spec.feeds > 0 {
-        held.push(Held::Feeds(spec.feeds));
-    }
+    let held = held_rows(spec);
     // rates[row][round]
     let mut rates = vec![Vec::new(); held.len()];
     let mut missed = vec![0; held.len()];
@@ -165,10 +158,33 @@ pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
         api.shutdown().await;
     }
     host.stop().await;
+    let rows = report_rows(&held, &rates, missed);
+    Ok(WaitsReport {
+        rows,
+        sessions,
+        errors,
+    })
+}
+
+/// What each row holds while the load runs: nothing first, then each count of waits, the
+/// subscribers, the feeds.
+fn held_rows(spec: &WaitsSpec) -> Vec<Held> {
+    let mut held = vec![Held::Nothing];
+    held.extend(spec.waits.iter().map(|n| Held::Waits(*n)));
+    if spec.subscribers > 0 {
+        held.push(Held::Subscribers(spec.subscribers));
+    }
+    if spec.feeds > 0 {
+        held.push(Held::Feeds(spec.feeds));
+    }
+    held
+}
+
+/// The rows of the report: each row's median rate, and its ratio to the row that holds nothing.
+fn report_rows(held: &[Held], rates: &[Vec<f64>], missed: Vec<u64>) -> Vec<Row> {
     let base = median(rates[0].clone());
-    let rows = held
-        .iter()
-        .zip(&rates)
+    held.iter()
+        .zip(rates)
         .zip(missed)
         .map(|((held, r), missed)| {
             let per_round: Vec<f64> = r
@@ -186,12 +202,7 @@ pub async fn waits(spec: &WaitsSpec) -> Result<WaitsReport, BenchError> {
                 missed,
             }
         })
-        .collect();
-    Ok(WaitsReport {
-        rows,
-        sessions,
-        errors,
-    })
+        .collect()
 }
 
 /// One workload run holding `held`, released after it; the live events the subscribers missed.

@@ -127,6 +127,7 @@ async fn connection(
 }
 
 /// Brings a fresh upstream session to where the client is, then relays and records the rest.
+/// One sequence of steps over one upstream connection, each a few lines, in the order they happen.
 async fn handover(
     mut client: TcpStream,
     peer: SocketAddr,

@@ -26,7 +26,8 @@ use crate::proto::factory::Conversations;
 use crate::proto::replay::ReplayOptions;
 use crate::smarthost::{Recorder, SmartHost, StartError};
 
-/// A smart host that replays `cassette`: connection n replays recorded session n.
+/// A smart host that replays `cassette`: connection n replays recorded session n. At most
+/// [`DEFAULT_MAX_CONNECTIONS`] at once; [`replay_server_with`] sets the cap.
 pub async fn replay_server(
     cassette: Cassette,
     options: ReplayOptions,
@@ -34,10 +35,37 @@ pub async fn replay_server(
     idle_timeout: Duration,
     recorder: Recorder,
 ) -> Result<SmartHost, StartError> {
+    replay_server_with(
+        cassette,
+        options,
+        listen,
+        idle_timeout,
+        DEFAULT_MAX_CONNECTIONS,
+        recorder,
+    )
+    .await
+}
+
+/// [`replay_server`], serving at most `max_connections` at once (more get `421` at connect).
+pub async fn replay_server_with(
+    cassette: Cassette,
+    options: ReplayOptions,
+    listen: SocketAddr,
+    idle_timeout: Duration,
+    max_connections: usize,
+    recorder: Recorder,
+) -> Result<SmartHost, StartError> {
     let options = ReplayOptions {
         idle_timeout,
         ..options
     };
     let conversations = Conversations::replay(cassette, options);
-    SmartHost::start_conversations(listen, idle_timeout, 1000, conversations, recorder).await
+    SmartHost::start_conversations(
+        listen,
+        idle_timeout,
+        max_connections,
+        conversations,
+        recorder,
+    )
+    .await
 }

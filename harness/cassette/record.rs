@@ -492,40 +492,14 @@ async fn relay_streams(
         };
         match (up_end, down_end) {
             (End::AtStartTls, End::StartTlsAnswered(true)) => {
-                let handshakes = async {
-                    let upstream = async {
-                        terminate
-                            .connect(server)
-                            .await
-                            .map(|s| Box::new(s) as Box<dyn Stream>)
-                    };
-                    let downstream = async {
-                        terminate
-                            .accept(client)
-                            .await
-                            .map(|c| Box::new(c) as Box<dyn Stream>)
-                    };
-                    tokio::try_join!(upstream, downstream)
-                };
-                let done = tokio::select! {
-                    r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshakes) => r,
-                    _ = stop.wait_for(|stopping| *stopping) => break "recorder-stopped",
-                };
-                match done {
-                    Ok(Ok((s, c))) => {
+                match terminate_tls(terminate, client, server, &mut stop).await {
+                    Ok((s, c)) => {
                         info!(id, "STARTTLS terminated on both sides");
                         writer.append(&format!("{id} tls terminate\n"));
                         server = s;
                         client = c;
                     }
-                    Ok(Err(e)) => {
-                        warn!(error = %e, "TLS handshake failed");
-                        break "tls-failed";
-                    }
-                    Err(_) => {
-                        warn!("TLS handshake timed out");
-                        break "tls-failed";
-                    }
+                    Err(reason) => break reason,
                 }
             }
             // STARTTLS refused: go on in plaintext.
@@ -535,6 +509,46 @@ async fn relay_streams(
     };
     writer.append(&format!("{id} end {reason}\n"));
     info!(id, reason, "session ended");
+}
+
+/// The TLS handshakes on both sides after STARTTLS was answered, bounded in time: the new
+/// streams (upstream, client), or the session's end reason.
+async fn terminate_tls(
+    terminate: &TlsTerminate,
+    client: Box<dyn Stream>,
+    server: Box<dyn Stream>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(Box<dyn Stream>, Box<dyn Stream>), &'static str> {
+    let handshakes = async {
+        let upstream = async {
+            terminate
+                .connect(server)
+                .await
+                .map(|s| Box::new(s) as Box<dyn Stream>)
+        };
+        let downstream = async {
+            terminate
+                .accept(client)
+                .await
+                .map(|c| Box::new(c) as Box<dyn Stream>)
+        };
+        tokio::try_join!(upstream, downstream)
+    };
+    let done = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshakes) => r,
+        _ = stop.wait_for(|stopping| *stopping) => return Err("recorder-stopped"),
+    };
+    match done {
+        Ok(Ok(streams)) => Ok(streams),
+        Ok(Err(e)) => {
+            warn!(error = %e, "TLS handshake failed");
+            Err("tls-failed")
+        }
+        Err(_) => {
+            warn!("TLS handshake timed out");
+            Err("tls-failed")
+        }
+    }
 }
 
 /// Closes both streams; the reason passes through.

@@ -1,7 +1,6 @@
 //! `etrn-harness record` and `etrn-harness replay`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use std::sync::Arc;
 
@@ -268,6 +267,7 @@ pub fn load(path: &std::path::Path) -> Result<Cassette, ExitCode> {
     Ok(cassette)
 }
 
+/// `replay`: the cassette served as is, or with misses fetched from `--upstream` and recorded.
 pub fn replay(args: ReplayArgs) -> ExitCode {
     if let Err(code) = super::ready::remove_stale(args.ready.ready_file.as_deref()) {
         return code;
@@ -276,11 +276,31 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let options = match replay_options(&args) {
+        Ok(options) => options,
+        Err(code) => return code,
+    };
+    let Some(rt) = runtime() else {
+        return ExitCode::from(EXIT_SYSTEM);
+    };
+    let announcer = Announcer::new(args.events.events, args.ready.ready_file.clone());
+    rt.block_on(async {
+        if args.record_on_miss {
+            replay_recording_misses(cassette, options, &args, announcer).await
+        } else {
+            replay_only(cassette, options, &args, announcer).await
+        }
+    })
+}
+
+/// The replay's options from the command line: the match mode, the reply to a mismatch, the
+/// verbs whose arguments are ignored.
+fn replay_options(args: &ReplayArgs) -> Result<ReplayOptions, ExitCode> {
     let mismatch_reply = match etrn_harness::reply::Reply::parse(&args.mismatch_reply) {
         Ok(r) => r.to_wire().into_bytes(),
         Err(e) => {
             eprintln!("error: --mismatch-reply: {e} ({})", e.fix());
-            return ExitCode::from(EXIT_INVALID);
+            return Err(ExitCode::from(EXIT_INVALID));
         }
     };
     let mut options = ReplayOptions {
@@ -294,120 +314,143 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
     for verb in &args.match_args {
         options.ignore_args.remove(&Verb::from(verb.as_str()));
     }
-    let Some(rt) = runtime() else {
-        return ExitCode::from(EXIT_SYSTEM);
+    Ok(options)
+}
+
+/// `--record-on-miss`: a miss is fetched from `--upstream` and appended to the cassette.
+async fn replay_recording_misses(
+    cassette: Cassette,
+    options: ReplayOptions,
+    args: &ReplayArgs,
+    announcer: Announcer,
+) -> ExitCode {
+    let Some(upstream) = args.upstream else {
+        eprintln!("error: --record-on-miss needs --upstream HOST:PORT");
+        return ExitCode::from(EXIT_INVALID);
     };
-    let announcer = Announcer::new(args.events.events, args.ready.ready_file.clone());
-    rt.block_on(async {
-        if args.record_on_miss {
-            let Some(upstream) = args.upstream else {
-                eprintln!("error: --record-on-miss needs --upstream HOST:PORT");
-                return ExitCode::from(EXIT_INVALID);
-            };
-            let writer = match CassetteWriter::open(&args.cassette) {
-                Ok(w) => w,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(record_failure(&e));
-                }
-            };
-            let started = MissRecordingReplay::start(
-                cassette,
-                options,
-                args.listen,
-                upstream,
-                writer,
-                args.max_connections,
-            )
-            .await;
-            let banner = |addr| {
-                let mut ready = Ready::new(Server::Replay, addr);
-                ready.upstream = Some(upstream);
-                ready.cassette = Some(args.cassette.clone());
-                let human = format!(
-                    "replaying {} on {addr}; misses are fetched from {upstream}",
-                    args.cassette.display()
-                );
-                (ready, human)
-            };
-            return run_until_stopped(started, banner, announcer, args.exit_after_sessions).await;
+    let writer = match CassetteWriter::open(&args.cassette) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(record_failure(&e));
         }
-        let host = match cassette::replay_server(
-            cassette,
-            options,
-            args.listen,
-            Duration::from_secs(300),
-            etrn_harness::smarthost::Recorder::new(),
-        )
-        .await {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(super::serve::host_failure(&e));
-            }
-        };
-        let mut live = host.recorder().subscribe();
-        let mut signals = match stop_signal() {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        // Lines go through a writer of their own: a stdout nobody reads never holds the signals.
-        let mut ready = Ready::new(Server::Replay, host.addr());
+    };
+    let started = MissRecordingReplay::start(
+        cassette,
+        options,
+        args.listen,
+        upstream,
+        writer,
+        args.max_connections,
+    )
+    .await;
+    let banner = |addr| {
+        let mut ready = Ready::new(Server::Replay, addr);
+        ready.upstream = Some(upstream);
         ready.cassette = Some(args.cassette.clone());
-        let human = format!("replaying {} on {}", args.cassette.display(), host.addr());
-        if let Err(code) = announcer.ready(&ready, human) {
-            host.shutdown().await;
-            announcer.out.finish().await;
-            return code;
+        let human = format!(
+            "replaying {} on {addr}; misses are fetched from {upstream}",
+            args.cassette.display()
+        );
+        (ready, human)
+    };
+    run_until_stopped(started, banner, announcer, args.exit_after_sessions).await
+}
+
+/// The cassette served as is until a stop; mismatches (and unplayed exchanges, if asked) fail.
+async fn replay_only(
+    cassette: Cassette,
+    options: ReplayOptions,
+    args: &ReplayArgs,
+    announcer: Announcer,
+) -> ExitCode {
+    let host = match cassette::replay_server_with(
+        cassette,
+        options,
+        args.listen,
+        etrn_harness::proto::DEFAULT_IDLE_TIMEOUT,
+        args.max_connections,
+        etrn_harness::smarthost::Recorder::new(),
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(super::serve::host_failure(&e));
         }
-        let why = loop {
-            tokio::select! {
-                biased;
-                event = live.recv() => match event.as_deref() {
-                    // The live lines are for people; the counts below come from the recording,
-                    // which misses nothing even when this stream lags.
-                    Ok(e) => {
-                        if let Some(human) = replay_line(e) {
-                            announcer.event(|| human, || e.json_line().to_string());
-                        }
+    };
+    let mut live = host.recorder().subscribe();
+    let mut signals = match stop_signal() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Lines go through a writer of their own: a stdout nobody reads never holds the signals.
+    let mut ready = Ready::new(Server::Replay, host.addr());
+    ready.cassette = Some(args.cassette.clone());
+    let human = format!("replaying {} on {}", args.cassette.display(), host.addr());
+    if let Err(code) = announcer.ready(&ready, human) {
+        host.shutdown().await;
+        announcer.out.finish().await;
+        return code;
+    }
+    let why = loop {
+        tokio::select! {
+            biased;
+            event = live.recv() => match event.as_deref() {
+                // The live lines are for people; the counts below come from the recording,
+                // which misses nothing even when this stream lags.
+                Ok(e) => {
+                    if let Some(human) = replay_line(e) {
+                        announcer.event(|| human, || e.json_line().to_string());
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
-                },
-                _ = host.recorder().until_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
-                    if args.exit_after_sessions.is_some() => break "session limit reached",
-                why = signals.received() => break why,
-            }
-        };
-        let recording = host.shutdown().await;
-        let mut mismatches = 0usize;
-        let mut unplayed = 0usize;
-        let mut etrn = 0usize;
-        for session in &recording.sessions {
-            etrn += session.etrn.len();
-            for timed in &session.events {
-                match &timed.event {
-                    Event::ReplayMismatch { .. } => mismatches += 1,
-                    Event::ReplayUnplayed { exchanges, .. } => unplayed += exchanges,
-                    _ => {}
                 }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
+            },
+            _ = host.recorder().until_closed_sessions(args.exit_after_sessions.unwrap_or(usize::MAX), FOREVER),
+                if args.exit_after_sessions.is_some() => break "session limit reached",
+            why = signals.received() => break why,
+        }
+    };
+    let recording = host.shutdown().await;
+    let (stopped, mismatches, unplayed) = replay_stopped(&recording, why);
+    announcer.stopped(&stopped).await;
+    if mismatches > 0 || (args.fail_on_unplayed && unplayed > 0) {
+        ExitCode::from(EXIT_DISAGREES)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The replay's stop line, counted from the recording, with its mismatches and unplayed
+/// exchanges.
+fn replay_stopped(
+    recording: &etrn_harness::Recording,
+    why: &'static str,
+) -> (Stopped, usize, usize) {
+    let mut mismatches = 0usize;
+    let mut unplayed = 0usize;
+    let mut etrn = 0usize;
+    for session in &recording.sessions {
+        etrn += session.etrn.len();
+        for timed in &session.events {
+            match &timed.event {
+                Event::ReplayMismatch { .. } => mismatches += 1,
+                Event::ReplayUnplayed { exchanges, .. } => unplayed += exchanges,
+                _ => {}
             }
         }
-        let stopped = Stopped {
-            command: Server::Replay,
-            why,
-            sessions: recording.sessions.len() as u64,
-            counts: vec![
-                Count::new("etrn", "ETRN", etrn),
-                Count::new("mismatches", "mismatch(es)", mismatches),
-                Count::new("unplayed", "unplayed exchange(s)", unplayed),
-            ],
-        };
-        announcer.stopped(&stopped).await;
-        if mismatches > 0 || (args.fail_on_unplayed && unplayed > 0) {
-            ExitCode::from(EXIT_DISAGREES)
-        } else {
-            ExitCode::SUCCESS
-        }
-    })
+    }
+    let stopped = Stopped {
+        command: Server::Replay,
+        why,
+        sessions: recording.sessions.len() as u64,
+        counts: vec![
+            Count::new("etrn", "ETRN", etrn),
+            Count::new("mismatches", "mismatch(es)", mismatches),
+            Count::new("unplayed", "unplayed exchange(s)", unplayed),
+        ],
+    };
+    (stopped, mismatches, unplayed)
 }

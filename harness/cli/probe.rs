@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use etrn_harness::domain::EtrnArg;
 use etrn_harness::escape::escape;
-use etrn_harness::probe::{self, Comparison, End, Masks, ProbeReport, compare, profile_from};
+use etrn_harness::probe::{
+    self, Comparison, End, Masks, ProbeReport, ProbeResult, compare, profile_from,
+};
 use etrn_harness::proto::{Profile, SmartHostScript};
 use etrn_harness::scenario;
 
@@ -20,6 +22,7 @@ struct Against {
     profile: Profile,
 }
 
+/// `probe`: lists the set, or probes the server, reports, compares, emits its profile.
 pub fn run(args: ProbeArgs) -> ExitCode {
     if args.list {
         list();
@@ -49,29 +52,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
             return ExitCode::from(super::exit::EXIT_SYSTEM);
         }
     };
-    let probes = probe::probe_set();
-    let total = probes.len();
-    let show_progress = std::io::stderr().is_terminal();
-    let mut done = 0;
-    let results = runtime.block_on(probe::probe_server(
-        server,
-        &probes,
-        Duration::from_secs_f64(args.timeout),
-        Duration::from_millis(args.settle),
-        |r| {
-            done += 1;
-            if show_progress {
-                eprint!(
-                    "\r\x1b[Kprobe {done}/{total}: {} ({})",
-                    r.id,
-                    r.end.describe()
-                );
-                if done == total {
-                    eprintln!();
-                }
-            }
-        },
-    ));
+    let results = probe_with_progress(&runtime, server, &args);
     // Not one connection made: an error of the command, not a finding about a server.
     if results.iter().all(|r| matches!(r.end, End::Failed { .. }))
         && let Some(End::Failed { error }) = results.first().map(|r| &r.end)
@@ -79,16 +60,7 @@ pub fn run(args: ProbeArgs) -> ExitCode {
         eprintln!("error: cannot reach {server}: {error}; check HOST:PORT and that it listens");
         return ExitCode::from(EXIT_INVALID);
     }
-    let masks = Masks::of(&results, &local_address(server));
-    let mut report = ProbeReport::new(server.to_string(), results, masks);
-    if let Some(against) = against {
-        let answered = probe::probe_profile(against.script, against.profile);
-        let answered_masks = Masks::of(&answered, probe::IN_MEMORY_CLIENT_IP);
-        report.comparison = Some(Comparison {
-            differences: compare(&report.results, &report.masks, &answered, &answered_masks),
-            against: against.name,
-        });
-    }
+    let report = report_of(server, results, against);
     let text = match args.format {
         ProbeFormat::Human => Ok(report.human(args.verbose)),
         ProbeFormat::Json => report.json().map_err(|e| e.to_string()),
@@ -109,6 +81,56 @@ pub fn run(args: ProbeArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Every probe of the set against `server`, the progress shown on a terminal.
+fn probe_with_progress(
+    runtime: &tokio::runtime::Runtime,
+    server: std::net::SocketAddr,
+    args: &ProbeArgs,
+) -> Vec<ProbeResult> {
+    let probes = probe::probe_set();
+    let total = probes.len();
+    let show_progress = std::io::stderr().is_terminal();
+    let mut done = 0;
+    runtime.block_on(probe::probe_server(
+        server,
+        &probes,
+        Duration::from_secs_f64(args.timeout),
+        Duration::from_millis(args.settle),
+        |r| {
+            done += 1;
+            if show_progress {
+                eprint!(
+                    "\r\x1b[Kprobe {done}/{total}: {} ({})",
+                    r.id,
+                    r.end.describe()
+                );
+                if done == total {
+                    eprintln!();
+                }
+            }
+        },
+    ))
+}
+
+/// The report on `server`'s results, compared with `against` if given.
+fn report_of(
+    server: std::net::SocketAddr,
+    results: Vec<ProbeResult>,
+    against: Option<Against>,
+) -> ProbeReport {
+    let masks = Masks::of(&results, &local_address(server));
+    let mut report = ProbeReport::new(server.to_string(), results, masks);
+    if let Some(against) = against {
+        let answered = probe::probe_profile(against.script, against.profile);
+        let answered_masks = Masks::of(&answered, probe::IN_MEMORY_CLIENT_IP);
+        report.comparison = Some(Comparison {
+            differences: compare(&report.results, &report.masks, &answered, &answered_masks),
+            against: against.name,
+        });
+    }
+    report
 }
 
 /// The probe set, one probe a block.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use etrn_harness::conformance::{
-    self, Case, KnownDeviations, ReportDoc, RunOptions, Target, html, report,
+    self, Case, CaseResult, KnownDeviations, ReportDoc, RunOptions, Target, html, report,
 };
 
 use etrn_harness::scenario;
@@ -13,51 +13,18 @@ use etrn_harness::scenario;
 use super::{EXIT_DISAGREES, EXIT_INVALID, ReportFormat, RunArgs, report_errors};
 
 pub fn run(args: RunArgs) -> ExitCode {
-    let source = match scenario::resolve(&args.paths) {
-        Ok(s) => s,
-        Err(e) => return super::selection_error(&e),
-    };
-    let corpus = source.load();
-    if !corpus.errors.is_empty() {
-        report_errors(&corpus.errors, !std::io::stderr().is_terminal());
-        return ExitCode::from(EXIT_INVALID);
+    match run_and_report(&args) {
+        Ok(code) | Err(code) => code,
     }
-    // Which corpus ran goes in the log of every run (a CI log shows it next to the verdicts).
-    if !args.list {
-        eprintln!("{}", source.describe(corpus.scenarios.len()));
-    }
-    let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
-    let cases: Vec<Case> = corpus
-        .scenarios
-        .into_iter()
-        .map(|(file, scenario)| Case { file, scenario })
-        .collect();
-    // Nothing selected is no pass: a CI job with a mistyped filter must not go green.
-    let cases = match scenario::select(cases, |c| &c.scenario.id, args.filter.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return super::selection_error(&e),
-    };
+}
+
+/// Loads and selects the cases, lists them or runs them, writes the report; the exit status.
+fn run_and_report(args: &RunArgs) -> Result<ExitCode, ExitCode> {
+    let (corpus_ids, cases) = load_cases(args)?;
     if args.list {
-        // A reader that stops early (`| head -1`) is no error: stop writing, quietly.
-        let mut out = std::io::stdout().lock();
-        for c in &cases {
-            if writeln!(out, "{:<48} {}", c.scenario.id, c.scenario.title).is_err() {
-                return ExitCode::SUCCESS;
-            }
-        }
-        let _ = writeln!(out, "{} scenario(s)", cases.len());
-        return ExitCode::SUCCESS;
+        return Ok(list(&cases));
     }
-    let known = match &args.known {
-        Some(path) => match KnownDeviations::load(path) {
-            Ok(k) => k,
-            Err(e) => {
-                report_errors(&[e], false);
-                return ExitCode::from(EXIT_INVALID);
-            }
-        },
-        None => KnownDeviations::default(),
-    };
+    let known = load_known(args.known.as_deref())?;
     let target = match &args.exec {
         Some(command) => Target::Exec {
             command: command.clone(),
@@ -70,22 +37,90 @@ pub fn run(args: RunArgs) -> ExitCode {
         jobs: args.jobs.unwrap_or(defaults.jobs).max(1),
         timeout: Duration::from_secs_f64(args.timeout),
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(super::exit::EXIT_SYSTEM);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(super::exit::EXIT_SYSTEM)
+    })?;
+    let live = args.format == ReportFormat::Human && args.output.is_none();
+    let results = run_cases(&runtime, cases, options, &known, live)?;
+    let ids: Vec<&str> = corpus_ids.iter().map(String::as_str).collect();
+    let stale = known.stale(&ids, &results);
+    for entry in &stale {
+        eprintln!("warning: {entry}");
+    }
+    let text = render(args, &results, &target, live);
+    super::write_report(text, args.output.as_deref(), || {
+        report::summary_line(&results, args.strict)
+    })?;
+    if results.iter().any(|r| r.verdict.fails(args.strict)) || (args.strict && !stale.is_empty()) {
+        Ok(ExitCode::from(EXIT_DISAGREES))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The whole corpus's ids and the selected cases; the corpus is named on stderr unless listing.
+fn load_cases(args: &RunArgs) -> Result<(Vec<String>, Vec<Case>), ExitCode> {
+    let source = scenario::resolve(&args.paths).map_err(|e| super::selection_error(&e))?;
+    let corpus = source.load();
+    if !corpus.errors.is_empty() {
+        report_errors(&corpus.errors, !std::io::stderr().is_terminal());
+        return Err(ExitCode::from(EXIT_INVALID));
+    }
+    // Which corpus ran goes in the log of every run (a CI log shows it next to the verdicts).
+    if !args.list {
+        eprintln!("{}", source.describe(corpus.scenarios.len()));
+    }
+    let corpus_ids: Vec<String> = corpus.scenarios.iter().map(|(_, s)| s.id.clone()).collect();
+    let cases: Vec<Case> = corpus
+        .scenarios
+        .into_iter()
+        .map(|(file, scenario)| Case { file, scenario })
+        .collect();
+    // Nothing selected is no pass: a CI job with a mistyped filter must not go green.
+    let cases = scenario::select(cases, |c| &c.scenario.id, args.filter.as_deref())
+        .map_err(|e| super::selection_error(&e))?;
+    Ok((corpus_ids, cases))
+}
+
+/// `--list`: a line per case and the count.
+fn list(cases: &[Case]) -> ExitCode {
+    // A reader that stops early (`| head -1`) is no error: stop writing, quietly.
+    let mut out = std::io::stdout().lock();
+    for c in cases {
+        if writeln!(out, "{:<48} {}", c.scenario.id, c.scenario.title).is_err() {
+            return ExitCode::SUCCESS;
         }
-    };
-    let human = args.format == ReportFormat::Human;
-    let to_stdout = args.output.is_none();
-    let live = human && to_stdout;
+    }
+    let _ = writeln!(out, "{} scenario(s)", cases.len());
+    ExitCode::SUCCESS
+}
+
+/// The `--known` deviations, or none.
+fn load_known(path: Option<&std::path::Path>) -> Result<KnownDeviations, ExitCode> {
+    match path {
+        Some(path) => KnownDeviations::load(path).map_err(|e| {
+            report_errors(&[e], false);
+            ExitCode::from(EXIT_INVALID)
+        }),
+        None => Ok(KnownDeviations::default()),
+    }
+}
+
+/// Runs the cases, a line per case on stdout when `live`, the progress on a terminal.
+fn run_cases(
+    runtime: &tokio::runtime::Runtime,
+    cases: Vec<Case>,
+    options: RunOptions,
+    known: &KnownDeviations,
+    live: bool,
+) -> Result<Vec<CaseResult>, ExitCode> {
     if live {
         let _ = writeln!(
             std::io::stdout(),
             "running {} case(s) against {}",
             cases.len(),
-            target.name()
+            options.target.name()
         );
     }
     // For a person at a terminal, whatever the report's format and destination: the case the
@@ -121,20 +156,21 @@ pub fn run(args: RunArgs) -> ExitCode {
     ));
     // Erased before anything else is said.
     drop(progress);
-    let results = match results {
-        Ok(results) => results,
-        Err(aborted) => {
-            eprintln!("error: {aborted}");
-            eprintln!("nothing was judged; check the --exec command line");
-            return ExitCode::from(EXIT_INVALID);
-        }
-    };
-    let ids: Vec<&str> = corpus_ids.iter().map(String::as_str).collect();
-    let stale = known.stale(&ids, &results);
-    for entry in &stale {
-        eprintln!("warning: {entry}");
-    }
-    let text = match args.format {
+    results.map_err(|aborted| {
+        eprintln!("error: {aborted}");
+        eprintln!("nothing was judged; check the --exec command line");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+/// The report in the chosen format.
+fn render(
+    args: &RunArgs,
+    results: &[CaseResult],
+    target: &Target,
+    live: bool,
+) -> Result<String, String> {
+    match args.format {
         // Written to a file, the human report holds what stdout would have: the run's first line
         // and one line per case (in corpus order here, as they finished there) before the details.
         ReportFormat::Human if !live => {
@@ -143,34 +179,24 @@ pub fn run(args: RunArgs) -> ExitCode {
                 results.len(),
                 target.name()
             );
-            for r in &results {
+            for r in results {
                 text.push_str(&report::case_line(r));
                 text.push('\n');
             }
-            text.push_str(&report::human(&results, args.strict));
+            text.push_str(&report::human(results, args.strict));
             Ok(text)
         }
-        ReportFormat::Human => Ok(report::human(&results, args.strict)),
+        ReportFormat::Human => Ok(report::human(results, args.strict)),
         ReportFormat::Json => {
-            report::json(&results, &target.name(), args.strict).map_err(|e| e.to_string())
+            report::json(results, &target.name(), args.strict).map_err(|e| e.to_string())
         }
         ReportFormat::Junit => {
-            report::junit(&results, &target.name(), args.strict).map_err(|e| e.to_string())
+            report::junit(results, &target.name(), args.strict).map_err(|e| e.to_string())
         }
         ReportFormat::Html => Ok(html::run_page(&ReportDoc::of_run(
-            &results,
+            results,
             &target.name(),
             args.strict,
         ))),
-    };
-    if let Err(code) = super::write_report(text, args.output.as_deref(), || {
-        report::summary_line(&results, args.strict)
-    }) {
-        return code;
-    }
-    if results.iter().any(|r| r.verdict.fails(args.strict)) || (args.strict && !stale.is_empty()) {
-        ExitCode::from(EXIT_DISAGREES)
-    } else {
-        ExitCode::SUCCESS
     }
 }

@@ -16,53 +16,19 @@ use super::signals::{FOREVER, StopSignal};
 use super::{EXIT_INVALID, ServeArgs, report_errors};
 
 pub fn run(args: ServeArgs) -> ExitCode {
-    if let Err(code) = super::ready::remove_stale(args.ready.ready_file.as_deref()) {
-        return code;
+    match prepare(args) {
+        Ok((runtime, config, options)) => runtime.block_on(serve(config, options)),
+        Err(code) => code,
     }
-    let script = match (&args.scenario, args.profile) {
-        (Some(arg), _) => match scenario::resolve_one(arg).map(|one| one.load()) {
-            Ok(Ok(s)) => s.smarthost,
-            Ok(Err(errors)) => {
-                report_errors(&errors, false);
-                return ExitCode::from(EXIT_INVALID);
-            }
-            Err(e) => return super::selection_error(&e),
-        },
-        (None, Some(profile)) => SmartHostScript {
-            profile,
-            ..SmartHostScript::default()
-        },
-        (None, None) => SmartHostScript::default(),
-    };
-    let mut script = script;
-    for domain in &args.served {
-        match etrn_harness::domain::EtrnArg::parse(domain) {
-            Ok(arg) => script.served.push(arg),
-            Err(e) => {
-                eprintln!("error: --served {domain:?}: {e}; {}", e.fix());
-                return ExitCode::from(EXIT_INVALID);
-            }
-        }
-    }
-    if let Some(name) = &args.hostname {
-        if etrn_harness::domain::Domain::parse(name).is_err() {
-            eprintln!(
-                "error: --hostname {name:?} is not a host name; write one such as mx.example"
-            );
-            return ExitCode::from(EXIT_INVALID);
-        }
-        script.hostname = Some(name.clone());
-    }
-    let profile = match &args.profile_file {
-        Some(path) => match etrn_harness::proto::Profile::read(path) {
-            Ok(profile) => Some(profile),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        },
-        None => None,
-    };
+}
+
+/// Everything `serve` needs, read from the command line in the order its errors are said.
+fn prepare(
+    args: ServeArgs,
+) -> Result<(tokio::runtime::Runtime, SmartHostConfig, ServeOptions), ExitCode> {
+    super::ready::remove_stale(args.ready.ready_file.as_deref())?;
+    let script = script_of(&args)?;
+    let profile = profile_file(args.profile_file.as_deref())?;
     let config = SmartHostConfig {
         listen: args.listen,
         script,
@@ -76,39 +42,95 @@ pub fn run(args: ServeArgs) -> ExitCode {
         retention: args.retain.into(),
         profile,
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_SYSTEM);
-        }
-    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::from(EXIT_SYSTEM)
+    })?;
     let format = if args.quiet {
         EventsFormat::None
     } else {
         args.events
     };
-    // The folder is opened once, here: the API opens every cassette relative to it.
-    let cassette_dir = match &args.cassette_dir {
-        Some(dir) => match etrn_harness::files::Folder::open(dir) {
-            Ok(folder) => Some(std::sync::Arc::new(folder)),
-            Err(e) => {
-                eprintln!("error: --cassette-dir: {e}");
-                return ExitCode::from(EXIT_INVALID);
-            }
-        },
-        None => None,
-    };
+    let cassette_dir = cassette_folder(args.cassette_dir.as_deref())?;
     let options = ServeOptions {
         record: args.record,
         exit_after: args.exit_after_sessions,
         format,
         api: args.api,
-        cassette_dir,
         ready_file: args.ready.ready_file,
-        api_write_timeout: Duration::from_secs(args.api_write_timeout),
+        api_options: etrn_harness::api::ApiOptions {
+            cassette_dir,
+            write_timeout: Duration::from_secs(args.api_write_timeout),
+        },
     };
-    runtime.block_on(serve(config, options))
+    Ok((runtime, config, options))
+}
+
+/// The script to serve: a scenario's smart host, or a profile's, with `--served` and
+/// `--hostname` on top.
+fn script_of(args: &ServeArgs) -> Result<SmartHostScript, ExitCode> {
+    let mut script = match (&args.scenario, args.profile) {
+        (Some(arg), _) => match scenario::resolve_one(arg).map(|one| one.load()) {
+            Ok(Ok(s)) => s.smarthost,
+            Ok(Err(errors)) => {
+                report_errors(&errors, false);
+                return Err(ExitCode::from(EXIT_INVALID));
+            }
+            Err(e) => return Err(super::selection_error(&e)),
+        },
+        (None, Some(profile)) => SmartHostScript {
+            profile,
+            ..SmartHostScript::default()
+        },
+        (None, None) => SmartHostScript::default(),
+    };
+    for domain in &args.served {
+        match etrn_harness::domain::EtrnArg::parse(domain) {
+            Ok(arg) => script.served.push(arg),
+            Err(e) => {
+                eprintln!("error: --served {domain:?}: {e}; {}", e.fix());
+                return Err(ExitCode::from(EXIT_INVALID));
+            }
+        }
+    }
+    if let Some(name) = &args.hostname {
+        if etrn_harness::domain::Domain::parse(name).is_err() {
+            eprintln!(
+                "error: --hostname {name:?} is not a host name; write one such as mx.example"
+            );
+            return Err(ExitCode::from(EXIT_INVALID));
+        }
+        script.hostname = Some(name.clone());
+    }
+    Ok(script)
+}
+
+/// The profile of `--profile-file`, if given.
+fn profile_file(
+    path: Option<&std::path::Path>,
+) -> Result<Option<etrn_harness::proto::Profile>, ExitCode> {
+    path.map(|path| {
+        etrn_harness::proto::Profile::read(path).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_INVALID)
+        })
+    })
+    .transpose()
+}
+
+/// The `--cassette-dir` folder, opened once, here: the API opens every cassette relative to it.
+fn cassette_folder(
+    dir: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<etrn_harness::files::Folder>>, ExitCode> {
+    dir.map(|dir| {
+        etrn_harness::files::Folder::open(dir)
+            .map(std::sync::Arc::new)
+            .map_err(|e| {
+                eprintln!("error: --cassette-dir: {e}");
+                ExitCode::from(EXIT_INVALID)
+            })
+    })
+    .transpose()
 }
 
 /// What `serve` does besides serving SMTP.
@@ -118,47 +140,29 @@ struct ServeOptions {
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
     ready_file: Option<std::path::PathBuf>,
-    cassette_dir: Option<std::sync::Arc<etrn_harness::files::Folder>>,
-    api_write_timeout: Duration,
+    /// The cassette folder and the write timeout of the API.
+    api_options: etrn_harness::api::ApiOptions,
 }
 
+/// Serves until a stop: starts the recording, the host, the API; announces them; prints the live
+/// events; stops everything and finishes the recording.
 async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let ServeOptions {
         record,
         exit_after,
         format,
         api: api_listen,
-        cassette_dir,
         ready_file,
-        api_write_timeout: write_timeout,
+        api_options,
     } = options;
     let limits = config.limits.clone();
     let script = config.script.clone();
     let quiet = format == EventsFormat::None;
     let mut printer = Printer::new(format);
-    // The stream is set up before the first connection can arrive; a path that cannot be
-    // written is said now, not after the sessions it was for.
-    let recorder = Recorder::with_retention(config.retention);
-    let mut partial = None;
-    if let Some(path) = &record {
-        let streamed = open_stream(path).and_then(|(file, beside)| {
-            recorder.stream_to(Box::new(file))?;
-            Ok(beside)
-        });
-        match streamed {
-            Ok(beside) => {
-                tracing::info!(partial = %beside.display(), "streaming the recording; renamed at exit");
-                partial = Some(beside);
-            }
-            Err(e) => {
-                eprintln!(
-                    "error: cannot write the recording to {}: {e}",
-                    path.display()
-                );
-                return ExitCode::from(EXIT_INVALID);
-            }
-        }
-    }
+    let (recorder, partial) = match start_stream(config.retention, record.as_deref()) {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
     let host = match etrn_harness::smarthost::SmartHost::start_recording(config, recorder).await {
         Ok(h) => h,
         Err(e) => {
@@ -177,41 +181,14 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             return ExitCode::from(EXIT_SYSTEM);
         }
     };
-    let api = match api_listen {
-        Some(listen) => match etrn_harness::api::Api::start(
-            listen,
-            host.addr(),
-            host.shared_recorder(),
-            host.switch(),
-            limits,
-            script,
-            etrn_harness::api::ApiOptions {
-                cassette_dir,
-                write_timeout,
-            },
-        )
-        .await
-        {
-            Ok(api) => {
-                if !api.addr().ip().is_loopback() {
-                    eprintln!(
-                        "warning: the API on {} is reachable from beyond this machine and has no \
-                         authentication: whoever reaches it can read the recording and change \
-                         the script; use --api 127.0.0.1:PORT unless that is what you want",
-                        api.addr()
-                    );
-                }
-                Some(api)
-            }
-            Err(e) => {
-                // In use or not this machine's, as for --listen: the same status.
-                eprintln!("error: {e}");
-                host.shutdown().await;
-                printer.finish().await;
-                return ExitCode::from(EXIT_UNAVAILABLE);
-            }
-        },
-        None => None,
+    let api = match start_api(api_listen, &host, limits, script, api_options).await {
+        Ok(api) => api,
+        Err(()) => {
+            // In use or not this machine's, as for --listen: the same status.
+            host.shutdown().await;
+            printer.finish().await;
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
     };
     // Announced once everything listens, all addresses at once.
     let mut ready = Ready::new(Server::Serve, host.addr()).with_api(api.as_ref().map(|a| a.addr()));
@@ -229,44 +206,141 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         return ExitCode::from(EXIT_SYSTEM);
     }
     printer.ready(&ready);
-    let why = {
-        let stop = async {
-            match exit_after {
-                Some(n) => {
-                    // Counted, never derived from the recording (not even once at the end: only
-                    // the count matters here), so a soak stays linear.
-                    let _ = host.recorder().until_closed_sessions(n, FOREVER).await;
-                    "session limit reached"
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                event = next_live(&mut live) => match event {
-                Ok(e) => {
-                    printer.event(&e);
-                    // What else is already queued, without a trip through `select!` each
-                    // (bounded, so the stop signals are looked at again soon).
-                    drain_up_to(&mut live, &mut printer, LIVE_BATCH);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.missed(n),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
-            },
-            why = &mut stop => break why,
-                why = stop_signal.received() => break why,
-            }
-        }
-    };
+    let why = print_until_stop(&host, exit_after, &mut live, &mut printer, &mut stop_signal).await;
     drain(&mut live, &mut printer);
     tracing::info!(why, "stopping");
     // The API first: its live feeds end, its waits are answered, nothing new comes in through it.
     if let Some(api) = api {
         api.shutdown().await;
     }
-    // The shutdown is bounded (sessions close at once, stragglers after a grace period); a second
-    // signal does not wait for it: what there is gets written at once.
+    let recorder = stop_host(host, &mut stop_signal).await;
+    // The closes the shutdown recorded are printed too, before the stop line that counts them.
+    drain(&mut live, &mut printer);
+    // Counted by the recorder, so forgotten sessions (--retain open) count too.
+    let sessions = recorder.session_count();
+    // FILE first, so that the stop line is the last line, as for record and replay.
+    let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
+    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
+    printer.finish().await;
+    code
+}
+
+/// The recorder, streaming to `--record`'s file (under a name beside it, returned) if given.
+/// The stream is set up before the first connection can arrive; a path that cannot be written is
+/// said now, not after the sessions it was for.
+fn start_stream(
+    retention: etrn_harness::smarthost::Retention,
+    record: Option<&std::path::Path>,
+) -> Result<(Recorder, Option<std::path::PathBuf>), ExitCode> {
+    let recorder = Recorder::with_retention(retention);
+    let Some(path) = record else {
+        return Ok((recorder, None));
+    };
+    let streamed = open_stream(path).and_then(|(file, beside)| {
+        recorder.stream_to(Box::new(file))?;
+        Ok(beside)
+    });
+    match streamed {
+        Ok(beside) => {
+            tracing::info!(partial = %beside.display(), "streaming the recording; renamed at exit");
+            Ok((recorder, Some(beside)))
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot write the recording to {}: {e}",
+                path.display()
+            );
+            Err(ExitCode::from(EXIT_INVALID))
+        }
+    }
+}
+
+/// The API on `listen`, if given, warning when it is reachable from beyond this machine; `Err`
+/// once the failure is said.
+async fn start_api(
+    listen: Option<std::net::SocketAddr>,
+    host: &etrn_harness::smarthost::SmartHost,
+    limits: SessionLimits,
+    script: SmartHostScript,
+    options: etrn_harness::api::ApiOptions,
+) -> Result<Option<etrn_harness::api::Api>, ()> {
+    let Some(listen) = listen else {
+        return Ok(None);
+    };
+    let started = etrn_harness::api::Api::start(
+        listen,
+        host.addr(),
+        host.shared_recorder(),
+        host.switch(),
+        limits,
+        script,
+        options,
+    )
+    .await;
+    match started {
+        Ok(api) => {
+            if !api.addr().ip().is_loopback() {
+                eprintln!(
+                    "warning: the API on {} is reachable from beyond this machine and has no \
+                     authentication: whoever reaches it can read the recording and change \
+                     the script; use --api 127.0.0.1:PORT unless that is what you want",
+                    api.addr()
+                );
+            }
+            Ok(Some(api))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(())
+        }
+    }
+}
+
+/// Prints the live events until the session limit, a stop signal or the server's end; says which.
+async fn print_until_stop(
+    host: &etrn_harness::smarthost::SmartHost,
+    exit_after: Option<usize>,
+    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+    printer: &mut Printer,
+    stop_signal: &mut StopSignal,
+) -> &'static str {
+    let stop = async {
+        match exit_after {
+            Some(n) => {
+                // Counted, never derived from the recording (not even once at the end: only
+                // the count matters here), so a soak stays linear.
+                let _ = host.recorder().until_closed_sessions(n, FOREVER).await;
+                "session limit reached"
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            event = next_live(live) => match event {
+                Ok(e) => {
+                    printer.event(&e);
+                    // What else is already queued, without a trip through `select!` each
+                    // (bounded, so the stop signals are looked at again soon).
+                    drain_up_to(live, printer, LIVE_BATCH);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.missed(n),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
+            },
+            why = &mut stop => break why,
+            why = stop_signal.received() => break why,
+        }
+    }
+}
+
+/// Stops the host and returns its recorder. The shutdown is bounded (sessions close at once,
+/// stragglers after a grace period); a second signal does not wait for it: what there is gets
+/// written at once.
+async fn stop_host(
+    host: etrn_harness::smarthost::SmartHost,
+    stop_signal: &mut StopSignal,
+) -> std::sync::Arc<Recorder> {
     let recorder = host.shared_recorder();
     // Stopped without building the recording: the stop line only counts, and a long recording
     // built at once would multiply serve's memory at the very end.
@@ -277,15 +351,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
             recorder.close_open(etrn_harness::proto::CloseReason::Shutdown);
         }
     };
-    // The closes the shutdown recorded are printed too, before the stop line that counts them.
-    drain(&mut live, &mut printer);
-    // Counted by the recorder, so forgotten sessions (--retain open) count too.
-    let sessions = recorder.session_count();
-    // FILE first, so that the stop line is the last line, as for record and replay.
-    let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
-    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
-    printer.finish().await;
-    code
+    recorder
 }
 
 /// The stream becomes the recording in one step: FILE is only ever a whole recording.

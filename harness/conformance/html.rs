@@ -11,8 +11,8 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use crate::ims::Rule;
 
+use super::outcome::TargetOutcome;
 use super::report_doc::{CaseDoc, ReportDoc};
-use super::target::TargetOutcome;
 use super::verdict::Verdict;
 
 /// The one style sheet, inlined.

@@ -14,6 +14,7 @@
 pub(crate) mod builtin;
 pub mod html;
 pub(crate) mod known;
+pub(crate) mod outcome;
 pub mod report;
 pub(crate) mod report_doc;
 pub(crate) mod runner;
@@ -23,8 +24,9 @@ pub(crate) mod violation;
 
 pub use builtin::run as run_builtin;
 pub use known::{KnownDeviations, KnownMatch, StaleEntry};
+pub use outcome::TargetOutcome;
 pub use report_doc::{CaseDoc, ReportDoc, ReportDocError};
 pub use runner::{Case, RunAborted, RunOptions, filter, run_all, run_case};
-pub use target::{Target, TargetOutcome};
+pub use target::Target;
 pub use verdict::{CaseResult, Verdict};
 pub use violation::{Violation, ViolationKind};

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use serde::Serialize;
 
+use super::outcome::TargetOutcome;
 use super::runner::summary;
-use super::target::TargetOutcome;
 use super::verdict::{CaseResult, Verdict};
 
 /// The one line printed as a case finishes.

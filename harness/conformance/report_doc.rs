@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use crate::scenario::Deviation;
 
+use super::outcome::TargetOutcome;
 use super::report::{HARNESS_VERSION, REPORT_VERSION, now_rfc3339};
-use super::target::TargetOutcome;
 use super::verdict::{CaseResult, Verdict};
 use super::violation::Violation;
 

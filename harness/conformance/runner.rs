@@ -14,7 +14,8 @@ use crate::scenario::{self, Scenario};
 use crate::smarthost::SmartHostConfig;
 
 use super::known::KnownDeviations;
-use super::target::{CaseEnvironment, Target, TargetOutcome};
+use super::outcome::TargetOutcome;
+use super::target::{CaseEnvironment, Target};
 use super::verdict::{CaseResult, Verdict, judge};
 
 /// A scenario to run, with the file it came from.
@@ -72,16 +73,7 @@ async fn judged(
 ) -> Result<CaseResult, String> {
     let s = &case.scenario;
     let prediction = scenario::predict_with(s, options.timeout).map_err(|e| e.to_string())?;
-    // A case whose own expectations the model does not meet cannot grade anybody: refuse it.
-    let disagreement = scenario::judge(s, &prediction.observed());
-    if !disagreement.is_empty() {
-        let diff: Vec<String> = disagreement.iter().map(|d| format!("  {d}")).collect();
-        return Err(format!(
-            "scenario disagrees with the model (`etrn-harness expect {}` shows why):\n{}",
-            case.file.display(),
-            diff.join("\n")
-        ));
-    }
+    model_agrees(case, &prediction)?;
     let mut config = SmartHostConfig::with_script(s.smarthost.clone());
     // A target that stalls must not hold its session past the case's own limit.
     config.limits.idle_timeout = options.timeout;
@@ -92,20 +84,7 @@ async fn judged(
         .prefix("etrn-harness-case-")
         .tempdir()
         .map_err(|e| format!("cannot create a work folder: {e}"))?;
-    // A scenario of the shipped corpus is no file on this machine: the target gets a copy.
-    let scenario_file = match crate::scenario::shipped::shipped_text(&case.file) {
-        Some(text) => {
-            let copy = work.path().join(
-                case.file
-                    .file_name()
-                    .unwrap_or_else(|| "scenario.toml".as_ref()),
-            );
-            std::fs::write(&copy, text)
-                .map_err(|e| format!("cannot write the scenario for the target: {e}"))?;
-            copy
-        }
-        _ => case.file.clone(),
-    };
+    let scenario_file = scenario_file_for(case, work.path())?;
     let env = CaseEnvironment {
         smart_host: host.addr(),
         config: &s.ims,
@@ -126,15 +105,7 @@ async fn judged(
     }
     let recording = host.shutdown().await;
     let matching = known.matching(&s.id);
-    let known_reason = known.reason(&s.id).map(str::to_owned).or_else(|| {
-        (!matching.is_empty()).then(|| {
-            matching
-                .iter()
-                .map(|k| format!("{}: {}", k.rule.unwrap_or("*"), k.reason))
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    });
+    let known_reason = known_reason(known, &s.id, &matching);
     let (verdict, error, deviations, violations) =
         judge(s, &prediction, &recording, &outcome, &matching);
     info!(%verdict, "case done");
@@ -157,6 +128,56 @@ async fn judged(
         outcome,
         duration_ms: elapsed_ms(started),
         recording,
+    })
+}
+
+/// A case whose own expectations the model does not meet cannot grade anybody: refused.
+fn model_agrees(case: &Case, prediction: &scenario::Prediction) -> Result<(), String> {
+    let disagreement = scenario::judge(&case.scenario, &prediction.observed());
+    if disagreement.is_empty() {
+        return Ok(());
+    }
+    let diff: Vec<String> = disagreement.iter().map(|d| format!("  {d}")).collect();
+    Err(format!(
+        "scenario disagrees with the model (`etrn-harness expect {}` shows why):\n{}",
+        case.file.display(),
+        diff.join("\n")
+    ))
+}
+
+/// The scenario file the target reads: the case's own, or, for a scenario of the shipped corpus
+/// (no file on this machine), a copy in the work folder.
+fn scenario_file_for(case: &Case, work_dir: &std::path::Path) -> Result<PathBuf, String> {
+    match crate::scenario::shipped::shipped_text(&case.file) {
+        Some(text) => {
+            let copy = work_dir.join(
+                case.file
+                    .file_name()
+                    .unwrap_or_else(|| "scenario.toml".as_ref()),
+            );
+            std::fs::write(&copy, text)
+                .map_err(|e| format!("cannot write the scenario for the target: {e}"))?;
+            Ok(copy)
+        }
+        _ => Ok(case.file.clone()),
+    }
+}
+
+/// Why the case's deviations are known: the file's reason for the case, or the reasons of the
+/// entries that match it.
+fn known_reason(
+    known: &KnownDeviations,
+    id: &str,
+    matching: &[super::known::KnownMatch<'_>],
+) -> Option<String> {
+    known.reason(id).map(str::to_owned).or_else(|| {
+        (!matching.is_empty()).then(|| {
+            matching
+                .iter()
+                .map(|k| format!("{}: {}", k.rule.unwrap_or("*"), k.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     })
 }
 

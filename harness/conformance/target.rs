@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 use crate::ims::ImsConfig;
 
 use super::builtin;
+use super::outcome::TargetOutcome;
 
 /// What a conformance run tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,70 +33,6 @@ impl Target {
         match self {
             Target::Builtin => "builtin".into(),
             Target::Exec { command } => command.clone(),
-        }
-    }
-}
-
-/// How a target's run ended.
-#[derive(
-    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "kebab-case", tag = "outcome")]
-pub enum TargetOutcome {
-    /// It finished; `exit` is the exit status (non-zero is not an error by itself: fetchmail exits
-    /// 4 after a 458, as designed).
-    Finished {
-        exit: Option<i32>,
-        /// Dial-up retrieval commands it reported.
-        local_commands: Vec<String>,
-        /// Its standard error, for the report.
-        stderr: String,
-    },
-    /// It did not finish within the timeout; its process group was killed.
-    TimedOut { after_ms: u64, stderr: String },
-    /// It died from a signal, or the built-in client failed.
-    Crashed { reason: String, stderr: String },
-    /// It could not be started at all (no shell, the work folder not writable).
-    NotStarted { reason: String },
-}
-
-impl TargetOutcome {
-    /// The target's standard error, if it wrote any (trailing blank lines left out).
-    pub fn stderr(&self) -> Option<&str> {
-        match self {
-            TargetOutcome::Finished { stderr, .. }
-            | TargetOutcome::TimedOut { stderr, .. }
-            | TargetOutcome::Crashed { stderr, .. } => {
-                Some(stderr.trim_end()).filter(|s| !s.trim().is_empty())
-            }
-            TargetOutcome::NotStarted { .. } => None,
-        }
-    }
-
-    /// Why the target could not run at all, if it could not: it was not started, or it exited
-    /// non-zero without `connected` (the shell's 126 "not executable" and 127 "not found", an
-    /// interpreter's 2 for a missing script, any other status), with its message.
-    pub fn start_failure(&self, connected: bool) -> Option<String> {
-        match self {
-            TargetOutcome::NotStarted { reason } => Some(reason.clone()),
-            TargetOutcome::Finished {
-                exit: Some(code),
-                stderr,
-                ..
-            } if *code != 0 && !connected => {
-                let meaning = match code {
-                    126 => "the command is not executable",
-                    127 => "the command was not found",
-                    _ => "it exited non-zero without connecting",
-                };
-                let said = stderr.trim();
-                Some(if said.is_empty() {
-                    format!("exit {code}: {meaning}")
-                } else {
-                    format!("exit {code}: {meaning}: {said}")
-                })
-            }
-            _ => None,
         }
     }
 }
@@ -186,69 +123,23 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// Runs the `--exec` command for one case: the configuration written, the command started with
+/// the case's environment, waited for (killed at the timeout), its stderr and dial-up commands
+/// read.
 async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
     let config_path = env.work_dir.join("ims.json");
     let local_path: PathBuf = env.work_dir.join("local-commands.txt");
-    let json = match serde_json::to_vec_pretty(env.config) {
-        Ok(j) => j,
-        Err(e) => {
-            return TargetOutcome::NotStarted {
-                reason: format!("cannot render the configuration: {e}"),
-            };
-        }
-    };
-    if let Err(e) = std::fs::write(&config_path, json) {
-        return TargetOutcome::NotStarted {
-            reason: format!("cannot write {}: {e}", config_path.display()),
-        };
+    if let Err(outcome) = write_config(env, &config_path) {
+        return outcome;
     }
-    let host = env.smart_host.ip().to_string();
-    let port = env.smart_host.port();
-    let line = expand(
-        command,
-        &host,
-        port,
-        &config_path,
-        env.scenario_file,
-        &local_path,
-    );
-    let mut child = match tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(&line)
-        .env("ETRN_HARNESS_HOST", &host)
-        .env("ETRN_HARNESS_PORT", port.to_string())
-        .env("ETRN_HARNESS_CONFIG", &config_path)
-        .env("ETRN_HARNESS_SCENARIO", env.scenario_file)
-        .env("ETRN_HARNESS_LOCAL_COMMANDS", &local_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        // Its own process group, so a timeout can kill everything it started.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
+    let mut child = match spawn(command, env, &config_path, &local_path) {
         Ok(c) => c,
-        Err(e) => {
-            return TargetOutcome::NotStarted {
-                reason: format!("cannot start `sh -c {line}`: {e}"),
-            };
-        }
+        Err(outcome) => return outcome,
     };
     // The group id is the child's pid, read now: once `wait` has reaped the child, tokio no longer
     // reports it, and the group (grandchildren the target left behind) could not be killed.
     let group = child.id();
-    let mut stderr_pipe = child.stderr.take();
-    let stderr_task = tokio::spawn(async move {
-        let mut s = String::new();
-        if let Some(p) = stderr_pipe.as_mut() {
-            let mut bytes = Vec::new();
-            // Bounded: a target that floods stderr cannot exhaust memory.
-            let _ = p.take(1 << 20).read_to_end(&mut bytes).await;
-            s = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        s
-    });
+    let stderr_task = read_stderr(child.stderr.take());
     let waited = tokio::time::timeout(env.timeout, child.wait()).await;
     let outcome = match waited {
         Ok(Ok(status)) => match status.code() {
@@ -275,18 +166,86 @@ async fn exec(command: &str, env: &CaseEnvironment<'_>) -> TargetOutcome {
     match outcome {
         Ok(exit) => TargetOutcome::Finished {
             exit,
-            local_commands: std::fs::read_to_string(&local_path)
-                .map(|t| {
-                    t.lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            local_commands: local_commands(&local_path),
             stderr,
         },
         Err(reason) => TargetOutcome::Crashed { reason, stderr },
     }
+}
+
+/// The case's IMS configuration, written where the command is told to read it.
+fn write_config(env: &CaseEnvironment<'_>, config_path: &Path) -> Result<(), TargetOutcome> {
+    let json = serde_json::to_vec_pretty(env.config).map_err(|e| TargetOutcome::NotStarted {
+        reason: format!("cannot render the configuration: {e}"),
+    })?;
+    std::fs::write(config_path, json).map_err(|e| TargetOutcome::NotStarted {
+        reason: format!("cannot write {}: {e}", config_path.display()),
+    })
+}
+
+/// The command line, expanded and started by `sh -c` with the case in its environment.
+fn spawn(
+    command: &str,
+    env: &CaseEnvironment<'_>,
+    config_path: &Path,
+    local_path: &Path,
+) -> Result<tokio::process::Child, TargetOutcome> {
+    let host = env.smart_host.ip().to_string();
+    let port = env.smart_host.port();
+    let line = expand(
+        command,
+        &host,
+        port,
+        config_path,
+        env.scenario_file,
+        local_path,
+    );
+    tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .env("ETRN_HARNESS_HOST", &host)
+        .env("ETRN_HARNESS_PORT", port.to_string())
+        .env("ETRN_HARNESS_CONFIG", config_path)
+        .env("ETRN_HARNESS_SCENARIO", env.scenario_file)
+        .env("ETRN_HARNESS_LOCAL_COMMANDS", local_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout can kill everything it started.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| TargetOutcome::NotStarted {
+            reason: format!("cannot start `sh -c {line}`: {e}"),
+        })
+}
+
+/// The target's stderr, read on a task of its own.
+fn read_stderr(
+    mut stderr_pipe: Option<tokio::process::ChildStderr>,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut s = String::new();
+        if let Some(p) = stderr_pipe.as_mut() {
+            let mut bytes = Vec::new();
+            // Bounded: a target that floods stderr cannot exhaust memory.
+            let _ = p.take(1 << 20).read_to_end(&mut bytes).await;
+            s = String::from_utf8_lossy(&bytes).into_owned();
+        }
+        s
+    })
+}
+
+/// The dial-up commands the target wrote, a line each (none if it wrote no file).
+fn local_commands(local_path: &Path) -> Vec<String> {
+    std::fs::read_to_string(local_path)
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn kill_group(group: Option<u32>) {

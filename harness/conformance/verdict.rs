@@ -10,7 +10,7 @@ use crate::proto::Recording;
 use crate::scenario::{self, Deviation, Observed, Prediction, Scenario};
 
 use super::known::KnownMatch;
-use super::target::TargetOutcome;
+use super::outcome::TargetOutcome;
 use super::violation::{Violation, violations};
 
 /// The outcome of one case (h2spec and Autobahn|TestSuite use the same scale).

@@ -163,19 +163,32 @@ pub fn violations(recording: &Recording, explained: &[EtrnArg]) -> Vec<Violation
         .collect()
 }
 
+/// The session's violations, in this order: a bare LF, each ETRN's, outbound mail after ETRN,
+/// what the events show (after 421, not awaited), no QUIT.
 fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violation> {
-    let mut out = Vec::new();
-    let mut push = |kind: ViolationKind, detail: String| {
-        out.push(Violation {
+    let mut found = Vec::new();
+    if let Some(c) = s.commands.iter().find(|c| c.bare_lf) {
+        found.push((ViolationKind::BareLf, c.raw.clone()));
+    }
+    found.extend(etrn_violations(s, explained));
+    found.extend(mail_after_etrn(s));
+    found.extend(event_violations(s));
+    found.extend(no_quit(s));
+    found
+        .into_iter()
+        .map(|(kind, detail)| Violation {
             grade: kind.grade(),
             session: s.id,
             kind,
             detail,
         })
-    };
-    if let Some(c) = s.commands.iter().find(|c| c.bare_lf) {
-        push(ViolationKind::BareLf, c.raw.clone());
-    }
+        .collect()
+}
+
+/// What each ETRN of the session breaks, with the command as shown.
+fn etrn_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<(ViolationKind, String)> {
+    let mut out = Vec::new();
+    let mut push = |kind: ViolationKind, detail: String| out.push((kind, detail));
     let mut refused_syntax = false;
     let smtputf8 = advertised_smtputf8(s);
     for e in &s.etrn {
@@ -217,17 +230,23 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
             refused_syntax = true;
         }
     }
-    // Outbound mail after an ETRN: MAIL commands the server accepted, after the first ETRN.
-    let first_etrn = s.commands.iter().position(|c| c.verb == Verb::Etrn);
-    if let Some(first) = first_etrn
-        && let Some(mail) = s.commands[first..]
-            .iter()
-            .find(|c| c.verb == Verb::Mail && c.reply.as_ref().is_some_and(|r| r.code == 250))
-    {
-        push(ViolationKind::EtrnBeforeOutboundMail, mail.raw.clone());
-    }
-    // What the client sent after the server's 421 (recorded during the linger), and commands
-    // sent before an ETRN's reply had come.
+    out
+}
+
+/// Outbound mail after an ETRN: the first MAIL command the server accepted after the first ETRN.
+fn mail_after_etrn(s: &SessionRecording) -> Option<(ViolationKind, String)> {
+    let first = s.commands.iter().position(|c| c.verb == Verb::Etrn)?;
+    let mail = s.commands[first..]
+        .iter()
+        .find(|c| c.verb == Verb::Mail && c.reply.as_ref().is_some_and(|r| r.code == 250))?;
+    Some((ViolationKind::EtrnBeforeOutboundMail, mail.raw.clone()))
+}
+
+/// What the client sent after the server's 421 (recorded during the linger), and commands sent
+/// before an ETRN's reply had come.
+fn event_violations(s: &SessionRecording) -> Vec<(ViolationKind, String)> {
+    let mut out = Vec::new();
+    let mut push = |kind: ViolationKind, detail: String| out.push((kind, detail));
     let mut previous_verb: Option<&Verb> = None;
     let mut after_421 = false;
     for timed in &s.events {
@@ -247,14 +266,18 @@ fn session_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<Violat
             _ => {}
         }
     }
+    out
+}
+
+/// A session the client closed without QUIT.
+fn no_quit(s: &SessionRecording) -> Option<(ViolationKind, String)> {
     let quit = s.commands.iter().any(|c| c.verb == Verb::Quit);
-    if !quit && matches!(s.close, Some(CloseReason::PeerClosed | CloseReason::Io(_))) {
-        push(
+    (!quit && matches!(s.close, Some(CloseReason::PeerClosed | CloseReason::Io(_)))).then(|| {
+        (
             ViolationKind::NoQuit,
             format!("the client closed after {} command(s)", s.commands.len()),
-        );
-    }
-    out
+        )
+    })
 }
 
 /// Whether the server's EHLO reply in this session advertised SMTPUTF8.

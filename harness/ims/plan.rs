@@ -227,29 +227,47 @@ impl Planner<'_> {
             );
             return (greeting, Dequeue::Nothing);
         }
+        if !self.peer_takes_etrn(peer) {
+            return (greeting, Dequeue::Nothing);
+        }
+        let etrn = self.etrn_list(always, dial_up.as_deref());
+        let etrn = self.deduplicate(etrn);
+        if etrn.is_empty() {
+            return (greeting, Dequeue::Nothing);
+        }
+        self.decide_how_sent(etrn.len());
+        (greeting, Dequeue::Etrn(etrn))
+    }
+
+    /// Whether ETRN may be sent to this peer (EHLO accepted, ETRN advertised), decided.
+    fn peer_takes_etrn(&mut self, peer: &PeerEhlo) -> bool {
         match peer {
             PeerEhlo::HeloOnly => {
                 self.decide(
                     Rule::HeloFallback,
                     "the peer refused EHLO; after HELO no ETRN is sent",
                 );
-                return (greeting, Dequeue::Nothing);
+                return false;
             }
             PeerEhlo::Esmtp { .. } if !peer.advertises("ETRN") => {
                 self.decide(
                     Rule::EhloGating,
                     "the peer's EHLO reply does not advertise ETRN",
                 );
-                return (greeting, Dequeue::Nothing);
+                return false;
             }
             PeerEhlo::Esmtp { .. } => self.decide(
                 Rule::EhloGating,
                 "the peer advertises ETRN, so ETRN may be sent",
             ),
         }
+        true
+    }
 
+    /// The ETRN arguments before deduplication: the dial-up list, or AlwaysUseETRN's set.
+    fn etrn_list(&mut self, always: bool, dial_up: Option<&[Domain]>) -> Vec<PlannedEtrn> {
         let mut etrn = Vec::new();
-        match &dial_up {
+        match dial_up {
             Some(list) if !list.is_empty() => {
                 self.decide(
                     Rule::DialUpList,
@@ -270,7 +288,7 @@ impl Planner<'_> {
             None => {}
         }
         if always {
-            if dial_up.as_ref().is_some_and(|l| !l.is_empty()) {
+            if dial_up.is_some_and(|l| !l.is_empty()) {
                 // The narrower reading of the Dial-up tab: its list is what the dial-up connection
                 // retrieves; nothing says AlwaysUseETRN adds its own set to it.
                 self.decide(
@@ -281,23 +299,22 @@ impl Planner<'_> {
                 etrn.extend(self.always_use_etrn_set());
             }
         }
-        let etrn = self.deduplicate(etrn);
-        if etrn.is_empty() {
-            return (greeting, Dequeue::Nothing);
-        }
+        etrn
+    }
+
+    /// How the `count` ETRN commands are sent: one node each, after the outbound mail, outside
+    /// a transaction.
+    fn decide_how_sent(&mut self, count: usize) {
         self.decide(
             Rule::OneDomainPerCommand,
-            format!(
-                "{} ETRN command(s), one node each, no option character",
-                etrn.len()
-            ),
+            format!("{count} ETRN command(s), one node each, no option character"),
         );
-        if c.outbound_messages > 0 {
+        if self.config.outbound_messages > 0 {
             self.decide(
                 Rule::OutboundFirst,
                 format!(
                     "{} outbound message(s) first, then ETRN",
-                    c.outbound_messages
+                    self.config.outbound_messages
                 ),
             );
         }
@@ -305,7 +322,6 @@ impl Planner<'_> {
             Rule::NotInTransaction,
             "every ETRN goes after the end of DATA, never inside MAIL...DATA",
         );
-        (greeting, Dequeue::Etrn(etrn))
     }
 
     /// T12, O-14: AlwaysUseTURN.

@@ -19,6 +19,9 @@ use crate::proto::{GreetPause, LongLine};
 use crate::reply::Reply;
 
 /// The profile the results describe, or why none can be made (no greeting, no EHLO reply).
+///
+/// Long because it is one mapping: a field of the profile per probe that shows it, so a new
+/// profile field touches one place.
 pub fn profile_from(
     results: &[ProbeResult],
     masks: &Masks,

@@ -174,6 +174,9 @@ const RFC1985_CODES: &[u16] = &[250, 251, 252, 253, 458, 459, 500, 501];
 const GENERIC_CODES: &[u16] = &[421, 450, 451, 452, 502, 503, 504, 530, 550, 554];
 
 /// Applies every rule to the probe results.
+///
+/// Long because it is one table: a check per server rule, in the rules' order, so adding a rule
+/// touches one place.
 pub fn judge(results: &[ProbeResult]) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut add = |r: &ProbeResult, rule: ServerRule, meets: bool, detail: String| {

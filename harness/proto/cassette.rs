@@ -395,199 +395,155 @@ impl Cassette {
     /// Parses a cassette. Malformed lines are errors; a file that stops mid-way (no final line
     /// end, or a request without its reply) loads up to its last complete exchange.
     pub fn parse(text: &str) -> Result<Cassette, CassetteError> {
-        let mut lines: Vec<&str> = text.split('\n').collect();
-        let mut truncated_at = None;
-        // The text after the last '\n' is a partial line unless it is empty.
-        if let Some(last) = lines.pop()
-            && !last.is_empty()
-        {
-            truncated_at = Some(lines.len() + 1);
-        }
-        let err = |line: usize, message: String| CassetteError { line, message };
-        match lines.first() {
-            Some(first) if first.trim_end() == MAGIC => {}
-            Some(_) => {
-                // The line itself is not shown: a file named by mistake may hold anything.
-                return Err(err(
-                    1,
-                    format!("the first line is not {MAGIC:?}: not a cassette, or another version"),
-                ));
-            }
-            None => {
-                return Err(err(
-                    1,
-                    "the file is empty; a cassette starts with its version line".into(),
-                ));
-            }
-        }
-        let mut building: BTreeMap<u64, Building> = BTreeMap::new();
-        let mut order: Vec<u64> = Vec::new();
+        let (lines, mut truncated_at) = whole_lines(text);
+        check_version_line(&lines)?;
+        let mut sessions = SessionsBeingRead::default();
         for (index, raw) in lines.iter().enumerate().skip(1) {
             let n = index + 1;
             let l = raw.strip_suffix('\r').unwrap_or(raw);
             if l.is_empty() || l.starts_with('#') {
                 continue;
             }
-            let (id, rest) = l
-                .split_once(' ')
-                .ok_or_else(|| err(n, "a line without a session number".into()))?;
-            let id: u64 = id
-                .parse()
-                .map_err(|_| err(n, "the line does not start with a session number".into()))?;
-            // The recorder writes one event per line and escapes anything inside a text that
-            // reads as the start of a line; so this is two lines whose line end was lost.
-            if let Some(at) = embedded_line_start(rest) {
-                let digits = rest[..at]
-                    .bytes()
-                    .rev()
-                    .take_while(u8::is_ascii_digit)
-                    .count();
-                // 1-based, counted in the whole line: the session number and its space first.
-                let column = l.len() - rest.len() + at - digits + 1;
-                return Err(err(
-                    n,
-                    format!(
-                        "two lines merged into one: another line starts at column {column} (a \
-                         lost line end; split the line there, or write the space after that \
-                         number as \\x20 if the text is meant)"
-                    ),
-                ));
-            }
+            let (id, rest) = numbered(n, l)?;
             if let Some(fields) = rest.strip_prefix("session") {
-                if building.contains_key(&id) {
-                    return Err(err(n, format!("session {id} starts twice")));
-                }
-                // Sessions are numbered as they begin, so headers come in number order.
-                if order.last().is_some_and(|last| *last > id) {
-                    return Err(err(
-                        n,
-                        format!("session {id} starts after a session with a higher number"),
-                    ));
-                }
-                let mut map = BTreeMap::new();
-                for f in fields.split_whitespace() {
-                    let (k, v) = f
-                        .split_once('=')
-                        .ok_or_else(|| err(n, "a header field that is not key=value".into()))?;
-                    map.insert(k.to_owned(), v.to_owned());
-                }
-                order.push(id);
-                building.insert(
-                    id,
-                    Building::new(CassetteSession {
-                        id,
-                        fields: map,
-                        exchanges: Vec::new(),
-                        tls: TlsMark::None,
-                        end: None,
-                    }),
-                );
-                continue;
-            }
-            let b = building
-                .get_mut(&id)
-                .ok_or_else(|| err(n, format!("session {id} is used before its `session` line")))?;
-            if b.session.end.is_some() {
-                return Err(err(
-                    n,
-                    format!("session {id} continues after its `end` line"),
-                ));
-            }
-            if let Some(reason) = rest.strip_prefix("end ") {
-                let reason = reason.trim();
-                if !END_REASONS.contains(&reason) {
-                    return Err(err(
-                        n,
-                        format!(
-                            "an `end` line with an unknown reason; a recorder writes one of {}",
-                            END_REASONS.join(", ")
-                        ),
-                    ));
-                }
-                b.flush();
-                b.session.end = Some(reason.to_owned());
-                continue;
-            }
-            if b.session.tls == TlsMark::Passthrough {
-                return Err(err(
-                    n,
-                    format!("session {id} continues after `tls passthrough`, which hides the rest"),
-                ));
-            }
-            match rest {
-                "tls passthrough" => {
-                    b.flush();
-                    b.session.tls = TlsMark::Passthrough;
-                    continue;
-                }
-                "tls terminate" => {
-                    b.session.tls = TlsMark::Terminated;
-                    continue;
-                }
-                _ => {}
-            }
-            let (tag, exact, text) = match rest.as_bytes() {
-                [t @ (b'C' | b'D' | b'S'), b':', b' ', ..] => (*t, false, &rest[3..]),
-                [t @ (b'C' | b'D' | b'S'), b':'] => (*t, false, ""),
-                [t @ (b'C' | b'D' | b'S'), b'!', b' ', ..] => (*t, true, &rest[3..]),
-                _ => {
-                    return Err(err(n, "not a C:, D:, S:, session, tls or end line".into()));
-                }
-            };
-            let mut bytes = unescape(text).map_err(|e| err(n, e.to_string()))?;
-            if !exact {
-                bytes.extend_from_slice(b"\r\n");
-            }
-            // Message data is what follows a 354 to DATA, up to its final "."; the recorder
-            // writes nothing else there, and the replay could not replay anything else.
-            match tag {
-                b'D' if !b.data_open => {
-                    return Err(err(
-                        n,
-                        "message data without a 354 reply to DATA before it".into(),
-                    ));
-                }
-                b'C' if b.data_open => {
-                    return Err(err(
-                        n,
-                        "a command line inside message data (before its final \".\")".into(),
-                    ));
-                }
-                _ => {}
-            }
-            match tag {
-                b'C' => b.client_line(n, bytes),
-                b'D' => b.data_line(n, bytes),
-                _ => {
-                    // The replay closes after such a reply, as the server did.
-                    if let Some(code) = b.closing {
-                        return Err(err(
-                            n,
-                            format!(
-                                "a reply after the server's {code}, after which it closes the \
-                                 connection (a line moved or doubled?)"
-                            ),
-                        ));
-                    }
-                    let continues_a_piece = b
-                        .unsolicited
-                        .as_ref()
-                        .or(b.waiting.front())
-                        .and_then(|e| e.reply.last())
-                        .is_some_and(|l| !l.ends_with(b"\n"));
-                    if !continues_a_piece && ReplyLine::parse(&bytes).is_none() {
-                        return Err(err(
-                            n,
-                            "a reply line that does not start with a three-digit code".into(),
-                        ));
-                    }
-                    b.server_line(n, bytes);
-                }
+                sessions.start(n, id, fields)?;
+            } else {
+                sessions.get(n, id)?.event(n, id, rest)?;
             }
         }
+        Ok(Cassette {
+            sessions: sessions.finish(&mut truncated_at),
+            truncated_at,
+        })
+    }
+}
+
+/// An error on line `line`.
+fn error_at(line: usize, message: String) -> CassetteError {
+    CassetteError { line, message }
+}
+
+/// The text's complete lines, and the number of a partial last line (after the last '\n') if
+/// there is one.
+fn whole_lines(text: &str) -> (Vec<&str>, Option<usize>) {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let mut truncated_at = None;
+    // The text after the last '\n' is a partial line unless it is empty.
+    if let Some(last) = lines.pop()
+        && !last.is_empty()
+    {
+        truncated_at = Some(lines.len() + 1);
+    }
+    (lines, truncated_at)
+}
+
+/// The first line is the version line.
+fn check_version_line(lines: &[&str]) -> Result<(), CassetteError> {
+    match lines.first() {
+        Some(first) if first.trim_end() == MAGIC => Ok(()),
+        // The line itself is not shown: a file named by mistake may hold anything.
+        Some(_) => Err(error_at(
+            1,
+            format!("the first line is not {MAGIC:?}: not a cassette, or another version"),
+        )),
+        None => Err(error_at(
+            1,
+            "the file is empty; a cassette starts with its version line".into(),
+        )),
+    }
+}
+
+/// Line `n`'s session number and the rest of it, which must hold no second line.
+fn numbered(n: usize, l: &str) -> Result<(u64, &str), CassetteError> {
+    let (id, rest) = l
+        .split_once(' ')
+        .ok_or_else(|| error_at(n, "a line without a session number".into()))?;
+    let id: u64 = id
+        .parse()
+        .map_err(|_| error_at(n, "the line does not start with a session number".into()))?;
+    // The recorder writes one event per line and escapes anything inside a text that
+    // reads as the start of a line; so this is two lines whose line end was lost.
+    if let Some(at) = embedded_line_start(rest) {
+        let digits = rest[..at]
+            .bytes()
+            .rev()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        // 1-based, counted in the whole line: the session number and its space first.
+        let column = l.len() - rest.len() + at - digits + 1;
+        return Err(error_at(
+            n,
+            format!(
+                "two lines merged into one: another line starts at column {column} (a \
+                 lost line end; split the line there, or write the space after that \
+                 number as \\x20 if the text is meant)"
+            ),
+        ));
+    }
+    Ok((id, rest))
+}
+
+/// The sessions read so far, in the order their `session` lines came.
+#[derive(Default)]
+struct SessionsBeingRead {
+    building: BTreeMap<u64, Building>,
+    order: Vec<u64>,
+}
+
+impl SessionsBeingRead {
+    /// A `session` line on line `n`: session `id` begins with these header fields.
+    fn start(&mut self, n: usize, id: u64, fields: &str) -> Result<(), CassetteError> {
+        if self.building.contains_key(&id) {
+            return Err(error_at(n, format!("session {id} starts twice")));
+        }
+        // Sessions are numbered as they begin, so headers come in number order.
+        if self.order.last().is_some_and(|last| *last > id) {
+            return Err(error_at(
+                n,
+                format!("session {id} starts after a session with a higher number"),
+            ));
+        }
+        let mut map = BTreeMap::new();
+        for f in fields.split_whitespace() {
+            let (k, v) = f
+                .split_once('=')
+                .ok_or_else(|| error_at(n, "a header field that is not key=value".into()))?;
+            map.insert(k.to_owned(), v.to_owned());
+        }
+        self.order.push(id);
+        self.building.insert(
+            id,
+            Building::new(CassetteSession {
+                id,
+                fields: map,
+                exchanges: Vec::new(),
+                tls: TlsMark::None,
+                end: None,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Session `id`, which line `n` uses: begun and not ended.
+    fn get(&mut self, n: usize, id: u64) -> Result<&mut Building, CassetteError> {
+        let b = self.building.get_mut(&id).ok_or_else(|| {
+            error_at(n, format!("session {id} is used before its `session` line"))
+        })?;
+        if b.session.end.is_some() {
+            return Err(error_at(
+                n,
+                format!("session {id} continues after its `end` line"),
+            ));
+        }
+        Ok(b)
+    }
+
+    /// The sessions, in order; a session the recorder stopped in the middle of an exchange is
+    /// loaded up to the last complete one, and where it stops goes in `truncated_at`.
+    fn finish(mut self, truncated_at: &mut Option<usize>) -> Vec<CassetteSession> {
         let mut sessions = Vec::new();
-        for id in order {
-            let Some(mut b) = building.remove(&id) else {
+        for id in self.order {
+            let Some(mut b) = self.building.remove(&id) else {
                 continue;
             };
             if b.session.end.is_some() || b.session.tls == TlsMark::Passthrough {
@@ -600,10 +556,119 @@ impl Cassette {
             }
             sessions.push(b.session);
         }
-        Ok(Cassette {
-            sessions,
-            truncated_at,
-        })
+        sessions
+    }
+}
+
+impl Building {
+    /// Line `n` of session `id`, after its number: an `end`, a `tls`, or a C:, D:, S: line.
+    fn event(&mut self, n: usize, id: u64, rest: &str) -> Result<(), CassetteError> {
+        if let Some(reason) = rest.strip_prefix("end ") {
+            return self.end(n, reason.trim());
+        }
+        if self.session.tls == TlsMark::Passthrough {
+            return Err(error_at(
+                n,
+                format!("session {id} continues after `tls passthrough`, which hides the rest"),
+            ));
+        }
+        match rest {
+            "tls passthrough" => {
+                self.flush();
+                self.session.tls = TlsMark::Passthrough;
+                Ok(())
+            }
+            "tls terminate" => {
+                self.session.tls = TlsMark::Terminated;
+                Ok(())
+            }
+            _ => self.tagged(n, rest),
+        }
+    }
+
+    /// An `end` line with this reason.
+    fn end(&mut self, n: usize, reason: &str) -> Result<(), CassetteError> {
+        if !END_REASONS.contains(&reason) {
+            return Err(error_at(
+                n,
+                format!(
+                    "an `end` line with an unknown reason; a recorder writes one of {}",
+                    END_REASONS.join(", ")
+                ),
+            ));
+        }
+        self.flush();
+        self.session.end = Some(reason.to_owned());
+        Ok(())
+    }
+
+    /// A C:, D: or S: line (`!` for one without its line end).
+    fn tagged(&mut self, n: usize, rest: &str) -> Result<(), CassetteError> {
+        let (tag, exact, text) = match rest.as_bytes() {
+            [t @ (b'C' | b'D' | b'S'), b':', b' ', ..] => (*t, false, &rest[3..]),
+            [t @ (b'C' | b'D' | b'S'), b':'] => (*t, false, ""),
+            [t @ (b'C' | b'D' | b'S'), b'!', b' ', ..] => (*t, true, &rest[3..]),
+            _ => {
+                return Err(error_at(
+                    n,
+                    "not a C:, D:, S:, session, tls or end line".into(),
+                ));
+            }
+        };
+        let mut bytes = unescape(text).map_err(|e| error_at(n, e.to_string()))?;
+        if !exact {
+            bytes.extend_from_slice(b"\r\n");
+        }
+        // Message data is what follows a 354 to DATA, up to its final "."; the recorder
+        // writes nothing else there, and the replay could not replay anything else.
+        match tag {
+            b'D' if !self.data_open => Err(error_at(
+                n,
+                "message data without a 354 reply to DATA before it".into(),
+            )),
+            b'C' if self.data_open => Err(error_at(
+                n,
+                "a command line inside message data (before its final \".\")".into(),
+            )),
+            b'C' => {
+                self.client_line(n, bytes);
+                Ok(())
+            }
+            b'D' => {
+                self.data_line(n, bytes);
+                Ok(())
+            }
+            _ => self.checked_server_line(n, bytes),
+        }
+    }
+
+    /// An S: line, which must come before any closing reply and start with a code unless it
+    /// continues a piece.
+    fn checked_server_line(&mut self, n: usize, bytes: Vec<u8>) -> Result<(), CassetteError> {
+        // The replay closes after such a reply, as the server did.
+        if let Some(code) = self.closing {
+            return Err(error_at(
+                n,
+                format!(
+                    "a reply after the server's {code}, after which it closes the \
+                     connection (a line moved or doubled?)"
+                ),
+            ));
+        }
+        let continues_a_piece = self
+            .unsolicited
+            .as_ref()
+            .or(self.waiting.front())
+            .and_then(|e| e.reply.last())
+            .is_some_and(|l| !l.ends_with(b"\n"));
+        if !continues_a_piece && ReplyLine::parse(&bytes).is_none() {
+            return Err(error_at(
+                n,
+                "a reply line that does not start with a three-digit code".into(),
+            ));
+        }
+        self.server_line(n, bytes);
+        Ok(())
     }
 }
 

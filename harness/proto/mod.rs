@@ -60,5 +60,5 @@ pub use recording::{
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
 pub use replies::{CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, ServerReplies};
 pub use script::{EtrnRule, ScriptBehaviour, ScriptProblem, SmartHostScript};
-pub use session::{Output, Session, SessionLimits};
+pub use session::{DEFAULT_IDLE_TIMEOUT, Output, Session, SessionLimits};
 pub use transcript::transcript;

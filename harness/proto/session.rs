@@ -616,6 +616,8 @@ impl Session {
     }
 
     /// The normal handling of one command; returns the answer to send (None when it was sent).
+    /// Long because it is one table: an arm per verb, each a line or two that hands the command
+    /// to its own function, so the whole verb set reads in one place.
     fn dispatch(&mut self, command: &Command<'_>) -> Option<Answer> {
         match command.verb() {
             Verb::Turn => {

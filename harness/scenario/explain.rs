@@ -11,7 +11,18 @@ use super::predict::Prediction;
 /// Renders the prediction for a scenario, and how it compares with the file's `[expect]`.
 pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Deviation]) -> String {
     let mut o = String::new();
-    let p = &prediction.plan;
+    header(&mut o, scenario, prediction);
+    decisions(&mut o, prediction);
+    connections(&mut o, prediction);
+    reply_handling(&mut o, prediction);
+    against_smarthost(&mut o, scenario, prediction);
+    etrn_per_connection(&mut o, prediction);
+    verdict(&mut o, deviations);
+    o
+}
+
+/// The scenario, its basis and the peer.
+fn header(o: &mut String, scenario: &Scenario, prediction: &Prediction) {
     let _ = writeln!(o, "scenario {}: {}", scenario.id, scenario.title);
     let _ = writeln!(
         o,
@@ -27,11 +38,21 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
         );
     }
     let _ = writeln!(o);
+}
+
+/// The model's decisions, each with its rule.
+fn decisions(o: &mut String, prediction: &Prediction) {
+    let p = &prediction.plan;
     let _ = writeln!(o, "decisions:");
     for d in &p.decisions {
         let _ = writeln!(o, "  [{}] {}", rule_tag(d.rule), d.note);
     }
     let _ = writeln!(o);
+}
+
+/// The dial-up command, the connections, and what each sends.
+fn connections(o: &mut String, prediction: &Prediction) {
+    let p = &prediction.plan;
     if let Some(cmd) = &p.local_command {
         let _ = writeln!(o, "local command when the link is up: {cmd}");
     }
@@ -83,6 +104,11 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
         }
         let _ = writeln!(o, "  QUIT");
     }
+}
+
+/// How the client reacts to each class of reply to ETRN, when it sends ETRN.
+fn reply_handling(o: &mut String, prediction: &Prediction) {
+    let p = &prediction.plan;
     if matches!(p.session.dequeue, Dequeue::Etrn(_)) {
         let _ = writeln!(o);
         let _ = writeln!(o, "reply handling:");
@@ -97,6 +123,10 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
             );
         }
     }
+}
+
+/// What each connection does against the scenario's own smart host.
+fn against_smarthost(o: &mut String, scenario: &Scenario, prediction: &Prediction) {
     if !prediction.runs.is_empty() && !prediction.refused_at_greeting {
         let _ = writeln!(o);
         let _ = writeln!(
@@ -126,6 +156,10 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
             }
         }
     }
+}
+
+/// The ETRN arguments per connection, one line when every connection sends the same.
+fn etrn_per_connection(o: &mut String, prediction: &Prediction) {
     let _ = writeln!(o);
     let per_connection: Vec<String> = prediction
         .etrn_per_connection()
@@ -145,6 +179,10 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
             let _ = writeln!(o, "ETRN on each connection: []");
         }
     }
+}
+
+/// Whether the model agrees with the file's `[expect]`.
+fn verdict(o: &mut String, deviations: &[Deviation]) {
     if deviations.is_empty() {
         let _ = writeln!(o, "[expect]: the model agrees");
     } else {
@@ -153,7 +191,6 @@ pub fn explain(scenario: &Scenario, prediction: &Prediction, deviations: &[Devia
             let _ = writeln!(o, "  {d}");
         }
     }
-    o
 }
 
 fn rule_tag(rule: Rule) -> String {

@@ -360,34 +360,57 @@ impl Deviation {
     }
 }
 
-/// Compares an observation with a scenario's expectations.
+/// Compares an observation with a scenario's expectations: the number of connections, what each
+/// sent, TURN, the dial-up command.
 pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
-    let e = &scenario.expect;
-    let default = scenario.grade;
     let causes = Causes::new(&scenario.ims);
     let mut out = Vec::new();
-    if let Some(expected) = e.expected_connections()
-        && expected as usize != observed.connections.len()
-    {
-        let rule = if causes.connections == 0 {
-            causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
-        } else if observed.connections.len() < expected as usize {
-            causes.connection_rule_for(observed.connections.len())
-        } else {
-            causes.connection_rule()
-        };
-        // The rule grades the count; `connections_grade` only where no rule explains it.
-        let (grade, rule) = graded(Some(rule), e.connections_grade.unwrap_or(rule.grade()));
-        out.push(Deviation {
-            grade,
-            connection: None,
-            rule,
-            difference: Difference::Connections {
-                expected,
-                actual: observed.connections.len(),
-            },
-        });
+    out.extend(connection_count(scenario, observed, &causes));
+    out.extend(each_connection(scenario, observed, &causes));
+    out.extend(turn(scenario, observed));
+    out.extend(local_command(scenario, observed));
+    out
+}
+
+/// A connection count other than the expected one.
+fn connection_count(
+    scenario: &Scenario,
+    observed: &Observed,
+    causes: &Causes<'_>,
+) -> Option<Deviation> {
+    let e = &scenario.expect;
+    let expected = e.expected_connections()?;
+    if expected as usize == observed.connections.len() {
+        return None;
     }
+    let rule = if causes.connections == 0 {
+        causes.deciding.unwrap_or(Rule::NoOutboundNoConnection)
+    } else if observed.connections.len() < expected as usize {
+        causes.connection_rule_for(observed.connections.len())
+    } else {
+        causes.connection_rule()
+    };
+    // The rule grades the count; `connections_grade` only where no rule explains it.
+    let (grade, rule) = graded(Some(rule), e.connections_grade.unwrap_or(rule.grade()));
+    Some(deviation(
+        grade,
+        rule,
+        Difference::Connections {
+            expected,
+            actual: observed.connections.len(),
+        },
+    ))
+}
+
+/// The deviations of each connection's ETRNs, numbered.
+fn each_connection(
+    scenario: &Scenario,
+    observed: &Observed,
+    causes: &Causes<'_>,
+) -> Vec<Deviation> {
+    let e = &scenario.expect;
+    let default = scenario.grade;
+    let mut out = Vec::new();
     // Every connection made, and every connection the expectations (or the model) call for: a
     // connection never made has sent nothing, so its expected ETRNs are missing.
     let expected_count = e
@@ -404,7 +427,7 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
             absent: &e.absent,
             order: e.order,
             default,
-            causes: &causes,
+            causes,
             made: made.is_some(),
             index: i,
             keyword: observed.etrn_keyword.get(i).cloned().flatten(),
@@ -417,35 +440,45 @@ pub fn judge(scenario: &Scenario, observed: &Observed) -> Vec<Deviation> {
             d
         }));
     }
-    if e.turn != observed.turn {
-        // Under AlwaysUseTURN the form of the TURN exchange is the open point (O-14); elsewhere
-        // a TURN replaces what should have been ETRN.
-        let rule = if scenario.ims.registry.always_use_turn() {
-            Rule::TurnForm
-        } else {
-            Rule::TurnInsteadOfEtrn
-        };
-        let (grade, rule) = graded(Some(rule), e.turn_grade.unwrap_or(default));
-        out.push(Deviation {
-            grade,
-            connection: None,
-            rule,
-            difference: Difference::Turn { expected: e.turn },
-        });
-    }
-    if e.local_command != observed.local_command {
-        let (grade, rule) = graded(Some(Rule::DialUpCommand), default);
-        out.push(Deviation {
-            grade,
-            connection: None,
-            rule,
-            difference: Difference::LocalCommand {
-                expected: e.local_command.clone(),
-                actual: observed.local_command.clone(),
-            },
-        });
-    }
     out
+}
+
+/// TURN sent where it was not expected, or not sent where it was.
+fn turn(scenario: &Scenario, observed: &Observed) -> Option<Deviation> {
+    let e = &scenario.expect;
+    if e.turn == observed.turn {
+        return None;
+    }
+    // Under AlwaysUseTURN the form of the TURN exchange is the open point (O-14); elsewhere
+    // a TURN replaces what should have been ETRN.
+    let rule = if scenario.ims.registry.always_use_turn() {
+        Rule::TurnForm
+    } else {
+        Rule::TurnInsteadOfEtrn
+    };
+    let (grade, rule) = graded(Some(rule), e.turn_grade.unwrap_or(scenario.grade));
+    Some(deviation(
+        grade,
+        rule,
+        Difference::Turn { expected: e.turn },
+    ))
+}
+
+/// A dial-up command other than the expected one.
+fn local_command(scenario: &Scenario, observed: &Observed) -> Option<Deviation> {
+    let e = &scenario.expect;
+    if e.local_command == observed.local_command {
+        return None;
+    }
+    let (grade, rule) = graded(Some(Rule::DialUpCommand), scenario.grade);
+    Some(deviation(
+        grade,
+        rule,
+        Difference::LocalCommand {
+            expected: e.local_command.clone(),
+            actual: observed.local_command.clone(),
+        },
+    ))
 }
 
 /// The grade a deviation takes and the rule it names: the rule's own grade whenever a rule explains
@@ -753,17 +786,23 @@ enum Match {
 }
 
 impl Connection<'_> {
+    /// The deviations of what this connection sent from what it should have: each sent argument
+    /// matched to an expected one or not, the expected ones not sent, duplicates, the order.
     fn judge(&self, sent: &[SentEtrn]) -> Vec<Deviation> {
-        let mut out = Vec::new();
-        let deviation = |grade, rule, difference| Deviation {
-            grade,
-            connection: None,
-            rule,
-            difference,
-        };
         // How much a difference of order counts where no rule is named; the order rule grades
         // it otherwise (see `graded`).
         let order_grade = self.order.unwrap_or(self.order_rule().grade());
+        let (matched, taken) = self.match_sent(sent);
+        let mut out = self.sent_deviations(sent, &matched, order_grade);
+        out.extend(self.missing(sent, &taken, order_grade));
+        out.extend(duplicates(sent));
+        out.extend(self.order_deviation(sent, &matched));
+        out
+    }
+
+    /// For each sent argument, the expected one it matches and how; and which expected ones are
+    /// matched.
+    fn match_sent(&self, sent: &[SentEtrn]) -> (Vec<Option<(usize, Match)>>, Vec<bool>) {
         // Each expected argument is matched by the first sent argument that names it, the
         // closest form first: the very text, then another form of it, then another option.
         let mut matched: Vec<Option<(usize, Match)>> = vec![None; sent.len()];
@@ -787,6 +826,17 @@ impl Connection<'_> {
                 }
             }
         }
+        (matched, taken)
+    }
+
+    /// The deviations of the sent arguments: another form, another option, or unmatched.
+    fn sent_deviations(
+        &self,
+        sent: &[SentEtrn],
+        matched: &[Option<(usize, Match)>],
+        order_grade: Grade,
+    ) -> Vec<Deviation> {
+        let mut out = Vec::new();
         for (s, e) in sent.iter().enumerate() {
             let arg = &e.arg;
             match matched[s] {
@@ -827,6 +877,12 @@ impl Connection<'_> {
                 }
             }
         }
+        out
+    }
+
+    /// The expected arguments not sent, each graded by the rule that explains its absence.
+    fn missing(&self, sent: &[SentEtrn], taken: &[bool], order_grade: Grade) -> Vec<Deviation> {
+        let mut out = Vec::new();
         // An expected argument not sent after a reply that stops ETRN was cut off by that reply:
         // the client asked in another order than the model (the replies decide which come first).
         let stopped_by_reply = sent.iter().any(|e| stops(e.reply));
@@ -870,42 +926,66 @@ impl Connection<'_> {
                 ));
             }
         }
-        let mut counts: Vec<(&EtrnArg, usize)> = Vec::new();
-        for e in sent {
-            match counts.iter_mut().find(|(a, _)| **a == e.arg) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((&e.arg, 1)),
-            }
-        }
-        for (arg, times) in counts {
-            if times > 1 {
-                out.push(deviation(
-                    Rule::Deduplicate.grade(),
-                    Some(Rule::Deduplicate),
-                    Difference::Duplicated {
-                        arg: arg.raw().into(),
-                        times,
-                    },
-                ));
-            }
-        }
-        if let Some(order) = self.order {
-            // The expected positions of the matched arguments, in the order they were sent.
-            let positions: Vec<usize> = matched.iter().flatten().map(|(x, _)| *x).collect();
-            if positions.windows(2).any(|w| w[0] > w[1]) {
-                let (grade, rule) = graded(Some(self.order_rule()), order);
-                out.push(deviation(
-                    grade,
-                    rule,
-                    Difference::Order {
-                        expected: self.expected.iter().map(|e| e.arg.raw().into()).collect(),
-                        actual: sent.iter().map(|e| e.arg.raw().into()).collect(),
-                    },
-                ));
-            }
-        }
         out
     }
+
+    /// A difference of order among the matched arguments, where the order is judged.
+    fn order_deviation(
+        &self,
+        sent: &[SentEtrn],
+        matched: &[Option<(usize, Match)>],
+    ) -> Option<Deviation> {
+        let order = self.order?;
+        // The expected positions of the matched arguments, in the order they were sent.
+        let positions: Vec<usize> = matched.iter().flatten().map(|(x, _)| *x).collect();
+        if !positions.windows(2).any(|w| w[0] > w[1]) {
+            return None;
+        }
+        let (grade, rule) = graded(Some(self.order_rule()), order);
+        Some(deviation(
+            grade,
+            rule,
+            Difference::Order {
+                expected: self.expected.iter().map(|e| e.arg.raw().into()).collect(),
+                actual: sent.iter().map(|e| e.arg.raw().into()).collect(),
+            },
+        ))
+    }
+}
+
+/// A deviation with no connection number yet (`each_connection` sets it for a connection's).
+fn deviation(grade: Grade, rule: Option<Rule>, difference: Difference) -> Deviation {
+    Deviation {
+        grade,
+        connection: None,
+        rule,
+        difference,
+    }
+}
+
+/// An argument sent more than once, once per argument.
+fn duplicates(sent: &[SentEtrn]) -> Vec<Deviation> {
+    let mut out = Vec::new();
+    let mut counts: Vec<(&EtrnArg, usize)> = Vec::new();
+    for e in sent {
+        match counts.iter_mut().find(|(a, _)| **a == e.arg) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&e.arg, 1)),
+        }
+    }
+    for (arg, times) in counts {
+        if times > 1 {
+            out.push(deviation(
+                Rule::Deduplicate.grade(),
+                Some(Rule::Deduplicate),
+                Difference::Duplicated {
+                    arg: arg.raw().into(),
+                    times,
+                },
+            ));
+        }
+    }
+    out
 }
 
 impl Connection<'_> {

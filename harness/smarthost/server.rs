@@ -396,6 +396,10 @@ const UNAWAITED_MAX_OCTETS: usize = 512;
 /// Bytes are fed to the session a line at a time, so the driver knows which lines arrived
 /// before the replies to earlier ones were written ([`Event::Unawaited`]: the client did not
 /// wait for them), and which arrived after the session closed.
+///
+/// Long because it is the driver's one loop, and its arms (outputs to carry out, a held reply to
+/// wait for, a read, the session's timer, the stop signal) share the pending write, the batch of
+/// events and the unfed bytes; split apart they would pass all of them back and forth.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     session: &mut dyn Conversation,

@@ -227,7 +227,45 @@ struct Building {
 /// Writes the recording document the stream at `path` holds to `out`; returns how many sessions
 /// it has.
 pub fn write_document(path: &Path, out: &mut dyn Write) -> Result<usize, StreamError> {
-    // First pass: every line checked, the last reset found, the refusals after it counted.
+    let (last_reset, refused) = last_reset(path)?;
+    let head = Recording {
+        version: RECORDING_VERSION,
+        refused,
+        forgotten: 0,
+        sessions: Vec::new(),
+    };
+    out.write_all(&head.document_head())
+        .map_err(StreamError::Write)?;
+    // Second pass: the sessions, each written once it and all before it have closed.
+    let mut held: BTreeMap<u64, Building> = BTreeMap::new();
+    let mut sessions = SessionWriter { written: 0 };
+    for_each_line(path, |number, line| {
+        let after_reset = number > last_reset;
+        apply(&mut held, line, after_reset);
+        // Every closed session at the front goes out: ids only grow, so none comes before it.
+        if after_reset {
+            while let Some(entry) = held.first_entry() {
+                if entry.get().session.close.is_none() {
+                    break;
+                }
+                sessions.write(entry.remove(), out)?;
+            }
+        }
+        Ok(())
+    })?;
+    // Sessions still open when the stream ended (a killed server) are shown open, as the API
+    // shows them.
+    for (_, b) in std::mem::take(&mut held) {
+        sessions.write(b, out)?;
+    }
+    out.write_all(b"]}").map_err(StreamError::Write)?;
+    out.flush().map_err(StreamError::Write)?;
+    Ok(sessions.written)
+}
+
+/// The first pass: every line checked; the number of the last reset line (0 for none) and the
+/// refusals after it.
+fn last_reset(path: &Path) -> Result<(u64, u64), StreamError> {
     let mut last_reset = 0u64;
     let mut refused = 0u64;
     for_each_line(path, |number, line| {
@@ -241,93 +279,73 @@ pub fn write_document(path: &Path, out: &mut dyn Write) -> Result<usize, StreamE
         }
         Ok(())
     })?;
-    let head = Recording {
-        version: RECORDING_VERSION,
-        refused,
-        forgotten: 0,
-        sessions: Vec::new(),
-    };
-    out.write_all(&head.document_head())
-        .map_err(StreamError::Write)?;
-    // Second pass: the sessions, each written once it and all before it have closed.
-    let mut held: BTreeMap<u64, Building> = BTreeMap::new();
-    let mut written = 0usize;
-    let mut write = |b: Building, out: &mut dyn Write| -> Result<(), StreamError> {
+    Ok((last_reset, refused))
+}
+
+/// One line applied to the sessions being read; `after_reset` says whether it comes after the
+/// last reset.
+fn apply(held: &mut BTreeMap<u64, Building>, line: StreamLine, after_reset: bool) {
+    match line {
+        StreamLine::Opened {
+            at_us,
+            session,
+            peer,
+        } => {
+            held.insert(
+                session,
+                Building {
+                    session: SessionRecording::opened(session, peer, at_us),
+                    events: Vec::new(),
+                },
+            );
+        }
+        // Before the last reset only the facts of sessions count: a reset empties the logs.
+        StreamLine::Event { session, event } if after_reset => {
+            if let Some(b) = held.get_mut(&session) {
+                b.events.push(event);
+            }
+        }
+        StreamLine::Tls { session } => {
+            if let Some(b) = held.get_mut(&session) {
+                b.session.tls = true;
+            }
+        }
+        StreamLine::Closed {
+            at_us,
+            session,
+            reason,
+        } => {
+            if after_reset {
+                if let Some(b) = held.get_mut(&session) {
+                    b.session.ended_us = Some(at_us);
+                    b.session.close = Some(reason);
+                }
+            } else {
+                // Closed before the last reset: the reset forgot it.
+                held.remove(&session);
+            }
+        }
+        StreamLine::Event { .. } | StreamLine::Reset | StreamLine::Refused | StreamLine::Header => {
+        }
+    }
+}
+
+/// Writes the sessions of the document, a comma between them.
+struct SessionWriter {
+    written: usize,
+}
+
+impl SessionWriter {
+    fn write(&mut self, b: Building, out: &mut dyn Write) -> Result<(), StreamError> {
         let session = b.session.with_events(b.events);
         let json = serde_json::to_vec(&session).map_err(|e| StreamError::Write(e.into()))?;
-        if written > 0 {
+        if self.written > 0 {
             out.write_all(b",").map_err(StreamError::Write)?;
         }
         out.write_all(&json).map_err(StreamError::Write)?;
-        written += 1;
+        self.written += 1;
         Ok(())
-    };
-    for_each_line(path, |number, line| {
-        let after_reset = number > last_reset;
-        match line {
-            StreamLine::Opened {
-                at_us,
-                session,
-                peer,
-            } => {
-                held.insert(
-                    session,
-                    Building {
-                        session: SessionRecording::opened(session, peer, at_us),
-                        events: Vec::new(),
-                    },
-                );
-            }
-            // Before the last reset only the facts of sessions count: a reset empties the logs.
-            StreamLine::Event { session, event } if after_reset => {
-                if let Some(b) = held.get_mut(&session) {
-                    b.events.push(event);
-                }
-            }
-            StreamLine::Tls { session } => {
-                if let Some(b) = held.get_mut(&session) {
-                    b.session.tls = true;
-                }
-            }
-            StreamLine::Closed {
-                at_us,
-                session,
-                reason,
-            } => {
-                if after_reset {
-                    if let Some(b) = held.get_mut(&session) {
-                        b.session.ended_us = Some(at_us);
-                        b.session.close = Some(reason);
-                    }
-                } else {
-                    // Closed before the last reset: the reset forgot it.
-                    held.remove(&session);
-                }
-            }
-            StreamLine::Event { .. }
-            | StreamLine::Reset
-            | StreamLine::Refused
-            | StreamLine::Header => {}
-        }
-        // Every closed session at the front goes out: ids only grow, so none comes before it.
-        if after_reset {
-            while let Some(entry) = held.first_entry() {
-                if entry.get().session.close.is_none() {
-                    break;
-                }
-                write(entry.remove(), out)?;
-            }
-        }
-        Ok(())
-    })?;
-    // Sessions still open when the stream ended (a killed server) are shown open, as the API
-    // shows them.
-    for (_, b) in std::mem::take(&mut held) {
-        write(b, out)?;
     }
-    out.write_all(b"]}").map_err(StreamError::Write)?;
-    out.flush().map_err(StreamError::Write)?;
-    Ok(written)
 }
 
 #[cfg(test)]
