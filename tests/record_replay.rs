@@ -380,6 +380,42 @@ async fn a_smart_host_whose_script_names_a_missing_cassette_does_not_start() {
     assert!(error.contains("absent.cassette"), "{error}");
 }
 
+/// A replaying smart host serves at most its cap at once (what `replay --max-connections` sets):
+/// the connection past it gets `421` at connect and is counted as refused, not replayed.
+#[tokio::test]
+async fn a_replay_past_its_connection_cap_gets_421_at_connect() {
+    let up = upstream().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recorded = record_one_session(&up, &dir.path().join("c.cassette")).await;
+    let host = cassette::replay_server_with(
+        recorded,
+        ReplayOptions::default(),
+        "127.0.0.1:0".parse().expect("addr"),
+        WAIT,
+        1,
+        etrn_harness::Recorder::new(),
+    )
+    .await
+    .expect("replay starts");
+    let mut first = Connection::open(host.addr(), WAIT).await.expect("connect");
+    assert_eq!(
+        first.reply().await.expect("greeting").code().to_string(),
+        "220"
+    );
+    let mut second = Connection::open(host.addr(), WAIT).await.expect("connect");
+    let refusal = second.reply().await.expect("a refusal");
+    assert_eq!(refusal.code().get(), 421, "{refusal}");
+    first.quit().await.expect("quit");
+    let rec = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("the replayed session ends");
+    assert_eq!(rec.refused, 1);
+    assert_eq!(rec.sessions.len(), 1);
+    host.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_replay_mismatch_gets_451_and_names_position_expected_and_actual() {
     let up = upstream().await;
