@@ -18,9 +18,9 @@
 //! - [`wire`]: the wire layer every SMTP-speaking part shares: line framing with a cap and a
 //!   linear scan, verbs and arguments split at any whitespace, reply lines, EHLO keywords, the
 //!   one credential redaction, the one observer of server-side session state
-//!   (`ServerSideObserver`: data, AUTH, STARTTLS, greeting and transaction
-//!   from the replies) that the session, the replay and the recording proxy all drive, and a follower
-//!   built on it that pairs pipelined requests with their replies.
+//!   (`ServerSideObserver`: data, AUTH, STARTTLS, greeting and transaction from the replies) that
+//!   the session and the replay drive, and the follower built on it with which the recording
+//!   proxy pairs pipelined requests with their replies.
 //! - [`reply`]: `ReplyCode` and `Reply`, and the `ReplyReader` that reads complete replies out of
 //!   a server's bytes.
 //! - [`smtp_client`]: a minimal SMTP client (a line out, a complete reply in, each reply within
@@ -35,9 +35,10 @@
 //!   a sans-IO SMTP client ([`ims::ImsClient`]: a reply in, the next command out), which the
 //!   built-in target drives over TCP and the prediction pairs in memory with a smart host.
 //! - [`proto`]: the smart host, sans I/O: the SMTP server session (bytes in; replies, events, TLS
-//!   and close requests out; the wire layer's observer tracks how lines are read), the script and server profiles that decide what it says, the
-//!   cassette format and the replay conversation, the one factory choosing between them, and the
-//!   [`proto::Recording`] as plain data. Nothing in it knows tokio or sockets.
+//!   and close requests out; the wire layer's observer tracks how lines are read), the script and
+//!   server profiles that decide what it says, the cassette format and the replay conversation,
+//!   the one factory choosing between them, and the [`proto::Recording`] as plain data. Nothing
+//!   in it knows tokio, sockets or a clock.
 //! - [`smarthost`]: the tokio driver of every server here: the one accept loop and server handle
 //!   (connection cap, a shutdown that always finishes), the session driver (deadlines on every
 //!   wait, STARTTLS), and the recorder with event-driven waits and the `--record` stream.
