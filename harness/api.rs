@@ -1284,7 +1284,15 @@ async fn put_script(
         )
     })?;
     let script = parse_script(json, &text)?;
-    // Loading a cassette reads a file: never on a runtime worker.
+    install_off_the_workers(s, script).await
+}
+
+/// Puts `script` in place off the runtime's workers: loading a cassette reads a file, and a
+/// script that offers STARTTLS on a server without a certificate has one made.
+async fn install_off_the_workers(
+    s: ApiState,
+    script: SmartHostScript,
+) -> Result<Json<ScriptInstalled>, ApiFailure> {
     tokio::task::spawn_blocking(move || install(&s, script))
         .await
         .unwrap_or_else(|_| {
@@ -1328,13 +1336,11 @@ async fn put_profile(
             fix: profile_fix(),
         });
     };
-    install(
-        &s,
-        SmartHostScript {
-            profile,
-            ..SmartHostScript::default()
-        },
-    )
+    let script = SmartHostScript {
+        profile,
+        ..SmartHostScript::default()
+    };
+    install_off_the_workers(s, script).await
 }
 
 #[cfg(test)]
