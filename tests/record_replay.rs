@@ -652,15 +652,7 @@ async fn starttls_is_passed_through_and_marked() {
     let proxy = RecordingProxy::start("127.0.0.1:0".parse().expect("addr"), up.addr(), &path)
         .await
         .expect("starts");
-    let mut client = mail_send::SmtpClientBuilder::new("localhost", proxy.addr().port())
-        .expect("builder")
-        .implicit_tls(false)
-        .allow_invalid_certs()
-        .helo_host("client.example")
-        .timeout(WAIT)
-        .connect()
-        .await
-        .expect("STARTTLS through the proxy");
+    let mut client = common::starttls_client(proxy.addr(), WAIT).await;
     let r = client
         .cmd(b"ETRN secret.example\r\n")
         .await
@@ -689,15 +681,7 @@ async fn starttls_is_passed_through_and_marked() {
 
 /// ETRN through a mail-send client (STARTTLS, then ETRN) to `addr`: the ETRN reply.
 async fn etrn_over_tls(addr: SocketAddr) -> String {
-    let mut client = mail_send::SmtpClientBuilder::new("localhost", addr.port())
-        .expect("builder")
-        .implicit_tls(false)
-        .allow_invalid_certs()
-        .helo_host("client.example")
-        .timeout(WAIT)
-        .connect()
-        .await
-        .expect("STARTTLS");
+    let mut client = common::starttls_client(addr, WAIT).await;
     let r = client
         .cmd(b"ETRN etrn.example\r\n")
         .await

@@ -311,15 +311,7 @@ async fn bare_lf_and_non_utf8_over_the_wire() {
 #[tokio::test]
 async fn starttls_with_a_rust_client_library_and_pipelined_etrn() {
     let host = SmartHost::start(with_starttls()).await.expect("starts");
-    let mut client = mail_send::SmtpClientBuilder::new("localhost", host.addr().port())
-        .expect("builder")
-        .implicit_tls(false)
-        .allow_invalid_certs()
-        .helo_host("client.example")
-        .timeout(WAIT)
-        .connect()
-        .await
-        .expect("STARTTLS session");
+    let mut client = common::starttls_client(host.addr(), WAIT).await;
     let replies = client
         .cmds([
             &b"ETRN a.example\r\n"[..],
@@ -1368,21 +1360,8 @@ async fn a_starttls_script_put_through_the_api_gets_a_working_starttls() {
     let api = api_of(&mut serve);
     let (status, body) = http(&api, "PUT", "/script", "profile = \"exim\"\n");
     assert_eq!(status, 200, "{body}");
-    let port = serve
-        .addr
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("port");
-    let mut client = mail_send::SmtpClientBuilder::new("localhost", port)
-        .expect("builder")
-        .implicit_tls(false)
-        .allow_invalid_certs()
-        .helo_host("client.example")
-        .timeout(WAIT)
-        .connect()
-        .await
-        .expect("a STARTTLS session");
+    let smtp: std::net::SocketAddr = serve.addr.parse().expect("the SMTP address");
+    let mut client = common::starttls_client(smtp, WAIT).await;
     client
         .cmd(b"ETRN tls.example\r\n")
         .await

@@ -49,3 +49,20 @@ pub async fn run_probe(args: &[&str], limit: std::time::Duration) -> std::proces
         .expect("probe finishes within its limit")
         .expect("the binary runs")
 }
+
+/// A mail-send client session with the smart host (or proxy) at `addr`, after EHLO, STARTTLS
+/// (its self-signed certificate accepted) and EHLO again; each reply awaited at most `timeout`.
+pub async fn starttls_client(
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> mail_send::SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    mail_send::SmtpClientBuilder::new("localhost", addr.port())
+        .expect("builder")
+        .implicit_tls(false)
+        .allow_invalid_certs()
+        .helo_host("client.example")
+        .timeout(timeout)
+        .connect()
+        .await
+        .expect("a STARTTLS session")
+}
