@@ -68,7 +68,10 @@ pub async fn accept_loop<F, Fut>(
                         },
                         _ => None,
                     };
-                    let session = on_connection(stream, peer, shutdown.clone());
+                    // Boxed: a session's future is several KiB, and tokio moves a task's future
+                    // (and reads its output) by copying its whole cell, several times per task;
+                    // behind a box each of those copies is a pointer.
+                    let session = Box::pin(on_connection(stream, peer, shutdown.clone()));
                     connections.spawn(async move {
                         session.await;
                         drop(permit);

@@ -353,6 +353,19 @@ async fn serve(
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
     };
+    // Boxed: the TLS leg's state (the handshake, rustls's connection) is several KiB that a
+    // plaintext session, the common case, would otherwise carry in its own future.
+    Box::pin(serve_tls(plain, session.as_mut(), id, shared, shutdown)).await
+}
+
+/// The rest of a session after STARTTLS: the handshake, then the TLS leg.
+async fn serve_tls(
+    plain: TcpStream,
+    session: &mut dyn Conversation,
+    id: u64,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> CloseReason {
     let acceptor = shared
         .tls
         .read()
@@ -373,7 +386,7 @@ async fn serve(
     debug!("TLS established");
     session.tls_established(Instant::now().into_std());
     shared.recorder.tls_established(id);
-    match drive(tls, session.as_mut(), id, shared, &mut shutdown).await {
+    match drive(tls, session, id, shared, &mut shutdown).await {
         Leg::Closed(reason) => reason,
         Leg::StartTls(_) => CloseReason::TlsFailed("STARTTLS inside TLS".into()),
     }
