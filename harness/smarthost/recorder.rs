@@ -84,7 +84,7 @@ impl LiveEvent {
 
 /// The JSON lines of the `--record` stream, built in one place for the stream and the live feed,
 /// from the types [`LiveLine`] describes.
-mod line {
+pub(super) mod line {
     use std::net::SocketAddr;
 
     use serde::Serialize;
