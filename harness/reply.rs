@@ -393,8 +393,8 @@ mod tests {
         assert!(m.is_multiline());
         assert_eq!(m.to_wire(), "250-first\r\n250 second\r\n");
         assert_eq!(Reply::parse("221").unwrap().to_wire(), "221\r\n");
-        let empty_inner = Reply::new(crate::reply_code!(599), "").with_line("");
-        assert_eq!(empty_inner.to_wire(), "599-\r\n599\r\n");
+        let empty_inner = Reply::new(crate::reply_code!(554), "").with_line("");
+        assert_eq!(empty_inner.to_wire(), "554-\r\n554\r\n");
         assert_eq!(
             Reply::parse("421 a\n\nb").unwrap().to_wire(),
             "421-a\r\n421-\r\n421 b\r\n"
