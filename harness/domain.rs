@@ -613,14 +613,17 @@ mod tests {
         parsed.map(|d| (d.raw().to_owned(), d.normalised().to_owned()))
     }
 
-    fn arg_outcome(
-        parsed: Result<EtrnArg, EtrnArgError>,
-    ) -> Result<(String, EtrnOption, Option<(String, String)>, String), EtrnArgError> {
+    /// The same for an ETRN argument: its raw text, option, domain (raw and normalised) and
+    /// normalised form, in one line.
+    fn arg_outcome(parsed: Result<EtrnArg, EtrnArgError>) -> Result<String, EtrnArgError> {
         parsed.map(|a| {
-            let domain = a
-                .domain()
-                .map(|d| (d.raw().to_owned(), d.normalised().to_owned()));
-            (a.raw().to_owned(), a.option(), domain, a.normalised())
+            let domain = a.domain().map(|d| (d.raw(), d.normalised()));
+            format!(
+                "{:?} {:?} {domain:?} {:?}",
+                a.raw(),
+                a.option(),
+                a.normalised()
+            )
         })
     }
 

@@ -13,8 +13,7 @@ pub fn escape(bytes: &[u8]) -> String {
     let printable = bytes.iter().fold(true, |all, b| {
         all & matches!(b, 0x20..=0x5b | 0x5d..=0x7e) // printable, no `\\`
     });
-    if printable && let Ok(text) = std::str::from_utf8(bytes)
-    {
+    if printable && let Ok(text) = std::str::from_utf8(bytes) {
         return text.to_owned();
     }
     let mut out = String::with_capacity(bytes.len());

@@ -323,7 +323,10 @@ mod tests {
             command: Some("x\u{85}y\u{e9}".as_bytes()),
             ..Placeholders::default()
         };
-        assert_eq!(eight_bit.fill("{arg}|{node}"), "#a\u{fffd}b\u{fffd}|a\u{fffd}b\u{fffd}");
+        assert_eq!(
+            eight_bit.fill("{arg}|{node}"),
+            "#a\u{fffd}b\u{fffd}|a\u{fffd}b\u{fffd}"
+        );
         assert_eq!(eight_bit.fill("{command}{"), "x?y\u{e9}{");
         assert_eq!(eight_bit.fill("{from}{nope}{arg"), "{from}{nope}{arg");
         assert_eq!(p.fill("<{from}>"), "<x@c.example>");

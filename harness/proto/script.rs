@@ -441,10 +441,7 @@ mod tests {
     }
 
     fn said(a: &Answer) -> String {
-        a.reply
-            .as_ref()
-            .map(|r| r.to_string())
-            .unwrap_or_default()
+        a.reply.as_ref().map(|r| r.to_string()).unwrap_or_default()
     }
 
     /// The reply to `ETRN <text>` after EHLO, placeholders filled as the session fills them.
