@@ -92,13 +92,63 @@ impl DomainError {
 #[derive(Clone)]
 pub struct Domain {
     raw: String,
-    normalised: String,
+    /// The normalised form when it differs from the raw text without its trailing dot; `None`
+    /// when it does not (the common case: a name already in lower case), so such a domain costs
+    /// one allocation, not two.
+    normalised: Option<String>,
 }
 
 impl Domain {
     /// Parses and validates a domain (RFC 5321 §4.1.2 letters-digits-hyphen labels, or IDNA U-labels).
     /// A single trailing dot is allowed and kept in the raw text.
     pub fn parse(text: &str) -> Result<Self, DomainError> {
+        match Domain::parse_plain_ascii(text) {
+            Some(domain) => Ok(domain),
+            None => Domain::parse_any(text),
+        }
+    }
+
+    /// The fast path of [`Domain::parse`], because every ETRN parses its argument (twice: the
+    /// session and the recorder) and nearly every argument is a plain ASCII name: one pass over
+    /// the bytes, no `chars()`, no IDNA, one allocation (two with upper case). It accepts only
+    /// letters, digits, hyphens and dots, and only a name [`Domain::parse_any`] accepts too, with
+    /// the same result; anything else (non-ASCII, or any error) is `None` and left to
+    /// `parse_any`, so every error is found and worded in one place.
+    fn parse_plain_ascii(text: &str) -> Option<Domain> {
+        let bytes = text.as_bytes();
+        let without_dot = bytes.strip_suffix(b".").unwrap_or(bytes);
+        if without_dot.is_empty() || without_dot.len() > MAX_DOMAIN_OCTETS {
+            return None;
+        }
+        let label_ok = |label: &[u8]| {
+            matches!(
+                (label.first(), label.last()),
+                (Some(first), Some(last)) if *first != b'-' && *last != b'-'
+            ) && label.len() <= MAX_LABEL_OCTETS
+        };
+        let mut upper_case = false;
+        let mut label_start = 0;
+        for (i, b) in without_dot.iter().enumerate() {
+            match PLAIN_ASCII[usize::from(*b)] {
+                PlainAscii::Kept => {}
+                PlainAscii::Upper => upper_case = true,
+                PlainAscii::Dot if label_ok(&without_dot[label_start..i]) => label_start = i + 1,
+                PlainAscii::Dot | PlainAscii::Other => return None,
+            }
+        }
+        if !label_ok(&without_dot[label_start..]) {
+            return None;
+        }
+        // ASCII throughout, so the normalised form is the lower-cased text without its dot.
+        let normalised = upper_case.then(|| text[..without_dot.len()].to_ascii_lowercase());
+        Some(Domain {
+            raw: text.to_owned(),
+            normalised,
+        })
+    }
+
+    /// The whole of [`Domain::parse`]: U-labels through IDNA, and every error.
+    fn parse_any(text: &str) -> Result<Self, DomainError> {
         if text.is_empty() {
             return Err(DomainError::Empty);
         }
@@ -152,9 +202,10 @@ impl Domain {
                 });
             }
         }
+        let normalised = (ascii != without_dot).then(|| ascii.into_owned());
         Ok(Domain {
             raw: text.to_owned(),
-            normalised: ascii.into_owned(),
+            normalised,
         })
     }
 
@@ -165,27 +216,58 @@ impl Domain {
 
     /// Lower case, no trailing dot, A-labels: what comparisons use.
     pub fn normalised(&self) -> &str {
-        &self.normalised
+        match &self.normalised {
+            Some(normalised) => normalised,
+            None => self.raw.strip_suffix('.').unwrap_or(&self.raw),
+        }
     }
 
     /// True when every label is numeric, as in `192.168.1.10` (KB249100 allows such routing rows;
     /// Postfix refuses them as ETRN arguments).
     pub fn is_all_numeric(&self) -> bool {
-        self.normalised
+        self.normalised()
             .split('.')
             .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
     }
 }
 
+/// What a byte is to [`Domain::parse_plain_ascii`]: a table, so each byte costs one lookup.
+#[derive(Clone, Copy)]
+enum PlainAscii {
+    /// A lower-case letter, a digit or a hyphen: the normalised form keeps it as it is.
+    Kept,
+    /// An upper-case letter: the normalised form differs from the raw text.
+    Upper,
+    /// A dot: a label ends.
+    Dot,
+    /// Anything else: not for the fast path.
+    Other,
+}
+
+const PLAIN_ASCII: [PlainAscii; 256] = {
+    let mut table = [PlainAscii::Other; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => PlainAscii::Kept,
+            b'A'..=b'Z' => PlainAscii::Upper,
+            b'.' => PlainAscii::Dot,
+            _ => PlainAscii::Other,
+        };
+        b += 1;
+    }
+    table
+};
+
 impl PartialEq for Domain {
     fn eq(&self, other: &Self) -> bool {
-        self.normalised == other.normalised
+        self.normalised() == other.normalised()
     }
 }
 impl Eq for Domain {}
 impl Hash for Domain {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.normalised.hash(state);
+        self.normalised().hash(state);
     }
 }
 
@@ -306,7 +388,9 @@ impl EtrnArgError {
 /// `ETRN example.com.` name the same queue.
 #[derive(Clone)]
 pub struct EtrnArg {
-    raw: String,
+    /// The argument as written when it has an option character; `None`: it is the node's
+    /// domain as written, so the text is not kept twice.
+    raw: Option<String>,
     option: EtrnOption,
     node: EtrnNode,
 }
@@ -314,17 +398,24 @@ pub struct EtrnArg {
 impl EtrnArg {
     /// Parses an argument as received or configured.
     pub fn parse(raw: &str) -> Result<Self, EtrnArgError> {
+        // The fast path: an optional option character, then a plain ASCII domain (see
+        // `Domain::parse_plain_ascii`, which also refuses whitespace); anything else, and every
+        // error, takes the full parse below.
+        let (option, rest) = split_option(raw);
+        if let Some(domain) = Domain::parse_plain_ascii(rest) {
+            return Ok(EtrnArg::new(raw, option, EtrnNode::Domain(domain)));
+        }
+        EtrnArg::parse_any(raw)
+    }
+
+    fn parse_any(raw: &str) -> Result<Self, EtrnArgError> {
         if raw.is_empty() {
             return Err(EtrnArgError::Empty);
         }
         if raw.chars().any(char::is_whitespace) {
             return Err(EtrnArgError::Whitespace { raw: raw.into() });
         }
-        let (option, rest) = match raw.as_bytes()[0] {
-            b'@' => (EtrnOption::Subdomains, &raw[1..]),
-            b'#' => (EtrnOption::Queue, &raw[1..]),
-            _ => (EtrnOption::None, raw),
-        };
+        let (option, rest) = split_option(raw);
         if rest.is_empty() {
             return Err(EtrnArgError::OptionOnly { raw: raw.into() });
         }
@@ -338,24 +429,34 @@ impl EtrnArg {
                 });
             }
         };
-        Ok(EtrnArg {
-            raw: raw.to_owned(),
+        Ok(EtrnArg::new(raw, option, node))
+    }
+
+    /// The argument `raw`, read as `option` and `node` (without an option character, `node` is a
+    /// domain whose raw text is `raw`).
+    fn new(raw: &str, option: EtrnOption, node: EtrnNode) -> Self {
+        EtrnArg {
+            raw: (option != EtrnOption::None).then(|| raw.to_owned()),
             option,
             node,
-        })
+        }
     }
 
     /// The plain form `ETRN <domain>` with no option character.
     pub fn plain(domain: Domain) -> Self {
         EtrnArg {
-            raw: domain.raw().to_owned(),
+            raw: None,
             option: EtrnOption::None,
             node: EtrnNode::Domain(domain),
         }
     }
 
     pub fn raw(&self) -> &str {
-        &self.raw
+        match (&self.raw, &self.node) {
+            (Some(raw), _) => raw,
+            (None, EtrnNode::Domain(domain)) => domain.raw(),
+            (None, EtrnNode::Queue(queue)) => queue,
+        }
     }
 
     pub fn option(&self) -> EtrnOption {
@@ -383,6 +484,15 @@ impl EtrnArg {
     }
 }
 
+/// The option character, if any, and the node name after it.
+fn split_option(raw: &str) -> (EtrnOption, &str) {
+    match raw.as_bytes().first() {
+        Some(b'@') => (EtrnOption::Subdomains, &raw[1..]),
+        Some(b'#') => (EtrnOption::Queue, &raw[1..]),
+        _ => (EtrnOption::None, raw),
+    }
+}
+
 impl PartialEq for EtrnArg {
     fn eq(&self, other: &Self) -> bool {
         self.option == other.option && self.node == other.node
@@ -398,13 +508,13 @@ impl Hash for EtrnArg {
 
 impl fmt::Debug for EtrnArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EtrnArg({:?})", self.raw)
+        write!(f, "EtrnArg({:?})", self.raw())
     }
 }
 
 impl fmt::Display for EtrnArg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
+        f.write_str(self.raw())
     }
 }
 
@@ -417,7 +527,7 @@ impl FromStr for EtrnArg {
 
 impl Serialize for EtrnArg {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.raw)
+        s.serialize_str(self.raw())
     }
 }
 
@@ -496,6 +606,100 @@ mod tests {
         let ip = Domain::parse("192.168.1.10").unwrap();
         assert!(ip.is_all_numeric());
         assert!(!Domain::parse("a1.com").unwrap().is_all_numeric());
+    }
+
+    /// What a parse gave, in full: raw and normalised text, or the error.
+    fn outcome(parsed: Result<Domain, DomainError>) -> Result<(String, String), DomainError> {
+        parsed.map(|d| (d.raw().to_owned(), d.normalised().to_owned()))
+    }
+
+    /// The same for an ETRN argument: its raw text, option, domain (raw and normalised) and
+    /// normalised form, in one line.
+    fn arg_outcome(parsed: Result<EtrnArg, EtrnArgError>) -> Result<String, EtrnArgError> {
+        parsed.map(|a| {
+            let domain = a.domain().map(|d| (d.raw(), d.normalised()));
+            format!(
+                "{:?} {:?} {domain:?} {:?}",
+                a.raw(),
+                a.option(),
+                a.normalised()
+            )
+        })
+    }
+
+    /// The fast path and the full parse agree on `text`, as a domain and as an ETRN argument.
+    fn paths_agree(text: &str) {
+        assert_eq!(
+            outcome(Domain::parse(text)),
+            outcome(Domain::parse_any(text)),
+            "{text:?}"
+        );
+        assert_eq!(
+            arg_outcome(EtrnArg::parse(text)),
+            arg_outcome(EtrnArg::parse_any(text)),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn the_fast_path_agrees_at_the_edges() {
+        let label63 = "a".repeat(63);
+        let label64 = "b".repeat(64);
+        let longest = [&label63[..]; 4].join(".") + ".a"; // 254 octets: one too many
+        for text in [
+            "",
+            ".",
+            "@",
+            "#",
+            "a",
+            "A",
+            "a.",
+            "a..",
+            ".a",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a.b-",
+            "a-b.c",
+            "Example.COM.",
+            "@Example.COM.",
+            "#queue_1",
+            "#A.b",
+            "192.168.1.10",
+            "a b",
+            "a\tb",
+            "bücher.example",
+            "xn--bcher-kva.example",
+            &label63,
+            &label64,
+            &longest,
+            &longest[1..],
+            &format!("{longest}."),
+            &format!("{}.", &longest[1..]),
+        ] {
+            paths_agree(text);
+        }
+        // The common case keeps one text where raw and normalised are the same.
+        let d = Domain::parse("d1.bench.example").unwrap();
+        assert!(d.normalised.is_none());
+        assert_eq!(d.normalised(), "d1.bench.example");
+        assert_eq!(EtrnArg::parse("a.example.").unwrap().raw(), "a.example.");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_agrees_on_any_ascii(text in "[ -~\\t\\x00\\x7f]{0,40}") {
+            paths_agree(&text);
+        }
+
+        #[test]
+        fn the_fast_path_agrees_on_names_near_the_limits(
+            prefix in "[@#]?",
+            labels in proptest::collection::vec("[a-zA-Z0-9_-]{0,66}", 1..7),
+            dots in "[.]{0,2}",
+        ) {
+            paths_agree(&format!("{prefix}{}{dots}", labels.join(".")));
+        }
     }
 
     #[test]

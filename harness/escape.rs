@@ -6,12 +6,15 @@
 
 /// Escapes bytes for a one-line text rendering.
 pub fn escape(bytes: &[u8]) -> String {
-    // The usual case (a domain, a command word): nothing to escape, one copy.
-    if bytes
-        .iter()
-        .all(|b| (0x20..0x7f).contains(b) && *b != b'\\')
-    {
-        return bytes.iter().map(|b| char::from(*b)).collect();
+    // The usual case (a domain, a command word): nothing to escape, one copy, not a char at a
+    // time (every ETRN record escapes its argument). The check has no early exit, so that the
+    // compiler makes it a few vector steps. Printable ASCII is valid UTF-8, so the conversion
+    // cannot fail.
+    let printable = bytes.iter().fold(true, |all, b| {
+        all & matches!(b, 0x20..=0x5b | 0x5d..=0x7e) // printable, no `\\`
+    });
+    if printable && let Ok(text) = std::str::from_utf8(bytes) {
+        return text.to_owned();
     }
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
@@ -93,6 +96,15 @@ mod tests {
         let text = escape(&bytes);
         assert_eq!(text, "ETRN bücher.example\\r\\n\\xff\\xfe\\x00\\\\x\\t");
         assert_eq!(unescape(&text).unwrap(), bytes);
+    }
+
+    #[test]
+    fn printable_ascii_is_kept_as_it_is() {
+        assert_eq!(escape(b"d1.bench.example"), "d1.bench.example");
+        assert_eq!(escape(b"@a.b #q ~!"), "@a.b #q ~!");
+        assert_eq!(escape(b""), "");
+        assert_eq!(escape(b"a\\b"), "a\\\\b");
+        assert_eq!(escape(b"a\x7fb"), "a\\x7fb");
     }
 
     #[test]

@@ -183,17 +183,30 @@ impl Reply {
         self.lines.len() > 1
     }
 
-    /// The bytes on the wire: `250-a\r\n250 b\r\n`.
+    /// The lines, taken out of the reply.
+    pub fn into_lines(self) -> Vec<String> {
+        self.lines
+    }
+
+    /// The bytes on the wire: `250-a\r\n250 b\r\n`. Written into one string of the right
+    /// size, without `format!`: every reply the server sends goes through here.
     pub fn to_wire(&self) -> String {
-        let mut out = String::new();
+        let code = self.code.get();
+        // A ReplyCode has three digits (200..=599).
+        let digits = [code / 100, code / 10 % 10, code % 10].map(|d| char::from(b'0' + d as u8));
+        let size = self.lines.iter().map(|l| l.len() + 6).sum();
+        let mut out = String::with_capacity(size);
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            if line.is_empty() && i == last {
-                out.push_str(&format!("{}\r\n", self.code));
-            } else {
-                out.push_str(&format!("{}{sep}{line}\r\n", self.code));
+            out.extend(digits);
+            if i != last {
+                out.push('-');
+                out.push_str(line);
+            } else if !line.is_empty() {
+                out.push(' ');
+                out.push_str(line);
             }
+            out.push_str("\r\n");
         }
         out
     }
@@ -380,6 +393,12 @@ mod tests {
         assert!(m.is_multiline());
         assert_eq!(m.to_wire(), "250-first\r\n250 second\r\n");
         assert_eq!(Reply::parse("221").unwrap().to_wire(), "221\r\n");
+        let empty_inner = Reply::new(crate::reply_code!(554), "").with_line("");
+        assert_eq!(empty_inner.to_wire(), "554-\r\n554\r\n");
+        assert_eq!(
+            Reply::parse("421 a\n\nb").unwrap().to_wire(),
+            "421-a\r\n421-\r\n421 b\r\n"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! script ([`ScriptBehaviour`](super::ScriptBehaviour)) implements it from a scenario or a server profile; a behaviour is
 //! shared by every session of one server, so answers by occurrence count across sessions.
 
+use std::borrow::Cow;
+
 use crate::proto::answer::Answer;
 use crate::wire::Verb;
 
@@ -29,5 +31,7 @@ pub trait Behaviour: Send + Sync {
     /// Called once per command, so implementations may count occurrences.
     fn command(&self, verb: &Verb) -> Option<Answer>;
     /// The answer to an ETRN command, whatever its argument (none, several words, invalid).
-    fn etrn(&self, etrn: &EtrnFacts<'_>) -> Answer;
+    /// Borrowed when the behaviour holds it already (the usual case): the session fills the
+    /// reply's placeholders into a new reply anyway, so a copy here would be thrown away.
+    fn etrn(&self, etrn: &EtrnFacts<'_>) -> Cow<'_, Answer>;
 }

@@ -98,14 +98,10 @@ impl EtrnLine<'_> {
         }
     }
 
-    /// The record of this ETRN with the reply it got (`None`: no reply).
-    pub fn record(&self, reply: Option<u16>) -> EtrnRecord {
-        record_of(
-            self.argument,
-            self.parsed.clone(),
-            reply,
-            self.flags.clone(),
-        )
+    /// The record of this ETRN with the reply it got (`None`: no reply). Consumes the line: the
+    /// parsed argument and the flags move into the record, uncopied.
+    pub fn record(self, reply: Option<u16>) -> EtrnRecord {
+        record_of(self.argument, self.parsed, reply, self.flags)
     }
 }
 

@@ -452,6 +452,7 @@ impl Profile {
         let index = found.unwrap_or(self.etrn.len().saturating_sub(1));
         match self.etrn.get(index) {
             Some(rule) => MatchedRule {
+                index: Some(index),
                 reply: &rule.reply,
                 catch_all: index + 1 == self.etrn.len(),
                 about_state: rule
@@ -460,6 +461,7 @@ impl Profile {
                     .all(|c| !c.negated && c.test.is_about_state()),
             },
             None => MatchedRule {
+                index: None,
                 reply: &self.unknown_command,
                 catch_all: true,
                 about_state: false,
@@ -509,6 +511,9 @@ pub struct ServerFacts {
 /// The ETRN rule that answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MatchedRule<'a> {
+    /// The rule's position in the profile's `etrn` list; `None` when the list is empty (only a
+    /// profile that skipped `check` can have one) and `reply` is the unknown-command reply.
+    pub index: Option<usize>,
     pub reply: &'a Reply,
     /// The last rule, `when = "any"`: what a script's `etrn_default` replaces.
     pub catch_all: bool,

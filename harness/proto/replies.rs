@@ -174,23 +174,19 @@ impl Placeholders<'_> {
     /// never read for placeholders again. A value's control characters (a CR in a command, an
     /// LF that clearing the eighth bit made of 0x8a) become `?`, so a reply stays one reply.
     pub fn fill(&self, text: &str) -> String {
-        if !text.contains('{') {
-            return text.to_owned();
-        }
-        let mut out = String::with_capacity(text.len());
+        // Bytes, not chars: `{` and `}` are ASCII, so every cut is at a character boundary.
+        // Values are written straight into `out` (an ETRN reply is filled for every ETRN).
+        let mut out = String::with_capacity(text.len() + 32);
         let mut rest = text;
-        while let Some(open) = rest.find('{') {
+        while let Some(open) = rest.bytes().position(|b| b == b'{') {
             out.push_str(&rest[..open]);
             let after = &rest[open + 1..];
-            let value = after
-                .find('}')
-                .and_then(|close| self.value(&after[..close]).map(|v| (close, v)));
-            match value {
-                Some((close, value)) => {
-                    out.extend(value.chars().map(|c| if c.is_control() { '?' } else { c }));
+            let close = after.bytes().position(|b| b == b'}');
+            match close {
+                Some(close) if self.push_value(&after[..close], &mut out) => {
                     rest = &after[close + 1..];
                 }
-                None => {
+                _ => {
                     out.push('{');
                     rest = after;
                 }
@@ -200,29 +196,42 @@ impl Placeholders<'_> {
         out
     }
 
-    /// What the placeholder `name` stands for here, if it is one and its value is known.
-    fn value(&self, name: &str) -> Option<String> {
-        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    /// Appends what the placeholder `name` stands for here to `out`; false (and nothing
+    /// appended) when it is no placeholder or its value is unknown.
+    fn push_value(&self, name: &str, out: &mut String) -> bool {
         match name {
-            "host" => Some(self.host.to_owned()),
-            "client" => Some(self.client.to_owned()),
-            "client_ip" => Some(self.client_ip.to_owned()),
-            "date" => Some(self.date.to_owned()),
-            "arg" => self.arg.map(lossy),
-            "node" => self.arg.map(|arg| match arg.first() {
-                Some(b'@' | b'#') => lossy(&arg[1..]),
-                _ => lossy(arg),
-            }),
+            "host" => push_clean(out, self.host),
+            "client" => push_clean(out, self.client),
+            "client_ip" => push_clean(out, self.client_ip),
+            "date" => push_clean(out, self.date),
+            "arg" => match self.arg {
+                Some(arg) => push_lossy(out, arg),
+                None => return false,
+            },
+            "node" => match self.arg {
+                Some(arg) => match arg.first() {
+                    Some(b'@' | b'#') => push_lossy(out, &arg[1..]),
+                    _ => push_lossy(out, arg),
+                },
+                None => return false,
+            },
             // sendmail echoes the argument with its trailing blanks and the eighth bit of each
             // byte cleared.
-            "arg7" => self.arg_as_sent.or(self.arg).map(|arg| {
-                let seven_bit: Vec<u8> = arg.iter().map(|b| b & 0x7f).collect();
-                lossy(&seven_bit)
-            }),
-            "from" => self.from.map(str::to_owned),
-            "command" => self.command.map(lossy),
-            _ => None,
+            "arg7" => match self.arg_as_sent.or(self.arg) {
+                Some(arg) => out.extend(arg.iter().map(|b| clean(char::from(b & 0x7f)))),
+                None => return false,
+            },
+            "from" => match self.from {
+                Some(from) => push_clean(out, from),
+                None => return false,
+            },
+            "command" => match self.command {
+                Some(command) => push_lossy(out, command),
+                None => return false,
+            },
+            _ => return false,
         }
+        true
     }
 
     /// `reply` with its placeholders filled, line by line.
@@ -233,6 +242,41 @@ impl Placeholders<'_> {
             out = out.with_line(line);
         }
         out
+    }
+}
+
+/// A value's character as a reply may carry it: a control character becomes `?`.
+fn clean(c: char) -> char {
+    if c.is_control() { '?' } else { c }
+}
+
+/// Appends `value` with its control characters made `?`; a value without any (the usual case)
+/// is copied whole.
+fn push_clean(out: &mut String, value: &str) {
+    // No early exit, so that the compiler makes the check a few vector steps.
+    let printable_ascii = value
+        .bytes()
+        .fold(true, |all, b| all & matches!(b, 0x20..=0x7e));
+    if printable_ascii {
+        out.push_str(value);
+    } else {
+        out.extend(value.chars().map(clean));
+    }
+}
+
+/// Appends bytes as [`String::from_utf8_lossy`] reads them (each invalid sequence one U+FFFD),
+/// cleaned as [`push_clean`] does, without the intermediate string.
+fn push_lossy(out: &mut String, value: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(value) {
+        // The usual case, without the chunking.
+        push_clean(out, text);
+        return;
+    }
+    for chunk in value.utf8_chunks() {
+        push_clean(out, chunk.valid());
+        if !chunk.invalid().is_empty() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
     }
 }
 
@@ -273,6 +317,18 @@ mod tests {
             ..Placeholders::default()
         };
         assert_eq!(lf.fill("{arg7}"), "a?");
+        // Bytes that are not UTF-8 read as from_utf8_lossy reads them; C1 controls become `?`.
+        let eight_bit = Placeholders {
+            arg: Some(b"#a\xffb\xc3"),
+            command: Some("x\u{85}y\u{e9}".as_bytes()),
+            ..Placeholders::default()
+        };
+        assert_eq!(
+            eight_bit.fill("{arg}|{node}"),
+            "#a\u{fffd}b\u{fffd}|a\u{fffd}b\u{fffd}"
+        );
+        assert_eq!(eight_bit.fill("{command}{"), "x?y\u{e9}{");
+        assert_eq!(eight_bit.fill("{from}{nope}{arg"), "{from}{nope}{arg");
         assert_eq!(p.fill("<{from}>"), "<x@c.example>");
     }
 }

@@ -4,6 +4,7 @@
 //! core consults. The model predicts a client's ETRNs with the same [`ScriptBehaviour`] the server
 //! answers with, so prediction and behaviour cannot drift apart.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use crate::proto::{Behaviour, EtrnFacts, GreetPause, ServerReplies};
 use crate::reply::Reply;
 use crate::wire::Verb;
 
-use super::profile::{Profile, ProfileError, ProfileName, ServerFacts};
+use super::profile::{MatchedRule, Profile, ProfileError, ProfileName, ServerFacts};
 
 /// The server name used when a script gives none.
 pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
@@ -230,6 +231,11 @@ impl SmartHostScript {
         ScriptBehaviour {
             keywords: self.keywords(&profile),
             replies: profile.server_replies(),
+            rule_answers: profile
+                .etrn
+                .iter()
+                .map(|rule| Answer::reply(rule.reply.clone()))
+                .collect(),
             script: Arc::clone(self),
             profile,
             used: Mutex::new(HashMap::new()),
@@ -253,6 +259,9 @@ pub struct ScriptBehaviour {
     profile: Profile,
     keywords: Vec<String>,
     replies: ServerReplies,
+    /// The profile's ETRN rules' replies as answers, in the rules' order, made once so that an
+    /// ETRN a rule answers borrows its answer instead of copying the reply.
+    rule_answers: Vec<Answer>,
     used: Mutex<HashMap<Source, usize>>,
     /// Queue runs started by accepted ETRNs, by argument, for `etrn_run_millis`.
     runs: Mutex<HashMap<Vec<u8>, Instant>>,
@@ -262,12 +271,20 @@ pub struct ScriptBehaviour {
 const MAX_RUNS: usize = 1024;
 
 impl ScriptBehaviour {
-    fn next(&self, source: Source, answers: &Answers) -> Answer {
+    fn next<'a>(&self, source: Source, answers: &'a Answers) -> &'a Answer {
         // A poisoned lock only means another session panicked mid-count; the count is still usable.
         let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
         let n = used.entry(source).or_insert(0);
         *n += 1;
-        answers.nth(*n - 1).clone()
+        answers.nth(*n - 1)
+    }
+
+    /// The answer of the profile's rule `matched`.
+    fn rule_answer(&self, matched: &MatchedRule<'_>) -> Cow<'_, Answer> {
+        match matched.index.and_then(|i| self.rule_answers.get(i)) {
+            Some(answer) => Cow::Borrowed(answer),
+            None => Cow::Owned(Answer::reply(matched.reply.clone())),
+        }
     }
 
     /// The profile this behaviour answers from.
@@ -281,7 +298,7 @@ impl ScriptBehaviour {
     /// for this argument (a rule for a plain domain also answers its `@` and `#` forms, unless a
     /// rule names that form); then the profile's rules in order, where `served` is the script's
     /// list and the script's `etrn_default` replaces the profile's catch-all.
-    pub fn etrn_answer(&self, etrn: &EtrnFacts<'_>) -> Answer {
+    pub fn etrn_answer(&self, etrn: &EtrnFacts<'_>) -> Cow<'_, Answer> {
         let script = &self.script;
         let by_state = [
             (etrn.argument.is_empty(), &script.etrn_missing_argument),
@@ -292,7 +309,7 @@ impl ScriptBehaviour {
             .into_iter()
             .find_map(|(applies, answer)| applies.then_some(answer.as_ref()).flatten())
         {
-            return answer.clone();
+            return Cow::Borrowed(answer);
         }
         let served = etrn.parsed.is_some_and(|arg| {
             script
@@ -312,7 +329,7 @@ impl ScriptBehaviour {
         };
         let matched = self.profile.etrn_rule(etrn, server);
         if matched.about_state {
-            return Answer::reply(matched.reply.clone());
+            return self.rule_answer(&matched);
         }
         if let Some(arg) = etrn.parsed {
             let rule = script.etrn.iter().position(|r| &r.arg == arg).or_else(|| {
@@ -323,12 +340,14 @@ impl ScriptBehaviour {
                 })
             });
             if let Some(i) = rule {
-                return self.next(Source::Rule(i), &script.etrn[i].reply);
+                return Cow::Borrowed(self.next(Source::Rule(i), &script.etrn[i].reply));
             }
         }
         let answer = match &script.etrn_default {
-            Some(answers) if matched.catch_all => self.next(Source::EtrnDefault, answers),
-            _ => Answer::reply(matched.reply.clone()),
+            Some(answers) if matched.catch_all => {
+                Cow::Borrowed(self.next(Source::EtrnDefault, answers))
+            }
+            _ => self.rule_answer(&matched),
         };
         if !running
             && answer
@@ -404,10 +423,10 @@ impl Behaviour for ScriptBehaviour {
 
     fn command(&self, verb: &Verb) -> Option<Answer> {
         let answers = self.script.command_answers(verb)?;
-        Some(self.next(Source::Command(verb.clone()), answers))
+        Some(self.next(Source::Command(verb.clone()), answers).clone())
     }
 
-    fn etrn(&self, etrn: &EtrnFacts<'_>) -> Answer {
+    fn etrn(&self, etrn: &EtrnFacts<'_>) -> Cow<'_, Answer> {
         self.etrn_answer(etrn)
     }
 }
@@ -421,8 +440,8 @@ mod tests {
         Arc::new(script).behaviour().unwrap()
     }
 
-    fn said(a: Answer) -> String {
-        a.reply.map(|r| r.to_string()).unwrap_or_default()
+    fn said(a: &Answer) -> String {
+        a.reply.as_ref().map(|r| r.to_string()).unwrap_or_default()
     }
 
     /// The reply to `ETRN <text>` after EHLO, placeholders filled as the session fills them.
@@ -439,7 +458,7 @@ mod tests {
             arg: Some(text.as_bytes()),
             ..Default::default()
         };
-        said(b.etrn_answer(&facts))
+        said(&b.etrn_answer(&facts))
             .split_once(' ')
             .map(|(code, text)| format!("{code} {}", places.fill(text)))
             .unwrap_or_default()
@@ -474,8 +493,8 @@ mod tests {
     #[test]
     fn command_overrides_count_per_verb() {
         let b = behaviour("[commands]\nMAIL = [\"451 4.3.0 later\", \"250 OK\"]");
-        assert_eq!(said(b.command(&Verb::Mail).unwrap()), "451 4.3.0 later");
-        assert_eq!(said(b.command(&Verb::Mail).unwrap()), "250 OK");
+        assert_eq!(said(&b.command(&Verb::Mail).unwrap()), "451 4.3.0 later");
+        assert_eq!(said(&b.command(&Verb::Mail).unwrap()), "250 OK");
         assert!(b.command(&Verb::Rcpt).is_none());
     }
 

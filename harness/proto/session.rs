@@ -919,19 +919,21 @@ impl Session {
         let answer = match scripted {
             Some(a) => a,
             None => {
-                let answer = self
+                // The behaviour's answer, borrowed: filling the placeholders makes the reply
+                // this ETRN gets.
+                let decided = self
                     .behaviour
                     .etrn(&read.facts(greeted, in_transaction, self.now));
-                let mut answer = answer;
-                if let Some(reply) = &answer.reply {
-                    let places = Placeholders {
-                        arg: Some(read.argument),
-                        arg_as_sent: Some(command.argument_as_sent()),
-                        ..self.placeholders(None, None)
-                    };
-                    answer.reply = Some(places.reply(reply));
+                let places = Placeholders {
+                    arg: Some(read.argument),
+                    arg_as_sent: Some(command.argument_as_sent()),
+                    ..self.placeholders(None, None)
+                };
+                Answer {
+                    reply: decided.reply.as_ref().map(|reply| places.reply(reply)),
+                    delay_ms: decided.delay_ms,
+                    close: decided.close,
                 }
-                answer
             }
         };
         let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
@@ -998,20 +1000,25 @@ impl Session {
                 too_many_errors = true;
             }
         }
-        if let Some(reply) = &answer.reply {
-            // The reply's event is reported when it is decided; its bytes leave after the delay.
+        let delay = answer.delay();
+        let hangs_up = answer.reply.is_none() && answer.close;
+        let mut wire = None;
+        if let Some(reply) = answer.reply {
+            wire = Some(reply.to_wire().into_bytes());
+            // The reply's event is reported when it is decided (its lines move into it); its
+            // bytes leave after the delay.
             self.emit(Output::Event(Event::Reply {
                 code: reply.code().get(),
-                lines: reply.lines().to_vec(),
+                lines: reply.into_lines(),
             }));
         }
-        if let Some(delay) = answer.delay() {
+        if let Some(delay) = delay {
             self.hold_for(delay);
         }
-        if let Some(reply) = &answer.reply {
-            self.emit(Output::Send(reply.to_wire().into_bytes()));
+        if let Some(wire) = wire {
+            self.emit(Output::Send(wire));
         }
-        if answer.reply.is_none() && answer.close {
+        if hangs_up {
             self.close(CloseReason::Scripted);
         }
         if too_many_errors {

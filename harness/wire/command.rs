@@ -83,8 +83,27 @@ impl Verb {
     /// The verb a word names, in any case (`b"ehlo"` is [`Verb::Ehlo`]); an empty word is
     /// [`Verb::Blank`]. The word is taken whole: `b"MAIL FROM"` is an unknown verb.
     pub fn parse(word: &[u8]) -> Verb {
+        // Every known verb has at most eight letters: such a word is upper-cased on the stack,
+        // so reading a known verb (every command line) allocates nothing.
+        let mut short = [0u8; 8];
+        if let Some(upper) = short.get_mut(..word.len()) {
+            upper.copy_from_slice(word);
+            upper.make_ascii_uppercase();
+            if let Some(verb) = Verb::known(upper) {
+                return verb;
+            }
+        }
+        // Upper-casing ASCII bytes leaves the UTF-8 structure alone, so this is the text of the
+        // word as sent, upper-cased.
         let upper = word.to_ascii_uppercase();
-        match upper.as_slice() {
+        Verb::Other(UnknownVerb(
+            String::from_utf8_lossy(&upper).into_owned().into(),
+        ))
+    }
+
+    /// The known verb whose upper-case text is `upper`.
+    fn known(upper: &[u8]) -> Option<Verb> {
+        Some(match upper {
             b"" => Verb::Blank,
             b"HELO" => Verb::Helo,
             b"EHLO" => Verb::Ehlo,
@@ -105,12 +124,8 @@ impl Verb {
             b"ATRN" => Verb::Atrn,
             b"STARTTLS" => Verb::StartTls,
             b"AUTH" => Verb::Auth,
-            // Upper-casing ASCII bytes leaves the UTF-8 structure alone, so this is the text of
-            // the word as sent, upper-cased.
-            _ => Verb::Other(UnknownVerb(
-                String::from_utf8_lossy(&upper).into_owned().into(),
-            )),
-        }
+            _ => return None,
+        })
     }
 
     /// The upper-case wire text: `"EHLO"`, `""` for [`Verb::Blank`].
