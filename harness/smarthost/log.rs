@@ -39,6 +39,8 @@ pub(crate) struct Interner {
     /// The id given last: a run of the same reply (every pipelined ETRN's) is found by one
     /// comparison, without hashing its lines.
     last: Option<u32>,
+    /// The id of the reply around an argument given last (see [`Interner::template_id`]).
+    last_template: Option<u32>,
 }
 
 impl Interner {
@@ -64,6 +66,21 @@ impl Interner {
         Some(id)
     }
 
+    /// The id of a one-line reply around an argument: what comes before it and after it, kept
+    /// as two lines.
+    fn template_id(&mut self, before: &str, after: &str) -> Option<u32> {
+        if let Some(last) = self.last_template
+            && let Some([b, a]) = self.lines(last)
+            && b == before
+            && a == after
+        {
+            return Some(last);
+        }
+        let id = self.id(&[before.to_owned(), after.to_owned()])?;
+        self.last_template = Some(id);
+        Some(id)
+    }
+
     fn lines(&self, id: u32) -> Option<&[String]> {
         self.texts.get(usize::try_from(id).ok()?).map(|a| &a[..])
     }
@@ -80,6 +97,9 @@ const UNAWAITED: u8 = 5;
 const COMMAND_AS_UNAWAITED: u8 = 6;
 /// An ETRN whose argument is a piece of the last command line: its offset and length there.
 const ETRN_IN_COMMAND: u8 = 7;
+/// A one-line reply that quotes the last command's argument (`250 OK, queuing for node
+/// d1.example started`): the text around it shared, the argument a piece of the command line.
+const REPLY_AROUND_ARGUMENT: u8 = 8;
 
 const FLAG_BARE_LF: u8 = 1;
 const FLAG_REDACTED: u8 = 2;
@@ -180,7 +200,27 @@ impl EventLog {
                 b.push(flags);
             }
             Event::Reply { code, lines } => {
+                let around = match (&self.at.command, lines.as_slice()) {
+                    (Some(line), [only]) => self
+                        .bytes
+                        .get(line.clone())
+                        .and_then(|l| argument_in(l, only))
+                        .and_then(|(offset, len, at)| {
+                            let id = interner.template_id(&only[..at], only.get(at + len..)?)?;
+                            Some((id, offset, len))
+                        }),
+                    _ => None,
+                };
                 let b = &mut self.bytes;
+                if let Some((id, offset, len)) = around {
+                    b.push(REPLY_AROUND_ARGUMENT);
+                    varint(b, dt);
+                    varint(b, u64::from(code));
+                    varint(b, u64::from(id));
+                    varint(b, offset as u64);
+                    varint(b, len as u64);
+                    return;
+                }
                 match interner.id(&lines) {
                     Some(id) => {
                         b.push(REPLY_SHARED);
@@ -303,17 +343,29 @@ impl EventLog {
                         .collect();
                     Event::Reply { code, lines }
                 }
+                REPLY_AROUND_ARGUMENT => {
+                    let code = u16::try_from(r.varint()).unwrap_or(0);
+                    let id = u32::try_from(r.varint()).unwrap_or(u32::MAX);
+                    let piece = piece_of(&at, r.varint(), r.varint());
+                    let (Some([before, after]), Some(piece)) =
+                        (interner.lines(id), piece.and_then(|p| self.bytes.get(p)))
+                    else {
+                        break;
+                    };
+                    let line = format!("{before}{}{after}", String::from_utf8_lossy(piece));
+                    Event::Reply {
+                        code,
+                        lines: vec![line],
+                    }
+                }
                 ETRN | ETRN_IN_COMMAND => {
                     let argument = if tag == ETRN {
                         r.range()
                     } else {
-                        let offset = usize::try_from(r.varint()).unwrap_or(usize::MAX);
-                        let len = usize::try_from(r.varint()).unwrap_or(usize::MAX);
-                        let Some(line) = &at.command else {
-                            break;
-                        };
-                        let start = line.start.saturating_add(offset);
-                        start..start.saturating_add(len).min(line.end)
+                        match piece_of(&at, r.varint(), r.varint()) {
+                            Some(piece) => piece,
+                            None => break,
+                        }
                     };
                     let reply = r
                         .varint()
@@ -365,6 +417,27 @@ fn rebuilding_argument(record: &EtrnRecord) -> Option<std::borrow::Cow<'_, [u8]>
     let argument = unescape(&record.raw).ok()?;
     let rebuilt = rebuild_etrn_record(&argument, record.reply, record.flags.clone());
     (rebuilt == *record).then_some(std::borrow::Cow::Owned(argument))
+}
+
+/// Where the piece `offset` octets into the last command line, `len` long, is in the bytes.
+fn piece_of(at: &Position, offset: u64, len: u64) -> Option<Range<usize>> {
+    let line = at.command.as_ref()?;
+    let start = line.start.checked_add(usize::try_from(offset).ok()?)?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (end <= line.end).then_some(start..end)
+}
+
+/// Where the argument of command `line` (the text after its verb) is in it, its length, and
+/// where a reply line quotes it, if it does.
+fn argument_in(line: &[u8], reply: &str) -> Option<(usize, usize, usize)> {
+    let text = line.trim_ascii_end();
+    let verb_end = text.iter().position(|b| *b == b' ')?;
+    let argument = text[verb_end..].trim_ascii_start();
+    let quoted = std::str::from_utf8(argument)
+        .ok()
+        .filter(|a| !a.is_empty())?;
+    let at = reply.find(quoted)?;
+    Some((text.len() - argument.len(), argument.len(), at))
 }
 
 /// Where `piece` is in `line`: at the end of its text (an ETRN's argument), or anywhere.
@@ -581,21 +654,26 @@ mod tests {
 
     #[test]
     fn a_pipelined_etrn_costs_its_line_and_a_few_bytes() {
-        let reply = Event::Reply {
-            code: 250,
-            lines: vec!["Queuing started".into()],
-        };
         let mut events = Vec::new();
         for n in 0..100u64 {
             let line = format!("ETRN d{n}.bench.example\r\n").into_bytes();
+            let reply = Event::Reply {
+                code: 250,
+                lines: vec![format!("OK, queuing for node d{n}.bench.example started")],
+            };
             let at = 1_000_000 + n / 10 * 300;
             events.push((at, Event::Unawaited { raw: line.clone() }));
             events.push((at, command_line(&line)));
+            events.push((at, reply));
             events.push((at, etrn_line(&line)));
-            events.push((at, reply.clone()));
         }
-        let (log, _) = round_trip(&events);
+        let (log, interner) = round_trip(&events);
         assert!(log.whole.is_empty());
+        assert_eq!(
+            interner.texts.len(),
+            1,
+            "one reply around the argument, shared"
+        );
         // The line (28 or so octets) once, and under 20 more for the four events.
         let per_etrn = log.bytes.len() / 100;
         assert!(per_etrn < 48, "{per_etrn} octets per pipelined ETRN");
@@ -630,7 +708,7 @@ mod tests {
         #[test]
         fn any_events_read_back_exactly(
             steps in proptest::collection::vec(
-                (0u8..6, 0u64..5_000_000, proptest::sample::select(vec![
+                (0u8..7, 0u64..5_000_000, proptest::sample::select(vec![
                     &b"ETRN a.example\r\n"[..], b"etrn @B.Example.\n", b"ETRN #q1\r\n",
                     b"ETRN\r\n", b"ETRN a b\r\n", b"NOOP\r\n", b"ETRN x\xff\r\n",
                     b"ETRN bu\xc3\xa9cher.example\r\n", b"ETRN a\\b\r\n",
@@ -646,6 +724,7 @@ mod tests {
                         2 => command_line(line),
                         3 => etrn_line(line),
                         4 => Event::Reply { code: 250, lines: vec![String::from_utf8_lossy(line).into_owned()] },
+                        5 => Event::Reply { code: 250, lines: vec![format!("OK {} done", String::from_utf8_lossy(line))] },
                         _ => Event::TalkedBeforeGreeting,
                     };
                     (*at, event)
