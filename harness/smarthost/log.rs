@@ -206,7 +206,8 @@ impl EventLog {
                         .get(line.clone())
                         .and_then(|l| argument_in(l, only))
                         .and_then(|(offset, len, at)| {
-                            let id = interner.template_id(&only[..at], only.get(at + len..)?)?;
+                            let id =
+                                interner.template_id(only.get(..at)?, only.get(at + len..)?)?;
                             Some((id, offset, len))
                         }),
                     _ => None,
@@ -433,11 +434,18 @@ fn argument_in(line: &[u8], reply: &str) -> Option<(usize, usize, usize)> {
     let text = line.trim_ascii_end();
     let verb_end = text.iter().position(|b| *b == b' ')?;
     let argument = text[verb_end..].trim_ascii_start();
-    let quoted = std::str::from_utf8(argument)
-        .ok()
-        .filter(|a| !a.is_empty())?;
-    let at = reply.find(quoted)?;
+    // Whole characters: found in the reply, it starts and ends on character boundaries there.
+    std::str::from_utf8(argument).ok()?;
+    let at = position(reply.as_bytes(), argument)?;
     Some((text.len() - argument.len(), argument.len(), at))
+}
+
+/// Where `needle` first is in `haystack`: a look for its first octet and a comparison there,
+/// cheaper for a reply line than setting up `str::find`'s searcher.
+fn position(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = *needle.first()?;
+    let last_start = haystack.len().checked_sub(needle.len())?;
+    (0..=last_start).find(|&i| haystack[i] == first && haystack[i..].starts_with(needle))
 }
 
 /// Where `piece` is in `line`: at the end of its text (an ETRN's argument), or anywhere.
@@ -449,7 +457,7 @@ fn find(line: &[u8], piece: &[u8]) -> Option<usize> {
     if text.ends_with(piece) {
         return Some(text.len() - piece.len());
     }
-    line.windows(piece.len()).position(|w| w == piece)
+    position(line, piece)
 }
 
 fn verb(out: &mut Vec<u8>, verb: &Verb) {
