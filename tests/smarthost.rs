@@ -994,6 +994,15 @@ fn after_close_and_unawaited(
     (after, unawaited)
 }
 
+/// [`converse`], then the recording once the session closed.
+async fn conversed(host: &SmartHost, input: &[u8]) -> etrn_harness::proto::Recording {
+    converse(host, input).await;
+    host.recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed")
+}
+
 /// A smart host that greets with 421, and a client that sends `input` after that greeting
 /// regardless: the recording once the session closed after its linger.
 async fn talked_past_a_421_greeting(input: &[u8]) -> etrn_harness::proto::Recording {
@@ -1030,16 +1039,11 @@ async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
 
     // 421 to an ETRN in a pipelined write: the rest is recorded, not processed.
     let closing = start("etrn = [{ arg = \"a.example\", reply = \"421 closing\" }]").await;
-    converse(
+    let r = conversed(
         &closing,
         b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n",
     )
     .await;
-    let r = closing
-        .recorder()
-        .wait_for_closed_sessions(1, WAIT)
-        .await
-        .expect("closed");
     let (after, _) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(after, ["ETRN b.example", "QUIT"]);
     assert_eq!(r.etrn_domains(), ["a.example"]);
@@ -1139,12 +1143,7 @@ async fn a_pipelined_write_longer_than_a_small_read_is_recorded_line_by_line() {
         input.extend_from_slice(b"\r\n");
     }
     input.extend_from_slice(b"QUIT\r\n");
-    converse(&host, &input).await;
-    let r = host
-        .recorder()
-        .wait_for_closed_sessions(1, WAIT)
-        .await
-        .expect("closed");
+    let r = conversed(&host, &input).await;
     let (_, unawaited) = after_close_and_unawaited(&r.sessions[0]);
     // EHLO is unawaited when it arrived before the greeting went out: a race not judged here.
     let after_ehlo: Vec<&String> = unawaited.iter().filter(|l| *l != "EHLO c").collect();
