@@ -231,6 +231,90 @@ impl SessionLog {
 /// once or twice per ETRN, where SipHash's resistance to chosen keys cost more than the rest.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// How many ETRNs of the sessions held name each normalised domain. A domain of up to
+/// [`SHORT_DOMAIN`] octets (nearly every one) is kept inline in its key, not in an allocation of
+/// its own: a client that names a new domain in every ETRN grows this by one entry per ETRN, and
+/// the allocation was most of what an entry cost.
+#[derive(Debug, Default)]
+struct DomainCounts {
+    short: FastMap<ShortDomain, u32>,
+    long: FastMap<Box<str>, u32>,
+}
+
+/// The longest domain a [`ShortDomain`] holds.
+const SHORT_DOMAIN: usize = 23;
+
+/// A domain of up to [`SHORT_DOMAIN`] octets: its length, then its octets, then zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ShortDomain([u8; SHORT_DOMAIN + 1]);
+
+impl ShortDomain {
+    fn new(domain: &str) -> Option<Self> {
+        let len = u8::try_from(domain.len())
+            .ok()
+            .filter(|l| usize::from(*l) <= SHORT_DOMAIN)?;
+        let mut key = [0u8; SHORT_DOMAIN + 1];
+        key[0] = len;
+        key[1..=domain.len()].copy_from_slice(domain.as_bytes());
+        Some(ShortDomain(key))
+    }
+}
+
+impl DomainCounts {
+    /// Counts one more ETRN for `domain`.
+    fn add(&mut self, domain: &str) {
+        let count = match ShortDomain::new(domain) {
+            Some(key) => self.short.entry(key).or_default(),
+            // The key is made only for a domain not seen before.
+            None => match self.long.get_mut(domain) {
+                Some(count) => count,
+                None => self.long.entry(domain.into()).or_default(),
+            },
+        };
+        *count = count.saturating_add(1);
+    }
+
+    /// Counts one ETRN for `domain` less; a domain no ETRN names any more goes.
+    fn remove_one(&mut self, domain: &str) {
+        match ShortDomain::new(domain) {
+            Some(key) => {
+                if let Some(n) = self.short.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.short.remove(&key);
+                    }
+                }
+            }
+            None => {
+                if let Some(n) = self.long.get_mut(domain) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.long.remove(domain);
+                    }
+                }
+            }
+        }
+    }
+
+    fn contains(&self, domain: &str) -> bool {
+        match ShortDomain::new(domain) {
+            Some(key) => self.short.contains_key(&key),
+            None => self.long.contains_key(domain),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+    }
+
+    /// How many domains are counted.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+}
+
 /// The ETRNs of the sessions held, by number: the numbers run in the order ETRNs were recorded,
 /// so they are kept as runs of consecutive numbers of one session (one run for a session that
 /// pipelines thousands), in order, found by a binary search.
@@ -322,7 +406,7 @@ struct State {
     /// The normalised domains of the ETRNs the held sessions have, each with how many: a wait
     /// for a domain looks here, never at the recording. A forgotten session takes its domains
     /// with it, so under [`Retention::Open`] the index stays as small as what is held.
-    etrn_domains: FastMap<Box<str>, usize>,
+    etrn_domains: DomainCounts,
     /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
     /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
     etrn_waiters: FastMap<String, (Arc<Notify>, usize)>,
@@ -543,13 +627,7 @@ impl Recorder {
                         {
                             wake.push(Arc::clone(n));
                         }
-                        // The key is made only for a domain not seen before.
-                        match state.etrn_domains.get_mut(domain) {
-                            Some(count) => *count += 1,
-                            None => {
-                                state.etrn_domains.insert(domain.into(), 1);
-                            }
-                        }
+                        state.etrn_domains.add(domain);
                     }
                 }
                 s.events.push(at, event, &mut state.interner);
@@ -611,12 +689,8 @@ impl Recorder {
                         for e in s.events.events(&state.interner) {
                             if let Event::Etrn(record) = e.event
                                 && let Some(domain) = record.domain
-                                && let Some(n) = state.etrn_domains.get_mut(domain.as_str())
                             {
-                                *n = n.saturating_sub(1);
-                                if *n == 0 {
-                                    state.etrn_domains.remove(domain.as_str());
-                                }
+                                state.etrn_domains.remove_one(&domain);
                             }
                         }
                     }
@@ -719,7 +793,7 @@ impl Recorder {
     /// start or the last reset, and not forgotten). A look-up, whatever the length of the
     /// recording.
     pub fn has_etrn(&self, domain: &str) -> bool {
-        self.lock().etrn_domains.contains_key(domain)
+        self.lock().etrn_domains.contains(domain)
     }
 
     /// A copy of everything recorded so far (derived from the event logs).
@@ -1091,7 +1165,7 @@ impl<'a> EtrnWaiter<'a> {
     /// for). Checked and registered under one lock, so no ETRN falls in between.
     fn register(recorder: &'a Recorder, domain: &str) -> Option<Self> {
         let mut r = recorder.lock();
-        if r.etrn_domains.contains_key(domain) {
+        if r.etrn_domains.contains(domain) {
             return None;
         }
         let entry = r
@@ -1499,6 +1573,32 @@ mod tests {
         .map(|(n, _, _)| n)
         .collect();
         assert_eq!(numbers, [3, 4, 7, 8]);
+    }
+
+    #[test]
+    fn domains_short_and_long_are_counted_until_their_last_etrn_goes() {
+        let long = "a-label-longer-than-the-inline-key.example";
+        let short = "short.example";
+        assert!(long.len() > SHORT_DOMAIN && short.len() < SHORT_DOMAIN);
+        let at_the_limit = "x".repeat(SHORT_DOMAIN);
+        let mut counts = DomainCounts::default();
+        for d in [long, short, long, at_the_limit.as_str(), short] {
+            counts.add(d);
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(
+            !counts.contains("exactly-23-octets.exa"),
+            "a prefix is another domain"
+        );
+        for d in [long, short] {
+            counts.remove_one(d);
+            assert!(counts.contains(d), "{d} has one ETRN left");
+            counts.remove_one(d);
+            assert!(!counts.contains(d), "{d} has none");
+        }
+        assert!(counts.contains(&at_the_limit));
+        counts.remove_one("never.example");
+        assert_eq!(counts.len(), 1);
     }
 
     #[test]
