@@ -994,6 +994,15 @@ fn after_close_and_unawaited(
     (after, unawaited)
 }
 
+/// [`converse`], then the recording once the session closed.
+async fn conversed(host: &SmartHost, input: &[u8]) -> etrn_harness::proto::Recording {
+    converse(host, input).await;
+    host.recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("closed")
+}
+
 /// A smart host that greets with 421, and a client that sends `input` after that greeting
 /// regardless: the recording once the session closed after its linger.
 async fn talked_past_a_421_greeting(input: &[u8]) -> etrn_harness::proto::Recording {
@@ -1030,16 +1039,11 @@ async fn what_a_client_sends_after_a_421_is_read_for_a_linger_and_recorded() {
 
     // 421 to an ETRN in a pipelined write: the rest is recorded, not processed.
     let closing = start("etrn = [{ arg = \"a.example\", reply = \"421 closing\" }]").await;
-    converse(
+    let r = conversed(
         &closing,
         b"EHLO c\r\nETRN a.example\r\nETRN b.example\r\nQUIT\r\n",
     )
     .await;
-    let r = closing
-        .recorder()
-        .wait_for_closed_sessions(1, WAIT)
-        .await
-        .expect("closed");
     let (after, _) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(after, ["ETRN b.example", "QUIT"]);
     assert_eq!(r.etrn_domains(), ["a.example"]);
@@ -1123,6 +1127,31 @@ async fn commands_sent_before_an_earlier_reply_are_recorded_as_unawaited() {
         .expect("closed");
     let (_, unawaited) = after_close_and_unawaited(&r.sessions[0]);
     assert_eq!(unawaited, ["ETRN b.example"], "QUIT waited for its turn");
+}
+
+#[tokio::test]
+async fn a_pipelined_write_longer_than_a_small_read_is_recorded_line_by_line() {
+    // Several times the driver's first read buffer, in one write: every line is taken before
+    // the first reply goes out, so each is unawaited, whole.
+    let host = start("").await;
+    let etrns: Vec<String> = (0..300)
+        .map(|n| format!("ETRN d{n}.bench.example"))
+        .collect();
+    let mut input = b"EHLO c\r\n".to_vec();
+    for line in &etrns {
+        input.extend_from_slice(line.as_bytes());
+        input.extend_from_slice(b"\r\n");
+    }
+    input.extend_from_slice(b"QUIT\r\n");
+    let r = conversed(&host, &input).await;
+    let (_, unawaited) = after_close_and_unawaited(&r.sessions[0]);
+    // EHLO is unawaited when it arrived before the greeting went out: a race not judged here.
+    let after_ehlo: Vec<&String> = unawaited.iter().filter(|l| *l != "EHLO c").collect();
+    let mut expected: Vec<&String> = etrns.iter().collect();
+    let quit = "QUIT".to_owned();
+    expected.push(&quit);
+    assert_eq!(after_ehlo, expected);
+    assert_eq!(r.sessions[0].etrn.len(), 300);
 }
 
 /// One HTTP/1.1 request to the API, over a plain socket (every read bounded): the status and

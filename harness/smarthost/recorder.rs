@@ -209,9 +209,9 @@ struct SessionLog {
     close: Option<CloseReason>,
     tls: bool,
     events: EventLog,
-    /// The numbers of the ETRNs in `events`, in order: a session without any leaves the indexes
-    /// without its log being read.
-    etrn_numbers: Vec<u64>,
+    /// How many ETRNs `events` has: a session without any leaves the indexes without its log
+    /// being read.
+    etrns: usize,
 }
 
 impl SessionLog {
@@ -224,6 +224,168 @@ impl SessionLog {
             ..SessionRecording::opened(self.id, self.peer.to_string(), self.started_us)
         }
         .with_events(self.events.events(interner))
+    }
+}
+
+/// A hash map on a fast hash: its keys are the recorder's own (domains, reply texts), looked up
+/// once or twice per ETRN, where SipHash's resistance to chosen keys cost more than the rest.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// How many ETRNs of the sessions held name each normalised domain. A domain of up to
+/// [`SHORT_DOMAIN`] octets (nearly every one) is kept inline in its key, not in an allocation of
+/// its own: a client that names a new domain in every ETRN grows this by one entry per ETRN, and
+/// the allocation was most of what an entry cost.
+#[derive(Debug, Default)]
+struct DomainCounts {
+    short: FastMap<ShortDomain, u32>,
+    long: FastMap<Box<str>, u32>,
+}
+
+/// The longest domain a [`ShortDomain`] holds.
+const SHORT_DOMAIN: usize = 23;
+
+/// A domain of up to [`SHORT_DOMAIN`] octets: its length, then its octets, then zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ShortDomain([u8; SHORT_DOMAIN + 1]);
+
+impl ShortDomain {
+    fn new(domain: &str) -> Option<Self> {
+        let len = u8::try_from(domain.len())
+            .ok()
+            .filter(|l| usize::from(*l) <= SHORT_DOMAIN)?;
+        let mut key = [0u8; SHORT_DOMAIN + 1];
+        key[0] = len;
+        key[1..=domain.len()].copy_from_slice(domain.as_bytes());
+        Some(ShortDomain(key))
+    }
+}
+
+impl DomainCounts {
+    /// Counts one more ETRN for `domain`.
+    fn add(&mut self, domain: &str) {
+        let count = match ShortDomain::new(domain) {
+            Some(key) => self.short.entry(key).or_default(),
+            // The key is made only for a domain not seen before.
+            None => match self.long.get_mut(domain) {
+                Some(count) => count,
+                None => self.long.entry(domain.into()).or_default(),
+            },
+        };
+        *count = count.saturating_add(1);
+    }
+
+    /// Counts one ETRN for `domain` less; a domain no ETRN names any more goes.
+    fn remove_one(&mut self, domain: &str) {
+        match ShortDomain::new(domain) {
+            Some(key) => {
+                if let Some(n) = self.short.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.short.remove(&key);
+                    }
+                }
+            }
+            None => {
+                if let Some(n) = self.long.get_mut(domain) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.long.remove(domain);
+                    }
+                }
+            }
+        }
+    }
+
+    fn contains(&self, domain: &str) -> bool {
+        match ShortDomain::new(domain) {
+            Some(key) => self.short.contains_key(&key),
+            None => self.long.contains_key(domain),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.short.clear();
+        self.long.clear();
+    }
+
+    /// How many domains are counted.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+}
+
+/// The ETRNs of the sessions held, by number: the numbers run in the order ETRNs were recorded,
+/// so they are kept as runs of consecutive numbers of one session (one run for a session that
+/// pipelines thousands), in order, found by a binary search.
+#[derive(Debug, Default)]
+struct EtrnNumbers {
+    runs: Vec<EtrnRun>,
+    /// How many numbers the runs hold.
+    held: usize,
+}
+
+/// `count` ETRNs of `session`, numbered from `first`, the first of them its `nth` (from 0).
+#[derive(Debug, Clone, Copy)]
+struct EtrnRun {
+    first: u64,
+    count: usize,
+    session: u64,
+    nth: usize,
+}
+
+impl EtrnNumbers {
+    /// Adds ETRN `number` (higher than any held), the `nth` of `session`.
+    fn push(&mut self, number: u64, session: u64, nth: usize) {
+        self.held += 1;
+        if let Some(last) = self.runs.last_mut()
+            && last.session == session
+            && last.first.saturating_add(last.count as u64) == number
+            && last.nth.saturating_add(last.count) == nth
+        {
+            last.count += 1;
+            return;
+        }
+        self.runs.push(EtrnRun {
+            first: number,
+            count: 1,
+            session,
+            nth,
+        });
+    }
+
+    /// Takes out the ETRNs of `session`.
+    fn forget(&mut self, session: u64) {
+        self.runs.retain(|r| r.session != session);
+        self.held = self.runs.iter().map(|r| r.count).sum();
+    }
+
+    fn clear(&mut self) {
+        self.runs.clear();
+        self.held = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.held
+    }
+
+    /// The highest number held.
+    fn last(&self) -> Option<u64> {
+        self.runs.last().map(|r| r.first + r.count as u64 - 1)
+    }
+
+    /// The ETRNs numbered after `after`, in order: each number, its session and its place there.
+    fn after(&self, after: u64) -> impl Iterator<Item = (u64, u64, usize)> + '_ {
+        let start = self
+            .runs
+            .partition_point(|r| r.first.saturating_add(r.count as u64) <= after.saturating_add(1));
+        self.runs[start..].iter().flat_map(move |r| {
+            let from = r.first.max(after.saturating_add(1));
+            (from..r.first + r.count as u64).map(move |n| {
+                let nth = r.nth + usize::try_from(n - r.first).unwrap_or(usize::MAX);
+                (n, r.session, nth)
+            })
+        })
     }
 }
 
@@ -244,14 +406,14 @@ struct State {
     /// The normalised domains of the ETRNs the held sessions have, each with how many: a wait
     /// for a domain looks here, never at the recording. A forgotten session takes its domains
     /// with it, so under [`Retention::Open`] the index stays as small as what is held.
-    etrn_domains: HashMap<String, usize>,
+    etrn_domains: DomainCounts,
     /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
     /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
-    etrn_waiters: HashMap<String, (Arc<Notify>, usize)>,
+    etrn_waiters: FastMap<String, (Arc<Notify>, usize)>,
     /// The ETRNs of the sessions held, by number (1, 2, 3 ... in the order they were recorded;
     /// a reset does not start again), each with its session and its place among the session's
     /// ETRNs: `GET /etrn` pages and streams from here, never from the recording.
-    etrn_numbers: BTreeMap<u64, (u64, usize)>,
+    etrn_numbers: EtrnNumbers,
     /// The number the last ETRN recorded got.
     last_etrn_number: u64,
     forgotten: u64,
@@ -400,7 +562,7 @@ impl Recorder {
                     close: None,
                     tls: false,
                     events: EventLog::default(),
-                    etrn_numbers: Vec::new(),
+                    etrns: 0,
                 },
             );
             r.stream(|| line::opened(at, id, peer));
@@ -434,52 +596,43 @@ impl Recorder {
         let mut published = Vec::new();
         {
             let mut r = self.lock();
+            let state = &mut *r;
             // The batch's lines go out in one write, in order, under the lock.
             let mut lines = Vec::new();
-            let streaming = r.stream.is_some();
+            let streaming = state.stream.is_some();
+            let mut session = state.sessions.get_mut(&id);
             for event in events.drain(..) {
                 if streaming {
                     lines.extend_from_slice(line::event(at, id, &event).to_string().as_bytes());
                     lines.push(b'\n');
                 }
-                let state = &mut *r;
-                let Some(s) = state.sessions.get_mut(&id) else {
+                let Some(s) = session.as_deref_mut() else {
                     continue;
                 };
                 if live {
                     published.push(event.clone());
                 }
-                let domain = match &event {
-                    Event::Etrn(record) => {
-                        state.last_etrn_number += 1;
-                        let number = state.last_etrn_number;
-                        let nth = s.etrn_numbers.len();
-                        s.etrn_numbers.push(number);
-                        state.etrn_numbers.insert(number, (id, nth));
-                        state.etrn += 1;
-                        state.etrn_total += 1;
-                        record.domain.clone()
-                    }
-                    _ => None,
-                };
-                s.events.push(at, event, &mut state.interner);
-                if let Some(domain) = domain {
-                    // Woken after the lock is let go; a wait registers under the lock, so none
-                    // misses this.
-                    if let Some((n, _)) = state.etrn_waiters.get(&domain)
-                        && !wake.iter().any(|w| Arc::ptr_eq(w, n))
-                    {
-                        wake.push(Arc::clone(n));
-                    }
-                    match state.etrn_domains.get_mut(&domain) {
-                        Some(count) => *count += 1,
-                        None => {
-                            state.etrn_domains.insert(domain, 1);
+                if let Event::Etrn(record) = &event {
+                    state.last_etrn_number += 1;
+                    state.etrn_numbers.push(state.last_etrn_number, id, s.etrns);
+                    s.etrns += 1;
+                    state.etrn += 1;
+                    state.etrn_total += 1;
+                    if let Some(domain) = record.domain.as_deref() {
+                        // Woken after the lock is let go; a wait registers under the lock, so
+                        // none misses this.
+                        if !state.etrn_waiters.is_empty()
+                            && let Some((n, _)) = state.etrn_waiters.get(domain)
+                            && !wake.iter().any(|w| Arc::ptr_eq(w, n))
+                        {
+                            wake.push(Arc::clone(n));
                         }
+                        state.etrn_domains.add(domain);
                     }
                 }
+                s.events.push(at, event, &mut state.interner);
             }
-            r.write_stream(&lines);
+            state.write_stream(&lines);
         }
         for waiters in wake {
             waiters.notify_waiters();
@@ -531,19 +684,13 @@ impl Recorder {
                 let state = &mut *r;
                 if let Some(s) = state.sessions.remove(&id) {
                     // Its ETRNs leave the index with it (the log is read only if it has any).
-                    for number in &s.etrn_numbers {
-                        state.etrn_numbers.remove(number);
-                    }
-                    if !s.etrn_numbers.is_empty() {
+                    if s.etrns > 0 {
+                        state.etrn_numbers.forget(id);
                         for e in s.events.events(&state.interner) {
                             if let Event::Etrn(record) = e.event
                                 && let Some(domain) = record.domain
-                                && let Some(n) = state.etrn_domains.get_mut(&domain)
                             {
-                                *n = n.saturating_sub(1);
-                                if *n == 0 {
-                                    state.etrn_domains.remove(&domain);
-                                }
+                                state.etrn_domains.remove_one(&domain);
                             }
                         }
                     }
@@ -570,7 +717,7 @@ impl Recorder {
             r.sessions.retain(|_, s| s.close.is_none());
             for s in r.sessions.values_mut() {
                 s.events = EventLog::default();
-                s.etrn_numbers.clear();
+                s.etrns = 0;
             }
             r.etrn_numbers.clear();
             r.closed = 0;
@@ -646,7 +793,7 @@ impl Recorder {
     /// start or the last reset, and not forgotten). A look-up, whatever the length of the
     /// recording.
     pub fn has_etrn(&self, domain: &str) -> bool {
-        self.lock().etrn_domains.contains_key(domain)
+        self.lock().etrn_domains.contains(domain)
     }
 
     /// A copy of everything recorded so far (derived from the event logs).
@@ -807,15 +954,12 @@ impl Recorder {
     /// O(`limit`), never the recording.
     pub fn etrn_page(&self, after: u64, limit: usize) -> (u64, bool) {
         let r = self.lock();
-        let mut numbers = r
-            .etrn_numbers
-            .range(after.saturating_add(1)..)
-            .map(|(n, _)| *n);
         if limit >= r.etrn_numbers.len() {
             // All of them: the last number, without walking the index.
-            let last = r.etrn_numbers.last_key_value().map(|(n, _)| *n);
+            let last = r.etrn_numbers.last();
             return (last.filter(|&n| n > after).unwrap_or(after), false);
         }
+        let mut numbers = r.etrn_numbers.after(after).map(|(n, _, _)| n);
         let last = numbers.by_ref().take(limit).last().unwrap_or(after);
         (last, numbers.next().is_some())
     }
@@ -850,11 +994,12 @@ impl EtrnCursor {
         let mut read: HashMap<u64, Vec<RecordedEtrn>> = self.kept.take().into_iter().collect();
         let wanted: Vec<(u64, u64, usize)> = {
             let r = recorder.lock();
+            let upto = self.upto;
             let wanted: Vec<(u64, u64, usize)> = r
                 .etrn_numbers
-                .range(self.after + 1..=self.upto)
+                .after(self.after)
+                .take_while(|(n, _, _)| *n <= upto)
                 .take(max)
-                .map(|(n, (session, nth))| (*n, *session, *nth))
                 .collect();
             for &(_, session, nth) in &wanted {
                 // Kept from before this ETRN was recorded: read again.
@@ -1020,7 +1165,7 @@ impl<'a> EtrnWaiter<'a> {
     /// for). Checked and registered under one lock, so no ETRN falls in between.
     fn register(recorder: &'a Recorder, domain: &str) -> Option<Self> {
         let mut r = recorder.lock();
-        if r.etrn_domains.contains_key(domain) {
+        if r.etrn_domains.contains(domain) {
             return None;
         }
         let entry = r
@@ -1376,6 +1521,84 @@ mod tests {
             .map(|(id, e)| (id, e.at_us, e.record.domain))
             .collect();
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn the_numbers_of_interleaved_and_forgotten_sessions_page_in_order() {
+        let r = Recorder::with_retention(Retention::Open);
+        let (a, b, c) = (r.open(peer()), r.open(peer()), r.open(peer()));
+        // Numbers 1..=9: a a b a c c b b a.
+        for (session, domain) in [
+            (a, "a1"),
+            (a, "a2"),
+            (b, "b1"),
+            (a, "a3"),
+            (c, "c1"),
+            (c, "c2"),
+            (b, "b2"),
+            (b, "b3"),
+            (a, "a4"),
+        ] {
+            etrn(&r, session, &format!("{domain}.example"));
+        }
+        r.close(c, CloseReason::Quit);
+        let held: Vec<(u64, Option<String>)> = r
+            .etrns()
+            .into_iter()
+            .map(|(id, e)| (id, e.record.domain))
+            .collect();
+        let expected: Vec<(u64, Option<String>)> = [
+            (a, "a1"),
+            (a, "a2"),
+            (b, "b1"),
+            (a, "a3"),
+            (b, "b2"),
+            (b, "b3"),
+            (a, "a4"),
+        ]
+        .into_iter()
+        .map(|(id, d)| (id, Some(format!("{d}.example"))))
+        .collect();
+        assert_eq!(held, expected, "c's ETRNs (5 and 6) are forgotten");
+        assert_eq!(r.etrn_page(0, 3), (3, true));
+        assert_eq!(r.etrn_page(3, 2), (7, true), "4, then 7: 5 and 6 went");
+        assert_eq!(r.etrn_page(7, 2), (9, false));
+        assert_eq!(r.etrn_page(9, 2), (9, false));
+        let mut cursor = EtrnCursor::new(2, 8);
+        let numbers: Vec<u64> = std::iter::from_fn(|| {
+            let batch = cursor.next_batch(&r, 2);
+            (!batch.is_empty()).then_some(batch)
+        })
+        .flatten()
+        .map(|(n, _, _)| n)
+        .collect();
+        assert_eq!(numbers, [3, 4, 7, 8]);
+    }
+
+    #[test]
+    fn domains_short_and_long_are_counted_until_their_last_etrn_goes() {
+        let long = "a-label-longer-than-the-inline-key.example";
+        let short = "short.example";
+        assert!(long.len() > SHORT_DOMAIN && short.len() < SHORT_DOMAIN);
+        let at_the_limit = "x".repeat(SHORT_DOMAIN);
+        let mut counts = DomainCounts::default();
+        for d in [long, short, long, at_the_limit.as_str(), short] {
+            counts.add(d);
+        }
+        assert_eq!(counts.len(), 3);
+        assert!(
+            !counts.contains("exactly-23-octets.exa"),
+            "a prefix is another domain"
+        );
+        for d in [long, short] {
+            counts.remove_one(d);
+            assert!(counts.contains(d), "{d} has one ETRN left");
+            counts.remove_one(d);
+            assert!(!counts.contains(d), "{d} has none");
+        }
+        assert!(counts.contains(&at_the_limit));
+        counts.remove_one("never.example");
+        assert_eq!(counts.len(), 1);
     }
 
     #[test]

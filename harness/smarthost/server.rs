@@ -404,6 +404,43 @@ pub const LINGER_MAX_OCTETS: usize = 16 * 1024;
 /// The most of one line an [`Event::Unawaited`] keeps.
 const UNAWAITED_MAX_OCTETS: usize = 512;
 
+/// The read buffer a connection starts with: a command line or a few fit. An idle connection
+/// (thousands of them in a soak) holds no more than this; one that fills it (a pipelining client,
+/// a message) doubles it, up to [`READ_BUFFER_MAX`].
+const READ_BUFFER_START: usize = 1024;
+
+/// The most one read takes: what is ready up to this much is taken before any of it is fed, so
+/// the lines a client pipelined are seen as such ([`Event::Unawaited`]) whatever the buffer.
+const READ_BUFFER_MAX: usize = 16 * 1024;
+
+/// After a read put `n` octets in `buf` (and so in `unfed`): while the reads fill the buffer,
+/// takes what else is ready, up to [`READ_BUFFER_MAX`] in all (what one read of that size would
+/// have taken), doubling the buffer as it goes.
+async fn take_ready<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    unfed: &mut Vec<u8>,
+    n: usize,
+) {
+    let mut taken = n;
+    let mut filled = n == buf.len();
+    while filled && taken < READ_BUFFER_MAX {
+        if buf.len() < READ_BUFFER_MAX {
+            buf.resize((buf.len() * 2).min(READ_BUFFER_MAX), 0);
+        }
+        let room = buf.len().min(READ_BUFFER_MAX - taken);
+        match read_ready(stream, &mut buf[..room]).await {
+            Some(Ok(m)) if m > 0 => {
+                unfed.extend_from_slice(&buf[..m]);
+                taken += m;
+                filled = m == room;
+            }
+            // Nothing more yet, the end, or an error the next read meets again.
+            _ => break,
+        }
+    }
+}
+
 /// Runs one leg of a session over `stream` until it closes or upgrades to TLS.
 ///
 /// Bytes are fed to the session a line at a time, so the driver knows which lines arrived
@@ -421,7 +458,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Leg<S> {
     let idle = shared.idle_timeout;
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; READ_BUFFER_START];
+    // The time the lines being fed arrived: taken once per read (and when the session is woken
+    // at a deadline), not once per line; the lines of one read arrived together.
+    let mut now = Instant::now().into_std();
     // Replies to pipelined commands go out in one write, as a real server's would.
     let mut pending: Vec<u8> = Vec::new();
     // Bytes read and not yet given to the session, from `fed` on.
@@ -453,7 +493,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     // Plaintext pipelined behind STARTTLS goes to the session, which discards
                     // and records it (CVE-2011-0411).
                     if fed < unfed.len() {
-                        session.receive(&unfed[fed..], Instant::now().into_std());
+                        session.receive(&unfed[fed..], now);
                         while let Some(Output::Event(event)) = session.poll_output() {
                             batch.push(event);
                         }
@@ -493,7 +533,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             tokio::select! {
                 _ = sleep_until_some(session.poll_timeout().map(Instant::from_std)) => {
-                    session.handle_timeout(Instant::now().into_std());
+                    now = Instant::now().into_std();
+                    session.handle_timeout(now);
                 }
                 _ = shutdown.changed() => return Leg::Closed(CloseReason::Shutdown),
             }
@@ -513,7 +554,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 batch.push(Event::Unawaited { raw });
             }
             at_line_start = piece.ends_with(b"\n");
-            session.receive(piece, Instant::now().into_std());
+            session.receive(piece, now);
             if fed == unfed.len() {
                 unfed.clear();
                 fed = 0;
@@ -528,7 +569,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             if let Some(Ok(n)) = read_ready(&mut stream, &mut buf).await
                 && n > 0
             {
+                now = Instant::now().into_std();
                 unfed.extend_from_slice(&buf[..n]);
+                take_ready(&mut stream, &mut buf, &mut unfed, n).await;
                 continue;
             }
         }
@@ -545,11 +588,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             biased;
             _ = sleep_until_some(wake) => {
                 // tokio's clock (paused in some tests), not the wall's.
-                session.handle_timeout(Instant::now().into_std());
+                now = Instant::now().into_std();
+                session.handle_timeout(now);
             }
             read = stream.read(&mut buf) => match read {
                 Ok(0) => session.peer_closed(),
-                Ok(n) => unfed.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    now = Instant::now().into_std();
+                    unfed.extend_from_slice(&buf[..n]);
+                    take_ready(&mut stream, &mut buf, &mut unfed, n).await;
+                }
                 Err(e) => return Leg::Closed(CloseReason::Io(e.to_string())),
             },
             _ = shutdown.changed() => {
