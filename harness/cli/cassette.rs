@@ -402,7 +402,7 @@ async fn replay_only(
                 // which misses nothing even when this stream lags.
                 Ok(e) => {
                     if let Some(human) = replay_line(e) {
-                        announcer.event(|| human, || e.json_line().to_string());
+                        announcer.event(|| human, || e.json_text().to_string());
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

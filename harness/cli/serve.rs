@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use etrn_harness::proto::SmartHostScript;
 use etrn_harness::proto::{Event, SessionLimits};
-use etrn_harness::smarthost::{Lifetime, LiveEvent, Recorder, SmartHostConfig};
+use etrn_harness::smarthost::{Lifetime, LiveEvent, LiveFeed, Recorder, SmartHostConfig};
 
 use etrn_harness::scenario;
 
@@ -173,7 +173,12 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     // Subscribe and install the signal handlers before announcing the address: a client that
     // connects at once, or a SIGTERM sent right after, is not missed.
     // Quiet: no subscriber at all, so the recorder does not queue live events nobody prints.
-    let mut live = (!quiet).then(|| host.recorder().subscribe());
+    // Lines for people show sessions and ETRNs only: their feed carries nothing else.
+    let feed = match format {
+        EventsFormat::Human => LiveFeed::SessionsAndEtrn,
+        _ => LiveFeed::Everything,
+    };
+    let mut live = (!quiet).then(|| host.recorder().subscribe_to(feed));
     let mut stop_signal = match StopSignal::install() {
         Ok(s) => s,
         Err(e) => {
@@ -492,7 +497,7 @@ impl Printer {
     fn event(&mut self, event: &LiveEvent) {
         let line = match self.format {
             EventsFormat::None => None,
-            EventsFormat::Jsonl => Some(event.json_line().to_string()),
+            EventsFormat::Jsonl => Some(event.json_text().to_string()),
             EventsFormat::Human => human_line(event),
         };
         let shown = match line {

@@ -91,7 +91,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
             number(out, m.size as u64);
             out.push(b'}');
         }
-        other => value(out, &super::recorder::line::event(at_us, session, other)),
+        other => write_value(out, &super::recorder::line::event(at_us, session, other)),
     }
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn write_closed(out: &mut Vec<u8>, at_us: u64, session: u64, reason: 
     at(out, at_us);
     out.extend_from_slice(b",\"closed\":");
     // Through a `Value`: the reason's own keys (`detail`, `reason`) come out sorted that way.
-    value(out, &serde_json::to_value(reason).unwrap_or_default());
+    write_value(out, &serde_json::to_value(reason).unwrap_or_default());
     session_field(out, session);
     out.push(b'}');
 }
@@ -151,7 +151,8 @@ fn serialized<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
     }
 }
 
-fn value(out: &mut Vec<u8>, v: &serde_json::Value) {
+/// Appends a line built as a `Value` (the rare ones).
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &serde_json::Value) {
     serialized(out, v);
 }
 

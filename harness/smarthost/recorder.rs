@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::json_line;
 use super::log::{EventLog, Interner};
 use tokio::sync::{Notify, broadcast};
 use tracing::warn;
@@ -41,6 +42,28 @@ pub enum LiveEvent {
     },
 }
 
+/// Which live events a listener hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveFeed {
+    /// Every event of every session: the API's `GET /events`, `serve --events jsonl`.
+    Everything,
+    /// Sessions opened and closed, and ETRNs: `serve`'s lines for people.
+    SessionsAndEtrn,
+}
+
+impl LiveFeed {
+    /// Whether this feed carries `event`.
+    pub fn has(self, event: &LiveEvent) -> bool {
+        match self {
+            LiveFeed::Everything => true,
+            LiveFeed::SessionsAndEtrn => !matches!(
+                event,
+                LiveEvent::Event { event, .. } if !matches!(event, Event::Etrn(_))
+            ),
+        }
+    }
+}
+
 /// An event's JSON line, built by the first listener that asks for it: every listener gets the
 /// same event (an `Arc`), so with many live-feed subscribers an event is turned into JSON once,
 /// not once per subscriber (200 subscribers building their own cut the SMTP server to a fiftieth
@@ -54,7 +77,36 @@ impl LiveEvent {
         let (LiveEvent::Opened { line, .. }
         | LiveEvent::Event { line, .. }
         | LiveEvent::Closed { line, .. }) = self;
-        Arc::clone(line.0.get_or_init(|| self.json_line().to_string().into()))
+        Arc::clone(line.0.get_or_init(|| {
+            let mut out = Vec::new();
+            self.write_json(&mut out);
+            String::from_utf8_lossy(&out).into()
+        }))
+    }
+
+    /// Appends the event's JSON line (without its line end) to `out`: the text of
+    /// [`LiveEvent::json_line`], written without building it.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            LiveEvent::Opened {
+                session,
+                peer,
+                at_us,
+                ..
+            } => json_line::write_opened(out, *at_us, *session, *peer),
+            LiveEvent::Event {
+                session,
+                event,
+                at_us,
+                ..
+            } => json_line::write_event(out, *at_us, *session, event),
+            LiveEvent::Closed {
+                session,
+                reason,
+                at_us,
+                ..
+            } => json_line::write_closed(out, *at_us, *session, reason),
+        }
     }
 
     /// The event as one JSON line: the same line the `--record` stream holds for it.
@@ -430,11 +482,12 @@ struct State {
 impl State {
     /// Writes one JSON line to the stream, if there is one; a failure stops the stream (and is
     /// reported by [`Recorder::stream_error`]), never the server.
-    fn stream(&mut self, line: impl FnOnce() -> serde_json::Value) {
+    fn stream(&mut self, line: impl FnOnce(&mut Vec<u8>)) {
         if self.stream.is_none() {
             return;
         }
-        let mut bytes = line().to_string().into_bytes();
+        let mut bytes = Vec::new();
+        line(&mut bytes);
         bytes.push(b'\n');
         self.write_stream(&bytes);
     }
@@ -466,6 +519,11 @@ pub struct Recorder {
     closed_changed: Notify,
     /// Every listener gets the same event, never a copy of its own.
     live: broadcast::Sender<Arc<LiveEvent>>,
+    /// Sessions opened and closed and ETRNs only ([`LiveFeed::SessionsAndEtrn`]): `serve`'s
+    /// lines for people need no more, and the commands and replies of a mail session are most
+    /// of its events (a copy of each, sent to a listener who drops it, cost the default `serve`
+    /// a quarter of its time per session).
+    summary: broadcast::Sender<Arc<LiveEvent>>,
     /// Times a wait for an ETRN looked at the index again after a wake-up (tests count them).
     #[cfg(test)]
     etrn_wakeups: std::sync::atomic::AtomicUsize,
@@ -489,12 +547,14 @@ pub const STREAM_VERSION: u32 = 1;
 impl Recorder {
     pub fn new() -> Self {
         let (live, _) = broadcast::channel(4096);
+        let (summary, _) = broadcast::channel(4096);
         Recorder {
             started: Instant::now(),
             state: Mutex::new(State::default()),
             changed: Notify::new(),
             closed_changed: Notify::new(),
             live,
+            summary,
             #[cfg(test)]
             etrn_wakeups: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -516,10 +576,11 @@ impl Recorder {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
+    /// Sends a session's opening or closing to both feeds (it is in both).
     fn publish(&self, e: LiveEvent) {
         // Nobody listening live: no copy to make.
-        if self.live.receiver_count() > 0 {
-            let _ = self.live.send(Arc::new(e));
+        if self.live.receiver_count() > 0 || self.summary.receiver_count() > 0 {
+            self.send_live(Arc::new(e));
         }
         self.changed.notify_waiters();
     }
@@ -527,6 +588,25 @@ impl Recorder {
     /// A live feed of events, for printing as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.live.subscribe()
+    }
+
+    /// A live feed of `feed`'s events.
+    pub fn subscribe_to(&self, feed: LiveFeed) -> broadcast::Receiver<Arc<LiveEvent>> {
+        match feed {
+            LiveFeed::Everything => self.live.subscribe(),
+            LiveFeed::SessionsAndEtrn => self.summary.subscribe(),
+        }
+    }
+
+    /// `event` to every listener whose feed has it (one `Arc`, whatever the number of feeds).
+    fn send_live(&self, event: Arc<LiveEvent>) {
+        if LiveFeed::SessionsAndEtrn.has(&event) && self.summary.receiver_count() > 0 {
+            // Nobody may listen any more: that is no error.
+            let _ = self.summary.send(Arc::clone(&event));
+        }
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(event);
+        }
     }
 
     /// Streams everything from now on to `out` as JSON Lines, one line per event as it happens
@@ -565,7 +645,7 @@ impl Recorder {
                     etrns: 0,
                 },
             );
-            r.stream(|| line::opened(at, id, peer));
+            r.stream(|out| json_line::write_opened(out, at, id, peer));
             id
         };
         self.publish(LiveEvent::Opened {
@@ -591,7 +671,8 @@ impl Recorder {
             return;
         }
         let at = self.now_us();
-        let live = self.live.receiver_count() > 0;
+        let live_everything = self.live.receiver_count() > 0;
+        let live_summary = self.summary.receiver_count() > 0;
         let mut wake: Vec<Arc<Notify>> = Vec::new();
         let mut published = Vec::new();
         {
@@ -603,13 +684,13 @@ impl Recorder {
             let mut session = state.sessions.get_mut(&id);
             for event in events.drain(..) {
                 if streaming {
-                    lines.extend_from_slice(line::event(at, id, &event).to_string().as_bytes());
+                    json_line::write_event(&mut lines, at, id, &event);
                     lines.push(b'\n');
                 }
                 let Some(s) = session.as_deref_mut() else {
                     continue;
                 };
-                if live {
+                if live_everything || (live_summary && matches!(event, Event::Etrn(_))) {
                     published.push(event.clone());
                 }
                 if let Event::Etrn(record) = &event {
@@ -638,8 +719,7 @@ impl Recorder {
             waiters.notify_waiters();
         }
         for event in published {
-            // Nobody may listen any more: that is no error.
-            let _ = self.live.send(Arc::new(LiveEvent::Event {
+            self.send_live(Arc::new(LiveEvent::Event {
                 session: id,
                 event,
                 at_us: at,
@@ -657,7 +737,12 @@ impl Recorder {
             if let Some(s) = r.sessions.get_mut(&id) {
                 s.tls = true;
             }
-            r.stream(|| serde_json::json!({ "at_us": at, "session": id, "tls": true }));
+            r.stream(|out| {
+                json_line::write_value(
+                    out,
+                    &serde_json::json!({ "at_us": at, "session": id, "tls": true }),
+                )
+            });
         }
         self.changed.notify_waiters();
     }
@@ -679,7 +764,7 @@ impl Recorder {
             // The log grows no more: give back what doubling the vector reserved.
             s.events.shrink();
             r.closed += 1;
-            r.stream(|| line::closed(at, id, &reason));
+            r.stream(|out| json_line::write_closed(out, at, id, &reason));
             if forget {
                 let state = &mut *r;
                 if let Some(s) = state.sessions.remove(&id) {
@@ -727,7 +812,9 @@ impl Recorder {
             r.refused = 0;
             r.forgotten = 0;
             r.resets += 1;
-            r.stream(|| serde_json::json!({ "at_us": at, "reset": true }));
+            r.stream(|out| {
+                json_line::write_value(out, &serde_json::json!({ "at_us": at, "reset": true }))
+            });
         }
         self.closed_changed.notify_waiters();
         self.changed.notify_waiters();
@@ -740,7 +827,9 @@ impl Recorder {
             let mut r = self.lock();
             r.refused += 1;
             let refused = r.refused;
-            r.stream(|| serde_json::json!({ "at_us": at, "refused": refused }));
+            r.stream(|out| {
+                json_line::write_value(out, &serde_json::json!({ "at_us": at, "refused": refused }))
+            });
         }
         self.changed.notify_waiters();
     }
@@ -1235,6 +1324,62 @@ mod tests {
             assert_eq!(*x.json_text(), x.json_line().to_string());
             assert!(Arc::ptr_eq(&x.json_text(), &y.json_text()), "built once");
         }
+    }
+
+    #[test]
+    fn the_sessions_and_etrn_feed_carries_only_those_and_shares_them() {
+        let r = Recorder::new();
+        let mut everything = r.subscribe_to(LiveFeed::Everything);
+        let mut summary = r.subscribe_to(LiveFeed::SessionsAndEtrn);
+        let id = r.open(peer());
+        command(&r, id, "EHLO c\r\n", 250);
+        r.event(
+            id,
+            Event::Etrn(Box::new(
+                crate::proto::etrn::read_etrn(
+                    &Command::parse(b"ETRN a.example\r\n"),
+                    crate::proto::etrn::Greeted::EtrnAdvertised,
+                    false,
+                )
+                .record(Some(250)),
+            )),
+        );
+        r.close(id, CloseReason::Quit);
+        let all: Vec<_> = std::iter::from_fn(|| everything.try_recv().ok()).collect();
+        let some: Vec<_> = std::iter::from_fn(|| summary.try_recv().ok()).collect();
+        // Opened, EHLO, its reply, the ETRN, closed; the summary without the EHLO and reply.
+        assert_eq!(all.len(), 5);
+        let kept: Vec<_> = all
+            .iter()
+            .filter(|e| LiveFeed::SessionsAndEtrn.has(e))
+            .collect();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(some.len(), 3);
+        for (a, b) in kept.into_iter().zip(&some) {
+            assert!(Arc::ptr_eq(a, b), "the same event, not a copy");
+        }
+        assert!(matches!(*some[0], LiveEvent::Opened { .. }));
+        assert!(matches!(
+            &*some[1],
+            LiveEvent::Event {
+                event: Event::Etrn(_),
+                ..
+            }
+        ));
+        assert!(matches!(*some[2], LiveEvent::Closed { .. }));
+    }
+
+    #[test]
+    fn a_summary_listener_alone_gets_no_copies_of_commands() {
+        let r = Recorder::new();
+        let mut summary = r.subscribe_to(LiveFeed::SessionsAndEtrn);
+        let id = r.open(peer());
+        for _ in 0..10 {
+            command(&r, id, "NOOP\r\n", 250);
+        }
+        r.close(id, CloseReason::Quit);
+        let heard: Vec<_> = std::iter::from_fn(|| summary.try_recv().ok()).collect();
+        assert_eq!(heard.len(), 2, "opened and closed only: {heard:?}");
     }
 
     #[test]
