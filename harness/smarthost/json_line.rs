@@ -58,14 +58,14 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
         Event::Etrn(record) => {
             at(out, at_us);
             out.extend_from_slice(b",\"domain\":");
-            optional(out, record.domain.as_deref(), |out, d| string(out, d));
+            optional(out, record.domain.as_deref(), string);
             out.extend_from_slice(b",\"event\":\"etrn\"");
             if !record.flags.is_empty() {
                 out.extend_from_slice(b",\"flags\":");
                 serialized(out, &record.flags);
             }
             out.extend_from_slice(b",\"option\":");
-            optional(out, record.option.as_ref(), |out, o| serialized(out, o));
+            optional(out, record.option.as_ref(), serialized);
             out.extend_from_slice(b",\"raw\":");
             string(out, &record.raw);
             out.extend_from_slice(b",\"reply\":");
