@@ -764,7 +764,7 @@ mod tests {
                         5 => Event::Reply { code: 250, lines: vec![format!("OK {} done", String::from_utf8_lossy(line))] },
                         6 => Event::Message(MessageRecord {
                             from: String::from_utf8_lossy(line).into_owned(),
-                            recipients: vec![String::new(); usize::from(line.len() % 3)],
+                            recipients: vec![String::new(); line.len() % 3],
                             size: line.len() * 1000,
                             reply: 552,
                         }),
