@@ -645,7 +645,11 @@ mod tests {
         let back: Vec<Event> = log.events(&interner).into_iter().map(|t| t.event).collect();
         assert_eq!(back, events);
         assert_eq!(log.count, events.len());
-        assert_eq!(log.whole.len(), 1, "only the rare STARTTLS is kept whole, not the message");
+        assert_eq!(
+            log.whole.len(),
+            1,
+            "only the rare STARTTLS is kept whole, not the message"
+        );
     }
 
     fn etrn_line(line: &[u8]) -> Event {
