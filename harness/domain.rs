@@ -645,7 +645,17 @@ mod tests {
     fn the_fast_path_agrees_at_the_edges() {
         let label63 = "a".repeat(63);
         let label64 = "b".repeat(64);
-        let longest = [&label63[..]; 4].join(".") + ".a"; // 254 octets: one too many
+        // Three 63-octet labels and the dots between them are 191 octets; a last label of 61
+        // makes 253 (the most), of 62 makes 254 (one too many).
+        let three = [&label63[..]; 3].join(".");
+        let longest = format!("{three}.{}", "a".repeat(61));
+        let too_long = format!("{three}.{}", "a".repeat(62));
+        assert_eq!((longest.len(), too_long.len()), (253, 254));
+        assert!(Domain::parse(&longest).is_ok());
+        assert!(matches!(
+            Domain::parse(&too_long),
+            Err(DomainError::TooLong { octets: 254, .. })
+        ));
         for text in [
             "",
             ".",
@@ -673,8 +683,12 @@ mod tests {
             &label63,
             &label64,
             &longest,
+            &too_long,
             &longest[1..],
             &format!("{longest}."),
+            &format!("{too_long}."),
+            &format!("@{longest}"),
+            &format!("@{too_long}"),
             &format!("{}.", &longest[1..]),
         ] {
             paths_agree(text);

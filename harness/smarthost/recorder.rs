@@ -264,6 +264,8 @@ struct SessionLog {
     /// How many ETRNs `events` has: a session without any leaves the indexes without its log
     /// being read.
     etrns: usize,
+    /// The number of its first ETRN: where its runs of numbers start.
+    first_etrn: u64,
 }
 
 impl SessionLog {
@@ -406,10 +408,18 @@ impl EtrnNumbers {
         });
     }
 
-    /// Takes out the ETRNs of `session`.
-    fn forget(&mut self, session: u64) {
-        self.runs.retain(|r| r.session != session);
-        self.held = self.runs.iter().map(|r| r.count).sum();
+    /// Takes out the `count` ETRNs of `session`, the first of them numbered `first`. Only the
+    /// runs from there on are looked at: under `--retain open` a session that pipelines for hours
+    /// leaves a run between every two short sessions' ETRNs, and each short session that closes
+    /// must not walk all of them.
+    fn forget(&mut self, session: u64, first: u64, count: usize) {
+        let start = self
+            .runs
+            .partition_point(|r| r.first.saturating_add(r.count as u64) <= first);
+        let mut tail = self.runs.split_off(start);
+        tail.retain(|r| r.session != session);
+        self.runs.append(&mut tail);
+        self.held = self.held.saturating_sub(count);
     }
 
     fn clear(&mut self) {
@@ -531,6 +541,9 @@ pub struct Recorder {
     /// Times a wait for an ETRN looked at the index again after a wake-up (tests count them).
     #[cfg(test)]
     etrn_wakeups: std::sync::atomic::AtomicUsize,
+    /// Session events copied for the live feeds (tests count them).
+    #[cfg(test)]
+    live_copies: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -561,6 +574,8 @@ impl Recorder {
             summary,
             #[cfg(test)]
             etrn_wakeups: std::sync::atomic::AtomicUsize::new(0),
+            #[cfg(test)]
+            live_copies: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -647,6 +662,7 @@ impl Recorder {
                     tls: false,
                     events: EventLog::default(),
                     etrns: 0,
+                    first_etrn: 0,
                 }),
             );
             r.stream(|out| json_line::write_opened(out, at, id, peer));
@@ -696,10 +712,16 @@ impl Recorder {
                 };
                 if live_everything || (live_summary && matches!(event, Event::Etrn(_))) {
                     published.push(event.clone());
+                    #[cfg(test)]
+                    self.live_copies
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 if let Event::Etrn(record) = &event {
                     state.last_etrn_number += 1;
                     state.etrn_numbers.push(state.last_etrn_number, id, s.etrns);
+                    if s.etrns == 0 {
+                        s.first_etrn = state.last_etrn_number;
+                    }
                     s.etrns += 1;
                     state.etrn += 1;
                     state.etrn_total += 1;
@@ -774,7 +796,7 @@ impl Recorder {
                 if let Some(s) = state.sessions.remove(&id) {
                     // Its ETRNs leave the index with it (the log is read only if it has any).
                     if s.etrns > 0 {
-                        state.etrn_numbers.forget(id);
+                        state.etrn_numbers.forget(id, s.first_etrn, s.etrns);
                         for e in s.events.events(&state.interner) {
                             if let Event::Etrn(record) = e.event
                                 && let Some(domain) = record.domain
@@ -1384,6 +1406,13 @@ mod tests {
         r.close(id, CloseReason::Quit);
         let heard: Vec<_> = std::iter::from_fn(|| summary.try_recv().ok()).collect();
         assert_eq!(heard.len(), 2, "opened and closed only: {heard:?}");
+        let copies = || r.live_copies.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(copies(), 0, "no command or reply was copied for the feed");
+        // With a listener to everything, each is.
+        let _everything = r.subscribe_to(LiveFeed::Everything);
+        let id = r.open(peer());
+        command(&r, id, "NOOP\r\n", 250);
+        assert_eq!(copies(), 2);
     }
 
     #[test]
@@ -1730,15 +1759,25 @@ mod tests {
         let short = "short.example";
         assert!(long.len() > SHORT_DOMAIN && short.len() < SHORT_DOMAIN);
         let at_the_limit = "x".repeat(SHORT_DOMAIN);
+        let past_the_limit = "y".repeat(SHORT_DOMAIN + 1);
         let mut counts = DomainCounts::default();
-        for d in [long, short, long, at_the_limit.as_str(), short] {
+        for d in [
+            long,
+            short,
+            long,
+            at_the_limit.as_str(),
+            short,
+            past_the_limit.as_str(),
+        ] {
             counts.add(d);
         }
-        assert_eq!(counts.len(), 3);
-        assert!(
-            !counts.contains("exactly-23-octets.exa"),
-            "a prefix is another domain"
-        );
+        assert_eq!(counts.len(), 4);
+        // A prefix of a domain held, inline or not, is another domain.
+        for prefix in ["short.exampl", &at_the_limit[1..], &past_the_limit[1..]] {
+            assert!(!counts.contains(prefix), "{prefix} was never added");
+        }
+        assert!(counts.contains(&past_the_limit));
+        counts.remove_one(&past_the_limit);
         for d in [long, short] {
             counts.remove_one(d);
             assert!(counts.contains(d), "{d} has one ETRN left");

@@ -404,9 +404,10 @@ pub const LINGER_MAX_OCTETS: usize = 16 * 1024;
 /// The most of one line an [`Event::Unawaited`] keeps.
 const UNAWAITED_MAX_OCTETS: usize = 512;
 
-/// The read buffer a connection starts with: a command line or a few fit. An idle connection
-/// (thousands of them in a soak) holds no more than this; one that fills it (a pipelining client,
-/// a message) doubles it, up to [`READ_BUFFER_MAX`].
+/// The read buffer a connection starts with: a command line or a few fit. A connection that has
+/// only ever sent a line at a time (the idle ones of a soak, thousands of them) holds no more
+/// than this; one that fills it (a pipelining client, a message) doubles it, up to
+/// [`READ_BUFFER_MAX`], and keeps what it grew to for the rest of its leg.
 const READ_BUFFER_START: usize = 1024;
 
 /// The most one read takes: what is ready up to this much is taken before any of it is fed, so
