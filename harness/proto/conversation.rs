@@ -56,6 +56,10 @@ pub trait Conversation: Send {
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
         crate::wire::redact::AuthResponses::default().forms(lines)
     }
+    /// One line of [`Conversation::recorded_forms`], borrowed when it is recorded as it came.
+    fn recorded_form<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        std::borrow::Cow::Owned(self.recorded_forms(&[line]).pop().unwrap_or_default())
+    }
 }
 
 impl Conversation for super::Session {
@@ -82,5 +86,8 @@ impl Conversation for super::Session {
     }
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
         super::Session::recorded_forms(self, lines)
+    }
+    fn recorded_form<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        super::Session::recorded_form(self, line)
     }
 }

@@ -564,6 +564,9 @@ impl Conversation for ReplaySession {
     fn recorded_forms(&self, lines: &[&[u8]]) -> Vec<Vec<u8>> {
         self.observer.recorded_forms(lines)
     }
+    fn recorded_form<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        self.observer.recorded_form(line)
+    }
 }
 
 #[cfg(test)]

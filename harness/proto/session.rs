@@ -364,6 +364,11 @@ impl Session {
         self.observer.recorded_forms(lines)
     }
 
+    /// One line of [`Session::recorded_forms`], borrowed when it is recorded as it came.
+    pub fn recorded_form<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        self.observer.recorded_form(line)
+    }
+
     /// The TLS handshake finished at `now`: the session starts over (RFC 3207 §4.2), and so
     /// does the idle deadline.
     pub fn tls_established(&mut self, now: Instant) {

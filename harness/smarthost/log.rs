@@ -465,8 +465,31 @@ fn argument_in(line: &[u8], reply: &str) -> Option<(usize, usize, usize)> {
     let argument = text[verb_end..].trim_ascii_start();
     // Whole characters: found in the reply, it starts and ends on character boundaries there.
     std::str::from_utf8(argument).ok()?;
-    let at = position(reply.as_bytes(), argument)?;
+    let at = quoted_at(reply.as_bytes(), argument)?;
     Some((text.len() - argument.len(), argument.len(), at))
+}
+
+/// Where a reply quotes `argument`: the last place it stands as a word of its own (nothing
+/// alphanumeric on either side), else the first place at all. So an argument that also occurs
+/// in the reply's own text (`e` inside `queuing`, or `node` in `for node node started`) is cut
+/// out where it is quoted, and every argument shares the one template the reply text makes.
+fn quoted_at(reply: &[u8], argument: &[u8]) -> Option<usize> {
+    let first = position(reply, argument)?;
+    let alone = |at: usize| {
+        let before = at.checked_sub(1).and_then(|i| reply.get(i));
+        let after = reply.get(at + argument.len());
+        !before.is_some_and(u8::is_ascii_alphanumeric)
+            && !after.is_some_and(u8::is_ascii_alphanumeric)
+    };
+    let mut quoted = alone(first).then_some(first);
+    let mut from = first + 1;
+    while let Some(at) = reply.get(from..).and_then(|rest| position(rest, argument)) {
+        if alone(from + at) {
+            quoted = Some(from + at);
+        }
+        from += at + 1;
+    }
+    Some(quoted.unwrap_or(first))
 }
 
 /// Where `needle` first is in `haystack`: a look for its first octet and a comparison there,
@@ -779,6 +802,24 @@ mod tests {
                 .collect();
             round_trip(&events);
         }
+    }
+
+    #[test]
+    fn a_short_argument_inside_the_replys_words_still_shares_one_template() {
+        let mut events = Vec::new();
+        for (n, argument) in ["e", "u", "n", "node", "a.example"].iter().enumerate() {
+            let at = n as u64 * 10;
+            events.push((at, command_line(format!("ETRN {argument}\r\n").as_bytes())));
+            events.push((
+                at,
+                Event::Reply {
+                    code: 250,
+                    lines: vec![format!("OK, queuing for node {argument} started")],
+                },
+            ));
+        }
+        let (_, interner) = round_trip(&events);
+        assert_eq!(interner.texts.len(), 1, "one template for every argument");
     }
 
     #[test]

@@ -550,8 +550,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 .map_or(unfed.len(), |i| start + i + 1);
             let piece = &unfed[start..fed];
             if at_line_start && !pending.is_empty() {
-                let mut raw = session.recorded_forms(&[piece]).pop().unwrap_or_default();
-                raw.truncate(UNAWAITED_MAX_OCTETS);
+                let form = session.recorded_form(piece);
+                let raw = form[..form.len().min(UNAWAITED_MAX_OCTETS)].to_vec();
                 batch.push(Event::Unawaited { raw });
             }
             at_line_start = piece.ends_with(b"\n");

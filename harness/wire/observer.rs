@@ -430,6 +430,16 @@ impl ServerSideObserver {
         self.auth_responses.forms(lines)
     }
 
+    /// [`ServerSideObserver::recorded_forms`] of one line, borrowed when it holds no secret: a
+    /// driver that records every pipelined line ([`Event::Unawaited`](crate::proto::Event)) copies
+    /// it once, not three times.
+    pub fn recorded_form<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.awaits_auth_response() {
+            return Cow::Borrowed(redact::CONTINUATION);
+        }
+        self.auth_responses.form(&Command::parse(line)).0
+    }
+
     /// The recorded form of `rest`, the last bytes of a client that left mid-line; `None` when
     /// they are no line (empty, message data, after STARTTLS, the tail of an over-long line).
     pub fn unterminated(&mut self, rest: &[u8]) -> Option<Vec<u8>> {
@@ -687,6 +697,38 @@ mod tests {
                 command("QUIT\r\n"),
             ]
         );
+    }
+
+    #[test]
+    fn one_line_is_recorded_as_recorded_forms_records_it_and_borrowed_when_plain() {
+        let lines: [&[u8]; 5] = [
+            b"NOOP\r\n",
+            b"ETRN a.example\r\n",
+            b"AGFsaWNlAHNlY3JldA==\r\n",
+            b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n",
+            b"\r\n",
+        ];
+        let agree = |s: &Server| {
+            for line in lines {
+                let one = s.observer.recorded_form(line);
+                assert_eq!(*one, s.observer.recorded_forms(&[line])[0], "{line:?}");
+            }
+        };
+        let mut s = Server::new(DataEnd::CrlfDotCrlf);
+        agree(&s);
+        assert!(matches!(
+            s.observer.recorded_form(b"ETRN a.example\r\n"),
+            Cow::Borrowed(_)
+        ));
+        // After an AUTH line (refused), and while a 334 awaits its response.
+        s.push(b"AUTH PLAIN\r\n");
+        let _ = s.next();
+        s.observer
+            .replied(Prompt::Command(&Verb::Auth), &["504 no\r\n"]);
+        agree(&s);
+        s.exchange("AUTH LOGIN\r\n", &["334 VXNlcm5hbWU6\r\n"]);
+        assert!(s.observer.awaits_auth_response());
+        agree(&s);
     }
 
     #[test]
