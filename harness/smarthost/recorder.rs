@@ -683,76 +683,40 @@ impl Recorder {
     }
 
     /// Records `events` of session `id`, in order, and leaves `events` empty (its capacity
-    /// kept, for the next batch): under one lock, with one time (they arrived together: what
-    /// one read brought, answered before one write) and one wake-up of the waits. A session
-    /// answering pipelined commands pays for the lock once per batch, not once per event.
+    /// kept, for the next batch): one [`RecordBatch`].
     pub fn events(&self, id: u64, events: &mut Vec<Event>) {
         if events.is_empty() {
             return;
         }
-        let at = self.now_us();
-        let live_everything = self.live.receiver_count() > 0;
-        let live_summary = self.summary.receiver_count() > 0;
-        let mut wake: Vec<Arc<Notify>> = Vec::new();
-        let mut published = Vec::new();
-        {
-            let mut r = self.lock();
-            let state = &mut *r;
-            // The batch's lines go out in one write, in order, under the lock.
-            let mut lines = Vec::new();
-            let streaming = state.stream.is_some();
-            let mut session = state.sessions.get_mut(&id);
-            for event in events.drain(..) {
-                if streaming {
-                    json_line::write_event(&mut lines, at, id, &event);
-                    lines.push(b'\n');
-                }
-                let Some(s) = session.as_deref_mut() else {
-                    continue;
-                };
-                if live_everything || (live_summary && matches!(event, Event::Etrn(_))) {
-                    published.push(event.clone());
-                    #[cfg(test)]
-                    self.live_copies
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                if let Event::Etrn(record) = &event {
-                    state.last_etrn_number += 1;
-                    state.etrn_numbers.push(state.last_etrn_number, id, s.etrns);
-                    if s.etrns == 0 {
-                        s.first_etrn = state.last_etrn_number;
-                    }
-                    s.etrns += 1;
-                    state.etrn += 1;
-                    state.etrn_total += 1;
-                    if let Some(domain) = record.domain.as_deref() {
-                        // Woken after the lock is let go; a wait registers under the lock, so
-                        // none misses this.
-                        if !state.etrn_waiters.is_empty()
-                            && let Some((n, _)) = state.etrn_waiters.get(domain)
-                            && !wake.iter().any(|w| Arc::ptr_eq(w, n))
-                        {
-                            wake.push(Arc::clone(n));
-                        }
-                        state.etrn_domains.add(domain);
-                    }
-                }
-                s.events.push(at, event, &mut state.interner);
-            }
-            state.write_stream(&lines);
+        let mut batch = self.batch(id);
+        for event in events.drain(..) {
+            batch.push(event);
         }
-        for waiters in wake {
-            waiters.notify_waiters();
+    }
+
+    /// Starts recording a batch of session `id`'s events: under one lock, with one time (they
+    /// arrived together: what one read brought, answered before one write), one write of the
+    /// stream and one wake-up of the waits, all when the batch is dropped. A session answering
+    /// pipelined commands pays for the lock once per batch, not once per event; and as each
+    /// event is packed as soon as it is pushed, its memory is free again before the next one is
+    /// made (events made for a whole batch and freed together missed the allocator's
+    /// per-thread cache).
+    ///
+    /// Every other session's recording waits while a batch is open: the driver keeps one to a
+    /// bounded number of lines, and never holds one across an `.await` (the guard is not `Send`).
+    pub fn batch(&self, id: u64) -> RecordBatch<'_> {
+        RecordBatch {
+            at: self.now_us(),
+            live_everything: self.live.receiver_count() > 0,
+            live_summary: self.summary.receiver_count() > 0,
+            state: Some(self.lock()),
+            recorder: self,
+            id,
+            lines: Vec::new(),
+            wake: Vec::new(),
+            published: Vec::new(),
+            pushed: false,
         }
-        for event in published {
-            self.send_live(Arc::new(LiveEvent::Event {
-                session: id,
-                event,
-                at_us: at,
-                line: SharedLine::default(),
-            }));
-        }
-        self.changed.notify_waiters();
     }
 
     /// Marks session `id` as running over TLS.
@@ -1259,6 +1223,99 @@ impl Iterator for RecordingJson {
     }
 }
 
+/// One session's batch of events being recorded, under the recorder's lock
+/// ([`Recorder::batch`]). Dropping it writes the batch's stream lines, lets the lock go, and
+/// then wakes the waits and tells the live feeds.
+pub struct RecordBatch<'a> {
+    recorder: &'a Recorder,
+    /// `None` only once dropped.
+    state: Option<MutexGuard<'a, State>>,
+    id: u64,
+    at: u64,
+    live_everything: bool,
+    live_summary: bool,
+    /// The batch's stream lines: one write at the end.
+    lines: Vec<u8>,
+    /// The waits for the domains of this batch's ETRNs.
+    wake: Vec<Arc<Notify>>,
+    /// Copies for the live feeds, sent once the lock is let go.
+    published: Vec<Event>,
+    pushed: bool,
+}
+
+impl RecordBatch<'_> {
+    /// Records one event, packed at once.
+    pub fn push(&mut self, event: Event) {
+        let Some(state) = self.state.as_deref_mut() else {
+            return;
+        };
+        self.pushed = true;
+        if state.stream.is_some() {
+            json_line::write_event(&mut self.lines, self.at, self.id, &event);
+            self.lines.push(b'\n');
+        }
+        let Some(s) = state.sessions.get_mut(&self.id) else {
+            return;
+        };
+        if self.live_everything || (self.live_summary && matches!(event, Event::Etrn(_))) {
+            self.published.push(event.clone());
+            #[cfg(test)]
+            self.recorder
+                .live_copies
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if let Event::Etrn(record) = &event {
+            state.last_etrn_number += 1;
+            state
+                .etrn_numbers
+                .push(state.last_etrn_number, self.id, s.etrns);
+            if s.etrns == 0 {
+                s.first_etrn = state.last_etrn_number;
+            }
+            s.etrns += 1;
+            state.etrn += 1;
+            state.etrn_total += 1;
+            if let Some(domain) = record.domain.as_deref() {
+                // Woken after the lock is let go; a wait registers under the lock, so none
+                // misses this.
+                if !state.etrn_waiters.is_empty()
+                    && let Some((n, _)) = state.etrn_waiters.get(domain)
+                    && !self.wake.iter().any(|w| Arc::ptr_eq(w, n))
+                {
+                    self.wake.push(Arc::clone(n));
+                }
+                state.etrn_domains.add(domain);
+            }
+        }
+        s.events.push(self.at, event, &mut state.interner);
+    }
+}
+
+impl Drop for RecordBatch<'_> {
+    fn drop(&mut self) {
+        let Some(mut state) = self.state.take() else {
+            return;
+        };
+        state.write_stream(&self.lines);
+        drop(state);
+        if !self.pushed {
+            return;
+        }
+        for waiters in self.wake.drain(..) {
+            waiters.notify_waiters();
+        }
+        for event in self.published.drain(..) {
+            self.recorder.send_live(Arc::new(LiveEvent::Event {
+                session: self.id,
+                event,
+                at_us: self.at,
+                line: SharedLine::default(),
+            }));
+        }
+        self.recorder.changed.notify_waiters();
+    }
+}
+
 /// `domain` as the index holds it: normalised when it is a domain, lower case otherwise.
 fn normalised_domain(domain: &str) -> String {
     crate::domain::Domain::parse(domain)
@@ -1350,6 +1407,42 @@ mod tests {
             assert_eq!(*x.json_text(), x.json_line().to_string());
             assert!(Arc::ptr_eq(&x.json_text(), &y.json_text()), "built once");
         }
+    }
+
+    #[test]
+    fn a_batch_is_told_to_listeners_only_when_it_ends_with_one_time() {
+        let r = Recorder::new();
+        let mut live = r.subscribe();
+        let id = r.open(peer());
+        assert!(matches!(
+            *live.try_recv().unwrap(),
+            LiveEvent::Opened { .. }
+        ));
+        let mut batch = r.batch(id);
+        for domain in ["a.example", "b.example"] {
+            batch.push(Event::Etrn(Box::new(
+                crate::proto::etrn::rebuild_etrn_record(domain.as_bytes(), Some(250), Vec::new()),
+            )));
+        }
+        assert!(
+            live.try_recv().is_err(),
+            "nothing is told while the batch is open"
+        );
+        drop(batch);
+        let times: Vec<u64> = (0..2)
+            .map(|_| match &*live.try_recv().unwrap() {
+                LiveEvent::Event { at_us, .. } => *at_us,
+                other => panic!("not an event: {other:?}"),
+            })
+            .collect();
+        assert_eq!(times[0], times[1], "one time for the batch");
+        assert!(r.has_etrn("a.example") && r.has_etrn("b.example"));
+        let domains: Vec<_> = r.recording().sessions[0]
+            .etrn
+            .iter()
+            .map(|e| e.record.domain.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(domains, ["a.example", "b.example"], "in the order pushed");
     }
 
     #[test]
