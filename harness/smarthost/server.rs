@@ -349,7 +349,10 @@ async fn serve(
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     let mut session = factory(accepted);
-    let plain = match drive(stream, session.as_mut(), id, shared, &mut shutdown).await {
+    // Boxed: awaited inline, the driver's state (some 950 octets) was laid out twice in this
+    // future, once as the value built and once as the value awaited, and an idle connection
+    // held both (2.7 KiB in all; 1.75 KiB with the box).
+    let plain = match Box::pin(drive(stream, session.as_mut(), id, shared, &mut shutdown)).await {
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
     };
