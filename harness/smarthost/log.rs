@@ -66,16 +66,28 @@ impl Interner {
         Some(id)
     }
 
-    /// The id of a one-line reply around an argument: what comes before it and after it, kept
-    /// as two lines.
-    fn template_id(&mut self, before: &str, after: &str) -> Option<u32> {
+    /// The id of one-line `reply` as a template around `argument` (what comes before it and
+    /// after it, kept as two lines), if the reply quotes it.
+    fn template_around(&mut self, reply: &str, argument: &[u8]) -> Option<u32> {
+        // The template given last fits a run of replies to pipelined commands: three
+        // comparisons, no search for the argument. (Its text before and after are whole
+        // characters, so the argument between them is too.)
         if let Some(last) = self.last_template
-            && let Some([b, a]) = self.lines(last)
-            && b == before
-            && a == after
+            && let Some([before, after]) = self.lines(last)
+            && reply.len() == before.len() + argument.len() + after.len()
+            && reply.starts_with(before.as_str())
+            && reply.ends_with(after.as_str())
+            && reply
+                .as_bytes()
+                .get(before.len()..reply.len() - after.len())
+                == Some(argument)
         {
             return Some(last);
         }
+        let at = quoted_at(reply.as_bytes(), argument)?;
+        // Cut on character boundaries only: so the argument is whole characters.
+        let before = reply.get(..at)?;
+        let after = reply.get(at + argument.len()..)?;
         let id = self.id(&[before.to_owned(), after.to_owned()])?;
         self.last_template = Some(id);
         Some(id)
@@ -141,9 +153,31 @@ struct Position {
     /// The time of the event before.
     at_us: u64,
     /// The line of the event before, when it was unawaited: where it is in the bytes.
-    unawaited: Option<Range<usize>>,
+    unawaited: Option<Span>,
     /// The line of the last command: where it is in the bytes.
-    command: Option<Range<usize>>,
+    command: Option<Span>,
+}
+
+/// Where a line is in a log's bytes, in half the room of a `Range<usize>` (every session keeps
+/// two). A line past the first 4 GiB of a log has none: what follows it packs its own copy
+/// rather than referring back, alike for the writer and the reader.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(range: Range<usize>) -> Option<Span> {
+        Some(Span {
+            start: u32::try_from(range.start).ok()?,
+            end: u32::try_from(range.end).ok()?,
+        })
+    }
+
+    fn range(self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 impl Position {
@@ -166,9 +200,11 @@ impl Position {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct EventLog {
     bytes: Vec<u8>,
-    /// Events kept as they are (referred to by index from `bytes`).
-    whole: Vec<Event>,
-    count: usize,
+    /// Events kept as they are (referred to by index from `bytes`): rare, so boxed, and no room
+    /// taken in the many logs without any.
+    whole: Option<Box<Vec<Event>>>,
+    /// How many events (saturating: only a hint of the room reading them takes).
+    count: u32,
     /// Where the writer stands.
     at: Position,
 }
@@ -176,27 +212,27 @@ pub(crate) struct EventLog {
 impl EventLog {
     /// Appends an event.
     pub(crate) fn push(&mut self, at_us: u64, event: Event, interner: &mut Interner) {
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         let unawaited = self.at.unawaited.take();
         let dt = self.at.delta(at_us);
         match event {
             Event::Command(c) => {
                 let repeated =
-                    unawaited.filter(|line| self.bytes.get(line.clone()) == Some(c.raw.as_slice()));
+                    unawaited.filter(|line| self.bytes.get(line.range()) == Some(c.raw.as_slice()));
                 let b = &mut self.bytes;
                 let line = match repeated {
                     Some(line) => {
                         b.push(COMMAND_AS_UNAWAITED);
                         varint(b, dt);
-                        line
+                        Some(line)
                     }
                     None => {
                         b.push(COMMAND);
                         varint(b, dt);
-                        bytes(b, &c.raw)
+                        Span::of(bytes(b, &c.raw))
                     }
                 };
-                self.at.command = Some(line);
+                self.at.command = line;
                 verb(b, &c.verb);
                 let flags = if c.bare_lf { FLAG_BARE_LF } else { 0 }
                     | if c.redacted { FLAG_REDACTED } else { 0 };
@@ -206,12 +242,11 @@ impl EventLog {
                 let around = match (&self.at.command, lines.as_slice()) {
                     (Some(line), [only]) => self
                         .bytes
-                        .get(line.clone())
-                        .and_then(|l| argument_in(l, only))
-                        .and_then(|(offset, len, at)| {
-                            let id =
-                                interner.template_id(only.get(..at)?, only.get(at + len..)?)?;
-                            Some((id, offset, len))
+                        .get(line.range())
+                        .and_then(command_argument)
+                        .and_then(|(offset, argument)| {
+                            let id = interner.template_around(only, argument)?;
+                            Some((id, offset, argument.len()))
                         }),
                     _ => None,
                 };
@@ -249,10 +284,10 @@ impl EventLog {
                     self.push_whole(dt, Event::Etrn(record));
                     return;
                 };
-                let in_command = self.at.command.as_ref().and_then(|line| {
-                    let offset = find(self.bytes.get(line.clone())?, &argument)?;
-                    Some(offset)
-                });
+                let in_command = self
+                    .at
+                    .command
+                    .and_then(|line| find(self.bytes.get(line.range())?, &argument));
                 let b = &mut self.bytes;
                 match in_command {
                     Some(offset) => {
@@ -277,7 +312,7 @@ impl EventLog {
                 let b = &mut self.bytes;
                 b.push(UNAWAITED);
                 varint(b, dt);
-                self.at.unawaited = Some(bytes(b, &raw));
+                self.at.unawaited = Span::of(bytes(b, &raw));
             }
             Event::Message(m) => {
                 let b = &mut self.bytes;
@@ -296,21 +331,29 @@ impl EventLog {
     }
 
     fn push_whole(&mut self, dt: u64, event: Event) {
+        let whole = self.whole.get_or_insert_default();
         self.bytes.push(WHOLE);
         varint(&mut self.bytes, dt);
-        varint(&mut self.bytes, self.whole.len() as u64);
-        self.whole.push(event);
+        varint(&mut self.bytes, whole.len() as u64);
+        whole.push(event);
     }
 
     /// Gives back what growing reserved: the log of a closed session grows no more.
     pub(crate) fn shrink(&mut self) {
         self.bytes.shrink_to_fit();
-        self.whole.shrink_to_fit();
+        if let Some(whole) = self.whole.as_mut() {
+            whole.shrink_to_fit();
+        }
+    }
+
+    /// The events kept whole.
+    fn whole(&self) -> &[Event] {
+        self.whole.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// The events, as they went in.
     pub(crate) fn events(&self, interner: &Interner) -> Vec<TimedEvent> {
-        let mut out = Vec::with_capacity(self.count);
+        let mut out = Vec::with_capacity(self.count as usize);
         let mut r = Reader {
             bytes: &self.bytes,
             at: 0,
@@ -325,12 +368,12 @@ impl EventLog {
                         r.range()
                     } else {
                         match unawaited {
-                            Some(line) => line,
+                            Some(line) => line.range(),
                             None => break,
                         }
                     };
                     let raw = self.bytes[line.clone()].to_vec();
-                    at.command = Some(line);
+                    at.command = Span::of(line);
                     let verb = r.verb();
                     let flags = r.byte().unwrap_or(0);
                     Event::Command(CommandLine {
@@ -409,12 +452,12 @@ impl EventLog {
                 UNAWAITED => {
                     let line = r.range();
                     let raw = self.bytes[line.clone()].to_vec();
-                    at.unawaited = Some(line);
+                    at.unawaited = Span::of(line);
                     Event::Unawaited { raw }
                 }
                 _ => {
                     let index = usize::try_from(r.varint()).unwrap_or(usize::MAX);
-                    match self.whole.get(index) {
+                    match self.whole().get(index) {
                         Some(e) => e.clone(),
                         None => break,
                     }
@@ -435,7 +478,13 @@ impl EventLog {
 fn rebuilding_argument(record: &EtrnRecord) -> Option<std::borrow::Cow<'_, [u8]>> {
     if let Some(arg) = &record.arg {
         let text = arg.raw();
-        let escapes_to_itself = text.chars().all(|c| c != '\\' && !c.is_control());
+        // Byte by byte for ASCII (nearly every argument), where decoding characters cost more
+        // than the rest of the check.
+        let escapes_to_itself = if text.is_ascii() {
+            text.bytes().all(|b| b != b'\\' && !b.is_ascii_control())
+        } else {
+            text.chars().all(|c| c != '\\' && !c.is_control())
+        };
         if escapes_to_itself
             && record.raw == text
             && record.option == Some(arg.option())
@@ -451,22 +500,21 @@ fn rebuilding_argument(record: &EtrnRecord) -> Option<std::borrow::Cow<'_, [u8]>
 
 /// Where the piece `offset` octets into the last command line, `len` long, is in the bytes.
 fn piece_of(at: &Position, offset: u64, len: u64) -> Option<Range<usize>> {
-    let line = at.command.as_ref()?;
+    let line = at.command?.range();
     let start = line.start.checked_add(usize::try_from(offset).ok()?)?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
     (end <= line.end).then_some(start..end)
 }
 
-/// Where the argument of command `line` (the text after its verb) is in it, its length, and
-/// where a reply line quotes it, if it does.
-fn argument_in(line: &[u8], reply: &str) -> Option<(usize, usize, usize)> {
+/// The argument of command `line` (the text after its verb), and where it starts in the line.
+///
+/// Not checked to be UTF-8: found in a reply (which is), it is whole characters exactly when it
+/// starts and ends on character boundaries there, which cutting the reply checks.
+fn command_argument(line: &[u8]) -> Option<(usize, &[u8])> {
     let text = line.trim_ascii_end();
     let verb_end = text.iter().position(|b| *b == b' ')?;
     let argument = text[verb_end..].trim_ascii_start();
-    // Whole characters: found in the reply, it starts and ends on character boundaries there.
-    std::str::from_utf8(argument).ok()?;
-    let at = quoted_at(reply.as_bytes(), argument)?;
-    Some((text.len() - argument.len(), argument.len(), at))
+    Some((text.len() - argument.len(), argument))
 }
 
 /// Where a reply quotes `argument`: the last place it stands as a word of its own (nothing
@@ -513,13 +561,40 @@ fn find(line: &[u8], piece: &[u8]) -> Option<usize> {
 }
 
 fn verb(out: &mut Vec<u8>, verb: &Verb) {
-    match KNOWN_VERBS.iter().position(|v| v == verb) {
-        Some(id) => out.push(u8::try_from(id).unwrap_or(VERB_TEXT)),
+    match verb_id(verb) {
+        Some(id) => out.push(id),
         None => {
             out.push(VERB_TEXT);
             bytes(out, verb.as_str().as_bytes());
         }
     }
+}
+
+/// A verb's place in [`KNOWN_VERBS`]: one jump, where a search compared up to twenty verbs.
+fn verb_id(verb: &Verb) -> Option<u8> {
+    Some(match verb {
+        Verb::Helo => 0,
+        Verb::Ehlo => 1,
+        Verb::Lhlo => 2,
+        Verb::Mail => 3,
+        Verb::Rcpt => 4,
+        Verb::Data => 5,
+        Verb::Bdat => 6,
+        Verb::Burl => 7,
+        Verb::Rset => 8,
+        Verb::Noop => 9,
+        Verb::Quit => 10,
+        Verb::Vrfy => 11,
+        Verb::Expn => 12,
+        Verb::Help => 13,
+        Verb::Etrn => 14,
+        Verb::Turn => 15,
+        Verb::Atrn => 16,
+        Verb::StartTls => 17,
+        Verb::Auth => 18,
+        Verb::Blank => 19,
+        Verb::Other(_) => return None,
+    })
 }
 
 fn flag_id(f: EtrnFlag) -> u8 {
@@ -535,7 +610,13 @@ fn flag_of(id: u8) -> Option<EtrnFlag> {
 }
 
 /// LEB128: seven bits a byte, low first.
+#[inline]
 fn varint(out: &mut Vec<u8>, mut n: u64) {
+    // Most numbers packed (time steps within a batch, lengths, ids) take one byte.
+    if n < 0x80 {
+        out.push(n as u8);
+        return;
+    }
     loop {
         let low = (n & 0x7f) as u8;
         n >>= 7;
@@ -667,9 +748,9 @@ mod tests {
         assert_eq!(interner.texts.len(), 2, "the repeated reply is shared");
         let back: Vec<Event> = log.events(&interner).into_iter().map(|t| t.event).collect();
         assert_eq!(back, events);
-        assert_eq!(log.count, events.len());
+        assert_eq!(log.count as usize, events.len());
         assert_eq!(
-            log.whole.len(),
+            log.whole().len(),
             1,
             "only the rare STARTTLS is kept whole, not the message"
         );
@@ -713,7 +794,7 @@ mod tests {
         // Its domain is not its argument's: packing the argument would give another record.
         record.domain = Some("b.example".into());
         let (log, _) = round_trip(&[(7, Event::Etrn(record))]);
-        assert_eq!(log.whole.len(), 1);
+        assert_eq!(log.whole().len(), 1);
     }
 
     #[test]
@@ -732,7 +813,7 @@ mod tests {
             events.push((at, etrn_line(&line)));
         }
         let (log, interner) = round_trip(&events);
-        assert!(log.whole.is_empty());
+        assert!(log.whole().is_empty());
         assert_eq!(
             interner.texts.len(),
             1,
@@ -820,6 +901,60 @@ mod tests {
         }
         let (_, interner) = round_trip(&events);
         assert_eq!(interner.texts.len(), 1, "one template for every argument");
+    }
+
+    #[test]
+    fn every_known_verb_packs_as_its_place_in_the_table() {
+        for (at, known) in KNOWN_VERBS.iter().enumerate() {
+            assert_eq!(verb_id(known).map(usize::from), Some(at), "{known:?}");
+        }
+        assert_eq!(verb_id(&Verb::parse(b"XYZZY")), None);
+    }
+
+    #[test]
+    fn a_reply_that_fits_the_last_template_but_quotes_elsewhere_reads_back() {
+        // The second reply fits the first's template by length and ends, but its middle is not
+        // the argument: it must not be packed as that template.
+        let events = vec![
+            (1, command_line(b"ETRN ab\r\n")),
+            (
+                1,
+                Event::Reply {
+                    code: 250,
+                    lines: vec!["OK ab done".into()],
+                },
+            ),
+            (2, command_line(b"ETRN cd\r\n")),
+            (
+                2,
+                Event::Reply {
+                    code: 250,
+                    lines: vec!["OK xy done".into()],
+                },
+            ),
+            (3, command_line(b"ETRN \xc3\xa9\r\n")),
+            (
+                3,
+                Event::Reply {
+                    code: 250,
+                    lines: vec!["OK \u{e9} done".into()],
+                },
+            ),
+            (4, command_line(b"ETRN \xa9\r\n")),
+            (
+                4,
+                Event::Reply {
+                    code: 250,
+                    lines: vec!["OK \u{e9} done".into()],
+                },
+            ),
+        ];
+        let (_, interner) = round_trip(&events);
+        assert_eq!(
+            interner.texts.len(),
+            3,
+            "one template, and the two replies that do not quote their argument whole"
+        );
     }
 
     #[test]
