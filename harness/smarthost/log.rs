@@ -31,11 +31,19 @@ use crate::proto::recording::TimedEvent;
 /// replies never repeat (queue ids, say) cannot grow the table without bound.
 const MAX_SHARED_REPLIES: usize = 4096;
 
-/// Reply texts shared by every session of one recorder.
+/// Distinct command lines shared at most, for the same reason.
+const MAX_SHARED_COMMANDS: usize = 4096;
+
+/// Reply texts and command lines shared by every session of one recorder.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     ids: HashMap<Arc<[String]>, u32, foldhash::fast::RandomState>,
     texts: Vec<Arc<[String]>>,
+    /// Command lines not sent unawaited (`EHLO client.example`, `QUIT`): sent alike by every
+    /// session of a client, and each the biggest part of a short session's log were it kept
+    /// there.
+    command_ids: HashMap<Arc<[u8]>, u32, foldhash::fast::RandomState>,
+    commands: Vec<Arc<[u8]>>,
     /// The id given last: a run of the same reply (every pipelined ETRN's) is found by one
     /// comparison, without hashing its lines.
     last: Option<u32>,
@@ -96,6 +104,25 @@ impl Interner {
     fn lines(&self, id: u32) -> Option<&[String]> {
         self.texts.get(usize::try_from(id).ok()?).map(|a| &a[..])
     }
+
+    /// The id of command `line`, adding it when there is room.
+    fn command_id(&mut self, line: &[u8]) -> Option<u32> {
+        if let Some(id) = self.command_ids.get(line) {
+            return Some(*id);
+        }
+        if self.commands.len() >= MAX_SHARED_COMMANDS {
+            return None;
+        }
+        let id = u32::try_from(self.commands.len()).ok()?;
+        let shared: Arc<[u8]> = line.into();
+        self.command_ids.insert(Arc::clone(&shared), id);
+        self.commands.push(shared);
+        Some(id)
+    }
+
+    fn command(&self, id: u32) -> Option<&Arc<[u8]>> {
+        self.commands.get(usize::try_from(id).ok()?)
+    }
 }
 
 const COMMAND: u8 = 0;
@@ -115,6 +142,8 @@ const REPLY_AROUND_ARGUMENT: u8 = 8;
 
 /// A mail transaction: one per message a sink takes, so packed rather than kept whole.
 const MESSAGE: u8 = 9;
+/// A command whose line is a shared one: its id.
+const COMMAND_SHARED: u8 = 10;
 
 const FLAG_BARE_LF: u8 = 1;
 const FLAG_REDACTED: u8 = 2;
@@ -152,15 +181,27 @@ const KNOWN_VERBS: [Verb; 20] = [
 struct Position {
     /// The time of the event before.
     at_us: u64,
-    /// The line of the event before, when it was unawaited: where it is in the bytes.
-    unawaited: Option<Span>,
-    /// The line of the last command: where it is in the bytes.
-    command: Option<Span>,
+    /// The line the next event may refer back to.
+    line: Option<LastLine>,
 }
 
-/// Where a line is in a log's bytes, in half the room of a `Range<usize>` (every session keeps
-/// two). A line past the first 4 GiB of a log has none: what follows it packs its own copy
-/// rather than referring back, alike for the writer and the reader.
+/// A line an event may refer back to: the unawaited line just before a command (the same line,
+/// pipelined), or the last command's line (an ETRN's argument, a reply quoting it). One of them
+/// only, so every session's log keeps 12 octets for it: a command right after an unawaited line
+/// (how a pipelined line is recorded) needs no command before it.
+#[derive(Debug, Clone, Copy)]
+enum LastLine {
+    /// The event before was an unawaited line, here in the bytes.
+    Unawaited(Span),
+    /// The last command's line, here in the bytes.
+    Command(Span),
+    /// The last command's line, a shared one.
+    SharedCommand(u32),
+}
+
+/// Where a line is in a log's bytes, in half the room of a `Range<usize>`. A line past the first
+/// 4 GiB of a log has none: what follows it packs its own copy rather than referring back,
+/// alike for the writer and the reader.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     start: u32,
@@ -181,6 +222,27 @@ impl Span {
 }
 
 impl Position {
+    /// The unawaited line just before, taken: the event after it is the only one that may refer
+    /// to it.
+    fn take_unawaited(&mut self) -> Option<Span> {
+        match self.line {
+            Some(LastLine::Unawaited(span)) => {
+                self.line = None;
+                Some(span)
+            }
+            _ => None,
+        }
+    }
+
+    /// The last command's line, from `bytes` or the shared ones.
+    fn command<'a>(&self, bytes: &'a [u8], interner: &'a Interner) -> Option<&'a [u8]> {
+        match self.line? {
+            LastLine::Command(span) => bytes.get(span.range()),
+            LastLine::SharedCommand(id) => interner.command(id).map(|line| &line[..]),
+            LastLine::Unawaited(_) => None,
+        }
+    }
+
     /// The difference from the time before, signed (zig-zag), so a time earlier than the one
     /// before costs a little more but still reads back exactly.
     fn delta(&mut self, at_us: u64) -> u64 {
@@ -203,8 +265,6 @@ pub(crate) struct EventLog {
     /// Events kept as they are (referred to by index from `bytes`): rare, so boxed, and no room
     /// taken in the many logs without any.
     whole: Option<Box<Vec<Event>>>,
-    /// How many events (saturating: only a hint of the room reading them takes).
-    count: u32,
     /// Where the writer stands.
     at: Position,
 }
@@ -212,42 +272,59 @@ pub(crate) struct EventLog {
 impl EventLog {
     /// Appends an event.
     pub(crate) fn push(&mut self, at_us: u64, event: Event, interner: &mut Interner) {
-        self.count = self.count.saturating_add(1);
-        let unawaited = self.at.unawaited.take();
+        let unawaited = self.at.take_unawaited();
         let dt = self.at.delta(at_us);
         match event {
             Event::Command(c) => {
                 let repeated =
                     unawaited.filter(|line| self.bytes.get(line.range()) == Some(c.raw.as_slice()));
+                // A line sent unawaited is in the log already; any other is shared if it can be.
+                let shared = match repeated {
+                    Some(_) => None,
+                    None => interner.command_id(&c.raw),
+                };
                 let b = &mut self.bytes;
-                let line = match repeated {
-                    Some(line) => {
+                let line = match (repeated, shared) {
+                    (Some(line), _) => {
                         b.push(COMMAND_AS_UNAWAITED);
                         varint(b, dt);
-                        Some(line)
+                        Some(LastLine::Command(line))
                     }
-                    None => {
+                    (None, Some(id)) => {
+                        b.push(COMMAND_SHARED);
+                        varint(b, dt);
+                        varint(b, u64::from(id));
+                        Some(LastLine::SharedCommand(id))
+                    }
+                    (None, None) => {
                         b.push(COMMAND);
                         varint(b, dt);
-                        Span::of(bytes(b, &c.raw))
+                        Span::of(bytes(b, &c.raw)).map(LastLine::Command)
                     }
                 };
-                self.at.command = line;
+                self.at.line = line;
                 verb(b, &c.verb);
                 let flags = if c.bare_lf { FLAG_BARE_LF } else { 0 }
                     | if c.redacted { FLAG_REDACTED } else { 0 };
                 b.push(flags);
             }
             Event::Reply { code, lines } => {
-                let around = match (&self.at.command, lines.as_slice()) {
-                    (Some(line), [only]) => self
-                        .bytes
-                        .get(line.range())
-                        .and_then(command_argument)
-                        .and_then(|(offset, argument)| {
+                // A shared line is held by its own count while the interner may take a template.
+                let shared = match self.at.line {
+                    Some(LastLine::SharedCommand(id)) => interner.command(id).cloned(),
+                    _ => None,
+                };
+                let command = match self.at.line {
+                    Some(LastLine::Command(span)) => self.bytes.get(span.range()),
+                    _ => shared.as_deref(),
+                };
+                let around = match (command, lines.as_slice()) {
+                    (Some(line), [only]) => {
+                        command_argument(line).and_then(|(offset, argument)| {
                             let id = interner.template_around(only, argument)?;
                             Some((id, offset, argument.len()))
-                        }),
+                        })
+                    }
                     _ => None,
                 };
                 let b = &mut self.bytes;
@@ -286,8 +363,8 @@ impl EventLog {
                 };
                 let in_command = self
                     .at
-                    .command
-                    .and_then(|line| find(self.bytes.get(line.range())?, &argument));
+                    .command(&self.bytes, interner)
+                    .and_then(|line| find(line, &argument));
                 let b = &mut self.bytes;
                 match in_command {
                     Some(offset) => {
@@ -312,7 +389,7 @@ impl EventLog {
                 let b = &mut self.bytes;
                 b.push(UNAWAITED);
                 varint(b, dt);
-                self.at.unawaited = Span::of(bytes(b, &raw));
+                self.at.line = Span::of(bytes(b, &raw)).map(LastLine::Unawaited);
             }
             Event::Message(m) => {
                 let b = &mut self.bytes;
@@ -340,7 +417,11 @@ impl EventLog {
 
     /// Gives back what growing reserved: the log of a closed session grows no more.
     pub(crate) fn shrink(&mut self) {
-        self.bytes.shrink_to_fit();
+        // A copy of the exact size, where shrinking in place may leave the allocation in the
+        // size class it grew to (the allocator does not split off a remainder that small).
+        if self.bytes.capacity() > self.bytes.len() {
+            self.bytes = self.bytes.as_slice().to_vec();
+        }
         if let Some(whole) = self.whole.as_mut() {
             whole.shrink_to_fit();
         }
@@ -353,27 +434,39 @@ impl EventLog {
 
     /// The events, as they went in.
     pub(crate) fn events(&self, interner: &Interner) -> Vec<TimedEvent> {
-        let mut out = Vec::with_capacity(self.count as usize);
+        let mut out = Vec::new();
         let mut r = Reader {
             bytes: &self.bytes,
             at: 0,
         };
         let mut at = Position::default();
         while let Some(tag) = r.byte() {
-            let unawaited = at.unawaited.take();
+            let unawaited = at.take_unawaited();
             let at_us = at.undelta(r.varint());
             let event = match tag {
-                COMMAND | COMMAND_AS_UNAWAITED => {
-                    let line = if tag == COMMAND {
-                        r.range()
-                    } else {
-                        match unawaited {
-                            Some(line) => line.range(),
-                            None => break,
+                COMMAND | COMMAND_AS_UNAWAITED | COMMAND_SHARED => {
+                    let (raw, line) = match (tag, unawaited) {
+                        (COMMAND, _) => {
+                            let line = r.range();
+                            (
+                                self.bytes[line.clone()].to_vec(),
+                                Span::of(line).map(LastLine::Command),
+                            )
                         }
+                        (COMMAND_AS_UNAWAITED, Some(line)) => (
+                            self.bytes[line.range()].to_vec(),
+                            Some(LastLine::Command(line)),
+                        ),
+                        (COMMAND_SHARED, _) => {
+                            let id = u32::try_from(r.varint()).unwrap_or(u32::MAX);
+                            match interner.command(id) {
+                                Some(line) => (line.to_vec(), Some(LastLine::SharedCommand(id))),
+                                None => break,
+                            }
+                        }
+                        _ => break,
                     };
-                    let raw = self.bytes[line.clone()].to_vec();
-                    at.command = Span::of(line);
+                    at.line = line;
                     let verb = r.verb();
                     let flags = r.byte().unwrap_or(0);
                     Event::Command(CommandLine {
@@ -405,10 +498,8 @@ impl EventLog {
                 REPLY_AROUND_ARGUMENT => {
                     let code = u16::try_from(r.varint()).unwrap_or(0);
                     let id = u32::try_from(r.varint()).unwrap_or(u32::MAX);
-                    let piece = piece_of(&at, r.varint(), r.varint());
-                    let (Some([before, after]), Some(piece)) =
-                        (interner.lines(id), piece.and_then(|p| self.bytes.get(p)))
-                    else {
+                    let piece = piece_of(at.command(&self.bytes, interner), r.varint(), r.varint());
+                    let (Some([before, after]), Some(piece)) = (interner.lines(id), piece) else {
                         break;
                     };
                     let line = format!("{before}{}{after}", String::from_utf8_lossy(piece));
@@ -419,9 +510,9 @@ impl EventLog {
                 }
                 ETRN | ETRN_IN_COMMAND => {
                     let argument = if tag == ETRN {
-                        r.range()
+                        self.bytes.get(r.range()).unwrap_or_default()
                     } else {
-                        match piece_of(&at, r.varint(), r.varint()) {
+                        match piece_of(at.command(&self.bytes, interner), r.varint(), r.varint()) {
                             Some(piece) => piece,
                             None => break,
                         }
@@ -432,7 +523,6 @@ impl EventLog {
                         .and_then(|c| u16::try_from(c).ok());
                     let n = r.byte().unwrap_or(0);
                     let flags = (0..n).filter_map(|_| flag_of(r.byte()?)).collect();
-                    let argument = self.bytes.get(argument).unwrap_or_default();
                     Event::Etrn(Box::new(rebuild_etrn_record(argument, reply, flags)))
                 }
                 MESSAGE => {
@@ -452,7 +542,7 @@ impl EventLog {
                 UNAWAITED => {
                     let line = r.range();
                     let raw = self.bytes[line.clone()].to_vec();
-                    at.unawaited = Span::of(line);
+                    at.line = Span::of(line).map(LastLine::Unawaited);
                     Event::Unawaited { raw }
                 }
                 _ => {
@@ -498,12 +588,11 @@ fn rebuilding_argument(record: &EtrnRecord) -> Option<std::borrow::Cow<'_, [u8]>
     (rebuilt == *record).then_some(std::borrow::Cow::Owned(argument))
 }
 
-/// Where the piece `offset` octets into the last command line, `len` long, is in the bytes.
-fn piece_of(at: &Position, offset: u64, len: u64) -> Option<Range<usize>> {
-    let line = at.command?.range();
-    let start = line.start.checked_add(usize::try_from(offset).ok()?)?;
+/// The piece `offset` octets into the last command `line`, `len` long.
+fn piece_of(line: Option<&[u8]>, offset: u64, len: u64) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
-    (end <= line.end).then_some(start..end)
+    line?.get(start..end)
 }
 
 /// The argument of command `line` (the text after its verb), and where it starts in the line.
@@ -748,7 +837,6 @@ mod tests {
         assert_eq!(interner.texts.len(), 2, "the repeated reply is shared");
         let back: Vec<Event> = log.events(&interner).into_iter().map(|t| t.event).collect();
         assert_eq!(back, events);
-        assert_eq!(log.count as usize, events.len());
         assert_eq!(
             log.whole().len(),
             1,
@@ -955,6 +1043,67 @@ mod tests {
             3,
             "one template, and the two replies that do not quote their argument whole"
         );
+    }
+
+    #[test]
+    fn sessions_share_their_command_lines_and_refer_to_them() {
+        let mut interner = Interner::default();
+        let session = |n: u64| {
+            vec![
+                (n, command_line(b"EHLO client.example\r\n")),
+                (n, command_line(b"ETRN a.example\r\n")),
+                (
+                    n + 1,
+                    Event::Reply {
+                        code: 250,
+                        lines: vec!["OK, queuing for node a.example started".into()],
+                    },
+                ),
+                (n + 1, etrn_line(b"ETRN a.example\r\n")),
+                (n + 2, command_line(b"QUIT\r\n")),
+            ]
+        };
+        for n in 0..3 {
+            let events = session(n * 1000);
+            let mut log = EventLog::default();
+            for (at, e) in &events {
+                log.push(*at, e.clone(), &mut interner);
+            }
+            let back: Vec<(u64, Event)> = log
+                .events(&interner)
+                .into_iter()
+                .map(|t| (t.at_us, t.event))
+                .collect();
+            assert_eq!(back, events);
+            assert!(log.bytes.len() < 40, "{} octets", log.bytes.len());
+        }
+        assert_eq!(
+            interner.commands.len(),
+            3,
+            "each line once, for every session"
+        );
+    }
+
+    #[test]
+    fn past_the_cap_command_lines_are_packed_inline() {
+        let mut interner = Interner::default();
+        let mut log = EventLog::default();
+        let mut events = Vec::new();
+        for n in 0..MAX_SHARED_COMMANDS + 3 {
+            let line = format!("ETRN d{n}.example\r\n").into_bytes();
+            events.push((0, command_line(&line)));
+            events.push((0, etrn_line(&line)));
+        }
+        for (at, e) in &events {
+            log.push(*at, e.clone(), &mut interner);
+        }
+        assert_eq!(interner.commands.len(), MAX_SHARED_COMMANDS);
+        let back: Vec<(u64, Event)> = log
+            .events(&interner)
+            .into_iter()
+            .map(|t| (t.at_us, t.event))
+            .collect();
+        assert_eq!(back, events);
     }
 
     #[test]
