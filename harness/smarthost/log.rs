@@ -34,6 +34,9 @@ const MAX_SHARED_REPLIES: usize = 4096;
 /// Distinct command lines shared at most, for the same reason.
 const MAX_SHARED_COMMANDS: usize = 4096;
 
+/// The longest log [`EventLog::shrink`] copies rather than shrinks in place.
+const COPIED_WHEN_SHRUNK: usize = 4096;
+
 /// Reply texts and command lines shared by every session of one recorder.
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
@@ -417,10 +420,13 @@ impl EventLog {
 
     /// Gives back what growing reserved: the log of a closed session grows no more.
     pub(crate) fn shrink(&mut self) {
-        // A copy of the exact size, where shrinking in place may leave the allocation in the
-        // size class it grew to (the allocator does not split off a remainder that small).
-        if self.bytes.capacity() > self.bytes.len() {
+        // A short log (nearly every session's) is copied to its exact size: shrinking in place
+        // may leave it in the size class it grew to (the allocator does not split off a
+        // remainder that small). A long one shrinks in place, never held twice.
+        if self.bytes.len() <= COPIED_WHEN_SHRUNK {
             self.bytes = self.bytes.as_slice().to_vec();
+        } else {
+            self.bytes.shrink_to_fit();
         }
         if let Some(whole) = self.whole.as_mut() {
             whole.shrink_to_fit();
@@ -699,13 +705,17 @@ fn flag_of(id: u8) -> Option<EtrnFlag> {
 }
 
 /// LEB128: seven bits a byte, low first.
-#[inline]
-fn varint(out: &mut Vec<u8>, mut n: u64) {
-    // Most numbers packed (time steps within a batch, lengths, ids) take one byte.
+#[inline(always)]
+fn varint(out: &mut Vec<u8>, n: u64) {
+    // Most numbers packed (time steps within a batch, lengths, ids) take one byte: no call.
     if n < 0x80 {
         out.push(n as u8);
-        return;
+    } else {
+        long_varint(out, n);
     }
+}
+
+fn long_varint(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let low = (n & 0x7f) as u8;
         n >>= 7;
