@@ -267,6 +267,8 @@ pub(crate) struct EventLog {
     bytes: Vec<u8>,
     /// Events kept as they are (referred to by index from `bytes`): rare, so boxed, and no room
     /// taken in the many logs without any.
+    // One pointer in every log, where a `Vec` would take three: the box is the point.
+    #[allow(clippy::box_collection)]
     whole: Option<Box<Vec<Event>>>,
     /// Where the writer stands.
     at: Position,
