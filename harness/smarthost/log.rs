@@ -873,17 +873,23 @@ mod tests {
 
     fn round_trip(events: &[(u64, Event)]) -> (EventLog, Interner) {
         let mut interner = Interner::default();
+        let log = round_trip_sharing(&mut interner, events);
+        (log, interner)
+    }
+
+    /// Packs `events` into a new log with what `interner` holds, and checks they read back.
+    fn round_trip_sharing(interner: &mut Interner, events: &[(u64, Event)]) -> EventLog {
         let mut log = EventLog::default();
         for (at, e) in events {
-            log.push(*at, e.clone(), &mut interner);
+            log.push(*at, e.clone(), interner);
         }
         let back: Vec<(u64, Event)> = log
-            .events(&interner)
+            .events(interner)
             .into_iter()
             .map(|t| (t.at_us, t.event))
             .collect();
         assert_eq!(back, events);
-        (log, interner)
+        log
     }
 
     #[test]
@@ -1015,40 +1021,22 @@ mod tests {
     fn a_reply_that_fits_the_last_template_but_quotes_elsewhere_reads_back() {
         // The second reply fits the first's template by length and ends, but its middle is not
         // the argument: it must not be packed as that template.
-        let events = vec![
-            (1, command_line(b"ETRN ab\r\n")),
-            (
-                1,
-                Event::Reply {
-                    code: 250,
-                    lines: vec!["OK ab done".into()],
-                },
-            ),
-            (2, command_line(b"ETRN cd\r\n")),
-            (
-                2,
-                Event::Reply {
-                    code: 250,
-                    lines: vec!["OK xy done".into()],
-                },
-            ),
-            (3, command_line(b"ETRN \xc3\xa9\r\n")),
-            (
-                3,
-                Event::Reply {
-                    code: 250,
-                    lines: vec!["OK \u{e9} done".into()],
-                },
-            ),
-            (4, command_line(b"ETRN \xa9\r\n")),
-            (
-                4,
-                Event::Reply {
-                    code: 250,
-                    lines: vec!["OK \u{e9} done".into()],
-                },
-            ),
+        let exchanges: [(u64, &[u8], &str); 4] = [
+            (1, b"ETRN ab\r\n", "OK ab done"),
+            (2, b"ETRN cd\r\n", "OK xy done"),
+            (3, b"ETRN \xc3\xa9\r\n", "OK \u{e9} done"),
+            (4, b"ETRN \xa9\r\n", "OK \u{e9} done"),
         ];
+        let events: Vec<(u64, Event)> = exchanges
+            .iter()
+            .flat_map(|(at, line, reply)| {
+                let reply = Event::Reply {
+                    code: 250,
+                    lines: vec![(*reply).into()],
+                };
+                [(*at, command_line(line)), (*at, reply)]
+            })
+            .collect();
         let (_, interner) = round_trip(&events);
         assert_eq!(
             interner.texts.len(),
@@ -1076,17 +1064,7 @@ mod tests {
             ]
         };
         for n in 0..3 {
-            let events = session(n * 1000);
-            let mut log = EventLog::default();
-            for (at, e) in &events {
-                log.push(*at, e.clone(), &mut interner);
-            }
-            let back: Vec<(u64, Event)> = log
-                .events(&interner)
-                .into_iter()
-                .map(|t| (t.at_us, t.event))
-                .collect();
-            assert_eq!(back, events);
+            let log = round_trip_sharing(&mut interner, &session(n * 1000));
             assert!(log.bytes.len() < 40, "{} octets", log.bytes.len());
         }
         assert_eq!(
@@ -1098,24 +1076,14 @@ mod tests {
 
     #[test]
     fn past_the_cap_command_lines_are_packed_inline() {
-        let mut interner = Interner::default();
-        let mut log = EventLog::default();
         let mut events = Vec::new();
         for n in 0..MAX_SHARED_COMMANDS + 3 {
             let line = format!("ETRN d{n}.example\r\n").into_bytes();
             events.push((0, command_line(&line)));
             events.push((0, etrn_line(&line)));
         }
-        for (at, e) in &events {
-            log.push(*at, e.clone(), &mut interner);
-        }
+        let (_, interner) = round_trip(&events);
         assert_eq!(interner.commands.len(), MAX_SHARED_COMMANDS);
-        let back: Vec<(u64, Event)> = log
-            .events(&interner)
-            .into_iter()
-            .map(|t| (t.at_us, t.event))
-            .collect();
-        assert_eq!(back, events);
     }
 
     #[test]
