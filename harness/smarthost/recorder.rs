@@ -1009,7 +1009,7 @@ impl Recorder {
 
     /// Whether a session held has an ETRN for the normalised `domain` (one recorded since the
     /// start or the last reset, and not forgotten). A look-up, whatever the length of the
-    /// recording.
+    /// recording (the first one after a start or a reset builds the index from the logs).
     pub fn has_etrn(&self, domain: &str) -> bool {
         self.lock().etrn_domains().contains(domain)
     }
