@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -252,32 +252,109 @@ pub enum Retention {
 
 /// What the recorder keeps of one session: its facts and its event log, nothing twice. The lists
 /// a [`SessionRecording`] shows (commands with replies, ETRNs, messages) are derived from the log.
+///
+/// Every session recorded keeps one, so its facts are kept compact (the peer, the closing, the
+/// counts, the log's references back; the id is its key): 120 octets where plain fields took 232.
 #[derive(Debug, Clone)]
 struct SessionLog {
-    id: u64,
-    peer: SocketAddr,
+    peer: Peer,
     started_us: u64,
-    ended_us: Option<u64>,
-    close: Option<CloseReason>,
+    closed: Option<Closed>,
     tls: bool,
     events: EventLog,
     /// How many ETRNs `events` has: a session without any leaves the indexes without its log
     /// being read.
-    etrns: usize,
+    etrns: u32,
     /// The number of its first ETRN: where its runs of numbers start.
     first_etrn: u64,
 }
 
 impl SessionLog {
-    /// The session as a recording: the lists derived from the event log.
-    fn derive(&self, interner: &Interner) -> SessionRecording {
+    /// Session `id` (its key among the sessions held) as a recording: the lists derived from
+    /// the event log.
+    fn derive(&self, id: u64, interner: &Interner) -> SessionRecording {
         SessionRecording {
-            ended_us: self.ended_us,
-            close: self.close.clone(),
+            ended_us: self.closed.as_ref().map(|c| c.at_us),
+            close: self.closed.as_ref().map(Closed::reason),
             tls: self.tls,
-            ..SessionRecording::opened(self.id, self.peer.to_string(), self.started_us)
+            ..SessionRecording::opened(id, self.peer.address().to_string(), self.started_us)
         }
         .with_events(self.events.events(interner))
+    }
+
+    fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+}
+
+/// A peer's address in 16 octets where a `SocketAddr` takes 32: an IPv4 peer (nearly every one)
+/// inline, an IPv6 one (with its flow and scope) boxed.
+#[derive(Debug, Clone)]
+enum Peer {
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl Peer {
+    fn new(address: SocketAddr) -> Self {
+        match address {
+            SocketAddr::V4(v4) => Peer::V4(v4),
+            SocketAddr::V6(v6) => Peer::V6(Box::new(v6)),
+        }
+    }
+
+    fn address(&self) -> SocketAddr {
+        match self {
+            Peer::V4(v4) => SocketAddr::V4(*v4),
+            Peer::V6(v6) => SocketAddr::V6(**v6),
+        }
+    }
+}
+
+/// When and why a session closed, in 24 octets where the time and a [`CloseReason`] took 40.
+#[derive(Debug, Clone)]
+struct Closed {
+    at_us: u64,
+    reason: HowClosed,
+}
+
+/// A [`CloseReason`] without a detail as a reference to the one in [`PLAIN_CLOSE_REASONS`]; one
+/// with a detail (a TLS or socket error's text, rare) boxed.
+#[derive(Debug, Clone)]
+enum HowClosed {
+    Plain(&'static CloseReason),
+    Detailed(Box<CloseReason>),
+}
+
+/// The reasons a session closes for that carry no detail: what nearly every session closes for.
+static PLAIN_CLOSE_REASONS: [CloseReason; 9] = [
+    CloseReason::Quit,
+    CloseReason::Scripted,
+    CloseReason::RefusedAtGreeting,
+    CloseReason::TooManyErrors,
+    CloseReason::TooManyCommands,
+    CloseReason::IdleTimeout,
+    CloseReason::WriteTimeout,
+    CloseReason::PeerClosed,
+    CloseReason::Shutdown,
+];
+
+impl Closed {
+    fn new(at_us: u64, reason: &CloseReason) -> Self {
+        Closed {
+            at_us,
+            reason: match PLAIN_CLOSE_REASONS.iter().find(|r| *r == reason) {
+                Some(plain) => HowClosed::Plain(plain),
+                None => HowClosed::Detailed(Box::new(reason.clone())),
+            },
+        }
+    }
+
+    fn reason(&self) -> CloseReason {
+        match &self.reason {
+            HowClosed::Plain(reason) => (*reason).clone(),
+            HowClosed::Detailed(reason) => (**reason).clone(),
+        }
     }
 }
 
@@ -357,11 +434,6 @@ impl DomainCounts {
         }
     }
 
-    fn clear(&mut self) {
-        self.short.clear();
-        self.long.clear();
-    }
-
     /// How many domains are counted.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -379,23 +451,32 @@ struct EtrnNumbers {
     held: usize,
 }
 
-/// `count` ETRNs of `session`, numbered from `first`, the first of them its `nth` (from 0).
+/// `count` ETRNs of `session`, numbered from `first`, the first of them its `nth` (from 0). A
+/// session that opens, sends one ETRN and quits leaves a run: 24 octets, counts as `u32` (a
+/// session's ETRNs are counted in one, [`SessionLog::etrns`]).
 #[derive(Debug, Clone, Copy)]
 struct EtrnRun {
     first: u64,
-    count: usize,
     session: u64,
-    nth: usize,
+    count: u32,
+    nth: u32,
+}
+
+impl EtrnRun {
+    /// The number after its last.
+    fn end(&self) -> u64 {
+        self.first.saturating_add(u64::from(self.count))
+    }
 }
 
 impl EtrnNumbers {
     /// Adds ETRN `number` (higher than any held), the `nth` of `session`.
-    fn push(&mut self, number: u64, session: u64, nth: usize) {
+    fn push(&mut self, number: u64, session: u64, nth: u32) {
         self.held += 1;
         if let Some(last) = self.runs.last_mut()
             && last.session == session
-            && last.first.saturating_add(last.count as u64) == number
-            && last.nth.saturating_add(last.count) == nth
+            && last.end() == number
+            && last.nth.checked_add(last.count) == Some(nth)
         {
             last.count += 1;
             return;
@@ -412,14 +493,12 @@ impl EtrnNumbers {
     /// runs from there on are looked at: under `--retain open` a session that pipelines for hours
     /// leaves a run between every two short sessions' ETRNs, and each short session that closes
     /// must not walk all of them.
-    fn forget(&mut self, session: u64, first: u64, count: usize) {
-        let start = self
-            .runs
-            .partition_point(|r| r.first.saturating_add(r.count as u64) <= first);
+    fn forget(&mut self, session: u64, first: u64, count: u32) {
+        let start = self.runs.partition_point(|r| r.end() <= first);
         let mut tail = self.runs.split_off(start);
         tail.retain(|r| r.session != session);
         self.runs.append(&mut tail);
-        self.held = self.held.saturating_sub(count);
+        self.held = self.held.saturating_sub(count as usize);
     }
 
     fn clear(&mut self) {
@@ -433,19 +512,19 @@ impl EtrnNumbers {
 
     /// The highest number held.
     fn last(&self) -> Option<u64> {
-        self.runs.last().map(|r| r.first + r.count as u64 - 1)
+        self.runs.last().map(|r| r.end() - 1)
     }
 
     /// The ETRNs numbered after `after`, in order: each number, its session and its place there.
     fn after(&self, after: u64) -> impl Iterator<Item = (u64, u64, usize)> + '_ {
         let start = self
             .runs
-            .partition_point(|r| r.first.saturating_add(r.count as u64) <= after.saturating_add(1));
+            .partition_point(|r| r.end() <= after.saturating_add(1));
         self.runs[start..].iter().flat_map(move |r| {
             let from = r.first.max(after.saturating_add(1));
-            (from..r.first + r.count as u64).map(move |n| {
-                let nth = r.nth + usize::try_from(n - r.first).unwrap_or(usize::MAX);
-                (n, r.session, nth)
+            (from..r.end()).map(move |n| {
+                let nth = u64::from(r.nth) + (n - r.first);
+                (n, r.session, usize::try_from(nth).unwrap_or(usize::MAX))
             })
         })
     }
@@ -472,7 +551,12 @@ struct State {
     /// The normalised domains of the ETRNs the held sessions have, each with how many: a wait
     /// for a domain looks here, never at the recording. A forgotten session takes its domains
     /// with it, so under [`Retention::Open`] the index stays as small as what is held.
-    etrn_domains: DomainCounts,
+    ///
+    /// Built from the logs the first time something looks (`None` until then, and again after a
+    /// reset), then kept up to date: a smart host nobody asks about domains (a benchmark, a
+    /// soak) neither pays for a look-up per ETRN nor keeps every domain a second time (a client
+    /// naming a new domain in every ETRN made the index 35 of the 85 octets an ETRN cost).
+    etrn_domains: Option<DomainCounts>,
     /// One waker per domain some wait is pending on, with the number of waits on it: an ETRN
     /// wakes the waits for its own domain only, so its cost does not grow with the waits pending.
     etrn_waiters: FastMap<String, (Arc<Notify>, usize)>,
@@ -494,6 +578,25 @@ struct State {
 }
 
 impl State {
+    /// The domain index, built from the held sessions' logs if nothing has looked at it yet.
+    fn etrn_domains(&mut self) -> &DomainCounts {
+        let State {
+            etrn_domains,
+            sessions,
+            interner,
+            ..
+        } = self;
+        etrn_domains.get_or_insert_with(|| {
+            let mut domains = DomainCounts::default();
+            for s in sessions.values().filter(|s| s.etrns > 0) {
+                for domain in etrn_domains_of(s, interner) {
+                    domains.add(&domain);
+                }
+            }
+            domains
+        })
+    }
+
     /// Writes one JSON line to the stream, if there is one; a failure stops the stream (and is
     /// reported by [`Recorder::stream_error`]), never the server.
     fn stream(&mut self, line: impl FnOnce(&mut Vec<u8>)) {
@@ -654,11 +757,9 @@ impl Recorder {
             r.sessions.insert(
                 id,
                 Box::new(SessionLog {
-                    id,
-                    peer,
+                    peer: Peer::new(peer),
                     started_us: at,
-                    ended_us: None,
-                    close: None,
+                    closed: None,
                     tls: false,
                     events: EventLog::default(),
                     etrns: 0,
@@ -746,11 +847,10 @@ impl Recorder {
             let Some(s) = r.sessions.get_mut(&id) else {
                 return;
             };
-            if s.close.is_some() {
+            if !s.is_open() {
                 return;
             }
-            s.ended_us = Some(at);
-            s.close = Some(reason.clone());
+            s.closed = Some(Closed::new(at, &reason));
             // The log grows no more: give back what doubling the vector reserved.
             s.events.shrink();
             r.closed += 1;
@@ -758,14 +858,13 @@ impl Recorder {
             if forget {
                 let state = &mut *r;
                 if let Some(s) = state.sessions.remove(&id) {
-                    // Its ETRNs leave the index with it (the log is read only if it has any).
+                    // Its ETRNs leave the indexes with it (the log is read only if it has any,
+                    // and the domains are built).
                     if s.etrns > 0 {
                         state.etrn_numbers.forget(id, s.first_etrn, s.etrns);
-                        for e in s.events.events(&state.interner) {
-                            if let Event::Etrn(record) = e.event
-                                && let Some(domain) = record.domain
-                            {
-                                state.etrn_domains.remove_one(&domain);
+                        if let Some(domains) = state.etrn_domains.as_mut() {
+                            for domain in etrn_domains_of(&s, &state.interner) {
+                                domains.remove_one(&domain);
                             }
                         }
                     }
@@ -789,7 +888,7 @@ impl Recorder {
         let at = self.now_us();
         {
             let mut r = self.lock();
-            r.sessions.retain(|_, s| s.close.is_none());
+            r.sessions.retain(|_, s| s.is_open());
             for s in r.sessions.values_mut() {
                 s.events = EventLog::default();
                 s.etrns = 0;
@@ -798,7 +897,9 @@ impl Recorder {
             r.closed = 0;
             r.etrn = 0;
             // The waits for ETRNs stay pending, on an empty index: nothing to wake them for.
-            r.etrn_domains.clear();
+            // The open sessions' logs start again empty: the index, built again when next
+            // looked at, starts empty too.
+            r.etrn_domains = None;
             r.refused = 0;
             r.forgotten = 0;
             r.resets += 1;
@@ -829,9 +930,9 @@ impl Recorder {
         let open: Vec<u64> = self
             .lock()
             .sessions
-            .values()
-            .filter(|s| s.close.is_none())
-            .map(|s| s.id)
+            .iter()
+            .filter(|(_, s)| s.is_open())
+            .map(|(id, _)| *id)
             .collect();
         for id in open {
             self.close(id, reason.clone());
@@ -870,9 +971,9 @@ impl Recorder {
 
     /// Whether a session held has an ETRN for the normalised `domain` (one recorded since the
     /// start or the last reset, and not forgotten). A look-up, whatever the length of the
-    /// recording.
+    /// recording (the first one after a start or a reset builds the index from the logs).
     pub fn has_etrn(&self, domain: &str) -> bool {
-        self.lock().etrn_domains.contains(domain)
+        self.lock().etrn_domains().contains(domain)
     }
 
     /// A copy of everything recorded so far (derived from the event logs).
@@ -882,7 +983,11 @@ impl Recorder {
             version: RECORDING_VERSION,
             refused: r.refused,
             forgotten: r.forgotten,
-            sessions: r.sessions.values().map(|s| s.derive(&r.interner)).collect(),
+            sessions: r
+                .sessions
+                .iter()
+                .map(|(id, s)| s.derive(*id, &r.interner))
+                .collect(),
         }
     }
 
@@ -1010,7 +1115,7 @@ impl Recorder {
     /// The session `id` as a recording, if it is held: derived under the lock, one session only.
     fn derive_session(&self, id: u64) -> Option<SessionRecording> {
         let r = self.lock();
-        r.sessions.get(&id).map(|s| s.derive(&r.interner))
+        r.sessions.get(&id).map(|s| s.derive(id, &r.interner))
     }
 
     /// Every ETRN of the sessions held, with its session's id, in the order they were recorded:
@@ -1106,6 +1211,17 @@ impl EtrnCursor {
         }
         batch
     }
+}
+
+/// The normalised domains of session `s`'s ETRNs (one per ETRN that names one), read from its log.
+fn etrn_domains_of(s: &SessionLog, interner: &Interner) -> impl Iterator<Item = String> {
+    s.events
+        .events(interner)
+        .into_iter()
+        .filter_map(|e| match e.event {
+            Event::Etrn(record) => record.domain,
+            _ => None,
+        })
 }
 
 /// The ETRNs of session `s`, in order, read from its log.
@@ -1272,7 +1388,7 @@ impl RecordBatch<'_> {
             if s.etrns == 0 {
                 s.first_etrn = state.last_etrn_number;
             }
-            s.etrns += 1;
+            s.etrns = s.etrns.saturating_add(1);
             state.etrn += 1;
             state.etrn_total += 1;
             if let Some(domain) = record.domain.as_deref() {
@@ -1284,7 +1400,9 @@ impl RecordBatch<'_> {
                 {
                     self.wake.push(Arc::clone(n));
                 }
-                state.etrn_domains.add(domain);
+                if let Some(domains) = state.etrn_domains.as_mut() {
+                    domains.add(domain);
+                }
             }
         }
         s.events.push(self.at, event, &mut state.interner);
@@ -1337,7 +1455,7 @@ impl<'a> EtrnWaiter<'a> {
     /// for). Checked and registered under one lock, so no ETRN falls in between.
     fn register(recorder: &'a Recorder, domain: &str) -> Option<Self> {
         let mut r = recorder.lock();
-        if r.etrn_domains.contains(domain) {
+        if r.etrn_domains().contains(domain) {
             return None;
         }
         let entry = r
@@ -1703,11 +1821,70 @@ mod tests {
         r.close(second, CloseReason::Quit);
         assert!(!r.has_etrn("both.example"));
         assert_eq!(
-            r.lock().etrn_domains.len(),
+            r.lock().etrn_domains().len(),
             0,
             "the index is as small as what is held"
         );
         assert_eq!(r.session_count(), 2);
+    }
+
+    #[test]
+    fn the_domain_index_built_late_answers_as_one_kept_from_the_start() {
+        for retention in [Retention::All, Retention::Open] {
+            let r = Recorder::with_retention(retention);
+            let (first, second) = (r.open(peer()), r.open(peer()));
+            etrn(&r, first, "before.example");
+            etrn(&r, first, "both.example");
+            etrn(&r, second, "both.example");
+            assert!(r.lock().etrn_domains.is_none(), "nothing looked yet");
+            assert!(r.has_etrn("before.example") && r.has_etrn("both.example"));
+            assert!(!r.has_etrn("after.example"));
+            etrn(&r, second, "after.example");
+            assert!(r.has_etrn("after.example"), "kept up to date once built");
+            r.close(first, CloseReason::Quit);
+            let held = retention == Retention::All;
+            assert_eq!(r.has_etrn("before.example"), held, "{retention:?}");
+            assert!(r.has_etrn("both.example"));
+            assert_eq!(r.lock().etrn_domains().len(), if held { 3 } else { 2 });
+            r.reset();
+            assert!(!r.has_etrn("both.example") && !r.has_etrn("after.example"));
+            etrn(&r, second, "again.example");
+            assert!(r.has_etrn("again.example"));
+            r.close(second, CloseReason::Quit);
+            assert_eq!(r.has_etrn("again.example"), held, "{retention:?}");
+        }
+    }
+
+    #[test]
+    fn the_compact_facts_give_back_every_peer_and_close_reason() {
+        let v6: SocketAddr = "[fe80::1%7]:2525"
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0u16; 8], 2525)));
+        let reasons = [
+            CloseReason::Quit,
+            CloseReason::Shutdown,
+            CloseReason::PeerClosed,
+            CloseReason::TlsFailed("bad certificate".into()),
+            CloseReason::Io("connection reset".into()),
+        ];
+        let r = Recorder::new();
+        for (n, reason) in reasons.iter().enumerate() {
+            let peer = if n % 2 == 0 { peer() } else { v6 };
+            let id = r.open(peer);
+            r.close(id, reason.clone());
+            let session = r.derive_session(id);
+            assert_eq!(
+                session.map(|s| (s.peer, s.close, s.ended_us.is_some())),
+                Some((peer.to_string(), Some(reason.clone()), true))
+            );
+        }
+        assert!(matches!(Peer::new(v6), Peer::V6(_)));
+        assert!(v6.to_string().contains("%7"), "the scope is kept: {v6}");
+        assert!(
+            std::mem::size_of::<SessionLog>() <= 120,
+            "{}",
+            std::mem::size_of::<SessionLog>()
+        );
     }
 
     fn busy(r: &Recorder, sessions: u64) {
