@@ -277,6 +277,10 @@ pub(crate) struct EventLog {
 impl EventLog {
     /// Appends an event.
     pub(crate) fn push(&mut self, at_us: u64, event: Event, interner: &mut Interner) {
+        if let Event::Unawaited { raw } = &event {
+            self.push_unawaited(at_us, raw);
+            return;
+        }
         let unawaited = self.at.take_unawaited();
         let dt = self.at.delta(at_us);
         match event {
@@ -390,12 +394,8 @@ impl EventLog {
                     b.push(flag_id(*f));
                 }
             }
-            Event::Unawaited { raw } => {
-                let b = &mut self.bytes;
-                b.push(UNAWAITED);
-                varint(b, dt);
-                self.at.line = Span::of(bytes(b, &raw)).map(LastLine::Unawaited);
-            }
+            // Packed by `push_unawaited`, above.
+            Event::Unawaited { .. } => {}
             Event::Message(m) => {
                 let b = &mut self.bytes;
                 b.push(MESSAGE);
@@ -418,6 +418,17 @@ impl EventLog {
         varint(&mut self.bytes, dt);
         varint(&mut self.bytes, whole.len() as u64);
         whole.push(event);
+    }
+
+    /// Appends an [`Event::Unawaited`] from the borrowed line (the driver's, in its read
+    /// buffer): the event need never be made.
+    pub(crate) fn push_unawaited(&mut self, at_us: u64, raw: &[u8]) {
+        self.at.take_unawaited();
+        let dt = self.at.delta(at_us);
+        let b = &mut self.bytes;
+        b.push(UNAWAITED);
+        varint(b, dt);
+        self.at.line = Span::of(bytes(b, raw)).map(LastLine::Unawaited);
     }
 
     /// Gives back what growing reserved: the log of a closed session grows no more.

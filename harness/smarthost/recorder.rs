@@ -1409,6 +1409,24 @@ impl RecordBatch<'_> {
     }
 }
 
+impl RecordBatch<'_> {
+    /// Records [`Event::Unawaited`] for `raw`, a line as it will be recorded, borrowed: no
+    /// event is made unless the stream or the full live feed needs one.
+    pub fn unawaited(&mut self, raw: &[u8]) {
+        let Some(state) = self.state.as_deref_mut() else {
+            return;
+        };
+        if state.stream.is_some() || self.live_everything {
+            self.push(Event::Unawaited { raw: raw.to_vec() });
+            return;
+        }
+        self.pushed = true;
+        if let Some(s) = state.sessions.get_mut(&self.id) {
+            s.events.push_unawaited(self.at, raw);
+        }
+    }
+}
+
 impl Drop for RecordBatch<'_> {
     fn drop(&mut self) {
         let Some(mut state) = self.state.take() else {

@@ -568,8 +568,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 let piece = &unfed[start..fed];
                 if at_line_start && !pending.is_empty() {
                     let form = session.recorded_form(piece);
-                    let raw = form[..form.len().min(UNAWAITED_MAX_OCTETS)].to_vec();
-                    record.push(Event::Unawaited { raw });
+                    record.unawaited(&form[..form.len().min(UNAWAITED_MAX_OCTETS)]);
                 }
                 at_line_start = piece.ends_with(b"\n");
                 session.receive(piece, now);
