@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use etrn_harness::proto::SmartHostScript;
-use etrn_harness::proto::{Event, SessionLimits};
+use etrn_harness::proto::{CloseReason, EtrnFlag, Event, SessionLimits};
 use etrn_harness::smarthost::{Lifetime, LiveEvent, LiveFeed, Recorder, SmartHostConfig};
 
 use etrn_harness::scenario;
@@ -603,48 +603,83 @@ impl Printer {
 }
 
 /// The human line of a live event: sessions opened and closed, and each ETRN with its flags.
+/// Written straight into one string, with room for the line end [`Output::line`] adds: one
+/// allocation per line, for every session of a busy server.
 fn human_line(event: &LiveEvent) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(80);
     match event {
         LiveEvent::Opened { session, peer, .. } => {
-            Some(format!("session {session}: opened from {peer}"))
+            let _ = write!(line, "session {session}: opened from {peer}");
         }
         LiveEvent::Closed {
             session, reason, ..
         } => {
-            let reason = serde_json::to_value(reason).unwrap_or_default();
-            let label = reason["reason"].as_str().unwrap_or("?").to_owned();
-            let detail = reason["detail"]
-                .as_str()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default();
-            Some(format!("session {session}: closed ({label}{detail})"))
+            let (label, detail) = close_label(reason);
+            let _ = write!(line, "session {session}: closed ({label}");
+            if let Some(detail) = detail {
+                let _ = write!(line, ": {detail}");
+            }
+            line.push(')');
         }
         LiveEvent::Event {
             session,
             event: Event::Etrn(e),
             ..
         } => {
-            let reply = e.reply.map_or("no reply".to_owned(), |c| c.to_string());
             let argument = if e.raw.is_empty() {
-                "(no argument)".to_owned()
+                "(no argument)"
             } else {
-                e.raw.clone()
+                &e.raw
             };
-            let flags: Vec<String> = e
-                .flags
-                .iter()
-                .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned))
-                .collect();
-            let flags = if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", flags.join(", "))
-            };
-            Some(format!(
-                "session {session}: ETRN {argument} -> {reply}{flags}"
-            ))
+            let _ = write!(line, "session {session}: ETRN {argument} -> ");
+            match e.reply {
+                Some(code) => {
+                    let _ = write!(line, "{code}");
+                }
+                None => line.push_str("no reply"),
+            }
+            for (i, flag) in e.flags.iter().enumerate() {
+                line.push_str(if i == 0 { " [" } else { ", " });
+                line.push_str(flag_label(*flag));
+            }
+            if !e.flags.is_empty() {
+                line.push(']');
+            }
         }
-        LiveEvent::Event { .. } => None,
+        LiveEvent::Event { .. } => return None,
+    }
+    Some(line)
+}
+
+/// A close reason's name and detail as the recording writes them (`"reason"`, `"detail"`).
+fn close_label(reason: &CloseReason) -> (&'static str, Option<&str>) {
+    match reason {
+        CloseReason::Quit => ("quit", None),
+        CloseReason::Scripted => ("scripted", None),
+        CloseReason::RefusedAtGreeting => ("refused-at-greeting", None),
+        CloseReason::TooManyErrors => ("too-many-errors", None),
+        CloseReason::TooManyCommands => ("too-many-commands", None),
+        CloseReason::IdleTimeout => ("idle-timeout", None),
+        CloseReason::WriteTimeout => ("write-timeout", None),
+        CloseReason::PeerClosed => ("peer-closed", None),
+        CloseReason::Shutdown => ("shutdown", None),
+        CloseReason::TlsFailed(detail) => ("tls-failed", Some(detail)),
+        CloseReason::Io(detail) => ("io", Some(detail)),
+    }
+}
+
+/// An ETRN flag's name as the recording writes it.
+fn flag_label(flag: EtrnFlag) -> &'static str {
+    match flag {
+        EtrnFlag::BeforeHello => "before-hello",
+        EtrnFlag::NotAdvertised => "not-advertised",
+        EtrnFlag::AfterHelo => "after-helo",
+        EtrnFlag::InTransaction => "in-transaction",
+        EtrnFlag::BareLf => "bare-lf",
+        EtrnFlag::SeveralNodes => "several-nodes",
+        EtrnFlag::Invalid => "invalid",
+        EtrnFlag::LowerCaseVerb => "lower-case-verb",
     }
 }
 
@@ -681,4 +716,40 @@ fn open_stream(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::p
     // Kept even if serve dies: the lines streamed so far are the recording.
     let beside = temp_path.keep().map_err(|e| e.error)?;
     Ok((file, beside))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The labels are the recording's names (its serde names), so the lines for people and
+    /// the recording name a reason or a flag alike.
+    #[test]
+    fn labels_are_the_recordings_names() {
+        let reasons = [
+            CloseReason::Quit,
+            CloseReason::Scripted,
+            CloseReason::RefusedAtGreeting,
+            CloseReason::TooManyErrors,
+            CloseReason::TooManyCommands,
+            CloseReason::IdleTimeout,
+            CloseReason::WriteTimeout,
+            CloseReason::PeerClosed,
+            CloseReason::Shutdown,
+            CloseReason::TlsFailed("bad certificate".into()),
+            CloseReason::Io("reset".into()),
+        ];
+        for reason in reasons {
+            let value = serde_json::to_value(&reason).unwrap();
+            let (label, detail) = close_label(&reason);
+            assert_eq!(value["reason"].as_str(), Some(label), "{reason:?}");
+            assert_eq!(value["detail"].as_str(), detail, "{reason:?}");
+        }
+        for flag in EtrnFlag::ALL {
+            assert_eq!(
+                serde_json::to_value(flag).unwrap().as_str(),
+                Some(flag_label(flag))
+            );
+        }
+    }
 }
