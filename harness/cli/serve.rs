@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use etrn_harness::proto::SmartHostScript;
-use etrn_harness::proto::{CloseReason, EtrnFlag, Event, SessionLimits};
+use etrn_harness::proto::{Event, SessionLimits};
 use etrn_harness::smarthost::{Lifetime, LiveEvent, LiveFeed, Recorder, SmartHostConfig};
 
 use etrn_harness::scenario;
@@ -615,9 +615,8 @@ fn human_line(event: &LiveEvent) -> Option<String> {
         LiveEvent::Closed {
             session, reason, ..
         } => {
-            let (label, detail) = close_label(reason);
-            let _ = write!(line, "session {session}: closed ({label}");
-            if let Some(detail) = detail {
+            let _ = write!(line, "session {session}: closed ({}", reason.name());
+            if let Some(detail) = reason.detail() {
                 let _ = write!(line, ": {detail}");
             }
             line.push(')');
@@ -641,7 +640,7 @@ fn human_line(event: &LiveEvent) -> Option<String> {
             }
             for (i, flag) in e.flags.iter().enumerate() {
                 line.push_str(if i == 0 { " [" } else { ", " });
-                line.push_str(flag_label(*flag));
+                line.push_str(flag.name());
             }
             if !e.flags.is_empty() {
                 line.push(']');
@@ -650,37 +649,6 @@ fn human_line(event: &LiveEvent) -> Option<String> {
         LiveEvent::Event { .. } => return None,
     }
     Some(line)
-}
-
-/// A close reason's name and detail as the recording writes them (`"reason"`, `"detail"`).
-fn close_label(reason: &CloseReason) -> (&'static str, Option<&str>) {
-    match reason {
-        CloseReason::Quit => ("quit", None),
-        CloseReason::Scripted => ("scripted", None),
-        CloseReason::RefusedAtGreeting => ("refused-at-greeting", None),
-        CloseReason::TooManyErrors => ("too-many-errors", None),
-        CloseReason::TooManyCommands => ("too-many-commands", None),
-        CloseReason::IdleTimeout => ("idle-timeout", None),
-        CloseReason::WriteTimeout => ("write-timeout", None),
-        CloseReason::PeerClosed => ("peer-closed", None),
-        CloseReason::Shutdown => ("shutdown", None),
-        CloseReason::TlsFailed(detail) => ("tls-failed", Some(detail)),
-        CloseReason::Io(detail) => ("io", Some(detail)),
-    }
-}
-
-/// An ETRN flag's name as the recording writes it.
-fn flag_label(flag: EtrnFlag) -> &'static str {
-    match flag {
-        EtrnFlag::BeforeHello => "before-hello",
-        EtrnFlag::NotAdvertised => "not-advertised",
-        EtrnFlag::AfterHelo => "after-helo",
-        EtrnFlag::InTransaction => "in-transaction",
-        EtrnFlag::BareLf => "bare-lf",
-        EtrnFlag::SeveralNodes => "several-nodes",
-        EtrnFlag::Invalid => "invalid",
-        EtrnFlag::LowerCaseVerb => "lower-case-verb",
-    }
 }
 
 /// Opens the JSON Lines stream: a new file beside `path` (created exclusively, with a random
@@ -716,40 +684,4 @@ fn open_stream(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::p
     // Kept even if serve dies: the lines streamed so far are the recording.
     let beside = temp_path.keep().map_err(|e| e.error)?;
     Ok((file, beside))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The labels are the recording's names (its serde names), so the lines for people and
-    /// the recording name a reason or a flag alike.
-    #[test]
-    fn labels_are_the_recordings_names() {
-        let reasons = [
-            CloseReason::Quit,
-            CloseReason::Scripted,
-            CloseReason::RefusedAtGreeting,
-            CloseReason::TooManyErrors,
-            CloseReason::TooManyCommands,
-            CloseReason::IdleTimeout,
-            CloseReason::WriteTimeout,
-            CloseReason::PeerClosed,
-            CloseReason::Shutdown,
-            CloseReason::TlsFailed("bad certificate".into()),
-            CloseReason::Io("reset".into()),
-        ];
-        for reason in reasons {
-            let value = serde_json::to_value(&reason).unwrap();
-            let (label, detail) = close_label(&reason);
-            assert_eq!(value["reason"].as_str(), Some(label), "{reason:?}");
-            assert_eq!(value["detail"].as_str(), detail, "{reason:?}");
-        }
-        for flag in EtrnFlag::ALL {
-            assert_eq!(
-                serde_json::to_value(flag).unwrap().as_str(),
-                Some(flag_label(flag))
-            );
-        }
-    }
 }
