@@ -603,49 +603,52 @@ impl Printer {
 }
 
 /// The human line of a live event: sessions opened and closed, and each ETRN with its flags.
+/// Written straight into one string, with room for the line end [`Output::line`] adds: one
+/// allocation per line, for every session of a busy server.
 fn human_line(event: &LiveEvent) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut line = String::with_capacity(80);
     match event {
         LiveEvent::Opened { session, peer, .. } => {
-            Some(format!("session {session}: opened from {peer}"))
+            let _ = write!(line, "session {session}: opened from {peer}");
         }
         LiveEvent::Closed {
             session, reason, ..
         } => {
-            let reason = serde_json::to_value(reason).unwrap_or_default();
-            let label = reason["reason"].as_str().unwrap_or("?").to_owned();
-            let detail = reason["detail"]
-                .as_str()
-                .map(|d| format!(": {d}"))
-                .unwrap_or_default();
-            Some(format!("session {session}: closed ({label}{detail})"))
+            let _ = write!(line, "session {session}: closed ({}", reason.name());
+            if let Some(detail) = reason.detail() {
+                let _ = write!(line, ": {detail}");
+            }
+            line.push(')');
         }
         LiveEvent::Event {
             session,
             event: Event::Etrn(e),
             ..
         } => {
-            let reply = e.reply.map_or("no reply".to_owned(), |c| c.to_string());
             let argument = if e.raw.is_empty() {
-                "(no argument)".to_owned()
+                "(no argument)"
             } else {
-                e.raw.clone()
+                &e.raw
             };
-            let flags: Vec<String> = e
-                .flags
-                .iter()
-                .filter_map(|f| serde_json::to_value(f).ok()?.as_str().map(str::to_owned))
-                .collect();
-            let flags = if flags.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", flags.join(", "))
-            };
-            Some(format!(
-                "session {session}: ETRN {argument} -> {reply}{flags}"
-            ))
+            let _ = write!(line, "session {session}: ETRN {argument} -> ");
+            match e.reply {
+                Some(code) => {
+                    let _ = write!(line, "{code}");
+                }
+                None => line.push_str("no reply"),
+            }
+            for (i, flag) in e.flags.iter().enumerate() {
+                line.push_str(if i == 0 { " [" } else { ", " });
+                line.push_str(flag.name());
+            }
+            if !e.flags.is_empty() {
+                line.push(']');
+            }
         }
-        LiveEvent::Event { .. } => None,
+        LiveEvent::Event { .. } => return None,
     }
+    Some(line)
 }
 
 /// Opens the JSON Lines stream: a new file beside `path` (created exclusively, with a random

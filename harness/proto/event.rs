@@ -167,6 +167,20 @@ pub enum EtrnFlag {
 }
 
 impl EtrnFlag {
+    /// The flag's name as a recording writes it (its serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            EtrnFlag::BeforeHello => "before-hello",
+            EtrnFlag::NotAdvertised => "not-advertised",
+            EtrnFlag::AfterHelo => "after-helo",
+            EtrnFlag::InTransaction => "in-transaction",
+            EtrnFlag::BareLf => "bare-lf",
+            EtrnFlag::SeveralNodes => "several-nodes",
+            EtrnFlag::Invalid => "invalid",
+            EtrnFlag::LowerCaseVerb => "lower-case-verb",
+        }
+    }
+
     /// Every flag, in declaration order.
     pub const ALL: [EtrnFlag; 8] = [
         EtrnFlag::BeforeHello,
@@ -217,4 +231,67 @@ pub enum CloseReason {
     TlsFailed(String),
     /// A socket error.
     Io(String),
+}
+
+impl CloseReason {
+    /// The reason's name as a recording writes it (`"reason"`, its serde name): written out
+    /// for every session by the stream and the lines for people, without `serde_json`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CloseReason::Quit => "quit",
+            CloseReason::Scripted => "scripted",
+            CloseReason::RefusedAtGreeting => "refused-at-greeting",
+            CloseReason::TooManyErrors => "too-many-errors",
+            CloseReason::TooManyCommands => "too-many-commands",
+            CloseReason::IdleTimeout => "idle-timeout",
+            CloseReason::WriteTimeout => "write-timeout",
+            CloseReason::PeerClosed => "peer-closed",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::TlsFailed(_) => "tls-failed",
+            CloseReason::Io(_) => "io",
+        }
+    }
+
+    /// What a recording writes as the reason's `"detail"`, if it has one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            CloseReason::TlsFailed(detail) | CloseReason::Io(detail) => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are the serde names, so every writer of a recording names a reason or a flag
+    /// alike.
+    #[test]
+    fn names_are_the_serde_names() {
+        let reasons = [
+            CloseReason::Quit,
+            CloseReason::Scripted,
+            CloseReason::RefusedAtGreeting,
+            CloseReason::TooManyErrors,
+            CloseReason::TooManyCommands,
+            CloseReason::IdleTimeout,
+            CloseReason::WriteTimeout,
+            CloseReason::PeerClosed,
+            CloseReason::Shutdown,
+            CloseReason::TlsFailed("bad certificate".into()),
+            CloseReason::Io("reset".into()),
+        ];
+        for reason in reasons {
+            let value = serde_json::to_value(&reason).unwrap();
+            assert_eq!(value["reason"].as_str(), Some(reason.name()), "{reason:?}");
+            assert_eq!(value["detail"].as_str(), reason.detail(), "{reason:?}");
+        }
+        for flag in EtrnFlag::ALL {
+            assert_eq!(
+                serde_json::to_value(flag).unwrap().as_str(),
+                Some(flag.name())
+            );
+        }
+    }
 }

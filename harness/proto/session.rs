@@ -135,9 +135,10 @@ pub struct Session {
     limits: SessionLimits,
     /// The command line limit in force: the driver's, else the behaviour's.
     line_limit: usize,
-    /// The client's address and the greeting's date, for reply texts.
-    client_ip: String,
-    date: String,
+    /// The client's address and the time of the connection, for reply texts: kept as they
+    /// came, written out only by a text that asks for them.
+    client_ip: std::net::IpAddr,
+    accepted_at: std::time::SystemTime,
     /// The EHLO or HELO argument, for reply texts.
     client: String,
     /// When a greet pause ends.
@@ -186,8 +187,8 @@ impl Session {
             behaviour,
             limits,
             line_limit,
-            client_ip: accepted.peer.to_string(),
-            date: httpdate::fmt_http_date(accepted.wall_clock),
+            client_ip: accepted.peer,
+            accepted_at: accepted.wall_clock,
             client: String::new(),
             greet_at,
             idle_at: deadline_after(accepted.now, limits_idle),
@@ -957,8 +958,8 @@ impl Session {
         Placeholders {
             host: self.behaviour.hostname(),
             client: &self.client,
-            client_ip: &self.client_ip,
-            date: &self.date,
+            client_ip: Some(self.client_ip),
+            date: Some(self.accepted_at),
             arg,
             arg_as_sent: None,
             from,

@@ -603,7 +603,8 @@ impl State {
         if self.stream.is_none() {
             return;
         }
-        let mut bytes = Vec::new();
+        // Room for a session's opened or closed line, the usual ones here, without regrowing.
+        let mut bytes = Vec::with_capacity(128);
         line(&mut bytes);
         bytes.push(b'\n');
         self.write_stream(&bytes);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -412,42 +412,36 @@ const LINES_PER_BATCH: usize = 64;
 /// The most of one line an [`Event::Unawaited`] keeps.
 const UNAWAITED_MAX_OCTETS: usize = 512;
 
-/// The read buffer a connection starts with: a command line or a few fit. A connection that has
-/// only ever sent a line at a time (the idle ones of a soak, thousands of them) holds no more
-/// than this; one that fills it (a pipelining client, a message) doubles it, up to
-/// [`READ_BUFFER_MAX`], and keeps what it grew to for the rest of its leg.
-const READ_BUFFER_START: usize = 1024;
-
 /// The most one read takes: what is ready up to this much is taken before any of it is fed, so
-/// the lines a client pipelined are seen as such ([`Event::Unawaited`]) whatever the buffer.
+/// the lines a client pipelined are seen as such ([`Event::Unawaited`]). Read into the stack of
+/// the poll that reads, never held across a wait: a connection holds no read buffer of its own
+/// (an idle one, of the thousands a soak holds open, held a KiB), only the bytes it has read and
+/// not yet fed.
 const READ_BUFFER_MAX: usize = 16 * 1024;
 
-/// After a read put `n` octets in `buf` (and so in `unfed`): while the reads fill the buffer,
-/// takes what else is ready, up to [`READ_BUFFER_MAX`] in all (what one read of that size would
-/// have taken), doubling the buffer as it goes.
-async fn take_ready<S: AsyncRead + Unpin>(
+/// One poll of a read of what is ready, up to [`READ_BUFFER_MAX`], onto the end of `unfed`.
+fn poll_read_onto<S: AsyncRead + Unpin>(
     stream: &mut S,
-    buf: &mut Vec<u8>,
     unfed: &mut Vec<u8>,
-    n: usize,
-) {
-    let mut taken = n;
-    let mut filled = n == buf.len();
-    while filled && taken < READ_BUFFER_MAX {
-        if buf.len() < READ_BUFFER_MAX {
-            buf.resize((buf.len() * 2).min(READ_BUFFER_MAX), 0);
-        }
-        let room = buf.len().min(READ_BUFFER_MAX - taken);
-        match read_ready(stream, &mut buf[..room]).await {
-            Some(Ok(m)) if m > 0 => {
-                unfed.extend_from_slice(&buf[..m]);
-                taken += m;
-                filled = m == room;
-            }
-            // Nothing more yet, the end, or an error the next read meets again.
-            _ => break,
-        }
-    }
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    // Uninitialised: a socket's read writes what it takes and nothing else.
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); READ_BUFFER_MAX];
+    let mut read = tokio::io::ReadBuf::uninit(&mut space);
+    std::pin::Pin::new(stream)
+        .poll_read(cx, &mut read)
+        .map_ok(|()| {
+            unfed.extend_from_slice(read.filled());
+            read.filled().len()
+        })
+}
+
+/// Waits for bytes and reads what is ready onto the end of `unfed`: how many (0 at the end).
+async fn read_onto<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    unfed: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| poll_read_onto(stream, unfed, cx)).await
 }
 
 /// Runs one leg of a session over `stream` until it closes or upgrades to TLS.
@@ -467,7 +461,6 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Leg<S> {
     let idle = shared.idle_timeout;
-    let mut buf = vec![0u8; READ_BUFFER_START];
     // The time the lines being fed arrived: taken once per read (and when the session is woken
     // at a deadline), not once per line; the lines of one read arrived together.
     let mut now = Instant::now().into_std();
@@ -521,7 +514,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let _ = flush(&mut stream, &mut pending, idle, shutdown).await;
                     if last_reply == Some(421) && reason != CloseReason::IdleTimeout {
                         let rest = unfed.get(fed..).unwrap_or_default();
-                        let after = linger(&mut stream, rest, &mut buf, shutdown).await;
+                        let after = linger(&mut stream, rest, shutdown).await;
                         let lines: Vec<&[u8]> = after.split_inclusive(|b| *b == b'\n').collect();
                         for raw in session.recorded_forms(&lines) {
                             let event = Event::AfterClose { raw };
@@ -603,12 +596,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             // One look per write: a client that writes and never reads still meets the write
             // deadline, and the replies held back stay bounded.
             peeked = true;
-            if let Some(Ok(n)) = read_ready(&mut stream, &mut buf).await
+            if let Some(Ok(n)) = read_ready(&mut stream, &mut unfed).await
                 && n > 0
             {
                 now = Instant::now().into_std();
-                unfed.extend_from_slice(&buf[..n]);
-                take_ready(&mut stream, &mut buf, &mut unfed, n).await;
                 continue;
             }
         }
@@ -628,13 +619,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 now = Instant::now().into_std();
                 session.handle_timeout(now);
             }
-            read = stream.read(&mut buf) => match read {
+            read = read_onto(&mut stream, &mut unfed) => match read {
                 Ok(0) => session.peer_closed(),
-                Ok(n) => {
-                    now = Instant::now().into_std();
-                    unfed.extend_from_slice(&buf[..n]);
-                    take_ready(&mut stream, &mut buf, &mut unfed, n).await;
-                }
+                Ok(_) => now = Instant::now().into_std(),
                 Err(e) => return Leg::Closed(CloseReason::Io(e.to_string())),
             },
             _ = shutdown.changed() => {
@@ -645,7 +632,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// What the client has already sent, without waiting: `None` when nothing is there yet.
+/// What the client has already sent, without waiting, read onto the end of `unfed`: `None`
+/// when nothing is there yet.
 ///
 /// One poll of the read, not a read under a zero timeout: tokio's timer rounds a deadline up to
 /// its next millisecond tick, so `timeout(Duration::ZERO, read)` on an idle socket waits about a
@@ -653,15 +641,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 /// smtp-sink's rate).
 async fn read_ready<S: AsyncRead + Unpin>(
     stream: &mut S,
-    buf: &mut [u8],
+    unfed: &mut Vec<u8>,
 ) -> Option<std::io::Result<usize>> {
-    std::future::poll_fn(|cx| {
-        let mut read = tokio::io::ReadBuf::new(buf);
-        match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut read) {
-            std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Some(Ok(read.filled().len()))),
-            std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Some(Err(e))),
-            std::task::Poll::Pending => std::task::Poll::Ready(None),
-        }
+    std::future::poll_fn(|cx| match poll_read_onto(stream, unfed, cx) {
+        std::task::Poll::Ready(read) => std::task::Poll::Ready(Some(read)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
     })
     .await
 }
@@ -680,15 +664,14 @@ pub(crate) async fn sleep_until_some(at: Option<Instant>) {
 async fn linger<S: AsyncRead + Unpin>(
     stream: &mut S,
     rest: &[u8],
-    buf: &mut [u8],
     shutdown: &mut watch::Receiver<bool>,
 ) -> Vec<u8> {
     let mut got = rest.to_vec();
     let deadline = Instant::now() + LINGER_AFTER_421;
     while got.len() < LINGER_MAX_OCTETS {
         tokio::select! {
-            read = tokio::time::timeout_at(deadline, stream.read(buf)) => match read {
-                Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            read = tokio::time::timeout_at(deadline, read_onto(stream, &mut got)) => match read {
+                Ok(Ok(n)) if n > 0 => {}
                 _ => break,
             },
             _ = shutdown.changed() => break,
@@ -708,6 +691,13 @@ async fn flush<S: AsyncWrite + Unpin>(
     if pending.is_empty() {
         return Ok(());
     }
+    // The usual case, a socket with room for the replies, costs no timer and no wait for the
+    // stop signal: setting those up cost more than the write.
+    match write_ready(stream, pending).await {
+        Ok(WriteReady::Done) => return Ok(()),
+        Ok(WriteReady::Blocked) => {}
+        Err(e) => return Err(CloseReason::Io(e.to_string())),
+    }
     let write = async {
         stream.write_all(pending).await?;
         stream.flush().await
@@ -723,6 +713,50 @@ async fn flush<S: AsyncWrite + Unpin>(
         },
         _ = shutdown.changed() => Err(CloseReason::Shutdown),
     }
+}
+
+/// How far [`write_ready`] got.
+enum WriteReady {
+    /// Everything was written and flushed; `pending` is empty.
+    Done,
+    /// The stream cannot take more now; `pending` holds what it has not taken.
+    Blocked,
+}
+
+/// Writes and flushes as much of `pending` as the stream takes without waiting, removing what
+/// it took: one poll of each, as [`read_ready`] reads.
+async fn write_ready<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    pending: &mut Vec<u8>,
+) -> std::io::Result<WriteReady> {
+    use std::task::Poll;
+    std::future::poll_fn(|cx| {
+        let mut written = 0;
+        let blocked = loop {
+            if written == pending.len() {
+                match std::pin::Pin::new(&mut *stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => break false,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break true,
+                }
+            }
+            match std::pin::Pin::new(&mut *stream).poll_write(cx, &pending[written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => break true,
+            }
+        };
+        pending.drain(..written);
+        Poll::Ready(Ok(if blocked {
+            WriteReady::Blocked
+        } else {
+            WriteReady::Done
+        }))
+    })
+    .await
 }
 
 fn log_event(event: &Event) {
