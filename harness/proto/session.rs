@@ -980,8 +980,8 @@ impl Session {
         pick: impl Fn(&super::ServerReplies) -> &Reply,
         from: Option<&str>,
     ) -> Answer {
-        let reply = pick(self.behaviour.replies()).clone();
-        self.filled(Answer::reply(reply), None, from)
+        let reply = pick(self.behaviour.replies());
+        Answer::reply(self.placeholders(None, from).reply(reply))
     }
 
     /// Sends `answer`; a 421 or an answer with `close` then ends the session.
@@ -1009,7 +1009,7 @@ impl Session {
         let hangs_up = answer.reply.is_none() && answer.close;
         let mut wire = None;
         if let Some(reply) = answer.reply {
-            wire = Some(reply.to_wire().into_bytes());
+            wire = Some(reply.wire_bytes());
             // The reply's event is reported when it is decided (its lines move into it); its
             // bytes leave after the delay.
             self.emit(Output::Event(Event::Reply {
