@@ -214,7 +214,7 @@ impl Template {
         let fixed = lines.iter().flatten().all(|p| matches!(p, Piece::Text(_)));
         Template {
             lines,
-            fixed_wire: fixed.then(|| reply.to_wire().into_bytes().into_boxed_slice()),
+            fixed_wire: fixed.then(|| reply.render().into_boxed_slice()),
         }
     }
 
@@ -315,7 +315,7 @@ impl Reply {
     pub fn wire_bytes(&self) -> Vec<u8> {
         match self.template().and_then(|t| t.fixed_wire.as_deref()) {
             Some(wire) => wire.to_vec(),
-            None => self.to_wire().into_bytes(),
+            None => self.render(),
         }
     }
 
@@ -336,25 +336,31 @@ impl Reply {
         self.lines
     }
 
-    /// The bytes on the wire: `250-a\r\n250 b\r\n`. Written into one string of the right
-    /// size, without `format!`: every reply the server sends goes through here.
+    /// The bytes on the wire: `250-a\r\n250 b\r\n`.
     pub fn to_wire(&self) -> String {
+        // The lines are text and the code's digits ASCII, so this is always UTF-8.
+        String::from_utf8(self.render()).unwrap_or_default()
+    }
+
+    /// The bytes on the wire, written into one buffer of the right size, without `format!`:
+    /// every reply the server sends goes through here.
+    fn render(&self) -> Vec<u8> {
         let code = self.code.get();
         // A ReplyCode has three digits (200..=599).
-        let digits = [code / 100, code / 10 % 10, code % 10].map(|d| char::from(b'0' + d as u8));
+        let digits = [code / 100, code / 10 % 10, code % 10].map(|d| b'0' + d as u8);
         let size = self.lines.iter().map(|l| l.len() + 6).sum();
-        let mut out = String::with_capacity(size);
+        let mut out = Vec::with_capacity(size);
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            out.extend(digits);
+            out.extend_from_slice(&digits);
             if i != last {
-                out.push('-');
-                out.push_str(line);
+                out.push(b'-');
+                out.extend_from_slice(line.as_bytes());
             } else if !line.is_empty() {
-                out.push(' ');
-                out.push_str(line);
+                out.push(b' ');
+                out.extend_from_slice(line.as_bytes());
             }
-            out.push_str("\r\n");
+            out.extend_from_slice(b"\r\n");
         }
         out
     }
