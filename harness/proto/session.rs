@@ -309,7 +309,8 @@ impl Session {
     /// while a delayed reply is held queue behind it.
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
         self.now = self.now.max(now);
-        if bytes.contains(&b'\n') {
+        // A chunk that ends a line (every pipelined command) is seen to at once.
+        if bytes.last() == Some(&b'\n') || bytes.contains(&b'\n') {
             self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
         }
         match self.mode {
