@@ -110,10 +110,10 @@ impl Domain {
 
     /// The fast path of [`Domain::parse`], because every ETRN parses its argument (twice: the
     /// session and the recorder) and nearly every argument is a plain ASCII name: a pass over
-    /// the bytes and one over its labels, no `chars()`, no IDNA, one allocation (two with upper case). It accepts only
-    /// letters, digits, hyphens and dots, and only a name [`Domain::parse_any`] accepts too, with
-    /// the same result; anything else (non-ASCII, or any error) is `None` and left to
-    /// `parse_any`, so every error is found and worded in one place.
+    /// the bytes and one over its labels, no `chars()`, no IDNA, one allocation (two with upper
+    /// case). It accepts only letters, digits, hyphens and dots, and only a name
+    /// [`Domain::parse_any`] accepts too, with the same result; anything else (non-ASCII, or any
+    /// error) is `None` and left to `parse_any`, so every error is found and worded in one place.
     fn parse_plain_ascii(text: &str) -> Option<Domain> {
         let bytes = text.as_bytes();
         let without_dot = bytes.strip_suffix(b".").unwrap_or(bytes);
