@@ -109,33 +109,34 @@ impl Domain {
     }
 
     /// The fast path of [`Domain::parse`], because every ETRN parses its argument (twice: the
-    /// session and the recorder) and nearly every argument is a plain ASCII name: a pass over
-    /// the bytes and one over its labels, no `chars()`, no IDNA, one allocation (two with upper
-    /// case). It accepts only letters, digits, hyphens and dots, and only a name
-    /// [`Domain::parse_any`] accepts too, with the same result; anything else (non-ASCII, or any
-    /// error) is `None` and left to `parse_any`, so every error is found and worded in one place.
+    /// session and the recorder) and nearly every argument is a plain ASCII name: one pass over
+    /// the bytes, no `chars()`, no IDNA, one allocation (two with upper case). It accepts only
+    /// letters, digits, hyphens and dots, and only a name [`Domain::parse_any`] accepts too, with
+    /// the same result; anything else (non-ASCII, or any error) is `None` and left to
+    /// `parse_any`, so every error is found and worded in one place.
     fn parse_plain_ascii(text: &str) -> Option<Domain> {
         let bytes = text.as_bytes();
         let without_dot = bytes.strip_suffix(b".").unwrap_or(bytes);
         if without_dot.is_empty() || without_dot.len() > MAX_DOMAIN_OCTETS {
             return None;
         }
-        // Two passes, each without an early exit or a table, so that the compiler makes them a
-        // few vector steps: every byte a letter, digit, hyphen or dot; then the labels.
-        let (plain, upper_case) = without_dot.iter().fold((true, false), |(plain, upper), b| {
-            let capital = b.is_ascii_uppercase();
-            let kept = b.is_ascii_lowercase() | b.is_ascii_digit() | (*b == b'-') | (*b == b'.');
-            (plain & (kept | capital), upper | capital)
-        });
-        let labels_ok = || {
-            without_dot.split(|b| *b == b'.').all(|label| {
-                matches!(
-                    (label.first(), label.last()),
-                    (Some(first), Some(last)) if *first != b'-' && *last != b'-'
-                ) && label.len() <= MAX_LABEL_OCTETS
-            })
+        let label_ok = |label: &[u8]| {
+            matches!(
+                (label.first(), label.last()),
+                (Some(first), Some(last)) if *first != b'-' && *last != b'-'
+            ) && label.len() <= MAX_LABEL_OCTETS
         };
-        if !plain || !labels_ok() {
+        let mut upper_case = false;
+        let mut label_start = 0;
+        for (i, b) in without_dot.iter().enumerate() {
+            match PLAIN_ASCII[usize::from(*b)] {
+                PlainAscii::Kept => {}
+                PlainAscii::Upper => upper_case = true,
+                PlainAscii::Dot if label_ok(&without_dot[label_start..i]) => label_start = i + 1,
+                PlainAscii::Dot | PlainAscii::Other => return None,
+            }
+        }
+        if !label_ok(&without_dot[label_start..]) {
             return None;
         }
         // ASCII throughout, so the normalised form is the lower-cased text without its dot.
@@ -229,6 +230,34 @@ impl Domain {
             .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
     }
 }
+
+/// What a byte is to [`Domain::parse_plain_ascii`]: a table, so each byte costs one lookup.
+#[derive(Clone, Copy)]
+enum PlainAscii {
+    /// A lower-case letter, a digit or a hyphen: the normalised form keeps it as it is.
+    Kept,
+    /// An upper-case letter: the normalised form differs from the raw text.
+    Upper,
+    /// A dot: a label ends.
+    Dot,
+    /// Anything else: not for the fast path.
+    Other,
+}
+
+const PLAIN_ASCII: [PlainAscii; 256] = {
+    let mut table = [PlainAscii::Other; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => PlainAscii::Kept,
+            b'A'..=b'Z' => PlainAscii::Upper,
+            b'.' => PlainAscii::Dot,
+            _ => PlainAscii::Other,
+        };
+        b += 1;
+    }
+    table
+};
 
 impl PartialEq for Domain {
     fn eq(&self, other: &Self) -> bool {
