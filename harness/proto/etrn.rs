@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::domain::{EtrnArg, EtrnArgError};
 use crate::escape::{escape, escape_text};
 use crate::wire::Command;
+use crate::wire::framing::find_byte;
 
 use super::event::{EtrnFlag, EtrnRecord};
 
@@ -74,11 +75,7 @@ pub fn read_etrn<'a>(
     if in_transaction {
         flags.push(EtrnFlag::InTransaction);
     }
-    // No early exit, so that the compiler makes the check a few vector steps.
-    if argument
-        .iter()
-        .fold(false, |any, b| any | matches!(b, b' ' | b','))
-    {
+    if find_byte(argument, b' ').is_some() || find_byte(argument, b',').is_some() {
         flags.push(EtrnFlag::SeveralNodes);
     }
     let text = std::str::from_utf8(argument).ok();
