@@ -7,15 +7,34 @@
 /// Escapes bytes for a one-line text rendering.
 pub fn escape(bytes: &[u8]) -> String {
     // The usual case (a domain, a command word): nothing to escape, one copy, not a char at a
-    // time (every ETRN record escapes its argument). The check has no early exit, so that the
-    // compiler makes it a few vector steps. Printable ASCII is valid UTF-8, so the conversion
-    // cannot fail.
-    let printable = bytes.iter().fold(true, |all, b| {
-        all & matches!(b, 0x20..=0x5b | 0x5d..=0x7e) // printable, no `\\`
-    });
-    if printable && let Ok(text) = std::str::from_utf8(bytes) {
+    // time. Printable ASCII is valid UTF-8, so the conversion cannot fail.
+    if escapes_to_itself(bytes)
+        && let Ok(text) = std::str::from_utf8(bytes)
+    {
         return text.to_owned();
     }
+    escape_each(bytes)
+}
+
+/// [`escape`] of bytes already read as UTF-8 (an ETRN argument is, to be parsed): the same
+/// text, without validating it again.
+pub fn escape_text(text: &str) -> String {
+    if escapes_to_itself(text.as_bytes()) {
+        return text.to_owned();
+    }
+    escape_each(text.as_bytes())
+}
+
+/// True when [`escape`] leaves `bytes` as they are: printable ASCII without a backslash.
+fn escapes_to_itself(bytes: &[u8]) -> bool {
+    // No early exit, so that the compiler makes the check a few vector steps.
+    bytes.iter().fold(true, |all, b| {
+        all & matches!(b, 0x20..=0x5b | 0x5d..=0x7e) // printable, no `\\`
+    })
+}
+
+/// [`escape`] a character (or an invalid byte) at a time.
+fn escape_each(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
@@ -105,6 +124,19 @@ mod tests {
         assert_eq!(escape(b""), "");
         assert_eq!(escape(b"a\\b"), "a\\\\b");
         assert_eq!(escape(b"a\x7fb"), "a\\x7fb");
+    }
+
+    #[test]
+    fn text_escapes_as_its_bytes_do() {
+        for text in [
+            "d1.bench.example",
+            "a\\b",
+            "b\u{fc}cher\r\n",
+            "\u{85}x\u{7f}",
+            "",
+        ] {
+            assert_eq!(escape_text(text), escape(text.as_bytes()), "{text:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,18 +113,146 @@ pub const PLACEHOLDERS: &[&str] = &[
     "command",
 ];
 
+/// A placeholder a reply text may use: `{node}` is [`Placeholder::Node`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    Host,
+    Client,
+    ClientIp,
+    Date,
+    Arg,
+    Node,
+    Arg7,
+    From,
+    Command,
+}
+
+impl Placeholder {
+    /// Every placeholder, in the order of [`PLACEHOLDERS`].
+    pub const ALL: [Placeholder; 9] = [
+        Placeholder::Host,
+        Placeholder::Client,
+        Placeholder::ClientIp,
+        Placeholder::Date,
+        Placeholder::Arg,
+        Placeholder::Node,
+        Placeholder::Arg7,
+        Placeholder::From,
+        Placeholder::Command,
+    ];
+
+    /// The placeholder `{name}` stands for, if any.
+    pub fn named(name: &str) -> Option<Placeholder> {
+        let index = PLACEHOLDERS.iter().position(|known| *known == name)?;
+        Placeholder::ALL.get(index).copied()
+    }
+
+    /// Its name, as written between the braces.
+    pub fn name(self) -> &'static str {
+        PLACEHOLDERS[self as usize]
+    }
+}
+
+/// A piece of a reply line: its own text (a byte range of the line), or a placeholder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Text(Range<usize>),
+    Value(Placeholder),
+}
+
+/// Cuts `text` at its placeholders, handing each piece to `piece` in order: `{name}` for a
+/// [`Placeholder`] name is one [`Piece::Value`]; everything else, a brace that opens no
+/// placeholder included, is text (`{x{node}` is the text `{x` and the value `{node}`).
+pub fn cut_at_placeholders(text: &str, mut piece: impl FnMut(Piece)) {
+    let bytes = text.as_bytes();
+    let mut text_from = 0;
+    let mut at = 0;
+    while let Some(open) = bytes[at..].iter().position(|b| *b == b'{') {
+        let after = at + open + 1;
+        // `{` and `}` are ASCII, so every cut is at a character boundary.
+        let named = bytes[after..]
+            .iter()
+            .position(|b| *b == b'}')
+            .and_then(|close| Some((close, Placeholder::named(&text[after..after + close])?)));
+        match named {
+            Some((close, value)) => {
+                if text_from < after - 1 {
+                    piece(Piece::Text(text_from..after - 1));
+                }
+                piece(Piece::Value(value));
+                at = after + close + 1;
+                text_from = at;
+            }
+            None => at = after,
+        }
+    }
+    if text_from < bytes.len() {
+        piece(Piece::Text(text_from..bytes.len()));
+    }
+}
+
+/// A reply's lines cut at their placeholders once, when the reply is read from a profile or a
+/// script, so that a reply filled for every ETRN is not searched for braces every time; and,
+/// when it has no placeholder at all, its bytes on the wire, the same every time it is sent.
+#[derive(Debug)]
+pub struct Template {
+    lines: Vec<Vec<Piece>>,
+    fixed_wire: Option<Box<[u8]>>,
+}
+
+impl Template {
+    fn of(reply: &Reply) -> Template {
+        let lines: Vec<Vec<Piece>> = reply
+            .lines
+            .iter()
+            .map(|line| {
+                let mut pieces = Vec::new();
+                cut_at_placeholders(line, |p| pieces.push(p));
+                pieces
+            })
+            .collect();
+        let fixed = lines.iter().flatten().all(|p| matches!(p, Piece::Text(_)));
+        Template {
+            lines,
+            fixed_wire: fixed.then(|| reply.render().into_boxed_slice()),
+        }
+    }
+
+    /// Each line's pieces, in the reply's order.
+    pub fn lines(&self) -> &[Vec<Piece>] {
+        &self.lines
+    }
+
+    /// True when no line has a placeholder: filling changes nothing.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed_wire.is_some()
+    }
+}
+
 /// A complete reply: a code and one or more lines of text.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Reply {
     code: ReplyCode,
     lines: Vec<String>,
+    /// The lines cut at their placeholders, for a reply read from text ([`Reply::parse`]), which
+    /// is one a server keeps and fills again and again; shared by its copies.
+    template: Option<Arc<Template>>,
 }
+
+impl PartialEq for Reply {
+    /// The code and the lines: the template is made of the lines.
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.lines == other.lines
+    }
+}
+impl Eq for Reply {}
 
 impl Reply {
     pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
         Reply {
             code,
             lines: vec![text.into()],
+            template: None,
         }
     }
 
@@ -159,16 +289,34 @@ impl Reply {
             }
             braces = &after[end..];
         }
-        Ok(Reply {
+        let mut reply = Reply {
             code,
             lines: first.split('\n').map(str::to_owned).collect(),
-        })
+            template: None,
+        };
+        reply.template = Some(Arc::new(Template::of(&reply)));
+        Ok(reply)
     }
 
     /// The reply with one more line.
     pub fn with_line(mut self, line: impl Into<String>) -> Self {
         self.lines.push(line.into());
+        // The template was of the old lines.
+        self.template = None;
         self
+    }
+
+    /// The lines cut at their placeholders, when the reply was read from text.
+    pub fn template(&self) -> Option<&Template> {
+        self.template.as_deref()
+    }
+
+    /// [`Reply::to_wire`] as bytes; a reply without placeholders read from text has them ready.
+    pub fn wire_bytes(&self) -> Vec<u8> {
+        match self.template().and_then(|t| t.fixed_wire.as_deref()) {
+            Some(wire) => wire.to_vec(),
+            None => self.render(),
+        }
     }
 
     pub fn code(&self) -> ReplyCode {
@@ -188,25 +336,31 @@ impl Reply {
         self.lines
     }
 
-    /// The bytes on the wire: `250-a\r\n250 b\r\n`. Written into one string of the right
-    /// size, without `format!`: every reply the server sends goes through here.
+    /// The bytes on the wire: `250-a\r\n250 b\r\n`.
     pub fn to_wire(&self) -> String {
+        // The lines are text and the code's digits ASCII, so this is always UTF-8.
+        String::from_utf8(self.render()).unwrap_or_default()
+    }
+
+    /// The bytes on the wire, written into one buffer of the right size, without `format!`:
+    /// every reply the server sends goes through here.
+    fn render(&self) -> Vec<u8> {
         let code = self.code.get();
         // A ReplyCode has three digits (200..=599).
-        let digits = [code / 100, code / 10 % 10, code % 10].map(|d| char::from(b'0' + d as u8));
+        let digits = [code / 100, code / 10 % 10, code % 10].map(|d| b'0' + d as u8);
         let size = self.lines.iter().map(|l| l.len() + 6).sum();
-        let mut out = String::with_capacity(size);
+        let mut out = Vec::with_capacity(size);
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
-            out.extend(digits);
+            out.extend_from_slice(&digits);
             if i != last {
-                out.push('-');
-                out.push_str(line);
+                out.push(b'-');
+                out.extend_from_slice(line.as_bytes());
             } else if !line.is_empty() {
-                out.push(' ');
-                out.push_str(line);
+                out.push(b' ');
+                out.extend_from_slice(line.as_bytes());
             }
-            out.push_str("\r\n");
+            out.extend_from_slice(b"\r\n");
         }
         out
     }
@@ -376,7 +530,11 @@ impl ReplyReader {
             self.partial = Some((code, lines));
             return Ok(None);
         }
-        Ok(Some(Reply { code, lines }))
+        Ok(Some(Reply {
+            code,
+            lines,
+            template: None,
+        }))
     }
 }
 

@@ -4,8 +4,9 @@
 use std::time::Instant;
 
 use crate::domain::{EtrnArg, EtrnArgError};
-use crate::escape::escape;
+use crate::escape::{escape, escape_text};
 use crate::wire::Command;
+use crate::wire::framing::find_byte;
 
 use super::event::{EtrnFlag, EtrnRecord};
 
@@ -45,6 +46,8 @@ pub struct EtrnLine<'a> {
     pub argument: &'a [u8],
     /// The argument as an ETRN argument, when it is UTF-8.
     pub parsed: Option<Result<EtrnArg, EtrnArgError>>,
+    /// The argument as text, when it is UTF-8: validated once, for the parse and the record.
+    text: Option<&'a str>,
     flags: Vec<EtrnFlag>,
 }
 
@@ -72,16 +75,18 @@ pub fn read_etrn<'a>(
     if in_transaction {
         flags.push(EtrnFlag::InTransaction);
     }
-    if argument.iter().any(|b| *b == b' ' || *b == b',') {
+    if find_byte(argument, b' ').is_some() || find_byte(argument, b',').is_some() {
         flags.push(EtrnFlag::SeveralNodes);
     }
-    let parsed = std::str::from_utf8(argument).ok().map(EtrnArg::parse);
+    let text = std::str::from_utf8(argument).ok();
+    let parsed = text.map(EtrnArg::parse);
     if !argument.is_empty() && !matches!(parsed, Some(Ok(_))) {
         flags.push(EtrnFlag::Invalid);
     }
     EtrnLine {
         argument,
         parsed,
+        text,
         flags,
     }
 }
@@ -101,7 +106,7 @@ impl EtrnLine<'_> {
     /// The record of this ETRN with the reply it got (`None`: no reply). Consumes the line: the
     /// parsed argument and the flags move into the record, uncopied.
     pub fn record(self, reply: Option<u16>) -> EtrnRecord {
-        record_of(self.argument, self.parsed, reply, self.flags)
+        record_of(self.argument, self.text, self.parsed, reply, self.flags)
     }
 }
 
@@ -112,12 +117,14 @@ pub fn rebuild_etrn_record(
     reply: Option<u16>,
     flags: Vec<EtrnFlag>,
 ) -> EtrnRecord {
-    let parsed = std::str::from_utf8(argument).ok().map(EtrnArg::parse);
-    record_of(argument, parsed, reply, flags)
+    let text = std::str::from_utf8(argument).ok();
+    record_of(argument, text, text.map(EtrnArg::parse), reply, flags)
 }
 
+/// The record of `argument` (`text` when it is UTF-8), parsed as `parsed`.
 fn record_of(
     argument: &[u8],
+    text: Option<&str>,
     parsed: Option<Result<EtrnArg, EtrnArgError>>,
     reply: Option<u16>,
     flags: Vec<EtrnFlag>,
@@ -131,7 +138,7 @@ fn record_of(
         None => (None, None),
     };
     EtrnRecord {
-        raw: escape(argument),
+        raw: text.map_or_else(|| escape(argument), escape_text),
         arg,
         option,
         domain,

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::reply::Reply;
+use crate::reply::{Piece, Placeholder, Reply, Template, cut_at_placeholders};
 use crate::reply_code;
 use crate::wire::Verb;
 
@@ -179,50 +179,58 @@ impl Placeholders<'_> {
     /// never read for placeholders again. A value's control characters (a CR in a command, an
     /// LF that clearing the eighth bit made of 0x8a) become `?`, so a reply stays one reply.
     pub fn fill(&self, text: &str) -> String {
-        // Bytes, not chars: `{` and `}` are ASCII, so every cut is at a character boundary.
-        // Values are written straight into `out` (an ETRN reply is filled for every ETRN).
+        // Values are written straight into `out`.
         let mut out = String::with_capacity(text.len() + 32);
-        let mut rest = text;
-        while let Some(open) = rest.bytes().position(|b| b == b'{') {
-            out.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            let close = after.bytes().position(|b| b == b'}');
-            match close {
-                Some(close) if self.push_value(&after[..close], &mut out) => {
-                    rest = &after[close + 1..];
-                }
-                _ => {
-                    out.push('{');
-                    rest = after;
-                }
-            }
-        }
-        out.push_str(rest);
+        cut_at_placeholders(text, |piece| self.push_piece(text, &piece, &mut out));
         out
     }
 
-    /// Appends what the placeholder `name` stands for here to `out`; false (and nothing
-    /// appended) when it is no placeholder or its value is unknown.
-    fn push_value(&self, name: &str, out: &mut String) -> bool {
-        match name {
-            "host" => push_clean(out, self.host),
-            "client" => push_clean(out, self.client),
+    /// The line `text`, already cut into `pieces`, filled as [`Placeholders::fill`] fills it.
+    fn fill_pieces(&self, text: &str, pieces: &[Piece]) -> String {
+        let mut out = String::with_capacity(text.len() + 32);
+        for piece in pieces {
+            self.push_piece(text, piece, &mut out);
+        }
+        out
+    }
+
+    /// Appends `piece` of the line `text`: its text, or the placeholder's value; a placeholder
+    /// whose value is unknown here stays as it is written.
+    fn push_piece(&self, text: &str, piece: &Piece, out: &mut String) {
+        match piece {
+            Piece::Text(range) => out.push_str(text.get(range.clone()).unwrap_or_default()),
+            Piece::Value(value) => {
+                if !self.push_value(*value, out) {
+                    out.push('{');
+                    out.push_str(value.name());
+                    out.push('}');
+                }
+            }
+        }
+    }
+
+    /// Appends what `placeholder` stands for here to `out`; false (and nothing appended) when
+    /// its value is unknown.
+    fn push_value(&self, placeholder: Placeholder, out: &mut String) -> bool {
+        match placeholder {
+            Placeholder::Host => push_clean(out, self.host),
+            Placeholder::Client => push_clean(out, self.client),
             // Neither has a control character to clean.
-            "client_ip" => {
+            Placeholder::ClientIp => {
                 if let Some(ip) = self.client_ip {
                     push_ip(out, ip);
                 }
             }
-            "date" => {
+            Placeholder::Date => {
                 if let Some(date) = self.date {
                     let _ = write!(out, "{}", httpdate::HttpDate::from(date));
                 }
             }
-            "arg" => match self.arg {
+            Placeholder::Arg => match self.arg {
                 Some(arg) => push_lossy(out, arg),
                 None => return false,
             },
-            "node" => match self.arg {
+            Placeholder::Node => match self.arg {
                 Some(arg) => match arg.first() {
                     Some(b'@' | b'#') => push_lossy(out, &arg[1..]),
                     _ => push_lossy(out, arg),
@@ -231,26 +239,35 @@ impl Placeholders<'_> {
             },
             // sendmail echoes the argument with its trailing blanks and the eighth bit of each
             // byte cleared.
-            "arg7" => match self.arg_as_sent.or(self.arg) {
+            Placeholder::Arg7 => match self.arg_as_sent.or(self.arg) {
                 Some(arg) => out.extend(arg.iter().map(|b| clean(char::from(b & 0x7f)))),
                 None => return false,
             },
-            "from" => match self.from {
+            Placeholder::From => match self.from {
                 Some(from) => push_clean(out, from),
                 None => return false,
             },
-            "command" => match self.command {
+            Placeholder::Command => match self.command {
                 Some(command) => push_lossy(out, command),
                 None => return false,
             },
-            _ => return false,
         }
         true
     }
 
-    /// `reply` with its placeholders filled, line by line.
+    /// `reply` with its placeholders filled, line by line. A reply read from text was cut at
+    /// its placeholders already ([`Reply::template`]): without any, it is the reply itself.
     pub fn reply(&self, reply: &Reply) -> Reply {
-        let mut lines = reply.lines().iter().map(|l| self.fill(l));
+        let template = reply.template();
+        if template.is_some_and(Template::is_fixed) {
+            return reply.clone();
+        }
+        let mut lines = reply.lines().iter().enumerate().map(|(i, line)| {
+            match template.and_then(|t| t.lines().get(i)) {
+                Some(pieces) => self.fill_pieces(line, pieces),
+                None => self.fill(line),
+            }
+        });
         let mut out = Reply::new(reply.code(), lines.next().unwrap_or_default());
         for line in lines {
             out = out.with_line(line);
@@ -384,5 +401,110 @@ mod tests {
         assert_eq!(eight_bit.fill("{command}{"), "x?y\u{e9}{");
         assert_eq!(eight_bit.fill("{from}{nope}{arg"), "{from}{nope}{arg");
         assert_eq!(p.fill("<{from}>"), "<x@c.example>");
+    }
+
+    /// The fill as it was before replies were cut at their placeholders: scan for `{`, read the
+    /// name up to `}`, and keep the `{` as text when the name is no placeholder or its value is
+    /// unknown. The cut ([`cut_at_placeholders`]) and the templates must agree with it.
+    fn fill_by_scanning(p: &Placeholders<'_>, text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let value = after.find('}').and_then(|close| {
+                let placeholder = Placeholder::named(&after[..close])?;
+                let mut value = String::new();
+                p.push_value(placeholder, &mut value)
+                    .then_some((close, value))
+            });
+            match value {
+                Some((close, value)) => {
+                    out.push_str(&value);
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push('{');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[test]
+    fn placeholder_names_are_the_documented_list() {
+        for (placeholder, name) in Placeholder::ALL.iter().zip(crate::reply::PLACEHOLDERS) {
+            assert_eq!(placeholder.name(), *name);
+            assert_eq!(Placeholder::named(name), Some(*placeholder));
+        }
+        assert_eq!(Placeholder::ALL.len(), crate::reply::PLACEHOLDERS.len());
+        assert_eq!(Placeholder::named("nodes"), None);
+    }
+
+    #[test]
+    fn a_fixed_reply_is_sent_as_it_is_and_its_wire_bytes_are_ready() {
+        let fixed = Reply::parse("250 Queuing started\nsecond").unwrap();
+        let filled = Placeholders::default().reply(&fixed);
+        assert_eq!(filled, fixed);
+        assert!(filled.template().is_some_and(Template::is_fixed));
+        assert_eq!(
+            filled.wire_bytes(),
+            b"250-Queuing started\r\n250 second\r\n"
+        );
+        let templated = Reply::parse("250 OK, queuing for node {node} started").unwrap();
+        assert!(!templated.template().is_some_and(Template::is_fixed));
+        let p = Placeholders {
+            arg: Some(b"@a.example"),
+            ..Placeholders::default()
+        };
+        let sent = p.reply(&templated);
+        assert_eq!(sent.lines(), ["OK, queuing for node a.example started"]);
+        assert_eq!(sent.wire_bytes(), sent.to_wire().into_bytes());
+    }
+
+    proptest::proptest! {
+        /// Filling a text, a reply cut at its placeholders when it was read and a reply made in
+        /// the program all give what scanning the text gives, whatever braces and values.
+        #[test]
+        fn every_fill_agrees_with_scanning_the_text(
+            lines in proptest::collection::vec(
+                "([a-z ]{0,3}|[{}]|\\{(host|node|arg|arg7|from|command|date|client|client_ip|nope)\\}?){0,8}",
+                1..4,
+            ),
+            arg in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..12)),
+            host in "[a-z{}.\\r]{0,8}",
+            from in proptest::option::of("[a-z{}@\\n]{0,8}"),
+        ) {
+            let p = Placeholders {
+                host: &host,
+                client: "c{node}.example",
+                client_ip: Some(IpAddr::from([192, 0, 2, 1])),
+                date: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_458_652)),
+                arg: arg.as_deref(),
+                arg_as_sent: None,
+                from: from.as_deref(),
+                command: Some(b"XYZZY {arg}\r"),
+            };
+            let expected: Vec<String> = lines.iter().map(|l| fill_by_scanning(&p, l)).collect();
+            let filled: Vec<String> = lines.iter().map(|l| p.fill(l)).collect();
+            proptest::prop_assert_eq!(&filled, &expected);
+            let made = lines
+                .iter()
+                .skip(1)
+                .fold(Reply::new(reply_code!(250), lines[0].clone()), |r, l| r.with_line(l.clone()));
+            proptest::prop_assert!(made.template().is_none());
+            let sent = p.reply(&made);
+            proptest::prop_assert_eq!(sent.lines(), &expected[..]);
+            // A text with braces that open no placeholder is no reply text: only the others
+            // are read (and cut) as one.
+            if let Ok(read) = Reply::parse(&format!("250 {}", lines.join("\n"))) {
+                proptest::prop_assert!(read.template().is_some());
+                let sent = p.reply(&read);
+                proptest::prop_assert_eq!(sent.lines(), &expected[..]);
+                proptest::prop_assert_eq!(sent.wire_bytes(), sent.to_wire().into_bytes());
+            }
+        }
     }
 }

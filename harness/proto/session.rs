@@ -310,7 +310,8 @@ impl Session {
     /// while a delayed reply is held queue behind it.
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
         self.now = self.now.max(now);
-        if bytes.contains(&b'\n') {
+        // A chunk that ends a line (every pipelined command) is seen to at once.
+        if bytes.last() == Some(&b'\n') || bytes.contains(&b'\n') {
             self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
         }
         match self.mode {
@@ -981,8 +982,8 @@ impl Session {
         pick: impl Fn(&super::ServerReplies) -> &Reply,
         from: Option<&str>,
     ) -> Answer {
-        let reply = pick(self.behaviour.replies()).clone();
-        self.filled(Answer::reply(reply), None, from)
+        let reply = pick(self.behaviour.replies());
+        Answer::reply(self.placeholders(None, from).reply(reply))
     }
 
     /// Sends `answer`; a 421 or an answer with `close` then ends the session.
@@ -1010,7 +1011,7 @@ impl Session {
         let hangs_up = answer.reply.is_none() && answer.close;
         let mut wire = None;
         if let Some(reply) = answer.reply {
-            wire = Some(reply.to_wire().into_bytes());
+            wire = Some(reply.wire_bytes());
             // The reply's event is reported when it is decided (its lines move into it); its
             // bytes leave after the delay.
             self.emit(Output::Event(Event::Reply {

@@ -45,10 +45,8 @@ impl LineFramer {
     /// out is ever longer than `cap`.
     pub fn next_frame(&mut self, cap: usize) -> Option<Frame<'_>> {
         let cap = cap.max(1);
-        let found = self.buffer[self.scanned..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map(|pos| self.scanned + pos + 1);
+        let found =
+            find_byte(&self.buffer[self.scanned..], b'\n').map(|pos| self.scanned + pos + 1);
         match found {
             Some(end) if end - self.start <= cap => {
                 let line = &self.buffer[self.start..end];
@@ -91,9 +89,55 @@ impl LineFramer {
     }
 }
 
+/// Where the first `needle` in `bytes` is: eight bytes at a time, since every byte a client
+/// sends is searched for its line end (a byte at a time costs five instructions each).
+pub(crate) fn find_byte(bytes: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let needles = ONES * u64::from(needle);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // A byte of `x` is zero where the byte is `needle`. The lowest high bit set is the first
+        // zero byte (a borrow can only mark bytes above a zero one), read in little-endian order.
+        let x = u64::from_le_bytes(word) ^ needles;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(offset + (zeros.trailing_zeros() / 8) as usize);
+        }
+        offset += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| offset + p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
+
+    proptest::proptest! {
+        #[test]
+        fn finding_a_byte_eight_at_a_time_agrees_with_one_at_a_time(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![Just(b'\n'), Just(b' '), Just(b','), Just(0x8a_u8), proptest::num::u8::ANY],
+                0..40,
+            ),
+            from in 0usize..8,
+            needle in proptest::prop_oneof![Just(b'\n'), Just(b' '), Just(b','), proptest::num::u8::ANY],
+        ) {
+            let bytes = &bytes[from.min(bytes.len())..];
+            proptest::prop_assert_eq!(
+                find_byte(bytes, needle),
+                bytes.iter().position(|&b| b == needle)
+            );
+        }
+    }
 
     fn frames(framer: &mut LineFramer, cap: usize) -> Vec<(bool, Vec<u8>)> {
         let mut out = Vec::new();
