@@ -818,6 +818,7 @@ impl Recorder {
             wake: Vec::new(),
             published: Vec::new(),
             pushed: false,
+            log: BatchLog::NotTaken,
         }
     }
 
@@ -1358,6 +1359,62 @@ pub struct RecordBatch<'a> {
     /// Copies for the live feeds, sent once the lock is let go.
     published: Vec<Event>,
     pushed: bool,
+    /// The session's log, taken out of its facts for the batch: one look-up of the session
+    /// per batch, not one per event.
+    log: BatchLog,
+}
+
+/// What a batch writes of its session's facts.
+enum BatchLog {
+    /// No event pushed yet.
+    NotTaken,
+    /// Taken out of the session's [`SessionLog`], put back when the batch ends.
+    Taken {
+        events: EventLog,
+        etrns: u32,
+        first_etrn: u64,
+    },
+    /// The session is not held (forgotten, or reset away): its events are not kept.
+    NotHeld,
+}
+
+impl BatchLog {
+    /// The session's log, taken out of `state` on first use.
+    fn take(&mut self, state: &mut State, id: u64) -> Option<(&mut EventLog, &mut u32, &mut u64)> {
+        if let BatchLog::NotTaken = self {
+            *self = match state.sessions.get_mut(&id) {
+                Some(s) => BatchLog::Taken {
+                    events: std::mem::take(&mut s.events),
+                    etrns: s.etrns,
+                    first_etrn: s.first_etrn,
+                },
+                None => BatchLog::NotHeld,
+            };
+        }
+        match self {
+            BatchLog::Taken {
+                events,
+                etrns,
+                first_etrn,
+            } => Some((events, etrns, first_etrn)),
+            _ => None,
+        }
+    }
+
+    /// Puts a taken log back into its session.
+    fn put_back(&mut self, state: &mut State, id: u64) {
+        if let BatchLog::Taken {
+            events,
+            etrns,
+            first_etrn,
+        } = std::mem::replace(self, BatchLog::NotTaken)
+            && let Some(s) = state.sessions.get_mut(&id)
+        {
+            s.events = events;
+            s.etrns = etrns;
+            s.first_etrn = first_etrn;
+        }
+    }
 }
 
 impl RecordBatch<'_> {
@@ -1371,7 +1428,7 @@ impl RecordBatch<'_> {
             json_line::write_event(&mut self.lines, self.at, self.id, &event);
             self.lines.push(b'\n');
         }
-        let Some(s) = state.sessions.get_mut(&self.id) else {
+        let Some((events, etrns, first_etrn)) = self.log.take(state, self.id) else {
             return;
         };
         if self.live_everything || (self.live_summary && matches!(event, Event::Etrn(_))) {
@@ -1385,11 +1442,11 @@ impl RecordBatch<'_> {
             state.last_etrn_number += 1;
             state
                 .etrn_numbers
-                .push(state.last_etrn_number, self.id, s.etrns);
-            if s.etrns == 0 {
-                s.first_etrn = state.last_etrn_number;
+                .push(state.last_etrn_number, self.id, *etrns);
+            if *etrns == 0 {
+                *first_etrn = state.last_etrn_number;
             }
-            s.etrns = s.etrns.saturating_add(1);
+            *etrns = etrns.saturating_add(1);
             state.etrn += 1;
             state.etrn_total += 1;
             if let Some(domain) = record.domain.as_deref() {
@@ -1406,7 +1463,7 @@ impl RecordBatch<'_> {
                 }
             }
         }
-        s.events.push(self.at, event, &mut state.interner);
+        events.push(self.at, event, &mut state.interner);
     }
 }
 
@@ -1422,8 +1479,8 @@ impl RecordBatch<'_> {
             return;
         }
         self.pushed = true;
-        if let Some(s) = state.sessions.get_mut(&self.id) {
-            s.events.push_unawaited(self.at, raw);
+        if let Some((events, _, _)) = self.log.take(state, self.id) {
+            events.push_unawaited(self.at, raw);
         }
     }
 }
@@ -1433,6 +1490,7 @@ impl Drop for RecordBatch<'_> {
         let Some(mut state) = self.state.take() else {
             return;
         };
+        self.log.put_back(&mut state, self.id);
         state.write_stream(&self.lines);
         drop(state);
         if !self.pushed {
@@ -1580,6 +1638,46 @@ mod tests {
             .map(|e| e.record.domain.clone().unwrap_or_default())
             .collect();
         assert_eq!(domains, ["a.example", "b.example"], "in the order pushed");
+    }
+
+    #[test]
+    fn a_batch_puts_its_session_s_log_back_and_keeps_nothing_of_one_not_held() {
+        let r = Recorder::with_retention(Retention::Open);
+        let kept = r.open(peer());
+        let gone = r.open(peer());
+        r.close(gone, CloseReason::Quit);
+        for id in [kept, gone] {
+            let mut batch = r.batch(id);
+            batch.unawaited(b"ETRN a.example\r\n");
+            batch.push(Event::Etrn(Box::new(
+                crate::proto::etrn::rebuild_etrn_record(b"a.example", Some(250), Vec::new()),
+            )));
+        }
+        // A second batch finds what the first put back.
+        etrn(&r, kept, "b.example");
+        let recording = r.recording();
+        assert_eq!(
+            recording.sessions.len(),
+            1,
+            "the closed session stays forgotten"
+        );
+        let session = &recording.sessions[0];
+        assert_eq!(session.id, kept);
+        assert!(matches!(session.events[0].event, Event::Unawaited { .. }));
+        let domains: Vec<_> = session
+            .etrn
+            .iter()
+            .map(|e| e.record.domain.clone())
+            .collect();
+        assert_eq!(
+            domains,
+            [Some("a.example".into()), Some("b.example".into())]
+        );
+        assert_eq!(
+            r.etrn_count(),
+            2,
+            "the ETRN of the session not held is not counted"
+        );
     }
 
     #[test]
