@@ -234,6 +234,19 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason that carries no detail, what nearly every session closes for.
+    pub const PLAIN: [CloseReason; 9] = [
+        CloseReason::Quit,
+        CloseReason::Scripted,
+        CloseReason::RefusedAtGreeting,
+        CloseReason::TooManyErrors,
+        CloseReason::TooManyCommands,
+        CloseReason::IdleTimeout,
+        CloseReason::WriteTimeout,
+        CloseReason::PeerClosed,
+        CloseReason::Shutdown,
+    ];
+
     /// The reason's name as a recording writes it (`"reason"`, its serde name): written out
     /// for every session by the stream and the lines for people, without `serde_json`.
     pub fn name(&self) -> &'static str {
@@ -269,20 +282,11 @@ mod tests {
     /// alike.
     #[test]
     fn names_are_the_serde_names() {
-        let reasons = [
-            CloseReason::Quit,
-            CloseReason::Scripted,
-            CloseReason::RefusedAtGreeting,
-            CloseReason::TooManyErrors,
-            CloseReason::TooManyCommands,
-            CloseReason::IdleTimeout,
-            CloseReason::WriteTimeout,
-            CloseReason::PeerClosed,
-            CloseReason::Shutdown,
+        let detailed = [
             CloseReason::TlsFailed("bad certificate".into()),
             CloseReason::Io("reset".into()),
         ];
-        for reason in reasons {
+        for reason in CloseReason::PLAIN.into_iter().chain(detailed) {
             let value = serde_json::to_value(&reason).unwrap();
             assert_eq!(value["reason"].as_str(), Some(reason.name()), "{reason:?}");
             assert_eq!(value["detail"].as_str(), reason.detail(), "{reason:?}");

@@ -327,17 +327,7 @@ enum HowClosed {
 }
 
 /// The reasons a session closes for that carry no detail: what nearly every session closes for.
-static PLAIN_CLOSE_REASONS: [CloseReason; 9] = [
-    CloseReason::Quit,
-    CloseReason::Scripted,
-    CloseReason::RefusedAtGreeting,
-    CloseReason::TooManyErrors,
-    CloseReason::TooManyCommands,
-    CloseReason::IdleTimeout,
-    CloseReason::WriteTimeout,
-    CloseReason::PeerClosed,
-    CloseReason::Shutdown,
-];
+static PLAIN_CLOSE_REASONS: [CloseReason; 9] = CloseReason::PLAIN;
 
 impl Closed {
     fn new(at_us: u64, reason: &CloseReason) -> Self {

@@ -486,10 +486,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         while let Some(output) = deferred.take().or_else(|| session.poll_output()) {
             match output {
                 Output::Event(event) => {
-                    if let Event::Reply { code, .. } = &event {
-                        last_reply = Some(*code);
-                    }
-                    log_event(&event);
+                    note(&event, &mut last_reply);
                     batch.push(event);
                 }
                 Output::Send(bytes) => pending.extend_from_slice(&bytes),
@@ -572,10 +569,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 while let Some(output) = session.poll_output() {
                     match output {
                         Output::Event(event) => {
-                            if let Event::Reply { code, .. } = &event {
-                                last_reply = Some(*code);
-                            }
-                            log_event(&event);
+                            note(&event, &mut last_reply);
                             record.push(event);
                         }
                         Output::Send(bytes) => pending.extend_from_slice(&bytes),
@@ -757,6 +751,14 @@ async fn write_ready<S: AsyncWrite + Unpin>(
         }))
     })
     .await
+}
+
+/// Logs `event`, and keeps a reply's code in `last_reply` (a 421 is followed by a linger).
+fn note(event: &Event, last_reply: &mut Option<u16>) {
+    if let Event::Reply { code, .. } = event {
+        *last_reply = Some(*code);
+    }
+    log_event(event);
 }
 
 fn log_event(event: &Event) {
