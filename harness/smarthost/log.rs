@@ -34,6 +34,10 @@ const MAX_SHARED_REPLIES: usize = 4096;
 /// Distinct command lines shared at most, for the same reason.
 const MAX_SHARED_COMMANDS: usize = 4096;
 
+/// The longest command line shared (RFC 5321 §4.5.3.1.4's limit): so the shared lines pin at
+/// most 2 MiB, whatever a profile's line limit.
+const MAX_SHARED_COMMAND_OCTETS: usize = 512;
+
 /// The longest log [`EventLog::shrink`] copies rather than shrinks in place.
 const COPIED_WHEN_SHRUNK: usize = 4096;
 
@@ -113,7 +117,9 @@ impl Interner {
         if let Some(id) = self.command_ids.get(line) {
             return Some(*id);
         }
-        if self.commands.len() >= MAX_SHARED_COMMANDS {
+        // A long line is rarely sent twice, and kept for the recorder's life it would pin its
+        // octets: only lines up to a command's usual limit are shared.
+        if self.commands.len() >= MAX_SHARED_COMMANDS || line.len() > MAX_SHARED_COMMAND_OCTETS {
             return None;
         }
         let id = u32::try_from(self.commands.len()).ok()?;
@@ -1095,6 +1101,19 @@ mod tests {
         }
         let (_, interner) = round_trip(&events);
         assert_eq!(interner.commands.len(), MAX_SHARED_COMMANDS);
+    }
+
+    #[test]
+    fn a_command_line_longer_than_the_usual_limit_is_kept_but_not_shared() {
+        let long = format!("NOOP {}\r\n", "x".repeat(MAX_SHARED_COMMAND_OCTETS)).into_bytes();
+        let short = b"NOOP\r\n".to_vec();
+        let events = [(0, command_line(&long)), (0, command_line(&short))];
+        let (_, interner) = round_trip(&events);
+        assert_eq!(
+            *interner.commands,
+            [Arc::<[u8]>::from(short)],
+            "only the short one"
+        );
     }
 
     #[test]

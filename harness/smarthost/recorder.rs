@@ -775,7 +775,8 @@ impl Recorder {
     }
 
     /// Records `events` of session `id`, in order, and leaves `events` empty (its capacity
-    /// kept, for the next batch): one [`RecordBatch`].
+    /// kept, for the next batch): under one lock, with one time, one write of the stream and
+    /// one wake-up of the waits.
     pub fn events(&self, id: u64, events: &mut Vec<Event>) {
         if events.is_empty() {
             return;
@@ -794,14 +795,16 @@ impl Recorder {
     /// made (events made for a whole batch and freed together missed the allocator's
     /// per-thread cache).
     ///
-    /// Every other session's recording waits while a batch is open: the driver keeps one to a
-    /// bounded number of lines, and never holds one across an `.await` (the guard is not `Send`).
-    pub fn batch(&self, id: u64) -> RecordBatch<'_> {
+    /// The lock is taken with the batch's first event (a read that records nothing, the lines of
+    /// a message, never takes it) and held until the batch is dropped; meanwhile every other
+    /// session's recording waits, so the driver keeps a batch to a bounded number of lines, and
+    /// never holds one across an `.await` (the guard is not `Send`).
+    pub(crate) fn batch(&self, id: u64) -> RecordBatch<'_> {
         RecordBatch {
             at: self.now_us(),
             live_everything: self.live.receiver_count() > 0,
             live_summary: self.summary.receiver_count() > 0,
-            state: Some(self.lock()),
+            state: None,
             recorder: self,
             id,
             lines: Vec::new(),
@@ -1334,9 +1337,10 @@ impl Iterator for RecordingJson {
 /// One session's batch of events being recorded, under the recorder's lock
 /// ([`Recorder::batch`]). Dropping it writes the batch's stream lines, lets the lock go, and
 /// then wakes the waits and tells the live feeds.
-pub struct RecordBatch<'a> {
+pub(crate) struct RecordBatch<'a> {
     recorder: &'a Recorder,
-    /// `None` only once dropped.
+    /// Taken with the first event: a read that records nothing (the lines of a message) never
+    /// waits for the lock, nor holds it while the session works.
     state: Option<MutexGuard<'a, State>>,
     id: u64,
     at: u64,
@@ -1409,10 +1413,9 @@ impl BatchLog {
 
 impl RecordBatch<'_> {
     /// Records one event, packed at once.
-    pub fn push(&mut self, event: Event) {
-        let Some(state) = self.state.as_deref_mut() else {
-            return;
-        };
+    pub(crate) fn push(&mut self, event: Event) {
+        let recorder = self.recorder;
+        let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
         self.pushed = true;
         if state.stream.is_some() {
             json_line::write_event(&mut self.lines, self.at, self.id, &event);
@@ -1460,10 +1463,9 @@ impl RecordBatch<'_> {
 impl RecordBatch<'_> {
     /// Records [`Event::Unawaited`] for `raw`, a line as it will be recorded, borrowed: no
     /// event is made unless the stream or the full live feed needs one.
-    pub fn unawaited(&mut self, raw: &[u8]) {
-        let Some(state) = self.state.as_deref_mut() else {
-            return;
-        };
+    pub(crate) fn unawaited(&mut self, raw: &[u8]) {
+        let recorder = self.recorder;
+        let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
         if state.stream.is_some() || self.live_everything {
             self.push(Event::Unawaited { raw: raw.to_vec() });
             return;
@@ -1668,6 +1670,18 @@ mod tests {
             2,
             "the ETRN of the session not held is not counted"
         );
+    }
+
+    #[test]
+    fn a_batch_takes_the_lock_with_its_first_event() {
+        let r = Recorder::new();
+        let id = r.open(peer());
+        let mut batch = r.batch(id);
+        assert!(r.state.try_lock().is_ok(), "free while nothing is recorded");
+        batch.unawaited(b"NOOP\r\n");
+        assert!(r.state.try_lock().is_err(), "held from the first event");
+        drop(batch);
+        assert!(r.state.try_lock().is_ok(), "let go at the end");
     }
 
     #[test]
