@@ -1458,9 +1458,7 @@ impl RecordBatch<'_> {
         }
         events.push(self.at, event, &mut state.interner);
     }
-}
 
-impl RecordBatch<'_> {
     /// Records [`Event::Unawaited`] for `raw`, a line as it will be recorded, borrowed: no
     /// event is made unless the stream or the full live feed needs one.
     pub(crate) fn unawaited(&mut self, raw: &[u8]) {
