@@ -755,8 +755,8 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
     let record_arg = record.to_string_lossy().into_owned();
     let mut serve = Serve::spawn(&["--record", &record_arg]);
     talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
-    // The live line is printed after the event is in the stream, which grows beside the
-    // recording's path until the rename at exit.
+    // The live line is printed once the event is recorded; the stream, which grows beside the
+    // recording's path until the rename at exit, has it as soon as its writer thread wrote it.
     assert_eq!(
         serve
             .lines_until("session 1: ETRN")
@@ -774,13 +774,23 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
         })
         .expect("the stream beside the recording's path");
     assert!(!record.exists(), "the path holds only a whole recording");
-    let lines = stream_lines(&partial);
-    assert!(
-        lines
+    // Written off the session's path, so looked at until it is there: a file gives no event to
+    // wait on. Bounded by WAIT; the server is not told to write anything.
+    let deadline = std::time::Instant::now() + WAIT;
+    let lines = loop {
+        let lines = stream_lines(&partial);
+        if lines
             .iter()
-            .any(|l| l["event"] == "etrn" && l["domain"] == "a.example"),
-        "{lines:?}"
-    );
+            .any(|l| l["event"] == "etrn" && l["domain"] == "a.example")
+        {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ETRN not streamed within {WAIT:?}: {lines:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
     // SIGKILL: no chance to write anything more; what was streamed stays, line by line.
     serve.child.kill().expect("kill");
     serve.child.wait().expect("reaped");

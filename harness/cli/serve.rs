@@ -359,13 +359,16 @@ async fn stop_host(
     recorder
 }
 
-/// The stream becomes the recording in one step: FILE is only ever a whole recording.
+/// The stream becomes the recording in one step: FILE is only ever a whole recording. The
+/// stream's writer writes what it holds first, waited for at most
+/// [`etrn_harness::smarthost::STREAM_FINISH_DEADLINE`].
 fn finish_recording(
     record: Option<std::path::PathBuf>,
     partial: Option<&std::path::Path>,
     recorder: &Recorder,
     printer: &Printer,
 ) -> ExitCode {
+    let end = recorder.finish_stream();
     if let (Some(path), Some(beside)) = (&record, partial)
         && let Err(e) = std::fs::rename(beside, path)
     {
@@ -376,20 +379,29 @@ fn finish_recording(
         );
         return ExitCode::from(EXIT_SYSTEM);
     }
-    match (record, recorder.stream_error()) {
-        (Some(path), None) => {
-            printer.recording_written(&path);
-            ExitCode::SUCCESS
-        }
-        (Some(path), Some(e)) => {
-            eprintln!(
-                "error: the recording stream to {} failed: {e}; it stops there",
-                path.display()
-            );
-            ExitCode::from(EXIT_SYSTEM)
-        }
-        (None, _) => ExitCode::SUCCESS,
+    let Some(path) = record else {
+        return ExitCode::SUCCESS;
+    };
+    if let Some(e) = end.error {
+        eprintln!(
+            "error: the recording stream to {} failed: {e}; it stops there",
+            path.display()
+        );
+        return ExitCode::from(EXIT_SYSTEM);
     }
+    printer.recording_written(&path, end.missed);
+    if end.missed > 0 {
+        // The file says so at the gap too, and `recording` refuses it: it can never pass as
+        // whole, and neither may this run.
+        eprintln!(
+            "error: the recording in {} misses {} line(s): the disk fell behind the sessions \
+             (each gap is marked in the file)",
+            path.display(),
+            end.missed
+        );
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+    ExitCode::SUCCESS
 }
 
 /// The next live event, or never when there is no subscriber.
@@ -583,12 +595,20 @@ impl Printer {
         self.out.last(line);
     }
 
-    fn recording_written(&self, path: &std::path::Path) {
+    /// FILE is whole, or misses `missed` lines the disk fell behind on (said when not 0).
+    fn recording_written(&self, path: &std::path::Path, missed: u64) {
         let line = match self.format {
             EventsFormat::Jsonl => {
-                serde_json::json!({ "event": "recording_written", "path": path.display().to_string() })
-                    .to_string()
+                let mut line = serde_json::json!({ "event": "recording_written", "path": path.display().to_string() });
+                if missed > 0 {
+                    line["missed"] = missed.into();
+                }
+                line.to_string()
             }
+            _ if missed > 0 => format!(
+                "recording written to {}, missing {missed} line(s) the disk fell behind on",
+                path.display()
+            ),
             _ => format!("recording written to {}", path.display()),
         };
         self.out.last(line);

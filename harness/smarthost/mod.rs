@@ -9,6 +9,7 @@
 //!   drop, and event-driven counts of sessions ended and connections refused.
 //! - `recorder`: every session's events, JSON recordings, event-driven waits.
 //! - `stream`: a `--record` stream (JSON Lines) read back into the recording document.
+//! - `stream_writer`: the thread that writes a `--record` stream, off the sessions' path.
 //! - `json_line`: the `--record` stream's commonest lines, written field by field (the same
 //!   text as through `serde_json::Value`, at a fraction of the cost).
 //! - `log`: how the recorder packs a session's events in memory (replies shared, one buffer a
@@ -43,6 +44,7 @@ mod log;
 pub(crate) mod recorder;
 pub(crate) mod server;
 pub(crate) mod stream;
+pub(crate) mod stream_writer;
 pub(crate) mod tls;
 
 pub use handle::ServerHandle;
@@ -52,3 +54,4 @@ pub use recorder::{
 };
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};
 pub use stream::{StreamError, write_document};
+pub use stream_writer::{STREAM_FINISH_DEADLINE, StreamEnd};

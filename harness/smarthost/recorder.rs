@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::json_line;
 use super::log::{EventLog, Interner};
+use super::stream_writer::{STREAM_BUFFER_OCTETS, STREAM_FINISH_DEADLINE, StreamEnd, StreamWriter};
 use tokio::sync::{Notify, broadcast};
 use tracing::warn;
 
@@ -561,10 +562,8 @@ struct State {
     etrn_total: usize,
     /// `POST /reset`s so far.
     resets: u64,
-    /// The JSON Lines stream, when there is one.
-    stream: Option<Box<dyn Write + Send>>,
-    /// Why the stream stopped, if it failed.
-    stream_error: Option<String>,
+    /// The JSON Lines stream's writer, when there is one.
+    stream: Option<StreamWriter>,
 }
 
 impl State {
@@ -587,32 +586,14 @@ impl State {
         })
     }
 
-    /// Writes one JSON line to the stream, if there is one; a failure stops the stream (and is
-    /// reported by [`Recorder::stream_error`]), never the server.
-    fn stream(&mut self, line: impl FnOnce(&mut Vec<u8>)) {
-        if self.stream.is_none() {
-            return;
-        }
-        // Room for a session's opened or closed line, the usual ones here, without regrowing.
-        let mut bytes = Vec::with_capacity(128);
-        line(&mut bytes);
-        bytes.push(b'\n');
-        self.write_stream(&bytes);
-    }
-
-    /// Writes whole JSON lines to the stream in one write and a flush: a killed server loses at
-    /// most the lines being written (those of one batch of events, or one line).
-    fn write_stream(&mut self, bytes: &[u8]) {
-        let Some(out) = self.stream.as_mut() else {
-            return;
-        };
-        if bytes.is_empty() {
-            return;
-        }
-        if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
-            warn!(error = %e, "the recording stream failed; the in-memory recording goes on");
-            self.stream_error = Some(e.to_string());
-            self.stream = None;
+    /// Appends one JSON line, recorded at `at_us`, to the stream, if there is one: straight into
+    /// the writer's buffer, no write here (see [`StreamWriter`]).
+    fn stream(&mut self, at_us: u64, line: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(stream) = &self.stream {
+            stream.append_with(at_us, |out| {
+                line(out);
+                out.push(b'\n');
+            });
         }
     }
 }
@@ -723,19 +704,40 @@ impl Recorder {
     }
 
     /// Streams everything from now on to `out` as JSON Lines, one line per event as it happens
-    /// (a header line first). Written under the recorder's lock, so lines keep their order.
-    pub fn stream_to(&self, mut out: Box<dyn Write + Send>) -> std::io::Result<()> {
+    /// (a header line first, written here). Lines are appended under the recorder's lock, so
+    /// they keep their order, and written by a thread of its own (see [`StreamWriter`]):
+    /// [`Recorder::finish_stream`] waits for it.
+    pub fn stream_to(&self, out: Box<dyn Write + Send>) -> std::io::Result<()> {
+        self.stream_to_capped(out, STREAM_BUFFER_OCTETS)
+    }
+
+    /// [`Recorder::stream_to`] with at most `cap` octets waiting for the writer.
+    pub(crate) fn stream_to_capped(
+        &self,
+        mut out: Box<dyn Write + Send>,
+        cap: usize,
+    ) -> std::io::Result<()> {
         let header =
             serde_json::json!({ "recording": "etrn-harness", "stream_version": STREAM_VERSION });
         out.write_all(format!("{header}\n").as_bytes())?;
         out.flush()?;
-        self.lock().stream = Some(out);
+        self.lock().stream = Some(StreamWriter::start(out, cap)?);
         Ok(())
     }
 
     /// Why the stream stopped early, if it did (a full disk, say).
     pub fn stream_error(&self) -> Option<String> {
-        self.lock().stream_error.clone()
+        self.lock().stream.as_ref().and_then(StreamWriter::error)
+    }
+
+    /// Ends the stream: nothing is appended any more, and what the writer holds is written,
+    /// waited for at most [`STREAM_FINISH_DEADLINE`] (a disk that does not take it by then
+    /// does not hold the exit, and the end says so). Says how many lines were dropped and why
+    /// the stream stopped short, if it did; the default end when there is no stream.
+    pub fn finish_stream(&self) -> StreamEnd {
+        // Waited for without the recorder's lock: sessions still closing go on.
+        let finisher = self.lock().stream.as_ref().map(StreamWriter::finisher);
+        finisher.map_or_else(StreamEnd::default, |f| f.finish(STREAM_FINISH_DEADLINE))
     }
 
     /// Registers a new session and returns its id.
@@ -757,7 +759,7 @@ impl Recorder {
                     first_etrn: 0,
                 }),
             );
-            r.stream(|out| json_line::write_opened(out, at, id, peer));
+            r.stream(at, |out| json_line::write_opened(out, at, id, peer));
             id
         };
         self.publish(LiveEvent::Opened {
@@ -775,7 +777,7 @@ impl Recorder {
     }
 
     /// Records `events` of session `id`, in order, and leaves `events` empty (its capacity
-    /// kept, for the next batch): under one lock, with one time, one write of the stream and
+    /// kept, for the next batch): under one lock, with one time, one append to the stream and
     /// one wake-up of the waits.
     pub fn events(&self, id: u64, events: &mut Vec<Event>) {
         if events.is_empty() {
@@ -788,7 +790,7 @@ impl Recorder {
     }
 
     /// Starts recording a batch of session `id`'s events: under one lock, with one time (they
-    /// arrived together: what one read brought, answered before one write), one write of the
+    /// arrived together: what one read brought, answered before one write), one append to the
     /// stream and one wake-up of the waits, all when the batch is dropped. A session answering
     /// pipelined commands pays for the lock once per batch, not once per event; and as each
     /// event is packed as soon as it is pushed, its memory is free again before the next one is
@@ -823,7 +825,7 @@ impl Recorder {
             if let Some(s) = r.sessions.get_mut(&id) {
                 s.tls = true;
             }
-            r.stream(|out| {
+            r.stream(at, |out| {
                 json_line::write_value(
                     out,
                     &serde_json::json!({ "at_us": at, "session": id, "tls": true }),
@@ -849,7 +851,7 @@ impl Recorder {
             // The log grows no more: give back what doubling the vector reserved.
             s.events.shrink();
             r.closed += 1;
-            r.stream(|out| json_line::write_closed(out, at, id, &reason));
+            r.stream(at, |out| json_line::write_closed(out, at, id, &reason));
             if forget {
                 let state = &mut *r;
                 if let Some(s) = state.sessions.remove(&id) {
@@ -898,7 +900,7 @@ impl Recorder {
             r.refused = 0;
             r.forgotten = 0;
             r.resets += 1;
-            r.stream(|out| {
+            r.stream(at, |out| {
                 json_line::write_value(out, &serde_json::json!({ "at_us": at, "reset": true }))
             });
         }
@@ -913,7 +915,7 @@ impl Recorder {
             let mut r = self.lock();
             r.refused += 1;
             let refused = r.refused;
-            r.stream(|out| {
+            r.stream(at, |out| {
                 json_line::write_value(out, &serde_json::json!({ "at_us": at, "refused": refused }))
             });
         }
@@ -1335,7 +1337,7 @@ impl Iterator for RecordingJson {
 }
 
 /// One session's batch of events being recorded, under the recorder's lock
-/// ([`Recorder::batch`]). Dropping it writes the batch's stream lines, lets the lock go, and
+/// ([`Recorder::batch`]). Dropping it appends the batch's stream lines, lets the lock go, and
 /// then wakes the waits and tells the live feeds.
 pub(crate) struct RecordBatch<'a> {
     recorder: &'a Recorder,
@@ -1346,7 +1348,7 @@ pub(crate) struct RecordBatch<'a> {
     at: u64,
     live_everything: bool,
     live_summary: bool,
-    /// The batch's stream lines: one write at the end.
+    /// The batch's stream lines: appended to the stream's buffer at the end, in one piece.
     lines: Vec<u8>,
     /// The waits for the domains of this batch's ETRNs.
     wake: Vec<Arc<Notify>>,
@@ -1481,7 +1483,9 @@ impl Drop for RecordBatch<'_> {
             return;
         };
         self.log.put_back(&mut state, self.id);
-        state.write_stream(&self.lines);
+        if let Some(stream) = &state.stream {
+            stream.append(self.at, &self.lines);
+        }
         drop(state);
         if !self.pushed {
             return;
@@ -2219,6 +2223,7 @@ mod tests {
         command(&r, id, "QUIT\r\n", 221);
         r.close(id, CloseReason::Quit);
         r.refused();
+        assert_eq!(r.finish_stream(), StreamEnd::default());
         let bytes = sink
             .0
             .lock()

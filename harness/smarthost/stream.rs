@@ -74,6 +74,11 @@ enum StreamLine {
     },
     Reset,
     Refused,
+    /// The marker of a gap: `lines` were dropped here, at `at_us`, because the disk fell behind.
+    Missed {
+        at_us: u64,
+        lines: u64,
+    },
 }
 
 /// Reads one line's JSON into what it says; `Err` is the reason, without the line's text.
@@ -111,6 +116,12 @@ fn parse_line(text: &[u8]) -> Result<StreamLine, String> {
     }
     if object.contains_key("refused") {
         return Ok(StreamLine::Refused);
+    }
+    if object.contains_key("missed") && !object.contains_key("session") {
+        return Ok(StreamLine::Missed {
+            at_us: number(&v, "at_us")?,
+            lines: number(&v, "missed")?,
+        });
     }
     let session = number(&v, "session")?;
     if let Some(opened) = object.get("opened") {
@@ -205,6 +216,13 @@ fn for_each_line(
         match (number, &line) {
             (1, _) => {}
             (_, StreamLine::Header) => return Err(bad("a second header line".into())),
+            // A gap: a document made without those lines would pass for the whole recording.
+            (_, StreamLine::Missed { at_us, lines }) => {
+                return Err(bad(format!(
+                    "{lines} line(s) missing here (dropped at {at_us} µs: the server's disk fell \
+                     behind its sessions); this stream is not the whole recording"
+                )));
+            }
             _ => each(number, line)?,
         }
     }
@@ -325,8 +343,11 @@ fn apply(held: &mut BTreeMap<u64, Building>, line: StreamLine, after_reset: bool
                 held.remove(&session);
             }
         }
-        StreamLine::Event { .. } | StreamLine::Reset | StreamLine::Refused | StreamLine::Header => {
-        }
+        StreamLine::Event { .. }
+        | StreamLine::Reset
+        | StreamLine::Refused
+        | StreamLine::Header
+        | StreamLine::Missed { .. } => {}
     }
 }
 
@@ -366,6 +387,10 @@ mod tests {
             .stream_to(Box::new(std::fs::File::create(&path).unwrap()))
             .unwrap();
         drive(&recorder);
+        assert_eq!(
+            recorder.finish_stream(),
+            crate::smarthost::StreamEnd::default()
+        );
         let api: Vec<u8> = RecordingJson::new(Arc::clone(&recorder))
             .flatten()
             .collect();
@@ -409,6 +434,37 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_that_fell_behind_says_so_and_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.jsonl");
+        let recorder = Recorder::new();
+        // Room for a session's opened and closed lines and a marker, never for a batch of
+        // 300 octets: that one is dropped however fast the disk is.
+        recorder
+            .stream_to_capped(Box::new(std::fs::File::create(&path).unwrap()), 256)
+            .unwrap();
+        let id = recorder.open(peer());
+        recorder.event(
+            id,
+            Event::Reply {
+                code: 220,
+                lines: vec!["x".repeat(300)],
+            },
+        );
+        recorder.close(id, CloseReason::Quit);
+        let end = recorder.finish_stream();
+        assert_eq!((end.missed, end.error), (1, None));
+        let err = write_document(&path, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("rec.jsonl:3: 1 line(s) missing here"),
+            "{err}"
+        );
+        // The session is in memory whole: only the stream has the gap.
+        assert_eq!(recorder.recording().sessions[0].events.len(), 1);
+    }
+
+    #[test]
     fn a_bad_line_is_named_by_its_number_and_a_cut_last_line_is_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rec.jsonl");
@@ -429,6 +485,20 @@ mod tests {
         let err = write_document(&path, &mut Vec::new()).unwrap_err();
         assert!(
             err.to_string().contains(":1: not a recording stream"),
+            "{err}"
+        );
+        // A gap's marker: refused, named by its line, with the count.
+        std::fs::write(
+            &path,
+            format!("{header}{{\"at_us\":7,\"missed\":3}}\n{{\"at_us\":8,\"refused\":1}}\n"),
+        )
+        .unwrap();
+        let err = write_document(&path, &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "rec.jsonl:2: 3 line(s) missing here (dropped at 7 µs: the server's disk fell \
+                 behind its sessions); this stream is not the whole recording"
+            ),
             "{err}"
         );
         assert!(matches!(
