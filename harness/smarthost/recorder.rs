@@ -705,7 +705,7 @@ impl Recorder {
 
     /// Streams everything from now on to `out` as JSON Lines, one line per event as it happens
     /// (a header line first, written here). Lines are appended under the recorder's lock, so
-    /// they keep their order, and written by a thread of its own (see [`StreamWriter`]):
+    /// they keep their order, and written by a thread of its own, off the sessions' path:
     /// [`Recorder::finish_stream`] waits for it.
     pub fn stream_to(&self, out: Box<dyn Write + Send>) -> std::io::Result<()> {
         self.stream_to_capped(out, STREAM_BUFFER_OCTETS)

@@ -21,8 +21,8 @@ use std::time::Duration;
 /// memory can carry (the buffer being written is as large at most, so twice this in all).
 pub(crate) const STREAM_BUFFER_OCTETS: usize = 16 * 1024 * 1024;
 
-/// How long [`StreamFinisher::finish`] waits for the writer to write what it holds: a disk
-/// that does not take it by then does not hold the exit.
+/// How long [`Recorder::finish_stream`](super::Recorder::finish_stream) waits for the writer
+/// to write what it holds: a disk that does not take it by then does not hold the exit.
 pub const STREAM_FINISH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The largest buffer the writer keeps between writes: a burst that grew it gives the rest back.
