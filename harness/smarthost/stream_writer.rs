@@ -3,7 +3,8 @@
 //! A session's lines are appended to a bounded buffer in memory, under the recorder's lock (so
 //! lines keep their order) and this buffer's own short one: no syscall per line or per batch.
 //! The writer thread, woken only when the buffer goes from empty to non-empty while it sleeps,
-//! swaps the buffer out and writes it whole with one `write_all`, however many batches it holds.
+//! swaps the buffer out and writes it whole with one `write_all`, however many batches it holds;
+//! under load it writes once a millisecond at most, unwoken.
 //!
 //! A disk slower than the sessions fills the buffer: the lines that find it full are dropped
 //! whole, never waited for, and counted. When there is room again a marker line
@@ -24,6 +25,12 @@ pub(crate) const STREAM_BUFFER_OCTETS: usize = 16 * 1024 * 1024;
 /// How long [`Recorder::finish_stream`](super::Recorder::finish_stream) waits for the writer
 /// to write what it holds: a disk that does not take it by then does not hold the exit.
 pub const STREAM_FINISH_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How long the writer waits after a write before the next: under load the lines of this long
+/// go out in one write, and no session wakes the writer (a write and a wake-up per batch cost
+/// more than the old write under the lock). A server killed by SIGKILL loses at most this long's
+/// lines, and those of the write under way, unless the disk was behind.
+const WRITE_INTERVAL: Duration = Duration::from_millis(1);
 
 /// The largest buffer the writer keeps between writes: a burst that grew it gives the rest back.
 const KEPT_BUFFER_OCTETS: usize = 1024 * 1024;
@@ -223,17 +230,24 @@ impl StreamFinisher {
 
 /// The writer thread: writes what the buffer holds, one `write_all` per swap, until the stream
 /// is closed and everything is written, or a write fails.
+///
+/// Woken from sleep it writes at once (a lone session's lines reach the disk at once); then it
+/// naps [`WRITE_INTERVAL`], unwoken by the sessions, so that under load the lines of many
+/// batches gather for one write. Only a nap that found nothing puts it to sleep again: a busy
+/// server's sessions neither wake it nor make it write per batch.
 fn write_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
     let mut writing = Vec::new();
     let failed = loop {
         {
             let mut p = shared.lock();
-            while p.bytes.is_empty() && !p.closing {
+            if p.bytes.is_empty() && !p.closing {
                 p.writer_asleep = true;
-                p = shared
-                    .wake_writer
-                    .wait(p)
-                    .unwrap_or_else(PoisonError::into_inner);
+                while p.bytes.is_empty() && !p.closing {
+                    p = shared
+                        .wake_writer
+                        .wait(p)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
                 p.writer_asleep = false;
             }
             if p.bytes.is_empty() {
@@ -251,6 +265,13 @@ fn write_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
         writing.shrink_to(KEPT_BUFFER_OCTETS);
         if let Err(e) = written {
             break Some(e);
+        }
+        // The nap; closing cuts it short.
+        let p = shared.lock();
+        if !p.closing {
+            let _ = shared
+                .wake_writer
+                .wait_timeout_while(p, WRITE_INTERVAL, |p| !p.closing);
         }
     };
     let mut p = shared.lock();
