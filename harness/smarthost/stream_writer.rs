@@ -352,14 +352,20 @@ mod tests {
         format!("{{\"at_us\":{n}}}\n").into_bytes()
     }
 
+    /// A writer with room for `cap` octets, stuck writing line 1 (its buffer empty again) until
+    /// the test lets its disk go on.
+    fn stalled_writer(cap: usize) -> (StreamWriter, Disk) {
+        let (stalled, disk) = Disk::new();
+        let writer = StreamWriter::start(Box::new(stalled), cap).unwrap();
+        writer.append(1, &line(1));
+        disk.stall_started.recv_timeout(WAIT).unwrap();
+        (writer, disk)
+    }
+
     #[test]
     fn a_full_buffer_drops_and_counts_lines_and_marks_the_gap_where_writing_resumes() {
-        let (stalled, disk) = Disk::new();
         // Room for two lines and not a third, or for a gap's marker (23 octets) and a line.
-        let writer = StreamWriter::start(Box::new(stalled), 35).unwrap();
-        writer.append(1, &line(1));
-        // The writer took line 1 and is stuck writing it: the buffer is empty again.
-        disk.stall_started.recv_timeout(WAIT).unwrap();
+        let (writer, disk) = stalled_writer(35);
         writer.append(2, &line(2));
         writer.append(3, &line(3));
         // Full: these two are dropped, never waited for.
@@ -387,10 +393,7 @@ mod tests {
 
     #[test]
     fn lines_dropped_at_the_end_are_marked_at_the_end() {
-        let (stalled, disk) = Disk::new();
-        let writer = StreamWriter::start(Box::new(stalled), 12).unwrap();
-        writer.append(1, &line(1));
-        disk.stall_started.recv_timeout(WAIT).unwrap();
+        let (writer, disk) = stalled_writer(12);
         writer.append(2, &line(2));
         // A batch of two lines that does not fit: both dropped, both counted.
         writer.append(3, &[line(3), line(3)].concat());
@@ -408,10 +411,7 @@ mod tests {
 
     #[test]
     fn a_disk_that_never_takes_the_lines_does_not_hold_the_finish() {
-        let (stalled, disk) = Disk::new();
-        let writer = StreamWriter::start(Box::new(stalled), STREAM_BUFFER_OCTETS).unwrap();
-        writer.append(1, &line(1));
-        disk.stall_started.recv_timeout(WAIT).unwrap();
+        let (writer, disk) = stalled_writer(STREAM_BUFFER_OCTETS);
         // Never let go while the finish waits.
         let end = writer.finisher().finish(Duration::from_millis(50));
         assert!(
