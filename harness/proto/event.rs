@@ -1,5 +1,7 @@
 //! What a session reports: every command, reply and ETRN, as data.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{EtrnArg, EtrnOption};
@@ -126,22 +128,140 @@ fn unescaped<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error
 }
 
 /// One ETRN, as the conformance runner judges it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// The argument's text is kept once: the parsed argument ([`EtrnRecord::arg`]) holds it, and
+/// [`EtrnRecord::raw`] and [`EtrnRecord::domain`] are read from it when it gives them (nearly
+/// every ETRN: a domain as sent, nothing to escape), so recording one costs no copies of it.
+/// Written and read as [`EtrnRecordFields`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtrnRecord {
-    /// The argument as sent (escaped if not valid UTF-8), without the verb.
-    pub raw: String,
+    /// The argument as sent, escaped, when the parsed argument's text is not that (or there is
+    /// none); `None`: it is [`EtrnArg::raw`].
+    raw: Option<String>,
     /// The argument parsed, when it is one node (kept, so no reader parses `raw` again).
-    #[serde(skip)]
-    pub arg: Option<EtrnArg>,
+    arg: Option<EtrnArg>,
     /// The option character, when the argument parsed.
     pub option: Option<EtrnOption>,
-    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
-    pub domain: Option<String>,
+    /// The normalised domain of a record without a parsed argument (one read back from a
+    /// recording); with one, it is the argument's.
+    domain: Option<String>,
     /// The reply code sent; `None` when the server hung up without replying.
     pub reply: Option<u16>,
     /// Facts about the command that a conformance check may care about.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<EtrnFlag>,
+}
+
+impl EtrnRecord {
+    /// The record of an argument whose escaped text is `escaped` when it is not `arg`'s own
+    /// text (`None`: it is), parsed as `arg`.
+    pub(crate) fn new(
+        escaped: Option<String>,
+        arg: Option<EtrnArg>,
+        reply: Option<u16>,
+        flags: Vec<EtrnFlag>,
+    ) -> Self {
+        let raw = match (&arg, escaped) {
+            (_, Some(text)) => Some(text),
+            (Some(_), None) => None,
+            (None, None) => Some(String::new()),
+        };
+        EtrnRecord {
+            raw,
+            option: arg.as_ref().map(EtrnArg::option),
+            arg,
+            domain: None,
+            reply,
+            flags,
+        }
+    }
+
+    /// The argument as sent (escaped if not valid UTF-8), without the verb.
+    pub fn raw(&self) -> &str {
+        match (&self.raw, &self.arg) {
+            (Some(raw), _) => raw,
+            (None, Some(arg)) => arg.raw(),
+            (None, None) => "",
+        }
+    }
+
+    /// The argument parsed, when it is one node.
+    pub fn arg(&self) -> Option<&EtrnArg> {
+        self.arg.as_ref()
+    }
+
+    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
+    pub fn domain(&self) -> Option<&str> {
+        match &self.arg {
+            Some(arg) => arg.domain().map(|d| d.normalised()),
+            None => self.domain.as_deref(),
+        }
+    }
+
+    /// Whether [`EtrnRecord::raw`] is the parsed argument's own text: the record is what its
+    /// argument, reply and flags make, nothing kept beside them.
+    pub(crate) fn raw_is_the_arguments(&self) -> bool {
+        self.raw.is_none() && self.arg.is_some()
+    }
+}
+
+/// One ETRN, as the conformance runner judges it.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "EtrnRecord")]
+pub struct EtrnRecordFields<'a> {
+    /// The argument as sent (escaped if not valid UTF-8), without the verb.
+    #[serde(borrow)]
+    pub raw: Cow<'a, str>,
+    /// The option character, when the argument parsed.
+    pub option: Option<EtrnOption>,
+    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
+    #[serde(borrow)]
+    pub domain: Option<Cow<'a, str>>,
+    /// The reply code sent; `None` when the server hung up without replying.
+    pub reply: Option<u16>,
+    /// Facts about the command that a conformance check may care about.
+    #[serde(default, skip_serializing_if = "<[EtrnFlag]>::is_empty")]
+    pub flags: Cow<'a, [EtrnFlag]>,
+}
+
+impl Serialize for EtrnRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EtrnRecordFields {
+            raw: Cow::Borrowed(self.raw()),
+            option: self.option,
+            domain: self.domain().map(Cow::Borrowed),
+            reply: self.reply,
+            flags: Cow::Borrowed(&self.flags),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EtrnRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fields = EtrnRecordFields::deserialize(d)?;
+        Ok(EtrnRecord {
+            raw: Some(fields.raw.into_owned()),
+            arg: None,
+            option: fields.option,
+            domain: fields.domain.map(Cow::into_owned),
+            reply: fields.reply,
+            flags: fields.flags.into_owned(),
+        })
+    }
+}
+
+impl schemars::JsonSchema for EtrnRecord {
+    fn schema_name() -> Cow<'static, str> {
+        EtrnRecordFields::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        EtrnRecordFields::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EtrnRecordFields::json_schema(generator)
+    }
 }
 
 /// Something unusual about one ETRN command.

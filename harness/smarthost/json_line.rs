@@ -58,7 +58,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
         Event::Etrn(record) => {
             at(out, at_us);
             out.extend_from_slice(b",\"domain\":");
-            optional(out, record.domain.as_deref(), string);
+            optional(out, record.domain(), string);
             out.extend_from_slice(b",\"event\":\"etrn\"");
             if !record.flags.is_empty() {
                 out.extend_from_slice(b",\"flags\":");
@@ -67,7 +67,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
             out.extend_from_slice(b",\"option\":");
             optional(out, record.option.as_ref(), serialized);
             out.extend_from_slice(b",\"raw\":");
-            string(out, &record.raw);
+            string(out, record.raw());
             out.extend_from_slice(b",\"reply\":");
             optional(out, record.reply, |out, r| number(out, u64::from(r)));
             session_field(out, session);

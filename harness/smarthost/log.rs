@@ -586,29 +586,18 @@ impl EventLog {
 
 /// The argument bytes that rebuild `record` exactly ([`rebuild_etrn_record`]), if any.
 ///
-/// A record with its parsed argument rebuilds when its other fields are what that argument
-/// gives (parsing is deterministic, and the argument's text is its own raw form when escaping
-/// leaves it as it is): a few comparisons, no parse. Only a record without one (an invalid or
-/// non-UTF-8 argument, rare) is rebuilt to be compared.
+/// A record whose text is its parsed argument's (nearly every one: the session made it so when
+/// nothing needed escaping) rebuilds from that text: parsing is deterministic, and its domain
+/// is the argument's. Only another (an invalid or non-UTF-8 argument, one read back, rare) is
+/// rebuilt to be compared.
 fn rebuilding_argument(record: &EtrnRecord) -> Option<std::borrow::Cow<'_, [u8]>> {
-    if let Some(arg) = &record.arg {
-        let text = arg.raw();
-        // Byte by byte for ASCII (nearly every argument), where decoding characters cost more
-        // than the rest of the check.
-        let escapes_to_itself = if text.is_ascii() {
-            text.bytes().all(|b| b != b'\\' && !b.is_ascii_control())
-        } else {
-            text.chars().all(|c| c != '\\' && !c.is_control())
-        };
-        if escapes_to_itself
-            && record.raw == text
-            && record.option == Some(arg.option())
-            && record.domain.as_deref() == arg.domain().map(|d| d.normalised())
-        {
-            return Some(std::borrow::Cow::Borrowed(text.as_bytes()));
-        }
+    if let Some(arg) = record.arg()
+        && record.raw_is_the_arguments()
+        && record.option == Some(arg.option())
+    {
+        return Some(std::borrow::Cow::Borrowed(arg.raw().as_bytes()));
     }
-    let argument = unescape(&record.raw).ok()?;
+    let argument = unescape(record.raw()).ok()?;
     let rebuilt = rebuild_etrn_record(&argument, record.reply, record.flags.clone());
     (rebuilt == *record).then_some(std::borrow::Cow::Owned(argument))
 }

@@ -1214,7 +1214,7 @@ fn etrn_domains_of(s: &SessionLog, interner: &Interner) -> impl Iterator<Item = 
         .events(interner)
         .into_iter()
         .filter_map(|e| match e.event {
-            Event::Etrn(record) => record.domain,
+            Event::Etrn(record) => record.domain().map(str::to_owned),
             _ => None,
         })
 }
@@ -1442,7 +1442,7 @@ impl RecordBatch<'_> {
             *etrns = etrns.saturating_add(1);
             state.etrn += 1;
             state.etrn_total += 1;
-            if let Some(domain) = record.domain.as_deref() {
+            if let Some(domain) = record.domain() {
                 // Woken after the lock is let go; a wait registers under the lock, so none
                 // misses this.
                 if !state.etrn_waiters.is_empty()

@@ -765,7 +765,7 @@ fn log_event(event: &Event) {
     match event {
         Event::Command(c) => debug!(line = %c.text(), "C:"),
         Event::Reply { code, lines } => debug!(code, text = %lines.join(" / "), "S:"),
-        Event::Etrn(e) => info!(raw = %e.raw, reply = ?e.reply, flags = ?e.flags, "ETRN"),
+        Event::Etrn(e) => info!(raw = %e.raw(), reply = ?e.reply, flags = ?e.flags, "ETRN"),
         Event::Message(m) => {
             info!(from = %m.from, recipients = m.recipients.len(), size = m.size, "message")
         }
