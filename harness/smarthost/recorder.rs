@@ -1625,7 +1625,7 @@ mod tests {
         let domains: Vec<_> = r.recording().sessions[0]
             .etrn
             .iter()
-            .map(|e| e.record.domain.clone().unwrap_or_default())
+            .map(|e| e.record.domain().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(domains, ["a.example", "b.example"], "in the order pushed");
     }
@@ -1657,7 +1657,7 @@ mod tests {
         let domains: Vec<_> = session
             .etrn
             .iter()
-            .map(|e| e.record.domain.clone())
+            .map(|e| e.record.domain().map(str::to_owned))
             .collect();
         assert_eq!(
             domains,
@@ -2078,14 +2078,14 @@ mod tests {
             .flat_map(|s| {
                 s.etrn
                     .iter()
-                    .map(|e| (s.id, e.at_us, e.record.domain.clone()))
+                    .map(|e| (s.id, e.at_us, e.record.domain().map(str::to_owned)))
             })
             .collect();
         expected.sort_by_key(|e| e.1);
         let got: Vec<_> = r
             .etrns()
             .into_iter()
-            .map(|(id, e)| (id, e.at_us, e.record.domain))
+            .map(|(id, e)| (id, e.at_us, e.record.domain().map(str::to_owned)))
             .collect();
         assert_eq!(got, expected);
     }
@@ -2112,7 +2112,7 @@ mod tests {
         let held: Vec<(u64, Option<String>)> = r
             .etrns()
             .into_iter()
-            .map(|(id, e)| (id, e.record.domain))
+            .map(|(id, e)| (id, e.record.domain().map(str::to_owned)))
             .collect();
         let expected: Vec<(u64, Option<String>)> = [
             (a, "a1"),
