@@ -214,10 +214,7 @@ fn every_rfc1985_reply_code_is_sent_and_recorded() {
         assert_eq!(step.codes(), [code]);
         let r = &step.etrn()[0];
         assert_eq!(r.reply, Some(code));
-        assert_eq!(
-            r.domain(),
-            Some(format!("a{code}.example").as_str())
-        );
+        assert_eq!(r.domain(), Some(format!("a{code}.example").as_str()));
         assert!(r.flags.is_empty(), "{:?}", r.flags);
     }
     let step = send(&mut s, b"ETRN a253.example\r\n");

@@ -780,7 +780,7 @@ mod tests {
             let mut closed = None;
             while let Some(o) = s.poll_output() {
                 match o {
-                        Output::Close(reason) => closed = Some(reason),
+                    Output::Close(reason) => closed = Some(reason),
                     Output::Event(_) | Output::StartTls => {}
                 }
             }
@@ -904,7 +904,7 @@ mod tests {
             let mut mismatches = 0;
             while let Some(o) = s.poll_output() {
                 match o {
-                        Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
+                    Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
                     _ => {}
                 }
             }
