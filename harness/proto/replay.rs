@@ -625,9 +625,8 @@ mod tests {
         let mut sent = String::new();
         let mut events = Vec::new();
         while let Some(o) = s.poll_output() {
-            match o {
-                Output::Event(e) => events.push(e),
-                _ => {}
+            if let Output::Event(e) = o {
+                events.push(e);
             }
         }
         sent.push_str(&transmitted(&mut s));
@@ -656,9 +655,8 @@ mod tests {
         let mut sent = String::new();
         let mut closed = false;
         while let Some(o) = s.poll_output() {
-            match o {
-                Output::Close(_) => closed = true,
-                _ => {}
+            if let Output::Close(_) = o {
+                closed = true;
             }
         }
         sent.push_str(&transmitted(&mut s));
@@ -903,9 +901,8 @@ mod tests {
             let mut sent = String::new();
             let mut mismatches = 0;
             while let Some(o) = s.poll_output() {
-                match o {
-                    Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
-                    _ => {}
+                if let Output::Event(Event::ReplayMismatch { .. }) = o {
+                    mismatches += 1;
                 }
             }
             sent.push_str(&transmitted(s));
