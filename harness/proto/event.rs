@@ -77,9 +77,9 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandLine {
     /// The bytes as received, line end included; not UTF-8 safe, see [`CommandLine::text`].
-    #[serde(serialize_with = "escaped", deserialize_with = "unescaped")]
+    #[serde(serialize_with = "escaped", deserialize_with = "unescaped_line")]
     #[schemars(with = "String")]
-    pub raw: Vec<u8>,
+    pub raw: LineBytes,
     /// The verb, as far as it could be read; written as its upper-case text.
     #[schemars(with = "String")]
     pub verb: Verb,
@@ -96,7 +96,7 @@ impl From<&ObservedCommand<'_>> for CommandLine {
     fn from(observed: &ObservedCommand<'_>) -> Self {
         let line = observed.command.line();
         CommandLine {
-            raw: observed.recorded.clone().into_owned(),
+            raw: LineBytes::from(&*observed.recorded),
             verb: observed.recorded_verb(),
             bare_lf: !line.ends_with(b"\r\n"),
             redacted: *observed.recorded != *line,
@@ -116,8 +116,98 @@ impl CommandLine {
     }
 }
 
+/// A command line's bytes: kept in place up to [`LineBytes::INLINE`] octets (nearly every
+/// command line, a pipelined ETRN's among them), so the event of one costs no allocation;
+/// longer ones on the heap. Reads as the bytes (`Deref<Target = [u8]>`); equal by content.
+#[derive(Clone)]
+pub struct LineBytes(LineRepr);
+
+#[derive(Clone)]
+enum LineRepr {
+    Inline {
+        len: u8,
+        bytes: [u8; LineBytes::INLINE],
+    },
+    Heap(Vec<u8>),
+}
+
+impl LineBytes {
+    /// The longest line kept in place: so a [`CommandLine`] is no larger than the largest
+    /// other event.
+    pub const INLINE: usize = 30;
+}
+
+impl std::ops::Deref for LineBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            LineRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            LineRepr::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for LineBytes {
+    fn from(line: &[u8]) -> Self {
+        match u8::try_from(line.len()) {
+            Ok(len) if line.len() <= LineBytes::INLINE => {
+                let mut bytes = [0; LineBytes::INLINE];
+                bytes[..line.len()].copy_from_slice(line);
+                LineBytes(LineRepr::Inline { len, bytes })
+            }
+            _ => LineBytes(LineRepr::Heap(line.to_vec())),
+        }
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for LineBytes {
+    fn from(line: &[u8; N]) -> Self {
+        LineBytes::from(&line[..])
+    }
+}
+
+impl From<Vec<u8>> for LineBytes {
+    /// Kept where it is: no copy.
+    fn from(line: Vec<u8>) -> Self {
+        LineBytes(LineRepr::Heap(line))
+    }
+}
+
+impl PartialEq for LineBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for LineBytes {}
+
+impl PartialEq<[u8]> for LineBytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for LineBytes {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl std::fmt::Debug for LineBytes {
+    /// As the bytes are: a list of numbers, as a `Vec<u8>` shows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 fn escaped<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&escape(raw))
+}
+
+/// [`unescaped`], as a command line's bytes.
+fn unescaped_line<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LineBytes, D::Error> {
+    unescaped(d).map(LineBytes::from)
 }
 
 /// The bytes an escaped string stands for: reading a recording stream back
@@ -397,6 +487,24 @@ impl CloseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command line kept in place makes no event larger than the largest other one.
+    #[test]
+    fn a_line_in_place_costs_no_room_in_an_event() {
+        assert!(std::mem::size_of::<CommandLine>() <= std::mem::size_of::<MessageRecord>());
+        let short = LineBytes::from(b"ETRN d12345.bench.example\r\n");
+        assert!(matches!(short.0, LineRepr::Inline { .. }));
+        assert_eq!(short, b"ETRN d12345.bench.example\r\n");
+        let long = LineBytes::from(&[b'x'; LineBytes::INLINE + 1][..]);
+        assert!(matches!(long.0, LineRepr::Heap(_)));
+        assert_eq!(long.len(), LineBytes::INLINE + 1);
+        // Equal by content, wherever it is kept.
+        assert_eq!(
+            LineBytes::from(b"QUIT\r\n".to_vec()),
+            LineBytes::from(b"QUIT\r\n")
+        );
+        assert_eq!(format!("{short:?}"), format!("{:?}", short.to_vec()));
+    }
 
     /// The names are the serde names, so every writer of a recording names a reason or a flag
     /// alike.

@@ -48,7 +48,8 @@ pub use behaviour::Behaviour;
 pub use conversation::{Accepted, Conversation};
 pub use etrn::EtrnFacts;
 pub use event::{
-    CloseReason, CommandLine, EtrnFlag, EtrnRecord, EtrnRecordFields, Event, MessageRecord,
+    CloseReason, CommandLine, EtrnFlag, EtrnRecord, EtrnRecordFields, Event, LineBytes,
+    MessageRecord,
 };
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
 pub use profile::{

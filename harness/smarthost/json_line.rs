@@ -217,19 +217,19 @@ mod tests {
     fn events() -> Vec<Event> {
         vec![
             Event::Command(CommandLine {
-                raw: b"EHLO x\r\n".to_vec(),
+                raw: b"EHLO x\r\n".into(),
                 verb: Verb::Ehlo,
                 bare_lf: false,
                 redacted: false,
             }),
             Event::Command(CommandLine {
-                raw: b"ehlo \"q\" \\ \x01\xff\xc3\xa9\n".to_vec(),
+                raw: b"ehlo \"q\" \\ \x01\xff\xc3\xa9\n".into(),
                 verb: Verb::Ehlo,
                 bare_lf: true,
                 redacted: true,
             }),
             Event::Command(CommandLine {
-                raw: b"XYZZY\r\n".to_vec(),
+                raw: b"XYZZY\r\n".into(),
                 verb: Verb::parse(b"XYZZY"),
                 bare_lf: false,
                 redacted: false,
@@ -335,7 +335,7 @@ mod tests {
             line.extend(argument.iter().filter(|b| **b != b'\n'));
             line.extend_from_slice(b"\r\n");
             let command = Event::Command(CommandLine {
-                raw: line.clone(),
+                raw: line.clone().into(),
                 verb: Verb::Etrn,
                 bare_lf: false,
                 redacted: false,

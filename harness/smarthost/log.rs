@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::escape::unescape;
 use crate::proto::etrn::rebuild_etrn_record;
-use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
+use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, LineBytes, MessageRecord};
 use crate::wire::Verb;
 
 use crate::proto::recording::TimedEvent;
@@ -292,7 +292,7 @@ impl EventLog {
         match event {
             Event::Command(c) => {
                 let repeated =
-                    unawaited.filter(|line| self.bytes.get(line.range()) == Some(c.raw.as_slice()));
+                    unawaited.filter(|line| self.bytes.get(line.range()) == Some(&c.raw[..]));
                 // A line sent unawaited is in the log already; any other is shared if it can be.
                 let shared = match repeated {
                     Some(_) => None,
@@ -474,18 +474,21 @@ impl EventLog {
                         (COMMAND, _) => {
                             let line = r.range();
                             (
-                                self.bytes[line.clone()].to_vec(),
+                                LineBytes::from(&self.bytes[line.clone()]),
                                 Span::of(line).map(LastLine::Command),
                             )
                         }
                         (COMMAND_AS_UNAWAITED, Some(line)) => (
-                            self.bytes[line.range()].to_vec(),
+                            LineBytes::from(&self.bytes[line.range()]),
                             Some(LastLine::Command(line)),
                         ),
                         (COMMAND_SHARED, _) => {
                             let id = u32::try_from(r.varint()).unwrap_or(u32::MAX);
                             match interner.command(id) {
-                                Some(line) => (line.to_vec(), Some(LastLine::SharedCommand(id))),
+                                Some(line) => (
+                                    LineBytes::from(&line[..]),
+                                    Some(LastLine::SharedCommand(id)),
+                                ),
                                 None => break,
                             }
                         }
@@ -808,7 +811,7 @@ mod tests {
                 lines: vec!["mx ESMTP".into()],
             },
             Event::Command(CommandLine {
-                raw: b"ehlo c\n".to_vec(),
+                raw: b"ehlo c\n".into(),
                 verb: Verb::Ehlo,
                 bare_lf: true,
                 redacted: false,
@@ -839,7 +842,7 @@ mod tests {
             },
             Event::StartTls,
             Event::Command(CommandLine {
-                raw: b"[redacted]\r\n".to_vec(),
+                raw: b"[redacted]\r\n".into(),
                 verb: Verb::Blank,
                 bare_lf: false,
                 redacted: true,
@@ -870,7 +873,7 @@ mod tests {
 
     fn command_line(line: &[u8]) -> Event {
         Event::Command(CommandLine {
-            raw: line.to_vec(),
+            raw: line.into(),
             verb: Command::parse(line).verb().clone(),
             bare_lf: !line.ends_with(b"\r\n"),
             redacted: false,

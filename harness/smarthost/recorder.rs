@@ -1565,7 +1565,7 @@ mod tests {
         r.event(
             id,
             Event::Command(CommandLine {
-                raw: line.as_bytes().to_vec(),
+                raw: line.as_bytes().into(),
                 verb: Command::parse(line.as_bytes()).verb().clone(),
                 bare_lf: false,
                 redacted: false,
