@@ -26,7 +26,7 @@ pub fn escape_text(text: &str) -> String {
 }
 
 /// True when [`escape`] leaves `bytes` as they are: printable ASCII without a backslash.
-fn escapes_to_itself(bytes: &[u8]) -> bool {
+pub(crate) fn escapes_to_itself(bytes: &[u8]) -> bool {
     // No early exit, so that the compiler makes the check a few vector steps.
     bytes.iter().fold(true, |all, b| {
         all & matches!(b, 0x20..=0x5b | 0x5d..=0x7e) // printable, no `\\`

@@ -313,9 +313,16 @@ impl Reply {
 
     /// [`Reply::to_wire`] as bytes; a reply without placeholders read from text has them ready.
     pub fn wire_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_wire(&mut out);
+        out
+    }
+
+    /// [`Reply::wire_bytes`] appended to `out`: a server writes its replies into one buffer.
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
         match self.template().and_then(|t| t.fixed_wire.as_deref()) {
-            Some(wire) => wire.to_vec(),
-            None => self.render(),
+            Some(wire) => out.extend_from_slice(wire),
+            None => self.render_into(out),
         }
     }
 
@@ -342,14 +349,21 @@ impl Reply {
         String::from_utf8(self.render()).unwrap_or_default()
     }
 
-    /// The bytes on the wire, written into one buffer of the right size, without `format!`:
-    /// every reply the server sends goes through here.
+    /// The bytes on the wire, in a buffer of their own.
     fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.render_into(&mut out);
+        out
+    }
+
+    /// The bytes on the wire, appended to `out` with room made once, without `format!`: every
+    /// reply the server sends goes through here.
+    fn render_into(&self, out: &mut Vec<u8>) {
         let code = self.code.get();
         // A ReplyCode has three digits (200..=599).
         let digits = [code / 100, code / 10 % 10, code % 10].map(|d| b'0' + d as u8);
-        let size = self.lines.iter().map(|l| l.len() + 6).sum();
-        let mut out = Vec::with_capacity(size);
+        let size: usize = self.lines.iter().map(|l| l.len() + 6).sum();
+        out.reserve(size);
         let last = self.lines.len().saturating_sub(1);
         for (i, line) in self.lines.iter().enumerate() {
             out.extend_from_slice(&digits);
@@ -362,7 +376,6 @@ impl Reply {
             }
             out.extend_from_slice(b"\r\n");
         }
-        out
     }
 }
 

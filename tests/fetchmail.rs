@@ -66,7 +66,7 @@ async fn fetchmail_against(script: &str) -> Run {
     let s = &r.sessions[0];
     Run {
         exit: status.code(),
-        etrn: s.etrn.iter().map(|e| e.record.raw.clone()).collect(),
+        etrn: s.etrn.iter().map(|e| e.record.raw().to_owned()).collect(),
         replies: s.etrn.iter().map(|e| e.record.reply).collect(),
         // A QUIT after a 421 is no command the server answered, but the linger records it.
         quit: s.commands.iter().any(|c| c.verb == Verb::Quit)

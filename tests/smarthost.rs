@@ -305,7 +305,7 @@ async fn bare_lf_and_non_utf8_over_the_wire() {
     assert!(s.commands.iter().all(|c| c.bare_lf));
     assert_eq!(s.commands[1].raw, "ETRN \\xffbad.example\\n");
     assert!(s.etrn[1].record.flags.contains(&EtrnFlag::BareLf));
-    assert_eq!(s.etrn[1].record.domain.as_deref(), Some("ok.example"));
+    assert_eq!(s.etrn[1].record.domain(), Some("ok.example"));
 }
 
 #[tokio::test]
@@ -330,7 +330,7 @@ async fn starttls_with_a_rust_client_library_and_pipelined_etrn() {
         .expect("closed");
     let s = &r.sessions[0];
     assert!(s.tls);
-    let raws: Vec<&str> = s.etrn.iter().map(|e| e.record.raw.as_str()).collect();
+    let raws: Vec<&str> = s.etrn.iter().map(|e| e.record.raw()).collect();
     assert_eq!(raws, ["a.example", "@b.example", "#q1"]);
     // After TLS the client said EHLO again, so no ETRN is flagged.
     assert!(s.etrn.iter().all(|e| e.record.flags.is_empty()));

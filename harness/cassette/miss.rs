@@ -83,20 +83,27 @@ async fn connection(
 ) {
     let _ = client.set_nodelay(true);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut replies = Vec::new();
     loop {
         while let Some(output) = conversation.poll_output() {
             match output {
-                Output::Send(bytes) => {
-                    if send(&mut client, &bytes, &mut stop).await.is_err() {
+                Output::Close(_) => {
+                    conversation.poll_transmit(&mut replies);
+                    if send(&mut client, &replies, &mut stop).await.is_err() {
                         return;
                     }
-                }
-                Output::Close(_) => {
                     let _ = tokio::time::timeout(STOP_GRACE, client.shutdown()).await;
                     return;
                 }
                 Output::Event(_) | Output::StartTls => {}
             }
+        }
+        conversation.poll_transmit(&mut replies);
+        if !replies.is_empty() {
+            if send(&mut client, &replies, &mut stop).await.is_err() {
+                return;
+            }
+            replies.clear();
         }
         if let Some(history) = conversation.take_miss() {
             info!(

@@ -646,10 +646,10 @@ fn human_line(event: &LiveEvent) -> Option<String> {
             event: Event::Etrn(e),
             ..
         } => {
-            let argument = if e.raw.is_empty() {
+            let argument = if e.raw().is_empty() {
                 "(no argument)"
             } else {
-                &e.raw
+                e.raw()
             };
             let _ = write!(line, "session {session}: ETRN {argument} -> ");
             match e.reply {

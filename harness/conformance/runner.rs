@@ -122,7 +122,7 @@ async fn judged(
         actual: recording
             .sessions
             .iter()
-            .map(|x| x.etrn.iter().map(|e| e.record.raw.clone()).collect())
+            .map(|x| x.etrn.iter().map(|e| e.record.raw().to_owned()).collect())
             .collect(),
         known_reason: (verdict == Verdict::Known).then(|| known_reason.unwrap_or_default()),
         outcome,

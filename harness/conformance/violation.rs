@@ -193,7 +193,7 @@ fn etrn_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<(Violatio
     let smtputf8 = advertised_smtputf8(s);
     for e in &s.etrn {
         let r = &e.record;
-        let shown = format!("ETRN {}", r.raw);
+        let shown = format!("ETRN {}", r.raw());
         if refused_syntax {
             push(ViolationKind::EtrnAfterSyntaxError, shown.clone());
         }
@@ -214,16 +214,16 @@ fn etrn_violations(s: &SessionRecording, explained: &[EtrnArg]) -> Vec<(Violatio
             push(kind, shown.clone());
         }
         if matches!(r.option, Some(EtrnOption::Subdomains | EtrnOption::Queue)) {
-            let graded_by_scenario = EtrnArg::parse(&r.raw).is_ok_and(|a| explained.contains(&a));
+            let graded_by_scenario = EtrnArg::parse(r.raw()).is_ok_and(|a| explained.contains(&a));
             if !graded_by_scenario {
                 push(ViolationKind::OptionCharacter, shown.clone());
             }
         }
         // A U-label sent as configured is the model's own wire form (IMS 5.5 predates IDNA:
         // spec O-7); only one the configuration does not hold is flagged.
-        let as_configured = EtrnArg::parse(&r.raw)
+        let as_configured = EtrnArg::parse(r.raw())
             .is_ok_and(|a| explained.iter().any(|x| x == &a && x.raw() == a.raw()));
-        if !r.raw.is_ascii() && !smtputf8 && !as_configured {
+        if !r.raw().is_ascii() && !smtputf8 && !as_configured {
             push(ViolationKind::Utf8WithoutSmtputf8, shown.clone());
         }
         if matches!(r.reply, Some(500 | 501)) {

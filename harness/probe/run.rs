@@ -463,11 +463,13 @@ fn probe_in_memory(
 fn drain(session: &mut Session, reader: &mut ReplyReader, closed: &mut bool) {
     while let Some(output) = session.poll_output() {
         match output {
-            Output::Send(bytes) => reader.push(&bytes),
             Output::Close(_) => *closed = true,
             Output::Event(_) | Output::StartTls => {}
         }
     }
+    let mut bytes = Vec::new();
+    session.poll_transmit(&mut bytes);
+    reader.push(&bytes);
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! What the server driver talks to: anything that turns received bytes into outputs.
 //!
 //! The scripted [`Session`](super::Session) is one; a cassette replay is another. The driver is
-//! the same for both: it feeds bytes in, carries outputs out, reports closes, and wakes the
+//! the same for both: it feeds bytes in, writes the bytes it is given
+//! ([`Conversation::poll_transmit`]), carries outputs out, reports closes, and wakes the
 //! conversation at the time it asked for.
 //!
 //! Time is an input, as in quinn-proto: every input that can move a deadline carries the time it
@@ -33,8 +34,13 @@ pub struct Accepted {
 pub trait Conversation: Send {
     /// Bytes from the client, arrived at `now`.
     fn receive(&mut self, bytes: &[u8], now: Instant);
-    /// The next thing for the driver to do.
+    /// The next thing for the driver to do, besides writing what
+    /// [`Conversation::poll_transmit`] gives.
     fn poll_output(&mut self) -> Option<Output>;
+    /// Moves the bytes due to the client onto the end of `out`, in order. Every byte due
+    /// before an [`Output::StartTls`] or an [`Output::Close`] is there by the time that output
+    /// is polled.
+    fn poll_transmit(&mut self, out: &mut Vec<u8>);
     /// The TLS handshake asked for by [`Output::StartTls`] finished at `now`.
     fn tls_established(&mut self, now: Instant);
     /// The client closed its side.
@@ -69,6 +75,9 @@ impl Conversation for super::Session {
     fn poll_output(&mut self) -> Option<Output> {
         super::Session::poll_output(self)
     }
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        super::Session::poll_transmit(self, out)
+    }
     fn tls_established(&mut self, now: Instant) {
         super::Session::tls_established(self, now)
     }
@@ -89,5 +98,17 @@ impl Conversation for super::Session {
     }
     fn recorded_form<'a>(&self, line: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
         super::Session::recorded_form(self, line)
+    }
+}
+
+/// Moves the bytes a conversation has for its client (`transmit`) onto the end of the driver's
+/// `out`, for [`Conversation::poll_transmit`].
+pub(crate) fn hand_over(transmit: &mut Vec<u8>, out: &mut Vec<u8>) {
+    if out.is_empty() {
+        // The usual case, the driver's buffer written out: the two swap, so neither copies and
+        // both keep the room they grew.
+        std::mem::swap(out, transmit);
+    } else {
+        out.append(transmit);
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::domain::{EtrnArg, EtrnArgError};
-use crate::escape::{escape, escape_text};
+use crate::escape::{escape, escape_text, escapes_to_itself};
 use crate::wire::Command;
 use crate::wire::framing::find_byte;
 
@@ -121,7 +121,8 @@ pub fn rebuild_etrn_record(
     record_of(argument, text, text.map(EtrnArg::parse), reply, flags)
 }
 
-/// The record of `argument` (`text` when it is UTF-8), parsed as `parsed`.
+/// The record of `argument` (`text` when it is UTF-8), parsed as `parsed`: its text is not
+/// copied when the parsed argument holds it as it is written (no escaping changes it).
 fn record_of(
     argument: &[u8],
     text: Option<&str>,
@@ -130,19 +131,10 @@ fn record_of(
     flags: Vec<EtrnFlag>,
 ) -> EtrnRecord {
     let arg = parsed.and_then(Result::ok);
-    let (option, domain) = match &arg {
-        Some(arg) => (
-            Some(arg.option()),
-            arg.domain().map(|d| d.normalised().to_owned()),
-        ),
-        None => (None, None),
+    let held_by_arg = match (&arg, text) {
+        (Some(arg), Some(text)) => escapes_to_itself(text.as_bytes()) && arg.raw() == text,
+        _ => false,
     };
-    EtrnRecord {
-        raw: text.map_or_else(|| escape(argument), escape_text),
-        arg,
-        option,
-        domain,
-        reply,
-        flags,
-    }
+    let escaped = (!held_by_arg).then(|| text.map_or_else(|| escape(argument), escape_text));
+    EtrnRecord::new(escaped, arg, reply, flags)
 }

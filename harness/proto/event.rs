@@ -1,5 +1,7 @@
 //! What a session reports: every command, reply and ETRN, as data.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{EtrnArg, EtrnOption};
@@ -75,9 +77,9 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CommandLine {
     /// The bytes as received, line end included; not UTF-8 safe, see [`CommandLine::text`].
-    #[serde(serialize_with = "escaped", deserialize_with = "unescaped")]
+    #[serde(serialize_with = "escaped", deserialize_with = "unescaped_line")]
     #[schemars(with = "String")]
-    pub raw: Vec<u8>,
+    pub raw: LineBytes,
     /// The verb, as far as it could be read; written as its upper-case text.
     #[schemars(with = "String")]
     pub verb: Verb,
@@ -94,7 +96,7 @@ impl From<&ObservedCommand<'_>> for CommandLine {
     fn from(observed: &ObservedCommand<'_>) -> Self {
         let line = observed.command.line();
         CommandLine {
-            raw: observed.recorded.clone().into_owned(),
+            raw: LineBytes::from(&*observed.recorded),
             verb: observed.recorded_verb(),
             bare_lf: !line.ends_with(b"\r\n"),
             redacted: *observed.recorded != *line,
@@ -114,8 +116,98 @@ impl CommandLine {
     }
 }
 
+/// A command line's bytes: kept in place up to [`LineBytes::INLINE`] octets (nearly every
+/// command line, a pipelined ETRN's among them), so the event of one costs no allocation;
+/// longer ones on the heap. Reads as the bytes (`Deref<Target = [u8]>`); equal by content.
+#[derive(Clone)]
+pub struct LineBytes(LineRepr);
+
+#[derive(Clone)]
+enum LineRepr {
+    Inline {
+        len: u8,
+        bytes: [u8; LineBytes::INLINE],
+    },
+    Heap(Vec<u8>),
+}
+
+impl LineBytes {
+    /// The longest line kept in place: so a [`CommandLine`] is no larger than the largest
+    /// other event.
+    pub const INLINE: usize = 30;
+}
+
+impl std::ops::Deref for LineBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match &self.0 {
+            LineRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            LineRepr::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl From<&[u8]> for LineBytes {
+    fn from(line: &[u8]) -> Self {
+        match u8::try_from(line.len()) {
+            Ok(len) if line.len() <= LineBytes::INLINE => {
+                let mut bytes = [0; LineBytes::INLINE];
+                bytes[..line.len()].copy_from_slice(line);
+                LineBytes(LineRepr::Inline { len, bytes })
+            }
+            _ => LineBytes(LineRepr::Heap(line.to_vec())),
+        }
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for LineBytes {
+    fn from(line: &[u8; N]) -> Self {
+        LineBytes::from(&line[..])
+    }
+}
+
+impl From<Vec<u8>> for LineBytes {
+    /// Kept where it is: no copy.
+    fn from(line: Vec<u8>) -> Self {
+        LineBytes(LineRepr::Heap(line))
+    }
+}
+
+impl PartialEq for LineBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for LineBytes {}
+
+impl PartialEq<[u8]> for LineBytes {
+    fn eq(&self, other: &[u8]) -> bool {
+        **self == *other
+    }
+}
+
+impl<const N: usize> PartialEq<&[u8; N]> for LineBytes {
+    fn eq(&self, other: &&[u8; N]) -> bool {
+        **self == other[..]
+    }
+}
+
+impl std::fmt::Debug for LineBytes {
+    /// As the bytes are: a list of numbers, as a `Vec<u8>` shows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 fn escaped<S: serde::Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&escape(raw))
+}
+
+/// [`unescaped`], as a command line's bytes.
+fn unescaped_line<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LineBytes, D::Error> {
+    unescaped(d).map(LineBytes::from)
 }
 
 /// The bytes an escaped string stands for: reading a recording stream back
@@ -126,22 +218,140 @@ fn unescaped<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error
 }
 
 /// One ETRN, as the conformance runner judges it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// The argument's text is kept once: the parsed argument ([`EtrnRecord::arg`]) holds it, and
+/// [`EtrnRecord::raw`] and [`EtrnRecord::domain`] are read from it when it gives them (nearly
+/// every ETRN: a domain as sent, nothing to escape), so recording one costs no copies of it.
+/// Written and read as [`EtrnRecordFields`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtrnRecord {
-    /// The argument as sent (escaped if not valid UTF-8), without the verb.
-    pub raw: String,
+    /// The argument as sent, escaped, when the parsed argument's text is not that (or there is
+    /// none); `None`: it is [`EtrnArg::raw`].
+    raw: Option<String>,
     /// The argument parsed, when it is one node (kept, so no reader parses `raw` again).
-    #[serde(skip)]
-    pub arg: Option<EtrnArg>,
+    arg: Option<EtrnArg>,
     /// The option character, when the argument parsed.
     pub option: Option<EtrnOption>,
-    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
-    pub domain: Option<String>,
+    /// The normalised domain of a record without a parsed argument (one read back from a
+    /// recording); with one, it is the argument's.
+    domain: Option<String>,
     /// The reply code sent; `None` when the server hung up without replying.
     pub reply: Option<u16>,
     /// Facts about the command that a conformance check may care about.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<EtrnFlag>,
+}
+
+impl EtrnRecord {
+    /// The record of an argument whose escaped text is `escaped` when it is not `arg`'s own
+    /// text (`None`: it is), parsed as `arg`.
+    pub(crate) fn new(
+        escaped: Option<String>,
+        arg: Option<EtrnArg>,
+        reply: Option<u16>,
+        flags: Vec<EtrnFlag>,
+    ) -> Self {
+        let raw = match (&arg, escaped) {
+            (_, Some(text)) => Some(text),
+            (Some(_), None) => None,
+            (None, None) => Some(String::new()),
+        };
+        EtrnRecord {
+            raw,
+            option: arg.as_ref().map(EtrnArg::option),
+            arg,
+            domain: None,
+            reply,
+            flags,
+        }
+    }
+
+    /// The argument as sent (escaped if not valid UTF-8), without the verb.
+    pub fn raw(&self) -> &str {
+        match (&self.raw, &self.arg) {
+            (Some(raw), _) => raw,
+            (None, Some(arg)) => arg.raw(),
+            (None, None) => "",
+        }
+    }
+
+    /// The argument parsed, when it is one node.
+    pub fn arg(&self) -> Option<&EtrnArg> {
+        self.arg.as_ref()
+    }
+
+    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
+    pub fn domain(&self) -> Option<&str> {
+        match &self.arg {
+            Some(arg) => arg.domain().map(|d| d.normalised()),
+            None => self.domain.as_deref(),
+        }
+    }
+
+    /// Whether [`EtrnRecord::raw`] is the parsed argument's own text: the record is what its
+    /// argument, reply and flags make, nothing kept beside them.
+    pub(crate) fn raw_is_the_arguments(&self) -> bool {
+        self.raw.is_none() && self.arg.is_some()
+    }
+}
+
+/// One ETRN, as the conformance runner judges it.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "EtrnRecord")]
+pub struct EtrnRecordFields<'a> {
+    /// The argument as sent (escaped if not valid UTF-8), without the verb.
+    #[serde(borrow)]
+    pub raw: Cow<'a, str>,
+    /// The option character, when the argument parsed.
+    pub option: Option<EtrnOption>,
+    /// The normalised domain (lower case, A-label, no trailing dot), when the node is a domain.
+    #[serde(borrow)]
+    pub domain: Option<Cow<'a, str>>,
+    /// The reply code sent; `None` when the server hung up without replying.
+    pub reply: Option<u16>,
+    /// Facts about the command that a conformance check may care about.
+    #[serde(default, skip_serializing_if = "<[EtrnFlag]>::is_empty")]
+    pub flags: Cow<'a, [EtrnFlag]>,
+}
+
+impl Serialize for EtrnRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        EtrnRecordFields {
+            raw: Cow::Borrowed(self.raw()),
+            option: self.option,
+            domain: self.domain().map(Cow::Borrowed),
+            reply: self.reply,
+            flags: Cow::Borrowed(&self.flags),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for EtrnRecord {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fields = EtrnRecordFields::deserialize(d)?;
+        Ok(EtrnRecord {
+            raw: Some(fields.raw.into_owned()),
+            arg: None,
+            option: fields.option,
+            domain: fields.domain.map(Cow::into_owned),
+            reply: fields.reply,
+            flags: fields.flags.into_owned(),
+        })
+    }
+}
+
+impl schemars::JsonSchema for EtrnRecord {
+    fn schema_name() -> Cow<'static, str> {
+        EtrnRecordFields::schema_name()
+    }
+
+    fn schema_id() -> Cow<'static, str> {
+        EtrnRecordFields::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EtrnRecordFields::json_schema(generator)
+    }
 }
 
 /// Something unusual about one ETRN command.
@@ -277,6 +487,24 @@ impl CloseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command line kept in place makes no event larger than the largest other one.
+    #[test]
+    fn a_line_in_place_costs_no_room_in_an_event() {
+        assert!(std::mem::size_of::<CommandLine>() <= std::mem::size_of::<MessageRecord>());
+        let short = LineBytes::from(b"ETRN d12345.bench.example\r\n");
+        assert!(matches!(short.0, LineRepr::Inline { .. }));
+        assert_eq!(short, b"ETRN d12345.bench.example\r\n");
+        let long = LineBytes::from(&[b'x'; LineBytes::INLINE + 1][..]);
+        assert!(matches!(long.0, LineRepr::Heap(_)));
+        assert_eq!(long.len(), LineBytes::INLINE + 1);
+        // Equal by content, wherever it is kept.
+        assert_eq!(
+            LineBytes::from(b"QUIT\r\n".to_vec()),
+            LineBytes::from(b"QUIT\r\n")
+        );
+        assert_eq!(format!("{short:?}"), format!("{:?}", short.to_vec()));
+    }
 
     /// The names are the serde names, so every writer of a recording names a reason or a flag
     /// alike.

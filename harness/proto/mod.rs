@@ -47,7 +47,10 @@ pub use answer::Answer;
 pub use behaviour::Behaviour;
 pub use conversation::{Accepted, Conversation};
 pub use etrn::EtrnFacts;
-pub use event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
+pub use event::{
+    CloseReason, CommandLine, EtrnFlag, EtrnRecord, EtrnRecordFields, Event, LineBytes,
+    MessageRecord,
+};
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
 pub use profile::{
     Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,

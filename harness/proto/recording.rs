@@ -126,7 +126,7 @@ impl SessionRecording {
     pub fn etrn_domains(&self) -> Vec<String> {
         self.etrn
             .iter()
-            .filter_map(|e| e.record.domain.clone())
+            .filter_map(|e| e.record.domain().map(str::to_owned))
             .collect()
     }
 }

@@ -114,6 +114,8 @@ pub struct ReplaySession {
     /// Message data being received after a recorded 354.
     data: IncomingData,
     out: VecDeque<Output>,
+    /// The replies' bytes, for [`Conversation::poll_transmit`].
+    transmit: Vec<u8>,
     closed: bool,
     /// Every client line so far, for a handover at a miss; `None` once past [`MAX_HISTORY`].
     history: Option<Vec<Vec<u8>>>,
@@ -158,6 +160,7 @@ impl ReplaySession {
             ),
             data: IncomingData::default(),
             out: VecDeque::new(),
+            transmit: Vec::new(),
             closed: false,
             history,
             history_bytes: 0,
@@ -197,7 +200,7 @@ impl ReplaySession {
         }
         self.out
             .push_back(Output::Event(Event::Reply { code, lines }));
-        self.out.push_back(Output::Send(bytes.to_vec()));
+        self.transmit.extend_from_slice(bytes);
     }
 
     fn close(&mut self, reason: CloseReason) {
@@ -541,6 +544,10 @@ impl Conversation for ReplaySession {
         self.out.pop_front()
     }
 
+    fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        super::conversation::hand_over(&mut self.transmit, out);
+    }
+
     fn tls_established(&mut self, now: Instant) {
         self.observer.tls_established();
         self.idle_at = deadline_after(now, self.options.idle_timeout);
@@ -573,6 +580,13 @@ impl Conversation for ReplaySession {
 mod tests {
     use super::*;
     use crate::proto::cassette::{Direction, one_session};
+
+    /// The bytes `s` has for its client, taken.
+    fn transmitted(s: &mut ReplaySession) -> String {
+        let mut bytes = Vec::new();
+        s.poll_transmit(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 
     fn cassette() -> Arc<Cassette> {
         let t = one_session(
@@ -611,12 +625,11 @@ mod tests {
         let mut sent = String::new();
         let mut events = Vec::new();
         while let Some(o) = s.poll_output() {
-            match o {
-                Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
-                Output::Event(e) => events.push(e),
-                _ => {}
+            if let Output::Event(e) = o {
+                events.push(e);
             }
         }
+        sent.push_str(&transmitted(&mut s));
         (sent, events)
     }
 
@@ -642,12 +655,11 @@ mod tests {
         let mut sent = String::new();
         let mut closed = false;
         while let Some(o) = s.poll_output() {
-            match o {
-                Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
-                Output::Close(_) => closed = true,
-                _ => {}
+            if let Output::Close(_) = o {
+                closed = true;
             }
         }
+        sent.push_str(&transmitted(&mut s));
         assert_eq!(
             sent,
             "220 mx.test ESMTP\r\n250 mx.test\r\n421 4.4.2 mx.test timeout\r\n"
@@ -766,11 +778,11 @@ mod tests {
             let mut closed = None;
             while let Some(o) = s.poll_output() {
                 match o {
-                    Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
                     Output::Close(reason) => closed = Some(reason),
                     Output::Event(_) | Output::StartTls => {}
                 }
             }
+            sent.push_str(&transmitted(s));
             (sent, closed)
         };
         sent(&mut s);
@@ -818,8 +830,12 @@ mod tests {
             ..ReplayOptions::default()
         };
         let mut s = ReplaySession::new(Arc::new(Cassette::parse(text).unwrap()), 0, options, t0);
-        let drain =
-            |s: &mut ReplaySession| std::iter::from_fn(|| s.poll_output()).collect::<Vec<_>>();
+        // The outputs; the bytes sent meanwhile are dropped.
+        let drain = |s: &mut ReplaySession| {
+            let out = std::iter::from_fn(|| s.poll_output()).collect::<Vec<_>>();
+            transmitted(s);
+            out
+        };
         drain(&mut s);
         s.receive(b"EHLO c.example\r\nSTARTTLS\r\nNOOP\r\n", secs(2));
         let out = drain(&mut s);
@@ -834,7 +850,7 @@ mod tests {
         s.tls_established(secs(5));
         assert_eq!(s.poll_timeout(), Some(secs(15)));
         s.receive(b"EHLO c.example\r\n", secs(7));
-        assert!(drain(&mut s).contains(&Output::Send(b"250 mx.test\r\n".to_vec())));
+        assert_eq!(transmitted(&mut s), "250 mx.test\r\n");
         assert_eq!(s.poll_timeout(), Some(secs(17)));
     }
 
@@ -885,12 +901,11 @@ mod tests {
             let mut sent = String::new();
             let mut mismatches = 0;
             while let Some(o) = s.poll_output() {
-                match o {
-                    Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
-                    Output::Event(Event::ReplayMismatch { .. }) => mismatches += 1,
-                    _ => {}
+                if let Output::Event(Event::ReplayMismatch { .. }) = o {
+                    mismatches += 1;
                 }
             }
+            sent.push_str(&transmitted(s));
             (sent, mismatches)
         };
         // The DATA answered 250 in the cassette: the EHLO after it is a command, not message data.

@@ -2,8 +2,10 @@
 //!
 //! A [`Session`] owns no socket and no clock. The driver feeds it whatever bytes arrive
 //! ([`Session::receive`]), tells it about the world ([`Session::tls_established`],
-//! [`Session::peer_closed`]) and carries out what [`Session::poll_output`] returns, in order:
-//! send these bytes, start TLS, close. Events report what happened.
+//! [`Session::peer_closed`]), writes the bytes [`Session::poll_transmit`] gives and carries out
+//! what [`Session::poll_output`] returns, in order: start TLS, close. Events report what
+//! happened. The replies' bytes go into one buffer the driver takes, as quinn-proto's
+//! `poll_transmit` gives datagrams: a pipelined command's reply costs no buffer of its own.
 //!
 //! Time is an input, in the manner of quinn-proto's `poll_timeout`/`handle_timeout`: the session
 //! is told the time it was accepted ([`Accepted::now`](super::Accepted::now)) and the time of every input, and computes
@@ -81,18 +83,17 @@ impl Default for SessionLimits {
 /// The idle timeout unless told otherwise: five minutes, RFC 5321 §4.5.3.2.7's server timeout.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// What the driver must do next.
+/// What the driver must do next, besides writing the bytes [`Session::poll_transmit`] gives
+/// (every byte due before a [`Output::StartTls`] or [`Output::Close`] is there by the time that
+/// output is polled).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Report this event.
     Event(Event),
-    /// Write these bytes (a scripted delay has already passed: the session held them until
-    /// [`Session::handle_timeout`] said their time had come).
-    Send(Vec<u8>),
-    /// Everything before this has been written: do the TLS handshake now, then call
+    /// Once the bytes to transmit have been written: do the TLS handshake now, then call
     /// [`Session::tls_established`].
     StartTls,
-    /// Close the connection after writing everything before this.
+    /// Close the connection after writing the bytes to transmit.
     Close(CloseReason),
 }
 
@@ -169,6 +170,9 @@ pub struct Session {
     message_octets: usize,
     lines: LineFramer,
     out: VecDeque<Output>,
+    /// The replies' bytes, due now (a scripted delay has already passed: they were held until
+    /// [`Session::handle_timeout`] said their time had come), for [`Session::poll_transmit`].
+    transmit: Vec<u8>,
 }
 
 impl Session {
@@ -211,6 +215,7 @@ impl Session {
             message_octets: 0,
             lines: LineFramer::new(),
             out: VecDeque::new(),
+            transmit: Vec::new(),
         };
         if s.greet_at.is_some() {
             s.mode = Mode::GreetPause;
@@ -269,6 +274,7 @@ impl Session {
             && held.at <= self.now
         {
             let released = std::mem::take(&mut held.outputs);
+            self.transmit.extend_from_slice(&held.bytes);
             self.held.pop_front();
             self.out.extend(released);
         }
@@ -298,6 +304,11 @@ impl Session {
     /// The next thing for the driver to do.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    /// Moves the bytes due to the client onto the end of `out`, in order.
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) {
+        super::conversation::hand_over(&mut self.transmit, out);
     }
 
     /// True once the session has asked to close; the driver stops reading.
@@ -1009,27 +1020,43 @@ impl Session {
         }
         let delay = answer.delay();
         let hangs_up = answer.reply.is_none() && answer.close;
-        let mut wire = None;
-        if let Some(reply) = answer.reply {
-            wire = Some(reply.wire_bytes());
-            // The reply's event is reported when it is decided (its lines move into it); its
-            // bytes leave after the delay.
-            self.emit(Output::Event(Event::Reply {
-                code: reply.code().get(),
-                lines: reply.into_lines(),
-            }));
-        }
-        if let Some(delay) = delay {
-            self.hold_for(delay);
-        }
-        if let Some(wire) = wire {
-            self.emit(Output::Send(wire));
+        // The reply's event is reported when it is decided (its lines move into it); its bytes
+        // leave after the delay.
+        match (answer.reply, delay) {
+            (Some(reply), None) => {
+                self.send(|out| reply.write_wire(out));
+                self.emit_reply(reply);
+            }
+            (Some(reply), Some(delay)) => {
+                let wire = reply.wire_bytes();
+                self.emit_reply(reply);
+                self.hold_for(delay);
+                self.send(|out| out.extend_from_slice(&wire));
+            }
+            (None, Some(delay)) => self.hold_for(delay),
+            (None, None) => {}
         }
         if hangs_up {
             self.close(CloseReason::Scripted);
         }
         if too_many_errors {
             self.close(CloseReason::TooManyErrors);
+        }
+    }
+
+    /// The event of `reply`, sent.
+    fn emit_reply(&mut self, reply: Reply) {
+        self.emit(Output::Event(Event::Reply {
+            code: reply.code().get(),
+            lines: reply.into_lines(),
+        }));
+    }
+
+    /// Writes bytes for the client with `write`, behind whatever a scripted delay holds.
+    fn send(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        match self.held.back_mut() {
+            Some(held) => write(&mut held.bytes),
+            None => write(&mut self.transmit),
         }
     }
 
@@ -1048,6 +1075,7 @@ impl Session {
         self.held.push_back(Held {
             at: deadline_after(from, delay),
             outputs: VecDeque::new(),
+            bytes: Vec::new(),
         });
     }
 
@@ -1063,11 +1091,13 @@ impl Session {
     }
 }
 
-/// Outputs a scripted delay holds back until `at`.
+/// Outputs and bytes a scripted delay holds back until `at`.
 #[derive(Debug)]
 struct Held {
     at: Instant,
     outputs: VecDeque<Output>,
+    /// The replies' bytes held: released to [`Session::poll_transmit`].
+    bytes: Vec<u8>,
 }
 
 /// `duration` after `from`; a duration too long for the clock is as good as never.

@@ -147,14 +147,14 @@ impl Observed {
 fn nodes(record: &EtrnRecord, command: usize) -> Vec<SentEtrn> {
     let args: Vec<EtrnArg> = if record.flags.contains(&EtrnFlag::SeveralNodes) {
         let pieces: Result<Vec<EtrnArg>, _> = record
-            .raw
+            .raw()
             .split([' ', ','])
             .filter(|p| !p.is_empty())
             .map(EtrnArg::parse)
             .collect();
         pieces.unwrap_or_default()
     } else {
-        record.arg.iter().cloned().collect()
+        record.arg().into_iter().cloned().collect()
     };
     args.into_iter()
         .map(|arg| SentEtrn {

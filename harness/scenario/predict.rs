@@ -211,10 +211,10 @@ fn drain(
     send: &mut dyn FnMut(&[u8]),
 ) -> bool {
     let mut closed = false;
+    let mut bytes = Vec::new();
     while let Some(output) = server.poll_output() {
         match output {
             Output::Event(event) => recorder.event(id, event, 0),
-            Output::Send(bytes) => send(&bytes),
             // This client never asks for STARTTLS.
             Output::StartTls => {}
             Output::Close(reason) => {
@@ -222,6 +222,10 @@ fn drain(
                 closed = true;
             }
         }
+    }
+    server.poll_transmit(&mut bytes);
+    if !bytes.is_empty() {
+        send(&bytes);
     }
     closed
 }

@@ -58,7 +58,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
         Event::Etrn(record) => {
             at(out, at_us);
             out.extend_from_slice(b",\"domain\":");
-            optional(out, record.domain.as_deref(), string);
+            optional(out, record.domain(), string);
             out.extend_from_slice(b",\"event\":\"etrn\"");
             if !record.flags.is_empty() {
                 out.extend_from_slice(b",\"flags\":");
@@ -67,7 +67,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
             out.extend_from_slice(b",\"option\":");
             optional(out, record.option.as_ref(), serialized);
             out.extend_from_slice(b",\"raw\":");
-            string(out, &record.raw);
+            string(out, record.raw());
             out.extend_from_slice(b",\"reply\":");
             optional(out, record.reply, |out, r| number(out, u64::from(r)));
             session_field(out, session);
@@ -217,19 +217,19 @@ mod tests {
     fn events() -> Vec<Event> {
         vec![
             Event::Command(CommandLine {
-                raw: b"EHLO x\r\n".to_vec(),
+                raw: b"EHLO x\r\n".into(),
                 verb: Verb::Ehlo,
                 bare_lf: false,
                 redacted: false,
             }),
             Event::Command(CommandLine {
-                raw: b"ehlo \"q\" \\ \x01\xff\xc3\xa9\n".to_vec(),
+                raw: b"ehlo \"q\" \\ \x01\xff\xc3\xa9\n".into(),
                 verb: Verb::Ehlo,
                 bare_lf: true,
                 redacted: true,
             }),
             Event::Command(CommandLine {
-                raw: b"XYZZY\r\n".to_vec(),
+                raw: b"XYZZY\r\n".into(),
                 verb: Verb::parse(b"XYZZY"),
                 bare_lf: false,
                 redacted: false,
@@ -335,7 +335,7 @@ mod tests {
             line.extend(argument.iter().filter(|b| **b != b'\n'));
             line.extend_from_slice(b"\r\n");
             let command = Event::Command(CommandLine {
-                raw: line.clone(),
+                raw: line.clone().into(),
                 verb: Verb::Etrn,
                 bare_lf: false,
                 redacted: false,

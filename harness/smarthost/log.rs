@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::escape::unescape;
 use crate::proto::etrn::rebuild_etrn_record;
-use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
+use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, LineBytes, MessageRecord};
 use crate::wire::Verb;
 
 use crate::proto::recording::TimedEvent;
@@ -292,7 +292,7 @@ impl EventLog {
         match event {
             Event::Command(c) => {
                 let repeated =
-                    unawaited.filter(|line| self.bytes.get(line.range()) == Some(c.raw.as_slice()));
+                    unawaited.filter(|line| self.bytes.get(line.range()) == Some(&c.raw[..]));
                 // A line sent unawaited is in the log already; any other is shared if it can be.
                 let shared = match repeated {
                     Some(_) => None,
@@ -474,18 +474,21 @@ impl EventLog {
                         (COMMAND, _) => {
                             let line = r.range();
                             (
-                                self.bytes[line.clone()].to_vec(),
+                                LineBytes::from(&self.bytes[line.clone()]),
                                 Span::of(line).map(LastLine::Command),
                             )
                         }
                         (COMMAND_AS_UNAWAITED, Some(line)) => (
-                            self.bytes[line.range()].to_vec(),
+                            LineBytes::from(&self.bytes[line.range()]),
                             Some(LastLine::Command(line)),
                         ),
                         (COMMAND_SHARED, _) => {
                             let id = u32::try_from(r.varint()).unwrap_or(u32::MAX);
                             match interner.command(id) {
-                                Some(line) => (line.to_vec(), Some(LastLine::SharedCommand(id))),
+                                Some(line) => (
+                                    LineBytes::from(&line[..]),
+                                    Some(LastLine::SharedCommand(id)),
+                                ),
                                 None => break,
                             }
                         }
@@ -586,29 +589,18 @@ impl EventLog {
 
 /// The argument bytes that rebuild `record` exactly ([`rebuild_etrn_record`]), if any.
 ///
-/// A record with its parsed argument rebuilds when its other fields are what that argument
-/// gives (parsing is deterministic, and the argument's text is its own raw form when escaping
-/// leaves it as it is): a few comparisons, no parse. Only a record without one (an invalid or
-/// non-UTF-8 argument, rare) is rebuilt to be compared.
+/// A record whose text is its parsed argument's (nearly every one: the session made it so when
+/// nothing needed escaping) rebuilds from that text: parsing is deterministic, and its domain
+/// is the argument's. Only another (an invalid or non-UTF-8 argument, one read back, rare) is
+/// rebuilt to be compared.
 fn rebuilding_argument(record: &EtrnRecord) -> Option<std::borrow::Cow<'_, [u8]>> {
-    if let Some(arg) = &record.arg {
-        let text = arg.raw();
-        // Byte by byte for ASCII (nearly every argument), where decoding characters cost more
-        // than the rest of the check.
-        let escapes_to_itself = if text.is_ascii() {
-            text.bytes().all(|b| b != b'\\' && !b.is_ascii_control())
-        } else {
-            text.chars().all(|c| c != '\\' && !c.is_control())
-        };
-        if escapes_to_itself
-            && record.raw == text
-            && record.option == Some(arg.option())
-            && record.domain.as_deref() == arg.domain().map(|d| d.normalised())
-        {
-            return Some(std::borrow::Cow::Borrowed(text.as_bytes()));
-        }
+    if let Some(arg) = record.arg()
+        && record.raw_is_the_arguments()
+        && record.option == Some(arg.option())
+    {
+        return Some(std::borrow::Cow::Borrowed(arg.raw().as_bytes()));
     }
-    let argument = unescape(&record.raw).ok()?;
+    let argument = unescape(record.raw()).ok()?;
     let rebuilt = rebuild_etrn_record(&argument, record.reply, record.flags.clone());
     (rebuilt == *record).then_some(std::borrow::Cow::Owned(argument))
 }
@@ -819,7 +811,7 @@ mod tests {
                 lines: vec!["mx ESMTP".into()],
             },
             Event::Command(CommandLine {
-                raw: b"ehlo c\n".to_vec(),
+                raw: b"ehlo c\n".into(),
                 verb: Verb::Ehlo,
                 bare_lf: true,
                 redacted: false,
@@ -850,7 +842,7 @@ mod tests {
             },
             Event::StartTls,
             Event::Command(CommandLine {
-                raw: b"[redacted]\r\n".to_vec(),
+                raw: b"[redacted]\r\n".into(),
                 verb: Verb::Blank,
                 bare_lf: false,
                 redacted: true,
@@ -881,7 +873,7 @@ mod tests {
 
     fn command_line(line: &[u8]) -> Event {
         Event::Command(CommandLine {
-            raw: line.to_vec(),
+            raw: line.into(),
             verb: Command::parse(line).verb().clone(),
             bare_lf: !line.ends_with(b"\r\n"),
             redacted: false,
@@ -911,12 +903,16 @@ mod tests {
 
     #[test]
     fn a_record_that_does_not_rebuild_is_kept_whole() {
-        let Event::Etrn(mut record) = etrn_line(b"ETRN a.example\r\n") else {
+        let Event::Etrn(record) = etrn_line(b"ETRN a.example\r\n") else {
             unreachable!("an ETRN line gives an ETRN record")
         };
-        // Its domain is not its argument's: packing the argument would give another record.
-        record.domain = Some("b.example".into());
-        let (log, _) = round_trip(&[(7, Event::Etrn(record))]);
+        // Read back with a domain that is not its argument's: packing the argument would give
+        // another record.
+        let mut fields = serde_json::to_value(&record).unwrap();
+        fields["domain"] = "b.example".into();
+        let record: EtrnRecord = serde_json::from_value(fields).unwrap();
+        assert_eq!(record.domain(), Some("b.example"));
+        let (log, _) = round_trip(&[(7, Event::Etrn(Box::new(record)))]);
         assert_eq!(log.whole().len(), 1);
     }
 

@@ -1216,7 +1216,7 @@ fn etrn_domains_of(s: &SessionLog, interner: &Interner) -> impl Iterator<Item = 
         .events(interner)
         .into_iter()
         .filter_map(|e| match e.event {
-            Event::Etrn(record) => record.domain,
+            Event::Etrn(record) => record.domain().map(str::to_owned),
             _ => None,
         })
 }
@@ -1444,7 +1444,7 @@ impl RecordBatch<'_> {
             *etrns = etrns.saturating_add(1);
             state.etrn += 1;
             state.etrn_total += 1;
-            if let Some(domain) = record.domain.as_deref() {
+            if let Some(domain) = record.domain() {
                 // Woken after the lock is let go; a wait registers under the lock, so none
                 // misses this.
                 if !state.etrn_waiters.is_empty()
@@ -1569,7 +1569,7 @@ mod tests {
         r.event(
             id,
             Event::Command(CommandLine {
-                raw: line.as_bytes().to_vec(),
+                raw: line.as_bytes().into(),
                 verb: Command::parse(line.as_bytes()).verb().clone(),
                 bare_lf: false,
                 redacted: false,
@@ -1629,7 +1629,7 @@ mod tests {
         let domains: Vec<_> = r.recording().sessions[0]
             .etrn
             .iter()
-            .map(|e| e.record.domain.clone().unwrap_or_default())
+            .map(|e| e.record.domain().unwrap_or_default().to_owned())
             .collect();
         assert_eq!(domains, ["a.example", "b.example"], "in the order pushed");
     }
@@ -1661,7 +1661,7 @@ mod tests {
         let domains: Vec<_> = session
             .etrn
             .iter()
-            .map(|e| e.record.domain.clone())
+            .map(|e| e.record.domain().map(str::to_owned))
             .collect();
         assert_eq!(
             domains,
@@ -2082,14 +2082,14 @@ mod tests {
             .flat_map(|s| {
                 s.etrn
                     .iter()
-                    .map(|e| (s.id, e.at_us, e.record.domain.clone()))
+                    .map(|e| (s.id, e.at_us, e.record.domain().map(str::to_owned)))
             })
             .collect();
         expected.sort_by_key(|e| e.1);
         let got: Vec<_> = r
             .etrns()
             .into_iter()
-            .map(|(id, e)| (id, e.at_us, e.record.domain))
+            .map(|(id, e)| (id, e.at_us, e.record.domain().map(str::to_owned)))
             .collect();
         assert_eq!(got, expected);
     }
@@ -2116,7 +2116,7 @@ mod tests {
         let held: Vec<(u64, Option<String>)> = r
             .etrns()
             .into_iter()
-            .map(|(id, e)| (id, e.record.domain))
+            .map(|(id, e)| (id, e.record.domain().map(str::to_owned)))
             .collect();
         let expected: Vec<(u64, Option<String>)> = [
             (a, "a1"),

@@ -489,8 +489,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     note(&event, &mut last_reply);
                     batch.push(event);
                 }
-                Output::Send(bytes) => pending.extend_from_slice(&bytes),
                 Output::StartTls => {
+                    session.poll_transmit(&mut pending);
                     // Plaintext pipelined behind STARTTLS goes to the session, which discards
                     // and records it (CVE-2011-0411).
                     if fed < unfed.len() {
@@ -506,6 +506,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     return Leg::StartTls(stream);
                 }
                 Output::Close(reason) => {
+                    session.poll_transmit(&mut pending);
                     shared.recorder.events(id, &mut batch);
                     // The last words are a courtesy: bounded like every write.
                     let _ = flush(&mut stream, &mut pending, idle, shutdown).await;
@@ -524,6 +525,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+        session.poll_transmit(&mut pending);
         if session.holds_output() {
             // A scripted delay: what is due before it goes out now, and nothing is read until
             // the session releases the rest (the client is waiting for it), as a server that
@@ -572,13 +574,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                             note(&event, &mut last_reply);
                             record.push(event);
                         }
-                        Output::Send(bytes) => pending.extend_from_slice(&bytes),
                         other => {
                             deferred = Some(other);
                             break;
                         }
                     }
                 }
+                // This line's replies, so the next line knows whether it came before them.
+                session.poll_transmit(&mut pending);
                 if deferred.is_some() || session.holds_output() || fed >= unfed.len() {
                     break;
                 }
@@ -765,7 +768,7 @@ fn log_event(event: &Event) {
     match event {
         Event::Command(c) => debug!(line = %c.text(), "C:"),
         Event::Reply { code, lines } => debug!(code, text = %lines.join(" / "), "S:"),
-        Event::Etrn(e) => info!(raw = %e.raw, reply = ?e.reply, flags = ?e.flags, "ETRN"),
+        Event::Etrn(e) => info!(raw = %e.raw(), reply = ?e.reply, flags = ?e.flags, "ETRN"),
         Event::Message(m) => {
             info!(from = %m.from, recipients = m.recipients.len(), size = m.size, "message")
         }

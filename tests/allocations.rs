@@ -1,0 +1,105 @@
+//! What a pipelined ETRN costs the session in allocations (issue #20): counted by a global
+//! allocator that counts the allocations of the thread that asks, around a batch of pipelined
+//! ETRNs fed, answered, their events taken and dropped, their bytes taken.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use etrn_harness::proto::{Accepted, Event, Output, Session, SessionLimits, SmartHostScript};
+
+/// The system allocator, counting each allocation made on the thread that asks.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed to the system allocator as it came; counting touches only a
+// thread-local cell (no allocation, no lock).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract is `System.alloc`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is `System.dealloc`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract is `System.realloc`'s.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Feeds `lines` at once, takes every output and the bytes to send, drops the events: what
+/// the driver and the recorder do with them. How many ETRN events came.
+fn serve(session: &mut Session, lines: &[u8], sent: &mut Vec<u8>) -> usize {
+    session.receive(lines, Instant::now());
+    let mut etrns = 0;
+    while let Some(output) = session.poll_output() {
+        if let Output::Event(Event::Etrn(_)) = output {
+            etrns += 1;
+        }
+    }
+    session.poll_transmit(sent);
+    etrns
+}
+
+/// A pipelined ETRN of the bench's workload makes at most four allocations in the session,
+/// each freed with its event: its record's box and its parsed domain, its reply's lines (a
+/// vector and its string). Its command line, its record's text and domain, and its reply's
+/// bytes (eight allocations before) make none.
+#[test]
+fn a_pipelined_etrn_makes_at_most_four_allocations() {
+    let script: SmartHostScript = toml::from_str("").expect("the default script");
+    let behaviour = Arc::new(script)
+        .behaviour()
+        .expect("the default profile loads");
+    let accepted = Accepted {
+        index: 0,
+        peer: std::net::Ipv4Addr::LOCALHOST.into(),
+        now: Instant::now(),
+        wall_clock: std::time::SystemTime::UNIX_EPOCH,
+    };
+    let mut session = Session::new(Arc::new(behaviour), SessionLimits::default(), &accepted);
+    let mut sent = Vec::new();
+    serve(&mut session, b"EHLO client.example\r\n", &mut sent);
+    const ETRNS: u64 = 64;
+    let batch = |first: u64| -> Vec<u8> {
+        (first..first + ETRNS)
+            .flat_map(|n| format!("ETRN d{n}.bench.example\r\n").into_bytes())
+            .collect()
+    };
+    // One batch of the same size first: the buffers the session keeps grow to their size.
+    let warm = batch(100);
+    assert_eq!(serve(&mut session, &warm, &mut sent), ETRNS as usize);
+    sent.clear();
+    let lines = batch(200);
+    let before = allocations();
+    let etrns = serve(&mut session, &lines, &mut sent);
+    let made = allocations() - before;
+    assert_eq!(etrns, ETRNS as usize);
+    // Every ETRN was answered, in one buffer.
+    let reply = b"250 OK, queuing for node d";
+    assert_eq!(
+        sent.windows(reply.len()).filter(|w| w == reply).count(),
+        ETRNS as usize
+    );
+    assert!(
+        made <= 4 * ETRNS,
+        "{made} allocations for {ETRNS} pipelined ETRNs: more than four each"
+    );
+}
