@@ -31,6 +31,33 @@ pub fn trim_line_end(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+/// Where the verb of `text` (a line without its line end) is: leading SP/HTAB skipped, up to
+/// the next SP/HTAB or the end. The one reading of a verb's place, for [`Command::parse`] and
+/// [`has_verb`].
+fn verb_span(text: &[u8]) -> (usize, usize) {
+    let first = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
+    let after_verb = text[first..]
+        .iter()
+        .position(is_space)
+        .map_or(text.len(), |p| first + p);
+    (first, after_verb)
+}
+
+/// Whether `line`'s verb is `verb`: `Command::parse(line).verb() == verb`, without reading the
+/// argument. For a check that every line passes through (the redaction's: is this AUTH?).
+pub fn has_verb(line: &[u8], verb: &Verb) -> bool {
+    let text = trim_line_end(line);
+    let (first, after_verb) = verb_span(text);
+    let word = &text[first..after_verb];
+    match verb {
+        Verb::Other(_) => Verb::parse(word) == *verb,
+        // A known verb is its upper-case text and no other word is (see `UnknownVerb`), and
+        // upper-casing a word makes it that text exactly when the two are equal ignoring ASCII
+        // case ("" for a blank line).
+        known => word.eq_ignore_ascii_case(known.as_str().as_bytes()),
+    }
+}
+
 /// An SMTP command verb, whatever case it was sent in.
 ///
 /// Serialized as its upper-case text (`"EHLO"`, `""` for a blank line, the unknown verb's own
@@ -103,8 +130,14 @@ impl Verb {
 
     /// The known verb whose upper-case text is `upper`.
     fn known(upper: &[u8]) -> Option<Verb> {
-        Some(match upper {
-            b"" => Verb::Blank,
+        // Every known verb but STARTTLS has four letters: matched as an array, the comparisons
+        // are of bytes in registers, not one call to compare memory per verb tried.
+        let four: &[u8; 4] = match upper {
+            b"" => return Some(Verb::Blank),
+            b"STARTTLS" => return Some(Verb::StartTls),
+            _ => upper.try_into().ok()?,
+        };
+        Some(match four {
             b"HELO" => Verb::Helo,
             b"EHLO" => Verb::Ehlo,
             b"LHLO" => Verb::Lhlo,
@@ -122,7 +155,6 @@ impl Verb {
             b"ETRN" => Verb::Etrn,
             b"TURN" => Verb::Turn,
             b"ATRN" => Verb::Atrn,
-            b"STARTTLS" => Verb::StartTls,
             b"AUTH" => Verb::Auth,
             _ => return None,
         })
@@ -196,11 +228,7 @@ impl<'a> Command<'a> {
     /// the next run of them, the argument after it.
     pub fn parse(line: &'a [u8]) -> Command<'a> {
         let text = trim_line_end(line);
-        let first = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
-        let after_verb = text[first..]
-            .iter()
-            .position(is_space)
-            .map_or(text.len(), |p| first + p);
+        let (first, after_verb) = verb_span(text);
         let verb_as_sent = &text[first..after_verb];
         let rest = &text[after_verb..];
         let from = rest.iter().position(|b| !is_space(b)).unwrap_or(rest.len());
@@ -267,6 +295,52 @@ impl<'a> Command<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
+    use proptest::strategy::Strategy;
+
+    const KNOWN: [Verb; 20] = [
+        Verb::Helo,
+        Verb::Ehlo,
+        Verb::Lhlo,
+        Verb::Mail,
+        Verb::Rcpt,
+        Verb::Data,
+        Verb::Bdat,
+        Verb::Burl,
+        Verb::Rset,
+        Verb::Noop,
+        Verb::Quit,
+        Verb::Vrfy,
+        Verb::Expn,
+        Verb::Help,
+        Verb::Etrn,
+        Verb::Turn,
+        Verb::Atrn,
+        Verb::StartTls,
+        Verb::Auth,
+        Verb::Blank,
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn a_word_is_the_known_verb_whose_text_it_is_upper_cased(
+            word in proptest::prop_oneof![
+                proptest::sample::select(KNOWN.to_vec()).prop_map(|v| v.as_str().to_lowercase().into_bytes()),
+                proptest::collection::vec(proptest::prop_oneof![
+                    Just(b'E'), Just(b't'), Just(b'R'), Just(b'n'), Just(b'S'), Just(0), Just(0xc3),
+                    proptest::num::u8::ANY
+                ], 0..10),
+            ]
+        ) {
+            let upper = String::from_utf8_lossy(&word.to_ascii_uppercase()).into_owned();
+            let reference = KNOWN
+                .iter()
+                .find(|v| v.as_str() == upper)
+                .cloned()
+                .unwrap_or_else(|| Verb::Other(UnknownVerb(upper.clone().into())));
+            proptest::prop_assert_eq!(Verb::parse(&word), reference);
+        }
+    }
 
     fn verb(line: &[u8]) -> Verb {
         Command::parse(line).verb().clone()
