@@ -50,7 +50,7 @@ pub use etrn::EtrnFacts;
 pub use event::{CloseReason, CommandLine, EtrnFlag, EtrnRecord, Event, MessageRecord};
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
 pub use profile::{
-    Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
+    Condition, EtrnReplyRule, EtrnRules, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
     ServerFacts,
 };
 pub use recording::{

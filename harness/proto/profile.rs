@@ -238,6 +238,25 @@ pub enum EtrnTest {
 }
 
 impl EtrnTest {
+    /// Every test, in [`EtrnTest::NAMES`]' order.
+    const ALL: [EtrnTest; 15] = [
+        EtrnTest::Any,
+        EtrnTest::Missing,
+        EtrnTest::InTransaction,
+        EtrnTest::BeforeHello,
+        EtrnTest::SeveralWords,
+        EtrnTest::Queue,
+        EtrnTest::Subdomains,
+        EtrnTest::KnownQueue,
+        EtrnTest::Hostname,
+        EtrnTest::AddressLiteral,
+        EtrnTest::EightBit,
+        EtrnTest::ValidArgument,
+        EtrnTest::Served,
+        EtrnTest::ServedAsSent,
+        EtrnTest::Running,
+    ];
+
     const NAMES: &'static [(&'static str, EtrnTest)] = &[
         ("any", EtrnTest::Any),
         ("missing", EtrnTest::Missing),
@@ -448,6 +467,11 @@ impl Profile {
                 .iter()
                 .all(|c| self.holds(c.test, facts, server) != c.negated)
         });
+        self.matched(found)
+    }
+
+    /// The rule at `found` (the first whose conditions hold) as it answers.
+    fn matched(&self, found: Option<usize>) -> MatchedRule<'_> {
         // `check` makes the last rule a catch-all, so `position` finds one in a parsed profile.
         let index = found.unwrap_or(self.etrn.len().saturating_sub(1));
         match self.etrn.get(index) {
@@ -466,6 +490,25 @@ impl Profile {
                 catch_all: true,
                 about_state: false,
             },
+        }
+    }
+
+    /// The ETRN rules made ready for the ETRNs to come (see [`EtrnRules`]): for a server that
+    /// answers many with this profile.
+    pub fn etrn_rules(&self) -> EtrnRules {
+        EtrnRules {
+            rules: self
+                .etrn
+                .iter()
+                .map(|rule| {
+                    let (mut hold, mut fail) = (Tests::NONE, Tests::NONE);
+                    for c in &rule.when {
+                        let tests = if c.negated { &mut fail } else { &mut hold };
+                        *tests = tests.with(c.test);
+                    }
+                    CompiledRule { hold, fail }
+                })
+                .collect(),
         }
     }
 
@@ -494,6 +537,78 @@ impl Profile {
             EtrnTest::ServedAsSent => server.served_as_sent,
             EtrnTest::Running => server.running,
         }
+    }
+}
+
+/// A set of [`EtrnTest`]s, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tests(u32);
+
+impl Tests {
+    const NONE: Tests = Tests(0);
+
+    fn bit(test: EtrnTest) -> u32 {
+        1 << test as u32
+    }
+
+    fn with(self, test: EtrnTest) -> Tests {
+        Tests(self.0 | Tests::bit(test))
+    }
+
+    /// The tests in the set, one step per test (not per test there is).
+    fn iter(self) -> impl Iterator<Item = EtrnTest> {
+        let mut rest = self.0;
+        std::iter::from_fn(move || {
+            let lowest = rest.trailing_zeros();
+            rest &= rest.wrapping_sub(1);
+            // A test's bit is its place in `ALL` (a unit test holds them in the same order).
+            EtrnTest::ALL.get(usize::try_from(lowest).ok()?).copied()
+        })
+    }
+}
+
+/// A profile's ETRN rules, each one's conditions read once into the tests that must hold and
+/// those that must not ([`Profile::etrn_rules`]), so that an ETRN is not answered by walking
+/// the conditions' list and dispatching on each in every rule: each test the rules need is
+/// evaluated once, and a rule is two comparisons.
+#[derive(Debug, Clone)]
+pub struct EtrnRules {
+    /// The profile's rules, in its order.
+    rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CompiledRule {
+    /// The tests of the rule's plain conditions.
+    hold: Tests,
+    /// The tests of its negated (`!`) conditions.
+    fail: Tests,
+}
+
+impl EtrnRules {
+    /// `profile.etrn_rule(facts, server)` for the profile these rules were made from. Equal to
+    /// it because a rule holds exactly when every plain condition's test holds and no negated
+    /// one's does, and a test's value does not depend on the rule that asks (it reads only the
+    /// facts), so evaluating each test once, when a rule first needs it, gives every rule the
+    /// values the conditions' walk gives it.
+    pub fn rule<'p>(
+        &self,
+        profile: &'p Profile,
+        facts: &EtrnFacts<'_>,
+        server: ServerFacts,
+    ) -> MatchedRule<'p> {
+        let (mut known, mut holding) = (Tests::NONE, Tests::NONE);
+        let found = self.rules.iter().position(|rule| {
+            let asked = Tests((rule.hold.0 | rule.fail.0) & !known.0);
+            for test in asked.iter() {
+                if profile.holds(test, facts, server) {
+                    holding = holding.with(test);
+                }
+            }
+            known = Tests(known.0 | asked.0);
+            holding.0 & rule.hold.0 == rule.hold.0 && holding.0 & rule.fail.0 == 0
+        });
+        profile.matched(found)
     }
 }
 
@@ -624,6 +739,68 @@ mod tests {
         assert!(said("a.example b.example", true).starts_with("500"));
         assert!(said("[127.0.0.1]", false).starts_with("459"));
         assert!(said("", false).starts_with("500"));
+    }
+
+    #[test]
+    fn a_test_s_bit_is_its_place_in_the_list_of_all() {
+        for (place, test) in EtrnTest::ALL.into_iter().enumerate() {
+            assert_eq!(test as usize, place, "{test:?}");
+            assert_eq!(Tests::NONE.with(test).iter().collect::<Vec<_>>(), [test]);
+        }
+        assert_eq!(EtrnTest::ALL.len(), EtrnTest::NAMES.len());
+    }
+
+    proptest::proptest! {
+        /// Whatever the rules and the ETRN, the compiled rules pick the rule the profile's own
+        /// walk picks (every shipped profile's rules, and rules made of any conditions).
+        #[test]
+        fn compiled_rules_answer_as_the_profile_s_rules(
+            shipped in proptest::sample::select(ProfileName::ALL.to_vec()),
+            made in proptest::option::of(proptest::collection::vec(
+                proptest::collection::vec(
+                    (proptest::bool::ANY, proptest::sample::select(EtrnTest::ALL.to_vec())),
+                    0..4,
+                ),
+                0..6,
+            )),
+            argument in proptest::sample::select(vec![
+                "", "a.example", "@a.example", "#q1", "#Q1", "a b", "[127.0.0.1]", "b\u{fc}.example",
+                "-bad-", "1.2.3.4", "a.example.", "#",
+            ]),
+            in_transaction in proptest::bool::ANY,
+            before_hello in proptest::bool::ANY,
+            served in proptest::bool::ANY,
+            served_as_sent in proptest::bool::ANY,
+            running in proptest::bool::ANY,
+        ) {
+            let mut profile = shipped.load().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            if let Some(made) = made {
+                profile.queues = vec!["q1".into()];
+                profile.etrn = made
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, when)| EtrnReplyRule {
+                        when: when
+                            .into_iter()
+                            .map(|(negated, test)| Condition { negated, test })
+                            .collect(),
+                        reply: Reply::new(crate::reply_code!(250), i.to_string()),
+                    })
+                    .collect();
+            }
+            let parsed = crate::domain::EtrnArg::parse(argument).ok();
+            let facts = EtrnFacts {
+                parsed: parsed.as_ref(),
+                in_transaction,
+                before_hello,
+                ..facts(argument)
+            };
+            let server = ServerFacts { served, served_as_sent, running };
+            proptest::prop_assert_eq!(
+                profile.etrn_rules().rule(&profile, &facts, server),
+                profile.etrn_rule(&facts, server)
+            );
+        }
     }
 
     #[test]
