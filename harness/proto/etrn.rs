@@ -9,6 +9,7 @@ use crate::wire::Command;
 use crate::wire::framing::find_byte;
 
 use super::event::{EtrnFlag, EtrnRecord};
+use super::replies::Sent;
 
 /// Where the session stands when the ETRN arrives: tracked by the
 /// [`ServerSideObserver`](crate::wire::observer::ServerSideObserver).
@@ -91,7 +92,15 @@ pub fn read_etrn<'a>(
     }
 }
 
-impl EtrnLine<'_> {
+impl<'a> EtrnLine<'a> {
+    /// The argument, as a reply shows it: as text when it was found to be UTF-8.
+    pub fn sent(&self) -> Sent<'a> {
+        match self.text {
+            Some(text) => Sent::Utf8(text),
+            None => Sent::Bytes(self.argument),
+        }
+    }
+
     /// The facts a behaviour answers from.
     pub fn facts(&self, greeted: Greeted, in_transaction: bool, now: Instant) -> EtrnFacts<'_> {
         EtrnFacts {

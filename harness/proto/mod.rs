@@ -58,7 +58,9 @@ pub use recording::{
     TimedEvent,
 };
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
-pub use replies::{CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, ServerReplies};
+pub use replies::{
+    CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, Sent, ServerReplies,
+};
 pub use script::{EtrnRule, ScriptBehaviour, ScriptProblem, SmartHostScript};
 pub use session::{DEFAULT_IDLE_TIMEOUT, Output, Session, SessionLimits};
 pub use transcript::transcript;

@@ -155,6 +155,35 @@ impl GreetPause {
     }
 }
 
+/// Bytes the client sent, as a reply shows them: as they came, or already found to be UTF-8
+/// (an ETRN argument is, when it is read), so that filling a reply does not read them for it
+/// again. Either way the reply shows the same text.
+#[derive(Debug, Clone, Copy)]
+pub enum Sent<'a> {
+    Bytes(&'a [u8]),
+    Utf8(&'a str),
+}
+
+impl<'a> Sent<'a> {
+    /// The bytes as they came.
+    pub fn bytes(self) -> &'a [u8] {
+        match self {
+            Sent::Bytes(bytes) => bytes,
+            Sent::Utf8(text) => text.as_bytes(),
+        }
+    }
+
+    /// Without its first byte when that is `@` or `#` (an ETRN argument's node).
+    fn node(self) -> Sent<'a> {
+        match self {
+            Sent::Bytes([b'@' | b'#', node @ ..]) => Sent::Bytes(node),
+            // `@` and `#` are ASCII: what follows starts a character.
+            Sent::Utf8(text) => Sent::Utf8(text.strip_prefix(['@', '#']).unwrap_or(text)),
+            bytes => bytes,
+        }
+    }
+}
+
 /// The values a reply's placeholders stand for, as far as the session knows them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Placeholders<'a> {
@@ -166,7 +195,7 @@ pub struct Placeholders<'a> {
     /// When the connection was accepted, written out (RFC 5322 form) only when a text asks.
     pub date: Option<SystemTime>,
     /// The ETRN argument, outer blanks trimmed, when replying to ETRN.
-    pub arg: Option<&'a [u8]>,
+    pub arg: Option<Sent<'a>>,
     /// The ETRN argument with its trailing blanks, for `{arg7}`.
     pub arg_as_sent: Option<&'a [u8]>,
     pub from: Option<&'a str>,
@@ -231,15 +260,12 @@ impl Placeholders<'_> {
                 None => return false,
             },
             Placeholder::Node => match self.arg {
-                Some(arg) => match arg.first() {
-                    Some(b'@' | b'#') => push_lossy(out, &arg[1..]),
-                    _ => push_lossy(out, arg),
-                },
+                Some(arg) => push_lossy(out, arg.node()),
                 None => return false,
             },
             // sendmail echoes the argument with its trailing blanks and the eighth bit of each
             // byte cleared.
-            Placeholder::Arg7 => match self.arg_as_sent.or(self.arg) {
+            Placeholder::Arg7 => match self.arg_as_sent.or(self.arg.map(Sent::bytes)) {
                 Some(arg) => out.extend(arg.iter().map(|b| clean(char::from(b & 0x7f)))),
                 None => return false,
             },
@@ -248,7 +274,7 @@ impl Placeholders<'_> {
                 None => return false,
             },
             Placeholder::Command => match self.command {
-                Some(command) => push_lossy(out, command),
+                Some(command) => push_lossy(out, Sent::Bytes(command)),
                 None => return false,
             },
         }
@@ -318,7 +344,11 @@ fn push_clean(out: &mut String, value: &str) {
 
 /// Appends bytes as [`String::from_utf8_lossy`] reads them (each invalid sequence one U+FFFD),
 /// cleaned as [`push_clean`] does, without the intermediate string.
-fn push_lossy(out: &mut String, value: &[u8]) {
+fn push_lossy(out: &mut String, value: Sent<'_>) {
+    let value = match value {
+        Sent::Utf8(text) => return push_clean(out, text),
+        Sent::Bytes(bytes) => bytes,
+    };
     if let Ok(text) = std::str::from_utf8(value) {
         // The usual case, without the chunking.
         push_clean(out, text);
@@ -362,7 +392,7 @@ mod tests {
             client: "c.example",
             client_ip: Some(IpAddr::from([127, 0, 0, 1])),
             date: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_458_652)),
-            arg: Some("#b\u{fc}.example".as_bytes()),
+            arg: Some(Sent::Bytes("#b\u{fc}.example".as_bytes())),
             arg_as_sent: Some("#b\u{fc}.example ".as_bytes()),
             from: Some("x@c.example"),
             command: Some(b"XYZZY"),
@@ -379,18 +409,18 @@ mod tests {
         assert_eq!(p.fill("\"{command}\""), "\"XYZZY\"");
         // Client text is never expanded again, and its control characters do not split a reply.
         let tricky = Placeholders {
-            arg: Some(b"{node}{arg7}\r"),
+            arg: Some(Sent::Bytes(b"{node}{arg7}\r")),
             ..Placeholders::default()
         };
         assert_eq!(tricky.fill("<{arg}> {host}x"), "<{node}{arg7}?> x");
         let lf = Placeholders {
-            arg: Some(&[b'a', 0x8a]),
+            arg: Some(Sent::Bytes(&[b'a', 0x8a])),
             ..Placeholders::default()
         };
         assert_eq!(lf.fill("{arg7}"), "a?");
         // Bytes that are not UTF-8 read as from_utf8_lossy reads them; C1 controls become `?`.
         let eight_bit = Placeholders {
-            arg: Some(b"#a\xffb\xc3"),
+            arg: Some(Sent::Bytes(b"#a\xffb\xc3")),
             command: Some("x\u{85}y\u{e9}".as_bytes()),
             ..Placeholders::default()
         };
@@ -456,7 +486,7 @@ mod tests {
         let templated = Reply::parse("250 OK, queuing for node {node} started").unwrap();
         assert!(!templated.template().is_some_and(Template::is_fixed));
         let p = Placeholders {
-            arg: Some(b"@a.example"),
+            arg: Some(Sent::Utf8("@a.example")),
             ..Placeholders::default()
         };
         let sent = p.reply(&templated);
@@ -473,7 +503,13 @@ mod tests {
                 "([a-z ]{0,3}|[{}]|\\{(host|node|arg|arg7|from|command|date|client|client_ip|nope)\\}?){0,8}",
                 1..4,
             ),
-            arg in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..12)),
+            arg in proptest::option::of(proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..12),
+                proptest::strategy::Strategy::prop_map(
+                    "[@#]?[a-z{}@#\r\u{85}\u{fc}]{0,8}",
+                    String::into_bytes,
+                ),
+            ]),
             host in "[a-z{}.\\r]{0,8}",
             from in proptest::option::of("[a-z{}@\\n]{0,8}"),
         ) {
@@ -482,7 +518,7 @@ mod tests {
                 client: "c{node}.example",
                 client_ip: Some(IpAddr::from([192, 0, 2, 1])),
                 date: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_458_652)),
-                arg: arg.as_deref(),
+                arg: arg.as_deref().map(Sent::Bytes),
                 arg_as_sent: None,
                 from: from.as_deref(),
                 command: Some(b"XYZZY {arg}\r"),
@@ -490,6 +526,12 @@ mod tests {
             let expected: Vec<String> = lines.iter().map(|l| fill_by_scanning(&p, l)).collect();
             let filled: Vec<String> = lines.iter().map(|l| p.fill(l)).collect();
             proptest::prop_assert_eq!(&filled, &expected);
+            // An argument handed over as the text it is fills as its bytes do.
+            if let Some(text) = arg.as_deref().and_then(|a| std::str::from_utf8(a).ok()) {
+                let as_text = Placeholders { arg: Some(Sent::Utf8(text)), ..p };
+                let filled: Vec<String> = lines.iter().map(|l| as_text.fill(l)).collect();
+                proptest::prop_assert_eq!(&filled, &expected);
+            }
             let made = lines
                 .iter()
                 .skip(1)

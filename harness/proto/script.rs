@@ -458,7 +458,7 @@ mod tests {
             before_hello: false,
         };
         let places = crate::proto::Placeholders {
-            arg: Some(text.as_bytes()),
+            arg: Some(crate::proto::Sent::Utf8(text)),
             ..Default::default()
         };
         said(&b.etrn_answer(&facts))
