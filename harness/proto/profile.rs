@@ -238,7 +238,7 @@ pub enum EtrnTest {
 }
 
 impl EtrnTest {
-    /// Every test, in [`EtrnTest::NAMES`]' order.
+    /// Every test.
     const ALL: [EtrnTest; 15] = [
         EtrnTest::Any,
         EtrnTest::Missing,
@@ -496,20 +496,30 @@ impl Profile {
     /// The ETRN rules made ready for the ETRNs to come (see [`EtrnRules`]): for a server that
     /// answers many with this profile.
     pub fn etrn_rules(&self) -> EtrnRules {
-        EtrnRules {
-            rules: self
-                .etrn
-                .iter()
-                .map(|rule| {
-                    let (mut hold, mut fail) = (Tests::NONE, Tests::NONE);
-                    for c in &rule.when {
-                        let tests = if c.negated { &mut fail } else { &mut hold };
-                        *tests = tests.with(c.test);
-                    }
-                    CompiledRule { hold, fail }
-                })
-                .collect(),
-        }
+        let mut named_before = Tests::NONE;
+        let rules = self
+            .etrn
+            .iter()
+            .map(|rule| {
+                let (mut hold, mut fail) = (Tests::NONE, Tests::NONE);
+                for c in &rule.when {
+                    let tests = if c.negated { &mut fail } else { &mut hold };
+                    *tests = tests.with(c.test);
+                }
+                let named = Tests(hold.0 | fail.0);
+                let first_named = EtrnTest::ALL
+                    .into_iter()
+                    .filter(|t| named.contains(*t) && !named_before.contains(*t))
+                    .collect();
+                named_before = Tests(named_before.0 | named.0);
+                CompiledRule {
+                    hold,
+                    fail,
+                    first_named,
+                }
+            })
+            .collect();
+        EtrnRules { rules }
     }
 
     fn holds(&self, test: EtrnTest, facts: &EtrnFacts<'_>, server: ServerFacts) -> bool {
@@ -555,34 +565,30 @@ impl Tests {
         Tests(self.0 | Tests::bit(test))
     }
 
-    /// The tests in the set, one step per test (not per test there is).
-    fn iter(self) -> impl Iterator<Item = EtrnTest> {
-        let mut rest = self.0;
-        std::iter::from_fn(move || {
-            let lowest = rest.trailing_zeros();
-            rest &= rest.wrapping_sub(1);
-            // A test's bit is its place in `ALL` (a unit test holds them in the same order).
-            EtrnTest::ALL.get(usize::try_from(lowest).ok()?).copied()
-        })
+    fn contains(self, test: EtrnTest) -> bool {
+        self.0 & Tests::bit(test) != 0
     }
 }
 
 /// A profile's ETRN rules, each one's conditions read once into the tests that must hold and
 /// those that must not ([`Profile::etrn_rules`]), so that an ETRN is not answered by walking
 /// the conditions' list and dispatching on each in every rule: each test the rules need is
-/// evaluated once, and a rule is two comparisons.
+/// evaluated once, by the first rule that names it, and a rule is then two comparisons.
 #[derive(Debug, Clone)]
 pub struct EtrnRules {
     /// The profile's rules, in its order.
     rules: Vec<CompiledRule>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct CompiledRule {
     /// The tests of the rule's plain conditions.
     hold: Tests,
     /// The tests of its negated (`!`) conditions.
     fail: Tests,
+    /// The tests no rule before it names: what is evaluated when this rule is tried (the
+    /// others are known by then).
+    first_named: Box<[EtrnTest]>,
 }
 
 impl EtrnRules {
@@ -597,15 +603,13 @@ impl EtrnRules {
         facts: &EtrnFacts<'_>,
         server: ServerFacts,
     ) -> MatchedRule<'p> {
-        let (mut known, mut holding) = (Tests::NONE, Tests::NONE);
+        let mut holding = Tests::NONE;
         let found = self.rules.iter().position(|rule| {
-            let asked = Tests((rule.hold.0 | rule.fail.0) & !known.0);
-            for test in asked.iter() {
-                if profile.holds(test, facts, server) {
-                    holding = holding.with(test);
+            for test in &rule.first_named {
+                if profile.holds(*test, facts, server) {
+                    holding = holding.with(*test);
                 }
             }
-            known = Tests(known.0 | asked.0);
             holding.0 & rule.hold.0 == rule.hold.0 && holding.0 & rule.fail.0 == 0
         });
         profile.matched(found)
@@ -742,10 +746,11 @@ mod tests {
     }
 
     #[test]
-    fn a_test_s_bit_is_its_place_in_the_list_of_all() {
-        for (place, test) in EtrnTest::ALL.into_iter().enumerate() {
-            assert_eq!(test as usize, place, "{test:?}");
-            assert_eq!(Tests::NONE.with(test).iter().collect::<Vec<_>>(), [test]);
+    fn every_test_has_a_bit_of_its_own() {
+        let mut all = Tests::NONE;
+        for test in EtrnTest::ALL {
+            assert!(!all.contains(test), "{test:?}");
+            all = all.with(test);
         }
         assert_eq!(EtrnTest::ALL.len(), EtrnTest::NAMES.len());
     }
