@@ -510,6 +510,7 @@ impl Profile {
                 let first_named = EtrnTest::ALL
                     .into_iter()
                     .filter(|t| named.contains(*t) && !named_before.contains(*t))
+                    .filter(|t| !Tests::AT_A_GLANCE.contains(*t))
                     .collect();
                 named_before = Tests(named_before.0 | named.0);
                 CompiledRule {
@@ -523,17 +524,10 @@ impl Profile {
     }
 
     fn holds(&self, test: EtrnTest, facts: &EtrnFacts<'_>, server: ServerFacts) -> bool {
-        let arg = facts.argument;
         match test {
-            EtrnTest::Any => true,
-            EtrnTest::Missing => arg.is_empty(),
-            EtrnTest::InTransaction => facts.in_transaction,
-            EtrnTest::BeforeHello => facts.before_hello,
-            EtrnTest::SeveralWords => arg.iter().any(u8::is_ascii_whitespace),
-            EtrnTest::Queue => arg.first() == Some(&b'#'),
-            EtrnTest::Subdomains => arg.first() == Some(&b'@'),
+            EtrnTest::SeveralWords => facts.argument.iter().any(u8::is_ascii_whitespace),
             EtrnTest::KnownQueue => {
-                arg.first() == Some(&b'#')
+                facts.argument.first() == Some(&b'#')
                     && self
                         .queues
                         .iter()
@@ -541,11 +535,8 @@ impl Profile {
             }
             EtrnTest::Hostname => is_hostname(facts.node()),
             EtrnTest::AddressLiteral => is_address_literal(facts.node()),
-            EtrnTest::EightBit => !arg.is_ascii(),
-            EtrnTest::ValidArgument => facts.parsed.is_some(),
-            EtrnTest::Served => server.served,
-            EtrnTest::ServedAsSent => server.served_as_sent,
-            EtrnTest::Running => server.running,
+            EtrnTest::EightBit => !facts.argument.is_ascii(),
+            at_a_glance => Tests::at_a_glance(facts, server).contains(at_a_glance),
         }
     }
 }
@@ -557,7 +548,7 @@ struct Tests(u32);
 impl Tests {
     const NONE: Tests = Tests(0);
 
-    fn bit(test: EtrnTest) -> u32 {
+    const fn bit(test: EtrnTest) -> u32 {
         1 << test as u32
     }
 
@@ -567,6 +558,35 @@ impl Tests {
 
     fn contains(self, test: EtrnTest) -> bool {
         self.0 & Tests::bit(test) != 0
+    }
+
+    /// The tests [`Profile::holds`] reads off one fact each (all but those that read the
+    /// argument through, or the profile's queues).
+    const AT_A_GLANCE: Tests = Tests(
+        !(Tests::bit(EtrnTest::SeveralWords)
+            | Tests::bit(EtrnTest::KnownQueue)
+            | Tests::bit(EtrnTest::Hostname)
+            | Tests::bit(EtrnTest::AddressLiteral)
+            | Tests::bit(EtrnTest::EightBit)),
+    );
+
+    /// Which of the tests [`AT_A_GLANCE`](Self::AT_A_GLANCE) hold for this ETRN: all at once,
+    /// each a bit set or not, without a dispatch per test.
+    fn at_a_glance(facts: &EtrnFacts<'_>, server: ServerFacts) -> Tests {
+        let first = facts.argument.first();
+        let set = |test, holds: bool| if holds { Tests::bit(test) } else { 0 };
+        Tests(
+            set(EtrnTest::Any, true)
+                | set(EtrnTest::Missing, facts.argument.is_empty())
+                | set(EtrnTest::InTransaction, facts.in_transaction)
+                | set(EtrnTest::BeforeHello, facts.before_hello)
+                | set(EtrnTest::Queue, first == Some(&b'#'))
+                | set(EtrnTest::Subdomains, first == Some(&b'@'))
+                | set(EtrnTest::ValidArgument, facts.parsed.is_some())
+                | set(EtrnTest::Served, server.served)
+                | set(EtrnTest::ServedAsSent, server.served_as_sent)
+                | set(EtrnTest::Running, server.running),
+        )
     }
 }
 
@@ -586,8 +606,8 @@ struct CompiledRule {
     hold: Tests,
     /// The tests of its negated (`!`) conditions.
     fail: Tests,
-    /// The tests no rule before it names: what is evaluated when this rule is tried (the
-    /// others are known by then).
+    /// The tests no rule before it names that read the argument through: what is evaluated
+    /// when this rule is tried (the others are known by then, or from the start).
     first_named: Box<[EtrnTest]>,
 }
 
@@ -595,15 +615,15 @@ impl EtrnRules {
     /// `profile.etrn_rule(facts, server)` for the profile these rules were made from. Equal to
     /// it because a rule holds exactly when every plain condition's test holds and no negated
     /// one's does, and a test's value does not depend on the rule that asks (it reads only the
-    /// facts), so evaluating each test once, when a rule first needs it, gives every rule the
-    /// values the conditions' walk gives it.
+    /// facts), so evaluating each test once (at the start, or when a rule first needs it)
+    /// gives every rule the values the conditions' walk gives it.
     pub fn rule<'p>(
         &self,
         profile: &'p Profile,
         facts: &EtrnFacts<'_>,
         server: ServerFacts,
     ) -> MatchedRule<'p> {
-        let mut holding = Tests::NONE;
+        let mut holding = Tests::at_a_glance(facts, server);
         let found = self.rules.iter().position(|rule| {
             for test in &rule.first_named {
                 if profile.holds(*test, facts, server) {
