@@ -331,15 +331,33 @@ fn clean(c: char) -> char {
 /// Appends `value` with its control characters made `?`; a value without any (the usual case)
 /// is copied whole.
 fn push_clean(out: &mut String, value: &str) {
-    // No early exit, so that the compiler makes the check a few vector steps.
-    let printable_ascii = value
-        .bytes()
-        .fold(true, |all, b| all & matches!(b, 0x20..=0x7e));
-    if printable_ascii {
+    if printable_ascii(value.as_bytes()) {
         out.push_str(value);
     } else {
         out.extend(value.chars().map(clean));
     }
+}
+
+/// True when every byte is printable ASCII (0x20 to 0x7e): eight bytes at a time, since every
+/// ETRN argument echoed in a reply is checked.
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A byte's high bit in `below` is set when some byte is under 0x20 (a borrow only
+        // reaches bytes above one that is), in `above` when some byte is over 0x7e or has its
+        // own high bit (adding 1 to a byte under 0x7f never carries out of it).
+        let below = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let above = (x.wrapping_add(ONES) | x) & HIGHS;
+        if below | above != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|b| matches!(b, 0x20..=0x7e))
 }
 
 /// Appends bytes as [`String::from_utf8_lossy`] reads them (each invalid sequence one U+FFFD),
@@ -495,6 +513,25 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn printable_ascii_eight_at_a_time_agrees_with_one_at_a_time(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(0x1f_u8), proptest::prelude::Just(0x20), proptest::prelude::Just(0x7e),
+                    proptest::prelude::Just(0x7f), proptest::prelude::Just(0x80), proptest::prelude::Just(0xff),
+                    0x20_u8..0x7f, proptest::num::u8::ANY,
+                ],
+                0..40,
+            ),
+            from in 0usize..8,
+        ) {
+            let bytes = &bytes[from.min(bytes.len())..];
+            proptest::prop_assert_eq!(
+                printable_ascii(bytes),
+                bytes.iter().all(|b| matches!(b, 0x20..=0x7e))
+            );
+        }
+
         /// Filling a text, a reply cut at its placeholders when it was read and a reply made in
         /// the program all give what scanning the text gives, whatever braces and values.
         #[test]
