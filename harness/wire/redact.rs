@@ -77,10 +77,17 @@ impl AuthResponses {
     /// The recorded form of `line`, not yet parsed: `self.form(&Command::parse(line)).0`.
     /// Outside an AUTH exchange only an AUTH line is recorded otherwise than it came ([`parsed`]),
     /// so a line whose verb is not AUTH (every ETRN of a pipelined batch) is that line, found
-    /// from its first word alone.
+    /// from its first byte, or else its first word: a verb starts at the first byte that is not
+    /// SP or HTAB, so a line that starts with neither, nor with an A, has no AUTH verb.
     pub fn recorded<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
-        if !self.open && !has_verb(line, &Verb::Auth) {
-            return Cow::Borrowed(line);
+        if !self.open {
+            let auth = match line.first() {
+                Some(b'A' | b'a' | b' ' | b'\t') => has_verb(line, &Verb::Auth),
+                _ => false,
+            };
+            if !auth {
+                return Cow::Borrowed(line);
+            }
         }
         self.form(&Command::parse(line)).0
     }
@@ -134,7 +141,30 @@ mod tests {
             Just(b"PLAIN".to_vec()),
             proptest::collection::vec(proptest::num::u8::ANY, 1..3),
         ];
-        proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat())
+        let pieces = proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat());
+        // And lines shaped as commands: blanks, a verb, words, a line end.
+        let word = || {
+            proptest::sample::select(vec![
+                "AUTH", "aUtH", "auth", "ETRN", "AUTHX", "A", "", "xAUTH", "PLAIN", "AGFsaWNl",
+            ])
+        };
+        let blanks = || proptest::sample::select(vec!["", " ", "\t", " \t"]);
+        let shaped = (
+            blanks(),
+            word(),
+            proptest::collection::vec((blanks(), word()), 0..3),
+            proptest::sample::select(vec!["\r\n", "\n", "", "\r"]),
+        )
+            .prop_map(|(lead, verb, words, end)| {
+                let mut line = format!("{lead}{verb}");
+                for (blank, word) in words {
+                    line.push_str(if blank.is_empty() { " " } else { blank });
+                    line.push_str(word);
+                }
+                line.push_str(end);
+                line.into_bytes()
+            });
+        proptest::prop_oneof![pieces, shaped]
     }
 
     proptest::proptest! {
