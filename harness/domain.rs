@@ -18,6 +18,7 @@ use idna::AsciiDenyList;
 use serde::{Deserialize, Serialize};
 
 use crate::rejection::Rejection;
+use crate::wire::framing::find_byte;
 
 /// Longest domain in octets without the trailing dot (RFC 1035 §2.3.4 allows 255 on the wire,
 /// which leaves 253 characters of text).
@@ -126,21 +127,28 @@ impl Domain {
                 (Some(first), Some(last)) if *first != b'-' && *last != b'-'
             ) && label.len() <= MAX_LABEL_OCTETS
         };
-        let mut upper_case = false;
-        let mut label_start = 0;
-        for (i, b) in without_dot.iter().enumerate() {
-            match PLAIN_ASCII[usize::from(*b)] {
-                PlainAscii::Kept => {}
-                PlainAscii::Upper => upper_case = true,
-                PlainAscii::Dot if label_ok(&without_dot[label_start..i]) => label_start = i + 1,
-                PlainAscii::Dot | PlainAscii::Other => return None,
-            }
+        // Each byte's class goes into one set, looked at once at the end: per byte a look-up
+        // and an OR, with no branch, so the loop unrolls.
+        let seen = without_dot
+            .iter()
+            .fold(0, |seen, b| seen | PLAIN_ASCII[usize::from(*b)]);
+        if seen & OTHER != 0 {
+            return None;
         }
-        if !label_ok(&without_dot[label_start..]) {
+        // Then the labels, from dot to dot, eight bytes at a time.
+        let mut rest = without_dot;
+        while let Some(dot) = find_byte(rest, b'.') {
+            if !label_ok(&rest[..dot]) {
+                return None;
+            }
+            rest = &rest[dot + 1..];
+        }
+        if !label_ok(rest) {
             return None;
         }
         // ASCII throughout, so the normalised form is the lower-cased text without its dot.
-        let normalised = upper_case.then(|| text[..without_dot.len()].to_ascii_lowercase());
+        let normalised =
+            (seen & UPPER != 0).then(|| text[..without_dot.len()].to_ascii_lowercase());
         Some(Domain {
             raw: text.to_owned(),
             normalised,
@@ -231,28 +239,26 @@ impl Domain {
     }
 }
 
-/// What a byte is to [`Domain::parse_plain_ascii`]: a table, so each byte costs one lookup.
-#[derive(Clone, Copy)]
-enum PlainAscii {
-    /// A lower-case letter, a digit or a hyphen: the normalised form keeps it as it is.
-    Kept,
-    /// An upper-case letter: the normalised form differs from the raw text.
-    Upper,
-    /// A dot: a label ends.
-    Dot,
-    /// Anything else: not for the fast path.
-    Other,
-}
+/// What a byte is to [`Domain::parse_plain_ascii`], one bit each, in a table so that each byte
+/// costs one look-up: a lower-case letter, a digit or a hyphen (0: the normalised form keeps it
+/// as it is), or one of these.
+type PlainAscii = u8;
+/// An upper-case letter: the normalised form differs from the raw text.
+const UPPER: PlainAscii = 1;
+/// A dot: a label ends (the labels are checked apart).
+const DOT: PlainAscii = 2;
+/// Anything else: not for the fast path.
+const OTHER: PlainAscii = 4;
 
 const PLAIN_ASCII: [PlainAscii; 256] = {
-    let mut table = [PlainAscii::Other; 256];
+    let mut table = [OTHER; 256];
     let mut b = 0;
     while b < 256 {
         table[b] = match b as u8 {
-            b'a'..=b'z' | b'0'..=b'9' | b'-' => PlainAscii::Kept,
-            b'A'..=b'Z' => PlainAscii::Upper,
-            b'.' => PlainAscii::Dot,
-            _ => PlainAscii::Other,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => 0,
+            b'A'..=b'Z' => UPPER,
+            b'.' => DOT,
+            _ => OTHER,
         };
         b += 1;
     }

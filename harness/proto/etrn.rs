@@ -9,6 +9,7 @@ use crate::wire::Command;
 use crate::wire::framing::find_byte;
 
 use super::event::{EtrnFlag, EtrnRecord};
+use super::replies::Sent;
 
 /// Where the session stands when the ETRN arrives: tracked by the
 /// [`ServerSideObserver`](crate::wire::observer::ServerSideObserver).
@@ -75,11 +76,14 @@ pub fn read_etrn<'a>(
     if in_transaction {
         flags.push(EtrnFlag::InTransaction);
     }
-    if find_byte(argument, b' ').is_some() || find_byte(argument, b',').is_some() {
-        flags.push(EtrnFlag::SeveralNodes);
-    }
     let text = std::str::from_utf8(argument).ok();
     let parsed = text.map(EtrnArg::parse);
+    // An argument read as a domain (an option character, then letters, digits, hyphens, dots or
+    // U-labels) holds no space and no comma: only another one is searched for them.
+    let a_domain = matches!(&parsed, Some(Ok(arg)) if arg.domain().is_some());
+    if !a_domain && (find_byte(argument, b' ').is_some() || find_byte(argument, b',').is_some()) {
+        flags.push(EtrnFlag::SeveralNodes);
+    }
     if !argument.is_empty() && !matches!(parsed, Some(Ok(_))) {
         flags.push(EtrnFlag::Invalid);
     }
@@ -91,7 +95,15 @@ pub fn read_etrn<'a>(
     }
 }
 
-impl EtrnLine<'_> {
+impl<'a> EtrnLine<'a> {
+    /// The argument, as a reply shows it: as text when it was found to be UTF-8.
+    pub fn sent(&self) -> Sent<'a> {
+        match self.text {
+            Some(text) => Sent::Utf8(text),
+            None => Sent::Bytes(self.argument),
+        }
+    }
+
     /// The facts a behaviour answers from.
     pub fn facts(&self, greeted: Greeted, in_transaction: bool, now: Instant) -> EtrnFacts<'_> {
         EtrnFacts {
@@ -137,4 +149,23 @@ fn record_of(
     };
     let escaped = (!held_by_arg).then(|| text.map_or_else(|| escape(argument), escape_text));
     EtrnRecord::new(escaped, arg, reply, flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Whatever the argument, it is flagged as several nodes exactly when it holds a space or
+        /// a comma, whether or not it was read as a domain.
+        #[test]
+        fn several_nodes_whatever_the_argument_s_form(
+            argument in "[@#]?([a-zA-Z0-9.,_\\-]|\u{fc}| |\t){0,12}",
+        ) {
+            let line = format!("ETRN {argument}\r\n");
+            let read = read_etrn(&Command::parse(line.as_bytes()), Greeted::EtrnAdvertised, false);
+            let several = read.argument.iter().any(|b| matches!(b, b' ' | b','));
+            proptest::prop_assert_eq!(read.flags.contains(&EtrnFlag::SeveralNodes), several);
+        }
+    }
 }

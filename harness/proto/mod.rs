@@ -53,7 +53,7 @@ pub use event::{
 };
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
 pub use profile::{
-    Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
+    Condition, EtrnReplyRule, EtrnRules, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
     ServerFacts,
 };
 pub use recording::{
@@ -61,7 +61,9 @@ pub use recording::{
     TimedEvent,
 };
 pub use replay::{MatchMode, ReplayOptions, ReplaySession};
-pub use replies::{CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, ServerReplies};
+pub use replies::{
+    CommandLimit, ErrorLimit, GreetPause, LongLine, Placeholders, Sent, ServerReplies,
+};
 pub use script::{EtrnRule, ScriptBehaviour, ScriptProblem, SmartHostScript};
 pub use session::{DEFAULT_IDLE_TIMEOUT, Output, Session, SessionLimits};
 pub use transcript::transcript;

@@ -238,6 +238,25 @@ pub enum EtrnTest {
 }
 
 impl EtrnTest {
+    /// Every test.
+    const ALL: [EtrnTest; 15] = [
+        EtrnTest::Any,
+        EtrnTest::Missing,
+        EtrnTest::InTransaction,
+        EtrnTest::BeforeHello,
+        EtrnTest::SeveralWords,
+        EtrnTest::Queue,
+        EtrnTest::Subdomains,
+        EtrnTest::KnownQueue,
+        EtrnTest::Hostname,
+        EtrnTest::AddressLiteral,
+        EtrnTest::EightBit,
+        EtrnTest::ValidArgument,
+        EtrnTest::Served,
+        EtrnTest::ServedAsSent,
+        EtrnTest::Running,
+    ];
+
     const NAMES: &'static [(&'static str, EtrnTest)] = &[
         ("any", EtrnTest::Any),
         ("missing", EtrnTest::Missing),
@@ -448,6 +467,11 @@ impl Profile {
                 .iter()
                 .all(|c| self.holds(c.test, facts, server) != c.negated)
         });
+        self.matched(found)
+    }
+
+    /// The rule at `found` (the first whose conditions hold) as it answers.
+    fn matched(&self, found: Option<usize>) -> MatchedRule<'_> {
         // `check` makes the last rule a catch-all, so `position` finds one in a parsed profile.
         let index = found.unwrap_or(self.etrn.len().saturating_sub(1));
         match self.etrn.get(index) {
@@ -469,18 +493,41 @@ impl Profile {
         }
     }
 
+    /// The ETRN rules made ready for the ETRNs to come (see [`EtrnRules`]): for a server that
+    /// answers many with this profile.
+    pub fn etrn_rules(&self) -> EtrnRules {
+        let mut named_before = Tests::NONE;
+        let rules = self
+            .etrn
+            .iter()
+            .map(|rule| {
+                let (mut hold, mut fail) = (Tests::NONE, Tests::NONE);
+                for c in &rule.when {
+                    let tests = if c.negated { &mut fail } else { &mut hold };
+                    *tests = tests.with(c.test);
+                }
+                let named = Tests(hold.0 | fail.0);
+                let first_named = EtrnTest::ALL
+                    .into_iter()
+                    .filter(|t| named.contains(*t) && !named_before.contains(*t))
+                    .filter(|t| !Tests::AT_A_GLANCE.contains(*t))
+                    .collect();
+                named_before = Tests(named_before.0 | named.0);
+                CompiledRule {
+                    hold,
+                    fail,
+                    first_named,
+                }
+            })
+            .collect();
+        EtrnRules { rules }
+    }
+
     fn holds(&self, test: EtrnTest, facts: &EtrnFacts<'_>, server: ServerFacts) -> bool {
-        let arg = facts.argument;
         match test {
-            EtrnTest::Any => true,
-            EtrnTest::Missing => arg.is_empty(),
-            EtrnTest::InTransaction => facts.in_transaction,
-            EtrnTest::BeforeHello => facts.before_hello,
-            EtrnTest::SeveralWords => arg.iter().any(u8::is_ascii_whitespace),
-            EtrnTest::Queue => arg.first() == Some(&b'#'),
-            EtrnTest::Subdomains => arg.first() == Some(&b'@'),
+            EtrnTest::SeveralWords => facts.argument.iter().any(u8::is_ascii_whitespace),
             EtrnTest::KnownQueue => {
-                arg.first() == Some(&b'#')
+                facts.argument.first() == Some(&b'#')
                     && self
                         .queues
                         .iter()
@@ -488,12 +535,104 @@ impl Profile {
             }
             EtrnTest::Hostname => is_hostname(facts.node()),
             EtrnTest::AddressLiteral => is_address_literal(facts.node()),
-            EtrnTest::EightBit => !arg.is_ascii(),
-            EtrnTest::ValidArgument => facts.parsed.is_some(),
-            EtrnTest::Served => server.served,
-            EtrnTest::ServedAsSent => server.served_as_sent,
-            EtrnTest::Running => server.running,
+            EtrnTest::EightBit => !facts.argument.is_ascii(),
+            at_a_glance => Tests::at_a_glance(facts, server).contains(at_a_glance),
         }
+    }
+}
+
+/// A set of [`EtrnTest`]s, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tests(u32);
+
+impl Tests {
+    const NONE: Tests = Tests(0);
+
+    const fn bit(test: EtrnTest) -> u32 {
+        1 << test as u32
+    }
+
+    fn with(self, test: EtrnTest) -> Tests {
+        Tests(self.0 | Tests::bit(test))
+    }
+
+    fn contains(self, test: EtrnTest) -> bool {
+        self.0 & Tests::bit(test) != 0
+    }
+
+    /// The tests [`Profile::holds`] reads off one fact each (all but those that read the
+    /// argument through, or the profile's queues).
+    const AT_A_GLANCE: Tests = Tests(
+        !(Tests::bit(EtrnTest::SeveralWords)
+            | Tests::bit(EtrnTest::KnownQueue)
+            | Tests::bit(EtrnTest::Hostname)
+            | Tests::bit(EtrnTest::AddressLiteral)
+            | Tests::bit(EtrnTest::EightBit)),
+    );
+
+    /// Which of the tests [`AT_A_GLANCE`](Self::AT_A_GLANCE) hold for this ETRN: all at once,
+    /// each a bit set or not, without a dispatch per test.
+    fn at_a_glance(facts: &EtrnFacts<'_>, server: ServerFacts) -> Tests {
+        let first = facts.argument.first();
+        let set = |test, holds: bool| if holds { Tests::bit(test) } else { 0 };
+        Tests(
+            set(EtrnTest::Any, true)
+                | set(EtrnTest::Missing, facts.argument.is_empty())
+                | set(EtrnTest::InTransaction, facts.in_transaction)
+                | set(EtrnTest::BeforeHello, facts.before_hello)
+                | set(EtrnTest::Queue, first == Some(&b'#'))
+                | set(EtrnTest::Subdomains, first == Some(&b'@'))
+                | set(EtrnTest::ValidArgument, facts.parsed.is_some())
+                | set(EtrnTest::Served, server.served)
+                | set(EtrnTest::ServedAsSent, server.served_as_sent)
+                | set(EtrnTest::Running, server.running),
+        )
+    }
+}
+
+/// A profile's ETRN rules, each one's conditions read once into the tests that must hold and
+/// those that must not ([`Profile::etrn_rules`]), so that an ETRN is not answered by walking
+/// the conditions' list and dispatching on each in every rule: each test the rules need is
+/// evaluated once, by the first rule that names it, and a rule is then two comparisons.
+#[derive(Debug, Clone)]
+pub struct EtrnRules {
+    /// The profile's rules, in its order.
+    rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug, Clone)]
+struct CompiledRule {
+    /// The tests of the rule's plain conditions.
+    hold: Tests,
+    /// The tests of its negated (`!`) conditions.
+    fail: Tests,
+    /// The tests no rule before it names that read the argument through: what is evaluated
+    /// when this rule is tried (the others are known by then, or from the start).
+    first_named: Box<[EtrnTest]>,
+}
+
+impl EtrnRules {
+    /// `profile.etrn_rule(facts, server)` for the profile these rules were made from. Equal to
+    /// it because a rule holds exactly when every plain condition's test holds and no negated
+    /// one's does, and a test's value does not depend on the rule that asks (it reads only the
+    /// facts), so evaluating each test once (at the start, or when a rule first needs it)
+    /// gives every rule the values the conditions' walk gives it.
+    pub fn rule<'p>(
+        &self,
+        profile: &'p Profile,
+        facts: &EtrnFacts<'_>,
+        server: ServerFacts,
+    ) -> MatchedRule<'p> {
+        let mut holding = Tests::at_a_glance(facts, server);
+        let found = self.rules.iter().position(|rule| {
+            for test in &rule.first_named {
+                if profile.holds(*test, facts, server) {
+                    holding = holding.with(*test);
+                }
+            }
+            holding.0 & rule.hold.0 == rule.hold.0 && holding.0 & rule.fail.0 == 0
+        });
+        profile.matched(found)
     }
 }
 
@@ -624,6 +763,69 @@ mod tests {
         assert!(said("a.example b.example", true).starts_with("500"));
         assert!(said("[127.0.0.1]", false).starts_with("459"));
         assert!(said("", false).starts_with("500"));
+    }
+
+    #[test]
+    fn every_test_has_a_bit_of_its_own() {
+        let mut all = Tests::NONE;
+        for test in EtrnTest::ALL {
+            assert!(!all.contains(test), "{test:?}");
+            all = all.with(test);
+        }
+        assert_eq!(EtrnTest::ALL.len(), EtrnTest::NAMES.len());
+    }
+
+    proptest::proptest! {
+        /// Whatever the rules and the ETRN, the compiled rules pick the rule the profile's own
+        /// walk picks (every shipped profile's rules, and rules made of any conditions).
+        #[test]
+        fn compiled_rules_answer_as_the_profile_s_rules(
+            shipped in proptest::sample::select(ProfileName::ALL.to_vec()),
+            made in proptest::option::of(proptest::collection::vec(
+                proptest::collection::vec(
+                    (proptest::bool::ANY, proptest::sample::select(EtrnTest::ALL.to_vec())),
+                    0..4,
+                ),
+                0..6,
+            )),
+            argument in proptest::sample::select(vec![
+                "", "a.example", "@a.example", "#q1", "#Q1", "a b", "[127.0.0.1]", "b\u{fc}.example",
+                "-bad-", "1.2.3.4", "a.example.", "#",
+            ]),
+            in_transaction in proptest::bool::ANY,
+            before_hello in proptest::bool::ANY,
+            served in proptest::bool::ANY,
+            served_as_sent in proptest::bool::ANY,
+            running in proptest::bool::ANY,
+        ) {
+            let mut profile = shipped.load().map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            if let Some(made) = made {
+                profile.queues = vec!["q1".into()];
+                profile.etrn = made
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, when)| EtrnReplyRule {
+                        when: when
+                            .into_iter()
+                            .map(|(negated, test)| Condition { negated, test })
+                            .collect(),
+                        reply: Reply::new(crate::reply_code!(250), i.to_string()),
+                    })
+                    .collect();
+            }
+            let parsed = crate::domain::EtrnArg::parse(argument).ok();
+            let facts = EtrnFacts {
+                parsed: parsed.as_ref(),
+                in_transaction,
+                before_hello,
+                ..facts(argument)
+            };
+            let server = ServerFacts { served, served_as_sent, running };
+            proptest::prop_assert_eq!(
+                profile.etrn_rules().rule(&profile, &facts, server),
+                profile.etrn_rule(&facts, server)
+            );
+        }
     }
 
     #[test]

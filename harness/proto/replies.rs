@@ -155,6 +155,35 @@ impl GreetPause {
     }
 }
 
+/// Bytes the client sent, as a reply shows them: as they came, or already found to be UTF-8
+/// (an ETRN argument is, when it is read), so that filling a reply does not read them for it
+/// again. Either way the reply shows the same text.
+#[derive(Debug, Clone, Copy)]
+pub enum Sent<'a> {
+    Bytes(&'a [u8]),
+    Utf8(&'a str),
+}
+
+impl<'a> Sent<'a> {
+    /// The bytes as they came.
+    pub fn bytes(self) -> &'a [u8] {
+        match self {
+            Sent::Bytes(bytes) => bytes,
+            Sent::Utf8(text) => text.as_bytes(),
+        }
+    }
+
+    /// Without its first byte when that is `@` or `#` (an ETRN argument's node).
+    fn node(self) -> Sent<'a> {
+        match self {
+            Sent::Bytes([b'@' | b'#', node @ ..]) => Sent::Bytes(node),
+            // `@` and `#` are ASCII: what follows starts a character.
+            Sent::Utf8(text) => Sent::Utf8(text.strip_prefix(['@', '#']).unwrap_or(text)),
+            bytes => bytes,
+        }
+    }
+}
+
 /// The values a reply's placeholders stand for, as far as the session knows them.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Placeholders<'a> {
@@ -166,7 +195,7 @@ pub struct Placeholders<'a> {
     /// When the connection was accepted, written out (RFC 5322 form) only when a text asks.
     pub date: Option<SystemTime>,
     /// The ETRN argument, outer blanks trimmed, when replying to ETRN.
-    pub arg: Option<&'a [u8]>,
+    pub arg: Option<Sent<'a>>,
     /// The ETRN argument with its trailing blanks, for `{arg7}`.
     pub arg_as_sent: Option<&'a [u8]>,
     pub from: Option<&'a str>,
@@ -231,15 +260,12 @@ impl Placeholders<'_> {
                 None => return false,
             },
             Placeholder::Node => match self.arg {
-                Some(arg) => match arg.first() {
-                    Some(b'@' | b'#') => push_lossy(out, &arg[1..]),
-                    _ => push_lossy(out, arg),
-                },
+                Some(arg) => push_lossy(out, arg.node()),
                 None => return false,
             },
             // sendmail echoes the argument with its trailing blanks and the eighth bit of each
             // byte cleared.
-            Placeholder::Arg7 => match self.arg_as_sent.or(self.arg) {
+            Placeholder::Arg7 => match self.arg_as_sent.or(self.arg.map(Sent::bytes)) {
                 Some(arg) => out.extend(arg.iter().map(|b| clean(char::from(b & 0x7f)))),
                 None => return false,
             },
@@ -248,7 +274,7 @@ impl Placeholders<'_> {
                 None => return false,
             },
             Placeholder::Command => match self.command {
-                Some(command) => push_lossy(out, command),
+                Some(command) => push_lossy(out, Sent::Bytes(command)),
                 None => return false,
             },
         }
@@ -305,20 +331,42 @@ fn clean(c: char) -> char {
 /// Appends `value` with its control characters made `?`; a value without any (the usual case)
 /// is copied whole.
 fn push_clean(out: &mut String, value: &str) {
-    // No early exit, so that the compiler makes the check a few vector steps.
-    let printable_ascii = value
-        .bytes()
-        .fold(true, |all, b| all & matches!(b, 0x20..=0x7e));
-    if printable_ascii {
+    if printable_ascii(value.as_bytes()) {
         out.push_str(value);
     } else {
         out.extend(value.chars().map(clean));
     }
 }
 
+/// True when every byte is printable ASCII (0x20 to 0x7e): eight bytes at a time, since every
+/// ETRN argument echoed in a reply is checked.
+fn printable_ascii(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // A byte's high bit in `below` is set when some byte is under 0x20 (a borrow only
+        // reaches bytes above one that is), in `above` when some byte is over 0x7e or has its
+        // own high bit (adding 1 to a byte under 0x7f never carries out of it).
+        let below = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        let above = (x.wrapping_add(ONES) | x) & HIGHS;
+        if below | above != 0 {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(|b| matches!(b, 0x20..=0x7e))
+}
+
 /// Appends bytes as [`String::from_utf8_lossy`] reads them (each invalid sequence one U+FFFD),
 /// cleaned as [`push_clean`] does, without the intermediate string.
-fn push_lossy(out: &mut String, value: &[u8]) {
+fn push_lossy(out: &mut String, value: Sent<'_>) {
+    let value = match value {
+        Sent::Utf8(text) => return push_clean(out, text),
+        Sent::Bytes(bytes) => bytes,
+    };
     if let Ok(text) = std::str::from_utf8(value) {
         // The usual case, without the chunking.
         push_clean(out, text);
@@ -362,7 +410,7 @@ mod tests {
             client: "c.example",
             client_ip: Some(IpAddr::from([127, 0, 0, 1])),
             date: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_458_652)),
-            arg: Some("#b\u{fc}.example".as_bytes()),
+            arg: Some(Sent::Bytes("#b\u{fc}.example".as_bytes())),
             arg_as_sent: Some("#b\u{fc}.example ".as_bytes()),
             from: Some("x@c.example"),
             command: Some(b"XYZZY"),
@@ -379,18 +427,18 @@ mod tests {
         assert_eq!(p.fill("\"{command}\""), "\"XYZZY\"");
         // Client text is never expanded again, and its control characters do not split a reply.
         let tricky = Placeholders {
-            arg: Some(b"{node}{arg7}\r"),
+            arg: Some(Sent::Bytes(b"{node}{arg7}\r")),
             ..Placeholders::default()
         };
         assert_eq!(tricky.fill("<{arg}> {host}x"), "<{node}{arg7}?> x");
         let lf = Placeholders {
-            arg: Some(&[b'a', 0x8a]),
+            arg: Some(Sent::Bytes(&[b'a', 0x8a])),
             ..Placeholders::default()
         };
         assert_eq!(lf.fill("{arg7}"), "a?");
         // Bytes that are not UTF-8 read as from_utf8_lossy reads them; C1 controls become `?`.
         let eight_bit = Placeholders {
-            arg: Some(b"#a\xffb\xc3"),
+            arg: Some(Sent::Bytes(b"#a\xffb\xc3")),
             command: Some("x\u{85}y\u{e9}".as_bytes()),
             ..Placeholders::default()
         };
@@ -456,7 +504,7 @@ mod tests {
         let templated = Reply::parse("250 OK, queuing for node {node} started").unwrap();
         assert!(!templated.template().is_some_and(Template::is_fixed));
         let p = Placeholders {
-            arg: Some(b"@a.example"),
+            arg: Some(Sent::Utf8("@a.example")),
             ..Placeholders::default()
         };
         let sent = p.reply(&templated);
@@ -465,6 +513,25 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn printable_ascii_eight_at_a_time_agrees_with_one_at_a_time(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::Just(0x1f_u8), proptest::prelude::Just(0x20), proptest::prelude::Just(0x7e),
+                    proptest::prelude::Just(0x7f), proptest::prelude::Just(0x80), proptest::prelude::Just(0xff),
+                    0x20_u8..0x7f, proptest::num::u8::ANY,
+                ],
+                0..40,
+            ),
+            from in 0usize..8,
+        ) {
+            let bytes = &bytes[from.min(bytes.len())..];
+            proptest::prop_assert_eq!(
+                printable_ascii(bytes),
+                bytes.iter().all(|b| matches!(b, 0x20..=0x7e))
+            );
+        }
+
         /// Filling a text, a reply cut at its placeholders when it was read and a reply made in
         /// the program all give what scanning the text gives, whatever braces and values.
         #[test]
@@ -473,7 +540,13 @@ mod tests {
                 "([a-z ]{0,3}|[{}]|\\{(host|node|arg|arg7|from|command|date|client|client_ip|nope)\\}?){0,8}",
                 1..4,
             ),
-            arg in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..12)),
+            arg in proptest::option::of(proptest::prop_oneof![
+                proptest::collection::vec(proptest::num::u8::ANY, 0..12),
+                proptest::strategy::Strategy::prop_map(
+                    "[@#]?[a-z{}@#\r\u{85}\u{fc}]{0,8}",
+                    String::into_bytes,
+                ),
+            ]),
             host in "[a-z{}.\\r]{0,8}",
             from in proptest::option::of("[a-z{}@\\n]{0,8}"),
         ) {
@@ -482,7 +555,7 @@ mod tests {
                 client: "c{node}.example",
                 client_ip: Some(IpAddr::from([192, 0, 2, 1])),
                 date: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_458_652)),
-                arg: arg.as_deref(),
+                arg: arg.as_deref().map(Sent::Bytes),
                 arg_as_sent: None,
                 from: from.as_deref(),
                 command: Some(b"XYZZY {arg}\r"),
@@ -490,6 +563,12 @@ mod tests {
             let expected: Vec<String> = lines.iter().map(|l| fill_by_scanning(&p, l)).collect();
             let filled: Vec<String> = lines.iter().map(|l| p.fill(l)).collect();
             proptest::prop_assert_eq!(&filled, &expected);
+            // An argument handed over as the text it is fills as its bytes do.
+            if let Some(text) = arg.as_deref().and_then(|a| std::str::from_utf8(a).ok()) {
+                let as_text = Placeholders { arg: Some(Sent::Utf8(text)), ..p };
+                let filled: Vec<String> = lines.iter().map(|l| as_text.fill(l)).collect();
+                proptest::prop_assert_eq!(&filled, &expected);
+            }
             let made = lines
                 .iter()
                 .skip(1)

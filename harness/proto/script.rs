@@ -18,7 +18,7 @@ use crate::proto::{Behaviour, EtrnFacts, GreetPause, ServerReplies};
 use crate::reply::Reply;
 use crate::wire::Verb;
 
-use super::profile::{MatchedRule, Profile, ProfileError, ProfileName, ServerFacts};
+use super::profile::{EtrnRules, MatchedRule, Profile, ProfileError, ProfileName, ServerFacts};
 
 /// The server name used when a script gives none.
 pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
@@ -236,6 +236,7 @@ impl SmartHostScript {
                 .iter()
                 .map(|rule| Answer::reply(rule.reply.clone()))
                 .collect(),
+            etrn_rules: profile.etrn_rules(),
             script: Arc::clone(self),
             profile,
             used: Mutex::new(HashMap::new()),
@@ -262,6 +263,8 @@ pub struct ScriptBehaviour {
     /// The profile's ETRN rules' replies as answers, in the rules' order, made once so that an
     /// ETRN a rule answers borrows its answer instead of copying the reply.
     rule_answers: Vec<Answer>,
+    /// The profile's ETRN rules, compiled once for every ETRN this server answers.
+    etrn_rules: EtrnRules,
     used: Mutex<HashMap<Source, usize>>,
     /// Queue runs started by accepted ETRNs, by argument, for `etrn_run_millis`.
     runs: Mutex<HashMap<Vec<u8>, Instant>>,
@@ -327,7 +330,7 @@ impl ScriptBehaviour {
             served_as_sent,
             running,
         };
-        let matched = self.profile.etrn_rule(etrn, server);
+        let matched = self.etrn_rules.rule(&self.profile, etrn, server);
         if matched.about_state {
             return self.rule_answer(&matched);
         }
@@ -455,7 +458,7 @@ mod tests {
             before_hello: false,
         };
         let places = crate::proto::Placeholders {
-            arg: Some(text.as_bytes()),
+            arg: Some(crate::proto::Sent::Utf8(text)),
             ..Default::default()
         };
         said(&b.etrn_answer(&facts))

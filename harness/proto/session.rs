@@ -49,7 +49,7 @@ use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
-use super::replies::{LongLine, Placeholders};
+use super::replies::{LongLine, Placeholders, Sent};
 use crate::wire::observer::{
     Authentication, Classified, DataEnd, ObservedCommand, ServerSideObserver,
 };
@@ -943,7 +943,7 @@ impl Session {
                     .behaviour
                     .etrn(&read.facts(greeted, in_transaction, self.now));
                 let places = Placeholders {
-                    arg: Some(read.argument),
+                    arg: Some(read.sent()),
                     arg_as_sent: Some(command.argument_as_sent()),
                     ..self.placeholders(None, None)
                 };
@@ -964,7 +964,7 @@ impl Session {
     /// What reply texts' placeholders stand for now.
     fn placeholders<'a>(
         &'a self,
-        arg: Option<&'a [u8]>,
+        arg: Option<Sent<'a>>,
         from: Option<&'a str>,
     ) -> Placeholders<'a> {
         Placeholders {
@@ -980,7 +980,7 @@ impl Session {
     }
 
     /// `answer` with the placeholders of its reply filled in.
-    fn filled(&self, mut answer: Answer, arg: Option<&[u8]>, from: Option<&str>) -> Answer {
+    fn filled(&self, mut answer: Answer, arg: Option<Sent<'_>>, from: Option<&str>) -> Answer {
         if let Some(reply) = &answer.reply {
             answer.reply = Some(self.placeholders(arg, from).reply(reply));
         }

@@ -31,6 +31,33 @@ pub fn trim_line_end(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+/// Where the verb of `text` (a line without its line end) is: leading SP/HTAB skipped, up to
+/// the next SP/HTAB or the end. The one reading of a verb's place, for [`Command::parse`] and
+/// [`has_verb`].
+fn verb_span(text: &[u8]) -> (usize, usize) {
+    let first = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
+    let after_verb = text[first..]
+        .iter()
+        .position(is_space)
+        .map_or(text.len(), |p| first + p);
+    (first, after_verb)
+}
+
+/// Whether `line`'s verb is `verb`: `Command::parse(line).verb() == verb`, without reading the
+/// argument. For a check that every line passes through (the redaction's: is this AUTH?).
+pub fn has_verb(line: &[u8], verb: &Verb) -> bool {
+    let text = trim_line_end(line);
+    let (first, after_verb) = verb_span(text);
+    let word = &text[first..after_verb];
+    match verb {
+        Verb::Other(_) => Verb::parse(word) == *verb,
+        // A known verb is its upper-case text and no other word is (see `UnknownVerb`), and
+        // upper-casing a word makes it that text exactly when the two are equal ignoring ASCII
+        // case ("" for a blank line).
+        known => word.eq_ignore_ascii_case(known.as_str().as_bytes()),
+    }
+}
+
 /// An SMTP command verb, whatever case it was sent in.
 ///
 /// Serialized as its upper-case text (`"EHLO"`, `""` for a blank line, the unknown verb's own
@@ -83,15 +110,8 @@ impl Verb {
     /// The verb a word names, in any case (`b"ehlo"` is [`Verb::Ehlo`]); an empty word is
     /// [`Verb::Blank`]. The word is taken whole: `b"MAIL FROM"` is an unknown verb.
     pub fn parse(word: &[u8]) -> Verb {
-        // Every known verb has at most eight letters: such a word is upper-cased on the stack,
-        // so reading a known verb (every command line) allocates nothing.
-        let mut short = [0u8; 8];
-        if let Some(upper) = short.get_mut(..word.len()) {
-            upper.copy_from_slice(word);
-            upper.make_ascii_uppercase();
-            if let Some(verb) = Verb::known(upper) {
-                return verb;
-            }
+        if let Some(verb) = Verb::known(word) {
+            return verb;
         }
         // Upper-casing ASCII bytes leaves the UTF-8 structure alone, so this is the text of the
         // word as sent, upper-cased.
@@ -101,10 +121,26 @@ impl Verb {
         ))
     }
 
-    /// The known verb whose upper-case text is `upper`.
-    fn known(upper: &[u8]) -> Option<Verb> {
-        Some(match upper {
-            b"" => Verb::Blank,
+    /// The known verb `word` is in some case: every command line reads one, so this allocates
+    /// nothing and compares words, not bytes one by one.
+    fn known(word: &[u8]) -> Option<Verb> {
+        // A byte ANDed with 0xDF (bit 5, ASCII's case bit, cleared) is an upper-case letter L
+        // exactly when the byte is L or its lower case: so a word ANDed so is a verb's text, all
+        // letters, exactly when the word is that verb in some case. Every verb but STARTTLS has
+        // four letters.
+        const UPPER_4: u32 = 0xDFDF_DFDF;
+        const UPPER_8: u64 = 0xDFDF_DFDF_DFDF_DFDF;
+        let four: [u8; 4] = match word.len() {
+            0 => return Some(Verb::Blank),
+            4 => word.try_into().ok()?,
+            8 => {
+                let eight: [u8; 8] = word.try_into().ok()?;
+                return (u64::from_le_bytes(eight) & UPPER_8 == u64::from_le_bytes(*b"STARTTLS"))
+                    .then_some(Verb::StartTls);
+            }
+            _ => return None,
+        };
+        Some(match &(u32::from_le_bytes(four) & UPPER_4).to_le_bytes() {
             b"HELO" => Verb::Helo,
             b"EHLO" => Verb::Ehlo,
             b"LHLO" => Verb::Lhlo,
@@ -122,7 +158,6 @@ impl Verb {
             b"ETRN" => Verb::Etrn,
             b"TURN" => Verb::Turn,
             b"ATRN" => Verb::Atrn,
-            b"STARTTLS" => Verb::StartTls,
             b"AUTH" => Verb::Auth,
             _ => return None,
         })
@@ -196,11 +231,7 @@ impl<'a> Command<'a> {
     /// the next run of them, the argument after it.
     pub fn parse(line: &'a [u8]) -> Command<'a> {
         let text = trim_line_end(line);
-        let first = text.iter().position(|b| !is_space(b)).unwrap_or(text.len());
-        let after_verb = text[first..]
-            .iter()
-            .position(is_space)
-            .map_or(text.len(), |p| first + p);
+        let (first, after_verb) = verb_span(text);
         let verb_as_sent = &text[first..after_verb];
         let rest = &text[after_verb..];
         let from = rest.iter().position(|b| !is_space(b)).unwrap_or(rest.len());
@@ -267,6 +298,58 @@ impl<'a> Command<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
+    use proptest::strategy::Strategy;
+
+    const KNOWN: [Verb; 20] = [
+        Verb::Helo,
+        Verb::Ehlo,
+        Verb::Lhlo,
+        Verb::Mail,
+        Verb::Rcpt,
+        Verb::Data,
+        Verb::Bdat,
+        Verb::Burl,
+        Verb::Rset,
+        Verb::Noop,
+        Verb::Quit,
+        Verb::Vrfy,
+        Verb::Expn,
+        Verb::Help,
+        Verb::Etrn,
+        Verb::Turn,
+        Verb::Atrn,
+        Verb::StartTls,
+        Verb::Auth,
+        Verb::Blank,
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn a_word_is_the_known_verb_whose_text_it_is_upper_cased(
+            word in proptest::prop_oneof![
+                // A known verb in mixed case, or with one byte off by ASCII's case bit.
+                (proptest::sample::select(KNOWN.to_vec()), proptest::collection::vec(0u8..3, 8))
+                    .prop_map(|(v, how)| v.as_str().bytes().zip(how).map(|(b, how)| match how {
+                        0 => b,
+                        1 => b.to_ascii_lowercase(),
+                        _ => b ^ 0x60,
+                    }).collect()),
+                proptest::collection::vec(proptest::prop_oneof![
+                    Just(b'E'), Just(b't'), Just(b'R'), Just(b'n'), Just(b'S'), Just(0), Just(0xc3),
+                    proptest::num::u8::ANY
+                ], 0..10),
+            ]
+        ) {
+            let upper = String::from_utf8_lossy(&word.to_ascii_uppercase()).into_owned();
+            let reference = KNOWN
+                .iter()
+                .find(|v| v.as_str() == upper)
+                .cloned()
+                .unwrap_or_else(|| Verb::Other(UnknownVerb(upper.clone().into())));
+            proptest::prop_assert_eq!(Verb::parse(&word), reference);
+        }
+    }
 
     fn verb(line: &[u8]) -> Verb {
         Command::parse(line).verb().clone()

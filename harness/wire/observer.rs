@@ -437,7 +437,7 @@ impl ServerSideObserver {
         if self.awaits_auth_response() {
             return Cow::Borrowed(redact::CONTINUATION);
         }
-        self.auth_responses.form(&Command::parse(line)).0
+        self.auth_responses.recorded(line)
     }
 
     /// The recorded form of `rest`, the last bytes of a client that left mid-line; `None` when

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use super::command::{Command, Verb, trim_line_end};
+use super::command::{Command, Verb, has_verb, trim_line_end};
 
 /// What stands for a secret.
 pub const MARK: &str = "[redacted]";
@@ -74,6 +74,24 @@ impl AuthResponses {
             .collect()
     }
 
+    /// The recorded form of `line`, not yet parsed: `self.form(&Command::parse(line)).0`.
+    /// Outside an AUTH exchange only an AUTH line is recorded otherwise than it came ([`parsed`]),
+    /// so a line whose verb is not AUTH (every ETRN of a pipelined batch) is that line, found
+    /// from its first byte, or else its first word: a verb starts at the first byte that is not
+    /// SP or HTAB, so a line that starts with neither, nor with an A, has no AUTH verb.
+    pub fn recorded<'a>(&self, line: &'a [u8]) -> Cow<'a, [u8]> {
+        if !self.open {
+            let auth = match line.first() {
+                Some(b'A' | b'a' | b' ' | b'\t') => has_verb(line, &Verb::Auth),
+                _ => false,
+            };
+            if !auth {
+                return Cow::Borrowed(line);
+            }
+        }
+        self.form(&Command::parse(line)).0
+    }
+
     /// What [`line`](Self::line) would say of `command`, without taking it in.
     pub fn form<'a>(&self, command: &Command<'a>) -> (Cow<'a, [u8]>, bool) {
         if self.open && matches!(command.verb(), Verb::Other(_) | Verb::Blank) {
@@ -103,6 +121,70 @@ pub fn redacted_auth_mechanism(recorded: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Just;
+    use proptest::strategy::Strategy;
+
+    /// Command lines made of the pieces that matter here: verbs in any case, AUTH among them,
+    /// the whitespace and line ends that separate them, and any other byte.
+    fn any_line() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        let piece = proptest::prop_oneof![
+            Just(b"AUTH".to_vec()),
+            Just(b"aUtH".to_vec()),
+            Just(b"ETRN".to_vec()),
+            Just(b"AUTHX".to_vec()),
+            Just(b"starttls".to_vec()),
+            Just(b" ".to_vec()),
+            Just(b"\t".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\r".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"PLAIN".to_vec()),
+            proptest::collection::vec(proptest::num::u8::ANY, 1..3),
+        ];
+        let pieces = proptest::collection::vec(piece, 0..6).prop_map(|pieces| pieces.concat());
+        // And lines shaped as commands: blanks, a verb, words, a line end.
+        let word = || {
+            proptest::sample::select(vec![
+                "AUTH", "aUtH", "auth", "ETRN", "AUTHX", "A", "", "xAUTH", "PLAIN", "AGFsaWNl",
+            ])
+        };
+        let blanks = || proptest::sample::select(vec!["", " ", "\t", " \t"]);
+        let shaped = (
+            blanks(),
+            word(),
+            proptest::collection::vec((blanks(), word()), 0..3),
+            proptest::sample::select(vec!["\r\n", "\n", "", "\r"]),
+        )
+            .prop_map(|(lead, verb, words, end)| {
+                let mut line = format!("{lead}{verb}");
+                for (blank, word) in words {
+                    line.push_str(if blank.is_empty() { " " } else { blank });
+                    line.push_str(word);
+                }
+                line.push_str(end);
+                line.into_bytes()
+            });
+        proptest::prop_oneof![pieces, shaped]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_line_s_recorded_form_is_its_parsed_form(line in any_line(), open in proptest::bool::ANY) {
+            let window = AuthResponses { open };
+            proptest::prop_assert_eq!(
+                window.recorded(&line),
+                window.form(&Command::parse(&line)).0
+            );
+        }
+
+        #[test]
+        fn a_verb_found_from_the_first_word_is_the_parsed_verb(line in any_line()) {
+            let parsed = Command::parse(&line).verb().clone();
+            for verb in [Verb::Auth, Verb::Etrn, Verb::StartTls, Verb::Blank, Verb::from("AUTHX")] {
+                proptest::prop_assert_eq!(has_verb(&line, &verb), parsed == verb, "{:?}", verb);
+            }
+        }
+    }
 
     #[test]
     fn the_initial_response_goes_whatever_the_whitespace() {
