@@ -749,14 +749,18 @@ fn serve_refuses_a_fifo_as_the_recording() {
 }
 
 #[test]
-fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
+fn serve_streams_each_event_soon_after_it_happens_and_a_killed_server_keeps_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let record = dir.path().join("r.jsonl");
     let record_arg = record.to_string_lossy().into_owned();
-    let mut serve = Serve::spawn(&["--record", &record_arg]);
+    // The stream's writer says each write it made in the log: what this test waits on.
+    let (mut serve, log) = Serve::spawn_logged(
+        &["--record", &record_arg],
+        "etrn_harness::smarthost::stream_writer=debug",
+    );
     talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     // The live line is printed once the event is recorded; the stream, which grows beside the
-    // recording's path until the rename at exit, has it as soon as its writer thread wrote it.
+    // recording's path until the rename at exit, has it once its writer thread wrote it.
     assert_eq!(
         serve
             .lines_until("session 1: ETRN")
@@ -774,8 +778,8 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
         })
         .expect("the stream beside the recording's path");
     assert!(!record.exists(), "the path holds only a whole recording");
-    // Written off the session's path, so looked at until it is there: a file gives no event to
-    // wait on. Bounded by WAIT; the server is not told to write anything.
+    // Written off the session's path: read again after each write the writer logs, until the
+    // ETRN is there. Bounded by WAIT.
     let deadline = std::time::Instant::now() + WAIT;
     let lines = loop {
         let lines = stream_lines(&partial);
@@ -785,11 +789,14 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
         {
             break lines;
         }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let logged = log
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the ETRN not streamed within {WAIT:?}: {lines:?}"));
         assert!(
-            std::time::Instant::now() < deadline,
-            "the ETRN not streamed within {WAIT:?}: {lines:?}"
+            logged.contains("record stream: written"),
+            "only the writer's writes are logged: {logged}"
         );
-        std::thread::sleep(Duration::from_millis(5));
     };
     // SIGKILL: no chance to write anything more; what was streamed stays, line by line.
     serve.child.kill().expect("kill");
@@ -797,6 +804,64 @@ fn serve_streams_each_event_as_it_happens_and_a_killed_server_keeps_them() {
     let after = stream_lines(&partial);
     assert!(after.len() >= lines.len());
     assert!(after.iter().any(|l| l["event"] == "etrn"));
+}
+
+#[test]
+fn serve_whose_record_buffer_overflows_says_what_the_file_misses_and_exits_4() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    // A buffer smaller than any batch of lines: each is dropped, however fast the disk.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
+        .args(["--record-buffer", "16", "--record"])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    let errors = lines_of(child.stderr.take().expect("stderr"));
+    let next = || lines.recv_timeout(WAIT).expect("a line from serve");
+    let first: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
+    let addr = first["smtp"].as_str().expect("address").to_owned();
+    talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    while !next().contains("\"closed\"") {}
+    sigterm(&child);
+    let written = loop {
+        let line = next();
+        if line.contains("recording_written") {
+            break serde_json::from_str::<serde_json::Value>(&line).expect("JSON");
+        }
+    };
+    let status = exit_within_wait(child, "serve did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(4), "{status}");
+    // Every line of the session was dropped: at least its opened, command, reply and closed.
+    let missed = written["missed"].as_u64().expect("missed");
+    assert!(missed >= 4, "{written}");
+    // serve has exited: its stderr ends, and the channel with it.
+    let mut said = Vec::new();
+    while let Ok(line) = errors.recv_timeout(WAIT) {
+        said.push(line);
+    }
+    assert!(
+        said.iter()
+            .any(|l| l.contains(&format!("misses {missed} line(s)"))),
+        "{said:?}"
+    );
+    // The file says so where the lines are missing, and is never taken for a whole recording.
+    let stream = stream_lines(&record);
+    assert_eq!(
+        stream.last().map(|l| &l["missed"]),
+        Some(&serde_json::json!(missed))
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .arg("recording")
+        .arg(&record)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line(s) missing here"));
+    assert!(out.stdout.is_empty(), "no document is made");
 }
 
 #[test]

@@ -579,10 +579,17 @@ pub struct ServeArgs {
     /// smarthost.example.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Stream the recording here as JSON Lines, one line per event as it happens (a killed
-    /// server loses at most the lines being written). A link at this path is refused.
+    /// Stream the recording here as JSON Lines, one line per event as it happens, written by a
+    /// thread of its own (a killed server loses at most the last millisecond's lines). A link at
+    /// this path is refused.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    /// Octets of --record lines that may wait for the disk: lines that find the buffer full are
+    /// dropped, counted and marked in FILE, and serve exits 4.
+    #[arg(long, value_name = "OCTETS", requires = "record",
+          default_value_t = etrn_harness::smarthost::STREAM_BUFFER_OCTETS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
+    pub record_buffer: u64,
     /// How much history to keep in memory: all, or open sessions only (memory stays flat in a
     /// soak; --record still streams everything).
     #[arg(long, value_enum, default_value_t = RetentionArg::All)]

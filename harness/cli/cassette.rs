@@ -394,17 +394,18 @@ async fn replay_only(
         announcer.out.finish().await;
         return code;
     }
+    let show = |e: &LiveEvent| {
+        if let Some(human) = replay_line(e) {
+            announcer.event(|| human, || e.json_text().to_string());
+        }
+    };
     let why = loop {
         tokio::select! {
             biased;
             event = live.recv() => match event.as_deref() {
                 // The live lines are for people; the counts below come from the recording,
                 // which misses nothing even when this stream lags.
-                Ok(e) => {
-                    if let Some(human) = replay_line(e) {
-                        announcer.event(|| human, || e.json_text().to_string());
-                    }
-                }
+                Ok(e) => show(e),
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
             },
@@ -413,6 +414,11 @@ async fn replay_only(
             why = signals.received() => break why,
         }
     };
+    // What was recorded before the stop is shown: `recv` may have said "not yet" with events
+    // queued (tokio's cooperative budget), letting the stop branch win the race above.
+    while let Ok(e) = live.try_recv() {
+        show(&e);
+    }
     let recording = host.shutdown().await;
     let (stopped, mismatches, unplayed) = replay_stopped(&recording, why);
     announcer.stopped(&stopped).await;

@@ -54,6 +54,8 @@ fn prepare(
     let cassette_dir = cassette_folder(args.cassette_dir.as_deref())?;
     let options = ServeOptions {
         record: args.record,
+        // At most 1 GiB by the argument's range: it fits a usize.
+        record_buffer: usize::try_from(args.record_buffer).unwrap_or(usize::MAX),
         exit_after: args.exit_after_sessions,
         format,
         api: args.api,
@@ -136,6 +138,8 @@ fn cassette_folder(
 /// What `serve` does besides serving SMTP.
 struct ServeOptions {
     record: Option<std::path::PathBuf>,
+    /// Octets of stream lines that may wait for the disk.
+    record_buffer: usize,
     exit_after: Option<usize>,
     format: EventsFormat,
     api: Option<std::net::SocketAddr>,
@@ -149,6 +153,7 @@ struct ServeOptions {
 async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let ServeOptions {
         record,
+        record_buffer,
         exit_after,
         format,
         api: api_listen,
@@ -159,7 +164,8 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let script = config.script.clone();
     let quiet = format == EventsFormat::None;
     let mut printer = Printer::new(format);
-    let (recorder, partial) = match start_stream(config.retention, record.as_deref()) {
+    let (recorder, partial) = match start_stream(config.retention, record.as_deref(), record_buffer)
+    {
         Ok(started) => started,
         Err(code) => return code,
     };
@@ -236,13 +242,14 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
 fn start_stream(
     retention: etrn_harness::smarthost::Retention,
     record: Option<&std::path::Path>,
+    buffer_octets: usize,
 ) -> Result<(Recorder, Option<std::path::PathBuf>), ExitCode> {
     let recorder = Recorder::with_retention(retention);
     let Some(path) = record else {
         return Ok((recorder, None));
     };
     let streamed = open_stream(path).and_then(|(file, beside)| {
-        recorder.stream_to(Box::new(file))?;
+        recorder.stream_to_with_buffer(Box::new(file), buffer_octets)?;
         Ok(beside)
     });
     match streamed {
@@ -369,22 +376,24 @@ fn finish_recording(
     printer: &Printer,
 ) -> ExitCode {
     let end = recorder.finish_stream();
-    if let (Some(path), Some(beside)) = (&record, partial)
-        && let Err(e) = std::fs::rename(beside, path)
-    {
-        eprintln!(
-            "error: cannot rename {} to {}: {e}; the recording stays in the former",
-            beside.display(),
-            path.display()
-        );
-        return ExitCode::from(EXIT_SYSTEM);
-    }
-    let Some(path) = record else {
+    let (Some(path), Some(beside)) = (record, partial) else {
         return ExitCode::SUCCESS;
     };
     if let Some(e) = end.error {
+        // A stream that stopped short has no marker where it stops: renamed onto FILE it would
+        // pass for a whole recording. It stays the `.partial` file, as a killed server's does.
         eprintln!(
-            "error: the recording stream to {} failed: {e}; it stops there",
+            "error: the recording stream failed: {e}; {} is not written, the lines written so \
+             far stay in {}",
+            path.display(),
+            beside.display()
+        );
+        return ExitCode::from(EXIT_SYSTEM);
+    }
+    if let Err(e) = std::fs::rename(beside, &path) {
+        eprintln!(
+            "error: cannot rename {} to {}: {e}; the recording stays in the former",
+            beside.display(),
             path.display()
         );
         return ExitCode::from(EXIT_SYSTEM);

@@ -39,7 +39,9 @@ pub trait Conversation: Send {
     fn poll_output(&mut self) -> Option<Output>;
     /// Moves the bytes due to the client onto the end of `out`, in order. Every byte due
     /// before an [`Output::StartTls`] or an [`Output::Close`] is there by the time that output
-    /// is polled.
+    /// is polled, and none after it: a conversation has nothing more to send in plaintext once
+    /// it asked for the handshake (until [`Conversation::tls_established`]), nor anything once
+    /// it asked to close, so a driver writes all it took before acting on either.
     fn poll_transmit(&mut self, out: &mut Vec<u8>);
     /// The TLS handshake asked for by [`Output::StartTls`] finished at `now`.
     fn tls_established(&mut self, now: Instant);

@@ -53,7 +53,7 @@ pub use event::{
 };
 pub use factory::{ConversationFactory, Conversations, ConversationsError};
 pub use profile::{
-    Condition, EtrnReplyRule, EtrnRules, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
+    Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
     ServerFacts,
 };
 pub use recording::{

@@ -495,7 +495,7 @@ impl Profile {
 
     /// The ETRN rules made ready for the ETRNs to come (see [`EtrnRules`]): for a server that
     /// answers many with this profile.
-    pub fn etrn_rules(&self) -> EtrnRules {
+    pub(crate) fn etrn_rules(&self) -> EtrnRules {
         let mut named_before = Tests::NONE;
         let rules = self
             .etrn
@@ -595,7 +595,7 @@ impl Tests {
 /// the conditions' list and dispatching on each in every rule: each test the rules need is
 /// evaluated once, by the first rule that names it, and a rule is then two comparisons.
 #[derive(Debug, Clone)]
-pub struct EtrnRules {
+pub(crate) struct EtrnRules {
     /// The profile's rules, in its order.
     rules: Vec<CompiledRule>,
 }
@@ -617,7 +617,7 @@ impl EtrnRules {
     /// one's does, and a test's value does not depend on the rule that asks (it reads only the
     /// facts), so evaluating each test once (at the start, or when a rule first needs it)
     /// gives every rule the values the conditions' walk gives it.
-    pub fn rule<'p>(
+    pub(crate) fn rule<'p>(
         &self,
         profile: &'p Profile,
         facts: &EtrnFacts<'_>,

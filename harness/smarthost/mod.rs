@@ -54,4 +54,4 @@ pub use recorder::{
 };
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};
 pub use stream::{StreamError, write_document};
-pub use stream_writer::{STREAM_FINISH_DEADLINE, StreamEnd};
+pub use stream_writer::{STREAM_BUFFER_OCTETS, STREAM_FINISH_DEADLINE, StreamEnd};

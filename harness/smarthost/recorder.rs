@@ -708,11 +708,13 @@ impl Recorder {
     /// they keep their order, and written by a thread of its own, off the sessions' path:
     /// [`Recorder::finish_stream`] waits for it.
     pub fn stream_to(&self, out: Box<dyn Write + Send>) -> std::io::Result<()> {
-        self.stream_to_capped(out, STREAM_BUFFER_OCTETS)
+        self.stream_to_with_buffer(out, STREAM_BUFFER_OCTETS)
     }
 
-    /// [`Recorder::stream_to`] with at most `cap` octets waiting for the writer.
-    pub(crate) fn stream_to_capped(
+    /// [`Recorder::stream_to`] with at most `cap` octets of lines waiting for the writer (the
+    /// default is [`STREAM_BUFFER_OCTETS`]): lines that find the buffer full are dropped,
+    /// counted and marked in the stream.
+    pub fn stream_to_with_buffer(
         &self,
         mut out: Box<dyn Write + Send>,
         cap: usize,
@@ -723,11 +725,6 @@ impl Recorder {
         out.flush()?;
         self.lock().stream = Some(StreamWriter::start(out, cap)?);
         Ok(())
-    }
-
-    /// Why the stream stopped early, if it did (a full disk, say).
-    pub fn stream_error(&self) -> Option<String> {
-        self.lock().stream.as_ref().and_then(StreamWriter::error)
     }
 
     /// Ends the stream: nothing is appended any more, and what the writer holds is written,

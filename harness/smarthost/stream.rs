@@ -441,7 +441,7 @@ mod tests {
         // Room for a session's opened and closed lines and a marker, never for a batch of
         // 300 octets: that one is dropped however fast the disk is.
         recorder
-            .stream_to_capped(Box::new(std::fs::File::create(&path).unwrap()), 256)
+            .stream_to_with_buffer(Box::new(std::fs::File::create(&path).unwrap()), 256)
             .unwrap();
         let id = recorder.open(peer());
         recorder.event(

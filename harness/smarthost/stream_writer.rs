@@ -16,11 +16,13 @@ use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// Octets of lines that may wait for the disk before new ones are dropped. A session of
-/// greeting, EHLO, ETRN and QUIT streams about 1.5 KiB, so this holds some ten thousand
-/// sessions: seconds of a stalled disk at the rates `bench` drives, yet a bound a busy server's
-/// memory can carry (the buffer being written is as large at most, so twice this in all).
-pub(crate) const STREAM_BUFFER_OCTETS: usize = 16 * 1024 * 1024;
+/// Octets of lines that may wait for the disk before new ones are dropped (`serve
+/// --record-buffer`). A session of greeting, EHLO, ETRN and QUIT streams about 1.5 KiB, so this
+/// holds some ten thousand sessions: seconds of a stalled disk at the rates `bench` drives, yet a
+/// bound a busy server's memory can carry. The memory it takes is a small multiple of it at
+/// most: the buffer being written was as large, and a buffer grows by doubling (a batch is
+/// appended before it is found not to fit).
+pub const STREAM_BUFFER_OCTETS: usize = 16 * 1024 * 1024;
 
 /// How long [`Recorder::finish_stream`](super::Recorder::finish_stream) waits for the writer
 /// to write what it holds: a disk that does not take it by then does not hold the exit.
@@ -143,7 +145,15 @@ impl StreamWriter {
     /// counted.
     pub(crate) fn append_with(&self, at_us: u64, write: impl FnOnce(&mut Vec<u8>)) {
         let mut p = self.shared.lock();
-        if p.closing || p.error.is_some() {
+        if p.error.is_some() {
+            return;
+        }
+        if p.closing {
+            // A session still closing after the stream was finished: its lines are not in the
+            // file, and are counted so the end can say so.
+            let mut late = Vec::new();
+            write(&mut late);
+            p.missed += lines_in(&late);
             return;
         }
         let was_empty = p.bytes.is_empty();
@@ -154,10 +164,7 @@ impl StreamWriter {
         let lines_start = p.bytes.len();
         write(&mut p.bytes);
         if p.bytes.len() > p.cap {
-            let dropped = p.bytes[lines_start..]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64;
+            let dropped = lines_in(&p.bytes[lines_start..]);
             p.bytes.truncate(start);
             p.missed += dropped;
             let gap = p.gap.get_or_insert(Gap { at_us, lines: 0 });
@@ -173,7 +180,8 @@ impl StreamWriter {
     }
 
     /// Why the stream stopped, if a write failed.
-    pub(crate) fn error(&self) -> Option<String> {
+    #[cfg(test)]
+    fn error(&self) -> Option<String> {
         self.shared.lock().error.clone()
     }
 
@@ -189,6 +197,11 @@ impl Drop for StreamWriter {
     fn drop(&mut self) {
         close(&self.shared);
     }
+}
+
+/// How many whole lines `bytes` holds.
+fn lines_in(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Takes no more lines and wakes the writer to write what is left.
@@ -261,6 +274,10 @@ fn write_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
             }
         }
         let written = out.write_all(&writing).and_then(|()| out.flush());
+        if written.is_ok() {
+            // Off the sessions' path, and what a test of a killed server waits for.
+            tracing::debug!(octets = writing.len(), "record stream: written");
+        }
         writing.clear();
         writing.shrink_to(KEPT_BUFFER_OCTETS);
         if let Err(e) = written {
@@ -274,9 +291,12 @@ fn write_until_closed(shared: &Shared, mut out: Box<dyn Write + Send>) {
                 .wait_timeout_while(p, WRITE_INTERVAL, |p| !p.closing);
         }
     };
+    if let Some(e) = &failed {
+        // Told before the lock is taken: a stderr that blocks must not hold the sessions.
+        tracing::warn!(error = %e, "the recording stream failed; the in-memory recording goes on");
+    }
     let mut p = shared.lock();
     if let Some(e) = failed {
-        tracing::warn!(error = %e, "the recording stream failed; the in-memory recording goes on");
         p.error = Some(e.to_string());
         p.bytes = Vec::new();
     }
@@ -436,11 +456,29 @@ mod tests {
         }
         let writer = StreamWriter::start(Box::new(Full), STREAM_BUFFER_OCTETS).unwrap();
         writer.append(1, &line(1));
-        let end = writer.finisher().finish(WAIT);
-        assert_eq!(end.error.as_deref(), Some("no space left"));
+        // The writer ends on its own after the failed write, before anyone closes the stream.
+        let p = writer.shared.lock();
+        let (p, timed_out) = writer
+            .shared
+            .writer_ended
+            .wait_timeout_while(p, WAIT, |p| !p.writer_ended)
+            .unwrap();
+        assert!(!timed_out.timed_out() && !p.closing);
+        drop(p);
         assert_eq!(writer.error().as_deref(), Some("no space left"));
-        // Taken no more: nothing waits for a writer that has gone.
+        // Taken no more, and not for closing: nothing waits for a writer that has gone.
         writer.append(2, &line(2));
         assert!(writer.shared.lock().bytes.is_empty());
+        let end = writer.finisher().finish(WAIT);
+        assert_eq!(end.error.as_deref(), Some("no space left"));
+    }
+
+    #[test]
+    fn lines_that_come_after_the_stream_is_finished_are_counted() {
+        let writer = StreamWriter::start(Box::new(std::io::sink()), STREAM_BUFFER_OCTETS).unwrap();
+        assert_eq!(writer.finisher().finish(WAIT), StreamEnd::default());
+        writer.append(1, &[line(1), line(2)].concat());
+        let p = writer.shared.lock();
+        assert_eq!((p.missed, p.bytes.len()), (2, 0));
     }
 }
