@@ -160,29 +160,8 @@ const FLAG_REDACTED: u8 = 2;
 /// A verb the id table has no place for: its text follows.
 const VERB_TEXT: u8 = u8::MAX;
 
-/// The verbs packed as one byte: their place here.
-const KNOWN_VERBS: [Verb; 20] = [
-    Verb::Helo,
-    Verb::Ehlo,
-    Verb::Lhlo,
-    Verb::Mail,
-    Verb::Rcpt,
-    Verb::Data,
-    Verb::Bdat,
-    Verb::Burl,
-    Verb::Rset,
-    Verb::Noop,
-    Verb::Quit,
-    Verb::Vrfy,
-    Verb::Expn,
-    Verb::Help,
-    Verb::Etrn,
-    Verb::Turn,
-    Verb::Atrn,
-    Verb::StartTls,
-    Verb::Auth,
-    Verb::Blank,
-];
+/// The verbs packed as one byte: their place in [`Verb::KNOWN`].
+const KNOWN_VERBS: [Verb; 20] = Verb::KNOWN;
 
 /// Where the packing stands after an event: what the next one is packed against. The writer
 /// and the reader keep one each and move it alike, so a reference means the same to both.

@@ -107,6 +107,30 @@ impl UnknownVerb {
 }
 
 impl Verb {
+    /// Every verb with a name of its own (all but [`Verb::Other`]), in a fixed order.
+    pub const KNOWN: [Verb; 20] = [
+        Verb::Helo,
+        Verb::Ehlo,
+        Verb::Lhlo,
+        Verb::Mail,
+        Verb::Rcpt,
+        Verb::Data,
+        Verb::Bdat,
+        Verb::Burl,
+        Verb::Rset,
+        Verb::Noop,
+        Verb::Quit,
+        Verb::Vrfy,
+        Verb::Expn,
+        Verb::Help,
+        Verb::Etrn,
+        Verb::Turn,
+        Verb::Atrn,
+        Verb::StartTls,
+        Verb::Auth,
+        Verb::Blank,
+    ];
+
     /// The verb a word names, in any case (`b"ehlo"` is [`Verb::Ehlo`]); an empty word is
     /// [`Verb::Blank`]. The word is taken whole: `b"MAIL FROM"` is an unknown verb.
     pub fn parse(word: &[u8]) -> Verb {
@@ -301,35 +325,12 @@ mod tests {
     use proptest::prelude::Just;
     use proptest::strategy::Strategy;
 
-    const KNOWN: [Verb; 20] = [
-        Verb::Helo,
-        Verb::Ehlo,
-        Verb::Lhlo,
-        Verb::Mail,
-        Verb::Rcpt,
-        Verb::Data,
-        Verb::Bdat,
-        Verb::Burl,
-        Verb::Rset,
-        Verb::Noop,
-        Verb::Quit,
-        Verb::Vrfy,
-        Verb::Expn,
-        Verb::Help,
-        Verb::Etrn,
-        Verb::Turn,
-        Verb::Atrn,
-        Verb::StartTls,
-        Verb::Auth,
-        Verb::Blank,
-    ];
-
     proptest::proptest! {
         #[test]
         fn a_word_is_the_known_verb_whose_text_it_is_upper_cased(
             word in proptest::prop_oneof![
                 // A known verb in mixed case, or with one byte off by ASCII's case bit.
-                (proptest::sample::select(KNOWN.to_vec()), proptest::collection::vec(0u8..3, 8))
+                (proptest::sample::select(Verb::KNOWN.to_vec()), proptest::collection::vec(0u8..3, 8))
                     .prop_map(|(v, how)| v.as_str().bytes().zip(how).map(|(b, how)| match how {
                         0 => b,
                         1 => b.to_ascii_lowercase(),
@@ -342,7 +343,7 @@ mod tests {
             ]
         ) {
             let upper = String::from_utf8_lossy(&word.to_ascii_uppercase()).into_owned();
-            let reference = KNOWN
+            let reference = Verb::KNOWN
                 .iter()
                 .find(|v| v.as_str() == upper)
                 .cloned()
