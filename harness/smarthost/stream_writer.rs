@@ -149,8 +149,8 @@ impl StreamWriter {
             return;
         }
         if p.closing {
-            // A session still closing after the stream was finished: its lines are not in the
-            // file, and are counted so the end can say so.
+            // A session still closing after the stream was closed: its lines are not in the
+            // file. Counted, so an end not yet told (the writer still finishing) says so.
             let mut late = Vec::new();
             write(&mut late);
             p.missed += lines_in(&late);
