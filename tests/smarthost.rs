@@ -865,6 +865,70 @@ fn serve_whose_record_buffer_overflows_says_what_the_file_misses_and_exits_4() {
 }
 
 #[test]
+fn serve_whose_recording_stream_fails_leaves_the_partial_file_and_exits_4() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    // A file-size limit of one block makes the disk refuse the stream after its header (EFBIG;
+    // SIGXFSZ ignored, as exec keeps it); stdout and stderr are pipes, which it does not touch.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 1 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--events",
+            "jsonl",
+            "--record",
+        ])
+        .arg(&record)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let lines = lines_of(child.stdout.take().expect("stdout"));
+    let errors = lines_of(child.stderr.take().expect("stderr"));
+    let next = || lines.recv_timeout(WAIT).expect("a line from serve");
+    let first: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
+    let addr = first["smtp"].as_str().expect("address").to_owned();
+    // More than a block of stream lines: the write that passes the limit fails.
+    for _ in 0..4 {
+        talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    }
+    let mut closed = 0;
+    while closed < 4 {
+        if next().contains("\"closed\"") {
+            closed += 1;
+        }
+    }
+    sigterm(&child);
+    let status = exit_within_wait(child, "serve did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(4), "{status}");
+    let mut said = Vec::new();
+    while let Ok(line) = errors.recv_timeout(WAIT) {
+        said.push(line);
+    }
+    let error = said
+        .iter()
+        .find(|l| l.starts_with("error: the recording stream failed"))
+        .unwrap_or_else(|| panic!("no error: {said:?}"));
+    assert!(
+        error.contains(".partial") && error.contains("is not written"),
+        "{error}"
+    );
+    // FILE never holds a stream that stops short; the `.partial` file keeps what was written.
+    assert!(!record.exists(), "a short stream renamed onto FILE");
+    let partial = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".partial"))
+        .expect("the .partial file stays");
+    assert!(std::fs::metadata(&partial).expect("metadata").len() > 0);
+}
+
+#[test]
 fn serve_rejects_an_invalid_scenario_with_exit_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .args([

@@ -580,8 +580,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
     /// Stream the recording here as JSON Lines, one line per event as it happens, written by a
-    /// thread of its own (a killed server loses at most the last millisecond's lines). A link at
-    /// this path is refused.
+    /// thread of its own (a killed server loses only what that thread had not yet written, under
+    /// load about the last millisecond's lines). A link at this path is refused.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Octets of --record lines that may wait for the disk: lines that find the buffer full are

@@ -384,7 +384,7 @@ fn finish_recording(
         // pass for a whole recording. It stays the `.partial` file, as a killed server's does.
         eprintln!(
             "error: the recording stream failed: {e}; {} is not written, the lines written so \
-             far stay in {}",
+             far stay in {} (`etrn-harness recording` reads them)",
             path.display(),
             beside.display()
         );
@@ -404,7 +404,8 @@ fn finish_recording(
         // whole, and neither may this run.
         eprintln!(
             "error: the recording in {} misses {} line(s): the disk fell behind the sessions \
-             (each gap is marked in the file)",
+             (each gap is marked in the file); give --record-buffer more room or record onto a \
+             faster disk",
             path.display(),
             end.missed
         );

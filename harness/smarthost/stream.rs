@@ -220,7 +220,8 @@ fn for_each_line(
             (_, StreamLine::Missed { at_us, lines }) => {
                 return Err(bad(format!(
                     "{lines} line(s) missing here (dropped at {at_us} µs: the server's disk fell \
-                     behind its sessions); this stream is not the whole recording"
+                     behind its sessions); this stream is not the whole recording: record again \
+                     with a larger `serve --record-buffer` or onto a faster disk"
                 )));
             }
             _ => each(number, line)?,
@@ -497,7 +498,8 @@ mod tests {
         assert!(
             err.to_string().ends_with(
                 "rec.jsonl:2: 3 line(s) missing here (dropped at 7 µs: the server's disk fell \
-                 behind its sessions); this stream is not the whole recording"
+                 behind its sessions); this stream is not the whole recording: record again \
+                 with a larger `serve --record-buffer` or onto a faster disk"
             ),
             "{err}"
         );
