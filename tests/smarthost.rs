@@ -806,24 +806,42 @@ fn serve_streams_each_event_soon_after_it_happens_and_a_killed_server_keeps_them
     assert!(after.iter().any(|l| l["event"] == "etrn"));
 }
 
-#[test]
-fn serve_whose_record_buffer_overflows_says_what_the_file_misses_and_exits_4() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let record = dir.path().join("r.jsonl");
-    // A buffer smaller than any batch of lines: each is dropped, however fast the disk.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--events", "jsonl"])
-        .args(["--record-buffer", "16", "--record"])
-        .arg(&record)
+/// Starts `serve` (the command given, its arguments so far) on loopback with JSON lines and
+/// `--record record`: the child, its stdout and stderr lines, and its SMTP address.
+fn serve_jsonl_recording(
+    serve: &mut Command,
+    record: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    std::sync::mpsc::Receiver<String>,
+    String,
+) {
+    let mut child = serve
+        .args(["--listen", "127.0.0.1:0", "--events", "jsonl", "--record"])
+        .arg(record)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("serve starts");
     let lines = lines_of(child.stdout.take().expect("stdout"));
     let errors = lines_of(child.stderr.take().expect("stderr"));
-    let next = || lines.recv_timeout(WAIT).expect("a line from serve");
-    let first: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
+    let first = lines.recv_timeout(WAIT).expect("the ready line");
+    let first: serde_json::Value = serde_json::from_str(&first).expect("JSON");
     let addr = first["smtp"].as_str().expect("address").to_owned();
+    (child, lines, errors, addr)
+}
+
+#[test]
+fn serve_whose_record_buffer_overflows_says_what_the_file_misses_and_exits_4() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("r.jsonl");
+    // A buffer smaller than any batch of lines: each is dropped, however fast the disk.
+    let (child, lines, errors, addr) = serve_jsonl_recording(
+        Command::new(env!("CARGO_BIN_EXE_etrn-harness")).args(["serve", "--record-buffer", "16"]),
+        &record,
+    );
+    let next = || lines.recv_timeout(WAIT).expect("a line from serve");
     talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
     while !next().contains("\"closed\"") {}
     sigterm(&child);
@@ -870,28 +888,15 @@ fn serve_whose_recording_stream_fails_leaves_the_partial_file_and_exits_4() {
     let record = dir.path().join("r.jsonl");
     // A file-size limit of one block makes the disk refuse the stream after its header (EFBIG;
     // SIGXFSZ ignored, as exec keeps it); stdout and stderr are pipes, which it does not touch.
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(r#"trap '' XFSZ; ulimit -f 1 && exec "$0" "$@""#)
-        .arg(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--events",
-            "jsonl",
-            "--record",
-        ])
-        .arg(&record)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("serve starts");
-    let lines = lines_of(child.stdout.take().expect("stdout"));
-    let errors = lines_of(child.stderr.take().expect("stderr"));
+    let (child, lines, errors, addr) = serve_jsonl_recording(
+        Command::new("sh")
+            .arg("-c")
+            .arg(r#"trap '' XFSZ; ulimit -f 1 && exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_etrn-harness"))
+            .arg("serve"),
+        &record,
+    );
     let next = || lines.recv_timeout(WAIT).expect("a line from serve");
-    let first: serde_json::Value = serde_json::from_str(&next()).expect("JSON");
-    let addr = first["smtp"].as_str().expect("address").to_owned();
     // More than a block of stream lines: the write that passes the limit fails.
     for _ in 0..4 {
         talk(&addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
