@@ -1,13 +1,14 @@
 //! `serve`'s stdout, written off the server's path by a thread of its own.
 //!
 //! stdout may be a terminal, a file, or a pipe nobody drains (`Popen(stdout=PIPE)` that reads one
-//! line): a `write` to a full pipe blocks for as long as the reader waits. If the task that
-//! watches for signals wrote the live lines itself, such a reader would freeze it, and `serve`
-//! would ignore SIGTERM and never write its recording. So lines go into a bounded queue; a thread
-//! writes them, a whole batch per `write`; a line that finds the queue full is dropped and
-//! counted (the recording has every event). The last lines (the stop line, where the recording
-//! went) wait for the queue to empty, and [`Output::finish`] waits for them at most
-//! [`FINISH_DEADLINE`]: a reader that never reads cannot hold the exit.
+//! line): a `write` to a full pipe blocks for as long as the reader waits. If whoever makes the
+//! lines wrote them too, such a reader would freeze it, and `serve`, which waits for the last
+//! live lines at its stop, would never write its recording. So lines go into a bounded queue; a
+//! thread writes them, a whole batch per `write`, a hundred times a second at most; a line that
+//! finds the queue full is dropped and counted (the recording has every event). The last lines
+//! (the stop line, where the recording went) wait for the queue to empty, and
+//! [`Output::finish`] waits for them at most [`FINISH_DEADLINE`]: a reader that never reads
+//! cannot hold the exit.
 
 use std::io::Write;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -19,6 +20,8 @@ pub const QUEUE_LINES: usize = 4096;
 /// A batch is closed once it holds this many octets (a line is never split, so one can be
 /// longer); it goes out in one `write_all`.
 const BATCH_OCTETS: usize = 64 * 1024;
+/// How long lines gather between two writes (see `serve`'s `LIVE_NAP` for why not less).
+const WRITE_NAP: Duration = Duration::from_millis(10);
 /// How long the exit waits for the last lines to be written.
 pub const FINISH_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -115,6 +118,10 @@ fn write_until_closed(queue: &Receiver<String>) {
         if writable {
             writable = write_batch(&batch);
         }
+        // Lines gather for a moment before the next batch: a writer that went straight back
+        // to the queue would be woken (a system call for whoever queues) and would write
+        // (another) for nearly every line under load.
+        std::thread::sleep(WRITE_NAP);
     }
 }
 

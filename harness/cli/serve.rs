@@ -163,7 +163,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let limits = config.limits.clone();
     let script = config.script.clone();
     let quiet = format == EventsFormat::None;
-    let mut printer = Printer::new(format);
+    let printer = Printer::new(format);
     let (recorder, partial) = match start_stream(config.retention, record.as_deref(), record_buffer)
     {
         Ok(started) => started,
@@ -184,7 +184,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         EventsFormat::Human => LiveFeed::SessionsAndEtrn,
         _ => LiveFeed::Everything,
     };
-    let mut live = (!quiet).then(|| host.recorder().subscribe_to(feed));
+    let live = (!quiet).then(|| host.recorder().subscribe_to(feed));
     let mut stop_signal = match StopSignal::install() {
         Ok(s) => s,
         Err(e) => {
@@ -217,8 +217,8 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         return ExitCode::from(EXIT_SYSTEM);
     }
     printer.ready(&ready);
-    let why = print_until_stop(&host, exit_after, &mut live, &mut printer, &mut stop_signal).await;
-    drain(&mut live, &mut printer);
+    let printing = LivePrinting::start(printer, live);
+    let why = until_stop(&host, exit_after, &mut stop_signal).await;
     tracing::info!(why, "stopping");
     // The API first: its live feeds end, its waits are answered, nothing new comes in through it.
     if let Some(api) = api {
@@ -226,7 +226,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     }
     let recorder = stop_host(host, &mut stop_signal).await;
     // The closes the shutdown recorded are printed too, before the stop line that counts them.
-    drain(&mut live, &mut printer);
+    let printer = printing.stop().await;
     // Counted by the recorder, so forgotten sessions (--retain open) count too.
     let sessions = recorder.session_count();
     // FILE first, so that the stop line is the last line, as for record and replay.
@@ -308,15 +308,13 @@ async fn start_api(
     }
 }
 
-/// Prints the live events until the session limit, a stop signal or the server's end; says which.
-async fn print_until_stop(
+/// Waits for the session limit or a stop signal; says which.
+async fn until_stop(
     host: &etrn_harness::smarthost::SmartHost,
     exit_after: Option<usize>,
-    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
-    printer: &mut Printer,
     stop_signal: &mut StopSignal,
 ) -> &'static str {
-    let stop = async {
+    let limit = async {
         match exit_after {
             Some(n) => {
                 // Counted, never derived from the recording (not even once at the end: only
@@ -327,22 +325,9 @@ async fn print_until_stop(
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            event = next_live(live) => match event {
-                Ok(e) => {
-                    printer.event(&e);
-                    // What else is already queued, without a trip through `select!` each
-                    // (bounded, so the stop signals are looked at again soon).
-                    drain_up_to(live, printer, LIVE_BATCH);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.missed(n),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break "server stopped",
-            },
-            why = &mut stop => break why,
-            why = stop_signal.received() => break why,
-        }
+    tokio::select! {
+        why = limit => why,
+        why = stop_signal.received() => why,
     }
 }
 
@@ -414,41 +399,127 @@ fn finish_recording(
     ExitCode::SUCCESS
 }
 
-/// The next live event, or never when there is no subscriber.
-async fn next_live(
-    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
-) -> Result<std::sync::Arc<LiveEvent>, tokio::sync::broadcast::error::RecvError> {
-    match live {
-        Some(l) => l.recv().await,
-        None => std::future::pending().await,
+/// The live events, turned into lines by a thread of its own until [`LivePrinting::stop`].
+///
+/// Why a thread and not a task: under load events come far faster than people read them, and a
+/// task woken for each costs a wake-up (often a system call to unpark a worker) per event, on
+/// the runtime that serves the sessions. This thread takes what gathered, queues its lines for
+/// [`Output`] and naps for [`LIVE_NAP`], so it wakes a hundred times a second at most, and while
+/// it naps the feed has no waiter to wake. Measured under `smtp-source -s 20` (README,
+/// Benchmarks): a task woken per event cost the server a tenth more CPU than `--quiet`; a task
+/// napping on the runtime's timer, or a thread napping 1 ms, left both cores idle part of the
+/// time and was slower still; a 10 ms nap is level with `--quiet`.
+struct LivePrinting {
+    stop: tokio::sync::oneshot::Sender<()>,
+    printer: Handed,
+}
+
+/// Where the printer is while the live lines are printed.
+enum Handed {
+    /// With the thread, which gives it back when stopped.
+    ToThread(tokio::sync::oneshot::Receiver<Printer>, EventsFormat),
+    /// Here: the thread did not start (the process is out of threads); no live line is printed.
+    Kept(Printer),
+}
+
+/// How long live events gather between two wake-ups of the thread that prints them: a line
+/// appears at most this late, which nobody reading can see.
+const LIVE_NAP: Duration = Duration::from_millis(10);
+
+impl LivePrinting {
+    /// Prints `live` (nothing when `None`: `--quiet`) with `printer` from now on.
+    fn start(
+        printer: Printer,
+        live: Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+    ) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (give_back, printer_back) = tokio::sync::oneshot::channel::<Printer>();
+        let runtime = tokio::runtime::Handle::current();
+        // Handed over once the thread runs, so that should it not start (the process is out of
+        // threads) the printer is still here to say the stop line.
+        let (hand_over, handed) = std::sync::mpsc::sync_channel::<(Option<_>, Printer)>(1);
+        let started = std::thread::Builder::new()
+            .name("live lines".into())
+            .spawn(move || {
+                let Ok((mut live, mut printer)) = handed.recv() else {
+                    return;
+                };
+                if let Some(live) = live.as_mut() {
+                    print_until(&runtime, live, &mut printer, &mut stopped);
+                }
+                let _ = give_back.send(printer);
+            });
+        let printer = match started {
+            Ok(_) => {
+                let format = printer.format;
+                let _ = hand_over.send((live, printer));
+                Handed::ToThread(printer_back, format)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a thread for the live lines: none are printed");
+                Handed::Kept(printer)
+            }
+        };
+        LivePrinting { stop, printer }
+    }
+
+    /// Stops the thread once it has printed every event already in the feed, and gives the
+    /// printer back. Bounded: the thread never waits on stdout (its lines are queued for
+    /// [`Output`], dropped when the queue is full).
+    async fn stop(self) -> Printer {
+        let _ = self.stop.send(());
+        match self.printer {
+            Handed::Kept(printer) => printer,
+            Handed::ToThread(back, format) => match back.await {
+                Ok(printer) => printer,
+                // The thread panicked and its printer with it: the stop line is still said.
+                Err(_) => Printer::new(format),
+            },
+        }
     }
 }
 
-/// Live events handled per wake-up of the loop at most.
-const LIVE_BATCH: usize = 1024;
-
-/// Prints the live events buffered so far.
-fn drain(
-    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+/// The thread's loop: waits for an event (or the stop), prints it and everything gathered behind
+/// it, naps; once stopped, prints what is left in the feed.
+fn print_until(
+    runtime: &tokio::runtime::Handle,
+    live: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>,
     printer: &mut Printer,
+    stopped: &mut tokio::sync::oneshot::Receiver<()>,
 ) {
-    drain_up_to(live, printer, usize::MAX);
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        // Blocks this thread (never a worker) until the next event or the stop.
+        let next = runtime.block_on(async {
+            tokio::select! {
+                biased;
+                _ = &mut *stopped => None,
+                event = live.recv() => Some(event),
+            }
+        });
+        match next {
+            Some(Ok(e)) => printer.event(&e),
+            Some(Err(RecvError::Lagged(n))) => printer.missed(n),
+            // The recorder is gone, or the stop: the rest of the feed and no more.
+            Some(Err(RecvError::Closed)) | None => break,
+        }
+        drain(live, printer);
+        std::thread::sleep(LIVE_NAP);
+    }
+    drain(live, printer);
 }
 
-/// Prints at most `max` of the live events buffered so far.
-fn drain_up_to(
-    live: &mut Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+/// Prints the live events gathered so far.
+fn drain(
+    live: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>,
     printer: &mut Printer,
-    max: usize,
 ) {
-    let Some(l) = live.as_mut() else {
-        return;
-    };
-    for _ in 0..max {
-        match l.try_recv() {
+    use tokio::sync::broadcast::error::TryRecvError;
+    loop {
+        match live.try_recv() {
             Ok(e) => printer.event(&e),
-            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => printer.missed(n),
-            Err(_) => return,
+            Err(TryRecvError::Lagged(n)) => printer.missed(n),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
         }
     }
 }

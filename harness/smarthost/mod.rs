@@ -49,8 +49,8 @@ pub(crate) mod tls;
 
 pub use handle::ServerHandle;
 pub use recorder::{
-    EtrnCursor, Lifetime, LiveEvent, LiveFeed, LiveLine, Recorder, RecordingJson, Retention,
-    SessionPage, SharedLine, WaitTimeout,
+    EtrnCursor, LIVE_CAPACITY, Lifetime, LiveEvent, LiveFeed, LiveLine, Recorder, RecordingJson,
+    Retention, SessionPage, SharedLine, WaitTimeout,
 };
 pub use server::{ConversationSwitch, SmartHost, SmartHostConfig, StartError};
 pub use stream::{StreamError, write_document};

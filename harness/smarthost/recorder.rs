@@ -636,10 +636,14 @@ impl Default for Recorder {
 /// Version of the JSON Lines stream's shape.
 pub const STREAM_VERSION: u32 = 1;
 
+/// Live events a feed holds for a listener that has not read them yet; a listener further
+/// behind misses the oldest (it is told how many).
+pub const LIVE_CAPACITY: usize = 4096;
+
 impl Recorder {
     pub fn new() -> Self {
-        let (live, _) = broadcast::channel(4096);
-        let (summary, _) = broadcast::channel(4096);
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let (summary, _) = broadcast::channel(LIVE_CAPACITY);
         Recorder {
             started: Instant::now(),
             state: Mutex::new(State::default()),
