@@ -600,6 +600,59 @@ fn serve_shows_sessions_flags_and_a_missing_argument_and_the_stop_line_agrees() 
     );
 }
 
+/// `--threads 1`: everything on one event loop. A session held open does not hold another
+/// session, nor the API, nor the live lines; the recording and the stop are as with more threads.
+#[test]
+fn serve_on_one_thread_serves_sessions_side_by_side_with_the_api() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let record = dir.path().join("recording.jsonl");
+    let record_arg = record.to_string_lossy().into_owned();
+    let mut serve = Serve::spawn(&[
+        "--threads",
+        "1",
+        "--api",
+        "127.0.0.1:0",
+        "--exit-after-sessions",
+        "2",
+        "--record",
+        &record_arg,
+    ]);
+    let api = api_of(&mut serve);
+    // Session 1 greeted and left open (its reads bounded)...
+    let held = std::net::TcpStream::connect(&serve.addr).expect("connect");
+    held.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut held_reader = BufReader::new(held.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    held_reader.read_line(&mut greeting).expect("the greeting");
+    assert!(greeting.starts_with("220"), "{greeting:?}");
+    // ...while session 2 runs start to end, and the API answers.
+    let answer = talk(&serve.addr, b"EHLO c\r\nETRN a.example\r\nQUIT\r\n");
+    assert!(answer.contains("\r\n221"), "{answer}");
+    let (status, body) = http(&api, "GET", "/etrn", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("a.example"), "{body}");
+    // Session 1 goes on and ends; that is the second closed session: serve stops.
+    let mut held = held;
+    held.write_all(b"EHLO c\r\nETRN b.example\r\nQUIT\r\n")
+        .expect("write");
+    let out = serve.lines_until("stopped (").join("\n");
+    assert!(serve.child.wait().expect("serve exits").success());
+    assert!(out.contains("session 2: ETRN a.example -> "), "{out}");
+    assert!(out.contains("session 1: ETRN b.example -> "), "{out}");
+    assert!(
+        out.find("session 2: ETRN").expect("2's ETRN")
+            < out.find("session 1: ETRN").expect("1's ETRN"),
+        "{out}"
+    );
+    let etrn: Vec<String> = stream_lines(&record)
+        .iter()
+        .filter(|l| l["event"] == "etrn")
+        .map(|l| l["domain"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(etrn, ["a.example", "b.example"]);
+}
+
 #[test]
 fn serve_events_jsonl_prints_one_json_object_per_line() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))

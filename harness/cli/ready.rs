@@ -20,7 +20,7 @@ pub enum Server {
 /// Everything the command listens on, reads or writes, known once it accepts connections:
 /// `{"event":"ready","command":"serve","pid":…,"smtp":"127.0.0.1:40123",…}`. Printed first with
 /// `--events jsonl`, and written to `--ready-file` whatever the output mode.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Ready {
     event: ReadyTag,
     pub command: Server,

@@ -22,6 +22,23 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// The runtime the sessions, the API and the signals run on: `threads` workers (`None`: one per
+/// CPU, tokio's default). One is a single event loop on this thread, with no worker to hand
+/// tasks to: on a small machine shared with a single-threaded client, more threads than the
+/// cores left to the server only take turns on them (README, Benchmarks).
+fn serve_runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
+    match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(n))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Runtime::new(),
+    }
+}
+
 /// Everything `serve` needs, read from the command line in the order its errors are said.
 fn prepare(
     args: ServeArgs,
@@ -42,7 +59,7 @@ fn prepare(
         retention: args.retain.into(),
         profile,
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+    let runtime = serve_runtime(args.threads).map_err(|e| {
         eprintln!("error: cannot start the async runtime: {e}");
         ExitCode::from(EXIT_SYSTEM)
     })?;
@@ -204,9 +221,10 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     // Announced once everything listens, all addresses at once.
     let mut ready = Ready::new(Server::Serve, host.addr()).with_api(api.as_ref().map(|a| a.addr()));
     ready.record = record.clone();
-    // The file first: a program that reads the line and then the file finds it.
+    // The file first: a program that reads the line and then the file finds it. Written (and
+    // synced) off the runtime: with `--threads 1` its thread is the one serving the sessions.
     if let Some(path) = &ready_file
-        && let Err(e) = ready.write_file(path)
+        && let Err(e) = write_ready_file(&ready, path).await
     {
         eprintln!("error: cannot write the ready file {}: {e}", path.display());
         if let Some(api) = api {
@@ -234,6 +252,14 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
     printer.finish().await;
     code
+}
+
+/// [`Ready::write_file`] on a thread for blocking work.
+async fn write_ready_file(ready: &Ready, path: &std::path::Path) -> std::io::Result<()> {
+    let (ready, path) = (ready.clone(), path.to_owned());
+    tokio::task::spawn_blocking(move || ready.write_file(&path))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// The recorder, streaming to `--record`'s file (under a name beside it, returned) if given.
