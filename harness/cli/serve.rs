@@ -448,8 +448,8 @@ enum Handed {
     Kept(Printer),
 }
 
-/// How long live events gather between two wake-ups of the thread that prints them: a line
-/// appears at most this late, which nobody reading can see.
+/// How long live events gather between two wake-ups of the thread that prints them. A line may
+/// show this much later (and the writer's nap again): too little for anyone reading to see.
 const LIVE_NAP: Duration = Duration::from_millis(10);
 
 impl LivePrinting {
