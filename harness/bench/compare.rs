@@ -237,7 +237,7 @@ pub struct CompareReport {
     /// (d), which share it with smtp-sink.
     pub smart_host_peak_rss_kib: Option<u64>,
     pub smtp_sink_peak_rss_kib: Option<u64>,
-    /// The peak RSS of the smart hosts of rows (e) to (g), by their setup.
+    /// The peak RSS of the smart hosts of rows (e) to (h), by their setup.
     pub other_smart_hosts_peak_rss_kib: Vec<(String, Option<u64>)>,
     /// Every load report, for the record.
     pub runs: Vec<(String, LoadReport)>,
@@ -275,6 +275,8 @@ enum Host {
     Recording,
     /// `serve --quiet --api ADDR` with [`API_WAITS`] waits pending on the API.
     ApiWaits,
+    /// `serve --quiet --threads 1`: one event loop, as smtp-sink.
+    OneThread,
 }
 
 /// How a row is measured.
@@ -291,7 +293,7 @@ enum Measure {
 pub const API_WAITS: usize = 10;
 
 /// The rows, in the order they run and print.
-const ROWS: [(&str, Host, Measure); 8] = [
+const ROWS: [(&str, Host, Measure); 9] = [
     (
         "(a) new session, EHLO, ETRN, QUIT",
         Host::Quiet,
@@ -332,6 +334,11 @@ const ROWS: [(&str, Host, Measure); 8] = [
         Host::ApiWaits,
         Measure::Load(Workload::Etrn, 20_000, 32),
     ),
+    (
+        "(h) serve --threads 1: smtp-source, 1 KiB",
+        Host::OneThread,
+        Measure::SmtpSource(20_000, 32, Some(1024)),
+    ),
 ];
 
 /// The smart hosts of one comparison, one process each.
@@ -340,6 +347,7 @@ struct Hosts {
     default_output: Server,
     recording: Server,
     api: Server,
+    one_thread: Server,
     /// The API's base URL (`http://127.0.0.1:PORT`).
     api_url: String,
     /// Holds the streamed recording; removed at the end.
@@ -358,6 +366,7 @@ impl Hosts {
         let default_output = start_serve(exe, Output::Default, &[])?;
         let recording = start_smart_host(exe, &["--record", &file])?;
         let api = start_serve(exe, Output::Quiet, &["--api", "127.0.0.1:0"])?;
+        let one_thread = start_smart_host(exe, &["--threads", "1"])?;
         let api_url = api
             .api
             .map(|addr| format!("http://{addr}"))
@@ -370,6 +379,7 @@ impl Hosts {
             default_output,
             recording,
             api,
+            one_thread,
             api_url,
             _dir: dir,
         })
@@ -381,15 +391,17 @@ impl Hosts {
             Host::DefaultOutput => &self.default_output,
             Host::Recording => &self.recording,
             Host::ApiWaits => &self.api,
+            Host::OneThread => &self.one_thread,
         }
     }
 
-    fn all(&self) -> [(Host, &Server); 4] {
+    fn all(&self) -> [(Host, &Server); 5] {
         [
             (Host::Quiet, &self.quiet),
             (Host::DefaultOutput, &self.default_output),
             (Host::Recording, &self.recording),
             (Host::ApiWaits, &self.api),
+            (Host::OneThread, &self.one_thread),
         ]
     }
 }
