@@ -16,6 +16,7 @@ pub mod report;
 pub mod run;
 pub mod scenarios;
 pub mod serve;
+pub mod serve_lines;
 pub mod signals;
 
 use args::{
