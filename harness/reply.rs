@@ -198,6 +198,39 @@ pub fn cut_at_placeholders(text: &str, mut piece: impl FnMut(Piece)) {
 pub struct Template {
     lines: Vec<Vec<Piece>>,
     fixed_wire: Option<Box<[u8]>>,
+    quoting: Option<Quoting>,
+}
+
+/// A one-line reply whose one placeholder is the ETRN argument, `{arg}` or `{node}` (every
+/// profile's ETRN reply, `250 OK, queuing for node {node} started`): its text before the
+/// argument and after it, cut once, so the session can write it around the argument and hand
+/// the recorder the two parts it packs such a reply as, without making the line.
+#[derive(Debug)]
+pub(crate) struct Quoting {
+    /// [`Placeholder::Arg`] or [`Placeholder::Node`].
+    pub(crate) placeholder: Placeholder,
+    /// The text before the argument and after it: shared by every reply filled from this one.
+    pub(crate) around: Arc<[String]>,
+}
+
+impl Quoting {
+    fn of(line: &str, pieces: &[Piece]) -> Option<Quoting> {
+        let text = |piece: Option<&Piece>| match piece {
+            Some(Piece::Text(range)) => line.get(range.clone()).map(str::to_owned),
+            _ => None,
+        };
+        let (before, value, after) = match pieces {
+            [Piece::Value(v)] => (String::new(), *v, String::new()),
+            [b, Piece::Value(v)] => (text(Some(b))?, *v, String::new()),
+            [Piece::Value(v), a] => (String::new(), *v, text(Some(a))?),
+            [b, Piece::Value(v), a] => (text(Some(b))?, *v, text(Some(a))?),
+            _ => return None,
+        };
+        matches!(value, Placeholder::Arg | Placeholder::Node).then(|| Quoting {
+            placeholder: value,
+            around: Arc::from([before, after]),
+        })
+    }
 }
 
 impl Template {
@@ -212,7 +245,12 @@ impl Template {
             })
             .collect();
         let fixed = lines.iter().flatten().all(|p| matches!(p, Piece::Text(_)));
+        let quoting = match (reply.lines.as_slice(), lines.as_slice()) {
+            ([line], [pieces]) => Quoting::of(line, pieces),
+            _ => None,
+        };
         Template {
+            quoting,
             lines,
             fixed_wire: fixed.then(|| reply.render().into_boxed_slice()),
         }
@@ -226,6 +264,11 @@ impl Template {
     /// True when no line has a placeholder: filling changes nothing.
     pub fn is_fixed(&self) -> bool {
         self.fixed_wire.is_some()
+    }
+
+    /// The reply's text around the ETRN argument, when it is one line quoting only that.
+    pub(crate) fn quoting(&self) -> Option<&Quoting> {
+        self.quoting.as_ref()
     }
 }
 

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::escape::unescape;
 use crate::proto::etrn::rebuild_etrn_record;
 use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, LineBytes, MessageRecord};
+use crate::proto::quoted_reply::QuotedReply;
 use crate::wire::Verb;
 
 use crate::proto::recording::TimedEvent;
@@ -54,8 +55,11 @@ pub(crate) struct Interner {
     /// The id given last: a run of the same reply (every pipelined ETRN's) is found by one
     /// comparison, without hashing its lines.
     last: Option<u32>,
-    /// The id of the reply around an argument given last (see [`Interner::template_id`]).
+    /// The id of the reply around an argument given last (see [`Interner::template_around`]).
     last_template: Option<u32>,
+    /// The parts of a [`QuotedReply`] given last, as the session shares them, and their id: a
+    /// run of them (every pipelined ETRN's reply) is found by comparing a pointer.
+    last_quoted: Option<(Arc<[String]>, u32)>,
 }
 
 impl Interner {
@@ -104,6 +108,21 @@ impl Interner {
         let before = reply.get(..at)?;
         let after = reply.get(at + argument.len()..)?;
         let id = self.id(&[before.to_owned(), after.to_owned()])?;
+        self.last_template = Some(id);
+        Some(id)
+    }
+
+    /// The id of a [`QuotedReply`]'s text around its argument (what [`Interner::template_around`]
+    /// keeps for the line it makes), adding it when there is room.
+    fn quoted_id(&mut self, around: &Arc<[String]>) -> Option<u32> {
+        let id = match &self.last_quoted {
+            Some((last, id)) if Arc::ptr_eq(last, around) => *id,
+            _ => {
+                let id = self.id(around)?;
+                self.last_quoted = Some((Arc::clone(around), id));
+                id
+            }
+        };
         self.last_template = Some(id);
         Some(id)
     }
@@ -395,6 +414,44 @@ impl EventLog {
             }
             other => self.push_whole(dt, other),
         }
+    }
+
+    /// Appends `reply` as the one-line reply it stands for, packed as the text around the last
+    /// command's argument, which it quotes; false (and nothing appended) when it does not quote
+    /// that argument (or the shared texts are full): then it is to be pushed as its event.
+    ///
+    /// The same packing [`EventLog::push`] finds for the line by searching it, without the line
+    /// (and it reads back as that line).
+    pub(crate) fn push_quoted_reply(
+        &mut self,
+        at_us: u64,
+        reply: &QuotedReply,
+        interner: &mut Interner,
+    ) -> bool {
+        let (offset, len) = {
+            let Some(line) = self.at.command(&self.bytes, interner) else {
+                return false;
+            };
+            match command_argument(line) {
+                Some((offset, argument)) if argument == reply.argument() => {
+                    (offset, argument.len())
+                }
+                _ => return false,
+            }
+        };
+        let Some(id) = interner.quoted_id(reply.around()) else {
+            return false;
+        };
+        // The line before is a command's, not an unawaited one: nothing to take.
+        let dt = self.at.delta(at_us);
+        let b = &mut self.bytes;
+        b.push(REPLY_AROUND_ARGUMENT);
+        varint(b, dt);
+        varint(b, u64::from(reply.code()));
+        varint(b, u64::from(id));
+        varint(b, offset as u64);
+        varint(b, len as u64);
+        true
     }
 
     fn push_whole(&mut self, dt: u64, event: Event) {

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, broadcast};
 use tracing::warn;
 
 use crate::proto::recording::{RECORDING_VERSION, RecordedEtrn, Recording, SessionRecording};
-use crate::proto::{CloseReason, Event};
+use crate::proto::{CloseReason, Event, QuotedReply};
 
 /// What a live listener hears; `at_us` is microseconds since the recorder started, as in the
 /// recording.
@@ -1460,6 +1460,24 @@ impl RecordBatch<'_> {
             }
         }
         events.push(self.at, event, &mut state.interner);
+    }
+
+    /// Records the reply `reply` stands for, packed from its parts unless the stream or the
+    /// full live feed needs its event.
+    pub(crate) fn quoted_reply(&mut self, reply: QuotedReply) {
+        let recorder = self.recorder;
+        let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
+        if state.stream.is_some() || self.live_everything {
+            self.push(reply.into_event());
+            return;
+        }
+        self.pushed = true;
+        let Some((events, _, _)) = self.log.take(state, self.id) else {
+            return;
+        };
+        if !events.push_quoted_reply(self.at, &reply, &mut state.interner) {
+            events.push(self.at, reply.into_event(), &mut state.interner);
+        }
     }
 
     /// Records [`Event::Unawaited`] for `raw`, a line as it will be recorded, borrowed: no
