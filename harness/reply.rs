@@ -198,7 +198,7 @@ pub fn cut_at_placeholders(text: &str, mut piece: impl FnMut(Piece)) {
 pub struct Template {
     lines: Vec<Vec<Piece>>,
     fixed_wire: Option<Box<[u8]>>,
-    quoting: Option<Quoting>,
+    quoting: Option<Arc<Quoting>>,
 }
 
 /// A one-line reply whose one placeholder is the ETRN argument, `{arg}` or `{node}` (every
@@ -209,12 +209,18 @@ pub struct Template {
 pub(crate) struct Quoting {
     /// [`Placeholder::Arg`] or [`Placeholder::Node`].
     pub(crate) placeholder: Placeholder,
+    /// The reply's code.
+    pub(crate) code: u16,
     /// The text before the argument and after it: shared by every reply filled from this one.
     pub(crate) around: Arc<[String]>,
+    /// The bytes on the wire before the argument (the code, a space, the text before it) and
+    /// after it (the text after it, CRLF): a reply around an argument is three copies.
+    pub(crate) wire_before: Box<[u8]>,
+    pub(crate) wire_after: Box<[u8]>,
 }
 
 impl Quoting {
-    fn of(line: &str, pieces: &[Piece]) -> Option<Quoting> {
+    fn of(code: ReplyCode, line: &str, pieces: &[Piece]) -> Option<Quoting> {
         let text = |piece: Option<&Piece>| match piece {
             Some(Piece::Text(range)) => line.get(range.clone()).map(str::to_owned),
             _ => None,
@@ -226,9 +232,17 @@ impl Quoting {
             [b, Piece::Value(v), a] => (text(Some(b))?, *v, text(Some(a))?),
             _ => return None,
         };
-        matches!(value, Placeholder::Arg | Placeholder::Node).then(|| Quoting {
+        if !matches!(value, Placeholder::Arg | Placeholder::Node) {
+            return None;
+        }
+        let wire_before = format!("{code} {before}").into_bytes().into_boxed_slice();
+        let wire_after = format!("{after}\r\n").into_bytes().into_boxed_slice();
+        Some(Quoting {
             placeholder: value,
+            code: code.get(),
             around: Arc::from([before, after]),
+            wire_before,
+            wire_after,
         })
     }
 }
@@ -246,7 +260,7 @@ impl Template {
             .collect();
         let fixed = lines.iter().flatten().all(|p| matches!(p, Piece::Text(_)));
         let quoting = match (reply.lines.as_slice(), lines.as_slice()) {
-            ([line], [pieces]) => Quoting::of(line, pieces),
+            ([line], [pieces]) => Quoting::of(reply.code, line, pieces).map(Arc::new),
             _ => None,
         };
         Template {
@@ -267,7 +281,7 @@ impl Template {
     }
 
     /// The reply's text around the ETRN argument, when it is one line quoting only that.
-    pub(crate) fn quoting(&self) -> Option<&Quoting> {
+    pub(crate) fn quoting(&self) -> Option<&Arc<Quoting>> {
         self.quoting.as_ref()
     }
 }

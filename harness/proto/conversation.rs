@@ -15,7 +15,7 @@
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
-use super::quoted_reply::Recordable;
+use super::recordable::Recordable;
 use super::session::Output;
 
 /// What a driver knows about a connection it accepted.
@@ -39,8 +39,8 @@ pub trait Conversation: Send {
     /// [`Conversation::poll_transmit`] gives.
     fn poll_output(&mut self) -> Option<Output>;
     /// [`Conversation::poll_output`] for a driver that records: a reply quoting the ETRN
-    /// argument may come as its parts, for the recorder to pack without making its line (see
-    /// [`super::quoted_reply`]). What it stands for is what `poll_output` would have given.
+    /// argument, or an ETRN, may come as its parts, for the recorder to pack without making its
+    /// event (see [`super::recordable`]). What it stands for is what `poll_output` would have given.
     fn poll_recordable(&mut self) -> Option<Recordable> {
         self.poll_output().map(Recordable::Output)
     }

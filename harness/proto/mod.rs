@@ -13,8 +13,8 @@
 //! - `replies`: the texts of a server's everyday replies, its line limit, a greet pause, and
 //!   the placeholders reply texts may use.
 //! - `event`: what a session reports (commands, replies, ETRNs, messages, why it closed).
-//! - `quoted_reply`: a reply quoting the ETRN argument, handed to the smart host's recorder as
-//!   its parts rather than as an event.
+//! - `recordable`: a reply quoting the ETRN argument, and a plain ETRN, handed to the smart
+//!   host's recorder as their parts rather than as events.
 //! - `transcript`: `C:`/`S:` text from events.
 //!
 //! What it says:
@@ -38,7 +38,7 @@ pub(crate) mod etrn;
 pub(crate) mod event;
 pub(crate) mod factory;
 pub(crate) mod profile;
-pub(crate) mod quoted_reply;
+pub(crate) mod recordable;
 pub(crate) mod recording;
 pub(crate) mod replay;
 pub(crate) mod replies;
@@ -59,7 +59,7 @@ pub use profile::{
     Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
     ServerFacts,
 };
-pub use quoted_reply::{QuotedReply, Recordable};
+pub use recordable::{PlainEtrn, QuotedReply, Recordable};
 pub use recording::{
     RecordedCommand, RecordedEtrn, RecordedReply, Recording, RecordingBuilder, SessionRecording,
     TimedEvent,

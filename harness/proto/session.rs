@@ -49,7 +49,7 @@ use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
-use super::quoted_reply::{QuotedReply, Recordable};
+use super::recordable::{QuotedReply, Recordable};
 use super::replies::{LongLine, Placeholders, Sent};
 use crate::reply::Placeholder;
 use crate::wire::observer::{
@@ -171,7 +171,7 @@ pub struct Session {
     /// Octets of the message being received, dot-unstuffed.
     message_octets: usize,
     lines: LineFramer,
-    /// Outputs for the driver; a reply quoting the ETRN argument as its parts (see
+    /// Outputs for the driver; a reply quoting the ETRN argument, or an ETRN, as its parts (see
     /// [`Session::poll_recordable`]).
     out: VecDeque<Recordable>,
     /// The replies' bytes, due now (a scripted delay has already passed: they were held until
@@ -310,8 +310,8 @@ impl Session {
         self.out.pop_front().map(Recordable::into_output)
     }
 
-    /// [`Session::poll_output`], with a reply that quotes the ETRN argument as its parts, for a
-    /// recorder that packs it so (see [`super::quoted_reply`]).
+    /// [`Session::poll_output`], with a reply that quotes the ETRN argument, or an ETRN, as its parts, for a
+    /// recorder that packs it so (see [`super::recordable`]).
     pub fn poll_recordable(&mut self) -> Option<Recordable> {
         self.out.pop_front()
     }
@@ -960,8 +960,7 @@ impl Session {
                 if let Some(quoted) = self.quoted(&decided, read.sent()) {
                     let (delay_ms, close) = (decided.delay_ms, decided.close);
                     drop(decided);
-                    let record = read.record(Some(quoted.code()));
-                    self.emit(Output::Event(Event::Etrn(Box::new(record))));
+                    self.emit_etrn(read, Some(quoted.code()));
                     self.answer_quoted(quoted, delay_ms, close);
                     return;
                 }
@@ -977,9 +976,17 @@ impl Session {
                 }
             }
         };
-        let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
-        self.emit(Output::Event(Event::Etrn(Box::new(record))));
+        self.emit_etrn(read, answer.reply.as_ref().map(|r| r.code().get()));
         self.answer_and_maybe_close(answer);
+    }
+
+    /// Reports the ETRN `read` answered with `reply`: as its parts when they make its record.
+    fn emit_etrn(&mut self, read: super::etrn::EtrnLine<'_>, reply: Option<u16>) {
+        let etrn = match read.into_plain(reply) {
+            Ok(plain) => Recordable::PlainEtrn(plain),
+            Err(record) => Recordable::Output(Output::Event(Event::Etrn(record))),
+        };
+        self.queue(etrn);
     }
 
     /// `decided`'s reply as a [`QuotedReply`] around `arg`, when it is one line quoting only the
@@ -994,11 +1001,14 @@ impl Session {
         {
             return None;
         }
+        if quoting.code != code {
+            return None;
+        }
         let value = match quoting.placeholder {
             Placeholder::Node => arg.node().bytes(),
             _ => arg.bytes(),
         };
-        QuotedReply::new(code, Arc::clone(&quoting.around), value)
+        QuotedReply::new(quoting, value)
     }
 
     /// Sends `reply` as [`Session::answer_and_maybe_close`] sends an answer with one reply that

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use crate::escape::unescape;
 use crate::proto::etrn::rebuild_etrn_record;
 use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, LineBytes, MessageRecord};
-use crate::proto::quoted_reply::QuotedReply;
+use crate::proto::recordable::{PlainEtrn, QuotedReply};
 use crate::wire::Verb;
 
 use crate::proto::recording::TimedEvent;
@@ -374,29 +374,7 @@ impl EventLog {
                     self.push_whole(dt, Event::Etrn(record));
                     return;
                 };
-                let in_command = self
-                    .at
-                    .command(&self.bytes, interner)
-                    .and_then(|line| find(line, &argument));
-                let b = &mut self.bytes;
-                match in_command {
-                    Some(offset) => {
-                        b.push(ETRN_IN_COMMAND);
-                        varint(b, dt);
-                        varint(b, offset as u64);
-                        varint(b, argument.len() as u64);
-                    }
-                    None => {
-                        b.push(ETRN);
-                        varint(b, dt);
-                        bytes(b, &argument);
-                    }
-                }
-                varint(b, record.reply.map_or(0, |c| u64::from(c) + 1));
-                b.push(u8::try_from(record.flags.len()).unwrap_or(u8::MAX));
-                for f in record.flags.iter().take(usize::from(u8::MAX)) {
-                    b.push(flag_id(*f));
-                }
+                self.push_etrn_parts(dt, &argument, record.reply, &record.flags, interner);
             }
             // Packed by `push_unawaited`, above.
             Event::Unawaited { .. } => {}
@@ -452,6 +430,52 @@ impl EventLog {
         varint(b, offset as u64);
         varint(b, len as u64);
         true
+    }
+
+    /// Appends the ETRN `etrn` stands for: packed as [`EventLog::push`] packs its event.
+    pub(crate) fn push_plain_etrn(
+        &mut self,
+        at_us: u64,
+        etrn: &PlainEtrn,
+        interner: &mut Interner,
+    ) {
+        self.at.take_unawaited();
+        let dt = self.at.delta(at_us);
+        self.push_etrn_parts(dt, etrn.argument(), etrn.reply(), etrn.flags(), interner);
+    }
+
+    /// An ETRN as the argument that rebuilds it, its reply and its flags.
+    fn push_etrn_parts(
+        &mut self,
+        dt: u64,
+        argument: &[u8],
+        reply: Option<u16>,
+        flags: &[EtrnFlag],
+        interner: &Interner,
+    ) {
+        let in_command = self
+            .at
+            .command(&self.bytes, interner)
+            .and_then(|line| find(line, argument));
+        let b = &mut self.bytes;
+        match in_command {
+            Some(offset) => {
+                b.push(ETRN_IN_COMMAND);
+                varint(b, dt);
+                varint(b, offset as u64);
+                varint(b, argument.len() as u64);
+            }
+            None => {
+                b.push(ETRN);
+                varint(b, dt);
+                bytes(b, argument);
+            }
+        }
+        varint(b, reply.map_or(0, |c| u64::from(c) + 1));
+        b.push(u8::try_from(flags.len()).unwrap_or(u8::MAX));
+        for f in flags.iter().take(usize::from(u8::MAX)) {
+            b.push(flag_id(*f));
+        }
     }
 
     fn push_whole(&mut self, dt: u64, event: Event) {
@@ -1037,6 +1061,89 @@ mod tests {
                 })
                 .collect();
             round_trip(&events);
+        }
+    }
+
+    proptest::proptest! {
+        /// A reply quoting the argument and an ETRN handed over as their parts
+        /// ([`EventLog::push_quoted_reply`], [`EventLog::push_plain_etrn`]) read back as their
+        /// events pushed whole do, pipelined or not, whatever the reply's text and the argument.
+        #[test]
+        fn parts_read_back_as_their_events(
+            steps in proptest::collection::vec(
+                (
+                    proptest::bool::ANY,
+                    proptest::sample::select(vec![
+                        "250 OK, queuing for node {node} started", "250 {arg}", "458 node {node} node",
+                        "250 {node}", "250 e{arg}e",
+                    ]),
+                    proptest::sample::select(vec![
+                        &b"a.example"[..], b"@a.example", b"#q", b"node", b"e", b"", b"a b",
+                        b"x\xff", b"A.Example.", b"bu\xc3\xa9cher.example",
+                    ]),
+                ),
+                0..24,
+            )
+        ) {
+            use crate::proto::etrn::{Greeted, read_etrn};
+            use crate::proto::replies::Placeholders;
+            use crate::reply::{Placeholder, Reply};
+            use crate::wire::Command;
+
+            let mut whole = (EventLog::default(), Interner::default());
+            let mut parts = (EventLog::default(), Interner::default());
+            let mut events = Vec::new();
+            for (n, (unawaited, text, argument)) in steps.iter().enumerate() {
+                let at = n as u64 * 7;
+                let mut line = b"ETRN ".to_vec();
+                line.extend_from_slice(argument);
+                line.extend_from_slice(b"\r\n");
+                let command = Command::parse(&line);
+                let reply = Reply::parse(text).unwrap();
+                let read = read_etrn(&command, Greeted::EtrnAdvertised, false);
+                let filled = Placeholders { arg: Some(read.sent()), ..Placeholders::default() }
+                    .reply(&reply);
+                let quoting = reply.template().and_then(|t| t.quoting()).unwrap();
+                let value = match quoting.placeholder {
+                    Placeholder::Node => read.sent().node().bytes(),
+                    _ => read.sent().bytes(),
+                };
+                let quoted = QuotedReply::new(quoting, value);
+                let plain = read.into_plain(Some(reply.code().get()));
+                let record = read_etrn(&command, Greeted::EtrnAdvertised, false)
+                    .record(Some(reply.code().get()));
+                let reply_event = Event::Reply {
+                    code: reply.code().get(),
+                    lines: filled.lines().to_vec(),
+                };
+                if *unawaited {
+                    events.push((at, Event::Unawaited { raw: line.clone() }));
+                }
+                events.push((at, command_line(&line)));
+                events.push((at, Event::Etrn(Box::new(record))));
+                events.push((at, reply_event.clone()));
+                for (event_at, event) in events.iter().skip(whole.0.events(&whole.1).len()) {
+                    whole.0.push(*event_at, event.clone(), &mut whole.1);
+                }
+                let (log, interner) = &mut parts;
+                if *unawaited {
+                    log.push_unawaited(at, &line);
+                }
+                log.push(at, command_line(&line), interner);
+                match plain {
+                    Ok(plain) => log.push_plain_etrn(at, &plain, interner),
+                    Err(record) => log.push(at, Event::Etrn(record), interner),
+                }
+                let packed = quoted.is_some_and(|q| log.push_quoted_reply(at, &q, interner));
+                if !packed {
+                    log.push(at, reply_event, interner);
+                }
+            }
+            let read_back = |(log, interner): &(EventLog, Interner)| -> Vec<(u64, Event)> {
+                log.events(interner).into_iter().map(|t| (t.at_us, t.event)).collect()
+            };
+            proptest::prop_assert_eq!(read_back(&whole), events.clone());
+            proptest::prop_assert_eq!(read_back(&parts), events);
         }
     }
 

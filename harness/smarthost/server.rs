@@ -578,6 +578,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                             debug!(code = reply.code(), text = %reply, "S:");
                             record.quoted_reply(reply);
                         }
+                        Recordable::PlainEtrn(etrn) => {
+                            info!(raw = %etrn.raw(), reply = ?etrn.reply(), flags = ?etrn.flags(), "ETRN");
+                            record.plain_etrn(etrn);
+                        }
                         Recordable::Output(other) => {
                             deferred = Some(other);
                             break;
