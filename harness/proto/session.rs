@@ -981,6 +981,8 @@ impl Session {
     }
 
     /// Reports the ETRN `read` answered with `reply`: as its parts when they make its record.
+    // Inlined, as `EtrnLine::into_plain` is: a call copies the line to pass it.
+    #[inline]
     fn emit_etrn(&mut self, read: super::etrn::EtrnLine<'_>, reply: Option<u16>) {
         let etrn = match read.into_plain(reply) {
             Ok(plain) => Recordable::PlainEtrn(plain),
