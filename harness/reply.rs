@@ -221,15 +221,12 @@ pub(crate) struct Quoting {
 
 impl Quoting {
     fn of(code: ReplyCode, line: &str, pieces: &[Piece]) -> Option<Quoting> {
-        let text = |piece: Option<&Piece>| match piece {
-            Some(Piece::Text(range)) => line.get(range.clone()).map(str::to_owned),
-            _ => None,
-        };
+        let text = |range: &Range<usize>| line.get(range.clone()).map(str::to_owned);
         let (before, value, after) = match pieces {
             [Piece::Value(v)] => (String::new(), *v, String::new()),
-            [b, Piece::Value(v)] => (text(Some(b))?, *v, String::new()),
-            [Piece::Value(v), a] => (String::new(), *v, text(Some(a))?),
-            [b, Piece::Value(v), a] => (text(Some(b))?, *v, text(Some(a))?),
+            [Piece::Text(b), Piece::Value(v)] => (text(b)?, *v, String::new()),
+            [Piece::Value(v), Piece::Text(a)] => (String::new(), *v, text(a)?),
+            [Piece::Text(b), Piece::Value(v), Piece::Text(a)] => (text(b)?, *v, text(a)?),
             _ => return None,
         };
         if !matches!(value, Placeholder::Arg | Placeholder::Node) {

@@ -40,7 +40,7 @@ pub trait Conversation: Send {
     fn poll_output(&mut self) -> Option<Output>;
     /// [`Conversation::poll_output`] for a driver that records: a reply quoting the ETRN
     /// argument, or an ETRN, may come as its parts, for the recorder to pack without making its
-    /// event (see [`super::recordable`]). What it stands for is what `poll_output` would have given.
+    /// event (see [`Recordable`]). What it stands for is what `poll_output` would have given.
     fn poll_recordable(&mut self) -> Option<Recordable> {
         self.poll_output().map(Recordable::Output)
     }

@@ -132,8 +132,8 @@ impl fmt::Display for QuotedReply {
 }
 
 /// An ETRN whose record is what its argument, reply and flags make
-/// ([`rebuild_etrn_record`](super::etrn::rebuild_etrn_record) gives it back): nearly every
-/// ETRN, its argument's text being its parsed argument's (see [`EtrnRecord::raw`]).
+/// (the recorder rebuilds it from them): nearly every ETRN, its argument's text being its parsed
+/// argument's (see [`EtrnRecord::raw`]).
 ///
 /// [`EtrnRecord::raw`]: super::EtrnRecord::raw
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +186,11 @@ impl PlainEtrn {
 /// What a conversation has for its driver, as the smart host's driver takes it
 /// ([`Conversation::poll_recordable`](super::Conversation::poll_recordable)): an [`Output`], or
 /// a reply or an ETRN for the recorder to pack as they are.
+///
+/// Why: every pipelined ETRN's reply, made into an [`Event::Reply`], cost a vector and a string
+/// that the recorder freed after searching the line for the argument again, and its record a
+/// box the recorder unpacked into the same argument, reply and flags. The session knows those
+/// parts; the recorder packs them. Anyone else gets the events ([`Recordable::into_output`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recordable {
     Output(Output),

@@ -310,8 +310,8 @@ impl Session {
         self.out.pop_front().map(Recordable::into_output)
     }
 
-    /// [`Session::poll_output`], with a reply that quotes the ETRN argument, or an ETRN, as its parts, for a
-    /// recorder that packs it so (see [`super::recordable`]).
+    /// [`Session::poll_output`], with a reply that quotes the ETRN argument, or an ETRN, as its
+    /// parts, for a recorder that packs them so (see [`Recordable`]).
     pub fn poll_recordable(&mut self) -> Option<Recordable> {
         self.out.pop_front()
     }
@@ -998,12 +998,8 @@ impl Session {
         let reply = decided.reply.as_ref()?;
         let quoting = reply.template()?.quoting()?;
         let code = reply.code().get();
-        if let Some(limit) = &self.behaviour.replies().error_limit
-            && limit.codes.contains(&code)
-        {
-            return None;
-        }
-        if quoting.code != code {
+        let error_limit = self.behaviour.replies().error_limit.as_ref();
+        if quoting.code != code || error_limit.is_some_and(|l| l.codes.contains(&code)) {
             return None;
         }
         let value = match quoting.placeholder {
