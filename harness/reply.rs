@@ -198,6 +198,50 @@ pub fn cut_at_placeholders(text: &str, mut piece: impl FnMut(Piece)) {
 pub struct Template {
     lines: Vec<Vec<Piece>>,
     fixed_wire: Option<Box<[u8]>>,
+    quoting: Option<Arc<Quoting>>,
+}
+
+/// A one-line reply whose one placeholder is the ETRN argument, `{arg}` or `{node}` (every
+/// profile's ETRN reply, `250 OK, queuing for node {node} started`): its text before the
+/// argument and after it, cut once, so the session can write it around the argument and hand
+/// the recorder the two parts it packs such a reply as, without making the line.
+#[derive(Debug)]
+pub(crate) struct Quoting {
+    /// [`Placeholder::Arg`] or [`Placeholder::Node`].
+    pub(crate) placeholder: Placeholder,
+    /// The reply's code.
+    pub(crate) code: u16,
+    /// The text before the argument and after it: shared by every reply filled from this one.
+    pub(crate) around: Arc<[String]>,
+    /// The bytes on the wire before the argument (the code, a space, the text before it) and
+    /// after it (the text after it, CRLF): a reply around an argument is three copies.
+    pub(crate) wire_before: Box<[u8]>,
+    pub(crate) wire_after: Box<[u8]>,
+}
+
+impl Quoting {
+    fn of(code: ReplyCode, line: &str, pieces: &[Piece]) -> Option<Quoting> {
+        let text = |range: &Range<usize>| line.get(range.clone()).map(str::to_owned);
+        let (before, value, after) = match pieces {
+            [Piece::Value(v)] => (String::new(), *v, String::new()),
+            [Piece::Text(b), Piece::Value(v)] => (text(b)?, *v, String::new()),
+            [Piece::Value(v), Piece::Text(a)] => (String::new(), *v, text(a)?),
+            [Piece::Text(b), Piece::Value(v), Piece::Text(a)] => (text(b)?, *v, text(a)?),
+            _ => return None,
+        };
+        if !matches!(value, Placeholder::Arg | Placeholder::Node) {
+            return None;
+        }
+        let wire_before = format!("{code} {before}").into_bytes().into_boxed_slice();
+        let wire_after = format!("{after}\r\n").into_bytes().into_boxed_slice();
+        Some(Quoting {
+            placeholder: value,
+            code: code.get(),
+            around: Arc::from([before, after]),
+            wire_before,
+            wire_after,
+        })
+    }
 }
 
 impl Template {
@@ -212,7 +256,12 @@ impl Template {
             })
             .collect();
         let fixed = lines.iter().flatten().all(|p| matches!(p, Piece::Text(_)));
+        let quoting = match (reply.lines.as_slice(), lines.as_slice()) {
+            ([line], [pieces]) => Quoting::of(reply.code, line, pieces).map(Arc::new),
+            _ => None,
+        };
         Template {
+            quoting,
             lines,
             fixed_wire: fixed.then(|| reply.render().into_boxed_slice()),
         }
@@ -226,6 +275,11 @@ impl Template {
     /// True when no line has a placeholder: filling changes nothing.
     pub fn is_fixed(&self) -> bool {
         self.fixed_wire.is_some()
+    }
+
+    /// The reply's text around the ETRN argument, when it is one line quoting only that.
+    pub(crate) fn quoting(&self) -> Option<&Arc<Quoting>> {
+        self.quoting.as_ref()
     }
 }
 

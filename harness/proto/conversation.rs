@@ -15,6 +15,7 @@
 use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
+use super::recordable::Recordable;
 use super::session::Output;
 
 /// What a driver knows about a connection it accepted.
@@ -37,6 +38,12 @@ pub trait Conversation: Send {
     /// The next thing for the driver to do, besides writing what
     /// [`Conversation::poll_transmit`] gives.
     fn poll_output(&mut self) -> Option<Output>;
+    /// [`Conversation::poll_output`] for a driver that records: a reply quoting the ETRN
+    /// argument, or an ETRN, may come as its parts, for the recorder to pack without making its
+    /// event (see [`Recordable`]). What it stands for is what `poll_output` would have given.
+    fn poll_recordable(&mut self) -> Option<Recordable> {
+        self.poll_output().map(Recordable::Output)
+    }
     /// Moves the bytes due to the client onto the end of `out`, in order. Every byte due
     /// before an [`Output::StartTls`] or an [`Output::Close`] is there by the time that output
     /// is polled, and none after it: a conversation has nothing more to send in plaintext once
@@ -76,6 +83,9 @@ impl Conversation for super::Session {
     }
     fn poll_output(&mut self) -> Option<Output> {
         super::Session::poll_output(self)
+    }
+    fn poll_recordable(&mut self) -> Option<Recordable> {
+        super::Session::poll_recordable(self)
     }
     fn poll_transmit(&mut self, out: &mut Vec<u8>) {
         super::Session::poll_transmit(self, out)

@@ -13,6 +13,8 @@
 //! - `replies`: the texts of a server's everyday replies, its line limit, a greet pause, and
 //!   the placeholders reply texts may use.
 //! - `event`: what a session reports (commands, replies, ETRNs, messages, why it closed).
+//! - `recordable`: a reply quoting the ETRN argument, and a plain ETRN, handed to the smart
+//!   host's recorder as their parts rather than as events.
 //! - `transcript`: `C:`/`S:` text from events.
 //!
 //! What it says:
@@ -36,6 +38,7 @@ pub(crate) mod etrn;
 pub(crate) mod event;
 pub(crate) mod factory;
 pub(crate) mod profile;
+pub(crate) mod recordable;
 pub(crate) mod recording;
 pub(crate) mod replay;
 pub(crate) mod replies;
@@ -56,6 +59,7 @@ pub use profile::{
     Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
     ServerFacts,
 };
+pub use recordable::{PlainEtrn, QuotedReply, Recordable};
 pub use recording::{
     RecordedCommand, RecordedEtrn, RecordedReply, Recording, RecordingBuilder, SessionRecording,
     TimedEvent,

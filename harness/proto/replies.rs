@@ -174,7 +174,7 @@ impl<'a> Sent<'a> {
     }
 
     /// Without its first byte when that is `@` or `#` (an ETRN argument's node).
-    fn node(self) -> Sent<'a> {
+    pub(crate) fn node(self) -> Sent<'a> {
         match self {
             Sent::Bytes([b'@' | b'#', node @ ..]) => Sent::Bytes(node),
             // `@` and `#` are ASCII: what follows starts a character.
@@ -340,7 +340,7 @@ fn push_clean(out: &mut String, value: &str) {
 
 /// True when every byte is printable ASCII (0x20 to 0x7e): eight bytes at a time, since every
 /// ETRN argument echoed in a reply is checked.
-fn printable_ascii(bytes: &[u8]) -> bool {
+pub(crate) fn printable_ascii(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut chunks = bytes.chunks_exact(8);

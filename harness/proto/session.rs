@@ -49,7 +49,9 @@ use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
+use super::recordable::{QuotedReply, Recordable};
 use super::replies::{LongLine, Placeholders, Sent};
+use crate::reply::Placeholder;
 use crate::wire::observer::{
     Authentication, Classified, DataEnd, ObservedCommand, ServerSideObserver,
 };
@@ -169,7 +171,9 @@ pub struct Session {
     /// Octets of the message being received, dot-unstuffed.
     message_octets: usize,
     lines: LineFramer,
-    out: VecDeque<Output>,
+    /// Outputs for the driver; a reply quoting the ETRN argument, or an ETRN, as its parts (see
+    /// [`Session::poll_recordable`]).
+    out: VecDeque<Recordable>,
     /// The replies' bytes, due now (a scripted delay has already passed: they were held until
     /// [`Session::handle_timeout`] said their time had come), for [`Session::poll_transmit`].
     transmit: Vec<u8>,
@@ -303,6 +307,12 @@ impl Session {
 
     /// The next thing for the driver to do.
     pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front().map(Recordable::into_output)
+    }
+
+    /// [`Session::poll_output`], with a reply that quotes the ETRN argument, or an ETRN, as its
+    /// parts, for a recorder that packs them so (see [`Recordable`]).
+    pub fn poll_recordable(&mut self) -> Option<Recordable> {
         self.out.pop_front()
     }
 
@@ -564,8 +574,7 @@ impl Session {
         if *verb == Verb::Etrn {
             // An ETRN is recorded with whatever answers it, a scripted override included, so
             // the recording holds the code the client got.
-            let answer = self.etrn(&command, scripted);
-            self.answer_and_maybe_close(answer);
+            self.etrn(&command, scripted);
             return;
         }
         if let Some(answer) = &scripted {
@@ -645,7 +654,10 @@ impl Session {
             }
             // Read the argument ourselves: smtp-proto keeps only the first token and unquotes it,
             // which would hide a second node packed into one command.
-            Verb::Etrn => return Some(self.etrn(command, None)),
+            Verb::Etrn => {
+                self.etrn(command, None);
+                return None;
+            }
             _ => {}
         }
         // The rest as smtp-proto reads the whole line; it finds the verb again (in its own way,
@@ -703,7 +715,10 @@ impl Session {
                 Some(answer)
             }
             // Handled above; kept for exhaustiveness.
-            Ok(Request::Etrn { .. }) => Some(self.etrn(command, None)),
+            Ok(Request::Etrn { .. }) => {
+                self.etrn(command, None);
+                None
+            }
             Err(smtp_proto::Error::UnknownCommand) => {
                 let reply = self.behaviour.replies().unknown_command.clone();
                 // sendmail echoes the line; an AUTH response is echoed as the mark.
@@ -930,7 +945,7 @@ impl Session {
 
     /// An ETRN line: recorded, and answered by `scripted` if the script overrides ETRN, else as
     /// the behaviour says.
-    fn etrn(&mut self, command: &Command<'_>, scripted: Option<Answer>) -> Answer {
+    fn etrn(&mut self, command: &Command<'_>, scripted: Option<Answer>) {
         let greeted = self.observer.greeted();
         let in_transaction = self.observer.in_transaction();
         let read = read_etrn(command, greeted, in_transaction);
@@ -942,6 +957,13 @@ impl Session {
                 let decided = self
                     .behaviour
                     .etrn(&read.facts(greeted, in_transaction, self.now));
+                if let Some(quoted) = self.quoted(&decided, read.sent()) {
+                    let (delay_ms, close) = (decided.delay_ms, decided.close);
+                    drop(decided);
+                    self.emit_etrn(read, Some(quoted.code()));
+                    self.answer_quoted(quoted, delay_ms, close);
+                    return;
+                }
                 let places = Placeholders {
                     arg: Some(read.sent()),
                     arg_as_sent: Some(command.argument_as_sent()),
@@ -954,9 +976,56 @@ impl Session {
                 }
             }
         };
-        let record = read.record(answer.reply.as_ref().map(|r| r.code().get()));
-        self.emit(Output::Event(Event::Etrn(Box::new(record))));
-        answer
+        self.emit_etrn(read, answer.reply.as_ref().map(|r| r.code().get()));
+        self.answer_and_maybe_close(answer);
+    }
+
+    /// Reports the ETRN `read` answered with `reply`: as its parts when they make its record.
+    // Inlined, as `EtrnLine::into_plain` is: a call copies the line to pass it.
+    #[inline]
+    fn emit_etrn(&mut self, read: super::etrn::EtrnLine<'_>, reply: Option<u16>) {
+        let etrn = match read.into_plain(reply) {
+            Ok(plain) => Recordable::PlainEtrn(plain),
+            Err(record) => Recordable::Output(Output::Event(Event::Etrn(record))),
+        };
+        self.queue(etrn);
+    }
+
+    /// `decided`'s reply as a [`QuotedReply`] around `arg`, when it is one line quoting only the
+    /// argument, the argument shows as it is, and the reply counts toward no error limit (the
+    /// last straw adds a line).
+    fn quoted(&self, decided: &Answer, arg: Sent<'_>) -> Option<QuotedReply> {
+        let reply = decided.reply.as_ref()?;
+        let quoting = reply.template()?.quoting()?;
+        let code = reply.code().get();
+        let error_limit = self.behaviour.replies().error_limit.as_ref();
+        if quoting.code != code || error_limit.is_some_and(|l| l.codes.contains(&code)) {
+            return None;
+        }
+        let value = match quoting.placeholder {
+            Placeholder::Node => arg.node().bytes(),
+            _ => arg.bytes(),
+        };
+        QuotedReply::new(quoting, value)
+    }
+
+    /// Sends `reply` as [`Session::answer_and_maybe_close`] sends an answer with one reply that
+    /// counts toward no error limit.
+    fn answer_quoted(&mut self, reply: QuotedReply, delay_ms: u64, close: bool) {
+        let closes = (close || reply.code() == 421) && self.mode != Mode::Closed;
+        if delay_ms == 0 {
+            self.send(|out| reply.write_wire(out));
+            self.queue(Recordable::QuotedReply(reply));
+        } else {
+            let mut wire = Vec::new();
+            reply.write_wire(&mut wire);
+            self.queue(Recordable::QuotedReply(reply));
+            self.hold_for(Duration::from_millis(delay_ms));
+            self.send(|out| out.extend_from_slice(&wire));
+        }
+        if closes {
+            self.close(CloseReason::Scripted);
+        }
     }
 
     // ----- output -----
@@ -1062,6 +1131,10 @@ impl Session {
 
     /// Queues `output` for the driver, behind whatever a scripted delay holds.
     fn emit(&mut self, output: Output) {
+        self.queue(Recordable::Output(output));
+    }
+
+    fn queue(&mut self, output: Recordable) {
         match self.held.back_mut() {
             Some(held) => held.outputs.push_back(output),
             None => self.out.push_back(output),
@@ -1095,7 +1168,7 @@ impl Session {
 #[derive(Debug)]
 struct Held {
     at: Instant,
-    outputs: VecDeque<Output>,
+    outputs: VecDeque<Recordable>,
     /// The replies' bytes held: released to [`Session::poll_transmit`].
     bytes: Vec<u8>,
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::escape::unescape;
 use crate::proto::etrn::rebuild_etrn_record;
 use crate::proto::event::{CommandLine, EtrnFlag, EtrnRecord, Event, LineBytes, MessageRecord};
+use crate::proto::recordable::{PlainEtrn, QuotedReply};
 use crate::wire::Verb;
 
 use crate::proto::recording::TimedEvent;
@@ -54,8 +55,11 @@ pub(crate) struct Interner {
     /// The id given last: a run of the same reply (every pipelined ETRN's) is found by one
     /// comparison, without hashing its lines.
     last: Option<u32>,
-    /// The id of the reply around an argument given last (see [`Interner::template_id`]).
+    /// The id of the reply around an argument given last (see [`Interner::template_around`]).
     last_template: Option<u32>,
+    /// The parts of a [`QuotedReply`] given last, as the session shares them, and their id: a
+    /// run of them (every pipelined ETRN's reply) is found by comparing a pointer.
+    last_quoted: Option<(Arc<[String]>, u32)>,
 }
 
 impl Interner {
@@ -104,6 +108,21 @@ impl Interner {
         let before = reply.get(..at)?;
         let after = reply.get(at + argument.len()..)?;
         let id = self.id(&[before.to_owned(), after.to_owned()])?;
+        self.last_template = Some(id);
+        Some(id)
+    }
+
+    /// The id of a [`QuotedReply`]'s text around its argument (what [`Interner::template_around`]
+    /// keeps for the line it makes), adding it when there is room.
+    fn quoted_id(&mut self, around: &Arc<[String]>) -> Option<u32> {
+        let id = match &self.last_quoted {
+            Some((last, id)) if Arc::ptr_eq(last, around) => *id,
+            _ => {
+                let id = self.id(around)?;
+                self.last_quoted = Some((Arc::clone(around), id));
+                id
+            }
+        };
         self.last_template = Some(id);
         Some(id)
     }
@@ -355,29 +374,7 @@ impl EventLog {
                     self.push_whole(dt, Event::Etrn(record));
                     return;
                 };
-                let in_command = self
-                    .at
-                    .command(&self.bytes, interner)
-                    .and_then(|line| find(line, &argument));
-                let b = &mut self.bytes;
-                match in_command {
-                    Some(offset) => {
-                        b.push(ETRN_IN_COMMAND);
-                        varint(b, dt);
-                        varint(b, offset as u64);
-                        varint(b, argument.len() as u64);
-                    }
-                    None => {
-                        b.push(ETRN);
-                        varint(b, dt);
-                        bytes(b, &argument);
-                    }
-                }
-                varint(b, record.reply.map_or(0, |c| u64::from(c) + 1));
-                b.push(u8::try_from(record.flags.len()).unwrap_or(u8::MAX));
-                for f in record.flags.iter().take(usize::from(u8::MAX)) {
-                    b.push(flag_id(*f));
-                }
+                self.push_etrn_parts(dt, &argument, record.reply, &record.flags, interner);
             }
             // Packed by `push_unawaited`, above.
             Event::Unawaited { .. } => {}
@@ -394,6 +391,90 @@ impl EventLog {
                 varint(b, u64::from(m.reply));
             }
             other => self.push_whole(dt, other),
+        }
+    }
+
+    /// Appends `reply` as the one-line reply it stands for, packed as the text around the last
+    /// command's argument, which it quotes; false (and nothing appended) when it does not quote
+    /// that argument (or the shared texts are full): then it is to be pushed as its event.
+    ///
+    /// The same packing [`EventLog::push`] finds for the line by searching it, without the line
+    /// (and it reads back as that line).
+    pub(crate) fn push_quoted_reply(
+        &mut self,
+        at_us: u64,
+        reply: &QuotedReply,
+        interner: &mut Interner,
+    ) -> bool {
+        let (offset, len) = {
+            let Some(line) = self.at.command(&self.bytes, interner) else {
+                return false;
+            };
+            match command_argument(line) {
+                Some((offset, argument)) if argument == reply.argument() => {
+                    (offset, argument.len())
+                }
+                _ => return false,
+            }
+        };
+        let Some(id) = interner.quoted_id(reply.around()) else {
+            return false;
+        };
+        // The line before is a command's, not an unawaited one: nothing to take.
+        let dt = self.at.delta(at_us);
+        let b = &mut self.bytes;
+        b.push(REPLY_AROUND_ARGUMENT);
+        varint(b, dt);
+        varint(b, u64::from(reply.code()));
+        varint(b, u64::from(id));
+        varint(b, offset as u64);
+        varint(b, len as u64);
+        true
+    }
+
+    /// Appends the ETRN `etrn` stands for: packed as [`EventLog::push`] packs its event.
+    pub(crate) fn push_plain_etrn(
+        &mut self,
+        at_us: u64,
+        etrn: &PlainEtrn,
+        interner: &mut Interner,
+    ) {
+        self.at.take_unawaited();
+        let dt = self.at.delta(at_us);
+        self.push_etrn_parts(dt, etrn.argument(), etrn.reply(), etrn.flags(), interner);
+    }
+
+    /// An ETRN as the argument that rebuilds it, its reply and its flags.
+    fn push_etrn_parts(
+        &mut self,
+        dt: u64,
+        argument: &[u8],
+        reply: Option<u16>,
+        flags: &[EtrnFlag],
+        interner: &Interner,
+    ) {
+        let in_command = self
+            .at
+            .command(&self.bytes, interner)
+            .and_then(|line| find(line, argument));
+        let b = &mut self.bytes;
+        match in_command {
+            Some(offset) => {
+                b.push(ETRN_IN_COMMAND);
+                varint(b, dt);
+                varint(b, offset as u64);
+                varint(b, argument.len() as u64);
+            }
+            None => {
+                b.push(ETRN);
+                varint(b, dt);
+                bytes(b, argument);
+            }
+        }
+        varint(b, reply.map_or(0, |c| u64::from(c) + 1));
+        b.push(u8::try_from(flags.len()).unwrap_or(u8::MAX));
+        for f in flags.iter().take(usize::from(u8::MAX)) {
+            b.push(flag_id(*f));
         }
     }
 
@@ -980,6 +1061,89 @@ mod tests {
                 })
                 .collect();
             round_trip(&events);
+        }
+    }
+
+    proptest::proptest! {
+        /// A reply quoting the argument and an ETRN handed over as their parts
+        /// ([`EventLog::push_quoted_reply`], [`EventLog::push_plain_etrn`]) read back as their
+        /// events pushed whole do, pipelined or not, whatever the reply's text and the argument.
+        #[test]
+        fn parts_read_back_as_their_events(
+            steps in proptest::collection::vec(
+                (
+                    proptest::bool::ANY,
+                    proptest::sample::select(vec![
+                        "250 OK, queuing for node {node} started", "250 {arg}", "458 node {node} node",
+                        "250 {node}", "250 e{arg}e",
+                    ]),
+                    proptest::sample::select(vec![
+                        &b"a.example"[..], b"@a.example", b"#q", b"node", b"e", b"", b"a b",
+                        b"x\xff", b"A.Example.", b"bu\xc3\xa9cher.example",
+                    ]),
+                ),
+                0..24,
+            )
+        ) {
+            use crate::proto::etrn::{Greeted, read_etrn};
+            use crate::proto::replies::Placeholders;
+            use crate::reply::{Placeholder, Reply};
+            use crate::wire::Command;
+
+            let mut whole = (EventLog::default(), Interner::default());
+            let mut parts = (EventLog::default(), Interner::default());
+            let mut events = Vec::new();
+            for (n, (unawaited, text, argument)) in steps.iter().enumerate() {
+                let at = n as u64 * 7;
+                let mut line = b"ETRN ".to_vec();
+                line.extend_from_slice(argument);
+                line.extend_from_slice(b"\r\n");
+                let command = Command::parse(&line);
+                let reply = Reply::parse(text).unwrap();
+                let read = read_etrn(&command, Greeted::EtrnAdvertised, false);
+                let filled = Placeholders { arg: Some(read.sent()), ..Placeholders::default() }
+                    .reply(&reply);
+                let quoting = reply.template().and_then(|t| t.quoting()).unwrap();
+                let value = match quoting.placeholder {
+                    Placeholder::Node => read.sent().node().bytes(),
+                    _ => read.sent().bytes(),
+                };
+                let quoted = QuotedReply::new(quoting, value);
+                let plain = read.into_plain(Some(reply.code().get()));
+                let record = read_etrn(&command, Greeted::EtrnAdvertised, false)
+                    .record(Some(reply.code().get()));
+                let reply_event = Event::Reply {
+                    code: reply.code().get(),
+                    lines: filled.lines().to_vec(),
+                };
+                if *unawaited {
+                    events.push((at, Event::Unawaited { raw: line.clone() }));
+                }
+                events.push((at, command_line(&line)));
+                events.push((at, Event::Etrn(Box::new(record))));
+                events.push((at, reply_event.clone()));
+                for (event_at, event) in events.iter().skip(whole.0.events(&whole.1).len()) {
+                    whole.0.push(*event_at, event.clone(), &mut whole.1);
+                }
+                let (log, interner) = &mut parts;
+                if *unawaited {
+                    log.push_unawaited(at, &line);
+                }
+                log.push(at, command_line(&line), interner);
+                match plain {
+                    Ok(plain) => log.push_plain_etrn(at, &plain, interner),
+                    Err(record) => log.push(at, Event::Etrn(record), interner),
+                }
+                let packed = quoted.is_some_and(|q| log.push_quoted_reply(at, &q, interner));
+                if !packed {
+                    log.push(at, reply_event, interner);
+                }
+            }
+            let read_back = |(log, interner): &(EventLog, Interner)| -> Vec<(u64, Event)> {
+                log.events(interner).into_iter().map(|t| (t.at_us, t.event)).collect()
+            };
+            proptest::prop_assert_eq!(read_back(&whole), events.clone());
+            proptest::prop_assert_eq!(read_back(&parts), events);
         }
     }
 

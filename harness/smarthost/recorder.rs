@@ -17,7 +17,7 @@ use tokio::sync::{Notify, broadcast};
 use tracing::warn;
 
 use crate::proto::recording::{RECORDING_VERSION, RecordedEtrn, Recording, SessionRecording};
-use crate::proto::{CloseReason, Event};
+use crate::proto::{CloseReason, Event, PlainEtrn, QuotedReply};
 
 /// What a live listener hears; `at_us` is microseconds since the recorder started, as in the
 /// recording.
@@ -1435,16 +1435,7 @@ impl RecordBatch<'_> {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if let Event::Etrn(record) = &event {
-            state.last_etrn_number += 1;
-            state
-                .etrn_numbers
-                .push(state.last_etrn_number, self.id, *etrns);
-            if *etrns == 0 {
-                *first_etrn = state.last_etrn_number;
-            }
-            *etrns = etrns.saturating_add(1);
-            state.etrn += 1;
-            state.etrn_total += 1;
+            count_etrn(state, self.id, etrns, first_etrn);
             if let Some(domain) = record.domain() {
                 // Woken after the lock is let go; a wait registers under the lock, so none
                 // misses this.
@@ -1462,6 +1453,46 @@ impl RecordBatch<'_> {
         events.push(self.at, event, &mut state.interner);
     }
 
+    /// Records the ETRN `etrn` stands for, packed from its parts unless the stream, a live feed,
+    /// a wait for a domain or the index of domains needs its record.
+    pub(crate) fn plain_etrn(&mut self, etrn: PlainEtrn) {
+        let recorder = self.recorder;
+        let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
+        if state.stream.is_some()
+            || self.live_everything
+            || self.live_summary
+            || !state.etrn_waiters.is_empty()
+            || state.etrn_domains.is_some()
+        {
+            self.push(etrn.into_event());
+            return;
+        }
+        self.pushed = true;
+        let Some((events, etrns, first_etrn)) = self.log.take(state, self.id) else {
+            return;
+        };
+        count_etrn(state, self.id, etrns, first_etrn);
+        events.push_plain_etrn(self.at, &etrn, &mut state.interner);
+    }
+
+    /// Records the reply `reply` stands for, packed from its parts unless the stream or the
+    /// full live feed needs its event.
+    pub(crate) fn quoted_reply(&mut self, reply: QuotedReply) {
+        let recorder = self.recorder;
+        let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
+        if state.stream.is_some() || self.live_everything {
+            self.push(reply.into_event());
+            return;
+        }
+        self.pushed = true;
+        let Some((events, _, _)) = self.log.take(state, self.id) else {
+            return;
+        };
+        if !events.push_quoted_reply(self.at, &reply, &mut state.interner) {
+            events.push(self.at, reply.into_event(), &mut state.interner);
+        }
+    }
+
     /// Records [`Event::Unawaited`] for `raw`, a line as it will be recorded, borrowed: no
     /// event is made unless the stream or the full live feed needs one.
     pub(crate) fn unawaited(&mut self, raw: &[u8]) {
@@ -1476,6 +1507,18 @@ impl RecordBatch<'_> {
             events.push_unawaited(self.at, raw);
         }
     }
+}
+
+/// Numbers an ETRN of session `id`, which has had `etrns` (the first numbered `first_etrn`).
+fn count_etrn(state: &mut State, id: u64, etrns: &mut u32, first_etrn: &mut u64) {
+    state.last_etrn_number += 1;
+    state.etrn_numbers.push(state.last_etrn_number, id, *etrns);
+    if *etrns == 0 {
+        *first_etrn = state.last_etrn_number;
+    }
+    *etrns = etrns.saturating_add(1);
+    state.etrn += 1;
+    state.etrn_total += 1;
 }
 
 impl Drop for RecordBatch<'_> {

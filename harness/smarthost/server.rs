@@ -30,7 +30,8 @@ use crate::proto::factory::{ConversationFactory, Conversations, ConversationsErr
 use crate::proto::profile::Profile;
 use crate::proto::recording::Recording;
 use crate::proto::script::SmartHostScript;
-use crate::proto::{Accepted, CloseReason, Conversation, Event, Output, SessionLimits};
+use crate::proto::{Accepted, CloseReason, Conversation, Event, Output, Recordable, SessionLimits};
+use crate::wire::framing::find_byte;
 
 use super::accept::Cap;
 use super::handle::ServerHandle;
@@ -553,10 +554,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             for _ in 0..LINES_PER_BATCH {
                 let start = fed;
-                fed = unfed[start..]
-                    .iter()
-                    .position(|b| *b == b'\n')
-                    .map_or(unfed.len(), |i| start + i + 1);
+                // Eight bytes at a time: every byte read is searched here.
+                fed = find_byte(&unfed[start..], b'\n').map_or(unfed.len(), |i| start + i + 1);
                 let piece = &unfed[start..fed];
                 if at_line_start && !pending.is_empty() {
                     let form = session.recorded_form(piece);
@@ -568,13 +567,22 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     unfed.clear();
                     fed = 0;
                 }
-                while let Some(output) = session.poll_output() {
+                while let Some(output) = session.poll_recordable() {
                     match output {
-                        Output::Event(event) => {
+                        Recordable::Output(Output::Event(event)) => {
                             note(&event, &mut last_reply);
                             record.push(event);
                         }
-                        other => {
+                        Recordable::QuotedReply(reply) => {
+                            last_reply = Some(reply.code());
+                            debug!(code = reply.code(), text = %reply, "S:");
+                            record.quoted_reply(reply);
+                        }
+                        Recordable::PlainEtrn(etrn) => {
+                            info!(raw = %etrn.raw(), reply = ?etrn.reply(), flags = ?etrn.flags(), "ETRN");
+                            record.plain_etrn(etrn);
+                        }
+                        Recordable::Output(other) => {
                             deferred = Some(other);
                             break;
                         }

@@ -1,0 +1,280 @@
+//! What a session hands the smart host's recorder in parts, not made into events: a reply
+//! quoting the ETRN argument, and an ETRN whose record its argument, reply and flags make.
+//!
+//! Every pipelined ETRN is answered `250 OK, queuing for node d1.example started`. As an
+//! [`Event::Reply`] that costs a vector and a string, made by the session and freed by the
+//! recorder, which first searches the line for the argument again to pack it as "this template
+//! around the argument". The session knows both already: the reply's [`Template`] was cut once
+//! around its `{node}`, and the argument is the one it just read. So it queues a
+//! [`QuotedReply`] instead. Likewise an ETRN's [`Event::Etrn`] boxes a record the recorder
+//! packs as its argument, reply and flags: the session queues a [`PlainEtrn`] of those. The
+//! smart host's driver, asking for [`Conversation::poll_recordable`], hands both to the
+//! recorder as they are.
+//!
+//! Private to the path between the two: [`Session::poll_output`], and so every other reader of a
+//! session (the prediction, the probe, the tests), the recording stream and the live feeds get
+//! the very events these stand for ([`Recordable::into_output`]). `Event` keeps its shape: its
+//! users, its JSON schema and every recording are as they were.
+//!
+//! [`Template`]: crate::reply::Template
+//! [`Conversation::poll_recordable`]: super::Conversation::poll_recordable
+//! [`Session::poll_output`]: super::Session::poll_output
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::etrn::rebuild_etrn_record;
+use super::event::{EtrnFlag, Event, LineBytes};
+use super::session::Output;
+use crate::reply::Quoting;
+
+/// A one-line reply: `around[0]`, the argument, `around[1]`.
+#[derive(Debug, Clone)]
+pub struct QuotedReply {
+    /// The reply's text around the argument, its code, and its bytes on the wire around it:
+    /// shared with the reply it was filled from.
+    quoting: Arc<Quoting>,
+    /// Printable ASCII (so the line shows it as it is): kept in place, as a command line's bytes.
+    argument: LineBytes,
+}
+
+impl PartialEq for QuotedReply {
+    /// The code and the line.
+    fn eq(&self, other: &Self) -> bool {
+        self.code() == other.code() && self.line() == other.line()
+    }
+}
+
+impl Eq for QuotedReply {}
+
+impl QuotedReply {
+    /// The reply `quoting` fills in with `argument`; `None` when `argument` is not printable
+    /// ASCII (a reply shows anything else cleaned or replaced, so the line would not be the
+    /// argument between the two parts).
+    pub(crate) fn new(quoting: &Arc<Quoting>, argument: &[u8]) -> Option<QuotedReply> {
+        (quoting.around.len() == 2 && super::replies::printable_ascii(argument)).then(|| {
+            QuotedReply {
+                quoting: Arc::clone(quoting),
+                argument: LineBytes::from(argument),
+            }
+        })
+    }
+
+    pub fn code(&self) -> u16 {
+        self.quoting.code
+    }
+
+    /// `[before, after]`, as the reply shares them.
+    pub(crate) fn around(&self) -> &Arc<[String]> {
+        &self.quoting.around
+    }
+
+    /// The argument quoted.
+    pub(crate) fn argument(&self) -> &[u8] {
+        &self.argument
+    }
+
+    fn part(&self, i: usize) -> &str {
+        self.quoting.around.get(i).map_or("", String::as_str)
+    }
+
+    /// The argument as text: printable ASCII, so never replaced.
+    fn argument_text(&self) -> &str {
+        std::str::from_utf8(&self.argument).unwrap_or_default()
+    }
+
+    /// The reply's line, as the reply filled in would have it.
+    pub fn line(&self) -> String {
+        let (before, argument, after) = (self.part(0), self.argument_text(), self.part(1));
+        let mut line = String::with_capacity(before.len() + argument.len() + after.len());
+        line.push_str(before);
+        line.push_str(argument);
+        line.push_str(after);
+        line
+    }
+
+    /// The reply's event, as the session reports any reply.
+    pub fn into_event(self) -> Event {
+        Event::Reply {
+            code: self.code(),
+            lines: vec![self.line()],
+        }
+    }
+
+    /// Appends the reply's bytes on the wire to `out`, as [`crate::reply::Reply::write_wire`]
+    /// writes the reply filled in.
+    pub(crate) fn write_wire(&self, out: &mut Vec<u8>) {
+        let (before, after) = (&*self.quoting.wire_before, &*self.quoting.wire_after);
+        if self.argument.is_empty() && self.line_is_only_the_argument() {
+            // An empty line: the code alone, no space after it.
+            out.extend_from_slice(before.get(..3).unwrap_or_default());
+            out.extend_from_slice(b"\r\n");
+            return;
+        }
+        out.reserve(before.len() + self.argument.len() + after.len());
+        out.extend_from_slice(before);
+        out.extend_from_slice(&self.argument);
+        out.extend_from_slice(after);
+    }
+
+    fn line_is_only_the_argument(&self) -> bool {
+        self.part(0).is_empty() && self.part(1).is_empty()
+    }
+}
+
+impl fmt::Display for QuotedReply {
+    /// The line, for a log line about the reply.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.part(0))?;
+        f.write_str(self.argument_text())?;
+        f.write_str(self.part(1))
+    }
+}
+
+/// An ETRN whose record is what its argument, reply and flags make
+/// (the recorder rebuilds it from them): nearly every ETRN, its argument's text being its parsed
+/// argument's (see [`EtrnRecord::raw`]).
+///
+/// [`EtrnRecord::raw`]: super::EtrnRecord::raw
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainEtrn {
+    /// UTF-8, escaping to itself: kept in place, as a command line's bytes.
+    argument: LineBytes,
+    reply: Option<u16>,
+    flags: Vec<EtrnFlag>,
+}
+
+impl PlainEtrn {
+    /// Only [`super::etrn::EtrnLine::into_plain`] makes one, having checked that the parts
+    /// make the record.
+    pub(crate) fn new(argument: &[u8], reply: Option<u16>, flags: Vec<EtrnFlag>) -> PlainEtrn {
+        PlainEtrn {
+            argument: LineBytes::from(argument),
+            reply,
+            flags,
+        }
+    }
+
+    /// The argument, outer spaces trimmed.
+    pub(crate) fn argument(&self) -> &[u8] {
+        &self.argument
+    }
+
+    /// The argument as text ([`EtrnRecord::raw`](super::EtrnRecord::raw)).
+    pub fn raw(&self) -> &str {
+        std::str::from_utf8(&self.argument).unwrap_or_default()
+    }
+
+    pub fn reply(&self) -> Option<u16> {
+        self.reply
+    }
+
+    pub fn flags(&self) -> &[EtrnFlag] {
+        &self.flags
+    }
+
+    /// The ETRN's event, as the session reports any ETRN.
+    pub fn into_event(self) -> Event {
+        Event::Etrn(Box::new(rebuild_etrn_record(
+            &self.argument,
+            self.reply,
+            self.flags,
+        )))
+    }
+}
+
+/// What a conversation has for its driver, as the smart host's driver takes it
+/// ([`Conversation::poll_recordable`](super::Conversation::poll_recordable)): an [`Output`], or
+/// a reply or an ETRN for the recorder to pack as they are.
+///
+/// Why: every pipelined ETRN's reply, made into an [`Event::Reply`], cost a vector and a string
+/// that the recorder freed after searching the line for the argument again, and its record a
+/// box the recorder unpacked into the same argument, reply and flags. The session knows those
+/// parts; the recorder packs them. Anyone else gets the events ([`Recordable::into_output`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recordable {
+    Output(Output),
+    QuotedReply(QuotedReply),
+    PlainEtrn(PlainEtrn),
+}
+
+impl Recordable {
+    /// As an [`Output`]: a quoted reply becomes its event.
+    pub fn into_output(self) -> Output {
+        match self {
+            Recordable::Output(output) => output,
+            Recordable::QuotedReply(reply) => Output::Event(reply.into_event()),
+            Recordable::PlainEtrn(etrn) => Output::Event(etrn.into_event()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::etrn::{Greeted, read_etrn};
+    use crate::proto::replies::{Placeholders, Sent};
+    use crate::reply::{Placeholder, Reply};
+    use crate::wire::Command;
+
+    proptest::proptest! {
+        /// A quoted reply is the reply the placeholders fill in: its line, its event and its
+        /// bytes on the wire, whatever the text around the argument and the argument.
+        #[test]
+        fn a_quoted_reply_is_the_reply_filled_in(
+            code in proptest::sample::select(vec![250u16, 251, 421, 458, 501, 550]),
+            before in "([ -z]|\u{e9}){0,12}",
+            after in "([ -z]|\u{e9}){0,12}",
+            node in proptest::bool::ANY,
+            argument in proptest::collection::vec(
+                proptest::sample::select(b"@#aZ.-1 \t\\\x7f\xc3\xa9\xff".to_vec()),
+                0..12,
+            ),
+        ) {
+            let name = if node { "node" } else { "arg" };
+            let reply = Reply::parse(&format!("{code} {before}{{{name}}}{after}")).unwrap();
+            let quoting = reply.template().and_then(|t| t.quoting()).unwrap();
+            let sent = Sent::Bytes(&argument);
+            let value = match quoting.placeholder {
+                Placeholder::Node => sent.node().bytes(),
+                _ => sent.bytes(),
+            };
+            let filled = Placeholders { arg: Some(sent), ..Placeholders::default() }.reply(&reply);
+            let printable = value.iter().all(|b| matches!(b, 0x20..=0x7e));
+            let Some(quoted) = QuotedReply::new(quoting, value) else {
+                proptest::prop_assert!(!printable, "{value:?}");
+                return Ok(());
+            };
+            proptest::prop_assert_eq!(quoted.code(), code);
+            proptest::prop_assert_eq!(&quoted.line(), &filled.lines()[0]);
+            proptest::prop_assert_eq!(quoted.to_string(), filled.lines()[0].clone());
+            let mut wire = Vec::new();
+            quoted.write_wire(&mut wire);
+            proptest::prop_assert_eq!(wire, filled.wire_bytes());
+            proptest::prop_assert_eq!(
+                quoted.into_event(),
+                Event::Reply { code, lines: filled.lines().to_vec() }
+            );
+        }
+
+        /// An ETRN handed over as its parts is the record its line makes.
+        #[test]
+        fn a_plain_etrn_is_the_record_its_line_makes(
+            argument in "[@#]?([a-zA-Z0-9.,_\\-\\\\]|\u{fc}| |\t|\u{1}){0,12}",
+            reply in proptest::option::of(proptest::sample::select(vec![250u16, 458, 501])),
+            greeted in proptest::sample::select(vec![Greeted::No, Greeted::EtrnAdvertised, Greeted::Helo]),
+        ) {
+            let line = format!("ETRN {argument}\r\n");
+            let command = Command::parse(line.as_bytes());
+            let record = read_etrn(&command, greeted, false).record(reply);
+            match read_etrn(&command, greeted, false).into_plain(reply) {
+                Ok(plain) => {
+                    proptest::prop_assert!(record.raw_is_the_arguments());
+                    proptest::prop_assert_eq!(plain.raw(), record.raw());
+                    proptest::prop_assert_eq!(plain.into_event(), Event::Etrn(Box::new(record)));
+                }
+                Err(boxed) => proptest::prop_assert_eq!(*boxed, record),
+            }
+        }
+    }
+}
