@@ -603,9 +603,8 @@ pub struct ServeArgs {
     /// Refuse connections beyond this many with 421.
     #[arg(long, default_value_t = 1000)]
     pub max_connections: usize,
-    /// Threads that serve the sessions (default: one per CPU). 1: a single event loop, as
-    /// Postfix's smtp-sink; faster when a single-threaded client on the same machine (such as
-    /// smtp-source) takes a core of its own (README, Benchmarks).
+    /// Threads that serve the sessions (default: one per CPU). 1: everything on a single event
+    /// loop, as Postfix's smtp-sink (`bench compare` row (h) measures it).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Longest command line in octets, CRLF included; default: the profile's `line_limit`

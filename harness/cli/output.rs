@@ -4,8 +4,8 @@
 //! line): a `write` to a full pipe blocks for as long as the reader waits. If whoever makes the
 //! lines wrote them too, such a reader would freeze it, and `serve`, which waits for the last
 //! live lines at its stop, would never write its recording. So lines go into a bounded queue; a
-//! thread writes them, a whole batch per `write`, a hundred times a second at most; a line that
-//! finds the queue full is dropped and counted (the recording has every event). The last lines
+//! thread writes what gathered, a batch per `write` (64 KiB at most), and naps 10 ms unless the
+//! batch was full; a line that finds the queue full is dropped and counted (the recording has every event). The last lines
 //! (the stop line, where the recording went) wait for the queue to empty, and
 //! [`Output::finish`] waits for them at most [`FINISH_DEADLINE`]: a reader that never reads
 //! cannot hold the exit.
@@ -20,7 +20,8 @@ pub const QUEUE_LINES: usize = 4096;
 /// A batch is closed once it holds this many octets (a line is never split, so one can be
 /// longer); it goes out in one `write_all`.
 const BATCH_OCTETS: usize = 64 * 1024;
-/// How long lines gather between two writes (see `serve`'s `LIVE_NAP` for why not less).
+/// How long lines gather between two writes (see `serve_lines.rs`' `LIVE_NAP` for why not
+/// less).
 const WRITE_NAP: Duration = Duration::from_millis(10);
 /// How long the exit waits for the last lines to be written.
 pub const FINISH_DEADLINE: Duration = Duration::from_secs(2);
@@ -120,8 +121,11 @@ fn write_until_closed(queue: &Receiver<String>) {
         }
         // Lines gather for a moment before the next batch: a writer that went straight back
         // to the queue would be woken (a system call for whoever queues) and would write
-        // (another) for nearly every line under load.
-        std::thread::sleep(WRITE_NAP);
+        // (another) for nearly every line under load. Not after a full batch: more is waiting,
+        // and a nap would only let the queue fill.
+        if batch.len() < BATCH_OCTETS {
+            std::thread::sleep(WRITE_NAP);
+        }
     }
 }
 

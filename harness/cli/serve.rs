@@ -24,8 +24,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 /// The runtime the sessions, the API and the signals run on: `threads` workers (`None`: one per
 /// CPU, tokio's default). One is a single event loop on this thread, with no worker to hand
-/// tasks to: on a small machine shared with a single-threaded client, more threads than the
-/// cores left to the server only take turns on them (README, Benchmarks).
+/// tasks to or wake: on a small machine shared with the client under test, more busy threads
+/// than cores only take turns on them (`bench compare`'s row (h) measures it).
 fn serve_runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
     match threads {
         Some(1) => tokio::runtime::Builder::new_current_thread()

@@ -6,6 +6,8 @@
 //! thread; a [`Printer`] counts what they showed, so that the stop line can say whether they show
 //! everything.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etrn_harness::proto::Event;
@@ -20,20 +22,27 @@ use super::serve::EventsFormat;
 /// Why a thread and not a task: under load events come far faster than people read them, and a
 /// task woken for each costs a wake-up (often a system call to unpark a worker) per event, on
 /// the runtime that serves the sessions. This thread takes what gathered, queues its lines for
-/// [`Output`] and naps for [`LIVE_NAP`], so it wakes a hundred times a second at most, and while
-/// it naps the feed has no waiter to wake. Measured under `smtp-source -s 20` (README,
-/// Benchmarks): a task woken per event cost the server a tenth more CPU than `--quiet`; a task
-/// napping on the runtime's timer, or a thread napping 1 ms, left both cores idle part of the
-/// time and was slower still; a 10 ms nap is level with `--quiet`.
+/// [`Output`] and naps for [`LIVE_NAP`], so that at an ordinary pace it wakes a hundred times a
+/// second at most, and while it naps the feed has no waiter to wake; a feed busy enough to fill
+/// before the next nap ends is read again at once instead. Measured under `smtp-source -s 20`
+/// (README, Benchmarks): a task woken per event cost the server a tenth more CPU than
+/// `--quiet`; a task napping on the runtime's timer, or a thread napping 1 ms, left both cores
+/// idle part of the time and was slower still; a 10 ms nap is level with `--quiet`.
+///
+/// The thread never waits on anything but the feed and the stop: its lines are queued for
+/// [`Output`] (dropped and counted when the queue is full) and it logs nothing, so a stdout or a
+/// stderr nobody reads cannot hold it, and the stop waits for it at most [`STOP_DEADLINE`].
 pub(super) struct LivePrinting {
     stop: tokio::sync::oneshot::Sender<()>,
     printer: Handed,
+    format: EventsFormat,
+    shown: Arc<Shown>,
 }
 
 /// Where the printer is while the live lines are printed.
 enum Handed {
     /// With the thread, which gives it back when stopped.
-    ToThread(tokio::sync::oneshot::Receiver<Printer>, EventsFormat),
+    ToThread(tokio::sync::oneshot::Receiver<Printer>),
     /// Here: the thread did not start (the process is out of threads); no live line is printed.
     Kept(Printer),
 }
@@ -42,15 +51,23 @@ enum Handed {
 /// show this much later (and the writer's nap again): too little for anyone reading to see.
 const LIVE_NAP: Duration = Duration::from_millis(10);
 
+/// Events found at one wake-up past which the feed counts as busy and is read again without a
+/// nap: at that pace it would fill (and lose events) within a few naps.
+const BUSY_WAKE: usize = etrn_harness::smarthost::LIVE_CAPACITY / 4;
+
+/// How long the stop waits for the thread to print what the feed holds.
+const STOP_DEADLINE: Duration = Duration::from_secs(2);
+
 impl LivePrinting {
     /// Prints `live` (nothing when `None`: `--quiet`) with `printer` from now on.
     pub(super) fn start(
         printer: Printer,
-        live: Option<tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>>,
+        live: Option<tokio::sync::broadcast::Receiver<Arc<LiveEvent>>>,
     ) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let (give_back, printer_back) = tokio::sync::oneshot::channel::<Printer>();
         let runtime = tokio::runtime::Handle::current();
+        let (format, shown) = (printer.format, Arc::clone(&printer.shown));
         // Handed over once the thread runs, so that should it not start (the process is out of
         // threads) the printer is still here to say the stop line.
         let (hand_over, handed) = std::sync::mpsc::sync_channel::<(Option<_>, Printer)>(1);
@@ -67,39 +84,53 @@ impl LivePrinting {
             });
         let printer = match started {
             Ok(_) => {
-                let format = printer.format;
                 let _ = hand_over.send((live, printer));
-                Handed::ToThread(printer_back, format)
+                Handed::ToThread(printer_back)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a thread for the live lines: none are printed");
                 Handed::Kept(printer)
             }
         };
-        LivePrinting { stop, printer }
+        LivePrinting {
+            stop,
+            printer,
+            format,
+            shown,
+        }
     }
 
-    /// Stops the thread once it has printed every event already in the feed, and gives the
-    /// printer back. Bounded: the thread never waits on stdout (its lines are queued for
-    /// [`Output`], dropped when the queue is full).
+    /// Stops the thread once it has printed the events the feed holds, and gives the printer
+    /// back; waits at most [`STOP_DEADLINE`].
     pub(super) async fn stop(self) -> Printer {
         let _ = self.stop.send(());
-        match self.printer {
+        let printer = match self.printer {
             Handed::Kept(printer) => printer,
-            Handed::ToThread(back, format) => match back.await {
-                Ok(printer) => printer,
-                // The thread panicked and its printer with it: the stop line is still said.
-                Err(_) => Printer::new(format),
+            Handed::ToThread(back) => match tokio::time::timeout(STOP_DEADLINE, back).await {
+                Ok(Ok(printer)) => printer,
+                // The thread did not finish (or panicked): the stop line is still said, with
+                // what the lines showed, counted as they were queued.
+                _ => {
+                    tracing::warn!("the live lines did not finish in time; the stop line follows");
+                    Printer::showing(self.format, self.shown)
+                }
             },
+        };
+        let missed = printer.shown.missed.load(Ordering::Relaxed);
+        if missed > 0 {
+            // Said once, here, not by the thread as it happened: a stderr nobody reads must
+            // not hold it.
+            tracing::warn!(missed, "live output fell behind; the recording is complete");
         }
+        printer
     }
 }
 
 /// The thread's loop: waits for an event (or the stop), prints it and everything gathered behind
-/// it, naps; once stopped, prints what is left in the feed.
+/// it, naps unless the feed is busy; once stopped, prints what the feed holds.
 fn print_until(
     runtime: &tokio::runtime::Handle,
-    live: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>,
+    live: &mut tokio::sync::broadcast::Receiver<Arc<LiveEvent>>,
     printer: &mut Printer,
     stopped: &mut tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -116,52 +147,71 @@ fn print_until(
         match next {
             Some(Ok(e)) => printer.event(&e),
             Some(Err(RecvError::Lagged(n))) => printer.missed(n),
-            // The recorder is gone, or the stop: the rest of the feed and no more.
+            // The recorder is gone, or the stop: what the feed holds and no more.
             Some(Err(RecvError::Closed)) | None => break,
         }
-        drain(live, printer);
-        std::thread::sleep(LIVE_NAP);
+        if drain(live, printer, usize::MAX) < BUSY_WAKE {
+            std::thread::sleep(LIVE_NAP);
+        }
     }
-    drain(live, printer);
+    // What the feed holds now, and no more: sessions still running after a second signal may
+    // go on recording; what they add is counted as missed, not waited for.
+    let held = live.len();
+    drain(live, printer, held);
+    printer.missed(live.len() as u64);
 }
 
-/// Prints the live events gathered so far.
+/// Prints at most `max` of the live events gathered so far; how many it took.
 fn drain(
-    live: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<LiveEvent>>,
+    live: &mut tokio::sync::broadcast::Receiver<Arc<LiveEvent>>,
     printer: &mut Printer,
-) {
+    max: usize,
+) -> usize {
     use tokio::sync::broadcast::error::TryRecvError;
-    loop {
+    let mut taken = 0;
+    while taken < max {
         match live.try_recv() {
             Ok(e) => printer.event(&e),
             Err(TryRecvError::Lagged(n)) => printer.missed(n),
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
         }
+        taken += 1;
     }
+    taken
+}
+
+/// What the live lines showed, counted as each line was queued: kept apart from the printer so
+/// that the stop line can say it even when the thread that prints did not finish.
+#[derive(Default)]
+struct Shown {
+    /// Sessions and ETRNs the lines showed.
+    sessions: AtomicUsize,
+    etrn: AtomicUsize,
+    /// Live events the output fell behind on (the recording has them): lagged behind the
+    /// server's feed, or dropped because stdout was not read fast enough.
+    missed: AtomicU64,
 }
 
 /// stdout's lines, and what they showed, so the stop line can say whether they show everything.
-/// Every line goes through [`Output`], written off this task: a reader that does not read can
-/// hold neither the signals nor the shutdown.
+/// Every line goes through [`Output`], written by a thread of its own: a reader that does not
+/// read can hold neither the signals nor the shutdown.
 pub(super) struct Printer {
     format: EventsFormat,
     out: Output,
-    /// Sessions and ETRNs the lines showed.
-    sessions: usize,
-    etrn: usize,
-    /// Live events the output fell behind on (the recording has them): lagged behind the
-    /// server's feed, or dropped because stdout was not read fast enough.
-    missed: u64,
+    shown: Arc<Shown>,
 }
 
 impl Printer {
     pub(super) fn new(format: EventsFormat) -> Self {
+        Self::showing(format, Arc::default())
+    }
+
+    /// A printer whose stop line says what `shown` counted.
+    fn showing(format: EventsFormat, shown: Arc<Shown>) -> Self {
         Printer {
             format,
             out: Output::start(),
-            sessions: 0,
-            etrn: 0,
-            missed: 0,
+            shown,
         }
     }
 
@@ -189,31 +239,35 @@ impl Printer {
             None => true,
         };
         if !shown {
-            self.missed += 1;
+            self.shown.missed.fetch_add(1, Ordering::Relaxed);
             return;
         }
         match event {
-            LiveEvent::Opened { .. } => self.sessions += 1,
+            LiveEvent::Opened { .. } => {
+                self.shown.sessions.fetch_add(1, Ordering::Relaxed);
+            }
             LiveEvent::Event {
                 event: Event::Etrn(_),
                 ..
-            } => self.etrn += 1,
+            } => {
+                self.shown.etrn.fetch_add(1, Ordering::Relaxed);
+            }
             _ => {}
         }
     }
 
+    /// `n` events the feed lost before this printer read them.
     fn missed(&mut self, n: u64) {
-        self.missed += n;
-        tracing::warn!(
-            missed = n,
-            "live output fell behind; the recording is complete"
-        );
+        if n == 0 {
+            return;
+        }
+        self.shown.missed.fetch_add(n, Ordering::Relaxed);
         if self.format == EventsFormat::Jsonl
             && !self
                 .out
                 .line(serde_json::json!({ "missed": n }).to_string())
         {
-            self.missed += 1;
+            self.shown.missed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -228,8 +282,13 @@ impl Printer {
     ) {
         // The stop line counts what the recorder saw; when the lines above show less (the output
         // fell behind, or printed nothing), it says so rather than disagree with them silently.
+        let (shown_sessions, shown_etrn, missed) = (
+            self.shown.sessions.load(Ordering::Relaxed),
+            self.shown.etrn.load(Ordering::Relaxed),
+            self.shown.missed.load(Ordering::Relaxed),
+        );
         let shown = self.format == EventsFormat::None
-            || (self.sessions == lifetime.sessions && self.etrn == lifetime.etrn);
+            || (shown_sessions == lifetime.sessions && shown_etrn == lifetime.etrn);
         // After a reset the recording holds less than the lines above show: both are said.
         let since_reset = if lifetime.resets == 0 {
             String::new()
@@ -248,8 +307,7 @@ impl Printer {
         let line = match self.format {
             EventsFormat::Jsonl => {
                 let mut line = stopped;
-                line.counts
-                    .push(Count::new("missed", "missed", self.missed));
+                line.counts.push(Count::new("missed", "missed", missed));
                 if lifetime.resets > 0 {
                     line.counts.extend([
                         Count::new("resets", "reset(s)", lifetime.resets),
@@ -263,11 +321,11 @@ impl Printer {
             _ => format!(
                 "{}{since_reset}; the lines above show {} and {} of {} and {} (output fell behind by {} event(s); the recording has them all)",
                 stopped.human(),
-                self.sessions,
-                self.etrn,
+                shown_sessions,
+                shown_etrn,
                 lifetime.sessions,
                 lifetime.etrn,
-                self.missed
+                missed
             ),
         };
         self.out.last(line);
