@@ -347,6 +347,14 @@ impl Session {
             }));
             return;
         }
+        if self.lines.pending().is_empty()
+            && let Some(line) = self.observer.whole_line(bytes)
+        {
+            // One whole line (each pipelined command, as the smart host's driver hands it over):
+            // handled where it is, not copied into the framer and searched again.
+            self.client_line(line);
+            return;
+        }
         // The framer is taken out of `self` meanwhile, so lines are handled as slices of its
         // buffer: a DATA line costs no allocation.
         let mut lines = std::mem::take(&mut self.lines);
