@@ -50,6 +50,9 @@ pub struct EtrnLine<'a> {
     pub parsed: Option<Result<EtrnArg, EtrnArgError>>,
     /// The argument as text, when it is UTF-8: validated once, for the parse and the record.
     text: Option<&'a str>,
+    /// The argument took the parse's fast path: its text is its parsed argument's and escapes
+    /// to itself (see [`held_by_arg`]), known without looking again.
+    plain: bool,
     flags: Vec<EtrnFlag>,
 }
 
@@ -78,7 +81,12 @@ pub fn read_etrn<'a>(
         flags.push(EtrnFlag::InTransaction);
     }
     let text = std::str::from_utf8(argument).ok();
-    let parsed = text.map(EtrnArg::parse);
+    let plain_arg = text.and_then(EtrnArg::parse_plain);
+    let plain = plain_arg.is_some();
+    let parsed = match plain_arg {
+        Some(arg) => Some(Ok(arg)),
+        None => text.map(EtrnArg::parse),
+    };
     // An argument read as a domain (an option character, then letters, digits, hyphens, dots or
     // U-labels) holds no space and no comma: only another one is searched for them.
     let a_domain = matches!(&parsed, Some(Ok(arg)) if arg.domain().is_some());
@@ -92,6 +100,7 @@ pub fn read_etrn<'a>(
         argument,
         parsed,
         text,
+        plain,
         flags,
     }
 }
@@ -128,7 +137,8 @@ impl<'a> EtrnLine<'a> {
     // instructions a pipelined ETRN for the two).
     #[inline]
     pub(crate) fn into_plain(self, reply: Option<u16>) -> Result<PlainEtrn, Box<EtrnRecord>> {
-        let held = matches!(&self.parsed, Some(Ok(arg)) if held_by_arg(arg, self.text));
+        let held =
+            self.plain || matches!(&self.parsed, Some(Ok(arg)) if held_by_arg(arg, self.text));
         if held {
             Ok(PlainEtrn::new(self.argument, reply, self.flags))
         } else {
@@ -174,6 +184,17 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// An argument that takes the parse's fast path (which `paths_agree`, in `domain`, holds
+        /// to the full parse) is held by its parse, as `read_etrn` takes for granted.
+        #[test]
+        fn a_plain_argument_is_held_by_its_parse(
+            argument in "[@#]?([ -~]|\u{fc}|\t){0,16}",
+        ) {
+            if let Some(plain) = EtrnArg::parse_plain(&argument) {
+                proptest::prop_assert!(held_by_arg(&plain, Some(&argument)));
+            }
+        }
+
         /// Whatever the argument, it is flagged as several nodes exactly when it holds a space or
         /// a comma, whether or not it was read as a domain.
         #[test]
