@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::domain::{EtrnArg, EtrnArgError};
 use crate::escape::{escape, escape_text, escapes_to_itself};
-use crate::wire::Command;
 use crate::wire::framing::find_byte;
+use crate::wire::{Command, Verb};
 
 use super::event::{EtrnFlag, EtrnRecord};
 use super::recordable::PlainEtrn;
@@ -65,7 +65,13 @@ pub fn read_etrn<'a>(
     let argument = command.argument();
     let mut flags = Vec::new();
     // The verb is ETRN: sent as anything but its upper-case text, some of it was lower case.
-    if command.verb_as_sent() != command.verb().as_str().as_bytes() {
+    let as_sent = command.verb_as_sent();
+    let lower_case = match command.verb() {
+        // Four octets compared as one number: a slice comparison calls `memcmp`.
+        Verb::Etrn => <[u8; 4]>::try_from(as_sent).map_or(true, |four| four != *b"ETRN"),
+        verb => as_sent != verb.as_str().as_bytes(),
+    };
+    if lower_case {
         flags.push(EtrnFlag::LowerCaseVerb);
     }
     if !command.line().ends_with(b"\r\n") {
@@ -112,6 +118,12 @@ impl<'a> EtrnLine<'a> {
             Some(text) => Sent::Utf8(text),
             None => Sent::Bytes(self.argument),
         }
+    }
+
+    /// The argument took the parse's fast path: letters, digits, hyphens, dots and an option
+    /// character, printable ASCII that escapes to itself.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
     }
 
     /// The facts a behaviour answers from.
