@@ -51,7 +51,7 @@ pub struct EtrnLine<'a> {
     /// The argument as text, when it is UTF-8: validated once, for the parse and the record.
     text: Option<&'a str>,
     /// The argument took the parse's fast path: its text is its parsed argument's and escapes
-    /// to itself (see [`held_by_arg`]), known without looking again.
+    /// to itself (see `held_by_arg`), known without looking again.
     plain: bool,
     flags: Vec<EtrnFlag>,
 }
