@@ -404,14 +404,21 @@ pub struct EtrnArg {
 impl EtrnArg {
     /// Parses an argument as received or configured.
     pub fn parse(raw: &str) -> Result<Self, EtrnArgError> {
-        // The fast path: an optional option character, then a plain ASCII domain (see
-        // `Domain::parse_plain_ascii`, which also refuses whitespace); anything else, and every
-        // error, takes the full parse below.
-        let (option, rest) = split_option(raw);
-        if let Some(domain) = Domain::parse_plain_ascii(rest) {
-            return Ok(EtrnArg::new(raw, option, EtrnNode::Domain(domain)));
+        // Anything but a plain argument, and every error, takes the full parse.
+        match EtrnArg::parse_plain(raw) {
+            Some(arg) => Ok(arg),
+            None => EtrnArg::parse_any(raw),
         }
-        EtrnArg::parse_any(raw)
+    }
+
+    /// The fast path of [`EtrnArg::parse`], with its result: an optional option character, then
+    /// a plain ASCII domain (see `Domain::parse_plain_ascii`, which also refuses whitespace);
+    /// `None` for anything else. Such an argument is letters, digits, hyphens, dots and an `@`
+    /// or `#`, so a caller also knows it shows (and is recorded) as it is.
+    pub(crate) fn parse_plain(raw: &str) -> Option<Self> {
+        let (option, rest) = split_option(raw);
+        let domain = Domain::parse_plain_ascii(rest)?;
+        Some(EtrnArg::new(raw, option, EtrnNode::Domain(domain)))
     }
 
     fn parse_any(raw: &str) -> Result<Self, EtrnArgError> {

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::domain::{EtrnArg, EtrnArgError};
 use crate::escape::{escape, escape_text, escapes_to_itself};
-use crate::wire::Command;
 use crate::wire::framing::find_byte;
+use crate::wire::{Command, Verb};
 
 use super::event::{EtrnFlag, EtrnRecord};
 use super::recordable::PlainEtrn;
@@ -50,6 +50,9 @@ pub struct EtrnLine<'a> {
     pub parsed: Option<Result<EtrnArg, EtrnArgError>>,
     /// The argument as text, when it is UTF-8: validated once, for the parse and the record.
     text: Option<&'a str>,
+    /// The argument took the parse's fast path: its text is its parsed argument's and escapes
+    /// to itself (see `held_by_arg`), known without looking again.
+    plain: bool,
     flags: Vec<EtrnFlag>,
 }
 
@@ -62,7 +65,13 @@ pub fn read_etrn<'a>(
     let argument = command.argument();
     let mut flags = Vec::new();
     // The verb is ETRN: sent as anything but its upper-case text, some of it was lower case.
-    if command.verb_as_sent() != command.verb().as_str().as_bytes() {
+    let as_sent = command.verb_as_sent();
+    let lower_case = match command.verb() {
+        // Four octets compared as one number: a slice comparison calls `memcmp`.
+        Verb::Etrn => <[u8; 4]>::try_from(as_sent).map_or(true, |four| four != *b"ETRN"),
+        verb => as_sent != verb.as_str().as_bytes(),
+    };
+    if lower_case {
         flags.push(EtrnFlag::LowerCaseVerb);
     }
     if !command.line().ends_with(b"\r\n") {
@@ -78,7 +87,12 @@ pub fn read_etrn<'a>(
         flags.push(EtrnFlag::InTransaction);
     }
     let text = std::str::from_utf8(argument).ok();
-    let parsed = text.map(EtrnArg::parse);
+    let plain_arg = text.and_then(EtrnArg::parse_plain);
+    let plain = plain_arg.is_some();
+    let parsed = match plain_arg {
+        Some(arg) => Some(Ok(arg)),
+        None => text.map(EtrnArg::parse),
+    };
     // An argument read as a domain (an option character, then letters, digits, hyphens, dots or
     // U-labels) holds no space and no comma: only another one is searched for them.
     let a_domain = matches!(&parsed, Some(Ok(arg)) if arg.domain().is_some());
@@ -92,6 +106,7 @@ pub fn read_etrn<'a>(
         argument,
         parsed,
         text,
+        plain,
         flags,
     }
 }
@@ -103,6 +118,12 @@ impl<'a> EtrnLine<'a> {
             Some(text) => Sent::Utf8(text),
             None => Sent::Bytes(self.argument),
         }
+    }
+
+    /// The argument took the parse's fast path: letters, digits, hyphens, dots and an option
+    /// character, printable ASCII that escapes to itself.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.plain
     }
 
     /// The facts a behaviour answers from.
@@ -128,7 +149,8 @@ impl<'a> EtrnLine<'a> {
     // instructions a pipelined ETRN for the two).
     #[inline]
     pub(crate) fn into_plain(self, reply: Option<u16>) -> Result<PlainEtrn, Box<EtrnRecord>> {
-        let held = matches!(&self.parsed, Some(Ok(arg)) if held_by_arg(arg, self.text));
+        let held =
+            self.plain || matches!(&self.parsed, Some(Ok(arg)) if held_by_arg(arg, self.text));
         if held {
             Ok(PlainEtrn::new(self.argument, reply, self.flags))
         } else {
@@ -174,6 +196,17 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
+        /// An argument that takes the parse's fast path (which `paths_agree`, in `domain`, holds
+        /// to the full parse) is held by its parse, as `read_etrn` takes for granted.
+        #[test]
+        fn a_plain_argument_is_held_by_its_parse(
+            argument in "[@#]?([ -~]|\u{fc}|\t){0,16}",
+        ) {
+            if let Some(plain) = EtrnArg::parse_plain(&argument) {
+                proptest::prop_assert!(held_by_arg(&plain, Some(&argument)));
+            }
+        }
+
         /// Whatever the argument, it is flagged as several nodes exactly when it holds a space or
         /// a comma, whether or not it was read as a domain.
         #[test]

@@ -52,11 +52,19 @@ impl QuotedReply {
     /// ASCII (a reply shows anything else cleaned or replaced, so the line would not be the
     /// argument between the two parts).
     pub(crate) fn new(quoting: &Arc<Quoting>, argument: &[u8]) -> Option<QuotedReply> {
-        (quoting.around.len() == 2 && super::replies::printable_ascii(argument)).then(|| {
-            QuotedReply {
-                quoting: Arc::clone(quoting),
-                argument: LineBytes::from(argument),
-            }
+        if !super::replies::printable_ascii(argument) {
+            return None;
+        }
+        QuotedReply::of_printable(quoting, argument)
+    }
+
+    /// [`QuotedReply::new`] for an `argument` known to be printable ASCII (an ETRN argument that
+    /// took the parse's fast path: letters, digits, hyphens, dots and an `@` or `#`), not
+    /// checked again.
+    pub(crate) fn of_printable(quoting: &Arc<Quoting>, argument: &[u8]) -> Option<QuotedReply> {
+        (quoting.around.len() == 2).then(|| QuotedReply {
+            quoting: Arc::clone(quoting),
+            argument: LineBytes::from(argument),
         })
     }
 

@@ -347,6 +347,14 @@ impl Session {
             }));
             return;
         }
+        if self.lines.pending().is_empty()
+            && let Some(line) = self.observer.whole_line(bytes)
+        {
+            // One whole line (each pipelined command, as the smart host's driver hands it over):
+            // handled where it is, not copied into the framer and searched again.
+            self.client_line(line);
+            return;
+        }
         // The framer is taken out of `self` meanwhile, so lines are handled as slices of its
         // buffer: a DATA line costs no allocation.
         let mut lines = std::mem::take(&mut self.lines);
@@ -957,7 +965,7 @@ impl Session {
                 let decided = self
                     .behaviour
                     .etrn(&read.facts(greeted, in_transaction, self.now));
-                if let Some(quoted) = self.quoted(&decided, read.sent()) {
+                if let Some(quoted) = self.quoted(&decided, read.sent(), read.is_plain()) {
                     let (delay_ms, close) = (decided.delay_ms, decided.close);
                     drop(decided);
                     self.emit_etrn(read, Some(quoted.code()));
@@ -993,8 +1001,9 @@ impl Session {
 
     /// `decided`'s reply as a [`QuotedReply`] around `arg`, when it is one line quoting only the
     /// argument, the argument shows as it is, and the reply counts toward no error limit (the
-    /// last straw adds a line).
-    fn quoted(&self, decided: &Answer, arg: Sent<'_>) -> Option<QuotedReply> {
+    /// last straw adds a line). `plain`: the argument took the parse's fast path, so it is
+    /// printable ASCII (see [`QuotedReply::of_printable`]).
+    fn quoted(&self, decided: &Answer, arg: Sent<'_>, plain: bool) -> Option<QuotedReply> {
         let reply = decided.reply.as_ref()?;
         let quoting = reply.template()?.quoting()?;
         let code = reply.code().get();
@@ -1006,7 +1015,11 @@ impl Session {
             Placeholder::Node => arg.node().bytes(),
             _ => arg.bytes(),
         };
-        QuotedReply::new(quoting, value)
+        if plain {
+            QuotedReply::of_printable(quoting, value)
+        } else {
+            QuotedReply::new(quoting, value)
+        }
     }
 
     /// Sends `reply` as [`Session::answer_and_maybe_close`] sends an answer with one reply that

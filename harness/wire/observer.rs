@@ -20,7 +20,7 @@
 use std::borrow::Cow;
 
 use super::command::{Command, Verb};
-use super::framing::{Frame, LineFramer};
+use super::framing::{Frame, LineFramer, find_byte};
 use super::reply_line::ReplyLine;
 use super::{ehlo, redact};
 
@@ -196,15 +196,9 @@ impl ServerSideObserver {
 
     /// The next line (or piece) out of `lines`, classified; `None` when more bytes are needed.
     pub fn next_line<'f>(&mut self, lines: &'f mut LineFramer) -> Option<Classified<'f>> {
-        let cap = match self.reading {
-            Reading::TlsPending => {
-                let octets = lines.take_pending().len();
-                return (octets > 0).then_some(Classified::DiscardedAfterStartTls { octets });
-            }
-            Reading::Data { .. } => DATA_CHUNK,
-            // One octet more than the limit: a line of exactly the limit plus one comes whole,
-            // so a server that truncates has it all.
-            Reading::Commands | Reading::AuthResponse => self.line_limit.saturating_add(1),
+        let Some(cap) = self.frame_cap() else {
+            let octets = lines.take_pending().len();
+            return (octets > 0).then_some(Classified::DiscardedAfterStartTls { octets });
         };
         Some(match (self.reading, lines.next_frame(cap)?) {
             (Reading::Data { after_crlf, .. }, Frame::Overlong(piece)) => {
@@ -221,6 +215,31 @@ impl ServerSideObserver {
             }
             (_, Frame::Line(line)) => self.line(line),
         })
+    }
+
+    /// `bytes` classified as [`next_line`](Self::next_line) classifies them pushed onto a framer
+    /// that holds nothing: when they are one whole line within the cap (`None` otherwise, and
+    /// nothing is taken in). A line handed over on its own (the smart host's driver hands over
+    /// each pipelined line so) is then neither copied into the framer nor searched again.
+    pub fn whole_line<'a>(&mut self, bytes: &'a [u8]) -> Option<Classified<'a>> {
+        let cap = self.frame_cap()?;
+        let (last, before) = bytes.split_last()?;
+        if *last != b'\n' || bytes.len() > cap.max(1) || find_byte(before, b'\n').is_some() {
+            return None;
+        }
+        Some(self.line(bytes))
+    }
+
+    /// The longest frame [`next_line`](Self::next_line) takes as a line now (a longer one comes
+    /// in pieces); `None` while nothing is read (a TLS handshake is due).
+    fn frame_cap(&self) -> Option<usize> {
+        match self.reading {
+            Reading::TlsPending => None,
+            Reading::Data { .. } => Some(DATA_CHUNK),
+            // One octet more than the limit: a line of exactly the limit plus one comes whole,
+            // so a server that truncates has it all.
+            Reading::Commands | Reading::AuthResponse => Some(self.line_limit.saturating_add(1)),
+        }
     }
 
     /// A complete line, classified: for [`next_line`](Self::next_line), and for a caller that
