@@ -11,9 +11,11 @@
 //! smart host's driver, asking for [`Conversation::poll_recordable`], hands both to the
 //! recorder as they are.
 //!
-//! Private to the path between the two: [`Session::poll_output`], and so every other reader of a
-//! session (the prediction, the probe, the tests), the recording stream and the live feeds get
-//! the very events these stand for ([`Recordable::into_output`]). `Event` keeps its shape: its
+//! Meant for the path between the two only: the types are public (the driver's
+//! [`Conversation`](super::Conversation) method names them) but only this crate makes them, and
+//! [`Session::poll_output`], and so every other reader of a session (the prediction, the probe,
+//! the tests), the recording stream and the live feeds get the very events these stand for
+//! ([`Recordable::into_output`]). `Event` keeps its shape: its
 //! users, its JSON schema and every recording are as they were.
 //!
 //! [`Template`]: crate::reply::Template
