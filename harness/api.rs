@@ -194,7 +194,7 @@ impl Api {
         script: SmartHostScript,
         options: ApiOptions,
     ) -> Result<Api, ApiError> {
-        let listener = TcpListener::bind(listen).await.map_err(|source| ApiError {
+        let listener = crate::smarthost::accept::bind(listen).map_err(|source| ApiError {
             addr: listen,
             source,
         })?;

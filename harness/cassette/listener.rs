@@ -45,9 +45,8 @@ where
 
 /// Binds `listen` for a proxy server.
 pub async fn bind(listen: SocketAddr) -> Result<(TcpListener, SocketAddr), super::RecordError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|source| super::RecordError::Bind {
+    let listener =
+        crate::smarthost::accept::bind(listen).map_err(|source| super::RecordError::Bind {
             addr: listen,
             source,
         })?;

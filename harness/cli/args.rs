@@ -510,7 +510,8 @@ pub struct BenchLoadArgs {
 
 #[derive(clap::Args)]
 pub struct BenchCompareArgs {
-    /// Rounds; each runs every workload against both servers, alternating which goes first.
+    /// Rounds; each runs every workload four times, smart host and smtp-sink in the order A B B A
+    /// (which goes first alternates by round), and takes each server's mean.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections,

@@ -6,6 +6,8 @@
 //! task sees and that ends the loop; and a backoff when the process runs out of file descriptors,
 //! so the loop waits for descriptors to come back instead of spinning on `accept` and flooding the
 //! log (the failed accept is retried after 10 ms, doubling to at most 1 s).
+//!
+//! Every listener here is bound through [`bind`], with a listen backlog of [`LISTEN_BACKLOG`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
@@ -22,6 +24,27 @@ use tracing::{debug, warn};
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
 /// The longest wait between two accepts that fail for lack of descriptors.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Connections the kernel may hold complete but not yet accepted (it caps the figure at
+/// `net.core.somaxconn`, 4096 on current Linux). std and tokio ask for 128: a load tool that opens
+/// more sessions than that at once would see the surplus SYNs dropped and its connects retried a
+/// second or more later, stalls that are the listener's, not the server's. smtp-sink is run with
+/// 4096 in `bench compare` too.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog of [`LISTEN_BACKLOG`] and, as tokio's own `bind` does,
+/// `SO_REUSEADDR`: a restarted server binds at once while its old connections linger in
+/// `TIME_WAIT`. Must be called within a tokio runtime.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// How the loop treats connections past the cap.
 #[derive(Clone)]
@@ -123,4 +146,47 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
         Errno::from_io_error(e),
         Some(Errno::MFILE | Errno::NFILE | Errno::NOBUFS | Errno::NOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections made at once while nobody accepts: more than the 128 std and tokio would ask
+    /// for, so a backlog of 128 drops the surplus SYNs (their connects would hang on retries).
+    const AT_ONCE: usize = 300;
+
+    /// The kernel's cap on any listen backlog; older kernels default to 128.
+    fn somaxconn() -> Option<usize> {
+        std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn the_listener_holds_a_burst_of_connections_before_any_is_accepted() {
+        match somaxconn() {
+            Some(cap) if cap > AT_ONCE => {}
+            other => {
+                eprintln!(
+                    "SKIPPED: net.core.somaxconn is {other:?}; the kernel caps every backlog \
+                     below the {AT_ONCE} connections this test opens"
+                );
+                return;
+            }
+        }
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Every connect completes as soon as the kernel queues the connection for `accept`;
+        // one whose SYN was dropped for a full queue would still be waiting at the deadline.
+        let connects = (0..AT_ONCE).map(|_| TcpStream::connect(addr));
+        let all = futures_util::future::join_all(connects);
+        let connected = tokio::time::timeout(Duration::from_secs(10), all)
+            .await
+            .expect("every connection is queued at once, none dropped for a full backlog");
+        assert_eq!(connected.iter().filter(|c| c.is_ok()).count(), AT_ONCE);
+        drop(listener);
+    }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -222,12 +222,10 @@ impl SmartHost {
         conversations: ConversationFactory,
         recorder: Recorder,
     ) -> Result<SmartHost, StartError> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: listen,
-                source,
-            })?;
+        let listener = super::accept::bind(listen).map_err(|source| StartError::Bind {
+            addr: listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: listen,
             source,
