@@ -620,6 +620,14 @@ struct CompiledRule {
 }
 
 impl EtrnRules {
+    /// No rule reads the argument beyond its first octet and whether it is valid (every test
+    /// the rules name is one [`Tests::at_a_glance`] sets): the rule that answers a valid
+    /// argument is then a function of the session's state, the option character and the
+    /// server's facts (see `valid_argument::ValidArgumentRules`).
+    pub(crate) fn read_at_a_glance(&self) -> bool {
+        self.rules.iter().all(|rule| rule.first_named.is_empty())
+    }
+
     /// `profile.etrn_rule(facts, server)` for the profile these rules were made from. Equal to
     /// it because a rule holds exactly when every plain condition's test holds and no negated
     /// one's does, and a test's value does not depend on the rule that asks (it reads only the
