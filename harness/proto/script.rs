@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -229,23 +229,16 @@ impl SmartHostScript {
     /// Like [`SmartHostScript::behaviour`], with `profile` in place of the one the script names
     /// (a profile file of one's own).
     pub fn behaviour_with(self: &Arc<Self>, profile: Profile) -> ScriptBehaviour {
-        let rule_answers: Vec<Answer> = profile
-            .etrn
-            .iter()
-            .map(|rule| Answer::reply(rule.reply.clone()))
-            .collect();
-        let etrn_rules = profile.etrn_rules();
         ScriptBehaviour {
             keywords: self.keywords(&profile),
             replies: profile.server_replies(),
-            valid_argument_rules: ValidArgumentRules::of(
-                self,
-                &profile,
-                &etrn_rules,
-                rule_answers.len(),
-            ),
-            rule_answers,
-            etrn_rules,
+            rule_answers: profile
+                .etrn
+                .iter()
+                .map(|rule| Answer::reply(rule.reply.clone()))
+                .collect(),
+            etrn_rules: profile.etrn_rules(),
+            valid_argument_rules: OnceLock::new(),
             script: Arc::clone(self),
             profile,
             used: Mutex::new(HashMap::new()),
@@ -274,8 +267,10 @@ pub struct ScriptBehaviour {
     rule_answers: Vec<Answer>,
     /// The profile's ETRN rules, compiled once for every ETRN this server answers.
     etrn_rules: EtrnRules,
-    /// The rule for a valid argument by the session's state alone, when nothing else decides.
-    valid_argument_rules: Option<ValidArgumentRules>,
+    /// The rule for a valid argument by the session's state alone, when nothing else decides:
+    /// found at the first ETRN, whose clock the facts it asks the rules about carry (this layer
+    /// reads none of its own; no rule it keeps reads the time).
+    valid_argument_rules: OnceLock<Option<ValidArgumentRules>>,
     used: Mutex<HashMap<Source, usize>>,
     /// Queue runs started by accepted ETRNs, by argument, for `etrn_run_millis`.
     runs: Mutex<HashMap<Vec<u8>, Instant>>,
@@ -322,7 +317,16 @@ impl ScriptBehaviour {
     /// The answer to a valid argument, when the state and its option character decide it (see
     /// [`ValidArgumentRules`]): what [`ScriptBehaviour::any_etrn_answer`] finds, found once.
     fn valid_argument_answer(&self, etrn: &EtrnFacts<'_>) -> Option<&Answer> {
-        let rule = self.valid_argument_rules.as_ref()?.rule(etrn)?;
+        let rules = self.valid_argument_rules.get_or_init(|| {
+            ValidArgumentRules::of(
+                &self.script,
+                &self.profile,
+                &self.etrn_rules,
+                self.rule_answers.len(),
+                etrn.now,
+            )
+        });
+        let rule = rules.as_ref()?.rule(etrn)?;
         self.rule_answers.get(rule)
     }
 

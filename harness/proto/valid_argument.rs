@@ -31,12 +31,14 @@ impl ValidArgumentRules {
     /// run in progress answers otherwise), and its rules read only the facts
     /// [`EtrnRules::read_at_a_glance`] reads. Each rule is then found as it would be for any
     /// valid argument with that first octet: the server's facts are all false (no list to be
-    /// served from, no run).
+    /// served from, no run). `now` is the session's clock, which the facts carry and no such
+    /// rule reads.
     pub(crate) fn of(
         script: &SmartHostScript,
         profile: &Profile,
         rules: &EtrnRules,
         answers: usize,
+        now: Instant,
     ) -> Option<ValidArgumentRules> {
         let script_answers = !script.served.is_empty()
             || !script.etrn.is_empty()
@@ -46,7 +48,6 @@ impl ValidArgumentRules {
         if script_answers || profile.etrn_run_millis.is_some() || !rules.read_at_a_glance() {
             return None;
         }
-        let now = Instant::now();
         let mut found = [0; 12];
         for (key, rule) in found.iter_mut().enumerate() {
             let argument = ["a.example", "@a.example", "#a.example"][key >> 2];
