@@ -116,6 +116,13 @@ impl Domain {
     /// the same result; anything else (non-ASCII, or any error) is `None` and left to
     /// `parse_any`, so every error is found and worded in one place.
     fn parse_plain_ascii(text: &str) -> Option<Domain> {
+        Domain::parse_plain_ascii_into(text, &mut String::new())
+    }
+
+    /// [`Domain::parse_plain_ascii`], its raw text written into `spare`'s allocation (taken, and
+    /// left empty, only when the name is plain): a caller that parses many names gives the
+    /// text of the last one back ([`EtrnArg::into_spare`]) and allocates none.
+    fn parse_plain_ascii_into(text: &str, spare: &mut String) -> Option<Domain> {
         let bytes = text.as_bytes();
         let without_dot = bytes.strip_suffix(b".").unwrap_or(bytes);
         if without_dot.is_empty() || without_dot.len() > MAX_DOMAIN_OCTETS {
@@ -149,10 +156,10 @@ impl Domain {
         // ASCII throughout, so the normalised form is the lower-cased text without its dot.
         let normalised =
             (seen & UPPER != 0).then(|| text[..without_dot.len()].to_ascii_lowercase());
-        Some(Domain {
-            raw: text.to_owned(),
-            normalised,
-        })
+        let mut raw = std::mem::take(spare);
+        raw.clear();
+        raw.push_str(text);
+        Some(Domain { raw, normalised })
     }
 
     /// The whole of [`Domain::parse`]: U-labels through IDNA, and every error.
@@ -416,9 +423,25 @@ impl EtrnArg {
     /// `None` for anything else. Such an argument is letters, digits, hyphens, dots and an `@`
     /// or `#`, so a caller also knows it shows (and is recorded) as it is.
     pub(crate) fn parse_plain(raw: &str) -> Option<Self> {
+        EtrnArg::parse_plain_into(raw, &mut String::new())
+    }
+
+    /// [`EtrnArg::parse_plain`], its domain's text written into `spare`'s allocation (see
+    /// `Domain::parse_plain_ascii_into`).
+    pub(crate) fn parse_plain_into(raw: &str, spare: &mut String) -> Option<Self> {
         let (option, rest) = split_option(raw);
-        let domain = Domain::parse_plain_ascii(rest)?;
+        let domain = Domain::parse_plain_ascii_into(rest, spare)?;
         Some(EtrnArg::new(raw, option, EtrnNode::Domain(domain)))
+    }
+
+    /// The argument's allocation for a text, given up for the next parse to write into
+    /// ([`EtrnArg::parse_plain_into`]): its domain's raw text, else its own.
+    #[inline]
+    pub(crate) fn into_spare(self) -> String {
+        match self.node {
+            EtrnNode::Domain(domain) => domain.raw,
+            EtrnNode::Queue(queue) => queue,
+        }
     }
 
     fn parse_any(raw: &str) -> Result<Self, EtrnArgError> {

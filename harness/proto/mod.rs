@@ -20,6 +20,8 @@
 //! What it says:
 //! - `script`: a scenario's `[smarthost]` table, made executable as a [`ScriptBehaviour`].
 //! - `answer`: what a script does for one command: reply, delay, hang up; answers by occurrence.
+//! - `valid_argument`: the profile rule that answers a valid ETRN argument, found once per
+//!   script when only the session's state and the option character can change it.
 //! - `profile`: server profiles as reviewed data (`profiles/*.toml`, or a file of one's own):
 //!   texts, limits, a greet pause and ordered ETRN rules, each proved against the server it names.
 //! - [`cassette`](mod@cassette): the cassette text format, its parser and its line writer.
@@ -45,6 +47,7 @@ pub(crate) mod replies;
 pub(crate) mod script;
 pub(crate) mod session;
 pub(crate) mod transcript;
+pub(crate) mod valid_argument;
 
 pub use answer::Answer;
 pub use behaviour::Behaviour;

@@ -479,10 +479,7 @@ impl Profile {
                 index: Some(index),
                 reply: &rule.reply,
                 catch_all: index + 1 == self.etrn.len(),
-                about_state: rule
-                    .when
-                    .iter()
-                    .all(|c| !c.negated && c.test.is_about_state()),
+                about_state: rule_about_state(rule),
             },
             None => MatchedRule {
                 index: None,
@@ -517,6 +514,7 @@ impl Profile {
                     hold,
                     fail,
                     first_named,
+                    about_state: rule_about_state(rule),
                 }
             })
             .collect();
@@ -539,6 +537,14 @@ impl Profile {
             at_a_glance => Tests::at_a_glance(facts, server).contains(at_a_glance),
         }
     }
+}
+
+/// A rule about the session's state only (see [`MatchedRule::about_state`]): every condition
+/// a plain one about the state.
+fn rule_about_state(rule: &EtrnReplyRule) -> bool {
+    rule.when
+        .iter()
+        .all(|c| !c.negated && c.test.is_about_state())
 }
 
 /// A set of [`EtrnTest`]s, one bit each.
@@ -609,9 +615,19 @@ struct CompiledRule {
     /// The tests no rule before it names that read the argument through: what is evaluated
     /// when this rule is tried (the others are known by then, or from the start).
     first_named: Box<[EtrnTest]>,
+    /// What [`Profile::matched`] finds for this rule's `about_state`, found once.
+    about_state: bool,
 }
 
 impl EtrnRules {
+    /// No rule reads the argument beyond its first octet and whether it is valid (every test
+    /// the rules name is one [`Tests::at_a_glance`] sets): the rule that answers a valid
+    /// argument is then a function of the session's state, the option character and the
+    /// server's facts (see `valid_argument::ValidArgumentRules`).
+    pub(crate) fn read_at_a_glance(&self) -> bool {
+        self.rules.iter().all(|rule| rule.first_named.is_empty())
+    }
+
     /// `profile.etrn_rule(facts, server)` for the profile these rules were made from. Equal to
     /// it because a rule holds exactly when every plain condition's test holds and no negated
     /// one's does, and a test's value does not depend on the rule that asks (it reads only the
@@ -632,7 +648,20 @@ impl EtrnRules {
             }
             holding.0 & rule.hold.0 == rule.hold.0 && holding.0 & rule.fail.0 == 0
         });
-        profile.matched(found)
+        // The rule's reply as `Profile::matched` gives it, with its `about_state` as compiled
+        // (walking its conditions again cost as much as finding it).
+        match (
+            found,
+            found.and_then(|i| Some((profile.etrn.get(i)?, self.rules.get(i)?))),
+        ) {
+            (Some(index), Some((rule, compiled))) => MatchedRule {
+                index: Some(index),
+                reply: &rule.reply,
+                catch_all: index + 1 == profile.etrn.len(),
+                about_state: compiled.about_state,
+            },
+            _ => profile.matched(found),
+        }
     }
 }
 

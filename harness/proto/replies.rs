@@ -174,12 +174,17 @@ impl<'a> Sent<'a> {
     }
 
     /// Without its first byte when that is `@` or `#` (an ETRN argument's node).
+    // Inlined, and the option character looked for as a byte, not a character decoded: every
+    // ETRN's quoted reply asks.
+    #[inline]
     pub(crate) fn node(self) -> Sent<'a> {
         match self {
             Sent::Bytes([b'@' | b'#', node @ ..]) => Sent::Bytes(node),
             // `@` and `#` are ASCII: what follows starts a character.
-            Sent::Utf8(text) => Sent::Utf8(text.strip_prefix(['@', '#']).unwrap_or(text)),
-            bytes => bytes,
+            Sent::Utf8(text) if matches!(text.as_bytes().first(), Some(b'@' | b'#')) => {
+                Sent::Utf8(text.get(1..).unwrap_or(text))
+            }
+            other => other,
         }
     }
 }
@@ -510,6 +515,16 @@ mod tests {
         let sent = p.reply(&templated);
         assert_eq!(sent.lines(), ["OK, queuing for node a.example started"]);
         assert_eq!(sent.wire_bytes(), sent.to_wire().into_bytes());
+    }
+
+    proptest::proptest! {
+        /// The node is the text without one leading `@` or `#` character, as text or as bytes.
+        #[test]
+        fn a_node_is_its_text_without_the_option_character(text in "[@#]?[@#a-z\u{fc}]{0,4}") {
+            let node = text.strip_prefix(['@', '#']).unwrap_or(&text);
+            proptest::prop_assert_eq!(Sent::Utf8(&text).node().bytes(), node.as_bytes());
+            proptest::prop_assert_eq!(Sent::Bytes(text.as_bytes()).node().bytes(), node.as_bytes());
+        }
     }
 
     proptest::proptest! {

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,7 @@ use crate::reply::Reply;
 use crate::wire::Verb;
 
 use super::profile::{EtrnRules, MatchedRule, Profile, ProfileError, ProfileName, ServerFacts};
+use super::valid_argument::ValidArgumentRules;
 
 /// The server name used when a script gives none.
 pub const DEFAULT_HOSTNAME: &str = "smarthost.example";
@@ -237,6 +238,7 @@ impl SmartHostScript {
                 .map(|rule| Answer::reply(rule.reply.clone()))
                 .collect(),
             etrn_rules: profile.etrn_rules(),
+            valid_argument_rules: OnceLock::new(),
             script: Arc::clone(self),
             profile,
             used: Mutex::new(HashMap::new()),
@@ -265,6 +267,10 @@ pub struct ScriptBehaviour {
     rule_answers: Vec<Answer>,
     /// The profile's ETRN rules, compiled once for every ETRN this server answers.
     etrn_rules: EtrnRules,
+    /// The rule for a valid argument by the session's state alone, when nothing else decides:
+    /// found at the first ETRN, whose clock the facts it asks the rules about carry (this layer
+    /// reads none of its own; no rule it keeps reads the time).
+    valid_argument_rules: OnceLock<Option<ValidArgumentRules>>,
     used: Mutex<HashMap<Source, usize>>,
     /// Queue runs started by accepted ETRNs, by argument, for `etrn_run_millis`.
     runs: Mutex<HashMap<Vec<u8>, Instant>>,
@@ -302,6 +308,30 @@ impl ScriptBehaviour {
     /// rule names that form); then the profile's rules in order, where `served` is the script's
     /// list and the script's `etrn_default` replaces the profile's catch-all.
     pub fn etrn_answer(&self, etrn: &EtrnFacts<'_>) -> Cow<'_, Answer> {
+        match self.valid_argument_answer(etrn) {
+            Some(answer) => Cow::Borrowed(answer),
+            None => self.any_etrn_answer(etrn),
+        }
+    }
+
+    /// The answer to a valid argument, when the state and its option character decide it (see
+    /// [`ValidArgumentRules`]): what [`ScriptBehaviour::any_etrn_answer`] finds, found once.
+    fn valid_argument_answer(&self, etrn: &EtrnFacts<'_>) -> Option<&Answer> {
+        let rules = self.valid_argument_rules.get_or_init(|| {
+            ValidArgumentRules::of(
+                &self.script,
+                &self.profile,
+                &self.etrn_rules,
+                self.rule_answers.len(),
+                etrn.now,
+            )
+        });
+        let rule = rules.as_ref()?.rule(etrn)?;
+        self.rule_answers.get(rule)
+    }
+
+    /// [`ScriptBehaviour::etrn_answer`] for any ETRN, the script and the rules read in turn.
+    fn any_etrn_answer(&self, etrn: &EtrnFacts<'_>) -> Cow<'_, Answer> {
         let script = &self.script;
         let by_state = [
             (etrn.argument.is_empty(), &script.etrn_missing_argument),
@@ -441,6 +471,56 @@ mod tests {
     fn behaviour(toml_text: &str) -> ScriptBehaviour {
         let script: SmartHostScript = toml::from_str(toml_text).unwrap();
         Arc::new(script).behaviour().unwrap()
+    }
+
+    proptest::proptest! {
+        /// The answer found once for a valid argument's state and option character is the one
+        /// the script and the rules give it, whatever the argument (plain, U-labels, any queue
+        /// name) and the state, for every shipped profile and for scripts that answer ETRN
+        /// themselves (which have no such answers: the rules are walked).
+        #[test]
+        fn a_valid_argument_s_answer_is_the_rules_answer(
+            argument in "[@#]?([a-zA-Z0-9.\\-\\[\\]:_]|\u{fc}){0,16}",
+            in_transaction: bool,
+            before_hello: bool,
+            profile in 0..ProfileName::ALL.len(),
+            script in proptest::sample::select(vec![
+                "",
+                "served = [\"a.example\"]",
+                "etrn_before_hello = \"451 no\"",
+                "etrn_default = [\"250 fine\", \"458 not now\"]",
+            ]),
+        ) {
+            let name = ProfileName::ALL[profile];
+            let b = behaviour(&format!("profile = \"{name}\"\n{script}"));
+            let parsed = EtrnArg::parse(&argument).ok();
+            let facts = EtrnFacts {
+                argument: argument.as_bytes(),
+                parsed: parsed.as_ref(),
+                now: Instant::now(),
+                in_transaction,
+                before_hello,
+            };
+            if let Some(answer) = b.valid_argument_answer(&facts) {
+                proptest::prop_assert_eq!(answer, &*b.any_etrn_answer(&facts));
+            }
+        }
+    }
+
+    /// The default script (the bench's smart host) answers a valid argument without walking
+    /// the rules: the property above is about it.
+    #[test]
+    fn the_default_script_answers_valid_arguments_by_state() {
+        let b = behaviour("");
+        let parsed = EtrnArg::parse("d1.bench.example").ok();
+        let facts = EtrnFacts {
+            argument: b"d1.bench.example",
+            parsed: parsed.as_ref(),
+            now: Instant::now(),
+            in_transaction: false,
+            before_hello: false,
+        };
+        assert!(b.valid_argument_answer(&facts).is_some());
     }
 
     fn said(a: &Answer) -> String {

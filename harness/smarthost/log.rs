@@ -778,9 +778,12 @@ fn flag_of(id: u8) -> Option<EtrnFlag> {
 /// LEB128: seven bits a byte, low first.
 #[inline(always)]
 fn varint(out: &mut Vec<u8>, n: u64) {
-    // Most numbers packed (time steps within a batch, lengths, ids) take one byte: no call.
+    // Most numbers packed (time steps within a batch, lengths, ids) take one byte, and a reply
+    // code (every ETRN's reply) two: no call.
     if n < 0x80 {
         out.push(n as u8);
+    } else if n < 0x4000 {
+        out.extend_from_slice(&[n as u8 | 0x80, (n >> 7) as u8]);
     } else {
         long_varint(out, n);
     }
@@ -1026,6 +1029,17 @@ mod tests {
             (9, etrn_line(b"ETRN @plugh\r\n")),
         ];
         round_trip(&events);
+    }
+
+    proptest::proptest! {
+        /// `varint`'s one- and two-byte paths write what the general loop writes.
+        #[test]
+        fn varint_is_leb128(n in proptest::prop_oneof![0..0x4100u64, proptest::num::u64::ANY]) {
+            let (mut short, mut long) = (Vec::new(), Vec::new());
+            varint(&mut short, n);
+            long_varint(&mut long, n);
+            proptest::prop_assert_eq!(short, long);
+        }
     }
 
     proptest::proptest! {
