@@ -640,7 +640,7 @@ impl Session {
                 lines.extend(pause.ehlo_keywords.iter().cloned());
                 // A null server's EHLO never counts as advertising ETRN.
                 self.observer.greeted_by_ehlo(std::iter::empty());
-                self.answer(Answer::reply(multi(reply_code!(250), lines)));
+                self.answer(Answer::reply(Reply::of_lines(reply_code!(250), lines)));
             }
             _ => {
                 let refused = self.filled(Answer::reply(pause.refused_command), None, None);
@@ -776,8 +776,10 @@ impl Session {
         match self.behaviour.ehlo() {
             Ok(keywords) => {
                 self.client = host.to_owned();
-                let first = self.behaviour.replies().ehlo_first_line.clone();
-                let mut lines = vec![self.placeholders(None, None).fill(&first)];
+                let first = &self.behaviour.replies().ehlo_first_line;
+                // Room for the first line, every keyword and STARTTLS: the lines never grow.
+                let mut lines = Vec::with_capacity(keywords.len() + 2);
+                lines.push(self.placeholders(None, None).fill(first));
                 // STARTTLS only when TLS is possible: in the keyword list's place, else last.
                 let offer_tls = self.limits.starttls && !self.tls_active;
                 let mut tls_offered = false;
@@ -798,7 +800,7 @@ impl Session {
                 // Greeted, and any transaction over (RFC 5321 §4.1.4).
                 self.observer
                     .greeted_by_ehlo(lines.iter().skip(1).map(String::as_str));
-                Answer::reply(multi(reply_code!(250), lines))
+                Answer::reply(Reply::of_lines(reply_code!(250), lines))
             }
             Err(refusal) => refusal,
         }
@@ -1194,14 +1196,6 @@ pub(crate) fn deadline_after(from: Instant, duration: Duration) -> Instant {
 
 fn plain(code: ReplyCode, text: &str) -> Answer {
     Answer::reply(Reply::new(code, text))
-}
-
-fn multi(code: ReplyCode, lines: Vec<String>) -> Reply {
-    let mut r = Reply::new(code, lines.first().cloned().unwrap_or_default());
-    for l in lines.into_iter().skip(1) {
-        r = r.with_line(l);
-    }
-    r
 }
 
 fn decode64(b: &[u8]) -> Option<Vec<u8>> {

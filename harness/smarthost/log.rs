@@ -39,6 +39,11 @@ const MAX_SHARED_COMMANDS: usize = 4096;
 /// most 2 MiB, whatever a profile's line limit.
 const MAX_SHARED_COMMAND_OCTETS: usize = 512;
 
+/// The room a log takes with its first event: a mail session's whole log (some 130 octets), so
+/// it is not grown from eight octets by doubling (three reallocations). Given back at the close
+/// ([`EventLog::shrink`]).
+const FIRST_ROOM: usize = 192;
+
 /// The longest log [`EventLog::shrink`] copies rather than shrinks in place.
 const COPIED_WHEN_SHRUNK: usize = 4096;
 
@@ -281,6 +286,9 @@ pub(crate) struct EventLog {
 impl EventLog {
     /// Appends an event.
     pub(crate) fn push(&mut self, at_us: u64, event: Event, interner: &mut Interner) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(FIRST_ROOM);
+        }
         if let Event::Unawaited { raw } = &event {
             self.push_unawaited(at_us, raw);
             return;
