@@ -158,11 +158,13 @@ fn mail_session_allocations(behaviour: &Arc<etrn_harness::proto::ScriptBehaviour
     made
 }
 
-/// A mail session (issue #20, workload (c)) makes at most 30 allocations in the session: its
-/// replies' lines and events, the command lines recorded, the transaction's addresses (29 when
-/// this bound was set, the EHLO reply built at its size rather than a line at a time).
+/// A mail session (issue #20, workload (c)) makes at most 26 allocations in the session: its
+/// replies' lines and events, the command lines recorded, the transaction's addresses. The EHLO
+/// reply is built at its size, not a line at a time, the greeting is filled from the one the
+/// behaviour lends, not from a copy, and the EHLO keywords are borrowed (34 before, 29 with the
+/// first).
 #[test]
-fn a_mail_session_makes_at_most_thirty_allocations() {
+fn a_mail_session_makes_at_most_twenty_six_allocations() {
     let script: SmartHostScript = toml::from_str("").expect("the default script");
     let behaviour = Arc::new(
         Arc::new(script)
@@ -174,7 +176,7 @@ fn a_mail_session_makes_at_most_thirty_allocations() {
     let made = mail_session_allocations(&behaviour);
     eprintln!("{made} allocations in a mail session");
     assert!(
-        made <= 30,
-        "{made} allocations in one mail session: more than 30"
+        made <= 26,
+        "{made} allocations in one mail session: more than 26"
     );
 }

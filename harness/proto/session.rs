@@ -230,7 +230,7 @@ impl Session {
     }
 
     fn greet(&mut self) {
-        let greeting = self.filled(self.behaviour.greeting(), None, None);
+        let greeting = self.filled_from(&self.behaviour.greeting(), None, None);
         let refused = greeting
             .reply
             .as_ref()
@@ -330,9 +330,21 @@ impl Session {
     /// (pipelining); one that ends a line moves the idle deadline. Replies to lines received
     /// while a delayed reply is held queue behind it.
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
+        self.receive_bytes(bytes, now, false);
+    }
+
+    /// [`Session::receive`] of bytes cut at their first line end (no line end before their last
+    /// octet), as the smart host's driver hands over what it reads: a line is not searched for
+    /// its end a second time.
+    pub fn receive_cut(&mut self, piece: &[u8], now: Instant) {
+        self.receive_bytes(piece, now, true);
+    }
+
+    /// [`Session::receive`]; `cut`: no line end comes before the last octet.
+    fn receive_bytes(&mut self, bytes: &[u8], now: Instant, cut: bool) {
         self.now = self.now.max(now);
         // A chunk that ends a line (every pipelined command) is seen to at once.
-        if bytes.last() == Some(&b'\n') || bytes.contains(&b'\n') {
+        if bytes.last() == Some(&b'\n') || (!cut && bytes.contains(&b'\n')) {
             self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
         }
         match self.mode {
@@ -347,9 +359,14 @@ impl Session {
             }));
             return;
         }
-        if self.lines.pending().is_empty()
-            && let Some(line) = self.observer.whole_line(bytes)
-        {
+        let whole = if !self.lines.pending().is_empty() {
+            None
+        } else if cut {
+            self.observer.cut_line(bytes)
+        } else {
+            self.observer.whole_line(bytes)
+        };
+        if let Some(line) = whole {
             // One whole line (each pipelined command, as the smart host's driver hands it over):
             // handled where it is, not copied into the framer and searched again.
             self.client_line(line);
@@ -763,7 +780,7 @@ impl Session {
         }
     }
 
-    fn keywords(&self) -> Option<Vec<String>> {
+    fn keywords(&self) -> Option<&[String]> {
         self.behaviour.ehlo().ok()
     }
 
@@ -784,15 +801,20 @@ impl Session {
                 let offer_tls = self.limits.starttls && !self.tls_active;
                 let mut tls_offered = false;
                 for k in keywords {
-                    let word = ehlo::keyword(&k);
-                    if word.eq_ignore_ascii_case("STARTTLS") {
+                    // Only a line that starts with the eight letters can be STARTTLS's: the
+                    // others are not cut into their keyword.
+                    let maybe_starttls = k
+                        .trim_start_matches([' ', '\t'])
+                        .get(..8)
+                        .is_some_and(|head| head.eq_ignore_ascii_case("STARTTLS"));
+                    if maybe_starttls && ehlo::keyword(k).eq_ignore_ascii_case("STARTTLS") {
                         if offer_tls && !tls_offered {
                             tls_offered = true;
-                            lines.push(k);
+                            lines.push(k.clone());
                         }
                         continue;
                     }
-                    lines.push(k);
+                    lines.push(k.clone());
                 }
                 if offer_tls && !tls_offered {
                     lines.push("STARTTLS".into());
@@ -1065,10 +1087,27 @@ impl Session {
 
     /// `answer` with the placeholders of its reply filled in.
     fn filled(&self, mut answer: Answer, arg: Option<Sent<'_>>, from: Option<&str>) -> Answer {
-        if let Some(reply) = &answer.reply {
+        if let Some(reply) = &answer.reply
+            && !reply
+                .template()
+                .is_some_and(crate::reply::Template::is_fixed)
+        {
             answer.reply = Some(self.placeholders(arg, from).reply(reply));
         }
         answer
+    }
+
+    /// [`Session::filled`] of a borrowed `answer`: its reply is filled into a new one (copied
+    /// when it has no placeholders), never copied first.
+    fn filled_from(&self, answer: &Answer, arg: Option<Sent<'_>>, from: Option<&str>) -> Answer {
+        Answer {
+            reply: answer
+                .reply
+                .as_ref()
+                .map(|reply| self.placeholders(arg, from).reply(reply)),
+            delay_ms: answer.delay_ms,
+            close: answer.close,
+        }
     }
 
     /// One of the behaviour's everyday replies, filled in.

@@ -574,7 +574,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     record.unawaited(&form[..form.len().min(UNAWAITED_MAX_OCTETS)]);
                 }
                 at_line_start = piece.ends_with(b"\n");
-                session.receive(piece, now);
+                session.receive_cut(piece, now);
                 if fed == unfed.len() {
                     unfed.clear();
                     fed = 0;
