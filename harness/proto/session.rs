@@ -148,6 +148,9 @@ pub struct Session {
     greet_at: Option<Instant>,
     /// When the client has been idle too long: a command line must be complete by then.
     idle_at: Instant,
+    /// The time `idle_at` was counted from: the lines of one read, fed one at a time with one
+    /// time, count it once.
+    idle_from: Instant,
     /// Outputs held back by scripted delays, each batch released at its time, in order.
     held: VecDeque<Held>,
     /// The session's clock: the latest time an input carried.
@@ -200,6 +203,7 @@ impl Session {
             client: String::new(),
             greet_at,
             idle_at: deadline_after(accepted.now, limits_idle),
+            idle_from: accepted.now,
             held: VecDeque::new(),
             now: accepted.now,
             truncated: None,
@@ -344,8 +348,10 @@ impl Session {
     fn receive_bytes(&mut self, bytes: &[u8], now: Instant, cut: bool) {
         self.now = self.now.max(now);
         // A chunk that ends a line (every pipelined command) is seen to at once.
-        if bytes.last() == Some(&b'\n') || (!cut && bytes.contains(&b'\n')) {
-            self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        if (bytes.last() == Some(&b'\n') || (!cut && bytes.contains(&b'\n')))
+            && self.idle_from != self.now
+        {
+            self.restart_idle_deadline();
         }
         match self.mode {
             Mode::Closed => return,
@@ -421,13 +427,19 @@ impl Session {
     /// does the idle deadline.
     pub fn tls_established(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        self.restart_idle_deadline();
         if self.mode != Mode::Closed && self.observer.tls_pending() {
             // The observer forgot the greeting and the transaction when TLS started.
             self.observer.tls_established();
             self.tls_active = true;
             self.authenticated = false;
         }
+    }
+
+    /// The idle deadline counted from now.
+    fn restart_idle_deadline(&mut self) {
+        self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        self.idle_from = self.now;
     }
 
     /// The client was idle too long: 421 and close.
