@@ -16,15 +16,16 @@ use super::replies::{GreetPause, ServerReplies};
 pub trait Behaviour: Send + Sync {
     /// The server's name: `{host}` in every reply text.
     fn hostname(&self) -> &str;
-    /// The greeting; a non-2xx greeting refuses the session.
-    fn greeting(&self) -> Answer;
+    /// The greeting; a non-2xx greeting refuses the session. Borrowed when the behaviour holds
+    /// it, as [`Behaviour::etrn`]'s answer: the session fills it into a reply of its own.
+    fn greeting(&self) -> Cow<'_, Answer>;
     /// A pause before the greeting, and what a client that talks first gets; `None`: greet at
     /// once.
     fn greet_pause(&self) -> Option<&GreetPause> {
         None
     }
     /// The EHLO keyword lines to advertise, or the answer that refuses EHLO (a HELO-only peer).
-    fn ehlo(&self) -> Result<Vec<String>, Answer>;
+    fn ehlo(&self) -> Result<&[String], Answer>;
     /// The texts of the everyday replies, and the line limit.
     fn replies(&self) -> &ServerReplies;
     /// A scripted answer for this verb that overrides the normal one, if any.

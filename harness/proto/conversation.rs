@@ -35,6 +35,11 @@ pub struct Accepted {
 pub trait Conversation: Send {
     /// Bytes from the client, arrived at `now`.
     fn receive(&mut self, bytes: &[u8], now: Instant);
+    /// [`Conversation::receive`] of bytes cut at their first line end (none comes before their
+    /// last octet), for a conversation that can skip searching them again.
+    fn receive_cut(&mut self, piece: &[u8], now: Instant) {
+        self.receive(piece, now);
+    }
     /// The next thing for the driver to do, besides writing what
     /// [`Conversation::poll_transmit`] gives.
     fn poll_output(&mut self) -> Option<Output>;
@@ -80,6 +85,9 @@ pub trait Conversation: Send {
 impl Conversation for super::Session {
     fn receive(&mut self, bytes: &[u8], now: Instant) {
         super::Session::receive(self, bytes, now)
+    }
+    fn receive_cut(&mut self, piece: &[u8], now: Instant) {
+        super::Session::receive_cut(self, piece, now)
     }
     fn poll_output(&mut self) -> Option<Output> {
         super::Session::poll_output(self)

@@ -293,17 +293,14 @@ impl Placeholders<'_> {
         if template.is_some_and(Template::is_fixed) {
             return reply.clone();
         }
-        let mut lines = reply.lines().iter().enumerate().map(|(i, line)| {
+        // Collected at their number, not grown a line at a time.
+        let lines = reply.lines().iter().enumerate().map(|(i, line)| {
             match template.and_then(|t| t.lines().get(i)) {
                 Some(pieces) => self.fill_pieces(line, pieces),
                 None => self.fill(line),
             }
         });
-        let mut out = Reply::new(reply.code(), lines.next().unwrap_or_default());
-        for line in lines {
-            out = out.with_line(line);
-        }
-        out
+        Reply::of_lines(reply.code(), lines.collect())
     }
 }
 

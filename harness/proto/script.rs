@@ -230,6 +230,7 @@ impl SmartHostScript {
     /// (a profile file of one's own).
     pub fn behaviour_with(self: &Arc<Self>, profile: Profile) -> ScriptBehaviour {
         ScriptBehaviour {
+            greeting: self.greeting(&profile),
             keywords: self.keywords(&profile),
             replies: profile.server_replies(),
             rule_answers: profile
@@ -260,6 +261,8 @@ enum Source {
 pub struct ScriptBehaviour {
     script: Arc<SmartHostScript>,
     profile: Profile,
+    /// The script's greeting, else the profile's: made once, lent to every session.
+    greeting: Answer,
     keywords: Vec<String>,
     replies: ServerReplies,
     /// The profile's ETRN rules' replies as answers, in the rules' order, made once so that an
@@ -426,8 +429,8 @@ impl Behaviour for ScriptBehaviour {
         self.script.hostname.as_deref().unwrap_or(DEFAULT_HOSTNAME)
     }
 
-    fn greeting(&self) -> Answer {
-        self.script.greeting(&self.profile)
+    fn greeting(&self) -> Cow<'_, Answer> {
+        Cow::Borrowed(&self.greeting)
     }
 
     fn greet_pause(&self) -> Option<&GreetPause> {
@@ -438,7 +441,7 @@ impl Behaviour for ScriptBehaviour {
         }
     }
 
-    fn ehlo(&self) -> Result<Vec<String>, Answer> {
+    fn ehlo(&self) -> Result<&[String], Answer> {
         if self.script.helo_only {
             let code = crate::reply_code!(502);
             Err(Answer::reply(Reply::new(
@@ -446,7 +449,7 @@ impl Behaviour for ScriptBehaviour {
                 "5.5.1 Error: command not implemented",
             )))
         } else {
-            Ok(self.keywords.clone())
+            Ok(&self.keywords)
         }
     }
 

@@ -148,6 +148,9 @@ pub struct Session {
     greet_at: Option<Instant>,
     /// When the client has been idle too long: a command line must be complete by then.
     idle_at: Instant,
+    /// The time `idle_at` was counted from: the lines of one read, fed one at a time with one
+    /// time, count it once.
+    idle_from: Instant,
     /// Outputs held back by scripted delays, each batch released at its time, in order.
     held: VecDeque<Held>,
     /// The session's clock: the latest time an input carried.
@@ -204,6 +207,7 @@ impl Session {
             client: String::new(),
             greet_at,
             idle_at: deadline_after(accepted.now, limits_idle),
+            idle_from: accepted.now,
             held: VecDeque::new(),
             now: accepted.now,
             truncated: None,
@@ -235,7 +239,7 @@ impl Session {
     }
 
     fn greet(&mut self) {
-        let greeting = self.filled(self.behaviour.greeting(), None, None);
+        let greeting = self.filled_from(&self.behaviour.greeting(), None, None);
         let refused = greeting
             .reply
             .as_ref()
@@ -335,10 +339,24 @@ impl Session {
     /// (pipelining); one that ends a line moves the idle deadline. Replies to lines received
     /// while a delayed reply is held queue behind it.
     pub fn receive(&mut self, bytes: &[u8], now: Instant) {
+        self.receive_bytes(bytes, now, false);
+    }
+
+    /// [`Session::receive`] of bytes cut at their first line end (no line end before their last
+    /// octet), as the smart host's driver hands over what it reads: a line is not searched for
+    /// its end a second time.
+    pub fn receive_cut(&mut self, piece: &[u8], now: Instant) {
+        self.receive_bytes(piece, now, true);
+    }
+
+    /// [`Session::receive`]; `cut`: no line end comes before the last octet.
+    fn receive_bytes(&mut self, bytes: &[u8], now: Instant, cut: bool) {
         self.now = self.now.max(now);
         // A chunk that ends a line (every pipelined command) is seen to at once.
-        if bytes.last() == Some(&b'\n') || bytes.contains(&b'\n') {
-            self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        if (bytes.last() == Some(&b'\n') || (!cut && bytes.contains(&b'\n')))
+            && self.idle_from != self.now
+        {
+            self.restart_idle_deadline();
         }
         match self.mode {
             Mode::Closed => return,
@@ -352,9 +370,14 @@ impl Session {
             }));
             return;
         }
-        if self.lines.pending().is_empty()
-            && let Some(line) = self.observer.whole_line(bytes)
-        {
+        let whole = if !self.lines.pending().is_empty() {
+            None
+        } else if cut {
+            self.observer.cut_line(bytes)
+        } else {
+            self.observer.whole_line(bytes)
+        };
+        if let Some(line) = whole {
             // One whole line (each pipelined command, as the smart host's driver hands it over):
             // handled where it is, not copied into the framer and searched again.
             self.client_line(line);
@@ -409,13 +432,19 @@ impl Session {
     /// does the idle deadline.
     pub fn tls_established(&mut self, now: Instant) {
         self.now = self.now.max(now);
-        self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        self.restart_idle_deadline();
         if self.mode != Mode::Closed && self.observer.tls_pending() {
             // The observer forgot the greeting and the transaction when TLS started.
             self.observer.tls_established();
             self.tls_active = true;
             self.authenticated = false;
         }
+    }
+
+    /// The idle deadline counted from now.
+    fn restart_idle_deadline(&mut self) {
+        self.idle_at = deadline_after(self.now, self.limits.idle_timeout);
+        self.idle_from = self.now;
     }
 
     /// The client was idle too long: 421 and close.
@@ -645,7 +674,7 @@ impl Session {
                 lines.extend(pause.ehlo_keywords.iter().cloned());
                 // A null server's EHLO never counts as advertising ETRN.
                 self.observer.greeted_by_ehlo(std::iter::empty());
-                self.answer(Answer::reply(multi(reply_code!(250), lines)));
+                self.answer(Answer::reply(Reply::of_lines(reply_code!(250), lines)));
             }
             _ => {
                 let refused = self.filled(Answer::reply(pause.refused_command), None, None);
@@ -768,7 +797,7 @@ impl Session {
         }
     }
 
-    fn keywords(&self) -> Option<Vec<String>> {
+    fn keywords(&self) -> Option<&[String]> {
         self.behaviour.ehlo().ok()
     }
 
@@ -781,21 +810,28 @@ impl Session {
         match self.behaviour.ehlo() {
             Ok(keywords) => {
                 self.client = host.to_owned();
-                let first = self.behaviour.replies().ehlo_first_line.clone();
-                let mut lines = vec![self.placeholders(None, None).fill(&first)];
+                let first = &self.behaviour.replies().ehlo_first_line;
+                // Room for the first line, every keyword and STARTTLS: the lines never grow.
+                let mut lines = Vec::with_capacity(keywords.len() + 2);
+                lines.push(self.placeholders(None, None).fill(first));
                 // STARTTLS only when TLS is possible: in the keyword list's place, else last.
                 let offer_tls = self.limits.starttls && !self.tls_active;
                 let mut tls_offered = false;
                 for k in keywords {
-                    let word = ehlo::keyword(&k);
-                    if word.eq_ignore_ascii_case("STARTTLS") {
+                    // Only a line that starts with the eight letters can be STARTTLS's: the
+                    // others are not cut into their keyword.
+                    let maybe_starttls = k
+                        .trim_start_matches([' ', '\t'])
+                        .get(..8)
+                        .is_some_and(|head| head.eq_ignore_ascii_case("STARTTLS"));
+                    if maybe_starttls && ehlo::keyword(k).eq_ignore_ascii_case("STARTTLS") {
                         if offer_tls && !tls_offered {
                             tls_offered = true;
-                            lines.push(k);
+                            lines.push(k.clone());
                         }
                         continue;
                     }
-                    lines.push(k);
+                    lines.push(k.clone());
                 }
                 if offer_tls && !tls_offered {
                     lines.push("STARTTLS".into());
@@ -803,7 +839,7 @@ impl Session {
                 // Greeted, and any transaction over (RFC 5321 §4.1.4).
                 self.observer
                     .greeted_by_ehlo(lines.iter().skip(1).map(String::as_str));
-                Answer::reply(multi(reply_code!(250), lines))
+                Answer::reply(Reply::of_lines(reply_code!(250), lines))
             }
             Err(refusal) => refusal,
         }
@@ -1072,10 +1108,27 @@ impl Session {
 
     /// `answer` with the placeholders of its reply filled in.
     fn filled(&self, mut answer: Answer, arg: Option<Sent<'_>>, from: Option<&str>) -> Answer {
-        if let Some(reply) = &answer.reply {
+        if let Some(reply) = &answer.reply
+            && !reply
+                .template()
+                .is_some_and(crate::reply::Template::is_fixed)
+        {
             answer.reply = Some(self.placeholders(arg, from).reply(reply));
         }
         answer
+    }
+
+    /// [`Session::filled`] of a borrowed `answer`: its reply is filled into a new one (copied
+    /// when it has no placeholders), never copied first.
+    fn filled_from(&self, answer: &Answer, arg: Option<Sent<'_>>, from: Option<&str>) -> Answer {
+        Answer {
+            reply: answer
+                .reply
+                .as_ref()
+                .map(|reply| self.placeholders(arg, from).reply(reply)),
+            delay_ms: answer.delay_ms,
+            close: answer.close,
+        }
     }
 
     /// One of the behaviour's everyday replies, filled in.
@@ -1203,14 +1256,6 @@ pub(crate) fn deadline_after(from: Instant, duration: Duration) -> Instant {
 
 fn plain(code: ReplyCode, text: &str) -> Answer {
     Answer::reply(Reply::new(code, text))
-}
-
-fn multi(code: ReplyCode, lines: Vec<String>) -> Reply {
-    let mut r = Reply::new(code, lines.first().cloned().unwrap_or_default());
-    for l in lines.into_iter().skip(1) {
-        r = r.with_line(l);
-    }
-    r
 }
 
 fn decode64(b: &[u8]) -> Option<Vec<u8>> {

@@ -39,6 +39,11 @@ const MAX_SHARED_COMMANDS: usize = 4096;
 /// most 2 MiB, whatever a profile's line limit.
 const MAX_SHARED_COMMAND_OCTETS: usize = 512;
 
+/// The room a log takes with its first event: a mail session's whole log (some 130 octets), so
+/// it is not grown from eight octets by doubling (three reallocations). Given back at the close
+/// ([`EventLog::shrink`]).
+const FIRST_ROOM: usize = 192;
+
 /// The longest log [`EventLog::shrink`] copies rather than shrinks in place.
 const COPIED_WHEN_SHRUNK: usize = 4096;
 
@@ -55,6 +60,10 @@ pub(crate) struct Interner {
     /// The id given last: a run of the same reply (every pipelined ETRN's) is found by one
     /// comparison, without hashing its lines.
     last: Option<u32>,
+    /// The id given last for lines of each [`shape`]: a session's replies (greeting, EHLO,
+    /// MAIL's, ... QUIT's) come round again in the next session, each found by one comparison
+    /// of its lines rather than by hashing them.
+    by_shape: [Option<u32>; SHAPES],
     /// The id of the reply around an argument given last (see [`Interner::template_around`]).
     last_template: Option<u32>,
     /// The parts of a [`QuotedReply`] given last, as the session shares them, and their id: a
@@ -70,18 +79,28 @@ impl Interner {
         {
             return Some(last);
         }
-        if let Some(id) = self.ids.get(lines) {
-            self.last = Some(*id);
-            return Some(*id);
+        let slot = shape(lines);
+        if let Some(id) = self.by_shape[slot]
+            && self.lines(id) == Some(lines)
+        {
+            self.last = Some(id);
+            return Some(id);
         }
-        if self.texts.len() >= MAX_SHARED_REPLIES {
-            return None;
-        }
-        let id = u32::try_from(self.texts.len()).ok()?;
-        let shared: Arc<[String]> = lines.into();
-        self.ids.insert(Arc::clone(&shared), id);
-        self.texts.push(shared);
+        let id = match self.ids.get(lines) {
+            Some(id) => *id,
+            None => {
+                if self.texts.len() >= MAX_SHARED_REPLIES {
+                    return None;
+                }
+                let id = u32::try_from(self.texts.len()).ok()?;
+                let shared: Arc<[String]> = lines.into();
+                self.ids.insert(Arc::clone(&shared), id);
+                self.texts.push(shared);
+                id
+            }
+        };
         self.last = Some(id);
+        self.by_shape[slot] = Some(id);
         Some(id)
     }
 
@@ -151,6 +170,23 @@ impl Interner {
     fn command(&self, id: u32) -> Option<&Arc<[u8]>> {
         self.commands.get(usize::try_from(id).ok()?)
     }
+}
+
+/// Slots of [`Interner`]'s ids by [`shape`].
+const SHAPES: usize = 16;
+
+/// A slot for `lines`, from how many there are and the first one's length and first eight
+/// octets: cheap to take, and replies that differ in any of those (`2.1.0 Ok`, `2.1.5 Ok`)
+/// mostly take different slots. Two that share one only take turns in it.
+fn shape(lines: &[String]) -> usize {
+    let first = lines.first().map_or(&[][..], |line| line.as_bytes());
+    let mut head = [0u8; 8];
+    let n = first.len().min(8);
+    head[..n].copy_from_slice(&first[..n]);
+    let mixed = (u64::from_le_bytes(head) ^ ((first.len() as u64) << 48) ^ lines.len() as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // The top bits, which the multiplication mixed most: SHAPES is 16.
+    (mixed >> 60) as usize
 }
 
 const COMMAND: u8 = 0;
@@ -281,6 +317,9 @@ pub(crate) struct EventLog {
 impl EventLog {
     /// Appends an event.
     pub(crate) fn push(&mut self, at_us: u64, event: Event, interner: &mut Interner) {
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve_exact(FIRST_ROOM);
+        }
         if let Event::Unawaited { raw } = &event {
             self.push_unawaited(at_us, raw);
             return;
@@ -783,22 +822,30 @@ fn varint(out: &mut Vec<u8>, n: u64) {
     if n < 0x80 {
         out.push(n as u8);
     } else if n < 0x4000 {
-        out.extend_from_slice(&[n as u8 | 0x80, (n >> 7) as u8]);
+        // Two bytes (a reply code, a pause between batches of a few ms), no loop: the same
+        // bytes `long_varint` writes.
+        out.extend_from_slice(&[(n as u8) | 0x80, (n >> 7) as u8]);
     } else {
         long_varint(out, n);
     }
 }
 
 fn long_varint(out: &mut Vec<u8>, mut n: u64) {
+    // Written on the stack and appended at once: one check of the room, not one per byte.
+    let mut packed = [0u8; 10];
+    let mut len = 0;
     loop {
         let low = (n & 0x7f) as u8;
         n >>= 7;
         if n == 0 {
-            out.push(low);
-            return;
+            packed[len] = low;
+            len += 1;
+            break;
         }
-        out.push(low | 0x80);
+        packed[len] = low | 0x80;
+        len += 1;
     }
+    out.extend_from_slice(&packed[..len]);
 }
 
 /// Appends `b` with its length first; where `b` now is.

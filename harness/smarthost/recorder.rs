@@ -1534,9 +1534,22 @@ impl Drop for RecordBatch<'_> {
         if !self.pushed {
             return;
         }
-        for waiters in self.wake.drain(..) {
-            waiters.notify_waiters();
+        // Looked at first: a batch usually has neither, and draining an empty vector is not free.
+        if !self.wake.is_empty() {
+            for waiters in self.wake.drain(..) {
+                waiters.notify_waiters();
+            }
         }
+        if !self.published.is_empty() {
+            self.publish_batch();
+        }
+        self.recorder.changed.notify_waiters();
+    }
+}
+
+impl RecordBatch<'_> {
+    /// Sends the batch's copies to the live feeds.
+    fn publish_batch(&mut self) {
         for event in self.published.drain(..) {
             self.recorder.send_live(Arc::new(LiveEvent::Event {
                 session: self.id,
@@ -1545,7 +1558,6 @@ impl Drop for RecordBatch<'_> {
                 line: SharedLine::default(),
             }));
         }
-        self.recorder.changed.notify_waiters();
     }
 }
 

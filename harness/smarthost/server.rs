@@ -477,6 +477,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut batch: Vec<Event> = Vec::new();
     // An output taken from the session while feeding it lines that needs the loop's I/O.
     let mut deferred: Option<Output> = None;
+    // One timer for the session's deadlines, moved at each wait rather than made again: moved
+    // later (the idle deadline, after every line) it stays where the runtime has it until it
+    // fires, where a timer made and dropped per wait was registered and taken out each time.
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    // One wait for the stop signal for the whole leg, on a receiver of its own (the writes and
+    // the linger race `shutdown` themselves): subscribed once, not at every wait.
+    let mut stop = shutdown.clone();
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         if *shutdown.borrow() {
             shared.recorder.events(id, &mut batch);
@@ -533,12 +543,14 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             if let Err(reason) = flush(&mut stream, &mut pending, idle, shutdown).await {
                 return Leg::Closed(reason);
             }
+            let wake = session.poll_timeout().map(Instant::from_std);
+            set_timer(timer.as_mut(), wake);
             tokio::select! {
-                _ = sleep_until_some(session.poll_timeout().map(Instant::from_std)) => {
+                _ = &mut timer, if wake.is_some() => {
                     now = Instant::now().into_std();
                     session.handle_timeout(now);
                 }
-                _ = shutdown.changed() => return Leg::Closed(CloseReason::Shutdown),
+                _ = &mut stopped => return Leg::Closed(CloseReason::Shutdown),
             }
             continue;
         }
@@ -552,7 +564,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
             for _ in 0..LINES_PER_BATCH {
                 let start = fed;
-                // Eight bytes at a time: every byte read is searched here.
+                // Vectorised (`find_byte`): every byte read is searched here.
                 fed = find_byte(&unfed[start..], b'\n').map_or(unfed.len(), |i| start + i + 1);
                 let piece = &unfed[start..fed];
                 if at_line_start && !pending.is_empty() {
@@ -560,7 +572,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     record.unawaited(&form[..form.len().min(UNAWAITED_MAX_OCTETS)]);
                 }
                 at_line_start = piece.ends_with(b"\n");
-                session.receive(piece, now);
+                session.receive_cut(piece, now);
                 if fed == unfed.len() {
                     unfed.clear();
                     fed = 0;
@@ -614,10 +626,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         // The conversation is woken at its next deadline (the end of a greet pause, the idle
         // timeout), whatever the client does meanwhile.
         let wake = session.poll_timeout().map(Instant::from_std);
+        set_timer(timer.as_mut(), wake);
         tokio::select! {
             // The timer first: a client that writes just as a greet pause ends was still polite.
             biased;
-            _ = sleep_until_some(wake) => {
+            _ = &mut timer, if wake.is_some() => {
                 // tokio's clock (paused in some tests), not the wall's.
                 now = Instant::now().into_std();
                 session.handle_timeout(now);
@@ -627,11 +640,21 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(_) => now = Instant::now().into_std(),
                 Err(e) => return Leg::Closed(CloseReason::Io(e.to_string())),
             },
-            _ = shutdown.changed() => {
+            _ = &mut stopped => {
                 let _ = tokio::time::timeout(idle, stream.shutdown()).await;
                 return Leg::Closed(CloseReason::Shutdown);
             }
         }
+    }
+}
+
+/// Moves `timer` to `wake`, when there is one and it is not there already (a wait without one
+/// leaves the timer out of its `select!`).
+fn set_timer(timer: std::pin::Pin<&mut tokio::time::Sleep>, wake: Option<Instant>) {
+    if let Some(at) = wake
+        && timer.deadline() != at
+    {
+        timer.reset(at);
     }
 }
 

@@ -230,6 +230,16 @@ impl ServerSideObserver {
         Some(self.line(bytes))
     }
 
+    /// [`whole_line`](Self::whole_line) of `bytes` the caller has cut at their first line end:
+    /// none comes before their last octet, so none is searched for.
+    pub fn cut_line<'a>(&mut self, bytes: &'a [u8]) -> Option<Classified<'a>> {
+        let cap = self.frame_cap()?;
+        if bytes.last() != Some(&b'\n') || bytes.len() > cap.max(1) {
+            return None;
+        }
+        Some(self.line(bytes))
+    }
+
     /// The longest frame [`next_line`](Self::next_line) takes as a line now (a longer one comes
     /// in pieces); `None` while nothing is read (a TLS handshake is due).
     fn frame_cap(&self) -> Option<usize> {
