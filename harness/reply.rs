@@ -352,7 +352,6 @@ impl Reply {
         Ok(reply)
     }
 
-    /// The reply with one more line.
     /// A reply of `lines` as they are (one empty line when there are none): built at once, not
     /// a line at a time as [`Reply::with_line`] builds it.
     pub(crate) fn of_lines(code: ReplyCode, mut lines: Vec<String>) -> Self {
@@ -366,6 +365,7 @@ impl Reply {
         }
     }
 
+    /// The reply with one more line.
     pub fn with_line(mut self, line: impl Into<String>) -> Self {
         self.lines.push(line.into());
         // The template was of the old lines.

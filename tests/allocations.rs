@@ -47,16 +47,23 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// Feeds `lines` at once, takes every output as the smart host's driver does
-/// (`poll_recordable`) and the bytes to send, drops the outputs: what the driver and the
-/// recorder do with them. How many ETRNs came.
+/// Feeds `lines` as the smart host's driver feeds what one read brought (a line at a time, cut
+/// at its end: `receive_cut`), takes every output as the driver does (`poll_recordable`) and
+/// the bytes to send, drops the outputs: what the driver and the recorder do with them. How
+/// many ETRNs came.
 fn serve(session: &mut Session, lines: &[u8], sent: &mut Vec<u8>) -> usize {
-    session.receive(lines, Instant::now());
+    let now = Instant::now();
     let mut etrns = 0;
-    while let Some(output) = session.poll_recordable() {
-        if let Recordable::PlainEtrn(_) | Recordable::Output(Output::Event(Event::Etrn(_))) = output
-        {
-            etrns += 1;
+    // As the smart host's driver: each line handed over cut at its end, its outputs taken
+    // before the next; the replies' bytes taken once for the batch.
+    for piece in lines.split_inclusive(|b| *b == b'\n') {
+        session.receive_cut(piece, now);
+        while let Some(output) = session.poll_recordable() {
+            if let Recordable::PlainEtrn(_) | Recordable::Output(Output::Event(Event::Etrn(_))) =
+                output
+            {
+                etrns += 1;
+            }
         }
     }
     session.poll_transmit(sent);
@@ -107,14 +114,6 @@ fn a_pipelined_etrn_makes_no_allocation() {
     assert_eq!(made, 0, "{made} allocations for {ETRNS} pipelined ETRNs");
 }
 
-/// Feeds `bytes` a line at a time, as the smart host's driver feeds what one read brought, and
-/// takes the outputs and the bytes to send after each line.
-fn serve_lines(session: &mut Session, bytes: &[u8], sent: &mut Vec<u8>) {
-    for line in bytes.split_inclusive(|b| *b == b'\n') {
-        serve(session, line, sent);
-    }
-}
-
 /// A whole mail session as the bench's workload (c) sends it (EHLO, MAIL, RCPT, DATA, a
 /// message of 1 KiB in lines of 80 octets, QUIT), from its making to its drop, a line at a time
 /// as the smart host's driver feeds it: every allocation the session makes for it, its events'
@@ -136,16 +135,16 @@ fn mail_session_allocations(behaviour: &Arc<etrn_harness::proto::ScriptBehaviour
     let mut sent = Vec::with_capacity(4096);
     let before = allocations();
     let mut session = Session::new(behaviour.clone(), SessionLimits::default(), &accepted);
-    serve_lines(&mut session, b"EHLO bench.example\r\n", &mut sent);
-    serve_lines(
+    serve(&mut session, b"EHLO bench.example\r\n", &mut sent);
+    serve(
         &mut session,
         b"MAIL FROM:<bench@bench.example>\r\n",
         &mut sent,
     );
-    serve_lines(&mut session, b"RCPT TO:<sink@sink.example>\r\n", &mut sent);
-    serve_lines(&mut session, b"DATA\r\n", &mut sent);
-    serve_lines(&mut session, &message, &mut sent);
-    serve_lines(&mut session, b"QUIT\r\n", &mut sent);
+    serve(&mut session, b"RCPT TO:<sink@sink.example>\r\n", &mut sent);
+    serve(&mut session, b"DATA\r\n", &mut sent);
+    serve(&mut session, &message, &mut sent);
+    serve(&mut session, b"QUIT\r\n", &mut sent);
     drop(session);
     let made = allocations() - before;
     assert!(

@@ -608,6 +608,44 @@ proptest! {
         prop_assert_eq!(commands, lines.len());
         prop_assert_eq!(step.codes().len(), lines.len());
     }
+
+    /// The driver hands over what a read brought cut at each line end (`receive_cut`, which
+    /// does not search a piece for its end again): the same events, replies and close as the
+    /// read given whole, for any bytes (commands, long lines, a message, a line end alone),
+    /// however the reads fall.
+    #[test]
+    fn lines_handed_over_cut_are_served_as_the_read_they_came_in(
+        reads in prop::collection::vec(
+            prop::collection::vec(
+                prop_oneof![
+                    one_reply_command(),
+                    Just(b"DATA\r\n".to_vec()),
+                    Just(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n".to_vec()),
+                    Just(b"line of a message\r\n.\r\n".to_vec()),
+                    prop::collection::vec(any::<u8>(), 0..700),
+                    Just(b"\n".to_vec()),
+                ],
+                0..6,
+            )
+            .prop_map(|pieces| pieces.concat()),
+            1..8,
+        ),
+    ) {
+        let script = "ehlo_keywords = [\"ETRN\", \"AUTH PLAIN LOGIN\"]";
+        let (mut whole, _) = session(script);
+        let (mut cut, _) = session(script);
+        for read in &reads {
+            let given = send(&mut whole, read);
+            for piece in read.split_inclusive(|b| *b == b'\n') {
+                cut.receive_cut(piece, t0());
+            }
+            let taken = drain(&mut cut);
+            prop_assert_eq!(format!("{:?}", taken.events), format!("{:?}", given.events));
+            prop_assert_eq!(taken.sent, given.sent);
+            prop_assert_eq!(taken.closed, given.closed);
+            prop_assert_eq!(taken.starttls, given.starttls);
+        }
+    }
 }
 
 #[test]

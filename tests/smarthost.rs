@@ -223,6 +223,33 @@ async fn idle_sessions_get_421_and_are_closed() {
     host.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_line_moves_the_idle_deadline_later() {
+    // The driver keeps one timer per session and moves it to each deadline: a line read must
+    // move it later, so the 421 comes an idle timeout after the last line, not after the connect.
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let mut config = SmartHostConfig::default();
+    config.limits.idle_timeout = Duration::from_millis(1000);
+    let host = SmartHost::start(config).await.expect("starts");
+    let mut c = BufReader::new(TcpStream::connect(host.addr()).await.expect("connects"));
+    assert!(reply_line(&mut c).await.starts_with("220 "));
+    // Two lines, each well inside the timeout of the one before, the second past the first
+    // deadline: a timer left where the connect put it would end the session before the second.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        c.get_mut().write_all(b"NOOP\r\n").await.expect("writes");
+        assert!(reply_line(&mut c).await.starts_with("250 "));
+    }
+    let last_line = std::time::Instant::now();
+    assert!(reply_line(&mut c).await.starts_with("421 "));
+    assert!(
+        last_line.elapsed() >= Duration::from_millis(800),
+        "421 only {:?} after the last line",
+        last_line.elapsed()
+    );
+    host.shutdown().await;
+}
+
 /// Reads one reply line from `c`, within [`WAIT`].
 async fn reply_line(c: &mut tokio::io::BufReader<TcpStream>) -> String {
     use tokio::io::AsyncBufReadExt;

@@ -2,8 +2,9 @@
 //!
 //! - [`load`]: four workloads (new session + ETRN, pipelined ETRN, mail sink, idle connections)
 //!   against any SMTP server, bounded in count and time, with hdrhistogram latencies.
-//! - [`compare`](mod@compare): the smart host and smtp-sink as processes, the same workloads alternating over
-//!   several rounds, ratios per workload, and Postfix's own smtp-source as a second load tool.
+//! - [`compare`](mod@compare): the smart host and smtp-sink as processes, the same workloads in
+//!   the order A B B A over several rounds, ratios per workload, and Postfix's own smtp-source
+//!   as a second load tool.
 //! - [`memory`]: what recording costs: bytes per recorded session, RSS after a long soak.
 //! - [`rss`]: a server's memory from `/proc`.
 //! - [`waits`]: what pending waits for ETRNs and live-feed subscribers cost the SMTP server, as

@@ -344,8 +344,15 @@ impl Session {
 
     /// [`Session::receive`] of bytes cut at their first line end (no line end before their last
     /// octet), as the smart host's driver hands over what it reads: a line is not searched for
-    /// its end a second time.
+    /// its end a second time. A piece with a line end before its last octet breaks that promise
+    /// and is served as one line (debug builds stop there).
     pub fn receive_cut(&mut self, piece: &[u8], now: Instant) {
+        debug_assert!(
+            piece
+                .split_last()
+                .is_none_or(|(_, before)| !before.contains(&b'\n')),
+            "receive_cut: a line end before the piece's last octet"
+        );
         self.receive_bytes(piece, now, true);
     }
 

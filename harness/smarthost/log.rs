@@ -172,8 +172,10 @@ impl Interner {
     }
 }
 
-/// Slots of [`Interner`]'s ids by [`shape`].
+/// Slots of [`Interner`]'s ids by [`shape`]: a power of two, so that a slot is the top bits of
+/// a product.
 const SHAPES: usize = 16;
+const _: () = assert!(SHAPES.is_power_of_two() && SHAPES > 1);
 
 /// A slot for `lines`, from how many there are and the first one's length and first eight
 /// octets: cheap to take, and replies that differ in any of those (`2.1.0 Ok`, `2.1.5 Ok`)
@@ -185,8 +187,8 @@ fn shape(lines: &[String]) -> usize {
     head[..n].copy_from_slice(&first[..n]);
     let mixed = (u64::from_le_bytes(head) ^ ((first.len() as u64) << 48) ^ lines.len() as u64)
         .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    // The top bits, which the multiplication mixed most: SHAPES is 16.
-    (mixed >> 60) as usize
+    // The top bits, which the multiplication mixed most: always below SHAPES.
+    (mixed >> (u64::BITS - SHAPES.trailing_zeros())) as usize
 }
 
 const COMMAND: u8 = 0;
