@@ -49,15 +49,19 @@ impl EtrnCommandLine {
     /// (another verb, an AUTH response, a line with a secret replaced), which is reported as
     /// its event.
     pub(crate) fn of(observed: &ObservedCommand<'_>) -> Option<EtrnCommandLine> {
+        // The verb first: every other command (a mail session's) is turned away at once.
+        if !matches!(observed.command.verb(), Verb::Etrn) || observed.auth_response {
+            return None;
+        }
         let line = observed.command.line();
         // The line itself (nearly every line) is known unchanged without comparing it.
-        let as_received = std::ptr::eq(&*observed.recorded, line) || *observed.recorded == *line;
-        (*observed.command.verb() == Verb::Etrn && !observed.auth_response && as_received).then(
-            || EtrnCommandLine {
-                raw: LineBytes::from(line),
-                bare_lf: !line.ends_with(b"\r\n"),
-            },
-        )
+        if !std::ptr::eq(&*observed.recorded, line) && *observed.recorded != *line {
+            return None;
+        }
+        Some(EtrnCommandLine {
+            raw: LineBytes::from(line),
+            bare_lf: !line.ends_with(b"\r\n"),
+        })
     }
 
     /// The line as received, line end included.
