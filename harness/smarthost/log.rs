@@ -397,6 +397,8 @@ impl EventLog {
     /// Appends the ETRN command line `line` stands for: the bytes [`EventLog::push`] packs its
     /// event into, without the event (a sibling of its `Command` arm, which every other line
     /// takes; a property test holds the two equal).
+    // Inlined into its one caller, the recorder's batch: the call cost 24 per pipelined ETRN.
+    #[inline]
     pub(crate) fn push_etrn_command(
         &mut self,
         at_us: u64,
