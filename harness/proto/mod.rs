@@ -62,7 +62,7 @@ pub use profile::{
     Condition, EtrnReplyRule, EtrnTest, MatchedRule, Profile, ProfileError, ProfileName,
     ServerFacts,
 };
-pub use recordable::{PlainEtrn, QuotedReply, Recordable};
+pub use recordable::{EtrnCommandLine, PlainEtrn, QuotedReply, Recordable};
 pub use recording::{
     RecordedCommand, RecordedEtrn, RecordedReply, Recording, RecordingBuilder, SessionRecording,
     TimedEvent,

@@ -1,5 +1,6 @@
-//! What a session hands the smart host's recorder in parts, not made into events: a reply
-//! quoting the ETRN argument, and an ETRN whose record its argument, reply and flags make.
+//! What a session hands the smart host's recorder in parts, not made into events: an ETRN's
+//! command line, a reply quoting the ETRN argument, and an ETRN whose record its argument,
+//! reply and flags make.
 //!
 //! Every pipelined ETRN is answered `250 OK, queuing for node d1.example started`. As an
 //! [`Event::Reply`] that costs a vector and a string, made by the session and freed by the
@@ -9,7 +10,9 @@
 //! [`QuotedReply`] instead. Likewise an ETRN's [`Event::Etrn`] boxes a record the recorder
 //! packs as its argument, reply and flags: the session queues a [`PlainEtrn`] of those. The
 //! smart host's driver, asking for [`Conversation::poll_recordable`], hands both to the
-//! recorder as they are.
+//! recorder as they are. And the line itself: its [`Event::Command`] is built, queued, taken
+//! out and matched like any command's, though an ETRN's line holds no secret and its verb is
+//! known, so the session queues an [`EtrnCommandLine`] of its bytes and line end.
 //!
 //! Meant for the path between the two only: the types are public (the driver's
 //! [`Conversation`](super::Conversation) method names them) but only this crate makes them, and
@@ -26,9 +29,71 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::etrn::rebuild_etrn_record;
-use super::event::{EtrnFlag, Event, LineBytes};
+use super::event::{CommandLine, EtrnFlag, Event, LineBytes};
 use super::session::Output;
 use crate::reply::Quoting;
+use crate::wire::Verb;
+use crate::wire::observer::ObservedCommand;
+
+/// An ETRN's command line recorded as it came: no secret in it, so its recorded form is the
+/// line itself, and its verb is ETRN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtrnCommandLine {
+    /// The line as received, line end included.
+    raw: LineBytes,
+    bare_lf: bool,
+}
+
+impl EtrnCommandLine {
+    /// The line `observed`, when it is an ETRN recorded as it came; `None` for any other line
+    /// (another verb, an AUTH response, a line with a secret replaced), which is reported as
+    /// its event.
+    pub(crate) fn of(observed: &ObservedCommand<'_>) -> Option<EtrnCommandLine> {
+        // The verb first: every other command (a mail session's) is turned away at once.
+        if !matches!(observed.command.verb(), Verb::Etrn) || observed.auth_response {
+            return None;
+        }
+        let line = observed.command.line();
+        // The line itself (nearly every line) is known unchanged without comparing it.
+        if !std::ptr::eq(&*observed.recorded, line) && *observed.recorded != *line {
+            return None;
+        }
+        Some(EtrnCommandLine {
+            raw: LineBytes::from(line),
+            bare_lf: !line.ends_with(b"\r\n"),
+        })
+    }
+
+    /// The line as received, line end included.
+    pub(crate) fn raw(&self) -> &[u8] {
+        &self.raw
+    }
+
+    /// Ended by a bare LF instead of CRLF.
+    pub(crate) fn bare_lf(&self) -> bool {
+        self.bare_lf
+    }
+
+    /// The line without its line end, escaped for display ([`CommandLine::text`]).
+    pub fn text(&self) -> String {
+        let trimmed = self
+            .raw
+            .strip_suffix(b"\n")
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .unwrap_or(&self.raw);
+        crate::escape::escape(trimmed)
+    }
+
+    /// The line's event, as the session reports any command line.
+    pub fn into_event(self) -> Event {
+        Event::Command(CommandLine {
+            raw: self.raw,
+            verb: Verb::Etrn,
+            bare_lf: self.bare_lf,
+            redacted: false,
+        })
+    }
+}
 
 /// A one-line reply: `around[0]`, the argument, `around[1]`.
 #[derive(Debug, Clone)]
@@ -195,7 +260,7 @@ impl PlainEtrn {
 
 /// What a conversation has for its driver, as the smart host's driver takes it
 /// ([`Conversation::poll_recordable`](super::Conversation::poll_recordable)): an [`Output`], or
-/// a reply or an ETRN for the recorder to pack as they are.
+/// an ETRN's line, a reply or an ETRN for the recorder to pack as they are.
 ///
 /// Why: every pipelined ETRN's reply, made into an [`Event::Reply`], cost a vector and a string
 /// that the recorder freed after searching the line for the argument again, and its record a
@@ -204,15 +269,17 @@ impl PlainEtrn {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recordable {
     Output(Output),
+    EtrnCommand(EtrnCommandLine),
     QuotedReply(QuotedReply),
     PlainEtrn(PlainEtrn),
 }
 
 impl Recordable {
-    /// As an [`Output`]: a quoted reply becomes its event.
+    /// As an [`Output`]: a line, a quoted reply or an ETRN becomes its event.
     pub fn into_output(self) -> Output {
         match self {
             Recordable::Output(output) => output,
+            Recordable::EtrnCommand(line) => Output::Event(line.into_event()),
             Recordable::QuotedReply(reply) => Output::Event(reply.into_event()),
             Recordable::PlainEtrn(etrn) => Output::Event(etrn.into_event()),
         }
@@ -265,6 +332,49 @@ mod tests {
                 quoted.into_event(),
                 Event::Reply { code, lines: filled.lines().to_vec() }
             );
+        }
+
+        /// An ETRN's line handed over as its parts is the event any command line makes, whatever
+        /// the verb's case, the space or tab after it, the line end, the length (over the 30
+        /// octets kept in place, over a line's limit) and the recorded form (the line itself or
+        /// a copy; a secret replaced, or an AUTH response, stays an event).
+        #[test]
+        fn an_etrn_line_is_the_event_its_line_makes(
+            verb in proptest::sample::select(vec!["ETRN", "etrn", "Etrn", "eTrN", "ETRNX", "AUTH", "NOOP", ""]),
+            after_verb in proptest::sample::select(vec![" ", "\t", "  ", " \t", ""]),
+            argument in "[@#]?([a-zA-Z0-9.=+/_\\-]|\u{fc}| |\t|\u{1}){0,12}",
+            repeat in proptest::sample::select(vec![1usize, 4, 60]),
+            end in proptest::sample::select(vec!["\r\n", "\n"]),
+            form in 0u8..4,
+        ) {
+            let line = format!("{verb}{after_verb}{}{end}", argument.repeat(repeat));
+            let line = line.as_bytes();
+            let mut observer = crate::wire::observer::ServerSideObserver::new(
+                512,
+                crate::wire::observer::DataEnd::CrlfDotCrlf,
+                crate::wire::observer::Authentication::Checked,
+            );
+            let mut observed = observer.command(line);
+            match form {
+                // As the observer made it: the line itself unless it holds a secret.
+                0 => {}
+                1 => observed.recorded = std::borrow::Cow::Owned(line.to_vec()),
+                2 => observed.recorded = crate::wire::redact::command(line),
+                _ => observed = ObservedCommand::auth_response(line),
+            }
+            let event = Event::Command(CommandLine::from(&observed));
+            match EtrnCommandLine::of(&observed) {
+                Some(parts) => {
+                    let Event::Command(command) = &event else { unreachable!() };
+                    proptest::prop_assert_eq!(parts.raw(), &command.raw[..]);
+                    proptest::prop_assert_eq!(parts.text(), command.text());
+                    proptest::prop_assert_eq!(parts.into_event(), event);
+                }
+                None => proptest::prop_assert!(
+                    !matches!(&event, Event::Command(c) if c.verb == Verb::Etrn && !c.redacted),
+                    "{event:?}"
+                ),
+            }
         }
 
         /// An ETRN handed over as its parts is the record its line makes.

@@ -49,7 +49,7 @@ use super::behaviour::Behaviour;
 use super::conversation::Accepted;
 use super::etrn::{Greeted, read_etrn_into};
 use super::event::{CloseReason, CommandLine, Event, MessageRecord};
-use super::recordable::{QuotedReply, Recordable};
+use super::recordable::{EtrnCommandLine, QuotedReply, Recordable};
 use super::replies::{LongLine, Placeholders, Sent};
 use crate::reply::Placeholder;
 use crate::wire::observer::{
@@ -595,7 +595,11 @@ impl Session {
     fn command(&mut self, observed: ObservedCommand<'_>) {
         // An AUTH response's first word is no verb but part of the secret.
         self.answering_a_secret = observed.auth_response;
-        self.emit(Output::Event(Event::Command(CommandLine::from(&observed))));
+        // An ETRN's line goes to the recorder as its parts, as its record and reply do.
+        match EtrnCommandLine::of(&observed) {
+            Some(line) => self.queue(Recordable::EtrnCommand(line)),
+            None => self.emit(Output::Event(Event::Command(CommandLine::from(&observed)))),
+        }
         let command = observed.command;
         let verb = command.verb();
 

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, broadcast};
 use tracing::warn;
 
 use crate::proto::recording::{RECORDING_VERSION, RecordedEtrn, Recording, SessionRecording};
-use crate::proto::{CloseReason, Event, PlainEtrn, QuotedReply};
+use crate::proto::{CloseReason, EtrnCommandLine, Event, PlainEtrn, QuotedReply};
 
 /// What a live listener hears; `at_us` is microseconds since the recorder started, as in the
 /// recording.
@@ -1473,6 +1473,22 @@ impl RecordBatch<'_> {
         };
         count_etrn(state, self.id, etrns, first_etrn);
         events.push_plain_etrn(self.at, &etrn, &mut state.interner);
+    }
+
+    /// Records the ETRN command line `line` stands for, packed from its parts unless the stream
+    /// or the full live feed needs its event.
+    pub(crate) fn etrn_command(&mut self, line: EtrnCommandLine) {
+        let recorder = self.recorder;
+        let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
+        if state.stream.is_some() || self.live_everything {
+            self.push(line.into_event());
+            return;
+        }
+        self.pushed = true;
+        let Some((events, _, _)) = self.log.take(state, self.id) else {
+            return;
+        };
+        events.push_etrn_command(self.at, &line, &mut state.interner);
     }
 
     /// Records the reply `reply` stands for, packed from its parts unless the stream or the

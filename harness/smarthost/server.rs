@@ -583,6 +583,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                             note(&event, &mut last_reply);
                             record.push(event);
                         }
+                        Recordable::EtrnCommand(line) => {
+                            debug!(line = %line.text(), "C:");
+                            record.etrn_command(line);
+                        }
                         Recordable::QuotedReply(reply) => {
                             last_reply = Some(reply.code());
                             debug!(code = reply.code(), text = %reply, "S:");
