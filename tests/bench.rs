@@ -326,7 +326,8 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         smart_host_exe: env!("CARGO_BIN_EXE_etrn-harness").into(),
         // Two: the second begins with smtp-sink (B A A B).
         rounds: 2,
-        // 20 sessions, 200 pipelined ETRNs, 5 idle connections, 5 messages for (e).
+        // Per server and round 20 sessions, 200 pipelined ETRNs, 5 idle connections, 5
+        // messages for (e), each in two runs of half.
         scale: 0.001,
         max_duration: WAIT,
     };

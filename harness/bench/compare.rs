@@ -3,9 +3,10 @@
 //! within one run, never absolute thresholds.
 //!
 //! Each round runs every workload four times, in the order A B B A (the smart host first in odd
-//! rounds, smtp-sink first in even ones), and takes each server's mean: a server that runs
-//! right after the other runs a little slower (in row (b) by a tenth), and with plain
-//! alternation an odd number of rounds gave one server the first place more often.
+//! rounds, smtp-sink first in even ones), each run half the workload's count, and takes each
+//! server's mean: a server that runs right after the other runs a little slower (in row (b) by
+//! a tenth), and with plain alternation an odd number of rounds gave one server the first place
+//! more often. Halves keep a round's work, and what the smart host records, as one whole run.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -469,6 +470,12 @@ pub async fn compare_with(
     let hosts = Hosts::start(&spec.smart_host_exe)?;
     let sink = start_smtp_sink().await?;
     let mut rows = empty_rows();
+    // Each server runs a workload twice a round: each run takes half the count, so a round does
+    // the work (and records the sessions) of one run of the whole count, as before A B B A.
+    let half = CompareSpec {
+        scale: spec.scale / 2.0,
+        ..spec.clone()
+    };
     let mut runs = Vec::new();
     for round in 0..spec.rounds {
         for (i, (name, host, measure)) in ROWS.iter().enumerate() {
@@ -496,7 +503,7 @@ pub async fn compare_with(
                 } else {
                     Vec::new()
                 };
-                let (value, report) = measure_once(server, measure, spec).await;
+                let (value, report) = measure_once(server, measure, &half).await;
                 if let Some(report) = report {
                     latencies[usize::from(is_sink)] =
                         (report.latency_p50_us, report.latency_p99_us);

@@ -511,11 +511,12 @@ pub struct BenchLoadArgs {
 #[derive(clap::Args)]
 pub struct BenchCompareArgs {
     /// Rounds; each runs every workload four times, smart host and smtp-sink in the order A B B A
-    /// (which goes first alternates by round), and takes each server's mean.
+    /// (which goes first alternates by round), each run half the count, and takes each server's
+    /// mean.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
     /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections,
-    /// 5k messages for `serve` with its default output).
+    /// 5k messages for `serve` with its default output; per server and round, in two halves).
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// Stop each workload run after this many seconds.
