@@ -109,13 +109,17 @@ impl From<&ObservedCommand<'_>> for CommandLine {
 impl CommandLine {
     /// The line without its line end, escaped for display.
     pub fn text(&self) -> String {
-        let trimmed = self
-            .raw
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(&self.raw);
-        escape(trimmed)
+        line_text(&self.raw)
     }
+}
+
+/// A command line's bytes without their line end (CRLF or a bare LF), escaped for display.
+pub(crate) fn line_text(raw: &[u8]) -> String {
+    let trimmed = raw
+        .strip_suffix(b"\n")
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .unwrap_or(raw);
+    escape(trimmed)
 }
 
 /// A command line's bytes: kept in place up to [`LineBytes::INLINE`] octets (nearly every

@@ -76,12 +76,7 @@ impl EtrnCommandLine {
 
     /// The line without its line end, escaped for display ([`CommandLine::text`]).
     pub fn text(&self) -> String {
-        let trimmed = self
-            .raw
-            .strip_suffix(b"\n")
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .unwrap_or(&self.raw);
-        crate::escape::escape(trimmed)
+        super::event::line_text(&self.raw)
     }
 
     /// The line's event, as the session reports any command line.
