@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etrn_harness::proto::SmartHostScript;
 use etrn_harness::proto::{CloseReason, EtrnFlag, Event, SessionLimits};
-use etrn_harness::smarthost::{SmartHost, SmartHostConfig};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig, WhenFull};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -195,6 +195,77 @@ async fn connection_cap_answers_421_at_connect() {
     assert_eq!(r.sessions.len(), 1);
     drop(first);
     host.shutdown().await;
+}
+
+#[tokio::test]
+async fn past_the_cap_a_queued_connection_waits_in_the_listen_queue_for_a_session_to_end() {
+    let config = SmartHostConfig {
+        max_connections: 1,
+        when_full: WhenFull::Queue,
+        ..SmartHostConfig::default()
+    };
+    let host = SmartHost::start(config).await.expect("starts");
+    let mut first = TcpStream::connect(host.addr()).await.expect("connect");
+    let mut greeting = [0u8; 64];
+    let n = first.read(&mut greeting).await.expect("greeting");
+    assert!(greeting[..n].starts_with(b"220 "));
+    // The second connection completes in the kernel and stays there: the loop takes no slot-less
+    // connection, so it neither greets nor refuses it.
+    let mut second = TcpStream::connect(host.addr()).await.expect("connect");
+    let queued = common::wait_for(WAIT, || accept_queue(host.addr()) == Some(1)).await;
+    assert!(
+        queued,
+        "the second connection is never seen in the listen queue"
+    );
+    assert_eq!(host.recording().sessions.len(), 1);
+    assert_eq!(host.recording().refused, 0);
+    // The first session ends; its slot goes to the one waiting.
+    first.write_all(b"QUIT\r\n").await.expect("QUIT");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, first.read_to_end(&mut rest)).await;
+    let n = tokio::time::timeout(WAIT, second.read(&mut greeting))
+        .await
+        .expect("the queued connection is greeted once a slot is free")
+        .expect("greeting");
+    assert!(greeting[..n].starts_with(b"220 "), "{:?}", &greeting[..n]);
+    let r = host
+        .recorder()
+        .wait_for_closed_sessions(1, WAIT)
+        .await
+        .expect("the first session closed");
+    assert_eq!(r.sessions.len(), 2);
+    let first_ended = r.sessions[0].ended_us.expect("ended");
+    assert!(
+        r.sessions[1].started_us >= first_ended,
+        "the second session started at {} µs, before the first ended at {first_ended} µs",
+        r.sessions[1].started_us
+    );
+    assert_eq!(r.refused, 0, "a queued connection is no refusal");
+    drop(second);
+    host.shutdown().await;
+}
+
+/// Connections complete in the kernel and not yet accepted on the IPv4 listener at `addr`: the
+/// `rx_queue` field of its LISTEN line in `/proc/net/tcp`.
+fn accept_queue(addr: std::net::SocketAddr) -> Option<u32> {
+    let std::net::SocketAddr::V4(v4) = addr else {
+        return None;
+    };
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // sl, local_address, rem_address, st (0A: LISTEN), tx_queue:rx_queue, ...
+        if fields.get(1) != Some(&local.as_str()) || fields.get(3) != Some(&"0A") {
+            return None;
+        }
+        let (_, rx) = fields.get(4)?.split_once(':')?;
+        u32::from_str_radix(rx, 16).ok()
+    })
 }
 
 #[tokio::test]
@@ -678,6 +749,52 @@ fn serve_on_one_thread_serves_sessions_side_by_side_with_the_api() {
         .map(|l| l["domain"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(etrn, ["a.example", "b.example"]);
+}
+
+#[test]
+fn serve_when_full_queue_holds_a_connection_past_the_cap_until_a_session_ends() {
+    use std::io::Write;
+    let mut serve = Serve::spawn(&[
+        "--max-connections",
+        "1",
+        "--when-full",
+        "queue",
+        "--exit-after-sessions",
+        "2",
+    ]);
+    let held = std::net::TcpStream::connect(&serve.addr).expect("connect");
+    held.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut held_reader = BufReader::new(held.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    held_reader.read_line(&mut greeting).expect("the greeting");
+    assert!(greeting.starts_with("220"), "{greeting:?}");
+    // The second client writes at once and waits: with the default `refuse` it would read 421.
+    let addr = serve.addr.clone();
+    let second = std::thread::spawn(move || talk(&addr, b"EHLO c\r\nETRN b.example\r\nQUIT\r\n"));
+    let mut held = held;
+    held.write_all(b"EHLO c\r\nETRN a.example\r\nQUIT\r\n")
+        .expect("write");
+    let answer = second.join().expect("the second client");
+    assert!(answer.starts_with("220"), "{answer}");
+    assert!(answer.contains("\r\n221"), "{answer}");
+    let out = serve.lines_until("stopped (").join("\n");
+    assert!(serve.child.wait().expect("serve exits").success());
+    assert!(out.contains("session 1: ETRN a.example -> "), "{out}");
+    assert!(out.contains("session 2: ETRN b.example -> "), "{out}");
+}
+
+#[test]
+fn serve_refuses_a_connection_cap_of_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--max-connections", "0"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--max-connections") && err.contains("must be at least 1"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::Span;
 
 use crate::smarthost::ServerHandle;
-use crate::smarthost::accept::Cap;
+use crate::smarthost::accept::{Cap, ConnectionLimit};
 
 /// Simultaneous connections a recorder relays unless told otherwise (as the smart host).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
@@ -35,7 +35,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let cap = Cap {
-        max_connections,
+        limit: ConnectionLimit::refusing(max_connections),
         refusal_timeout: REFUSAL_TIMEOUT,
         // The handle counts refusals; a proxy has no recorder to tell.
         on_refusal: Arc::new(|| {}),

@@ -602,9 +602,16 @@ pub struct ServeArgs {
     /// Close sessions idle this many seconds with 421.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
-    /// Refuse connections beyond this many with 421.
-    #[arg(long, default_value_t = 1000)]
+    /// Connections served at once; what one more gets is --when-full's choice.
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     pub max_connections: usize,
+    /// What a connection past --max-connections gets: `refuse` answers 421 at once; `queue`
+    /// leaves it waiting, connected, in the kernel's listen queue until a session ends, as
+    /// Postfix does at its process limit (`--max-connections 100 --when-full queue` is Postfix's
+    /// default). With a load tool that opens far more sessions at once than the server needs,
+    /// `queue` is faster (README, Benchmarks, row (i)).
+    #[arg(long, value_enum, default_value_t = WhenFullArg::Refuse)]
+    pub when_full: WhenFullArg,
     /// Threads that serve the sessions (default: one per CPU). 1: everything on a single event
     /// loop, as Postfix's smtp-sink (`bench compare` row (h) measures it).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -708,6 +715,25 @@ impl From<RetentionArg> for etrn_harness::smarthost::Retention {
         match arg {
             RetentionArg::All => Retention::All,
             RetentionArg::Open => Retention::Open,
+        }
+    }
+}
+
+/// `serve --when-full`: what a connection past `--max-connections` gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WhenFullArg {
+    /// 421 at connect, at once; counted as refused, never recorded as a session.
+    Refuse,
+    /// Left in the kernel's listen queue until a session ends.
+    Queue,
+}
+
+impl From<WhenFullArg> for etrn_harness::smarthost::WhenFull {
+    fn from(arg: WhenFullArg) -> Self {
+        use etrn_harness::smarthost::WhenFull;
+        match arg {
+            WhenFullArg::Refuse => WhenFull::Refuse,
+            WhenFullArg::Queue => WhenFull::Queue,
         }
     }
 }

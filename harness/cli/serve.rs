@@ -56,6 +56,7 @@ fn prepare(
             idle_timeout: Duration::from_secs(args.idle_timeout),
         },
         max_connections: args.max_connections,
+        when_full: args.when_full.into(),
         retention: args.retain.into(),
         profile,
     };

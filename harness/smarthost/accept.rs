@@ -1,8 +1,9 @@
 //! The one accept loop every server here runs: the smart host (scripted or replaying a cassette),
 //! the recording proxy and the record-on-miss replay.
 //!
-//! A task per connection; a cap on simultaneous connections, past which a connection gets `421`
-//! at once and is counted as a refusal, not as a session; a shutdown signal that every connection
+//! A task per connection; a cap on simultaneous connections, past which a connection either gets
+//! `421` at once and is counted as a refusal, not as a session, or waits in the kernel's listen
+//! queue until a session ends ([`WhenFull`]); a shutdown signal that every connection
 //! task sees and that ends the loop; and a backoff when the process runs out of file descriptors,
 //! so the loop waits for descriptors to come back instead of spinning on `accept` and flooding the
 //! log (the failed accept is retried after 10 ms, doubling to at most 1 s).
@@ -46,11 +47,51 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)
 }
 
+/// What a connection gets when as many connections as the cap allows are open already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Accepted and answered `421` at once: the client knows straight away, and the connection is
+    /// counted as a refusal, never as a session.
+    #[default]
+    Refuse,
+    /// Not accepted until a session ends: the connection waits, complete, in the kernel's listen
+    /// queue (up to [`LISTEN_BACKLOG`] of them), and its client waits for the greeting. This is
+    /// what Postfix's master does while all its smtpd processes are busy (`default_process_limit`,
+    /// 100). A load tool that opens far more sessions at once than the server serves keeps only
+    /// the served ones' buffers live: `bench compare` row (i).
+    Queue,
+}
+
+/// How many connections a server serves at once, and what one more gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimit {
+    /// Simultaneous connections served.
+    pub max: usize,
+    pub when_full: WhenFull,
+}
+
+impl ConnectionLimit {
+    /// At most `max` at once; one more is refused with `421`.
+    pub fn refusing(max: usize) -> ConnectionLimit {
+        ConnectionLimit {
+            max,
+            when_full: WhenFull::Refuse,
+        }
+    }
+}
+
+/// A bare count is a cap that refuses past it, as every server here had before [`WhenFull`].
+impl From<usize> for ConnectionLimit {
+    fn from(max: usize) -> ConnectionLimit {
+        ConnectionLimit::refusing(max)
+    }
+}
+
 /// How the loop treats connections past the cap.
 #[derive(Clone)]
 pub struct Cap {
-    /// Simultaneous connections served; more are refused.
-    pub max_connections: usize,
+    /// Simultaneous connections served, and what one more gets.
+    pub limit: ConnectionLimit,
     /// How long the refusal's `421` may take to write.
     pub refusal_timeout: Duration,
     /// Called once per refusal (to count it).
@@ -69,18 +110,39 @@ pub async fn accept_loop<F, Fut>(
     F: FnMut(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = cap
+    let slots = cap.as_ref().map(|c| Arc::new(Semaphore::new(c.limit.max)));
+    let queue_when_full = cap
         .as_ref()
-        .map(|c| Arc::new(Semaphore::new(c.max_connections)));
+        .is_some_and(|c| c.limit.when_full == WhenFull::Queue);
     let mut connections = JoinSet::new();
     let mut backoff = FIRST_BACKOFF;
     loop {
+        // Queueing: a slot first, then `accept`. While every slot is taken the loop does not
+        // accept, and the kernel holds the new connections.
+        let mut reserved = None;
+        if let (true, Some(slots)) = (queue_when_full, &slots) {
+            tokio::select! {
+                permit = Arc::clone(slots).acquire_owned() => match permit {
+                    Ok(permit) => reserved = Some(permit),
+                    // Never closed: the loop holds the semaphore.
+                    Err(_) => break,
+                },
+                Some(done) = connections.join_next(), if !connections.is_empty() => {
+                    if let Err(e) = done {
+                        warn!(error = %e, "a connection task ended abnormally");
+                    }
+                    continue;
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = FIRST_BACKOFF;
-                    let permit = match (&slots, &cap) {
-                        (Some(slots), Some(cap)) => match Arc::clone(slots).try_acquire_owned() {
+                    let permit = match (reserved.take(), &slots, &cap) {
+                        (Some(permit), _, _) => Some(permit),
+                        (None, Some(slots), Some(cap)) => match Arc::clone(slots).try_acquire_owned() {
                             Ok(permit) => Some(permit),
                             Err(_) => {
                                 (cap.on_refusal)();

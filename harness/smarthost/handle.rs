@@ -41,9 +41,9 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Serves `listener` (bound to `addr`): each admitted connection runs
     /// `on_connection(stream, peer, index, stop)` as its own task, where `index` counts
-    /// connections from 0 and `stop` changes at shutdown. Past `cap.max_connections` at once a
-    /// connection gets `421` at connect, is counted as refused (and `cap.on_refusal` is called),
-    /// and is not served.
+    /// connections from 0 and `stop` changes at shutdown. Past `cap.limit.max` at once a
+    /// connection either gets `421` at connect, is counted as refused (and `cap.on_refusal` is
+    /// called) and is not served, or waits in the listen queue (`cap.limit.when_full`).
     pub(crate) fn spawn<F, Fut>(
         listener: TcpListener,
         addr: SocketAddr,

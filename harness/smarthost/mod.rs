@@ -4,7 +4,8 @@
 //! - `server`: the tokio driver around the sans-IO session: deadlines, limits, TLS, a bounded
 //!   shutdown.
 //! - `accept`: the one accept loop of every server here (also the cassette proxies): the
-//!   connection cap, refusals counted apart, backoff when out of descriptors.
+//!   connection cap (refuse past it, or leave connections in the listen queue), refusals counted
+//!   apart, backoff when out of descriptors.
 //! - `handle`: the one handle of every running server: its address, a bounded shutdown, stop on
 //!   drop, and event-driven counts of sessions ended and connections refused.
 //! - `recorder`: every session's events, JSON recordings, event-driven waits.
@@ -47,6 +48,7 @@ pub(crate) mod stream;
 pub(crate) mod stream_writer;
 pub(crate) mod tls;
 
+pub use accept::{ConnectionLimit, LISTEN_BACKLOG, WhenFull};
 pub use handle::ServerHandle;
 pub use recorder::{
     EtrnCursor, LIVE_CAPACITY, Lifetime, LiveEvent, LiveFeed, LiveLine, Recorder, RecordingJson,

@@ -33,7 +33,7 @@ use crate::proto::script::SmartHostScript;
 use crate::proto::{Accepted, CloseReason, Conversation, Event, Output, Recordable, SessionLimits};
 use crate::wire::framing::find_byte;
 
-use super::accept::Cap;
+use super::accept::{Cap, ConnectionLimit, WhenFull};
 use super::handle::ServerHandle;
 use super::recorder::{Recorder, Retention};
 use super::tls::{TlsSetupError, self_signed_acceptor};
@@ -49,8 +49,11 @@ pub struct SmartHostConfig {
     /// closed; writes and a refusal at the connection cap are bounded by it too); `starttls`
     /// offers STARTTLS with a self-signed certificate.
     pub limits: SessionLimits,
-    /// More simultaneous connections than this get 421 at connect. Default 1000.
+    /// Simultaneous connections served. Default 1000.
     pub max_connections: usize,
+    /// What one more gets: `421` at connect (the default), or a wait in the listen queue until a
+    /// session ends.
+    pub when_full: WhenFull,
     /// How much history the recorder keeps in memory. Default: all of it.
     pub retention: Retention,
     /// A profile of one's own (`serve --profile-file`) in place of the one the script names.
@@ -64,6 +67,7 @@ impl Default for SmartHostConfig {
             script: SmartHostScript::default(),
             limits: SessionLimits::default(),
             max_connections: 1000,
+            when_full: WhenFull::Refuse,
             retention: Retention::All,
             profile: None,
         }
@@ -179,7 +183,10 @@ impl SmartHost {
         Self::start_conversations(
             config.listen,
             config.limits.idle_timeout,
-            config.max_connections,
+            ConnectionLimit {
+                max: config.max_connections,
+                when_full: config.when_full,
+            },
             conversations,
             recorder,
         )
@@ -191,7 +198,7 @@ impl SmartHost {
     pub async fn start_conversations(
         listen: SocketAddr,
         idle_timeout: Duration,
-        max_connections: usize,
+        connections: impl Into<ConnectionLimit>,
         conversations: Conversations,
         recorder: Recorder,
     ) -> Result<SmartHost, StartError> {
@@ -202,7 +209,7 @@ impl SmartHost {
         Self::start_with(
             listen,
             idle_timeout,
-            max_connections,
+            connections,
             tls,
             conversations.factory,
             recorder,
@@ -217,7 +224,7 @@ impl SmartHost {
     pub async fn start_with(
         listen: SocketAddr,
         idle_timeout: Duration,
-        max_connections: usize,
+        connections: impl Into<ConnectionLimit>,
         tls: Option<TlsAcceptor>,
         conversations: ConversationFactory,
         recorder: Recorder,
@@ -240,7 +247,7 @@ impl SmartHost {
         let kept = Arc::clone(&shared);
         let counting = Arc::clone(&recorder);
         let cap = Cap {
-            max_connections,
+            limit: connections.into(),
             refusal_timeout: idle_timeout,
             on_refusal: Arc::new(move || counting.refused()),
         };

@@ -66,3 +66,19 @@ pub async fn starttls_client(
         .await
         .expect("a STARTTLS session")
 }
+
+/// Polls `ready` until it holds or `limit` passes (false then): for state the kernel keeps and
+/// tells no one of, such as a listen queue's length, where there is no event to wait on. Checks
+/// every 2 ms.
+pub async fn wait_for(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if ready() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
