@@ -345,6 +345,7 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         "(g) 10 API waits",
         "(h) serve --threads 1",
         "(c) smtp-source, 1000 sessions at once",
+        "(i) --when-full queue",
     ] {
         assert!(names.iter().any(|n| n.starts_with(new)), "{names:?}");
     }
@@ -355,6 +356,18 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
             "{}",
             row.name
         );
+        // CPU per unit and the load tool's share, a round each, for every row but (d) (memory).
+        let cpu_rounds = if row.name.starts_with("(d)") { 0 } else { 2 };
+        for (what, v) in [
+            ("host CPU", &row.smart_host_cpu_us_per_unit),
+            ("sink CPU", &row.smtp_sink_cpu_us_per_unit),
+            ("host client busy", &row.client_busy_smart_host),
+            ("sink client busy", &row.client_busy_smtp_sink),
+        ] {
+            assert_eq!(v.len(), cpu_rounds, "{} {what}", row.name);
+            // Ticks of 10 ms: a tiny run may read 0; never negative, never NaN.
+            assert!(v.iter().all(|x| *x >= 0.0), "{} {what}: {v:?}", row.name);
+        }
         if row.higher_is_better {
             // A rate: every run completed against both (NaN when smtp-source failed).
             let all: Vec<f64> = row
@@ -399,5 +412,10 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
     assert!(
         table.contains("(g) 10 API waits") && table.contains("Postfix"),
         "{table}"
+    );
+    assert!(table.contains("load tool busy"), "{table}");
+    assert!(
+        json["rows"][0]["smart_host_cpu_us_per_unit"].is_array(),
+        "{json}"
     );
 }

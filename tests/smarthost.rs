@@ -170,10 +170,11 @@ async fn shutdown_closes_open_sessions_and_returns_the_recording() {
         .expect("closed");
 }
 
-#[tokio::test]
-async fn connection_cap_answers_421_at_connect() {
+/// A smart host that serves one connection at once, and that connection, greeted.
+async fn capped_at_one(when_full: WhenFull) -> (SmartHost, TcpStream) {
     let config = SmartHostConfig {
         max_connections: 1,
+        when_full,
         ..SmartHostConfig::default()
     };
     let host = SmartHost::start(config).await.expect("starts");
@@ -181,6 +182,12 @@ async fn connection_cap_answers_421_at_connect() {
     let mut greeting = [0u8; 64];
     let n = first.read(&mut greeting).await.expect("greeting");
     assert!(greeting[..n].starts_with(b"220 "));
+    (host, first)
+}
+
+#[tokio::test]
+async fn connection_cap_answers_421_at_connect() {
+    let (host, first) = capped_at_one(WhenFull::Refuse).await;
     let second = converse(&host, b"").await;
     assert!(
         second.starts_with("421 4.7.0 Too many connections"),
@@ -199,16 +206,8 @@ async fn connection_cap_answers_421_at_connect() {
 
 #[tokio::test]
 async fn past_the_cap_a_queued_connection_waits_in_the_listen_queue_for_a_session_to_end() {
-    let config = SmartHostConfig {
-        max_connections: 1,
-        when_full: WhenFull::Queue,
-        ..SmartHostConfig::default()
-    };
-    let host = SmartHost::start(config).await.expect("starts");
-    let mut first = TcpStream::connect(host.addr()).await.expect("connect");
+    let (host, mut first) = capped_at_one(WhenFull::Queue).await;
     let mut greeting = [0u8; 64];
-    let n = first.read(&mut greeting).await.expect("greeting");
-    assert!(greeting[..n].starts_with(b"220 "));
     // The second connection completes in the kernel and stays there: the loop takes no slot-less
     // connection, so it neither greets nor refuses it.
     let mut second = TcpStream::connect(host.addr()).await.expect("connect");
@@ -785,12 +784,9 @@ fn serve_when_full_queue_holds_a_connection_past_the_cap_until_a_session_ends() 
 
 #[test]
 fn serve_refuses_a_connection_cap_of_zero() {
-    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
-        .args(["serve", "--max-connections", "0"])
-        .output()
-        .expect("runs");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // A cap of none would refuse every connection, or, queueing, greet none.
+    let (code, err) = exits_by_itself(&["serve", "--max-connections", "0"]);
+    assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("--max-connections") && err.contains("must be at least 1"),
         "{err}"

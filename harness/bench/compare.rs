@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::cpu::{own_cpu_seconds, process_cpu_seconds, waited_children_cpu_seconds};
 use super::load::{self, LoadReport, LoadSpec, Workload};
 use super::rss::rss_kib;
 
@@ -93,7 +94,13 @@ fn start_serve(exe: &PathBuf, output: Output, extra: &[&str]) -> Result<Server, 
             &[][..]
         })
         .args(["--listen", "127.0.0.1:0"])
-        .args(["--max-connections", "100000", "--idle-timeout", "600"])
+        // Room for every workload's connections, unless the row sets its own cap.
+        .args(if extra.contains(&"--max-connections") {
+            &[][..]
+        } else {
+            &["--max-connections", "100000"][..]
+        })
+        .args(["--idle-timeout", "600"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -196,25 +203,48 @@ pub struct Row {
     /// Latency percentiles of the last run of each server, µs: (p50, p99) for the smart host and
     /// smtp-sink.
     pub latency_us: Option<((u64, u64), (u64, u64))>,
+    /// The server's CPU time (user and system, from `/proc`) per unit of the row (session,
+    /// command, message), µs, one value per round as for the figures; empty for (d), whose
+    /// figure is memory.
+    pub smart_host_cpu_us_per_unit: Vec<f64>,
+    pub smtp_sink_cpu_us_per_unit: Vec<f64>,
+    /// The load tool's CPU time over the elapsed time of the same runs, one value per round
+    /// (near 1.0: the tool was busy throughout, and the row measures it more than the server).
+    pub client_busy_smart_host: Vec<f64>,
+    pub client_busy_smtp_sink: Vec<f64>,
 }
 
 impl Row {
     /// smart host / smtp-sink per round: min, median, max.
     pub fn ratios(&self) -> (f64, f64, f64) {
-        let mut r: Vec<f64> = self
-            .smart_host
-            .iter()
-            .zip(&self.smtp_sink)
-            .filter(|(_, s)| **s > 0.0)
-            .map(|(h, s)| h / s)
-            .collect();
-        r.sort_by(f64::total_cmp);
-        (
-            r.first().copied().unwrap_or(f64::NAN),
-            median(&r),
-            r.last().copied().unwrap_or(f64::NAN),
+        ratios(&self.smart_host, &self.smtp_sink)
+    }
+
+    /// The servers' CPU per unit, smart host / smtp-sink per round (lower is better): min,
+    /// median, max.
+    pub fn cpu_ratios(&self) -> (f64, f64, f64) {
+        ratios(
+            &self.smart_host_cpu_us_per_unit,
+            &self.smtp_sink_cpu_us_per_unit,
         )
     }
+}
+
+/// `a / b` per round: min, median, max (NaN when there is none).
+fn ratios(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .filter(|(_, s)| **s > 0.0)
+        .map(|(h, s)| h / s)
+        .filter(|r| r.is_finite())
+        .collect();
+    r.sort_by(f64::total_cmp);
+    (
+        r.first().copied().unwrap_or(f64::NAN),
+        median(&r),
+        r.last().copied().unwrap_or(f64::NAN),
+    )
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -252,7 +282,7 @@ pub struct CompareReport {
     /// (d), which share it with smtp-sink.
     pub smart_host_peak_rss_kib: Option<u64>,
     pub smtp_sink_peak_rss_kib: Option<u64>,
-    /// The peak RSS of the smart hosts of rows (e) to (h), by their setup.
+    /// The peak RSS of the smart hosts of rows (e) to (i), by their setup.
     pub other_smart_hosts_peak_rss_kib: Vec<(String, Option<u64>)>,
     /// Every load report, for the record.
     pub runs: Vec<(String, LoadReport)>,
@@ -292,6 +322,9 @@ enum Host {
     ApiWaits,
     /// `serve --quiet --threads 1`: one event loop, as smtp-sink.
     OneThread,
+    /// `serve --quiet --max-connections 100 --when-full queue`: Postfix's admission, at most 100
+    /// sessions served and the rest waiting in the listen queue.
+    Queueing,
 }
 
 /// How a row is measured.
@@ -308,7 +341,7 @@ enum Measure {
 pub const API_WAITS: usize = 10;
 
 /// The rows, in the order they run and print.
-const ROWS: [(&str, Host, Measure); 10] = [
+const ROWS: [(&str, Host, Measure); 11] = [
     (
         "(a) new session, EHLO, ETRN, QUIT",
         Host::Quiet,
@@ -359,7 +392,15 @@ const ROWS: [(&str, Host, Measure); 10] = [
         Host::OneThread,
         Measure::SmtpSource(20_000, 32, Some(1024)),
     ),
+    (
+        "(i) --when-full queue, smtp-source -s 1000",
+        Host::Queueing,
+        Measure::SmtpSource(20_000, 1000, Some(1024)),
+    ),
 ];
+
+/// Row (i)'s `--max-connections`: Postfix's `default_process_limit`.
+pub const QUEUEING_MAX_CONNECTIONS: usize = 100;
 
 /// The smart hosts of one comparison, one process each.
 struct Hosts {
@@ -368,6 +409,7 @@ struct Hosts {
     recording: Server,
     api: Server,
     one_thread: Server,
+    queueing: Server,
     /// The API's base URL (`http://127.0.0.1:PORT`).
     api_url: String,
     /// Holds the streamed recording; removed at the end.
@@ -387,6 +429,15 @@ impl Hosts {
         let recording = start_smart_host(exe, &["--record", &file])?;
         let api = start_serve(exe, Output::Quiet, &["--api", "127.0.0.1:0"])?;
         let one_thread = start_smart_host(exe, &["--threads", "1"])?;
+        let queueing = start_smart_host(
+            exe,
+            &[
+                "--max-connections",
+                &QUEUEING_MAX_CONNECTIONS.to_string(),
+                "--when-full",
+                "queue",
+            ],
+        )?;
         let api_url = api
             .api
             .map(|addr| format!("http://{addr}"))
@@ -400,6 +451,7 @@ impl Hosts {
             recording,
             api,
             one_thread,
+            queueing,
             api_url,
             _dir: dir,
         })
@@ -412,16 +464,18 @@ impl Hosts {
             Host::Recording => &self.recording,
             Host::ApiWaits => &self.api,
             Host::OneThread => &self.one_thread,
+            Host::Queueing => &self.queueing,
         }
     }
 
-    fn all(&self) -> [(Host, &Server); 5] {
+    fn all(&self) -> [(Host, &Server); 6] {
         [
             (Host::Quiet, &self.quiet),
             (Host::DefaultOutput, &self.default_output),
             (Host::Recording, &self.recording),
             (Host::ApiWaits, &self.api),
             (Host::OneThread, &self.one_thread),
+            (Host::Queueing, &self.queueing),
         ]
     }
 }
@@ -488,7 +542,8 @@ pub async fn compare_with(
                 [&sink, ours, ours, &sink]
             };
             let mut latencies = [(0, 0); 2];
-            let mut values: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            // Per server (the smart host first): the figure, server CPU per unit, client busy.
+            let mut values: [[Vec<f64>; 3]; 2] = Default::default();
             for (run, server) in order.into_iter().enumerate() {
                 step(Step {
                     round: round + 1,
@@ -503,8 +558,20 @@ pub async fn compare_with(
                 } else {
                     Vec::new()
                 };
-                let (value, report) = measure_once(server, measure, &half).await;
-                if let Some(report) = report {
+                let server_cpu_before = process_cpu_seconds(server.pid());
+                let measured = measure_once(server, measure, &half).await;
+                let server_cpu = process_cpu_seconds(server.pid())
+                    .zip(server_cpu_before)
+                    .map(|(after, before)| after - before);
+                let mine = &mut values[usize::from(is_sink)];
+                mine[0].push(measured.value);
+                if let (Some(cpu), Some(units)) = (server_cpu, measured.units) {
+                    mine[1].push(cpu * 1e6 / units as f64);
+                }
+                if let Some(client_cpu) = measured.client_cpu_seconds {
+                    mine[2].push(client_cpu / measured.elapsed_seconds);
+                }
+                if let Some(report) = measured.report {
                     latencies[usize::from(is_sink)] =
                         (report.latency_p50_us, report.latency_p99_us);
                     runs.push((
@@ -519,11 +586,21 @@ pub async fn compare_with(
                     ));
                 }
                 drop(waits);
-                values[usize::from(is_sink)].push(value);
             }
-            let [host_values, sink_values] = values;
-            rows[i].smart_host.push(mean(&host_values));
-            rows[i].smtp_sink.push(mean(&sink_values));
+            let [
+                [host_values, host_cpu, host_busy],
+                [sink_values, sink_cpu, sink_busy],
+            ] = values;
+            let row = &mut rows[i];
+            row.smart_host.push(mean(&host_values));
+            row.smtp_sink.push(mean(&sink_values));
+            // (d)'s figure is memory: its CPU per connection held says nothing.
+            if !matches!(measure, Measure::Load(Workload::Idle, ..)) {
+                row.smart_host_cpu_us_per_unit.push(mean(&host_cpu));
+                row.smtp_sink_cpu_us_per_unit.push(mean(&sink_cpu));
+                row.client_busy_smart_host.push(mean(&host_busy));
+                row.client_busy_smtp_sink.push(mean(&sink_busy));
+            }
             if matches!(measure, Measure::Load(..)) {
                 rows[i].latency_us = Some((latencies[0], latencies[1]));
             }
@@ -561,17 +638,31 @@ fn empty_rows() -> Vec<Row> {
             smart_host: Vec::new(),
             smtp_sink: Vec::new(),
             latency_us: None,
+            smart_host_cpu_us_per_unit: Vec::new(),
+            smtp_sink_cpu_us_per_unit: Vec::new(),
+            client_busy_smart_host: Vec::new(),
+            client_busy_smtp_sink: Vec::new(),
         })
         .collect()
 }
 
-/// One measure against one server: the row's figure, and the load generator's report when it
-/// was the one that measured.
-async fn measure_once(
-    server: &Server,
-    measure: &Measure,
-    spec: &CompareSpec,
-) -> (f64, Option<LoadReport>) {
+/// What one run of one measure gave.
+struct Measured {
+    /// The row's figure.
+    value: f64,
+    /// What the figure counts (sessions, commands, messages) for a CPU time per unit; `None` for
+    /// (d), whose figure is memory, and for a failed run.
+    units: Option<u64>,
+    elapsed_seconds: f64,
+    /// The load tool's CPU time over the run: smtp-source's, or this process's (the load
+    /// generator runs in it; the threads that drain `serve`'s output are idle in these rows).
+    client_cpu_seconds: Option<f64>,
+    /// The load generator's report, when it was the one that measured.
+    report: Option<LoadReport>,
+}
+
+/// One measure against one server.
+async fn measure_once(server: &Server, measure: &Measure, spec: &CompareSpec) -> Measured {
     match measure {
         Measure::Load(workload, count, concurrency) => {
             let mut load = LoadSpec::new(server.addr, *workload, scaled(*count, spec.scale));
@@ -579,29 +670,52 @@ async fn measure_once(
             load.max_duration = spec.max_duration;
             let pid = server.pid();
             let before = rss_kib(pid);
+            let client_before = own_cpu_seconds();
             let report = load::run_probing(&load, &|| rss_kib(pid)).await;
-            let value = match workload {
-                Workload::Etrn | Workload::Mail => report.sessions_per_sec(),
-                Workload::Pipelined => report.commands_per_sec(),
+            let client_cpu_seconds = own_cpu_seconds()
+                .zip(client_before)
+                .map(|(after, before)| after - before);
+            let (value, units) = match workload {
+                Workload::Etrn | Workload::Mail => {
+                    (report.sessions_per_sec(), Some(report.sessions))
+                }
+                Workload::Pipelined => (report.commands_per_sec(), Some(report.commands)),
                 Workload::Idle => match (before, report.probe_while_held) {
                     (Some(b), Some(h)) if report.sessions > 0 => {
-                        h.saturating_sub(b) as f64 / report.sessions as f64
+                        (h.saturating_sub(b) as f64 / report.sessions as f64, None)
                     }
-                    _ => f64::NAN,
+                    _ => (f64::NAN, None),
                 },
             };
-            (value, Some(report))
+            Measured {
+                value,
+                units: units.filter(|n| *n > 0),
+                elapsed_seconds: report.elapsed_us as f64 / 1e6,
+                client_cpu_seconds,
+                report: Some(report),
+            }
         }
         Measure::SmtpSource(messages, sessions, size) => {
-            let value = smtp_source(
-                server.addr,
-                scaled(*messages, spec.scale),
-                *sessions,
-                *size,
-                spec.max_duration,
-            )
-            .await;
-            (value, None)
+            let messages = scaled(*messages, spec.scale);
+            let client_before = waited_children_cpu_seconds();
+            let started = Instant::now();
+            let done =
+                smtp_source(server.addr, messages, *sessions, *size, spec.max_duration).await;
+            let elapsed_seconds = started.elapsed().as_secs_f64();
+            let client_cpu_seconds = waited_children_cpu_seconds()
+                .zip(client_before)
+                .map(|(after, before)| after - before);
+            Measured {
+                value: if done {
+                    messages as f64 / elapsed_seconds
+                } else {
+                    f64::NAN
+                },
+                units: done.then_some(messages),
+                elapsed_seconds,
+                client_cpu_seconds: client_cpu_seconds.filter(|_| done),
+                report: None,
+            }
         }
     }
 }
@@ -634,18 +748,19 @@ async fn api_waits(base: &str, n: usize) -> Vec<tokio::net::TcpStream> {
 }
 
 /// Postfix's own load tool against `addr`: `messages` messages over `sessions` sessions at once
-/// (of `size` octets; `None`: smtp-source's default), a new connection per message; messages
-/// per second, or NaN if it is missing or fails.
+/// (of `size` octets; `None`: smtp-source's default), a new connection per message; whether it
+/// ran and succeeded within `limit` (it is waited for: its CPU time counts as this process's
+/// waited children's).
 async fn smtp_source(
     addr: SocketAddr,
     messages: u64,
     sessions: usize,
     size: Option<usize>,
     limit: Duration,
-) -> f64 {
+) -> bool {
     let program = "/usr/sbin/smtp-source";
     if !std::path::Path::new(program).exists() {
-        return f64::NAN;
+        return false;
     }
     let mut command = tokio::process::Command::new(program);
     if let Some(size) = size {
@@ -658,11 +773,10 @@ async fn smtp_source(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    let started = Instant::now();
-    match tokio::time::timeout(limit, command.status()).await {
-        Ok(Ok(status)) if status.success() => messages as f64 / started.elapsed().as_secs_f64(),
-        _ => f64::NAN,
-    }
+    matches!(
+        tokio::time::timeout(limit, command.status()).await,
+        Ok(Ok(status)) if status.success()
+    )
 }
 
 /// Raises the soft file-descriptor limit to the hard limit, for this process and its children.
@@ -707,6 +821,28 @@ pub fn table(report: &CompareReport) -> String {
             median_of(&r.smtp_sink),
             format!("{lo:.2} / {mid:.2} / {hi:.2}"),
             lat
+        ));
+    }
+    o.push_str(&format!(
+        "\nCPU (user + system, from /proc in 10 ms ticks): each server's per unit of the row, and \
+         the load tool's share of the elapsed time\n(near 100%: the tool was the bottleneck, and \
+         the row above measures it more than the server)\n\n{:<46} {:>12} {:>12}   {:<22} {}\n",
+        "workload", "host µs", "sink µs", "ratio (lower: less)", "load tool busy (host | sink)"
+    ));
+    for r in report
+        .rows
+        .iter()
+        .filter(|r| !r.smart_host_cpu_us_per_unit.is_empty())
+    {
+        let (lo, mid, hi) = r.cpu_ratios();
+        o.push_str(&format!(
+            "{:<46} {:>12.1} {:>12.1}   {:<22} {:.0}% | {:.0}%\n",
+            r.name,
+            median_of(&r.smart_host_cpu_us_per_unit),
+            median_of(&r.smtp_sink_cpu_us_per_unit),
+            format!("{lo:.2} / {mid:.2} / {hi:.2}"),
+            median_of(&r.client_busy_smart_host) * 100.0,
+            median_of(&r.client_busy_smtp_sink) * 100.0,
         ));
     }
     o.push_str(&format!(
