@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etrn_harness::proto::SmartHostScript;
 use etrn_harness::proto::{CloseReason, EtrnFlag, Event, SessionLimits};
-use etrn_harness::smarthost::{SmartHost, SmartHostConfig, WhenFull};
+use etrn_harness::smarthost::{SmartHost, SmartHostConfig, StartError, WhenFull};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -186,6 +186,23 @@ async fn capped_at_one(when_full: WhenFull) -> (SmartHost, TcpStream) {
 }
 
 #[tokio::test]
+async fn a_connection_cap_of_zero_is_refused_at_start() {
+    for when_full in [WhenFull::Refuse, WhenFull::Queue] {
+        let config = SmartHostConfig {
+            max_connections: 0,
+            when_full,
+            ..SmartHostConfig::default()
+        };
+        let started = SmartHost::start(config).await;
+        assert!(
+            matches!(started, Err(StartError::NoConnections)),
+            "{when_full:?}: {:?}",
+            started.map(|h| h.addr())
+        );
+    }
+}
+
+#[tokio::test]
 async fn connection_cap_answers_421_at_connect() {
     let (host, first) = capped_at_one(WhenFull::Refuse).await;
     let second = converse(&host, b"").await;
@@ -244,18 +261,48 @@ async fn past_the_cap_a_queued_connection_waits_in_the_listen_queue_for_a_sessio
     host.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_server_stopping_with_a_connection_queued_past_the_cap_leaves_it_unserved() {
+    let (host, first) = capped_at_one(WhenFull::Queue).await;
+    let mut queued = TcpStream::connect(host.addr()).await.expect("connect");
+    let seen = common::wait_for(WAIT, || accept_queue(host.addr()) == Some(1)).await;
+    assert!(
+        seen,
+        "the second connection is never seen in the listen queue"
+    );
+    // The stop ends the first session, which frees its slot: the stop came first, so the loop
+    // must not take the queued connection in (the loop's selects are biased to the stop).
+    let recording = tokio::time::timeout(WAIT, host.shutdown())
+        .await
+        .expect("the stop finishes");
+    assert_eq!(recording.sessions.len(), 1, "{recording:?}");
+    drop(first);
+    // The listener is gone: the queued connection is reset or closed, never greeted.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, queued.read_to_end(&mut rest))
+        .await
+        .expect("the queued connection is ended");
+    assert!(
+        !rest.starts_with(b"220"),
+        "{:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
 /// Connections complete in the kernel and not yet accepted on the IPv4 listener at `addr`: the
 /// `rx_queue` field of its LISTEN line in `/proc/net/tcp`.
 fn accept_queue(addr: std::net::SocketAddr) -> Option<u32> {
     let std::net::SocketAddr::V4(v4) = addr else {
         return None;
     };
+    // The kernel prints the address as the u32 it holds in network order, read natively.
     let local = format!(
         "{:08X}:{:04X}",
-        u32::from_le_bytes(v4.ip().octets()),
+        u32::from_ne_bytes(v4.ip().octets()),
         v4.port()
     );
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let table = std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_else(|e| panic!("cannot read /proc/net/tcp for the listen queue: {e}"));
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         // sl, local_address, rem_address, st (0A: LISTEN), tx_queue:rx_queue, ...
@@ -752,7 +799,7 @@ fn serve_on_one_thread_serves_sessions_side_by_side_with_the_api() {
 
 #[test]
 fn serve_when_full_queue_holds_a_connection_past_the_cap_until_a_session_ends() {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut serve = Serve::spawn(&[
         "--max-connections",
         "1",
@@ -767,17 +814,32 @@ fn serve_when_full_queue_holds_a_connection_past_the_cap_until_a_session_ends() 
     let mut greeting = String::new();
     held_reader.read_line(&mut greeting).expect("the greeting");
     assert!(greeting.starts_with("220"), "{greeting:?}");
-    // The second client writes at once and waits: with the default `refuse` it would read 421.
-    let addr = serve.addr.clone();
-    let second = std::thread::spawn(move || talk(&addr, b"EHLO c\r\nETRN b.example\r\nQUIT\r\n"));
+    // The second connection waits in the kernel's queue (with the default `refuse` it would
+    // be taken in and read 421 at once), its commands already sent.
+    let mut second = std::net::TcpStream::connect(&serve.addr).expect("connect");
+    second.set_read_timeout(Some(WAIT)).expect("timeout");
+    let addr: std::net::SocketAddr = serve.addr.parse().expect("an address");
+    let queued = common::wait_for_blocking(WAIT, || accept_queue(addr) == Some(1));
+    assert!(
+        queued,
+        "the second connection is never seen in the listen queue"
+    );
+    second
+        .write_all(b"EHLO c\r\nETRN b.example\r\nQUIT\r\n")
+        .expect("write");
     let mut held = held;
     held.write_all(b"EHLO c\r\nETRN a.example\r\nQUIT\r\n")
         .expect("write");
-    let answer = second.join().expect("the second client");
+    let mut answer = String::new();
+    let _ = second.read_to_string(&mut answer);
     assert!(answer.starts_with("220"), "{answer}");
     assert!(answer.contains("\r\n221"), "{answer}");
     let out = serve.lines_until("stopped (").join("\n");
     assert!(serve.child.wait().expect("serve exits").success());
+    // The second session opened only once the first had closed.
+    let first_closed = out.find("session 1: closed").expect("1 closed");
+    let second_opened = out.find("session 2: opened").expect("2 opened");
+    assert!(first_closed < second_opened, "{out}");
     assert!(out.contains("session 1: ETRN a.example -> "), "{out}");
     assert!(out.contains("session 2: ETRN b.example -> "), "{out}");
 }

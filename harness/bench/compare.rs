@@ -208,8 +208,9 @@ pub struct Row {
     /// figure is memory.
     pub smart_host_cpu_us_per_unit: Vec<f64>,
     pub smtp_sink_cpu_us_per_unit: Vec<f64>,
-    /// The load tool's CPU time over the elapsed time of the same runs, one value per round
-    /// (near 1.0: the tool was busy throughout, and the row measures it more than the server).
+    /// The load tool's CPU time over the elapsed time of the same runs, one value per round:
+    /// smtp-source is one thread, so near 1.0 it was busy throughout and the row measures it
+    /// more than the server; the load generator runs a thread per CPU, so it may pass 1.0.
     pub client_busy_smart_host: Vec<f64>,
     pub client_busy_smtp_sink: Vec<f64>,
 }
@@ -237,7 +238,6 @@ fn ratios(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
         .zip(b)
         .filter(|(_, s)| **s > 0.0)
         .map(|(h, s)| h / s)
-        .filter(|r| r.is_finite())
         .collect();
     r.sort_by(f64::total_cmp);
     (
@@ -542,8 +542,8 @@ pub async fn compare_with(
                 [&sink, ours, ours, &sink]
             };
             let mut latencies = [(0, 0); 2];
-            // Per server (the smart host first): the figure, server CPU per unit, client busy.
-            let mut values: [[Vec<f64>; 3]; 2] = Default::default();
+            // The smart host's runs, then smtp-sink's.
+            let mut figures: [RoundFigures; 2] = Default::default();
             for (run, server) in order.into_iter().enumerate() {
                 step(Step {
                     round: round + 1,
@@ -563,14 +563,18 @@ pub async fn compare_with(
                 let server_cpu = process_cpu_seconds(server.pid())
                     .zip(server_cpu_before)
                     .map(|(after, before)| after - before);
-                let mine = &mut values[usize::from(is_sink)];
-                mine[0].push(measured.value);
-                if let (Some(cpu), Some(units)) = (server_cpu, measured.units) {
-                    mine[1].push(cpu * 1e6 / units as f64);
-                }
-                if let Some(client_cpu) = measured.client_cpu_seconds {
-                    mine[2].push(client_cpu / measured.elapsed_seconds);
-                }
+                let mine = &mut figures[usize::from(is_sink)];
+                mine.value.push(measured.value);
+                // A run that failed, or that /proc could not measure, is NaN: not averaged away.
+                mine.cpu_us_per_unit
+                    .push(match (server_cpu, measured.units) {
+                        (Some(cpu), Some(units)) => cpu * 1e6 / units as f64,
+                        _ => f64::NAN,
+                    });
+                mine.client_busy.push(match measured.client_cpu_seconds {
+                    Some(cpu) if measured.elapsed_seconds > 0.0 => cpu / measured.elapsed_seconds,
+                    _ => f64::NAN,
+                });
                 if let Some(report) = measured.report {
                     latencies[usize::from(is_sink)] =
                         (report.latency_p50_us, report.latency_p99_us);
@@ -587,19 +591,18 @@ pub async fn compare_with(
                 }
                 drop(waits);
             }
-            let [
-                [host_values, host_cpu, host_busy],
-                [sink_values, sink_cpu, sink_busy],
-            ] = values;
+            let [host, sink] = figures;
             let row = &mut rows[i];
-            row.smart_host.push(mean(&host_values));
-            row.smtp_sink.push(mean(&sink_values));
+            row.smart_host.push(mean(&host.value));
+            row.smtp_sink.push(mean(&sink.value));
             // (d)'s figure is memory: its CPU per connection held says nothing.
             if !matches!(measure, Measure::Load(Workload::Idle, ..)) {
-                row.smart_host_cpu_us_per_unit.push(mean(&host_cpu));
-                row.smtp_sink_cpu_us_per_unit.push(mean(&sink_cpu));
-                row.client_busy_smart_host.push(mean(&host_busy));
-                row.client_busy_smtp_sink.push(mean(&sink_busy));
+                row.smart_host_cpu_us_per_unit
+                    .push(mean(&host.cpu_us_per_unit));
+                row.smtp_sink_cpu_us_per_unit
+                    .push(mean(&sink.cpu_us_per_unit));
+                row.client_busy_smart_host.push(mean(&host.client_busy));
+                row.client_busy_smtp_sink.push(mean(&sink.client_busy));
             }
             if matches!(measure, Measure::Load(..)) {
                 rows[i].latency_us = Some((latencies[0], latencies[1]));
@@ -646,12 +649,24 @@ fn empty_rows() -> Vec<Row> {
         .collect()
 }
 
+/// One server's runs of one row in one round.
+#[derive(Default)]
+struct RoundFigures {
+    /// The row's figure.
+    value: Vec<f64>,
+    /// The server's CPU time per unit, µs.
+    cpu_us_per_unit: Vec<f64>,
+    /// The load tool's CPU time over the elapsed time.
+    client_busy: Vec<f64>,
+}
+
 /// What one run of one measure gave.
 struct Measured {
     /// The row's figure.
     value: f64,
     /// What the figure counts (sessions, commands, messages) for a CPU time per unit; `None` for
-    /// (d), whose figure is memory, and for a failed run.
+    /// (d), whose figure is memory, and for a run of smtp-source that failed or of the load
+    /// generator that completed nothing.
     units: Option<u64>,
     elapsed_seconds: f64,
     /// The load tool's CPU time over the run: smtp-source's, or this process's (the load
@@ -773,10 +788,20 @@ async fn smtp_source(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    matches!(
-        tokio::time::timeout(limit, command.status()).await,
-        Ok(Ok(status)) if status.success()
-    )
+    let Ok(mut child) = command.spawn() else {
+        return false;
+    };
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        Ok(Err(_)) => false,
+        Err(_) => {
+            // Killed and waited for here (a second at most), so its CPU time is counted now
+            // and never in a later run's.
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+            false
+        }
+    }
 }
 
 /// Raises the soft file-descriptor limit to the hard limit, for this process and its children.
@@ -825,8 +850,9 @@ pub fn table(report: &CompareReport) -> String {
     }
     o.push_str(&format!(
         "\nCPU (user + system, from /proc in 10 ms ticks): each server's per unit of the row, and \
-         the load tool's share of the elapsed time\n(near 100%: the tool was the bottleneck, and \
-         the row above measures it more than the server)\n\n{:<46} {:>12} {:>12}   {:<22} {}\n",
+         the load tool's CPU time over the elapsed time\n(smtp-source, one thread: near 100% it \
+         was the bottleneck, and the row above measures it more than the server; the load \
+         generator runs a thread per CPU)\n\n{:<46} {:>12} {:>12}   {:<22} {}\n",
         "workload", "host µs", "sink µs", "ratio (lower: less)", "load tool busy (host | sink)"
     ));
     for r in report

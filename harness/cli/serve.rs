@@ -434,7 +434,7 @@ pub fn host_failure(e: &etrn_harness::smarthost::StartError) -> u8 {
     match e {
         StartError::Bind { .. } => EXIT_UNAVAILABLE,
         StartError::Tls(_) | StartError::Blocking(_) => EXIT_SYSTEM,
-        StartError::Conversations(_) => EXIT_INVALID,
+        StartError::Conversations(_) | StartError::NoConnections => EXIT_INVALID,
     }
 }
 

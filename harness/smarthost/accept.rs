@@ -65,8 +65,9 @@ pub enum WhenFull {
 /// How many connections a server serves at once, and what one more gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimit {
-    /// Simultaneous connections served.
+    /// Simultaneous connections served (at least 1: a server of none would never greet).
     pub max: usize,
+    /// What the connection after `max` gets.
     pub when_full: WhenFull,
 }
 
@@ -80,7 +81,7 @@ impl ConnectionLimit {
     }
 }
 
-/// A bare count is a cap that refuses past it, as every server here had before [`WhenFull`].
+/// A bare count is a cap that refuses past it: the default, and all the proxies know.
 impl From<usize> for ConnectionLimit {
     fn from(max: usize) -> ConnectionLimit {
         ConnectionLimit::refusing(max)
@@ -110,7 +111,10 @@ pub async fn accept_loop<F, Fut>(
     F: FnMut(TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = cap.as_ref().map(|c| Arc::new(Semaphore::new(c.limit.max)));
+    // A cap above the semaphore's largest count is no cap at all.
+    let slots = cap
+        .as_ref()
+        .map(|c| Arc::new(Semaphore::new(c.limit.max.min(Semaphore::MAX_PERMITS))));
     let queue_when_full = cap
         .as_ref()
         .is_some_and(|c| c.limit.when_full == WhenFull::Queue);
@@ -122,21 +126,33 @@ pub async fn accept_loop<F, Fut>(
         let mut reserved = None;
         if let (true, Some(slots)) = (queue_when_full, &slots) {
             tokio::select! {
-                permit = Arc::clone(slots).acquire_owned() => match permit {
-                    Ok(permit) => reserved = Some(permit),
-                    // Never closed: the loop holds the semaphore.
-                    Err(_) => break,
-                },
+                // Biased, the stop first: when a session's end frees a slot as the server
+                // stops, the connection waiting in the queue must not be taken in.
+                biased;
+                _ = shutdown.changed() => break,
                 Some(done) = connections.join_next(), if !connections.is_empty() => {
                     if let Err(e) = done {
                         warn!(error = %e, "a connection task ended abnormally");
                     }
                     continue;
                 }
-                _ = shutdown.changed() => break,
+                permit = Arc::clone(slots).acquire_owned() => match permit {
+                    Ok(permit) => reserved = Some(permit),
+                    // Only `close` ends a semaphore's waits, and nothing closes this one.
+                    Err(_) => break,
+                },
             }
         }
         tokio::select! {
+            // Biased: the stop first (no connection is taken in once it is asked for), then
+            // the ended tasks (so a flood of connections cannot keep them from being reaped).
+            biased;
+            _ = shutdown.changed() => break,
+            Some(done) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(e) = done {
+                    warn!(error = %e, "a connection task ended abnormally");
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = FIRST_BACKOFF;
@@ -173,14 +189,11 @@ pub async fn accept_loop<F, Fut>(
                 // A connection reset before it was accepted, and the like: that one is gone.
                 Err(e) => warn!(error = %e, "accept failed"),
             },
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done {
-                    warn!(error = %e, "a connection task ended abnormally");
-                }
-            }
-            _ = shutdown.changed() => break,
         }
     }
+    // Closing the listener resets the connections still waiting in its queue at once, rather
+    // than after the sessions' grace.
+    drop(listener);
     // Connection tasks see the same shutdown signal and end themselves; wait for them.
     while let Some(done) = connections.join_next().await {
         if let Err(e) = done {

@@ -100,6 +100,9 @@ pub enum StartError {
     /// The task that reads the script's files did not finish (the runtime is shutting down).
     #[error("cannot prepare the smart host: {0}")]
     Blocking(String),
+    /// A connection cap of 0: every connection would be refused, or, queueing, never greeted.
+    #[error("the connection cap must be at least 1")]
+    NoConnections,
 }
 
 /// A running smart host: the one [`ServerHandle`] every server here has, and its recorder.
@@ -229,6 +232,10 @@ impl SmartHost {
         conversations: ConversationFactory,
         recorder: Recorder,
     ) -> Result<SmartHost, StartError> {
+        let connections = connections.into();
+        if connections.max == 0 {
+            return Err(StartError::NoConnections);
+        }
         let listener = super::accept::bind(listen).map_err(|source| StartError::Bind {
             addr: listen,
             source,
@@ -247,7 +254,7 @@ impl SmartHost {
         let kept = Arc::clone(&shared);
         let counting = Arc::clone(&recorder);
         let cap = Cap {
-            limit: connections.into(),
+            limit: connections,
             refusal_timeout: idle_timeout,
             on_refusal: Arc::new(move || counting.refused()),
         };

@@ -82,3 +82,18 @@ pub async fn wait_for(limit: std::time::Duration, mut ready: impl FnMut() -> boo
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
 }
+
+/// [`wait_for`] for a test without a runtime: polls `ready` every 2 ms until it holds or `limit`
+/// passes (false then).
+pub fn wait_for_blocking(limit: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if ready() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
