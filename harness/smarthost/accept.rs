@@ -131,9 +131,7 @@ pub async fn accept_loop<F, Fut>(
                 biased;
                 _ = shutdown.changed() => break,
                 Some(done) = connections.join_next(), if !connections.is_empty() => {
-                    if let Err(e) = done {
-                        warn!(error = %e, "a connection task ended abnormally");
-                    }
+                    reaped(done);
                     continue;
                 }
                 permit = Arc::clone(slots).acquire_owned() => match permit {
@@ -148,11 +146,7 @@ pub async fn accept_loop<F, Fut>(
             // the ended tasks (so a flood of connections cannot keep them from being reaped).
             biased;
             _ = shutdown.changed() => break,
-            Some(done) = connections.join_next(), if !connections.is_empty() => {
-                if let Err(e) = done {
-                    warn!(error = %e, "a connection task ended abnormally");
-                }
-            }
+            Some(done) = connections.join_next(), if !connections.is_empty() => reaped(done),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = FIRST_BACKOFF;
@@ -196,9 +190,14 @@ pub async fn accept_loop<F, Fut>(
     drop(listener);
     // Connection tasks see the same shutdown signal and end themselves; wait for them.
     while let Some(done) = connections.join_next().await {
-        if let Err(e) = done {
-            warn!(error = %e, "a connection task ended abnormally");
-        }
+        reaped(done);
+    }
+}
+
+/// A connection task's end, taken from the set: said if it panicked or was cancelled.
+fn reaped(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        warn!(error = %e, "a connection task ended abnormally");
     }
 }
 
