@@ -18,7 +18,9 @@ pub fn reset_peak(pid: u32) -> bool {
 }
 
 fn status_field(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    // About 1.5 KiB; 64 KiB is room to spare.
+    let path = format!("/proc/{pid}/status");
+    let status = crate::files::read_regular_file(std::path::Path::new(&path), 64 * 1024).ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
