@@ -845,6 +845,28 @@ fn serve_when_full_queue_holds_a_connection_past_the_cap_until_a_session_ends() 
 }
 
 #[test]
+fn serve_stop_line_counts_the_connections_refused_at_the_cap() {
+    use std::io::Write;
+    let mut serve = Serve::spawn(&["--max-connections", "1", "--exit-after-sessions", "1"]);
+    let held = std::net::TcpStream::connect(&serve.addr).expect("connect");
+    held.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut held_reader = BufReader::new(held.try_clone().expect("clone"));
+    let mut greeting = String::new();
+    held_reader.read_line(&mut greeting).expect("the greeting");
+    let refused = talk(&serve.addr, b"");
+    assert!(refused.starts_with("421 "), "{refused}");
+    let mut held = held;
+    held.write_all(b"QUIT\r\n").expect("write");
+    let out = serve.lines_until("stopped (");
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("stopped (session limit reached): 1 session(s), 0 ETRN, 1 refused"),
+        "{out:?}"
+    );
+    assert!(serve.child.wait().expect("serve exits").success());
+}
+
+#[test]
 fn serve_refuses_a_connection_cap_of_zero() {
     // A cap of none would refuse every connection, or, queueing, greet none.
     let (code, err) = exits_by_itself(&["serve", "--max-connections", "0"]);
@@ -898,8 +920,12 @@ fn serve_events_jsonl_prints_one_json_object_per_line() {
         )
     );
     assert_eq!(
-        (last["sessions"].as_u64(), last["etrn"].as_u64()),
-        (Some(1), Some(1))
+        (
+            last["sessions"].as_u64(),
+            last["etrn"].as_u64(),
+            last["refused"].as_u64()
+        ),
+        (Some(1), Some(1), Some(0))
     );
 }
 

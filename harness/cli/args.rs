@@ -604,14 +604,15 @@ pub struct ServeArgs {
     /// Close sessions idle this many seconds with 421.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout: u64,
-    /// Connections served at once; what one more gets is --when-full's choice.
+    /// Connections served at once (at least 1); what one more gets is --when-full's choice.
     #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     pub max_connections: usize,
-    /// What a connection past --max-connections gets: `refuse` answers 421 at once; `queue`
-    /// leaves it waiting, connected, in the kernel's listen queue until a session ends, as
-    /// Postfix does at its process limit (`--max-connections 100 --when-full queue` is Postfix's
-    /// default). With a load tool that opens far more sessions at once than the server needs,
-    /// `queue` is faster (README, Benchmarks, row (i)).
+    /// What a connection past --max-connections gets: `refuse` answers 421 at once (counted as
+    /// refused in the stop line); `queue` leaves it waiting, connected, in the kernel's listen
+    /// queue until a session ends, as Postfix does at its process limit (`--max-connections 100
+    /// --when-full queue` is Postfix's default). A queued client that gives up before its turn
+    /// still becomes a session (closed by the peer). With a load tool that opens far more
+    /// sessions at once than the server needs, `queue` is faster (README, Benchmarks, row (i)).
     #[arg(long, value_enum, default_value_t = WhenFullArg::Refuse)]
     pub when_full: WhenFullArg,
     /// Threads that serve the sessions (default: one per CPU). 1: everything on a single event

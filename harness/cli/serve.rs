@@ -250,7 +250,13 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let sessions = recorder.session_count();
     // FILE first, so that the stop line is the last line, as for record and replay.
     let code = finish_recording(record, partial.as_deref(), &recorder, &printer);
-    printer.stopped(why, sessions, recorder.etrn_count(), recorder.lifetime());
+    printer.stopped(
+        why,
+        sessions,
+        recorder.etrn_count(),
+        recorder.refused_count(),
+        recorder.lifetime(),
+    );
     printer.finish().await;
     code
 }

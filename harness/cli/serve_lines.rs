@@ -271,13 +271,16 @@ impl Printer {
         }
     }
 
-    /// `sessions` and `etrn` count what the recording holds (since the last `POST /reset`);
-    /// `lifetime` what the smart host saw since it started, which is what the lines above show.
+    /// `sessions`, `etrn` and `refused` count what the recording holds (since the last `POST
+    /// /reset`); `lifetime` what the smart host saw since it started, which is what the lines
+    /// above show. Refusals at the connection cap are said for people only when there were some
+    /// (they have no line of their own above); programs always get the count.
     pub(super) fn stopped(
         &self,
         why: &'static str,
         sessions: usize,
         etrn: usize,
+        refused: u64,
         lifetime: Lifetime,
     ) {
         // The stop line counts what the recorder saw; when the lines above show less (the output
@@ -298,11 +301,15 @@ impl Printer {
                 lifetime.sessions, lifetime.etrn
             )
         };
+        let mut counts = vec![Count::new("etrn", "ETRN", etrn)];
+        if refused > 0 || self.format == EventsFormat::Jsonl {
+            counts.push(Count::new("refused", "refused", refused));
+        }
         let stopped = Stopped {
             command: Server::Serve,
             why,
             sessions: sessions as u64,
-            counts: vec![Count::new("etrn", "ETRN", etrn)],
+            counts,
         };
         let line = match self.format {
             EventsFormat::Jsonl => {

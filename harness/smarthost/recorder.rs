@@ -942,6 +942,12 @@ impl Recorder {
         self.lock().etrn
     }
 
+    /// Connections refused at the cap so far (since the last reset), without building a
+    /// recording.
+    pub fn refused_count(&self) -> u64 {
+        self.lock().refused
+    }
+
     /// Sessions closed so far (forgotten ones included), without building a recording.
     pub fn closed_count(&self) -> usize {
         self.lock().closed
