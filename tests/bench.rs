@@ -363,10 +363,22 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
             ("sink CPU", &row.smtp_sink_cpu_us_per_unit),
             ("host client busy", &row.client_busy_smart_host),
             ("sink client busy", &row.client_busy_smtp_sink),
+            ("host client faults", &row.client_faults_per_unit_smart_host),
+            ("sink client faults", &row.client_faults_per_unit_smtp_sink),
         ] {
             assert_eq!(v.len(), cpu_rounds, "{} {what}", row.name);
             // Ticks of 10 ms: a tiny run may read 0; never negative, never NaN.
             assert!(v.iter().all(|x| *x >= 0.0), "{} {what}: {v:?}", row.name);
+        }
+        // smtp-source, a new process each run, maps in at least its stack and the code it ran:
+        // its faults are counted (as a waited-for child's) against both servers.
+        if row.name.contains("smtp-source") {
+            for v in [
+                &row.client_faults_per_unit_smart_host,
+                &row.client_faults_per_unit_smtp_sink,
+            ] {
+                assert!(v.iter().all(|x| *x > 0.0), "{}: {v:?}", row.name);
+            }
         }
         if row.higher_is_better {
             // A rate: every run completed against both (NaN when smtp-source failed).
@@ -414,6 +426,7 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         "{table}"
     );
     assert!(table.contains("load tool busy"), "{table}");
+    assert!(table.contains("its faults per unit"), "{table}");
     assert!(
         json["rows"][0]["smart_host_cpu_us_per_unit"].is_array(),
         "{json}"

@@ -1,59 +1,91 @@
-//! CPU time from `/proc` (Linux): a server's, this process's own (the load generator runs in it)
-//! and that of its children it has waited for (smtp-source). The kernel counts in clock ticks
-//! (`USER_HZ`, 100 a second on Linux), so a figure is good to 10 ms: runs of a few hundred
-//! milliseconds of CPU read to a few percent.
+//! CPU time and minor page faults from `/proc` (Linux): a server's, this process's own (the load
+//! generator runs in it) and those of its children it has waited for (smtp-source). The kernel
+//! counts CPU in clock ticks (`USER_HZ`, 100 a second on Linux), so a figure is good to 10 ms:
+//! runs of a few hundred milliseconds of CPU read to a few percent. Minor faults (a page touched
+//! for the first time, or again after the allocator gave it back) are counted one by one.
 
 use std::path::Path;
 
-/// Which of a process's CPU times.
+/// Which of a process's counts.
 #[derive(Debug, Clone, Copy)]
 enum Whose {
-    /// The process's own threads, living and ended (`utime` + `stime`).
+    /// The process's own threads, living and ended (`minflt`, `utime` + `stime`).
     Own,
-    /// Its children it has waited for (`cutime` + `cstime`).
+    /// Its children it has waited for (`cminflt`, `cutime` + `cstime`).
     WaitedChildren,
 }
 
-/// CPU seconds, user and system, that process `pid` has used over all its threads; `None` where
-/// `/proc` cannot tell.
-pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    stat_cpu(&format!("/proc/{pid}/stat"), Whose::Own)
+/// What a process has used of the machine, as `/proc/PID/stat` counts it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usage {
+    /// CPU seconds, user and system, over all its threads.
+    pub cpu_seconds: f64,
+    /// Minor page faults: pages the kernel had to map in (and zero) on first touch.
+    pub minor_faults: u64,
 }
 
-/// This process's own CPU seconds.
-pub fn own_cpu_seconds() -> Option<f64> {
-    stat_cpu("/proc/self/stat", Whose::Own)
+impl Usage {
+    /// What was used between `before` and this reading.
+    pub fn since(self, before: Usage) -> Usage {
+        Usage {
+            cpu_seconds: self.cpu_seconds - before.cpu_seconds,
+            minor_faults: self.minor_faults.saturating_sub(before.minor_faults),
+        }
+    }
 }
 
-/// CPU seconds of the children this process has waited for: read before and after running one
+/// What process `pid` has used over all its threads; `None` where `/proc` cannot tell.
+pub fn process_usage(pid: u32) -> Option<Usage> {
+    stat_usage(&format!("/proc/{pid}/stat"), Whose::Own)
+}
+
+/// What this process has used itself.
+pub fn own_usage() -> Option<Usage> {
+    stat_usage("/proc/self/stat", Whose::Own)
+}
+
+/// What the children this process has waited for have used: read before and after running one
 /// (and waiting for it), the difference is that child's.
-pub fn waited_children_cpu_seconds() -> Option<f64> {
-    stat_cpu("/proc/self/stat", Whose::WaitedChildren)
+pub fn waited_children_usage() -> Option<Usage> {
+    stat_usage("/proc/self/stat", Whose::WaitedChildren)
 }
 
-fn stat_cpu(path: &str, whose: Whose) -> Option<f64> {
+fn stat_usage(path: &str, whose: Whose) -> Option<Usage> {
     // One line of a few hundred octets; 4 KiB is room to spare. Bytes: the command name in it
     // need not be UTF-8.
     let stat = crate::files::read_regular_bytes(Path::new(path), 4096).ok()?;
-    let ticks = ticks_of(&stat, whose)?;
-    Some(ticks as f64 / rustix::param::clock_ticks_per_second() as f64)
+    let counts = counts_of(&stat, whose)?;
+    Some(Usage {
+        cpu_seconds: counts.ticks as f64 / rustix::param::clock_ticks_per_second() as f64,
+        minor_faults: counts.minor_faults,
+    })
 }
 
-/// The two tick counts `whose` names, summed, from the bytes of a `/proc/PID/stat`.
-fn ticks_of(stat: &[u8], whose: Whose) -> Option<u64> {
+/// The counts `whose` names, from the bytes of a `/proc/PID/stat`.
+#[derive(Debug, PartialEq)]
+struct Counts {
+    /// User and system clock ticks, summed.
+    ticks: u64,
+    minor_faults: u64,
+}
+
+fn counts_of(stat: &[u8], whose: Whose) -> Option<Counts> {
     // Field 2 is the command name in parentheses, which may itself hold spaces, parentheses
     // and any bytes: count fields from after its last `)`, where field 3 (the state) begins.
     let name_end = stat.iter().rposition(|b| *b == b')')?;
     let after_name = std::str::from_utf8(&stat[name_end + 1..]).ok()?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // utime and stime are fields 14 and 15, cutime and cstime 16 and 17 (proc(5)).
-    let first = match whose {
-        Whose::Own => 14,
-        Whose::WaitedChildren => 16,
-    } - 3;
-    let a: u64 = fields.get(first)?.parse().ok()?;
-    let b: u64 = fields.get(first + 1)?.parse().ok()?;
-    Some(a + b)
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    // proc(5): minflt is field 10 and cminflt 11; utime and stime 14 and 15, cutime and cstime
+    // 16 and 17.
+    let (faults, ticks) = match whose {
+        Whose::Own => (10, 14),
+        Whose::WaitedChildren => (11, 16),
+    };
+    Some(Counts {
+        ticks: field(ticks)? + field(ticks + 1)?,
+        minor_faults: field(faults)?,
+    })
 }
 
 #[cfg(test)]
@@ -62,16 +94,28 @@ mod tests {
 
     #[test]
     fn fields_are_counted_after_a_command_name_with_spaces_parentheses_and_any_bytes() {
-        let stat = b"4242 (a (b) \xff) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 5 11 20 0 1 0";
-        assert_eq!(ticks_of(stat, Whose::Own), Some(10));
-        assert_eq!(ticks_of(stat, Whose::WaitedChildren), Some(16));
-        assert_eq!(ticks_of(b"4242 (cut short) S 1", Whose::Own), None);
+        let stat = b"4242 (a (b) \xff) S 1 4242 4242 0 -1 4194560 100 40 0 0 7 3 5 11 20 0 1 0";
+        assert_eq!(
+            counts_of(stat, Whose::Own),
+            Some(Counts {
+                ticks: 10,
+                minor_faults: 100
+            })
+        );
+        assert_eq!(
+            counts_of(stat, Whose::WaitedChildren),
+            Some(Counts {
+                ticks: 16,
+                minor_faults: 40
+            })
+        );
+        assert_eq!(counts_of(b"4242 (cut short) S 1", Whose::Own), None);
     }
 
     #[test]
-    fn this_process_and_a_child_it_waited_for_have_used_cpu() {
+    fn this_process_and_a_child_it_waited_for_have_used_cpu_and_pages() {
         if !Path::new("/proc/self/stat").exists() {
-            assert_eq!(own_cpu_seconds(), None);
+            assert_eq!(own_usage(), None);
             return;
         }
         // Burn some CPU (three ticks' worth) so the tick count moves past zero.
@@ -80,12 +124,26 @@ mod tests {
         while started.elapsed() < std::time::Duration::from_millis(30) {
             x = std::hint::black_box(x.wrapping_add(1));
         }
-        assert!(own_cpu_seconds().expect("utime") > 0.0);
-        assert!(process_cpu_seconds(std::process::id()).expect("by pid") > 0.0);
+        assert!(own_usage().expect("utime").cpu_seconds > 0.0);
+        assert!(
+            process_usage(std::process::id())
+                .expect("by pid")
+                .cpu_seconds
+                > 0.0
+        );
+        // Touching 64 fresh pages faults each in.
+        let before = own_usage().expect("minflt");
+        let mut pages = vec![0u8; 64 * 4096];
+        for page in pages.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        std::hint::black_box(&pages);
+        let touched = own_usage().expect("minflt").since(before);
+        assert!(touched.minor_faults >= 64, "{touched:?}");
         // A child that counts to 500,000 in the shell (a few hundred milliseconds of CPU; at
-        // most 30 s by `timeout`), waited for: its time shows in this process's waited
-        // children's, as smtp-source's does.
-        let before = waited_children_cpu_seconds().expect("cutime");
+        // most 30 s by `timeout`), waited for: its time and faults show in this process's waited
+        // children's, as smtp-source's do.
+        let before = waited_children_usage().expect("cutime");
         let status = std::process::Command::new("timeout")
             .args([
                 "30",
@@ -96,7 +154,9 @@ mod tests {
             .status()
             .expect("sh runs");
         assert!(status.success());
-        let after = waited_children_cpu_seconds().expect("cutime");
-        assert!(after > before, "{before} -> {after}");
+        let used = waited_children_usage().expect("cutime").since(before);
+        assert!(used.cpu_seconds > 0.0, "{used:?}");
+        // Every program faults in at least its stack and the pages of its code it ran.
+        assert!(used.minor_faults > 0, "{used:?}");
     }
 }

@@ -5,7 +5,8 @@
 //! - [`compare`](mod@compare): the smart host and smtp-sink as processes, the same workloads in
 //!   the order A B B A over several rounds, ratios per workload, and Postfix's own smtp-source
 //!   as a second load tool.
-//! - [`cpu`]: CPU time from `/proc`: a server's, the load generator's, smtp-source's.
+//! - [`cpu`]: CPU time and page faults from `/proc`: a server's, the load generator's,
+//!   smtp-source's.
 //! - [`memory`]: what recording costs: bytes per recorded session, RSS after a long soak.
 //! - [`rss`]: a server's memory from `/proc`.
 //! - [`waits`]: what pending waits for ETRNs and live-feed subscribers cost the SMTP server, as
