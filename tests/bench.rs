@@ -426,7 +426,7 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         "{table}"
     );
     assert!(table.contains("load tool busy"), "{table}");
-    assert!(table.contains("its faults per unit"), "{table}");
+    assert!(table.contains("load tool faults/unit"), "{table}");
     assert!(
         json["rows"][0]["smart_host_cpu_us_per_unit"].is_array(),
         "{json}"

@@ -784,8 +784,8 @@ async fn api_waits(base: &str, n: usize) -> Vec<tokio::net::TcpStream> {
 
 /// Postfix's own load tool against `addr`: `messages` messages over `sessions` sessions at once
 /// (of `size` octets; `None`: smtp-source's default), a new connection per message; whether it
-/// ran and succeeded within `limit` (it is waited for: its CPU time counts as this process's
-/// waited children's).
+/// ran and succeeded within `limit` (it is waited for: its CPU time and page faults count as
+/// this process's waited children's). It runs with [`SMTP_SOURCE_TUNABLES`].
 async fn smtp_source(
     addr: SocketAddr,
     messages: u64,
@@ -819,7 +819,7 @@ async fn smtp_source(
         Ok(Ok(status)) => status.success(),
         Ok(Err(_)) => false,
         Err(_) => {
-            // Killed and waited for here (a second at most), so its CPU time is counted now
+            // Killed and waited for here (a second at most), so its usage is counted now
             // and never in a later run's.
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
@@ -829,16 +829,14 @@ async fn smtp_source(
 }
 
 /// glibc's malloc settings for smtp-source: its heap is never handed back to the kernel (no
-/// trimming), and no block is too large for the heap (the mmap threshold at glibc's largest,
-/// 32 MiB). Left as glibc sets them, the client's freed memory goes back to the kernel at the
-/// whim of the order its sessions end, and is mapped in again page by page as Postfix's
-/// allocator fills every block it hands out: `smtp-source -s 20 -m 5000` against smtp-sink took
-/// 36,000 to 46,000 minor faults a run, and with trimming alone off 1,900 in some runs and 64,000
-/// to 79,000 in others (800 to 1,000 blocks of 128 KiB and more mapped and unmapped), its system
-/// time a third higher with them; the row would time the client's allocator, not the server.
-/// Set so: 1,560 to 1,760 in ten runs. The same for both servers; the servers run as users run
-/// them. Added to the caller's own tunables, if any.
-pub const SMTP_SOURCE_TUNABLES: &str =
+/// trimming), and blocks under 32 MiB (glibc's largest threshold on 64-bit) come from the heap,
+/// never from a mapping of their own. Left as glibc sets them, the client's freed memory goes
+/// back to the kernel as the order its sessions end allows and is mapped in again page by page
+/// (Postfix's allocator fills every block it hands out), and its page faults, a few thousand in
+/// one run and over a hundred thousand in the next against the same server, swing the row's
+/// rate more than the servers do (the README's Benchmarks has the measurements). The same for
+/// both servers; the servers run as users run them.
+const SMTP_SOURCE_TUNABLES: &str =
     "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432";
 
 /// [`SMTP_SOURCE_TUNABLES`] after the caller's own `GLIBC_TUNABLES` (glibc takes the last of a
@@ -900,14 +898,14 @@ pub fn table(report: &CompareReport) -> String {
         "\nCPU (user + system, from /proc in 10 ms ticks): each server's per unit of the row, and \
          the load tool's CPU time over the elapsed time\n(smtp-source, one thread: near 100% it \
          was the bottleneck, and the row above measures it more than the server; the load \
-         generator runs a thread per CPU), and its minor page faults per unit\n\n{:<46} {:>12} \
-         {:>12}   {:<22} {:<30} {}\n",
+         generator runs a thread per CPU), and the load tool's minor page faults per unit\n\n\
+         {:<46} {:>12} {:>12}   {:<22} {:<30} {}\n",
         "workload",
         "host µs",
         "sink µs",
         "ratio (lower: less)",
         "load tool busy (host | sink)",
-        "its faults per unit (host | sink)"
+        "load tool faults/unit (host | sink)"
     ));
     for r in report
         .rows

@@ -425,10 +425,11 @@ pub enum BenchCommand {
     /// The smart host (release build recommended) and Postfix's smtp-sink side by side: the load
     /// generator's workloads, smtp-source, and `serve` as users run it (default output,
     /// `--record FILE`, 10 pending API waits, `--threads 1`, `--when-full queue`), with each
-    /// server's CPU time per unit and the load tool's share of the time and page faults
-    /// (smtp-source runs with glibc's heap trimming off, so its allocator does not decide a row);
-    /// at a terminal, each round and workload is shown on stderr as it runs. The JSON report names
-    /// the CPUs, kernel and versions.
+    /// server's CPU time per unit, and the load tool's share of the time and its minor page
+    /// faults per unit (smtp-source runs with glibc's heap trimming off and the largest mmap
+    /// threshold, so its faults no longer swing from run to run); at a terminal, each round and
+    /// workload is shown on stderr as it runs. The JSON report names the CPUs, kernel and
+    /// versions.
     Compare(BenchCompareArgs),
     /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
     Memory(BenchMemoryArgs),
