@@ -797,6 +797,30 @@ async fn smtp_source(
     if !std::path::Path::new(program).exists() {
         return false;
     }
+    let Ok(mut child) = smtp_source_command(program, addr, messages, sessions, size).spawn() else {
+        return false;
+    };
+    match tokio::time::timeout(limit, child.wait()).await {
+        Ok(Ok(status)) => status.success(),
+        Ok(Err(_)) => false,
+        Err(_) => {
+            // Killed and waited for here (a second at most), so its usage is counted now
+            // and never in a later run's.
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
+            false
+        }
+    }
+}
+
+/// The command line and environment [`smtp_source`] runs `program` with.
+fn smtp_source_command(
+    program: &str,
+    addr: SocketAddr,
+    messages: u64,
+    sessions: usize,
+    size: Option<usize>,
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
     if let Some(size) = size {
         command.args(["-l", &size.to_string()]);
@@ -812,20 +836,7 @@ async fn smtp_source(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    let Ok(mut child) = command.spawn() else {
-        return false;
-    };
-    match tokio::time::timeout(limit, child.wait()).await {
-        Ok(Ok(status)) => status.success(),
-        Ok(Err(_)) => false,
-        Err(_) => {
-            // Killed and waited for here (a second at most), so its usage is counted now
-            // and never in a later run's.
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
-            false
-        }
-    }
+    command
 }
 
 /// glibc's malloc settings for smtp-source: its heap is never handed back to the kernel (no
@@ -950,6 +961,39 @@ pub fn table(report: &CompareReport) -> String {
 mod tests {
     use super::*;
     use std::ffi::OsString;
+
+    #[test]
+    fn smtp_source_runs_with_the_tunables_and_the_rows_load() {
+        let addr: SocketAddr = "127.0.0.1:2525".parse().expect("an address");
+        let command = smtp_source_command("smtp-source", addr, 500, 32, Some(1024));
+        let command = command.as_std();
+        let tunables = command
+            .get_envs()
+            .find(|(name, _)| *name == "GLIBC_TUNABLES")
+            .and_then(|(_, value)| value)
+            .expect("GLIBC_TUNABLES is set for the child");
+        assert!(
+            tunables.to_string_lossy().ends_with(SMTP_SOURCE_TUNABLES),
+            "{tunables:?}"
+        );
+        let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
+        assert_eq!(
+            args,
+            [
+                "-l",
+                "1024",
+                "-s",
+                "32",
+                "-m",
+                "500",
+                "-f",
+                "bench@bench.example",
+                "-t",
+                "sink@sink.example",
+                "127.0.0.1:2525"
+            ]
+        );
+    }
 
     #[test]
     fn smtp_source_gets_the_callers_tunables_then_its_own() {
