@@ -214,7 +214,8 @@ pub struct Row {
     pub client_busy_smart_host: Vec<f64>,
     pub client_busy_smtp_sink: Vec<f64>,
     /// The load tool's minor page faults per unit in the same runs, one value per round: how
-    /// often it mapped in a page, a cost of its own that the row's time includes.
+    /// often the kernel had to serve it a page (each a trip into the kernel, a cost of its own
+    /// that the row's time includes).
     pub client_faults_per_unit_smart_host: Vec<f64>,
     pub client_faults_per_unit_smtp_sink: Vec<f64>,
 }
