@@ -343,7 +343,7 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         "(e) serve, default output",
         "(f) serve --record",
         "(g) 10 API waits",
-        "(h) serve --threads 1",
+        "(h) serve --threads CPUS",
         "(c) smtp-source, 1000 sessions at once",
         "(i) --when-full queue",
     ] {

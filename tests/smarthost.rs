@@ -746,6 +746,46 @@ fn serve_shows_sessions_flags_and_a_missing_argument_and_the_stop_line_agrees() 
 
 /// `--threads 1`: everything on one event loop. A session held open does not hold another
 /// session, nor the API, nor the live lines; the recording and the stop are as with more threads.
+/// The `workers=` and `flavor=` of serve's log line about its runtime, started with `args`.
+fn runtime_of_serve(args: &[&str]) -> String {
+    let (serve, log) = Serve::spawn_logged(args, "etrn_harness=info");
+    let line = loop {
+        match log.recv_timeout(WAIT) {
+            Ok(line) if line.contains("the sessions' runtime") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no runtime line from serve within {WAIT:?}: {e}"),
+        }
+    };
+    drop(serve);
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find(|w| w.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_owned()
+    };
+    format!("{} {}", field("workers="), field("flavor="))
+}
+
+/// By default all CPUs but one (the client under test on loopback has the last), and one event
+/// loop on this thread when that leaves one; `--threads N` as many workers.
+#[test]
+fn serve_runs_all_cpus_but_one_unless_told() {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let expected = match cpus.saturating_sub(1) {
+        0 | 1 => "workers=1 flavor=CurrentThread".to_owned(),
+        n => format!("workers={n} flavor=MultiThread"),
+    };
+    assert_eq!(runtime_of_serve(&[]), expected);
+    assert_eq!(
+        runtime_of_serve(&["--threads", "1"]),
+        "workers=1 flavor=CurrentThread"
+    );
+    assert_eq!(
+        runtime_of_serve(&["--threads", "3"]),
+        "workers=3 flavor=MultiThread"
+    );
+}
+
 #[test]
 fn serve_on_one_thread_serves_sessions_side_by_side_with_the_api() {
     use std::io::{BufRead, Write};

@@ -325,8 +325,9 @@ enum Host {
     Recording,
     /// `serve --quiet --api ADDR` with [`API_WAITS`] waits pending on the API.
     ApiWaits,
-    /// `serve --quiet --threads 1`: one event loop, as smtp-sink.
-    OneThread,
+    /// `serve --quiet --threads CPUS`: a worker per CPU (tokio's own default; serve's takes all
+    /// CPUs but one).
+    WorkerPerCpu,
     /// `serve --quiet --max-connections 100 --when-full queue`: Postfix's admission, at most 100
     /// sessions served and the rest waiting in the listen queue.
     Queueing,
@@ -393,9 +394,9 @@ const ROWS: [(&str, Host, Measure); 11] = [
         Measure::Load(Workload::Etrn, 20_000, 32),
     ),
     (
-        "(h) serve --threads 1: smtp-source, 1 KiB",
-        Host::OneThread,
-        Measure::SmtpSource(20_000, 32, Some(1024)),
+        "(h) serve --threads CPUS: new session + ETRN",
+        Host::WorkerPerCpu,
+        Measure::Load(Workload::Etrn, 20_000, 32),
     ),
     (
         "(i) --when-full queue, smtp-source -s 1000",
@@ -413,7 +414,7 @@ struct Hosts {
     default_output: Server,
     recording: Server,
     api: Server,
-    one_thread: Server,
+    worker_per_cpu: Server,
     queueing: Server,
     /// The API's base URL (`http://127.0.0.1:PORT`).
     api_url: String,
@@ -433,7 +434,8 @@ impl Hosts {
         let default_output = start_serve(exe, Output::Default, &[])?;
         let recording = start_smart_host(exe, &["--record", &file])?;
         let api = start_serve(exe, Output::Quiet, &["--api", "127.0.0.1:0"])?;
-        let one_thread = start_smart_host(exe, &["--threads", "1"])?;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let worker_per_cpu = start_smart_host(exe, &["--threads", &cpus.to_string()])?;
         let queueing = start_smart_host(
             exe,
             &[
@@ -455,7 +457,7 @@ impl Hosts {
             default_output,
             recording,
             api,
-            one_thread,
+            worker_per_cpu,
             queueing,
             api_url,
             _dir: dir,
@@ -468,7 +470,7 @@ impl Hosts {
             Host::DefaultOutput => &self.default_output,
             Host::Recording => &self.recording,
             Host::ApiWaits => &self.api,
-            Host::OneThread => &self.one_thread,
+            Host::WorkerPerCpu => &self.worker_per_cpu,
             Host::Queueing => &self.queueing,
         }
     }
@@ -479,7 +481,7 @@ impl Hosts {
             (Host::DefaultOutput, &self.default_output),
             (Host::Recording, &self.recording),
             (Host::ApiWaits, &self.api),
-            (Host::OneThread, &self.one_thread),
+            (Host::WorkerPerCpu, &self.worker_per_cpu),
             (Host::Queueing, &self.queueing),
         ]
     }

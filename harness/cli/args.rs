@@ -424,7 +424,7 @@ pub enum BenchCommand {
     Load(BenchLoadArgs),
     /// The smart host (release build recommended) and Postfix's smtp-sink side by side: the load
     /// generator's workloads, smtp-source, and `serve` as users run it (default output,
-    /// `--record FILE`, 10 pending API waits, `--threads 1`, `--when-full queue`), with each
+    /// `--record FILE`, 10 pending API waits, a worker per CPU, `--when-full queue`), with each
     /// server's CPU time per unit, and the load tool's share of the time and its minor page
     /// faults per unit (smtp-source runs with glibc's heap trimming off and the largest mmap
     /// threshold, so its faults no longer swing from run to run); at a terminal, each round and
@@ -617,8 +617,10 @@ pub struct ServeArgs {
     /// sessions at once than the server needs, `queue` is faster (README, Benchmarks, row (i)).
     #[arg(long, value_enum, default_value_t = WhenFullArg::Refuse)]
     pub when_full: WhenFullArg,
-    /// Threads that serve the sessions (default: one per CPU). 1: everything on a single event
-    /// loop, as Postfix's smtp-sink (`bench compare` row (h) measures it).
+    /// Threads that serve the sessions (default: all CPUs but one, at least one; the client of a
+    /// load test on loopback has the last). 1: everything on a single event loop, as Postfix's
+    /// smtp-sink. A client of many threads is served faster by a worker per CPU (`bench compare`
+    /// row (h) measures it).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Longest command line in octets, CRLF included; default: the profile's `line_limit`

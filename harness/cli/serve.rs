@@ -22,21 +22,30 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// The runtime the sessions, the API and the signals run on: `threads` workers (`None`: one per
-/// CPU, tokio's default). One is a single event loop on this thread, with no worker to hand
-/// tasks to or wake: on a small machine shared with the client under test, more busy threads
-/// than cores only take turns on them (`bench compare`'s row (h) measures it).
+/// The runtime the sessions, the API and the signals run on: `threads` workers, or by default
+/// [`default_workers`]. One is a single event loop on this thread, as smtp-sink's, with no
+/// worker to hand tasks to or wake.
 fn serve_runtime(threads: Option<u16>) -> std::io::Result<tokio::runtime::Runtime> {
-    match threads {
-        Some(1) => tokio::runtime::Builder::new_current_thread()
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    match threads.map_or_else(|| default_workers(cpus), usize::from) {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(n))
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
             .enable_all()
             .build(),
-        None => tokio::runtime::Runtime::new(),
     }
+}
+
+/// The workers `serve` runs on a machine of `cpus` CPUs unless told: all CPUs but one, and at
+/// least one. A load test on loopback runs its client on the same machine: a worker per CPU
+/// takes turns with the client for the same cores, and tokio wakes idle workers to look for
+/// work whenever a task becomes ready. On two cores under Postfix's one-threaded `smtp-source`
+/// that made five times smtp-sink's context switches and a tenth fewer messages a second, where
+/// one event loop served as many as smtp-sink (README, Benchmarks, `--threads`).
+fn default_workers(cpus: usize) -> usize {
+    cpus.saturating_sub(1).max(1)
 }
 
 /// Everything `serve` needs, read from the command line in the order its errors are said.
@@ -178,6 +187,13 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
         ready_file,
         api_options,
     } = options;
+    // As the runtime counts its own: what `--threads` and the CPUs made of it.
+    let runtime = tokio::runtime::Handle::current();
+    tracing::info!(
+        workers = runtime.metrics().num_workers(),
+        flavor = ?runtime.runtime_flavor(),
+        "the sessions' runtime"
+    );
     let limits = config.limits.clone();
     let script = config.script.clone();
     let quiet = format == EventsFormat::None;
@@ -490,4 +506,18 @@ fn open_stream(path: &std::path::Path) -> std::io::Result<(std::fs::File, std::p
     // Kept even if serve dies: the lines streamed so far are the recording.
     let beside = temp_path.keep().map_err(|e| e.error)?;
     Ok((file, beside))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serve_takes_all_cpus_but_one_and_at_least_one() {
+        assert_eq!(default_workers(0), 1);
+        assert_eq!(default_workers(1), 1);
+        assert_eq!(default_workers(2), 1);
+        assert_eq!(default_workers(3), 2);
+        assert_eq!(default_workers(64), 63);
+    }
 }
