@@ -744,9 +744,7 @@ fn serve_shows_sessions_flags_and_a_missing_argument_and_the_stop_line_agrees() 
     );
 }
 
-/// `--threads 1`: everything on one event loop. A session held open does not hold another
-/// session, nor the API, nor the live lines; the recording and the stop are as with more threads.
-/// The `workers=` and `flavor=` of serve's log line about its runtime, started with `args`.
+/// The `workers=` and `shape=` of serve's log line about its runtime, started with `args`.
 fn runtime_of_serve(args: &[&str]) -> String {
     let (serve, log) = Serve::spawn_logged(args, "etrn_harness=info");
     let line = loop {
@@ -757,13 +755,18 @@ fn runtime_of_serve(args: &[&str]) -> String {
         }
     };
     drop(serve);
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find(|w| w.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-            .to_owned()
+    // `workers=N`, then `shape="..."` (a string field, quoted by the log's text format).
+    let field = |name: &str, end: char| {
+        let start = line
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"));
+        let rest = &line[start..];
+        let stop = rest[name.len()..]
+            .find(end)
+            .map_or(rest.len(), |i| name.len() + i + end.len_utf8());
+        rest[..stop].trim_end().to_owned()
     };
-    format!("{} {}", field("workers="), field("flavor="))
+    format!("{} {}", field("workers=", ' '), field("shape=\"", '"'))
 }
 
 /// By default all CPUs but one (the client under test on loopback has the last), and one event
@@ -772,20 +775,22 @@ fn runtime_of_serve(args: &[&str]) -> String {
 fn serve_runs_all_cpus_but_one_unless_told() {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let expected = match cpus.saturating_sub(1) {
-        0 | 1 => "workers=1 flavor=CurrentThread".to_owned(),
-        n => format!("workers={n} flavor=MultiThread"),
+        0 | 1 => "workers=1 shape=\"one event loop\"".to_owned(),
+        n => format!("workers={n} shape=\"worker threads\""),
     };
     assert_eq!(runtime_of_serve(&[]), expected);
     assert_eq!(
         runtime_of_serve(&["--threads", "1"]),
-        "workers=1 flavor=CurrentThread"
+        "workers=1 shape=\"one event loop\""
     );
     assert_eq!(
         runtime_of_serve(&["--threads", "3"]),
-        "workers=3 flavor=MultiThread"
+        "workers=3 shape=\"worker threads\""
     );
 }
 
+/// `--threads 1`: everything on one event loop. A session held open does not hold another
+/// session, nor the API, nor the live lines; the recording and the stop are as with more threads.
 #[test]
 fn serve_on_one_thread_serves_sessions_side_by_side_with_the_api() {
     use std::io::{BufRead, Write};

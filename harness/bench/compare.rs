@@ -326,7 +326,7 @@ enum Host {
     /// `serve --quiet --api ADDR` with [`API_WAITS`] waits pending on the API.
     ApiWaits,
     /// `serve --quiet --threads CPUS`: a worker per CPU (tokio's own default; serve's takes all
-    /// CPUs but one).
+    /// CPUs but one). On a machine of one CPU it is the default, one event loop.
     WorkerPerCpu,
     /// `serve --quiet --max-connections 100 --when-full queue`: Postfix's admission, at most 100
     /// sessions served and the rest waiting in the listen queue.

@@ -427,7 +427,7 @@ pub enum BenchCommand {
     /// `--record FILE`, 10 pending API waits, a worker per CPU, `--when-full queue`), with each
     /// server's CPU time per unit, and the load tool's share of the time and its minor page
     /// faults per unit (smtp-source runs with glibc's heap trimming off and the largest mmap
-    /// threshold, so its faults no longer swing from run to run); at a terminal, each round and
+    /// threshold, so its faults swing far less from run to run); at a terminal, each round and
     /// workload is shown on stderr as it runs. The JSON report names the CPUs, kernel and
     /// versions.
     Compare(BenchCompareArgs),
