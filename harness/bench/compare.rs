@@ -423,7 +423,8 @@ struct Hosts {
 }
 
 impl Hosts {
-    fn start(exe: &PathBuf) -> Result<Hosts, BenchError> {
+    /// The smart hosts, row (h)'s with a worker for each of `cpus`.
+    fn start(exe: &PathBuf, cpus: usize) -> Result<Hosts, BenchError> {
         let dir = tempfile::tempdir().map_err(|source| BenchError::Spawn {
             what: "a folder for the streamed recording".into(),
             source,
@@ -434,7 +435,6 @@ impl Hosts {
         let default_output = start_serve(exe, Output::Default, &[])?;
         let recording = start_smart_host(exe, &["--record", &file])?;
         let api = start_serve(exe, Output::Quiet, &["--api", "127.0.0.1:0"])?;
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
         let worker_per_cpu = start_smart_host(exe, &["--threads", &cpus.to_string()])?;
         let queueing = start_smart_host(
             exe,
@@ -528,7 +528,23 @@ pub async fn compare_with(
     mut step: impl FnMut(Step<'_>),
 ) -> Result<CompareReport, BenchError> {
     raise_fd_limit();
-    let hosts = Hosts::start(&spec.smart_host_exe)?;
+    // Read first, off the runtime's workers (it runs `postconf` and reads `/proc`): row (h) runs
+    // a worker per CPU it counts, so the report names the count (h) ran with.
+    let machine = tokio::task::spawn_blocking(Machine::this)
+        .await
+        .map_err(|e| BenchError::NotReady {
+            what: "the machine's description".into(),
+            detail: e.to_string(),
+        })?;
+    // Off the workers too: each start waits for the process's first line.
+    let exe = spec.smart_host_exe.clone();
+    let cpus = machine.cpus.max(1);
+    let hosts = tokio::task::spawn_blocking(move || Hosts::start(&exe, cpus))
+        .await
+        .map_err(|e| BenchError::NotReady {
+            what: "the smart hosts".into(),
+            detail: e.to_string(),
+        })??;
     let sink = start_smtp_sink().await?;
     let mut rows = empty_rows();
     // Each server runs a workload twice a round: each run takes half the count, so a round does
@@ -630,7 +646,7 @@ pub async fn compare_with(
     Ok(CompareReport {
         rounds: spec.rounds,
         scale: spec.scale,
-        machine: Machine::this(),
+        machine,
         rows,
         smart_host_peak_rss_kib: super::rss::peak_rss_kib(hosts.quiet.pid()),
         smtp_sink_peak_rss_kib: super::rss::peak_rss_kib(sink.pid()),
