@@ -32,7 +32,10 @@ pub struct Accepted {
 }
 
 /// A sans-IO server conversation.
-pub trait Conversation: Send {
+///
+/// `Any`, so a driver can run the scripted [`Session`](super::Session) as itself rather than
+/// through the trait object (the smart host's does, for speed).
+pub trait Conversation: Send + std::any::Any {
     /// Bytes from the client, arrived at `now`.
     fn receive(&mut self, bytes: &[u8], now: Instant);
     /// [`Conversation::receive`] of bytes cut at their first line end (none comes before their

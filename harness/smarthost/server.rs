@@ -30,7 +30,9 @@ use crate::proto::factory::{ConversationFactory, Conversations, ConversationsErr
 use crate::proto::profile::Profile;
 use crate::proto::recording::Recording;
 use crate::proto::script::SmartHostScript;
-use crate::proto::{Accepted, CloseReason, Conversation, Event, Output, Recordable, SessionLimits};
+use crate::proto::{
+    Accepted, CloseReason, Conversation, Event, Output, Recordable, Session, SessionLimits,
+};
 use crate::wire::framing::find_byte;
 
 use super::accept::{Cap, ConnectionLimit, WhenFull};
@@ -352,7 +354,7 @@ async fn serve(
     id: u64,
     accepted: &Accepted,
     shared: &Shared,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> CloseReason {
     let _ = stream.set_nodelay(true);
     let factory = Arc::clone(
@@ -362,22 +364,40 @@ async fn serve(
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     let mut session = factory(accepted);
+    // The scripted session, nearly every connection, is driven as itself: through the trait
+    // object each of its calls (several per pipelined command) was an indirect call to code laid
+    // out apart from the driver's, none of it inlined. A replay goes through the trait.
+    let any: &mut dyn std::any::Any = session.as_mut();
+    match any.downcast_mut::<Session>() {
+        Some(scripted) => serve_conversation(stream, scripted, id, shared, shutdown).await,
+        None => serve_conversation(stream, session.as_mut(), id, shared, shutdown).await,
+    }
+}
+
+/// A session's legs: plaintext, then TLS after STARTTLS.
+async fn serve_conversation<C: Conversation + ?Sized>(
+    stream: TcpStream,
+    session: &mut C,
+    id: u64,
+    shared: &Shared,
+    mut shutdown: watch::Receiver<bool>,
+) -> CloseReason {
     // Boxed: awaited inline, the driver's state (some 950 octets) was laid out twice in this
     // future, once as the value built and once as the value awaited, and an idle connection
     // held both (2.7 KiB in all; 1.75 KiB with the box).
-    let plain = match Box::pin(drive(stream, session.as_mut(), id, shared, &mut shutdown)).await {
+    let plain = match Box::pin(drive(stream, session, id, shared, &mut shutdown)).await {
         Leg::Closed(reason) => return reason,
         Leg::StartTls(s) => s,
     };
     // Boxed: the TLS leg's state (the handshake, rustls's connection) is several KiB that a
     // plaintext session, the common case, would otherwise carry in its own future.
-    Box::pin(serve_tls(plain, session.as_mut(), id, shared, shutdown)).await
+    Box::pin(serve_tls(plain, session, id, shared, shutdown)).await
 }
 
 /// The rest of a session after STARTTLS: the handshake, then the TLS leg.
-async fn serve_tls(
+async fn serve_tls<C: Conversation + ?Sized>(
     plain: TcpStream,
-    session: &mut dyn Conversation,
+    session: &mut C,
     id: u64,
     shared: &Shared,
     mut shutdown: watch::Receiver<bool>,
@@ -466,9 +486,9 @@ async fn read_onto<S: AsyncRead + Unpin>(
 /// Long because it is the driver's one loop, and its arms (outputs to carry out, a held reply to
 /// wait for, a read, the session's timer, the stop signal) share the pending write, the batch of
 /// events and the unfed bytes; split apart they would pass all of them back and forth.
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+async fn drive<S: AsyncRead + AsyncWrite + Unpin, C: Conversation + ?Sized>(
     mut stream: S,
-    session: &mut dyn Conversation,
+    session: &mut C,
     id: u64,
     shared: &Shared,
     shutdown: &mut watch::Receiver<bool>,
