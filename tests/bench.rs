@@ -432,3 +432,117 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         "{json}"
     );
 }
+
+/// Kills the processes it names when dropped: what a failing test would otherwise leave running.
+struct KillOnDrop(Vec<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in self
+            .0
+            .iter()
+            .filter_map(|p| rustix::process::Pid::from_raw(*p))
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Whether a process with this id exists (a zombie counts: it is not reaped yet).
+fn process_exists(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
+}
+
+#[tokio::test]
+async fn a_terminated_compare_leaves_no_server_running() {
+    use tokio::io::AsyncBufReadExt;
+    if !common::peer_available("/usr/sbin/smtp-sink", &[]) {
+        return;
+    }
+    // Large enough that the run is still going when the signal comes: the signal is sent as
+    // soon as the servers are logged running, and the test ends with the bench.
+    let mut bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "compare", "--rounds", "3", "--scale", "1"])
+        .args(["--log-format", "json"])
+        .env("RUST_LOG", "etrn_harness::bench=info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bench compare starts");
+    let stderr = bench.stderr.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    // Every server's pid, from the bench's own log line.
+    let servers: Vec<i32> = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("stderr reads") {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let fields = &event["fields"];
+            if fields["message"] != "the servers are running" {
+                continue;
+            }
+            let hosts = fields["smart_hosts"].as_str().expect("a list of pids");
+            let mut pids: Vec<i32> = hosts
+                .trim_matches(['[', ']'])
+                .split(", ")
+                .map(|p| p.parse().expect("a pid"))
+                .collect();
+            pids.push(
+                fields["smtp_sink"]
+                    .as_i64()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .expect("smtp-sink's pid"),
+            );
+            return pids;
+        }
+        panic!("bench compare ended before its servers ran");
+    })
+    .await
+    .expect("the servers are running within the wait");
+    // Should the bench leave them, the test does not.
+    let _reaper = KillOnDrop(servers.clone());
+    assert_eq!(
+        servers.len(),
+        7,
+        "six smart hosts and smtp-sink: {servers:?}"
+    );
+    assert!(
+        servers.iter().all(|pid| process_exists(*pid)),
+        "{servers:?}"
+    );
+    let pid = bench
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .expect("running");
+    let pid = rustix::process::Pid::from_raw(pid).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("signalled");
+    let status = tokio::time::timeout(WAIT, bench.wait())
+        .await
+        .expect("bench compare stops within the wait")
+        .expect("waited");
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "stopped before its result: {status}"
+    );
+    // The bench reaps what it kills before it exits, so none is even a zombie.
+    let left: Vec<i32> = servers.into_iter().filter(|p| process_exists(*p)).collect();
+    assert!(left.is_empty(), "still running after the bench: {left:?}");
+    // The bench has exited: what it wrote after the log line ends at the pipe's end.
+    let rest = tokio::time::timeout(WAIT, async {
+        let mut rest = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            rest.push(line);
+        }
+        rest
+    })
+    .await
+    .expect("the rest of stderr within the wait");
+    assert!(
+        rest.iter().any(|l| l.contains("bench compare terminated")),
+        "{rest:?}"
+    );
+}

@@ -423,6 +423,18 @@ struct Hosts {
 }
 
 impl Hosts {
+    /// Their process ids, in the order of [`Host`].
+    fn pids(&self) -> [u32; 6] {
+        [
+            self.quiet.pid(),
+            self.default_output.pid(),
+            self.recording.pid(),
+            self.api.pid(),
+            self.worker_per_cpu.pid(),
+            self.queueing.pid(),
+        ]
+    }
+
     /// The smart hosts, row (h)'s with a worker for each of `cpus`.
     fn start(exe: &PathBuf, cpus: usize) -> Result<Hosts, BenchError> {
         let dir = tempfile::tempdir().map_err(|source| BenchError::Spawn {
@@ -546,6 +558,8 @@ pub async fn compare_with(
             detail: e.to_string(),
         })??;
     let sink = start_smtp_sink().await?;
+    // What a user who stops the run (or a test) needs to see that none is left behind.
+    tracing::info!(smart_hosts = ?hosts.pids(), smtp_sink = sink.pid(), "the servers are running");
     let mut rows = empty_rows();
     // Each server runs a workload twice a round: each run takes half the count, so a round does
     // the work (and records the sessions) of one run of the whole count, as before A B B A.

@@ -429,7 +429,8 @@ pub enum BenchCommand {
     /// faults per unit (smtp-source runs with glibc's heap trimming off and the largest mmap
     /// threshold, so its faults swing far less from run to run); at a terminal, each round and
     /// workload is shown on stderr as it runs. The JSON report names the CPUs, kernel and
-    /// versions.
+    /// versions. Ctrl-C or SIGTERM stops every server it started; it then exits 5, without a
+    /// report.
     Compare(BenchCompareArgs),
     /// What recording costs: bytes per recorded session, RSS after a long streamed soak.
     Memory(BenchMemoryArgs),

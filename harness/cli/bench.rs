@@ -8,6 +8,8 @@ use etrn_harness::bench::{self, LoadSpec, compare::CompareSpec};
 use etrn_harness::conformance::{self, Case, KnownDeviations, RunOptions};
 use etrn_harness::scenario;
 
+use super::exit::EXIT_STOPPED;
+use super::signals::StopSignal;
 use super::{
     BenchApiArgs, BenchCommand, BenchCompareArgs, BenchLoadArgs, BenchMemoryArgs, EXIT_INVALID,
     report_errors,
@@ -232,20 +234,33 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
         scale: args.scale,
         max_duration: duration,
     };
+    // Installed before any server starts: a run stopped by SIGTERM (`timeout`, a CI job's
+    // cancel) or Ctrl-C drops the comparison, and with it the servers it started, which would
+    // otherwise outlive it (a signal's default action runs no destructor).
+    let mut stop = match StopSignal::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install the signal handlers: {e}");
+            return ExitCode::from(super::exit::EXIT_SYSTEM);
+        }
+    };
     // At a terminal, each workload and round as it starts (the whole run takes minutes).
     let progress = super::progress::Progress::on_terminal(format!(
         "round 1/{}: starting the servers",
         spec.rounds
     ));
-    let compared = bench::compare::compare_with(&spec, |step| {
+    let comparing = bench::compare::compare_with(&spec, |step| {
         if let Some(p) = &progress {
             p.set(format!(
                 "round {}/{}: {} against {}",
                 step.round, step.rounds, step.workload, step.server
             ));
         }
-    })
-    .await;
+    });
+    let compared = tokio::select! {
+        compared = comparing => compared,
+        why = stop.received() => return stopped(why, progress),
+    };
     let report = match compared {
         Ok(r) => r,
         Err(e) => {
@@ -259,9 +274,13 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
     } else {
         say_raw!("{}", bench::compare::table(&report));
     }
-    let conformance = match conformance_speed(&args.corpus, spec.rounds, progress.as_ref()).await {
-        Ok(line) => line,
-        Err(code) => return code,
+    let timing = conformance_speed(&args.corpus, spec.rounds, progress.as_ref());
+    let conformance = tokio::select! {
+        timed = timing => match timed {
+            Ok(line) => line,
+            Err(code) => return code,
+        },
+        why = stop.received() => return stopped(why, progress),
     };
     drop(progress);
     say!("{conformance}");
@@ -275,6 +294,14 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `bench compare` stopped by a signal: the servers it started are gone by now (dropped with
+/// the comparison); no report is written.
+fn stopped(why: &str, progress: Option<super::progress::Progress>) -> ExitCode {
+    drop(progress);
+    eprintln!("bench compare {why}: its servers are stopped; no report written");
+    ExitCode::from(EXIT_STOPPED)
 }
 
 /// Times whole conformance runs of the corpus with the builtin target.

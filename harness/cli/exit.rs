@@ -8,6 +8,7 @@
 //! | 2 | bad input: usage, an address, a scenario, profile, cassette or report that is wrong; a selection of nothing; a target that cannot run |
 //! | 3 | unavailable: an address cannot be listened on (in use, not permitted, not this machine's), or a cassette another recorder holds |
 //! | 4 | the system failed: a file could not be written or renamed, the runtime or the signal handlers could not start |
+//! | 5 | stopped before its result: `bench compare` interrupted (Ctrl-C) or terminated (SIGTERM) |
 //!
 //! A script can so tell "the implementation is wrong" (1) from "the command line is" (2) from
 //! "try another port" (3) from "look at the machine" (4).
@@ -20,3 +21,6 @@ pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// The system failed: writing a file, starting the runtime or the signal handlers.
 pub const EXIT_SYSTEM: u8 = 4;
+/// Stopped by a signal before there was a result to give (`bench compare`; the servers, which
+/// stop by a signal as their normal end, exit 0).
+pub const EXIT_STOPPED: u8 = 5;
