@@ -438,6 +438,10 @@ struct KillOnDrop(Vec<i32>);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
+        // Only for a failing test: after a passing one the ids are free, maybe someone else's.
+        if !std::thread::panicking() {
+            return;
+        }
         for pid in self
             .0
             .iter()
@@ -462,8 +466,12 @@ async fn a_terminated_compare_leaves_no_server_running() {
     }
     // Large enough that the run is still going when the signal comes: the signal is sent as
     // soon as the servers are logged running, and the test ends with the bench.
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let report = dir.path().join("compare.json");
     let mut bench = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
         .args(["bench", "compare", "--rounds", "3", "--scale", "1"])
+        .arg("--json")
+        .arg(&report)
         .args(["--log-format", "json"])
         .env("RUST_LOG", "etrn_harness::bench=info")
         .stdin(std::process::Stdio::null())
@@ -545,4 +553,51 @@ async fn a_terminated_compare_leaves_no_server_running() {
         rest.iter().any(|l| l.contains("bench compare terminated")),
         "{rest:?}"
     );
+    // Stopped before the comparison was whole: no report, not even part of one.
+    let left_in_dir: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("the folder reads")
+        .collect();
+    assert!(left_in_dir.is_empty(), "{left_in_dir:?}");
+    assert!(!report.exists());
+}
+
+#[tokio::test]
+async fn compare_writes_its_json_report_whole() {
+    if !common::peer_available("/usr/sbin/smtp-sink", &[])
+        || !common::peer_available("/usr/sbin/smtp-source", &[])
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let report = dir.path().join("compare.json");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["bench", "compare", "--rounds", "1", "--scale", "0.001"])
+        .arg("--json")
+        .arg(&report)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT * 6, run)
+        .await
+        .expect("bench compare ends within the wait")
+        .expect("bench compare runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("conformance run, builtin target"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("the report is there"))
+            .expect("the report is JSON");
+    assert!(
+        json["rows"].as_array().is_some_and(|rows| rows.len() > 10),
+        "{json}"
+    );
+    // Renamed into place: nothing else is left in the folder.
+    assert_eq!(std::fs::read_dir(dir.path()).expect("reads").count(), 1);
 }

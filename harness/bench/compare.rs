@@ -110,11 +110,18 @@ fn start_serve(exe: &PathBuf, output: Output, extra: &[&str]) -> Result<Server, 
             what: exe.display().to_string(),
             source,
         })?;
-    let Some(out) = child.stdout.take() else {
-        return Err(BenchError::NotReady {
+    // A std child is not killed when dropped: one that never says where it listens is stopped
+    // here, not left running.
+    let abandon = |mut child: Child, detail: String| {
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(BenchError::NotReady {
             what: "the smart host".into(),
-            detail: "no standard output".into(),
-        });
+            detail,
+        })
+    };
+    let Some(out) = child.stdout.take() else {
+        return abandon(child, "no standard output".into());
     };
     let mut out = BufReader::new(out);
     let mut first = String::new();
@@ -130,14 +137,13 @@ fn start_serve(exe: &PathBuf, output: Output, extra: &[&str]) -> Result<Server, 
         .and_then(|a| a.parse().ok());
     // Keep reading what it prints, so it never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let addr = first
+    let Some(addr) = first
         .trim()
         .strip_prefix("listening on ")
         .and_then(|a| a.parse().ok())
-        .ok_or_else(|| BenchError::NotReady {
-            what: "the smart host".into(),
-            detail: format!("first line {first:?}"),
-        })?;
+    else {
+        return abandon(child, format!("first line {first:?}"));
+    };
     Ok(Server {
         name: "smart host",
         addr,

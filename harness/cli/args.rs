@@ -43,7 +43,8 @@ use clap::{Parser, Subcommand, ValueEnum};
         1  what was tested did not conform (a FAIL or ERROR, a broken rule, a mismatch)\n  \
         2  bad input: usage, an address, a scenario, profile or cassette file\n  \
         3  unavailable: an address in use or not this machine's, a cassette another recorder holds\n  \
-        4  the system failed: a file not written, no runtime or signal handlers"
+        4  the system failed: a file not written, no runtime or signal handlers\n  \
+        5  stopped before its result: bench compare interrupted or terminated (no report)"
 )]
 pub struct Cli {
     /// Log format on stderr.

@@ -274,30 +274,68 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
     } else {
         say_raw!("{}", bench::compare::table(&report));
     }
+    // The report is whole once the comparison is: written before the conformance timing (which
+    // it does not hold), so a stop during that timing keeps it.
+    if let Some(path) = args.json.clone() {
+        let written = tokio::task::spawn_blocking(move || write_json(&path, &report)).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                drop(progress);
+                eprintln!("error: {message}");
+                return ExitCode::from(super::exit::EXIT_SYSTEM);
+            }
+            Err(e) => {
+                drop(progress);
+                eprintln!("error: the report's writer did not finish: {e}");
+                return ExitCode::from(super::exit::EXIT_SYSTEM);
+            }
+        }
+    }
     let timing = conformance_speed(&args.corpus, spec.rounds, progress.as_ref());
     let conformance = tokio::select! {
         timed = timing => match timed {
             Ok(line) => line,
             Err(code) => return code,
         },
-        why = stop.received() => return stopped(why, progress),
+        why = stop.received() => {
+            drop(progress);
+            eprintln!("bench compare {why} while timing the conformance run; the comparison's report stands");
+            return ExitCode::from(EXIT_STOPPED);
+        }
     };
     drop(progress);
     say!("{conformance}");
-    if let Some(path) = &args.json {
-        let written = serde_json::to_vec_pretty(&report)
-            .map_err(std::io::Error::other)
-            .and_then(|j| std::fs::write(path, j));
-        if let Err(e) = written {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return ExitCode::from(super::exit::EXIT_SYSTEM);
-        }
-    }
     ExitCode::SUCCESS
 }
 
-/// `bench compare` stopped by a signal: the servers it started are gone by now (dropped with
-/// the comparison); no report is written.
+/// Writes `report` as JSON to `path` whole or not at all (a temporary file beside it, renamed
+/// into place): a run stopped while writing leaves no half a report.
+fn write_json(
+    path: &std::path::Path,
+    report: &bench::compare::CompareReport,
+) -> Result<(), String> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    serde_json::to_vec_pretty(report)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            let mut file = tempfile::NamedTempFile::new_in(dir)?;
+            file.write_all(&json)?;
+            file.persist(path).map_err(|e| e.error)?;
+            Ok(())
+        })
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// `bench compare` stopped by a signal during the comparison: the comparison, and with it the
+/// servers it started, was dropped before this runs (`select!` drops the branch that lost), so
+/// they are killed and reaped by now. One exception: a signal while the smart hosts are still
+/// starting (on tokio's blocking pool) stops them when their start finishes, which the runtime's
+/// drop at the end of `run` waits for.
 fn stopped(why: &str, progress: Option<super::progress::Progress>) -> ExitCode {
     drop(progress);
     eprintln!("bench compare {why}: its servers are stopped; no report written");

@@ -11,7 +11,8 @@
 //! | 5 | stopped before its result: `bench compare` interrupted (Ctrl-C) or terminated (SIGTERM) |
 //!
 //! A script can so tell "the implementation is wrong" (1) from "the command line is" (2) from
-//! "try another port" (3) from "look at the machine" (4).
+//! "try another port" (3) from "look at the machine" (4) from "someone stopped it" (5).
+//! `serve`, `record` and `replay` stop by a signal as their normal end, and exit 0.
 
 /// What was tested did not conform.
 pub const EXIT_DISAGREES: u8 = 1;

@@ -1,4 +1,5 @@
-//! Stopping the long-running commands (`serve`, `record`, `replay`): Ctrl-C and SIGTERM.
+//! Stopping the long-running commands (`serve`, `record`, `replay`, `bench compare`): Ctrl-C
+//! and SIGTERM.
 
 use std::time::Duration;
 

@@ -33,8 +33,9 @@ pub struct Accepted {
 
 /// A sans-IO server conversation.
 ///
-/// `Any`, so a driver can run the scripted [`Session`](super::Session) as itself rather than
-/// through the trait object (the smart host's does, for speed).
+/// `Any` (so `'static`: a conversation owns what it holds), so a driver can run the scripted
+/// [`Session`](super::Session) as itself rather than through the trait object (the smart host's
+/// does, for speed).
 pub trait Conversation: Send + std::any::Any {
     /// Bytes from the client, arrived at `now`.
     fn receive(&mut self, bytes: &[u8], now: Instant);

@@ -145,3 +145,38 @@ fn read(path: &Path) -> Result<Cassette, ConversationsError> {
         message: e.reason(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn accepted() -> Accepted {
+        Accepted {
+            index: 0,
+            peer: Ipv4Addr::LOCALHOST.into(),
+            now: std::time::Instant::now(),
+            wall_clock: std::time::SystemTime::now(),
+        }
+    }
+
+    /// The smart host's driver runs a conversation that is a [`Session`] as itself, without
+    /// dynamic dispatch (`smarthost::server::serve`): a wrapper here would silently send every
+    /// scripted session down the slower path.
+    #[test]
+    fn scripted_conversations_are_sessions_and_replays_are_not() {
+        let limits = SessionLimits::default();
+        let scripted = Conversations::scripted(&SmartHostScript::default(), None, &limits)
+            .expect("the default script has conversations");
+        let conversation = (scripted.factory)(&accepted());
+        let any: &dyn Any = conversation.as_ref();
+        assert!(any.is::<Session>());
+        let replay = Conversations::replay(Cassette::default(), ReplayOptions::default());
+        let conversation = (replay.factory)(&accepted());
+        let any: &dyn Any = conversation.as_ref();
+        assert!(!any.is::<Session>());
+        assert!(any.is::<ReplaySession>());
+    }
+}
