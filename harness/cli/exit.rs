@@ -22,6 +22,6 @@ pub const EXIT_INVALID: u8 = 2;
 pub const EXIT_UNAVAILABLE: u8 = 3;
 /// The system failed: writing a file, starting the runtime or the signal handlers.
 pub const EXIT_SYSTEM: u8 = 4;
-/// Stopped by a signal before there was a result to give (`bench compare`; the servers, which
-/// stop by a signal as their normal end, exit 0).
+/// Stopped by a signal before there was a result to give (`bench compare`; `serve`, `record`
+/// and `replay`, which stop by a signal as their normal end, exit 0).
 pub const EXIT_STOPPED: u8 = 5;
