@@ -1,4 +1,6 @@
-//! Reading a file a user named, safely: a regular file only, never blocking, with a size cap.
+//! Files a user names: read safely, and written whole.
+//!
+//! Reading: a regular file only, never blocking, with a size cap.
 //!
 //! A FIFO or a device named where a file belongs would block `read` forever (a FIFO) or never
 //! end (`/dev/zero`). So the file is opened without blocking, checked with `fstat` on the open
@@ -195,9 +197,67 @@ impl Folder {
     }
 }
 
+/// Writes `bytes` to `path` whole or not at all: into a new file beside it, then renamed onto it,
+/// so a reader never sees half of it, nor does a run stopped while writing leave half of it.
+/// The file is readable as any file the user writes (0644 before the umask), not 0600 as a
+/// temporary file. A link to a file keeps the link (the file it names is replaced); what is not
+/// a file (`/dev/stdout`, a FIFO) is a stream, written through as it is, never replaced.
+/// Blocking: call it off a runtime's workers.
+pub fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let target = match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => return std::fs::write(path, bytes),
+        Ok(_) => std::fs::canonicalize(path)?,
+        Err(_) => path.to_path_buf(),
+    };
+    let folder = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(folder)?;
+    file.write_all(bytes)?;
+    file.persist(&target).map_err(|e| e.error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_written_whole_replaces_the_old_one_and_leaves_nothing_beside_it() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        std::fs::write(&path, "old, and longer than the new").unwrap();
+        write_whole(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Others may read it unless the umask says otherwise; never 0600 as a temporary file.
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o600, 0o600);
+        assert_eq!(mode & 0o111, 0);
+        let umask_lets_others_read = {
+            let probe = dir.path().join("probe");
+            std::fs::write(&probe, "").unwrap();
+            std::fs::metadata(&probe).unwrap().permissions().mode() & 0o044 != 0
+        };
+        assert_eq!(mode & 0o044 != 0, umask_lets_others_read, "{mode:o}");
+        // A folder that is not there: an error, nothing written.
+        assert!(write_whole(&dir.path().join("no/such/folder/x"), b"x").is_err());
+        // Through a link: the link stays, the file it names is replaced.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        write_whole(&link, b"through").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&path).unwrap(), b"through");
+        // A stream is written through, never replaced by a file.
+        write_whole(Path::new("/dev/null"), b"gone").unwrap();
+        assert!(!std::fs::metadata("/dev/null").unwrap().is_file());
+    }
 
     #[test]
     fn refuses_what_is_not_a_small_regular_file() {

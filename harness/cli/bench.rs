@@ -309,25 +309,15 @@ async fn compare(args: BenchCompareArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Writes `report` as JSON to `path` whole or not at all (a temporary file beside it, renamed
-/// into place): a run stopped while writing leaves no half a report.
+/// Writes `report` as JSON to `path` whole or not at all: a run stopped while writing leaves no
+/// half a report.
 fn write_json(
     path: &std::path::Path,
     report: &bench::compare::CompareReport,
 ) -> Result<(), String> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => std::path::Path::new("."),
-    };
     serde_json::to_vec_pretty(report)
         .map_err(std::io::Error::other)
-        .and_then(|json| {
-            let mut file = tempfile::NamedTempFile::new_in(dir)?;
-            file.write_all(&json)?;
-            file.persist(path).map_err(|e| e.error)?;
-            Ok(())
-        })
+        .and_then(|json| etrn_harness::files::write_whole(path, &json))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

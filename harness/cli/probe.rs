@@ -1,6 +1,6 @@
 //! `etrn-harness probe`: the probe set against a smart host, graded, compared, or cloned.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -222,15 +222,8 @@ fn emit(report: &ProbeReport, path: &Path) -> Result<(), ExitCode> {
         report.target,
         profile.to_toml()
     );
-    // Written beside the target and renamed onto it: the file is only ever whole.
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let written = tempfile::NamedTempFile::new_in(dir)
-        .and_then(|mut f| f.write_all(text.as_bytes()).map(|()| f))
-        .and_then(|f| f.persist(path).map_err(|e| e.error));
-    if let Err(e) = written {
+    // The file is only ever whole.
+    if let Err(e) = etrn_harness::files::write_whole(path, text.as_bytes()) {
         eprintln!("error: cannot write {}: {e}", path.display());
         return Err(ExitCode::from(super::exit::EXIT_SYSTEM));
     }
