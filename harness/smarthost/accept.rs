@@ -1,12 +1,13 @@
 //! The one accept loop every server here runs: the smart host (scripted or replaying a cassette),
 //! the recording proxy and the record-on-miss replay.
 //!
-//! A task per connection; a cap on simultaneous connections, past which a connection either gets
-//! `421` at once and is counted as a refusal, not as a session, or waits in the kernel's listen
-//! queue until a session ends ([`WhenFull`]); a shutdown signal that every connection
-//! task sees and that ends the loop; and a backoff when the process runs out of file descriptors,
-//! so the loop waits for descriptors to come back instead of spinning on `accept` and flooding the
-//! log (the failed accept is retried after 10 ms, doubling to at most 1 s).
+//! A task per connection, taken in one at a time (the loop yields after each accept); a cap on
+//! simultaneous connections, past which a connection either gets `421` at once and is counted as
+//! a refusal, not as a session, or waits in the kernel's listen queue until a session ends
+//! ([`WhenFull`]); a shutdown signal that every connection task sees and that ends the loop; and a
+//! backoff when the process runs out of file descriptors, so the loop waits for descriptors to
+//! come back instead of spinning on `accept` and flooding the log (the failed accept is retried
+//! after 10 ms, doubling to at most 1 s).
 //!
 //! Every listener here is bound through [`bind`], with a listen backlog of [`LISTEN_BACKLOG`].
 
@@ -171,6 +172,16 @@ pub async fn accept_loop<F, Fut>(
                         session.await;
                         drop(permit);
                     });
+                    // One connection per poll of this loop, as Postfix's event loop takes one
+                    // per pass: the loop yields, so the session just accepted greets and the
+                    // tasks already ready run before the next connection is taken (a session's
+                    // end, or the runtime's next turn, brings the loop back). Without it a poll
+                    // accepts a whole waiting burst (up to tokio's budget of 128) before any of
+                    // its sessions runs; a load tool that opens one connection per pass of its
+                    // own (`smtp-source -s 1000`) is then greeted everywhere at once, holds
+                    // every session's buffers and took half again the page faults (README,
+                    // Benchmarks, "A burst of connections"). Tested below.
+                    tokio::task::yield_now().await;
                 }
                 Err(e) if out_of_descriptors(&e) => {
                     warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed: out of file descriptors; waiting");
@@ -262,5 +273,56 @@ mod tests {
             .expect("every connection is queued at once, none dropped for a full backlog");
         assert_eq!(connected.iter().filter(|c| c.is_ok()).count(), AT_ONCE);
         drop(listener);
+    }
+
+    /// A burst already waiting in the listen queue is taken in one connection at a time: the
+    /// session just accepted runs (greets) before the next connection is accepted, rather than
+    /// the whole queue being accepted before any of its sessions runs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_burst_is_taken_in_one_connection_at_a_time() {
+        use std::sync::Mutex;
+
+        #[derive(Debug, PartialEq)]
+        enum Step {
+            Accepted(usize),
+            SessionRan(usize),
+        }
+        const BURST: usize = 20;
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // All queued by the kernel before the loop starts.
+        let mut clients = Vec::new();
+        for _ in 0..BURST {
+            clients.push(TcpStream::connect(addr).await.unwrap());
+        }
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let (all_ran, mut ran) = tokio::sync::mpsc::channel::<()>(1);
+        let (stop, stop_rx) = watch::channel(false);
+        let accepting = tokio::spawn({
+            let steps = Arc::clone(&steps);
+            let mut accepted = 0;
+            accept_loop(listener, None, stop_rx, move |_stream, _peer, _stop| {
+                let n = accepted;
+                accepted += 1;
+                steps.lock().unwrap().push(Step::Accepted(n));
+                let (steps, all_ran) = (Arc::clone(&steps), all_ran.clone());
+                async move {
+                    steps.lock().unwrap().push(Step::SessionRan(n));
+                    if n + 1 == BURST {
+                        let _ = all_ran.try_send(());
+                    }
+                }
+            })
+        });
+        tokio::time::timeout(Duration::from_secs(10), ran.recv())
+            .await
+            .expect("every waiting connection is accepted and its session run");
+        stop.send(true).unwrap();
+        accepting.await.unwrap();
+        let steps = std::mem::take(&mut *steps.lock().unwrap());
+        let alternating: Vec<Step> = (0..BURST)
+            .flat_map(|n| [Step::Accepted(n), Step::SessionRan(n)])
+            .collect();
+        assert_eq!(steps, alternating);
     }
 }
