@@ -431,6 +431,21 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         json["rows"][0]["smart_host_cpu_us_per_unit"].is_array(),
         "{json}"
     );
+    // A verdict per row, from its two rounds: two rounds can never tell the servers apart.
+    assert_eq!(r.verdicts.len(), r.rows.len());
+    for (row, v) in r.rows.iter().zip(&r.verdicts) {
+        assert_eq!(v.workload, row.name);
+        assert_eq!(v.rounds, 2, "{v:?}");
+        assert_eq!(
+            v.verdict,
+            etrn_harness::bench::verdict::Verdict::NoClearDifference
+        );
+        assert!(table.contains(&v.label()), "{table}");
+    }
+    assert_eq!(
+        json["verdicts"][0]["verdict"], "no_clear_difference",
+        "{json}"
+    );
 }
 
 /// Kills the processes it names when dropped: what a failing test would otherwise leave running.

@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::cpu::{Usage, own_usage, process_usage, waited_children_usage};
 use super::load::{self, LoadReport, LoadSpec, Workload};
 use super::rss::rss_kib;
+use super::verdict::RowVerdict;
 
 /// Why a comparison could not run.
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +290,9 @@ pub struct CompareReport {
     /// Where it ran: CPUs, kernel, the versions of etrn-harness and Postfix.
     pub machine: Machine,
     pub rows: Vec<Row>,
+    /// Each row's rounds counted, and which server they favour beyond chance (a sign test, see
+    /// [`super::verdict`]), in the order of `rows`.
+    pub verdicts: Vec<RowVerdict>,
     /// The peak RSS over the whole run, KiB, of the `serve --quiet` process that ran (a) to
     /// (d), which share it with smtp-sink.
     pub smart_host_peak_rss_kib: Option<u64>,
@@ -663,11 +667,16 @@ pub async fn compare_with(
             }
         }
     }
+    let verdicts = rows
+        .iter()
+        .map(|r| RowVerdict::of(&r.name, &r.smart_host, &r.smtp_sink, r.higher_is_better))
+        .collect();
     Ok(CompareReport {
         rounds: spec.rounds,
         scale: spec.scale,
         machine,
         rows,
+        verdicts,
         smart_host_peak_rss_kib: super::rss::peak_rss_kib(hosts.quiet.pid()),
         smtp_sink_peak_rss_kib: super::rss::peak_rss_kib(sink.pid()),
         other_smart_hosts_peak_rss_kib: hosts
@@ -915,7 +924,10 @@ pub fn raise_fd_limit() {
 pub fn table(report: &CompareReport) -> String {
     let m = &report.machine;
     let mut o = format!(
-        "{} round(s), scale {}; ratio = smart host / smtp-sink per round (min / median / max)\n\
+        "{} round(s), scale {}; ratio = smart host / smtp-sink per round (min / median / max); \
+         rounds = the rounds the smart host did better in, and whether that many could be \
+         chance (a sign test: better or worse only if at most 5% could; three rounds never \
+         decide)\n\
          {} CPU(s), kernel {}, etrn-harness {}, Postfix {}\n\n",
         report.rounds,
         report.scale,
@@ -925,22 +937,29 @@ pub fn table(report: &CompareReport) -> String {
         m.postfix_version.as_deref().unwrap_or("?"),
     );
     o.push_str(&format!(
-        "{:<46} {:<24} {:>14} {:>14}   {:<22} {}\n",
-        "workload", "unit", "smart host", "smtp-sink", "ratio", "p50/p99 µs (host | sink)"
+        "{:<46} {:<24} {:>14} {:>14}   {:<22} {:<12} {}\n",
+        "workload",
+        "unit",
+        "smart host",
+        "smtp-sink",
+        "ratio",
+        "rounds",
+        "p50/p99 µs (host | sink)"
     ));
-    for r in &report.rows {
+    for (r, verdict) in report.rows.iter().zip(&report.verdicts) {
         let (lo, mid, hi) = r.ratios();
         let lat = r
             .latency_us
             .map(|((a, b), (c, d))| format!("{a}/{b} | {c}/{d}"))
             .unwrap_or_default();
         o.push_str(&format!(
-            "{:<46} {:<24} {:>14.1} {:>14.1}   {:<22} {}\n",
+            "{:<46} {:<24} {:>14.1} {:>14.1}   {:<22} {:<12} {}\n",
             r.name,
             r.unit,
             median_of(&r.smart_host),
             median_of(&r.smtp_sink),
             format!("{lo:.2} / {mid:.2} / {hi:.2}"),
+            verdict.label(),
             lat
         ));
     }

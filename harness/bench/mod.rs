@@ -5,6 +5,7 @@
 //! - [`compare`](mod@compare): the smart host and smtp-sink as processes, the same workloads in
 //!   the order A B B A over several rounds, ratios per workload, and Postfix's own smtp-source
 //!   as a second load tool.
+//! - [`verdict`]: what a row's rounds say, by a sign test: which server did better, or a tie.
 //! - [`cpu`]: CPU time and page faults from `/proc`: a server's, the load generator's,
 //!   smtp-source's.
 //! - [`memory`]: what recording costs: bytes per recorded session, RSS after a long soak.
@@ -20,6 +21,7 @@ pub mod load;
 pub mod memory;
 pub mod reads;
 pub mod rss;
+pub mod verdict;
 pub mod waits;
 
 pub use compare::{CompareReport, CompareSpec, compare};

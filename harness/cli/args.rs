@@ -425,7 +425,8 @@ pub enum BenchCommand {
     Load(BenchLoadArgs),
     /// The smart host (release build recommended) and Postfix's smtp-sink side by side: the load
     /// generator's workloads, smtp-source, and `serve` as users run it (default output,
-    /// `--record FILE`, 10 pending API waits, a worker per CPU, `--when-full queue`), with each
+    /// `--record FILE`, 10 pending API waits, a worker per CPU, `--when-full queue`): per row the
+    /// ratio of the two and whether its rounds tell them apart beyond chance, each
     /// server's CPU time per unit, and the load tool's share of the time and its minor page
     /// faults per unit (smtp-source runs with glibc's heap trimming off and the largest mmap
     /// threshold, so its faults swing far less from run to run); at a terminal, each round and
@@ -518,8 +519,10 @@ pub struct BenchLoadArgs {
 pub struct BenchCompareArgs {
     /// Rounds; each runs every workload four times, smart host and smtp-sink in the order A B B A
     /// (which goes first alternates by round), each run half the count, and takes each server's
-    /// mean.
-    #[arg(long, default_value_t = 3)]
+    /// mean. The table's `rounds` column counts the rounds the smart host did better in and says
+    /// `better` or `worse` only when that many could not be chance (a sign test at 5%: 5 of 5,
+    /// 6 of 6, 7 of 8, 8 of 9 ...); with fewer than 5 rounds every row reads `tie`.
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections,
     /// 5k messages for `serve` with its default output; per server and round, in two halves).
