@@ -180,7 +180,7 @@ pub async fn accept_loop<F, Fut>(
                     // its sessions runs; a load tool that opens one connection per pass of its
                     // own (`smtp-source -s 1000`) is then greeted everywhere at once, holds
                     // every session's buffers and took half again the page faults (README,
-                    // Benchmarks, "A burst of connections"). Tested below.
+                    // Benchmarks, "A waiting burst"). Tested below.
                     tokio::task::yield_now().await;
                 }
                 Err(e) if out_of_descriptors(&e) => {
