@@ -443,7 +443,14 @@ async fn compare_runs_every_workload_against_both_servers_and_names_the_machine(
         assert!(table.contains(&v.label()), "{table}");
     }
     assert_eq!(
-        json["verdicts"][0]["verdict"], "no_clear_difference",
+        (
+            &json["verdicts"][0]["verdict"],
+            &json["verdicts"][0]["smart_host_ahead"]
+        ),
+        (
+            &serde_json::json!("no_clear_difference"),
+            &serde_json::json!(r.verdicts[0].smart_host_ahead)
+        ),
         "{json}"
     );
 }

@@ -926,8 +926,8 @@ pub fn table(report: &CompareReport) -> String {
     let mut o = format!(
         "{} round(s), scale {}; ratio = smart host / smtp-sink per round (min / median / max); \
          rounds = the rounds the smart host did better in, and whether that many could be \
-         chance (a sign test: better or worse only if at most 5% could; three rounds never \
-         decide)\n\
+         chance (a sign test at 5% in each direction: better 5/5, 6/6, 7/7, 7/8 ...; fewer than \
+         five rounds never decide; across many rows trust a verdict two runs repeat)\n\
          {} CPU(s), kernel {}, etrn-harness {}, Postfix {}\n\n",
         report.rounds,
         report.scale,

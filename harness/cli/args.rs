@@ -520,8 +520,10 @@ pub struct BenchCompareArgs {
     /// Rounds; each runs every workload four times, smart host and smtp-sink in the order A B B A
     /// (which goes first alternates by round), each run half the count, and takes each server's
     /// mean. The table's `rounds` column counts the rounds the smart host did better in and says
-    /// `better` or `worse` only when that many could not be chance (a sign test at 5%: 5 of 5,
-    /// 6 of 6, 7 of 8, 8 of 9 ...); with fewer than 5 rounds every row reads `tie`.
+    /// `better` or `worse` only when that many could not be chance (a sign test at 5% in each
+    /// direction, over the rounds that differed: 5 of 5, 6 of 6, 7 of 7, 7 of 8, 8 of 9); with
+    /// fewer than 5 rounds every row reads `tie`. Equal servers still get a verdict on some row
+    /// of eleven in many runs: trust one that a second run repeats.
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Multiplies every workload's count (1.0: 20k sessions, 200k ETRN, 5k idle connections,

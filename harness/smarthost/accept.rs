@@ -1,13 +1,13 @@
 //! The one accept loop every server here runs: the smart host (scripted or replaying a cassette),
 //! the recording proxy and the record-on-miss replay.
 //!
-//! A task per connection, taken in one at a time (the loop yields after each accept); a cap on
-//! simultaneous connections, past which a connection either gets `421` at once and is counted as
-//! a refusal, not as a session, or waits in the kernel's listen queue until a session ends
-//! ([`WhenFull`]); a shutdown signal that every connection task sees and that ends the loop; and a
-//! backoff when the process runs out of file descriptors, so the loop waits for descriptors to
-//! come back instead of spinning on `accept` and flooding the log (the failed accept is retried
-//! after 10 ms, doubling to at most 1 s).
+//! A task per connection, taken in one at a time (the loop yields after each accept; a refusal
+//! at the cap does not wait its turn); a cap on simultaneous connections, past which a
+//! connection either gets `421` at once and is counted as a refusal, not as a session, or waits
+//! in the kernel's listen queue until a session ends ([`WhenFull`]); a shutdown signal that every
+//! connection task sees and that ends the loop; and a backoff when the process runs out of file
+//! descriptors, so the loop waits for descriptors to come back instead of spinning on `accept`
+//! and flooding the log (the failed accept is retried after 10 ms, doubling to at most 1 s).
 //!
 //! Every listener here is bound through [`bind`], with a listen backlog of [`LISTEN_BACKLOG`].
 
@@ -180,7 +180,8 @@ pub async fn accept_loop<F, Fut>(
                     // its sessions runs; a load tool that opens one connection per pass of its
                     // own (`smtp-source -s 1000`) is then greeted everywhere at once, holds
                     // every session's buffers and took half again the page faults (README,
-                    // Benchmarks, "A waiting burst"). Tested below.
+                    // Benchmarks, "A waiting burst"). Tested below, on one event loop (serve's
+                    // default); with several workers the loop waits for its own worker's turn.
                     tokio::task::yield_now().await;
                 }
                 Err(e) if out_of_descriptors(&e) => {
