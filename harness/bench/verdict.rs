@@ -51,12 +51,14 @@ impl RowVerdict {
         smtp_sink: &[f64],
         higher_is_better: bool,
     ) -> RowVerdict {
-        let (mut host, mut sink) = (0, 0);
+        let (mut host, mut sink, mut level) = (0, 0, 0);
         for (h, s) in smart_host.iter().zip(smtp_sink) {
-            if h.is_nan() || s.is_nan() || h == s {
+            if h.is_nan() || s.is_nan() {
                 continue;
             }
-            if (h > s) == higher_is_better {
+            if h == s {
+                level += 1;
+            } else if (h > s) == higher_is_better {
                 host += 1;
             } else {
                 sink += 1;
@@ -73,11 +75,7 @@ impl RowVerdict {
         };
         RowVerdict {
             workload: workload.to_owned(),
-            rounds: smart_host
-                .iter()
-                .zip(smtp_sink)
-                .filter(|(h, s)| !h.is_nan() && !s.is_nan())
-                .count(),
+            rounds: decided + level,
             smart_host_ahead: host,
             smtp_sink_ahead: sink,
             chance,
