@@ -1702,12 +1702,7 @@ fn a_long_recording_is_streamed_in_chunks_as_the_same_document() {
     assert_eq!(status, 200, "{body}");
     let document = dechunked(&body).unwrap_or_else(|| panic!("not chunked: {:?}", &body[..80]));
     let recording: serde_json::Value = serde_json::from_str(&document).expect("one JSON document");
-    let ids: Vec<u64> = recording["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .filter_map(|s| s["id"].as_u64())
-        .collect();
+    let ids = session_ids(&recording);
     assert_eq!(ids, (1..=sessions).collect::<Vec<u64>>());
     assert!(recording["sessions"][0]["etrn"][0]["domain"] == "d0.example");
     // The ETRNs alone fit in one piece: answered whole, with their length.
@@ -1716,6 +1711,67 @@ fn a_long_recording_is_streamed_in_chunks_as_the_same_document() {
     let etrn: serde_json::Value = serde_json::from_str(&etrn).expect("JSON, not chunked");
     assert_eq!(etrn.as_array().map(Vec::len), Some(150));
     assert_eq!(etrn[149]["session"], 150);
+}
+
+#[test]
+fn serve_retain_n_keeps_the_sessions_that_closed_last_and_counts_the_rest() {
+    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--events", "none", "--retain", "2"]);
+    let api = api_of(&mut serve);
+    for n in 1..=5 {
+        talk(
+            &serve.addr,
+            format!("EHLO c\r\nETRN d{n}.example\r\nQUIT\r\n").as_bytes(),
+        );
+    }
+    // `talk` returns when the server has hung up, before it may have recorded the close: wait
+    // on the count the recording keeps whatever it forgets.
+    let (status, body) = http(&api, "GET", "/recording?sessions=5&timeout=20", "");
+    assert_eq!(status, 200, "{body}");
+    let recording: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let ids = session_ids(&recording);
+    assert_eq!(ids, vec![4, 5], "{recording}");
+    assert_eq!(recording["forgotten"], 3, "{recording}");
+    // The ETRN index forgets with the sessions: the last two domains only.
+    let (status, etrn) = http(&api, "GET", "/etrn", "");
+    assert_eq!(status, 200, "{etrn}");
+    let etrn: serde_json::Value = serde_json::from_str(&etrn).expect("JSON");
+    let domains: Vec<&str> = etrn
+        .as_array()
+        .expect("ETRNs")
+        .iter()
+        .filter_map(|e| e["domain"].as_str())
+        .collect();
+    assert_eq!(domains, vec!["d4.example", "d5.example"]);
+}
+
+#[test]
+fn serve_retain_refuses_what_is_not_a_count_all_or_open() {
+    let (code, err) = exits_by_itself(&["serve", "--retain", "some"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--retain") && err.contains("e.g. --retain 10000"),
+        "{err}"
+    );
+    // The help says what it keeps unless told.
+    let out = Command::new(env!("CARGO_BIN_EXE_etrn-harness"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("runs");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("--retain <N|all|open>") && help.contains("[default: 10000]"),
+        "{help}"
+    );
+}
+
+/// The ids of the sessions a recording document (or a page of one) holds, in its order.
+fn session_ids(recording: &serde_json::Value) -> Vec<u64> {
+    recording["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["id"].as_u64())
+        .collect()
 }
 
 /// A header's value in a head [`exchange_with_head`] returned (names in lower case).
@@ -1757,12 +1813,7 @@ fn a_client_pages_through_the_recording_and_the_etrns_by_cursor() {
     let mut pages = Vec::new();
     loop {
         let (head, page) = get(&path);
-        let ids: Vec<u64> = page["sessions"]
-            .as_array()
-            .expect("sessions")
-            .iter()
-            .filter_map(|s| s["id"].as_u64())
-            .collect();
+        let ids = session_ids(&page);
         // The cursor is the last id of the page.
         assert_eq!(
             header_of(&head, "next-after"),
@@ -2924,12 +2975,7 @@ fn the_recording_command_gives_what_get_recording_answers_and_the_stop_line_tell
     let (status, from_api) = http(&api, "GET", "/recording?sessions=2&timeout=5", "");
     assert_eq!(status, 200, "{from_api}");
     let document: serde_json::Value = serde_json::from_str(&from_api).expect("JSON");
-    let ids: Vec<u64> = document["sessions"]
-        .as_array()
-        .expect("sessions")
-        .iter()
-        .filter_map(|s| s["id"].as_u64())
-        .collect();
+    let ids = session_ids(&document);
     assert_eq!(ids, [2, 3], "{from_api}");
     sigterm(&serve.child);
     let out = serve.lines_until("stopped (").join("\n");

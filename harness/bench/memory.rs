@@ -76,7 +76,8 @@ pub(crate) fn temp_dir() -> Result<tempfile::TempDir, BenchError> {
 /// Measures both figures.
 pub async fn memory(spec: &MemorySpec) -> Result<MemoryReport, BenchError> {
     let not_ready = unreadable;
-    let full = start_smart_host(&spec.smart_host_exe, &[])?;
+    // Every session kept, whatever the default: the growth over the sessions is what each keeps.
+    let full = start_smart_host(&spec.smart_host_exe, &["--retain", "all"])?;
     let warm = sessions(full.addr, WARM_UP, spec.max_duration).await;
     let before = rss::rss_kib(full.pid()).ok_or_else(|| not_ready("the smart host"))?;
     let measured = sessions(full.addr, spec.full_sessions, spec.max_duration).await;

@@ -93,7 +93,14 @@ pub async fn reads(spec: &ReadsSpec) -> Result<ReadsReport, BenchError> {
     let file_arg = file.to_string_lossy().into_owned();
     let host = start_smart_host(
         &spec.smart_host_exe,
-        &["--api", "127.0.0.1:0", "--record", &file_arg],
+        &[
+            "--api",
+            "127.0.0.1:0",
+            "--retain",
+            "all",
+            "--record",
+            &file_arg,
+        ],
     )?;
     let api = host.api.ok_or_else(|| BenchError::NotReady {
         what: "the smart host's API".into(),

@@ -603,9 +603,11 @@ pub struct ServeArgs {
           default_value_t = etrn_harness::smarthost::STREAM_BUFFER_OCTETS as u64,
           value_parser = clap::value_parser!(u64).range(1..=(1 << 30)))]
     pub record_buffer: u64,
-    /// How much history to keep in memory: all, or open sessions only (memory stays flat in a
-    /// soak; --record still streams everything).
-    #[arg(long, value_enum, default_value_t = RetentionArg::All)]
+    /// How much history to keep in memory: N (open sessions and the N that closed last; an
+    /// older one is counted, then forgotten), all, or open (open sessions only). Only all lets
+    /// the memory of closed sessions grow without bound; --record still streams everything.
+    #[arg(long, value_name = "N|all|open", default_value = DEFAULT_RETAIN,
+          value_parser = retention)]
     pub retain: RetentionArg,
     /// Stop after this many sessions have closed (at least 1).
     #[arg(long, value_parser = at_least_one)]
@@ -713,14 +715,36 @@ impl From<MatchArg> for etrn_harness::proto::MatchMode {
     }
 }
 
+/// `serve --retain`'s default: the closed sessions kept. Enough for any test that reads what it
+/// caused (the counts stay exact whatever is forgotten), and a bound on memory in a load test:
+/// about 4 MiB of EHLO/ETRN/QUIT sessions (README, Memory of the recording).
+pub const DEFAULT_RETAIN: &str = "10000";
+
 /// `serve --retain`: how much history the recorder keeps in memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetentionArg {
     /// Every session, open or closed.
     All,
+    /// Open sessions and the N that closed last.
+    Latest(usize),
     /// Open sessions only: a closed session is counted, then forgotten (memory stays flat in a
     /// soak; a JSON Lines stream keeps everything).
     Open,
+}
+
+/// `--retain`'s value: a count, `all` or `open`.
+pub fn retention(s: &str) -> Result<RetentionArg, String> {
+    match s {
+        "all" => Ok(RetentionArg::All),
+        "open" => Ok(RetentionArg::Open),
+        _ => match s.parse::<usize>() {
+            Ok(0) => Ok(RetentionArg::Open),
+            Ok(n) => Ok(RetentionArg::Latest(n)),
+            Err(_) => Err(format!(
+                "is not a count of closed sessions, `all` or `open`; e.g. --retain {DEFAULT_RETAIN}"
+            )),
+        },
+    }
 }
 
 impl From<RetentionArg> for etrn_harness::smarthost::Retention {
@@ -728,6 +752,7 @@ impl From<RetentionArg> for etrn_harness::smarthost::Retention {
         use etrn_harness::smarthost::Retention;
         match arg {
             RetentionArg::All => Retention::All,
+            RetentionArg::Latest(n) => Retention::Latest(n),
             RetentionArg::Open => Retention::Open,
         }
     }

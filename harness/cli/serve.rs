@@ -276,7 +276,7 @@ async fn serve(config: SmartHostConfig, options: ServeOptions) -> ExitCode {
     let recorder = stop_host(host, &mut stop_signal).await;
     // The closes the shutdown recorded are printed too, before the stop line that counts them.
     let printer = printing.stop().await;
-    // Counted by the recorder, so forgotten sessions (--retain open) count too.
+    // Counted by the recorder, so forgotten sessions (--retain N or open) count too.
     let sessions = recorder.session_count();
     // FILE first, so that the stop line is the last line, as for record and replay.
     let code = finish_recording(record, partial.as_deref(), &recorder, &printer);

@@ -4,7 +4,7 @@
 //! The recording serialises to the JSON document `etrn-harness serve --record` writes; its shape is
 //! documented in the README ("Recording format").
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -246,9 +246,24 @@ pub enum Retention {
     /// Every session, open or closed.
     #[default]
     All,
+    /// Open sessions and the `n` that closed last: when one more closes, the one that closed
+    /// longest ago is counted, then forgotten (memory stays bounded by `n` sessions whatever the
+    /// length of the run; a JSON Lines stream keeps everything). `Latest(0)` is [`Retention::Open`].
+    Latest(usize),
     /// Open sessions only: a closed session is counted, then forgotten (memory stays flat in a
     /// soak; a JSON Lines stream keeps everything).
     Open,
+}
+
+impl Retention {
+    /// How many closed sessions it keeps, `None` for all of them.
+    fn closed_kept(self) -> Option<usize> {
+        match self {
+            Retention::All => None,
+            Retention::Latest(n) => Some(n),
+            Retention::Open => Some(0),
+        }
+    }
 }
 
 /// What the recorder keeps of one session: its facts and its event log, nothing twice. The lists
@@ -435,9 +450,13 @@ impl DomainCounts {
 /// The ETRNs of the sessions held, by number: the numbers run in the order ETRNs were recorded,
 /// so they are kept as runs of consecutive numbers of one session (one run for a session that
 /// pipelines thousands), in order, found by a binary search.
+///
+/// A deque, because sessions leave from both ends: under [`Retention::Latest`] the oldest closed
+/// session goes (its runs lead), under [`Retention::Open`] the one that just closed (its runs
+/// are among the last).
 #[derive(Debug, Default)]
 struct EtrnNumbers {
-    runs: Vec<EtrnRun>,
+    runs: VecDeque<EtrnRun>,
     /// How many numbers the runs hold.
     held: usize,
 }
@@ -464,7 +483,7 @@ impl EtrnNumbers {
     /// Adds ETRN `number` (higher than any held), the `nth` of `session`.
     fn push(&mut self, number: u64, session: u64, nth: u32) {
         self.held += 1;
-        if let Some(last) = self.runs.last_mut()
+        if let Some(last) = self.runs.back_mut()
             && last.session == session
             && last.end() == number
             && last.nth.checked_add(last.count) == Some(nth)
@@ -472,7 +491,7 @@ impl EtrnNumbers {
             last.count += 1;
             return;
         }
-        self.runs.push(EtrnRun {
+        self.runs.push_back(EtrnRun {
             first: number,
             count: 1,
             session,
@@ -481,14 +500,26 @@ impl EtrnNumbers {
     }
 
     /// Takes out the `count` ETRNs of `session`, the first of them numbered `first`. Only the
-    /// runs from there on are looked at: under `--retain open` a session that pipelines for hours
-    /// leaves a run between every two short sessions' ETRNs, and each short session that closes
-    /// must not walk all of them.
+    /// runs from its first to its last are looked at, and the gap they leave is closed from the
+    /// nearer end: under `--retain open` a session that pipelines for hours leaves a run between
+    /// every two short sessions' ETRNs, and each short session that closes must not walk all of
+    /// them; under `--retain N` the session forgotten is the oldest, whose runs lead.
     fn forget(&mut self, session: u64, first: u64, count: u32) {
         let start = self.runs.partition_point(|r| r.end() <= first);
-        let mut tail = self.runs.split_off(start);
-        tail.retain(|r| r.session != session);
-        self.runs.append(&mut tail);
+        let mut left = count;
+        let (mut kept, mut read) = (start, start);
+        while left > 0 && read < self.runs.len() {
+            let run = self.runs[read];
+            if run.session == session {
+                left = left.saturating_sub(run.count);
+            } else {
+                self.runs[kept] = run;
+                kept += 1;
+            }
+            read += 1;
+        }
+        // `VecDeque::drain` moves whichever side of the gap is shorter.
+        self.runs.drain(kept..read);
         self.held = self.held.saturating_sub(count as usize);
     }
 
@@ -503,7 +534,7 @@ impl EtrnNumbers {
 
     /// The highest number held.
     fn last(&self) -> Option<u64> {
-        self.runs.last().map(|r| r.end() - 1)
+        self.runs.back().map(|r| r.end() - 1)
     }
 
     /// The ETRNs numbered after `after`, in order: each number, its session and its place there.
@@ -511,7 +542,7 @@ impl EtrnNumbers {
         let start = self
             .runs
             .partition_point(|r| r.end() <= after.saturating_add(1));
-        self.runs[start..].iter().flat_map(move |r| {
+        self.runs.range(start..).flat_map(move |r| {
             let from = r.first.max(after.saturating_add(1));
             (from..r.end()).map(move |n| {
                 let nth = u64::from(r.nth) + (n - r.first);
@@ -531,6 +562,9 @@ struct State {
     /// facts are some 240 octets; in the nodes themselves they cost twice that per session, behind
     /// a box only the pointer does.
     sessions: BTreeMap<u64, Box<SessionLog>>,
+    /// The closed sessions held, in the order they closed: under [`Retention::Latest`] the
+    /// first is the next to be forgotten (empty under the other retentions).
+    closed_held: VecDeque<u64>,
     /// Reply texts the held logs share.
     interner: Interner,
     last_id: u64,
@@ -584,6 +618,22 @@ impl State {
             }
             domains
         })
+    }
+
+    /// Forgets closed session `id`: it is counted as forgotten, and its ETRNs leave the indexes
+    /// with it (its log is read only if it has any, and the domains are built).
+    fn forget(&mut self, id: u64) {
+        if let Some(s) = self.sessions.remove(&id) {
+            if s.etrns > 0 {
+                self.etrn_numbers.forget(id, s.first_etrn, s.etrns);
+                if let Some(domains) = self.etrn_domains.as_mut() {
+                    for domain in etrn_domains_of(&s, &self.interner) {
+                        domains.remove_one(&domain);
+                    }
+                }
+            }
+            self.forgotten += 1;
+        }
     }
 
     /// Appends one JSON line, recorded at `at_us`, to the stream, if there is one: straight into
@@ -841,7 +891,7 @@ impl Recorder {
         let at = self.now_us();
         {
             let mut r = self.lock();
-            let forget = r.retention == Retention::Open;
+            let kept = r.retention.closed_kept();
             let Some(s) = r.sessions.get_mut(&id) else {
                 return;
             };
@@ -853,21 +903,25 @@ impl Recorder {
             s.events.shrink();
             r.closed += 1;
             r.stream(at, |out| json_line::write_closed(out, at, id, &reason));
-            if forget {
-                let state = &mut *r;
-                if let Some(s) = state.sessions.remove(&id) {
-                    // Its ETRNs leave the indexes with it (the log is read only if it has any,
-                    // and the domains are built).
-                    if s.etrns > 0 {
-                        state.etrn_numbers.forget(id, s.first_etrn, s.etrns);
-                        if let Some(domains) = state.etrn_domains.as_mut() {
-                            for domain in etrn_domains_of(&s, &state.interner) {
-                                domains.remove_one(&domain);
-                            }
+            match kept {
+                None => {}
+                Some(0) => r.forget(id),
+                Some(n) => {
+                    r.closed_held.push_back(id);
+                    if r.closed_held.len() > n && r.forgotten == 0 {
+                        // Once: from here on every close forgets one, counted.
+                        tracing::info!(
+                            kept = n,
+                            "history full: the oldest closed session is forgotten as each \
+                             one more closes (counted as forgotten)"
+                        );
+                    }
+                    while r.closed_held.len() > n {
+                        if let Some(oldest) = r.closed_held.pop_front() {
+                            r.forget(oldest);
                         }
                     }
                 }
-                state.forgotten += 1;
             }
         }
         self.closed_changed.notify_waiters();
@@ -887,6 +941,7 @@ impl Recorder {
         {
             let mut r = self.lock();
             r.sessions.retain(|_, s| s.is_open());
+            r.closed_held.clear();
             for s in r.sessions.values_mut() {
                 s.events = EventLog::default();
                 s.etrns = 0;
@@ -1866,6 +1921,67 @@ mod tests {
         r.close(second, CloseReason::PeerClosed);
         assert_eq!(r.closed_count(), 2);
         assert!(r.recording().sessions.is_empty());
+    }
+
+    #[test]
+    fn retention_latest_keeps_the_sessions_that_closed_last_and_every_open_one() {
+        let r = Recorder::with_retention(Retention::Latest(2));
+        // Opened first and still open when the others close: never forgotten for its age.
+        let idle = r.open(peer());
+        let ids: Vec<u64> = (0..5).map(|_| r.open(peer())).collect();
+        for (n, id) in ids.iter().enumerate() {
+            etrn(&r, *id, &format!("d{n}.example"));
+        }
+        // Closed out of order: the order of closing decides, not the ids.
+        for id in [ids[3], ids[0], ids[4], ids[1]] {
+            r.close(id, CloseReason::Quit);
+        }
+        let rec = r.recording();
+        let held: Vec<u64> = rec.sessions.iter().map(|s| s.id).collect();
+        assert_eq!(
+            held,
+            vec![idle, ids[1], ids[2], ids[4]],
+            "the open two and the last two closed, in id order"
+        );
+        assert_eq!((rec.forgotten, r.closed_count(), r.etrn_count()), (2, 4, 5));
+        assert!(
+            !r.has_etrn("d3.example") && !r.has_etrn("d0.example"),
+            "forgotten"
+        );
+        assert!(r.has_etrn("d4.example") && r.has_etrn("d1.example") && r.has_etrn("d2.example"));
+        let numbered: Vec<u64> = r.etrns().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(
+            numbered,
+            vec![ids[1], ids[2], ids[4]],
+            "the numbers index forgets them too"
+        );
+        // A reset forgets the closed ones held; the count starts again from there.
+        r.reset();
+        let after: Vec<u64> = (0..3).map(|_| r.open(peer())).collect();
+        for id in &after {
+            r.close(*id, CloseReason::Quit);
+        }
+        let held: Vec<u64> = r.recording().sessions.iter().map(|s| s.id).collect();
+        assert_eq!(held, vec![idle, ids[2], after[1], after[2]]);
+    }
+
+    #[test]
+    fn forgetting_the_oldest_session_leaves_every_other_etrn_in_number_order() {
+        let mut numbers = EtrnNumbers::default();
+        // Sessions 1 and 2 interleave (1 1 2 1 2 2), then 3 pipelines.
+        for (number, (session, nth)) in [(1, 0), (1, 1), (2, 0), (1, 2), (2, 1), (2, 2), (3, 0)]
+            .into_iter()
+            .enumerate()
+        {
+            numbers.push(number as u64 + 1, session, nth);
+        }
+        numbers.forget(1, 1, 3);
+        let left: Vec<(u64, u64, usize)> = numbers.after(0).collect();
+        assert_eq!(left, vec![(3, 2, 0), (5, 2, 1), (6, 2, 2), (7, 3, 0)]);
+        assert_eq!(numbers.len(), 4);
+        numbers.forget(3, 7, 1);
+        numbers.forget(2, 3, 3);
+        assert_eq!((numbers.len(), numbers.after(0).count()), (0, 0));
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct SmartHostConfig {
     /// What one more gets: `421` at connect (the default), or a wait in the listen queue until a
     /// session ends.
     pub when_full: WhenFull,
-    /// How much history the recorder keeps in memory. Default: all of it.
+    /// How much history the recorder keeps in memory. Default: all of it (a test reads what it
+    /// caused; `serve` keeps the 10,000 sessions that closed last unless told `--retain`).
     pub retention: Retention,
     /// A profile of one's own (`serve --profile-file`) in place of the one the script names.
     pub profile: Option<Profile>,
