@@ -4,8 +4,8 @@
 //! | method and path | what it does |
 //! |---|---|
 //! | `GET /` | where the SMTP server listens, and these endpoints |
-//! | `GET /recording` | the whole recording (the JSON of [`Recording`](crate::proto::Recording)) |
-//! | `GET /etrn` | every ETRN so far, in order, with its session |
+//! | `GET /recording` | the recording of the sessions held (the JSON of [`Recording`](crate::proto::Recording)) |
+//! | `GET /etrn` | every ETRN of the sessions held, in order, with its session |
 //! | `GET /events` | the live feed: one server-sent event per session event |
 //! | `POST /reset` | forget what was recorded ([`Recorder::reset`]) |
 //! | `GET /script` | the script new connections get, as JSON |

@@ -1715,7 +1715,11 @@ fn a_long_recording_is_streamed_in_chunks_as_the_same_document() {
 
 #[test]
 fn serve_retain_n_keeps_the_sessions_that_closed_last_and_counts_the_rest() {
-    let mut serve = Serve::spawn(&["--api", "127.0.0.1:0", "--events", "none", "--retain", "2"]);
+    // Serve's own default log filter: its warnings only.
+    let (mut serve, log) = Serve::spawn_logged(
+        &["--api", "127.0.0.1:0", "--events", "none", "--retain", "2"],
+        "warn",
+    );
     let api = api_of(&mut serve);
     for n in 1..=5 {
         talk(
@@ -1742,6 +1746,14 @@ fn serve_retain_n_keeps_the_sessions_that_closed_last_and_counts_the_rest() {
         .filter_map(|e| e["domain"].as_str())
         .collect();
     assert_eq!(domains, vec!["d4.example", "d5.example"]);
+    sigterm(&serve.child);
+    assert!(serve.child.wait().expect("exits").success());
+    // Its stderr ends when it exits: every line it logged, and one warning that it forgets.
+    let warned = log
+        .iter()
+        .filter(|line| line.contains("history full"))
+        .count();
+    assert_eq!(warned, 1, "one warning, at the first session forgotten");
 }
 
 #[test]

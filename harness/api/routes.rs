@@ -119,7 +119,7 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             "/recording",
             recording,
             Operation {
-                summary: "the whole recording, or a page of its sessions; waits when asked",
+                summary: "the recording of the sessions held, or a page of them; waits when asked",
                 query: Some(fields::<WaitQuery>),
                 path: None,
                 body: Vec::new(),
@@ -134,8 +134,8 @@ pub(super) fn endpoints() -> Vec<Endpoint> {
             "/etrn",
             etrn,
             Operation {
-                summary: "every ETRN so far in the order recorded, each with its session, or a \
-                          page of them; waits when asked",
+                summary: "every ETRN of the sessions held in the order recorded, each with its \
+                          session, or a page of them; waits when asked",
                 query: Some(fields::<WaitQuery>),
                 path: None,
                 body: Vec::new(),

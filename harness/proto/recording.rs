@@ -24,7 +24,8 @@ pub struct Recording {
     pub version: u32,
     /// Connections refused with `421` at the connection cap: not sessions, counted apart.
     pub refused: u64,
-    /// Closed sessions the recorder no longer holds (retention `open`): they are in the stream.
+    /// Closed sessions the recorder no longer holds (`serve --retain N` past its N, or `--retain
+    /// open`): counted, not shown; a `--record` stream has them.
     #[serde(skip_serializing_if = "is_zero")]
     pub forgotten: u64,
     pub sessions: Vec<SessionRecording>,

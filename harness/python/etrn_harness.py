@@ -72,7 +72,8 @@ class SmartHost:
     """A running ``etrn-harness serve`` on 127.0.0.1, port 0 for SMTP and for the API.
 
     ``args`` are more ``serve`` options (``["--profile", "postfix"]``; the helper sets
-    ``--listen``, ``--api``, ``--events`` and ``--record`` itself). Start it with
+    ``--listen``, ``--api``, ``--events`` and ``--record`` itself, and ``--retain all`` unless
+    ``args`` give ``--retain``: a test reads every session it caused). Start it with
     ``start()`` or ``with SmartHost() as host:``; ``stop()`` ends it with SIGTERM and returns the
     recording.
     """
@@ -101,6 +102,8 @@ class SmartHost:
             "--api", "127.0.0.1:0",
             "--events", "jsonl",
             "--record", self._record,
+            *([] if any(a == "--retain" or a.startswith("--retain=") for a in self.args)
+              else ["--retain", "all"]),
             *self.args,
         ]
         try:
@@ -196,7 +199,7 @@ class SmartHost:
 
     def wait_for_etrn(self, domain, timeout=10):
         """Waits until an ETRN for ``domain`` has arrived (compared as domains: case, trailing
-        dot and IDNA form do not matter); returns every ETRN so far (dicts with ``domain``,
+        dot and IDNA form do not matter); returns every ETRN of the sessions held (dicts with ``domain``,
         ``reply``, ``session``...). ``TimeoutError`` when none came within ``timeout`` s."""
         query = urllib.parse.urlencode({"wait": domain, "timeout": timeout})
         return self._request("GET", f"/etrn?{query}", timeout=timeout)

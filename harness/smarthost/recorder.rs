@@ -242,6 +242,7 @@ pub struct WaitTimeout {
 
 /// How much of a smart host's history the recorder keeps in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Retention {
     /// Every session, open or closed.
     #[default]
@@ -451,14 +452,21 @@ impl DomainCounts {
 /// so they are kept as runs of consecutive numbers of one session (one run for a session that
 /// pipelines thousands), in order, found by a binary search.
 ///
-/// A deque, because sessions leave from both ends: under [`Retention::Latest`] the oldest closed
-/// session goes (its runs lead), under [`Retention::Open`] the one that just closed (its runs
-/// are among the last).
+/// A forgotten session's runs are emptied where they stand (a run of no numbers keeps the order
+/// the binary search needs) and taken out from either end at once: a deque, because under
+/// [`Retention::Latest`] the oldest closed session goes, its runs usually among the first, and
+/// under [`Retention::Open`] the one that just closed, its runs usually among the last. Runs
+/// emptied in the middle (an open session's older runs before them, a newer session's after)
+/// are swept out together once they are as many as the others: taking each out at once would
+/// move the runs on its shorter side, all of them for every close when a session held open
+/// sends an ETRN between every two others.
 #[derive(Debug, Default)]
 struct EtrnNumbers {
     runs: VecDeque<EtrnRun>,
     /// How many numbers the runs hold.
     held: usize,
+    /// How many runs are empty (forgotten) and not yet swept out.
+    emptied: usize,
 }
 
 /// `count` ETRNs of `session`, numbered from `first`, the first of them its `nth` (from 0). A
@@ -500,32 +508,42 @@ impl EtrnNumbers {
     }
 
     /// Takes out the `count` ETRNs of `session`, the first of them numbered `first`. Only the
-    /// runs from its first to its last are looked at, and the gap they leave is closed from the
-    /// nearer end: under `--retain open` a session that pipelines for hours leaves a run between
-    /// every two short sessions' ETRNs, and each short session that closes must not walk all of
-    /// them; under `--retain N` the session forgotten is the oldest, whose runs lead.
+    /// runs from its first to its last are looked at: under `--retain open` a session that
+    /// pipelines for hours leaves a run between every two short sessions' ETRNs, and each short
+    /// session that closes must not walk all of them.
     fn forget(&mut self, session: u64, first: u64, count: u32) {
         let start = self.runs.partition_point(|r| r.end() <= first);
         let mut left = count;
-        let (mut kept, mut read) = (start, start);
-        while left > 0 && read < self.runs.len() {
-            let run = self.runs[read];
-            if run.session == session {
-                left = left.saturating_sub(run.count);
-            } else {
-                self.runs[kept] = run;
-                kept += 1;
+        for run in self.runs.range_mut(start..) {
+            if left == 0 {
+                break;
             }
-            read += 1;
+            if run.session == session && run.count > 0 {
+                left = left.saturating_sub(run.count);
+                run.count = 0;
+                self.emptied += 1;
+            }
         }
-        // `VecDeque::drain` moves whichever side of the gap is shorter.
-        self.runs.drain(kept..read);
+        while self.runs.front().is_some_and(|r| r.count == 0) {
+            self.runs.pop_front();
+            self.emptied -= 1;
+        }
+        while self.runs.back().is_some_and(|r| r.count == 0) {
+            self.runs.pop_back();
+            self.emptied -= 1;
+        }
+        // Swept once they are half: each run is moved a bounded number of times on average.
+        if self.emptied > 0 && self.emptied * 2 >= self.runs.len() {
+            self.runs.retain(|r| r.count > 0);
+            self.emptied = 0;
+        }
         self.held = self.held.saturating_sub(count as usize);
     }
 
     fn clear(&mut self) {
         self.runs.clear();
         self.held = 0;
+        self.emptied = 0;
     }
 
     fn len(&self) -> usize {
@@ -556,7 +574,8 @@ impl EtrnNumbers {
 #[derive(Default)]
 struct State {
     retention: Retention,
-    /// The sessions held, by id (all of them, or the open ones).
+    /// The sessions held, by id (all of them, the open ones and the latest closed, or the open
+    /// ones: [`Retention`]).
     ///
     /// Boxed: a B-tree filled in id order leaves its nodes little over half full, and a session's
     /// facts are some 240 octets; in the nodes themselves they cost twice that per session, behind
@@ -910,10 +929,13 @@ impl Recorder {
                     r.closed_held.push_back(id);
                     if r.closed_held.len() > n && r.forgotten == 0 {
                         // Once: from here on every close forgets one, counted.
-                        tracing::info!(
+                        // A warning, which serve shows unless told otherwise: a user reading the
+                        // recording later would otherwise wonder where the first sessions went.
+                        tracing::warn!(
                             kept = n,
-                            "history full: the oldest closed session is forgotten as each \
-                             one more closes (counted as forgotten)"
+                            "history full: from now on the session that closed longest ago is \
+                             forgotten as each one more closes (counted; --retain all keeps every \
+                             one, --record FILE streams every one)"
                         );
                     }
                     while r.closed_held.len() > n {
@@ -1305,7 +1327,8 @@ const JSON_PIECE: usize = 64 * 1024;
 /// byte for byte what `serde_json::to_string(&recorder.recording())` writes when nothing is
 /// recorded meanwhile, but never the whole recording in memory. The sessions are those held when
 /// it was made, each derived under the lock when its turn comes (so a session still open shows
-/// what it had then); one removed by a reset meanwhile is left out.
+/// what it had then); one removed by a reset or forgotten meanwhile is left out (the
+/// `forgotten` count is the one when it was made).
 pub struct RecordingJson {
     recorder: Arc<Recorder>,
     ids: std::vec::IntoIter<u64>,
@@ -1957,12 +1980,41 @@ mod tests {
         );
         // A reset forgets the closed ones held; the count starts again from there.
         r.reset();
+        assert!(
+            r.lock().closed_held.is_empty(),
+            "no id of a session gone is kept"
+        );
         let after: Vec<u64> = (0..3).map(|_| r.open(peer())).collect();
         for id in &after {
             r.close(*id, CloseReason::Quit);
         }
         let held: Vec<u64> = r.recording().sessions.iter().map(|s| s.id).collect();
         assert_eq!(held, vec![idle, ids[2], after[1], after[2]]);
+    }
+
+    #[test]
+    fn a_session_held_open_between_the_others_keeps_the_index_in_order_and_small() {
+        let r = Recorder::with_retention(Retention::Latest(2));
+        let open = r.open(peer());
+        // The open session's ETRNs alternate with short sessions': none of its runs can merge.
+        for n in 0..100 {
+            etrn(&r, open, &format!("o{n}.example"));
+            let id = r.open(peer());
+            etrn(&r, id, &format!("s{n}.example"));
+            r.close(id, CloseReason::Quit);
+        }
+        let domains: Vec<String> = r
+            .etrns()
+            .into_iter()
+            .filter_map(|(_, e)| e.record.domain().map(str::to_owned))
+            .collect();
+        let mut expected: Vec<String> = (0..98).map(|n| format!("o{n}.example")).collect();
+        expected.extend(["o98", "s98", "o99", "s99"].map(|d| format!("{d}.example")));
+        assert_eq!(domains, expected);
+        let numbers = &r.lock().etrn_numbers;
+        // 102 runs hold numbers; the emptied ones between them are swept before they outnumber them.
+        assert_eq!(numbers.len(), 102);
+        assert!(numbers.runs.len() <= 2 * 102, "{}", numbers.runs.len());
     }
 
     #[test]
@@ -2147,7 +2199,7 @@ mod tests {
 
     #[test]
     fn the_domain_index_built_late_answers_as_one_kept_from_the_start() {
-        for retention in [Retention::All, Retention::Open] {
+        for retention in [Retention::All, Retention::Latest(1), Retention::Open] {
             let r = Recorder::with_retention(retention);
             let (first, second) = (r.open(peer()), r.open(peer()));
             etrn(&r, first, "before.example");
@@ -2159,7 +2211,8 @@ mod tests {
             etrn(&r, second, "after.example");
             assert!(r.has_etrn("after.example"), "kept up to date once built");
             r.close(first, CloseReason::Quit);
-            let held = retention == Retention::All;
+            // Latest(1) keeps the one closed session there is.
+            let held = retention != Retention::Open;
             assert_eq!(r.has_etrn("before.example"), held, "{retention:?}");
             assert!(r.has_etrn("both.example"));
             assert_eq!(r.lock().etrn_domains().len(), if held { 3 } else { 2 });
@@ -2225,13 +2278,13 @@ mod tests {
 
     #[test]
     fn the_json_in_pieces_is_the_recording_s_json() {
-        for retention in [Retention::All, Retention::Open] {
+        for retention in [Retention::All, Retention::Latest(3), Retention::Open] {
             let r = Arc::new(Recorder::with_retention(retention));
             busy(&r, 300);
             r.refused();
             let pieces: Vec<Vec<u8>> = RecordingJson::new(Arc::clone(&r)).collect();
             assert!(
-                pieces.len() > 1 || retention == Retention::Open,
+                pieces.len() > 1 || retention != Retention::All,
                 "{}",
                 pieces.len()
             );
@@ -2382,7 +2435,7 @@ mod tests {
             let rec = r.recording();
             rec.sessions.len() + usize::try_from(rec.forgotten).unwrap_or(usize::MAX)
         };
-        for retention in [Retention::All, Retention::Open] {
+        for retention in [Retention::All, Retention::Latest(3), Retention::Open] {
             let r = Recorder::with_retention(retention);
             busy(&r, 20);
             assert_eq!(r.session_count(), counted(&r), "{retention:?}");

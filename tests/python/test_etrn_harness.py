@@ -72,6 +72,24 @@ def test_stop_returns_the_whole_recording_and_the_stop_line():
     assert (host.stopped["sessions"], host.stopped["etrn"]) == (2, 2)
 
 
+def test_every_session_is_kept_unless_the_args_say_retain():
+    host = etrn_harness.SmartHost().start()
+    try:
+        assert host.process.args[-2:] == ["--retain", "all"]
+    finally:
+        host.stop()
+    host = etrn_harness.SmartHost(["--retain", "1"]).start()
+    try:
+        etrn(host, "a.example")
+        etrn(host, "b.example")
+        # Both closed (a wait on the count, which forgets nothing), the first forgotten.
+        recording = host._request("GET", "/recording?sessions=2&timeout=5")
+        assert [s["etrn"][0]["domain"] for s in recording["sessions"]] == ["b.example"]
+        assert recording["forgotten"] == 1
+    finally:
+        host.stop()
+
+
 def test_to_toml_writes_what_the_server_reads():
     text = etrn_harness.to_toml({
         "hostname": "mx.example",
