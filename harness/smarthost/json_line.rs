@@ -24,7 +24,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
                 out.extend_from_slice(b",\"bare_lf\":true");
             }
             out.extend_from_slice(b",\"event\":\"command\",\"raw\":");
-            string(out, &escape(&c.raw));
+            raw_string(out, &c.raw);
             if c.redacted {
                 out.extend_from_slice(b",\"redacted\":true");
             }
@@ -51,7 +51,7 @@ pub(crate) fn write_event(out: &mut Vec<u8>, at_us: u64, session: u64, event: &E
         Event::Unawaited { raw } => {
             at(out, at_us);
             out.extend_from_slice(b",\"event\":\"unawaited\",\"raw\":");
-            string(out, &escape(raw));
+            raw_string(out, raw);
             session_field(out, session);
             out.push(b'}');
         }
@@ -164,6 +164,23 @@ fn number(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[start..]);
 }
 
+/// A line as it came, as [`escape`] shows it, as a JSON string. Nearly every line is printable
+/// ASCII without a backslash or a quote, ending in CRLF: it is written as it is, its CRLF as the
+/// escaped `\\r\\n` (escaped again for JSON), without the escaped copy that takes an allocation
+/// for every command a session sends. Any other line takes that copy.
+fn raw_string(out: &mut Vec<u8>, raw: &[u8]) {
+    if let Some(text) = raw.strip_suffix(b"\r\n")
+        && crate::escape::escapes_to_itself(text)
+        && !text.contains(&b'"')
+    {
+        out.push(b'"');
+        out.extend_from_slice(text);
+        out.extend_from_slice(br#"\\r\\n""#);
+        return;
+    }
+    string(out, &escape(raw));
+}
+
 /// A JSON string, escaped exactly as `serde_json` escapes it.
 fn string(out: &mut Vec<u8>, s: &str) {
     serialized(out, s);
@@ -227,6 +244,12 @@ mod tests {
                 verb: Verb::Ehlo,
                 bare_lf: true,
                 redacted: true,
+            }),
+            Event::Command(CommandLine {
+                raw: b"MAIL FROM:<\"a b\"@x>\r\n".into(),
+                verb: Verb::Mail,
+                bare_lf: false,
+                redacted: false,
             }),
             Event::Command(CommandLine {
                 raw: b"XYZZY\r\n".into(),
@@ -343,6 +366,28 @@ mod tests {
             prop_assert_eq!(fast(at_us, session, &command), slow(at_us, session, &command));
             let etrn = etrn(&line, Greeted::EtrnAdvertised, false, Some(250));
             prop_assert_eq!(fast(at_us, session, &etrn), slow(at_us, session, &etrn));
+        }
+
+        /// A printable line, as nearly every client sends (the fast path when it has no quote or
+        /// backslash), with its CRLF or without, is the reference's too: commands and unawaited.
+        #[test]
+        fn a_printable_line_is_the_value_paths_line(
+            text in "[ -~]{0,40}",
+            crlf in any::<bool>(),
+        ) {
+            let mut raw = text.into_bytes();
+            if crlf {
+                raw.extend_from_slice(b"\r\n");
+            }
+            let command = Event::Command(CommandLine {
+                raw: raw.clone().into(),
+                verb: Verb::Etrn,
+                bare_lf: false,
+                redacted: false,
+            });
+            prop_assert_eq!(fast(1, 2, &command), slow(1, 2, &command));
+            let unawaited = Event::Unawaited { raw };
+            prop_assert_eq!(fast(1, 2, &unawaited), slow(1, 2, &unawaited));
         }
     }
 }

@@ -1498,6 +1498,10 @@ impl BatchLog {
     }
 }
 
+/// What a batch's stream lines take before they first grow: an EHLO/ETRN/QUIT session's lines,
+/// its greeting's to its close, are about 1.5 KiB in all, and a batch holds one exchange of them.
+const BATCH_LINES_OCTETS: usize = 1024;
+
 impl RecordBatch<'_> {
     /// Records one event, packed at once.
     pub(crate) fn push(&mut self, event: Event) {
@@ -1505,6 +1509,11 @@ impl RecordBatch<'_> {
         let state = &mut **self.state.get_or_insert_with(|| recorder.lock());
         self.pushed = true;
         if state.stream.is_some() {
+            if self.lines.capacity() == 0 {
+                // A batch's lines are a few hundred octets: one allocation, not one per doubling
+                // from empty.
+                self.lines.reserve(BATCH_LINES_OCTETS);
+            }
             json_line::write_event(&mut self.lines, self.at, self.id, &event);
             self.lines.push(b'\n');
         }
