@@ -584,6 +584,8 @@ struct State {
     /// The closed sessions held, in the order they closed: under [`Retention::Latest`] the
     /// first is the next to be forgotten (empty under the other retentions).
     closed_held: VecDeque<u64>,
+    /// Whether the warning that the history is full was given (once in a recorder's life).
+    told_history_full: bool,
     /// Reply texts the held logs share.
     interner: Interner,
     last_id: u64,
@@ -908,6 +910,7 @@ impl Recorder {
     /// Ends session `id`.
     pub fn close(&self, id: u64, reason: CloseReason) {
         let at = self.now_us();
+        let mut history_full = None;
         {
             let mut r = self.lock();
             let kept = r.retention.closed_kept();
@@ -927,16 +930,9 @@ impl Recorder {
                 Some(0) => r.forget(id),
                 Some(n) => {
                     r.closed_held.push_back(id);
-                    if r.closed_held.len() > n && r.forgotten == 0 {
-                        // Once: from here on every close forgets one, counted.
-                        // A warning, which serve shows unless told otherwise: a user reading the
-                        // recording later would otherwise wonder where the first sessions went.
-                        tracing::warn!(
-                            kept = n,
-                            "history full: from now on the session that closed longest ago is \
-                             forgotten as each one more closes (counted; --retain all keeps every \
-                             one, --record FILE streams every one)"
-                        );
+                    if r.closed_held.len() > n && !r.told_history_full {
+                        r.told_history_full = true;
+                        history_full = Some(n);
                     }
                     while r.closed_held.len() > n {
                         if let Some(oldest) = r.closed_held.pop_front() {
@@ -945,6 +941,17 @@ impl Recorder {
                     }
                 }
             }
+        }
+        if let Some(kept) = history_full {
+            // Once, and after the lock is let go: a stderr that blocks must not hold the
+            // sessions. A warning, which serve shows unless told otherwise: a user reading the
+            // recording later would otherwise wonder where the first sessions went.
+            tracing::warn!(
+                kept,
+                "history full: from now on the session that closed longest ago is forgotten as \
+                 each one more closes (counted; --retain all keeps every one, --record FILE \
+                 streams every one)"
+            );
         }
         self.closed_changed.notify_waiters();
         self.publish(LiveEvent::Closed {
