@@ -2,10 +2,10 @@
 //! retention, and the resident size after a long soak with minimal retention and the recording
 //! streamed to a file.
 //!
-//! Method: the smart host runs as its own process (`serve --quiet`). Its resident set size
-//! (`VmRSS`) is read from `/proc` after a warm-up of sessions (so allocator arenas and buffers
-//! are in place), and again after the measured sessions; the difference over the number of
-//! sessions is the cost of one. The soak runs `serve --retain open --record FILE` for a million
+//! Method: the smart host runs as its own process (`serve --quiet --retain all`: every session
+//! kept, whatever the default). Its resident set size (`VmRSS`) is read from `/proc` after a
+//! warm-up of sessions (so allocator arenas and buffers are in place), and again after the
+//! measured sessions; the difference over the number of sessions is the cost of one. The soak runs `serve --retain open --record FILE` for a million
 //! sessions and reads the final and peak (`VmHWM`) resident size. Figures only: no goal is
 //! asserted in a test.
 
