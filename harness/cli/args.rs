@@ -801,3 +801,25 @@ impl From<WorkloadArg> for etrn_harness::bench::Workload {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retain_reads_a_count_all_or_open_and_zero_as_open() {
+        assert_eq!(retention(DEFAULT_RETAIN), Ok(RetentionArg::Latest(10_000)));
+        assert_eq!(retention("25"), Ok(RetentionArg::Latest(25)));
+        assert_eq!(
+            retention("0"),
+            Ok(RetentionArg::Open),
+            "none kept closed is open"
+        );
+        assert_eq!(retention("all"), Ok(RetentionArg::All));
+        assert_eq!(retention("open"), Ok(RetentionArg::Open));
+        for bad in ["-1", "ten", "ALL", ""] {
+            let err = retention(bad).expect_err(bad);
+            assert!(err.contains("e.g. --retain 10000"), "{bad}: {err}");
+        }
+    }
+}
