@@ -2027,10 +2027,35 @@ mod tests {
         let mut expected: Vec<String> = (0..98).map(|n| format!("o{n}.example")).collect();
         expected.extend(["o98", "s98", "o99", "s99"].map(|d| format!("{d}.example")));
         assert_eq!(domains, expected);
-        let numbers = &r.lock().etrn_numbers;
-        // 102 runs hold numbers; the emptied ones between them are swept before they outnumber them.
-        assert_eq!(numbers.len(), 102);
-        assert!(numbers.runs.len() <= 2 * 102, "{}", numbers.runs.len());
+        assert_eq!(r.lock().etrn_numbers.len(), 102);
+    }
+
+    #[test]
+    fn runs_forgotten_between_two_held_are_swept_before_they_outnumber_them() {
+        let r = Recorder::with_retention(Retention::Latest(1));
+        let open = r.open(peer());
+        etrn(&r, open, "first.example");
+        let short: Vec<u64> = (0..50).map(|_| r.open(peer())).collect();
+        for (n, id) in short.iter().enumerate() {
+            etrn(&r, *id, &format!("s{n}.example"));
+        }
+        etrn(&r, open, "last.example");
+        // Now the short sessions' runs lie between the open session's two: forgetting them
+        // empties runs in the middle, which neither end can pop.
+        for id in &short {
+            r.close(*id, CloseReason::Quit);
+        }
+        let state = r.lock();
+        let numbers = &state.etrn_numbers;
+        // Held: the open session's two runs and the last short session's one.
+        assert_eq!(numbers.len(), 3);
+        assert!(
+            numbers.runs.len() <= 2 * 3,
+            "{} runs for 3 held: the emptied ones were not swept",
+            numbers.runs.len()
+        );
+        let held: Vec<u64> = numbers.after(0).map(|(n, _, _)| n).collect();
+        assert_eq!(held, vec![1, 51, 52]);
     }
 
     #[test]
